@@ -1,0 +1,152 @@
+// Packets: pooled buffers with headroom, plus the decoded base header.
+//
+// Ownership: a Packet* is owned by exactly one party at a time — the shell, one stage, or
+// the pool. Passing it down/up or dropping it gives it away. Stages that hold packets
+// (reorder buffers, retransmit queues) keep the pointer and must release it eventually.
+//
+// Send path: the application's bytes are copied once into a pool buffer at offset
+// kHeadroom. Stages prepend their extensions into the headroom (push_ext), and the
+// pipeline's bottom seals the packet (writes the base header in front). A stage that must
+// see the final bytes (checksum) seals early. Receive path: the transport receives into a
+// buffer at offset 0 and tmc::wire::decode() validates it and fills the fields below.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "tmc/wire.hpp"
+
+namespace tmc {
+
+class PacketPool;
+
+/// Room before the payload for the base header and extensions written on the send path.
+inline constexpr std::uint32_t kHeadroom = 256;
+
+struct Packet {
+  // --- buffer -------------------------------------------------------------------------
+  std::uint8_t* buf = nullptr;  ///< start of the pool buffer
+  std::uint32_t cap = 0;        ///< buffer size in bytes
+  std::uint32_t off = 0;        ///< first valid byte
+  std::uint32_t len = 0;        ///< valid bytes from `off`
+
+  // --- header fields (decoded on receive; written by seal() on send) ----------------
+  wire::Kind kind = wire::Kind::data;
+  std::uint16_t flags = 0;
+  std::uint32_t channel = 0;
+  std::uint32_t sender = 0;
+  std::uint32_t epoch = 0;
+  std::uint32_t payload_off = 0;  ///< absolute offset in buf
+  std::uint32_t payload_len = 0;
+  bool sealed = false;  ///< the base header is written; no more extensions may be pushed
+
+  // --- extension index (receive path: filled by decode; send path: by push_ext) -------
+  std::uint8_t n_ext = 0;
+  std::uint8_t ext_type[wire::kMaxExtensions] = {};
+  std::uint8_t ext_len[wire::kMaxExtensions] = {};
+  std::uint16_t ext_body[wire::kMaxExtensions] = {};  ///< absolute offset of the body in buf
+
+  // --- metadata that never goes on the wire ------------------------------------------
+  std::uint64_t seq = 0;      ///< per-sender sequence (set by ordering.seq on both paths)
+  std::uint64_t rx_ns = 0;    ///< when the shell received it
+  std::uint32_t src_ip = 0;   ///< IPv4 source (host order), 0 if unknown
+  std::uint16_t src_port = 0;
+  std::uint32_t dst_ip = 0;   ///< unicast destination (host order); 0 = the channel's group
+  std::uint16_t dst_port = 0;
+  Packet* next = nullptr;     ///< intrusive link for queues; owner's to use
+  PacketPool* pool = nullptr;
+
+  // --- accessors ----------------------------------------------------------------------
+  [[nodiscard]] std::uint8_t* data() noexcept { return buf + off; }
+  [[nodiscard]] const std::uint8_t* data() const noexcept { return buf + off; }
+  [[nodiscard]] std::uint8_t* payload() noexcept { return buf + payload_off; }
+  [[nodiscard]] const std::uint8_t* payload() const noexcept { return buf + payload_off; }
+
+  /// Body of extension `type`, or nullptr; `*len_out` receives its length.
+  [[nodiscard]] const std::uint8_t* ext(wire::Ext type, std::uint8_t* len_out = nullptr) const noexcept {
+    for (std::uint8_t i = 0; i < n_ext; ++i) {
+      if (ext_type[i] == static_cast<std::uint8_t>(type)) {
+        if (len_out != nullptr) *len_out = ext_len[i];
+        return buf + ext_body[i];
+      }
+    }
+    return nullptr;
+  }
+
+  /// Send path: prepend an extension; returns its body to fill, or nullptr when there is
+  /// no headroom, too many extensions, or the packet is already sealed.
+  std::uint8_t* push_ext(wire::Ext type, std::uint8_t body_len) noexcept;
+
+  /// Send path: write the base header in front of the extensions. Idempotent.
+  void seal() noexcept;
+
+  /// Reset to an empty send-path packet with `payload_len` bytes of payload room at
+  /// offset kHeadroom. Header fields are zeroed.
+  void reset_for_send(std::uint32_t payload_bytes) noexcept;
+
+  /// Reset to an empty receive-path buffer (offset 0, len 0).
+  void reset_for_receive() noexcept;
+
+  /// Hand the packet back to its pool.
+  void release() noexcept;
+};
+
+/// A fixed-size-buffer pool, single-threaded (owned by one loop or simulator).
+/// Buffers are allocated in chunks when the pool runs dry, never per message; a hard cap
+/// bounds memory, and alloc() returns nullptr past it.
+class PacketPool {
+ public:
+  /// `buffer_bytes` is the size of every buffer (headroom included).
+  PacketPool(std::uint32_t buffer_bytes, std::uint32_t initial, std::uint32_t max_packets);
+  ~PacketPool();
+  PacketPool(const PacketPool&) = delete;
+  PacketPool& operator=(const PacketPool&) = delete;
+
+  [[nodiscard]] Packet* alloc() noexcept;
+  void free(Packet* p) noexcept;
+  /// A copy of `p` (bytes and fields), or nullptr when the pool is exhausted.
+  [[nodiscard]] Packet* clone(const Packet& p) noexcept;
+
+  [[nodiscard]] std::uint32_t buffer_bytes() const noexcept { return buffer_bytes_; }
+  [[nodiscard]] std::uint32_t in_use() const noexcept { return in_use_; }
+  [[nodiscard]] std::uint32_t capacity() const noexcept { return total_; }
+
+ private:
+  bool grow(std::uint32_t n) noexcept;
+
+  std::uint32_t buffer_bytes_;
+  std::uint32_t max_packets_;
+  std::uint32_t total_ = 0;
+  std::uint32_t in_use_ = 0;
+  Packet* free_ = nullptr;
+  std::vector<std::unique_ptr<Packet[]>> packet_chunks_;
+  std::vector<std::unique_ptr<std::uint8_t[]>> byte_chunks_;
+};
+
+namespace wire {
+
+/// Why decode() refused a datagram (each is a counter in the pipeline).
+enum class DecodeError : std::uint8_t {
+  none = 0,
+  too_short,        ///< shorter than the base header
+  bad_magic,
+  bad_version,
+  bad_kind,
+  bad_flags,        ///< unknown flag bits set
+  bad_length,       ///< lengths in the header disagree with the datagram's length
+  bad_extension,    ///< an extension overruns ext_len, or too many extensions
+  duplicate_extension,
+};
+
+/// Human-readable reason, e.g. "bad version".
+const char* decode_error_name(DecodeError e) noexcept;
+
+/// Validate the bytes [p.off, p.off + p.len) as a libTMC datagram and fill the header
+/// fields and the extension index of `p`. Never reads outside those bytes. On error the
+/// packet's fields are unspecified (but the buffer is untouched).
+DecodeError decode(Packet& p) noexcept;
+
+}  // namespace wire
+}  // namespace tmc

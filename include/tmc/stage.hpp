@@ -1,0 +1,225 @@
+// The stage interface: every primitive is a deterministic state machine.
+//
+// Terms
+//   stage     one primitive instance in one channel's pipeline (e.g. "checksum.crc32c").
+//   kind      the registered name of a stage type: "<category>.<name>".
+//   pipeline  the ordered stages of a channel; index 0 is nearest the application.
+//   shell     what drives a pipeline: the libuv runtime, or the simulator.
+//
+// Inputs:  on_send (a message from above), on_receive (a packet from below),
+//          on_tick (a timer the stage armed is due). Every input carries `io.now_ns()`.
+// Outputs: io.down() (toward the network), io.up() (toward the application), io.drop(),
+//          io.arm_timer(), io.count(), io.notify(). Nothing else.
+//
+// A stage never reads a clock, touches a socket, sleeps, spawns a thread, or uses a
+// process-wide random source: time comes from `io.now_ns()` and randomness from the
+// seed in StageEnv. Given the same inputs, a stage produces the same outputs, which is
+// what lets the simulator replay a failing seed exactly.
+//
+// Lifecycle (cold, may allocate): factory() -> configure() -> start() -> hot calls ...
+// -> destructor. Hot calls (on_send, on_receive, on_tick) are noexcept and must not
+// allocate per message.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "tmc/packet.hpp"
+#include "tmc/status.hpp"
+
+namespace tmc {
+
+// ---------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------
+
+enum class ParamType : std::uint8_t { boolean, integer, real, string };
+std::string_view param_type_name(ParamType t) noexcept;
+
+using ParamValue = std::variant<bool, std::int64_t, double, std::string>;
+std::string param_value_to_string(const ParamValue& v);
+
+/// One declared parameter of a stage kind (name, type, default, doc). The compiler
+/// validates plan parameters against this table and docs/stages.md is generated from it.
+struct ParamSpec {
+  std::string_view name;
+  ParamType type;
+  std::string_view default_value;  ///< in YAML spelling: "true", "64", "0.5", "strict"
+  std::string_view doc;
+};
+
+/// A stage's configured parameters, already validated against its ParamSpecs and with
+/// defaults filled in by the registry.
+class Params {
+ public:
+  void set(std::string name, ParamValue v) { values_[std::move(name)] = std::move(v); }
+  [[nodiscard]] bool has(std::string_view name) const;
+  [[nodiscard]] bool get_bool(std::string_view name, bool fallback = false) const;
+  [[nodiscard]] std::int64_t get_int(std::string_view name, std::int64_t fallback = 0) const;
+  [[nodiscard]] double get_real(std::string_view name, double fallback = 0.0) const;
+  [[nodiscard]] std::string get_string(std::string_view name, std::string fallback = {}) const;
+  [[nodiscard]] const std::map<std::string, ParamValue, std::less<>>& values() const { return values_; }
+
+ private:
+  std::map<std::string, ParamValue, std::less<>> values_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Events a stage reports to the application (rare; cold path of the shell)
+// ---------------------------------------------------------------------------------------
+
+enum class EventType : std::uint8_t {
+  gap_skipped,      ///< ordering gave up waiting for [seq, seq+count) of sender
+  epoch_changed,    ///< sender restarted with a new epoch
+  delivery_met,     ///< a reliable message met its acknowledgment requirement
+  delivery_failed,  ///< a reliable message ran out of retries
+  member_joined,
+  member_left,
+  slow_member,
+};
+std::string_view event_type_name(EventType t) noexcept;
+
+struct Event {
+  EventType type;
+  std::uint32_t sender = 0;
+  std::uint32_t epoch = 0;
+  std::uint64_t seq = 0;
+  std::uint64_t count = 0;
+  std::string_view stage;  ///< kind of the stage that raised it (static storage)
+};
+
+// ---------------------------------------------------------------------------------------
+// Drop reasons: one list, used for counters "drops.<name>"
+// ---------------------------------------------------------------------------------------
+
+#define TMC_DROP_MAP(X)                                                        \
+  X(malformed, "packet failed wire validation")                              \
+  X(foreign_channel, "packet belongs to another channel")                    \
+  X(own_packet, "packet was sent by this endpoint (multicast loopback)")     \
+  X(stale, "sequence number not newer than the last delivered")              \
+  X(duplicate, "already delivered")                                          \
+  X(checksum, "CRC32C mismatch")                                             \
+  X(missing_checksum, "channel requires error checking; packet has none")    \
+  X(buffer_full, "a bounded buffer was full")                                \
+  X(pool_exhausted, "no packet buffer available")                            \
+  X(injected, "fault injection")                                             \
+  X(stale_epoch, "packet from a retired incarnation of its sender")          \
+  X(no_receiver, "channel is send-only")                                     \
+  X(too_large, "message larger than the channel allows")                     \
+  X(unsupported, "packet uses a feature this endpoint lacks")
+
+enum class DropReason : std::uint8_t {
+#define TMC_DROP_ENUM(name, text) name,
+  TMC_DROP_MAP(TMC_DROP_ENUM)
+#undef TMC_DROP_ENUM
+      count_
+};
+inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::count_);
+std::string_view drop_reason_name(DropReason r) noexcept;
+std::string_view drop_reason_text(DropReason r) noexcept;
+
+// ---------------------------------------------------------------------------------------
+// The stage's view of its pipeline
+// ---------------------------------------------------------------------------------------
+
+class StageIo {
+ public:
+  /// Virtual time of the current input, in nanoseconds (monotonic; shell-defined epoch).
+  [[nodiscard]] std::uint64_t now_ns() const noexcept { return *now_ns_; }
+  /// Pass toward the network (the next stage's on_send, or the transport).
+  virtual void down(Packet* p) noexcept = 0;
+  /// Pass toward the application (the previous stage's on_receive, or delivery).
+  virtual void up(Packet* p) noexcept = 0;
+  /// Discard, counting it under drops.<reason>.
+  virtual void drop(Packet* p, DropReason reason) noexcept = 0;
+  /// Ask for on_tick at or after `deadline_ns`; replaces this stage's previous deadline.
+  /// 0 cancels.
+  virtual void arm_timer(std::uint64_t deadline_ns) noexcept = 0;
+  /// Add `n` to this stage's counter `index` (index into its StageInfo::counters).
+  virtual void count(std::size_t index, std::uint64_t n = 1) noexcept = 0;
+  /// Report an event to the application.
+  virtual void notify(const Event& e) noexcept = 0;
+  /// A fresh packet for control traffic (acks, heartbeats) or copies; nullptr if exhausted.
+  virtual Packet* alloc() noexcept = 0;
+  /// A copy of `p`; nullptr if exhausted.
+  virtual Packet* clone(const Packet& p) noexcept = 0;
+
+ protected:
+  explicit StageIo(const std::uint64_t* now_ns) noexcept : now_ns_(now_ns) {}
+  ~StageIo() = default;
+  const std::uint64_t* now_ns_;  ///< the shell's clock for the current input
+};
+
+/// What a stage knows about the endpoint it runs in (fixed for the pipeline's life).
+struct StageEnv {
+  std::uint32_t channel = 0;  ///< wire::channel_hash of the channel id
+  std::uint32_t sender = 0;   ///< this endpoint's sender id
+  std::uint32_t epoch = 0;    ///< this endpoint's incarnation (random on join)
+  std::uint64_t seed = 0;     ///< for stages that need randomness (e.g. faults)
+  std::uint32_t max_payload_bytes = 0;  ///< largest payload one datagram may carry
+};
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+
+  /// Cold. Read parameters; report every problem into `errors` (one string each, naming
+  /// the parameter) and return false, or return true.
+  virtual bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) = 0;
+
+  /// Hot. A message (or packet) going toward the network. Default: pass it down.
+  virtual void on_send(Packet* p, StageIo& io) noexcept { io.down(p); }
+  /// Hot. A packet coming from the network. Default: pass it up.
+  virtual void on_receive(Packet* p, StageIo& io) noexcept { io.up(p); }
+  /// A timer armed with io.arm_timer() is due.
+  virtual void on_tick(StageIo& io) noexcept { (void)io; }
+  /// Packets held by this stage (reorder buffers, queues), for memory-bound assertions.
+  [[nodiscard]] virtual std::size_t held_packets() const noexcept { return 0; }
+};
+
+/// A stage kind's fixed description (Click's element doc block, as data).
+struct CounterSpec {
+  std::string_view name;  ///< full name, e.g. "ordering.stale_dropped"
+  std::string_view doc;
+};
+
+struct StageInfo {
+  std::string_view kind;      ///< "ordering.fifo"
+  std::string_view synopsis;  ///< one line
+  std::string_view notes;     ///< a paragraph: behaviour, wire extension, caveats
+  std::vector<ParamSpec> params;
+  std::vector<CounterSpec> counters;
+  std::function<std::unique_ptr<Stage>()> factory;
+};
+
+/// Kind name -> StageInfo. The built-in stages register themselves through
+/// register_builtin_stages(); modules (libTMC_MM) add theirs at load time.
+class Registry {
+ public:
+  /// A registry holding every built-in stage.
+  static const Registry& builtin();
+
+  Status add(StageInfo info);
+  [[nodiscard]] const StageInfo* find(std::string_view kind) const noexcept;
+  [[nodiscard]] std::vector<const StageInfo*> all() const;
+
+  /// Check `given` (name -> YAML-spelled value) against the kind's ParamSpecs and fill
+  /// defaults. Unknown names and ill-typed values each produce one error string.
+  [[nodiscard]] bool resolve_params(const StageInfo& info, const std::map<std::string, std::string, std::less<>>& given,
+                                    Params& out, std::vector<std::string>& errors) const;
+
+ private:
+  std::map<std::string, StageInfo, std::less<>> kinds_;
+};
+
+/// Registers every built-in primitive (one line per stage, in src/primitives/builtin.cpp).
+void register_builtin_stages(Registry& r);
+
+}  // namespace tmc

@@ -1,0 +1,188 @@
+#include "runtime/pipeline.hpp"
+
+#include <algorithm>
+
+namespace tmc {
+
+// Each stage talks to the pipeline through its own Io, which knows the stage's index.
+class Pipeline::Io final : public StageIo {
+ public:
+  Io(Pipeline& pl, std::size_t index, std::size_t counter_base)
+      : StageIo(&pl.now_ns_), pl_(pl), index_(index), counter_base_(counter_base) {}
+
+  void down(Packet* p) noexcept override { pl_.pass_down(index_, p); }
+  void up(Packet* p) noexcept override { pl_.pass_up(index_, p); }
+  void drop(Packet* p, DropReason r) noexcept override { pl_.drop(p, r); }
+  void arm_timer(std::uint64_t deadline_ns) noexcept override { pl_.set_deadline(index_, deadline_ns); }
+  void count(std::size_t i, std::uint64_t n) noexcept override { pl_.bump(counter_base_ + i, n); }
+  void notify(const Event& e) noexcept override { pl_.sink_.on_event(e); }
+  Packet* alloc() noexcept override { return pl_.pool_.alloc(); }
+  Packet* clone(const Packet& p) noexcept override { return pl_.pool_.clone(p); }
+
+ private:
+  Pipeline& pl_;
+  std::size_t index_;
+  std::size_t counter_base_;
+};
+
+std::uint64_t CounterSnapshot::get(std::string_view name) const noexcept {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return values[i];
+  }
+  return 0;
+}
+
+Pipeline::Pipeline(PacketPool& pool, PipelineSink& sink, const StageEnv& env) : pool_(pool), sink_(sink), env_(env) {
+#define TMC_PC_NAME(name, doc) counter_names_.emplace_back("pipeline." #name);
+  TMC_PIPELINE_COUNTERS(TMC_PC_NAME)
+#undef TMC_PC_NAME
+  for (std::size_t r = 0; r < kDropReasonCount; ++r) {
+    counter_names_.push_back("drops." + std::string(drop_reason_name(static_cast<DropReason>(r))));
+  }
+  wire_counter_base_ = counter_names_.size();
+  for (int e = 1; e <= static_cast<int>(wire::DecodeError::duplicate_extension); ++e) {
+    counter_names_.push_back(std::string("wire.") + wire::decode_error_name(static_cast<wire::DecodeError>(e)));
+  }
+}
+
+Pipeline::~Pipeline() = default;
+
+Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEnv& env, PacketPool& pool,
+                       PipelineSink& sink, std::unique_ptr<Pipeline>& out) {
+  std::unique_ptr<Pipeline> pl(new Pipeline(pool, sink, env));
+  std::vector<std::string> errors;
+  for (const PlannedStage& ps : plan.stages) {
+    if (ps.placement != Placement::software) continue;
+    const StageInfo* info = registry.find(ps.kind);
+    if (info == nullptr) {
+      return {Code::UNKNOWN_STAGE, "plan names stage '" + ps.kind + "', which no built-in or loaded module provides"};
+    }
+    Params params;
+    if (!registry.resolve_params(*info, ps.params, params, errors)) continue;
+    std::unique_ptr<Stage> stage = info->factory();
+    std::vector<std::string> stage_errors;
+    if (!stage->configure(params, env, stage_errors)) {
+      for (auto& e : stage_errors) errors.push_back("stage '" + ps.kind + "': " + e);
+      continue;
+    }
+    const std::size_t base = pl->counter_names_.size();
+    for (const CounterSpec& c : info->counters) pl->counter_names_.emplace_back(c.name);
+    pl->ios_.push_back(std::make_unique<Io>(*pl, pl->stages_.size(), base));
+    pl->stages_.push_back(std::move(stage));
+    pl->kinds_.push_back(ps.kind);
+  }
+  if (!errors.empty()) {
+    std::string msg;
+    for (const auto& e : errors) msg += (msg.empty() ? "" : "; ") + e;
+    // Stages built so far are destroyed in reverse order by ~Pipeline (vector dtor).
+    return {Code::INVALID_ARGUMENT, msg};
+  }
+  pl->values_.assign(pl->counter_names_.size(), 0);
+  pl->deadlines_.assign(pl->stages_.size(), 0);
+  out = std::move(pl);
+  return Status::ok();
+}
+
+void Pipeline::send(Packet* p, std::uint64_t now_ns) noexcept {
+  now_ns_ = now_ns;
+  p->channel = env_.channel;
+  p->sender = env_.sender;
+  p->epoch = env_.epoch;
+  bump(static_cast<std::size_t>(PipelineCounter::sent_messages));
+  bump(static_cast<std::size_t>(PipelineCounter::sent_bytes), p->payload_len);
+  pass_down(static_cast<std::size_t>(-1), p);
+}
+
+void Pipeline::receive(Packet* p, std::uint64_t now_ns) noexcept {
+  now_ns_ = now_ns;
+  p->rx_ns = now_ns;
+  bump(static_cast<std::size_t>(PipelineCounter::received_packets));
+  bump(static_cast<std::size_t>(PipelineCounter::received_bytes), p->len);
+  const wire::DecodeError err = wire::decode(*p);
+  if (err != wire::DecodeError::none) {
+    bump(wire_counter_base_ + static_cast<std::size_t>(err) - 1);
+    drop(p, DropReason::malformed);
+    return;
+  }
+  if (p->channel != env_.channel) {
+    drop(p, DropReason::foreign_channel);
+    return;
+  }
+  if (p->sender == env_.sender && p->epoch == env_.epoch) {
+    // Our own datagram, looped back by IP_MULTICAST_LOOP for the other members on this host.
+    bump(static_cast<std::size_t>(PipelineCounter::own_packets));
+    p->release();
+    return;
+  }
+  pass_up(stages_.size(), p);
+}
+
+void Pipeline::tick(std::uint64_t now_ns) noexcept {
+  now_ns_ = now_ns;
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    if (deadlines_[i] != 0 && deadlines_[i] <= now_ns) {
+      deadlines_[i] = 0;
+      stages_[i]->on_tick(*ios_[i]);
+    }
+  }
+  recompute_deadline();
+}
+
+void Pipeline::pass_down(std::size_t from, Packet* p) noexcept {
+  const std::size_t next = from + 1;  // from == size_t(-1) wraps to 0: the application
+  if (next < stages_.size()) {
+    stages_[next]->on_send(p, *ios_[next]);
+    return;
+  }
+  p->seal();
+  bump(static_cast<std::size_t>(PipelineCounter::transmitted_packets));
+  bump(static_cast<std::size_t>(PipelineCounter::transmitted_bytes), p->len);
+  sink_.transmit(p);
+}
+
+void Pipeline::pass_up(std::size_t from, Packet* p) noexcept {
+  if (from > 0) {
+    stages_[from - 1]->on_receive(p, *ios_[from - 1]);
+    return;
+  }
+  bump(static_cast<std::size_t>(PipelineCounter::delivered_messages));
+  bump(static_cast<std::size_t>(PipelineCounter::delivered_bytes), p->payload_len);
+  sink_.deliver(p);
+}
+
+void Pipeline::drop(Packet* p, DropReason r) noexcept {
+  bump(kPipelineCounterCount + static_cast<std::size_t>(r));
+  p->release();
+}
+
+void Pipeline::set_deadline(std::size_t stage, std::uint64_t deadline_ns) noexcept {
+  deadlines_[stage] = deadline_ns;
+  if (deadline_ns != 0 && (next_deadline_ == 0 || deadline_ns < next_deadline_)) {
+    next_deadline_ = deadline_ns;
+  } else if (deadline_ns == 0) {
+    recompute_deadline();
+  }
+}
+
+void Pipeline::recompute_deadline() noexcept {
+  std::uint64_t d = 0;
+  for (std::uint64_t x : deadlines_) {
+    if (x != 0 && (d == 0 || x < d)) d = x;
+  }
+  next_deadline_ = d;
+}
+
+std::size_t Pipeline::held_packets() const noexcept {
+  std::size_t n = 0;
+  for (const auto& s : stages_) n += s->held_packets();
+  return n;
+}
+
+CounterSnapshot Pipeline::counters() const {
+  CounterSnapshot s;
+  s.names = counter_names_;
+  s.values = values_;
+  return s;
+}
+
+}  // namespace tmc

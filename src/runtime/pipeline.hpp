@@ -1,0 +1,124 @@
+// The pipeline: one channel's stages, wired top (application) to bottom (network).
+//
+// Shells (runtime/loop, sim) own a Pipeline and a PipelineSink. They call send(),
+// receive() and tick() with the current time, and after each call re-arm their timer to
+// next_deadline_ns(). The pipeline never reads a clock.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tmc/plan.hpp"
+#include "tmc/stage.hpp"
+
+namespace tmc {
+
+/// What a pipeline hands to its shell.
+class PipelineSink {
+ public:
+  /// A sealed datagram: bytes [p->data(), p->data() + p->len). The sink owns `p`.
+  /// p->dst_ip/dst_port, when non-zero, name a unicast destination; else the group.
+  virtual void transmit(Packet* p) noexcept = 0;
+  /// A message for the application: payload [p->payload(), +p->payload_len). Sink owns `p`.
+  virtual void deliver(Packet* p) noexcept = 0;
+  /// A stage reported an event.
+  virtual void on_event(const Event& e) noexcept = 0;
+
+ protected:
+  ~PipelineSink() = default;
+};
+
+/// Pipeline-level counters, always present; stage counters follow them.
+#define TMC_PIPELINE_COUNTERS(X)                                                  \
+  X(sent_messages, "messages accepted from the application")                    \
+  X(sent_bytes, "payload bytes accepted from the application")                  \
+  X(transmitted_packets, "datagrams handed to the transport")                   \
+  X(transmitted_bytes, "datagram bytes handed to the transport")                \
+  X(received_packets, "datagrams received from the transport")                  \
+  X(received_bytes, "datagram bytes received from the transport")               \
+  X(delivered_messages, "messages delivered to the application")                \
+  X(delivered_bytes, "payload bytes delivered to the application")              \
+  X(own_packets, "own multicast datagrams looped back and ignored")
+
+enum class PipelineCounter : std::uint8_t {
+#define TMC_PC_ENUM(name, doc) name,
+  TMC_PIPELINE_COUNTERS(TMC_PC_ENUM)
+#undef TMC_PC_ENUM
+      count_
+};
+inline constexpr std::size_t kPipelineCounterCount = static_cast<std::size_t>(PipelineCounter::count_);
+
+/// Names and values of every counter of one pipeline: "pipeline.*", "drops.*",
+/// "wire.*", then each stage's own.
+struct CounterSnapshot {
+  std::vector<std::string> names;
+  std::vector<std::uint64_t> values;
+  [[nodiscard]] std::uint64_t get(std::string_view name) const noexcept;  ///< 0 if absent
+};
+
+class Pipeline {
+ public:
+  /// Instantiate and configure the plan's software stages (in order; unwinds on error).
+  /// Errors name the stage and parameter.
+  static Status build(const Plan& plan, const Registry& registry, const StageEnv& env, PacketPool& pool,
+                      PipelineSink& sink, std::unique_ptr<Pipeline>& out);
+
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  /// A message from the application. `p` was prepared with reset_for_send() and its
+  /// payload written; p->flags carry the per-message properties. The pipeline fills
+  /// channel/sender/epoch.
+  void send(Packet* p, std::uint64_t now_ns) noexcept;
+  /// A datagram from the network (bytes at p->data(), p->len). Decoded, filtered by
+  /// channel, then passed bottom-up through the stages.
+  void receive(Packet* p, std::uint64_t now_ns) noexcept;
+  /// Run every stage whose timer is due at `now_ns`.
+  void tick(std::uint64_t now_ns) noexcept;
+  /// Earliest armed stage deadline, or 0 when none is armed.
+  [[nodiscard]] std::uint64_t next_deadline_ns() const noexcept { return next_deadline_; }
+
+  [[nodiscard]] const StageEnv& env() const noexcept { return env_; }
+  [[nodiscard]] std::size_t stage_count() const noexcept { return stages_.size(); }
+  [[nodiscard]] Stage& stage(std::size_t i) noexcept { return *stages_[i]; }
+  [[nodiscard]] const std::string& stage_kind(std::size_t i) const noexcept { return kinds_[i]; }
+  /// Packets currently held inside stages.
+  [[nodiscard]] std::size_t held_packets() const noexcept;
+
+  [[nodiscard]] CounterSnapshot counters() const;
+  [[nodiscard]] std::uint64_t counter(PipelineCounter c) const noexcept {
+    return values_[static_cast<std::size_t>(c)];
+  }
+  [[nodiscard]] std::uint64_t drops(DropReason r) const noexcept {
+    return values_[kPipelineCounterCount + static_cast<std::size_t>(r)];
+  }
+
+ private:
+  class Io;
+  Pipeline(PacketPool& pool, PipelineSink& sink, const StageEnv& env);
+
+  void pass_down(std::size_t from, Packet* p) noexcept;
+  void pass_up(std::size_t from, Packet* p) noexcept;
+  void drop(Packet* p, DropReason r) noexcept;
+  void set_deadline(std::size_t stage, std::uint64_t deadline_ns) noexcept;
+  void recompute_deadline() noexcept;
+  void bump(std::size_t index, std::uint64_t n = 1) noexcept { values_[index] += n; }
+
+  PacketPool& pool_;
+  PipelineSink& sink_;
+  StageEnv env_;
+  std::uint64_t now_ns_ = 0;
+  std::uint64_t next_deadline_ = 0;
+  std::vector<std::unique_ptr<Stage>> stages_;
+  std::vector<std::string> kinds_;
+  std::vector<std::unique_ptr<Io>> ios_;
+  std::vector<std::uint64_t> deadlines_;
+  std::vector<std::string> counter_names_;
+  std::vector<std::uint64_t> values_;
+  std::size_t wire_counter_base_ = 0;
+};
+
+}  // namespace tmc
