@@ -222,4 +222,8 @@ class Registry {
 /// Registers every built-in primitive (one line per stage, in src/primitives/builtin.cpp).
 void register_builtin_stages(Registry& r);
 
+/// docs/stages.md, generated from the registry: one section per kind with synopsis,
+/// parameters, counters and notes.
+std::string stages_markdown(const Registry& r);
+
 }  // namespace tmc
