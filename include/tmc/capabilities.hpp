@@ -18,11 +18,13 @@ struct NicCapabilities {
   bool udp_gro = false;             ///< UDP generic receive offload (UDP_GRO)
   bool timestamping = false;        ///< hardware rx/tx timestamps
   std::uint32_t mtu_bytes = 1500;
+  bool operator==(const NicCapabilities&) const = default;
 };
 
 struct NetworkCapabilities {
   bool multicast = true;   ///< IP multicast is routed between members
   std::string sequencer;   ///< "ip:port" of an in-network sequencer (OUM), empty = none
+  bool operator==(const NetworkCapabilities&) const = default;
 };
 
 struct Capabilities {
@@ -32,6 +34,7 @@ struct Capabilities {
 
   /// What a host with no capability file gets: no offloads, MTU 1500, multicast on.
   static Capabilities defaults();
+  bool operator==(const Capabilities&) const = default;
 };
 
 /// Parse capability YAML. Every problem goes into `diag` with file:line; returns false on error.

@@ -89,6 +89,7 @@ struct ReliabilitySpec {
   double ack_fraction = 0.0;          ///< (0, 1]: fraction of members; 0 = unused
   std::int64_t ack_k = 0;             ///< k of n; 0 = unused
   std::int64_t max_retries = 8;       ///< retransmissions before a message is reported failed
+  bool operator==(const ReliabilitySpec&) const = default;
 };
 
 struct PacingSpec {
@@ -96,11 +97,13 @@ struct PacingSpec {
   std::int64_t rate_bps = 0;       ///< token-bucket rate in bits per second
   std::int64_t burst_bytes = 0;    ///< bucket depth
   std::int64_t coalesce_us = 0;    ///< max delay to coalesce small messages into one datagram
+  bool operator==(const PacingSpec&) const = default;
 };
 
 struct FlowControlSpec {
   bool enabled = false;
   std::string policy = "min";      ///< min | max | quorum
+  bool operator==(const FlowControlSpec&) const = default;
 };
 
 /// Fault injection (tests and experiments): seeded, per channel instance.
@@ -112,6 +115,7 @@ struct FaultSpec {
   std::int64_t delay_us = 0;  ///< added delay
   std::int64_t seed = 1;
   [[nodiscard]] bool any() const { return loss > 0 || duplicate > 0 || reorder > 0 || corrupt > 0 || delay_us > 0; }
+  bool operator==(const FaultSpec&) const = default;
 };
 
 struct Manifest {
@@ -144,6 +148,7 @@ struct Manifest {
   // size and testing
   std::int64_t max_message_bytes = 16 * 1024 * 1024;
   FaultSpec faults;
+  bool operator==(const Manifest&) const = default;
 };
 
 /// The properties one message may set for itself (send(msg, {...})). Unset = the channel's.
@@ -151,6 +156,7 @@ struct MessageManifest {
   std::optional<bool> reliability;
   std::optional<bool> error_checking;
   std::optional<bool> ordered;  ///< false: opt this message out of the channel's ordering
+  bool operator==(const MessageManifest&) const = default;
 };
 
 /// One row of the property table, for docs, `tmc properties` and the Python layer.

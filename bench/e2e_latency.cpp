@@ -1,0 +1,355 @@
+// End-to-end ping-pong latency: two processes on one multicast group; the pinger sends a
+// ping, the ponger answers with a pong, the pinger measures the round trip. Compared in the
+// same run:
+//   raw          UDP multicast, blocking recv()/sendto(), no libTMC (the baseline)
+//   tmc          best-effort libTMC channel, the application calling send() and a blocking
+//                receive() on its own thread (the ordinary API)
+//   tmc-handler  best-effort libTMC channel answering from on_message handlers, i.e. on the
+//                runtime's loop thread (no hand-off to an application thread)
+//   tmc-ordered  point-to-point ordering + error checking, receive() like `tmc`
+// Reported: round-trip p50 / p99 / mean in microseconds and the ratio of p50 to raw's.
+//
+//   tmc-e2e-latency [--seconds 2] [--size 64] [--impls raw,tmc,tmc-handler,tmc-ordered]
+//                   [--interface IF] [--netns PINGER_NS,PONGER_NS]
+#include <atomic>
+#include <cinttypes>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "e2e_common.hpp"
+
+namespace {
+
+using namespace tmc::bench;
+using namespace std::chrono_literals;
+
+// Payload: u64 sequence, then a kind byte, then padding to --size.
+constexpr std::uint8_t kPing = 'P';
+constexpr std::uint8_t kPong = 'Q';
+constexpr std::uint8_t kQuit = 'X';
+constexpr int kWarmupRounds = 200;
+constexpr std::size_t kMinSize = 9;
+
+struct Samples {
+  std::vector<double> rtt_ns;
+  std::uint64_t timeouts = 0;
+  void print() {
+    std::sort(rtt_ns.begin(), rtt_ns.end());
+    auto pct = [&](double q) {
+      if (rtt_ns.empty()) return 0.0;
+      const auto i = static_cast<std::size_t>(q * static_cast<double>(rtt_ns.size() - 1));
+      return rtt_ns[i];
+    };
+    double sum = 0;
+    for (double v : rtt_ns) sum += v;
+    const double mean = rtt_ns.empty() ? 0 : sum / static_cast<double>(rtt_ns.size());
+    std::printf("result rounds=%zu p50_ns=%.0f p99_ns=%.0f mean_ns=%.0f timeouts=%" PRIu64 "\n", rtt_ns.size(), pct(0.50),
+                pct(0.99), mean, timeouts);
+    std::fflush(stdout);
+  }
+};
+
+void ready() {
+  std::printf("ready\n");
+  std::fflush(stdout);
+}
+
+std::size_t msg_size(const Options& o) { return std::max(kMinSize, static_cast<std::size_t>(o.num("size", 64))); }
+
+// --- raw --------------------------------------------------------------------------------
+
+int raw_pong(const Options& o) {
+  RawSocket s(o.str("group"), static_cast<int>(o.num("port", 0)), o.str("interface"), true, 1 << 20);
+  s.set_recv_timeout(200ms);
+  std::vector<std::uint8_t> buf(65536);
+  ready();
+  const std::uint64_t hard_stop = mono_ns() + static_cast<std::uint64_t>((o.num("seconds", 2) + 10) * 1e9);
+  while (mono_ns() < hard_stop) {
+    const ssize_t n = ::recv(s.fd, buf.data(), buf.size(), 0);
+    if (n < static_cast<ssize_t>(kMinSize)) continue;
+    if (buf[8] == kQuit) break;
+    if (buf[8] != kPing) continue;  // our own pongs come back through multicast loopback
+    buf[8] = kPong;
+    (void)::sendto(s.fd, buf.data(), static_cast<std::size_t>(n), 0, reinterpret_cast<const sockaddr*>(&s.group),
+                   sizeof s.group);
+  }
+  return 0;
+}
+
+int raw_ping(const Options& o) {
+  RawSocket s(o.str("group"), static_cast<int>(o.num("port", 0)), o.str("interface"), true, 1 << 20);
+  s.set_recv_timeout(100ms);
+  const std::size_t size = msg_size(o);
+  std::vector<std::uint8_t> out(size, 0x5a);
+  std::vector<std::uint8_t> in(65536);
+  Samples samples;
+  const std::uint64_t stop = mono_ns() + static_cast<std::uint64_t>(o.num("seconds", 2) * 1e9);
+  for (std::uint64_t seq = 0; mono_ns() < stop; ++seq) {
+    put_seq(out.data(), seq);
+    out[8] = kPing;
+    const std::uint64_t t0 = mono_ns();
+    (void)::sendto(s.fd, out.data(), out.size(), 0, reinterpret_cast<const sockaddr*>(&s.group), sizeof s.group);
+    bool answered = false;
+    for (;;) {
+      const ssize_t n = ::recv(s.fd, in.data(), in.size(), 0);
+      if (n < 0) break;  // timeout
+      if (n >= static_cast<ssize_t>(kMinSize) && in[8] == kPong && get_seq(in.data()) == seq) {
+        answered = true;
+        break;
+      }
+    }
+    const std::uint64_t t1 = mono_ns();
+    if (!answered) {
+      ++samples.timeouts;
+    } else if (seq >= kWarmupRounds) {
+      samples.rtt_ns.push_back(static_cast<double>(t1 - t0));
+    }
+  }
+  out[8] = kQuit;
+  for (int i = 0; i < 3; ++i) {
+    (void)::sendto(s.fd, out.data(), out.size(), 0, reinterpret_cast<const sockaddr*>(&s.group), sizeof s.group);
+  }
+  samples.print();
+  return 0;
+}
+
+// --- libTMC -----------------------------------------------------------------------------
+
+tmc::Channel open_tmc(const Options& o) {
+  std::string impl = o.str("impl");
+  if (impl == "tmc-handler") impl = "tmc";
+  return tmc::Channel::open(bench_manifest(impl, o.str("group"), static_cast<int>(o.num("port", 0)), o.str("interface"),
+                                           tmc::Duplexity::full));
+}
+
+int tmc_pong(const Options& o) {
+  tmc::Channel c = open_tmc(o);
+  const bool handler = o.str("impl") == "tmc-handler";
+  std::atomic<bool> quit{false};
+  std::vector<std::uint8_t> reply(65536);
+  if (handler) {
+    c.on_message([&](tmc::Message&& m) {
+      const auto p = m.payload();
+      if (p.size() < kMinSize) return;
+      if (p[8] == kQuit) quit.store(true);
+      if (p[8] != kPing) return;
+      std::memcpy(reply.data(), p.data(), p.size());
+      reply[8] = kPong;
+      (void)c.send(std::span<const std::uint8_t>(reply.data(), p.size()));
+    });
+  }
+  ready();
+  const std::uint64_t hard_stop = mono_ns() + static_cast<std::uint64_t>((o.num("seconds", 2) + 10) * 1e9);
+  while (!quit.load() && mono_ns() < hard_stop) {
+    if (handler) {
+      std::this_thread::sleep_for(20ms);
+      continue;
+    }
+    auto m = c.receive(200ms);
+    if (!m) continue;
+    const auto p = m->payload();
+    if (p.size() < kMinSize) continue;
+    if (p[8] == kQuit) break;
+    if (p[8] != kPing) continue;
+    std::memcpy(reply.data(), p.data(), p.size());
+    reply[8] = kPong;
+    (void)c.send(std::span<const std::uint8_t>(reply.data(), p.size()));
+  }
+  c.on_message(nullptr);
+  c.close();
+  return 0;
+}
+
+int tmc_ping_blocking(const Options& o, tmc::Channel& c) {
+  const std::size_t size = msg_size(o);
+  std::vector<std::uint8_t> out(size, 0x5a);
+  Samples samples;
+  const std::uint64_t stop = mono_ns() + static_cast<std::uint64_t>(o.num("seconds", 2) * 1e9);
+  for (std::uint64_t seq = 0; mono_ns() < stop; ++seq) {
+    put_seq(out.data(), seq);
+    out[8] = kPing;
+    const std::uint64_t t0 = mono_ns();
+    (void)c.send(std::span<const std::uint8_t>(out.data(), out.size()));
+    bool answered = false;
+    for (;;) {
+      auto m = c.receive(100ms);
+      if (!m) break;
+      const auto p = m->payload();
+      if (p.size() >= kMinSize && p[8] == kPong && get_seq(p.data()) == seq) {
+        answered = true;
+        break;
+      }
+    }
+    const std::uint64_t t1 = mono_ns();
+    if (!answered) {
+      ++samples.timeouts;
+    } else if (seq >= kWarmupRounds) {
+      samples.rtt_ns.push_back(static_cast<double>(t1 - t0));
+    }
+  }
+  out[8] = kQuit;
+  for (int i = 0; i < 3; ++i) (void)c.send(std::span<const std::uint8_t>(out.data(), out.size()));
+  c.close();
+  samples.print();
+  return 0;
+}
+
+/// The pinger lives in the handler too: each pong's arrival sends the next ping from the
+/// loop thread. The main thread only waits. A watchdog resends when a round is lost.
+int tmc_ping_handler(const Options& o, tmc::Channel& c) {
+  const std::size_t size = msg_size(o);
+  std::vector<std::uint8_t> out(size, 0x5a);
+  Samples samples;
+  samples.rtt_ns.reserve(1 << 20);
+  std::mutex mu;  // guards everything below; the handler and the watchdog both take it
+  std::uint64_t seq = 0;
+  std::uint64_t t0 = 0;
+  bool done = false;
+  const std::uint64_t stop = mono_ns() + static_cast<std::uint64_t>(o.num("seconds", 2) * 1e9);
+  auto send_ping = [&] {
+    put_seq(out.data(), seq);
+    out[8] = kPing;
+    t0 = mono_ns();
+    (void)c.send(std::span<const std::uint8_t>(out.data(), out.size()));
+  };
+  c.on_message([&](tmc::Message&& m) {
+    const auto p = m.payload();
+    if (p.size() < kMinSize || p[8] != kPong) return;
+    const std::uint64_t now = mono_ns();
+    std::lock_guard<std::mutex> lk(mu);
+    if (done || get_seq(p.data()) != seq) return;
+    if (seq >= kWarmupRounds) samples.rtt_ns.push_back(static_cast<double>(now - t0));
+    ++seq;
+    if (now >= stop) {
+      done = true;
+      return;
+    }
+    send_ping();
+  });
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    send_ping();
+  }
+  for (;;) {
+    std::this_thread::sleep_for(20ms);
+    std::lock_guard<std::mutex> lk(mu);
+    if (done) break;
+    const std::uint64_t now = mono_ns();
+    if (now > stop + 1'000'000'000) break;
+    if (now - t0 > 100'000'000) {  // lost round: count it and move on
+      ++samples.timeouts;
+      ++seq;
+      send_ping();
+    }
+  }
+  c.on_message(nullptr);
+  out[8] = kQuit;
+  for (int i = 0; i < 3; ++i) (void)c.send(std::span<const std::uint8_t>(out.data(), out.size()));
+  c.close();
+  std::lock_guard<std::mutex> lk(mu);
+  samples.print();
+  return 0;
+}
+
+int tmc_ping(const Options& o) {
+  tmc::Channel c = open_tmc(o);
+  return o.str("impl") == "tmc-handler" ? tmc_ping_handler(o, c) : tmc_ping_blocking(o, c);
+}
+
+int role_main(const Options& o) {
+  const std::string role = o.str("role");
+  const bool raw = o.str("impl", "raw") == "raw";
+  if (role == "pong") return raw ? raw_pong(o) : tmc_pong(o);
+  if (role == "ping") return raw ? raw_ping(o) : tmc_ping(o);
+  throw std::runtime_error("unknown --role '" + role + "' (ping, pong)");
+}
+
+// --- orchestration ----------------------------------------------------------------------
+
+int orchestrate(const Options& o) {
+  const auto impls = o.list("impls", "raw,tmc,tmc-handler,tmc-ordered");
+  const std::vector<std::string> netns = o.list("netns", "");
+  auto ns = [&](std::size_t i) { return i < netns.size() ? netns[i] : std::string(); };
+  struct Row {
+    std::string impl;
+    std::map<std::string, std::string> kv;
+    bool ok = false;
+  };
+  std::vector<Row> rows;
+  int index = 0;
+  for (const auto& impl : impls) {
+    std::fprintf(stderr, "latency: %s ...\n", impl.c_str());
+    Row row;
+    row.impl = impl;
+    std::vector<std::string> common = {"--impl", impl, "--size", o.str("size", "64"),
+                                       "--group", "239.255.78." + std::to_string(1 + index),
+                                       "--port", std::to_string(48300 + index), "--seconds", o.str("seconds", "2")};
+    ++index;
+    if (o.has("interface")) {
+      common.push_back("--interface");
+      common.push_back(o.str("interface"));
+    }
+    std::vector<std::string> a = {"--role", "pong"};
+    a.insert(a.end(), common.begin(), common.end());
+    Child pong(a, ns(1));
+    auto r = pong.read_line(10s);
+    if (r && *r == "ready") {
+      std::vector<std::string> b = {"--role", "ping"};
+      b.insert(b.end(), common.begin(), common.end());
+      Child ping(b, ns(0));
+      auto line = ping.read_line(std::chrono::milliseconds(static_cast<int>(o.num("seconds", 2) * 1000) + 15000));
+      if (line) {
+        row.kv = parse_kv(*line);
+        row.ok = kv_num(row.kv, "rounds") > 0;
+      }
+      ping.wait(5s);
+    }
+    pong.wait(5s);
+    if (!row.ok) std::fprintf(stderr, "  FAILED\n");
+    rows.push_back(std::move(row));
+  }
+  double raw_p50 = 0;
+  double raw_p99 = 0;
+  for (const auto& r : rows) {
+    if (r.impl == "raw" && r.ok) {
+      raw_p50 = kv_num(r.kv, "p50_ns");
+      raw_p99 = kv_num(r.kv, "p99_ns");
+    }
+  }
+  std::printf("| implementation | size | round trips | RTT p50 (us) | RTT p99 (us) | RTT mean (us) | lost rounds | p50 vs raw | p99 vs raw |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  int failures = 0;
+  for (const auto& r : rows) {
+    if (!r.ok) {
+      ++failures;
+      std::printf("| %s | %s B | failed | | | | | | |\n", r.impl.c_str(), o.str("size", "64").c_str());
+      continue;
+    }
+    const double p50 = kv_num(r.kv, "p50_ns");
+    const double p99 = kv_num(r.kv, "p99_ns");
+    std::printf("| %s | %s B | %.0f | %.1f | %.1f | %.1f | %.0f | %.2f | %.2f |\n", r.impl.c_str(), o.str("size", "64").c_str(),
+                kv_num(r.kv, "rounds"), p50 / 1e3, p99 / 1e3, kv_num(r.kv, "mean_ns") / 1e3, kv_num(r.kv, "timeouts"),
+                raw_p50 > 0 ? p50 / raw_p50 : 0.0, raw_p99 > 0 ? p99 / raw_p99 : 0.0);
+  }
+  std::fflush(stdout);
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o(argc, argv);
+    if (o.has("help")) {
+      std::printf("usage: %s [--seconds 2] [--size 64] [--impls raw,tmc,tmc-handler,tmc-ordered] [--interface IF]\n"
+                  "          [--netns PINGER_NS,PONGER_NS]\n", argv[0]);
+      return 0;
+    }
+    if (o.has("role")) return role_main(o);
+    return orchestrate(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tmc-e2e-latency: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,332 @@
+// Stage microbenchmarks: ns per 64-byte message for each stage's on_send and on_receive,
+// CRC32C hardware vs software, and a whole send -> receive pipeline against an empty one.
+// Budget (issue 2): each stage under 50 ns per 64-byte message. Results: docs/benchmarks.md.
+//
+//   build/bench/tmc_micro_stages --benchmark_min_time=0.05
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "primitives/checksum/crc32c_impl.hpp"
+#include "runtime/pipeline.hpp"
+
+using namespace tmc;
+
+namespace {
+
+constexpr std::uint32_t kPayload = 64;
+
+// The stage's whole world: remembers the last packet it was handed, and nothing else.
+class BenchIo final : public StageIo {
+ public:
+  BenchIo() : StageIo(&now_) {}
+  void down(Packet* p) noexcept override { last = p; }
+  void up(Packet* p) noexcept override { last = p; }
+  void drop(Packet* p, DropReason r) noexcept override {
+    (void)r;
+    last = p;
+    ++drops;
+  }
+  void arm_timer(std::uint64_t deadline_ns) noexcept override { (void)deadline_ns; }
+  void count(std::size_t index, std::uint64_t n) noexcept override { counters[index % 32] += n; }
+  void notify(const Event& e) noexcept override { (void)e; }
+  Packet* alloc() noexcept override { return nullptr; }
+  Packet* clone(const Packet& p) noexcept override {
+    (void)p;
+    return nullptr;
+  }
+
+  std::uint64_t now_ = 0;
+  Packet* last = nullptr;
+  std::uint64_t drops = 0;
+  std::uint64_t counters[32] = {};
+};
+
+std::unique_ptr<Stage> make_stage(const char* kind, const std::map<std::string, std::string, std::less<>>& given = {}) {
+  const Registry& reg = Registry::builtin();
+  const StageInfo* info = reg.find(kind);
+  Params params;
+  std::vector<std::string> errors;
+  if (info == nullptr || !reg.resolve_params(*info, given, params, errors)) std::abort();
+  std::unique_ptr<Stage> s = info->factory();
+  StageEnv env{.channel = 77, .sender = 2, .epoch = 9, .seed = 1, .max_payload_bytes = 1400};
+  if (!s->configure(params, env, errors)) std::abort();
+  return s;
+}
+
+void fresh_message(Packet& p) {
+  p.reset_for_send(kPayload);
+  p.channel = 77;
+  p.sender = 1;
+  p.epoch = 5;
+}
+
+// A decoded 64-byte data packet from sender 1 carrying seq extension `seq` (and a CRC
+// trailer when `crc`).
+void received_packet(PacketPool& pool, Packet& out, std::uint64_t seq, bool crc) {
+  Packet* s = pool.alloc();
+  fresh_message(*s);
+  std::memset(s->payload(), 0x5A, kPayload);
+  wire::put_u64(s->push_ext(wire::Ext::seq, 8), seq);
+  if (crc) s->flags = wire::kFlagCrc;
+  s->seal();
+  if (crc) {
+    wire::put_u32(s->data() + s->len, detail::crc32c(s->data(), s->len));
+    s->len += 4;
+  }
+  out.reset_for_receive();
+  std::memcpy(out.buf, s->data(), s->len);
+  out.len = s->len;
+  s->release();
+  if (wire::decode(out) != wire::DecodeError::none) std::abort();
+  out.seq = seq;
+}
+
+// --- per stage ------------------------------------------------------------------------
+
+void BM_seq_send(benchmark::State& state) {
+  PacketPool pool(2048, 4, 16);
+  auto stage = make_stage("ordering.seq");
+  BenchIo io;
+  Packet* p = pool.alloc();
+  for (auto _ : state) {
+    fresh_message(*p);
+    stage->on_send(p, io);
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(state.iterations());
+  p->release();
+}
+BENCHMARK(BM_seq_send);
+
+void BM_seq_receive(benchmark::State& state) {
+  PacketPool pool(2048, 4, 16);
+  auto stage = make_stage("ordering.seq");
+  BenchIo io;
+  Packet* p = pool.alloc();
+  received_packet(pool, *p, 12345, false);
+  for (auto _ : state) {
+    stage->on_receive(p, io);
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(state.iterations());
+  p->release();
+}
+BENCHMARK(BM_seq_receive);
+
+void fifo_in_order(benchmark::State& state, const char* mode) {
+  PacketPool pool(2048, 4, 16);
+  auto stage = make_stage("ordering.fifo", {{"mode", mode}});
+  BenchIo io;
+  Packet* p = pool.alloc();
+  received_packet(pool, *p, 1, false);
+  std::uint64_t seq = 0;
+  for (auto _ : state) {
+    p->seq = ++seq;
+    stage->on_receive(p, io);
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(state.iterations());
+  p->release();
+}
+void BM_fifo_drop_stale_receive(benchmark::State& state) { fifo_in_order(state, "drop-stale"); }
+void BM_fifo_strict_receive(benchmark::State& state) { fifo_in_order(state, "strict"); }
+BENCHMARK(BM_fifo_drop_stale_receive);
+BENCHMARK(BM_fifo_strict_receive);
+
+// Every pair arrives swapped: one packet is held, then the gap fills and both go up.
+void BM_fifo_strict_receive_swapped_pairs(benchmark::State& state) {
+  PacketPool pool(2048, 4, 16);
+  auto stage = make_stage("ordering.fifo", {{"mode", "strict"}});
+  BenchIo io;
+  Packet* a = pool.alloc();
+  Packet* b = pool.alloc();
+  received_packet(pool, *a, 1, false);
+  received_packet(pool, *b, 1, false);
+  std::uint64_t seq = 0;
+  for (auto _ : state) {
+    a->seq = seq + 2;
+    b->seq = seq + 1;
+    seq += 2;
+    stage->on_receive(a, io);
+    stage->on_receive(b, io);
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(2 * state.iterations());
+  a->release();
+  b->release();
+}
+BENCHMARK(BM_fifo_strict_receive_swapped_pairs);
+
+void BM_fifo_send(benchmark::State& state) {
+  PacketPool pool(2048, 4, 16);
+  auto stage = make_stage("ordering.fifo", {{"mode", "strict"}});
+  BenchIo io;
+  Packet* p = pool.alloc();
+  fresh_message(*p);
+  for (auto _ : state) {
+    stage->on_send(p, io);
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(state.iterations());
+  p->release();
+}
+BENCHMARK(BM_fifo_send);
+
+void BM_crc32c_send(benchmark::State& state) {
+  PacketPool pool(2048, 4, 16);
+  auto stage = make_stage("checksum.crc32c");
+  BenchIo io;
+  Packet* p = pool.alloc();
+  for (auto _ : state) {
+    fresh_message(*p);  // the stage seals and appends: start from an unsealed message
+    stage->on_send(p, io);
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(state.iterations());
+  p->release();
+}
+BENCHMARK(BM_crc32c_send);
+
+void BM_crc32c_receive(benchmark::State& state) {
+  PacketPool pool(2048, 4, 16);
+  auto stage = make_stage("checksum.crc32c", {{"require", "true"}});
+  BenchIo io;
+  Packet* p = pool.alloc();
+  received_packet(pool, *p, 1, true);
+  for (auto _ : state) {
+    stage->on_receive(p, io);
+    p->len += 4;  // put the stripped trailer back for the next round
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (io.drops != 0) state.SkipWithError("CRC mismatch in benchmark setup");
+  p->release();
+}
+BENCHMARK(BM_crc32c_receive);
+
+void faults_send(benchmark::State& state, const std::map<std::string, std::string, std::less<>>& params) {
+  PacketPool pool(2048, 4, 16);
+  auto stage = make_stage("faults.inject", params);
+  BenchIo io;
+  Packet* p = pool.alloc();
+  for (auto _ : state) {
+    fresh_message(*p);
+    stage->on_send(p, io);
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(state.iterations());
+  p->release();
+}
+void BM_faults_send_idle(benchmark::State& state) { faults_send(state, {}); }
+void BM_faults_send_loss_corrupt(benchmark::State& state) {
+  faults_send(state, {{"loss", "0.01"}, {"corrupt", "0.01"}});
+}
+BENCHMARK(BM_faults_send_idle);
+BENCHMARK(BM_faults_send_loss_corrupt);
+
+void BM_faults_receive_idle(benchmark::State& state) {
+  PacketPool pool(2048, 4, 16);
+  auto stage = make_stage("faults.inject", {{"direction", "receive"}, {"loss", "0.01"}});
+  BenchIo io;
+  Packet* p = pool.alloc();
+  received_packet(pool, *p, 1, false);
+  for (auto _ : state) {
+    stage->on_receive(p, io);
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(state.iterations());
+  p->release();
+}
+BENCHMARK(BM_faults_receive_idle);
+
+// --- CRC32C itself ----------------------------------------------------------------------
+
+void crc_bench(benchmark::State& state, bool hw) {
+  if (hw && !detail::crc32c_hw_available()) {
+    state.SkipWithError("no SSE4.2 on this CPU");
+    return;
+  }
+  std::vector<std::uint8_t> buf(static_cast<std::size_t>(state.range(0)), 0xA5);
+  for (auto _ : state) {
+    std::uint32_t c = hw ? detail::crc32c_hw(buf.data(), buf.size()) : detail::crc32c_sw(buf.data(), buf.size());
+    benchmark::DoNotOptimize(c);
+  }
+  state.SetBytesProcessed(state.iterations() * state.range(0));
+}
+void BM_crc32c_hw(benchmark::State& state) { crc_bench(state, true); }
+void BM_crc32c_sw(benchmark::State& state) { crc_bench(state, false); }
+BENCHMARK(BM_crc32c_hw)->Arg(64)->Arg(1024);
+BENCHMARK(BM_crc32c_sw)->Arg(64)->Arg(1024);
+
+// --- whole pipelines ---------------------------------------------------------------------
+
+// Hands each transmitted datagram straight to the receiving pipeline, as a transport
+// would (one copy into a receive buffer), and releases delivered messages.
+class LoopbackSink final : public PipelineSink {
+ public:
+  explicit LoopbackSink(PacketPool& pool) : pool_(pool) {}
+  void transmit(Packet* p) noexcept override {
+    Packet* r = pool_.alloc();
+    r->reset_for_receive();
+    std::memcpy(r->buf, p->data(), p->len);
+    r->len = p->len;
+    p->release();
+    peer->receive(r, 0);
+  }
+  void deliver(Packet* p) noexcept override {
+    ++delivered;
+    p->release();
+  }
+  void on_event(const Event& e) noexcept override { (void)e; }
+  Pipeline* peer = nullptr;
+  std::uint64_t delivered = 0;
+
+ private:
+  PacketPool& pool_;
+};
+
+void pipeline_round_trip(benchmark::State& state, const std::vector<std::pair<const char*, const char*>>& stages) {
+  PacketPool pool(2048, 64, 1024);
+  LoopbackSink tx_sink(pool), rx_sink(pool);
+  Plan plan;
+  for (const auto& [kind, mode] : stages) {
+    PlannedStage s;
+    s.kind = kind;
+    if (mode != nullptr) s.params["mode"] = mode;
+    plan.stages.push_back(std::move(s));
+  }
+  std::unique_ptr<Pipeline> tx, rx;
+  StageEnv tx_env{.channel = 77, .sender = 1, .epoch = 5, .seed = 1, .max_payload_bytes = 1400};
+  StageEnv rx_env{.channel = 77, .sender = 2, .epoch = 6, .seed = 2, .max_payload_bytes = 1400};
+  if (!Pipeline::build(plan, Registry::builtin(), tx_env, pool, tx_sink, tx).is_ok() ||
+      !Pipeline::build(plan, Registry::builtin(), rx_env, pool, rx_sink, rx).is_ok()) {
+    state.SkipWithError("pipeline build failed");
+    return;
+  }
+  tx_sink.peer = rx.get();
+  for (auto _ : state) {
+    Packet* p = pool.alloc();
+    p->reset_for_send(kPayload);
+    std::memset(p->payload(), 0x42, kPayload);
+    tx->send(p, 0);
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (rx_sink.delivered != static_cast<std::uint64_t>(state.iterations())) state.SkipWithError("messages lost");
+}
+void BM_pipeline_empty(benchmark::State& state) { pipeline_round_trip(state, {}); }
+void BM_pipeline_seq_fifo_crc32c(benchmark::State& state) {
+  pipeline_round_trip(state, {{"ordering.fifo", "drop-stale"}, {"ordering.seq", nullptr}, {"checksum.crc32c", nullptr}});
+}
+void BM_pipeline_seq_fifo_strict_crc32c(benchmark::State& state) {
+  pipeline_round_trip(state, {{"ordering.fifo", "strict"}, {"ordering.seq", nullptr}, {"checksum.crc32c", nullptr}});
+}
+BENCHMARK(BM_pipeline_empty);
+BENCHMARK(BM_pipeline_seq_fifo_crc32c);
+BENCHMARK(BM_pipeline_seq_fifo_strict_crc32c);
+
+}  // namespace
+
+BENCHMARK_MAIN();

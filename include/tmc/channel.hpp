@@ -1,0 +1,256 @@
+// Channels: the application's handle on one multicast group with declared guarantees
+// (the paper's Listing 1 and §3.1).
+//
+//   auto c = tmc::Channel::open(tmc::ManifestBuilder("2PC").group("239.0.0.2").build());
+//   c.send("hello");
+//   c.update(tmc::Value(tmc::Value::Map{{"error checking", true}}));
+//   if (auto m = c.receive(std::chrono::seconds(1))) use(m->payload());
+//   c.close();  // flushes queued sends, then leaves the group
+//
+// Terms
+//   Runtime   one libuv event loop on its own thread. Several channels share one runtime
+//             (by default the process-wide Runtime::default_runtime()); every socket,
+//             pipeline and stage of those channels lives on that thread.
+//   Channel   one manifest compiled into a Plan and a pipeline of stages, plus one UDP
+//             socket. Moving a Channel moves the handle; the channel itself stays put.
+//
+// Threads (what may be called from where)
+//   - send, receive, try_receive, update, on_message, on_event, members, stats, plan,
+//     manifest and close may be called from any thread, concurrently. Calls from several
+//     threads on one channel are serialised internally.
+//   - Handlers (on_message, on_event) run on the runtime's loop thread, one at a time.
+//     They must not block for long: every channel of the runtime waits while they run.
+//   - From inside a handler: send() queues and returns (a sync send does not wait there,
+//     because the loop cannot wait for itself; it returns WOULD_BLOCK when the send queue
+//     is full instead of blocking); update() compiles and schedules the swap, which
+//     happens right after the handler returns; close() marks the channel closed and
+//     returns at once; the flush and the leave happen after the handler returns; stats()
+//     and members() answer directly.
+//   - A Channel object itself (the handle) is not meant to be moved or destroyed while
+//     another thread is using it, like any C++ object.
+//
+// Failure promise (from libuv): when a call fails it has no effect — a send that returns
+// an error queued nothing, an update that returns an error left the old pipeline in place.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "tmc/capabilities.hpp"
+#include "tmc/manifest.hpp"
+#include "tmc/message.hpp"
+#include "tmc/plan.hpp"
+#include "tmc/stage.hpp"
+#include "tmc/status.hpp"
+
+namespace tmc {
+
+namespace detail {
+class RuntimeLoop;
+class ChannelCore;
+}  // namespace detail
+
+/// One event loop thread shared by channels (the process model: several channels per
+/// process share one runtime; several processes on one host may join the same group).
+class Runtime {
+ public:
+  /// The process-wide runtime, started on first use. After fork() the child gets a fresh
+  /// one on its first call (the parent's loop thread does not exist in the child).
+  static std::shared_ptr<Runtime> default_runtime();
+  /// A new runtime with its own loop thread (e.g. to keep channels apart, or in tests to
+  /// stand in for separate processes).
+  static std::shared_ptr<Runtime> create();
+
+  /// Stops the loop and joins its thread. Channels keep their runtime alive, so this runs
+  /// after the last channel using it is closed and destroyed.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  /// Channels currently open on this runtime.
+  [[nodiscard]] std::size_t channel_count() const noexcept;
+  /// Whether the calling thread is this runtime's loop thread (i.e. inside a handler).
+  [[nodiscard]] bool on_loop_thread() const noexcept;
+
+  /// For the runtime's own use.
+  [[nodiscard]] detail::RuntimeLoop& loop() noexcept { return *loop_; }
+
+ private:
+  Runtime();
+  std::unique_ptr<detail::RuntimeLoop> loop_;
+};
+
+/// How a channel is opened beyond its manifest.
+struct OpenOptions {
+  /// What the host NIC and network offer; the compiler places stages from it.
+  Capabilities caps = Capabilities::defaults();
+  /// The loop to run on; null = Runtime::default_runtime().
+  std::shared_ptr<Runtime> runtime;
+  /// Delivered messages waiting for receive(). When full, the newest arrival is dropped
+  /// and counted as shell.receive_queue_full (like a full socket buffer). Unused while an
+  /// on_message handler is set.
+  std::uint32_t receive_queue_messages = 4096;
+  /// Messages handed to send() that the loop has not yet taken (rounded up to a power of
+  /// two). Their buffers are preallocated, so send allocates nothing in steady state.
+  std::uint32_t send_queue_messages = 1024;
+  /// When the send queue is full: true = send() waits for room; false = it returns
+  /// Code::WOULD_BLOCK at once.
+  bool send_blocks_when_full = true;
+  /// Upper bound on packet buffers of this channel (send queue, receive queue, stage
+  /// buffers, messages the application holds). 0 = chosen from the sizes above.
+  std::uint32_t max_buffers = 0;
+  /// SO_RCVBUF / SO_SNDBUF asked of the kernel (it may grant less); 0 = kernel default.
+  int socket_buffer_bytes = 4 * 1024 * 1024;
+};
+
+/// A snapshot of one channel's counters and estimates. Totals cover the channel's whole
+/// life, across update()s.
+struct ChannelStats {
+  std::uint64_t messages_sent = 0;        ///< accepted by the pipeline from send()
+  std::uint64_t bytes_sent = 0;           ///< payload bytes of those
+  std::uint64_t datagrams_sent = 0;       ///< handed to the kernel (sendmmsg)
+  std::uint64_t datagram_bytes_sent = 0;  ///< their bytes, headers included
+  std::uint64_t datagrams_received = 0;   ///< read from the socket
+  std::uint64_t datagram_bytes_received = 0;
+  std::uint64_t messages_delivered = 0;   ///< to receive() or the handler
+  std::uint64_t bytes_delivered = 0;      ///< payload bytes of those
+  /// Drops by reason, indexed by DropReason (drop_reason_name() names them); pipeline and
+  /// stage drops together.
+  std::array<std::uint64_t, kDropReasonCount> drops{};
+  std::uint64_t receive_queue_full = 0;  ///< delivered but dropped: receive queue full
+  std::uint64_t send_errors = 0;         ///< datagrams the kernel refused (errno counted)
+  std::uint64_t receive_errors = 0;      ///< failed reads, truncated datagrams
+
+  /// Latency and loss estimates, as the paper's runtime keeps them (§3.1). An EWMA with
+  /// weight 1/16, like TCP's SRTT. 0 until there is a sample.
+  double send_latency_ns = 0;    ///< send() call to datagram handed to the kernel
+  double interarrival_ns = 0;    ///< between consecutive datagrams received
+  double interarrival_jitter_ns = 0;  ///< mean deviation of the above
+  /// Messages never delivered / messages expected, from gaps in per-sender sequence
+  /// numbers; -1 when the plan carries no sequence numbers (no ordering.seq stage).
+  /// It counts network loss and ordering drops together.
+  double loss_ratio = -1;
+
+  /// Every counter by name: "pipeline.*", "drops.*", "wire.*", each stage's own, and the
+  /// shell's "shell.*".
+  std::vector<std::pair<std::string, std::uint64_t>> counters;
+  /// One counter by name; 0 if absent.
+  [[nodiscard]] std::uint64_t counter(std::string_view name) const noexcept;
+  [[nodiscard]] std::uint64_t drop_count(DropReason r) const noexcept {
+    return drops[static_cast<std::size_t>(r)];
+  }
+};
+
+class Channel {
+ public:
+  using MessageHandler = std::function<void(Message&&)>;
+  using EventHandler = std::function<void(const Event&)>;
+
+  /// A handle that is not open; every call returns Code::CLOSED (or nothing).
+  Channel() noexcept;
+  /// Closes the channel (see close()).
+  ~Channel();
+  Channel(Channel&& other) noexcept;
+  Channel& operator=(Channel&& other) noexcept;
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  // --- opening ---------------------------------------------------------------------------
+  /// Compile the manifest, build its pipeline, open and join. Throws tmc::Error whose
+  /// status names the problem: INVALID_MANIFEST / NOT_AVAILABLE (compiler), BAD_ADDRESS
+  /// (group not in 224.0.0.0/4, bad peer), NO_SUCH_INTERFACE, ADDRESS_IN_USE,
+  /// PERMISSION_DENIED, IO_ERROR.
+  static Channel open(const Manifest& manifest, const OpenOptions& options = {});
+  /// From a map (the Python dict spelling; keys as the paper writes them).
+  static Channel open(const Value& map, const OpenOptions& options = {});
+  /// From a YAML manifest file.
+  static Channel open_yaml_file(const std::string& path, const OpenOptions& options = {});
+  /// The non-throwing forms: on error `out` is left closed and the status says why.
+  static Status try_open(const Manifest& manifest, const OpenOptions& options, Channel& out) noexcept;
+  static Status try_open(const Value& map, const OpenOptions& options, Channel& out) noexcept;
+  static Status try_open_yaml_file(const std::string& path, const OpenOptions& options, Channel& out) noexcept;
+
+  // --- sending ---------------------------------------------------------------------------
+  /// Send one message to the group. The bytes are copied once, into a packet buffer.
+  /// Async channels return once the message is queued for the loop; sync channels
+  /// (synchronicity: sync) return once the loop has run it through the pipeline and handed
+  /// the resulting datagrams to the kernel (sendmmsg returned). Without reliability those
+  /// are the channel's guarantees; reliable channels (a later issue) will wait for the
+  /// acknowledgments the manifest asks for.
+  /// Errors: CLOSED, NOT_PERMITTED_BY_DUPLEXITY (receive-only member), MESSAGE_TOO_LARGE
+  /// (more than plan().transport.max_payload_bytes; the message names both sizes),
+  /// WOULD_BLOCK (queue full and send_blocks_when_full is false, or inside a handler).
+  Status send(std::span<const std::uint8_t> bytes);
+  Status send(std::string_view text);
+  /// With a per-message manifest (the paper's `c.send(msg, {'reliability': True})`): its
+  /// properties travel in the header flags for this message only. Asking for a property
+  /// whose stage is not in this channel's plan fails with NOT_AVAILABLE.
+  Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message);
+  Status send(std::string_view text, const MessageManifest& per_message);
+
+  // --- changing the manifest -------------------------------------------------------------
+  /// Replace the manifest for good: compile, build the new pipeline, swap it in on the loop.
+  /// Messages queued by send() and not yet taken by the loop go through the new pipeline.
+  /// Packets the old pipeline's stages hold (reorder buffers, delayed or paced packets)
+  /// are flushed first: the old stages get final ticks as if their deadlines had passed,
+  /// so what they would release later goes out or up now; anything still held after that
+  /// is released with the old pipeline (counted in its drops). The new pipeline starts
+  /// with a new epoch, so receivers restart this sender's sequence cleanly. A new group,
+  /// port or interface re-opens the socket (leave, then join). Returns once the swap is
+  /// done (from a handler: once it is scheduled). Errors as for open(); on error nothing
+  /// changed.
+  Status update(const Manifest& manifest);
+  /// Apply a partial map on top of the current manifest (`c.update({'error checking': True})`).
+  Status update(const Value& changes);
+
+  // --- receiving -------------------------------------------------------------------------
+  /// Wait up to `timeout` for the next delivered message. nullopt on timeout or when closed.
+  std::optional<Message> receive(std::chrono::nanoseconds timeout);
+  /// The same with a reason: OK, TIMED_OUT, CLOSED (closed and the queue is empty),
+  /// NOT_PERMITTED_BY_DUPLEXITY (send-only member).
+  Status receive(Message& out, std::chrono::nanoseconds timeout);
+  /// The next queued message without waiting.
+  std::optional<Message> try_receive();
+  /// Deliver every later message to `handler` on the loop thread instead of the receive
+  /// queue (messages already queued stay there for receive()). An empty function returns
+  /// to the queue. The handler owns the Message it is given (move it to keep it).
+  void on_message(MessageHandler handler);
+  /// Stage events (gap skipped, epoch changed, ...) on the loop thread.
+  void on_event(EventHandler handler);
+
+  // --- inspecting ------------------------------------------------------------------------
+  /// The manifest's members plus every sender heard from (its name when the manifest lists
+  /// it, else its id in hex "0x..."), then this member. Without the membership stage (a
+  /// later issue) nobody is ever removed: a member that left is still listed.
+  [[nodiscard]] std::vector<std::string> members() const;
+  [[nodiscard]] ChannelStats stats() const;
+  /// The plan in force (a copy: update() may replace it at any time).
+  [[nodiscard]] Plan plan() const;
+  [[nodiscard]] Manifest manifest() const;
+  /// This member's name and wire id (FNV-1a of the name).
+  [[nodiscard]] std::string name() const;
+  [[nodiscard]] std::uint32_t sender_id() const noexcept;
+  [[nodiscard]] bool is_open() const noexcept;
+
+  // --- closing ---------------------------------------------------------------------------
+  /// Flush: every message send() accepted is run through the pipeline and handed to the
+  /// kernel; then leave the group, close the socket and detach from the loop. Waiting
+  /// receive() calls return CLOSED; queued messages can still be taken with receive().
+  /// Idempotent. From a handler it returns at once and the rest happens right after.
+  void close() noexcept;
+
+ private:
+  explicit Channel(std::shared_ptr<detail::ChannelCore> core) noexcept;
+  std::shared_ptr<detail::ChannelCore> core_;
+};
+
+}  // namespace tmc

@@ -1,0 +1,594 @@
+// ordering.fifo — point-to-point ordering of each sender's messages (paper §3.2).
+//
+// Synopsis
+//   Delivers each sender's data packets in sequence order, per (sender, epoch), using the
+//   number ordering.seq put in Packet::seq.
+// Params
+//   mode (string, "drop-stale")  "drop-stale": the paper's rule, deliver if seq is newer than
+//                                the last delivered, else drop. "strict": deliver in exact
+//                                order, holding early packets in a bounded reorder buffer.
+//   window (int, 64)             strict: packets held per sender at most
+//   hold_us (int, 50000)         strict: longest a held packet waits for a gap to fill
+//   max_senders (int, 1024)      senders tracked at once; the least recently active is
+//                                evicted beyond it
+// Counters
+//   ordering.stale_dropped, ordering.duplicates_dropped, ordering.stale_epoch_dropped,
+//   ordering.held, ordering.released, ordering.gaps_skipped, ordering.seqs_skipped,
+//   ordering.window_skips, ordering.timeout_skips, ordering.epoch_changes,
+//   ordering.senders_evicted, ordering.unordered, ordering.no_seq (see register below)
+// Wire
+//   None of its own; reads the `seq` extension through Packet::seq (ordering.seq must sit
+//   below this stage) and the epoch of the base header.
+// Notes
+//   State per sender: its current epoch, a few retired epochs, the next sequence number to
+//   deliver, a 64-bit bitmap of which of the last 64 numbers were delivered (to tell a
+//   duplicate from a late packet whose gap was skipped), and in strict mode a ring of
+//   `window` slots indexed by seq % window, allocated the first time the sender's slot is
+//   used and reused after eviction, never per message.
+//
+//   Strict mode holds seq in (next, next + window]. A packet beyond that, or a held packet
+//   that has waited hold_us, makes the stage give up on the first gap: it is skipped (one
+//   gap_skipped event), and the held run after it is delivered in order. On first sight of
+//   a (sender, epoch), seq <= window + 1 means we saw the sender's start and wait for seq 1;
+//   a larger seq means we joined late, and delivery starts there.
+//
+//   A new epoch from a known sender id means the sender restarted: what is held of the old
+//   incarnation is delivered in order (gaps skipped), its state is reset and epoch_changed
+//   is raised. Packets from the last kRetiredEpochs replaced epochs are dropped
+//   (stale_epoch). Time comes only from io.now_ns(); the stage arms one timer for the
+//   earliest hold deadline across senders.
+#include <limits>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "tmc/stage.hpp"
+
+namespace tmc {
+namespace {
+
+enum Counter : std::size_t {
+  stale_dropped,
+  duplicates_dropped,
+  stale_epoch_dropped,
+  held_count,
+  released,
+  gaps_skipped,
+  seqs_skipped,
+  window_skips,
+  timeout_skips,
+  epoch_changes,
+  senders_evicted,
+  unordered,
+  no_seq,
+};
+
+constexpr std::string_view kKind = "ordering.fifo";
+constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+constexpr std::size_t kRetiredEpochs = 4;
+
+struct Sender {
+  std::uint32_t id = 0;
+  std::uint32_t epoch = 0;
+  bool in_use = false;
+  std::uint64_t next = 1;            ///< next sequence number to deliver
+  std::uint64_t delivered_bits = 0;  ///< bit i: seq (next - 1 - i) was delivered
+  std::uint32_t retired[kRetiredEpochs] = {};
+  std::uint8_t n_retired = 0;
+  std::uint8_t retired_pos = 0;
+  // Recency list (most recent at head), for eviction.
+  std::uint32_t lru_prev = kNone;
+  std::uint32_t lru_next = kNone;
+  // Strict mode: the reorder ring and the list of senders that hold packets.
+  std::unique_ptr<Packet*[]> ring;
+  std::unique_ptr<std::uint64_t[]> ring_rx_ns;  ///< when each held packet arrived
+  std::uint32_t held = 0;
+  std::uint64_t oldest_ns = 0;  ///< arrival of the oldest held packet (a lower bound)
+  bool oldest_dirty = false;    ///< oldest_ns may be too low; recompute before trusting it
+  std::uint32_t hold_prev = kNone;
+  std::uint32_t hold_next = kNone;
+  bool holding = false;
+};
+
+class FifoStage final : public Stage {
+ public:
+  ~FifoStage() override {
+    // Packets still held are owned by this stage; give them back to their pool.
+    for (Sender& s : senders_) {
+      if (!s.ring) continue;
+      for (std::uint32_t i = 0; i < window_; ++i) {
+        if (s.ring[i] != nullptr) s.ring[i]->release();
+      }
+    }
+  }
+
+  bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
+    const std::string mode = params.get_string("mode", "drop-stale");
+    if (mode == "strict") {
+      strict_ = true;
+    } else if (mode != "drop-stale") {
+      errors.push_back("parameter 'mode' must be \"drop-stale\" or \"strict\", got \"" + mode + "\"");
+    }
+    const std::int64_t window = params.get_int("window", 64);
+    if (window < 1 || window > 65536) {
+      errors.push_back("parameter 'window' must be in 1..65536, got " + std::to_string(window));
+    }
+    const std::int64_t hold_us = params.get_int("hold_us", 50000);
+    if (hold_us < 1 || hold_us > 3'600'000'000) {
+      errors.push_back("parameter 'hold_us' must be in 1..3600000000 (one hour), got " + std::to_string(hold_us));
+    }
+    const std::int64_t max_senders = params.get_int("max_senders", 1024);
+    if (max_senders < 1 || max_senders > (1 << 20)) {
+      errors.push_back("parameter 'max_senders' must be in 1..1048576, got " + std::to_string(max_senders));
+    }
+    if (!errors.empty()) return false;
+    window_ = static_cast<std::uint32_t>(window);
+    hold_ns_ = static_cast<std::uint64_t>(hold_us) * 1000;
+    max_senders_ = static_cast<std::uint32_t>(max_senders);
+
+    // Everything sized by max_senders is allocated here, so the hot path never grows it.
+    senders_.resize(max_senders_);
+    std::uint32_t cap = 1;
+    while (cap < 2 * max_senders_) cap <<= 1;
+    table_keys_.assign(cap, 0);
+    table_vals_.assign(cap, kNone);
+    table_mask_ = cap - 1;
+    // The endpoint's seed salts the hash so that a hostile sender cannot choose ids that
+    // collide (the table stays O(1) under a flood).
+    hash_salt_ = env.seed ^ 0x9E3779B97F4A7C15ull;
+    return true;
+  }
+
+  void on_receive(Packet* p, StageIo& io) noexcept override {
+    if (p->kind != wire::Kind::data || (p->flags & wire::kFlagUnordered) != 0) {
+      if (p->kind == wire::Kind::data) io.count(unordered);
+      io.up(p);
+      return;
+    }
+    if (p->seq == 0) {
+      // Without ordering.seq below us there is nothing to order by.
+      io.count(no_seq);
+      io.drop(p, DropReason::malformed);
+      return;
+    }
+    const std::uint32_t idx = find_or_add(p->sender, p->epoch, io);
+    Sender& s = senders_[idx];
+    touch(idx);
+    if (p->epoch != s.epoch) {
+      for (std::uint8_t i = 0; i < s.n_retired; ++i) {
+        if (s.retired[i] == p->epoch) {
+          io.count(stale_epoch_dropped);
+          io.drop(p, DropReason::stale_epoch);
+          return;
+        }
+      }
+      change_epoch(idx, p->epoch, io);
+    }
+    if (s.next == 0) first_sight(s, p->seq);
+    if (strict_) {
+      receive_strict(idx, p, io);
+    } else {
+      receive_drop_stale(s, p, io);
+    }
+  }
+
+  void on_tick(StageIo& io) noexcept override {
+    armed_ns_ = 0;
+    const std::uint64_t now = io.now_ns();
+    std::uint64_t earliest = 0;
+    std::uint32_t i = holders_head_;
+    while (i != kNone) {
+      const std::uint32_t after = senders_[i].hold_next;  // i may leave the list below
+      Sender& s = senders_[i];
+      if (s.oldest_dirty) recompute_oldest(s);
+      while (s.held > 0 && s.oldest_ns + hold_ns_ <= now) {
+        io.count(timeout_skips);
+        skip_first_gap(i, io);
+        recompute_oldest(s);
+      }
+      if (s.held > 0 && (earliest == 0 || s.oldest_ns + hold_ns_ < earliest)) earliest = s.oldest_ns + hold_ns_;
+      i = after;
+    }
+    if (earliest != 0) arm(earliest, io);
+  }
+
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return total_held_; }
+
+ private:
+  // --- the two delivery rules --------------------------------------------------------
+
+  // Did we deliver `seq` already? Only the last 64 numbers are remembered; older ones are
+  // reported as stale rather than duplicate.
+  static bool was_delivered(const Sender& s, std::uint64_t seq) noexcept {
+    const std::uint64_t back = s.next - 1 - seq;  // seq < s.next
+    return back < 64 && ((s.delivered_bits >> back) & 1u) != 0;
+  }
+
+  // Move `next` forward to `to`; the numbers passed over were not delivered.
+  static void advance_to(Sender& s, std::uint64_t to) noexcept {
+    const std::uint64_t k = to - s.next;
+    s.delivered_bits = k >= 64 ? 0 : s.delivered_bits << k;
+    s.next = to;
+  }
+
+  static void mark_delivered(Sender& s) noexcept {
+    s.delivered_bits = (s.delivered_bits << 1) | 1u;
+    ++s.next;
+  }
+
+  void drop_old(const Sender& s, Packet* p, StageIo& io) noexcept {
+    if (was_delivered(s, p->seq)) {
+      io.count(duplicates_dropped);
+      io.drop(p, DropReason::duplicate);
+    } else {
+      io.count(stale_dropped);
+      io.drop(p, DropReason::stale);
+    }
+  }
+
+  void receive_drop_stale(Sender& s, Packet* p, StageIo& io) noexcept {
+    if (p->seq < s.next) {
+      drop_old(s, p, io);
+      return;
+    }
+    advance_to(s, p->seq);
+    mark_delivered(s);
+    io.up(p);
+  }
+
+  void receive_strict(std::uint32_t idx, Packet* p, StageIo& io) noexcept {
+    Sender& s = senders_[idx];
+    const std::uint64_t seq = p->seq;
+    if (seq < s.next) {
+      drop_old(s, p, io);
+      return;
+    }
+    if (seq == s.next) {
+      mark_delivered(s);
+      io.up(p);
+      if (s.held > 0) release_run(idx, io);
+      return;
+    }
+    if (!ensure_ring(s)) {
+      // No memory for a reorder buffer: degrade to the paper's rule for this sender
+      // rather than fail (order is kept; the gap is skipped at once).
+      note_gap(s, s.next, seq - s.next, io);
+      advance_to(s, seq);
+      mark_delivered(s);
+      io.up(p);
+      return;
+    }
+    // seq is ahead of next: it must fit in (next, next + window] to be held.
+    while (seq - s.next > window_ && s.held > 0) {
+      io.count(window_skips);
+      skip_first_gap(idx, io);
+    }
+    if (seq < s.next) {  // skipping delivered past it (cannot happen: seq is not held)
+      drop_old(s, p, io);
+      return;
+    }
+    if (seq == s.next) {
+      mark_delivered(s);
+      io.up(p);
+      if (s.held > 0) release_run(idx, io);
+      return;
+    }
+    if (seq - s.next > window_) {
+      // Nothing held and seq is beyond the window: give up on what the window cannot
+      // cover, and hold seq at its far end.
+      io.count(window_skips);
+      note_gap(s, s.next, seq - window_ - s.next, io);
+      advance_to(s, seq - window_);
+    }
+    const std::uint32_t slot = static_cast<std::uint32_t>(seq % window_);
+    if (s.ring[slot] != nullptr) {
+      io.count(duplicates_dropped);
+      io.drop(p, DropReason::duplicate);
+      return;
+    }
+    const std::uint64_t now = io.now_ns();
+    s.ring[slot] = p;
+    s.ring_rx_ns[slot] = now;
+    if (s.held++ == 0) {
+      s.oldest_ns = now;
+      s.oldest_dirty = false;
+      holders_push(idx);
+    }
+    ++total_held_;
+    io.count(held_count);
+    arm(s.oldest_ns + hold_ns_, io);
+  }
+
+  // --- strict-mode helpers ------------------------------------------------------------
+
+  bool ensure_ring(Sender& s) noexcept {
+    if (s.ring) return true;
+    s.ring.reset(new (std::nothrow) Packet*[window_]);
+    s.ring_rx_ns.reset(new (std::nothrow) std::uint64_t[window_]);
+    if (!s.ring || !s.ring_rx_ns) {
+      s.ring.reset();
+      s.ring_rx_ns.reset();
+      return false;
+    }
+    for (std::uint32_t i = 0; i < window_; ++i) s.ring[i] = nullptr;
+    return true;
+  }
+
+  Packet* take(Sender& s, std::uint32_t slot) noexcept {
+    Packet* p = s.ring[slot];
+    s.ring[slot] = nullptr;
+    --s.held;
+    --total_held_;
+    return p;
+  }
+
+  // Deliver the held packets that now follow `next` without a gap.
+  void release_run(std::uint32_t idx, StageIo& io) noexcept {
+    Sender& s = senders_[idx];
+    while (s.held > 0) {
+      const auto slot = static_cast<std::uint32_t>(s.next % window_);
+      Packet* p = s.ring[slot];
+      if (p == nullptr || p->seq != s.next) break;
+      take(s, slot);
+      mark_delivered(s);
+      io.count(released);
+      io.up(p);
+    }
+    // The oldest held packet may just have left; recompute lazily (tick trusts only a
+    // recomputed value, and a too-early deadline merely costs a spurious tick).
+    if (s.held == 0) {
+      holders_remove(idx);
+    } else {
+      s.oldest_dirty = true;
+    }
+  }
+
+  // Give up on the gap at `next`: jump to the first held packet and deliver the run.
+  void skip_first_gap(std::uint32_t idx, StageIo& io) noexcept {
+    Sender& s = senders_[idx];
+    if (s.held == 0) return;
+    // Held numbers lie in (next, next + window], so the scan ends within the window.
+    std::uint64_t first = s.next + 1;
+    const std::uint64_t last = s.next + window_;
+    while (first < last && (s.ring[first % window_] == nullptr || s.ring[first % window_]->seq != first)) ++first;
+    note_gap(s, s.next, first - s.next, io);
+    advance_to(s, first);
+    release_run(idx, io);
+  }
+
+  void note_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
+    if (count == 0) return;
+    io.count(gaps_skipped);
+    io.count(seqs_skipped, count);
+    io.notify(Event{.type = EventType::gap_skipped,
+                    .sender = s.id,
+                    .epoch = s.epoch,
+                    .seq = from,
+                    .count = count,
+                    .stage = kKind});
+  }
+
+  // Deliver everything held, in order, skipping every gap (epoch change, eviction).
+  void flush(std::uint32_t idx, StageIo& io) noexcept {
+    while (senders_[idx].held > 0) skip_first_gap(idx, io);
+  }
+
+  void recompute_oldest(Sender& s) const noexcept {
+    s.oldest_dirty = false;
+    if (s.held == 0) return;
+    std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t n = s.held;  // visit held slots only: they lie in (next, next + window]
+    std::uint64_t seen = 0;
+    for (std::uint64_t q = s.next + 1; seen < n && q <= s.next + window_; ++q) {
+      const auto slot = static_cast<std::uint32_t>(q % window_);
+      const Packet* p = s.ring[slot];
+      if (p != nullptr && p->seq == q) {
+        ++seen;
+        if (s.ring_rx_ns[slot] < oldest) oldest = s.ring_rx_ns[slot];
+      }
+    }
+    s.oldest_ns = oldest;
+  }
+
+  void arm(std::uint64_t deadline_ns, StageIo& io) noexcept {
+    if (armed_ns_ == 0 || deadline_ns < armed_ns_) {
+      armed_ns_ = deadline_ns;
+      io.arm_timer(deadline_ns);
+    }
+  }
+
+  // --- senders: lookup, recency, epochs, eviction --------------------------------------
+
+  void first_sight(Sender& s, std::uint64_t seq) const noexcept {
+    // See Notes: a small number means we saw the sender's start, so wait for seq 1.
+    s.next = (!strict_ || seq <= std::uint64_t{window_} + 1) ? 1 : seq;
+    s.delivered_bits = 0;
+  }
+
+  void change_epoch(std::uint32_t idx, std::uint32_t epoch, StageIo& io) noexcept {
+    Sender& s = senders_[idx];
+    flush(idx, io);
+    s.retired[s.retired_pos] = s.epoch;
+    s.retired_pos = static_cast<std::uint8_t>((s.retired_pos + 1) % kRetiredEpochs);
+    if (s.n_retired < kRetiredEpochs) ++s.n_retired;
+    s.epoch = epoch;
+    s.next = 0;  // first_sight() decides where delivery starts
+    io.count(epoch_changes);
+    io.notify(Event{.type = EventType::epoch_changed, .sender = s.id, .epoch = epoch, .stage = kKind});
+  }
+
+  [[nodiscard]] std::uint32_t hash_slot(std::uint32_t id) const noexcept {
+    // A full 64-bit mix (murmur3's finaliser) of the salted id.
+    std::uint64_t x = id + hash_salt_;
+    x ^= x >> 33;
+    x *= 0xFF51AFD7ED558CCDull;
+    x ^= x >> 33;
+    x *= 0xC4CEB9FE1A85EC53ull;
+    x ^= x >> 33;
+    return static_cast<std::uint32_t>(x) & table_mask_;
+  }
+
+  // The sender's slot; a sender seen for the first time starts in `epoch` (no event).
+  std::uint32_t find_or_add(std::uint32_t id, std::uint32_t epoch, StageIo& io) noexcept {
+    std::uint32_t h = hash_slot(id);
+    while (table_vals_[h] != kNone) {
+      if (table_keys_[h] == id) return table_vals_[h];
+      h = (h + 1) & table_mask_;
+    }
+    std::uint32_t idx;
+    if (n_senders_ < max_senders_) {
+      idx = n_senders_++;
+    } else {
+      idx = lru_tail_;
+      evict(idx, io);
+      h = hash_slot(id);  // the table changed; find the insertion point again
+      while (table_vals_[h] != kNone) h = (h + 1) & table_mask_;
+    }
+    table_keys_[h] = id;
+    table_vals_[h] = idx;
+    Sender& s = senders_[idx];
+    s.id = id;
+    s.in_use = true;
+    s.n_retired = 0;
+    s.retired_pos = 0;
+    s.epoch = epoch;
+    s.next = 0;  // first_sight() decides where delivery starts
+    lru_push_front(idx);
+    return idx;
+  }
+
+  void evict(std::uint32_t idx, StageIo& io) noexcept {
+    Sender& s = senders_[idx];
+    io.count(senders_evicted);
+    flush(idx, io);
+    lru_remove(idx);
+    // Remove from the open-addressing table with backward-shift deletion (no tombstones,
+    // so a flood of ids cannot degrade lookups).
+    std::uint32_t h = hash_slot(s.id);
+    while (table_vals_[h] != idx) h = (h + 1) & table_mask_;
+    std::uint32_t hole = h;
+    std::uint32_t j = h;
+    for (;;) {
+      j = (j + 1) & table_mask_;
+      if (table_vals_[j] == kNone) break;
+      const std::uint32_t home = hash_slot(table_keys_[j]);
+      // Move j into the hole unless its home lies cyclically in (hole, j].
+      const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+      if (!stays) {
+        table_keys_[hole] = table_keys_[j];
+        table_vals_[hole] = table_vals_[j];
+        hole = j;
+      }
+    }
+    table_vals_[hole] = kNone;
+    s.in_use = false;
+  }
+
+  void touch(std::uint32_t idx) noexcept {
+    if (lru_head_ == idx) return;
+    lru_remove(idx);
+    lru_push_front(idx);
+  }
+
+  void lru_push_front(std::uint32_t idx) noexcept {
+    Sender& s = senders_[idx];
+    s.lru_prev = kNone;
+    s.lru_next = lru_head_;
+    if (lru_head_ != kNone) senders_[lru_head_].lru_prev = idx;
+    lru_head_ = idx;
+    if (lru_tail_ == kNone) lru_tail_ = idx;
+  }
+
+  void lru_remove(std::uint32_t idx) noexcept {
+    Sender& s = senders_[idx];
+    if (s.lru_prev != kNone) senders_[s.lru_prev].lru_next = s.lru_next;
+    else if (lru_head_ == idx) lru_head_ = s.lru_next;
+    if (s.lru_next != kNone) senders_[s.lru_next].lru_prev = s.lru_prev;
+    else if (lru_tail_ == idx) lru_tail_ = s.lru_prev;
+    s.lru_prev = s.lru_next = kNone;
+  }
+
+  void holders_push(std::uint32_t idx) noexcept {
+    Sender& s = senders_[idx];
+    if (s.holding) return;
+    s.holding = true;
+    s.hold_prev = kNone;
+    s.hold_next = holders_head_;
+    if (holders_head_ != kNone) senders_[holders_head_].hold_prev = idx;
+    holders_head_ = idx;
+  }
+
+  void holders_remove(std::uint32_t idx) noexcept {
+    Sender& s = senders_[idx];
+    if (!s.holding) return;
+    s.holding = false;
+    if (s.hold_prev != kNone) senders_[s.hold_prev].hold_next = s.hold_next;
+    else holders_head_ = s.hold_next;
+    if (s.hold_next != kNone) senders_[s.hold_next].hold_prev = s.hold_prev;
+    s.hold_prev = s.hold_next = kNone;
+  }
+
+  bool strict_ = false;
+  std::uint32_t window_ = 64;
+  std::uint64_t hold_ns_ = 50'000'000;
+  std::uint32_t max_senders_ = 1024;
+  std::vector<Sender> senders_;
+  std::uint32_t n_senders_ = 0;
+  std::uint32_t lru_head_ = kNone;
+  std::uint32_t lru_tail_ = kNone;
+  std::uint32_t holders_head_ = kNone;
+  std::vector<std::uint32_t> table_keys_;
+  std::vector<std::uint32_t> table_vals_;
+  std::uint32_t table_mask_ = 0;
+  std::uint64_t hash_salt_ = 0;
+  std::size_t total_held_ = 0;
+  std::uint64_t armed_ns_ = 0;
+};
+
+}  // namespace
+
+void register_ordering_fifo(Registry& r) {
+  (void)r.add(StageInfo{
+      .kind = kKind,
+      .synopsis = "Point-to-point ordering: each sender's messages are delivered in the order they were sent.",
+      .notes =
+          "Orders by the number ordering.seq stamps (that stage must sit below this one), per (sender, epoch). "
+          "`drop-stale` is the paper's rule: deliver a packet if its number is newer than the last delivered, "
+          "else drop it. `strict` delivers in exact order: early packets wait in a per-sender ring of `window` "
+          "slots (allocated when the sender is first seen, reused after eviction, never per message); when a "
+          "packet lands beyond the window, or a held packet has waited `hold_us`, the first gap is skipped, "
+          "the run after it delivered, and a `gap_skipped` event raised. On first sight, a sequence number up "
+          "to window + 1 means the sender's start was seen (wait for 1); a larger one means a late join "
+          "(start there). A new epoch from a known sender means it restarted: what is held is delivered, the "
+          "state reset, and `epoch_changed` raised; packets of its last 4 replaced epochs are dropped "
+          "(`drops.stale_epoch`). Duplicates of the last 64 delivered numbers or of held packets count as "
+          "`drops.duplicate`, other old numbers as `drops.stale`. Packets flagged unordered, and control "
+          "kinds, pass straight through. Beyond `max_senders` the least recently active sender is evicted "
+          "(its held packets delivered first), which bounds memory under a flood of sender ids. No wire "
+          "bytes of its own.",
+      .params = {{"mode", ParamType::string, "drop-stale",
+                  "\"drop-stale\" (deliver if newer than the last delivered, else drop) or \"strict\" (exact "
+                  "order through a bounded reorder buffer)."},
+                 {"window", ParamType::integer, "64", "strict: packets held per sender at most (1..65536)."},
+                 {"hold_us", ParamType::integer, "50000",
+                  "strict: longest a held packet waits for a gap to fill, in microseconds."},
+                 {"max_senders", ParamType::integer, "1024",
+                  "Senders tracked at once; beyond it the least recently active is evicted."}},
+      .counters = {{"ordering.stale_dropped", "packets dropped: number older than the last delivered"},
+                   {"ordering.duplicates_dropped", "packets dropped: already delivered or already held"},
+                   {"ordering.stale_epoch_dropped", "packets dropped: from a replaced epoch of their sender"},
+                   {"ordering.held", "strict: packets put in the reorder buffer"},
+                   {"ordering.released", "strict: held packets delivered in order"},
+                   {"ordering.gaps_skipped", "strict: gaps given up on (one gap_skipped event each)"},
+                   {"ordering.seqs_skipped", "strict: sequence numbers given up on"},
+                   {"ordering.window_skips", "strict: gaps skipped because a packet landed beyond the window"},
+                   {"ordering.timeout_skips", "strict: gaps skipped because a held packet waited hold_us"},
+                   {"ordering.epoch_changes", "senders seen restarting with a new epoch"},
+                   {"ordering.senders_evicted", "senders forgotten to make room (max_senders)"},
+                   {"ordering.unordered", "data packets flagged unordered, passed straight through"},
+                   {"ordering.no_seq", "data packets dropped: no sequence number (ordering.seq missing below)"}},
+      .factory = [] { return std::make_unique<FifoStage>(); },
+  });
+}
+
+}  // namespace tmc

@@ -1,0 +1,1124 @@
+// tmc::Channel, tmc::Message and the channel core that drives one pipeline on the loop.
+// See channel_core.hpp for the threading and buffer design.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "runtime/channel_core.hpp"
+#include "tmc/channel.hpp"
+#include "tmc/wire.hpp"
+
+namespace tmc {
+
+// --- Message ---------------------------------------------------------------------------------
+
+Message::Message(Packet* p, std::shared_ptr<detail::BufferHome> home) noexcept : packet_(p), home_(std::move(home)) {}
+
+Message::Message(Message&& other) noexcept
+    : sender(std::move(other.sender)),
+      sender_id(other.sender_id),
+      epoch(other.epoch),
+      seq(other.seq),
+      has_seq(other.has_seq),
+      flags(other.flags),
+      received_ns(other.received_ns),
+      packet_(std::exchange(other.packet_, nullptr)),
+      home_(std::move(other.home_)) {}
+
+Message& Message::operator=(Message&& other) noexcept {
+  if (this != &other) {
+    reset();
+    sender = std::move(other.sender);
+    sender_id = other.sender_id;
+    epoch = other.epoch;
+    seq = other.seq;
+    has_seq = other.has_seq;
+    flags = other.flags;
+    received_ns = other.received_ns;
+    packet_ = std::exchange(other.packet_, nullptr);
+    home_ = std::move(other.home_);
+  }
+  return *this;
+}
+
+void Message::reset() noexcept {
+  if (packet_ != nullptr) {
+    home_->give_back(packet_);
+    packet_ = nullptr;
+  }
+  home_.reset();
+}
+
+std::span<const std::uint8_t> Message::payload() const noexcept {
+  if (packet_ == nullptr) return {};
+  return {packet_->payload(), packet_->payload_len};
+}
+
+std::string_view Message::text() const noexcept {
+  const auto p = payload();
+  return {reinterpret_cast<const char*>(p.data()), p.size()};
+}
+
+std::vector<std::uint8_t> Message::to_vector() const {
+  const auto p = payload();
+  return {p.begin(), p.end()};
+}
+
+std::uint64_t ChannelStats::counter(std::string_view name) const noexcept {
+  for (const auto& [n, v] : counters) {
+    if (n == name) return v;
+  }
+  return 0;
+}
+
+namespace detail {
+namespace {
+
+constexpr double kEwmaGain = 1.0 / 16.0;  // TCP's SRTT gain
+constexpr std::uint64_t kNoPosition = ~std::uint64_t{0};
+
+std::atomic<unsigned> g_name_counter{0};
+
+std::string generated_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "host");
+  return std::string(host) + "-" + std::to_string(getpid()) + "-" + std::to_string(g_name_counter.fetch_add(1) + 1);
+}
+
+std::uint32_t name_hash(const std::string& s) { return wire::channel_hash(s.data(), s.size()); }
+
+std::uint32_t random_nonzero_u32() {
+  std::random_device rd;
+  std::uint32_t v = 0;
+  while (v == 0) v = rd();
+  return v;
+}
+
+std::string hex_id(std::uint32_t id) {
+  static const char* digits = "0123456789abcdef";
+  std::string s = "0x00000000";
+  for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(9 - i)] = digits[(id >> (4 * i)) & 0xF];
+  return s;
+}
+
+std::string member_name(const std::string& entry) {
+  const auto at = entry.find('@');
+  return at == std::string::npos ? entry : entry.substr(0, at);
+}
+
+/// Largest payload one datagram can carry when the compiler left it unset: MTU minus
+/// IPv4 and UDP headers, our base header, a CRC trailer and room for extensions.
+std::uint32_t effective_max_payload(const TransportPlan& t) {
+  if (t.max_payload_bytes != 0) return t.max_payload_bytes;
+  const std::uint32_t overhead = 20 + 8 + static_cast<std::uint32_t>(wire::kBaseHeaderBytes + wire::kTrailerBytes) + 64;
+  return t.mtu_bytes > overhead ? t.mtu_bytes - overhead : 0;
+}
+
+void add_counters(TransportCounters& into, const TransportCounters& c) {
+  into.datagrams_sent += c.datagrams_sent;
+  into.datagram_bytes_sent += c.datagram_bytes_sent;
+  into.send_errors += c.send_errors;
+  into.datagrams_received += c.datagrams_received;
+  into.datagram_bytes_received += c.datagram_bytes_received;
+  into.receive_errors += c.receive_errors;
+  into.truncated += c.truncated;
+  into.rx_pool_exhausted += c.rx_pool_exhausted;
+  into.tx_overflow += c.tx_overflow;
+  into.gso_sends += c.gso_sends;
+}
+
+void add_named(std::vector<std::pair<std::string, std::uint64_t>>& into, const std::string& name, std::uint64_t v) {
+  for (auto& [n, x] : into) {
+    if (n == name) {
+      x += v;
+      return;
+    }
+  }
+  into.emplace_back(name, v);
+}
+
+enum PerMessageBits : std::uint16_t { kHasReliability = 1, kHasChecksum = 2 };
+
+}  // namespace
+
+// --- open / prepare ------------------------------------------------------------------------
+
+ChannelCore::ChannelCore(std::shared_ptr<Runtime> runtime, const OpenOptions& options)
+    : runtime_(std::move(runtime)),
+      loop_(runtime_->loop()),
+      options_(options),
+      home_(std::make_shared<BufferHome>()),
+      free_ring_(std::max<std::uint32_t>(options.send_queue_messages, 2)),
+      submit_ring_(std::max<std::uint32_t>(options.send_queue_messages, 2)),
+      send_slots_(static_cast<std::uint32_t>(free_ring_.capacity())) {
+  rq_.resize(std::max<std::uint32_t>(options.receive_queue_messages, 1));
+  to_deliver_.reserve(1024);
+  delivering_.reserve(1024);
+  events_.reserve(64);
+  closed_future_ = closed_promise_.get_future().share();
+}
+
+ChannelCore::~ChannelCore() {
+  // close() ran (Channel's destructor calls it) or the channel never attached; either way
+  // the loop no longer knows this core. Queued messages give their buffers back to home_.
+}
+
+Status ChannelCore::open(const Manifest& manifest, const OpenOptions& options, std::shared_ptr<ChannelCore>& out) {
+  std::shared_ptr<Runtime> rt = options.runtime ? options.runtime : Runtime::default_runtime();
+  std::shared_ptr<ChannelCore> core(new ChannelCore(rt, options));
+  Prepared p;
+  if (Status s = core->prepare(manifest, false, p); !s) return s;
+  core->loop_.call([&core, &p] {
+    core->install(p);
+    core->attach();
+  });
+  out = std::move(core);
+  return Status::ok();
+}
+
+Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Prepared& out) {
+  Plan plan;
+  if (Status s = compile(m, options_.caps, Registry::builtin(), plan); !s) return s;
+  if (plan.channel_hash == 0) plan.channel_hash = wire::channel_hash(m.id.data(), m.id.size());
+  if (plan.channel_id.empty()) plan.channel_id = m.id;
+  out.name = !plan.member.empty() ? plan.member : !m.name.empty() ? m.name : generated_name();
+  plan.member = out.name;
+  out.sender = name_hash(out.name);
+  out.max_payload = effective_max_payload(plan.transport);
+  if (out.max_payload == 0) {
+    return {Code::INVALID_ARGUMENT, "channel '" + m.id + "': an MTU of " + std::to_string(plan.transport.mtu_bytes) +
+                                        " bytes leaves no room for a payload"};
+  }
+  plan.transport.max_payload_bytes = out.max_payload;
+  for (const PlannedStage& s : plan.stages) {
+    if (s.kind.rfind("reliability.", 0) == 0) out.per_message_ok |= kHasReliability;
+    if (s.kind.rfind("checksum.", 0) == 0 || s.offload.find("checksum") != std::string::npos) {
+      out.per_message_ok |= kHasChecksum;
+    }
+  }
+
+  // One pool buffer holds a whole received datagram, or a payload with the headroom in
+  // front for header and extensions and a CRC trailer behind.
+  std::uint32_t need = kHeadroom + std::max(plan.transport.mtu_bytes, out.max_payload + 64) + 64;
+  need = (need + 63) & ~std::uint32_t{63};
+  if (pool_ != nullptr && pool_->buffer_bytes() >= need) {
+    out.pool = pool_;
+  } else {
+    const std::uint32_t batch = std::max<std::uint32_t>(plan.transport.batch, 1);
+    std::uint32_t max_buffers = options_.max_buffers;
+    if (max_buffers == 0) max_buffers = send_slots_ + static_cast<std::uint32_t>(rq_.size()) + 8 * batch + 4096;
+    out.pool = home_->add_pool(need, send_slots_ + 2 * batch, max_buffers);
+  }
+
+  StageEnv env;
+  env.channel = plan.channel_hash;
+  env.sender = out.sender;
+  env.epoch = random_nonzero_u32();
+  env.seed = (static_cast<std::uint64_t>(m.faults.seed) << 32) ^ out.sender;
+  env.max_payload_bytes = out.max_payload;
+  if (Status s = Pipeline::build(plan, Registry::builtin(), env, *out.pool, *this, out.pipeline); !s) {
+    return {s.code(), "channel '" + m.id + "': building the pipeline: " + s.message()};
+  }
+
+  out.spec.plan = plan.transport;
+  out.spec.self_name = out.name;
+  out.spec.members = m.members;
+  out.spec.receive = plan.duplexity != Duplexity::send_only;
+  out.spec.socket_buffer_bytes = options_.socket_buffer_bytes;
+  if (!reuse_socket_if_possible || transport_ == nullptr || !transport_->same_socket(out.spec)) {
+    if (Status s = UdpTransport::open(out.spec, out.transport); !s) {
+      return {s.code(), "channel '" + m.id + "': " + s.message()};
+    }
+  }
+  for (const auto& e : m.members) {
+    const std::string n = member_name(e);
+    if (!n.empty()) out.names[name_hash(n)] = n;
+  }
+  out.names[out.sender] = out.name;
+  out.manifest = m;
+  out.plan = std::move(plan);
+  return Status::ok();
+}
+
+void ChannelCore::install(Prepared& p) {
+  pool_ = p.pool;
+  pipeline_ = std::move(p.pipeline);
+  if (p.transport) {
+    if (transport_) {
+      transport_->flush_blocking(500);
+      stop_poll();
+      add_counters(tx_carried_, transport_->counters());
+    }
+    transport_ = std::move(p.transport);
+  } else {
+    (void)transport_->apply(p.spec);  // TTL / loopback on the live socket
+  }
+  receiving_ = p.spec.receive;
+  rx_batch_.assign(std::max<std::uint32_t>(p.plan.transport.batch, 1), nullptr);
+  names_ = std::move(p.names);
+  sender_id_.store(p.sender);
+  max_payload_.store(p.max_payload);
+  per_message_ok_.store(p.per_message_ok);
+  duplexity_.store(static_cast<std::uint8_t>(p.plan.duplexity));
+  synchronicity_.store(static_cast<std::uint8_t>(p.plan.synchronicity));
+  std::lock_guard<std::mutex> lock(state_mu_);
+  manifest_ = std::move(p.manifest);
+  plan_ = std::move(p.plan);
+  plan_.transport.interface_address = transport_->plan().interface_address;
+  name_ = std::move(p.name);
+}
+
+// --- loop thread: wiring ----------------------------------------------------------------------
+
+void ChannelCore::attach() {
+  uv_async_init(loop_.uv(), &async_, &ChannelCore::on_async_cb);
+  async_.data = this;
+  uv_timer_init(loop_.uv(), &timer_);
+  timer_.data = this;
+  open_handles_ = 2;
+  start_poll(false);
+  refill_free();
+  loop_.channels.fetch_add(1);
+}
+
+void ChannelCore::start_poll(bool writable) noexcept {
+  if (!transport_) return;
+  if (poll_ == nullptr) {
+    poll_ = new uv_poll_t;
+    if (uv_poll_init(loop_.uv(), poll_, transport_->fd()) != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      return;
+    }
+    poll_->data = this;
+    ++open_handles_;
+  }
+  const int events = (receiving_ ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
+  if (events == 0) {
+    uv_poll_stop(poll_);
+  } else {
+    uv_poll_start(poll_, events, &ChannelCore::on_poll_cb);
+  }
+  poll_writable_ = writable;
+}
+
+void ChannelCore::stop_poll() noexcept {
+  if (poll_ == nullptr) return;
+  uv_poll_stop(poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), &ChannelCore::on_handle_closed);
+  poll_ = nullptr;
+  poll_writable_ = false;
+}
+
+void ChannelCore::on_handle_closed(uv_handle_t* h) {
+  auto* self = static_cast<ChannelCore*>(h->data);
+  if (h->type == UV_POLL) delete reinterpret_cast<uv_poll_t*>(h);
+  if (--self->open_handles_ > 0 || !self->detached_.load()) return;
+  // The last handle is closed: nothing on the loop refers to this core any more.
+  std::shared_ptr<ChannelCore> keep = std::move(self->keepalive_);
+  self->transport_.reset();  // leaves the group and closes the socket
+  self->closed_promise_.set_value();
+  // `keep` may hold the last reference (close() from a handler): the core dies here.
+}
+
+void ChannelCore::on_async_cb(uv_async_t* h) { static_cast<ChannelCore*>(h->data)->drain(); }
+
+void ChannelCore::on_timer_cb(uv_timer_t* h) {
+  auto* self = static_cast<ChannelCore*>(h->data);
+  if (!self->pipeline_) return;
+  self->timer_deadline_ns_ = 0;
+  const std::uint64_t now = RuntimeLoop::now_ns();
+  self->take_returns();
+  self->pipeline_->tick(now);
+  self->after_input(now);
+}
+
+void ChannelCore::on_poll_cb(uv_poll_t* h, int status, int events) {
+  auto* self = static_cast<ChannelCore*>(h->data);
+  if (!self->pipeline_) return;
+  if (status < 0) {
+    // The socket reported an error (e.g. an ICMP error for a unicast peer); reading it
+    // clears it, and recvmmsg counts it.
+    events = UV_READABLE;
+  }
+  if ((events & UV_WRITABLE) != 0) self->on_writable();
+  if ((events & UV_READABLE) != 0 && self->receiving_) self->on_readable();
+}
+
+// --- loop thread: the hot paths ------------------------------------------------------------------
+
+void ChannelCore::take_returns() noexcept {
+  Packet* p = home_->take_all();
+  while (p != nullptr) {
+    Packet* next = p->next;
+    p->release();
+    p = next;
+  }
+  const std::uint32_t gone = abandoned_.exchange(0);
+  outstanding_ = gone > outstanding_ ? 0 : outstanding_ - gone;
+}
+
+void ChannelCore::refill_free() noexcept {
+  bool added = false;
+  while (outstanding_ < send_slots_) {
+    Packet* p = pool_->alloc();
+    if (p == nullptr) break;
+    if (!free_ring_.try_push(p)) {
+      p->release();
+      break;
+    }
+    ++outstanding_;
+    added = true;
+  }
+  if (added && waiters_.load() > 0) {
+    std::lock_guard<std::mutex> lock(wait_mu_);
+    wait_cv_.notify_all();
+  }
+}
+
+void ChannelCore::drain() noexcept {
+  if (!pipeline_ || detached_.load()) return;
+  take_returns();
+  const std::uint64_t now = RuntimeLoop::now_ns();
+  now_ns_ = now;
+  const std::size_t batch = rx_batch_.size();
+  std::uint32_t budget = send_slots_;
+  bool more = false;
+  Packet* p = nullptr;
+  while (!poll_writable_) {
+    if (budget == 0) {
+      more = true;
+      break;
+    }
+    if (transport_->tx_pending() >= batch && !transport_->flush()) {
+      start_poll(true);
+      break;
+    }
+    if (!submit_ring_.try_pop(p)) break;
+    --budget;
+    --outstanding_;
+    pipeline_->send(p, now);
+  }
+  after_input(now);
+  // A full budget means senders may be ahead of us: come back after other events run.
+  if (more) uv_async_send(&async_);
+}
+
+void ChannelCore::flush_tx() noexcept {
+  if (!transport_) return;
+  if (!transport_->flush()) {
+    if (!poll_writable_) start_poll(true);
+    return;
+  }
+  if (poll_writable_) start_poll(false);
+  set_flushed(submit_ring_.popped());
+}
+
+void ChannelCore::set_flushed(std::uint64_t pos) noexcept {
+  flushed_pos_.store(pos);
+  if (waiters_.load() > 0) {
+    std::lock_guard<std::mutex> lock(wait_mu_);
+    wait_cv_.notify_all();
+  }
+}
+
+void ChannelCore::after_input(std::uint64_t now_ns) noexcept {
+  flush_tx();
+  dispatch();
+  refill_free();
+  rearm_timer(now_ns);
+}
+
+void ChannelCore::rearm_timer(std::uint64_t now_ns) noexcept {
+  if (!pipeline_) return;
+  const std::uint64_t d = pipeline_->next_deadline_ns();
+  if (d == 0) {
+    if (timer_deadline_ns_ != 0) uv_timer_stop(&timer_);
+    timer_deadline_ns_ = 0;
+    return;
+  }
+  if (d == timer_deadline_ns_) return;
+  timer_deadline_ns_ = d;
+  // libuv timers count whole milliseconds; round up so the tick does not come early.
+  const std::uint64_t ms = d > now_ns ? (d - now_ns + 999'999) / 1'000'000 : 0;
+  uv_timer_start(&timer_, &ChannelCore::on_timer_cb, ms, 0);
+}
+
+void ChannelCore::on_writable() noexcept {
+  if (!transport_->flush()) return;  // still full; stay subscribed to writable
+  start_poll(false);
+  set_flushed(submit_ring_.popped());
+  drain();
+}
+
+bool ChannelCore::is_own_old_packet(const Packet& p) const noexcept {
+  if (own_old_epochs_.empty() || p.len < wire::kBaseHeaderBytes) return false;
+  const std::uint8_t* d = p.data();
+  if (wire::get_u16(d) != wire::kMagic) return false;
+  const std::uint64_t key = (std::uint64_t{wire::get_u32(d + 12)} << 32) | wire::get_u32(d + 16);
+  return std::find(own_old_epochs_.begin(), own_old_epochs_.end(), key) != own_old_epochs_.end();
+}
+
+void ChannelCore::on_readable() noexcept {
+  take_returns();
+  std::uint64_t now = RuntimeLoop::now_ns();
+  // Bounded rounds keep one busy channel from starving the others; the poll is level
+  // triggered, so whatever is left wakes us again.
+  for (int round = 0; round < 16; ++round) {
+    const int n = transport_->receive(*pool_, rx_batch_.data(), static_cast<int>(rx_batch_.size()));
+    if (n == 0) break;
+    if (n < 0) continue;
+    now = RuntimeLoop::now_ns();
+    now_ns_ = now;
+    if (last_rx_ns_ != 0 && now > last_rx_ns_) {
+      const double sample = static_cast<double>(now - last_rx_ns_) / n;
+      const double err = sample - interarrival_ns_;
+      interarrival_ns_ = interarrival_ns_ == 0 ? sample : interarrival_ns_ + kEwmaGain * err;
+      jitter_ns_ += kEwmaGain * ((err < 0 ? -err : err) - jitter_ns_);
+    }
+    last_rx_ns_ = now;
+    for (int i = 0; i < n; ++i) {
+      Packet* p = rx_batch_[static_cast<std::size_t>(i)];
+      if (is_own_old_packet(*p)) {
+        // Our own datagram from before an update(), looped back by the kernel.
+        ++shell_.own_old_epoch;
+        p->release();
+        continue;
+      }
+      pipeline_->receive(p, now);
+    }
+    dispatch();
+  }
+  after_input(now);
+}
+
+// --- PipelineSink ------------------------------------------------------------------------------
+
+void ChannelCore::transmit(Packet* p) noexcept {
+  if (p->rx_ns != 0 && now_ns_ >= p->rx_ns) {
+    // On the send path the shell keeps the send() time in rx_ns (see send()).
+    const double sample = static_cast<double>(now_ns_ - p->rx_ns);
+    send_latency_ns_ = send_latency_ns_ == 0 ? sample : send_latency_ns_ + kEwmaGain * (sample - send_latency_ns_);
+  }
+  if (!transport_) {
+    p->release();
+    return;
+  }
+  (void)transport_->enqueue(p);
+}
+
+void ChannelCore::deliver(Packet* p) noexcept {
+  if (to_deliver_.size() == to_deliver_.capacity() && to_deliver_.size() >= 65536) {
+    // A stage released an enormous burst at once; bound the shell's memory.
+    ++shell_.receive_queue_full;
+    p->release();
+    return;
+  }
+  to_deliver_.push_back(p);
+}
+
+void ChannelCore::on_event(const Event& e) noexcept {
+  if (events_.size() < 4096) events_.push_back(e);
+}
+
+void ChannelCore::note_delivery(const Packet& p) noexcept {
+  if (heard_.insert(p.sender).second) heard_order_.push_back(p.sender);
+  if (p.ext(wire::Ext::seq) == nullptr) return;
+  SeqTrack& t = seq_[(std::uint64_t{p.sender} << 32) | p.epoch];
+  if (t.delivered == 0) {
+    t.first = t.highest = p.seq;
+  } else if (p.seq > t.highest) {
+    t.highest = p.seq;
+  } else if (p.seq < t.first) {
+    t.first = p.seq;
+  }
+  ++t.delivered;
+}
+
+void ChannelCore::dispatch() noexcept {
+  // Handlers run here, outside every pipeline call, so a handler may call back into the
+  // channel (send, update, close) without re-entering a stage.
+  if (!events_.empty()) {
+    std::vector<Event> events;
+    events.swap(events_);
+    if (event_handler_) {
+      for (const Event& e : events) {
+        try {
+          event_handler_(e);
+        } catch (...) {
+          ++shell_.handler_exceptions;
+        }
+      }
+    }
+    events.clear();
+    if (events_.empty()) events_.swap(events);  // keep the capacity
+  }
+  if (to_deliver_.empty()) return;
+  delivering_.swap(to_deliver_);
+  auto make = [this](Packet* p) {
+    Message m(p, home_);
+    m.sender_id = p->sender;
+    m.epoch = p->epoch;
+    m.seq = p->seq;
+    m.has_seq = p->ext(wire::Ext::seq) != nullptr;
+    m.flags = p->flags;
+    m.received_ns = p->rx_ns;
+    auto it = names_.find(p->sender);
+    m.sender = it != names_.end() ? it->second : hex_id(p->sender);
+    return m;
+  };
+  if (handler_) {
+    for (Packet* p : delivering_) {
+      note_delivery(*p);
+      ++shell_.delivered_messages;
+      shell_.delivered_bytes += p->payload_len;
+      try {
+        handler_(make(p));
+      } catch (...) {
+        ++shell_.handler_exceptions;
+      }
+    }
+  } else {
+    bool added = false;
+    {
+      std::lock_guard<std::mutex> lock(rq_mu_);
+      for (Packet* p : delivering_) {
+        note_delivery(*p);
+        if (rq_count_ == rq_.size()) {
+          // Drop-newest, like a full socket buffer: what is queued stays in order.
+          ++shell_.receive_queue_full;
+          p->release();
+          continue;
+        }
+        ++shell_.delivered_messages;
+        shell_.delivered_bytes += p->payload_len;
+        rq_[(rq_head_ + rq_count_) % rq_.size()] = make(p);
+        ++rq_count_;
+        added = true;
+      }
+    }
+    if (added) rq_cv_.notify_all();
+  }
+  delivering_.clear();
+}
+
+// --- cold paths on the loop -------------------------------------------------------------------
+
+void ChannelCore::flush_pipeline() noexcept {
+  // Stages hold packets for later (reorder buffers, delayed or paced packets). Give them
+  // their final ticks now, as if each deadline had passed, so they release what they hold.
+  std::uint64_t now = RuntimeLoop::now_ns();
+  now_ns_ = now;
+  for (int round = 0; round < 16 && pipeline_; ++round) {
+    const std::uint64_t d = pipeline_->next_deadline_ns();
+    if (d == 0) break;
+    now = std::max(now, d);
+    pipeline_->tick(now);
+    ++shell_.final_ticks;
+    if (transport_ && transport_->tx_pending() >= rx_batch_.size()) transport_->flush_blocking(1000);
+  }
+  if (transport_) transport_->flush_blocking(1000);
+  dispatch();
+}
+
+void ChannelCore::retire_pipeline() noexcept {
+  if (!pipeline_) return;
+  try {
+    const CounterSnapshot snap = pipeline_->counters();
+    for (std::size_t i = 0; i < snap.names.size(); ++i) add_named(carried_, snap.names[i], snap.values[i]);
+    own_old_epochs_.push_back((std::uint64_t{pipeline_->env().sender} << 32) | pipeline_->env().epoch);
+  } catch (...) {
+    // Out of memory while copying names: the counters of this pipeline are lost, nothing else.
+  }
+  pipeline_.reset();  // stages release whatever they still hold
+}
+
+void ChannelCore::detach() noexcept {
+  if (detached_.load()) return;
+  closed_.store(true);
+  // A send() that passed its closed check is still pushing; let it finish so that every
+  // message send() accepted is flushed below.
+  while (active_senders_.load() != 0) std::this_thread::yield();
+  take_returns();
+  const std::uint64_t now = RuntimeLoop::now_ns();
+  now_ns_ = now;
+  Packet* p = nullptr;
+  while (submit_ring_.try_pop(p)) {
+    --outstanding_;
+    if (pipeline_) {
+      pipeline_->send(p, now);
+    } else {
+      p->release();
+    }
+    if (transport_ && transport_->tx_pending() >= rx_batch_.size()) transport_->flush_blocking(1000);
+  }
+  flush_pipeline();
+  while (free_ring_.try_pop(p)) p->release();
+  outstanding_ = 0;
+  retire_pipeline();
+  for (Packet* q : to_deliver_) q->release();
+  to_deliver_.clear();
+  try {
+    final_stats_ = build_stats();
+  } catch (...) {
+  }
+  handler_ = nullptr;
+  event_handler_ = nullptr;
+  detached_.store(true);
+  set_flushed(kNoPosition);
+  {
+    std::lock_guard<std::mutex> lock(rq_mu_);
+  }
+  rq_cv_.notify_all();
+  keepalive_ = shared_from_this();
+  uv_timer_stop(&timer_);
+  stop_poll();
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ChannelCore::on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), &ChannelCore::on_handle_closed);
+  loop_.channels.fetch_sub(1);
+}
+
+ChannelStats ChannelCore::build_stats() const {
+  ChannelStats s;
+  s.counters = carried_;
+  if (pipeline_) {
+    const CounterSnapshot snap = pipeline_->counters();
+    for (std::size_t i = 0; i < snap.names.size(); ++i) add_named(s.counters, snap.names[i], snap.values[i]);
+  }
+  TransportCounters t = tx_carried_;
+  if (transport_) add_counters(t, transport_->counters());
+  const std::pair<const char*, std::uint64_t> shell[] = {
+      {"shell.datagrams_sent", t.datagrams_sent},
+      {"shell.datagram_bytes_sent", t.datagram_bytes_sent},
+      {"shell.send_errors", t.send_errors},
+      {"shell.tx_overflow", t.tx_overflow},
+      {"shell.gso_sends", t.gso_sends},
+      {"shell.datagrams_received", t.datagrams_received},
+      {"shell.datagram_bytes_received", t.datagram_bytes_received},
+      {"shell.receive_errors", t.receive_errors},
+      {"shell.truncated", t.truncated},
+      {"shell.rx_pool_exhausted", t.rx_pool_exhausted},
+      {"shell.delivered_messages", shell_.delivered_messages},
+      {"shell.delivered_bytes", shell_.delivered_bytes},
+      {"shell.receive_queue_full", shell_.receive_queue_full},
+      {"shell.own_old_epoch", shell_.own_old_epoch},
+      {"shell.handler_exceptions", shell_.handler_exceptions},
+      {"shell.updates", shell_.updates},
+      {"shell.final_ticks", shell_.final_ticks},
+  };
+  for (const auto& [n, v] : shell) s.counters.emplace_back(n, v);
+
+  s.messages_sent = s.counter("pipeline.sent_messages");
+  s.bytes_sent = s.counter("pipeline.sent_bytes");
+  s.datagrams_sent = t.datagrams_sent;
+  s.datagram_bytes_sent = t.datagram_bytes_sent;
+  s.datagrams_received = t.datagrams_received;
+  s.datagram_bytes_received = t.datagram_bytes_received;
+  s.messages_delivered = shell_.delivered_messages;
+  s.bytes_delivered = shell_.delivered_bytes;
+  for (std::size_t r = 0; r < kDropReasonCount; ++r) {
+    s.drops[r] = s.counter("drops." + std::string(drop_reason_name(static_cast<DropReason>(r))));
+  }
+  s.drops[static_cast<std::size_t>(DropReason::pool_exhausted)] += t.rx_pool_exhausted;
+  s.receive_queue_full = shell_.receive_queue_full;
+  s.send_errors = t.send_errors + t.tx_overflow;
+  s.receive_errors = t.receive_errors;
+  s.send_latency_ns = send_latency_ns_;
+  s.interarrival_ns = interarrival_ns_;
+  s.interarrival_jitter_ns = jitter_ns_;
+  if (!seq_.empty()) {
+    double expected = 0;
+    double missing = 0;
+    for (const auto& [key, tr] : seq_) {
+      const double span = static_cast<double>(tr.highest - tr.first + 1);
+      expected += span;
+      missing += std::max(0.0, span - static_cast<double>(tr.delivered));
+    }
+    s.loss_ratio = expected > 0 ? missing / expected : 0.0;
+  }
+  return s;
+}
+
+// --- application threads --------------------------------------------------------------------
+
+Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message) {
+  if (data == nullptr && n != 0) return {Code::INVALID_ARGUMENT, "send: null data with a non-zero size"};
+  active_senders_.fetch_add(1);
+  struct Leave {
+    std::atomic<int>& n;
+    ~Leave() { n.fetch_sub(1); }
+  };
+  std::optional<Leave> leave;
+  leave.emplace(Leave{active_senders_});
+  if (closed_.load()) return {Code::CLOSED, "send: the channel is closed"};
+  if (static_cast<Duplexity>(duplexity_.load()) == Duplexity::receive_only) {
+    return {Code::NOT_PERMITTED_BY_DUPLEXITY,
+            "send: member '" + name() + "' of channel '" + plan().channel_id + "' is receive-only (duplexity)"};
+  }
+  std::uint16_t flags = 0;
+  if (per_message != nullptr) {
+    const std::uint16_t ok = per_message_ok_.load();
+    if (per_message->reliability.has_value()) {
+      if ((ok & kHasReliability) == 0) {
+        return {Code::NOT_AVAILABLE, "send: per-message reliability needs a reliability stage in the channel's plan; "
+                                     "none is available in this build yet"};
+      }
+      if (*per_message->reliability) flags |= wire::kFlagReliable;
+    }
+    if (per_message->error_checking.has_value()) {
+      const bool has = (ok & kHasChecksum) != 0;
+      if (*per_message->error_checking && !has) {
+        return {Code::NOT_AVAILABLE,
+                "send: per-message error checking is not available yet; enable 'error checking' for the channel "
+                "(update({'error checking': true}))"};
+      }
+      if (!*per_message->error_checking && has) {
+        return {Code::NOT_AVAILABLE,
+                "send: this channel checks every message; opting one message out of error checking is not "
+                "available yet"};
+      }
+    }
+    if (per_message->ordered.has_value() && !*per_message->ordered) {
+      flags = static_cast<std::uint16_t>(flags | wire::kFlagUnordered);
+    }
+  }
+  const std::uint32_t max = max_payload_.load();
+  if (n > max) {
+    return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
+                                         " bytes is larger than the largest payload one datagram of this channel "
+                                         "carries (" +
+                                         std::to_string(max) + " bytes); fragmentation is not available yet"};
+  }
+  const bool on_loop = loop_.on_loop_thread();
+  Packet* p = nullptr;
+  for (;;) {
+    if (free_ring_.try_pop(p)) {
+      if (p->cap >= kHeadroom + n + wire::kTrailerBytes + 64) break;
+      // A buffer from a smaller pool of before an update(): hand it back and take another.
+      home_->give_back(p);
+      abandoned_.fetch_add(1);
+      continue;
+    }
+    if (closed_.load()) return {Code::CLOSED, "send: the channel is closed"};
+    uv_async_send(&async_);  // the loop restocks the free ring when it drains
+    if (on_loop || !options_.send_blocks_when_full) {
+      return {Code::WOULD_BLOCK, on_loop ? "send: the send queue is full and a handler cannot wait for the loop"
+                                         : "send: the send queue is full (send_blocks_when_full is false)"};
+    }
+    waiters_.fetch_add(1);
+    {
+      std::unique_lock<std::mutex> lock(wait_mu_);
+      wait_cv_.wait_for(lock, std::chrono::milliseconds(2));
+    }
+    waiters_.fetch_sub(1);
+  }
+  p->reset_for_send(static_cast<std::uint32_t>(n));
+  if (n != 0) std::memcpy(p->payload(), data, n);
+  p->flags = flags;
+  p->rx_ns = RuntimeLoop::now_ns();  // send() time, for the send latency estimate
+  std::uint64_t pos = 0;
+  if (!submit_ring_.try_push(p, &pos)) {
+    // Cannot happen: the loop never hands out more packets than the ring holds.
+    home_->give_back(p);
+    abandoned_.fetch_add(1);
+    return {Code::INTERNAL, "send: the submit ring overflowed"};
+  }
+  uv_async_send(&async_);
+  leave.reset();
+  if (static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop) {
+    waiters_.fetch_add(1);
+    {
+      std::unique_lock<std::mutex> lock(wait_mu_);
+      wait_cv_.wait(lock, [&] { return flushed_pos_.load() > pos || detached_.load(); });
+    }
+    waiters_.fetch_sub(1);
+  }
+  return Status::ok();
+}
+
+Status ChannelCore::update(const Manifest& m) {
+  if (closed_.load()) return {Code::CLOSED, "update: the channel is closed"};
+  std::lock_guard<std::mutex> serial(update_mu_);
+  auto p = std::make_shared<Prepared>();
+  // Reading pool_ and transport_ here is safe: only install() changes them, on the loop,
+  // under update_mu_ held by this thread or during open().
+  if (Status s = prepare(m, true, *p); !s) return s;
+  auto swap = [this, p]() -> Status {
+    if (detached_.load()) return {Code::CLOSED, "update: the channel closed meanwhile"};
+    take_returns();
+    flush_pipeline();
+    retire_pipeline();
+    const bool new_pool = p->pool != pool_;
+    const bool new_socket = p->transport != nullptr;
+    install(*p);
+    if (new_socket) start_poll(false);
+    if (new_pool) {
+      // Free buffers of the old pool stay usable only when large enough; send() checks
+      // and hands back any that are not.
+    }
+    ++shell_.updates;
+    timer_deadline_ns_ = 0;
+    uv_timer_stop(&timer_);
+    refill_free();
+    drain();  // messages queued before the swap go through the new pipeline
+    return Status::ok();
+  };
+  if (loop_.on_loop_thread()) {
+    // Inside a handler: deliveries of the old pipeline are being dispatched; swap after.
+    loop_.post([swap] { (void)swap(); });
+    return Status::ok();
+  }
+  return loop_.call(swap);
+}
+
+Status ChannelCore::update(const Value& changes) {
+  Manifest current = manifest();
+  Manifest next;
+  Diagnostics diag;
+  if (!update_manifest(current, changes, next, diag)) {
+    return {Code::INVALID_MANIFEST, diag.to_string()};
+  }
+  return update(next);
+}
+
+Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
+  if (static_cast<Duplexity>(duplexity_.load()) == Duplexity::send_only) {
+    return {Code::NOT_PERMITTED_BY_DUPLEXITY,
+            "receive: member '" + name() + "' of channel '" + plan().channel_id + "' is send-only (duplexity)"};
+  }
+  // Waits longer than a year are "forever" (and cannot overflow the clock).
+  const auto limit = std::chrono::hours(24 * 365);
+  const auto wait = timeout > limit ? std::chrono::nanoseconds(limit) : timeout;
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  std::unique_lock<std::mutex> lock(rq_mu_);
+  rq_cv_.wait_until(lock, deadline, [&] { return rq_count_ > 0 || detached_.load(); });
+  if (rq_count_ > 0) {
+    out = std::move(rq_[rq_head_]);
+    rq_head_ = (rq_head_ + 1) % rq_.size();
+    --rq_count_;
+    return Status::ok();
+  }
+  if (detached_.load() || closed_.load()) return {Code::CLOSED, "receive: the channel is closed and its queue is empty"};
+  return {Code::TIMED_OUT, "receive: no message within the timeout"};
+}
+
+bool ChannelCore::try_receive(Message& out) {
+  std::lock_guard<std::mutex> lock(rq_mu_);
+  if (rq_count_ == 0) return false;
+  out = std::move(rq_[rq_head_]);
+  rq_head_ = (rq_head_ + 1) % rq_.size();
+  --rq_count_;
+  return true;
+}
+
+void ChannelCore::set_message_handler(Channel::MessageHandler h) {
+  if (detached_.load()) return;
+  has_handler_.store(static_cast<bool>(h));
+  // Always posted, never inline: a handler replacing itself must not destroy the function
+  // that is running.
+  loop_.post([this, h = std::move(h)]() mutable {
+    if (!detached_.load()) handler_ = std::move(h);
+  });
+}
+
+void ChannelCore::set_event_handler(Channel::EventHandler h) {
+  if (detached_.load()) return;
+  loop_.post([this, h = std::move(h)]() mutable {
+    if (!detached_.load()) event_handler_ = std::move(h);
+  });
+}
+
+std::vector<std::string> ChannelCore::members() {
+  auto compute = [this] {
+    std::vector<std::string> out;
+    auto add = [&out](const std::string& n) {
+      if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+    };
+    Manifest m = manifest();
+    for (const auto& e : m.members) add(member_name(e));
+    for (std::uint32_t id : heard_order_) {
+      auto it = names_.find(id);
+      add(it != names_.end() ? it->second : hex_id(id));
+    }
+    add(name());
+    return out;
+  };
+  if (detached_.load()) return compute();
+  return loop_.call(compute);
+}
+
+ChannelStats ChannelCore::stats() {
+  if (detached_.load()) return final_stats_;
+  return loop_.call([this] { return detached_.load() ? final_stats_ : build_stats(); });
+}
+
+Plan ChannelCore::plan() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return plan_;
+}
+
+Manifest ChannelCore::manifest() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return manifest_;
+}
+
+std::string ChannelCore::name() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return name_;
+}
+
+void ChannelCore::close() noexcept {
+  const bool first = !closed_.exchange(true);
+  if (waiters_.load() > 0) {
+    std::lock_guard<std::mutex> lock(wait_mu_);
+    wait_cv_.notify_all();
+  }
+  if (loop_.on_loop_thread()) {
+    // From a handler: the loop cannot wait for itself. Detach after this callback.
+    if (first) {
+      try {
+        loop_.post([self = shared_from_this()] { self->detach(); });
+      } catch (...) {
+      }
+    }
+    return;
+  }
+  try {
+    if (first) loop_.post([this] { detach(); });
+    closed_future_.wait();
+  } catch (...) {
+  }
+}
+
+}  // namespace detail
+
+// --- Channel ---------------------------------------------------------------------------------
+
+Channel::Channel() noexcept = default;
+Channel::Channel(std::shared_ptr<detail::ChannelCore> core) noexcept : core_(std::move(core)) {}
+Channel::~Channel() { close(); }
+Channel::Channel(Channel&& other) noexcept = default;
+Channel& Channel::operator=(Channel&& other) noexcept {
+  if (this != &other) {
+    close();
+    core_ = std::move(other.core_);
+  }
+  return *this;
+}
+
+Status Channel::try_open(const Manifest& manifest, const OpenOptions& options, Channel& out) noexcept {
+  try {
+    std::shared_ptr<detail::ChannelCore> core;
+    Status s = detail::ChannelCore::open(manifest, options, core);
+    if (!s) return s;
+    out = Channel(std::move(core));
+    return Status::ok();
+  } catch (const Error& e) {
+    return e.status();
+  } catch (const std::exception& e) {
+    return {Code::INTERNAL, std::string("opening channel '") + manifest.id + "': " + e.what()};
+  }
+}
+
+Status Channel::try_open(const Value& map, const OpenOptions& options, Channel& out) noexcept {
+  try {
+    if (!map.is_map()) {
+      return {Code::INVALID_MANIFEST, "a manifest given as a value must be a map of properties, not a " +
+                                          std::string(map.type_name()) +
+                                          " (for a YAML file use Channel::open_yaml_file)"};
+    }
+    Manifest m;
+    Diagnostics diag;
+    if (!manifest_from_value(map, m, diag)) return {Code::INVALID_MANIFEST, diag.to_string()};
+    return try_open(m, options, out);
+  } catch (const std::exception& e) {
+    return {Code::INTERNAL, std::string("opening channel from a map: ") + e.what()};
+  }
+}
+
+Status Channel::try_open_yaml_file(const std::string& path, const OpenOptions& options, Channel& out) noexcept {
+  try {
+    Manifest m;
+    Diagnostics diag;
+    if (!load_manifest(path, m, diag)) return {Code::INVALID_MANIFEST, diag.to_string()};
+    return try_open(m, options, out);
+  } catch (const std::exception& e) {
+    return {Code::INTERNAL, "opening channel from '" + path + "': " + e.what()};
+  }
+}
+
+Channel Channel::open(const Manifest& manifest, const OpenOptions& options) {
+  Channel c;
+  if (Status s = try_open(manifest, options, c); !s) throw Error(std::move(s));
+  return c;
+}
+
+Channel Channel::open(const Value& map, const OpenOptions& options) {
+  Channel c;
+  if (Status s = try_open(map, options, c); !s) throw Error(std::move(s));
+  return c;
+}
+
+Channel Channel::open_yaml_file(const std::string& path, const OpenOptions& options) {
+  Channel c;
+  if (Status s = try_open_yaml_file(path, options, c); !s) throw Error(std::move(s));
+  return c;
+}
+
+namespace {
+Status closed_status() { return {Code::CLOSED, "the channel is not open"}; }
+}  // namespace
+
+Status Channel::send(std::span<const std::uint8_t> bytes) {
+  return core_ ? core_->send(bytes.data(), bytes.size(), nullptr) : closed_status();
+}
+Status Channel::send(std::string_view text) {
+  return core_ ? core_->send(reinterpret_cast<const std::uint8_t*>(text.data()), text.size(), nullptr)
+               : closed_status();
+}
+Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message) {
+  return core_ ? core_->send(bytes.data(), bytes.size(), &per_message) : closed_status();
+}
+Status Channel::send(std::string_view text, const MessageManifest& per_message) {
+  return core_ ? core_->send(reinterpret_cast<const std::uint8_t*>(text.data()), text.size(), &per_message)
+               : closed_status();
+}
+
+Status Channel::update(const Manifest& manifest) { return core_ ? core_->update(manifest) : closed_status(); }
+Status Channel::update(const Value& changes) { return core_ ? core_->update(changes) : closed_status(); }
+
+std::optional<Message> Channel::receive(std::chrono::nanoseconds timeout) {
+  Message m;
+  if (!core_ || !core_->receive(m, timeout)) return std::nullopt;
+  return m;
+}
+Status Channel::receive(Message& out, std::chrono::nanoseconds timeout) {
+  return core_ ? core_->receive(out, timeout) : closed_status();
+}
+std::optional<Message> Channel::try_receive() {
+  Message m;
+  if (!core_ || !core_->try_receive(m)) return std::nullopt;
+  return m;
+}
+void Channel::on_message(MessageHandler handler) {
+  if (core_) core_->set_message_handler(std::move(handler));
+}
+void Channel::on_event(EventHandler handler) {
+  if (core_) core_->set_event_handler(std::move(handler));
+}
+std::vector<std::string> Channel::members() const { return core_ ? core_->members() : std::vector<std::string>{}; }
+ChannelStats Channel::stats() const { return core_ ? core_->stats() : ChannelStats{}; }
+Plan Channel::plan() const { return core_ ? core_->plan() : Plan{}; }
+Manifest Channel::manifest() const { return core_ ? core_->manifest() : Manifest{}; }
+std::string Channel::name() const { return core_ ? core_->name() : std::string(); }
+std::uint32_t Channel::sender_id() const noexcept { return core_ ? core_->sender_id() : 0; }
+bool Channel::is_open() const noexcept { return core_ && core_->is_open(); }
+void Channel::close() noexcept {
+  if (core_) core_->close();
+}
+
+}  // namespace tmc

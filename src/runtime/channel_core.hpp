@@ -1,0 +1,230 @@
+// The channel behind a tmc::Channel handle: the hand-off between application threads and
+// the loop thread, the pipeline, and the transport.
+//
+// Threads
+//   App threads touch only: the two rings, the receive queue (under rq_mu_), the atomics,
+//   and the copies of manifest/plan under state_mu_. Everything marked "loop" below is
+//   touched only on the runtime's loop thread (or, after close() finished, by the thread
+//   that closed it).
+//
+// Send path (no allocation in steady state)
+//   The loop keeps free_ring_ stocked with empty pool packets. send() pops one, copies the
+//   payload into it (the one copy), pushes it onto submit_ring_ and pokes the channel's
+//   uv_async_t. On wake-up the loop drains submit_ring_ through the pipeline; datagrams
+//   collect in the transport's queue and go out in sendmmsg batches at the end of the
+//   drain. The loop hands out at most `send_slots_` packets at a time (free + submitted),
+//   so submit_ring_ can never overflow.
+//
+// Receive path (no copy)
+//   recvmmsg into pool packets -> pipeline -> delivered packets become Messages, either
+//   handed to the on_message handler or queued for receive(). A Message returns its
+//   packet through BufferHome's lock-free stack, which the loop empties into the pool.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "runtime/loop/mpmc_ring.hpp"
+#include "runtime/loop/runtime_loop.hpp"
+#include "runtime/pipeline.hpp"
+#include "runtime/transport/udp_transport.hpp"
+#include "tmc/channel.hpp"
+
+namespace tmc::detail {
+
+/// The pools of one channel, and the way back into them for Messages on other threads.
+/// Shared by the channel and every Message it delivered, so buffers stay valid after the
+/// channel closes.
+class BufferHome {
+ public:
+  /// Any thread: give a packet back (lock-free push).
+  void give_back(Packet* p) noexcept {
+    Packet* head = returned_.load(std::memory_order_relaxed);
+    do {
+      p->next = head;
+    } while (!returned_.compare_exchange_weak(head, p, std::memory_order_release, std::memory_order_relaxed));
+  }
+  /// Loop: take every returned packet (a list linked through Packet::next).
+  Packet* take_all() noexcept { return returned_.exchange(nullptr, std::memory_order_acquire); }
+  /// Cold: a new pool owned by this home.
+  PacketPool* add_pool(std::uint32_t buffer_bytes, std::uint32_t initial, std::uint32_t max_packets) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pools_.push_back(std::make_unique<PacketPool>(buffer_bytes, initial, max_packets));
+    return pools_.back().get();
+  }
+
+ private:
+  std::atomic<Packet*> returned_{nullptr};
+  std::mutex mu_;
+  std::vector<std::unique_ptr<PacketPool>> pools_;
+};
+
+class ChannelCore final : public PipelineSink, public std::enable_shared_from_this<ChannelCore> {
+ public:
+  static Status open(const Manifest& manifest, const OpenOptions& options, std::shared_ptr<ChannelCore>& out);
+  ~ChannelCore();
+
+  Status send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message);
+  Status update(const Manifest& manifest);
+  Status update(const Value& changes);
+  Status receive(Message& out, std::chrono::nanoseconds timeout);
+  bool try_receive(Message& out);
+  void set_message_handler(Channel::MessageHandler h);
+  void set_event_handler(Channel::EventHandler h);
+  std::vector<std::string> members();
+  ChannelStats stats();
+  Plan plan() const;
+  Manifest manifest() const;
+  std::string name() const;
+  std::uint32_t sender_id() const noexcept { return sender_id_.load(); }
+  bool is_open() const noexcept { return !closed_.load(); }
+  void close() noexcept;
+
+  // PipelineSink (loop thread)
+  void transmit(Packet* p) noexcept override;
+  void deliver(Packet* p) noexcept override;
+  void on_event(const Event& e) noexcept override;
+
+ private:
+  /// Everything prepare() builds on the caller's thread for open() and update().
+  struct Prepared {
+    Manifest manifest;
+    Plan plan;
+    std::string name;
+    std::uint32_t sender = 0;
+    std::uint32_t max_payload = 0;
+    std::uint16_t per_message_ok = 0;  ///< bit 0 reliability, bit 1 error checking on
+    PacketPool* pool = nullptr;
+    std::unique_ptr<Pipeline> pipeline;
+    std::unique_ptr<UdpTransport> transport;  ///< null: keep the current socket
+    TransportSpec spec;
+    std::unordered_map<std::uint32_t, std::string> names;
+  };
+
+  ChannelCore(std::shared_ptr<Runtime> runtime, const OpenOptions& options);
+  Status prepare(const Manifest& m, bool reuse_socket_if_possible, Prepared& out);
+  void install(Prepared& p);  // loop: make `p` the channel's state
+
+  // --- loop thread -----------------------------------------------------------------------
+  void attach();
+  void drain() noexcept;
+  void after_input(std::uint64_t now_ns) noexcept;
+  void flush_tx() noexcept;
+  void refill_free() noexcept;
+  void take_returns() noexcept;
+  void dispatch() noexcept;
+  void on_readable() noexcept;
+  void on_writable() noexcept;
+  void rearm_timer(std::uint64_t now_ns) noexcept;
+  void start_poll(bool writable) noexcept;
+  void stop_poll() noexcept;
+  void flush_pipeline() noexcept;
+  void retire_pipeline() noexcept;
+  void detach() noexcept;
+  void note_delivery(const Packet& p) noexcept;
+  ChannelStats build_stats() const;
+  void set_flushed(std::uint64_t pos) noexcept;
+  bool is_own_old_packet(const Packet& p) const noexcept;
+
+  static void on_async_cb(uv_async_t* h);
+  static void on_timer_cb(uv_timer_t* h);
+  static void on_poll_cb(uv_poll_t* h, int status, int events);
+  static void on_handle_closed(uv_handle_t* h);
+
+  // --- fixed at construction ---------------------------------------------------------------
+  std::shared_ptr<Runtime> runtime_;
+  RuntimeLoop& loop_;
+  OpenOptions options_;
+  std::shared_ptr<BufferHome> home_;
+  MpmcRing<Packet*> free_ring_;
+  MpmcRing<Packet*> submit_ring_;
+  std::uint32_t send_slots_;
+
+  // --- shared between threads ------------------------------------------------------------
+  mutable std::mutex state_mu_;  // guards manifest_, plan_, name_
+  Manifest manifest_;
+  Plan plan_;
+  std::string name_;
+  std::mutex update_mu_;  // one update() at a time
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> detached_{false};
+  std::atomic<std::uint32_t> sender_id_{0};
+  std::atomic<std::uint32_t> max_payload_{0};
+  std::atomic<std::uint16_t> per_message_ok_{0};
+  std::atomic<std::uint8_t> duplexity_{0};
+  std::atomic<std::uint8_t> synchronicity_{0};
+  std::atomic<std::uint64_t> flushed_pos_{0};  ///< submit positions below this are done
+  std::atomic<int> waiters_{0};                ///< threads in wait_cv_ (sync sends, full queue)
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+  std::mutex rq_mu_;
+  std::condition_variable rq_cv_;
+  std::vector<Message> rq_;  ///< ring of receive_queue_messages slots
+  std::size_t rq_head_ = 0;
+  std::size_t rq_count_ = 0;
+  std::atomic<bool> has_handler_{false};
+  std::atomic<int> active_senders_{0};     ///< send() calls between their closed check and push
+  std::atomic<std::uint32_t> abandoned_{0};  ///< free-ring packets send() handed back unused
+  std::shared_future<void> closed_future_;   ///< ready when every handle is closed
+
+  // --- loop thread ------------------------------------------------------------------------
+  uv_async_t async_{};
+  uv_timer_t timer_{};
+  uv_poll_t* poll_ = nullptr;  // heap: replaced when update() changes the socket
+  bool poll_writable_ = false;
+  int open_handles_ = 0;
+  std::promise<void> closed_promise_;
+  std::shared_ptr<ChannelCore> keepalive_;  // while handles close after close() from a handler
+  PacketPool* pool_ = nullptr;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<UdpTransport> transport_;
+  bool receiving_ = true;
+  std::uint32_t outstanding_ = 0;  // packets in free_ring_ + submit_ring_
+  std::uint64_t timer_deadline_ns_ = 0;
+  std::uint64_t now_ns_ = 0;  ///< time of the input being processed
+  std::vector<Packet*> rx_batch_;
+  std::vector<Packet*> to_deliver_;
+  std::vector<Packet*> delivering_;
+  std::vector<Event> events_;
+  Channel::MessageHandler handler_;
+  Channel::EventHandler event_handler_;
+  std::unordered_map<std::uint32_t, std::string> names_;  // loop copy: sender id -> name
+  std::vector<std::uint32_t> heard_order_;
+  std::unordered_set<std::uint32_t> heard_;
+  std::vector<std::uint32_t> own_old_epochs_;
+  struct SeqTrack {
+    std::uint64_t first = 0;
+    std::uint64_t highest = 0;
+    std::uint64_t delivered = 0;
+  };
+  std::unordered_map<std::uint64_t, SeqTrack> seq_;
+  std::uint64_t last_rx_ns_ = 0;
+  double send_latency_ns_ = 0;
+  double interarrival_ns_ = 0;
+  double jitter_ns_ = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> carried_;  // counters of retired pipelines
+  TransportCounters tx_carried_;                                // of retired transports
+  struct ShellCounters {
+    std::uint64_t delivered_messages = 0;
+    std::uint64_t delivered_bytes = 0;
+    std::uint64_t receive_queue_full = 0;
+    std::uint64_t own_old_epoch = 0;
+    std::uint64_t handler_exceptions = 0;
+    std::uint64_t updates = 0;
+    std::uint64_t final_ticks = 0;
+  } shell_;
+  ChannelStats final_stats_;  // taken by detach()
+};
+
+}  // namespace tmc::detail

@@ -1,0 +1,68 @@
+// The production shell's event loop: one libuv loop on its own thread per tmc::Runtime.
+//
+// Channels run every socket, timer and pipeline call on this thread. Other threads reach
+// it in two ways: a channel's own uv_async_t (the hot path: "my send queue has work"),
+// and post()/call() for cold work (open, close, update, stats), which go through one
+// mutex-protected list and the runtime's uv_async_t.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace tmc::detail {
+
+class RuntimeLoop {
+ public:
+  RuntimeLoop();
+  ~RuntimeLoop();
+  RuntimeLoop(const RuntimeLoop&) = delete;
+  RuntimeLoop& operator=(const RuntimeLoop&) = delete;
+
+  [[nodiscard]] uv_loop_t* uv() noexcept { return &loop_; }
+  [[nodiscard]] bool on_loop_thread() const noexcept { return std::this_thread::get_id() == thread_id_; }
+
+  /// Run `fn` on the loop thread after the current callback (never inline).
+  void post(std::function<void()> fn);
+
+  /// Run `fn` on the loop thread and return its result; inline when already on it.
+  template <class F>
+  auto call(F&& fn) -> decltype(fn()) {
+    if (on_loop_thread()) return fn();
+    using R = decltype(fn());
+    std::packaged_task<R()> task(std::forward<F>(fn));
+    auto result = task.get_future();
+    post([&task] { task(); });
+    return result.get();
+  }
+
+  /// The shell's clock (monotonic, ns). Stages never read it; the shell passes it in.
+  static std::uint64_t now_ns() noexcept { return uv_hrtime(); }
+
+  /// For ~Runtime when it runs on the loop thread: let the loop end after the current
+  /// callback and detach its thread. The caller must then leak this object.
+  void stop_from_inside() noexcept;
+
+  std::atomic<std::size_t> channels{0};
+
+ private:
+  static void on_async(uv_async_t* handle);
+  void run_posted();
+
+  uv_loop_t loop_{};
+  uv_async_t async_{};
+  std::thread thread_;
+  std::thread::id thread_id_;
+  std::mutex mu_;
+  std::vector<std::function<void()>> posted_;
+  std::vector<std::function<void()>> running_;  // swapped with posted_; keeps capacity
+};
+
+}  // namespace tmc::detail

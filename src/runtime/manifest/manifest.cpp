@@ -1,0 +1,527 @@
+// The manifest schema: Hana reflection of the structs of manifest.hpp plus their one table
+// of properties. Parsing, printing, range checks and the property docs are all generic
+// (reflect.hpp); only rules that relate several properties are written out here.
+#include <charconv>
+
+#include "runtime/manifest/internal.hpp"
+#include "runtime/manifest/reflect.hpp"
+#include "runtime/manifest/yaml_value.hpp"
+#include "tmc/wire.hpp"
+
+// Reflection lists, in declaration order (schema_problems() checks the rows follow it).
+BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries);
+BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
+BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy);
+BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay_us, seed);
+BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, multicast, group, port, interface, ttl, loopback,
+                        point_to_point_ordering, ordering_window, ordering_hold_us, group_ordering, reliability,
+                        error_checking, pacing, flow_control, congestion_control, synchronicity, duplexity,
+                        max_message_bytes, faults);
+BOOST_HANA_ADAPT_STRUCT(tmc::MessageManifest, reliability, error_checking, ordered);
+
+namespace tmc::detail {
+
+// ---------------------------------------------------------------------------------------
+// Enums
+// ---------------------------------------------------------------------------------------
+
+template <>
+struct EnumTable<OrderingMode> {
+  static constexpr std::array<EnumWord, 4> words{{{"off", static_cast<int>(OrderingMode::off)},
+                                                  {"drop-stale", static_cast<int>(OrderingMode::drop_stale)},
+                                                  {"strict", static_cast<int>(OrderingMode::strict)},
+                                                  {"drop_stale", static_cast<int>(OrderingMode::drop_stale)}}};
+  static constexpr std::array<RefusedWord, 0> refused{};
+  // `true` is the paper's rule (drop anything not newer than the last delivered).
+  static constexpr int bool_true = static_cast<int>(OrderingMode::drop_stale);
+  static constexpr int bool_false = static_cast<int>(OrderingMode::off);
+};
+
+template <>
+struct EnumTable<Synchronicity> {
+  static constexpr std::array<EnumWord, 2> words{{{"async", static_cast<int>(Synchronicity::async)},
+                                                  {"sync", static_cast<int>(Synchronicity::sync)}}};
+  static constexpr std::array<RefusedWord, 0> refused{};
+  static constexpr int bool_true = -1;
+  static constexpr int bool_false = -1;
+};
+
+template <>
+struct EnumTable<Duplexity> {
+  static constexpr std::array<EnumWord, 5> words{{{"full", static_cast<int>(Duplexity::full)},
+                                                  {"send-only", static_cast<int>(Duplexity::send_only)},
+                                                  {"receive-only", static_cast<int>(Duplexity::receive_only)},
+                                                  {"send_only", static_cast<int>(Duplexity::send_only)},
+                                                  {"receive_only", static_cast<int>(Duplexity::receive_only)}}};
+  static constexpr std::array<RefusedWord, 1> refused{
+      {{"half", "half duplex (one direction at a time, switching) is not supported; use full, send-only or "
+                "receive-only"}}};
+  static constexpr int bool_true = -1;
+  static constexpr int bool_false = -1;
+};
+
+// ---------------------------------------------------------------------------------------
+// Rows
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::string_view kFlowPolicies[] = {"min", "max", "quorum"};
+constexpr std::string_view kCongestionControls[] = {"none", "aimd", "cubic"};
+
+constexpr FieldMeta kReliabilityRows[] = {
+    {.field = "enabled", .key = "enabled", .alias = "enabled",
+     .doc = "false keeps the settings below but turns acknowledgments off (a map alone means true)",
+     .always = true},
+    {.field = "ack_from", .key = "ack from", .alias = "ack_from",
+     .doc = "acknowledgments needed from these named members; empty = from all members"},
+    {.field = "ack_fraction", .key = "ack fraction", .alias = "ack_fraction",
+     .doc = "acknowledgments needed from this fraction of the members, in (0, 1]; 0 = unused",
+     .lo = 0.0, .hi = 1.0, .lo_open = true, .zero_means_unset = true},
+    {.field = "ack_k", .key = "ack k", .alias = "ack_k",
+     .doc = "acknowledgments needed from any k members; 0 = unused", .min = 1, .zero_means_unset = true},
+    {.field = "max_retries", .key = "max retries", .alias = "max_retries",
+     .doc = "retransmissions before the message is reported failed", .min = 0, .max = 1000},
+};
+
+constexpr FieldMeta kPacingRows[] = {
+    {.field = "enabled", .key = "enabled", .alias = "enabled",
+     .doc = "false keeps the settings below but turns pacing off (a map alone means true)", .always = true},
+    {.field = "rate_bps", .key = "rate bps", .alias = "rate_bps",
+     .doc = "token-bucket rate in bits per second; 0 = chosen by the runtime", .min = 0},
+    {.field = "burst_bytes", .key = "burst bytes", .alias = "burst_bytes",
+     .doc = "token-bucket depth in bytes; 0 = one datagram", .min = 0},
+    {.field = "coalesce_us", .key = "coalesce us", .alias = "coalesce_us",
+     .doc = "longest wait to coalesce small messages into one datagram, in microseconds", .min = 0,
+     .max = 1000000},
+};
+
+constexpr FieldMeta kFlowRows[] = {
+    {.field = "enabled", .key = "enabled", .alias = "enabled",
+     .doc = "false keeps the policy but turns flow control off (a map alone means true)", .always = true},
+    {.field = "policy", .key = "policy", .alias = "policy",
+     .doc = "whose receive window limits the sender: the slowest member (min), the fastest (max), or a "
+            "majority (quorum)",
+     .one_of = kFlowPolicies},
+};
+
+constexpr FieldMeta kFaultRows[] = {
+    {.field = "loss", .key = "loss", .alias = "loss", .doc = "probability that a datagram is dropped",
+     .lo = 0.0, .hi = 1.0},
+    {.field = "duplicate", .key = "duplicate", .alias = "duplicate", .doc = "probability that it is sent twice",
+     .lo = 0.0, .hi = 1.0},
+    {.field = "reorder", .key = "reorder", .alias = "reorder",
+     .doc = "probability that it is held back behind later ones", .lo = 0.0, .hi = 1.0},
+    {.field = "corrupt", .key = "corrupt", .alias = "corrupt", .doc = "probability that one bit of it is flipped",
+     .lo = 0.0, .hi = 1.0},
+    {.field = "delay_us", .key = "delay us", .alias = "delay_us", .doc = "extra delay for every datagram, in microseconds",
+     .min = 0, .max = 60'000'000},
+    {.field = "seed", .key = "seed", .alias = "seed",
+     .doc = "seed of this channel's fault generator (same seed, same faults)", .min = 0},
+};
+
+constexpr FieldMeta kManifestRows[] = {
+    {.field = "id", .key = "id", .alias = "id",
+     .doc = "channel id (required); members with the same id share the channel, and its hash is on every "
+            "datagram",
+     .default_text = "(required)", .always = true},
+    {.field = "name", .key = "name", .alias = "name",
+     .doc = "this member's name; empty = generated (host-pid-n)"},
+    {.field = "members", .key = "members", .alias = "members",
+     .doc = "the group's members by name, or as \"name@ip:port\" for unicast fan-out; used by "
+            "'reliability.ack from' and 'ack k'"},
+    {.field = "multicast", .key = "multicast", .alias = "multicast",
+     .doc = "true: one IP multicast send reaches every member; false: unicast fan-out to the addresses "
+            "in 'members'"},
+    {.field = "group", .key = "group", .alias = "group",
+     .doc = "IPv4 multicast group (224.0.0.0/4); empty = 239.255.X.Y derived from the FNV-1a hash of 'id'",
+     .default_text = "(derived from id)"},
+    {.field = "port", .key = "port", .alias = "port", .doc = "UDP port of the group", .min = 1, .max = 65535},
+    {.field = "interface", .key = "interface", .alias = "interface",
+     .doc = "network interface to use; empty = the capability file's NIC, else loopback, so one host works "
+            "with no setup"},
+    {.field = "ttl", .key = "ttl", .alias = "ttl", .doc = "IP multicast TTL (1 = this subnet only)", .min = 0,
+     .max = 255},
+    {.field = "loopback", .key = "loopback", .alias = "loopback",
+     .doc = "deliver to members on the same host (IP_MULTICAST_LOOP)"},
+    {.field = "point_to_point_ordering", .key = "point-to-point ordering", .alias = "point_to_point_ordering",
+     .doc = "each sender's messages are delivered in the order sent: drop-stale (true; the paper's rule) "
+            "drops anything not newer than the last delivered, strict waits in a bounded buffer for gaps",
+     .per_message = false},
+    {.field = "ordering_window", .key = "ordering window", .alias = "ordering_window",
+     .doc = "strict ordering: packets held per sender at most", .min = 1, .max = 65536},
+    {.field = "ordering_hold_us", .key = "ordering hold us", .alias = "ordering_hold_us",
+     .doc = "strict ordering: longest wait for a gap to fill, in microseconds", .min = 1, .max = 60'000'000},
+    {.field = "group_ordering", .key = "group ordering", .alias = "group_ordering",
+     .doc = "every member delivers every message in the same total order", .available = false,
+     .planned = "issue 5"},
+    {.field = "reliability", .key = "reliability", .alias = "reliability",
+     .doc = "acknowledged delivery with retransmission: true (ack from all members) or a map naming who "
+            "must acknowledge",
+     .default_text = "false", .per_message = true, .available = false, .planned = "issue 4"},
+    {.field = "error_checking", .key = "error checking", .alias = "error_checking",
+     .doc = "detect corrupted payloads (CRC32C); placed on the NIC when the capability file says it "
+            "verifies checksums, else in software",
+     .true_word = "crc32c", .per_message = true},
+    {.field = "pacing", .key = "pacing", .alias = "pacing", .doc = "smooth sending with a token bucket",
+     .default_text = "false", .available = false, .planned = "issue 4"},
+    {.field = "flow_control", .key = "flow control", .alias = "flow_control",
+     .doc = "do not send faster than the members can receive", .default_text = "false", .available = false,
+     .planned = "issue 4"},
+    {.field = "congestion_control", .key = "congestion control", .alias = "congestion_control",
+     .doc = "back off when the network is congested; none is available now", .one_of = kCongestionControls,
+     .available = false, .planned = "issue 4"},
+    {.field = "synchronicity", .key = "synchronicity", .alias = "synchronicity",
+     .doc = "async: send() returns once the message is handed to the network; sync: once its guarantees "
+            "are met"},
+    {.field = "duplexity", .key = "duplexity", .alias = "duplexity",
+     .doc = "full: send and receive; send-only; receive-only (half duplex is not supported)"},
+    {.field = "max_message_bytes", .key = "max message bytes", .alias = "max_message_bytes",
+     .doc = "largest message send() accepts", .min = 1, .max = 2'147'483'647},
+    {.field = "faults", .key = "faults", .alias = "faults",
+     .doc = "fault injection for tests and experiments (seeded, per channel)", .default_text = "(none)"},
+};
+
+constexpr FieldMeta kMessageRows[] = {
+    {.field = "reliability", .key = "reliability", .alias = "reliability",
+     .doc = "this message needs acknowledgments (as the channel's 'reliability' says who)", .per_message = true,
+     .available = false, .planned = "issue 4"},
+    {.field = "error_checking", .key = "error checking", .alias = "error_checking",
+     .doc = "this message carries a CRC32C", .true_word = "crc32c", .per_message = true},
+    {.field = "ordered", .key = "ordered", .alias = "ordered",
+     .doc = "per message only: false opts this message out of the channel's point-to-point ordering",
+     .per_message = true},
+};
+
+}  // namespace
+
+template <>
+struct Schema<ReliabilitySpec> {
+  static std::span<const FieldMeta> fields() { return kReliabilityRows; }
+  static constexpr std::string_view type = "bool or map";
+  static bool shorthand(const Value& v, ReliabilitySpec& s) {
+    if (!v.is_bool()) return false;
+    s.enabled = v.as_bool();
+    return true;
+  }
+  static void on_map(ReliabilitySpec& s) { s.enabled = true; }
+  static std::optional<std::string> short_form(const ReliabilitySpec& s) {
+    ReliabilitySpec plain;
+    plain.enabled = s.enabled;
+    if (s == plain) return s.enabled ? "true" : "false";
+    return std::nullopt;
+  }
+};
+
+template <>
+struct Schema<PacingSpec> {
+  static std::span<const FieldMeta> fields() { return kPacingRows; }
+  static constexpr std::string_view type = "bool or map";
+  static bool shorthand(const Value& v, PacingSpec& s) {
+    if (!v.is_bool()) return false;
+    s.enabled = v.as_bool();
+    return true;
+  }
+  static void on_map(PacingSpec& s) { s.enabled = true; }
+  static std::optional<std::string> short_form(const PacingSpec& s) {
+    PacingSpec plain;
+    plain.enabled = s.enabled;
+    if (s == plain) return s.enabled ? "true" : "false";
+    return std::nullopt;
+  }
+};
+
+template <>
+struct Schema<FlowControlSpec> {
+  static std::span<const FieldMeta> fields() { return kFlowRows; }
+  static constexpr std::string_view type = "bool or map";
+  static bool shorthand(const Value& v, FlowControlSpec& s) {
+    if (!v.is_bool()) return false;
+    s.enabled = v.as_bool();
+    return true;
+  }
+  static void on_map(FlowControlSpec& s) { s.enabled = true; }
+  static std::optional<std::string> short_form(const FlowControlSpec& s) {
+    FlowControlSpec plain;
+    plain.enabled = s.enabled;
+    if (s == plain) return s.enabled ? "true" : "false";
+    return std::nullopt;
+  }
+};
+
+template <>
+struct Schema<FaultSpec> {
+  static std::span<const FieldMeta> fields() { return kFaultRows; }
+  static constexpr std::string_view type = "map";
+};
+
+template <>
+struct Schema<Manifest> {
+  static std::span<const FieldMeta> fields() { return kManifestRows; }
+  static constexpr std::string_view what = "a manifest";
+};
+
+template <>
+struct Schema<MessageManifest> {
+  static std::span<const FieldMeta> fields() { return kMessageRows; }
+  static constexpr std::string_view what = "a message manifest";
+};
+
+// ---------------------------------------------------------------------------------------
+// Addresses
+// ---------------------------------------------------------------------------------------
+
+bool parse_ipv4(std::string_view text, std::uint32_t& addr) {
+  std::uint32_t out = 0;
+  std::size_t pos = 0;
+  for (int part = 0; part < 4; ++part) {
+    if (part > 0) {
+      if (pos >= text.size() || text[pos] != '.') return false;
+      ++pos;
+    }
+    std::size_t digits = 0;
+    unsigned value = 0;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9' && digits < 4) {
+      value = value * 10 + static_cast<unsigned>(text[pos] - '0');
+      ++pos;
+      ++digits;
+    }
+    if (digits == 0 || digits > 3 || value > 255) return false;
+    out = (out << 8) | value;
+  }
+  if (pos != text.size()) return false;
+  addr = out;
+  return true;
+}
+
+bool parse_endpoint(std::string_view text, std::uint32_t& addr, std::uint16_t& port) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  if (!parse_ipv4(text.substr(0, colon), addr)) return false;
+  const std::string_view p = text.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (p.empty() || ec != std::errc() || ptr != p.data() + p.size() || value < 1 || value > 65535) return false;
+  port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+bool parse_member(std::string_view text, MemberEntry& out) {
+  const auto at = text.find('@');
+  const std::string_view name = text.substr(0, at);
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == ':' || c == ',') return false;
+  }
+  std::string endpoint;
+  if (at != std::string_view::npos) {
+    std::uint32_t addr = 0;
+    std::uint16_t port = 0;
+    if (!parse_endpoint(text.substr(at + 1), addr, port)) return false;
+    endpoint = std::string(text.substr(at + 1));
+  }
+  out.name = std::string(name);
+  out.endpoint = std::move(endpoint);
+  return true;
+}
+
+std::string derived_group(std::string_view id) {
+  const std::uint32_t h = wire::channel_hash(id.data(), id.size());
+  return "239.255." + std::to_string((h >> 8) & 0xffu) + "." + std::to_string(h & 0xffu);
+}
+
+const FieldMeta& manifest_row(std::string_view field) {
+  const FieldMeta* row = find_row(kManifestRows, field);
+  static const FieldMeta kNone{.field = "?", .key = "?", .alias = "?", .doc = "?"};
+  return row != nullptr ? *row : kNone;
+}
+
+std::vector<std::string> manifest_schema_problems() {
+  std::vector<std::string> out;
+  schema_problems<Manifest>("Manifest", out);
+  schema_problems<ReliabilitySpec>("ReliabilitySpec", out);
+  schema_problems<PacingSpec>("PacingSpec", out);
+  schema_problems<FlowControlSpec>("FlowControlSpec", out);
+  schema_problems<FaultSpec>("FaultSpec", out);
+  schema_problems<MessageManifest>("MessageManifest", out);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Rules between properties (ranges and word lists come from the rows)
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+void check_rules(const Manifest& m, Checker& c) {
+  if (m.id.empty()) c.error("id", "missing required property 'id' (the channel id)");
+
+  if (!m.group.empty()) {
+    std::uint32_t addr = 0;
+    if (!parse_ipv4(m.group, addr) || (addr >> 28) != 0xEu) {
+      c.error("group", "'group' must be an IPv4 multicast address (224.0.0.0/4), got " + quote(m.group));
+    }
+  }
+
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < m.members.size(); ++i) {
+    const std::string path = "members[" + std::to_string(i) + "]";
+    MemberEntry e;
+    if (!parse_member(m.members[i], e)) {
+      c.error(path, "'" + path + "' must be a name or \"name@ip:port\", got " + quote(m.members[i]));
+      continue;
+    }
+    if (std::find(names.begin(), names.end(), e.name) != names.end()) {
+      c.error(path, "'members' lists '" + e.name + "' more than once");
+      continue;
+    }
+    names.push_back(e.name);
+  }
+
+  const ReliabilitySpec& r = m.reliability;
+  const int ways = (r.ack_from.empty() ? 0 : 1) + (r.ack_fraction != 0.0 ? 1 : 0) + (r.ack_k != 0 ? 1 : 0);
+  if (ways > 1) {
+    c.error("reliability", "'reliability': give at most one of 'ack from', 'ack fraction' and 'ack k'");
+  }
+  if (!m.members.empty() && r.ack_k > static_cast<std::int64_t>(m.members.size())) {
+    c.error("reliability.ack k", "'reliability.ack k' is " + std::to_string(r.ack_k) + " but 'members' lists only " +
+                                     std::to_string(m.members.size()));
+  }
+  std::vector<std::string_view> seen;
+  for (const auto& who : r.ack_from) {
+    if (std::find(seen.begin(), seen.end(), who) != seen.end()) {
+      c.error("reliability.ack from", "'reliability.ack from' names '" + who + "' more than once");
+      continue;
+    }
+    seen.push_back(who);
+    if (!m.members.empty() && std::find(names.begin(), names.end(), who) == names.end()) {
+      c.error("reliability.ack from", "'reliability.ack from' names '" + who + "', which is not in 'members'");
+    }
+  }
+}
+
+bool check_manifest(const Manifest& m, Checker& c) {
+  const std::size_t before = c.diag.items().size();
+  check_struct(m, c, "");
+  check_rules(m, c);
+  return c.diag.items().size() == before;
+}
+
+std::string file_of(const Value& v, std::string_view fallback) {
+  return v.where.file.empty() ? std::string(fallback) : v.where.file;
+}
+
+// Read a manifest (fresh or on top of `m`) and check it, with every problem located.
+bool read_manifest(const Value& v, std::string_view file, Manifest& m, Diagnostics& diag, const Manifest* base) {
+  Diagnostics found;
+  Reader r(found, std::string(file));
+  r.remember("", v);
+  read_struct(v, m, r, "", "map");
+  if (base != nullptr && m.id != base->id) {
+    found.error(location_of(r.locations, "id", r.file), "id",
+                "'id' cannot be changed by update(): it names the channel (open a new channel instead)");
+  }
+  if (v.is_map()) {
+    Checker c(found, r.file, &r.locations);
+    for (const auto& d : found.items()) c.already.insert(d.key);
+    check_manifest(m, c);
+  }
+  append_in_file_order(diag, found);
+  return found.ok();
+}
+
+}  // namespace
+
+}  // namespace tmc::detail
+
+namespace tmc {
+
+using detail::Checker;
+
+const std::vector<PropertyInfo>& manifest_properties() {
+  static const std::vector<PropertyInfo> rows = [] {
+    std::vector<PropertyInfo> out;
+    detail::property_rows<Manifest>("", "", true, out);
+    // Per-message-only properties (not part of a channel's manifest).
+    std::vector<PropertyInfo> message;
+    detail::property_rows<MessageManifest>("", "", true, message);
+    for (auto& p : message) {
+      const bool on_channel =
+          std::any_of(out.begin(), out.end(), [&](const PropertyInfo& q) { return q.key == p.key; });
+      if (!on_channel) out.push_back(p);
+    }
+    return out;
+  }();
+  return rows;
+}
+
+bool validate_manifest(const Manifest& m, Diagnostics& diag) {
+  Checker c(diag, "<manifest>", nullptr);
+  return detail::check_manifest(m, c);
+}
+
+bool manifest_from_value(const Value& map, Manifest& out, Diagnostics& diag) {
+  Manifest m;
+  if (!detail::read_manifest(map, detail::file_of(map, "<map>"), m, diag, nullptr)) return false;
+  out = std::move(m);
+  return true;
+}
+
+bool parse_manifest(std::string_view yaml_text, std::string_view filename, Manifest& out, Diagnostics& diag) {
+  Value v;
+  if (!detail::yaml_to_value(yaml_text, filename, v, diag)) return false;
+  Manifest m;
+  if (!detail::read_manifest(v, filename, m, diag, nullptr)) return false;
+  out = std::move(m);
+  return true;
+}
+
+bool load_manifest(const std::string& path, Manifest& out, Diagnostics& diag) {
+  std::string text;
+  if (!detail::read_text_file(path, text, diag)) return false;
+  return parse_manifest(text, path, out, diag);
+}
+
+bool update_manifest(const Manifest& base, const Value& changes, Manifest& out, Diagnostics& diag) {
+  Manifest m = base;
+  if (!detail::read_manifest(changes, detail::file_of(changes, "<map>"), m, diag, &base)) return false;
+  out = std::move(m);
+  return true;
+}
+
+bool message_manifest_from_value(const Value& map, MessageManifest& out, Diagnostics& diag) {
+  const std::size_t before = diag.items().size();
+  detail::Reader r(diag, detail::file_of(map, "<map>"));
+  r.explain_unknown = [](std::string_view key) -> std::optional<std::string> {
+    const auto rows = detail::Schema<Manifest>::fields();
+    const detail::FieldMeta* row = detail::match_row(rows, key, {});
+    if (row == nullptr) return std::nullopt;
+    std::string why = "'" + std::string(row->key) + "' cannot be set per message: it is a property of the channel";
+    if (row->field == "point_to_point_ordering") {
+      why += " (a message may opt out of it with 'ordered: false')";
+    } else {
+      why += " (change it for the channel with update())";
+    }
+    return why;
+  };
+  MessageManifest m;
+  detail::read_struct(map, m, r, "", "map");
+  if (diag.items().size() != before) return false;
+  out = m;
+  return true;
+}
+
+std::string to_yaml(const Manifest& m) {
+  std::string out;
+  detail::write_struct(m, out, 0);
+  return out;
+}
+
+Manifest ManifestBuilder::build() const {
+  Diagnostics diag;
+  Checker c(diag, "<builder>", nullptr);
+  if (!detail::check_manifest(m_, c)) throw Error(Status(Code::INVALID_MANIFEST, diag.to_string()));
+  return m_;
+}
+
+}  // namespace tmc

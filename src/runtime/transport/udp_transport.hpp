@@ -1,0 +1,130 @@
+// The UDP transport of one channel: socket set-up (join, interface, TTL, loopback),
+// batched transmit (sendmmsg, UDP GSO when the plan allows it, unicast fan-out when the
+// network has no multicast) and batched receive (recvmmsg into pool buffers).
+//
+// Plain syscalls on a non-blocking socket; no libuv here. The loop polls fd() and calls
+// receive()/flush(). Everything except open() runs on the loop thread.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tmc/packet.hpp"
+#include "tmc/plan.hpp"
+#include "tmc/status.hpp"
+
+namespace tmc::detail {
+
+struct TransportCounters {
+  std::uint64_t datagrams_sent = 0;
+  std::uint64_t datagram_bytes_sent = 0;
+  std::uint64_t send_errors = 0;
+  std::uint64_t datagrams_received = 0;
+  std::uint64_t datagram_bytes_received = 0;
+  std::uint64_t receive_errors = 0;  ///< failed reads and truncated datagrams
+  std::uint64_t truncated = 0;
+  std::uint64_t rx_pool_exhausted = 0;  ///< datagrams read into scratch and discarded
+  std::uint64_t tx_overflow = 0;        ///< packets dropped: transmit queue full
+  std::uint64_t gso_sends = 0;          ///< sendmmsg entries that carried several segments
+  int last_errno = 0;
+};
+
+struct TransportSpec {
+  TransportPlan plan;
+  std::string self_name;             ///< this member's name, to find its own "name@ip:port"
+  std::vector<std::string> members;  ///< the manifest's members
+  bool receive = true;               ///< bind and join (false for send-only members)
+  int socket_buffer_bytes = 0;
+};
+
+class UdpTransport {
+ public:
+  /// Validate addresses, create the socket, set options, bind and join. Errors name the
+  /// group, port and interface: BAD_ADDRESS, NO_SUCH_INTERFACE, ADDRESS_IN_USE,
+  /// PERMISSION_DENIED, IO_ERROR.
+  static Status open(const TransportSpec& spec, std::unique_ptr<UdpTransport>& out);
+  ~UdpTransport();
+  UdpTransport(const UdpTransport&) = delete;
+  UdpTransport& operator=(const UdpTransport&) = delete;
+
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+  /// Whether `spec` can be served by this socket (same bind, group, interface, mode),
+  /// so that update() only needs apply().
+  [[nodiscard]] bool same_socket(const TransportSpec& spec) const;
+  /// Re-apply the settings that can change on a live socket (TTL, loopback, peers).
+  Status apply(const TransportSpec& spec);
+  /// The plan as resolved at open (interface address filled in).
+  [[nodiscard]] const TransportPlan& plan() const noexcept { return plan_; }
+  /// "udp multicast 239.1.2.3:4747 on lo" — for messages.
+  [[nodiscard]] std::string describe() const;
+
+  // --- transmit ---------------------------------------------------------------------------
+  /// Queue a sealed packet; the transport owns it from here. False (packet released and
+  /// counted) when the queue is full.
+  bool enqueue(Packet* p) noexcept;
+  /// Hand queued datagrams to the kernel. Returns false when the socket would block with
+  /// datagrams still queued (poll for writable, then call again).
+  bool flush() noexcept;
+  /// Flush, waiting up to `timeout_ms` in poll() for room; what is left is dropped.
+  void flush_blocking(int timeout_ms) noexcept;
+  [[nodiscard]] std::size_t tx_pending() const noexcept { return tx_.size() - tx_head_; }
+
+  // --- receive ----------------------------------------------------------------------------
+  /// Read up to `max` datagrams (at most the plan's batch) into buffers from `pool`.
+  /// Returns how many were placed in `out`; 0 when there is nothing more to read now; -1
+  /// when datagrams were read but none kept (truncated, or no buffer: counted), so the
+  /// caller should call again. Each packet has off = 0, len, src_ip/src_port set.
+  int receive(PacketPool& pool, Packet** out, int max) noexcept;
+
+  [[nodiscard]] const TransportCounters& counters() const noexcept { return c_; }
+
+ private:
+  UdpTransport() = default;
+  struct Peer {
+    sockaddr_in addr{};
+  };
+  Status setup(const TransportSpec& spec);
+  Status set_peers(const TransportSpec& spec);
+  void drop_front_datagram() noexcept;
+  void release_sent(std::size_t packets_done) noexcept;
+
+  int fd_ = -1;
+  TransportPlan plan_;
+  bool receive_ = true;
+  bool joined_ = false;
+  unsigned ifindex_ = 0;
+  in_addr if_addr_{};
+  sockaddr_in group_{};
+  sockaddr_in bound_{};
+  std::vector<Peer> peers_;  ///< unicast fan-out destinations (self excluded)
+  std::uint32_t batch_ = 32;
+
+  // Transmit queue: packets [tx_head_, tx_.size()); the front packet has been sent to
+  // peers [0, tx_peer_) already (fan-out).
+  std::vector<Packet*> tx_;
+  std::size_t tx_head_ = 0;
+  std::size_t tx_peer_ = 0;
+  std::size_t tx_capacity_ = 0;
+  std::vector<mmsghdr> tx_msgs_;
+  std::vector<iovec> tx_iov_;
+  std::vector<sockaddr_in> tx_addr_;
+  std::vector<std::uint32_t> tx_span_;  ///< packets covered by each tx_msgs_ entry
+  std::vector<std::uint8_t> tx_cmsg_;   ///< UDP_SEGMENT control blocks, one per entry
+
+  // Receive: buffers taken from the pool for the next recvmmsg, kept across calls.
+  std::vector<Packet*> rx_stash_;
+  PacketPool* rx_pool_ = nullptr;
+  std::vector<mmsghdr> rx_msgs_;
+  std::vector<iovec> rx_iov_;
+  std::vector<sockaddr_in> rx_addr_;
+  std::vector<std::uint8_t> scratch_;
+
+  TransportCounters c_;
+};
+
+}  // namespace tmc::detail

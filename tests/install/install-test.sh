@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install libTMC from a build tree into a temporary prefix, then build programs out of tree
+# against the installed copy twice — once with find_package(libTMC) and once with
+# pkg-config — and run them. Checks that the installed public headers need nothing beyond
+# the C++ standard library.
+#
+# usage: install-test.sh <build-dir> <source-dir>
+set -euo pipefail
+
+build_dir=$(cd "$1" && pwd)
+source_dir=$(cd "$2" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/tmc-install-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+prefix="$work/prefix"
+CXX=${CXX:-c++}
+
+fail() { echo "install-test: FAIL: $*" >&2; exit 1; }
+
+echo "install-test: cmake --install $build_dir --prefix $prefix"
+cmake --install "$build_dir" --prefix "$prefix" >"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "cmake --install failed"; }
+
+# Find the installed pieces (libdir may be lib or lib/<multiarch>).
+config=$(find "$prefix" -name libTMCConfig.cmake -print -quit)
+pcfile=$(find "$prefix" -name libtmc.pc -print -quit)
+lib=$(find "$prefix" -name 'libtmc.so' -print -quit)
+[ -n "$config" ] || fail "no libTMCConfig.cmake under $prefix"
+[ -n "$pcfile" ] || fail "no libtmc.pc under $prefix"
+[ -n "$lib" ] || fail "no libtmc.so under $prefix"
+[ -f "$prefix/include/tmc/status.hpp" ] || fail "headers not installed to $prefix/include/tmc"
+[ -f "$(dirname "$config")/libTMCConfigVersion.cmake" ] || fail "no libTMCConfigVersion.cmake"
+libdir=$(dirname "$lib")
+
+# The public headers must not pull in the private dependencies.
+if grep -n -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](uv\.h|yaml-cpp/|boost/)' "$prefix"/include/tmc/*; then
+  fail "an installed public header includes libuv, yaml-cpp or Boost (listed above)"
+fi
+
+# 1. CMake package.
+echo "install-test: find_package(libTMC) build of tests/install/consumer"
+cmake -S "$source_dir/tests/install/consumer" -B "$work/cmake-consumer" -G Ninja \
+      -DCMAKE_PREFIX_PATH="$prefix" >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; fail "configure with find_package(libTMC) failed"; }
+cmake --build "$work/cmake-consumer" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "build with find_package(libTMC) failed"; }
+LD_LIBRARY_PATH="$libdir" "$work/cmake-consumer/tmc_install_consumer" || fail "consumer (CMake build) failed"
+
+# 2. pkg-config.
+echo "install-test: pkg-config libtmc build of the same consumer"
+export PKG_CONFIG_PATH="$(dirname "$pcfile")"
+pkg-config --exists libtmc || fail "pkg-config does not find libtmc in $PKG_CONFIG_PATH"
+# shellcheck disable=SC2046
+"$CXX" -std=c++20 "$source_dir/tests/install/consumer/main.cpp" $(pkg-config --cflags --libs libtmc) \
+       -o "$work/pc-consumer" || fail "build with pkg-config failed"
+LD_LIBRARY_PATH="$libdir" "$work/pc-consumer" || fail "consumer (pkg-config build) failed"
+
+# 3. A real example, out of tree, against the installed package (built, not run: it uses
+#    the network and the demo/CTest cover running it).
+if [ -f "$source_dir/examples/pubsub/CMakeLists.txt" ]; then
+  echo "install-test: find_package(libTMC) build of examples/pubsub"
+  cmake -S "$source_dir/examples/pubsub" -B "$work/pubsub" -G Ninja \
+        -DCMAKE_PREFIX_PATH="$prefix" >"$work/pubsub-cmake.log" 2>&1 || { cat "$work/pubsub-cmake.log"; fail "configure of examples/pubsub failed"; }
+  cmake --build "$work/pubsub" >"$work/pubsub-build.log" 2>&1 || { cat "$work/pubsub-build.log"; fail "build of examples/pubsub failed"; }
+fi
+
+echo "install-test: OK"

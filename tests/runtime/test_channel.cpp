@@ -1,0 +1,511 @@
+// Channels on real sockets, all on loopback: exchange, process model, ordering, update(),
+// errors, hostile packets, counters, close().
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <doctest/doctest.h>
+#include <set>
+#include <thread>
+
+#include "runtime_test_util.hpp"
+#include "tmc/channel.hpp"
+#include "tmc/wire.hpp"
+
+using namespace std::chrono_literals;
+using tmc::test::group_for;
+using tmc::test::manifest_for;
+using tmc::test::port_for;
+using tmc::test::receive_n;
+using tmc::test::send_n;
+
+namespace {
+
+tmc::Value map(tmc::Value::Map m) { return tmc::Value(std::move(m)); }
+
+/// Send raw bytes to group:port from a plain socket (the "network" a test controls).
+void inject(const std::string& group, std::int64_t port, const void* data, std::size_t n) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  REQUIRE(fd >= 0);
+  in_addr lo{};
+  inet_pton(AF_INET, "127.0.0.1", &lo);
+  (void)setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof lo);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(port));
+  inet_pton(AF_INET, group.c_str(), &to.sin_addr);
+  CHECK(::sendto(fd, data, n, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) == static_cast<ssize_t>(n));
+  ::close(fd);
+}
+
+}  // namespace
+
+TEST_CASE("two channels in one process exchange messages in both directions") {
+  auto a = tmc::Channel::open(manifest_for("exchange", 0, "alice"));
+  auto b = tmc::Channel::open(manifest_for("exchange", 0, "bob"));
+  REQUIRE(a.is_open());
+  REQUIRE(b.is_open());
+  CHECK(a.send("hello from alice"));
+  CHECK(b.send("hello from bob"));
+
+  auto at_b = b.receive(3s);
+  REQUIRE(at_b.has_value());
+  CHECK(at_b->text() == "hello from alice");
+  CHECK(at_b->sender == "alice");
+  CHECK(at_b->sender_id == a.sender_id());
+  CHECK(at_b->received_ns > 0);
+
+  auto at_a = a.receive(3s);
+  REQUIRE(at_a.has_value());
+  CHECK(at_a->text() == "hello from bob");
+  CHECK(at_a->sender == "bob");
+
+  // Nobody receives their own messages (multicast loopback is filtered).
+  CHECK_FALSE(a.try_receive().has_value());
+  CHECK_FALSE(b.try_receive().has_value());
+  // Both share the default runtime.
+  CHECK(tmc::Runtime::default_runtime()->channel_count() >= 2);
+}
+
+TEST_CASE("members() lists the manifest's members, senders heard from, and this member") {
+  tmc::Manifest ma = manifest_for("members", 1, "alice");
+  ma.members = {"alice", "carol"};
+  auto a = tmc::Channel::open(ma);
+  auto b = tmc::Channel::open(manifest_for("members", 1, "bob"));
+  auto c = tmc::Channel::open(manifest_for("members", 1, "dave"));
+  CHECK(b.send("hi"));
+  CHECK(c.send("hi"));
+  CHECK(receive_n(a, 2).size() == 2);
+  const auto members = a.members();
+  CHECK(std::find(members.begin(), members.end(), "alice") != members.end());
+  CHECK(std::find(members.begin(), members.end(), "carol") != members.end());
+  // bob and dave are not in alice's manifest: she knows them only by id.
+  auto hex = [](std::uint32_t id) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08x", id);
+    return std::string(buf);
+  };
+  CHECK(std::find(members.begin(), members.end(), hex(b.sender_id())) != members.end());
+  CHECK(std::find(members.begin(), members.end(), hex(c.sender_id())) != members.end());
+}
+
+TEST_CASE("two runtimes (standing in for two processes) on one group") {
+  tmc::OpenOptions o1;
+  o1.runtime = tmc::Runtime::create();
+  tmc::OpenOptions o2;
+  o2.runtime = tmc::Runtime::create();
+  auto a = tmc::Channel::open(manifest_for("runtimes", 2, "p1"), o1);
+  auto b = tmc::Channel::open(manifest_for("runtimes", 2, "p2"), o2);
+  auto c = tmc::Channel::open(manifest_for("runtimes", 2, "p3"), o2);  // shares p2's loop
+  CHECK(o2.runtime->channel_count() == 2);
+  REQUIRE(send_n(a, 50, "a"));
+  const auto at_b = receive_n(b, 50);
+  const auto at_c = receive_n(c, 50);
+  CHECK(at_b.size() == 50);
+  CHECK(at_c.size() == 50);
+  REQUIRE(send_n(b, 10, "b"));
+  CHECK(receive_n(a, 10).size() == 10);
+  CHECK(receive_n(c, 10).size() == 10);
+}
+
+TEST_CASE("a forked child process joins the group and echoes") {
+  const tmc::Manifest m = manifest_for("fork-echo", 3, "parent");
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // The child: a real separate process with its own runtime.
+    int rc = 1;
+    try {
+      tmc::Manifest cm = m;
+      cm.name = "child";
+      auto c = tmc::Channel::open(cm);
+      for (;;) {
+        auto msg = c.receive(10s);
+        if (!msg) break;
+        const std::string text(msg->text());
+        if (text == "quit") {
+          rc = 0;
+          break;
+        }
+        if (text.rfind("ping-", 0) == 0) (void)c.send("pong-" + text.substr(5));
+      }
+      c.close();
+    } catch (...) {
+      rc = 2;
+    }
+    _exit(rc);
+  }
+  auto p = tmc::Channel::open(m);
+  // The child needs a moment to join; ping until it answers (bounded, not timed).
+  bool answered = false;
+  for (int attempt = 0; attempt < 200 && !answered; ++attempt) {
+    CHECK(p.send("ping-0"));
+    if (auto r = p.receive(50ms)) answered = r->text() == "pong-0";
+  }
+  REQUIRE(answered);
+  while (p.try_receive()) {
+  }
+  for (int i = 1; i <= 20; ++i) CHECK(p.send("ping-" + std::to_string(i)));
+  std::set<std::string> pongs;
+  while (pongs.size() < 20) {
+    auto r = p.receive(5s);
+    if (!r) break;
+    if (r->text() != "pong-0") pongs.insert(std::string(r->text()));
+    CHECK(r->sender == "child");
+  }
+  CHECK(pongs.size() == 20);
+  CHECK(p.send("quit"));
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("an ordered, checked channel delivers each sender's messages in order") {
+  tmc::Manifest m = manifest_for("ordered", 4, "tx");
+  m.point_to_point_ordering = tmc::OrderingMode::strict;
+  m.error_checking = true;
+  auto tx = tmc::Channel::open(m);
+  m.name = "rx";
+  auto rx = tmc::Channel::open(m);
+  const auto kinds = tx.plan().software_kinds();
+  CHECK(std::find(kinds.begin(), kinds.end(), "checksum.crc32c") != kinds.end());
+  REQUIRE(send_n(tx, 300));
+  std::uint64_t last_seq = 0;
+  int got = 0;
+  bool in_order = true;
+  for (;;) {
+    auto r = rx.receive(3s);
+    if (!r) break;
+    CHECK(r->has_seq);
+    CHECK((r->flags & tmc::wire::kFlagCrc) != 0);
+    if (got > 0 && r->seq <= last_seq) in_order = false;
+    if (r->text() != "m" + std::to_string(got)) in_order = false;
+    last_seq = r->seq;
+    if (++got == 300) break;
+  }
+  CHECK(in_order);
+  CHECK(got == 300);
+  const auto s = rx.stats();
+  CHECK(s.counter("checksum.verified") == 300);
+  CHECK(s.loss_ratio == doctest::Approx(0.0));
+  CHECK(tx.stats().counter("checksum.sealed") == 300);
+}
+
+TEST_CASE("update() switches error checking on mid-stream without losing queued messages") {
+  auto tx = tmc::Channel::open(manifest_for("update-crc", 5, "tx"));
+  auto rx = tmc::Channel::open(manifest_for("update-crc", 5, "rx"));
+  REQUIRE(tx.plan().software_kinds().empty());
+  // Queue messages and switch at once: whatever the loop has not taken yet goes through
+  // the new pipeline; nothing is lost either way.
+  for (int i = 0; i < 100; ++i) REQUIRE(tx.send("m" + std::to_string(i)));
+  REQUIRE(tx.update(map({{"error checking", true}})));
+  CHECK(tx.manifest().error_checking);
+  const auto kinds = tx.plan().software_kinds();
+  CHECK(std::find(kinds.begin(), kinds.end(), "checksum.crc32c") != kinds.end());
+  REQUIRE(send_n(tx, 100, "m", 100));
+  const auto got = receive_n(rx, 200);
+  REQUIRE(got.size() == 200);
+  for (int i = 0; i < 200; ++i) CHECK(got[static_cast<std::size_t>(i)] == "m" + std::to_string(i));
+  const auto s = tx.stats();
+  CHECK(s.messages_sent == 200);
+  CHECK(s.counter("checksum.sealed") >= 100);
+  CHECK(s.counter("shell.updates") == 1);
+  // The receiver switches too, and now checks every message.
+  REQUIRE(rx.update(map({{"error checking", true}})));
+  REQUIRE(tx.send("checked"));
+  auto r = rx.receive(3s);
+  REQUIRE(r.has_value());
+  CHECK(r->text() == "checked");
+  CHECK(rx.stats().counter("checksum.verified") >= 1);
+}
+
+TEST_CASE("update() to a new group leaves the old one and joins the new") {
+  auto tx = tmc::Channel::open(manifest_for("regroup", 6, "tx"));
+  auto old_rx = tmc::Channel::open(manifest_for("regroup", 6, "old"));
+  auto new_rx = tmc::Channel::open(manifest_for("regroup", 7, "new"));
+  REQUIRE(tx.update(map({{"group", group_for(7)}, {"port", port_for(7)}})));
+  CHECK(tx.plan().transport.group == group_for(7));
+  REQUIRE(tx.send("after"));
+  auto r = new_rx.receive(3s);
+  REQUIRE(r.has_value());
+  CHECK(r->text() == "after");
+  CHECK_FALSE(old_rx.receive(200ms).has_value());
+}
+
+TEST_CASE("errors: each bad input gets a clear status") {
+  SUBCASE("a group outside 224.0.0.0/4") {
+    tmc::Manifest m = manifest_for("bad-group", 8, "x");
+    m.group = "10.1.2.3";
+    tmc::Channel c;
+    const tmc::Status s = tmc::Channel::try_open(m, {}, c);
+    CHECK_FALSE(s.is_ok());
+    CHECK((s.code() == tmc::Code::BAD_ADDRESS || s.code() == tmc::Code::INVALID_MANIFEST));
+    CHECK(s.message().find("10.1.2.3") != std::string::npos);
+    CHECK_FALSE(c.is_open());
+  }
+  SUBCASE("an interface that does not exist") {
+    tmc::Manifest m = manifest_for("bad-if", 8, "x");
+    m.interface = "nosuchif0";
+    tmc::Channel c;
+    const tmc::Status s = tmc::Channel::try_open(m, {}, c);
+    CHECK(s.code() == tmc::Code::NO_SUCH_INTERFACE);
+    CHECK(s.message().find("nosuchif0") != std::string::npos);
+    CHECK_THROWS_AS(tmc::Channel::open(m), tmc::Error);
+  }
+  SUBCASE("a port held by a socket that does not share it") {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    any.sin_port = htons(static_cast<std::uint16_t>(port_for(9)));
+    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&any), sizeof any) == 0);
+    tmc::Channel c;
+    const tmc::Status s = tmc::Channel::try_open(manifest_for("in-use", 9, "x"), {}, c);
+    CHECK(s.code() == tmc::Code::ADDRESS_IN_USE);
+    CHECK(s.message().find(std::to_string(port_for(9))) != std::string::npos);
+    ::close(fd);
+  }
+  SUBCASE("a message larger than one datagram") {
+    auto c = tmc::Channel::open(manifest_for("too-large", 8, "x"));
+    const std::uint32_t max = c.plan().transport.max_payload_bytes;
+    REQUIRE(max > 0);
+    std::vector<std::uint8_t> big(max + 1, 0x55);
+    const tmc::Status s = c.send(big);
+    CHECK(s.code() == tmc::Code::MESSAGE_TOO_LARGE);
+    CHECK(s.message().find(std::to_string(max + 1)) != std::string::npos);
+    CHECK(s.message().find(std::to_string(max)) != std::string::npos);
+    std::vector<std::uint8_t> fits(max, 0x55);
+    CHECK(c.send(fits));
+  }
+  SUBCASE("send on a receive-only member, receive on a send-only one") {
+    tmc::Manifest m = manifest_for("duplex", 8, "ro");
+    m.duplexity = tmc::Duplexity::receive_only;
+    auto ro = tmc::Channel::open(m);
+    CHECK(ro.send("x").code() == tmc::Code::NOT_PERMITTED_BY_DUPLEXITY);
+    m.name = "so";
+    m.duplexity = tmc::Duplexity::send_only;
+    auto so = tmc::Channel::open(m);
+    tmc::Message msg;
+    CHECK(so.receive(msg, 10ms).code() == tmc::Code::NOT_PERMITTED_BY_DUPLEXITY);
+    // The send-only member still reaches the receive-only one.
+    CHECK(so.send("one way"));
+    auto r = ro.receive(3s);
+    REQUIRE(r.has_value());
+    CHECK(r->text() == "one way");
+  }
+  SUBCASE("a malformed manifest") {
+    tmc::Channel c;
+    const tmc::Status s = tmc::Channel::try_open(map({{"id", "x"}, {"gruop", "239.1.1.1"}}), {}, c);
+    CHECK(s.code() == tmc::Code::INVALID_MANIFEST);
+    CHECK(s.message().find("gruop") != std::string::npos);
+    CHECK(tmc::Channel::try_open(tmc::Value("just a string"), {}, c).code() == tmc::Code::INVALID_MANIFEST);
+    CHECK(tmc::Channel::try_open_yaml_file("/nonexistent/manifest.yaml", {}, c).code() ==
+          tmc::Code::INVALID_MANIFEST);
+  }
+  SUBCASE("a bad update leaves the channel as it was") {
+    auto c = tmc::Channel::open(manifest_for("bad-update", 8, "x"));
+    const tmc::Plan before = c.plan();
+    CHECK_FALSE(c.update(map({{"interface", "nosuchif0"}})).is_ok());
+    CHECK_FALSE(c.update(map({{"gruop", "x"}})).is_ok());
+    CHECK(c.plan().to_string() == before.to_string());
+    CHECK(c.send("still fine"));
+  }
+  SUBCASE("calls on a closed or empty handle") {
+    tmc::Channel none;
+    CHECK(none.send("x").code() == tmc::Code::CLOSED);
+    CHECK_FALSE(none.receive(1ms).has_value());
+    auto c = tmc::Channel::open(manifest_for("closed", 8, "x"));
+    c.close();
+    c.close();  // idempotent
+    CHECK(c.send("x").code() == tmc::Code::CLOSED);
+    tmc::Message msg;
+    CHECK(c.receive(msg, 1ms).code() == tmc::Code::CLOSED);
+  }
+}
+
+TEST_CASE("hostile datagrams are counted as malformed and nothing breaks") {
+  auto rx = tmc::Channel::open(manifest_for("hostile", 10, "rx"));
+  auto tx = tmc::Channel::open(manifest_for("hostile", 10, "tx"));
+  const std::string group = group_for(10);
+  const std::int64_t port = port_for(10);
+  // Garbage, a truncated header, a header that claims too much, a wrong version, and a
+  // well-formed datagram of another channel.
+  const std::uint8_t garbage[] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3};
+  inject(group, port, garbage, sizeof garbage);
+  std::uint8_t header[24] = {};
+  tmc::wire::put_u16(header, tmc::wire::kMagic);
+  header[2] = tmc::wire::kVersion;
+  inject(group, port, header, 10);
+  tmc::wire::put_u32(header + 20, 1000);  // payload_len beyond the datagram
+  inject(group, port, header, sizeof header);
+  header[2] = 99;
+  tmc::wire::put_u32(header + 20, 0);
+  inject(group, port, header, sizeof header);
+  header[2] = tmc::wire::kVersion;
+  tmc::wire::put_u32(header + 8, 0x12345678);  // some other channel
+  inject(group, port, header, sizeof header);
+  std::vector<std::uint8_t> random_bytes(1400);
+  for (std::size_t i = 0; i < random_bytes.size(); ++i) random_bytes[i] = static_cast<std::uint8_t>(i * 131 + 7);
+  for (int i = 0; i < 20; ++i) inject(group, port, random_bytes.data(), random_bytes.size() - static_cast<std::size_t>(i));
+
+  REQUIRE(tx.send("real"));
+  auto r = rx.receive(3s);
+  REQUIRE(r.has_value());
+  CHECK(r->text() == "real");
+  const auto s = rx.stats();
+  CHECK(s.drop_count(tmc::DropReason::malformed) == 24);
+  CHECK(s.drop_count(tmc::DropReason::foreign_channel) == 1);
+  CHECK(s.counter("wire.too short") + s.counter("wire.too_short") + s.counter("wire.bad magic") +
+            s.counter("wire.bad_magic") + s.counter("wire.bad version") + s.counter("wire.bad_version") +
+            s.counter("wire.bad length") + s.counter("wire.bad_length") >=
+        4);
+  CHECK(s.messages_delivered == 1);
+  CHECK_FALSE(rx.try_receive().has_value());
+}
+
+TEST_CASE("counters and estimates") {
+  tmc::Manifest m = manifest_for("counters", 11, "tx");
+  m.point_to_point_ordering = tmc::OrderingMode::drop_stale;
+  auto tx = tmc::Channel::open(m);
+  m.name = "rx";
+  auto rx = tmc::Channel::open(m);
+  REQUIRE(send_n(tx, 40));
+  REQUIRE(receive_n(rx, 40).size() == 40);
+  const auto ts = tx.stats();
+  CHECK(ts.messages_sent == 40);
+  CHECK(ts.bytes_sent == 10 * 2 + 30 * 3);  // "m0".."m9", "m10".."m39"
+  CHECK(ts.datagrams_sent == 40);
+  CHECK(ts.datagram_bytes_sent > ts.bytes_sent);
+  CHECK(ts.send_latency_ns > 0);
+  CHECK(ts.send_errors == 0);
+  const auto rs = rx.stats();
+  CHECK(rs.messages_delivered == 40);
+  CHECK(rs.bytes_delivered == ts.bytes_sent);
+  CHECK(rs.datagrams_received >= 40);
+  CHECK(rs.loss_ratio == doctest::Approx(0.0));
+  CHECK(rs.interarrival_ns >= 0);
+  CHECK(rs.counter("pipeline.delivered_messages") == 40);
+  std::uint64_t drops = 0;
+  for (auto d : rs.drops) drops += d;
+  CHECK(drops == 0);
+  // A channel without sequence numbers has no loss estimate.
+  auto plain = tmc::Channel::open(manifest_for("counters-plain", 12, "p"));
+  CHECK(plain.stats().loss_ratio < 0);
+}
+
+TEST_CASE("close() flushes every message send() accepted") {
+  auto rx = tmc::Channel::open(manifest_for("close-flush", 13, "rx"));
+  {
+    tmc::OpenOptions o;
+    o.runtime = tmc::Runtime::create();
+    auto tx = tmc::Channel::open(manifest_for("close-flush", 13, "tx"), o);
+    for (int i = 0; i < 100; ++i) REQUIRE(tx.send("m" + std::to_string(i)));
+    tx.close();
+    CHECK(tx.stats().datagrams_sent == 100);
+  }
+  const auto got = receive_n(rx, 100);
+  CHECK(got.size() == 100);
+}
+
+TEST_CASE("sync send returns after the datagram is handed to the kernel") {
+  tmc::Manifest m = manifest_for("sync", 14, "tx");
+  m.synchronicity = tmc::Synchronicity::sync;
+  auto tx = tmc::Channel::open(m);
+  auto rx = tmc::Channel::open(manifest_for("sync", 14, "rx"));
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(tx.send("s" + std::to_string(i)));
+    // Handed to the kernel: the counter already shows it, with no waiting.
+    CHECK(tx.stats().datagrams_sent == static_cast<std::uint64_t>(i + 1));
+  }
+  CHECK(receive_n(rx, 20).size() == 20);
+}
+
+TEST_CASE("handler form delivers on the loop thread and may send from there") {
+  auto rt = tmc::Runtime::create();
+  tmc::OpenOptions o;
+  o.runtime = rt;
+  auto echo = tmc::Channel::open(manifest_for("handler", 15, "echo"), o);
+  std::atomic<int> handled{0};
+  std::atomic<bool> on_loop{true};
+  echo.on_message([&](tmc::Message&& msg) {
+    if (!rt->on_loop_thread()) on_loop = false;
+    ++handled;
+    (void)echo.send("re:" + std::string(msg.text()));
+  });
+  auto client = tmc::Channel::open(manifest_for("handler", 15, "client"));
+  std::this_thread::sleep_for(20ms);  // the handler is installed by the loop
+  REQUIRE(send_n(client, 10, "q"));
+  const auto replies = receive_n(client, 10);
+  CHECK(replies.size() == 10);
+  CHECK(handled.load() == 10);
+  CHECK(on_loop.load());
+  echo.on_message(nullptr);
+  std::this_thread::sleep_for(20ms);
+  REQUIRE(client.send("queued"));
+  auto q = echo.receive(3s);
+  REQUIRE(q.has_value());
+  CHECK(q->text() == "queued");
+}
+
+TEST_CASE("messages outlive their channel and hold their buffers until dropped") {
+  auto tx = tmc::Channel::open(manifest_for("outlive", 16, "tx"));
+  std::optional<tmc::Message> kept;
+  {
+    auto rx = tmc::Channel::open(manifest_for("outlive", 16, "rx"));
+    REQUIRE(tx.send("keep me"));
+    kept = rx.receive(3s);
+    REQUIRE(kept.has_value());
+  }
+  CHECK(kept->text() == "keep me");
+  tmc::Message moved = std::move(*kept);
+  CHECK_FALSE(kept->valid());
+  CHECK(moved.to_vector().size() == 7);
+}
+
+TEST_CASE("many senders on several threads; every message arrives once") {
+  auto rx = tmc::Channel::open(manifest_for("threads", 17, "rx"));
+  auto tx = tmc::Channel::open(manifest_for("threads", 17, "tx"));
+  constexpr int kThreads = 4;
+  constexpr int kEach = 100;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&tx, t] { (void)send_n(tx, kEach, "t" + std::to_string(t) + "-"); });
+  }
+  for (auto& th : threads) th.join();
+  const auto got = receive_n(rx, kThreads * kEach);
+  CHECK(got.size() == kThreads * kEach);
+  CHECK(std::set<std::string>(got.begin(), got.end()).size() == got.size());
+}
+
+TEST_CASE("unicast fan-out when multicast is off") {
+  const auto p0 = port_for(18);
+  const auto p1 = port_for(19);
+  const std::vector<std::string> members = {"u0@127.0.0.1:" + std::to_string(p0), "u1@127.0.0.1:" + std::to_string(p1)};
+  tmc::Manifest m;
+  m.id = "fanout";
+  m.multicast = false;
+  m.members = members;
+  m.name = "u0";
+  auto a = tmc::Channel::open(m);
+  m.name = "u1";
+  auto b = tmc::Channel::open(m);
+  CHECK_FALSE(a.plan().transport.multicast);
+  REQUIRE(a.send("to b"));
+  REQUIRE(b.send("to a"));
+  auto at_b = b.receive(3s);
+  auto at_a = a.receive(3s);
+  REQUIRE(at_b.has_value());
+  REQUIRE(at_a.has_value());
+  CHECK(at_b->text() == "to b");
+  CHECK(at_a->text() == "to a");
+  CHECK(at_a->sender == "u1");
+  // The member's own port is exclusive: a second u0 cannot take it.
+  m.name = "u0";
+  tmc::Channel dup;
+  CHECK(tmc::Channel::try_open(m, {}, dup).code() == tmc::Code::ADDRESS_IN_USE);
+}
