@@ -747,13 +747,22 @@ ChannelStats ChannelCore::build_stats() const {
 
 Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message) {
   if (data == nullptr && n != 0) return {Code::INVALID_ARGUMENT, "send: null data with a non-zero size"};
-  active_senders_.fetch_add(1);
-  struct Leave {
-    std::atomic<int>& n;
-    ~Leave() { n.fetch_sub(1); }
-  };
-  std::optional<Leave> leave;
-  leave.emplace(Leave{active_senders_});
+  // Counted from here until the packet is pushed, so that close() can wait for this send
+  // to finish and then flush it (see detach()).
+  class Active {
+   public:
+    explicit Active(std::atomic<int>& n) : n_(&n) { n_->fetch_add(1); }
+    ~Active() { leave(); }
+    Active(const Active&) = delete;
+    Active& operator=(const Active&) = delete;
+    void leave() noexcept {
+      if (n_ != nullptr) n_->fetch_sub(1);
+      n_ = nullptr;
+    }
+
+   private:
+    std::atomic<int>* n_;
+  } active(active_senders_);
   if (closed_.load()) return {Code::CLOSED, "send: the channel is closed"};
   if (static_cast<Duplexity>(duplexity_.load()) == Duplexity::receive_only) {
     return {Code::NOT_PERMITTED_BY_DUPLEXITY,
@@ -828,7 +837,7 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     return {Code::INTERNAL, "send: the submit ring overflowed"};
   }
   uv_async_send(&async_);
-  leave.reset();
+  active.leave();
   if (static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop) {
     waiters_.fetch_add(1);
     {

@@ -13,8 +13,8 @@
 
 namespace tmc::test {
 
-/// A port for this test process; `offset` < 20 keeps tests of one process apart.
-inline std::int64_t port_for(int offset) { return 40000 + (getpid() % 1000) * 20 + offset; }
+/// A port for this test process; `offset` < 24 keeps tests of one process apart.
+inline std::int64_t port_for(int offset) { return 40000 + (getpid() % 1000) * 24 + offset; }
 
 /// A group for this test process in 239.77.0.0/16 (administratively scoped).
 inline std::string group_for(int offset) {

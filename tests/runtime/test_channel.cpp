@@ -1,12 +1,14 @@
 // Channels on real sockets, all on loopback: exchange, process model, ordering, update(),
 // errors, hostile packets, counters, close().
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <doctest/doctest.h>
 #include <set>
@@ -45,8 +47,11 @@ void inject(const std::string& group, std::int64_t port, const void* data, std::
 }  // namespace
 
 TEST_CASE("two channels in one process exchange messages in both directions") {
-  auto a = tmc::Channel::open(manifest_for("exchange", 0, "alice"));
-  auto b = tmc::Channel::open(manifest_for("exchange", 0, "bob"));
+  tmc::Manifest m = manifest_for("exchange", 0, "alice");
+  m.members = {"alice", "bob"};
+  auto a = tmc::Channel::open(m);
+  m.name = "bob";
+  auto b = tmc::Channel::open(m);
   REQUIRE(a.is_open());
   REQUIRE(b.is_open());
   CHECK(a.send("hello from alice"));
@@ -112,32 +117,45 @@ TEST_CASE("two runtimes (standing in for two processes) on one group") {
   CHECK(receive_n(c, 10).size() == 10);
 }
 
-TEST_CASE("a forked child process joins the group and echoes") {
-  const tmc::Manifest m = manifest_for("fork-echo", 3, "parent");
+// The child side of the next test. It runs only in the process that test starts (fork +
+// exec of this binary, so the child is a fresh process with nothing inherited from the
+// parent's threads); in an ordinary run the variable is unset and it returns at once.
+TEST_CASE("echo child (helper; runs only when started by the fork test)") {
+  const char* spec = std::getenv("TMC_TEST_ECHO_CHILD");
+  if (spec == nullptr) return;
+  const std::string s(spec);  // "group port"
+  const auto space = s.find(' ');
+  REQUIRE(space != std::string::npos);
+  tmc::Manifest cm;
+  cm.id = "fork-echo";
+  cm.name = "child";
+  cm.members = {"parent", "child"};
+  cm.group = s.substr(0, space);
+  cm.port = std::stoi(s.substr(space + 1));
+  auto c = tmc::Channel::open(cm);
+  bool quit = false;
+  while (!quit) {
+    auto msg = c.receive(10s);
+    REQUIRE(msg.has_value());
+    const std::string text(msg->text());
+    quit = text == "quit";
+    if (text.rfind("ping-", 0) == 0) CHECK(c.send("pong-" + text.substr(5)));
+  }
+}
+
+TEST_CASE("a child process (fork + exec) joins the group and echoes") {
+  tmc::Manifest m = manifest_for("fork-echo", 3, "parent");
+  m.members = {"parent", "child"};
+  const std::string spec = m.group + " " + std::to_string(m.port);
   const pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    // The child: a real separate process with its own runtime.
-    int rc = 1;
-    try {
-      tmc::Manifest cm = m;
-      cm.name = "child";
-      auto c = tmc::Channel::open(cm);
-      for (;;) {
-        auto msg = c.receive(10s);
-        if (!msg) break;
-        const std::string text(msg->text());
-        if (text == "quit") {
-          rc = 0;
-          break;
-        }
-        if (text.rfind("ping-", 0) == 0) (void)c.send("pong-" + text.substr(5));
-      }
-      c.close();
-    } catch (...) {
-      rc = 2;
-    }
-    _exit(rc);
+    setenv("TMC_TEST_ECHO_CHILD", spec.c_str(), 1);
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+    execl("/proc/self/exe", "tmc_runtime_tests", "--test-case=echo child*", "--no-intro=true",
+          static_cast<char*>(nullptr));
+    _exit(127);
   }
   auto p = tmc::Channel::open(m);
   // The child needs a moment to join; ping until it answers (bounded, not timed).
@@ -508,4 +526,31 @@ TEST_CASE("unicast fan-out when multicast is off") {
   m.name = "u0";
   tmc::Channel dup;
   CHECK(tmc::Channel::try_open(m, {}, dup).code() == tmc::Code::ADDRESS_IN_USE);
+}
+
+TEST_CASE("UDP GSO: equal-sized datagrams coalesced into one send arrive as separate messages") {
+  tmc::OpenOptions o;
+  o.caps.nic.udp_gso = true;
+  o.runtime = tmc::Runtime::create();
+  auto tx = tmc::Channel::open(manifest_for("gso", 20, "tx"), o);
+  auto rx = tmc::Channel::open(manifest_for("gso", 20, "rx"));
+  REQUIRE(tx.plan().transport.gso);
+  // Fill the send queue before the loop wakes, so one drain sees many equal datagrams.
+  std::vector<std::uint8_t> payload(500);
+  for (int i = 0; i < 64; ++i) {
+    payload[0] = static_cast<std::uint8_t>(i);
+    REQUIRE(tx.send(payload));
+  }
+  int got = 0;
+  std::set<int> firsts;
+  while (got < 64) {
+    auto m = rx.receive(3s);
+    if (!m) break;
+    CHECK(m->size() == 500);
+    firsts.insert(m->payload()[0]);
+    ++got;
+  }
+  CHECK(got == 64);
+  CHECK(firsts.size() == 64);
+  MESSAGE("GSO sends: " << tx.stats().counter("shell.gso_sends"));
 }

@@ -245,7 +245,11 @@ void read_group(const Value& v, S& s, Reader& r, const std::string& path, std::s
     return;
   }
   std::vector<std::pair<std::string_view, std::string>> seen;
-  for (const auto& [key, item] : v.as_map()) {
+  for (const auto& entry : v.as_map()) {
+    // Named references, not a structured binding: lambdas below capture them, which
+    // clang before 16 refuses for bindings.
+    const std::string& key = entry.first;
+    const Value& item = entry.second;
     const FieldMeta* row = match_row(rows, key, group);
     if (row == nullptr) {
       report_unknown(r, item, path, key, rows, group);
@@ -278,7 +282,11 @@ void read_struct(const Value& v, S& s, Reader& r, const std::string& path, std::
   if constexpr (requires(S& x) { Schema<S>::on_map(x); }) Schema<S>::on_map(s);
   const auto rows = Schema<S>::fields();
   std::vector<std::pair<std::string_view, std::string>> seen;
-  for (const auto& [key, item] : v.as_map()) {
+  for (const auto& entry : v.as_map()) {
+    // Named references, not a structured binding: lambdas below capture them, which
+    // clang before 16 refuses for bindings.
+    const std::string& key = entry.first;
+    const Value& item = entry.second;
     if (const FieldMeta* row = match_row(rows, key, {}); row != nullptr) {
       if (!first_time(seen, row->field, key, item, r, path, row->key)) continue;
       const std::string sub = join_path(path, row->key);
