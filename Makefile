@@ -9,7 +9,7 @@ ifneq ($(CI),)
 CMAKE_FLAGS += -DTMC_WERROR=ON
 endif
 
-.PHONY: all deps configure build test demo bench clean install
+.PHONY: all deps configure build test demo bench clean install install-python
 
 all: build
 
@@ -36,6 +36,11 @@ bench: build
 
 install: build
 	@cmake --install $(BUILD)
+
+# The Python package libTMC (with its own copy of libtmc.so) into /usr/bin/python3's site
+# directory for the install prefix, e.g. /usr/local/lib/python3.11/dist-packages.
+install-python: build
+	@cmake --install $(BUILD) --component python
 
 clean:
 	@rm -rf $(BUILD)

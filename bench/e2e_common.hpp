@@ -14,6 +14,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -103,10 +104,16 @@ inline tmc::Manifest bench_manifest(std::string_view impl, const std::string& gr
   tmc::ManifestBuilder b(std::string("bench-") + std::string(impl) + "-" + std::to_string(port));
   b.group(group).port(port).duplexity(duplexity).loopback(true).ttl(1);
   if (!interface.empty()) b.interface(interface);
+  // tmc-fifo and tmc-checked split tmc-ordered into its two halves, to see which one costs.
   if (impl == "tmc-ordered") {
     b.point_to_point_ordering(tmc::OrderingMode::drop_stale).error_checking(true);
+  } else if (impl == "tmc-fifo") {
+    b.point_to_point_ordering(tmc::OrderingMode::drop_stale);
+  } else if (impl == "tmc-checked") {
+    b.error_checking(true);
   } else if (impl != "tmc") {
-    throw std::runtime_error("unknown implementation '" + std::string(impl) + "' (raw, tmc, tmc-ordered)");
+    throw std::runtime_error("unknown implementation '" + std::string(impl) +
+                             "' (raw, tmc, tmc-ordered, tmc-fifo, tmc-checked)");
   }
   return b.build();
 }
@@ -277,13 +284,17 @@ class Child {
   }
 
   /// Wait for the exit status (kills it after `timeout`). Returns the exit code, or -1.
+  /// Afterwards cpu_ns() is the CPU time (user + system) the child used.
   int wait(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       int status = 0;
-      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      rusage ru{};
+      const pid_t r = ::wait4(pid_, &status, WNOHANG, &ru);
       if (r == pid_) {
         pid_ = -1;
+        cpu_ns_ = (static_cast<double>(ru.ru_utime.tv_sec) + static_cast<double>(ru.ru_stime.tv_sec)) * 1e9 +
+                  (static_cast<double>(ru.ru_utime.tv_usec) + static_cast<double>(ru.ru_stime.tv_usec)) * 1e3;
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
       }
       if (std::chrono::steady_clock::now() > deadline) {
@@ -295,8 +306,10 @@ class Child {
       ::usleep(5000);
     }
   }
+  [[nodiscard]] double cpu_ns() const noexcept { return cpu_ns_; }
 
  private:
+  double cpu_ns_ = 0;
   pid_t pid_ = -1;
   int fd_ = -1;
   std::string buf_;

@@ -28,7 +28,9 @@ using namespace std::chrono_literals;
 constexpr std::uint8_t kPing = 'P';
 constexpr std::uint8_t kPong = 'Q';
 constexpr std::uint8_t kQuit = 'X';
-constexpr int kWarmupRounds = 200;
+// Rounds that start in the first tenth of the run are warm-up (caches, page faults, the
+// scheduler learning the ping-pong pattern) and are not counted.
+constexpr double kWarmupShare = 0.1;
 constexpr std::size_t kMinSize = 9;
 
 struct Samples {
@@ -84,7 +86,9 @@ int raw_ping(const Options& o) {
   std::vector<std::uint8_t> out(size, 0x5a);
   std::vector<std::uint8_t> in(65536);
   Samples samples;
-  const std::uint64_t stop = mono_ns() + static_cast<std::uint64_t>(o.num("seconds", 2) * 1e9);
+  const std::uint64_t begin = mono_ns();
+  const std::uint64_t stop = begin + static_cast<std::uint64_t>(o.num("seconds", 2) * 1e9);
+  const std::uint64_t warm = begin + static_cast<std::uint64_t>(o.num("seconds", 2) * kWarmupShare * 1e9);
   for (std::uint64_t seq = 0; mono_ns() < stop; ++seq) {
     put_seq(out.data(), seq);
     out[8] = kPing;
@@ -102,7 +106,7 @@ int raw_ping(const Options& o) {
     const std::uint64_t t1 = mono_ns();
     if (!answered) {
       ++samples.timeouts;
-    } else if (seq >= kWarmupRounds) {
+    } else if (t0 >= warm) {
       samples.rtt_ns.push_back(static_cast<double>(t1 - t0));
     }
   }
@@ -165,7 +169,9 @@ int tmc_ping_blocking(const Options& o, tmc::Channel& c) {
   const std::size_t size = msg_size(o);
   std::vector<std::uint8_t> out(size, 0x5a);
   Samples samples;
-  const std::uint64_t stop = mono_ns() + static_cast<std::uint64_t>(o.num("seconds", 2) * 1e9);
+  const std::uint64_t begin = mono_ns();
+  const std::uint64_t stop = begin + static_cast<std::uint64_t>(o.num("seconds", 2) * 1e9);
+  const std::uint64_t warm = begin + static_cast<std::uint64_t>(o.num("seconds", 2) * kWarmupShare * 1e9);
   for (std::uint64_t seq = 0; mono_ns() < stop; ++seq) {
     put_seq(out.data(), seq);
     out[8] = kPing;
@@ -184,7 +190,7 @@ int tmc_ping_blocking(const Options& o, tmc::Channel& c) {
     const std::uint64_t t1 = mono_ns();
     if (!answered) {
       ++samples.timeouts;
-    } else if (seq >= kWarmupRounds) {
+    } else if (t0 >= warm) {
       samples.rtt_ns.push_back(static_cast<double>(t1 - t0));
     }
   }
@@ -206,7 +212,9 @@ int tmc_ping_handler(const Options& o, tmc::Channel& c) {
   std::uint64_t seq = 0;
   std::uint64_t t0 = 0;
   bool done = false;
-  const std::uint64_t stop = mono_ns() + static_cast<std::uint64_t>(o.num("seconds", 2) * 1e9);
+  const std::uint64_t begin = mono_ns();
+  const std::uint64_t stop = begin + static_cast<std::uint64_t>(o.num("seconds", 2) * 1e9);
+  const std::uint64_t warm = begin + static_cast<std::uint64_t>(o.num("seconds", 2) * kWarmupShare * 1e9);
   auto send_ping = [&] {
     put_seq(out.data(), seq);
     out[8] = kPing;
@@ -219,7 +227,7 @@ int tmc_ping_handler(const Options& o, tmc::Channel& c) {
     const std::uint64_t now = mono_ns();
     std::lock_guard<std::mutex> lk(mu);
     if (done || get_seq(p.data()) != seq) return;
-    if (seq >= kWarmupRounds) samples.rtt_ns.push_back(static_cast<double>(now - t0));
+    if (t0 >= warm) samples.rtt_ns.push_back(static_cast<double>(now - t0));
     ++seq;
     if (now >= stop) {
       done = true;

@@ -319,10 +319,12 @@ void ChannelCore::on_handle_closed(uv_handle_t* h) {
   if (h->type == UV_POLL) delete reinterpret_cast<uv_poll_t*>(h);
   if (--self->open_handles_ > 0 || !self->detached_.load()) return;
   // The last handle is closed: nothing on the loop refers to this core any more.
+  // close() from an application thread holds a reference and waits for the promise: once
+  // it is set, the core may be gone. close() from a handler left `keepalive_` instead,
+  // which may be the last reference: then the core dies at the end of this function.
   std::shared_ptr<ChannelCore> keep = std::move(self->keepalive_);
   self->transport_.reset();  // leaves the group and closes the socket
   self->closed_promise_.set_value();
-  // `keep` may hold the last reference (close() from a handler): the core dies here.
 }
 
 void ChannelCore::on_async_cb(uv_async_t* h) { static_cast<ChannelCore*>(h->data)->drain(); }
@@ -674,7 +676,6 @@ void ChannelCore::detach() noexcept {
     std::lock_guard<std::mutex> lock(rq_mu_);
   }
   rq_cv_.notify_all();
-  keepalive_ = shared_from_this();
   uv_timer_stop(&timer_);
   stop_poll();
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ChannelCore::on_handle_closed);
@@ -861,14 +862,11 @@ Status ChannelCore::update(const Manifest& m) {
     take_returns();
     flush_pipeline();
     retire_pipeline();
-    const bool new_pool = p->pool != pool_;
     const bool new_socket = p->transport != nullptr;
+    // With a new pool, free buffers of the old one stay in the free ring; send() uses
+    // those that are large enough and hands back the others.
     install(*p);
     if (new_socket) start_poll(false);
-    if (new_pool) {
-      // Free buffers of the old pool stay usable only when large enough; send() checks
-      // and hands back any that are not.
-    }
     ++shell_.updates;
     timer_deadline_ns_ = 0;
     uv_timer_stop(&timer_);
@@ -990,7 +988,12 @@ void ChannelCore::close() noexcept {
     // From a handler: the loop cannot wait for itself. Detach after this callback.
     if (first) {
       try {
-        loop_.post([self = shared_from_this()] { self->detach(); });
+        // Nobody waits for this close, so the core keeps itself alive until its last
+        // handle is closed (on_handle_closed drops the reference).
+        loop_.post([self = shared_from_this()] {
+          self->keepalive_ = self;
+          self->detach();
+        });
       } catch (...) {
       }
     }

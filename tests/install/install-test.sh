@@ -51,13 +51,20 @@ pkg-config --exists libtmc || fail "pkg-config does not find libtmc in $PKG_CONF
        -o "$work/pc-consumer" || fail "build with pkg-config failed"
 LD_LIBRARY_PATH="$libdir" "$work/pc-consumer" || fail "consumer (pkg-config build) failed"
 
-# 3. A real example, out of tree, against the installed package (built, not run: it uses
-#    the network and the demo/CTest cover running it).
+# 3. A real example, out of tree, against the installed package, run on loopback multicast
+#    (one publisher, two subscriber processes) with the installed libtmc.so.
 if [ -f "$source_dir/examples/pubsub/CMakeLists.txt" ]; then
   echo "install-test: find_package(libTMC) build of examples/pubsub"
   cmake -S "$source_dir/examples/pubsub" -B "$work/pubsub" -G Ninja \
         -DCMAKE_PREFIX_PATH="$prefix" >"$work/pubsub-cmake.log" 2>&1 || { cat "$work/pubsub-cmake.log"; fail "configure of examples/pubsub failed"; }
   cmake --build "$work/pubsub" >"$work/pubsub-build.log" 2>&1 || { cat "$work/pubsub-build.log"; fail "build of examples/pubsub failed"; }
+  echo "install-test: running the out-of-tree pubsub (1 publisher -> 2 subscribers, loopback)"
+  LD_LIBRARY_PATH="$libdir" "$source_dir/examples/pubsub/run-fanout.sh" "$work/pubsub" 2 47831 \
+    >"$work/pubsub-run.log" 2>&1 || { cat "$work/pubsub-run.log"; fail "the out-of-tree pubsub example failed"; }
+  grep -E 'of [0-9]+ quotes' "$work/pubsub-run.log" | sed 's/^/  /'
+  # It must have used the installed library, not one from a build tree.
+  LD_LIBRARY_PATH="$libdir" ldd "$work/pubsub/tmc-pubsub-subscriber" | grep 'libtmc' | grep -q "$libdir" ||
+    fail "the out-of-tree pubsub did not load libtmc from $libdir"
 fi
 
 echo "install-test: OK"

@@ -554,3 +554,26 @@ TEST_CASE("UDP GSO: equal-sized datagrams coalesced into one send arrive as sepa
   CHECK(firsts.size() == 64);
   MESSAGE("GSO sends: " << tx.stats().counter("shell.gso_sends"));
 }
+
+TEST_CASE("close() from inside a handler returns at once and the channel closes after") {
+  auto rt = tmc::Runtime::create();
+  tmc::OpenOptions o;
+  o.runtime = rt;
+  auto rx = tmc::Channel::open(manifest_for("close-in-handler", 21, "rx"), o);
+  auto tx = tmc::Channel::open(manifest_for("close-in-handler", 21, "tx"));
+  std::atomic<int> seen{0};
+  rx.on_message([&](tmc::Message&& m) {
+    ++seen;
+    if (m.text() == "bye") rx.close();
+  });
+  std::this_thread::sleep_for(20ms);
+  REQUIRE(tx.send("hello"));
+  REQUIRE(tx.send("bye"));
+  for (int i = 0; i < 300 && rx.is_open(); ++i) std::this_thread::sleep_for(10ms);
+  CHECK_FALSE(rx.is_open());
+  CHECK(seen.load() == 2);
+  CHECK(rx.send("x").code() == tmc::Code::CLOSED);
+  for (int i = 0; i < 300 && rt->channel_count() != 0; ++i) std::this_thread::sleep_for(10ms);
+  CHECK(rt->channel_count() == 0);
+  CHECK(rx.stats().messages_delivered == 2);
+}

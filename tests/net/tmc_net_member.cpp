@@ -1,0 +1,210 @@
+// tmc_net_member: one libTMC member for the multi-host (netns) tests.
+//
+//   tmc_net_member --manifest FILE --name NAME [--send N] [--rate MSGS_PER_S] [--size BYTES]
+//                  [--receive SECONDS] [--idle SECONDS] [--log FILE] [--ready FILE]
+//                  [--start-after FILE]
+//
+// Joins the channel of the manifest file (the interface comes from its 'interface' key),
+// then, at once or when --start-after FILE appears:
+//   --send N        sends N messages, paced at --rate, each "<name> <seq> <filler>" padded
+//                   to --size bytes, so a receiver can rebuild the exact payload;
+//   --receive S     delivers for up to S seconds (ending early after --idle seconds without a
+//                   delivery once something arrived) and writes one line per delivery to --log:
+//                       <sender> <app seq> <wire seq or -> <payload FNV-1a hex> <ok|bad>
+//                   where "bad" means the payload is not the one that sender sent for that seq.
+// Both may be given (a full-duplex member). --ready FILE is written once the channel is open.
+// On exit it prints its counters. Exit status: 0, or 1 on any error.
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <tmc/channel.hpp>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+std::uint32_t fnv1a(const std::uint8_t* p, std::size_t n) {
+  std::uint32_t h = 2166136261u;
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+/// The payload `sender` sends as message `seq`: text, then a filler that depends on both.
+std::string payload_for(const std::string& sender, std::uint64_t seq, std::size_t size) {
+  std::string s = sender + " " + std::to_string(seq) + " ";
+  std::uint64_t x = seq * 2654435761u + sender.size();
+  while (s.size() < size) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    s.push_back(static_cast<char>('a' + (x >> 59) % 26));
+  }
+  return s;
+}
+
+bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
+
+struct Args {
+  std::string manifest;
+  std::string name;
+  long send = 0;
+  double rate = 10000;
+  std::size_t size = 64;
+  double receive_s = 0;
+  double idle_s = 2;
+  std::string log;
+  std::string ready;
+  std::string start_after;
+};
+
+int run(const Args& a) {
+  tmc::Manifest m;
+  tmc::Diagnostics diag;
+  if (!tmc::load_manifest(a.manifest, m, diag)) {
+    std::fprintf(stderr, "%s", diag.to_string().c_str());
+    return 1;
+  }
+  if (!a.name.empty()) m.name = a.name;
+  if (a.receive_s <= 0) m.duplexity = tmc::Duplexity::send_only;
+  if (a.send == 0) m.duplexity = tmc::Duplexity::receive_only;
+
+  tmc::Channel c;
+  if (tmc::Status st = tmc::Channel::try_open(m, {}, c); !st) {
+    std::fprintf(stderr, "%s: open %s: %s\n", a.name.c_str(), a.manifest.c_str(), st.to_string().c_str());
+    return 1;
+  }
+
+  std::FILE* log = nullptr;
+  if (a.receive_s > 0) {
+    log = std::fopen(a.log.empty() ? "/dev/null" : a.log.c_str(), "w");
+    if (log == nullptr) {
+      std::fprintf(stderr, "%s: cannot write %s\n", a.name.c_str(), a.log.c_str());
+      return 1;
+    }
+  }
+  std::mutex mu;
+  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> last_ns{0};
+  std::uint64_t bad = 0;
+  auto now_ns = [] {
+    return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  };
+  if (log != nullptr) {
+    c.on_message([&](tmc::Message&& msg) {
+      const auto p = msg.payload();
+      const std::string text(msg.text());
+      const auto sp1 = text.find(' ');
+      const auto sp2 = sp1 == std::string::npos ? std::string::npos : text.find(' ', sp1 + 1);
+      std::uint64_t seq = 0;
+      bool ok = false;
+      if (sp2 != std::string::npos) {
+        seq = std::strtoull(text.substr(sp1 + 1, sp2 - sp1 - 1).c_str(), nullptr, 10);
+        ok = text.substr(0, sp1) == msg.sender && text == payload_for(msg.sender, seq, p.size());
+      }
+      std::lock_guard<std::mutex> lk(mu);
+      if (!ok) ++bad;
+      char wire_seq[24] = "-";
+      if (msg.has_seq) std::snprintf(wire_seq, sizeof wire_seq, "%" PRIu64, msg.seq);
+      std::fprintf(log, "%s %" PRIu64 " %s %08x %s\n", msg.sender.c_str(), seq, wire_seq, fnv1a(p.data(), p.size()),
+                   ok ? "ok" : "bad");
+      delivered.fetch_add(1);
+      last_ns.store(now_ns());
+    });
+  }
+  if (!a.ready.empty()) {
+    std::ofstream(a.ready) << "ready\n";
+  }
+  if (!a.start_after.empty()) {
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (!file_exists(a.start_after)) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        std::fprintf(stderr, "%s: %s never appeared\n", a.name.c_str(), a.start_after.c_str());
+        return 1;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  std::uint64_t send_errors = 0;
+  if (a.send > 0) {
+    // Sending on its own thread lets a full-duplex member keep delivering meanwhile (the
+    // handler runs on the loop thread either way).
+    for (long i = 0; i < a.send; ++i) {
+      const std::string p = payload_for(c.name(), static_cast<std::uint64_t>(i), a.size);
+      if (!c.send(p)) ++send_errors;
+      std::this_thread::sleep_until(start + std::chrono::duration<double>((static_cast<double>(i) + 1) / a.rate));
+    }
+  }
+  if (a.receive_s > 0) {
+    const auto stop = start + std::chrono::duration<double>(a.receive_s);
+    const auto idle_ns = static_cast<std::uint64_t>(a.idle_s * 1e9);
+    while (std::chrono::steady_clock::now() < stop) {
+      std::this_thread::sleep_for(20ms);
+      const std::uint64_t last = last_ns.load();
+      if (delivered.load() > 0 && now_ns() > last && now_ns() - last > idle_ns) break;
+    }
+    c.on_message(nullptr);
+  }
+  const tmc::ChannelStats st = c.stats();
+  c.close();
+  if (log != nullptr) {
+    std::lock_guard<std::mutex> lk(mu);
+    std::fclose(log);
+  }
+  std::printf("%s: sent %" PRIu64 " (send errors %" PRIu64 "), datagrams received %" PRIu64 ", delivered %" PRIu64
+              ", bad payloads %" PRIu64 ", drops.stale %" PRIu64 ", drops.checksum %" PRIu64 ", loss ratio %.4f\n",
+              c.name().c_str(), st.messages_sent, send_errors, st.datagrams_received, st.messages_delivered, bad,
+              st.drop_count(tmc::DropReason::stale), st.drop_count(tmc::DropReason::checksum), st.loss_ratio);
+  return send_errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "tmc_net_member: %s needs a value\n", k.c_str());
+      return 2;
+    }
+    const char* v = argv[++i];
+    if (k == "--manifest") a.manifest = v;
+    else if (k == "--name") a.name = v;
+    else if (k == "--send") a.send = std::atol(v);
+    else if (k == "--rate") a.rate = std::atof(v);
+    else if (k == "--size") a.size = static_cast<std::size_t>(std::atol(v));
+    else if (k == "--receive") a.receive_s = std::atof(v);
+    else if (k == "--idle") a.idle_s = std::atof(v);
+    else if (k == "--log") a.log = v;
+    else if (k == "--ready") a.ready = v;
+    else if (k == "--start-after") a.start_after = v;
+    else {
+      std::fprintf(stderr, "tmc_net_member: unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (a.manifest.empty() || (a.send <= 0 && a.receive_s <= 0) || a.rate <= 0 || a.size < 24 || a.size > 1400) {
+    std::fprintf(stderr,
+                 "usage: tmc_net_member --manifest FILE --name NAME [--send N --rate R --size 24..1400] "
+                 "[--receive SECONDS --log FILE] [--idle S] [--ready FILE] [--start-after FILE]\n");
+    return 2;
+  }
+  try {
+    return run(a);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tmc_net_member: %s\n", e.what());
+    return 1;
+  }
+}
