@@ -30,6 +30,7 @@ class BenchIo final : public StageIo {
     ++drops;
   }
   void arm_timer(std::uint64_t deadline_ns) noexcept override { (void)deadline_ns; }
+  void cancel_timer() noexcept override {}
   void count(std::size_t index, std::uint64_t n) noexcept override { counters[index % 32] += n; }
   void notify(const Event& e) noexcept override { (void)e; }
   Packet* alloc() noexcept override { return nullptr; }

@@ -18,6 +18,10 @@
 //   - send, receive, try_receive, update, on_message, on_event, members, stats, plan,
 //     manifest and close may be called from any thread, concurrently. Calls from several
 //     threads on one channel are serialised internally.
+//   - Pipelines and sockets are driven by the loop thread, except that send() may run the
+//     pipeline and the sendmmsg itself on the calling thread when the loop is not busy
+//     with the channel (see OpenOptions::inline_send); a channel's lock makes sure the
+//     two never run it at the same time, so stages still see one caller at a time.
 //   - Handlers (on_message, on_event) run on the runtime's loop thread, one at a time.
 //     They must not block for long: every channel of the runtime waits while they run.
 //   - From inside a handler: send() queues and returns (a sync send does not wait there,
@@ -110,6 +114,19 @@ struct OpenOptions {
   std::uint32_t max_buffers = 0;
   /// SO_RCVBUF / SO_SNDBUF asked of the kernel (it may grant less); 0 = kernel default.
   int socket_buffer_bytes = 4 * 1024 * 1024;
+  /// Inline sends (latency): when send() on an application thread finds the loop not busy
+  /// with this channel and no other send came in the previous `inline_send_min_gap_ns`,
+  /// it runs the pipeline and hands the datagrams to the kernel itself, on the calling
+  /// thread (under the channel's lock, so never at the same time as the loop), instead of
+  /// waking the loop thread for it. Closer-spaced sends (a stream) go through the loop,
+  /// which batches them into few sendmmsg calls. false = always through the loop. The
+  /// order of messages and every other guarantee are the same either way.
+  bool inline_send = true;
+  std::uint32_t inline_send_min_gap_ns = 5'000;
+  /// A receive() that finds the queue empty polls it for up to this long (a busy wait
+  /// with a pause instruction) before sleeping, which saves a thread wake-up when the
+  /// next message is about to arrive. 0 = sleep at once.
+  std::uint32_t receive_spin_ns = 2'000;
 };
 
 /// A snapshot of one channel's counters and estimates. Totals cover the channel's whole

@@ -9,7 +9,7 @@
 // Inputs:  on_send (a message from above), on_receive (a packet from below),
 //          on_tick (a timer the stage armed is due). Every input carries `io.now_ns()`.
 // Outputs: io.down() (toward the network), io.up() (toward the application), io.drop(),
-//          io.arm_timer(), io.count(), io.notify(). Nothing else.
+//          io.arm_timer(), io.cancel_timer(), io.count(), io.notify(). Nothing else.
 //
 // A stage never reads a clock, touches a socket, sleeps, spawns a thread, or uses a
 // process-wide random source: time comes from `io.now_ns()` and randomness from the
@@ -140,8 +140,12 @@ class StageIo {
   /// Discard, counting it under drops.<reason>.
   virtual void drop(Packet* p, DropReason reason) noexcept = 0;
   /// Ask for on_tick at or after `deadline_ns`; replaces this stage's previous deadline.
-  /// 0 cancels.
+  /// Any value arms the timer: a deadline of 0 is taken as 1, because a shell's clock may
+  /// start at 0 (the simulator's does) and "due now" must not read as "no deadline".
+  /// Use cancel_timer() to disarm.
   virtual void arm_timer(std::uint64_t deadline_ns) noexcept = 0;
+  /// Disarm this stage's timer (no on_tick until the next arm_timer()).
+  virtual void cancel_timer() noexcept = 0;
   /// Add `n` to this stage's counter `index` (index into its StageInfo::counters).
   virtual void count(std::size_t index, std::uint64_t n = 1) noexcept = 0;
   /// Report an event to the application.

@@ -83,6 +83,15 @@ constexpr std::uint64_t kNoPosition = ~std::uint64_t{0};
 
 std::atomic<unsigned> g_name_counter{0};
 
+/// One iteration of a busy wait: tells the CPU (and a hyperthread sibling) we are spinning.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 std::string generated_name() {
   char host[256] = {};
   if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "host");
@@ -173,6 +182,7 @@ Status ChannelCore::open(const Manifest& manifest, const OpenOptions& options, s
   Prepared p;
   if (Status s = core->prepare(manifest, false, p); !s) return s;
   core->loop_.call([&core, &p] {
+    ExecGuard exec(*core);
     core->install(p);
     core->attach();
   });
@@ -323,14 +333,22 @@ void ChannelCore::on_handle_closed(uv_handle_t* h) {
   // it is set, the core may be gone. close() from a handler left `keepalive_` instead,
   // which may be the last reference: then the core dies at the end of this function.
   std::shared_ptr<ChannelCore> keep = std::move(self->keepalive_);
-  self->transport_.reset();  // leaves the group and closes the socket
+  {
+    ExecGuard exec(*self);
+    self->transport_.reset();  // leaves the group and closes the socket
+  }
   self->closed_promise_.set_value();
 }
 
-void ChannelCore::on_async_cb(uv_async_t* h) { static_cast<ChannelCore*>(h->data)->drain(); }
+void ChannelCore::on_async_cb(uv_async_t* h) {
+  auto* self = static_cast<ChannelCore*>(h->data);
+  ExecGuard exec(*self);
+  self->drain();
+}
 
 void ChannelCore::on_timer_cb(uv_timer_t* h) {
   auto* self = static_cast<ChannelCore*>(h->data);
+  ExecGuard exec(*self);
   if (!self->pipeline_) return;
   self->timer_deadline_ns_ = 0;
   const std::uint64_t now = RuntimeLoop::now_ns();
@@ -341,6 +359,7 @@ void ChannelCore::on_timer_cb(uv_timer_t* h) {
 
 void ChannelCore::on_poll_cb(uv_poll_t* h, int status, int events) {
   auto* self = static_cast<ChannelCore*>(h->data);
+  ExecGuard exec(*self);
   if (!self->pipeline_) return;
   if (status < 0) {
     // The socket reported an error (e.g. an ICMP error for a unicast peer); reading it
@@ -382,31 +401,62 @@ void ChannelCore::refill_free() noexcept {
   }
 }
 
-void ChannelCore::drain() noexcept {
-  if (!pipeline_ || detached_.load()) return;
-  take_returns();
-  const std::uint64_t now = RuntimeLoop::now_ns();
-  now_ns_ = now;
+bool ChannelCore::pump_submitted(std::uint64_t now, bool on_loop) noexcept {
+  // Returns whether the loop must come back: a full budget means senders may be ahead of
+  // us (let other events run first); off the loop, a full socket needs the loop's write
+  // polling.
   const std::size_t batch = rx_batch_.size();
   std::uint32_t budget = send_slots_;
-  bool more = false;
   Packet* p = nullptr;
   while (!poll_writable_) {
-    if (budget == 0) {
-      more = true;
-      break;
-    }
+    if (budget == 0) return true;
     if (transport_->tx_pending() >= batch && !transport_->flush()) {
+      if (!on_loop) return true;
       start_poll(true);
-      break;
+      return false;
     }
     if (!submit_ring_.try_pop(p)) break;
     --budget;
     --outstanding_;
     pipeline_->send(p, now);
   }
+  return false;
+}
+
+bool ChannelCore::send_inline(bool on_loop, bool flush) noexcept {
+  if (!pipeline_ || !transport_ || detached_.load()) return true;
+  take_returns();
+  const std::uint64_t now = RuntimeLoop::now_ns();
+  now_ns_ = now;
+  bool need_loop = pump_submitted(now, on_loop);
+  if (flush) {
+    if (on_loop) {
+      flush_tx();
+    } else if (transport_->flush()) {
+      set_flushed(submit_ring_.popped());
+    } else {
+      need_loop = true;  // the socket is full: the loop polls for writable
+    }
+    refill_free();
+    if (on_loop) {
+      rearm_timer(now);
+    } else if (pipeline_->next_deadline_ns() != timer_deadline_ns_) {
+      need_loop = true;  // libuv timers belong to the loop thread
+    }
+  }
+  // Deliveries and events a send produced go to handlers, which run on the loop only, and
+  // never from inside another handler's dispatch.
+  if (!to_deliver_.empty() || !events_.empty()) need_loop = true;
+  return need_loop;
+}
+
+void ChannelCore::drain() noexcept {
+  if (!pipeline_ || detached_.load()) return;
+  take_returns();
+  const std::uint64_t now = RuntimeLoop::now_ns();
+  now_ns_ = now;
+  const bool more = pump_submitted(now, true);
   after_input(now);
-  // A full budget means senders may be ahead of us: come back after other events run.
   if (more) uv_async_send(&async_);
 }
 
@@ -431,6 +481,9 @@ void ChannelCore::set_flushed(std::uint64_t pos) noexcept {
 void ChannelCore::after_input(std::uint64_t now_ns) noexcept {
   flush_tx();
   dispatch();
+  // Replies that handlers sent during dispatch went through the pipeline at once
+  // (send_inline); they leave here, in one sendmmsg.
+  if (transport_ && transport_->tx_pending() > 0) flush_tx();
   refill_free();
   rearm_timer(now_ns);
 }
@@ -494,6 +547,7 @@ void ChannelCore::on_readable() noexcept {
       pipeline_->receive(p, now);
     }
     dispatch();
+    if (transport_->tx_pending() > 0) flush_tx();  // handlers' replies, without waiting for more rounds
   }
   after_input(now);
 }
@@ -586,6 +640,7 @@ void ChannelCore::dispatch() noexcept {
     }
   } else {
     bool added = false;
+    bool waiting = false;
     {
       std::lock_guard<std::mutex> lock(rq_mu_);
       for (Packet* p : delivering_) {
@@ -602,8 +657,11 @@ void ChannelCore::dispatch() noexcept {
         ++rq_count_;
         added = true;
       }
+      rq_ready_.store(rq_count_, std::memory_order_release);
+      waiting = rq_waiters_ > 0;
     }
-    if (added) rq_cv_.notify_all();
+    // Only a sleeping receive() needs the (costly) wake-up; a spinning one sees rq_ready_.
+    if (added && waiting) rq_cv_.notify_all();
   }
   delivering_.clear();
 }
@@ -641,6 +699,7 @@ void ChannelCore::retire_pipeline() noexcept {
 
 void ChannelCore::detach() noexcept {
   if (detached_.load()) return;
+  ExecGuard exec(*this);
   closed_.store(true);
   // A send() that passed its closed check is still pushing; let it finish so that every
   // message send() accepted is flushed below.
@@ -829,7 +888,9 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   p->reset_for_send(static_cast<std::uint32_t>(n));
   if (n != 0) std::memcpy(p->payload(), data, n);
   p->flags = flags;
-  p->rx_ns = RuntimeLoop::now_ns();  // send() time, for the send latency estimate
+  const std::uint64_t sent_ns = RuntimeLoop::now_ns();
+  p->rx_ns = sent_ns;  // send() time, for the send latency estimate
+  const std::uint64_t prev_ns = last_send_ns_.exchange(sent_ns, std::memory_order_relaxed);
   std::uint64_t pos = 0;
   if (!submit_ring_.try_push(p, &pos)) {
     // Cannot happen: the loop never hands out more packets than the ring holds.
@@ -837,7 +898,27 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     abandoned_.fetch_add(1);
     return {Code::INTERNAL, "send: the submit ring overflowed"};
   }
-  uv_async_send(&async_);
+  // Hand the message to the pipeline on this thread when we can (see "Inline sends" in
+  // channel_core.hpp); otherwise wake the loop for it.
+  bool poke = true;
+  if (on_loop) {
+    if (loop_holds_exec_) {
+      // Inside one of this channel's callbacks (a handler): through the pipeline now; the
+      // loop flushes right after the handler returns.
+      poke = send_inline(true, false);
+    } else if (exec_mu_.try_lock()) {
+      loop_holds_exec_ = true;
+      poke = send_inline(true, true);
+      loop_holds_exec_ = false;
+      exec_mu_.unlock();
+    }
+  } else if (options_.inline_send && (prev_ns >= sent_ns || sent_ns - prev_ns >= options_.inline_send_min_gap_ns)) {
+    if (exec_mu_.try_lock()) {
+      poke = send_inline(false, true);
+      exec_mu_.unlock();
+    }
+  }
+  if (poke) uv_async_send(&async_);
   active.leave();
   if (static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop) {
     waiters_.fetch_add(1);
@@ -858,6 +939,7 @@ Status ChannelCore::update(const Manifest& m) {
   // under update_mu_ held by this thread or during open().
   if (Status s = prepare(m, true, *p); !s) return s;
   auto swap = [this, p]() -> Status {
+    ExecGuard exec(*this);
     if (detached_.load()) return {Code::CLOSED, "update: the channel closed meanwhile"};
     take_returns();
     flush_pipeline();
@@ -901,12 +983,26 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
   const auto limit = std::chrono::hours(24 * 365);
   const auto wait = timeout > limit ? std::chrono::nanoseconds(limit) : timeout;
   const auto deadline = std::chrono::steady_clock::now() + wait;
+  if (options_.receive_spin_ns != 0 && rq_ready_.load(std::memory_order_relaxed) == 0) {
+    // Bounded busy wait: a message that arrives within it costs no thread wake-up.
+    const auto spin = std::min<std::chrono::nanoseconds>(wait, std::chrono::nanoseconds(options_.receive_spin_ns));
+    const std::uint64_t until_ns = RuntimeLoop::now_ns() + static_cast<std::uint64_t>(spin.count());
+    while (rq_ready_.load(std::memory_order_acquire) == 0 && !detached_.load(std::memory_order_relaxed) &&
+           RuntimeLoop::now_ns() < until_ns) {
+      cpu_relax();
+    }
+  }
   std::unique_lock<std::mutex> lock(rq_mu_);
-  rq_cv_.wait_until(lock, deadline, [&] { return rq_count_ > 0 || detached_.load(); });
+  if (rq_count_ == 0 && !detached_.load()) {
+    ++rq_waiters_;
+    rq_cv_.wait_until(lock, deadline, [&] { return rq_count_ > 0 || detached_.load(); });
+    --rq_waiters_;
+  }
   if (rq_count_ > 0) {
     out = std::move(rq_[rq_head_]);
     rq_head_ = (rq_head_ + 1) % rq_.size();
     --rq_count_;
+    rq_ready_.store(rq_count_, std::memory_order_relaxed);
     return Status::ok();
   }
   if (detached_.load() || closed_.load()) return {Code::CLOSED, "receive: the channel is closed and its queue is empty"};
@@ -919,6 +1015,7 @@ bool ChannelCore::try_receive(Message& out) {
   out = std::move(rq_[rq_head_]);
   rq_head_ = (rq_head_ + 1) % rq_.size();
   --rq_count_;
+  rq_ready_.store(rq_count_, std::memory_order_relaxed);
   return true;
 }
 
@@ -960,7 +1057,10 @@ std::vector<std::string> ChannelCore::members() {
 
 ChannelStats ChannelCore::stats() {
   if (detached_.load()) return final_stats_;
-  return loop_.call([this] { return detached_.load() ? final_stats_ : build_stats(); });
+  return loop_.call([this] {
+    ExecGuard exec(*this);
+    return detached_.load() ? final_stats_ : build_stats();
+  });
 }
 
 Plan ChannelCore::plan() const {

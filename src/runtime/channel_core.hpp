@@ -14,6 +14,20 @@
 //   collect in the transport's queue and go out in sendmmsg batches at the end of the
 //   drain. The loop hands out at most `send_slots_` packets at a time (free + submitted),
 //   so submit_ring_ can never overflow.
+//   Inline sends skip the wake-up (a thread hand-off per message, the bulk of a ping-pong
+//   round trip): an application thread that takes exec_mu_ with try_lock (the loop is not
+//   in this channel) drains submit_ring_ and flushes itself; a send from inside a handler
+//   (the loop holds exec_mu_) drains the ring through the pipeline at once and the loop
+//   flushes right after the handler returns, batching the replies of one dispatch. Work
+//   that needs libuv (timers, write polling) or the loop (handlers for what a send made
+//   stages deliver or report) is left to the loop via the async handle.
+//
+// The exec lock
+//   exec_mu_ guards everything marked "exec" below: the pipeline, the transport, the pool
+//   and the loop state they touch. The loop takes it (ExecGuard) in every callback of this
+//   channel and keeps it while handlers run, so a handler's send() on its own channel
+//   proceeds without locking (loop_holds_exec_). Application threads only ever try_lock
+//   it and never wait for anything while holding it.
 //
 // Receive path (no copy)
 //   recvmmsg into pool packets -> pipeline -> delivered packets become Messages, either
@@ -116,7 +130,32 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   Status prepare(const Manifest& m, bool reuse_socket_if_possible, Prepared& out);
   void install(Prepared& p);  // loop: make `p` the channel's state
 
-  // --- loop thread -----------------------------------------------------------------------
+  /// Loop thread: holds exec_mu_ for the scope, unless an enclosing guard already does.
+  class ExecGuard {
+   public:
+    explicit ExecGuard(ChannelCore& c) noexcept : c_(c), owns_(!c.loop_holds_exec_) {
+      if (owns_) {
+        c_.exec_mu_.lock();
+        c_.loop_holds_exec_ = true;
+      }
+    }
+    ~ExecGuard() {
+      if (owns_) {
+        c_.loop_holds_exec_ = false;
+        c_.exec_mu_.unlock();
+      }
+    }
+    ExecGuard(const ExecGuard&) = delete;
+    ExecGuard& operator=(const ExecGuard&) = delete;
+
+   private:
+    ChannelCore& c_;
+    bool owns_;
+  };
+
+  // --- exec (exec_mu_ held; loop thread unless noted) ---------------------------------------
+  bool pump_submitted(std::uint64_t now_ns, bool on_loop) noexcept;
+  bool send_inline(bool on_loop, bool flush) noexcept;  // any thread; true: poke the loop
   void attach();
   void drain() noexcept;
   void after_input(std::uint64_t now_ns) noexcept;
@@ -173,12 +212,17 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   std::vector<Message> rq_;  ///< ring of receive_queue_messages slots
   std::size_t rq_head_ = 0;
   std::size_t rq_count_ = 0;
+  int rq_waiters_ = 0;                          ///< receive() calls asleep on rq_cv_ (rq_mu_)
+  std::atomic<std::size_t> rq_ready_{0};        ///< rq_count_, readable without rq_mu_ (spinning)
+  std::atomic<std::uint64_t> last_send_ns_{0};  ///< time of the latest send() (inline heuristic)
+  std::mutex exec_mu_;                          ///< see "The exec lock" above
+  bool loop_holds_exec_ = false;                ///< loop thread only
   std::atomic<bool> has_handler_{false};
   std::atomic<int> active_senders_{0};     ///< send() calls between their closed check and push
   std::atomic<std::uint32_t> abandoned_{0};  ///< free-ring packets send() handed back unused
   std::shared_future<void> closed_future_;   ///< ready when every handle is closed
 
-  // --- loop thread ------------------------------------------------------------------------
+  // --- loop thread; also exec (under exec_mu_) for the pipeline, transport and pool -------
   uv_async_t async_{};
   uv_timer_t timer_{};
   uv_poll_t* poll_ = nullptr;  // heap: replaced when update() changes the socket

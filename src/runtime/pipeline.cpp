@@ -13,7 +13,12 @@ class Pipeline::Io final : public StageIo {
   void down(Packet* p) noexcept override { pl_.pass_down(index_, p); }
   void up(Packet* p) noexcept override { pl_.pass_up(index_, p); }
   void drop(Packet* p, DropReason r) noexcept override { pl_.drop(p, r); }
-  void arm_timer(std::uint64_t deadline_ns) noexcept override { pl_.set_deadline(index_, deadline_ns); }
+  // The pipeline keeps 0 to mean "not armed" (and next_deadline_ns() returns 0 for "none"),
+  // so a deadline of 0 — "due now" on a clock that starts at 0 — is armed as 1.
+  void arm_timer(std::uint64_t deadline_ns) noexcept override {
+    pl_.set_deadline(index_, deadline_ns == 0 ? 1 : deadline_ns);
+  }
+  void cancel_timer() noexcept override { pl_.set_deadline(index_, 0); }
   void count(std::size_t i, std::uint64_t n) noexcept override { pl_.bump(counter_base_ + i, n); }
   void notify(const Event& e) noexcept override { pl_.sink_.on_event(e); }
   Packet* alloc() noexcept override { return pl_.pool_.alloc(); }
@@ -156,10 +161,14 @@ void Pipeline::drop(Packet* p, DropReason r) noexcept {
 }
 
 void Pipeline::set_deadline(std::size_t stage, std::uint64_t deadline_ns) noexcept {
+  const std::uint64_t old_ns = deadlines_[stage];
   deadlines_[stage] = deadline_ns;
   if (deadline_ns != 0 && (next_deadline_ == 0 || deadline_ns < next_deadline_)) {
     next_deadline_ = deadline_ns;
-  } else if (deadline_ns == 0) {
+  } else if (old_ns != 0 && old_ns == next_deadline_ && deadline_ns != old_ns) {
+    // This stage held the earliest deadline and moved it later (or cancelled it): another
+    // stage's, or none, may now be the earliest. Keeping the old value would make the
+    // shell wake for a tick that has nothing to do.
     recompute_deadline();
   }
 }

@@ -239,9 +239,10 @@ inline void check_fifo(const Network& net, std::size_t r, std::uint64_t salt, Ch
 /// Exactly-once accounting for what member `r` got from member `s` in incarnation
 /// `epoch`: the delivered sequence numbers and the ranges reported by gap_skipped events
 /// must be disjoint and together cover first..last without a hole, where first is 1 —
-/// or, when `late_join_above` is non-zero, any number above it: ordering.fifo (strict)
-/// documents that a first sequence number beyond window + 1 is taken for a late join and
-/// delivery starts there without a gap event. Returns {first, last} (last = 0: nothing).
+/// or, when `late_join_above` is non-zero, any number above it (for a stage that starts
+/// silently on a late join; ordering.fifo strict no longer does: it reports [1, first) as
+/// a gap_skipped event, so its callers can leave this 0). Returns {first, last} (last = 0:
+/// nothing).
 struct Coverage {
   std::uint64_t first = 1;
   std::uint64_t last = 0;

@@ -110,7 +110,11 @@ class HoldStage final : public tmc::Stage {
     std::size_t n = 0;
     while (n < held_.size() && held_[n].due_ns <= io.now_ns()) io.up(held_[n++].p);
     held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
-    io.arm_timer(held_.empty() ? 0 : held_.front().due_ns);
+    if (held_.empty()) {
+      io.cancel_timer();
+    } else {
+      io.arm_timer(held_.front().due_ns);
+    }
   }
   [[nodiscard]] std::size_t held_packets() const noexcept override { return held_.size(); }
 

@@ -27,6 +27,7 @@
 #include <memory>
 #include <vector>
 
+#include "tmc/rng.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
@@ -36,40 +37,6 @@ enum Counter : std::size_t { lost, duplicated, reordered, delayed, corrupted, ov
 
 constexpr std::uint32_t kMaxHeld = 4096;
 constexpr std::uint64_t kReorderHoldNs = 1'000'000;  // 1 ms
-
-std::uint64_t splitmix64(std::uint64_t& x) noexcept {
-  std::uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// xoshiro256** (Blackman & Vigna): small, fast, and good enough for fault decisions.
-class Rng {
- public:
-  void seed(std::uint64_t s) noexcept {
-    for (auto& w : s_) w = splitmix64(s);
-  }
-  std::uint64_t next() noexcept {
-    const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
-    const std::uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return result;
-  }
-  /// Uniform in [0, 1).
-  double real() noexcept { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-  /// Uniform in [0, n), n < 2^32.
-  std::uint32_t below(std::uint32_t n) noexcept { return static_cast<std::uint32_t>(((next() >> 32) * n) >> 32); }
-
- private:
-  static std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }
-  std::uint64_t s_[4] = {};
-};
 
 // A FIFO of held packets with their release times, preallocated at configure.
 class HeldQueue {
@@ -145,7 +112,7 @@ class FaultsStage final : public Stage {
       errors.push_back("parameter 'direction' must be \"send\", \"receive\" or \"both\", got \"" + direction + "\"");
     }
     if (!errors.empty()) return false;
-    rng_.seed(static_cast<std::uint64_t>(params.get_int("seed", 1)) ^ env.seed);
+    rng_.reseed(static_cast<std::uint64_t>(params.get_int("seed", 1)) ^ env.seed);
     // Queues exist only for the lanes and faults that need them.
     for (int i = 0; i < 2; ++i) {
       const bool active = i == 0 ? on_send_path_ : on_receive_path_;
@@ -226,7 +193,7 @@ class FaultsStage final : public Stage {
   bool corrupt(Path path, Packet* p) noexcept {
     if (path == Path::send) p->seal();
     if (p->len == 0) return true;
-    const std::uint32_t bit = rng_.below(p->len * 8u);
+    const auto bit = static_cast<std::uint32_t>(rng_.below(p->len * 8u));
     p->data()[bit / 8] = static_cast<std::uint8_t>(p->data()[bit / 8] ^ (1u << (bit % 8)));
     return path == Path::send || wire::decode(*p) == wire::DecodeError::none;
   }

@@ -15,7 +15,8 @@
 //   ordering.stale_dropped, ordering.duplicates_dropped, ordering.stale_epoch_dropped,
 //   ordering.held, ordering.released, ordering.gaps_skipped, ordering.seqs_skipped,
 //   ordering.window_skips, ordering.timeout_skips, ordering.epoch_changes,
-//   ordering.senders_evicted, ordering.unordered, ordering.no_seq (see register below)
+//   ordering.senders_evicted, ordering.unordered, ordering.no_seq, ordering.join_skipped,
+//   ordering.join_seqs_skipped (see register below)
 // Wire
 //   None of its own; reads the `seq` extension through Packet::seq (ordering.seq must sit
 //   below this stage) and the epoch of the base header.
@@ -28,9 +29,25 @@
 //
 //   Strict mode holds seq in (next, next + window]. A packet beyond that, or a held packet
 //   that has waited hold_us, makes the stage give up on the first gap: it is skipped (one
-//   gap_skipped event), and the held run after it is delivered in order. On first sight of
-//   a (sender, epoch), seq <= window + 1 means we saw the sender's start and wait for seq 1;
-//   a larger seq means we joined late, and delivery starts there.
+//   gap_skipped event), and the held run after it is delivered in order.
+//
+//   First sight of a (sender, epoch) in strict mode: seq <= window + 1 means we may have
+//   seen the sender's start, so we wait for seq 1 under the rules above (a lost start is
+//   then skipped by window or timeout like any gap, and reported). A larger seq means we
+//   joined late *or* lost more than the window of the sender's first messages; the stage
+//   cannot tell the two apart, so it never starts silently: it reports [1, seq) as one
+//   gap_skipped event (seq 1, count seq - 1), counted under ordering.join_skipped rather
+//   than ordering.gaps_skipped so an application can tell a join from in-stream loss, and
+//   delivery starts at seq. Every number of the incarnation is therefore either delivered
+//   or inside a reported gap (exactly-once accounting). The skipped range costs no state:
+//   `next` simply starts at seq, and stragglers below it are dropped as stale.
+//
+//   An evicted sender that returns is first seen again, so the stage may report numbers it
+//   delivered before the eviction; eviction is the overload escape hatch and does not keep
+//   the accounting exact.
+//
+//   Drop-stale mode never reports gaps (the paper's rule skips silently by design), so its
+//   first sight simply accepts any number; nothing changes there.
 //
 //   A new epoch from a known sender id means the sender restarted: what is held of the old
 //   incarnation is delivered in order (gaps skipped), its state is reset and epoch_changed
@@ -61,6 +78,8 @@ enum Counter : std::size_t {
   senders_evicted,
   unordered,
   no_seq,
+  join_skipped,
+  join_seqs_skipped,
 };
 
 constexpr std::string_view kKind = "ordering.fifo";
@@ -164,7 +183,7 @@ class FifoStage final : public Stage {
       }
       change_epoch(idx, p->epoch, io);
     }
-    if (s.next == 0) first_sight(s, p->seq);
+    if (s.next == 0) first_sight(s, p->seq, io);
     if (strict_) {
       receive_strict(idx, p, io);
     } else {
@@ -356,10 +375,14 @@ class FifoStage final : public Stage {
     release_run(idx, io);
   }
 
-  void note_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
+  static void note_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
     if (count == 0) return;
     io.count(gaps_skipped);
     io.count(seqs_skipped, count);
+    notify_gap(s, from, count, io);
+  }
+
+  static void notify_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
     io.notify(Event{.type = EventType::gap_skipped,
                     .sender = s.id,
                     .epoch = s.epoch,
@@ -399,10 +422,17 @@ class FifoStage final : public Stage {
 
   // --- senders: lookup, recency, epochs, eviction --------------------------------------
 
-  void first_sight(Sender& s, std::uint64_t seq) const noexcept {
-    // See Notes: a small number means we saw the sender's start, so wait for seq 1.
-    s.next = (!strict_ || seq <= std::uint64_t{window_} + 1) ? 1 : seq;
+  void first_sight(Sender& s, std::uint64_t seq, StageIo& io) const noexcept {
+    // See Notes: a small number means we may have seen the sender's start, so wait for
+    // seq 1; a larger one is a late join (or a lost start), reported as one gap.
+    s.next = 1;
     s.delivered_bits = 0;
+    if (strict_ && seq > std::uint64_t{window_} + 1) {
+      io.count(join_skipped);
+      io.count(join_seqs_skipped, seq - 1);
+      notify_gap(s, 1, seq - 1, io);
+      s.next = seq;
+    }
   }
 
   void change_epoch(std::uint32_t idx, std::uint32_t epoch, StageIo& io) noexcept {
@@ -557,9 +587,13 @@ void register_ordering_fifo(Registry& r) {
           "else drop it. `strict` delivers in exact order: early packets wait in a per-sender ring of `window` "
           "slots (allocated when the sender is first seen, reused after eviction, never per message); when a "
           "packet lands beyond the window, or a held packet has waited `hold_us`, the first gap is skipped, "
-          "the run after it delivered, and a `gap_skipped` event raised. On first sight, a sequence number up "
-          "to window + 1 means the sender's start was seen (wait for 1); a larger one means a late join "
-          "(start there). A new epoch from a known sender means it restarted: what is held is delivered, the "
+          "the run after it delivered, and a `gap_skipped` event raised. On first sight of a (sender, epoch), "
+          "strict mode waits for 1 if the number is at most window + 1 (a lost start is then skipped and "
+          "reported like any gap); a larger number means a late join or a start lost beyond the window, which "
+          "the stage cannot tell apart, so it reports [1, number) as one `gap_skipped` event (counted under "
+          "`ordering.join_skipped`, not `ordering.gaps_skipped`) and starts there: every number is either "
+          "delivered or inside a reported gap. Drop-stale mode reports no gaps and accepts any first number. "
+          "A new epoch from a known sender means it restarted: what is held is delivered, the "
           "state reset, and `epoch_changed` raised; packets of its last 4 replaced epochs are dropped "
           "(`drops.stale_epoch`). Duplicates of the last 64 delivered numbers or of held packets count as "
           "`drops.duplicate`, other old numbers as `drops.stale`. Packets flagged unordered, and control "
@@ -579,14 +613,20 @@ void register_ordering_fifo(Registry& r) {
                    {"ordering.stale_epoch_dropped", "packets dropped: from a replaced epoch of their sender"},
                    {"ordering.held", "strict: packets put in the reorder buffer"},
                    {"ordering.released", "strict: held packets delivered in order"},
-                   {"ordering.gaps_skipped", "strict: gaps given up on (one gap_skipped event each)"},
+                   {"ordering.gaps_skipped",
+                    "strict: gaps given up on within the stream (one gap_skipped event each; the gap before a "
+                    "late join counts under ordering.join_skipped)"},
                    {"ordering.seqs_skipped", "strict: sequence numbers given up on"},
                    {"ordering.window_skips", "strict: gaps skipped because a packet landed beyond the window"},
                    {"ordering.timeout_skips", "strict: gaps skipped because a held packet waited hold_us"},
                    {"ordering.epoch_changes", "senders seen restarting with a new epoch"},
                    {"ordering.senders_evicted", "senders forgotten to make room (max_senders)"},
                    {"ordering.unordered", "data packets flagged unordered, passed straight through"},
-                   {"ordering.no_seq", "data packets dropped: no sequence number (ordering.seq missing below)"}},
+                   {"ordering.no_seq", "data packets dropped: no sequence number (ordering.seq missing below)"},
+                   {"ordering.join_skipped",
+                    "strict: senders first seen beyond window + 1 (late join or lost start); one gap_skipped "
+                    "event each, for [1, first number)"},
+                   {"ordering.join_seqs_skipped", "strict: sequence numbers before a sender's first seen one"}},
       .factory = [] { return std::make_unique<FifoStage>(); },
   });
 }
