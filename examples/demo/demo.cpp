@@ -173,7 +173,8 @@ class Tally {
 std::string counters_line(const tmc::ChannelStats& s) {
   std::ostringstream o;
   o << "sent " << s.messages_sent << " msgs (" << s.datagrams_sent << " datagrams, " << s.datagram_bytes_sent
-    << " B on the wire), received " << s.datagrams_received << " datagrams, delivered " << s.messages_delivered
+    << " B on the wire), received " << s.datagrams_received << " datagrams (" << s.own_datagrams
+    << " of them its own, looped back and ignored), delivered " << s.messages_delivered
     << " msgs (" << s.bytes_delivered << " B payload)";
   std::string drops;
   for (std::size_t i = 0; i < tmc::kDropReasonCount; ++i) {

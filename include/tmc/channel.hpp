@@ -144,6 +144,11 @@ struct ChannelStats {
   /// stage drops together.
   std::array<std::uint64_t, kDropReasonCount> drops{};
   std::uint64_t receive_queue_full = 0;  ///< delivered but dropped: receive queue full
+  /// This member's own datagrams, looped back by IP_MULTICAST_LOOP for the other members on
+  /// this host and ignored. With the fields above, every datagram received is accounted
+  /// for: datagrams_received = messages_delivered + own_datagrams + the sum of drops
+  /// (while nothing is held in a stage and no error occurred).
+  std::uint64_t own_datagrams = 0;
   std::uint64_t send_errors = 0;         ///< datagrams the kernel refused (errno counted)
   std::uint64_t receive_errors = 0;      ///< failed reads, truncated datagrams
 

@@ -785,6 +785,7 @@ ChannelStats ChannelCore::build_stats() const {
   }
   s.drops[static_cast<std::size_t>(DropReason::pool_exhausted)] += t.rx_pool_exhausted;
   s.receive_queue_full = shell_.receive_queue_full;
+  s.own_datagrams = s.counter("pipeline.own_packets");
   s.send_errors = t.send_errors + t.tx_overflow;
   s.receive_errors = t.receive_errors;
   s.send_latency_ns = send_latency_ns_;

@@ -401,6 +401,7 @@ class PyChannel {
     }
     d["drops"] = drops;
     d["receive_queue_full"] = s.receive_queue_full;
+    d["own_datagrams"] = s.own_datagrams;
     d["send_errors"] = s.send_errors;
     d["receive_errors"] = s.receive_errors;
     d["send_latency_ns"] = s.send_latency_ns;
