@@ -25,6 +25,21 @@ namespace simtest {
 
 using tmc::sim::Network;
 
+/// A network configuration with the given seed and link model.
+inline tmc::sim::Config config(std::uint64_t seed, const tmc::sim::LinkParams& link = tmc::sim::LinkParams::clean()) {
+  tmc::sim::Config c;
+  c.seed = seed;
+  c.link = link;
+  return c;
+}
+
+/// Every member index of `net`, for assertions over all receivers.
+inline std::vector<std::size_t> all(const Network& net) {
+  std::vector<std::size_t> v;
+  for (std::size_t i = 0; i < net.size(); ++i) v.push_back(i);
+  return v;
+}
+
 /// Seeds to run: [first, first + count).
 struct SeedRange {
   std::uint64_t first = 1;

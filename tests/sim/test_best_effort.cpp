@@ -12,20 +12,11 @@ using tmc::sim::Network;
 constexpr std::uint64_t kSeeds = 1000;
 constexpr std::uint32_t kMessages = 40;  // per sender
 
-tmc::sim::Config config(std::uint64_t seed, const LinkParams& link) {
-  tmc::sim::Config c;
-  c.seed = seed;
-  c.link = link;
-  return c;
-}
+using simtest::config;
 
 std::size_t members_for(std::uint64_t seed) { return 3 + seed % 3; }
 
-std::vector<std::size_t> all(const Network& net) {
-  std::vector<std::size_t> v;
-  for (std::size_t i = 0; i < net.size(); ++i) v.push_back(i);
-  return v;
-}
+using simtest::all;
 
 // Build a network of best-effort members and send kMessages from each.
 template <class Attach>

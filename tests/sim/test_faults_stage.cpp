@@ -14,11 +14,7 @@ constexpr std::uint64_t kSeeds = 1000;
 constexpr std::uint32_t kMessages = 40;
 constexpr std::uint32_t kWindow = 64;
 
-std::vector<std::size_t> all(const Network& net) {
-  std::vector<std::size_t> v;
-  for (std::size_t i = 0; i < net.size(); ++i) v.push_back(i);
-  return v;
-}
+using simtest::all;
 
 }  // namespace
 

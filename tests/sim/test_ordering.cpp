@@ -12,18 +12,9 @@ using tmc::sim::Network;
 constexpr std::uint64_t kSeeds = 1000;
 constexpr std::uint32_t kMessages = 40;  // per sender
 
-tmc::sim::Config config(std::uint64_t seed, const LinkParams& link) {
-  tmc::sim::Config c;
-  c.seed = seed;
-  c.link = link;
-  return c;
-}
+using simtest::config;
 
-std::vector<std::size_t> all(const Network& net) {
-  std::vector<std::size_t> v;
-  for (std::size_t i = 0; i < net.size(); ++i) v.push_back(i);
-  return v;
-}
+using simtest::all;
 
 tmc::Plan drop_stale_plan() {
   return tmc::sim::make_plan(

@@ -16,11 +16,7 @@ constexpr std::uint64_t kInterval = 50'000;
 constexpr std::uint64_t kT0 = 1'000'000;  // partition starts
 constexpr std::uint64_t kT1 = 3'000'000;  // and heals
 
-std::vector<std::size_t> all(const Network& net) {
-  std::vector<std::size_t> v;
-  for (std::size_t i = 0; i < net.size(); ++i) v.push_back(i);
-  return v;
-}
+using simtest::all;
 
 // A seeded split of the members into two non-empty groups; returns each member's side.
 std::vector<int> split(std::size_t n, std::uint64_t seed) {

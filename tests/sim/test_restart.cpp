@@ -15,11 +15,7 @@ constexpr std::uint32_t kBefore = 20;  // messages per member before the restart
 constexpr std::uint32_t kAfter = 20;   // and after
 constexpr std::uint64_t kInterval = 30'000;
 
-std::vector<std::size_t> all(const Network& net) {
-  std::vector<std::size_t> v;
-  for (std::size_t i = 0; i < net.size(); ++i) v.push_back(i);
-  return v;
-}
+using simtest::all;
 
 }  // namespace
 

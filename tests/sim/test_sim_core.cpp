@@ -151,12 +151,7 @@ const tmc::Registry& test_registry() {
   return reg;
 }
 
-tmc::sim::Config config(std::uint64_t seed, LinkParams link = LinkParams::clean()) {
-  tmc::sim::Config c;
-  c.seed = seed;
-  c.link = link;
-  return c;
-}
+using simtest::config;
 
 }  // namespace
 
