@@ -1,7 +1,9 @@
 // Pipeline stage timers: arm_timer / cancel_timer and the pipeline's next deadline.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <charconv>
+#include <string_view>
 
 #include "../support/recording_sink.hpp"
 
@@ -14,9 +16,18 @@ namespace {
 // or "cancel"; every tick is counted under its counter 0. Messages are consumed.
 class TimerProbe final : public Stage {
  public:
+  /// `forward`: commands starting with it pass down untouched (to a probe below this one).
+  /// `strip`: bytes removed from the front of each command before it is read.
+  explicit TimerProbe(std::string_view forward = {}, std::size_t strip = 0) : forward_(forward), strip_(strip) {}
+
   bool configure(const Params&, const StageEnv&, std::vector<std::string>&) override { return true; }
   void on_send(Packet* p, StageIo& io) noexcept override {
-    const std::string_view cmd(reinterpret_cast<const char*>(p->payload()), p->payload_len);
+    std::string_view cmd(reinterpret_cast<const char*>(p->payload()), p->payload_len);
+    if (!forward_.empty() && cmd.starts_with(forward_)) {
+      io.down(p);
+      return;
+    }
+    cmd.remove_prefix(std::min(strip_, cmd.size()));
     if (cmd == "cancel") {
       io.cancel_timer();
     } else if (cmd.starts_with("arm ")) {
@@ -27,6 +38,10 @@ class TimerProbe final : public Stage {
     io.drop(p, DropReason::injected);
   }
   void on_tick(StageIo& io) noexcept override { io.count(0); }
+
+ private:
+  std::string_view forward_;
+  std::size_t strip_;
 };
 
 const Registry& probe_registry() {
@@ -65,47 +80,8 @@ struct Probes {
   static std::uint64_t ticks(const Pipeline& pl) { return pl.counters().get("test.ticks"); }
 };
 
-// For two timers in one pipeline: probe A passes commands prefixed "b:" down to probe B.
-class ForwardingProbe final : public Stage {
- public:
-  bool configure(const Params&, const StageEnv&, std::vector<std::string>&) override { return true; }
-  void on_send(Packet* p, StageIo& io) noexcept override {
-    const std::string_view cmd(reinterpret_cast<const char*>(p->payload()), p->payload_len);
-    if (cmd.starts_with("b:")) {
-      io.down(p);
-      return;
-    }
-    if (cmd == "cancel") {
-      io.cancel_timer();
-    } else if (cmd.starts_with("arm ")) {
-      std::uint64_t ns = 0;
-      (void)std::from_chars(cmd.data() + 4, cmd.data() + cmd.size(), ns);
-      io.arm_timer(ns);
-    }
-    io.drop(p, DropReason::injected);
-  }
-  void on_tick(StageIo& io) noexcept override { io.count(0); }
-};
-
-// Stage B of the two-stage pipeline reads commands prefixed "b:".
-class PrefixedProbe final : public Stage {
- public:
-  bool configure(const Params&, const StageEnv&, std::vector<std::string>&) override { return true; }
-  void on_send(Packet* p, StageIo& io) noexcept override {
-    const std::string_view cmd =
-        std::string_view(reinterpret_cast<const char*>(p->payload()), p->payload_len).substr(2);
-    if (cmd == "cancel") {
-      io.cancel_timer();
-    } else if (cmd.starts_with("arm ")) {
-      std::uint64_t ns = 0;
-      (void)std::from_chars(cmd.data() + 4, cmd.data() + cmd.size(), ns);
-      io.arm_timer(ns);
-    }
-    io.drop(p, DropReason::injected);
-  }
-  void on_tick(StageIo& io) noexcept override { io.count(0); }
-};
-
+// For two timers in one pipeline: probe A passes commands prefixed "b:" down to probe B,
+// which reads them without the prefix.
 const Registry& two_registry() {
   static const Registry reg = [] {
     Registry r;
@@ -115,14 +91,14 @@ const Registry& two_registry() {
                             .notes = "",
                             .params = {},
                             .counters = {{"test.ticks_a", "ticks of A"}},
-                            .factory = [] { return std::make_unique<ForwardingProbe>(); }})
+                            .factory = [] { return std::make_unique<TimerProbe>("b:"); }})
                 .is_ok());
     REQUIRE(r.add(StageInfo{.kind = "test.probe_b",
                             .synopsis = "timer probe B",
                             .notes = "",
                             .params = {},
                             .counters = {{"test.ticks_b", "ticks of B"}},
-                            .factory = [] { return std::make_unique<PrefixedProbe>(); }})
+                            .factory = [] { return std::make_unique<TimerProbe>(std::string_view{}, 2); }})
                 .is_ok());
     return r;
   }();

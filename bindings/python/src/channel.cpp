@@ -36,6 +36,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -304,17 +305,7 @@ class PyChannel {
   /// None: timed out. Raises ChannelError(CLOSED) when closed and drained, unless
   /// `stop_iteration`, which raises StopIteration instead (for `for msg in c`).
   py::object recv(py::object timeout, bool stop_iteration) {
-    check_not_inherited();
-    Message m;
-    switch (take(m)) {
-      case Inbox::Take::got:
-        return wrap(std::move(m));
-      case Inbox::Take::closed:
-        closed_error("recv", stop_iteration);
-      case Inbox::Take::empty:
-        break;
-    }
-    refuse_if_send_only("recv");
+    if (std::optional<py::object> queued = take_now("recv", stop_iteration)) return *queued;
     double seconds = -1;  // < 0: wait until a message or close
     if (!timeout.is_none()) {
       if (PyBool_Check(timeout.ptr())) throw py::type_error("recv: timeout must be None or a number of seconds");
@@ -328,6 +319,7 @@ class PyChannel {
                           "recv: called with a timeout inside an on_message callback; waiting there would stop the "
                           "loop that delivers messages (use recv(timeout=0) or try_recv())"));
     }
+    Message m;
     const auto deadline = seconds < 0 ? Clock::time_point::max()
                                       : Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                                            std::chrono::duration<double>(std::min(seconds, 1e9)));
@@ -347,19 +339,23 @@ class PyChannel {
     }
   }
 
-  py::object try_recv() {
+  py::object try_recv() { return take_now("try_recv", false).value_or(py::none()); }
+
+  /// A message already queued, or nullopt. Raises when the channel is closed and drained
+  /// (StopIteration instead with `stop_iteration`) and for a send-only member.
+  std::optional<py::object> take_now(const char* what, bool stop_iteration) {
     check_not_inherited();
     Message m;
     switch (take(m)) {
       case Inbox::Take::got:
         return wrap(std::move(m));
       case Inbox::Take::closed:
-        closed_error("try_recv", false);
+        closed_error(what, stop_iteration);
       case Inbox::Take::empty:
         break;
     }
-    refuse_if_send_only("try_recv");
-    return py::none();
+    refuse_if_send_only(what);
+    return std::nullopt;
   }
 
   py::object on_message(py::object callback) {
