@@ -38,8 +38,14 @@ class BenchIo final : public StageIo {
     (void)p;
     return nullptr;
   }
+  Packet* alloc_large(std::uint32_t payload_bytes) noexcept override {
+    (void)payload_bytes;
+    return nullptr;
+  }
+  Group& group() noexcept override { return group_; }
 
   std::uint64_t now_ = 0;
+  Group group_;
   Packet* last = nullptr;
   std::uint64_t drops = 0;
   std::uint64_t counters[32] = {};

@@ -55,6 +55,10 @@ struct Packet {
   std::uint16_t src_port = 0;
   std::uint32_t dst_ip = 0;   ///< unicast destination (host order); 0 = the channel's group
   std::uint16_t dst_port = 0;
+  /// The shell's id for the application message (send path); reliability reports it back
+  /// in delivery_met / delivery_failed events. Copied by clone().
+  std::uint64_t token = 0;
+  bool large = false;         ///< buffer from PacketPool::alloc_large (freed, not pooled)
   Packet* next = nullptr;     ///< intrusive link for queues; owner's to use
   PacketPool* pool = nullptr;
 
@@ -105,6 +109,11 @@ class PacketPool {
   PacketPool& operator=(const PacketPool&) = delete;
 
   [[nodiscard]] Packet* alloc() noexcept;
+  /// A packet with its own heap buffer of kHeadroom + `payload_bytes` (+ trailer room), for
+  /// messages larger than buffer_bytes() (fragmentation, reassembly). Cold: allocates once
+  /// per large message. nullptr when it would take the large bytes in use past
+  /// large_budget_bytes, or on allocation failure. release() frees it.
+  [[nodiscard]] Packet* alloc_large(std::uint32_t payload_bytes) noexcept;
   void free(Packet* p) noexcept;
   /// A copy of `p` (bytes and fields), or nullptr when the pool is exhausted.
   [[nodiscard]] Packet* clone(const Packet& p) noexcept;
@@ -112,6 +121,9 @@ class PacketPool {
   [[nodiscard]] std::uint32_t buffer_bytes() const noexcept { return buffer_bytes_; }
   [[nodiscard]] std::uint32_t in_use() const noexcept { return in_use_; }
   [[nodiscard]] std::uint32_t capacity() const noexcept { return total_; }
+  /// Bytes held in large packets now, and the most allowed (default 256 MiB).
+  [[nodiscard]] std::uint64_t large_bytes() const noexcept { return large_bytes_; }
+  void set_large_budget_bytes(std::uint64_t b) noexcept { large_budget_ = b; }
 
  private:
   bool grow(std::uint32_t n) noexcept;
@@ -121,6 +133,8 @@ class PacketPool {
   std::uint32_t total_ = 0;
   std::uint32_t in_use_ = 0;
   Packet* free_ = nullptr;
+  std::uint64_t large_bytes_ = 0;
+  std::uint64_t large_budget_ = 256ull << 20;
   std::vector<std::unique_ptr<Packet[]>> packet_chunks_;
   std::vector<std::unique_ptr<std::uint8_t[]>> byte_chunks_;
 };

@@ -54,6 +54,7 @@ struct Plan {
   std::string channel_id;
   std::uint32_t channel_hash = 0;
   std::string member;  ///< this member's name
+  std::vector<std::string> members;  ///< the manifest's named members (names only), for the group view
   Duplexity duplexity = Duplexity::full;
   Synchronicity synchronicity = Synchronicity::async;
   TransportPlan transport;

@@ -31,6 +31,7 @@
 #include <variant>
 #include <vector>
 
+#include "tmc/group.hpp"
 #include "tmc/packet.hpp"
 #include "tmc/status.hpp"
 
@@ -80,9 +81,12 @@ enum class EventType : std::uint8_t {
   epoch_changed,    ///< sender restarted with a new epoch
   delivery_met,     ///< a reliable message met its acknowledgment requirement
   delivery_failed,  ///< a reliable message ran out of retries
-  member_joined,
-  member_left,
-  slow_member,
+  member_joined,    ///< a member was heard for the first time (or again after failing)
+  member_left,      ///< a member said goodbye
+  slow_member,      ///< flow control: `members` held the channel back too long
+  member_failed,    ///< a member was not heard within the failure timeout
+  member_restarted, ///< a member came back with a new epoch
+  sequencer_changed,  ///< group ordering: a new sequencer took over (`sender` names it)
 };
 std::string_view event_type_name(EventType t) noexcept;
 
@@ -93,6 +97,11 @@ struct Event {
   std::uint64_t seq = 0;
   std::uint64_t count = 0;
   std::string_view stage;  ///< kind of the stage that raised it (static storage)
+  /// delivery_met / delivery_failed: the Packet::token the shell gave the message at send.
+  std::uint64_t token = 0;
+  /// Members concerned, as Group slots: who acked (met), who never acked (failed), who
+  /// is slow, who joined/left. The shell turns it into names with Group::names().
+  MemberMask members = 0;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -113,7 +122,11 @@ struct Event {
   X(stale_epoch, "packet from a retired incarnation of its sender")          \
   X(no_receiver, "channel is send-only")                                     \
   X(too_large, "message larger than the channel allows")                     \
-  X(unsupported, "packet uses a feature this endpoint lacks")
+  X(unsupported, "packet uses a feature this endpoint lacks")                \
+  X(incomplete, "message missing fragments when reassembly gave up")         \
+  X(reassembly_full, "reassembly memory limit reached")                      \
+  X(not_in_view, "packet from a member outside the current view")            \
+  X(send_failed, "reliable message given up after its retry budget")
 
 enum class DropReason : std::uint8_t {
 #define TMC_DROP_ENUM(name, text) name,
@@ -154,6 +167,12 @@ class StageIo {
   virtual Packet* alloc() noexcept = 0;
   /// A copy of `p`; nullptr if exhausted.
   virtual Packet* clone(const Packet& p) noexcept = 0;
+  /// A packet whose buffer holds `payload_bytes` of payload after kHeadroom, for messages
+  /// larger than a pool buffer (reassembly). Allocates (cold: once per large message);
+  /// nullptr past the pool's byte budget. Release it like any packet.
+  virtual Packet* alloc_large(std::uint32_t payload_bytes) noexcept = 0;
+  /// The pipeline's membership view. Only the membership stage writes it.
+  virtual Group& group() noexcept = 0;
 
  protected:
   explicit StageIo(const std::uint64_t* now_ns) noexcept : now_ns_(now_ns) {}
@@ -184,6 +203,12 @@ class Stage {
   virtual void on_receive(Packet* p, StageIo& io) noexcept { io.up(p); }
   /// A timer armed with io.arm_timer() is due.
   virtual void on_tick(StageIo& io) noexcept { (void)io; }
+  /// Once, after the pipeline is built and before any other hot call (the shell's clock
+  /// is in io.now_ns()): announce yourself, arm first timers.
+  virtual void on_start(StageIo& io) noexcept { (void)io; }
+  /// Once, when the shell retires the pipeline (close or update): say goodbye, release
+  /// what you can. Packets passed down here are still transmitted.
+  virtual void on_stop(StageIo& io) noexcept { (void)io; }
   /// Packets held by this stage (reorder buffers, queues), for memory-bound assertions.
   [[nodiscard]] virtual std::size_t held_packets() const noexcept { return 0; }
 };

@@ -59,6 +59,9 @@ enum class Ext : std::uint8_t {
   group_seq = 4,   ///< group ordering: u64 global sequence + u32 sequencer epoch
   flow = 5,        ///< flow control: advertised window
   membership = 6,  ///< membership: view / heartbeat body
+  rel = 7,         ///< reliability: u64 reliable sequence number of a data packet
+  batch = 8,       ///< pacing.coalesce: payload is several inner datagrams
+  order = 9,       ///< group ordering: sequencer's order announcements
   module_first = 128,
 };
 

@@ -185,6 +185,7 @@ Status ChannelCore::open(const Manifest& manifest, const OpenOptions& options, s
     ExecGuard exec(*core);
     core->install(p);
     core->attach();
+    core->start_pipeline();
   });
   out = std::move(core);
   return Status::ok();
@@ -668,11 +669,21 @@ void ChannelCore::dispatch() noexcept {
 
 // --- cold paths on the loop -------------------------------------------------------------------
 
+void ChannelCore::start_pipeline() noexcept {
+  if (!pipeline_) return;
+  const std::uint64_t now = RuntimeLoop::now_ns();
+  now_ns_ = now;
+  pipeline_->start(now);
+  after_input(now);
+}
+
 void ChannelCore::flush_pipeline() noexcept {
-  // Stages hold packets for later (reorder buffers, delayed or paced packets). Give them
-  // their final ticks now, as if each deadline had passed, so they release what they hold.
+  // Stages hold packets for later (reorder buffers, delayed or paced packets). Let them
+  // say goodbye (on_stop), then give them their final ticks now, as if each deadline had
+  // passed, so they release what they hold.
   std::uint64_t now = RuntimeLoop::now_ns();
   now_ns_ = now;
+  if (pipeline_) pipeline_->stop(now);
   for (int round = 0; round < 16 && pipeline_; ++round) {
     const std::uint64_t d = pipeline_->next_deadline_ns();
     if (d == 0) break;
@@ -950,6 +961,7 @@ Status ChannelCore::update(const Manifest& m) {
     // those that are large enough and hands back the others.
     install(*p);
     if (new_socket) start_poll(false);
+    start_pipeline();
     ++shell_.updates;
     timer_deadline_ns_ = 0;
     uv_timer_stop(&timer_);

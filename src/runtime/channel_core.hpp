@@ -168,6 +168,7 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void rearm_timer(std::uint64_t now_ns) noexcept;
   void start_poll(bool writable) noexcept;
   void stop_poll() noexcept;
+  void start_pipeline() noexcept;
   void flush_pipeline() noexcept;
   void retire_pipeline() noexcept;
   void detach() noexcept;

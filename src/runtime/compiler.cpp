@@ -210,6 +210,10 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
   plan.channel_id = m.id;
   plan.channel_hash = wire::channel_hash(m.id.data(), m.id.size());
   plan.member = m.name;
+  for (const auto& entry : m.members) {
+    detail::MemberEntry e;
+    if (detail::parse_member(entry, e)) plan.members.push_back(e.name);
+  }
   plan.duplexity = m.duplexity;
   plan.synchronicity = m.synchronicity;
   if (caps.source != "(defaults)" && !caps.source.empty()) plan.notes.push_back("capabilities: " + caps.source);

@@ -23,6 +23,8 @@ class Pipeline::Io final : public StageIo {
   void notify(const Event& e) noexcept override { pl_.sink_.on_event(e); }
   Packet* alloc() noexcept override { return pl_.pool_.alloc(); }
   Packet* clone(const Packet& p) noexcept override { return pl_.pool_.clone(p); }
+  Packet* alloc_large(std::uint32_t payload_bytes) noexcept override { return pl_.pool_.alloc_large(payload_bytes); }
+  Group& group() noexcept override { return pl_.group_; }
 
  private:
   Pipeline& pl_;
@@ -55,6 +57,7 @@ Pipeline::~Pipeline() = default;
 Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEnv& env, PacketPool& pool,
                        PipelineSink& sink, std::unique_ptr<Pipeline>& out) {
   std::unique_ptr<Pipeline> pl(new Pipeline(pool, sink, env));
+  pl->group_.reset(plan.member, env.sender, env.epoch, plan.duplexity != Duplexity::send_only, plan.members);
   std::vector<std::string> errors;
   for (const PlannedStage& ps : plan.stages) {
     if (ps.placement != Placement::software) continue;
@@ -131,6 +134,20 @@ void Pipeline::tick(std::uint64_t now_ns) noexcept {
     }
   }
   recompute_deadline();
+}
+
+void Pipeline::start(std::uint64_t now_ns) noexcept {
+  if (started_) return;
+  started_ = true;
+  now_ns_ = now_ns;
+  for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i]->on_start(*ios_[i]);
+}
+
+void Pipeline::stop(std::uint64_t now_ns) noexcept {
+  if (stopped_) return;
+  stopped_ = true;
+  now_ns_ = now_ns;
+  for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i]->on_stop(*ios_[i]);
 }
 
 void Pipeline::pass_down(std::size_t from, Packet* p) noexcept {

@@ -78,6 +78,15 @@ class Pipeline {
   void receive(Packet* p, std::uint64_t now_ns) noexcept;
   /// Run every stage whose timer is due at `now_ns`.
   void tick(std::uint64_t now_ns) noexcept;
+  /// Call every stage's on_start (once, before the first send/receive/tick). Shells call it
+  /// right after build().
+  void start(std::uint64_t now_ns) noexcept;
+  /// Call every stage's on_stop (once; shells call it when retiring the pipeline, before
+  /// flushing). Idempotent.
+  void stop(std::uint64_t now_ns) noexcept;
+  /// The membership view shared by the stages (see tmc/group.hpp).
+  [[nodiscard]] Group& group() noexcept { return group_; }
+  [[nodiscard]] const Group& group() const noexcept { return group_; }
   /// Earliest armed stage deadline, or 0 when none is armed.
   [[nodiscard]] std::uint64_t next_deadline_ns() const noexcept { return next_deadline_; }
 
@@ -112,6 +121,9 @@ class Pipeline {
   StageEnv env_;
   std::uint64_t now_ns_ = 0;
   std::uint64_t next_deadline_ = 0;
+  Group group_;
+  bool started_ = false;
+  bool stopped_ = false;
   std::vector<std::unique_ptr<Stage>> stages_;
   std::vector<std::string> kinds_;
   std::vector<std::unique_ptr<Io>> ios_;

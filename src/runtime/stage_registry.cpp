@@ -39,6 +39,9 @@ std::string_view event_type_name(EventType t) noexcept {
     case EventType::member_joined: return "member_joined";
     case EventType::member_left: return "member_left";
     case EventType::slow_member: return "slow_member";
+    case EventType::member_failed: return "member_failed";
+    case EventType::member_restarted: return "member_restarted";
+    case EventType::sequencer_changed: return "sequencer_changed";
   }
   return "?";
 }

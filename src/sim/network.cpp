@@ -177,6 +177,8 @@ std::size_t Network::add_member(const Plan& plan, const Registry& registry) {
   if (m->plan.channel_hash == 0) {
     m->plan.channel_hash = wire::channel_hash(m->plan.channel_id.data(), m->plan.channel_id.size());
   }
+  // Members need names for the group view (membership heartbeats carry them).
+  if (m->plan.member.empty()) m->plan.member = "m" + std::to_string(m->index);
   m->registry = &registry;
   m->ip = kFirstIp + static_cast<std::uint32_t>(m->index);
   m->port = plan.transport.port != 0 ? plan.transport.port : kDefaultPort;
@@ -195,7 +197,14 @@ std::size_t Network::add_member(const Plan& plan, const Registry& registry) {
   build(*m);
   m->up = true;
   members_.push_back(std::move(m));
+  start(members_.size() - 1);
   return members_.size() - 1;
+}
+
+void Network::start(std::size_t i) {
+  Member& m = *members_[i];
+  m.pipeline->start(now_ns_);
+  rearm(i);
 }
 
 void Network::build(Member& m) {
@@ -219,9 +228,12 @@ void Network::build(Member& m) {
   m.armed_ns = 0;
 }
 
-void Network::leave(std::size_t i) {
+void Network::leave(std::size_t i, bool graceful) {
   Member& m = member(i);
   if (!m.up) return;
+  // A graceful leave lets the stages say goodbye (what they transmit still goes out); a
+  // crash does not.
+  if (graceful) m.pipeline->stop(now_ns_);
   m.previous_counters.push_back(m.pipeline->counters());
   m.pipeline.reset();
   m.sink.reset();
@@ -241,6 +253,7 @@ void Network::rejoin(std::size_t i) {
   m.epoch = e;
   build(m);
   m.up = true;
+  start(i);
   if (trace_ != nullptr) *trace_ << "t=" << now_ns_ << " member " << i << " rejoins, epoch " << m.epoch << "\n";
 }
 

@@ -157,7 +157,8 @@ class Network {
   std::size_t add_member(const Plan& plan, const Registry& registry = Registry::builtin());
   /// Take the member down: its pipeline and pool are destroyed; datagrams that reach it
   /// are counted under to_down_member; its timers never fire. Recorded logs stay.
-  void leave(std::size_t member);
+  /// graceful = false is a crash; true first runs the stages' on_stop (goodbyes go out).
+  void leave(std::size_t member, bool graceful = false);
   /// Bring a member back with a fresh pipeline, a new epoch and the same sender id.
   void rejoin(std::size_t member);
   /// leave() then rejoin().
@@ -257,6 +258,7 @@ class Network {
   Member& member(std::size_t i);
   const Member& member(std::size_t i) const;
   void build(Member& m);
+  void start(std::size_t i);
   void push(QueuedEvent ev);
   void process(QueuedEvent& ev);
   void rearm(std::size_t i);

@@ -1,5 +1,6 @@
 // The wire codec: sealing on the send path, validation on the receive path.
 // decode() is the single parser of network bytes; it is fuzzed (tests/fuzz/fuzz_decode.cpp).
+#include <new>
 #include <cstring>
 
 #include "tmc/packet.hpp"
@@ -51,6 +52,7 @@ void Packet::reset_for_send(std::uint32_t payload_bytes) noexcept {
   sealed = false;
   n_ext = 0;
   seq = 0;
+  token = 0;
   rx_ns = 0;
   src_ip = dst_ip = 0;
   src_port = dst_port = 0;
@@ -176,20 +178,46 @@ Packet* PacketPool::alloc() noexcept {
   return p;
 }
 
+Packet* PacketPool::alloc_large(std::uint32_t payload_bytes) noexcept {
+  const std::uint64_t bytes = std::uint64_t{kHeadroom} + payload_bytes + wire::kTrailerBytes;
+  if (bytes > 0xFFFFFFFFull || large_bytes_ + bytes > large_budget_) return nullptr;
+  Packet* p = new (std::nothrow) Packet;
+  if (p == nullptr) return nullptr;
+  p->buf = new (std::nothrow) std::uint8_t[bytes];
+  if (p->buf == nullptr) {
+    delete p;
+    return nullptr;
+  }
+  p->cap = static_cast<std::uint32_t>(bytes);
+  p->pool = this;
+  p->large = true;
+  p->reset_for_send(payload_bytes);
+  large_bytes_ += bytes;
+  return p;
+}
+
 void PacketPool::free(Packet* p) noexcept {
+  if (p->large) {
+    large_bytes_ -= p->cap;
+    delete[] p->buf;
+    delete p;
+    return;
+  }
   p->next = free_;
   free_ = p;
   --in_use_;
 }
 
 Packet* PacketPool::clone(const Packet& src) noexcept {
-  Packet* p = alloc();
+  Packet* p = src.cap > buffer_bytes_ ? alloc_large(src.cap - kHeadroom - wire::kTrailerBytes) : alloc();
   if (p == nullptr) return nullptr;
   std::uint8_t* buf = p->buf;
   const std::uint32_t cap = p->cap;
+  const bool large = p->large;
   *p = src;
   p->buf = buf;
   p->cap = cap;
+  p->large = large;
   p->pool = this;
   p->next = nullptr;
   // Copy only the live bytes: the datagram (or, before sealing, extensions + payload).
