@@ -3,13 +3,21 @@
 // same run:
 //   raw          UDP multicast, blocking recv()/sendto(), no libTMC (the baseline)
 //   tmc          best-effort libTMC channel, the application calling send() and a blocking
-//                receive() on its own thread (the ordinary API)
+//                receive() on its own thread (the ordinary API; receive() reads the socket
+//                itself while it waits: OpenOptions::inline_receive)
+//   tmc-queue    like `tmc` with inline_receive off: the loop thread reads the socket and
+//                hands each message to the thread blocked in receive() (for comparison)
 //   tmc-handler  best-effort libTMC channel answering from on_message handlers, i.e. on the
 //                runtime's loop thread (no hand-off to an application thread)
 //   tmc-ordered  point-to-point ordering + error checking, receive() like `tmc`
 // Reported: round-trip p50 / p99 / mean in microseconds and the ratio of p50 to raw's.
+// With --repeat N every implementation runs N times, the repetitions interleaved (raw,
+// tmc, ..., raw, tmc, ...) so that load from elsewhere hits all alike; the table shows the
+// median of each column over the runs, and a second table each run's p50 ratio to the
+// raw run just before it.
 //
-//   tmc-e2e-latency [--seconds 2] [--size 64] [--impls raw,tmc,tmc-handler,tmc-ordered]
+//   tmc-e2e-latency [--seconds 2] [--repeat 1] [--size 64] [--impls raw,tmc,tmc-handler,tmc-ordered]
+//                   (also: tmc-queue, tmc-fifo, tmc-checked)
 //                   [--interface IF] [--netns PINGER_NS,PONGER_NS]
 #include <atomic>
 #include <cinttypes>
@@ -122,9 +130,15 @@ int raw_ping(const Options& o) {
 
 tmc::Channel open_tmc(const Options& o) {
   std::string impl = o.str("impl");
+  tmc::OpenOptions options;
   if (impl == "tmc-handler") impl = "tmc";
+  if (impl == "tmc-queue") {
+    impl = "tmc";
+    options.inline_receive = false;
+  }
   return tmc::Channel::open(bench_manifest(impl, o.str("group"), static_cast<int>(o.num("port", 0)), o.str("interface"),
-                                           tmc::Duplexity::full));
+                                           tmc::Duplexity::full),
+                            options);
 }
 
 int tmc_pong(const Options& o) {
@@ -284,61 +298,121 @@ int orchestrate(const Options& o) {
     std::map<std::string, std::string> kv;
     bool ok = false;
   };
-  std::vector<Row> rows;
-  int index = 0;
-  for (const auto& impl : impls) {
-    std::fprintf(stderr, "latency: %s ...\n", impl.c_str());
-    Row row;
-    row.impl = impl;
-    std::vector<std::string> common = {"--impl", impl, "--size", o.str("size", "64"),
-                                       "--group", "239.255.78." + std::to_string(1 + index),
-                                       "--port", std::to_string(48300 + index), "--seconds", o.str("seconds", "2")};
-    ++index;
-    if (o.has("interface")) {
-      common.push_back("--interface");
-      common.push_back(o.str("interface"));
-    }
-    std::vector<std::string> a = {"--role", "pong"};
-    a.insert(a.end(), common.begin(), common.end());
-    Child pong(a, ns(1));
-    auto r = pong.read_line(10s);
-    if (r && *r == "ready") {
-      std::vector<std::string> b = {"--role", "ping"};
-      b.insert(b.end(), common.begin(), common.end());
-      Child ping(b, ns(0));
-      auto line = ping.read_line(std::chrono::milliseconds(static_cast<int>(o.num("seconds", 2) * 1000) + 15000));
-      if (line) {
-        row.kv = parse_kv(*line);
-        row.ok = kv_num(row.kv, "rounds") > 0;
+  const int repeat = std::max(1, static_cast<int>(o.num("repeat", 1)));
+  std::vector<std::vector<Row>> runs(static_cast<std::size_t>(repeat));
+  for (int rep = 0; rep < repeat; ++rep) {
+    std::vector<Row>& rows = runs[static_cast<std::size_t>(rep)];
+    int index = 0;
+    for (const auto& impl : impls) {
+      std::fprintf(stderr, "latency (%d/%d): %s ...\n", rep + 1, repeat, impl.c_str());
+      Row row;
+      row.impl = impl;
+      std::vector<std::string> common = {"--impl", impl, "--size", o.str("size", "64"),
+                                         "--group", "239.255.78." + std::to_string(1 + index),
+                                         "--port", std::to_string(48300 + index), "--seconds", o.str("seconds", "2")};
+      ++index;
+      if (o.has("interface")) {
+        common.push_back("--interface");
+        common.push_back(o.str("interface"));
       }
-      ping.wait(5s);
+      std::vector<std::string> a = {"--role", "pong"};
+      a.insert(a.end(), common.begin(), common.end());
+      Child pong(a, ns(1));
+      auto r = pong.read_line(10s);
+      if (r && *r == "ready") {
+        std::vector<std::string> b = {"--role", "ping"};
+        b.insert(b.end(), common.begin(), common.end());
+        Child ping(b, ns(0));
+        auto line = ping.read_line(std::chrono::milliseconds(static_cast<int>(o.num("seconds", 2) * 1000) + 15000));
+        if (line) {
+          row.kv = parse_kv(*line);
+          row.ok = kv_num(row.kv, "rounds") > 0;
+        }
+        ping.wait(5s);
+      }
+      pong.wait(5s);
+      if (!row.ok) std::fprintf(stderr, "  FAILED\n");
+      rows.push_back(std::move(row));
     }
-    pong.wait(5s);
-    if (!row.ok) std::fprintf(stderr, "  FAILED\n");
-    rows.push_back(std::move(row));
+  }
+  // Per implementation: the median of each column over the successful runs; rounds and
+  // lost rounds are summed.
+  auto median = [](std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  };
+  struct Summary {
+    double p50 = 0, p99 = 0, mean = 0, rounds = 0, timeouts = 0;
+    int ok = 0;
+  };
+  std::vector<Summary> sums(impls.size());
+  for (std::size_t i = 0; i < impls.size(); ++i) {
+    std::vector<double> p50, p99, mean;
+    for (const auto& rows : runs) {
+      const Row& r = rows[i];
+      if (!r.ok) continue;
+      ++sums[i].ok;
+      p50.push_back(kv_num(r.kv, "p50_ns"));
+      p99.push_back(kv_num(r.kv, "p99_ns"));
+      mean.push_back(kv_num(r.kv, "mean_ns"));
+      sums[i].rounds += kv_num(r.kv, "rounds");
+      sums[i].timeouts += kv_num(r.kv, "timeouts");
+    }
+    sums[i].p50 = median(p50);
+    sums[i].p99 = median(p99);
+    sums[i].mean = median(mean);
   }
   double raw_p50 = 0;
   double raw_p99 = 0;
-  for (const auto& r : rows) {
-    if (r.impl == "raw" && r.ok) {
-      raw_p50 = kv_num(r.kv, "p50_ns");
-      raw_p99 = kv_num(r.kv, "p99_ns");
+  for (std::size_t i = 0; i < impls.size(); ++i) {
+    if (impls[i] == "raw" && sums[i].ok > 0) {
+      raw_p50 = sums[i].p50;
+      raw_p99 = sums[i].p99;
     }
   }
+  if (repeat > 1) std::printf("Median over %d interleaved runs of %s s each:\n\n", repeat, o.str("seconds", "2").c_str());
   std::printf("| implementation | size | round trips | RTT p50 (us) | RTT p99 (us) | RTT mean (us) | lost rounds | p50 vs raw | p99 vs raw |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   int failures = 0;
-  for (const auto& r : rows) {
-    if (!r.ok) {
-      ++failures;
-      std::printf("| %s | %s B | failed | | | | | | |\n", r.impl.c_str(), o.str("size", "64").c_str());
+  for (std::size_t i = 0; i < impls.size(); ++i) {
+    const Summary& x = sums[i];
+    failures += repeat - x.ok;
+    if (x.ok == 0) {
+      std::printf("| %s | %s B | failed | | | | | | |\n", impls[i].c_str(), o.str("size", "64").c_str());
       continue;
     }
-    const double p50 = kv_num(r.kv, "p50_ns");
-    const double p99 = kv_num(r.kv, "p99_ns");
-    std::printf("| %s | %s B | %.0f | %.1f | %.1f | %.1f | %.0f | %.2f | %.2f |\n", r.impl.c_str(), o.str("size", "64").c_str(),
-                kv_num(r.kv, "rounds"), p50 / 1e3, p99 / 1e3, kv_num(r.kv, "mean_ns") / 1e3, kv_num(r.kv, "timeouts"),
-                raw_p50 > 0 ? p50 / raw_p50 : 0.0, raw_p99 > 0 ? p99 / raw_p99 : 0.0);
+    std::printf("| %s | %s B | %.0f | %.1f | %.1f | %.1f | %.0f | %.2f | %.2f |\n", impls[i].c_str(), o.str("size", "64").c_str(),
+                x.rounds, x.p50 / 1e3, x.p99 / 1e3, x.mean / 1e3, x.timeouts, raw_p50 > 0 ? x.p50 / raw_p50 : 0.0,
+                raw_p99 > 0 ? x.p99 / raw_p99 : 0.0);
+  }
+  if (repeat > 1 && raw_p50 > 0) {
+    // Each run against the raw run of the same repetition (closest in time, so most alike
+    // in load).
+    std::printf("\np50 vs raw, run by run:\n\n| implementation |");
+    for (int r = 0; r < repeat; ++r) std::printf(" run %d |", r + 1);
+    std::printf(" median |\n|---|");
+    for (int r = 0; r <= repeat; ++r) std::printf("---:|");
+    std::printf("\n");
+    for (std::size_t i = 0; i < impls.size(); ++i) {
+      std::printf("| %s |", impls[i].c_str());
+      std::vector<double> ratios;
+      for (const auto& rows : runs) {
+        double raw = 0;
+        for (const Row& r : rows) {
+          if (r.impl == "raw" && r.ok) raw = kv_num(r.kv, "p50_ns");
+        }
+        const Row& r = rows[i];
+        if (!r.ok || raw <= 0) {
+          std::printf(" - |");
+          continue;
+        }
+        ratios.push_back(kv_num(r.kv, "p50_ns") / raw);
+        std::printf(" %.2f |", ratios.back());
+      }
+      std::printf(" %.2f |\n", median(ratios));
+    }
   }
   std::fflush(stdout);
   return failures == 0 ? 0 : 1;
@@ -350,7 +424,8 @@ int main(int argc, char** argv) {
   try {
     const Options o(argc, argv);
     if (o.has("help")) {
-      std::printf("usage: %s [--seconds 2] [--size 64] [--impls raw,tmc,tmc-handler,tmc-ordered] [--interface IF]\n"
+      std::printf("usage: %s [--seconds 2] [--repeat 1] [--size 64] [--impls raw,tmc,tmc-handler,tmc-ordered]\n"
+                  "          [--interface IF]\n"
                   "          [--netns PINGER_NS,PONGER_NS]\n", argv[0]);
       return 0;
     }

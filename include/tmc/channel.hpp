@@ -20,8 +20,10 @@
 //     threads on one channel are serialised internally.
 //   - Pipelines and sockets are driven by the loop thread, except that send() may run the
 //     pipeline and the sendmmsg itself on the calling thread when the loop is not busy
-//     with the channel (see OpenOptions::inline_send); a channel's lock makes sure the
-//     two never run it at the same time, so stages still see one caller at a time.
+//     with the channel (see OpenOptions::inline_send), and a blocked receive() reads the
+//     socket and runs the pipeline itself (OpenOptions::inline_receive); a channel's lock
+//     makes sure no two of them run it at the same time, so stages still see one caller
+//     at a time.
 //   - Handlers (on_message, on_event) run on the runtime's loop thread, one at a time.
 //     They must not block for long: every channel of the runtime waits while they run.
 //   - From inside a handler: send() queues and returns (a sync send does not wait there,
@@ -41,6 +43,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <span>
@@ -127,6 +130,14 @@ struct OpenOptions {
   /// with a pause instruction) before sleeping, which saves a thread wake-up when the
   /// next message is about to arrive. 0 = sleep at once.
   std::uint32_t receive_spin_ns = 2'000;
+  /// Inline receive (latency): a receive() that finds the queue empty (and no on_message
+  /// handler set) reads the socket and runs the pipeline itself, on the calling thread,
+  /// sleeping in poll() on the socket, instead of waiting for the loop thread to hand it
+  /// the message: one thread wake-up per message instead of two. Meanwhile the loop stops
+  /// reading the channel's socket; it resumes about 1-2 ms after the last receive()
+  /// returned. Timers of stages still fire, other threads may send, and try_receive()
+  /// reads the socket itself while the loop stands aside. false = always through the loop.
+  bool inline_receive = true;
 };
 
 /// A snapshot of one channel's counters and estimates. Totals cover the channel's whole
@@ -172,10 +183,41 @@ struct ChannelStats {
   }
 };
 
+/// What became of one reliable message (send(bytes, per_message, &outcome)).
+struct DeliveryOutcome {
+  enum class State : std::uint8_t {
+    met,         ///< every required member acknowledged (as the manifest's 'reliability' says)
+    failed,      ///< the retry budget ran out, or a required member failed or left
+    unreliable,  ///< the message was not reliable: it was handed to the network, nothing more is known
+    abandoned,   ///< the channel closed or was updated before the outcome was known
+  };
+  State state = State::unreliable;
+  std::vector<std::string> acked;    ///< members that acknowledged it
+  std::vector<std::string> missing;  ///< with failed: the required members that never did
+  [[nodiscard]] bool ok() const noexcept { return state == State::met || state == State::unreliable; }
+};
+std::string_view delivery_state_name(DeliveryOutcome::State s) noexcept;
+
+/// A stage event with names resolved (a handler taking `const Event&` works too).
+struct ChannelEvent : Event {
+  std::string sender_name;           ///< the member `sender` names, or its id in hex
+  std::vector<std::string> members;  ///< Event::members as names (who joined, failed, acked...)
+};
+
+/// A member as the channel's membership view sees it (Channel::view()).
+struct MemberStatus {
+  std::string name;
+  MemberState state = MemberState::expected;
+  bool self = false;
+  bool receives = true;
+  std::uint32_t sender_id = 0;
+  std::uint32_t epoch = 0;
+};
+
 class Channel {
  public:
   using MessageHandler = std::function<void(Message&&)>;
-  using EventHandler = std::function<void(const Event&)>;
+  using EventHandler = std::function<void(const ChannelEvent&)>;
 
   /// A handle that is not open; every call returns Code::CLOSED (or nothing).
   Channel() noexcept;
@@ -205,11 +247,12 @@ class Channel {
   /// Send one message to the group. The bytes are copied once, into a packet buffer.
   /// Async channels return once the message is queued for the loop; sync channels
   /// (synchronicity: sync) return once the loop has run it through the pipeline and handed
-  /// the resulting datagrams to the kernel (sendmmsg returned). Without reliability those
-  /// are the channel's guarantees; reliable channels (a later issue) will wait for the
-  /// acknowledgments the manifest asks for.
+  /// the resulting datagrams to the kernel (sendmmsg returned), and for a reliable message
+  /// once the acknowledgments the manifest asks for arrived (DELIVERY_FAILED if they never
+  /// did). A message larger than one datagram is fragmented (when 'max message bytes'
+  /// allows it) and copied once more, into a buffer of its own.
   /// Errors: CLOSED, NOT_PERMITTED_BY_DUPLEXITY (receive-only member), MESSAGE_TOO_LARGE
-  /// (more than plan().transport.max_payload_bytes; the message names both sizes),
+  /// (more than the manifest's 'max message bytes'; the message names both sizes),
   /// WOULD_BLOCK (queue full and send_blocks_when_full is false, or inside a handler).
   Status send(std::span<const std::uint8_t> bytes);
   Status send(std::string_view text);
@@ -218,6 +261,13 @@ class Channel {
   /// whose stage is not in this channel's plan fails with NOT_AVAILABLE.
   Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message);
   Status send(std::string_view text, const MessageManifest& per_message);
+  /// The same, and `*outcome` becomes ready when the message's fate is known: for a
+  /// reliable message, met or failed (naming the members), for another one, unreliable as
+  /// soon as it is queued. Sync channels (synchronicity: sync) wait for a reliable
+  /// message's outcome in every send() and return DELIVERY_FAILED when it failed (from a
+  /// handler they cannot wait and return at once).
+  Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
+              std::future<DeliveryOutcome>* outcome);
 
   // --- changing the manifest -------------------------------------------------------------
   /// Replace the manifest for good: compile, build the new pipeline, swap it in on the loop.
@@ -246,14 +296,23 @@ class Channel {
   /// queue (messages already queued stay there for receive()). An empty function returns
   /// to the queue. The handler owns the Message it is given (move it to keep it).
   void on_message(MessageHandler handler);
-  /// Stage events (gap skipped, epoch changed, ...) on the loop thread.
+  /// Stage events (gap skipped, members joined/failed/left, delivery met/failed, ...) on
+  /// the loop thread.
   void on_event(EventHandler handler);
 
   // --- inspecting ------------------------------------------------------------------------
-  /// The manifest's members plus every sender heard from (its name when the manifest lists
-  /// it, else its id in hex "0x..."), then this member. Without the membership stage (a
-  /// later issue) nobody is ever removed: a member that left is still listed.
+  /// With the membership stage in the plan (reliability, flow control or group ordering):
+  /// this member and every member the view holds alive. Without it: the manifest's members
+  /// plus every sender heard from (its name when the manifest lists it, else its id in hex
+  /// "0x..."), then this member; nobody is ever removed then.
   [[nodiscard]] std::vector<std::string> members() const;
+  /// The membership view, every slot (expected, alive, failed, left), self first. Empty
+  /// without the membership stage.
+  [[nodiscard]] std::vector<MemberStatus> view() const;
+  /// Wait until the view holds at least `count` alive members besides this one (e.g.
+  /// before the first reliable send, so that "ack from all" means the members you expect).
+  /// OK, TIMED_OUT, CLOSED, or NOT_AVAILABLE without the membership stage.
+  Status wait_for_members(std::size_t count, std::chrono::nanoseconds timeout) const;
   [[nodiscard]] ChannelStats stats() const;
   /// The plan in force (a copy: update() may replace it at any time).
   [[nodiscard]] Plan plan() const;

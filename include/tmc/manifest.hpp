@@ -89,20 +89,28 @@ struct ReliabilitySpec {
   double ack_fraction = 0.0;          ///< (0, 1]: fraction of members; 0 = unused
   std::int64_t ack_k = 0;             ///< k of n; 0 = unused
   std::int64_t max_retries = 8;       ///< retransmissions before a message is reported failed
+  /// "all": every message is acknowledged; "flagged": only messages sent with the
+  /// per-message property (send(msg, {'reliability': true})).
+  std::string messages = "all";
   bool operator==(const ReliabilitySpec&) const = default;
 };
 
+/// Pacing (Table 3): a token bucket when rate_bps > 0, message coalescing when
+/// coalesce_us > 0. `pacing: true` alone means coalescing with a 100 us bound, no rate limit.
 struct PacingSpec {
   bool enabled = false;
-  std::int64_t rate_bps = 0;       ///< token-bucket rate in bits per second
-  std::int64_t burst_bytes = 0;    ///< bucket depth
-  std::int64_t coalesce_us = 0;    ///< max delay to coalesce small messages into one datagram
+  std::int64_t rate_bps = 0;       ///< token-bucket rate in bits per second; 0 = no rate limit
+  std::int64_t burst_bytes = 0;    ///< bucket depth; 0 = 64 KiB
+  std::int64_t coalesce_us = 0;    ///< max delay to coalesce small messages into one datagram; 0 = 100 when no rate
   bool operator==(const PacingSpec&) const = default;
 };
 
 struct FlowControlSpec {
   bool enabled = false;
   std::string policy = "min";      ///< min | max | quorum
+  std::int64_t window_bytes = 4 * 1024 * 1024;  ///< each receiver's advertised window
+  std::int64_t slow_timeout_us = 1'000'000;     ///< a receiver blocking longer is reported slow
+  bool eject_slow = false;                      ///< a slow receiver no longer holds the sender back
   bool operator==(const FlowControlSpec&) const = default;
 };
 
@@ -123,6 +131,8 @@ struct Manifest {
   std::string id;                    ///< channel id (required); hashed into the wire header
   std::string name;                  ///< this member's name; empty = generated (host-pid-n)
   std::vector<std::string> members;  ///< names, or "name@ip:port" for unicast fan-out
+  std::int64_t heartbeat_us = 100'000;        ///< membership: heartbeat interval
+  std::int64_t failure_timeout_us = 1'000'000;  ///< membership: silent this long = failed
   // multicast (Table 3) and transport
   bool multicast = true;             ///< false: unicast fan-out to `members`
   std::string group;                 ///< IPv4 multicast group; empty = derived from id
@@ -135,6 +145,7 @@ struct Manifest {
   std::int64_t ordering_window = 64;      ///< strict mode: packets held per sender at most
   std::int64_t ordering_hold_us = 50000;  ///< strict mode: longest wait for a gap to fill
   bool group_ordering = false;
+  std::string sequencer;  ///< group ordering: the sequencing member's name; empty = the smallest alive name
   // reliability and error checking
   ReliabilitySpec reliability;
   bool error_checking = false;

@@ -11,6 +11,7 @@
 // buffer at offset 0 and tmc::wire::decode() validates it and fills the fields below.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -97,7 +98,8 @@ struct Packet {
   void release() noexcept;
 };
 
-/// A fixed-size-buffer pool, single-threaded (owned by one loop or simulator).
+/// A fixed-size-buffer pool, single-threaded (owned by one loop or simulator), except
+/// alloc_large() and the release of large packets, which any thread may call.
 /// Buffers are allocated in chunks when the pool runs dry, never per message; a hard cap
 /// bounds memory, and alloc() returns nullptr past it.
 class PacketPool {
@@ -122,7 +124,7 @@ class PacketPool {
   [[nodiscard]] std::uint32_t in_use() const noexcept { return in_use_; }
   [[nodiscard]] std::uint32_t capacity() const noexcept { return total_; }
   /// Bytes held in large packets now, and the most allowed (default 256 MiB).
-  [[nodiscard]] std::uint64_t large_bytes() const noexcept { return large_bytes_; }
+  [[nodiscard]] std::uint64_t large_bytes() const noexcept { return large_bytes_.load(std::memory_order_relaxed); }
   void set_large_budget_bytes(std::uint64_t b) noexcept { large_budget_ = b; }
 
  private:
@@ -133,7 +135,9 @@ class PacketPool {
   std::uint32_t total_ = 0;
   std::uint32_t in_use_ = 0;
   Packet* free_ = nullptr;
-  std::uint64_t large_bytes_ = 0;
+  /// Large packets are the one part of a pool any thread may use: an application thread
+  /// allocates one for a large message it sends, and the loop frees it.
+  std::atomic<std::uint64_t> large_bytes_{0};
   std::uint64_t large_budget_ = 256ull << 20;
   std::vector<std::unique_ptr<Packet[]>> packet_chunks_;
   std::vector<std::unique_ptr<std::uint8_t[]>> byte_chunks_;

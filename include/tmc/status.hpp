@@ -28,7 +28,8 @@
   X(BAD_ADDRESS, -15, "bad network address")                                                \
   X(NOT_PERMITTED_BY_DUPLEXITY, -16, "operation not permitted by the channel's duplexity")  \
   X(MODULE_ERROR, -17, "module error")                                                      \
-  X(INTERNAL, -18, "internal error")
+  X(INTERNAL, -18, "internal error")                                                        \
+  X(DELIVERY_FAILED, -19, "reliable message not acknowledged by every required member")
 
 namespace tmc {
 

@@ -6,8 +6,16 @@
 #define TMC_BUILTIN_STAGES(X) \
   X(ordering_seq)             \
   X(ordering_fifo)            \
+  X(ordering_group)           \
   X(checksum_crc32c)          \
-  X(faults_inject)
+  X(faults_inject)            \
+  X(fragment_split)           \
+  X(pacing_bucket)            \
+  X(pacing_coalesce)          \
+  X(membership_heartbeat)     \
+  X(reliability_arq)          \
+  X(flow_credit)              \
+  X(congestion_window)
 
 namespace tmc {
 

@@ -1,5 +1,7 @@
 // tmc::Channel, tmc::Message and the channel core that drives one pipeline on the loop.
 // See channel_core.hpp for the threading and buffer design.
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -107,6 +109,17 @@ std::uint32_t random_nonzero_u32() {
   return v;
 }
 
+/// A message larger than a pool buffer travels through the submit ring as a pool packet
+/// (which keeps the ring's slot accounting exact) whose `next` points at the large packet
+/// holding the bytes; the loop swaps them here.
+Packet* unwrap_large(Packet* p) noexcept {
+  Packet* large = p->next;
+  if (large == nullptr) return p;
+  p->next = nullptr;
+  p->release();
+  return large;
+}
+
 std::string hex_id(std::uint32_t id) {
   static const char* digits = "0123456789abcdef";
   std::string s = "0x00000000";
@@ -169,11 +182,15 @@ ChannelCore::ChannelCore(std::shared_ptr<Runtime> runtime, const OpenOptions& op
   delivering_.reserve(1024);
   events_.reserve(64);
   closed_future_ = closed_promise_.get_future().share();
+  // Without an eventfd the inline receiver could not be woken for close() or update():
+  // receive() then always waits for the loop.
+  if (options.inline_receive) rx_wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
 ChannelCore::~ChannelCore() {
   // close() ran (Channel's destructor calls it) or the channel never attached; either way
   // the loop no longer knows this core. Queued messages give their buffers back to home_.
+  if (rx_wake_fd_ >= 0) ::close(rx_wake_fd_);
 }
 
 Status ChannelCore::open(const Manifest& manifest, const OpenOptions& options, std::shared_ptr<ChannelCore>& out) {
@@ -205,7 +222,14 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
                                         " bytes leaves no room for a payload"};
   }
   plan.transport.max_payload_bytes = out.max_payload;
+  out.max_message = static_cast<std::uint64_t>(m.max_message_bytes);
   for (const PlannedStage& s : plan.stages) {
+    if (s.kind == "reliability.arq") {
+      auto it = s.params.find("messages");
+      out.reliable_all = it == s.params.end() || it->second == "all";
+    }
+    if (s.kind == "fragment.split") out.fragments = true;
+    if (s.kind == "membership.heartbeat") out.membership = true;
     if (s.kind.rfind("reliability.", 0) == 0) out.per_message_ok |= kHasReliability;
     if (s.kind.rfind("checksum.", 0) == 0 || s.offload.find("checksum") != std::string::npos) {
       out.per_message_ok |= kHasChecksum;
@@ -238,7 +262,9 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   out.spec.plan = plan.transport;
   out.spec.self_name = out.name;
   out.spec.members = m.members;
-  out.spec.receive = plan.duplexity != Duplexity::send_only;
+  // A send-only member still reads the socket when the plan has a membership stage: it
+  // must hear heartbeats, acknowledgments and flow credit (messages it is given are discarded).
+  out.spec.receive = plan.duplexity != Duplexity::send_only || out.membership;
   out.spec.socket_buffer_bytes = options_.socket_buffer_bytes;
   if (!reuse_socket_if_possible || transport_ == nullptr || !transport_->same_socket(out.spec)) {
     if (Status s = UdpTransport::open(out.spec, out.transport); !s) {
@@ -274,6 +300,12 @@ void ChannelCore::install(Prepared& p) {
   sender_id_.store(p.sender);
   max_payload_.store(p.max_payload);
   per_message_ok_.store(p.per_message_ok);
+  reliable_all_.store(p.reliable_all);
+  fragments_.store(p.fragments);
+  membership_.store(p.membership);
+  max_message_.store(p.max_message);
+  large_pool_.store(p.pool);
+  entered_token_ = 0;
   duplexity_.store(static_cast<std::uint8_t>(p.plan.duplexity));
   synchronicity_.store(static_cast<std::uint8_t>(p.plan.synchronicity));
   std::lock_guard<std::mutex> lock(state_mu_);
@@ -290,7 +322,9 @@ void ChannelCore::attach() {
   async_.data = this;
   uv_timer_init(loop_.uv(), &timer_);
   timer_.data = this;
-  open_handles_ = 2;
+  uv_timer_init(loop_.uv(), &aside_timer_);
+  aside_timer_.data = this;
+  open_handles_ = 3;
   start_poll(false);
   refill_free();
   loop_.channels.fetch_add(1);
@@ -308,7 +342,9 @@ void ChannelCore::start_poll(bool writable) noexcept {
     poll_->data = this;
     ++open_handles_;
   }
-  const int events = (receiving_ ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
+  // While the loop stands aside for an inline receiver it does not poll readable: the
+  // level-triggered poll would wake it (and spin) for datagrams it must not read.
+  const int events = (receiving_ && !rx_aside_ ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
   if (events == 0) {
     uv_poll_stop(poll_);
   } else {
@@ -345,6 +381,7 @@ void ChannelCore::on_async_cb(uv_async_t* h) {
   auto* self = static_cast<ChannelCore*>(h->data);
   ExecGuard exec(*self);
   self->drain();
+  self->check_aside();
 }
 
 void ChannelCore::on_timer_cb(uv_timer_t* h) {
@@ -368,7 +405,15 @@ void ChannelCore::on_poll_cb(uv_poll_t* h, int status, int events) {
     events = UV_READABLE;
   }
   if ((events & UV_WRITABLE) != 0) self->on_writable();
-  if ((events & UV_READABLE) != 0 && self->receiving_) self->on_readable();
+  if ((events & UV_READABLE) != 0 && self->receiving_) {
+    // An application thread blocked in receive() reads this socket itself: leave the
+    // datagram to it, and stop polling until it is gone (see "Inline receive").
+    if (self->rx_inline_.load() && !self->has_handler_.load()) {
+      self->step_aside();
+    } else {
+      self->on_readable();
+    }
+  }
 }
 
 // --- loop thread: the hot paths ------------------------------------------------------------------
@@ -419,6 +464,8 @@ bool ChannelCore::pump_submitted(std::uint64_t now, bool on_loop) noexcept {
     if (!submit_ring_.try_pop(p)) break;
     --budget;
     --outstanding_;
+    p = unwrap_large(p);
+    if (p->token > entered_token_) entered_token_ = p->token;
     pipeline_->send(p, now);
   }
   return false;
@@ -511,6 +558,64 @@ void ChannelCore::on_writable() noexcept {
   drain();
 }
 
+// The loop's side of inline receive. Handshake with leave_inline(): the receiver bumps
+// rx_inline_exits_, clears rx_inline_, then reads aside_armed_; the timer clears
+// aside_armed_, then reads rx_inline_ and rx_inline_exits_ (all sequentially consistent).
+// So either the timer sees the receiver leave and keeps ticking, or the receiver sees the
+// timer stopped and pokes the loop (check_aside restarts it): the loop never stands aside
+// forever for a receiver that is gone.
+void ChannelCore::step_aside() noexcept {
+  if (rx_aside_) return;
+  rx_aside_ = true;
+  loop_aside_.store(true);
+  ++shell_.loop_stepped_aside;
+  start_poll(poll_writable_);
+  check_aside();
+}
+
+void ChannelCore::resume_reading() noexcept {
+  if (!rx_aside_) return;
+  rx_aside_ = false;
+  loop_aside_.store(false);
+  aside_armed_.store(false);
+  uv_timer_stop(&aside_timer_);
+  start_poll(poll_writable_);  // level triggered: what arrived meanwhile is read at once
+}
+
+void ChannelCore::check_aside() noexcept {
+  if (!rx_aside_ || aside_armed_.load() || detached_.load()) return;
+  aside_seen_exits_ = rx_inline_exits_.load();
+  aside_armed_.store(true);
+  uv_timer_start(&aside_timer_, &ChannelCore::on_aside_timer_cb, 1, 1);
+}
+
+void ChannelCore::on_aside_timer_cb(uv_timer_t* h) {
+  auto* self = static_cast<ChannelCore*>(h->data);
+  ExecGuard exec(*self);
+  if (!self->rx_aside_ || self->detached_.load()) {
+    self->aside_armed_.store(false);
+    uv_timer_stop(h);
+    return;
+  }
+  const std::uint64_t exits = self->rx_inline_exits_.load();
+  if (exits == self->aside_seen_exits_) {
+    if (!self->rx_inline_.load()) {
+      // Nobody has been in receive() for a whole tick: the loop reads again.
+      self->resume_reading();
+      return;
+    }
+    // The receiver has been blocked for a whole tick (an idle channel): stop ticking; its
+    // exit pokes the loop. Re-check after clearing the flag (the handshake above).
+    self->aside_armed_.store(false);
+    if (self->rx_inline_.load() && self->rx_inline_exits_.load() == exits) {
+      uv_timer_stop(h);
+      return;
+    }
+    self->aside_armed_.store(true);
+  }
+  self->aside_seen_exits_ = self->rx_inline_exits_.load();
+}
+
 bool ChannelCore::is_own_old_packet(const Packet& p) const noexcept {
   if (own_old_epochs_.empty() || p.len < wire::kBaseHeaderBytes) return false;
   const std::uint8_t* d = p.data();
@@ -519,15 +624,9 @@ bool ChannelCore::is_own_old_packet(const Packet& p) const noexcept {
   return std::find(own_old_epochs_.begin(), own_old_epochs_.end(), key) != own_old_epochs_.end();
 }
 
-void ChannelCore::on_readable() noexcept {
-  take_returns();
-  std::uint64_t now = RuntimeLoop::now_ns();
-  // Bounded rounds keep one busy channel from starving the others; the poll is level
-  // triggered, so whatever is left wakes us again.
-  for (int round = 0; round < 16; ++round) {
-    const int n = transport_->receive(*pool_, rx_batch_.data(), static_cast<int>(rx_batch_.size()));
-    if (n == 0) break;
-    if (n < 0) continue;
+int ChannelCore::read_batch(std::uint64_t& now) noexcept {
+  const int n = transport_->receive(*pool_, rx_batch_.data(), static_cast<int>(rx_batch_.size()));
+  if (n > 0) {
     now = RuntimeLoop::now_ns();
     now_ns_ = now;
     if (last_rx_ns_ != 0 && now > last_rx_ns_) {
@@ -547,6 +646,19 @@ void ChannelCore::on_readable() noexcept {
       }
       pipeline_->receive(p, now);
     }
+  }
+  return n;
+}
+
+void ChannelCore::on_readable() noexcept {
+  take_returns();
+  std::uint64_t now = RuntimeLoop::now_ns();
+  // Bounded rounds keep one busy channel from starving the others; the poll is level
+  // triggered, so whatever is left wakes us again.
+  for (int round = 0; round < 16; ++round) {
+    const int n = read_batch(now);
+    if (n == 0) break;
+    if (n < 0) continue;
     dispatch();
     if (transport_->tx_pending() > 0) flush_tx();  // handlers' replies, without waiting for more rounds
   }
@@ -569,6 +681,11 @@ void ChannelCore::transmit(Packet* p) noexcept {
 }
 
 void ChannelCore::deliver(Packet* p) noexcept {
+  if (static_cast<Duplexity>(duplexity_.load(std::memory_order_relaxed)) == Duplexity::send_only) {
+    ++shell_.send_only_discarded;
+    p->release();
+    return;
+  }
   if (to_deliver_.size() == to_deliver_.capacity() && to_deliver_.size() >= 65536) {
     // A stage released an enormous burst at once; bound the shell's memory.
     ++shell_.receive_queue_full;
@@ -579,7 +696,84 @@ void ChannelCore::deliver(Packet* p) noexcept {
 }
 
 void ChannelCore::on_event(const Event& e) noexcept {
-  if (events_.size() < 4096) events_.push_back(e);
+  if ((e.type == EventType::delivery_met || e.type == EventType::delivery_failed) && tracked_.load() > 0) {
+    settle_outcome(e);
+  }
+  if (!has_event_handler_.load(std::memory_order_relaxed) || events_.size() >= 4096) return;
+  try {
+    ChannelEvent ce;
+    static_cast<Event&>(ce) = e;
+    if (e.sender != 0) ce.sender_name = name_of(e.sender);
+    if (e.members != 0 && pipeline_) {
+      const Group& g = pipeline_->group();
+      for (std::size_t i = 0; i < g.slots(); ++i) {
+        if ((e.members & slot_bit(static_cast<int>(i))) != 0) ce.members.push_back(g.member(static_cast<int>(i)).name);
+      }
+    }
+    events_.push_back(std::move(ce));
+  } catch (...) {
+    // Out of memory: the event is lost to the handler; counters still count what happened.
+  }
+}
+
+std::string ChannelCore::name_of(std::uint32_t sender) const {
+  auto it = names_.find(sender);
+  if (it != names_.end()) return it->second;
+  if (pipeline_) {
+    const Group& g = pipeline_->group();
+    const int slot = g.slot_of_sender(sender);
+    if (slot != kNoSlot && !g.member(slot).name.empty()) return g.member(slot).name;
+  }
+  return hex_id(sender);
+}
+
+void ChannelCore::settle_outcome(const Event& e) noexcept {
+  try {
+    std::promise<DeliveryOutcome> promise;
+    {
+      std::lock_guard<std::mutex> lock(outcome_mu_);
+      auto it = outcomes_.find(e.token);
+      if (it == outcomes_.end()) return;
+      promise = std::move(it->second);
+      outcomes_.erase(it);
+      tracked_.fetch_sub(1);
+    }
+    DeliveryOutcome o;
+    o.state = e.type == EventType::delivery_met ? DeliveryOutcome::State::met : DeliveryOutcome::State::failed;
+    if (pipeline_) {
+      const Group& g = pipeline_->group();
+      for (std::size_t i = 1; i < g.slots(); ++i) {
+        if ((e.members & slot_bit(static_cast<int>(i))) == 0) continue;
+        (o.state == DeliveryOutcome::State::met ? o.acked : o.missing).push_back(g.member(static_cast<int>(i)).name);
+      }
+    }
+    promise.set_value(std::move(o));
+  } catch (...) {
+  }
+}
+
+void ChannelCore::abandon_outcomes(std::uint64_t up_to_token) noexcept {
+  try {
+    std::vector<std::promise<DeliveryOutcome>> gone;
+    {
+      std::lock_guard<std::mutex> lock(outcome_mu_);
+      for (auto it = outcomes_.begin(); it != outcomes_.end();) {
+        if (it->first <= up_to_token) {
+          gone.push_back(std::move(it->second));
+          it = outcomes_.erase(it);
+          tracked_.fetch_sub(1);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& p : gone) {
+      DeliveryOutcome o;
+      o.state = DeliveryOutcome::State::abandoned;
+      p.set_value(std::move(o));
+    }
+  } catch (...) {
+  }
 }
 
 void ChannelCore::note_delivery(const Packet& p) noexcept {
@@ -600,10 +794,10 @@ void ChannelCore::dispatch() noexcept {
   // Handlers run here, outside every pipeline call, so a handler may call back into the
   // channel (send, update, close) without re-entering a stage.
   if (!events_.empty()) {
-    std::vector<Event> events;
+    std::vector<ChannelEvent> events;
     events.swap(events_);
     if (event_handler_) {
-      for (const Event& e : events) {
+      for (const ChannelEvent& e : events) {
         try {
           event_handler_(e);
         } catch (...) {
@@ -615,56 +809,77 @@ void ChannelCore::dispatch() noexcept {
     if (events_.empty()) events_.swap(events);  // keep the capacity
   }
   if (to_deliver_.empty()) return;
+  if (!handler_) {
+    (void)queue_deliveries(true);
+    return;
+  }
   delivering_.swap(to_deliver_);
-  auto make = [this](Packet* p) {
-    Message m(p, home_);
-    m.sender_id = p->sender;
-    m.epoch = p->epoch;
-    m.seq = p->seq;
-    m.has_seq = p->ext(wire::Ext::seq) != nullptr;
-    m.flags = p->flags;
-    m.received_ns = p->rx_ns;
-    auto it = names_.find(p->sender);
-    m.sender = it != names_.end() ? it->second : hex_id(p->sender);
-    return m;
-  };
-  if (handler_) {
-    for (Packet* p : delivering_) {
-      note_delivery(*p);
-      ++shell_.delivered_messages;
-      shell_.delivered_bytes += p->payload_len;
-      try {
-        handler_(make(p));
-      } catch (...) {
-        ++shell_.handler_exceptions;
-      }
+  for (Packet* p : delivering_) {
+    note_delivery(*p);
+    ++shell_.delivered_messages;
+    shell_.delivered_bytes += p->payload_len;
+    try {
+      handler_(make_message(p));
+    } catch (...) {
+      ++shell_.handler_exceptions;
     }
-  } else {
-    bool added = false;
-    bool waiting = false;
-    {
-      std::lock_guard<std::mutex> lock(rq_mu_);
-      for (Packet* p : delivering_) {
-        note_delivery(*p);
-        if (rq_count_ == rq_.size()) {
-          // Drop-newest, like a full socket buffer: what is queued stays in order.
-          ++shell_.receive_queue_full;
-          p->release();
-          continue;
-        }
-        ++shell_.delivered_messages;
-        shell_.delivered_bytes += p->payload_len;
-        rq_[(rq_head_ + rq_count_) % rq_.size()] = make(p);
-        ++rq_count_;
-        added = true;
-      }
-      rq_ready_.store(rq_count_, std::memory_order_release);
-      waiting = rq_waiters_ > 0;
-    }
-    // Only a sleeping receive() needs the (costly) wake-up; a spinning one sees rq_ready_.
-    if (added && waiting) rq_cv_.notify_all();
   }
   delivering_.clear();
+}
+
+Message ChannelCore::make_message(Packet* p) {
+  Message m(p, home_);
+  m.sender_id = p->sender;
+  m.epoch = p->epoch;
+  m.seq = p->seq;
+  m.has_seq = p->ext(wire::Ext::seq) != nullptr;
+  m.flags = p->flags;
+  m.received_ns = p->rx_ns;
+  m.sender = name_of(p->sender);
+  return m;
+}
+
+std::size_t ChannelCore::queue_deliveries(bool from_loop) noexcept {
+  if (to_deliver_.empty()) return 0;
+  delivering_.swap(to_deliver_);
+  std::size_t added = 0;
+  bool waiting = false;
+  {
+    std::lock_guard<std::mutex> lock(rq_mu_);
+    for (Packet* p : delivering_) {
+      note_delivery(*p);
+      if (rq_count_ == rq_.size()) {
+        // Drop-newest, like a full socket buffer: what is queued stays in order.
+        ++shell_.receive_queue_full;
+        p->release();
+        continue;
+      }
+      ++shell_.delivered_messages;
+      shell_.delivered_bytes += p->payload_len;
+      rq_[(rq_head_ + rq_count_) % rq_.size()] = make_message(p);
+      ++rq_count_;
+      ++added;
+    }
+    rq_ready_.store(rq_count_, std::memory_order_release);
+    waiting = rq_waiters_ > 0;
+  }
+  delivering_.clear();
+  // Only a sleeping receive() needs the (costly) wake-up; a spinning one sees rq_ready_.
+  if (added != 0 && waiting) rq_cv_.notify_all();
+  // An inline receiver sleeps in poll(), not on rq_cv_ (a stage timer, or a send, made
+  // the loop deliver while the receiver waits on the socket).
+  if (added != 0 && from_loop && rx_inline_.load()) wake_inline();
+  return added;
+}
+
+bool ChannelCore::pop_queued(Message& out) noexcept {
+  std::lock_guard<std::mutex> lock(rq_mu_);
+  if (rq_count_ == 0) return false;
+  out = std::move(rq_[rq_head_]);
+  rq_head_ = (rq_head_ + 1) % rq_.size();
+  --rq_count_;
+  rq_ready_.store(rq_count_, std::memory_order_relaxed);
+  return true;
 }
 
 // --- cold paths on the loop -------------------------------------------------------------------
@@ -706,6 +921,9 @@ void ChannelCore::retire_pipeline() noexcept {
     // Out of memory while copying names: the counters of this pipeline are lost, nothing else.
   }
   pipeline_.reset();  // stages release whatever they still hold
+  // Reliable messages the old pipeline still held will never be settled.
+  if (tracked_.load() > 0) abandon_outcomes(entered_token_);
+  entered_token_ = 0;
 }
 
 void ChannelCore::detach() noexcept {
@@ -721,6 +939,7 @@ void ChannelCore::detach() noexcept {
   Packet* p = nullptr;
   while (submit_ring_.try_pop(p)) {
     --outstanding_;
+    p = unwrap_large(p);
     if (pipeline_) {
       pipeline_->send(p, now);
     } else {
@@ -732,6 +951,7 @@ void ChannelCore::detach() noexcept {
   while (free_ring_.try_pop(p)) p->release();
   outstanding_ = 0;
   retire_pipeline();
+  abandon_outcomes(~std::uint64_t{0});
   for (Packet* q : to_deliver_) q->release();
   to_deliver_.clear();
   try {
@@ -746,9 +966,13 @@ void ChannelCore::detach() noexcept {
     std::lock_guard<std::mutex> lock(rq_mu_);
   }
   rq_cv_.notify_all();
+  wake_inline();  // an inline receiver sees detached_ and returns CLOSED
   uv_timer_stop(&timer_);
+  uv_timer_stop(&aside_timer_);
+  aside_armed_.store(false);
   stop_poll();
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ChannelCore::on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&aside_timer_), &ChannelCore::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), &ChannelCore::on_handle_closed);
   loop_.channels.fetch_sub(1);
 }
@@ -780,6 +1004,9 @@ ChannelStats ChannelCore::build_stats() const {
       {"shell.handler_exceptions", shell_.handler_exceptions},
       {"shell.updates", shell_.updates},
       {"shell.final_ticks", shell_.final_ticks},
+      {"shell.send_only_discarded", shell_.send_only_discarded},
+      {"shell.inline_received", shell_.inline_received},
+      {"shell.loop_stepped_aside", shell_.loop_stepped_aside},
   };
   for (const auto& [n, v] : shell) s.counters.emplace_back(n, v);
 
@@ -817,7 +1044,8 @@ ChannelStats ChannelCore::build_stats() const {
 
 // --- application threads --------------------------------------------------------------------
 
-Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message) {
+Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
+                         std::future<DeliveryOutcome>* outcome) {
   if (data == nullptr && n != 0) return {Code::INVALID_ARGUMENT, "send: null data with a non-zero size"};
   // Counted from here until the packet is pushed, so that close() can wait for this send
   // to finish and then flush it (see detach()).
@@ -845,8 +1073,9 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     const std::uint16_t ok = per_message_ok_.load();
     if (per_message->reliability.has_value()) {
       if ((ok & kHasReliability) == 0) {
-        return {Code::NOT_AVAILABLE, "send: per-message reliability needs a reliability stage in the channel's plan; "
-                                     "none is available in this build yet"};
+        return {Code::NOT_AVAILABLE,
+                "send: per-message reliability needs the reliability stage in the channel's plan; set "
+                "'reliability: {messages: flagged}' (or 'reliability: true') in the manifest"};
       }
       if (*per_message->reliability) flags |= wire::kFlagReliable;
     }
@@ -868,11 +1097,39 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     }
   }
   const std::uint32_t max = max_payload_.load();
+  Packet* large = nullptr;
   if (n > max) {
-    return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
-                                         " bytes is larger than the largest payload one datagram of this channel "
-                                         "carries (" +
-                                         std::to_string(max) + " bytes); fragmentation is not available yet"};
+    if (!fragments_.load()) {
+      return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
+                                           " bytes is larger than the largest payload one datagram of this channel "
+                                           "carries (" +
+                                           std::to_string(max) + " bytes) and 'max message bytes' is " +
+                                           std::to_string(max_message_.load())};
+    }
+    if (n > max_message_.load()) {
+      return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
+                                           " bytes is larger than the channel's 'max message bytes' (" +
+                                           std::to_string(max_message_.load()) + ")"};
+    }
+    PacketPool* lp = large_pool_.load();
+    large = lp != nullptr ? lp->alloc_large(static_cast<std::uint32_t>(n)) : nullptr;
+    if (large == nullptr) {
+      return {Code::WOULD_BLOCK, "send: no memory for a message of " + std::to_string(n) +
+                                     " bytes (large messages in flight use the pool's large budget)"};
+    }
+  }
+  // Frees the large buffer on every early return below.
+  struct LargeGuard {
+    Packet*& p;
+    ~LargeGuard() {
+      if (p != nullptr) p->release();
+    }
+  } large_guard{large};
+  const bool reliable = (flags & wire::kFlagReliable) != 0 ||
+                        (reliable_all_.load() && !(per_message != nullptr && per_message->reliability == false));
+  if (reliable_all_.load() && per_message != nullptr && per_message->reliability == false) {
+    return {Code::NOT_AVAILABLE, "send: this channel acknowledges every message; opting one out of reliability "
+                                 "is not available (use 'reliability: {messages: flagged}')"};
   }
   const bool on_loop = loop_.on_loop_thread();
   Packet* p = nullptr;
@@ -897,13 +1154,39 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     }
     waiters_.fetch_sub(1);
   }
-  p->reset_for_send(static_cast<std::uint32_t>(n));
+  const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed);
+  Packet* carrier = p;
+  if (large != nullptr) {
+    p->reset_for_send(0);
+    p->next = large;  // unwrap_large() swaps them on the loop
+    p = large;
+    large = nullptr;
+  } else {
+    p->reset_for_send(static_cast<std::uint32_t>(n));
+  }
   if (n != 0) std::memcpy(p->payload(), data, n);
   p->flags = flags;
+  p->token = token;
+  // Outcomes: a reliable message's promise is settled by its delivery event; the sync
+  // wait below needs one too.
+  const bool sync = static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop;
+  std::future<DeliveryOutcome> tracked;
+  if (reliable && (outcome != nullptr || sync)) {
+    std::promise<DeliveryOutcome> promise;
+    tracked = promise.get_future();
+    std::lock_guard<std::mutex> lock(outcome_mu_);
+    outcomes_.emplace(token, std::move(promise));
+    tracked_.fetch_add(1);
+  } else if (outcome != nullptr) {
+    std::promise<DeliveryOutcome> promise;
+    promise.set_value(DeliveryOutcome{});
+    *outcome = promise.get_future();
+  }
   const std::uint64_t sent_ns = RuntimeLoop::now_ns();
   p->rx_ns = sent_ns;  // send() time, for the send latency estimate
   const std::uint64_t prev_ns = last_send_ns_.exchange(sent_ns, std::memory_order_relaxed);
   std::uint64_t pos = 0;
+  p = carrier;
   if (!submit_ring_.try_push(p, &pos)) {
     // Cannot happen: the loop never hands out more packets than the ring holds.
     home_->give_back(p);
@@ -932,7 +1215,22 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   }
   if (poke) uv_async_send(&async_);
   active.leave();
-  if (static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop) {
+  if (sync && tracked.valid()) {
+    // Settled (met, failed, or abandoned by close/update) by the loop; never waits forever,
+    // because the retry budget bounds every reliable message.
+    DeliveryOutcome o = tracked.get();
+    if (o.state == DeliveryOutcome::State::failed) {
+      std::string who;
+      for (const auto& m : o.missing) who += (who.empty() ? "" : ", ") + m;
+      return {Code::DELIVERY_FAILED, "send: not acknowledged by " + (who.empty() ? std::string("?") : who)};
+    }
+    if (o.state == DeliveryOutcome::State::abandoned) {
+      return {Code::CLOSED, "send: the channel closed or was updated before the message was acknowledged"};
+    }
+    return Status::ok();
+  }
+  if (tracked.valid() && outcome != nullptr) *outcome = std::move(tracked);
+  if (sync) {
     waiters_.fetch_add(1);
     {
       std::unique_lock<std::mutex> lock(wait_mu_);
@@ -967,6 +1265,8 @@ Status ChannelCore::update(const Manifest& m) {
     uv_timer_stop(&timer_);
     refill_free();
     drain();  // messages queued before the swap go through the new pipeline
+    // An inline receiver may sleep in poll() on the old socket (closed by install()).
+    wake_inline();
     return Status::ok();
   };
   if (loop_.on_loop_thread()) {
@@ -996,7 +1296,20 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
   const auto limit = std::chrono::hours(24 * 365);
   const auto wait = timeout > limit ? std::chrono::nanoseconds(limit) : timeout;
   const auto deadline = std::chrono::steady_clock::now() + wait;
-  if (options_.receive_spin_ns != 0 && rq_ready_.load(std::memory_order_relaxed) == 0) {
+  bool tried_inline = false;
+  if (rx_wake_fd_ >= 0 && rq_ready_.load(std::memory_order_acquire) == 0 && !has_handler_.load() &&
+      !detached_.load() && !loop_.on_loop_thread()) {
+    // Read the socket on this thread (see "Inline receive" in channel_core.hpp); one
+    // thread at a time, the others wait on the queue below.
+    bool expected = false;
+    if (rx_inline_.compare_exchange_strong(expected, true)) {
+      const bool got = receive_inline(out, deadline);
+      leave_inline();
+      if (got) return Status::ok();
+      tried_inline = true;  // timed out, closed, or a handler was set: the queue path decides
+    }
+  }
+  if (!tried_inline && options_.receive_spin_ns != 0 && rq_ready_.load(std::memory_order_relaxed) == 0) {
     // Bounded busy wait: a message that arrives within it costs no thread wake-up.
     const auto spin = std::min<std::chrono::nanoseconds>(wait, std::chrono::nanoseconds(options_.receive_spin_ns));
     const std::uint64_t until_ns = RuntimeLoop::now_ns() + static_cast<std::uint64_t>(spin.count());
@@ -1023,13 +1336,128 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
 }
 
 bool ChannelCore::try_receive(Message& out) {
-  std::lock_guard<std::mutex> lock(rq_mu_);
-  if (rq_count_ == 0) return false;
-  out = std::move(rq_[rq_head_]);
-  rq_head_ = (rq_head_ + 1) % rq_.size();
-  --rq_count_;
-  rq_ready_.store(rq_count_, std::memory_order_relaxed);
-  return true;
+  if (pop_queued(out)) return true;
+  // While the loop stands aside for an inline receiver nobody else reads the socket:
+  // read it here, if the channel's lock is free. (Never on the loop thread, which may
+  // hold the lock already.)
+  if (!loop_aside_.load() || has_handler_.load() || loop_.on_loop_thread()) return false;
+  bool poke = false;
+  {
+    std::unique_lock<std::mutex> exec(exec_mu_, std::try_to_lock);
+    if (!exec.owns_lock() || detached_.load() || !pipeline_ || !transport_ || !receiving_) return false;
+    poke = inline_round(RuntimeLoop::now_ns(), true);
+  }
+  if (poke) uv_async_send(&async_);
+  return pop_queued(out);
+}
+
+// --- inline receive (see channel_core.hpp) -----------------------------------------------------
+
+bool ChannelCore::receive_inline(Message& out, std::chrono::steady_clock::time_point deadline) {
+  // On entry, read at once or first ask ppoll()? In a request/response exchange with
+  // multicast loopback on, our own last datagram is already waiting (read: saves a ppoll
+  // that would return at once); otherwise the socket is usually empty (ask: saves a
+  // recvmmsg that finds nothing). rx_read_first_ learns which from the last entries.
+  // Later rounds read when ppoll() saw the socket ready.
+  bool read = rx_read_first_;
+  bool entry = true;
+  bool first_wait = true;
+  for (;;) {
+    int fd = -1;
+    std::uint64_t due_ns = 0;
+    bool poke = false;
+    {
+      // A blocking lock, unlike send(): the holder (the loop, or an inline send) only runs
+      // bounded work under it and never waits for this thread.
+      std::lock_guard<std::mutex> exec(exec_mu_);
+      if (detached_.load() || has_handler_.load() || !pipeline_ || !transport_ || !receiving_) return false;
+      if (pop_queued(out)) return true;
+      int first_read = -2;
+      const std::uint64_t before = shell_.inline_received;
+      poke = inline_round(RuntimeLoop::now_ns(), read, &first_read);
+      if (entry && read && first_read == 0) rx_read_first_ = false;  // nothing was waiting
+      if (!entry && first_wait && read && first_read > 0 && shell_.inline_received == before) {
+        rx_read_first_ = true;  // the first ppoll found only our own (or dropped) datagrams
+      }
+      if (!entry) first_wait = false;
+      entry = false;
+      fd = transport_->fd();
+      due_ns = pipeline_->next_deadline_ns();
+    }
+    if (poke) uv_async_send(&async_);
+    if (pop_queued(out)) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
+    if (due_ns != 0) {
+      // The pipeline's next stage deadline: inline_round ticks it when we wake.
+      const std::uint64_t t = RuntimeLoop::now_ns();
+      wait = std::min(wait, std::chrono::nanoseconds(due_ns > t ? due_ns - t : 0));
+    }
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(wait.count() / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(wait.count() % 1'000'000'000);
+    pollfd fds[2] = {{fd, POLLIN, 0}, {rx_wake_fd_, POLLIN, 0}};
+    const int r = ::ppoll(fds, 2, &ts, nullptr);
+    read = r < 0 || fds[0].revents != 0;
+    if (r > 0 && (fds[1].revents & POLLIN) != 0) {
+      // Reset the eventfd before looking at the state again (next round, under the lock),
+      // so a wake-up sent after that look is never lost.
+      std::uint64_t v = 0;
+      if (::read(rx_wake_fd_, &v, sizeof v) < 0) {
+        // EAGAIN: another reader took it; nothing to do.
+      }
+    }
+  }
+}
+
+bool ChannelCore::inline_round(std::uint64_t now, bool read, int* first_read) noexcept {
+  take_returns();
+  now_ns_ = now;
+  // Read until something is delivered or the socket is empty (own datagrams and drops
+  // deliver nothing); bounded like on_readable. A short batch means the socket is empty.
+  for (int round = 0; read && round < 16 && to_deliver_.empty(); ++round) {
+    const int n = read_batch(now);
+    if (round == 0 && first_read != nullptr) *first_read = n;
+    if (n == 0 || (n > 0 && static_cast<std::size_t>(n) < rx_batch_.size())) break;
+  }
+  const std::uint64_t due = pipeline_->next_deadline_ns();
+  if (due != 0 && due <= RuntimeLoop::now_ns()) {
+    now = RuntimeLoop::now_ns();
+    now_ns_ = now;
+    pipeline_->tick(now);
+  }
+  shell_.inline_received += queue_deliveries(false);
+  // What this thread cannot do goes to the loop: handlers for events, write polling for a
+  // full socket, and the libuv timer when a stage deadline moved earlier than the loop's
+  // (it must fire even after this thread leaves receive()).
+  bool poke = !events_.empty();
+  if (transport_->tx_pending() > 0) {
+    if (transport_->flush()) {
+      set_flushed(submit_ring_.popped());
+    } else {
+      poke = true;
+    }
+  }
+  const std::uint64_t d = pipeline_->next_deadline_ns();
+  if (d != 0 && (timer_deadline_ns_ == 0 || d < timer_deadline_ns_)) poke = true;
+  return poke;
+}
+
+void ChannelCore::leave_inline() noexcept {
+  rx_inline_exits_.fetch_add(1);
+  rx_inline_.store(false);
+  // The loop stopped its aside timer while we were blocked: have it start again, so it
+  // resumes reading if we do not come back (see on_aside_timer_cb for the handshake).
+  if (loop_aside_.load() && !aside_armed_.load() && !detached_.load()) uv_async_send(&async_);
+}
+
+void ChannelCore::wake_inline() noexcept {
+  if (rx_wake_fd_ < 0) return;
+  const std::uint64_t one = 1;
+  if (::write(rx_wake_fd_, &one, sizeof one) < 0) {
+    // EAGAIN: the counter is saturated, so the receiver is woken anyway.
+  }
 }
 
 void ChannelCore::set_message_handler(Channel::MessageHandler h) {
@@ -1038,18 +1466,75 @@ void ChannelCore::set_message_handler(Channel::MessageHandler h) {
   // Always posted, never inline: a handler replacing itself must not destroy the function
   // that is running.
   loop_.post([this, h = std::move(h)]() mutable {
-    if (!detached_.load()) handler_ = std::move(h);
+    if (detached_.load()) return;
+    ExecGuard exec(*this);
+    handler_ = std::move(h);
+    // Handlers run on the loop: it reads the socket again.
+    if (handler_) resume_reading();
   });
+  // An inline receiver sees has_handler_ and goes back to waiting on the queue.
+  wake_inline();
 }
 
 void ChannelCore::set_event_handler(Channel::EventHandler h) {
   if (detached_.load()) return;
   loop_.post([this, h = std::move(h)]() mutable {
-    if (!detached_.load()) event_handler_ = std::move(h);
+    if (detached_.load()) return;
+    event_handler_ = std::move(h);
+    has_event_handler_.store(static_cast<bool>(event_handler_));
   });
 }
 
+std::vector<MemberStatus> ChannelCore::view() {
+  if (detached_.load() || !membership_.load()) return {};
+  return loop_.call([this] {
+    ExecGuard exec(*this);
+    std::vector<MemberStatus> out;
+    if (!pipeline_) return out;
+    const Group& g = pipeline_->group();
+    for (std::size_t i = 0; i < g.slots(); ++i) {
+      const MemberInfo& m = g.member(static_cast<int>(i));
+      out.push_back(MemberStatus{m.name, m.state, i == 0, m.receives, m.sender, m.epoch});
+    }
+    return out;
+  });
+}
+
+Status ChannelCore::wait_for_members(std::size_t count, std::chrono::nanoseconds timeout) {
+  if (!membership_.load()) {
+    return {Code::NOT_AVAILABLE, "wait_for_members: the channel's plan has no membership stage (it comes with "
+                                 "reliability, flow control or group ordering)"};
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (detached_.load()) return {Code::CLOSED, "wait_for_members: the channel is closed"};
+    const std::size_t alive = loop_.call([this] {
+      ExecGuard exec(*this);
+      return pipeline_ ? static_cast<std::size_t>(mask_count(pipeline_->group().alive())) : std::size_t{0};
+    });
+    if (alive >= count) return Status::ok();
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return {Code::TIMED_OUT, "wait_for_members: " + std::to_string(alive) + " of " + std::to_string(count) +
+                                   " members alive when the wait ended"};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
 std::vector<std::string> ChannelCore::members() {
+  if (membership_.load() && !detached_.load()) {
+    return loop_.call([this] {
+      ExecGuard exec(*this);
+      std::vector<std::string> out;
+      if (!pipeline_) return out;
+      const Group& g = pipeline_->group();
+      for (std::size_t i = 0; i < g.slots(); ++i) {
+        const MemberInfo& m = g.member(static_cast<int>(i));
+        if (i == 0 || m.state == MemberState::alive) out.push_back(m.name);
+      }
+      return out;
+    });
+  }
   auto compute = [this] {
     std::vector<std::string> out;
     auto add = [&out](const std::string& n) {
@@ -1065,7 +1550,10 @@ std::vector<std::string> ChannelCore::members() {
     return out;
   };
   if (detached_.load()) return compute();
-  return loop_.call(compute);
+  return loop_.call([this, &compute] {
+    ExecGuard exec(*this);  // heard_order_ and names_ change under exec (inline receive too)
+    return compute();
+  });
 }
 
 ChannelStats ChannelCore::stats() {
@@ -1236,6 +1724,24 @@ void Channel::on_event(EventHandler handler) {
   if (core_) core_->set_event_handler(std::move(handler));
 }
 std::vector<std::string> Channel::members() const { return core_ ? core_->members() : std::vector<std::string>{}; }
+std::vector<MemberStatus> Channel::view() const { return core_ ? core_->view() : std::vector<MemberStatus>{}; }
+Status Channel::wait_for_members(std::size_t count, std::chrono::nanoseconds timeout) const {
+  return core_ ? core_->wait_for_members(count, timeout) : closed_status();
+}
+Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
+                     std::future<DeliveryOutcome>* outcome) {
+  return core_ ? core_->send(bytes.data(), bytes.size(), &per_message, outcome) : closed_status();
+}
+
+std::string_view delivery_state_name(DeliveryOutcome::State s) noexcept {
+  switch (s) {
+    case DeliveryOutcome::State::met: return "met";
+    case DeliveryOutcome::State::failed: return "failed";
+    case DeliveryOutcome::State::unreliable: return "unreliable";
+    case DeliveryOutcome::State::abandoned: return "abandoned";
+  }
+  return "?";
+}
 ChannelStats Channel::stats() const { return core_ ? core_->stats() : ChannelStats{}; }
 Plan Channel::plan() const { return core_ ? core_->plan() : Plan{}; }
 Manifest Channel::manifest() const { return core_ ? core_->manifest() : Manifest{}; }

@@ -33,11 +33,32 @@
 //   recvmmsg into pool packets -> pipeline -> delivered packets become Messages, either
 //   handed to the on_message handler or queued for receive(). A Message returns its
 //   packet through BufferHome's lock-free stack, which the loop empties into the pool.
+//
+// Inline receive (latency: one thread wake-up per datagram, like a plain recv())
+//   A receive() on an application thread that finds the queue empty, with no on_message
+//   handler set, becomes the channel's inline receiver (at most one thread at a time,
+//   rx_inline_). It reads the socket itself: under exec_mu_ (a blocking lock, held only
+//   for one bounded round of recvmmsg + pipeline, never while waiting) it reads, runs the
+//   pipeline, ticks stage deadlines that are due and queues the deliveries; without the
+//   lock it sleeps in ppoll() on the socket and rx_wake_fd_, with the pipeline's next
+//   deadline as the timeout. rx_wake_fd_ (an eventfd) is written by whoever changes what
+//   the receiver waits for: the loop queueing messages (timers, handlers' sends), update()
+//   swapping the socket, close(), a new on_message handler.
+//   While rx_inline_ is set the loop never reads the socket: its readable callback steps
+//   aside instead (stops polling readable, rx_aside_), so it neither steals the datagram
+//   nor spins on the level-triggered poll. It resumes polling once the receiver has been
+//   gone for a whole tick of aside_timer_ (1 ms; the timer stops while the receiver sits
+//   blocked, and the receiver's exit pokes the loop to restart it), so try_receive(),
+//   handlers and stages that need incoming packets (acks, heartbeats) are served by the
+//   loop again within about 2 ms. While the loop stands aside, try_receive() reads the
+//   socket itself (try_lock). Work that needs the loop (libuv timers moved earlier, write
+//   polling, event handlers) is handed to it through the async handle, as for inline sends.
 #pragma once
 
 #include <uv.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <future>
@@ -89,7 +110,8 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   static Status open(const Manifest& manifest, const OpenOptions& options, std::shared_ptr<ChannelCore>& out);
   ~ChannelCore();
 
-  Status send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message);
+  Status send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
+              std::future<DeliveryOutcome>* outcome = nullptr);
   Status update(const Manifest& manifest);
   Status update(const Value& changes);
   Status receive(Message& out, std::chrono::nanoseconds timeout);
@@ -97,6 +119,8 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void set_message_handler(Channel::MessageHandler h);
   void set_event_handler(Channel::EventHandler h);
   std::vector<std::string> members();
+  std::vector<MemberStatus> view();
+  Status wait_for_members(std::size_t count, std::chrono::nanoseconds timeout);
   ChannelStats stats();
   Plan plan() const;
   Manifest manifest() const;
@@ -119,6 +143,11 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     std::uint32_t sender = 0;
     std::uint32_t max_payload = 0;
     std::uint16_t per_message_ok = 0;  ///< bit 0 reliability, bit 1 error checking on
+    bool reliable_all = false;         ///< every message is reliable (reliability.arq messages=all)
+    bool fragments = false;            ///< fragment.split is in the plan
+    bool membership = false;           ///< membership.heartbeat is in the plan
+    std::uint64_t max_message = 0;     ///< the manifest's 'max message bytes'
+
     PacketPool* pool = nullptr;
     std::unique_ptr<Pipeline> pipeline;
     std::unique_ptr<UdpTransport> transport;  ///< null: keep the current socket
@@ -173,12 +202,30 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void retire_pipeline() noexcept;
   void detach() noexcept;
   void note_delivery(const Packet& p) noexcept;
+  int read_batch(std::uint64_t& now_ns) noexcept;       // exec: one recvmmsg into the pipeline
+  std::size_t queue_deliveries(bool from_loop) noexcept;  // exec: to_deliver_ -> receive queue
+  Message make_message(Packet* p);                        // exec
+  bool pop_queued(Message& out) noexcept;                // any thread: take the queue's head
+  // Inline receive (see "Inline receive" above).
+  bool receive_inline(Message& out, std::chrono::steady_clock::time_point deadline);
+  // exec, app thread: one read/tick round; true = poke the loop. *first_read: the first
+  // read_batch() result (untouched when not reading).
+  bool inline_round(std::uint64_t now_ns, bool read, int* first_read = nullptr) noexcept;
+  void leave_inline() noexcept;
+  void wake_inline() noexcept;  // any thread
+  void step_aside() noexcept;   // loop
+  void resume_reading() noexcept;  // loop
+  void check_aside() noexcept;     // loop
+  void settle_outcome(const Event& e) noexcept;              // exec: a delivery event's promise
+  void abandon_outcomes(std::uint64_t up_to_token) noexcept;  // any thread
+  std::string name_of(std::uint32_t sender) const;            // exec
   ChannelStats build_stats() const;
   void set_flushed(std::uint64_t pos) noexcept;
   bool is_own_old_packet(const Packet& p) const noexcept;
 
   static void on_async_cb(uv_async_t* h);
   static void on_timer_cb(uv_timer_t* h);
+  static void on_aside_timer_cb(uv_timer_t* h);
   static void on_poll_cb(uv_poll_t* h, int status, int events);
   static void on_handle_closed(uv_handle_t* h);
 
@@ -202,6 +249,18 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   std::atomic<std::uint32_t> sender_id_{0};
   std::atomic<std::uint32_t> max_payload_{0};
   std::atomic<std::uint16_t> per_message_ok_{0};
+  std::atomic<bool> reliable_all_{false};
+  std::atomic<bool> fragments_{false};
+  std::atomic<bool> membership_{false};
+  std::atomic<std::uint64_t> max_message_{0};
+  std::atomic<PacketPool*> large_pool_{nullptr};  ///< where send() allocates large messages
+  std::atomic<std::uint64_t> next_token_{1};      ///< Packet::token of the next message
+  std::atomic<bool> has_event_handler_{false};
+  // Outcomes the application waits for (send with an outcome, sync reliable sends), by
+  // token. Filled by send() on any thread, settled by delivery events under exec.
+  std::mutex outcome_mu_;
+  std::unordered_map<std::uint64_t, std::promise<DeliveryOutcome>> outcomes_;
+  std::atomic<std::size_t> tracked_{0};
   std::atomic<std::uint8_t> duplexity_{0};
   std::atomic<std::uint8_t> synchronicity_{0};
   std::atomic<std::uint64_t> flushed_pos_{0};  ///< submit positions below this are done
@@ -222,10 +281,20 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   std::atomic<int> active_senders_{0};     ///< send() calls between their closed check and push
   std::atomic<std::uint32_t> abandoned_{0};  ///< free-ring packets send() handed back unused
   std::shared_future<void> closed_future_;   ///< ready when every handle is closed
+  // Inline receive (see above).
+  int rx_wake_fd_ = -1;                             ///< eventfd; -1: inline receive off
+  std::atomic<bool> rx_inline_{false};              ///< an app thread is the inline receiver
+  std::atomic<std::uint64_t> rx_inline_exits_{0};   ///< inline receives finished
+  std::atomic<bool> loop_aside_{false};             ///< rx_aside_, readable by app threads
+  std::atomic<bool> aside_armed_{false};            ///< aside_timer_ is ticking
+  bool rx_read_first_ = true;  ///< the inline receiver's (handed over through rx_inline_)
 
   // --- loop thread; also exec (under exec_mu_) for the pipeline, transport and pool -------
   uv_async_t async_{};
   uv_timer_t timer_{};
+  uv_timer_t aside_timer_{};  ///< while the loop stands aside for an inline receiver
+  bool rx_aside_ = false;     ///< the loop stopped polling readable (inline receiver)
+  std::uint64_t aside_seen_exits_ = 0;
   uv_poll_t* poll_ = nullptr;  // heap: replaced when update() changes the socket
   bool poll_writable_ = false;
   int open_handles_ = 0;
@@ -241,7 +310,8 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   std::vector<Packet*> rx_batch_;
   std::vector<Packet*> to_deliver_;
   std::vector<Packet*> delivering_;
-  std::vector<Event> events_;
+  std::vector<ChannelEvent> events_;
+  std::uint64_t entered_token_ = 0;  ///< exec: highest token the current pipeline was given
   Channel::MessageHandler handler_;
   Channel::EventHandler event_handler_;
   std::unordered_map<std::uint32_t, std::string> names_;  // loop copy: sender id -> name
@@ -268,6 +338,9 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     std::uint64_t handler_exceptions = 0;
     std::uint64_t updates = 0;
     std::uint64_t final_ticks = 0;
+    std::uint64_t send_only_discarded = 0;  ///< deliveries of a send-only member, dropped
+    std::uint64_t inline_received = 0;  ///< messages receive() took straight off the socket
+    std::uint64_t loop_stepped_aside = 0;
   } shell_;
   ChannelStats final_stats_;  // taken by detach()
 };

@@ -2,17 +2,23 @@
 //
 // Phases, in the order they run (each collects every problem before failing):
 //   1. check    the manifest's values (INVALID_MANIFEST) and the capabilities' (INVALID_CAPABILITIES);
-//   2. refuse   each requested property whose stage is not built yet (NOT_AVAILABLE, one line each);
+//   2. refuse   what cannot be had here (NOT_AVAILABLE, one line each): multicast on a network
+//               without it and no addresses to fan out to;
 //   3. derive   the stages the properties need, in the canonical order below, each with the
 //               sentence that explains it, and place each in software or on an offload;
 //   4. size     the transport: group, peers, MTU and the payload left after every header;
 //   5. resolve  every software stage against the registry (UNKNOWN_STAGE if a kind is missing).
 //
 // Canonical order, application -> network (a stage not needed is simply absent):
-//   group ordering, ordering.fifo, ordering.seq, fragment, reliability, flow, congestion,
-//   pacing, checksum.crc32c, faults.inject
-// Ordering sits above sequencing because it consumes the numbers sequencing stamps; the
-// checksum covers every byte the stages above wrote; fault injection is lowest so that every
+//   ordering.group, ordering.fifo, ordering.seq, fragment.split, reliability.arq, flow.credit,
+//   congestion.window, pacing.bucket, pacing.coalesce, membership.heartbeat, checksum.crc32c,
+//   faults.inject
+// Ordering sits above sequencing because it consumes the numbers sequencing stamps;
+// fragmentation sits above reliability so that every fragment is repaired; flow and
+// congestion control sit below reliability so that they see its acks and retransmissions;
+// coalescing packs whole datagrams (with every extension above) into one; membership sits
+// lowest but for the checksum, so heartbeats are checked and every packet refreshes
+// liveness; the checksum covers every byte the stages above wrote; fault injection is lowest so that every
 // stage sees the damage it does, exactly as it would see the network's.
 #include <algorithm>
 #include <sstream>
@@ -39,8 +45,15 @@ struct WireCost {
 };
 constexpr WireCost kWireCosts[] = {
     {"ordering.seq", wire::kExtHeaderBytes + 8, 0},
+    {"reliability.arq", wire::kExtHeaderBytes + 8, 0},
     {"checksum.crc32c", 0, wire::kTrailerBytes},
 };
+/// The fragment extension: u32 message id, u32 offset, u32 total.
+constexpr std::size_t kFragmentExtBytes = wire::kExtHeaderBytes + 12;
+/// The group_seq extension the network sequencer inserts: u64 sequence, u32 session.
+constexpr std::size_t kGroupSeqExtBytes = wire::kExtHeaderBytes + 12;
+/// The batch extension of a coalesced datagram (u16 count) and each record's length prefix.
+constexpr std::size_t kBatchExtBytes = wire::kExtHeaderBytes + 2;
 
 std::size_t wire_bytes(const PlannedStage& s) {
   if (s.placement != Placement::software) return 0;
@@ -52,8 +65,16 @@ std::size_t wire_bytes(const PlannedStage& s) {
 
 /// Which property each kind serves, for messages about the kind.
 constexpr std::pair<std::string_view, std::string_view> kNeededBy[] = {
+    {"ordering.group", "group_ordering"},
     {"ordering.fifo", "point_to_point_ordering"},
     {"ordering.seq", "point_to_point_ordering"},
+    {"fragment.split", "max_message_bytes"},
+    {"reliability.arq", "reliability"},
+    {"flow.credit", "flow_control"},
+    {"congestion.window", "congestion_control"},
+    {"pacing.bucket", "pacing"},
+    {"pacing.coalesce", "pacing"},
+    {"membership.heartbeat", "reliability"},
     {"checksum.crc32c", "error_checking"},
     {"faults.inject", "faults"},
 };
@@ -65,29 +86,7 @@ std::string needed_by(std::string_view kind) {
   return "?";
 }
 
-std::string key_of(std::string_view field) { return std::string(detail::manifest_row(field).key); }
-
-std::string not_yet(std::string_view field, const std::string& what) {
-  const detail::FieldMeta& row = detail::manifest_row(field);
-  return what + " is not available yet (planned: " + std::string(row.planned) + ")";
-}
-
 std::string real_text(double d) { return detail::format_real(d); }
-
-/// Step 2: every requested property whose stage does not exist yet, one line each.
-void refuse_unavailable(const Manifest& m, const Capabilities& caps, std::vector<std::string>& lines) {
-  if (m.group_ordering) {
-    std::string what = "'" + key_of("group_ordering") + "'";
-    if (!caps.network.sequencer.empty()) what += " (with the network sequencer at " + caps.network.sequencer + ")";
-    lines.push_back(not_yet("group_ordering", what));
-  }
-  if (m.reliability.enabled) lines.push_back(not_yet("reliability", "'" + key_of("reliability") + "'"));
-  if (m.pacing.enabled) lines.push_back(not_yet("pacing", "'" + key_of("pacing") + "'"));
-  if (m.flow_control.enabled) lines.push_back(not_yet("flow_control", "'" + key_of("flow_control") + "'"));
-  if (m.congestion_control != "none") {
-    lines.push_back(not_yet("congestion_control", "'" + key_of("congestion_control") + ": " + m.congestion_control + "'"));
-  }
-}
 
 PlannedStage stage(std::string kind, std::string reason) {
   PlannedStage s;
@@ -96,8 +95,64 @@ PlannedStage stage(std::string kind, std::string reason) {
   return s;
 }
 
+/// Sizes the compiler needs before it derives the stages: the payload room of one datagram.
+struct Room {
+  std::size_t datagram_payload = 0;  ///< payload bytes after the base header and every data extension
+  std::size_t coalesce_budget = 0;   ///< bytes of inner datagrams one coalesced datagram may carry
+};
+
+std::string us_text(std::int64_t us) {
+  if (us % 1000000 == 0) return std::to_string(us / 1000000) + " s";
+  if (us % 1000 == 0) return std::to_string(us / 1000) + " ms";
+  return std::to_string(us) + " us";
+}
+
+/// Whether any reliability stage is needed, and in which mode ("all" or "flagged").
+std::string reliability_mode(const Manifest& m) {
+  if (m.reliability.enabled) return m.reliability.messages;
+  // Group ordering is the paper's Listing 1 channel: it sends its handshake with the
+  // per-message `{'reliability': True}`, so the stage is there in flagged mode.
+  if (m.group_ordering) return "flagged";
+  return "";
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ",") + x;
+  return out;
+}
+
 /// Step 3: the stages, top to bottom.
-void derive_stages(const Manifest& m, const NicCapabilities& nic, Plan& plan) {
+void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkCapabilities& net, const Room& room,
+                   Plan& plan) {
+  const std::string rel_mode = reliability_mode(m);
+  const bool reliable_all = rel_mode == "all";
+  const bool membership = !rel_mode.empty() || m.flow_control.enabled || m.group_ordering;
+
+  if (m.group_ordering) {
+    PlannedStage g;
+    g.kind = "ordering.group";
+    g.params = {{"sequencer", m.sequencer},
+                {"network_sequencer", net.sequencer},
+                {"reliable", reliable_all ? "true" : "false"},
+                {"hold_us", std::to_string(m.ordering_hold_us)}};
+    std::string how = reliable_all ? "with reliability every member delivers the same sequence, without gaps"
+                                   : "without reliability a gap left open for " + us_text(m.ordering_hold_us) +
+                                         " is skipped and reported (gap_skipped), and no two members ever "
+                                         "deliver two messages in different orders";
+    if (!net.sequencer.empty()) {
+      g.reason = "'group ordering' is sequenced by the network: the capabilities declare an in-network sequencer at " +
+                 net.sequencer + " (the paper's OUM), so members send data to it and deliver in the order it "
+                 "stamps (group_seq extension, 14 bytes); " + how + ".";
+    } else {
+      g.reason = std::string("'group ordering' is sequenced by a member (") +
+                 (m.sequencer.empty() ? "the alive member with the smallest name" : "'" + m.sequencer + "'") +
+                 ", replaced through the membership view when it fails): it announces a global order that every "
+                 "member, the sender included, delivers in; " + how + ".";
+    }
+    plan.stages.push_back(std::move(g));
+  }
+
   if (m.point_to_point_ordering != OrderingMode::off) {
     const bool strict = m.point_to_point_ordering == OrderingMode::strict;
     PlannedStage fifo = stage(
@@ -112,9 +167,116 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, Plan& plan) {
                    {"window", std::to_string(m.ordering_window)},
                    {"hold_us", std::to_string(m.ordering_hold_us)}};
     plan.stages.push_back(std::move(fifo));
+  }
+  if (m.point_to_point_ordering != OrderingMode::off || m.group_ordering) {
     plan.stages.push_back(stage("ordering.seq",
                                 "rule: ordering needs per-sender sequencing: every data datagram carries a sequence "
                                 "number (seq extension, 10 bytes) under the sender's random epoch."));
+  }
+
+  if (static_cast<std::size_t>(m.max_message_bytes) > room.datagram_payload) {
+    PlannedStage f = stage("fragment.split",
+                           "'max message bytes' (" + std::to_string(m.max_message_bytes) +
+                               ") exceeds one datagram's payload (" + std::to_string(room.datagram_payload) +
+                               " bytes): larger messages are split into fragments of " +
+                               std::to_string(room.datagram_payload - kFragmentExtBytes) +
+                               " bytes (fragment extension, 14 bytes) and reassembled; " +
+                               (reliable_all ? "with reliability every fragment is repaired."
+                                             : "a message missing a fragment is dropped whole and counted."));
+    f.params = {{"fragment_bytes", std::to_string(room.datagram_payload - kFragmentExtBytes)},
+                {"max_message_bytes", std::to_string(m.max_message_bytes)},
+                {"reassembly_timeout_us", reliable_all ? "30000000" : "2000000"}};
+    plan.stages.push_back(std::move(f));
+  }
+
+  if (!rel_mode.empty()) {
+    const ReliabilitySpec& r = m.reliability;
+    std::string who = !r.ack_from.empty()        ? "the named members " + join(r.ack_from)
+                      : r.ack_fraction > 0       ? "a fraction " + real_text(r.ack_fraction) + " of the members"
+                      : r.ack_k > 0              ? std::to_string(r.ack_k) + " of the members"
+                                                 : "every receiving member of the current view";
+    PlannedStage rel;
+    rel.kind = "reliability.arq";
+    if (rel_mode == "all") {
+      rel.reason = "'reliability' asks for acknowledgments from " + who +
+                   " for every message: a sending window with retransmission on timeout (RTO from measured RTT) "
+                   "and on negative acknowledgment (NACKs with suppression), duplicates dropped; each message's "
+                   "outcome (met or failed after " + std::to_string(r.max_retries) + " retries) is reported.";
+    } else if (m.reliability.enabled) {
+      rel.reason = "'reliability: {messages: flagged}': only messages sent with the per-message "
+                   "'reliability: true' are acknowledged, by " + who + "; the others cost nothing extra.";
+    } else {
+      rel.reason = "rule: 'group ordering' channels accept the per-message 'reliability: true' (the paper's "
+                   "Listing 1 sends its handshake so): only such messages are acknowledged, by " + who +
+                   "; the others cost nothing extra.";
+    }
+    rel.params = {{"messages", rel_mode},
+                  {"ack_from", join(r.ack_from)},
+                  {"ack_fraction", real_text(r.ack_fraction)},
+                  {"ack_k", std::to_string(r.ack_k)},
+                  {"max_retries", std::to_string(r.max_retries)}};
+    plan.stages.push_back(std::move(rel));
+  }
+
+  if (m.flow_control.enabled) {
+    const FlowControlSpec& f = m.flow_control;
+    PlannedStage fl = stage("flow.credit",
+                            "'flow control' (policy " + f.policy + "): receivers advertise " +
+                                std::to_string(f.window_bytes) +
+                                " bytes of credit; the sender waits for the " +
+                                (f.policy == "min" ? std::string("slowest receiver")
+                                 : f.policy == "max" ? std::string("fastest receiver")
+                                                     : std::string("majority of receivers")) +
+                                "; one that blocks it for " + us_text(f.slow_timeout_us) + " is reported" +
+                                (f.eject_slow ? " and left behind." : "."));
+    fl.params = {{"policy", f.policy},
+                 {"window_bytes", std::to_string(f.window_bytes)},
+                 {"slow_timeout_us", std::to_string(f.slow_timeout_us)},
+                 {"eject_slow", f.eject_slow ? "true" : "false"}};
+    plan.stages.push_back(std::move(fl));
+  }
+
+  if (m.congestion_control != "none") {
+    PlannedStage cc = stage("congestion.window",
+                            "'congestion control: " + m.congestion_control +
+                                "': a congestion window driven by acknowledgments, losses and RTT, following the "
+                                "slowest acknowledging receiver (as PGMCC/TFMCC do for multicast).");
+    cc.params = {{"algorithm", m.congestion_control}};
+    plan.stages.push_back(std::move(cc));
+  }
+
+  if (m.pacing.enabled) {
+    const PacingSpec& p = m.pacing;
+    if (p.rate_bps > 0) {
+      const std::int64_t burst = p.burst_bytes > 0 ? p.burst_bytes : 65536;
+      PlannedStage b = stage("pacing.bucket", "'pacing' asks for at most " + std::to_string(p.rate_bps) +
+                                                  " bit/s: a token bucket (burst " + std::to_string(burst) +
+                                                  " bytes) spreads the datagrams.");
+      b.params = {{"rate_bps", std::to_string(p.rate_bps)}, {"burst_bytes", std::to_string(burst)}};
+      plan.stages.push_back(std::move(b));
+    }
+    const std::int64_t coalesce_us = p.coalesce_us > 0 ? p.coalesce_us : (p.rate_bps > 0 ? 0 : 100);
+    if (coalesce_us > 0) {
+      PlannedStage c = stage("pacing.coalesce",
+                             "'pacing' trades latency for throughput: small messages wait at most " +
+                                 us_text(coalesce_us) + " to share one datagram (up to " +
+                                 std::to_string(room.coalesce_budget) +
+                                 " bytes of them); a message alone at the deadline is sent as itself.");
+      c.params = {{"max_bytes", std::to_string(room.coalesce_budget)}, {"delay_us", std::to_string(coalesce_us)}};
+      plan.stages.push_back(std::move(c));
+    }
+  }
+
+  if (membership) {
+    std::string why = !rel_mode.empty() ? "reliability" : m.group_ordering ? "group ordering" : "flow control";
+    PlannedStage hb = stage("membership.heartbeat",
+                            "rule: " + why + " needs the membership view: every member announces itself every " +
+                                us_text(m.heartbeat_us) + " and one silent for " + us_text(m.failure_timeout_us) +
+                                " is reported failed.");
+    hb.params = {{"interval_us", std::to_string(m.heartbeat_us)},
+                 {"timeout_us", std::to_string(m.failure_timeout_us)},
+                 {"receives", m.duplexity == Duplexity::send_only ? "false" : "true"}};
+    plan.stages.push_back(std::move(hb));
   }
 
   if (m.error_checking) {
@@ -218,9 +380,8 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
   plan.synchronicity = m.synchronicity;
   if (caps.source != "(defaults)" && !caps.source.empty()) plan.notes.push_back("capabilities: " + caps.source);
 
-  // 2. refuse what is not built yet (multicast's refusals join them in step 4)
+  // 2. refuse what cannot be had (decided with the transport, in step 4)
   std::vector<std::string> refused;
-  refuse_unavailable(m, caps, refused);
 
   // The NIC described by the capabilities is the channel's unless the manifest names another.
   TransportPlan& t = plan.transport;
@@ -232,8 +393,27 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
     nic = NicCapabilities{};
   }
 
-  // 3. derive
-  derive_stages(m, nic, plan);
+  // 3. derive. The payload room of a datagram depends on which stages add bytes, and the
+  //    fragmentation and coalescing decisions depend on the room: derive once to learn the
+  //    stages, size the room, then derive for real (derivation is pure).
+  const std::size_t base_room =
+      std::min<std::size_t>(nic.mtu_bytes - kIpv4HeaderBytes - kUdpHeaderBytes, wire::kMaxDatagramBytes) -
+      wire::kBaseHeaderBytes;
+  Room room;
+  {
+    Plan probe = plan;
+    derive_stages(m, nic, caps.network, Room{base_room, base_room}, probe);
+    room.datagram_payload = base_room;
+    room.coalesce_budget = base_room - kBatchExtBytes;
+    for (const auto& s : probe.stages) {
+      room.datagram_payload -= wire_bytes(s);
+      if (s.kind == "checksum.crc32c" && s.placement == Placement::software) {
+        room.coalesce_budget -= wire::kTrailerBytes;
+      }
+    }
+    if (m.group_ordering && !caps.network.sequencer.empty()) room.datagram_payload -= kGroupSeqExtBytes;
+  }
+  derive_stages(m, nic, caps.network, room, plan);
 
   // 4. size the transport
   t.port = static_cast<std::uint16_t>(m.port);
@@ -249,22 +429,19 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
     for (const auto& line : refused) message += (message.empty() ? "" : "\n") + line;
     return {Code::NOT_AVAILABLE, message};
   }
-  std::size_t room = std::min<std::size_t>(nic.mtu_bytes - kIpv4HeaderBytes - kUdpHeaderBytes, wire::kMaxDatagramBytes);
-  room -= wire::kBaseHeaderBytes;
-  for (const auto& s : plan.stages) room -= wire_bytes(s);
-  t.max_payload_bytes = static_cast<std::uint32_t>(room);
+  t.max_payload_bytes = static_cast<std::uint32_t>(room.datagram_payload);
 
   if (!m.error_checking) {
     plan.notes.push_back("error checking: not requested: no checksum stage and no trailer (UDP checksums stay on)");
   }
   if (m.congestion_control == "none") plan.notes.push_back("congestion control: none (not requested)");
-  if (m.max_message_bytes > static_cast<std::int64_t>(t.max_payload_bytes)) {
-    plan.notes.push_back("fragmentation: not available yet: messages above " + std::to_string(t.max_payload_bytes) +
-                         " bytes are refused at send ('max message bytes' is " + std::to_string(m.max_message_bytes) +
-                         ")");
-  } else {
+  if (m.max_message_bytes <= static_cast<std::int64_t>(t.max_payload_bytes)) {
     plan.notes.push_back("fragmentation: not needed: 'max message bytes' (" + std::to_string(m.max_message_bytes) +
                          ") fits one datagram");
+  }
+  if (reliability_mode(m).empty()) {
+    plan.notes.push_back("reliability: not requested: messages may be lost; the per-message 'reliability' is "
+                         "refused (set 'reliability: {messages: flagged}' to allow it)");
   }
   if (!caps.network.sequencer.empty() && !m.group_ordering) {
     plan.notes.push_back("network sequencer " + caps.network.sequencer + ": not used (group ordering not requested)");

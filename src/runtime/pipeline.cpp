@@ -116,7 +116,9 @@ void Pipeline::receive(Packet* p, std::uint64_t now_ns) noexcept {
     drop(p, DropReason::foreign_channel);
     return;
   }
-  if (p->sender == env_.sender && p->epoch == env_.epoch) {
+  // Exception: a datagram stamped by an in-network sequencer (Ext::group_seq) is our own
+  // message coming back in the group's order; ordering.group delivers it in that order.
+  if (p->sender == env_.sender && p->epoch == env_.epoch && p->ext(wire::Ext::group_seq) == nullptr) {
     // Our own datagram, looped back by IP_MULTICAST_LOOP for the other members on this host.
     bump(static_cast<std::size_t>(PipelineCounter::own_packets));
     p->release();

@@ -484,7 +484,15 @@ bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, s
   rec.flags = flags;
   rec.payload.assign(bytes, bytes + n);
   Packet* p = nullptr;
-  if (m.up && n <= m.max_payload_bytes) p = m.pool->alloc();
+  if (m.up && n <= m.max_payload_bytes) {
+    p = m.pool->alloc();
+  } else if (m.up && n <= 0xFFFFFFFFu - kHeadroom - wire::kTrailerBytes &&
+             std::any_of(m.plan.stages.begin(), m.plan.stages.end(),
+                         [](const PlannedStage& s) { return s.kind == "fragment.split"; })) {
+    // A message larger than one datagram goes into a large buffer, as the runtime's shell
+    // does; fragment.split cuts it into datagrams (or refuses it as too large).
+    p = m.pool->alloc_large(static_cast<std::uint32_t>(n));
+  }
   rec.accepted = p != nullptr;
   m.sent.push_back(std::move(rec));
   if (p == nullptr) {
@@ -494,6 +502,9 @@ bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, s
   p->reset_for_send(static_cast<std::uint32_t>(n));
   if (n != 0) std::memcpy(p->payload(), bytes, n);
   p->flags = flags;
+  // The application's message id, reported back in delivery outcome events: the 1-based
+  // index of the message in sent(member).
+  p->token = m.sent.size();
   if (trace_ != nullptr) *trace_ << "t=" << now_ns_ << " send member " << i << " " << n << " bytes\n";
   m.pipeline->send(p, now_ns_);
   rearm(i);
@@ -628,6 +639,8 @@ void Network::on_event(std::size_t i, const Event& e) noexcept {
   r.seq = e.seq;
   r.count = e.count;
   r.stage = std::string(e.stage);
+  r.token = e.token;
+  r.members = e.members;
   if (trace_ != nullptr) {
     *trace_ << "t=" << now_ns_ << " event member " << i << " " << event_type_name(e.type) << " sender " << e.sender
             << " seq " << e.seq << " count " << e.count << "\n";
@@ -658,6 +671,11 @@ std::size_t Network::held_packets(std::size_t i) const {
 std::uint32_t Network::pool_in_use(std::size_t i) const {
   const Member& m = member(i);
   return m.up ? m.pool->in_use() : 0;
+}
+
+std::uint64_t Network::pool_large_bytes(std::size_t i) const {
+  const Member& m = member(i);
+  return m.up ? m.pool->large_bytes() : 0;
 }
 
 const LinkStats& Network::link_stats(std::size_t i) const { return member(i).stats; }

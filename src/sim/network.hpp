@@ -107,9 +107,12 @@ struct RecordedEvent {
   std::uint64_t seq = 0;
   std::uint64_t count = 0;
   std::string stage;
+  std::uint64_t token = 0;   ///< Event::token (delivery_met / delivery_failed)
+  MemberMask members = 0;    ///< Event::members (Group slots)
 };
 
-/// A message the application of a member handed to send().
+/// A message the application of a member handed to send(). Its Packet::token (reported in
+/// delivery_met / delivery_failed events) is its 1-based index in sent(member).
 struct SentMessage {
   std::uint64_t time_ns = 0;
   std::uint32_t epoch = 0;  ///< the incarnation that sent it
@@ -236,6 +239,8 @@ class Network {
   [[nodiscard]] const std::vector<CounterSnapshot>& previous_counters(std::size_t member) const;
   [[nodiscard]] std::size_t held_packets(std::size_t member) const;
   [[nodiscard]] std::uint32_t pool_in_use(std::size_t member) const;
+  /// Bytes the member's pool holds in large packets (messages above one datagram); 0 down.
+  [[nodiscard]] std::uint64_t pool_large_bytes(std::size_t member) const;
   [[nodiscard]] const LinkStats& link_stats(std::size_t member) const;  ///< inbound to member
   [[nodiscard]] LinkStats total_link_stats() const;
   /// The member's pipeline (for white-box tests); nullptr while down.

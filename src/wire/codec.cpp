@@ -180,25 +180,28 @@ Packet* PacketPool::alloc() noexcept {
 
 Packet* PacketPool::alloc_large(std::uint32_t payload_bytes) noexcept {
   const std::uint64_t bytes = std::uint64_t{kHeadroom} + payload_bytes + wire::kTrailerBytes;
-  if (bytes > 0xFFFFFFFFull || large_bytes_ + bytes > large_budget_) return nullptr;
+  if (bytes > 0xFFFFFFFFull) return nullptr;
+  if (large_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes > large_budget_) {
+    large_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    return nullptr;
+  }
   Packet* p = new (std::nothrow) Packet;
-  if (p == nullptr) return nullptr;
-  p->buf = new (std::nothrow) std::uint8_t[bytes];
-  if (p->buf == nullptr) {
+  if (p != nullptr) p->buf = new (std::nothrow) std::uint8_t[bytes];
+  if (p == nullptr || p->buf == nullptr) {
     delete p;
+    large_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
     return nullptr;
   }
   p->cap = static_cast<std::uint32_t>(bytes);
   p->pool = this;
   p->large = true;
   p->reset_for_send(payload_bytes);
-  large_bytes_ += bytes;
   return p;
 }
 
 void PacketPool::free(Packet* p) noexcept {
   if (p->large) {
-    large_bytes_ -= p->cap;
+    large_bytes_.fetch_sub(p->cap, std::memory_order_relaxed);
     delete[] p->buf;
     delete p;
     return;

@@ -2,7 +2,7 @@
 //
 //   tmc_net_member --manifest FILE --name NAME [--send N] [--rate MSGS_PER_S] [--size BYTES]
 //                  [--receive SECONDS] [--idle SECONDS] [--log FILE] [--ready FILE]
-//                  [--start-after FILE]
+//                  [--start-after FILE] [--wait-members N] [--outcomes]
 //
 // Joins the channel of the manifest file (the interface comes from its 'interface' key),
 // then, at once or when --start-after FILE appears:
@@ -13,6 +13,10 @@
 //                       <sender> <app seq> <wire seq or -> <payload FNV-1a hex> <ok|bad>
 //                   where "bad" means the payload is not the one that sender sent for that seq.
 // Both may be given (a full-duplex member). --ready FILE is written once the channel is open.
+// --wait-members N waits (up to 20 s) until the membership view holds N other members before
+// sending. --outcomes asks for each message's delivery outcome (reliable channels) and prints
+// how many were met and failed and who was missing; then the exit status is 1 unless every
+// outcome was met.
 // On exit it prints its counters. Exit status: 0, or 1 on any error.
 #include <atomic>
 #include <chrono>
@@ -21,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -65,6 +70,8 @@ struct Args {
   std::string log;
   std::string ready;
   std::string start_after;
+  long wait_members = 0;
+  bool outcomes = false;
 };
 
 int run(const Args& a) {
@@ -135,14 +142,32 @@ int run(const Args& a) {
     }
   }
 
+  if (a.wait_members > 0) {
+    if (tmc::Status st = c.wait_for_members(static_cast<std::size_t>(a.wait_members), 20s); !st) {
+      std::fprintf(stderr, "%s: %s\n", a.name.c_str(), st.to_string().c_str());
+      return 1;
+    }
+  }
   const auto start = std::chrono::steady_clock::now();
   std::uint64_t send_errors = 0;
+  std::vector<std::future<tmc::DeliveryOutcome>> futures;
+  if (a.outcomes) futures.reserve(static_cast<std::size_t>(a.send));
   if (a.send > 0) {
     // Sending on its own thread lets a full-duplex member keep delivering meanwhile (the
     // handler runs on the loop thread either way).
     for (long i = 0; i < a.send; ++i) {
       const std::string p = payload_for(c.name(), static_cast<std::uint64_t>(i), a.size);
-      if (!c.send(p)) ++send_errors;
+      if (a.outcomes) {
+        std::future<tmc::DeliveryOutcome> f;
+        const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(p.data()), p.size());
+        if (!c.send(bytes, tmc::MessageManifest{}, &f)) {
+          ++send_errors;
+        } else {
+          futures.push_back(std::move(f));
+        }
+      } else if (!c.send(p)) {
+        ++send_errors;
+      }
       std::this_thread::sleep_until(start + std::chrono::duration<double>((static_cast<double>(i) + 1) / a.rate));
     }
   }
@@ -156,6 +181,33 @@ int run(const Args& a) {
     }
     c.on_message(nullptr);
   }
+  std::uint64_t met = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t other = 0;
+  std::string missing;
+  for (auto& f : futures) {
+    if (f.wait_for(60s) != std::future_status::ready) {
+      ++other;
+      continue;
+    }
+    const tmc::DeliveryOutcome o = f.get();
+    if (o.state == tmc::DeliveryOutcome::State::met) {
+      ++met;
+    } else if (o.state == tmc::DeliveryOutcome::State::failed) {
+      ++failed;
+      for (const auto& who : o.missing) {
+        if (missing.find(who) == std::string::npos) missing += (missing.empty() ? "" : ",") + who;
+      }
+    } else {
+      ++other;
+    }
+  }
+  const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (a.outcomes) {
+    std::printf("%s: outcomes met %" PRIu64 ", failed %" PRIu64 " (missing: %s), other %" PRIu64
+                ", all settled after %.2f s\n",
+                a.name.c_str(), met, failed, missing.empty() ? "-" : missing.c_str(), other, elapsed);
+  }
   const tmc::ChannelStats st = c.stats();
   c.close();
   if (log != nullptr) {
@@ -166,6 +218,11 @@ int run(const Args& a) {
               ", bad payloads %" PRIu64 ", drops.stale %" PRIu64 ", drops.checksum %" PRIu64 ", loss ratio %.4f\n",
               c.name().c_str(), st.messages_sent, send_errors, st.datagrams_received, st.messages_delivered, bad,
               st.drop_count(tmc::DropReason::stale), st.drop_count(tmc::DropReason::checksum), st.loss_ratio);
+  std::printf("%s: reliability retransmits %" PRIu64 ", acks received %" PRIu64 ", nacks received %" PRIu64
+              ", drops.duplicate %" PRIu64 "\n",
+              c.name().c_str(), st.counter("reliability.retransmits"), st.counter("reliability.acks_received"),
+              st.counter("reliability.nacks_received"), st.drop_count(tmc::DropReason::duplicate));
+  if (a.outcomes && (failed != 0 || other != 0 || met != futures.size())) return 1;
   return send_errors == 0 ? 0 : 1;
 }
 
@@ -190,6 +247,8 @@ int main(int argc, char** argv) {
     else if (k == "--log") a.log = v;
     else if (k == "--ready") a.ready = v;
     else if (k == "--start-after") a.start_after = v;
+    else if (k == "--wait-members") a.wait_members = std::atol(v);
+    else if (k == "--outcomes") a.outcomes = std::string(v) == "1" || std::string(v) == "true";
     else {
       std::fprintf(stderr, "tmc_net_member: unknown option %s\n", k.c_str());
       return 2;

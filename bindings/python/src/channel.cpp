@@ -245,7 +245,7 @@ class PyChannel {
   PyChannel& operator=(const PyChannel&) = delete;
 
   // --- sending ---------------------------------------------------------------------------
-  void send(py::handle payload, py::handle per_message) {
+  py::object send(py::handle payload, py::handle per_message, bool wait) {
     check_not_inherited();
     const char* data = nullptr;
     Py_ssize_t n = 0;
@@ -278,6 +278,22 @@ class PyChannel {
     } guard{&view, have_view};
     const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data), static_cast<std::size_t>(n));
     Status s;
+    if (wait) {
+      const MessageManifest mm = per_message.is_none() ? MessageManifest{} : message_manifest(per_message);
+      DeliveryOutcome o;
+      {
+        py::gil_scoped_release nogil;
+        std::future<DeliveryOutcome> f;
+        s = ch_.send(bytes, mm, &f);
+        if (s.is_ok()) o = f.get();  // bounded by the retry budget, or settled by close()
+      }
+      check(s);
+      py::dict out;
+      out["state"] = std::string(delivery_state_name(o.state));
+      out["acked"] = o.acked;
+      out["missing"] = o.missing;
+      return std::move(out);
+    }
     if (per_message.is_none()) {
       py::gil_scoped_release nogil;
       s = ch_.send(bytes);
@@ -285,6 +301,39 @@ class PyChannel {
       const MessageManifest mm = message_manifest(per_message);
       py::gil_scoped_release nogil;
       s = ch_.send(bytes, mm);
+    }
+    check(s);
+    return py::none();
+  }
+
+  py::list view() {
+    check_not_inherited();
+    std::vector<MemberStatus> v;
+    {
+      py::gil_scoped_release nogil;
+      v = ch_.view();
+    }
+    py::list out;
+    for (const auto& m : v) {
+      py::dict d;
+      d["name"] = m.name;
+      d["state"] = std::string(member_state_name(m.state));
+      d["self"] = m.self;
+      d["receives"] = m.receives;
+      d["sender_id"] = m.sender_id;
+      d["epoch"] = m.epoch;
+      out.append(std::move(d));
+    }
+    return out;
+  }
+
+  void wait_for_members(std::size_t count, double timeout_s) {
+    check_not_inherited();
+    if (!(timeout_s >= 0)) throw py::value_error("wait_for_members: timeout must be >= 0 seconds");
+    Status s;
+    {
+      py::gil_scoped_release nogil;
+      s = ch_.wait_for_members(count, std::chrono::nanoseconds(static_cast<std::int64_t>(timeout_s * 1e9)));
     }
     check(s);
   }
@@ -602,8 +651,16 @@ void register_channel(py::module_& m) {
   py::class_<PyChannel>(m, "Channel", py::dynamic_attr(),
                         "A multicast channel with the guarantees its manifest declares (paper, Listing 1).")
       .def(py::init<py::object, const py::kwargs&>(), py::arg("manifest") = py::none())
-      .def("send", &PyChannel::send, py::arg("message"), py::arg("properties") = py::none(),
-           "Send one message to the group, optionally with per-message properties ({'reliability': True}).")
+      .def("send", &PyChannel::send, py::arg("message"), py::arg("properties") = py::none(), py::kw_only(),
+           py::arg("wait") = false,
+           "Send one message to the group, optionally with per-message properties ({'reliability': True}). "
+           "With wait=True, block until the message's outcome is known and return it as a dict "
+           "{'state': 'met'|'failed'|'unreliable'|'abandoned', 'acked': [...], 'missing': [...]}.")
+      .def_property_readonly("view", &PyChannel::view,
+                             "The membership view: a list of {'name', 'state', 'self', 'receives', 'sender_id', "
+                             "'epoch'} (empty without the membership stage).")
+      .def("wait_for_members", &PyChannel::wait_for_members, py::arg("count"), py::arg("timeout") = 10.0,
+           "Wait until the view holds `count` alive members besides this one; raises ChannelTimeoutError.")
       .def("update", &PyChannel::update, py::arg("changes") = py::none(),
            "Apply manifest changes for good ({'error checking': True}); keyword properties work too.")
       .def(

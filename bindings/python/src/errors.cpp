@@ -5,7 +5,8 @@
 //   │   └── NotAvailableError              NOT_AVAILABLE: a property whose stage is not built yet
 //   └── ChannelError                       network and channel state: BAD_ADDRESS,
 //       │                                  NO_SUCH_INTERFACE, ADDRESS_IN_USE, PERMISSION_DENIED,
-//       │                                  IO_ERROR, CLOSED, NOT_PERMITTED_BY_DUPLEXITY, WOULD_BLOCK
+//       │                                  IO_ERROR, CLOSED, NOT_PERMITTED_BY_DUPLEXITY, WOULD_BLOCK,
+//       │                                  DELIVERY_FAILED
 //       ├── MessageTooLargeError(ChannelError, ValueError)   MESSAGE_TOO_LARGE
 //       └── ChannelTimeoutError(ChannelError, TimeoutError)  TIMED_OUT
 //
@@ -53,6 +54,7 @@ PyObject* class_for(Code code) {
     case Code::NOT_PERMITTED_BY_DUPLEXITY:
     case Code::WOULD_BLOCK:
     case Code::MALFORMED_PACKET:
+    case Code::DELIVERY_FAILED:
       return g_classes.channel;
     case Code::OK:
     case Code::INVALID_ARGUMENT:

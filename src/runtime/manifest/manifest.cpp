@@ -9,12 +9,13 @@
 #include "tmc/wire.hpp"
 
 // Reflection lists, in declaration order (schema_problems() checks the rows follow it).
-BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries);
+BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages);
 BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
-BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy);
+BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow);
 BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay_us, seed);
-BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, multicast, group, port, interface, ttl, loopback,
-                        point_to_point_ordering, ordering_window, ordering_hold_us, group_ordering, reliability,
+BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, heartbeat_us, failure_timeout_us, multicast, group, port,
+                        interface, ttl, loopback, point_to_point_ordering, ordering_window, ordering_hold_us,
+                        group_ordering, sequencer, reliability,
                         error_checking, pacing, flow_control, congestion_control, synchronicity, duplexity,
                         max_message_bytes, faults);
 BOOST_HANA_ADAPT_STRUCT(tmc::MessageManifest, reliability, error_checking, ordered);
@@ -68,6 +69,7 @@ namespace {
 
 constexpr std::string_view kFlowPolicies[] = {"min", "max", "quorum"};
 constexpr std::string_view kCongestionControls[] = {"none", "aimd", "cubic"};
+constexpr std::string_view kReliableMessages[] = {"all", "flagged"};
 
 constexpr FieldMeta kReliabilityRows[] = {
     {.field = "enabled", .key = "enabled", .alias = "enabled",
@@ -82,18 +84,21 @@ constexpr FieldMeta kReliabilityRows[] = {
      .doc = "acknowledgments needed from any k members; 0 = unused", .min = 1, .zero_means_unset = true},
     {.field = "max_retries", .key = "max retries", .alias = "max_retries",
      .doc = "retransmissions before the message is reported failed", .min = 0, .max = 1000},
+    {.field = "messages", .key = "messages", .alias = "messages",
+     .doc = "all: every message is acknowledged; flagged: only messages sent with the per-message "
+            "'reliability: true'", .one_of = kReliableMessages},
 };
 
 constexpr FieldMeta kPacingRows[] = {
     {.field = "enabled", .key = "enabled", .alias = "enabled",
      .doc = "false keeps the settings below but turns pacing off (a map alone means true)", .always = true},
     {.field = "rate_bps", .key = "rate bps", .alias = "rate_bps",
-     .doc = "token-bucket rate in bits per second; 0 = chosen by the runtime", .min = 0},
+     .doc = "token-bucket rate in bits per second (datagram bytes); 0 = no rate limit", .min = 0},
     {.field = "burst_bytes", .key = "burst bytes", .alias = "burst_bytes",
-     .doc = "token-bucket depth in bytes; 0 = one datagram", .min = 0},
+     .doc = "token-bucket depth in bytes; 0 = 64 KiB", .min = 0},
     {.field = "coalesce_us", .key = "coalesce us", .alias = "coalesce_us",
-     .doc = "longest wait to coalesce small messages into one datagram, in microseconds", .min = 0,
-     .max = 1000000},
+     .doc = "longest wait to coalesce small messages into one datagram, in microseconds; 0 = 100 when "
+            "no rate is set, else no coalescing", .min = 0, .max = 1000000},
 };
 
 constexpr FieldMeta kFlowRows[] = {
@@ -103,6 +108,14 @@ constexpr FieldMeta kFlowRows[] = {
      .doc = "whose receive window limits the sender: the slowest member (min), the fastest (max), or a "
             "majority (quorum)",
      .one_of = kFlowPolicies},
+    {.field = "window_bytes", .key = "window bytes", .alias = "window_bytes",
+     .doc = "bytes each receiver lets the sender have outstanding (its advertised window)", .min = 1024,
+     .max = 1LL << 32},
+    {.field = "slow_timeout_us", .key = "slow timeout us", .alias = "slow_timeout_us",
+     .doc = "a receiver that holds the sender back this long is reported to the application as slow",
+     .min = 1000, .max = 600'000'000},
+    {.field = "eject_slow", .key = "eject slow", .alias = "eject_slow",
+     .doc = "a slow receiver stops holding the sender back (it is reported, and then left behind)"},
 };
 
 constexpr FieldMeta kFaultRows[] = {
@@ -130,6 +143,12 @@ constexpr FieldMeta kManifestRows[] = {
     {.field = "members", .key = "members", .alias = "members",
      .doc = "the group's members by name, or as \"name@ip:port\" for unicast fan-out; used by "
             "'reliability.ack from' and 'ack k'"},
+    {.field = "heartbeat_us", .key = "heartbeat us", .alias = "heartbeat_us",
+     .doc = "membership: how often each member announces itself, in microseconds (with reliability, flow "
+            "control or group ordering)", .min = 1000, .max = 60'000'000},
+    {.field = "failure_timeout_us", .key = "failure timeout us", .alias = "failure_timeout_us",
+     .doc = "membership: a member not heard for this long is reported failed, in microseconds",
+     .min = 2000, .max = 600'000'000},
     {.field = "multicast", .key = "multicast", .alias = "multicast",
      .doc = "true: one IP multicast send reaches every member; false: unicast fan-out to the addresses "
             "in 'members'"},
@@ -153,24 +172,27 @@ constexpr FieldMeta kManifestRows[] = {
     {.field = "ordering_hold_us", .key = "ordering hold us", .alias = "ordering_hold_us",
      .doc = "strict ordering: longest wait for a gap to fill, in microseconds", .min = 1, .max = 60'000'000},
     {.field = "group_ordering", .key = "group ordering", .alias = "group_ordering",
-     .doc = "every member delivers every message in the same total order", .available = false,
-     .planned = "issue 5"},
+     .doc = "every member delivers every message in the same total order (a sequencer: a member, or the "
+            "network's when the capability file declares one)"},
+    {.field = "sequencer", .key = "sequencer", .alias = "sequencer",
+     .doc = "group ordering: the member that sequences; empty = the alive member with the smallest name"},
     {.field = "reliability", .key = "reliability", .alias = "reliability",
      .doc = "acknowledged delivery with retransmission: true (ack from all members) or a map naming who "
             "must acknowledge",
-     .default_text = "false", .per_message = true, .available = false, .planned = "issue 4"},
+     .default_text = "false", .per_message = true},
     {.field = "error_checking", .key = "error checking", .alias = "error_checking",
      .doc = "detect corrupted payloads (CRC32C); placed on the NIC when the capability file says it "
             "verifies checksums, else in software",
      .true_word = "crc32c", .per_message = true},
-    {.field = "pacing", .key = "pacing", .alias = "pacing", .doc = "smooth sending with a token bucket",
-     .default_text = "false", .available = false, .planned = "issue 4"},
+    {.field = "pacing", .key = "pacing", .alias = "pacing",
+     .doc = "smooth sending with a token bucket and/or coalesce small messages into fewer datagrams; true = "
+            "coalesce for at most 100 us",
+     .default_text = "false"},
     {.field = "flow_control", .key = "flow control", .alias = "flow_control",
-     .doc = "do not send faster than the members can receive", .default_text = "false", .available = false,
-     .planned = "issue 4"},
+     .doc = "do not send faster than the members can receive", .default_text = "false"},
     {.field = "congestion_control", .key = "congestion control", .alias = "congestion_control",
-     .doc = "back off when the network is congested; none is available now", .one_of = kCongestionControls,
-     .available = false, .planned = "issue 4"},
+     .doc = "back off when the network is congested: none, aimd (Reno-like) or cubic, following the slowest "
+            "acknowledging receiver (needs reliability)", .one_of = kCongestionControls},
     {.field = "synchronicity", .key = "synchronicity", .alias = "synchronicity",
      .doc = "async: send() returns once the message is handed to the network; sync: once its guarantees "
             "are met"},
@@ -184,8 +206,7 @@ constexpr FieldMeta kManifestRows[] = {
 
 constexpr FieldMeta kMessageRows[] = {
     {.field = "reliability", .key = "reliability", .alias = "reliability",
-     .doc = "this message needs acknowledgments (as the channel's 'reliability' says who)", .per_message = true,
-     .available = false, .planned = "issue 4"},
+     .doc = "this message needs acknowledgments (as the channel's 'reliability' says who)", .per_message = true},
     {.field = "error_checking", .key = "error checking", .alias = "error_checking",
      .doc = "this message carries a CRC32C", .true_word = "crc32c", .per_message = true},
     {.field = "ordered", .key = "ordered", .alias = "ordered",
@@ -397,6 +418,25 @@ void check_rules(const Manifest& m, Checker& c) {
     if (!m.members.empty() && std::find(names.begin(), names.end(), who) == names.end()) {
       c.error("reliability.ack from", "'reliability.ack from' names '" + who + "', which is not in 'members'");
     }
+  }
+  if (names.size() > kMaxGroupMembers) {
+    c.error("members", "'members' lists " + std::to_string(names.size()) + " members; a channel has at most " +
+                           std::to_string(kMaxGroupMembers));
+  }
+  if (m.failure_timeout_us <= m.heartbeat_us) {
+    c.error("failure timeout us", "'failure timeout us' (" + std::to_string(m.failure_timeout_us) +
+                                      ") must be longer than 'heartbeat us' (" + std::to_string(m.heartbeat_us) +
+                                      "), or every member would be declared failed between two heartbeats");
+  }
+  if (!m.sequencer.empty() && !m.group_ordering) {
+    c.error("sequencer", "'sequencer' is set but 'group ordering' is not");
+  }
+  if (!m.sequencer.empty() && !names.empty() && std::find(names.begin(), names.end(), m.sequencer) == names.end()) {
+    c.error("sequencer", "'sequencer' names '" + m.sequencer + "', which is not in 'members'");
+  }
+  if (m.congestion_control != "none" && !m.reliability.enabled) {
+    c.error("congestion control", "'congestion control: " + m.congestion_control +
+                                      "' needs acknowledgments to measure the network; set 'reliability'");
   }
 }
 

@@ -1,0 +1,464 @@
+// congestion.window — a congestion window over reliable data (issue 4 item 4).
+//
+// Synopsis
+//   Limits the datagram bytes of reliable packets that are sent but not yet acknowledged by
+//   the slowest acknowledging receiver to the window of a CongestionController (none, aimd,
+//   cubic; tmc/congestion.hpp). Reliable data beyond the window waits in a FIFO inside the
+//   stage; nothing is dropped.
+// Params
+//   algorithm (string, "aimd")          "none" | "aimd" | "cubic"
+//   initial_window_packets (int, 10)    window before feedback, in mss
+//   min_window_packets (int, 2)         lower clamp, in mss
+//   max_window_packets (int, 100000)    upper clamp, in mss
+//   mss_bytes (int, 1400)               bytes of one full-sized datagram
+//   stall_timeout_us (int, 1000000)     no ack progress this long while data waits: stall
+// Counters
+//   congestion.* (see register_congestion_window below)
+// Wire
+//   None of its own. Reads Ext::rel (reliability's sequence number) of packets going down,
+//   and Ext::ack bodies of Kind::ack / Kind::nack packets coming up (ack_format.hpp).
+// Notes
+//   Bytes in flight are tracked per reliable sequence number (rseq) in a ring sized from
+//   max_window_packets and allocated once, at the first reliable packet. Each receiver slot
+//   of the Group keeps its highest cumulative ack for our (sender, epoch); the stage follows
+//   the receivers in Group::receivers() that have acknowledged something in their current
+//   epoch, and the floor is the lowest of their cumulative acks: every rseq at or below it
+//   is acknowledged by all of them. Bytes above the floor are in flight (SACKed bytes of the
+//   slowest receiver are still counted: the window is conservative). When the floor moves,
+//   the newly acknowledged bytes and an RTT sample (from the newest of them, unless it was
+//   retransmitted: Karn's rule) go to the controller. Receivers that never acked (not yet
+//   heard, or outside a subset ack set) are not followed: the controller then runs on the
+//   others' feedback; with no receivers at all the window is open.
+//
+//   Loss signals: a NACK targeted at us, or an ack whose SACK bitmap shows the first hole
+//   with at least three later rseqs received (TCP's duplicate-ack threshold, so that mere
+//   reordering is not a loss). Losses at or below the recovery point (the highest rseq sent
+//   when the last loss was taken) belong to the same congestion event and are not fed
+//   again; the controllers also reduce at most once per RTT.
+//
+//   Retransmissions (an rseq already seen) pass at once and are marked so they give no RTT
+//   sample; reliable control packets (kFlagReliable on a control kind) pass at once and are
+//   counted in flight; unreliable packets and other kinds are not touched. Reliable data
+//   waits when the window is full, in arrival order, and leaves as acks open the window.
+//
+//   Stalls: when data waits and the floor has not moved for stall_timeout_us, either some
+//   followed receivers have acknowledged beyond the floor — then those at the floor are
+//   left behind (counted; followed again once their ack reaches the floor: a receiver that
+//   lost contact cannot hold the channel forever, and membership or flow control reports
+//   it) — or none did, and the controller's on_timeout() shrinks the window while the bytes
+//   in flight are forgotten (reliability above still repairs or reports them). The stage
+//   re-checks the Group every few milliseconds while data waits, because membership
+//   changes reach it through no packet.
+#include "primitives/congestion/window.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "primitives/reliability/ack_format.hpp"
+
+namespace tmc {
+namespace detail {
+namespace {
+
+enum Counter : std::size_t {
+  passed,
+  window_waits,
+  released,
+  retransmits_passed,
+  control_passed,
+  losses,
+  nacks_seen,
+  sack_holes,
+  acks_seen,
+  acked_bytes,
+  max_window_bytes,
+  stalls,
+  laggards,
+  stop_flushed,
+};
+
+std::uint64_t datagram_bytes(const Packet& p) noexcept {
+  return std::uint64_t{p.len} + (p.sealed ? 0 : wire::kBaseHeaderBytes);
+}
+
+}  // namespace
+
+CongestionWindowStage::~CongestionWindowStage() {
+  // Packets still queued belong to this stage; give them back to their pool.
+  while (head_ != nullptr) pop()->release();
+}
+
+bool CongestionWindowStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
+  env_ = env;
+  const std::string algorithm = params.get_string("algorithm", "aimd");
+  const std::int64_t initial = params.get_int("initial_window_packets", 10);
+  const std::int64_t min_w = params.get_int("min_window_packets", 2);
+  const std::int64_t max_w = params.get_int("max_window_packets", 100000);
+  const std::int64_t mss = params.get_int("mss_bytes", 1400);
+  const std::int64_t stall_us = params.get_int("stall_timeout_us", 1'000'000);
+  if (algorithm != "none" && algorithm != "aimd" && algorithm != "cubic") {
+    errors.push_back("parameter 'algorithm' must be \"none\", \"aimd\" or \"cubic\", got \"" + algorithm + "\"");
+  }
+  if (min_w < 1 || min_w > 10'000'000) {
+    errors.push_back("parameter 'min_window_packets' must be in 1..10000000, got " + std::to_string(min_w));
+  }
+  if (max_w < 1 || max_w > 10'000'000) {
+    errors.push_back("parameter 'max_window_packets' must be in 1..10000000, got " + std::to_string(max_w));
+  } else if (max_w < min_w) {
+    errors.push_back("parameter 'max_window_packets' (" + std::to_string(max_w) +
+                     ") must not be below 'min_window_packets' (" + std::to_string(min_w) + ")");
+  }
+  if (initial < 1 || initial > 10'000'000) {
+    errors.push_back("parameter 'initial_window_packets' must be in 1..10000000, got " + std::to_string(initial));
+  }
+  if (mss < 64 || mss > static_cast<std::int64_t>(wire::kMaxDatagramBytes)) {
+    errors.push_back("parameter 'mss_bytes' must be in 64..65507, got " + std::to_string(mss));
+  }
+  if (stall_us < 1000 || stall_us > 3'600'000'000) {
+    errors.push_back("parameter 'stall_timeout_us' must be in 1000..3600000000, got " + std::to_string(stall_us));
+  }
+  if (!errors.empty()) return false;
+  CongestionLimits limits;
+  limits.mss_bytes = static_cast<std::uint32_t>(mss);
+  limits.initial_window_packets = static_cast<std::uint32_t>(initial);
+  limits.min_window_packets = static_cast<std::uint32_t>(min_w);
+  limits.max_window_packets = static_cast<std::uint32_t>(max_w);
+  ctrl_ = make_congestion_controller(algorithm, limits);
+  unlimited_ = algorithm == "none";
+  stall_ns_ = static_cast<std::uint64_t>(stall_us) * 1000;
+  recheck_ns_ = std::min<std::uint64_t>(5'000'000, stall_ns_ / 4);
+  // The ring holds one entry per rseq in flight: twice the largest window in packets
+  // (smaller packets than mss would need more, and then wait for ring room), bounded so a
+  // huge max_window_packets does not cost megabytes per channel.
+  std::uint64_t cap = 256;
+  while (cap < 2 * static_cast<std::uint64_t>(max_w) && cap < 65536) cap <<= 1;
+  ring_cap_ = cap;
+  ring_mask_ = cap - 1;
+  return true;
+}
+
+MemberMask CongestionWindowStage::followed(const Group& g) const noexcept {
+  MemberMask f = 0;
+  MemberMask r = g.receivers();
+  while (r != 0) {
+    const int s = __builtin_ctzll(r);
+    r &= r - 1;
+    const Peer& pe = peers_[s];
+    if (pe.acked && !pe.lagging && pe.epoch == g.member(s).epoch) f |= slot_bit(s);
+  }
+  return f;
+}
+
+bool CongestionWindowStage::can_send(std::uint64_t rseq, std::uint64_t bytes) noexcept {
+  if (unlimited_ || open_) return true;
+  if (rseq > floor_ + ring_cap_) {
+    if (in_flight_ != 0) return false;  // no ring room: wait for acks
+    floor_ = rseq - 1;                  // nothing tracked in between: move the ring along
+  }
+  return in_flight_ == 0 || in_flight_ + bytes <= ctrl_->window_bytes();
+}
+
+void CongestionWindowStage::record(std::uint64_t rseq, std::uint64_t bytes, StageIo& io) noexcept {
+  if (ring_.empty()) ring_.resize(ring_cap_);  // cold: once, at the first reliable packet
+  if (rseq <= floor_ || rseq > floor_ + ring_cap_) return;
+  Sent& e = ring_[rseq & ring_mask_];
+  if (e.rseq == rseq) {
+    e.retransmitted = true;
+    return;
+  }
+  if (e.rseq != 0) return;  // an older rseq still holds the slot: leave this one untracked
+  e.rseq = rseq;
+  e.sent_ns = io.now_ns();
+  e.bytes = static_cast<std::uint32_t>(bytes);
+  e.retransmitted = false;
+  in_flight_ += bytes;
+  highest_sent_ = std::max(highest_sent_, rseq);
+  ctrl_->on_sent(bytes, io.now_ns());
+}
+
+void CongestionWindowStage::advance_floor(std::uint64_t to, StageIo& io, bool acked) noexcept {
+  if (to <= floor_) return;
+  std::uint64_t bytes = 0;
+  std::uint64_t rtt_ns = 0;
+  if (!ring_.empty()) {
+    const std::uint64_t from = std::max(floor_ + 1, to > ring_cap_ ? to - ring_cap_ + 1 : 1);
+    for (std::uint64_t r = from; r <= to; ++r) {
+      Sent& e = ring_[r & ring_mask_];
+      if (e.rseq != r) continue;
+      bytes += e.bytes;
+      if (r == to && !e.retransmitted && io.now_ns() > e.sent_ns) rtt_ns = io.now_ns() - e.sent_ns;
+      e.rseq = 0;
+    }
+  }
+  floor_ = to;
+  in_flight_ -= std::min(in_flight_, bytes);
+  last_progress_ns_ = io.now_ns();
+  if (acked && bytes != 0) {
+    io.count(acked_bytes, bytes);
+    ctrl_->on_acked(bytes, rtt_ns, io.now_ns());
+    note_window(io);
+  }
+}
+
+void CongestionWindowStage::refresh_floor(StageIo& io) noexcept {
+  const Group& g = io.group();
+  view_id_ = g.view_id();
+  open_ = g.receivers() == 0;
+  if (open_) {
+    advance_floor(highest_sent_, io, /*acked=*/false);
+    return;
+  }
+  MemberMask f = followed(g);
+  if (f == 0) return;  // no feedback yet: the window stays as it is
+  std::uint64_t lowest = ~std::uint64_t{0};
+  while (f != 0) {
+    const int s = __builtin_ctzll(f);
+    f &= f - 1;
+    lowest = std::min(lowest, peers_[s].cum);
+  }
+  advance_floor(std::min(lowest, highest_sent_), io, /*acked=*/true);
+}
+
+void CongestionWindowStage::note_window(StageIo& io) noexcept {
+  if (unlimited_) return;
+  const std::uint64_t w = ctrl_->window_bytes();
+  if (w > max_window_seen_) {
+    io.count(max_window_bytes, w - max_window_seen_);
+    max_window_seen_ = w;
+  }
+}
+
+void CongestionWindowStage::loss(StageIo& io) noexcept {
+  io.count(losses);
+  recovery_point_ = highest_sent_;
+  ctrl_->on_loss(io.now_ns());
+}
+
+Packet* CongestionWindowStage::pop() noexcept {
+  Packet* p = head_;
+  head_ = p->next;
+  if (head_ == nullptr) tail_ = nullptr;
+  p->next = nullptr;
+  --held_;
+  return p;
+}
+
+void CongestionWindowStage::release(StageIo& io) noexcept {
+  while (head_ != nullptr) {
+    std::uint8_t len = 0;
+    const std::uint8_t* body = head_->ext(wire::Ext::rel, &len);
+    const std::uint64_t rseq = decode_rel(body, len).value_or(0);
+    const std::uint64_t bytes = datagram_bytes(*head_);
+    if (!can_send(rseq, bytes)) break;
+    Packet* p = pop();
+    record(rseq, bytes, io);
+    io.count(released);
+    io.down(p);
+  }
+  schedule(io);
+}
+
+void CongestionWindowStage::schedule(StageIo& io) noexcept {
+  if (head_ == nullptr) {
+    if (armed_) io.cancel_timer();
+    armed_ = false;
+    return;
+  }
+  // While data waits: look at the Group again soon (a failed receiver opens the window
+  // without any packet passing here), and at the latest when the stall timeout is due.
+  const std::uint64_t stall_at = last_progress_ns_ + stall_ns_;
+  io.arm_timer(std::min(stall_at, io.now_ns() + recheck_ns_));
+  armed_ = true;
+}
+
+void CongestionWindowStage::stall(StageIo& io) noexcept {
+  io.count(stalls);
+  const Group& g = io.group();
+  const MemberMask f = followed(g);
+  MemberMask at_floor = 0;
+  MemberMask ahead = 0;
+  for (MemberMask m = f; m != 0; m &= m - 1) {
+    const int s = __builtin_ctzll(m);
+    (peers_[s].cum <= floor_ ? at_floor : ahead) |= slot_bit(s);
+  }
+  last_progress_ns_ = io.now_ns();
+  if (ahead != 0 && at_floor != 0) {
+    for (MemberMask m = at_floor; m != 0; m &= m - 1) peers_[__builtin_ctzll(m)].lagging = true;
+    io.count(laggards, static_cast<std::uint64_t>(mask_count(at_floor)));
+    refresh_floor(io);
+    return;
+  }
+  // Nobody made progress: the equivalent of a retransmission timeout.
+  ctrl_->on_timeout(io.now_ns());
+  recovery_point_ = highest_sent_;
+  advance_floor(highest_sent_, io, /*acked=*/false);
+  for (MemberMask m = f; m != 0; m &= m - 1) {
+    Peer& pe = peers_[__builtin_ctzll(m)];
+    pe.cum = std::max(pe.cum, floor_);
+  }
+}
+
+void CongestionWindowStage::on_send(Packet* p, StageIo& io) noexcept {
+  std::uint8_t len = 0;
+  const std::uint8_t* body = p->ext(wire::Ext::rel, &len);
+  const std::optional<std::uint64_t> rel = decode_rel(body, len);
+  if (!rel || *rel == 0) {
+    io.down(p);  // unreliable packets and other stages' control traffic
+    return;
+  }
+  const std::uint64_t rseq = *rel;
+  const std::uint64_t bytes = datagram_bytes(*p);
+  if (io.group().view_id() != view_id_) refresh_floor(io);
+  if (rseq <= highest_seen_) {
+    // A retransmission: its bytes are in flight already (or acked); repairs are not held.
+    io.count(retransmits_passed);
+    record(rseq, bytes, io);
+    io.down(p);
+    return;
+  }
+  highest_seen_ = rseq;
+  if (p->kind != wire::Kind::data) {
+    io.count(control_passed);
+    record(rseq, bytes, io);
+    io.down(p);
+    return;
+  }
+  if (head_ == nullptr && can_send(rseq, bytes)) {
+    io.count(passed);
+    record(rseq, bytes, io);
+    io.down(p);
+    return;
+  }
+  p->next = nullptr;
+  if (tail_ == nullptr) {
+    head_ = p;
+    // Blocking starts now: a stall is measured from here at the earliest.
+    last_progress_ns_ = std::max(last_progress_ns_, io.now_ns());
+  } else {
+    tail_->next = p;
+  }
+  tail_ = p;
+  ++held_;
+  io.count(window_waits);
+  schedule(io);
+}
+
+void CongestionWindowStage::on_receive(Packet* p, StageIo& io) noexcept {
+  if (p->kind != wire::Kind::ack && p->kind != wire::Kind::nack) {
+    io.up(p);
+    return;
+  }
+  std::uint8_t len = 0;
+  const std::uint8_t* body = p->ext(wire::Ext::ack, &len);
+  if (p->kind == wire::Kind::nack) {
+    const std::optional<NackBody> n = decode_nack(body, len);
+    if (n && n->target_sender == env_.sender && n->target_epoch == env_.epoch) {
+      io.count(nacks_seen);
+      if (n->first > recovery_point_ && n->first <= highest_sent_) loss(io);
+      if (head_ != nullptr) release(io);
+    }
+    io.up(p);
+    return;
+  }
+  const std::optional<AckBody> a = decode_ack(body, len);
+  if (!a || a->target_sender != env_.sender || a->target_epoch != env_.epoch) {
+    io.up(p);
+    return;
+  }
+  io.count(acks_seen);
+  const Group& g = io.group();
+  const int slot = g.slot_of_sender(p->sender);
+  if (slot != kNoSlot && slot != g.self_slot() && (g.member(slot).epoch == p->epoch || g.member(slot).epoch == 0)) {
+    Peer& pe = peers_[slot];
+    if (pe.epoch != p->epoch) pe = Peer{.epoch = p->epoch};
+    // An ack can only cover what we sent; a larger number is hostile or from a past life.
+    pe.cum = std::max(pe.cum, std::min(a->cumulative, highest_sent_));
+    pe.acked = true;
+    if (pe.lagging && pe.cum >= floor_) pe.lagging = false;
+    // A hole followed by at least three received rseqs is a loss, not reordering.
+    if (a->sack != 0 && a->highest() >= a->cumulative + 4) {
+      io.count(sack_holes);
+      if (a->cumulative + 1 > recovery_point_ && a->cumulative + 1 <= highest_sent_) loss(io);
+    }
+    refresh_floor(io);
+  }
+  if (head_ != nullptr) release(io);
+  io.up(p);
+}
+
+void CongestionWindowStage::on_tick(StageIo& io) noexcept {
+  armed_ = false;
+  refresh_floor(io);
+  release(io);
+  if (head_ != nullptr && io.now_ns() >= last_progress_ns_ + stall_ns_) {
+    stall(io);
+    release(io);
+  }
+}
+
+void CongestionWindowStage::on_stop(StageIo& io) noexcept {
+  io.cancel_timer();
+  armed_ = false;
+  // The pipeline is retiring: whatever waits leaves now rather than be lost.
+  while (head_ != nullptr) {
+    io.count(stop_flushed);
+    io.down(pop());
+  }
+}
+
+}  // namespace detail
+
+void register_congestion_window(Registry& r) {
+  (void)r.add(StageInfo{
+      .kind = "congestion.window",
+      .synopsis = "Congestion control: a window (none, aimd, cubic) over reliable data, following the slowest "
+                  "acknowledging receiver.",
+      .notes =
+          "Datagram bytes of reliable packets (those carrying reliability's Ext::rel) that are not yet "
+          "acknowledged by every followed receiver count as in flight; reliable data that would take them past "
+          "the window of the congestion controller waits in a FIFO inside the stage (never dropped; "
+          "`held_packets` reports it) and leaves as acks open the window. The controller is the public "
+          "interface tmc::CongestionController (include/tmc/congestion.hpp): `aimd` is Reno-like (slow start, "
+          "+1 mss per window in congestion avoidance, halve on loss at most once per RTT, minimum window after "
+          "a stall), `cubic` follows RFC 8312 (beta 0.7, C 0.4, fast convergence, TCP-friendly region), `none` "
+          "never limits. For multicast the stage follows the worst acking receiver, as PGMCC/TFMCC do: per "
+          "Group slot it keeps the receiver's cumulative ack for this sender and epoch, and the floor is the "
+          "lowest among the receivers in Group::receivers() that have acknowledged something in their current "
+          "epoch (receivers never heard from, or outside a subset ack set, are not followed; with no receivers "
+          "the window is open). SACKed bytes above the slowest receiver's cumulative ack still count as in "
+          "flight. RTT samples come from the newest newly acknowledged packet unless it was retransmitted "
+          "(Karn). Loss signals: a NACK targeted at this sender, or a SACK bitmap whose first hole has at least "
+          "three received rseqs above it; signals at or below the recovery point (highest rseq sent at the last "
+          "reduction) are one event. Retransmissions and reliable control packets pass at once; unreliable "
+          "packets and other kinds are untouched. While data waits, the stage re-checks the Group every few "
+          "milliseconds; if the floor does not move for `stall_timeout_us`, receivers stuck at the floor while "
+          "others progressed are left behind (followed again once they catch up), or, if nobody progressed, "
+          "the controller's on_timeout() shrinks the window and the bytes in flight are forgotten (reliability "
+          "still repairs them). On stop the queue is passed down. No wire bytes of its own.",
+      .params = {{"algorithm", ParamType::string, "aimd", "\"none\", \"aimd\" (Reno-like) or \"cubic\" (RFC 8312)."},
+                 {"initial_window_packets", ParamType::integer, "10", "Window before any feedback, in mss."},
+                 {"min_window_packets", ParamType::integer, "2", "The window never shrinks below this, in mss."},
+                 {"max_window_packets", ParamType::integer, "100000", "The window never grows above this, in mss."},
+                 {"mss_bytes", ParamType::integer, "1400", "Bytes of one full-sized datagram (the window's unit)."},
+                 {"stall_timeout_us", ParamType::integer, "1000000",
+                  "No acknowledgment progress this long while data waits: leave the stuck receivers behind, or "
+                  "shrink the window and forget what is in flight."}},
+      .counters = {{"congestion.passed", "reliable data packets that found room in the window"},
+                   {"congestion.window_waits", "reliable data packets queued because the window was full"},
+                   {"congestion.released", "queued packets released as the window opened"},
+                   {"congestion.retransmits_passed", "retransmissions passed at once (no RTT sample from them)"},
+                   {"congestion.control_passed", "reliable control packets passed at once (counted in flight)"},
+                   {"congestion.losses", "loss events given to the controller"},
+                   {"congestion.nacks_seen", "NACKs targeted at this sender"},
+                   {"congestion.sack_holes", "acks whose SACK bitmap showed a hole (>= 3 received above it)"},
+                   {"congestion.acks_seen", "acks targeted at this sender"},
+                   {"congestion.acked_bytes", "datagram bytes acknowledged by every followed receiver"},
+                   {"congestion.max_window_bytes", "largest window reached, in bytes (grows only)"},
+                   {"congestion.stalls", "stall timeouts (no ack progress while data waited)"},
+                   {"congestion.laggards", "receivers left behind by a stall"},
+                   {"congestion.stop_flushed", "queued packets passed down when the pipeline stopped"}},
+      .factory = [] { return std::make_unique<detail::CongestionWindowStage>(); },
+  });
+}
+
+}  // namespace tmc

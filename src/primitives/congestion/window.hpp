@@ -1,0 +1,89 @@
+// congestion.window — a congestion window over reliable data, following the worst acking
+// receiver (paper Table 3; issue 4 item 4). Declared here so that white-box tests can read
+// its window and bytes in flight through Pipeline::stage(); the behaviour is documented at
+// the top of window.cpp and in its StageInfo.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "tmc/congestion.hpp"
+#include "tmc/stage.hpp"
+
+namespace tmc::detail {
+
+class CongestionWindowStage final : public Stage {
+ public:
+  CongestionWindowStage() = default;
+  ~CongestionWindowStage() override;
+  CongestionWindowStage(const CongestionWindowStage&) = delete;
+  CongestionWindowStage& operator=(const CongestionWindowStage&) = delete;
+
+  bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override;
+  void on_send(Packet* p, StageIo& io) noexcept override;
+  void on_receive(Packet* p, StageIo& io) noexcept override;
+  void on_tick(StageIo& io) noexcept override;
+  void on_stop(StageIo& io) noexcept override;
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return held_; }
+
+  // --- white-box reads (tests, diagnostics) ---------------------------------------------
+  [[nodiscard]] std::uint64_t window_bytes() const noexcept { return ctrl_->window_bytes(); }
+  [[nodiscard]] std::uint64_t in_flight_bytes() const noexcept { return in_flight_; }
+  /// Highest reliable sequence number acknowledged by every followed receiver (or given up).
+  [[nodiscard]] std::uint64_t floor_rseq() const noexcept { return floor_; }
+  [[nodiscard]] const CongestionController& controller() const noexcept { return *ctrl_; }
+
+ private:
+  struct Sent {
+    std::uint64_t rseq = 0;  ///< 0: the slot is free
+    std::uint64_t sent_ns = 0;
+    std::uint32_t bytes = 0;
+    bool retransmitted = false;
+  };
+  struct Peer {
+    std::uint32_t epoch = 0;
+    std::uint64_t cum = 0;    ///< its highest cumulative ack for our current epoch
+    bool acked = false;       ///< has acknowledged something in `epoch`
+    bool lagging = false;     ///< left behind by a stall; followed again once cum >= floor
+  };
+
+  [[nodiscard]] bool can_send(std::uint64_t rseq, std::uint64_t bytes) noexcept;
+  void record(std::uint64_t rseq, std::uint64_t bytes, StageIo& io) noexcept;
+  void refresh_floor(StageIo& io) noexcept;
+  void advance_floor(std::uint64_t to, StageIo& io, bool acked) noexcept;
+  void loss(StageIo& io) noexcept;
+  void release(StageIo& io) noexcept;
+  void schedule(StageIo& io) noexcept;
+  void stall(StageIo& io) noexcept;
+  [[nodiscard]] MemberMask followed(const Group& g) const noexcept;
+  void note_window(StageIo& io) noexcept;
+  Packet* pop() noexcept;
+
+  std::unique_ptr<CongestionController> ctrl_;
+  StageEnv env_{};
+  bool unlimited_ = false;  ///< algorithm "none"
+  std::uint64_t stall_ns_ = 1'000'000'000;
+  std::uint64_t recheck_ns_ = 5'000'000;
+
+  std::vector<Sent> ring_;  ///< allocated at the first reliable packet (cold, once)
+  std::uint64_t ring_mask_ = 0;
+  std::uint64_t ring_cap_ = 0;
+  std::uint64_t highest_seen_ = 0;  ///< highest rseq that came down (sent or queued)
+  std::uint64_t highest_sent_ = 0;  ///< highest rseq recorded as transmitted
+  std::uint64_t floor_ = 0;         ///< every rseq <= floor_ is acked by all followed (or forgotten)
+  std::uint64_t in_flight_ = 0;     ///< datagram bytes of recorded rseqs above floor_
+  std::uint64_t recovery_point_ = 0;  ///< losses at or below it belong to the last congestion event
+  std::uint64_t last_progress_ns_ = 0;
+  std::uint64_t view_id_ = ~std::uint64_t{0};
+  bool open_ = false;  ///< nobody receives: nothing to wait for
+  Peer peers_[kMaxGroupMembers];
+  std::uint64_t max_window_seen_ = 0;
+
+  Packet* head_ = nullptr;
+  Packet* tail_ = nullptr;
+  std::size_t held_ = 0;
+  bool armed_ = false;
+};
+
+}  // namespace tmc::detail

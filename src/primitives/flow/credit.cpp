@@ -1,0 +1,614 @@
+// flow.credit — credit-based flow control (issue 4 item 3; Aeron's min/max/tagged flow
+// control, JGroups' UFC/MFC credits).
+//
+// Synopsis
+//   Receivers advertise how many payload bytes of each sender's reliable data they have
+//   consumed and how many more they can take; a sender's reliable data waits in a FIFO
+//   inside the stage while the receivers its policy waits for have no credit. A receiver
+//   that holds the sender back longer than slow_timeout_us is reported (slow_member) and,
+//   with eject_slow, ignored from then on.
+// Params
+//   policy (string, "min")               "min" (every receiver) | "max" (any one) |
+//                                        "quorum" (a majority)
+//   window_bytes (int, 4194304)          what this receiver advertises; the sender's
+//                                        assumption until a receiver advertised
+//   slow_timeout_us (int, 1000000)       blocking this long makes a receiver slow
+//   eject_slow (bool, false)             a slow receiver no longer holds the sender back
+//   update_every_bytes (int, 0)          standalone advertisement after this many bytes
+//                                        consumed without an ack carrying one
+//                                        (0 = window_bytes / 4)
+//   refresh_us (int, 50000)              re-advertise a changed or recent value this often
+// Counters
+//   flow.* (see register_flow_credit below)
+// Wire
+//   Ext::flow (flow_format.hpp, 20 bytes: target sender, target epoch, consumed bytes,
+//   window bytes), appended to Kind::ack packets going down that target a sender we
+//   consumed from, or alone on a Kind::control packet.
+// Notes
+//   What counts: data packets carrying reliability's Ext::rel. Both sides count the same
+//   thing: the sender adds the payload bytes of each new rseq it passes down (not
+//   retransmissions); the receiver adds the payload bytes of each rseq the first time it
+//   passes up (a 4096-rseq bitmap above a cumulative point drops duplicates; the stage
+//   sits below reliability, which removes duplicates only later). Unreliable data passes
+//   both ways uncounted and is never held: a lost best-effort datagram is never consumed,
+//   so counting it would leak credit until the channel stopped for good.
+//
+//   Sender, per Group slot: credit = (consumed - base_consumed) + window - (sent -
+//   base_sent). The policy set is Group::receivers() in state alive, minus ejected slots.
+//   Receivers not yet heard (state expected) do not block: they have no advertisement and
+//   may never come; a receiver that is heard but has not advertised yet counts as having
+//   consumed nothing. The baseline (base_sent, base_consumed) is taken when a slot enters
+//   the set (first heard, back from failure, restarted with a new epoch): what was sent
+//   before it (re)joined, which it may never receive, is forgiven, so a receiver that
+//   returns after a partition cannot stall the channel forever for messages no one will
+//   repair to it. A packet fits a receiver when its credit covers the payload, or when that
+//   receiver has consumed everything (so a message larger than the window still goes,
+//   alone). Reliable data waits, in order, while the policy is not met: min needs every
+//   receiver in the set to fit, max any one, quorum more than half. Retransmissions,
+//   reliable control packets and every other kind pass at once.
+//
+//   Slow members: while data waits, each receiver in the set that does not fit is
+//   blocking; one that keeps blocking for slow_timeout_us raises slow_member (Event::members
+//   = its slot bit, count = its unconsumed bytes) once per episode (the episode ends when
+//   it fits again or nothing waits), and with eject_slow it is ignored by this stage for
+//   the rest of its epoch. While data waits the stage also re-checks the Group every few
+//   milliseconds, because membership changes reach it through no packet.
+//
+//   Receiver: an advertisement rides on every ack going down that targets a sender we
+//   consumed from (if the ack still has room for an extension); after update_every_bytes
+//   consumed without one, a standalone Kind::control advertisement goes at once; and a
+//   timer re-sends the current value every refresh_us until it went out three times, so a
+//   lost last advertisement cannot leave a sender waiting forever. Standalone
+//   advertisements are consumed by the flow stage that receives them (never delivered).
+//   Up to 64 senders are tracked at once; the least recently active is forgotten beyond.
+#include "primitives/flow/credit.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "primitives/flow/flow_format.hpp"
+#include "primitives/reliability/ack_format.hpp"
+
+namespace tmc {
+namespace detail {
+namespace {
+
+enum Counter : std::size_t {
+  sent_bytes_c,
+  passed,
+  waits,
+  released,
+  unreliable_passed,
+  consumed_bytes_c,
+  duplicates_seen,
+  adverts_on_acks,
+  adverts_standalone,
+  adverts_received,
+  adverts_ignored,
+  slow_members,
+  ejected_c,
+  alloc_failed,
+  sources_evicted,
+  stop_flushed,
+};
+
+constexpr std::string_view kKind = "flow.credit";
+constexpr std::uint32_t kAdvertRepeats = 3;
+
+std::optional<std::uint64_t> rel_of(const Packet& p) noexcept {
+  std::uint8_t len = 0;
+  const std::uint8_t* body = p.ext(wire::Ext::rel, &len);
+  const std::optional<std::uint64_t> r = decode_rel(body, len);
+  if (!r || *r == 0) return std::nullopt;
+  return r;
+}
+
+}  // namespace
+
+FlowCreditStage::~FlowCreditStage() {
+  // Packets still queued belong to this stage; give them back to their pool.
+  while (head_ != nullptr) pop()->release();
+}
+
+bool FlowCreditStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
+  env_ = env;
+  const std::string policy = params.get_string("policy", "min");
+  if (policy == "min") {
+    policy_ = Policy::min;
+  } else if (policy == "max") {
+    policy_ = Policy::max;
+  } else if (policy == "quorum") {
+    policy_ = Policy::quorum;
+  } else {
+    errors.push_back("parameter 'policy' must be \"min\", \"max\" or \"quorum\", got \"" + policy + "\"");
+  }
+  const std::int64_t window = params.get_int("window_bytes", 4 << 20);
+  const std::int64_t slow_us = params.get_int("slow_timeout_us", 1'000'000);
+  const std::int64_t every = params.get_int("update_every_bytes", 0);
+  const std::int64_t refresh_us = params.get_int("refresh_us", 50'000);
+  constexpr std::int64_t kMaxWindow = std::int64_t{1} << 31;
+  if (window < 1 || window > kMaxWindow) {
+    errors.push_back("parameter 'window_bytes' must be in 1..2147483648, got " + std::to_string(window));
+  }
+  if (slow_us < 1000 || slow_us > 3'600'000'000) {
+    errors.push_back("parameter 'slow_timeout_us' must be in 1000..3600000000, got " + std::to_string(slow_us));
+  }
+  if (every < 0 || every > kMaxWindow) {
+    errors.push_back("parameter 'update_every_bytes' must be in 0..2147483648 (0 = window_bytes / 4), got " +
+                     std::to_string(every));
+  }
+  if (refresh_us < 1000 || refresh_us > 60'000'000) {
+    errors.push_back("parameter 'refresh_us' must be in 1000..60000000, got " + std::to_string(refresh_us));
+  }
+  if (!errors.empty()) return false;
+  window_ = static_cast<std::uint64_t>(window);
+  slow_ns_ = static_cast<std::uint64_t>(slow_us) * 1000;
+  eject_slow_ = params.get_bool("eject_slow", false);
+  update_every_ = every == 0 ? std::max<std::uint64_t>(1, window_ / 4) : static_cast<std::uint64_t>(every);
+  refresh_ns_ = static_cast<std::uint64_t>(refresh_us) * 1000;
+  recheck_ns_ = std::min<std::uint64_t>(5'000'000, slow_ns_ / 4);
+  sources_.assign(kMaxSources, Source{});
+  return true;
+}
+
+// --- receiver side ------------------------------------------------------------------------
+
+FlowCreditStage::Source* FlowCreditStage::source(std::uint32_t sender, std::uint32_t epoch, bool create,
+                                                 std::uint64_t now_ns, bool* evicted) noexcept {
+  Source* free_slot = nullptr;
+  Source* oldest = nullptr;
+  for (Source& s : sources_) {
+    if (!s.used) {
+      if (free_slot == nullptr) free_slot = &s;
+      continue;
+    }
+    if (s.sender == sender) {
+      if (s.epoch == epoch) return &s;
+      if (!create) return nullptr;
+      // The sender restarted: its new incarnation starts from nothing.
+      s = Source{.used = true, .sender = sender, .epoch = epoch, .last_ns = now_ns};
+      return &s;
+    }
+    if (oldest == nullptr || s.last_ns < oldest->last_ns) oldest = &s;
+  }
+  if (!create) return nullptr;
+  Source* s = free_slot != nullptr ? free_slot : oldest;
+  if (free_slot == nullptr && evicted != nullptr) *evicted = true;
+  *s = Source{.used = true, .sender = sender, .epoch = epoch, .last_ns = now_ns};
+  return s;
+}
+
+bool FlowCreditStage::mark(Source& s, std::uint64_t rseq) noexcept {
+  auto bit = [&s](std::uint64_t r) -> std::uint64_t& { return s.bits[(r % kDedupBits) / 64]; };
+  auto mask = [](std::uint64_t r) { return std::uint64_t{1} << (r % 64); };
+  if (rseq <= s.cum) return false;
+  if (rseq > s.cum + kDedupBits) {
+    // Too far ahead for the bitmap: give up remembering the oldest numbers (a repair that
+    // old is then not counted; the sender's baseline forgives such a receiver on return).
+    const std::uint64_t new_cum = rseq - kDedupBits;
+    if (new_cum - s.cum >= kDedupBits) {
+      std::fill(std::begin(s.bits), std::end(s.bits), 0);
+    } else {
+      for (std::uint64_t r = s.cum + 1; r <= new_cum; ++r) bit(r) &= ~mask(r);
+    }
+    s.cum = new_cum;
+  }
+  if ((bit(rseq) & mask(rseq)) != 0) return false;
+  bit(rseq) |= mask(rseq);
+  while ((bit(s.cum + 1) & mask(s.cum + 1)) != 0) {
+    bit(s.cum + 1) &= ~mask(s.cum + 1);
+    ++s.cum;
+  }
+  return true;
+}
+
+void FlowCreditStage::advertise_standalone(Source& s, StageIo& io) noexcept {
+  Packet* p = io.alloc();
+  if (p == nullptr) {
+    io.count(alloc_failed);
+    return;
+  }
+  p->reset_for_send(0);
+  p->kind = wire::Kind::control;
+  p->channel = env_.channel;
+  p->sender = env_.sender;
+  p->epoch = env_.epoch;
+  std::uint8_t* body = p->push_ext(wire::Ext::flow, kFlowBodyBytes);
+  if (body == nullptr) {  // cannot happen on a fresh packet; be safe
+    p->release();
+    io.count(alloc_failed);
+    return;
+  }
+  encode_flow(body, FlowBody{.target_sender = s.sender,
+                             .target_epoch = s.epoch,
+                             .consumed_bytes = s.consumed,
+                             .window_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(window_, 0xFFFFFFFFu))});
+  s.adv_repeats = s.adv_consumed == s.consumed ? s.adv_repeats + 1 : 1;
+  s.adv_consumed = s.consumed;
+  io.count(adverts_standalone);
+  io.down(p);
+}
+
+void FlowCreditStage::refresh_adverts(StageIo& io) noexcept {
+  next_refresh_ns_ = 0;
+  bool pending = false;
+  for (Source& s : sources_) {
+    if (!s.used || (s.adv_consumed == s.consumed && s.adv_repeats >= kAdvertRepeats)) continue;
+    advertise_standalone(s, io);
+    if (s.adv_repeats < kAdvertRepeats) pending = true;
+  }
+  if (pending) next_refresh_ns_ = io.now_ns() + refresh_ns_;
+}
+
+std::uint64_t FlowCreditStage::consumed_from(std::uint32_t sender, std::uint32_t epoch) const noexcept {
+  for (const Source& s : sources_) {
+    if (s.used && s.sender == sender && s.epoch == epoch) return s.consumed;
+  }
+  return 0;
+}
+
+// --- sender side --------------------------------------------------------------------------
+
+std::int64_t FlowCreditStage::credit(const Peer& pe) const noexcept {
+  return static_cast<std::int64_t>(pe.consumed - pe.base_consumed) + static_cast<std::int64_t>(pe.window) -
+         static_cast<std::int64_t>(sent_ - pe.base_sent);
+}
+
+bool FlowCreditStage::fits(const Peer& pe, std::uint64_t bytes) const noexcept {
+  return credit(pe) >= static_cast<std::int64_t>(bytes) || sent_ - pe.base_sent <= pe.consumed - pe.base_consumed;
+}
+
+std::int64_t FlowCreditStage::unconsumed_bytes(int slot) const noexcept {
+  const Peer& pe = peers_[static_cast<std::size_t>(slot)];
+  return static_cast<std::int64_t>(sent_ - pe.base_sent) - static_cast<std::int64_t>(pe.consumed - pe.base_consumed);
+}
+
+MemberMask FlowCreditStage::ejected() const noexcept {
+  MemberMask m = 0;
+  for (std::size_t s = 0; s < kMaxGroupMembers; ++s) {
+    if (peers_[s].ejected) m |= slot_bit(static_cast<int>(s));
+  }
+  return m;
+}
+
+MemberMask FlowCreditStage::policy_set(StageIo& io) noexcept {
+  const Group& g = io.group();
+  const MemberMask receivers = g.receivers();
+  MemberMask set = 0;
+  for (std::size_t i = 0; i < g.slots() && i < kMaxGroupMembers; ++i) {
+    const int s = static_cast<int>(i);
+    const MemberInfo& m = g.member(s);
+    Peer& pe = peers_[i];
+    const bool eligible = (receivers & slot_bit(s)) != 0 && m.state == MemberState::alive;
+    if (eligible && pe.epoch != m.epoch) pe = Peer{.epoch = m.epoch, .window = window_};
+    if (eligible && !pe.ejected) {
+      if (!pe.in_set) {
+        // (Re)entering: forgive what was sent while it was away (see the notes above).
+        pe.in_set = true;
+        pe.base_sent = sent_;
+        pe.base_consumed = pe.consumed;
+        pe.blocked_since_ns = 0;
+        pe.reported = false;
+      }
+      set |= slot_bit(s);
+    } else {
+      pe.in_set = false;
+      pe.blocked_since_ns = 0;
+    }
+  }
+  return set;
+}
+
+bool FlowCreditStage::allowed(MemberMask set, std::uint64_t bytes) const noexcept {
+  int n = 0;
+  int fit = 0;
+  for (MemberMask m = set; m != 0; m &= m - 1) {
+    ++n;
+    if (fits(peers_[__builtin_ctzll(m)], bytes)) ++fit;
+  }
+  if (n == 0) return true;
+  switch (policy_) {
+    case Policy::min: return fit == n;
+    case Policy::max: return fit >= 1;
+    case Policy::quorum: return fit >= n / 2 + 1;
+  }
+  return true;
+}
+
+void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std::uint8_t len,
+                                  StageIo& io) noexcept {
+  const std::optional<FlowBody> f = decode_flow(body, len);
+  if (!f || f->target_sender != env_.sender || f->target_epoch != env_.epoch) return;
+  const Group& g = io.group();
+  const int slot = g.slot_of_sender(p.sender);
+  if (slot == kNoSlot || slot == g.self_slot() || static_cast<std::size_t>(slot) >= kMaxGroupMembers ||
+      g.member(slot).epoch != p.epoch || f->window_bytes == 0) {
+    io.count(adverts_ignored);
+    return;
+  }
+  Peer& pe = peers_[static_cast<std::size_t>(slot)];
+  if (pe.epoch != p.epoch) pe = Peer{.epoch = p.epoch, .window = window_};
+  io.count(adverts_received);
+  pe.consumed = std::max(pe.consumed, f->consumed_bytes);
+  pe.window = f->window_bytes;
+  pe.has_adv = true;
+  if (head_ != nullptr) release(io);
+}
+
+Packet* FlowCreditStage::pop() noexcept {
+  Packet* p = head_;
+  head_ = p->next;
+  if (head_ == nullptr) tail_ = nullptr;
+  p->next = nullptr;
+  --held_;
+  return p;
+}
+
+void FlowCreditStage::release(StageIo& io) noexcept {
+  for (int round = 0; round <= static_cast<int>(kMaxGroupMembers); ++round) {
+    const MemberMask set = policy_set(io);
+    while (head_ != nullptr && allowed(set, head_->payload_len)) {
+      Packet* p = pop();
+      sent_ += p->payload_len;
+      io.count(sent_bytes_c, p->payload_len);
+      io.count(released);
+      io.down(p);
+    }
+    if (head_ == nullptr) {
+      // Nothing waits: every blocking episode is over.
+      for (Peer& pe : peers_) {
+        pe.blocked_since_ns = 0;
+        pe.reported = false;
+      }
+      break;
+    }
+    const MemberMask before = ejected();
+    watch_slow(set, head_->payload_len, io);
+    if (ejected() == before) break;  // an ejection changes the set: look again
+  }
+  schedule(io);
+}
+
+void FlowCreditStage::watch_slow(MemberMask set, std::uint64_t bytes, StageIo& io) noexcept {
+  const std::uint64_t now = io.now_ns();
+  const Group& g = io.group();
+  for (MemberMask m = set; m != 0; m &= m - 1) {
+    const int s = __builtin_ctzll(m);
+    Peer& pe = peers_[static_cast<std::size_t>(s)];
+    if (fits(pe, bytes)) {
+      pe.blocked_since_ns = 0;
+      pe.reported = false;
+      continue;
+    }
+    // Stored as now + 1 so that a clock starting at 0 still reads as "blocking".
+    if (pe.blocked_since_ns == 0) {
+      pe.blocked_since_ns = now + 1;
+      continue;
+    }
+    if (pe.reported || now + 1 - pe.blocked_since_ns < slow_ns_) continue;
+    pe.reported = true;
+    io.count(slow_members);
+    const std::int64_t unconsumed = unconsumed_bytes(s);
+    io.notify(Event{.type = EventType::slow_member,
+                    .sender = g.member(s).sender,
+                    .epoch = g.member(s).epoch,
+                    .count = static_cast<std::uint64_t>(std::max<std::int64_t>(0, unconsumed)),
+                    .stage = kKind,
+                    .members = slot_bit(s)});
+    if (eject_slow_) {
+      pe.ejected = true;
+      pe.in_set = false;
+      io.count(ejected_c);
+    }
+  }
+}
+
+void FlowCreditStage::schedule(StageIo& io) noexcept {
+  const std::uint64_t now = io.now_ns();
+  std::uint64_t at = next_refresh_ns_;
+  auto consider = [&at](std::uint64_t t) {
+    if (t != 0 && (at == 0 || t < at)) at = t;
+  };
+  if (head_ != nullptr) {
+    // Look at the Group again soon: a failed receiver unblocks without any packet here.
+    consider(now + recheck_ns_);
+    for (const Peer& pe : peers_) {
+      if (pe.in_set && pe.blocked_since_ns != 0 && !pe.reported) consider(pe.blocked_since_ns - 1 + slow_ns_);
+    }
+  }
+  if (at == next_check_ns_) return;
+  next_check_ns_ = at;
+  if (at == 0) {
+    io.cancel_timer();
+  } else {
+    io.arm_timer(at);
+  }
+}
+
+// --- hot paths ----------------------------------------------------------------------------
+
+void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
+  if (p->kind == wire::Kind::ack) {
+    std::uint8_t len = 0;
+    const std::optional<AckBody> a = decode_ack(p->ext(wire::Ext::ack, &len), len);
+    if (a) {
+      Source* s = source(a->target_sender, a->target_epoch, /*create=*/false, io.now_ns());
+      if (s != nullptr && s->consumed != 0) {
+        std::uint8_t* body = p->push_ext(wire::Ext::flow, kFlowBodyBytes);
+        if (body != nullptr) {
+          encode_flow(body, FlowBody{.target_sender = s->sender,
+                                     .target_epoch = s->epoch,
+                                     .consumed_bytes = s->consumed,
+                                     .window_bytes = static_cast<std::uint32_t>(window_)});
+          s->adv_repeats = s->adv_consumed == s->consumed ? s->adv_repeats + 1 : 1;
+          s->adv_consumed = s->consumed;
+          io.count(adverts_on_acks);
+        }
+      }
+    }
+    io.down(p);
+    return;
+  }
+  const std::optional<std::uint64_t> rel = rel_of(*p);
+  if (p->kind != wire::Kind::data || !rel) {
+    if (p->kind == wire::Kind::data) io.count(unreliable_passed);
+    io.down(p);
+    return;
+  }
+  if (*rel <= highest_rseq_) {
+    io.down(p);  // a retransmission: counted when it first went out
+    return;
+  }
+  highest_rseq_ = *rel;
+  if (head_ == nullptr && allowed(policy_set(io), p->payload_len)) {
+    sent_ += p->payload_len;
+    io.count(sent_bytes_c, p->payload_len);
+    io.count(passed);
+    io.down(p);
+    return;
+  }
+  p->next = nullptr;
+  if (tail_ == nullptr) {
+    head_ = p;
+  } else {
+    tail_->next = p;
+  }
+  tail_ = p;
+  ++held_;
+  io.count(waits);
+  if (head_ == p) {
+    watch_slow(policy_set(io), p->payload_len, io);
+    schedule(io);
+  }
+}
+
+void FlowCreditStage::on_receive(Packet* p, StageIo& io) noexcept {
+  if (p->kind == wire::Kind::control || p->kind == wire::Kind::ack) {
+    std::uint8_t len = 0;
+    const std::uint8_t* body = p->ext(wire::Ext::flow, &len);
+    if (body != nullptr) {
+      take_advert(*p, body, len, io);
+      if (p->kind == wire::Kind::control) {
+        p->release();  // a standalone advertisement is ours alone, whoever it targets
+        return;
+      }
+    }
+    io.up(p);
+    return;
+  }
+  const std::optional<std::uint64_t> rel = p->kind == wire::Kind::data ? rel_of(*p) : std::nullopt;
+  if (!rel) {
+    io.up(p);
+    return;
+  }
+  const std::uint64_t now = io.now_ns();
+  bool evicted = false;
+  Source* s = source(p->sender, p->epoch, /*create=*/true, now, &evicted);
+  if (evicted) io.count(sources_evicted);
+  s->last_ns = now;
+  if (!mark(*s, *rel)) {
+    io.count(duplicates_seen);
+    io.up(p);  // reliability above drops (and re-acks) it
+    return;
+  }
+  s->consumed += p->payload_len;
+  io.count(consumed_bytes_c, p->payload_len);
+  if (s->consumed - s->adv_consumed >= update_every_) advertise_standalone(*s, io);
+  if (next_refresh_ns_ == 0) {
+    next_refresh_ns_ = now + refresh_ns_;
+    schedule(io);
+  }
+  io.up(p);
+}
+
+void FlowCreditStage::on_tick(StageIo& io) noexcept {
+  next_check_ns_ = 0;
+  if (next_refresh_ns_ != 0 && io.now_ns() >= next_refresh_ns_) refresh_adverts(io);
+  if (head_ != nullptr) {
+    release(io);
+  } else {
+    schedule(io);
+  }
+}
+
+void FlowCreditStage::on_stop(StageIo& io) noexcept {
+  io.cancel_timer();
+  next_check_ns_ = 0;
+  next_refresh_ns_ = 0;
+  // The pipeline is retiring: whatever waits leaves now rather than be lost.
+  while (head_ != nullptr) {
+    Packet* p = pop();
+    sent_ += p->payload_len;
+    io.count(stop_flushed);
+    io.down(p);
+  }
+}
+
+}  // namespace detail
+
+void register_flow_credit(Registry& r) {
+  (void)r.add(StageInfo{
+      .kind = "flow.credit",
+      .synopsis = "Flow control: receivers advertise consumed bytes and a window; the sender's reliable data waits "
+                  "for credit from the slowest (min), the fastest (max) or a majority (quorum), and slow members "
+                  "are reported and optionally ejected.",
+      .notes =
+          "Counts the payload bytes of reliable data (packets carrying reliability's Ext::rel): the sender each "
+          "new rseq it passes down, the receiver each rseq the first time it passes up (duplicates are "
+          "recognised with a 4096-rseq bitmap, since this stage sits below reliability). Unreliable data is "
+          "neither counted nor held: a lost best-effort datagram is never consumed and would leak credit "
+          "forever. Receivers advertise with Ext::flow (20 bytes: u32 target sender, u32 target epoch, u64 "
+          "consumed bytes, u32 window bytes), appended to every ack going down to a sender they consumed from, "
+          "sent alone on a Kind::control packet after `update_every_bytes` consumed without an ack carrying it, "
+          "and repeated every `refresh_us` until the current value went out three times (so a lost last "
+          "advertisement cannot leave a sender waiting). Standalone advertisements are consumed by the flow "
+          "stage that receives them. The sender keeps, per Group slot, credit = consumed - base_consumed + "
+          "window - (sent - base_sent); the policy set is Group::receivers() in state alive, minus ejected "
+          "members. Receivers not yet heard (state expected) do not block: they have no advertisement and may "
+          "never come; a heard receiver that has not advertised yet counts as having consumed nothing. The "
+          "baseline is taken when a slot enters the set (first heard, back after failing, restarted), which "
+          "forgives what was sent while it was away, so a receiver returning after a partition cannot stall "
+          "the channel for messages nobody will repair to it (after such a return the bound may be exceeded by "
+          "what was in flight). A packet fits a receiver when its credit covers the payload, or when it has "
+          "consumed everything sent (a message larger than the window goes alone). Reliable data waits in a "
+          "FIFO inside the stage while the policy is not met (min: every receiver fits; max: one does; quorum: "
+          "more than half); retransmissions, reliable control packets and other kinds pass at once. A receiver "
+          "that does not fit while data waits is blocking; after `slow_timeout_us` of one blocking episode it "
+          "raises `slow_member` once (Event::members = its slot bit, count = its unconsumed bytes) and, with "
+          "`eject_slow`, is ignored by flow control for the rest of its epoch. While data waits the stage "
+          "re-checks the Group every few milliseconds (membership changes reach it through no packet). On stop "
+          "the queue is passed down.",
+      .params = {{"policy", ParamType::string, "min",
+                  "\"min\" (wait for every receiver), \"max\" (for the fastest) or \"quorum\" (for a majority)."},
+                 {"window_bytes", ParamType::integer, "4194304",
+                  "Bytes a receiver advertises it can take beyond what it consumed (1..2^31)."},
+                 {"slow_timeout_us", ParamType::integer, "1000000",
+                  "A receiver that holds the sender back this long is reported as slow_member."},
+                 {"eject_slow", ParamType::boolean, "false",
+                  "A slow receiver is then ignored by flow control (for the rest of its epoch)."},
+                 {"update_every_bytes", ParamType::integer, "0",
+                  "Standalone advertisement after this many bytes consumed without an ack carrying one (0 = "
+                  "window_bytes / 4)."},
+                 {"refresh_us", ParamType::integer, "50000",
+                  "Re-send a changed advertisement this often until it went out three times."}},
+      .counters = {{"flow.sent_bytes", "payload bytes of reliable data passed down (first transmissions)"},
+                   {"flow.passed", "reliable data packets that found credit at once"},
+                   {"flow.waits", "reliable data packets queued for credit"},
+                   {"flow.released", "queued packets released when credit arrived"},
+                   {"flow.unreliable_passed", "unreliable data packets passed uncounted"},
+                   {"flow.consumed_bytes", "payload bytes of reliable data consumed (receiver side)"},
+                   {"flow.duplicates_seen", "reliable data packets seen again (not counted twice)"},
+                   {"flow.adverts_on_acks", "advertisements appended to acks"},
+                   {"flow.adverts_standalone", "standalone advertisement packets sent"},
+                   {"flow.adverts_received", "advertisements targeted at this sender"},
+                   {"flow.adverts_ignored", "advertisements from unknown members or stale epochs"},
+                   {"flow.slow_members", "slow_member events raised"},
+                   {"flow.ejected", "receivers ignored from then on (eject_slow)"},
+                   {"flow.alloc_failed", "standalone advertisements not sent: packet pool empty"},
+                   {"flow.sources_evicted", "senders forgotten to make room (receiver side)"},
+                   {"flow.stop_flushed", "queued packets passed down when the pipeline stopped"}},
+      .factory = [] { return std::make_unique<detail::FlowCreditStage>(); },
+  });
+}
+
+}  // namespace tmc

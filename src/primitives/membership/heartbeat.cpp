@@ -1,0 +1,425 @@
+// membership.heartbeat — named members, failure detection, restarts (the Group's writer).
+//
+// Synopsis
+//   Announces this member with periodic heartbeats, keeps the pipeline's Group view from
+//   the heartbeats (and other packets) it hears, and reports joins, goodbyes, failures
+//   and restarts as events.
+// Params
+//   interval_us (int, 100000)   time between two heartbeats of this member
+//   timeout_us (int, 1000000)   an alive member not heard this long is failed; > interval_us
+//   receives (bool, true)       false: this member is send-only (never in an ack set)
+//   leave_copies (int, 3)       goodbye heartbeats sent at stop (each may be lost)
+// Counters
+//   membership.heartbeats_sent, heartbeats_received, early_heartbeats, joins, failures,
+//   restarts, leaves, malformed, stale_heartbeats, name_conflicts, group_full,
+//   alloc_failures (see register below)
+// Wire
+//   Kind::heartbeat with Ext::membership (see heartbeat_format.hpp): flags, name length,
+//   and the member's name as payload.
+// Notes
+//   Identity is the name; (sender, epoch) is an incarnation of it. A heartbeat from a
+//   known name with a new epoch is a restart: the old epoch is retired (the last
+//   kRetiredEpochs of each slot are kept in a fixed array) and heartbeats still in flight
+//   from it are dropped (stale_epoch), so the member is never confused with its former
+//   self. A goodbye (leaving bit) marks the member left and retires that epoch too, so a
+//   late ordinary heartbeat of the same incarnation cannot bring it back.
+//
+//   Every other packet from a known alive (sender, epoch) refreshes that member's
+//   liveness (Group::touch) and passes unchanged; heartbeats are consumed here.
+//
+//   When a member appears (new, back from failure, or with a new epoch) this member sends
+//   a heartbeat at once, at most one per interval_us / 4, so that the newcomer learns of
+//   us within one round trip instead of one interval. Periodic heartbeats are spaced by
+//   interval_us minus a seeded jitter of up to a tenth of it, which keeps members that
+//   started together from sending in lockstep and never stretches the spacing.
+//
+//   Failure: an alive member not heard for timeout_us is marked failed at exactly that
+//   deadline (the stage's one timer covers both the next heartbeat and the earliest
+//   failure deadline). A member named in the manifest but never heard is marked failed
+//   timeout_us after start, so "ack from all" does not wait for it forever. A failed
+//   member heard again (a partition healed) rejoins with member_joined.
+//
+//   Events carry the member's slot bit in Event::members and its sender and epoch;
+//   member_restarted also carries the retired epoch in Event::seq.
+//
+//   The hot path does not allocate; Group::heard allocates the name once per new slot.
+#include <array>
+#include <cstring>
+#include <memory>
+
+#include "primitives/membership/heartbeat_format.hpp"
+#include "tmc/stage.hpp"
+
+namespace tmc {
+namespace {
+
+namespace hb = detail::membership;
+
+enum Counter : std::size_t {
+  heartbeats_sent,
+  heartbeats_received,
+  early_heartbeats,
+  joins,
+  failures,
+  restarts,
+  leaves,
+  malformed,
+  stale_heartbeats,
+  name_conflicts,
+  group_full,
+  alloc_failures,
+};
+
+constexpr std::string_view kKind = "membership.heartbeat";
+constexpr std::size_t kRetiredEpochs = 4;
+
+// What this stage remembers per Group slot beyond the Group itself.
+struct SlotExtra {
+  std::array<std::uint32_t, kRetiredEpochs> retired{};
+  std::uint8_t n_retired = 0;
+  std::uint8_t next_retired = 0;  ///< ring position of the next retirement
+};
+
+class HeartbeatStage final : public Stage {
+ public:
+  bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
+    const std::int64_t interval_us = params.get_int("interval_us", 100000);
+    const std::int64_t timeout_us = params.get_int("timeout_us", 1000000);
+    const std::int64_t leave_copies = params.get_int("leave_copies", 3);
+    constexpr std::int64_t kHourUs = 3'600'000'000;
+    if (interval_us < 1 || interval_us > kHourUs) {
+      errors.push_back("parameter 'interval_us' must be in 1..3600000000 (one hour), got " +
+                       std::to_string(interval_us));
+    }
+    if (timeout_us < 1 || timeout_us > kHourUs) {
+      errors.push_back("parameter 'timeout_us' must be in 1..3600000000 (one hour), got " + std::to_string(timeout_us));
+    } else if (timeout_us <= interval_us) {
+      errors.push_back("parameter 'timeout_us' (" + std::to_string(timeout_us) +
+                       ") must be larger than 'interval_us' (" + std::to_string(interval_us) +
+                       "), or members are declared failed between two of their heartbeats");
+    }
+    if (leave_copies < 0 || leave_copies > 16) {
+      errors.push_back("parameter 'leave_copies' must be in 0..16, got " + std::to_string(leave_copies));
+    }
+    if (!errors.empty()) return false;
+    interval_ns_ = static_cast<std::uint64_t>(interval_us) * 1000;
+    timeout_ns_ = static_cast<std::uint64_t>(timeout_us) * 1000;
+    reply_gap_ns_ = interval_ns_ / 4;
+    jitter_ns_ = interval_ns_ / 10;
+    receives_ = params.get_bool("receives", true);
+    leave_copies_ = static_cast<int>(leave_copies);
+    env_ = env;
+    rng_ = env.seed ^ 0x6A09E667F3BCC909ull;
+    return true;
+  }
+
+  void on_start(StageIo& io) noexcept override {
+    started_ = true;
+    start_ns_ = io.now_ns();
+    set_self_name(io.group());
+    send_heartbeat(io, 0);
+    rearm(io);
+  }
+
+  void on_stop(StageIo& io) noexcept override {
+    if (!started_ || stopped_) return;
+    stopped_ = true;
+    for (int i = 0; i < leave_copies_; ++i) send_heartbeat(io, hb::kFlagLeaving);
+    io.cancel_timer();
+  }
+
+  void on_receive(Packet* p, StageIo& io) noexcept override {
+    if (p->kind != wire::Kind::heartbeat) {
+      io.group().touch(p->sender, p->epoch, io.now_ns());
+      io.up(p);
+      return;
+    }
+    on_heartbeat(p, io);
+  }
+
+  void on_tick(StageIo& io) noexcept override {
+    if (stopped_) return;
+    const std::uint64_t now = io.now_ns();
+    Group& g = io.group();
+    for (std::size_t s = 1; s < g.slots(); ++s) {
+      const int slot = static_cast<int>(s);
+      const MemberInfo& m = g.member(slot);
+      const std::uint64_t due = failure_deadline(m);
+      if (due == 0 || due > now) continue;
+      g.mark(slot, MemberState::failed);
+      io.count(failures);
+      notify(io, EventType::member_failed, slot, g.member(slot));
+    }
+    if (now >= next_heartbeat_ns_) send_heartbeat(io, 0);
+    rearm(io);
+  }
+
+ private:
+  // The instant `m` is declared failed unless heard before (0: not watched).
+  std::uint64_t failure_deadline(const MemberInfo& m) const noexcept {
+    if (m.state == MemberState::alive) return m.last_heard_ns + timeout_ns_;
+    if (m.state == MemberState::expected) return start_ns_ + timeout_ns_;
+    return 0;
+  }
+
+  void rearm(StageIo& io) noexcept {
+    if (stopped_) return;
+    std::uint64_t d = next_heartbeat_ns_;
+    const Group& g = io.group();
+    for (std::size_t s = 1; s < g.slots(); ++s) {
+      const std::uint64_t due = failure_deadline(g.member(static_cast<int>(s)));
+      if (due != 0 && due < d) d = due;
+    }
+    io.arm_timer(d);
+  }
+
+  // The name this member announces: the Group's (from the plan), or one made from the
+  // sender id when the plan has none or one that cannot travel in a heartbeat.
+  void set_self_name(const Group& g) noexcept {
+    const std::string& name = g.member(g.self_slot()).name;
+    if (hb::valid_name(name)) {
+      name_len_ = name.size();
+      std::memcpy(name_.data(), name.data(), name_len_);
+      return;
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    const char prefix[] = "member-";
+    name_len_ = 0;
+    for (std::size_t i = 0; prefix[i] != '\0'; ++i) name_[name_len_++] = prefix[i];
+    for (int shift = 28; shift >= 0; shift -= 4) name_[name_len_++] = kHex[(env_.sender >> shift) & 0xF];
+  }
+
+  [[nodiscard]] std::string_view self_name() const noexcept { return {name_.data(), name_len_}; }
+
+  void send_heartbeat(StageIo& io, std::uint8_t extra_flags) noexcept {
+    const std::uint64_t now = io.now_ns();
+    // Whatever happens below, the next periodic heartbeat is one interval away; an
+    // exhausted pool is retried then rather than in a tight loop.
+    next_heartbeat_ns_ = now + interval_ns_ - (jitter_ns_ == 0 ? 0 : next_random() % (jitter_ns_ + 1));
+    Packet* p = io.alloc();
+    if (p == nullptr) {
+      io.count(alloc_failures);
+      return;
+    }
+    const auto flags = static_cast<std::uint8_t>((receives_ ? hb::kFlagReceives : 0) | extra_flags);
+    if (!hb::write(*p, flags, self_name())) {
+      io.count(alloc_failures);
+      p->release();
+      return;
+    }
+    p->channel = env_.channel;
+    p->sender = env_.sender;
+    p->epoch = env_.epoch;
+    last_sent_ns_ = now;
+    sent_any_ = true;
+    io.count(heartbeats_sent);
+    io.down(p);
+  }
+
+  // Someone new was heard: answer with our own heartbeat soon, so that it learns of us in
+  // one round trip. At most one such answer per reply_gap_ns_.
+  void request_early_heartbeat(StageIo& io) noexcept {
+    const std::uint64_t now = io.now_ns();
+    const std::uint64_t earliest = sent_any_ ? last_sent_ns_ + reply_gap_ns_ : now;
+    if (earliest <= now) {
+      io.count(early_heartbeats);
+      send_heartbeat(io, 0);
+    } else if (earliest < next_heartbeat_ns_) {
+      io.count(early_heartbeats);
+      next_heartbeat_ns_ = earliest;
+    }
+  }
+
+  void on_heartbeat(Packet* p, StageIo& io) noexcept {
+    hb::Heartbeat h;
+    if (hb::parse(*p, h) != hb::ParseError::none || p->sender == 0) {
+      io.count(malformed);
+      io.drop(p, DropReason::malformed);
+      return;
+    }
+    io.count(heartbeats_received);
+    Group& g = io.group();
+    const int known = g.slot_of_name(h.name);
+    if (known == g.self_slot()) {
+      // Our own name from another incarnation: our former self (same sender id, old
+      // epoch) whose heartbeats are still in flight, or an impostor. Never overwrite self.
+      io.count(name_conflicts);
+      io.drop(p, p->sender == env_.sender ? DropReason::stale_epoch : DropReason::not_in_view);
+      return;
+    }
+    if (known != kNoSlot && is_retired(known, p->epoch)) {
+      io.count(stale_heartbeats);
+      io.drop(p, DropReason::stale_epoch);
+      return;
+    }
+    if (stopped_) {  // a retired pipeline keeps its last view
+      p->release();
+      return;
+    }
+    if (h.leaving()) {
+      on_goodbye(known, h, p, io);
+    } else {
+      on_alive(known, h, p, io);
+    }
+  }
+
+  void on_alive(int known, const hb::Heartbeat& h, Packet* p, StageIo& io) noexcept {
+    Group& g = io.group();
+    MemberState before = MemberState::expected;
+    std::uint32_t old_epoch = 0;
+    if (known != kNoSlot) {
+      before = g.member(known).state;
+      old_epoch = g.member(known).epoch;
+    }
+    // A new epoch of a member we knew (alive or failed) is a restart; after a goodbye the
+    // same name coming back is a fresh join.
+    const bool restart = old_epoch != 0 && old_epoch != p->epoch && before != MemberState::left;
+    const int slot = g.heard(h.name, p->sender, p->epoch, h.receives(), io.now_ns(), p->src_ip, p->src_port);
+    if (slot == kNoSlot) {
+      io.count(group_full);
+      io.drop(p, DropReason::not_in_view);
+      return;
+    }
+    if (old_epoch != 0 && old_epoch != p->epoch) retire(slot, old_epoch);
+    const MemberInfo& m = g.member(slot);
+    if (restart) {
+      io.count(restarts);
+      Event e = make_event(EventType::member_restarted, slot, m);
+      e.seq = old_epoch;
+      io.notify(e);
+      request_early_heartbeat(io);
+    } else if (known == kNoSlot || before != MemberState::alive) {
+      io.count(joins);
+      notify(io, EventType::member_joined, slot, m);
+      request_early_heartbeat(io);
+    }
+    p->release();
+    rearm(io);
+  }
+
+  void on_goodbye(int known, const hb::Heartbeat& h, Packet* p, StageIo& io) noexcept {
+    Group& g = io.group();
+    // A goodbye from a name we never heard needs no slot: there is nothing to forget.
+    if (known == kNoSlot || g.member(known).epoch == 0) {
+      p->release();
+      return;
+    }
+    const MemberInfo& m = g.member(known);
+    const bool news = m.state != MemberState::left || m.epoch != p->epoch;
+    if (m.epoch != p->epoch) {
+      // The goodbye of an incarnation we never heard alive: its predecessor is gone too.
+      retire(known, m.epoch);
+      (void)g.heard(h.name, p->sender, p->epoch, h.receives(), io.now_ns(), p->src_ip, p->src_port);
+    }
+    retire(known, p->epoch);
+    if (news) {
+      g.mark(known, MemberState::left);
+      io.count(leaves);
+      notify(io, EventType::member_left, known, g.member(known));
+    }
+    p->release();
+    rearm(io);
+  }
+
+  bool is_retired(int slot, std::uint32_t epoch) const noexcept {
+    const SlotExtra& x = extra_[static_cast<std::size_t>(slot)];
+    for (std::uint8_t i = 0; i < x.n_retired; ++i) {
+      if (x.retired[i] == epoch) return true;
+    }
+    return false;
+  }
+
+  void retire(int slot, std::uint32_t epoch) noexcept {
+    if (epoch == 0 || is_retired(slot, epoch)) return;
+    SlotExtra& x = extra_[static_cast<std::size_t>(slot)];
+    x.retired[x.next_retired] = epoch;
+    x.next_retired = static_cast<std::uint8_t>((x.next_retired + 1) % kRetiredEpochs);
+    if (x.n_retired < kRetiredEpochs) ++x.n_retired;
+  }
+
+  static Event make_event(EventType type, int slot, const MemberInfo& m) noexcept {
+    return Event{.type = type,
+                 .sender = m.sender,
+                 .epoch = m.epoch,
+                 .seq = 0,
+                 .count = 0,
+                 .stage = kKind,
+                 .token = 0,
+                 .members = slot_bit(slot)};
+  }
+
+  static void notify(StageIo& io, EventType type, int slot, const MemberInfo& m) noexcept {
+    io.notify(make_event(type, slot, m));
+  }
+
+  // splitmix64 over the stage's seed: deterministic per endpoint, never global.
+  std::uint64_t next_random() noexcept {
+    std::uint64_t z = (rng_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+
+  StageEnv env_;
+  std::uint64_t interval_ns_ = 0;
+  std::uint64_t timeout_ns_ = 0;
+  std::uint64_t reply_gap_ns_ = 0;
+  std::uint64_t jitter_ns_ = 0;
+  bool receives_ = true;
+  int leave_copies_ = 3;
+  std::uint64_t rng_ = 0;
+
+  bool started_ = false;
+  bool stopped_ = false;
+  std::uint64_t start_ns_ = 0;
+  std::uint64_t next_heartbeat_ns_ = 0;
+  std::uint64_t last_sent_ns_ = 0;
+  bool sent_any_ = false;
+  std::array<char, hb::kMaxNameBytes> name_{};
+  std::size_t name_len_ = 0;
+  std::array<SlotExtra, kMaxGroupMembers> extra_{};
+};
+
+}  // namespace
+
+void register_membership_heartbeat(Registry& r) {
+  (void)r.add(StageInfo{
+      .kind = kKind,
+      .synopsis = "Named group membership: heartbeats, failure detection, restarts (writes the Group view)",
+      .notes =
+          "Sends Kind::heartbeat packets (Ext::membership: u8 flags bit0 receives / bit1 leaving, u8 name_len, "
+          "u16 reserved; payload = the member's name) at start, every interval_us (minus a seeded jitter of up "
+          "to a tenth), at once when a new member or a new epoch is heard (at most one per interval_us/4), and "
+          "leave_copies goodbyes with the leaving bit at stop. Every heartbeat updates the Group (the only "
+          "writer); every other packet from a known alive (sender, epoch) refreshes its liveness and passes "
+          "unchanged. Heartbeats are consumed. An alive member not heard for timeout_us is marked failed "
+          "(member_failed), as is a manifest-named member never heard within timeout_us of start; a new epoch "
+          "of a known name is a restart (member_restarted, Event::seq = the retired epoch) and heartbeats of "
+          "the last 4 retired epochs of a member are dropped (stale_epoch); a goodbye marks the member left "
+          "(member_left) and retires its epoch. Events carry the member's slot bit, sender and epoch. "
+          "Malformed heartbeats (wrong body length, name_len != payload_len, empty name, control bytes in "
+          "the name) are dropped as malformed.",
+      .params = {{"interval_us", ParamType::integer, "100000", "time between two heartbeats of this member"},
+                 {"timeout_us", ParamType::integer, "1000000",
+                  "an alive member not heard this long is failed; must exceed interval_us"},
+                 {"receives", ParamType::boolean, "true",
+                  "false: this member is send-only and is never waited for in an ack set"},
+                 {"leave_copies", ParamType::integer, "3",
+                  "goodbye heartbeats sent when the pipeline stops (each may be lost)"}},
+      .counters = {{"membership.heartbeats_sent", "heartbeats sent (periodic, early and goodbyes)"},
+                   {"membership.heartbeats_received", "well-formed heartbeats received"},
+                   {"membership.early_heartbeats", "heartbeats sent or brought forward because a member appeared"},
+                   {"membership.joins", "members heard for the first time, or again after failing or leaving"},
+                   {"membership.failures", "members declared failed (not heard within timeout_us)"},
+                   {"membership.restarts", "members heard with a new epoch"},
+                   {"membership.leaves", "members that said goodbye"},
+                   {"membership.malformed", "heartbeats dropped: bad body, name length or name bytes"},
+                   {"membership.stale_heartbeats", "heartbeats dropped: from a retired epoch of their member"},
+                   {"membership.name_conflicts", "heartbeats dropped: they carry this member's own name"},
+                   {"membership.group_full", "heartbeats dropped: no free Group slot for a new member"},
+                   {"membership.alloc_failures", "heartbeats not sent: no packet buffer"}},
+      .factory = [] { return std::make_unique<HeartbeatStage>(); },
+  });
+}
+
+}  // namespace tmc

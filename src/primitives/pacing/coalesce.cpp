@@ -1,0 +1,372 @@
+// pacing.coalesce — several small messages in one datagram (paper Table 3: throughput vs latency).
+//
+// Synopsis
+//   On send, data packets are sealed and collected into one batch datagram, flushed when the
+//   next message would not fit in max_bytes, when max_messages are in it, or delay_us after
+//   its first message. On receive, a batch is split back into its inner datagrams, each
+//   validated as hostile input.
+// Params
+//   max_bytes (int, 1400)     payload budget of one batch datagram (the compiler passes the
+//                             channel's max payload per datagram); further capped by the
+//                             endpoint's max_payload_bytes and the pool's buffer size
+//   delay_us (int, 100)       longest a message waits for company; 0 = until the next tick
+//   max_messages (int, 64)    messages per batch at most
+// Counters
+//   see register_pacing_coalesce below (pacing.coalesce_*)
+// Wire
+//   A batch is a Kind::data datagram with extension wire::Ext::batch, 2 bytes: u16 count of
+//   records; its payload is `count` records of { u16 length, length bytes: one complete inner
+//   datagram (base header, extensions, payload) }. The outer header carries the channel,
+//   sender and epoch shared by all inner datagrams and flags 0 (the checksum stage below adds
+//   its flag and a trailer over the whole batch).
+// Notes
+//   A batch that holds one message at flush time is sent as that message itself: at low
+//   rates the stage costs no bytes. The first message of a batch is kept as its own packet;
+//   only when a second one comes is a batch buffer taken from the pool (io.alloc()) and both
+//   copied in, so there is no heap allocation per message. If the pool is empty the held
+//   message simply leaves alone. Non-data kinds (acks, nacks, heartbeats, control) pass down
+//   at once, untouched: delaying an ack would only inflate the peer's RTT estimate. A data
+//   packet too large for any batch flushes the pending batch (to keep the sender's order)
+//   and passes down as itself; so does a unicast data packet (Packet::dst_ip set).
+//
+//   Receive: a batch whose framing is wrong (a record overrunning the payload, bytes left
+//   over, a count that disagrees with the records, an extension of the wrong length, or a
+//   non-data outer kind) is dropped whole as malformed: nothing in it can be trusted. A
+//   well-framed batch is split; each record is copied into a pool packet, decoded with
+//   wire::decode, and must be a data datagram of the outer's channel, sender and epoch,
+//   without a CRC trailer and not itself a batch. Records that fail are dropped as malformed
+//   and counted; the others go up with the outer's arrival time and source address.
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tmc/stage.hpp"
+
+namespace tmc {
+namespace {
+
+enum Counter : std::size_t {
+  batches_sent,
+  messages_batched,
+  lone_sent,
+  oversize_passed,
+  unicast_passed,
+  flush_size,
+  flush_count,
+  flush_timer,
+  flush_stop,
+  alloc_failed,
+  batches_received,
+  records_delivered,
+  records_malformed,
+  batch_malformed,
+  rx_pool_exhausted,
+};
+
+constexpr std::uint8_t kBatchExtBytes = 2;
+constexpr std::uint32_t kRecordHeaderBytes = 2;
+
+class CoalesceStage final : public Stage {
+ public:
+  ~CoalesceStage() override {
+    if (first_ != nullptr) first_->release();
+    if (batch_ != nullptr) batch_->release();
+  }
+
+  bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
+    const std::int64_t max_bytes = params.get_int("max_bytes", 1400);
+    if (max_bytes < 64 || max_bytes > static_cast<std::int64_t>(wire::kMaxDatagramBytes)) {
+      errors.push_back("parameter 'max_bytes' must be in 64..65507, got " + std::to_string(max_bytes));
+    }
+    const std::int64_t delay_us = params.get_int("delay_us", 100);
+    if (delay_us < 0 || delay_us > 10'000'000) {
+      errors.push_back("parameter 'delay_us' must be in 0..10000000 (ten seconds), got " + std::to_string(delay_us));
+    }
+    const std::int64_t max_messages = params.get_int("max_messages", 64);
+    if (max_messages < 1 || max_messages > 65535) {
+      errors.push_back("parameter 'max_messages' must be in 1..65535, got " + std::to_string(max_messages));
+    }
+    if (!errors.empty()) return false;
+    budget_ = static_cast<std::uint32_t>(max_bytes);
+    // The channel's own limit wins over a larger manifest value: a batch is one datagram.
+    if (env.max_payload_bytes != 0 && env.max_payload_bytes < budget_) budget_ = env.max_payload_bytes;
+    delay_ns_ = static_cast<std::uint64_t>(delay_us) * 1000;
+    max_messages_ = static_cast<std::uint32_t>(max_messages);
+    return true;
+  }
+
+  // --- send ------------------------------------------------------------------------------
+
+  void on_send(Packet* p, StageIo& io) noexcept override {
+    if (p->kind != wire::Kind::data) {
+      io.down(p);
+      return;
+    }
+    // The stages above have pushed their extensions; the record is the finished datagram.
+    p->seal();
+    const std::uint32_t rec = kRecordHeaderBytes + p->len;
+    if (p->dst_ip != 0) {
+      // A unicast datagram cannot share a batch addressed to the group; flushing first
+      // keeps this sender's order.
+      flush(io);
+      io.count(unicast_passed);
+      io.down(p);
+      return;
+    }
+    if (rec > budget_) {
+      flush(io);
+      io.count(oversize_passed);
+      io.down(p);
+      return;
+    }
+    if (count_ > 0 && bytes_ + rec > limit()) {
+      io.count(flush_size);
+      flush(io);
+    }
+    append(p, rec, io);
+    if (count_ >= max_messages_) {
+      io.count(flush_count);
+      flush(io);
+    }
+  }
+
+  void on_tick(StageIo& io) noexcept override {
+    if (count_ == 0) return;
+    if (io.now_ns() >= first_ns_ + delay_ns_) {
+      io.count(flush_timer);
+      flush(io);
+    } else {
+      io.arm_timer(first_ns_ + delay_ns_);
+    }
+  }
+
+  void on_stop(StageIo& io) noexcept override {
+    if (count_ > 0) io.count(flush_stop);
+    flush(io);
+  }
+
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return count_ > 0 ? 1 : 0; }
+
+  // --- receive ---------------------------------------------------------------------------
+
+  void on_receive(Packet* p, StageIo& io) noexcept override {
+    std::uint8_t ext_len = 0;
+    const std::uint8_t* ext = p->ext(wire::Ext::batch, &ext_len);
+    if (ext == nullptr) {
+      io.up(p);
+      return;
+    }
+    io.count(batches_received);
+    const std::uint8_t* pay = p->payload();
+    const std::uint32_t n = p->payload_len;
+    if (ext_len != kBatchExtBytes || p->kind != wire::Kind::data || !framing_ok(pay, n, wire::get_u16(ext))) {
+      io.count(batch_malformed);
+      io.drop(p, DropReason::malformed);
+      return;
+    }
+    std::uint32_t at = 0;
+    while (at < n) {
+      const std::uint32_t len = wire::get_u16(pay + at);
+      const std::uint8_t* rec = pay + at + kRecordHeaderBytes;
+      at += kRecordHeaderBytes + len;
+      Packet* q = io.alloc();
+      if (q == nullptr) {
+        // Nothing to drop through io.drop: the records left are lost to memory pressure.
+        io.count(rx_pool_exhausted);
+        continue;
+      }
+      q->reset_for_receive();
+      if (len > q->cap) {
+        io.count(records_malformed);
+        io.drop(q, DropReason::malformed);
+        continue;
+      }
+      std::memcpy(q->buf, rec, len);
+      q->len = len;
+      if (!inner_ok(*q, *p)) {
+        io.count(records_malformed);
+        io.drop(q, DropReason::malformed);
+        continue;
+      }
+      q->rx_ns = p->rx_ns;
+      q->src_ip = p->src_ip;
+      q->src_port = p->src_port;
+      io.count(records_delivered);
+      io.up(q);
+    }
+    p->release();
+  }
+
+ private:
+  // Records must tile the payload exactly and number `count`.
+  static bool framing_ok(const std::uint8_t* pay, std::uint32_t n, std::uint16_t count) noexcept {
+    std::uint32_t at = 0;
+    std::uint32_t seen = 0;
+    while (at < n) {
+      if (n - at < kRecordHeaderBytes) return false;
+      const std::uint32_t len = wire::get_u16(pay + at);
+      at += kRecordHeaderBytes;
+      if (len > n - at) return false;
+      at += len;
+      ++seen;
+    }
+    // A batch of fewer than two is never sent (a lone message goes as itself).
+    return seen == count && count >= 2;
+  }
+
+  static bool inner_ok(Packet& q, const Packet& outer) noexcept {
+    if (wire::decode(q) != wire::DecodeError::none) return false;
+    return q.kind == wire::Kind::data && q.channel == outer.channel && q.sender == outer.sender &&
+           q.epoch == outer.epoch && (q.flags & wire::kFlagCrc) == 0 && q.ext(wire::Ext::batch) == nullptr;
+  }
+
+  void append(Packet* p, std::uint32_t rec, StageIo& io) noexcept {
+    if (count_ == 0) {
+      first_ = p;
+      count_ = 1;
+      bytes_ = rec;
+      first_ns_ = io.now_ns();
+      io.arm_timer(first_ns_ + delay_ns_);
+      return;
+    }
+    if (count_ == 1) {
+      Packet* b = io.alloc();
+      // Room for records in a pool buffer: after the headroom, before a checksum trailer.
+      const std::uint32_t room =
+          b == nullptr || b->cap < kHeadroom + wire::kTrailerBytes ? 0 : b->cap - kHeadroom - wire::kTrailerBytes;
+      if (b != nullptr) room_ = room;
+      if (b == nullptr || bytes_ + rec > limit()) {
+        if (b == nullptr) {
+          io.count(alloc_failed);
+        } else {
+          b->release();
+          io.count(flush_size);
+        }
+        flush(io);
+        append(p, rec, io);
+        return;
+      }
+      b->reset_for_send(0);
+      batch_ = b;
+      channel_ = first_->channel;
+      sender_ = first_->sender;
+      epoch_ = first_->epoch;
+      Packet* f = first_;
+      first_ = nullptr;
+      bytes_ = 0;
+      write_record(*f);
+      f->release();
+    }
+    write_record(*p);
+    p->release();
+    ++count_;
+  }
+
+  void write_record(const Packet& p) noexcept {
+    std::uint8_t* at = batch_->payload() + bytes_;
+    wire::put_u16(at, static_cast<std::uint16_t>(p.len));
+    std::memcpy(at + kRecordHeaderBytes, p.data(), p.len);
+    bytes_ += kRecordHeaderBytes + p.len;
+  }
+
+  void flush(StageIo& io) noexcept {
+    if (count_ == 0) return;
+    io.cancel_timer();
+    if (count_ == 1) {
+      Packet* f = first_;
+      first_ = nullptr;
+      count_ = 0;
+      bytes_ = 0;
+      io.count(lone_sent);
+      io.down(f);
+      return;
+    }
+    Packet* b = batch_;
+    const std::uint32_t n = count_;
+    batch_ = nullptr;
+    count_ = 0;
+    b->payload_len = bytes_;
+    b->len = bytes_;
+    bytes_ = 0;
+    b->kind = wire::Kind::data;
+    b->flags = 0;
+    b->channel = channel_;
+    b->sender = sender_;
+    b->epoch = epoch_;
+    // A fresh packet has the whole headroom free, so the extension always fits.
+    wire::put_u16(b->push_ext(wire::Ext::batch, kBatchExtBytes), static_cast<std::uint16_t>(n));
+    io.count(batches_sent);
+    io.count(messages_batched, n);
+    io.down(b);
+  }
+
+  // What a batch may hold: the budget, or less when pool buffers are smaller.
+  [[nodiscard]] std::uint32_t limit() const noexcept { return room_ < budget_ ? room_ : budget_; }
+
+  std::uint32_t budget_ = 1400;
+  std::uint32_t room_ = 0xFFFFFFFFu;  ///< record room of a pool buffer, learned at the first batch
+  std::uint64_t delay_ns_ = 0;
+  std::uint32_t max_messages_ = 64;
+
+  // The batch being built: count_ messages, bytes_ of records. With one message it is
+  // still its own packet (first_); from two on it lives in batch_.
+  Packet* first_ = nullptr;
+  Packet* batch_ = nullptr;
+  std::uint32_t count_ = 0;
+  std::uint32_t bytes_ = 0;
+  std::uint64_t first_ns_ = 0;
+  std::uint32_t channel_ = 0;
+  std::uint32_t sender_ = 0;
+  std::uint32_t epoch_ = 0;
+};
+
+}  // namespace
+
+void register_pacing_coalesce(Registry& r) {
+  (void)r.add(StageInfo{
+      .kind = "pacing.coalesce",
+      .synopsis = "Batching: several small messages in one datagram, flushed on size, count or a bounded delay.",
+      .notes = "Wire: a batch is a data datagram with extension `batch` (type 8), 2 bytes: the u16 number of "
+               "records; its payload is that many records of {u16 length, one complete inner datagram}. The "
+               "outer header carries the channel, sender and epoch the inner datagrams share. Data packets "
+               "coming down are sealed and appended; the batch leaves when the next message would not fit in "
+               "`max_bytes` (capped by the channel's max payload per datagram and the pool's buffer size), "
+               "when it holds `max_messages`, or `delay_us` after its first message (0: at the next timer "
+               "tick), so no message waits longer than `delay_us`. A batch of one message leaves as that "
+               "message itself (no bytes added at low rates); a message too large for any batch flushes the "
+               "pending one and passes as itself, as does a unicast data packet. Other kinds pass down at "
+               "once (acks are never delayed). The "
+               "batch buffer is a pool packet taken when the second message arrives: no allocation per "
+               "message. Receive: a batch whose framing is wrong (record overrun, leftover bytes, count "
+               "mismatch, fewer than two records) is dropped whole as malformed; otherwise every record is "
+               "copied into a pool packet and decoded as hostile input, and must be a data datagram of the "
+               "outer's channel, sender and epoch, without a CRC and not itself a batch, or it is dropped as "
+               "malformed while the others are still delivered. Place the checksum stage below this one so "
+               "that its CRC covers the whole batch.",
+      .params = {{"max_bytes", ParamType::integer, "1400",
+                  "Payload budget of one batch datagram, in bytes (64..65507); the compiler passes the channel's "
+                  "max payload per datagram."},
+                 {"delay_us", ParamType::integer, "100",
+                  "Longest a message waits for company, in microseconds (0: until the next timer tick)."},
+                 {"max_messages", ParamType::integer, "64", "Messages per batch at most (1..65535)."}},
+      .counters = {{"pacing.coalesce_batches_sent", "batch datagrams sent (two or more messages each)"},
+                   {"pacing.coalesce_messages_batched", "messages sent inside batches"},
+                   {"pacing.coalesce_lone_sent", "messages flushed alone, sent as themselves"},
+                   {"pacing.coalesce_oversize_passed", "messages too large for a batch, sent as themselves"},
+                   {"pacing.coalesce_unicast_passed", "unicast data packets sent as themselves (never batched)"},
+                   {"pacing.coalesce_flush_size", "flushes because the next message would not fit"},
+                   {"pacing.coalesce_flush_count", "flushes because max_messages was reached"},
+                   {"pacing.coalesce_flush_timer", "flushes because delay_us had passed"},
+                   {"pacing.coalesce_flush_stop", "flushes because the pipeline stopped"},
+                   {"pacing.coalesce_alloc_failed", "batches not started: packet pool exhausted"},
+                   {"pacing.coalesce_batches_received", "batch datagrams received"},
+                   {"pacing.coalesce_records_delivered", "inner messages split out of batches and passed up"},
+                   {"pacing.coalesce_records_malformed", "inner records dropped as malformed"},
+                   {"pacing.coalesce_batch_malformed", "whole batches dropped for wrong framing"},
+                   {"pacing.coalesce_rx_pool_exhausted", "inner records lost: packet pool exhausted"}},
+      .factory = [] { return std::make_unique<CoalesceStage>(); },
+  });
+}
+
+}  // namespace tmc

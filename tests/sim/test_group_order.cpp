@@ -1,0 +1,318 @@
+// ordering.group in the simulator: member sequencer (unreliable and reliable without
+// failures) and the network sequencer (OUM), every member sending concurrently.
+//
+// The network sequencer process (tmc-sequencer) cannot run inside the simulator, so a
+// member whose plan is one test-only stage, "test.net_sequencer", plays it: it stamps every
+// data datagram it receives with the same detail::stamp_group_seq() the process uses and
+// multicasts it. Its session is its epoch (random per incarnation), so restarting that
+// member is a sequencer restart.
+#include <doctest/doctest.h>
+
+#include <cstring>
+
+#include "primitives/ordering/group_stamp.hpp"
+#include "sim_util.hpp"
+
+namespace {
+
+using simtest::Check;
+using tmc::sim::LinkParams;
+using tmc::sim::Network;
+
+constexpr std::uint64_t kSeeds = 1000;
+constexpr std::uint32_t kMessages = 30;  // per sender
+
+using Id = std::pair<std::size_t, std::uint32_t>;  // (member, k)
+
+// --- the test-only network sequencer stage --------------------------------------------------
+
+class NetSequencerStage final : public tmc::Stage {
+ public:
+  bool configure(const tmc::Params&, const tmc::StageEnv& env, std::vector<std::string>&) override {
+    session_ = env.epoch;
+    return true;
+  }
+  void on_receive(tmc::Packet* p, tmc::StageIo& io) noexcept override {
+    if (admission_.admit(*p) != tmc::detail::SequencerAdmission::Verdict::stamp) {
+      io.drop(p, tmc::DropReason::stale);
+      return;
+    }
+    tmc::Packet* out = io.alloc();
+    if (out == nullptr) {
+      io.drop(p, tmc::DropReason::pool_exhausted);
+      return;
+    }
+    out->reset_for_receive();
+    const std::size_t n = tmc::detail::stamp_group_seq(*p, next_, session_, out->buf, out->cap);
+    io.drop(p, tmc::DropReason::own_packet);  // consumed
+    if (n == 0) {
+      out->release();
+      return;
+    }
+    ++next_;
+    out->off = 0;
+    out->len = static_cast<std::uint32_t>(n);
+    out->sealed = true;
+    io.down(out);
+  }
+
+ private:
+  std::uint32_t session_ = 1;
+  std::uint64_t next_ = 1;
+  tmc::detail::SequencerAdmission admission_;
+};
+
+const tmc::Registry& test_registry() {
+  static const tmc::Registry r = [] {
+    tmc::Registry reg;
+    tmc::register_builtin_stages(reg);
+    (void)reg.add(tmc::StageInfo{.kind = "test.net_sequencer",
+                                 .synopsis = "test-only model of tmc-sequencer",
+                                 .notes = "",
+                                 .params = {},
+                                 .counters = {},
+                                 .factory = [] { return std::make_unique<NetSequencerStage>(); }});
+    return reg;
+  }();
+  return r;
+}
+
+// --- plans ---------------------------------------------------------------------------------
+
+std::vector<std::string> names(std::size_t n) {
+  std::vector<std::string> v;
+  for (std::size_t i = 0; i < n; ++i) v.push_back("m" + std::to_string(i));
+  return v;
+}
+
+tmc::Plan member_plan(std::size_t index, std::size_t n, std::map<std::string, std::string, std::less<>> params) {
+  tmc::Plan p = tmc::sim::make_plan({tmc::sim::stage("ordering.group", std::move(params)), tmc::sim::stage("ordering.seq")});
+  p.member = "m" + std::to_string(index);
+  p.members = names(n);
+  return p;
+}
+
+LinkParams faulty_link(std::uint64_t seed, bool lossy) {
+  LinkParams l = LinkParams::clean();
+  l.loss = lossy ? 0.02 + 0.04 * static_cast<double>(seed % 4) : 0.0;  // 2% .. 14%
+  l.reorder = 0.1 + 0.1 * static_cast<double>((seed / 4) % 3);          // 10% .. 30%
+  l.reorder_delay_ns = 2'000'000;
+  l.duplicate = 0.1;
+  l.jitter_ns = 60'000;
+  return l;
+}
+
+// --- checks --------------------------------------------------------------------------------
+
+std::vector<Id> ids(const Network& net, std::size_t r, std::uint64_t salt, Check& c) {
+  std::vector<Id> v;
+  for (const auto& d : net.deliveries(r)) {
+    const auto p = simtest::parse_payload(d.payload, salt);
+    if (!c.expect(p.ok, "member ", r, " delivered a corrupted payload")) continue;
+    v.emplace_back(p.member, p.k);
+  }
+  return v;
+}
+
+// No duplicates; each sender's messages in send order (total order extends FIFO).
+void check_member_log(const std::vector<Id>& log, std::size_t r, std::size_t n, Check& c) {
+  std::set<Id> seen;
+  std::vector<std::int64_t> last(n, -1);
+  for (const Id& id : log) {
+    c.expect(seen.insert(id).second, "member ", r, " delivered message ", id.second, " of member ", id.first,
+             " twice");
+    if (id.first < n) {
+      c.expect(static_cast<std::int64_t>(id.second) > last[id.first], "member ", r, " delivered message ",
+               id.second, " of member ", id.first, " after message ", last[id.first]);
+      last[id.first] = id.second;
+    }
+  }
+}
+
+// Two members never deliver two messages in different relative orders: restricted to the
+// messages both delivered, their sequences are equal.
+void check_consistent(const std::vector<Id>& a, const std::vector<Id>& b, std::size_t ra, std::size_t rb, Check& c) {
+  const std::set<Id> sa(a.begin(), a.end());
+  const std::set<Id> sb(b.begin(), b.end());
+  std::vector<Id> fa;
+  std::vector<Id> fb;
+  for (const Id& x : a) {
+    if (sb.count(x) != 0) fa.push_back(x);
+  }
+  for (const Id& x : b) {
+    if (sa.count(x) != 0) fb.push_back(x);
+  }
+  if (fa == fb) return;
+  std::size_t i = 0;
+  while (i < fa.size() && i < fb.size() && fa[i] == fb[i]) ++i;
+  c.expect(false, "members ", ra, " and ", rb, " order common messages differently at common position ", i, ": (",
+           fa[i].first, ",", fa[i].second, ") vs (", fb[i].first, ",", fb[i].second, ")");
+}
+
+void check_bounded(const Network& net, Check& c) {
+  for (std::size_t r = 0; r < net.size(); ++r) {
+    if (!net.is_up(r)) continue;
+    c.expect(net.held_packets(r) == 0, "member ", r, " still holds ", net.held_packets(r), " packets at idle");
+    c.expect(net.pool_in_use(r) == 0, "member ", r, " still has ", net.pool_in_use(r), " buffers in use at idle");
+  }
+}
+
+// Runs the properties over the first `members` members.
+void check_all(const Network& net, std::size_t members, std::uint64_t seed, Check& c, bool complete) {
+  std::vector<std::vector<Id>> logs;
+  for (std::size_t r = 0; r < members; ++r) {
+    logs.push_back(ids(net, r, seed, c));
+    check_member_log(logs.back(), r, members, c);
+  }
+  for (std::size_t a = 0; a < members; ++a) {
+    for (std::size_t b = a + 1; b < members; ++b) {
+      if (complete) {
+        c.expect(logs[a] == logs[b], "members ", a, " and ", b, " delivered different sequences (", logs[a].size(),
+                 " and ", logs[b].size(), " messages)");
+      }
+      check_consistent(logs[a], logs[b], a, b, c);
+    }
+  }
+  if (complete) {
+    for (std::size_t r = 0; r < members; ++r) {
+      c.expect(logs[r].size() == members * kMessages, "member ", r, " delivered ", logs[r].size(), " of ",
+               members * kMessages, " messages");
+      c.expect(net.events(r).empty(), "member ", r, " reported ", net.events(r).size(), " events");
+    }
+  }
+}
+
+std::map<std::string, std::string, std::less<>> unreliable_params(std::uint64_t seed) {
+  static constexpr const char* kHolds[] = {"2000", "10000", "50000"};
+  static constexpr const char* kWindows[] = {"64", "4096"};
+  return {{"hold_us", kHolds[seed % 3]}, {"window", kWindows[(seed / 3) % 2]}};
+}
+
+}  // namespace
+
+TEST_CASE("sim: ordering.group member sequencer unreliable under loss + reordering + duplication: one relative order") {
+  std::uint64_t gaps = 0;
+  std::uint64_t delivered = 0;
+  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
+    Network net(simtest::config(seed, faulty_link(seed, /*lossy=*/true)));
+    attach(net);
+    const std::size_t n = 3 + seed % 3;
+    for (std::size_t i = 0; i < n; ++i) net.add_member(member_plan(i, n, unreliable_params(seed)));
+    simtest::schedule_burst(net, simtest::all(net), kMessages, 0, 25'000, seed);
+    c.expect(net.run_until_idle(20'000'000'000), "the run did not go idle");
+    check_all(net, n, seed, c, /*complete=*/false);
+    check_bounded(net, c);
+    for (std::size_t r = 0; r < n; ++r) {
+      gaps += net.counters(r).get("ordering.group_gaps_skipped");
+      delivered += net.deliveries(r).size();
+      // Own messages come back in the order too (self-delivery).
+      c.expect(net.counters(r).get("ordering.group_own_delivered") > 0, "member ", r,
+               " delivered none of its own messages");
+    }
+  });
+  MESSAGE("unreliable: " << delivered << " deliveries, " << gaps << " gaps skipped and reported");
+  if (simtest::many_seeds(kSeeds)) CHECK(gaps > 0);  // the scenario does exercise skipping
+}
+
+TEST_CASE("sim: ordering.group member sequencer without loss (reliable flag) : identical complete sequences") {
+  simtest::for_each_seed(kSeeds, [](std::uint64_t seed, Check& c, auto& attach) {
+    Network net(simtest::config(seed, faulty_link(seed, /*lossy=*/false)));
+    attach(net);
+    const std::size_t n = 3 + seed % 3;
+    for (std::size_t i = 0; i < n; ++i) {
+      net.add_member(member_plan(i, n, {{"reliable", seed % 2 == 0 ? "true" : "false"}, {"hold_us", "50000"}}));
+    }
+    simtest::schedule_burst(net, simtest::all(net), kMessages, 0, 25'000, seed);
+    c.expect(net.run_until_idle(20'000'000'000), "the run did not go idle");
+    check_all(net, n, seed, c, /*complete=*/true);
+    check_bounded(net, c);
+  });
+}
+
+TEST_CASE("sim: ordering.group named sequencer and unordered opt-out") {
+  simtest::for_each_seed(200, [](std::uint64_t seed, Check& c, auto& attach) {
+    Network net(simtest::config(seed, faulty_link(seed, /*lossy=*/false)));
+    attach(net);
+    const std::size_t n = 3;
+    for (std::size_t i = 0; i < n; ++i) net.add_member(member_plan(i, n, {{"sequencer", "m2"}}));
+    simtest::schedule_burst(net, simtest::all(net), kMessages, 0, 25'000, seed);
+    // Unordered messages (k = 1000 + i) bypass the total order: delivered at once by others.
+    for (std::uint32_t k = 0; k < 5; ++k) {
+      net.schedule_send(3'000 + k * 40'000, 1, simtest::make_payload(1, 1000 + k, seed), tmc::wire::kFlagUnordered);
+    }
+    c.expect(net.run_until_idle(20'000'000'000), "the run did not go idle");
+    std::vector<std::vector<Id>> ordered(n);
+    for (std::size_t r = 0; r < n; ++r) {
+      std::size_t unordered = 0;
+      for (const auto& d : net.deliveries(r)) {
+        const auto p = simtest::parse_payload(d.payload, seed);
+        if (!p.ok) continue;
+        if (p.k >= 1000) {
+          ++unordered;
+          c.expect((d.flags & tmc::wire::kFlagUnordered) != 0, "unordered message without its flag");
+        } else {
+          ordered[r].emplace_back(p.member, p.k);
+        }
+      }
+      c.expect(unordered == (r == 1 ? 0u : 5u), "member ", r, " delivered ", unordered, " unordered messages");
+      c.expect(ordered[r].size() == n * kMessages, "member ", r, " delivered ", ordered[r].size(), " ordered");
+      c.expect(net.counters(r).get("ordering.group_assigned") == (r == 2 ? n * kMessages : 0), "member ", r,
+               " assigned ", net.counters(r).get("ordering.group_assigned"), " numbers");
+    }
+    c.expect(ordered[0] == ordered[1] && ordered[1] == ordered[2], "members delivered different sequences");
+    check_bounded(net, c);
+  });
+}
+
+TEST_CASE("sim: ordering.group network sequencer (OUM) under loss + reordering + duplication: one relative order") {
+  std::uint64_t gaps = 0;
+  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
+    const bool lossy = seed % 4 != 0;
+    Network net(simtest::config(seed, faulty_link(seed, lossy)));
+    attach(net);
+    const std::size_t n = 3 + seed % 3;
+    // The sequencer is member n: 10.0.0.(n+1), port 4000.
+    const std::string where = "10.0.0." + std::to_string(n + 1) + ":4000";
+    auto params = unreliable_params(seed);
+    params["network_sequencer"] = where;
+    for (std::size_t i = 0; i < n; ++i) net.add_member(member_plan(i, n, params), test_registry());
+    tmc::Plan sp = tmc::sim::make_plan({tmc::sim::stage("test.net_sequencer")});
+    sp.member = "sequencer";
+    const std::size_t seqr = net.add_member(sp, test_registry());
+    REQUIRE(seqr == n);
+    std::vector<std::size_t> senders;
+    for (std::size_t i = 0; i < n; ++i) senders.push_back(i);
+    simtest::schedule_burst(net, senders, kMessages, 0, 25'000, seed);
+    c.expect(net.run_until_idle(20'000'000'000), "the run did not go idle");
+    check_all(net, n, seed, c, /*complete=*/!lossy);
+    check_bounded(net, c);
+    for (std::size_t r = 0; r < n; ++r) gaps += net.counters(r).get("ordering.group_gaps_skipped");
+  });
+  if (simtest::many_seeds(kSeeds)) CHECK(gaps > 0);
+}
+
+TEST_CASE("sim: ordering.group network sequencer restart mid-run: members follow the new session") {
+  simtest::for_each_seed(kSeeds, [](std::uint64_t seed, Check& c, auto& attach) {
+    Network net(simtest::config(seed, faulty_link(seed, /*lossy=*/seed % 2 == 0)));
+    attach(net);
+    const std::size_t n = 3 + seed % 2;
+    auto params = unreliable_params(seed);
+    params["network_sequencer"] = "10.0.0." + std::to_string(n + 1) + ":4000";
+    for (std::size_t i = 0; i < n; ++i) net.add_member(member_plan(i, n, params), test_registry());
+    tmc::Plan sp = tmc::sim::make_plan({tmc::sim::stage("test.net_sequencer")});
+    sp.member = "sequencer";
+    const std::size_t seqr = net.add_member(sp, test_registry());
+    std::vector<std::size_t> senders;
+    for (std::size_t i = 0; i < n; ++i) senders.push_back(i);
+    simtest::schedule_burst(net, senders, kMessages, 0, 25'000, seed);
+    net.schedule(kMessages * 25'000 / 2 + seed % 10'000, [&net, seqr] { net.restart(seqr); });
+    c.expect(net.run_until_idle(20'000'000'000), "the run did not go idle");
+    check_all(net, n, seed, c, /*complete=*/false);
+    check_bounded(net, c);
+    for (std::size_t r = 0; r < n; ++r) {
+      std::size_t changes = 0;
+      for (const auto& e : net.events(r)) changes += e.type == tmc::EventType::sequencer_changed ? 1 : 0;
+      c.expect(changes == 1, "member ", r, " saw ", changes, " sequencer changes, expected 1");
+    }
+  });
+}

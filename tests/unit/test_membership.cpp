@@ -1,0 +1,387 @@
+// membership.heartbeat: heartbeat encoding, hostile heartbeats, joins, failures, restarts,
+// retired epochs and goodbyes, driven through real pipelines with a recording sink.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "../support/recording_sink.hpp"
+#include "primitives/membership/heartbeat_format.hpp"
+
+using namespace tmc;
+using namespace tmc::test;
+namespace hb = tmc::detail::membership;
+
+namespace {
+
+constexpr std::uint64_t kMs = 1'000'000;
+constexpr std::uint64_t kIntervalNs = 100 * kMs;
+constexpr std::uint64_t kTimeoutNs = 1000 * kMs;
+
+Plan member_plan(std::string name, std::initializer_list<std::pair<const std::string, std::string>> params = {},
+                 std::vector<std::string> members = {}) {
+  Plan plan = make_plan({stage("membership.heartbeat", params)});
+  plan.member = std::move(name);
+  plan.members = std::move(members);
+  return plan;
+}
+
+// A forged heartbeat datagram, ready for Pipeline::receive. `body_len`, `name_len` and
+// `payload` can disagree on purpose.
+Packet* forged(PacketPool& pool, std::uint32_t sender, std::uint32_t epoch, std::uint8_t flags, std::string_view payload,
+               int name_len = -1, std::uint8_t body_len = hb::kBodyBytes) {
+  Packet* s = pool.alloc();
+  REQUIRE(s != nullptr);
+  s->reset_for_send(static_cast<std::uint32_t>(payload.size()));
+  if (!payload.empty()) std::memcpy(s->payload(), payload.data(), payload.size());
+  s->kind = wire::Kind::heartbeat;
+  s->channel = wire::channel_hash("test", 4);
+  s->sender = sender;
+  s->epoch = epoch;
+  if (body_len != 0) {
+    std::uint8_t* body = s->push_ext(wire::Ext::membership, body_len);
+    REQUIRE(body != nullptr);
+    std::memset(body, 0, body_len);
+    body[0] = flags;
+    if (body_len > 1) body[1] = static_cast<std::uint8_t>(name_len < 0 ? static_cast<int>(payload.size()) : name_len);
+  }
+  s->seal();
+  Packet* r = as_received(pool, *s);
+  s->release();
+  return r;
+}
+
+Packet* heartbeat(PacketPool& pool, std::uint32_t sender, std::uint32_t epoch, std::string_view name,
+                  bool leaving = false) {
+  return forged(pool, sender, epoch, static_cast<std::uint8_t>(hb::kFlagReceives | (leaving ? hb::kFlagLeaving : 0)),
+                name);
+}
+
+std::uint64_t counter(Endpoint& ep, std::string_view name) { return ep->counters().get(name); }
+
+const Event* last_event(const RecordingSink& sink, EventType t) {
+  for (auto it = sink.events.rbegin(); it != sink.events.rend(); ++it) {
+    if (it->type == t) return &*it;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("membership.heartbeat: start sends one heartbeat with flags, name length and the name") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("alpha"), make_env(11, 111));
+  a->start(5 * kMs);
+  REQUIRE(a.sink.transmitted.size() == 1);
+  Packet* rx = as_received(pool, *a.sink.transmitted[0]);
+  REQUIRE(wire::decode(*rx) == wire::DecodeError::none);
+  CHECK(rx->kind == wire::Kind::heartbeat);
+  CHECK(rx->sender == 11);
+  CHECK(rx->epoch == 111);
+  CHECK(rx->channel == wire::channel_hash("test", 4));
+  std::uint8_t len = 0;
+  const std::uint8_t* body = rx->ext(wire::Ext::membership, &len);
+  REQUIRE(body != nullptr);
+  CHECK(len == 4);
+  CHECK(body[0] == hb::kFlagReceives);
+  CHECK(body[1] == 5);
+  CHECK(wire::get_u16(body + 2) == 0);
+  CHECK(std::string_view(reinterpret_cast<const char*>(rx->payload()), rx->payload_len) == "alpha");
+  hb::Heartbeat h;
+  CHECK(hb::parse(*rx, h) == hb::ParseError::none);
+  CHECK(h.name == "alpha");
+  rx->release();
+  CHECK(counter(a, "membership.heartbeats_sent") == 1);
+
+  // The next one is due within one interval (jitter only ever shortens it).
+  const std::uint64_t next = a->next_deadline_ns();
+  CHECK(next <= 5 * kMs + kIntervalNs);
+  CHECK(next >= 5 * kMs + kIntervalNs - kIntervalNs / 10);
+  a->tick(next);
+  CHECK(a.sink.transmitted.size() == 2);
+  CHECK(counter(a, "membership.heartbeats_sent") == 2);
+}
+
+TEST_CASE("membership.heartbeat: a send-only member clears the receives bit") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("tx", {{"receives", "false"}}), make_env(11));
+  Endpoint b(pool, member_plan("rx"), make_env(12));
+  a->start(0);
+  b->start(0);
+  REQUIRE(a.sink.transmitted.size() == 1);
+  const Packet* p = a.sink.transmitted[0];
+  CHECK(p->ext(wire::Ext::membership)[0] == 0);
+  carry(a, b, kMs);
+  const int slot = b->group().slot_of_name("tx");
+  REQUIRE(slot > 0);
+  CHECK_FALSE(b->group().member(slot).receives);
+  CHECK((b->group().alive() & slot_bit(slot)) != 0);
+  CHECK((b->group().receivers() & slot_bit(slot)) == 0);
+}
+
+TEST_CASE("membership.heartbeat: members join, are consumed, and answer early so views converge") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("a"), make_env(1, 100));
+  Endpoint b(pool, member_plan("b"), make_env(2, 200));
+  a->start(0);
+  b->start(50 * kMs);
+  b.sink.clear();
+  // b hears a's start heartbeat at 51 ms: a joins, and b answers at once (its own last
+  // heartbeat was 1 ms ago, so the answer is brought forward to 50 + 25 ms).
+  CHECK(carry(a, b, 51 * kMs) == 1);
+  const int sa = b->group().slot_of_name("a");
+  REQUIRE(sa > 0);
+  CHECK(b->group().member(sa).state == MemberState::alive);
+  CHECK(b->group().member(sa).sender == 1);
+  CHECK(b->group().member(sa).epoch == 100);
+  CHECK(b.sink.delivered.empty());  // heartbeats never reach the application
+  const Event* e = last_event(b.sink, EventType::member_joined);
+  REQUIRE(e != nullptr);
+  CHECK(e->members == slot_bit(sa));
+  CHECK(e->sender == 1);
+  CHECK(e->epoch == 100);
+  CHECK(e->stage == "membership.heartbeat");
+  CHECK(b->group().names(e->members) == "a");
+  CHECK(counter(b, "membership.joins") == 1);
+  CHECK(counter(b, "membership.early_heartbeats") == 1);
+  CHECK(b->next_deadline_ns() == 75 * kMs);
+  b->tick(75 * kMs);
+  REQUIRE(b.sink.transmitted.size() == 1);
+  // a hears b: now both views hold both members.
+  carry(b, a, 76 * kMs);
+  const int sb = a->group().slot_of_name("b");
+  REQUIRE(sb > 0);
+  CHECK(a->group().member(sb).state == MemberState::alive);
+  CHECK(a->group().alive() == slot_bit(sb));
+  CHECK(b->group().alive() == slot_bit(sa));
+
+  // Hearing a known member again changes nothing and raises no event.
+  const std::uint64_t view = b->group().view_id();
+  const std::size_t events = b.sink.events.size();
+  b->receive(heartbeat(pool, 1, 100, "a"), 80 * kMs);
+  CHECK(b->group().view_id() == view);
+  CHECK(b.sink.events.size() == events);
+  CHECK(counter(b, "membership.heartbeats_received") == 2);
+}
+
+TEST_CASE("membership.heartbeat: hostile heartbeats are dropped as malformed and change nothing") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("a"), make_env(1));
+  a->start(0);
+  const std::uint64_t view = a->group().view_id();
+  a->receive(forged(pool, 7, 1, 1, "bob", -1, 0), kMs);   // no membership extension
+  a->receive(forged(pool, 7, 1, 1, "bob", -1, 3), kMs);   // body too short
+  a->receive(forged(pool, 7, 1, 1, "bob", -1, 8), kMs);   // body too long
+  a->receive(forged(pool, 7, 1, 1, "bob", 4), kMs);       // name_len beyond the payload
+  a->receive(forged(pool, 7, 1, 1, "bobby", 3), kMs);     // name_len short of the payload
+  a->receive(forged(pool, 7, 1, 1, ""), kMs);             // empty name
+  a->receive(forged(pool, 7, 1, 1, std::string_view("b\0b", 3)), kMs);  // control byte
+  a->receive(forged(pool, 7, 1, 1, "b\nb"), kMs);
+  a->receive(forged(pool, 0, 1, 1, "zero"), kMs);         // sender id 0 is never assigned
+  CHECK(counter(a, "membership.malformed") == 9);
+  CHECK(a->drops(DropReason::malformed) == 9);
+  CHECK(a->group().view_id() == view);
+  CHECK(a->group().slots() == 1);
+  CHECK(a.sink.events.empty());
+  CHECK(a.sink.delivered.empty());
+  CHECK(pool.in_use() == a.sink.transmitted.size());  // nothing leaked
+
+  // A 255-byte name is fine; reserved bits and unknown flags are ignored.
+  const std::string longest(255, 'n');
+  a->receive(forged(pool, 8, 1, 0xF1, longest), kMs);
+  CHECK(a->group().slot_of_name(longest) > 0);
+  CHECK(counter(a, "membership.malformed") == 9);
+}
+
+TEST_CASE("membership.heartbeat: a heartbeat with our own name never overwrites self") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("a"), make_env(1, 100));
+  a->start(0);
+  a->receive(heartbeat(pool, 9, 5, "a"), kMs);    // an impostor
+  a->receive(heartbeat(pool, 1, 99, "a"), kMs);   // our former incarnation
+  CHECK(a->group().slots() == 1);
+  CHECK(a->group().member(0).epoch == 100);
+  CHECK(counter(a, "membership.name_conflicts") == 2);
+  CHECK(a->drops(DropReason::not_in_view) == 1);
+  CHECK(a->drops(DropReason::stale_epoch) == 1);
+}
+
+TEST_CASE("membership.heartbeat: silence for timeout_us is a failure; any packet refreshes liveness") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("a", {{"interval_us", "100000"}, {"timeout_us", "1000000"}}), make_env(1));
+  a->start(0);
+  a->receive(heartbeat(pool, 2, 20, "b"), 10 * kMs);
+  const int sb = a->group().slot_of_name("b");
+  REQUIRE(sb > 0);
+  // A data packet from b at 500 ms passes up unchanged and moves the deadline to 1.5 s.
+  a->receive(datagram(pool, 2, 20, 0, "payload"), 500 * kMs);
+  REQUIRE(a.sink.delivered.size() == 1);
+  CHECK(a.sink.payloads() == std::vector<std::string>{"payload"});
+  // Run the timer as a shell would, up to just before the deadline.
+  std::uint64_t now = 0;
+  while (a->next_deadline_ns() != 0 && a->next_deadline_ns() < 1500 * kMs) {
+    now = a->next_deadline_ns();
+    a->tick(now);
+  }
+  CHECK(a->group().member(sb).state == MemberState::alive);
+  CHECK(a->next_deadline_ns() == 1500 * kMs);
+  a->tick(1500 * kMs);
+  CHECK(a->group().member(sb).state == MemberState::failed);
+  CHECK(a->group().alive() == 0);
+  const Event* e = last_event(a.sink, EventType::member_failed);
+  REQUIRE(e != nullptr);
+  CHECK(e->members == slot_bit(sb));
+  CHECK(e->sender == 2);
+  CHECK(e->epoch == 20);
+  CHECK(counter(a, "membership.failures") == 1);
+  // Data alone does not revive a failed member; a heartbeat does (a healed partition).
+  a->receive(datagram(pool, 2, 20, 0, "late"), 1600 * kMs);
+  CHECK(a->group().member(sb).state == MemberState::failed);
+  a->receive(heartbeat(pool, 2, 20, "b"), 1700 * kMs);
+  CHECK(a->group().member(sb).state == MemberState::alive);
+  CHECK(a.sink.count_events(EventType::member_joined) == 2);
+  CHECK(a.sink.count_events(EventType::member_restarted) == 0);
+}
+
+TEST_CASE("membership.heartbeat: a new epoch is a restart and the retired epoch is ignored") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("a"), make_env(1));
+  a->start(0);
+  a->receive(heartbeat(pool, 2, 20, "b"), kMs);
+  const int sb = a->group().slot_of_name("b");
+  REQUIRE(sb > 0);
+  a->receive(heartbeat(pool, 2, 21, "b"), 2 * kMs);
+  CHECK(a->group().member(sb).epoch == 21);
+  CHECK(a->group().slot_of_name("b") == sb);  // same slot: same name
+  const Event* e = last_event(a.sink, EventType::member_restarted);
+  REQUIRE(e != nullptr);
+  CHECK(e->members == slot_bit(sb));
+  CHECK(e->epoch == 21);
+  CHECK(e->seq == 20);  // the retired epoch
+  CHECK(counter(a, "membership.restarts") == 1);
+  CHECK(a.sink.count_events(EventType::member_joined) == 1);
+
+  // The old incarnation's heartbeats still in flight are dropped; the view keeps epoch 21.
+  const std::uint64_t view = a->group().view_id();
+  a->receive(heartbeat(pool, 2, 20, "b"), 3 * kMs);
+  CHECK(a->group().member(sb).epoch == 21);
+  CHECK(a->group().view_id() == view);
+  CHECK(counter(a, "membership.stale_heartbeats") == 1);
+  CHECK(a->drops(DropReason::stale_epoch) == 1);
+  // Data of the old epoch no longer refreshes liveness (touch needs the current epoch).
+  CHECK_FALSE(a->group().touch(2, 20, 4 * kMs));
+
+  // A restart with a new sender id too (a new process) is the same member by name.
+  a->receive(heartbeat(pool, 3, 22, "b"), 5 * kMs);
+  CHECK(a->group().slot_of_name("b") == sb);
+  CHECK(a->group().member(sb).sender == 3);
+  CHECK(counter(a, "membership.restarts") == 2);
+  // Several retired epochs are remembered.
+  a->receive(heartbeat(pool, 2, 20, "b"), 6 * kMs);
+  a->receive(heartbeat(pool, 2, 21, "b"), 6 * kMs);
+  CHECK(a->group().member(sb).epoch == 22);
+  CHECK(counter(a, "membership.stale_heartbeats") == 3);
+}
+
+TEST_CASE("membership.heartbeat: stop sends goodbyes; the member is left and stays left") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("a"), make_env(1));
+  Endpoint b(pool, member_plan("b", {{"leave_copies", "2"}}), make_env(2, 20));
+  a->start(0);
+  b->start(0);
+  carry(b, a, kMs);
+  a.sink.clear();
+  const int sb = a->group().slot_of_name("b");
+  REQUIRE(sb > 0);
+  b->stop(10 * kMs);
+  b->stop(11 * kMs);  // idempotent
+  REQUIRE(b.sink.transmitted.size() == 2);
+  for (const Packet* p : b.sink.transmitted) {
+    CHECK(p->kind == wire::Kind::heartbeat);
+    CHECK(p->ext(wire::Ext::membership)[0] == (hb::kFlagReceives | hb::kFlagLeaving));
+  }
+  CHECK(b->next_deadline_ns() == 0);  // a stopped member sends nothing more
+  carry(b, a, 12 * kMs);
+  CHECK(a->group().member(sb).state == MemberState::left);
+  CHECK(a->group().alive() == 0);
+  CHECK(a->group().receivers() == 0);
+  CHECK(a.sink.count_events(EventType::member_left) == 1);  // two goodbyes, one event
+  const Event* e = last_event(a.sink, EventType::member_left);
+  REQUIRE(e != nullptr);
+  CHECK(e->members == slot_bit(sb));
+  CHECK(e->epoch == 20);
+  CHECK(counter(a, "membership.leaves") == 1);
+
+  // A late ordinary heartbeat of the same incarnation cannot bring it back ...
+  a->receive(heartbeat(pool, 2, 20, "b"), 13 * kMs);
+  CHECK(a->group().member(sb).state == MemberState::left);
+  // ... and a left member is not failed later.
+  a->tick(5000 * kMs);
+  CHECK(a.sink.count_events(EventType::member_failed) == 0);
+  // A new incarnation is a fresh join, not a restart.
+  a->receive(heartbeat(pool, 2, 30, "b"), 6000 * kMs);
+  CHECK(a->group().member(sb).state == MemberState::alive);
+  CHECK(a.sink.count_events(EventType::member_joined) == 2);
+  CHECK(a.sink.count_events(EventType::member_restarted) == 0);
+  // A goodbye from a name never heard creates no slot.
+  a->receive(heartbeat(pool, 5, 50, "ghost", true), 6001 * kMs);
+  CHECK(a->group().slot_of_name("ghost") == kNoSlot);
+}
+
+TEST_CASE("membership.heartbeat: a named member never heard is failed timeout_us after start") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("a", {}, {"a", "b", "c"}), make_env(1));
+  a->start(0);
+  const int sb = a->group().slot_of_name("b");
+  const int sc = a->group().slot_of_name("c");
+  REQUIRE(sb > 0);
+  REQUIRE(sc > 0);
+  CHECK(a->group().receivers() == (slot_bit(sb) | slot_bit(sc)));
+  a->receive(heartbeat(pool, 3, 30, "c"), 900 * kMs);
+  while (a->next_deadline_ns() != 0 && a->next_deadline_ns() <= kTimeoutNs) a->tick(a->next_deadline_ns());
+  CHECK(a->group().member(sb).state == MemberState::failed);
+  CHECK(a->group().member(sc).state == MemberState::alive);
+  CHECK(a->group().receivers() == slot_bit(sc));
+  CHECK(a.sink.count_events(EventType::member_failed) == 1);
+}
+
+TEST_CASE("membership.heartbeat: other packets pass both ways unchanged") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("a"), make_env(1));
+  a->start(0);
+  a.sink.clear();
+  a.send("hello", kMs);
+  REQUIRE(a.sink.transmitted.size() == 1);
+  CHECK(a.sink.transmitted[0]->kind == wire::Kind::data);
+  CHECK(a.sink.transmitted[0]->payload_len == 5);
+  a->receive(datagram(pool, 9, 9, 0, "ack?", 0, wire::Kind::ack), kMs);
+  a->receive(datagram(pool, 9, 9, 0, "ctl", 0, wire::Kind::control), kMs);
+  CHECK(a.sink.payloads() == std::vector<std::string>{"ack?", "ctl"});
+  CHECK(a->group().slots() == 1);  // unknown senders are not members
+}
+
+TEST_CASE("membership.heartbeat: bad parameters are refused with their names") {
+  PacketPool pool(2048, 16, 256);
+  RecordingSink sink;
+  std::unique_ptr<Pipeline> pl;
+  Status s = Pipeline::build(member_plan("a", {{"interval_us", "100000"}, {"timeout_us", "100000"}}),
+                             Registry::builtin(), make_env(1), pool, sink, pl);
+  CHECK_FALSE(s.is_ok());
+  CHECK(s.message().find("timeout_us") != std::string::npos);
+  s = Pipeline::build(member_plan("a", {{"interval_us", "0"}}), Registry::builtin(), make_env(1), pool, sink, pl);
+  CHECK_FALSE(s.is_ok());
+  CHECK(s.message().find("interval_us") != std::string::npos);
+  s = Pipeline::build(member_plan("a", {{"leave_copies", "99"}}), Registry::builtin(), make_env(1), pool, sink, pl);
+  CHECK_FALSE(s.is_ok());
+  CHECK(s.message().find("leave_copies") != std::string::npos);
+}
+
+TEST_CASE("membership.heartbeat: a member without a usable name announces one made from its sender id") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan(""), make_env(0xABCD));
+  a->start(0);
+  REQUIRE(a.sink.transmitted.size() == 1);
+  const Packet* p = a.sink.transmitted[0];
+  CHECK(std::string_view(reinterpret_cast<const char*>(p->payload()), p->payload_len) == "member-0000abcd");
+}

@@ -1,0 +1,581 @@
+// reliability.arq: acks, retransmission, NACK repair and suppression, outcomes, windows,
+// late joiners, ack sets (all, named, fraction, k), send-only members, parameters.
+// Each test drives real pipelines holding only the stage and fills their Group views by
+// hand (the membership stage is absent here), moving datagrams between them explicitly.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <functional>
+#include <set>
+
+#include "../support/recording_sink.hpp"
+#include "primitives/reliability/ack_format.hpp"
+
+using namespace tmc;
+using namespace tmc::test;
+
+namespace {
+
+constexpr std::uint64_t kMs = 1'000'000;
+constexpr std::uint64_t kUs = 1'000;
+using KV = std::initializer_list<std::pair<const std::string, std::string>>;
+
+struct Node {
+  Node(std::string name, std::uint32_t sender, KV params, bool receives = true, std::uint32_t epoch = 1000)
+      : pool(2048, 64, 1 << 14) {
+    Plan plan = make_plan({stage("reliability.arq", params)});
+    plan.member = std::move(name);
+    if (!receives) plan.duplexity = Duplexity::send_only;
+    ep = std::make_unique<Endpoint>(pool, plan, make_env(sender, epoch, sender * 7919ull));
+    (*ep)->start(0);
+  }
+  PacketPool pool;
+  std::unique_ptr<Endpoint> ep;
+
+  Pipeline& pl() { return **ep; }
+  RecordingSink& sink() { return ep->sink; }
+  std::uint64_t c(const char* name) { return pl().counters().get(name); }
+  void send(std::string_view payload, std::uint64_t now_ns, std::uint64_t token, std::uint16_t flags = 0) {
+    Packet* p = pool.alloc();
+    REQUIRE(p != nullptr);
+    p->reset_for_send(static_cast<std::uint32_t>(payload.size()));
+    std::memcpy(p->payload(), payload.data(), payload.size());
+    p->flags = flags;
+    p->token = token;
+    pl().send(p, now_ns);
+  }
+  void hear(const std::string& name, std::uint32_t sender, std::uint32_t epoch = 1000, bool receives = true) {
+    pl().group().heard(name, sender, epoch, receives, 0);
+  }
+  void tick(std::uint64_t now_ns) {
+    if (pl().next_deadline_ns() != 0 && pl().next_deadline_ns() <= now_ns) pl().tick(now_ns);
+  }
+  std::vector<std::string> got() const { return ep->sink.payloads(); }
+};
+
+// What a transmitted datagram is, decoded.
+struct Seen {
+  wire::Kind kind = wire::Kind::data;
+  std::uint64_t rseq = 0;
+  std::uint64_t trail = 0;
+  detail::AckBody ack;
+  detail::NackBody nack;
+};
+Seen inspect(PacketPool& pool, const Packet& sent) {
+  Packet* r = as_received(pool, sent);
+  REQUIRE(wire::decode(*r) == wire::DecodeError::none);
+  Seen s{};
+  s.kind = r->kind;
+  std::uint8_t len = 0;
+  if (const auto* b = r->ext(wire::Ext::rel, &len)) {
+    const auto rel = detail::decode_rel_body(b, len);
+    REQUIRE(rel.has_value());
+    s.rseq = rel->rseq;
+    s.trail = rel->trail;
+  }
+  if (const auto* b = r->ext(wire::Ext::ack, &len)) {
+    if (r->kind == wire::Kind::ack) s.ack = detail::decode_ack(b, len).value();
+    if (r->kind == wire::Kind::nack) s.nack = detail::decode_nack(b, len).value();
+  }
+  r->release();
+  return s;
+}
+
+// Multicast everything `from` transmitted to `to` (each copy passes `keep`, if given).
+using Keep = std::function<bool(std::size_t dest, const Seen&)>;
+std::size_t multicast(Node& from, std::vector<Node*> to, std::uint64_t now_ns, const Keep& keep = {}) {
+  std::vector<Packet*> batch;
+  batch.swap(from.sink().transmitted);
+  for (Packet* p : batch) {
+    const Seen s = inspect(from.pool, *p);
+    for (std::size_t i = 0; i < to.size(); ++i) {
+      if (keep && !keep(i, s)) continue;
+      to[i]->pl().receive(as_received(to[i]->pool, *p), now_ns);
+    }
+    p->release();
+  }
+  return batch.size();
+}
+
+std::vector<Seen> transmitted(Node& n) {
+  std::vector<Seen> v;
+  for (Packet* p : n.sink().transmitted) v.push_back(inspect(n.pool, *p));
+  return v;
+}
+
+std::size_t events(Node& n, EventType t) { return n.sink().count_events(t); }
+
+const Event* event_for(Node& n, EventType t, std::uint64_t token) {
+  for (const Event& e : n.sink().events) {
+    if (e.type == t && e.token == token) return &e;
+  }
+  return nullptr;
+}
+
+// A sender "a" (slot 0) that knows receivers "b" (slot 1) and "c" (slot 2).
+struct Trio {
+  explicit Trio(KV params = {}) : a("a", 100, params), b("b", 200, params), c("c", 300, params) {
+    a.hear("b", 200);
+    a.hear("c", 300);
+    b.hear("a", 100);
+    b.hear("c", 300);
+    c.hear("a", 100);
+    c.hear("b", 200);
+  }
+  Node a, b, c;
+  // Run the acks/NACKs of b and c back to everyone.
+  void feedback(std::uint64_t now_ns) {
+    multicast(b, {&a, &c}, now_ns);
+    multicast(c, {&a, &b}, now_ns);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("reliability.arq: acks from every receiver meet each message once, naming who acked") {
+  Trio t;
+  for (int i = 1; i <= 3; ++i) t.a.send("m" + std::to_string(i), 0, 10 + i);
+  const auto tx = transmitted(t.a);
+  REQUIRE(tx.size() == 3);
+  CHECK(tx[0].rseq == 1);
+  CHECK(tx[2].rseq == 3);
+  CHECK(tx[0].trail == 1);
+  CHECK(t.a.pl().held_packets() == 3);
+  multicast(t.a, {&t.b, &t.c}, 100 * kUs);
+  CHECK(t.b.got() == std::vector<std::string>{"m1", "m2", "m3"});
+  CHECK(t.c.got() == std::vector<std::string>{"m1", "m2", "m3"});
+  // Acks are coalesced: none yet, then one each after ack_delay_us.
+  CHECK(t.b.sink().transmitted.empty());
+  t.b.tick(100 * kUs + 500 * kUs);
+  t.c.tick(100 * kUs + 500 * kUs);
+  REQUIRE(t.b.sink().transmitted.size() == 1);
+  const Seen ack = transmitted(t.b)[0];
+  CHECK(ack.kind == wire::Kind::ack);
+  CHECK(ack.ack.target_sender == 100);
+  CHECK(ack.ack.cumulative == 3);
+  t.feedback(700 * kUs);
+  CHECK(events(t.a, EventType::delivery_met) == 3);
+  CHECK(events(t.a, EventType::delivery_failed) == 0);
+  const Event* e = event_for(t.a, EventType::delivery_met, 12);
+  REQUIRE(e != nullptr);
+  CHECK(e->seq == 2);
+  CHECK(e->members == (slot_bit(1) | slot_bit(2)));
+  CHECK(e->stage == "reliability.arq");
+  CHECK(t.a.pl().held_packets() == 0);
+  CHECK(t.a.c("reliability.met") == 3);
+  CHECK(t.a.c("reliability.acks_received") == 2);
+  CHECK(t.a.c("reliability.rtt_samples") == 2);
+  // The receivers' acks for another sender are consumed, never delivered.
+  CHECK(t.b.got().size() == 3);
+  // Nothing left to do: the sender's timer may fire once more but sends nothing.
+  t.a.tick(1000 * kMs);
+  CHECK(t.a.sink().transmitted.empty());
+  CHECK(t.a.pl().next_deadline_ns() == 0);
+}
+
+TEST_CASE("reliability.arq: ack_every sends an ack at once after that many new packets") {
+  Trio t({{"ack_every", "2"}});
+  for (int i = 0; i < 4; ++i) t.a.send("x", 0, 0);
+  multicast(t.a, {&t.b, &t.c}, 0);
+  CHECK(t.b.c("reliability.acks_sent") == 2);
+  t.feedback(0);
+  CHECK(events(t.a, EventType::delivery_met) == 4);
+}
+
+TEST_CASE("reliability.arq: duplicates are delivered once and re-acknowledged (lost acks)") {
+  Trio t;
+  t.a.send("m1", 0, 1);
+  REQUIRE(t.a.sink().transmitted.size() == 1);
+  Packet* copy = t.a.pool.clone(*t.a.sink().transmitted[0]);
+  multicast(t.a, {&t.b, &t.c}, 0);
+  t.b.tick(kMs);
+  t.c.tick(kMs);
+  // b's ack is lost; c's arrives.
+  t.b.sink().clear();
+  multicast(t.c, {&t.a, &t.b}, kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 0);
+  // The RTO retransmits to everyone; b and c drop the copy as a duplicate and ack again.
+  t.a.tick(60 * kMs);
+  REQUIRE(t.a.sink().transmitted.size() == 1);
+  CHECK(t.a.c("reliability.retransmits") == 1);
+  multicast(t.a, {&t.b, &t.c}, 60 * kMs);
+  CHECK(t.b.got().size() == 1);
+  CHECK(t.b.c("reliability.duplicates") == 1);
+  CHECK(t.b.pl().counters().get("drops.duplicate") == 1);
+  t.b.tick(61 * kMs);
+  t.c.tick(61 * kMs);
+  t.feedback(61 * kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 1);
+  // Karn's rule: the retransmitted message gave no RTT sample.
+  CHECK(t.a.c("reliability.rtt_samples") == 0);
+  copy->release();
+}
+
+TEST_CASE("reliability.arq: a gap is NACKed after a random delay and repaired by one retransmission") {
+  Trio t;
+  for (int i = 1; i <= 3; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  // b loses rseq 2; c gets everything.
+  multicast(t.a, {&t.b, &t.c}, 0, [](std::size_t dest, const Seen& s) { return !(dest == 0 && s.rseq == 2); });
+  CHECK(t.b.got() == std::vector<std::string>{"m1", "m3"});  // immediately: ordering is not this stage's job
+  const std::uint64_t due = t.b.pl().next_deadline_ns();
+  REQUIRE(due != 0);
+  CHECK(due <= 1 * kMs);  // the NACK (or ack) timer, within nack_delay_us
+  t.b.tick(kMs);
+  std::vector<Seen> out = transmitted(t.b);
+  const auto nack = std::find_if(out.begin(), out.end(), [](const Seen& s) { return s.kind == wire::Kind::nack; });
+  REQUIRE(nack != out.end());
+  CHECK(nack->nack.target_sender == 100);
+  CHECK(nack->nack.first == 2);
+  CHECK(nack->nack.count == 1);
+  t.feedback(kMs);
+  CHECK(t.a.c("reliability.nacks_received") == 1);
+  CHECK(t.a.c("reliability.retransmits") == 1);
+  multicast(t.a, {&t.b, &t.c}, 2 * kMs);
+  CHECK(t.b.got() == std::vector<std::string>{"m1", "m3", "m2"});
+  CHECK(t.c.c("reliability.duplicates") == 1);
+  t.b.tick(3 * kMs);
+  t.c.tick(3 * kMs);
+  t.feedback(3 * kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 3);
+  CHECK(t.a.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq: a receiver that hears another's NACK for its gap stays quiet") {
+  Trio t({{"nack_delay_us", "1000"}});
+  for (int i = 1; i <= 3; ++i) t.a.send("m", 0, i);
+  multicast(t.a, {&t.b, &t.c}, 0, [](std::size_t, const Seen& s) { return s.rseq != 2; });
+  // Whoever's NACK timer fires first asks; the other hears it before its own timer.
+  Node& first = t.b.pl().next_deadline_ns() <= t.c.pl().next_deadline_ns() ? t.b : t.c;
+  Node& second = &first == &t.b ? t.c : t.b;
+  const std::uint64_t t1 = first.pl().next_deadline_ns();
+  first.tick(t1);
+  REQUIRE(first.c("reliability.nacks_sent") == 1);
+  multicast(first, {&t.a, &second}, t1);
+  second.tick(2 * kMs);
+  CHECK(second.c("reliability.nacks_sent") == 0);
+  CHECK(second.c("reliability.nacks_suppressed") == 1);
+  CHECK(t.a.c("reliability.retransmits") == 1);
+  // A second NACK for the same range within half an RTT causes no second repair.
+  CHECK(t.a.c("reliability.nacks_received") == 1);
+}
+
+TEST_CASE("reliability.arq: the sender retransmits a range at most once per half RTT however many NACK it") {
+  Trio t;
+  t.a.send("m1", 0, 1);
+  t.a.send("m2", 0, 2);
+  multicast(t.a, {&t.b, &t.c}, 0, [](std::size_t, const Seen& s) { return s.rseq != 1; });
+  t.b.tick(2 * kMs);
+  t.c.tick(2 * kMs);
+  // Both NACK (neither heard the other) and both NACKs reach the sender at the same time.
+  multicast(t.b, {&t.a}, 2 * kMs);
+  multicast(t.c, {&t.a}, 2 * kMs);
+  CHECK(t.a.c("reliability.nacks_received") == 2);
+  CHECK(t.a.c("reliability.retransmits") == 1);
+}
+
+TEST_CASE("reliability.arq: a member that never acks makes the message fail after max_retries, named") {
+  Trio t({{"max_retries", "3"}, {"rto_initial_us", "10000"}});
+  t.a.send("m1", 0, 77);
+  multicast(t.a, {&t.b}, 0);  // c never hears it
+  t.b.tick(kMs);
+  multicast(t.b, {&t.a}, kMs);
+  std::uint64_t now = kMs;
+  int retransmissions = 0;
+  for (int i = 0; i < 50 && events(t.a, EventType::delivery_failed) == 0; ++i) {
+    now = std::max(now, t.a.pl().next_deadline_ns());
+    t.a.tick(now);
+    retransmissions += static_cast<int>(t.a.sink().transmitted.size());
+    t.a.sink().clear();
+  }
+  CHECK(retransmissions == 3);
+  REQUIRE(events(t.a, EventType::delivery_failed) == 1);
+  const Event* e = event_for(t.a, EventType::delivery_failed, 77);
+  REQUIRE(e != nullptr);
+  CHECK(e->members == slot_bit(2));
+  CHECK(t.a.pl().group().names(e->members) == "c");
+  CHECK(events(t.a, EventType::delivery_met) == 0);
+  CHECK(t.a.c("reliability.failed") == 1);
+  CHECK(t.a.pl().held_packets() == 0);
+  // Backoff: 10 + 20 + 40 ms, then the last timeout (80 ms) fails it.
+  CHECK(now >= 150 * kMs);
+}
+
+TEST_CASE("reliability.arq: a required member failing in the view fails its messages at once") {
+  Trio t;
+  t.a.send("m1", 0, 5);
+  t.a.send("m2", 0, 6);
+  multicast(t.a, {&t.b}, 0);
+  t.b.tick(kMs);
+  multicast(t.b, {&t.a}, kMs);
+  CHECK(events(t.a, EventType::delivery_failed) == 0);
+  t.a.pl().group().mark(2, MemberState::failed);
+  t.a.tick(2 * kMs);  // any input notices the new view
+  t.a.send("m3", 2 * kMs, 7, wire::kFlagUnordered);
+  CHECK(events(t.a, EventType::delivery_failed) == 2);
+  const Event* e = event_for(t.a, EventType::delivery_failed, 6);
+  REQUIRE(e != nullptr);
+  CHECK(e->members == slot_bit(2));
+  // A message sent in the new view waits only for b.
+  multicast(t.a, {&t.b}, 2 * kMs);
+  t.b.tick(3 * kMs);
+  multicast(t.b, {&t.a}, 3 * kMs);
+  CHECK(event_for(t.a, EventType::delivery_met, 7) != nullptr);
+  CHECK(t.a.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq: ack_from waits only for the named members") {
+  Trio t({{"ack_from", "b"}});
+  t.a.send("m1", 0, 1);
+  multicast(t.a, {&t.b}, 0);  // c is lossy: never gets it
+  t.b.tick(kMs);
+  multicast(t.b, {&t.a}, kMs);
+  const Event* e = event_for(t.a, EventType::delivery_met, 1);
+  REQUIRE(e != nullptr);
+  CHECK(e->members == slot_bit(1));
+  CHECK(t.a.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq: ack_from names a member not heard yet: the message waits for it") {
+  Node a("a", 100, {{"ack_from", "b"}});
+  Node b("b", 200, {{"ack_from", "b"}});
+  a.send("m1", 0, 1);
+  CHECK(events(a, EventType::delivery_met) == 0);
+  multicast(a, {&b}, 0);
+  b.tick(kMs);
+  multicast(b, {&a}, kMs);  // a does not know b yet: the ack counts for no one
+  CHECK(a.c("reliability.unknown_acker") == 1);
+  a.hear("b", 200);
+  a.tick(60 * kMs);  // the retransmission is acked again
+  multicast(a, {&b}, 60 * kMs);
+  b.tick(61 * kMs);
+  multicast(b, {&a}, 61 * kMs);
+  CHECK(event_for(a, EventType::delivery_met, 1) != nullptr);
+}
+
+TEST_CASE("reliability.arq: ack_fraction and ack_k need that many acks, from anyone") {
+  for (const auto& p : {std::pair<std::string, std::string>{"ack_fraction", "0.5"}, {"ack_k", "1"}}) {
+    CAPTURE(p.first);
+    Trio t({p});
+    t.a.send("m1", 0, 1);
+    multicast(t.a, {&t.c}, 0);
+    t.c.tick(kMs);
+    multicast(t.c, {&t.a}, kMs);
+    const Event* e = event_for(t.a, EventType::delivery_met, 1);
+    REQUIRE(e != nullptr);
+    CHECK(e->members == slot_bit(2));
+  }
+  // ceil(0.6 * 2) = 2: both must ack.
+  Trio t({{"ack_fraction", "0.6"}});
+  t.a.send("m1", 0, 1);
+  multicast(t.a, {&t.b, &t.c}, 0);
+  t.c.tick(kMs);
+  multicast(t.c, {&t.a}, kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 0);
+  t.b.tick(kMs);
+  multicast(t.b, {&t.a}, kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 1);
+}
+
+TEST_CASE("reliability.arq: ack_k fails at once when too few members are left to reach k") {
+  Trio t({{"ack_k", "2"}});
+  t.a.send("m1", 0, 1);
+  t.a.pl().group().mark(1, MemberState::left);
+  t.a.tick(kMs);
+  t.a.send("m2", kMs, 2, 0);
+  CHECK(event_for(t.a, EventType::delivery_failed, 1) != nullptr);
+}
+
+TEST_CASE("reliability.arq: messages=flagged leaves unflagged packets untouched (zero bytes)") {
+  Trio t({{"messages", "flagged"}});
+  t.a.send("plain", 0, 1);
+  t.a.send("sure", 0, 2, wire::kFlagReliable);
+  REQUIRE(t.a.sink().transmitted.size() == 2);
+  CHECK(t.a.sink().transmitted[0]->len == wire::kBaseHeaderBytes + 5);
+  CHECK(t.a.sink().transmitted[1]->len == wire::kBaseHeaderBytes + 4 + wire::kExtHeaderBytes + 8);
+  const auto tx = transmitted(t.a);
+  CHECK(tx[0].rseq == 0);
+  CHECK(tx[1].rseq == 1);
+  multicast(t.a, {&t.b, &t.c}, 0);
+  CHECK(t.b.got() == std::vector<std::string>{"plain", "sure"});
+  t.b.tick(kMs);
+  t.c.tick(kMs);
+  t.feedback(kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 1);
+  CHECK(event_for(t.a, EventType::delivery_met, 2) != nullptr);
+}
+
+TEST_CASE("reliability.arq: more than `window` unsettled messages wait in order inside the stage") {
+  Trio t({{"window", "2"}});
+  for (int i = 1; i <= 5; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  CHECK(t.a.sink().transmitted.size() == 2);
+  CHECK(t.a.c("reliability.queued") == 3);
+  CHECK(t.a.pl().held_packets() == 5);
+  for (int round = 0; round < 5 && events(t.a, EventType::delivery_met) < 5; ++round) {
+    const std::uint64_t now = (round + 1) * kMs;
+    multicast(t.a, {&t.b, &t.c}, now);
+    t.b.tick(now + kMs / 2);
+    t.c.tick(now + kMs / 2);
+    t.feedback(now + kMs / 2);
+  }
+  CHECK(events(t.a, EventType::delivery_met) == 5);
+  CHECK(t.b.got() == std::vector<std::string>{"m1", "m2", "m3", "m4", "m5"});
+  CHECK(t.a.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq: a late joiner starts at the trailing edge, never NACKs older history, "
+          "but accepts repairs of it") {
+  Trio t;
+  for (int i = 1; i <= 4; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  multicast(t.a, {&t.b}, 0);  // c is not listening yet
+  t.b.tick(kMs);
+  multicast(t.b, {&t.a}, kMs);  // 1..4 wait for c still
+  t.a.send("m5", 2 * kMs, 5);
+  const Seen five = transmitted(t.a)[0];
+  CHECK(five.rseq == 5);
+  CHECK(five.trail == 1);
+  multicast(t.a, {&t.b, &t.c}, 2 * kMs);
+  CHECK(t.c.got() == std::vector<std::string>{"m5"});
+  t.c.tick(10 * kMs);
+  CHECK(t.c.c("reliability.nacks_sent") == 0);  // 1..4 are history for c
+  // The RTO repairs them, and c accepts them now.
+  t.a.tick(60 * kMs);
+  multicast(t.a, {&t.b, &t.c}, 60 * kMs);
+  CHECK(t.c.got().size() == 5);
+  t.b.tick(61 * kMs);
+  t.c.tick(61 * kMs);
+  t.feedback(61 * kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 5);
+}
+
+TEST_CASE("reliability.arq: a receiver skips what the sender has settled (trailing edge moves past a gap)") {
+  Trio t({{"ack_from", "b"}});
+  t.a.send("m1", 0, 1);
+  t.a.send("m2", 0, 2);
+  multicast(t.a, {&t.b, &t.c}, 0, [](std::size_t dest, const Seen& s) { return !(dest == 1 && s.rseq == 1); });
+  t.b.tick(kMs);
+  multicast(t.b, {&t.a}, kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 2);
+  t.a.send("m3", 2 * kMs, 3);
+  CHECK(transmitted(t.a)[0].trail == 3);
+  multicast(t.a, {&t.b, &t.c}, 2 * kMs);
+  t.c.sink().clear();
+  // c's gap at 1 is settled at the sender: it stops asking and acks cumulatively past it.
+  t.c.tick(3 * kMs);
+  const auto out = transmitted(t.c);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].kind == wire::Kind::ack);
+  CHECK(out[0].ack.cumulative == 3);
+}
+
+TEST_CASE("reliability.arq: a send-only member delivers but never acks or NACKs") {
+  Node a("a", 100, {});
+  Node s("s", 400, {}, /*receives=*/false);
+  a.hear("s", 400, 1000, /*receives=*/false);
+  a.send("m1", 0, 1);  // no receivers: met at once, nobody named
+  CHECK(event_for(a, EventType::delivery_met, 1) != nullptr);
+  a.send("m2", 0, 2);
+  a.send("m3", 0, 3);
+  multicast(a, {&s}, 0, [](std::size_t, const Seen& x) { return x.rseq != 2; });
+  CHECK(s.got().size() == 2);
+  s.tick(100 * kMs);
+  CHECK(s.sink().transmitted.empty());
+}
+
+TEST_CASE("reliability.arq: a restarted sender (new epoch) is a new stream; the old one's stragglers are stale") {
+  Node a1("a", 100, {}, true, 1);
+  Node b("b", 200, {});
+  a1.send("old1", 0, 1);
+  a1.send("old2", 0, 2);
+  std::vector<Packet*> held;
+  held.swap(a1.sink().transmitted);
+  b.pl().receive(as_received(b.pool, *held[0]), 0);
+  Node a2("a", 100, {}, true, 2);
+  a2.send("new1", kMs, 1);
+  b.hear("a", 100, 2);
+  multicast(a2, {&b}, kMs);
+  b.pl().receive(as_received(b.pool, *held[1]), 2 * kMs);  // a straggler of epoch 1
+  CHECK(b.got() == std::vector<std::string>{"old1", "new1"});
+  CHECK(b.pl().counters().get("drops.stale_epoch") == 1);
+  for (Packet* p : held) p->release();
+}
+
+TEST_CASE("reliability.arq: on_stop reports every unsettled or queued message as failed") {
+  Trio t({{"window", "1"}});
+  t.a.send("m1", 0, 1);
+  t.a.send("m2", 0, 2);
+  t.a.pl().stop(kMs);
+  CHECK(events(t.a, EventType::delivery_failed) == 2);
+  const Event* e = event_for(t.a, EventType::delivery_failed, 2);
+  REQUIRE(e != nullptr);
+  CHECK(e->members == (slot_bit(1) | slot_bit(2)));
+  CHECK(t.a.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq: RTO follows measured RTT (Jacobson/Karels) within rto_min/rto_max") {
+  Trio t({{"rto_min_us", "2000"}, {"rto_initial_us", "50000"}, {"ack_delay_us", "0"}});
+  // Round trips of 1 ms: the RTO settles near srtt + 4 rttvar, far below 50 ms.
+  std::uint64_t now = 0;
+  for (int i = 0; i < 20; ++i) {
+    t.a.send("x", now, 0);
+    multicast(t.a, {&t.b, &t.c}, now + kMs / 2);
+    t.feedback(now + kMs);
+    now += 2 * kMs;
+  }
+  CHECK(t.a.c("reliability.rtt_samples") >= 20);
+  t.a.send("lost", now, 99);
+  t.a.sink().clear();
+  const std::uint64_t deadline = t.a.pl().next_deadline_ns();
+  CHECK(deadline > now);
+  CHECK(deadline - now <= 5 * kMs);
+  CHECK(deadline - now >= 2 * kMs);
+}
+
+TEST_CASE("reliability.arq: ack and NACK bodies round-trip; bad lengths are refused") {
+  std::uint8_t buf[24];
+  detail::AckBody a{1, 2, 10, 0b101};
+  detail::encode_ack(buf, a);
+  const auto d = detail::decode_ack(buf, 24);
+  REQUIRE(d.has_value());
+  CHECK(d->cumulative == 10);
+  CHECK(d->covers(10));
+  CHECK(!d->covers(11));
+  CHECK(d->covers(12));
+  CHECK(!d->covers(13));
+  CHECK(d->covers(14));
+  CHECK(d->highest() == 14);
+  CHECK(!detail::decode_ack(buf, 23).has_value());
+  detail::NackBody n{3, 4, 99, 7};
+  detail::encode_nack(buf, n);
+  CHECK(detail::decode_nack(buf, 20)->count == 7);
+  CHECK(!detail::decode_nack(buf, 24).has_value());
+  detail::encode_rel(buf, detail::RelBody{1000, 990});
+  CHECK(detail::decode_rel(buf, 8) == 1000u);
+  CHECK(detail::decode_rel_body(buf, 8)->trail == 990u);
+  wire::put_u64(buf, 0);
+  CHECK(!detail::decode_rel_body(buf, 8).has_value());
+}
+
+TEST_CASE("reliability.arq: parameters are validated, each error naming the parameter") {
+  auto errors_of = [](KV params) {
+    const StageInfo* info = Registry::builtin().find("reliability.arq");
+    REQUIRE(info != nullptr);
+    std::map<std::string, std::string, std::less<>> given(params);
+    tmc::Params resolved;
+    std::vector<std::string> errors;
+    if (!Registry::builtin().resolve_params(*info, given, resolved, errors)) return errors;
+    auto st = info->factory();
+    st->configure(resolved, make_env(1), errors);
+    return errors;
+  };
+  CHECK(errors_of({}).empty());
+  auto has = [](const std::vector<std::string>& v, const char* what) {
+    return std::any_of(v.begin(), v.end(), [&](const std::string& s) { return s.find(what) != std::string::npos; });
+  };
+  CHECK(has(errors_of({{"messages", "some"}}), "messages"));
+  CHECK(has(errors_of({{"ack_fraction", "1.5"}}), "ack_fraction"));
+  CHECK(has(errors_of({{"window", "0"}}), "window"));
+  CHECK(has(errors_of({{"window", "70000"}}), "window"));
+  CHECK(has(errors_of({{"ack_k", "2"}, {"ack_from", "x"}}), "at most one"));
+  CHECK(has(errors_of({{"rto_min_us", "5000"}, {"rto_max_us", "1000"}}), "rto_min_us"));
+  CHECK(has(errors_of({{"ack_every", "0"}}), "ack_every"));
+}
