@@ -32,11 +32,12 @@ micro_bin="$build/bench/tmc_micro_stages"
 
 seconds=0.7
 repeat=3
-lat_seconds=2
-if [ $quick -eq 1 ]; then seconds=0.5; repeat=1; lat_seconds=1; fi
+lat_seconds=1
+lat_repeat=3
+if [ $quick -eq 1 ]; then seconds=0.5; repeat=1; lat_seconds=1; lat_repeat=1; fi
 
 tput_args=(--seconds "$seconds" --repeat "$repeat")
-lat_args=(--seconds "$lat_seconds")
+lat_args=(--seconds "$lat_seconds" --repeat "$lat_repeat")
 where="loopback multicast on this host"
 if [ $netns -eq 1 ]; then
   # shellcheck source=../tests/net/netns.sh
@@ -76,7 +77,7 @@ echo "command: $tput_bin ${tput_args[*]}"
 echo
 "$tput_bin" "${tput_args[@]}" 2>"$build/bench/e2e_throughput.log" || rc=1
 echo
-echo "## End-to-end ping-pong latency (${lat_seconds} s each)"
+echo "## End-to-end ping-pong latency (median of $lat_repeat interleaved runs of ${lat_seconds} s each)"
 echo
 echo "command: $lat_bin ${lat_args[*]}"
 echo

@@ -228,7 +228,11 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
       auto it = s.params.find("messages");
       out.reliable_all = it == s.params.end() || it->second == "all";
     }
-    if (s.kind == "fragment.split") out.fragments = true;
+    if (s.kind == "fragment.split") {
+      out.fragments = true;
+      auto it = s.params.find("fragment_bytes");
+      if (it != s.params.end()) out.fragment_bytes = static_cast<std::uint32_t>(std::stoul(it->second));
+    }
     if (s.kind == "membership.heartbeat") out.membership = true;
     if (s.kind.rfind("reliability.", 0) == 0) out.per_message_ok |= kHasReliability;
     if (s.kind.rfind("checksum.", 0) == 0 || s.offload.find("checksum") != std::string::npos) {
@@ -302,6 +306,7 @@ void ChannelCore::install(Prepared& p) {
   per_message_ok_.store(p.per_message_ok);
   reliable_all_.store(p.reliable_all);
   fragments_.store(p.fragments);
+  fragment_bytes_.store(p.fragment_bytes);
   membership_.store(p.membership);
   max_message_.store(p.max_message);
   large_pool_.store(p.pool);
@@ -728,13 +733,21 @@ std::string ChannelCore::name_of(std::uint32_t sender) const {
 }
 
 void ChannelCore::settle_outcome(const Event& e) noexcept {
+  // A fragmented message is several reliable packets under one token: it is met when every
+  // fragment is, and failed as soon as one fails.
   try {
     std::promise<DeliveryOutcome> promise;
+    MemberMask members = e.members;
     {
       std::lock_guard<std::mutex> lock(outcome_mu_);
       auto it = outcomes_.find(e.token);
       if (it == outcomes_.end()) return;
-      promise = std::move(it->second);
+      if (e.type == EventType::delivery_met) {
+        it->second.acked &= e.members;
+        if (--it->second.remaining > 0) return;
+        members = it->second.acked;
+      }
+      promise = std::move(it->second.promise);
       outcomes_.erase(it);
       tracked_.fetch_sub(1);
     }
@@ -743,7 +756,7 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
     if (pipeline_) {
       const Group& g = pipeline_->group();
       for (std::size_t i = 1; i < g.slots(); ++i) {
-        if ((e.members & slot_bit(static_cast<int>(i))) == 0) continue;
+        if ((members & slot_bit(static_cast<int>(i))) == 0) continue;
         (o.state == DeliveryOutcome::State::met ? o.acked : o.missing).push_back(g.member(static_cast<int>(i)).name);
       }
     }
@@ -754,7 +767,7 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
 
 void ChannelCore::abandon_outcomes(std::uint64_t up_to_token) noexcept {
   try {
-    std::vector<std::promise<DeliveryOutcome>> gone;
+    std::vector<Tracked> gone;
     {
       std::lock_guard<std::mutex> lock(outcome_mu_);
       for (auto it = outcomes_.begin(); it != outcomes_.end();) {
@@ -767,10 +780,10 @@ void ChannelCore::abandon_outcomes(std::uint64_t up_to_token) noexcept {
         }
       }
     }
-    for (auto& p : gone) {
+    for (auto& t : gone) {
       DeliveryOutcome o;
       o.state = DeliveryOutcome::State::abandoned;
-      p.set_value(std::move(o));
+      t.promise.set_value(std::move(o));
     }
   } catch (...) {
   }
@@ -1135,7 +1148,8 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   Packet* p = nullptr;
   for (;;) {
     if (free_ring_.try_pop(p)) {
-      if (p->cap >= kHeadroom + n + wire::kTrailerBytes + 64) break;
+      // A large message only needs the packet as its carrier (see unwrap_large()).
+      if (large != nullptr || p->cap >= kHeadroom + n + wire::kTrailerBytes + 64) break;
       // A buffer from a smaller pool of before an update(): hand it back and take another.
       home_->give_back(p);
       abandoned_.fetch_add(1);
@@ -1172,10 +1186,12 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   const bool sync = static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop;
   std::future<DeliveryOutcome> tracked;
   if (reliable && (outcome != nullptr || sync)) {
-    std::promise<DeliveryOutcome> promise;
-    tracked = promise.get_future();
+    Tracked t;
+    tracked = t.promise.get_future();
+    const std::uint32_t frag = fragment_bytes_.load();
+    if (n > max && frag > 0) t.remaining = static_cast<std::uint32_t>((n + frag - 1) / frag);
     std::lock_guard<std::mutex> lock(outcome_mu_);
-    outcomes_.emplace(token, std::move(promise));
+    outcomes_.emplace(token, std::move(t));
     tracked_.fetch_add(1);
   } else if (outcome != nullptr) {
     std::promise<DeliveryOutcome> promise;

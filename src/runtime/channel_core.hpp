@@ -147,6 +147,7 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     bool fragments = false;            ///< fragment.split is in the plan
     bool membership = false;           ///< membership.heartbeat is in the plan
     std::uint64_t max_message = 0;     ///< the manifest's 'max message bytes'
+    std::uint32_t fragment_bytes = 0;  ///< fragment.split's fragment size
 
     PacketPool* pool = nullptr;
     std::unique_ptr<Pipeline> pipeline;
@@ -259,7 +260,13 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   // Outcomes the application waits for (send with an outcome, sync reliable sends), by
   // token. Filled by send() on any thread, settled by delivery events under exec.
   std::mutex outcome_mu_;
-  std::unordered_map<std::uint64_t, std::promise<DeliveryOutcome>> outcomes_;
+  struct Tracked {
+    std::promise<DeliveryOutcome> promise;
+    std::uint32_t remaining = 1;  ///< fragments (each reliable on its own) not yet met
+    MemberMask acked = ~MemberMask{0};  ///< members that acked every fragment met so far
+  };
+  std::unordered_map<std::uint64_t, Tracked> outcomes_;
+  std::atomic<std::uint32_t> fragment_bytes_{0};
   std::atomic<std::size_t> tracked_{0};
   std::atomic<std::uint8_t> duplexity_{0};
   std::atomic<std::uint8_t> synchronicity_{0};

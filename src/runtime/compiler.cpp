@@ -48,6 +48,10 @@ constexpr WireCost kWireCosts[] = {
     {"reliability.arq", wire::kExtHeaderBytes + 8, 0},
     {"checksum.crc32c", 0, wire::kTrailerBytes},
 };
+/// reliability.arq's default sending window (messages in flight per sender), and how long
+/// ordering above it waits for a repair (longer than the default retry budget).
+constexpr std::int64_t kReliabilityWindow = 4096;
+constexpr std::int64_t kReliableHoldUs = 10'000'000;
 /// The fragment extension: u32 message id, u32 offset, u32 total.
 constexpr std::size_t kFragmentExtBytes = wire::kExtHeaderBytes + 12;
 /// The group_seq extension the network sequencer inserts: u64 sequence, u32 session.
@@ -154,18 +158,36 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
   }
 
   if (m.point_to_point_ordering != OrderingMode::off) {
-    const bool strict = m.point_to_point_ordering == OrderingMode::strict;
-    PlannedStage fifo = stage(
-        "ordering.fifo",
-        strict ? "'point-to-point ordering: strict' asks that each sender's messages are delivered in the order "
-                 "sent; out-of-order ones wait, at most " +
-                     std::to_string(m.ordering_window) + " per sender for up to " +
-                     std::to_string(m.ordering_hold_us) + " us, for the gap to fill."
-               : "'point-to-point ordering: drop-stale' asks that each sender's messages are delivered in the "
-                 "order sent; anything not newer than the last delivered is dropped (paper, section 3.2).");
+    // With every message reliable, a gap is always repaired (or its message reported
+    // failed), so ordering waits for it: strict mode, with a window no smaller than the
+    // reliability window (a sender never has more unacknowledged messages in flight, so a
+    // gap can never fall out of the window) and a hold long enough for the retry budget.
+    const bool strict = m.point_to_point_ordering == OrderingMode::strict || reliable_all;
+    const std::int64_t window = reliable_all ? std::max<std::int64_t>(m.ordering_window, kReliabilityWindow)
+                                             : m.ordering_window;
+    const std::int64_t hold_us = reliable_all ? std::max<std::int64_t>(m.ordering_hold_us, kReliableHoldUs)
+                                              : m.ordering_hold_us;
+    std::string why;
+    if (reliable_all) {
+      why = std::string("'point-to-point ordering' with 'reliability': each sender's messages are delivered in the "
+                        "order sent, and a gap waits for its repair (strict mode") +
+            (m.point_to_point_ordering == OrderingMode::drop_stale
+                 ? "; drop-stale would discard repaired messages that reliability promised"
+                 : "") +
+            ", at most " + std::to_string(window) + " per sender, the reliability window, for up to " +
+            us_text(hold_us) + ").";
+    } else if (strict) {
+      why = "'point-to-point ordering: strict' asks that each sender's messages are delivered in the order "
+            "sent; out-of-order ones wait, at most " +
+            std::to_string(window) + " per sender for up to " + std::to_string(hold_us) + " us, for the gap to fill.";
+    } else {
+      why = "'point-to-point ordering: drop-stale' asks that each sender's messages are delivered in the order "
+            "sent; anything not newer than the last delivered is dropped (paper, section 3.2).";
+    }
+    PlannedStage fifo = stage("ordering.fifo", why);
     fifo.params = {{"mode", strict ? "strict" : "drop-stale"},
-                   {"window", std::to_string(m.ordering_window)},
-                   {"hold_us", std::to_string(m.ordering_hold_us)}};
+                   {"window", std::to_string(window)},
+                   {"hold_us", std::to_string(hold_us)}};
     plan.stages.push_back(std::move(fifo));
   }
   if (m.point_to_point_ordering != OrderingMode::off || m.group_ordering) {

@@ -71,7 +71,7 @@ Plan make_plan(std::vector<PlannedStage> stages, std::string channel_id) {
   Plan p;
   p.channel_hash = wire::channel_hash(channel_id.data(), channel_id.size());
   p.channel_id = std::move(channel_id);
-  p.member = "sim";
+  // member stays empty: add_member() names each member "m<index>" (the group view needs distinct names).
   p.transport.group = "239.255.0.1";
   p.transport.port = kDefaultPort;
   p.stages = std::move(stages);

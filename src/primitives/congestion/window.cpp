@@ -37,7 +37,9 @@
 //   again; the controllers also reduce at most once per RTT.
 //
 //   Retransmissions (an rseq already seen) pass at once and are marked so they give no RTT
-//   sample; reliable control packets (kFlagReliable on a control kind) pass at once and are
+//   sample, except a retransmission of a data packet still waiting here (reliability's
+//   timer runs from when it handed the packet down), which is released: the original goes
+//   out in order; reliable control packets (kFlagReliable on a control kind) pass at once and are
 //   counted in flight; unreliable packets and other kinds are not touched. Reliable data
 //   waits when the window is full, in arrival order, and leaves as acks open the window.
 //
@@ -75,6 +77,7 @@ enum Counter : std::size_t {
   stalls,
   laggards,
   stop_flushed,
+  retransmits_absorbed,
 };
 
 std::uint64_t datagram_bytes(const Packet& p) noexcept {
@@ -251,6 +254,7 @@ void CongestionWindowStage::release(StageIo& io) noexcept {
     const std::uint64_t bytes = datagram_bytes(*head_);
     if (!can_send(rseq, bytes)) break;
     Packet* p = pop();
+    highest_data_passed_ = std::max(highest_data_passed_, rseq);
     record(rseq, bytes, io);
     io.count(released);
     io.down(p);
@@ -310,6 +314,13 @@ void CongestionWindowStage::on_send(Packet* p, StageIo& io) noexcept {
   const std::uint64_t bytes = datagram_bytes(*p);
   if (io.group().view_id() != view_id_) refresh_floor(io);
   if (rseq <= highest_seen_) {
+    if (p->kind == wire::Kind::data && rseq > highest_data_passed_) {
+      // Reliability's timer fired for a packet still waiting here: the original goes out
+      // in order, so this copy would only add to the congestion.
+      io.count(retransmits_absorbed);
+      p->release();
+      return;
+    }
     // A retransmission: its bytes are in flight already (or acked); repairs are not held.
     io.count(retransmits_passed);
     record(rseq, bytes, io);
@@ -324,6 +335,7 @@ void CongestionWindowStage::on_send(Packet* p, StageIo& io) noexcept {
     return;
   }
   if (head_ == nullptr && can_send(rseq, bytes)) {
+    highest_data_passed_ = rseq;
     io.count(passed);
     record(rseq, bytes, io);
     io.down(p);
@@ -429,7 +441,8 @@ void register_congestion_window(Registry& r) {
           "flight. RTT samples come from the newest newly acknowledged packet unless it was retransmitted "
           "(Karn). Loss signals: a NACK targeted at this sender, or a SACK bitmap whose first hole has at least "
           "three received rseqs above it; signals at or below the recovery point (highest rseq sent at the last "
-          "reduction) are one event. Retransmissions and reliable control packets pass at once; unreliable "
+          "reduction) are one event. Retransmissions and reliable control packets pass at once (a retransmission "
+          "of a packet still waiting here is released instead: the original goes out in order); unreliable "
           "packets and other kinds are untouched. While data waits, the stage re-checks the Group every few "
           "milliseconds; if the floor does not move for `stall_timeout_us`, receivers stuck at the floor while "
           "others progressed are left behind (followed again once they catch up), or, if nobody progressed, "
@@ -456,7 +469,9 @@ void register_congestion_window(Registry& r) {
                    {"congestion.max_window_bytes", "largest window reached, in bytes (grows only)"},
                    {"congestion.stalls", "stall timeouts (no ack progress while data waited)"},
                    {"congestion.laggards", "receivers left behind by a stall"},
-                   {"congestion.stop_flushed", "queued packets passed down when the pipeline stopped"}},
+                   {"congestion.stop_flushed", "queued packets passed down when the pipeline stopped"},
+                   {"congestion.retransmits_absorbed",
+                    "retransmissions of packets still waiting here, released (the original goes out in order)"}},
       .factory = [] { return std::make_unique<detail::CongestionWindowStage>(); },
   });
 }

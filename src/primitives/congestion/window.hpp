@@ -71,6 +71,7 @@ class CongestionWindowStage final : public Stage {
   std::uint64_t ring_cap_ = 0;
   std::uint64_t highest_seen_ = 0;  ///< highest rseq that came down (sent or queued)
   std::uint64_t highest_sent_ = 0;  ///< highest rseq recorded as transmitted
+  std::uint64_t highest_data_passed_ = 0;  ///< highest data rseq passed down (queue is in rseq order)
   std::uint64_t floor_ = 0;         ///< every rseq <= floor_ is acked by all followed (or forgotten)
   std::uint64_t in_flight_ = 0;     ///< datagram bytes of recorded rseqs above floor_
   std::uint64_t recovery_point_ = 0;  ///< losses at or below it belong to the last congestion event

@@ -45,7 +45,10 @@
 //   receiver has consumed everything (so a message larger than the window still goes,
 //   alone). Reliable data waits, in order, while the policy is not met: min needs every
 //   receiver in the set to fit, max any one, quorum more than half. Retransmissions,
-//   reliable control packets and every other kind pass at once.
+//   reliable control packets and every other kind pass at once — except a retransmission
+//   of a message still waiting here (reliability's timer runs from when it handed the
+//   message down), which is released: the original goes out in order, and the copy would
+//   slip past flow control.
 //
 //   Slow members: while data waits, each receiver in the set that does not fit is
 //   blocking; one that keeps blocking for slow_timeout_us raises slow_member (Event::members
@@ -89,6 +92,7 @@ enum Counter : std::size_t {
   ejected_c,
   alloc_failed,
   sources_evicted,
+  retransmits_absorbed,
   stop_flushed,
 };
 
@@ -349,6 +353,7 @@ void FlowCreditStage::release(StageIo& io) noexcept {
     const MemberMask set = policy_set(io);
     while (head_ != nullptr && allowed(set, head_->payload_len)) {
       Packet* p = pop();
+      highest_passed_ = std::max(highest_passed_, rel_of(*p).value_or(0));
       sent_ += p->payload_len;
       io.count(sent_bytes_c, p->payload_len);
       io.count(released);
@@ -430,7 +435,8 @@ void FlowCreditStage::schedule(StageIo& io) noexcept {
 void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
   if (p->kind == wire::Kind::ack) {
     std::uint8_t len = 0;
-    const std::optional<AckBody> a = decode_ack(p->ext(wire::Ext::ack, &len), len);
+    const std::uint8_t* ack_body = p->ext(wire::Ext::ack, &len);  // before reading len
+    const std::optional<AckBody> a = decode_ack(ack_body, len);
     if (a) {
       Source* s = source(a->target_sender, a->target_epoch, /*create=*/false, io.now_ns());
       if (s != nullptr && s->consumed != 0) {
@@ -456,11 +462,19 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
     return;
   }
   if (*rel <= highest_rseq_) {
+    if (*rel > highest_passed_) {
+      // Reliability's timer fired for a message still waiting here: the original will go
+      // out in order, so this copy would only slip past flow control.
+      io.count(retransmits_absorbed);
+      p->release();
+      return;
+    }
     io.down(p);  // a retransmission: counted when it first went out
     return;
   }
   highest_rseq_ = *rel;
   if (head_ == nullptr && allowed(policy_set(io), p->payload_len)) {
+    highest_passed_ = *rel;
     sent_ += p->payload_len;
     io.count(sent_bytes_c, p->payload_len);
     io.count(passed);
@@ -572,7 +586,9 @@ void register_flow_credit(Registry& r) {
           "what was in flight). A packet fits a receiver when its credit covers the payload, or when it has "
           "consumed everything sent (a message larger than the window goes alone). Reliable data waits in a "
           "FIFO inside the stage while the policy is not met (min: every receiver fits; max: one does; quorum: "
-          "more than half); retransmissions, reliable control packets and other kinds pass at once. A receiver "
+          "more than half); retransmissions, reliable control packets and other kinds pass at once, except a "
+          "retransmission of a message still waiting here, which is released (the original goes out in order; "
+          "the copy would slip past flow control). A receiver "
           "that does not fit while data waits is blocking; after `slow_timeout_us` of one blocking episode it "
           "raises `slow_member` once (Event::members = its slot bit, count = its unconsumed bytes) and, with "
           "`eject_slow`, is ignored by flow control for the rest of its epoch. While data waits the stage "
@@ -606,6 +622,8 @@ void register_flow_credit(Registry& r) {
                    {"flow.ejected", "receivers ignored from then on (eject_slow)"},
                    {"flow.alloc_failed", "standalone advertisements not sent: packet pool empty"},
                    {"flow.sources_evicted", "senders forgotten to make room (receiver side)"},
+                   {"flow.retransmits_absorbed",
+                    "retransmissions of messages still waiting here, released (the original goes out in order)"},
                    {"flow.stop_flushed", "queued packets passed down when the pipeline stopped"}},
       .factory = [] { return std::make_unique<detail::FlowCreditStage>(); },
   });

@@ -94,7 +94,8 @@ class FlowCreditStage final : public Stage {
 
   Peer peers_[kMaxGroupMembers];
   std::uint64_t sent_ = 0;
-  std::uint64_t highest_rseq_ = 0;
+  std::uint64_t highest_rseq_ = 0;    ///< highest rseq of data that came down
+  std::uint64_t highest_passed_ = 0;  ///< highest rseq of data passed down (queue is in rseq order)
   Packet* head_ = nullptr;
   Packet* tail_ = nullptr;
   std::size_t held_ = 0;

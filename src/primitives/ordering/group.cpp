@@ -95,6 +95,7 @@ struct Msg {
   Packet* p = nullptr;  ///< the data, nullptr = announced but not arrived
   std::uint64_t since_ns = 0;
   bool used = false;
+  bool unordered = false;  ///< sequencer: a number the sender spent on an unordered message
 };
 
 struct SenderState {
@@ -194,7 +195,9 @@ class GroupStage final : public Stage {
     return true;
   }
 
-  void on_start(StageIo& io) noexcept override { refresh_view(io); }
+  void on_start(StageIo& io) noexcept override {
+    if (!network_) refresh_view(io);
+  }
 
   void on_stop(StageIo& io) noexcept override {
     if (batch_n_ > 0) flush_batch(io);
@@ -209,6 +212,7 @@ class GroupStage final : public Stage {
     const std::uint64_t seq = ++own_seq_;
     if ((p->flags & wire::kFlagUnordered) != 0) {
       io.down(p);
+      if (!network_) note_unordered(env_.sender, env_.epoch, seq, io);
       return;
     }
     if (network_) {
@@ -245,6 +249,7 @@ class GroupStage final : public Stage {
     }
     if ((p->flags & wire::kFlagUnordered) != 0) {
       io.count(unordered_passed);
+      if (!network_ && p->seq != 0) note_unordered(p->sender, p->epoch, p->seq, io);
       io.up(p);
       return;
     }
@@ -406,6 +411,26 @@ class GroupStage final : public Stage {
     deliver_ready(io);
   }
 
+  // Sequencer: ordering.seq numbers unordered messages too, so their numbers are holes in
+  // the sender's ordered stream; remember them so per-sender ordering steps over them.
+  void note_unordered(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq, StageIo& io) noexcept {
+    refresh_view(io);
+    if (!i_sequence_) return;
+    const std::uint32_t s = find_sender(sender, epoch, io);
+    if (s == kNone) return;
+    SenderState& st = senders_[s];
+    if (st.order_next != 0 && seq < st.order_next) return;
+    if (lookup(sender, epoch, seq) != kNone) return;
+    const std::uint32_t idx = insert(sender, epoch, seq, io.now_ns());
+    if (idx == kNone) return;
+    msgs_[idx].unordered = true;
+    if (st.order_next == 0) st.order_next = std::max<std::uint64_t>(st.done_seq + 1, seq <= 64 ? 1 : seq);
+    if (seq > st.max_seen) st.max_seen = seq;
+    try_order(s, io);
+    deliver_ready(io);
+    rearm(io);
+  }
+
   // Sequencer: give every message of sender `s` that is next in its per-sender order a
   // global number.
   void try_order(std::uint32_t s, StageIo& io) noexcept {
@@ -415,6 +440,12 @@ class GroupStage final : public Stage {
     bool progressed = false;
     for (;;) {
       const std::uint32_t idx = lookup(st.id, st.epoch, st.order_next);
+      if (idx != kNone && msgs_[idx].unordered) {
+        erase(idx);
+        ++st.order_next;
+        progressed = true;
+        continue;
+      }
       if (idx == kNone || msgs_[idx].p == nullptr || msgs_[idx].g != 0) break;
       const std::uint64_t g = next_assign_++;
       place(idx, g, io);
@@ -446,7 +477,7 @@ class GroupStage final : public Stage {
       if (st.wait_since_ns + hold_ns_ <= now) {
         std::uint64_t first = 0;
         for (const Msg& m : msgs_) {
-          if (m.used && m.p != nullptr && m.g == 0 && m.sender == st.id && m.epoch == st.epoch &&
+          if (m.used && (m.p != nullptr || m.unordered) && m.g == 0 && m.sender == st.id && m.epoch == st.epoch &&
               m.seq > st.order_next && (first == 0 || m.seq < first)) {
             first = m.seq;
           }
@@ -486,7 +517,7 @@ class GroupStage final : public Stage {
       }
       batch_->reset_for_send(batch_max_ * kEntryBytes);
       batch_n_ = 0;
-      flush_at_ = io.now_ns() + flush_ns_;
+      flush_at_ = std::max<std::uint64_t>(1, io.now_ns() + flush_ns_);  // 0 means "none"
     }
     std::uint8_t* e = batch_->payload() + std::size_t{batch_n_} * kEntryBytes;
     wire::put_u32(e, sender);
@@ -699,6 +730,11 @@ class GroupStage final : public Stage {
     std::uint64_t oldest = 0;
     for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
       Msg& m = msgs_[i];
+      if (m.used && m.unordered) {
+        if (m.since_ns + limit <= now) erase(i);  // its sender's stream moved on without us
+        else if (oldest == 0 || m.since_ns < oldest) oldest = m.since_ns;
+        continue;
+      }
       if (!m.used || m.g != 0 || m.p == nullptr) continue;
       if (i_sequence_) {
         // Ours to order: it waits for its sender's earlier messages (sequencer_give_up).
@@ -789,6 +825,18 @@ class GroupStage final : public Stage {
       slot = nullptr;
       --held_;
       ++next_g_;
+      // Within a session the sequencer keeps each sender's order and stamps a message once;
+      // across a restart a copy in flight may be stamped again, so never deliver a sender's
+      // number that is not above the last delivered (no duplicates, FIFO kept).
+      const std::uint32_t s = find_sender(p->sender, p->epoch, io);
+      if (s != kNone) {
+        if (p->seq <= senders_[s].done_seq) {
+          io.count(stale);
+          io.drop(p, DropReason::stale);
+          continue;
+        }
+        senders_[s].done_seq = p->seq;
+      }
       io.count(delivered);
       if (p->sender == env_.sender && p->epoch == env_.epoch) io.count(own_delivered);
       io.up(p);
@@ -823,7 +871,8 @@ class GroupStage final : public Stage {
     const std::uint32_t idx = free_.back();
     free_.pop_back();
     Msg& m = msgs_[idx];
-    m = Msg{.sender = sender, .epoch = epoch, .seq = seq, .g = 0, .p = nullptr, .since_ns = now, .used = true};
+    m = Msg{.sender = sender, .epoch = epoch, .seq = seq, .g = 0, .p = nullptr, .since_ns = now, .used = true,
+            .unordered = false};
     std::uint32_t h = hash(sender, epoch, seq);
     while (table_[h] != kNone) h = (h + 1) & table_mask_;
     table_[h] = idx;

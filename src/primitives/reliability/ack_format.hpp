@@ -7,6 +7,8 @@
 //        u64 sack bitmap (bit i set = rseq cumulative + 2 + i received).
 //   Nack (Kind::nack, Ext::ack, 20 bytes): u32 target_sender, u32 target_epoch,
 //        u64 first missing rseq, u32 count.
+//   Rel  (Ext::rel on reliable data/control, 8 bytes): u64 = (rseq - trail) << 48 | rseq,
+//        see RelBody. Use decode_rel() for just the sequence number.
 //
 // All integers are big-endian (tmc::wire::put_* / get_*). The decoders treat the body as
 // hostile: a wrong length yields std::nullopt, never a read past the end.

@@ -595,18 +595,23 @@ class ArqStage final : public Stage {
     const MemberMask bit = slot_bit(slot);
     const std::uint64_t now = io.now_ns();
     auto& seen = slot_cum_[static_cast<std::size_t>(slot)];
-    std::uint64_t from = std::max(trail_, seen + 1);
+    const std::uint64_t from = std::max(trail_, seen + 1);
     const std::uint64_t to = std::min(ack->highest(), next_rseq_ - 1);
     if (ack->cumulative > seen && ack->cumulative < next_rseq_) seen = ack->cumulative;
     std::uint64_t sample_sent_ns = 0;
+    bool sample = false;
     for (std::uint64_t r = from; r <= to; ++r) {
       Entry& e = entry(r);
       if (e.rseq != r || (e.acked & bit) != 0 || !ack->covers(r)) continue;
       e.acked |= bit;
-      if (!e.retransmitted) sample_sent_ns = e.first_sent_ns;
+      if (!e.retransmitted) {
+        // Karn's rule: only never-retransmitted packets give unambiguous samples.
+        sample_sent_ns = e.first_sent_ns;
+        sample = true;
+      }
       if (met(e)) settle(e, true, io);
     }
-    if (sample_sent_ns != 0 && now >= sample_sent_ns) rtt_sample(now - sample_sent_ns, io);
+    if (sample && now >= sample_sent_ns) rtt_sample(now - sample_sent_ns, io);
     p->release();
   }
 

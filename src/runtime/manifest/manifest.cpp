@@ -434,6 +434,10 @@ void check_rules(const Manifest& m, Checker& c) {
   if (!m.sequencer.empty() && !names.empty() && std::find(names.begin(), names.end(), m.sequencer) == names.end()) {
     c.error("sequencer", "'sequencer' names '" + m.sequencer + "', which is not in 'members'");
   }
+  if (m.flow_control.enabled && !m.reliability.enabled) {
+    c.error("flow control", "'flow control' governs acknowledged messages (credit comes back with the "
+                            "acknowledgments); set 'reliability' too");
+  }
   if (m.congestion_control != "none" && !m.reliability.enabled) {
     c.error("congestion control", "'congestion control: " + m.congestion_control +
                                       "' needs acknowledgments to measure the network; set 'reliability'");

@@ -1,0 +1,128 @@
+"""Reliable channels from Python: send(wait=True), c.view, c.wait_for_members.
+
+A channel with 'reliability' gets reliability.arq and the membership stage. send(...,
+wait=True) blocks (GIL released) until the message's outcome is known and returns it as
+{'state', 'acked', 'missing'}; a sync channel raises ChannelError (DELIVERY_FAILED) instead
+when delivery failed. No test asserts a time: the retry budget bounds how long a failing
+delivery takes, and PATIENCE bounds how long a broken test waits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import PATIENCE, Peer
+
+import libTMC
+from libTMC import Channel
+
+
+def reliable(endpoint: dict[str, Any], name: str, members: list[str], **more: Any) -> dict[str, Any]:
+    return dict(endpoint, name=name, members=members, reliability=True, **more)
+
+
+@pytest.mark.multiprocess
+def test_send_wait_met_between_two_processes(endpoint: dict[str, Any], peers: list[Peer]) -> None:
+    members = ['sender', 'receiver']
+    # The receiver takes 4 messages and closes. Every reliable outcome below is known
+    # before the 4th message is sent, so the receiver's close cannot race an ack (see
+    # test_last_ack_survives_the_receivers_close).
+    peer = Peer("subscribe", count=4, manifest=reliable(endpoint, 'receiver', members))
+    peers.append(peer)
+    peer.expect("READY")
+    with Channel(reliable(endpoint, 'sender', members)) as c:
+        c.wait_for_members(1, timeout=PATIENCE)
+        outcomes = [c.send(b"reliable %d" % i, wait=True) for i in range(3)]
+        c.send(b"bye")
+    for o in outcomes:
+        assert o == {'state': 'met', 'acked': ['receiver'], 'missing': []}
+    rc, msgs, err = peer.finish()
+    assert rc == 0, err
+    assert [bytes.fromhex(m["payload"]) for m in msgs] == [b"reliable 0", b"reliable 1", b"reliable 2", b"bye"]
+    assert all(m["sender"] == "sender" and m["properties"]["reliability"] for m in msgs)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.xfail(reason="reliability.arq's on_stop does not send the receiver's delayed ack (ack_delay_us, "
+                          "500 us) before membership.heartbeat's goodbye: a receiver that closes right after "
+                          "delivering a reliable message makes the sender report it failed, missing that "
+                          "receiver, although it was delivered (3 of 3 runs)")
+def test_last_ack_survives_the_receivers_close(endpoint: dict[str, Any], peers: list[Peer]) -> None:
+    members = ['sender', 'receiver']
+    peer = Peer("subscribe", count=1, manifest=reliable(endpoint, 'receiver', members))
+    peers.append(peer)
+    peer.expect("READY")
+    with Channel(reliable(endpoint, 'sender', members)) as c:
+        c.wait_for_members(1, timeout=PATIENCE)
+        outcome = c.send(b"last", wait=True)  # the receiver closes as soon as it has it
+    rc, msgs, err = peer.finish()
+    assert rc == 0, err
+    assert [bytes.fromhex(m["payload"]) for m in msgs] == [b"last"]
+    assert outcome == {'state': 'met', 'acked': ['receiver'], 'missing': []}
+
+
+@pytest.mark.multiprocess
+def test_view_and_wait_for_members(endpoint: dict[str, Any], peers: list[Peer]) -> None:
+    members = ['a', 'b']
+    with Channel(reliable(endpoint, 'a', members)) as c:
+        # Before b starts, the view holds this member and b, expected (named, not heard).
+        before = {m['name']: m for m in c.view}
+        assert before['a']['self'] is True and before['a']['state'] == 'alive'
+        assert before['b']['self'] is False and before['b']['state'] in ('expected', 'alive')
+        assert set(before['a']) == {'name', 'state', 'self', 'receives', 'sender_id', 'epoch'}
+        assert before['a']['sender_id'] == c.sender_id
+
+        peer = Peer("subscribe", count=1, manifest=reliable(endpoint, 'b', members))
+        peers.append(peer)
+        peer.expect("READY")
+        c.wait_for_members(1, timeout=PATIENCE)
+        after = {m['name']: m for m in c.view}
+        assert after['b']['state'] == 'alive'
+        assert c.members == ['a', 'b']
+        c.send(b"done")
+    rc, msgs, err = peer.finish()
+    assert rc == 0, err
+    assert [bytes.fromhex(m["payload"]) for m in msgs] == [b"done"]
+
+
+def test_wait_for_members_times_out(endpoint: dict[str, Any]) -> None:
+    with Channel(reliable(endpoint, 'a', ['a', 'ghost'])) as c:
+        with pytest.raises(libTMC.ChannelTimeoutError) as err:
+            c.wait_for_members(1, timeout=0.2)
+        assert err.value.code == "TIMED_OUT"
+        assert "0 of 1 members alive" in err.value.message
+        assert isinstance(err.value, TimeoutError)
+        with pytest.raises(ValueError):
+            c.wait_for_members(1, timeout=-1)
+
+
+def test_view_and_wait_for_members_without_membership(endpoint: dict[str, Any]) -> None:
+    with Channel(endpoint) as c:
+        assert c.view == []
+        with pytest.raises(libTMC.NotAvailableError) as err:
+            c.wait_for_members(1, timeout=0)
+        assert "no membership stage" in err.value.message
+        # An unreliable message's outcome is known once it is queued.
+        assert c.send(b"x", wait=True) == {'state': 'unreliable', 'acked': [], 'missing': []}
+
+
+def test_reliable_send_to_a_member_that_never_starts_fails(endpoint: dict[str, Any]) -> None:
+    # 'ghost' is named in 'members' but never starts: it stays in the ack set (expected),
+    # so the message fails once the small retry budget runs out, naming it.
+    m = dict(endpoint, name='a', members=['a', 'ghost'], reliability={'max retries': 2})
+    with Channel(m) as c:
+        assert "max_retries: 2" in str(c.plan)
+        outcome = c.send(b"anyone?", wait=True)
+        assert outcome == {'state': 'failed', 'acked': [], 'missing': ['ghost']}
+        assert c.stats["counters"]["reliability.failed"] == 1
+
+
+def test_sync_channel_raises_delivery_failed(endpoint: dict[str, Any]) -> None:
+    m = dict(endpoint, name='a', members=['a', 'ghost'], reliability={'max retries': 2}, synchronicity='sync')
+    with Channel(m) as c:
+        with pytest.raises(libTMC.ChannelError) as err:
+            c.send(b"anyone?")
+        assert err.value.code == "DELIVERY_FAILED"
+        assert "ghost" in err.value.message
+        assert not isinstance(err.value, ValueError)
