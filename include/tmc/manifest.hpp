@@ -10,8 +10,10 @@
 // Boost.Hana over the plain structs below; parsing, printing, validation and
 // docs/manifest.md all come from it.
 //
-// Every property of Table 3 has a place here. A property whose stage is not built yet
-// makes compile() fail with Code::NOT_AVAILABLE naming it — never silently ignored.
+// Every property of Table 3 has a place here, and each one the manifest asks for becomes
+// a stage (or an offload) in the plan; what cannot be had on this network (multicast with
+// no addresses to fall back to) fails with Code::NOT_AVAILABLE naming it — never silently
+// ignored.
 #pragma once
 
 #include <cstdint>
@@ -224,7 +226,7 @@ bool validate_manifest(const Manifest& m, Diagnostics& diag);
 
 // --- the compiler --------------------------------------------------------------------
 /// manifest + capabilities + registry -> plan. Fails with INVALID_MANIFEST (listing every
-/// problem) or NOT_AVAILABLE (naming each requested property whose stage is not built).
+/// problem) or NOT_AVAILABLE (naming what this network cannot provide).
 Status compile(const Manifest& m, const Capabilities& caps, const Registry& registry, Plan& out);
 
 }  // namespace tmc

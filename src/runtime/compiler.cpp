@@ -132,15 +132,19 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
   const std::string rel_mode = reliability_mode(m);
   const bool reliable_all = rel_mode == "all";
   const bool membership = !rel_mode.empty() || m.flow_control.enabled || m.group_ordering;
+  // Group ordering without gaps needs every member to have every message: reliability
+  // acknowledged by all, not by a subset or a fraction.
+  const ReliabilitySpec& rs = m.reliability;
+  const bool reliable_to_all = reliable_all && rs.ack_from.empty() && rs.ack_fraction == 0.0 && rs.ack_k == 0;
 
   if (m.group_ordering) {
     PlannedStage g;
     g.kind = "ordering.group";
     g.params = {{"sequencer", m.sequencer},
                 {"network_sequencer", net.sequencer},
-                {"reliable", reliable_all ? "true" : "false"},
+                {"reliable", reliable_to_all ? "true" : "false"},
                 {"hold_us", std::to_string(m.ordering_hold_us)}};
-    std::string how = reliable_all ? "with reliability every member delivers the same sequence, without gaps"
+    std::string how = reliable_to_all ? "with reliability every member delivers the same sequence, without gaps"
                                    : "without reliability a gap left open for " + us_text(m.ordering_hold_us) +
                                          " is skipped and reported (gap_skipped), and no two members ever "
                                          "deliver two messages in different orders";
@@ -207,7 +211,9 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                                              : "a message missing a fragment is dropped whole and counted."));
     f.params = {{"fragment_bytes", std::to_string(room.datagram_payload - kFragmentExtBytes)},
                 {"max_message_bytes", std::to_string(m.max_message_bytes)},
-                {"reassembly_timeout_us", reliable_all ? "30000000" : "2000000"}};
+                {"reassembly_timeout_us", reliable_all ? "30000000" : "2000000"},
+                // Room for two messages of the largest size in reassembly at once.
+                {"max_reassembly_bytes", std::to_string(std::max<std::int64_t>(64LL << 20, 2 * m.max_message_bytes))}};
     plan.stages.push_back(std::move(f));
   }
 
@@ -290,7 +296,9 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
   }
 
   if (membership) {
-    std::string why = !rel_mode.empty() ? "reliability" : m.group_ordering ? "group ordering" : "flow control";
+    std::string why = m.reliability.enabled ? "reliability"
+                      : m.group_ordering    ? "group ordering"
+                                            : "flow control";
     PlannedStage hb = stage("membership.heartbeat",
                             "rule: " + why + " needs the membership view: every member announces itself every " +
                                 us_text(m.heartbeat_us) + " and one silent for " + us_text(m.failure_timeout_us) +

@@ -49,14 +49,25 @@ TEST_CASE("manifest_properties lists every property with key, alias and flags") 
   for (const char* key : {"id", "group", "group ordering", "point-to-point ordering", "reliability", "error checking",
                           "pacing", "flow control", "congestion control", "synchronicity", "duplexity", "multicast",
                           "members", "name", "port", "interface", "ttl", "loopback", "ordering window",
-                          "ordering hold us", "max message bytes", "faults", "reliability.ack from", "ordered"}) {
+                          "ordering hold us", "max message bytes", "faults", "reliability.ack from", "ordered",
+                          "reliability.messages", "flow control.window bytes", "flow control.slow timeout us",
+                          "flow control.eject slow", "heartbeat us", "failure timeout us", "sequencer",
+                          "pacing.rate bps", "pacing.coalesce us"}) {
     CAPTURE(key);
     CHECK(row(key).doc.size() > 5);
   }
   CHECK(row("group ordering").alias == "group_ordering");
-  CHECK_FALSE(row("group ordering").available);
-  CHECK_FALSE(row("reliability.ack k").available);
-  CHECK(row("point-to-point ordering").available);
+  // Every property of Table 3 has its stage now: nothing is schema-only.
+  for (const auto& p : rows) {
+    CAPTURE(p.key);
+    CHECK(p.available);
+  }
+  CHECK(row("reliability.ack k").available);
+  CHECK(row("flow control.window bytes").alias == "flow_control.window_bytes");
+  CHECK(row("flow control.window bytes").default_value == "4194304");
+  CHECK(row("reliability.messages").default_value == "all");
+  CHECK(row("heartbeat us").default_value == "100000");
+  CHECK(row("failure timeout us").default_value == "1000000");
   CHECK(row("reliability").per_message);
   CHECK(row("error checking").per_message);
   CHECK(row("ordered").per_message);
@@ -151,10 +162,27 @@ TEST_CASE("shorthands") {
 
   CHECK(parse_ok("id: a\npacing: true\n").pacing.enabled);
   CHECK(parse_ok("id: a\npacing: {rate bps: 1000}\n").pacing.rate_bps == 1000);
-  CHECK(parse_ok("id: a\nflow control: true\n").flow_control.enabled);
-  const Manifest q = parse_ok("id: a\nflow control: {policy: quorum}\n");
+  CHECK(parse_ok("id: a\npacing: {coalesce us: 30}\n").pacing.coalesce_us == 30);
+  // Flow control needs reliability (its credit comes back with the acknowledgments).
+  CHECK(parse_ok("id: a\nreliability: true\nflow control: true\n").flow_control.enabled);
+  const Manifest q = parse_ok("id: a\nreliability: true\nflow control: {policy: quorum}\n");
   CHECK(q.flow_control.enabled);
   CHECK(q.flow_control.policy == "quorum");
+  CHECK(q.flow_control.window_bytes == 4 * 1024 * 1024);
+  const Manifest w = parse_ok(
+      "id: a\nreliability: {messages: flagged}\nflow control: {window bytes: 65536, slow timeout us: 2000, eject slow: "
+      "true}\n");
+  CHECK(w.reliability.enabled);
+  CHECK(w.reliability.messages == "flagged");
+  CHECK(w.flow_control.enabled);
+  CHECK(w.flow_control.window_bytes == 65536);
+  CHECK(w.flow_control.slow_timeout_us == 2000);
+  CHECK(w.flow_control.eject_slow);
+  const Manifest g = parse_ok("id: a\nmembers: [x, y]\ngroup_ordering: true\nsequencer: y\nheartbeat_us: 5000\n"
+                              "failure_timeout_us: 20000\n");
+  CHECK(g.sequencer == "y");
+  CHECK(g.heartbeat_us == 5000);
+  CHECK(g.failure_timeout_us == 20000);
   CHECK(parse_ok("id: a\nerror checking: crc32c\n").error_checking);
   CHECK(parse_ok("id: a\nduplexity: receive-only\n").duplexity == Duplexity::receive_only);
   CHECK(parse_ok("id: 42\n").id == "42");
@@ -181,13 +209,24 @@ TEST_CASE("to_yaml parses back to the same manifest") {
   m.point_to_point_ordering = OrderingMode::strict;
   m.ordering_window = 7;
   m.ordering_hold_us = 123;
+  m.heartbeat_us = 20'000;
+  m.failure_timeout_us = 90'000;
   m.group_ordering = true;
-  m.reliability.ack_k = 2;  // set but not enabled: the map form must keep 'enabled: false'
+  m.sequencer = "n2";
+  m.reliability.enabled = true;
+  m.reliability.ack_k = 2;
+  m.reliability.max_retries = 3;
+  m.reliability.messages = "flagged";
   m.error_checking = true;
   m.pacing.enabled = true;
   m.pacing.rate_bps = 1'000'000;
+  m.pacing.burst_bytes = 4000;
+  m.pacing.coalesce_us = 70;
   m.flow_control.enabled = true;
   m.flow_control.policy = "max";
+  m.flow_control.window_bytes = 100'000;
+  m.flow_control.slow_timeout_us = 3000;
+  m.flow_control.eject_slow = true;
   m.congestion_control = "aimd";
   m.synchronicity = Synchronicity::sync;
   m.duplexity = Duplexity::receive_only;
@@ -209,6 +248,29 @@ TEST_CASE("to_yaml parses back to the same manifest") {
   all.reliability.enabled = true;
   CHECK(to_yaml(all) == "id: \"x\"\nreliability: true\n");
   CHECK(parse_ok(to_yaml(all)) == all);
+
+  // Settings kept while a property is off: the map form must keep 'enabled: false'.
+  Manifest off = plain;
+  off.members = {"a", "b"};
+  off.reliability.ack_from = {"b"};
+  off.reliability.messages = "flagged";
+  off.pacing.coalesce_us = 9;
+  off.flow_control.policy = "quorum";
+  off.flow_control.eject_slow = true;
+  const std::string off_text = to_yaml(off);
+  INFO(off_text);
+  CHECK(parse_ok(off_text) == off);
+  CHECK(off_text.find("enabled: false") != std::string::npos);
+
+  // The message-set shorthand and the flow-control fields each survive alone.
+  Manifest flagged = plain;
+  flagged.reliability.enabled = true;
+  flagged.reliability.messages = "flagged";
+  CHECK(parse_ok(to_yaml(flagged)) == flagged);
+  Manifest window = all;
+  window.flow_control.enabled = true;
+  window.flow_control.window_bytes = 2048;
+  CHECK(parse_ok(to_yaml(window)) == window);
 }
 
 TEST_CASE("errors: exact text and position, and every problem at once") {
@@ -235,6 +297,29 @@ TEST_CASE("errors: exact text and position, and every problem at once") {
         "send-only or receive-only");
   CHECK(errors_of("id: a\ncongestion control: reno\n") ==
         "m.yaml:2:21: 'congestion control' must be one of none, aimd, cubic, got \"reno\"");
+  // The rules between properties name the key they are about, at its place in the file.
+  CHECK(errors_of("id: a\nflow control: true\n") ==
+        "m.yaml:2:15: 'flow control' governs acknowledged messages (credit comes back with the acknowledgments); set "
+        "'reliability' too");
+  CHECK(errors_of("id: a\ncongestion control: cubic\n") ==
+        "m.yaml:2:21: 'congestion control: cubic' needs acknowledgments to measure the network; set 'reliability'");
+  CHECK(errors_of("id: a\nheartbeat us: 5000\nfailure timeout us: 5000\n") ==
+        "m.yaml:3:21: 'failure timeout us' (5000) must be longer than 'heartbeat us' (5000), or every member would be "
+        "declared failed between two heartbeats");
+  CHECK(errors_of("id: a\nsequencer: x\n") == "m.yaml:2:12: 'sequencer' is set but 'group ordering' is not");
+  CHECK(errors_of("id: a\nmembers: [x, y]\ngroup ordering: true\nsequencer: z\n") ==
+        "m.yaml:4:12: 'sequencer' names 'z', which is not in 'members'");
+  CHECK(errors_of("id: a\nreliability: {messages: some}\n") ==
+        "m.yaml:2:25: 'reliability.messages' must be one of all, flagged, got \"some\"");
+  CHECK(errors_of("id: a\nreliability: true\nflow control: {window bytes: 10}\n") ==
+        "m.yaml:3:30: 'flow control.window bytes' must be in 1024..4294967296, got 10");
+  // A value refused on its own is not judged again by the rules that relate it to others.
+  CHECK(errors_of("id: a\nheartbeat us: 10\nfailure timeout us: 5\n") ==
+        "m.yaml:2:15: 'heartbeat us' must be in 1000..60000000, got 10\n"
+        "m.yaml:3:21: 'failure timeout us' must be in 2000..600000000, got 5");
+  std::string crowd = "id: a\nmembers: [";
+  for (int i = 0; i < 65; ++i) crowd += (i ? ", m" : "m") + std::to_string(i);
+  CHECK(errors_of(crowd + "]\n") == "m.yaml:2:10: 'members' lists 65 members; a channel has at most 64");
   CHECK(errors_of("id: a\nttl: 1\nttl: 2\n").find("'ttl' is given more than once") != std::string::npos);
   CHECK(errors_of("id: a\ngroup: [1\n") == "m.yaml:3:1: YAML syntax error: end of sequence flow not found");
   CHECK(errors_of("- a\n- b\n") == "m.yaml:1:1: a manifest must be a map of properties, got list");
