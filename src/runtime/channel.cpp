@@ -213,7 +213,14 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   if (Status s = compile(m, options_.caps, Registry::builtin(), plan); !s) return s;
   if (plan.channel_hash == 0) plan.channel_hash = wire::channel_hash(m.id.data(), m.id.size());
   if (plan.channel_id.empty()) plan.channel_id = m.id;
-  out.name = !plan.member.empty() ? plan.member : !m.name.empty() ? m.name : generated_name();
+  // A generated name is the member's identity for the channel's whole life: update() keeps
+  // it (a new name would look like a new member, and the old one would be seen leaving).
+  std::string current;
+  if (reuse_socket_if_possible && m.name.empty()) current = name();
+  out.name = !plan.member.empty() ? plan.member
+             : !m.name.empty()    ? m.name
+             : !current.empty()   ? current
+                                  : generated_name();
   plan.member = out.name;
   out.sender = name_hash(out.name);
   out.max_payload = effective_max_payload(plan.transport);

@@ -284,7 +284,10 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
       plan.stages.push_back(std::move(b));
     }
     const std::int64_t coalesce_us = p.coalesce_us > 0 ? p.coalesce_us : (p.rate_bps > 0 ? 0 : 100);
-    if (coalesce_us > 0) {
+    if (coalesce_us > 0 && m.group_ordering && !net.sequencer.empty()) {
+      plan.notes.push_back("pacing: no coalescing: the network sequencer stamps each datagram, so messages "
+                           "sharing one would share one place in the order");
+    } else if (coalesce_us > 0) {
       PlannedStage c = stage("pacing.coalesce",
                              "'pacing' trades latency for throughput: small messages wait at most " +
                                  us_text(coalesce_us) + " to share one datagram (up to " +

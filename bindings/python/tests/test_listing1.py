@@ -70,10 +70,6 @@ def test_listing1_as_printed_two_processes(endpoint: dict[str, Any], peers: list
 
 
 @pytest.mark.multiprocess
-@pytest.mark.xfail(reason="update() gives a member with a generated name a new name (host-pid-N+1): "
-                          "ChannelCore::update -> prepare() calls generated_name() again "
-                          "(src/runtime/channel.cpp); the receivers then see the old member 'left' "
-                          "and a new one, so Listing 1's beacon comes from another name than its handshake")
 def test_listing1_coordinator_keeps_its_generated_name_across_line10(
         endpoint: dict[str, Any], peers: list[Peer]) -> None:
     participant = Peer("subscribe", count=2, manifest={
