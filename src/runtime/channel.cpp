@@ -1118,6 +1118,11 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   }
   const std::uint32_t max = max_payload_.load();
   Packet* large = nullptr;
+  if (n > max_message_.load()) {
+    return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
+                                         " bytes is larger than the channel's 'max message bytes' (" +
+                                         std::to_string(max_message_.load()) + ")"};
+  }
   if (n > max) {
     if (!fragments_.load()) {
       return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
@@ -1125,11 +1130,6 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
                                            "carries (" +
                                            std::to_string(max) + " bytes) and 'max message bytes' is " +
                                            std::to_string(max_message_.load())};
-    }
-    if (n > max_message_.load()) {
-      return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
-                                           " bytes is larger than the channel's 'max message bytes' (" +
-                                           std::to_string(max_message_.load()) + ")"};
     }
     PacketPool* lp = large_pool_.load();
     large = lp != nullptr ? lp->alloc_large(static_cast<std::uint32_t>(n)) : nullptr;

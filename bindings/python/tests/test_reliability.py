@@ -44,10 +44,6 @@ def test_send_wait_met_between_two_processes(endpoint: dict[str, Any], peers: li
 
 
 @pytest.mark.multiprocess
-@pytest.mark.xfail(reason="reliability.arq's on_stop does not send the receiver's delayed ack (ack_delay_us, "
-                          "500 us) before membership.heartbeat's goodbye: a receiver that closes right after "
-                          "delivering a reliable message makes the sender report it failed, missing that "
-                          "receiver, although it was delivered (3 of 3 runs)")
 def test_last_ack_survives_the_receivers_close(endpoint: dict[str, Any], peers: list[Peer]) -> None:
     members = ['sender', 'receiver']
     peer = Peer("subscribe", count=1, manifest=reliable(endpoint, 'receiver', members))

@@ -204,6 +204,12 @@ class ArqStage final : public Stage {
   void on_start(StageIo& io) noexcept override { check_view(io); }
 
   void on_stop(StageIo& io) noexcept override {
+    // Acknowledge what we received and have not acked yet (an ack waiting for its delay):
+    // membership's goodbye goes out after this (it is lower in the pipeline), and a sender
+    // that hears the goodbye first fails every message it still waits for us on.
+    for (RxState& s : rx_) {
+      if (s.used && s.ack_due_ns != 0) send_ack(s, io);
+    }
     // The pipeline is retiring: report every message still waiting as failed, so the
     // application never waits on silence.
     ++depth_;
