@@ -143,6 +143,44 @@ class PacketPool {
   std::vector<std::unique_ptr<std::uint8_t[]>> byte_chunks_;
 };
 
+/// A FIFO of packets linked through Packet::next, for stages that hold packets back
+/// (pacing, flow and congestion windows). Costs no allocation; the owner releases what is
+/// left (release_all()).
+class PacketFifo {
+ public:
+  void push(Packet* p) noexcept {
+    p->next = nullptr;
+    if (tail_ == nullptr) {
+      head_ = p;
+    } else {
+      tail_->next = p;
+    }
+    tail_ = p;
+    ++size_;
+  }
+  /// The oldest packet, taken out; nullptr when empty.
+  Packet* pop() noexcept {
+    Packet* p = head_;
+    if (p == nullptr) return nullptr;
+    head_ = p->next;
+    if (head_ == nullptr) tail_ = nullptr;
+    p->next = nullptr;
+    --size_;
+    return p;
+  }
+  void release_all() noexcept {
+    while (Packet* p = pop()) p->release();
+  }
+  [[nodiscard]] Packet* front() const noexcept { return head_; }
+  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+ private:
+  Packet* head_ = nullptr;
+  Packet* tail_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 namespace wire {
 
 /// Why decode() refused a datagram (each is a counter in the pipeline).

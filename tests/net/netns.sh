@@ -171,3 +171,17 @@ tmcnet_loss_clear() {
 tmcnet_loss_dropped() {
   tmcnet_exec "$1" nft list table inet tmcloss 2>/dev/null | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -n1
 }
+
+# tmcnet_wait_files FILE... — wait (up to 10 s each) until every FILE exists and is not
+# empty, e.g. the --ready files of members started in the background; fail otherwise.
+tmcnet_wait_files() {
+  local f tries
+  for f in "$@"; do
+    tries=0
+    while [ ! -s "$f" ]; do
+      tries=$((tries + 1))
+      [ $tries -lt 200 ] || { echo "FAIL: $f never appeared (a member did not start)" >&2; exit 1; }
+      sleep 0.05
+    done
+  done
+}

@@ -29,18 +29,6 @@ BE="$here/best-effort.yaml"
 ORD="$here/ordered.yaml"
 rc=0
 
-wait_files() {
-  local f tries
-  for f in "$@"; do
-    tries=0
-    while [ ! -s "$f" ]; do
-      tries=$((tries + 1))
-      [ $tries -lt 200 ] || { echo "FAIL: $f never appeared (a member did not start)" >&2; exit 1; }
-      sleep 0.05
-    done
-  done
-}
-
 # receiver <host> <manifest> <tag>: background member that delivers for up to 20 s.
 receiver() {
   tmcnet_bg "$1" "$member" --manifest "$2" --name "h$1" --receive 20 --idle 1.5 \
@@ -81,7 +69,7 @@ receiver 2 "$BE" p1-be-h2
 receiver 3 "$BE" p1-be-h3
 receiver 2 "$ORD" p1-ord-h2
 receiver 3 "$ORD" p1-ord-h3
-wait_files "$work"/p1-{be,ord}-h{2,3}.ready
+tmcnet_wait_files "$work"/p1-{be,ord}-h{2,3}.ready
 sender 1 "$BE" p1-be-h1
 sender 1 "$ORD" p1-ord-h1
 finish
@@ -104,7 +92,7 @@ receiver 3 "$ORD" p2-ord-h3
 tmcnet_bg 2 "$member" --manifest "$ORD" --name h2 --send $COUNT --rate $RATE --receive 20 --idle 1.5 \
   --log "$work/p2-ord-h2.log" --ready "$work/p2-ord-h2.ready" --start-after "$work/go" >"$work/p2-ord-h2.out" 2>&1
 RECEIVERS+=("$TMCNET_LAST_PID")
-wait_files "$work"/p2-be-h{2,3}.ready "$work"/p2-ord-h{2,3}.ready
+tmcnet_wait_files "$work"/p2-be-h{2,3}.ready "$work"/p2-ord-h{2,3}.ready
 touch "$work/go"
 echo go >"$work/go"
 sender 1 "$BE" p2-be-h1

@@ -28,18 +28,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/tmc-net-rel.XXXXXX")
 TMCNET_CLEANUP_DIRS=("$work")
 rc=0
 
-wait_files() {
-  local f tries
-  for f in "$@"; do
-    tries=0
-    while [ ! -s "$f" ]; do
-      tries=$((tries + 1))
-      [ $tries -lt 200 ] || { echo "FAIL: $f never appeared (a member did not start)" >&2; exit 1; }
-      sleep 0.05
-    done
-  done
-}
-
 port_of() { sed -n 's/^port: *//p' "$1"; }
 
 # phase <tag> <manifest> <loss permille at h3> <h3 must be complete: yes|no>
@@ -52,7 +40,7 @@ phase() {
       --log "$work/$tag-h$h.log" --ready "$work/$tag-h$h.ready" >"$work/$tag-h$h.out" 2>&1
     pids+=("$TMCNET_LAST_PID")
   done
-  wait_files "$work/$tag-h2.ready" "$work/$tag-h3.ready"
+  tmcnet_wait_files "$work/$tag-h2.ready" "$work/$tag-h3.ready"
   tmcnet_bg 1 "$member" --manifest "$manifest" --name h1 --send $COUNT --rate $RATE --wait-members 2 \
     --outcomes 1 >"$work/$tag-h1.out" 2>&1
   pids+=("$TMCNET_LAST_PID")

@@ -88,7 +88,7 @@ std::uint64_t datagram_bytes(const Packet& p) noexcept {
 
 CongestionWindowStage::~CongestionWindowStage() {
   // Packets still queued belong to this stage; give them back to their pool.
-  while (head_ != nullptr) pop()->release();
+  queue_.release_all();
 }
 
 bool CongestionWindowStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
@@ -237,21 +237,14 @@ void CongestionWindowStage::loss(StageIo& io) noexcept {
   ctrl_->on_loss(io.now_ns());
 }
 
-Packet* CongestionWindowStage::pop() noexcept {
-  Packet* p = head_;
-  head_ = p->next;
-  if (head_ == nullptr) tail_ = nullptr;
-  p->next = nullptr;
-  --held_;
-  return p;
-}
+Packet* CongestionWindowStage::pop() noexcept { return queue_.pop(); }
 
 void CongestionWindowStage::release(StageIo& io) noexcept {
-  while (head_ != nullptr) {
+  while (!queue_.empty()) {
     std::uint8_t len = 0;
-    const std::uint8_t* body = head_->ext(wire::Ext::rel, &len);
+    const std::uint8_t* body = queue_.front()->ext(wire::Ext::rel, &len);
     const std::uint64_t rseq = decode_rel(body, len).value_or(0);
-    const std::uint64_t bytes = datagram_bytes(*head_);
+    const std::uint64_t bytes = datagram_bytes(*queue_.front());
     if (!can_send(rseq, bytes)) break;
     Packet* p = pop();
     highest_data_passed_ = std::max(highest_data_passed_, rseq);
@@ -263,7 +256,7 @@ void CongestionWindowStage::release(StageIo& io) noexcept {
 }
 
 void CongestionWindowStage::schedule(StageIo& io) noexcept {
-  if (head_ == nullptr) {
+  if (queue_.empty()) {
     if (armed_) io.cancel_timer();
     armed_ = false;
     return;
@@ -334,23 +327,16 @@ void CongestionWindowStage::on_send(Packet* p, StageIo& io) noexcept {
     io.down(p);
     return;
   }
-  if (head_ == nullptr && can_send(rseq, bytes)) {
+  if (queue_.empty() && can_send(rseq, bytes)) {
     highest_data_passed_ = rseq;
     io.count(passed);
     record(rseq, bytes, io);
     io.down(p);
     return;
   }
-  p->next = nullptr;
-  if (tail_ == nullptr) {
-    head_ = p;
-    // Blocking starts now: a stall is measured from here at the earliest.
-    last_progress_ns_ = std::max(last_progress_ns_, io.now_ns());
-  } else {
-    tail_->next = p;
-  }
-  tail_ = p;
-  ++held_;
+  // Blocking starts now (an empty queue): a stall is measured from here at the earliest.
+  if (queue_.empty()) last_progress_ns_ = std::max(last_progress_ns_, io.now_ns());
+  queue_.push(p);
   io.count(window_waits);
   schedule(io);
 }
@@ -367,7 +353,7 @@ void CongestionWindowStage::on_receive(Packet* p, StageIo& io) noexcept {
     if (n && n->target_sender == env_.sender && n->target_epoch == env_.epoch) {
       io.count(nacks_seen);
       if (n->first > recovery_point_ && n->first <= highest_sent_) loss(io);
-      if (head_ != nullptr) release(io);
+      if (!queue_.empty()) release(io);
     }
     io.up(p);
     return;
@@ -394,7 +380,7 @@ void CongestionWindowStage::on_receive(Packet* p, StageIo& io) noexcept {
     }
     refresh_floor(io);
   }
-  if (head_ != nullptr) release(io);
+  if (!queue_.empty()) release(io);
   io.up(p);
 }
 
@@ -402,7 +388,7 @@ void CongestionWindowStage::on_tick(StageIo& io) noexcept {
   armed_ = false;
   refresh_floor(io);
   release(io);
-  if (head_ != nullptr && io.now_ns() >= last_progress_ns_ + stall_ns_) {
+  if (!queue_.empty() && io.now_ns() >= last_progress_ns_ + stall_ns_) {
     stall(io);
     release(io);
   }
@@ -412,7 +398,7 @@ void CongestionWindowStage::on_stop(StageIo& io) noexcept {
   io.cancel_timer();
   armed_ = false;
   // The pipeline is retiring: whatever waits leaves now rather than be lost.
-  while (head_ != nullptr) {
+  while (!queue_.empty()) {
     io.count(stop_flushed);
     io.down(pop());
   }

@@ -25,7 +25,7 @@ class CongestionWindowStage final : public Stage {
   void on_receive(Packet* p, StageIo& io) noexcept override;
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
-  [[nodiscard]] std::size_t held_packets() const noexcept override { return held_; }
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
 
   // --- white-box reads (tests, diagnostics) ---------------------------------------------
   [[nodiscard]] std::uint64_t window_bytes() const noexcept { return ctrl_->window_bytes(); }
@@ -81,9 +81,7 @@ class CongestionWindowStage final : public Stage {
   Peer peers_[kMaxGroupMembers];
   std::uint64_t max_window_seen_ = 0;
 
-  Packet* head_ = nullptr;
-  Packet* tail_ = nullptr;
-  std::size_t held_ = 0;
+  PacketFifo queue_;  ///< packets waiting, oldest first
   bool armed_ = false;
 };
 

@@ -111,7 +111,7 @@ std::optional<std::uint64_t> rel_of(const Packet& p) noexcept {
 
 FlowCreditStage::~FlowCreditStage() {
   // Packets still queued belong to this stage; give them back to their pool.
-  while (head_ != nullptr) pop()->release();
+  queue_.release_all();
 }
 
 bool FlowCreditStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
@@ -336,22 +336,15 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
   pe.consumed = std::max(pe.consumed, f->consumed_bytes);
   pe.window = f->window_bytes;
   pe.has_adv = true;
-  if (head_ != nullptr) release(io);
+  if (!queue_.empty()) release(io);
 }
 
-Packet* FlowCreditStage::pop() noexcept {
-  Packet* p = head_;
-  head_ = p->next;
-  if (head_ == nullptr) tail_ = nullptr;
-  p->next = nullptr;
-  --held_;
-  return p;
-}
+Packet* FlowCreditStage::pop() noexcept { return queue_.pop(); }
 
 void FlowCreditStage::release(StageIo& io) noexcept {
   for (int round = 0; round <= static_cast<int>(kMaxGroupMembers); ++round) {
     const MemberMask set = policy_set(io);
-    while (head_ != nullptr && allowed(set, head_->payload_len)) {
+    while (!queue_.empty() && allowed(set, queue_.front()->payload_len)) {
       Packet* p = pop();
       highest_passed_ = std::max(highest_passed_, rel_of(*p).value_or(0));
       sent_ += p->payload_len;
@@ -359,7 +352,7 @@ void FlowCreditStage::release(StageIo& io) noexcept {
       io.count(released);
       io.down(p);
     }
-    if (head_ == nullptr) {
+    if (queue_.empty()) {
       // Nothing waits: every blocking episode is over.
       for (Peer& pe : peers_) {
         pe.blocked_since_ns = 0;
@@ -368,7 +361,7 @@ void FlowCreditStage::release(StageIo& io) noexcept {
       break;
     }
     const MemberMask before = ejected();
-    watch_slow(set, head_->payload_len, io);
+    watch_slow(set, queue_.front()->payload_len, io);
     if (ejected() == before) break;  // an ejection changes the set: look again
   }
   schedule(io);
@@ -414,7 +407,7 @@ void FlowCreditStage::schedule(StageIo& io) noexcept {
   auto consider = [&at](std::uint64_t t) {
     if (t != 0 && (at == 0 || t < at)) at = t;
   };
-  if (head_ != nullptr) {
+  if (!queue_.empty()) {
     // Look at the Group again soon: a failed receiver unblocks without any packet here.
     consider(now + recheck_ns_);
     for (const Peer& pe : peers_) {
@@ -473,7 +466,7 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
     return;
   }
   highest_rseq_ = *rel;
-  if (head_ == nullptr && allowed(policy_set(io), p->payload_len)) {
+  if (queue_.empty() && allowed(policy_set(io), p->payload_len)) {
     highest_passed_ = *rel;
     sent_ += p->payload_len;
     io.count(sent_bytes_c, p->payload_len);
@@ -481,16 +474,9 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
     io.down(p);
     return;
   }
-  p->next = nullptr;
-  if (tail_ == nullptr) {
-    head_ = p;
-  } else {
-    tail_->next = p;
-  }
-  tail_ = p;
-  ++held_;
+  queue_.push(p);
   io.count(waits);
-  if (head_ == p) {
+  if (queue_.front() == p) {
     watch_slow(policy_set(io), p->payload_len, io);
     schedule(io);
   }
@@ -538,7 +524,7 @@ void FlowCreditStage::on_receive(Packet* p, StageIo& io) noexcept {
 void FlowCreditStage::on_tick(StageIo& io) noexcept {
   next_check_ns_ = 0;
   if (next_refresh_ns_ != 0 && io.now_ns() >= next_refresh_ns_) refresh_adverts(io);
-  if (head_ != nullptr) {
+  if (!queue_.empty()) {
     release(io);
   } else {
     schedule(io);
@@ -550,7 +536,7 @@ void FlowCreditStage::on_stop(StageIo& io) noexcept {
   next_check_ns_ = 0;
   next_refresh_ns_ = 0;
   // The pipeline is retiring: whatever waits leaves now rather than be lost.
-  while (head_ != nullptr) {
+  while (!queue_.empty()) {
     Packet* p = pop();
     sent_ += p->payload_len;
     io.count(stop_flushed);

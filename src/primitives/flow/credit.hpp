@@ -22,7 +22,7 @@ class FlowCreditStage final : public Stage {
   void on_receive(Packet* p, StageIo& io) noexcept override;
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
-  [[nodiscard]] std::size_t held_packets() const noexcept override { return held_; }
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
 
   // --- white-box reads (tests, diagnostics) ---------------------------------------------
   /// Sender side: payload bytes of reliable data passed down (first transmissions).
@@ -96,9 +96,7 @@ class FlowCreditStage final : public Stage {
   std::uint64_t sent_ = 0;
   std::uint64_t highest_rseq_ = 0;    ///< highest rseq of data that came down
   std::uint64_t highest_passed_ = 0;  ///< highest rseq of data passed down (queue is in rseq order)
-  Packet* head_ = nullptr;
-  Packet* tail_ = nullptr;
-  std::size_t held_ = 0;
+  PacketFifo queue_;  ///< packets waiting, oldest first
   std::uint64_t next_check_ns_ = 0;  ///< 0: nothing waits
 };
 

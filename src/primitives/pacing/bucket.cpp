@@ -48,12 +48,7 @@ class BucketStage final : public Stage {
  public:
   ~BucketStage() override {
     // Packets still queued belong to this stage; give them back to their pool.
-    while (head_ != nullptr) {
-      Packet* p = head_;
-      head_ = p->next;
-      p->next = nullptr;
-      p->release();
-    }
+    queue_.release_all();
   }
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
@@ -81,46 +76,39 @@ class BucketStage final : public Stage {
 
   void on_send(Packet* p, StageIo& io) noexcept override {
     refill(io.now_ns());
-    if (head_ == nullptr && fits(*p)) {
+    if (queue_.empty() && fits(*p)) {
       take(*p, io);
       io.count(passed);
       io.down(p);
       return;
     }
     // Behind a queue, or no tokens: wait in order.
-    p->next = nullptr;
-    if (tail_ == nullptr) {
-      head_ = p;
-    } else {
-      tail_->next = p;
-    }
-    tail_ = p;
-    ++held_;
+    queue_.push(p);
     io.count(delayed);
-    if (head_ == p) arm(io);
+    if (queue_.front() == p) arm(io);
   }
 
   void on_tick(StageIo& io) noexcept override {
     refill(io.now_ns());
-    while (head_ != nullptr && fits(*head_)) {
+    while (!queue_.empty() && fits(*queue_.front())) {
       Packet* p = pop();
       take(*p, io);
       io.count(released);
       io.down(p);
     }
-    if (head_ != nullptr) arm(io);
+    if (!queue_.empty()) arm(io);
   }
 
   void on_stop(StageIo& io) noexcept override {
     io.cancel_timer();
-    while (head_ != nullptr) {
+    while (!queue_.empty()) {
       Packet* p = pop();
       io.count(stop_flushed);
       io.down(p);
     }
   }
 
-  [[nodiscard]] std::size_t held_packets() const noexcept override { return held_; }
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
 
  private:
   static std::int64_t cost_bytes(const Packet& p) noexcept {
@@ -166,29 +154,20 @@ class BucketStage final : public Stage {
   // Wake exactly when the head packet fits: the first instant at which the tokens earned
   // since last_ns_ cover what is missing.
   void arm(StageIo& io) noexcept {
-    const std::int64_t missing = need_units(*head_) - tokens_;  // > 0: the head does not fit
+    const std::int64_t missing = need_units(*queue_.front()) - tokens_;  // > 0: the head does not fit
     const auto rate = static_cast<std::uint64_t>(rate_bps_);
     const std::uint64_t wait_ns = (static_cast<std::uint64_t>(missing) + rate - 1) / rate;
     io.arm_timer(last_ns_ + wait_ns);
   }
 
-  Packet* pop() noexcept {
-    Packet* p = head_;
-    head_ = p->next;
-    if (head_ == nullptr) tail_ = nullptr;
-    p->next = nullptr;
-    --held_;
-    return p;
-  }
+  Packet* pop() noexcept { return queue_.pop(); }
 
   std::int64_t rate_bps_ = 1;
   std::int64_t cap_units_ = 0;
   std::int64_t tokens_ = 0;  ///< may be negative after an oversize packet (debt)
   std::uint64_t last_ns_ = 0;
   bool clock_set_ = false;
-  Packet* head_ = nullptr;
-  Packet* tail_ = nullptr;
-  std::size_t held_ = 0;
+  PacketFifo queue_;  ///< packets waiting, oldest first
 };
 
 }  // namespace
