@@ -427,6 +427,15 @@ int zmq_send_role(const Config& c) {
 
 // --- libTMC --------------------------------------------------------------------------------
 
+/// Every nonzero counter, one per line on stderr (the harness keeps it in the row's .err
+/// file; `scripts/bench-reliable.sh --keep DIR` keeps those files): what to look at first
+/// when a row is slow.
+void dump_counters(const char* who, const tmc::ChannelStats& st) {
+  for (const auto& [name, value] : st.counters) {
+    if (value != 0) std::fprintf(stderr, "%s %s=%" PRIu64 "\n", who, name.c_str(), value);
+  }
+}
+
 tmc::Manifest load_bench_manifest(const Config& c) {
   if (c.manifest.empty()) throw std::runtime_error("--transport tmc needs --manifest FILE");
   tmc::Manifest m;
@@ -455,6 +464,7 @@ int tmc_recv(const Config& c) {
   ch.on_message(nullptr);
   const tmc::ChannelStats st = ch.stats();
   ch.close();
+  dump_counters("recv", st);
   t.print(cpu, "datagrams_received=" + std::to_string(st.datagrams_received) +
                    " stale_drops=" + std::to_string(st.drop_count(tmc::DropReason::stale)));
   return 0;
@@ -473,6 +483,7 @@ int tmc_send(const Config& c) {
   linger(c);
   ch.close();
   const tmc::ChannelStats st = ch.stats();
+  dump_counters("send", st);
   print_send_result(sent, errors, elapsed,
                     "datagrams_sent=" + std::to_string(st.datagrams_sent) +
                         " send_errors=" + std::to_string(st.send_errors));

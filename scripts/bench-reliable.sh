@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reliable-multicast benchmark across network namespaces (issue 4; docs/benchmarks.md).
 #
-#   sudo scripts/bench-reliable.sh [BUILD_DIR] [--quick] [--seconds S] [--only LABEL,...]
+#   sudo scripts/bench-reliable.sh [BUILD_DIR] [--quick] [--seconds S] [--only LABEL,...] [--keep DIR]
 #                                  [--sizes 64,1024] [--losses 0,10] [--zmq-rate-kbps N]
 #
 # One sender -> two receivers, each in its own namespace on a bridge (tests/net/netns.sh),
@@ -25,6 +25,7 @@ build="$here/build"
 quick=0
 seconds=2
 only=""
+keep=""
 sizes_opt=()
 losses_opt=()
 while [ $# -gt 0 ]; do
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
     --zmq-rate-kbps) zmq_rate_kbps=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --only) only=$2; shift ;;
+    --keep) keep=$2; shift ;;
     --sizes) IFS=, read -r -a sizes_opt <<<"$2"; shift ;;
     --losses) IFS=, read -r -a losses_opt <<<"$2"; shift ;;
     -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
@@ -226,4 +228,7 @@ for size in "${sizes[@]}"; do
 done
 
 cp "$results" "$build/bench/reliable_mcast_results.txt" 2>/dev/null || true
+# --keep DIR: every row's outputs (N.s, N.r1, N.r2 and their .err files with the libTMC
+# counters), N being the row's index in the results file.
+if [ -n "$keep" ]; then mkdir -p "$keep" && cp -r "$work"/. "$keep"/; fi
 "$bin" --role report --input "$results"

@@ -132,11 +132,13 @@ struct OpenOptions {
   std::uint32_t receive_spin_ns = 2'000;
   /// Inline receive (latency): a receive() that finds the queue empty (and no on_message
   /// handler set) reads the socket and runs the pipeline itself, on the calling thread,
-  /// sleeping in poll() on the socket, instead of waiting for the loop thread to hand it
-  /// the message: one thread wake-up per message instead of two. Meanwhile the loop stops
+  /// waiting in a blocking read of the socket (at most about 2 ms at a time, then in
+  /// poll()), instead of waiting for the loop thread to hand it the message: one thread
+  /// wake-up and one system call per message, as a plain recv(). Meanwhile the loop stops
   /// reading the channel's socket; it resumes about 1-2 ms after the last receive()
   /// returned. Timers of stages still fire, other threads may send, and try_receive()
-  /// reads the socket itself while the loop stands aside. false = always through the loop.
+  /// reads the socket itself while the loop stands aside (unless a receive() is reading
+  /// it right then). false = always through the loop.
   bool inline_receive = true;
 };
 

@@ -123,6 +123,13 @@ class PacketPool {
   [[nodiscard]] std::uint32_t buffer_bytes() const noexcept { return buffer_bytes_; }
   [[nodiscard]] std::uint32_t in_use() const noexcept { return in_use_; }
   [[nodiscard]] std::uint32_t capacity() const noexcept { return total_; }
+  /// The most buffers this pool may ever grow to (it grows lazily, geometrically).
+  [[nodiscard]] std::uint32_t max_packets() const noexcept { return max_packets_; }
+  /// Raises the ceiling to at least `n` (never lowers it: packets of a retired pipeline may
+  /// still be out). Cold: call when a pipeline is built.
+  void raise_max_packets(std::uint32_t n) noexcept {
+    if (n > max_packets_) max_packets_ = n;
+  }
   /// Bytes held in large packets now, and the most allowed (default 256 MiB).
   [[nodiscard]] std::uint64_t large_bytes() const noexcept { return large_bytes_.load(std::memory_order_relaxed); }
   void set_large_budget_bytes(std::uint64_t b) noexcept { large_budget_ = b; }

@@ -211,6 +211,17 @@ class Stage {
   virtual void on_stop(StageIo& io) noexcept { (void)io; }
   /// Packets held by this stage (reorder buffers, queues), for memory-bound assertions.
   [[nodiscard]] virtual std::size_t held_packets() const noexcept { return 0; }
+  /// After configure(): the most pool packets this stage may hold at once when its windows
+  /// and queues are full as configured (a reliability window's copies, a reorder buffer).
+  /// The shell sizes the packet pool's ceiling with the sum over the pipeline, so that a
+  /// full window never starves the send and receive paths of buffers. 0 = only transient.
+  [[nodiscard]] virtual std::size_t max_held_packets() const noexcept { return 0; }
+  /// Application messages this stage has queued on the send path because it has no room
+  /// for them yet (a full sending window, no flow credit, an empty token bucket); not the
+  /// copies it keeps for retransmission. The shell stops feeding the pipeline while the
+  /// sum over the stages is large, so a full window pushes back on send() (which then
+  /// blocks or returns WOULD_BLOCK) instead of queueing without bound inside a stage.
+  [[nodiscard]] virtual std::size_t send_backlog() const noexcept { return 0; }
 };
 
 /// A stage kind's fixed description (Click's element doc block, as data).

@@ -82,6 +82,11 @@ namespace {
 
 constexpr double kEwmaGain = 1.0 / 16.0;  // TCP's SRTT gain
 constexpr std::uint64_t kNoPosition = ~std::uint64_t{0};
+// The longest an inline receiver waits in a blocking read (SO_RCVTIMEO; the kernel rounds
+// it up to a scheduler tick) before it falls back to ppoll() on the socket and its
+// eventfd. It bounds how late a receiver in a hot wait sees a new handler or messages
+// the loop queued; an idle receive() pays one such timed-out wait per call.
+constexpr int kHotWaitUs = 2'000;
 
 std::atomic<unsigned> g_name_counter{0};
 
@@ -191,6 +196,7 @@ ChannelCore::~ChannelCore() {
   // close() ran (Channel's destructor calls it) or the channel never attached; either way
   // the loop no longer knows this core. Queued messages give their buffers back to home_.
   if (rx_wake_fd_ >= 0) ::close(rx_wake_fd_);
+  rx_own_.release_all();  // the pools live in home_, which outlives this body
 }
 
 Status ChannelCore::open(const Manifest& manifest, const OpenOptions& options, std::shared_ptr<ChannelCore>& out) {
@@ -251,12 +257,12 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   // front for header and extensions and a CRC trailer behind.
   std::uint32_t need = kHeadroom + std::max(plan.transport.mtu_bytes, out.max_payload + 64) + 64;
   need = (need + 63) & ~std::uint32_t{63};
+  const std::uint32_t batch = std::max<std::uint32_t>(plan.transport.batch, 1);
+  const std::uint32_t default_max_buffers = send_slots_ + static_cast<std::uint32_t>(rq_.size()) + 8 * batch + 4096;
   if (pool_ != nullptr && pool_->buffer_bytes() >= need) {
     out.pool = pool_;
   } else {
-    const std::uint32_t batch = std::max<std::uint32_t>(plan.transport.batch, 1);
-    std::uint32_t max_buffers = options_.max_buffers;
-    if (max_buffers == 0) max_buffers = send_slots_ + static_cast<std::uint32_t>(rq_.size()) + 8 * batch + 4096;
+    const std::uint32_t max_buffers = options_.max_buffers != 0 ? options_.max_buffers : default_max_buffers;
     out.pool = home_->add_pool(need, send_slots_ + 2 * batch, max_buffers);
   }
 
@@ -268,6 +274,14 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   env.max_payload_bytes = out.max_payload;
   if (Status s = Pipeline::build(plan, Registry::builtin(), env, *out.pool, *this, out.pipeline); !s) {
     return {s.code(), "channel '" + m.id + "': building the pipeline: " + s.message()};
+  }
+  // The ceiling above covers the queues and batches; full stage windows (reliability's
+  // copies, reorder buffers) come on top, or a full window would starve the send path of
+  // buffers and every retransmission would fail for want of one. An explicit max_buffers
+  // is the application's word and stays as given.
+  if (options_.max_buffers == 0) {
+    const std::size_t want = std::size_t{default_max_buffers} + out.pipeline->max_held_packets();
+    out.pool->raise_max_packets(static_cast<std::uint32_t>(std::min<std::size_t>(want, 1u << 22)));
   }
 
   out.spec.plan = plan.transport;
@@ -300,6 +314,7 @@ void ChannelCore::install(Prepared& p) {
       transport_->flush_blocking(500);
       stop_poll();
       add_counters(tx_carried_, transport_->counters());
+      release_reader();
     }
     transport_ = std::move(p.transport);
   } else {
@@ -353,6 +368,9 @@ void ChannelCore::start_poll(bool writable) noexcept {
     }
     poll_->data = this;
     ++open_handles_;
+    // uv_poll_init made the socket non-blocking; the inline receiver's hot waits need it
+    // blocking (every other read and write passes MSG_DONTWAIT).
+    if (rx_wake_fd_ >= 0) (void)transport_->enable_blocking_wait(kHotWaitUs);
   }
   // While the loop stands aside for an inline receiver it does not poll readable: the
   // level-triggered poll would wake it (and spin) for datagrams it must not read.
@@ -384,6 +402,7 @@ void ChannelCore::on_handle_closed(uv_handle_t* h) {
   std::shared_ptr<ChannelCore> keep = std::move(self->keepalive_);
   {
     ExecGuard exec(*self);
+    self->release_reader();
     self->transport_.reset();  // leaves the group and closes the socket
   }
   self->closed_promise_.set_value();
@@ -419,8 +438,9 @@ void ChannelCore::on_poll_cb(uv_poll_t* h, int status, int events) {
   if ((events & UV_WRITABLE) != 0) self->on_writable();
   if ((events & UV_READABLE) != 0 && self->receiving_) {
     // An application thread blocked in receive() reads this socket itself: leave the
-    // datagram to it, and stop polling until it is gone (see "Inline receive").
-    if (self->rx_inline_.load() && !self->has_handler_.load()) {
+    // datagram to it, and stop polling until it is gone (see "Inline receive"). With a
+    // handler set it leaves soon, but a read it is in must still be the only one.
+    if (self->rx_inline_.load() && (!self->has_handler_.load() || self->rx_reading_.load() != 0)) {
       self->step_aside();
     } else {
       self->on_readable();
@@ -466,8 +486,22 @@ bool ChannelCore::pump_submitted(std::uint64_t now, bool on_loop) noexcept {
   const std::size_t batch = rx_batch_.size();
   std::uint32_t budget = send_slots_;
   Packet* p = nullptr;
+  // Backpressure: messages a stage queued for want of room (a full reliability window,
+  // no flow credit) count against the send queue. Looked at every 16 messages, so the
+  // backlog stays within the send queue's size + 16 and the check costs little per message.
+  const std::size_t max_backlog = std::max<std::size_t>(send_slots_, 64);
+  std::uint32_t until_check = 0;
+  backpressured_ = false;
   while (!poll_writable_) {
     if (budget == 0) return true;
+    if (until_check == 0) {
+      if (pipeline_->send_backlog() >= max_backlog) {
+        backpressured_ = true;
+        return false;  // after_input() resumes when the stages have made room
+      }
+      until_check = 16;
+    }
+    --until_check;
     if (transport_->tx_pending() >= batch && !transport_->flush()) {
       if (!on_loop) return true;
       start_poll(true);
@@ -539,6 +573,10 @@ void ChannelCore::set_flushed(std::uint64_t pos) noexcept {
 }
 
 void ChannelCore::after_input(std::uint64_t now_ns) noexcept {
+  // Acks or a tick may have opened a window that held the senders back.
+  if (backpressured_ && pipeline_ && pipeline_->send_backlog() < std::max<std::size_t>(send_slots_, 64) / 2) {
+    if (pump_submitted(now_ns, true)) uv_async_send(&async_);
+  }
   flush_tx();
   dispatch();
   // Replies that handlers sent during dispatch went through the pipeline at once
@@ -638,6 +676,11 @@ bool ChannelCore::is_own_old_packet(const Packet& p) const noexcept {
 
 int ChannelCore::read_batch(std::uint64_t& now) noexcept {
   const int n = transport_->receive(*pool_, rx_batch_.data(), static_cast<int>(rx_batch_.size()));
+  feed_batch(n, now);
+  return n;
+}
+
+void ChannelCore::feed_batch(int n, std::uint64_t& now) noexcept {
   if (n > 0) {
     now = RuntimeLoop::now_ns();
     now_ns_ = now;
@@ -659,7 +702,6 @@ int ChannelCore::read_batch(std::uint64_t& now) noexcept {
       pipeline_->receive(p, now);
     }
   }
-  return n;
 }
 
 void ChannelCore::on_readable() noexcept {
@@ -743,7 +785,9 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
   // A fragmented message is several reliable packets under one token: it is met when every
   // fragment is, and failed as soon as one fails.
   try {
-    std::promise<DeliveryOutcome> promise;
+    // Looked up first: a default-constructed std::promise allocates its shared state, and
+    // most met events belong to messages nobody waits on.
+    std::optional<std::promise<DeliveryOutcome>> promise;
     MemberMask members = e.members;
     {
       std::lock_guard<std::mutex> lock(outcome_mu_);
@@ -754,7 +798,7 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
         if (--it->second.remaining > 0) return;
         members = it->second.acked;
       }
-      promise = std::move(it->second.promise);
+      promise.emplace(std::move(it->second.promise));
       outcomes_.erase(it);
       tracked_.fetch_sub(1);
     }
@@ -767,7 +811,7 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
         (o.state == DeliveryOutcome::State::met ? o.acked : o.missing).push_back(g.member(static_cast<int>(i)).name);
       }
     }
-    promise.set_value(std::move(o));
+    promise->set_value(std::move(o));
   } catch (...) {
   }
 }
@@ -987,6 +1031,7 @@ void ChannelCore::detach() noexcept {
   }
   rq_cv_.notify_all();
   wake_inline();  // an inline receiver sees detached_ and returns CLOSED
+  release_reader();  // ... also from a hot wait, at once
   uv_timer_stop(&timer_);
   uv_timer_stop(&aside_timer_);
   aside_armed_.store(false);
@@ -1367,7 +1412,12 @@ bool ChannelCore::try_receive(Message& out) {
   bool poke = false;
   {
     std::unique_lock<std::mutex> exec(exec_mu_, std::try_to_lock);
-    if (!exec.owns_lock() || detached_.load() || !pipeline_ || !transport_ || !receiving_) return false;
+    // rx_reading_: the inline receiver is in a blocking read (or holds what it read), and
+    // reading here too could put datagrams into the pipeline out of socket order.
+    if (!exec.owns_lock() || detached_.load() || !pipeline_ || !transport_ || !receiving_ ||
+        rx_reading_.load() != 0) {
+      return false;
+    }
     poke = inline_round(RuntimeLoop::now_ns(), true);
   }
   if (poke) uv_async_send(&async_);
@@ -1377,46 +1427,79 @@ bool ChannelCore::try_receive(Message& out) {
 // --- inline receive (see channel_core.hpp) -----------------------------------------------------
 
 bool ChannelCore::receive_inline(Message& out, std::chrono::steady_clock::time_point deadline) {
-  // On entry, read at once or first ask ppoll()? In a request/response exchange with
-  // multicast loopback on, our own last datagram is already waiting (read: saves a ppoll
-  // that would return at once); otherwise the socket is usually empty (ask: saves a
-  // recvmmsg that finds nothing). rx_read_first_ learns which from the last entries.
-  // Later rounds read when ppoll() saw the socket ready.
-  bool read = rx_read_first_;
-  bool entry = true;
-  bool first_wait = true;
+  // Hot waits first (a blocking read: waiting and reading in one system call), cold waits
+  // (ppoll on the socket and the eventfd) once a hot wait timed out; see "Inline receive"
+  // in channel_core.hpp.
+  bool hot = true;
+  bool read = false;  // cold: ppoll saw the socket ready (or a hot wait was not possible)
+  int got = 0;        // what the last hot wait returned
   for (;;) {
     int fd = -1;
+    int armed = 0;
     std::uint64_t due_ns = 0;
     bool poke = false;
+    bool popped = false;
+    bool timed_out = false;
+    std::chrono::nanoseconds wait{0};
     {
       // A blocking lock, unlike send(): the holder (the loop, or an inline send) only runs
       // bounded work under it and never waits for this thread.
       std::lock_guard<std::mutex> exec(exec_mu_);
-      if (detached_.load() || has_handler_.load() || !pipeline_ || !transport_ || !receiving_) return false;
-      if (pop_queued(out)) return true;
-      int first_read = -2;
-      const std::uint64_t before = shell_.inline_received;
-      poke = inline_round(RuntimeLoop::now_ns(), read, &first_read);
-      if (entry && read && first_read == 0) rx_read_first_ = false;  // nothing was waiting
-      if (!entry && first_wait && read && first_read > 0 && shell_.inline_received == before) {
-        rx_read_first_ = true;  // the first ppoll found only our own (or dropped) datagrams
+      const bool usable = !detached_.load() && pipeline_ && transport_ && receiving_;
+      int pre_read = 0;
+      if (rx_reading_.load() != 0) {
+        // Back from a hot wait. What it read belongs to the pipeline, in socket order,
+        // unless its socket is gone (rx_gen_ moved on): then it is dropped with the socket.
+        if (got > 0 && usable && rx_own_gen_ == rx_gen_) {
+          // (rx_batch_ holds a whole read: an update() that changes the batch size opens a
+          // new socket, which moves rx_gen_ on.)
+          got = std::min(got, static_cast<int>(rx_batch_.size()));
+          pre_read = transport_->take(rx_own_, got, rx_batch_.data());
+          // A full batch: more may be waiting; read on without blocking.
+          if (static_cast<std::size_t>(got) == rx_batch_.size()) read = true;
+        }
+        rx_reading_.store(0);
       }
-      if (!entry) first_wait = false;
-      entry = false;
-      fd = transport_->fd();
-      due_ns = pipeline_->next_deadline_ns();
+      if (!usable || (pre_read == 0 && has_handler_.load())) return false;
+      poke = inline_round(RuntimeLoop::now_ns(), read, pre_read);
+      read = false;
+      popped = pop_queued(out);
+      const auto now = std::chrono::steady_clock::now();
+      timed_out = now >= deadline;
+      if (!popped && !timed_out && !has_handler_.load()) {
+        wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
+        due_ns = pipeline_->next_deadline_ns();
+        if (due_ns != 0) {
+          // The pipeline's next stage deadline: inline_round ticks it when we wake.
+          const std::uint64_t t = RuntimeLoop::now_ns();
+          wait = std::min(wait, std::chrono::nanoseconds(due_ns > t ? due_ns - t : 0));
+        }
+        fd = transport_->fd();
+        // A hot wait only when it cannot overrun the caller's timeout or a stage deadline
+        // (SO_RCVTIMEO is fixed per socket: changing it would cost a system call).
+        if (hot && transport_->blocking_wait() && wait >= std::chrono::microseconds(kHotWaitUs)) {
+          armed = transport_->arm(rx_own_, *pool_, static_cast<int>(rx_batch_.size()));
+          if (armed > 0) {
+            rx_own_gen_ = rx_gen_;
+            rx_reading_.store(2);  // from here until the read returns, release_reader() waits
+          }
+        }
+      }
     }
     if (poke) uv_async_send(&async_);
-    if (pop_queued(out)) return true;
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return false;
-    auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
-    if (due_ns != 0) {
-      // The pipeline's next stage deadline: inline_round ticks it when we wake.
-      const std::uint64_t t = RuntimeLoop::now_ns();
-      wait = std::min(wait, std::chrono::nanoseconds(due_ns > t ? due_ns - t : 0));
+    if (popped) return true;
+    if (armed == 0 && (timed_out || has_handler_.load())) return false;
+    if (armed > 0) {
+      got = UdpTransport::wait_read(fd, rx_own_, armed);
+      const int err = got < 0 ? errno : 0;
+      rx_reading_.store(1);  // the read is over; the descriptor may be closed now
+      // Timed out (EAGAIN): an idle channel; wait in ppoll from now on. A socket that was
+      // shut down returns at once with nothing (or an empty datagram): the next round sees
+      // why (closed, or a new socket) under the lock.
+      if (got < 0 && err != EINTR) hot = false;
+      continue;
     }
+    hot = false;  // once cold, stay cold for the rest of this receive()
     timespec ts{};
     ts.tv_sec = static_cast<time_t>(wait.count() / 1'000'000'000);
     ts.tv_nsec = static_cast<long>(wait.count() % 1'000'000'000);
@@ -1434,14 +1517,14 @@ bool ChannelCore::receive_inline(Message& out, std::chrono::steady_clock::time_p
   }
 }
 
-bool ChannelCore::inline_round(std::uint64_t now, bool read, int* first_read) noexcept {
+bool ChannelCore::inline_round(std::uint64_t now, bool read, int pre_read) noexcept {
   take_returns();
   now_ns_ = now;
+  if (pre_read != 0) feed_batch(pre_read, now);
   // Read until something is delivered or the socket is empty (own datagrams and drops
   // deliver nothing); bounded like on_readable. A short batch means the socket is empty.
   for (int round = 0; read && round < 16 && to_deliver_.empty(); ++round) {
     const int n = read_batch(now);
-    if (round == 0 && first_read != nullptr) *first_read = n;
     if (n == 0 || (n > 0 && static_cast<std::size_t>(n) < rx_batch_.size())) break;
   }
   const std::uint64_t due = pipeline_->next_deadline_ns();
@@ -1465,6 +1548,18 @@ bool ChannelCore::inline_round(std::uint64_t now, bool read, int* first_read) no
   const std::uint64_t d = pipeline_->next_deadline_ns();
   if (d != 0 && (timer_deadline_ns_ == 0 || d < timer_deadline_ns_)) poke = true;
   return poke;
+}
+
+void ChannelCore::release_reader() noexcept {
+  // The inline receiver may be in (or just before) a blocking read of this socket. Shut
+  // its receive side down: that wakes the read, and a read that starts later returns at
+  // once. Wait until it has returned before the descriptor is closed, so it is never
+  // read after close (or after the number is reused). Bounded: a few microseconds, and
+  // at worst the read's SO_RCVTIMEO.
+  ++rx_gen_;
+  if (rx_reading_.load() != 2 || !transport_) return;
+  (void)::shutdown(transport_->fd(), SHUT_RD);
+  while (rx_reading_.load() == 2) std::this_thread::yield();
 }
 
 void ChannelCore::leave_inline() noexcept {

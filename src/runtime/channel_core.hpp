@@ -34,16 +34,34 @@
 //   handed to the on_message handler or queued for receive(). A Message returns its
 //   packet through BufferHome's lock-free stack, which the loop empties into the pool.
 //
-// Inline receive (latency: one thread wake-up per datagram, like a plain recv())
+// Inline receive (latency: one thread wake-up and one system call per datagram, like a
+// plain blocking recv())
 //   A receive() on an application thread that finds the queue empty, with no on_message
 //   handler set, becomes the channel's inline receiver (at most one thread at a time,
 //   rx_inline_). It reads the socket itself: under exec_mu_ (a blocking lock, held only
-//   for one bounded round of recvmmsg + pipeline, never while waiting) it reads, runs the
-//   pipeline, ticks stage deadlines that are due and queues the deliveries; without the
-//   lock it sleeps in ppoll() on the socket and rx_wake_fd_, with the pipeline's next
-//   deadline as the timeout. rx_wake_fd_ (an eventfd) is written by whoever changes what
-//   the receiver waits for: the loop queueing messages (timers, handlers' sends), update()
-//   swapping the socket, close(), a new on_message handler.
+//   for one bounded round of pipeline work, never while waiting) it runs the pipeline on
+//   what it read, ticks stage deadlines that are due and queues the deliveries. It waits
+//   without the lock, in one of two ways:
+//   - hot: a blocking recvmmsg(MSG_WAITFORONE) into its own buffers (rx_own_, armed under
+//     the lock), which waits and reads in one system call, as a raw recv() does. The
+//     socket's SO_RCVTIMEO (kHotWaitUs) bounds it, so a wake-up request that cannot
+//     interrupt it (a new on_message handler, messages the loop queued) is seen within
+//     about that long. Socket changes do interrupt it: before update() or close() closes a
+//     socket, release_reader() shuts its receive side down (which wakes a blocked read
+//     and makes the next one return at once) and waits until the read has returned, so
+//     the receiver never reads a closed (or reused) descriptor; rx_gen_ tells it that
+//     what it read belongs to a socket that is gone. rx_reading_ says where the receiver
+//     is (2: in the read, 1: holding datagrams not yet given to the pipeline); while it
+//     is not 0 nobody else reads the socket (the loop stands aside even with a handler
+//     set, try_receive() leaves it), so datagrams enter the pipeline in socket order.
+//   - cold: once a hot wait has timed out within one receive() (an idle channel), or when
+//     a stage deadline or the caller's timeout is nearer than kHotWaitUs, it sleeps in
+//     ppoll() on the socket and rx_wake_fd_, with the pipeline's next deadline as the
+//     timeout, and reads without blocking when the socket is ready. rx_wake_fd_ (an
+//     eventfd) is written by whoever changes what the receiver waits for: the loop
+//     queueing messages (timers, handlers' sends), update() swapping the socket, close(),
+//     a new on_message handler. So an idle receive() costs one timed-out hot wait and
+//     then sleeps until something happens: no polling.
 //   While rx_inline_ is set the loop never reads the socket: its readable callback steps
 //   aside instead (stops polling readable, rx_aside_), so it neither steals the datagram
 //   nor spins on the level-triggered poll. It resumes polling once the receiver has been
@@ -51,7 +69,7 @@
 //   blocked, and the receiver's exit pokes the loop to restart it), so try_receive(),
 //   handlers and stages that need incoming packets (acks, heartbeats) are served by the
 //   loop again within about 2 ms. While the loop stands aside, try_receive() reads the
-//   socket itself (try_lock). Work that needs the loop (libuv timers moved earlier, write
+//   socket itself (try_lock), unless the receiver is in a blocking read. Work that needs the loop (libuv timers moved earlier, write
 //   polling, event handlers) is handed to it through the async handle, as for inline sends.
 #pragma once
 
@@ -204,14 +222,16 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void detach() noexcept;
   void note_delivery(const Packet& p) noexcept;
   int read_batch(std::uint64_t& now_ns) noexcept;       // exec: one recvmmsg into the pipeline
+  void feed_batch(int n, std::uint64_t& now_ns) noexcept;  // exec: rx_batch_[0, n) into the pipeline
   std::size_t queue_deliveries(bool from_loop) noexcept;  // exec: to_deliver_ -> receive queue
   Message make_message(Packet* p);                        // exec
   bool pop_queued(Message& out) noexcept;                // any thread: take the queue's head
   // Inline receive (see "Inline receive" above).
   bool receive_inline(Message& out, std::chrono::steady_clock::time_point deadline);
-  // exec, app thread: one read/tick round; true = poke the loop. *first_read: the first
-  // read_batch() result (untouched when not reading).
-  bool inline_round(std::uint64_t now_ns, bool read, int* first_read = nullptr) noexcept;
+  // exec, app thread: one read/tick round; true = poke the loop. `pre_read` datagrams the
+  // inline receiver's blocking read placed in rx_batch_ go into the pipeline first.
+  bool inline_round(std::uint64_t now_ns, bool read, int pre_read = 0) noexcept;
+  void release_reader() noexcept;  // exec: before transport_ is closed or replaced
   void leave_inline() noexcept;
   void wake_inline() noexcept;  // any thread
   void step_aside() noexcept;   // loop
@@ -294,7 +314,11 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   std::atomic<std::uint64_t> rx_inline_exits_{0};   ///< inline receives finished
   std::atomic<bool> loop_aside_{false};             ///< rx_aside_, readable by app threads
   std::atomic<bool> aside_armed_{false};            ///< aside_timer_ is ticking
-  bool rx_read_first_ = true;  ///< the inline receiver's (handed over through rx_inline_)
+  // The inline receiver's blocking reads (hot waits; see above).
+  std::atomic<int> rx_reading_{0};  ///< 2: in a blocking read; 1: holding its datagrams; 0: neither
+  std::uint64_t rx_gen_ = 0;        ///< exec: bumped whenever transport_ is closed or replaced
+  RxBuffers rx_own_;                ///< the inline receiver's (handed over through rx_inline_)
+  std::uint64_t rx_own_gen_ = 0;    ///< the inline receiver's: rx_gen_ when rx_own_ was armed
 
   // --- loop thread; also exec (under exec_mu_) for the pipeline, transport and pool -------
   uv_async_t async_{};
@@ -304,6 +328,9 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   std::uint64_t aside_seen_exits_ = 0;
   uv_poll_t* poll_ = nullptr;  // heap: replaced when update() changes the socket
   bool poll_writable_ = false;
+  /// The pipeline's send backlog reached the send queue's size: pump_submitted() leaves the
+  /// submit ring alone until the stages make room (after_input() looks again).
+  bool backpressured_ = false;
   int open_handles_ = 0;
   std::promise<void> closed_promise_;
   std::shared_ptr<ChannelCore> keepalive_;  // while handles close after close() from a handler

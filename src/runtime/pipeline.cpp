@@ -200,6 +200,18 @@ void Pipeline::recompute_deadline() noexcept {
   next_deadline_ = d;
 }
 
+std::size_t Pipeline::send_backlog() const noexcept {
+  std::size_t n = 0;
+  for (const auto& s : stages_) n += s->send_backlog();
+  return n;
+}
+
+std::size_t Pipeline::max_held_packets() const noexcept {
+  std::size_t n = 0;
+  for (const auto& s : stages_) n += s->max_held_packets();
+  return n;
+}
+
 std::size_t Pipeline::held_packets() const noexcept {
   std::size_t n = 0;
   for (const auto& s : stages_) n += s->held_packets();

@@ -96,6 +96,10 @@ class Pipeline {
   [[nodiscard]] const std::string& stage_kind(std::size_t i) const noexcept { return kinds_[i]; }
   /// Packets currently held inside stages.
   [[nodiscard]] std::size_t held_packets() const noexcept;
+  /// Sum of the stages' max_held_packets(): what full windows and queues may hold.
+  [[nodiscard]] std::size_t max_held_packets() const noexcept;
+  /// Sum of the stages' send_backlog(): application messages waiting for room inside.
+  [[nodiscard]] std::size_t send_backlog() const noexcept;
 
   [[nodiscard]] CounterSnapshot counters() const;
   [[nodiscard]] std::uint64_t counter(PipelineCounter c) const noexcept {

@@ -2,7 +2,8 @@
 //
 //   tmc_net_member --manifest FILE --name NAME [--send N] [--rate MSGS_PER_S] [--size BYTES]
 //                  [--receive SECONDS] [--idle SECONDS] [--log FILE] [--ready FILE]
-//                  [--start-after FILE] [--wait-members N] [--outcomes]
+//                  [--start-after FILE] [--wait-members N] [--outcomes] [--events FILE]
+//                  [--caps FILE]
 //
 // Joins the channel of the manifest file (the interface comes from its 'interface' key),
 // then, at once or when --start-after FILE appears:
@@ -17,6 +18,17 @@
 // sending. --outcomes asks for each message's delivery outcome (reliable channels) and prints
 // how many were met and failed and who was missing; then the exit status is 1 unless every
 // outcome was met.
+// --caps FILE opens the channel with that capability file (e.g. one declaring
+// network.sequencer, so that a tmc-sequencer process orders a group-ordered channel).
+// --events FILE writes one line per channel event except delivery_met, in the order they
+// came: "<event> sender=<name> epoch=E seq=S count=N members=a,b" (gap_skipped,
+// member_failed, sequencer_changed...), and the exit summary counts them by type.
+// --consume-us N makes the application slow: the delivery handler sleeps N microseconds per
+// message (on the loop thread, so the channel reads nothing meanwhile; flow-control tests).
+// --counters P1,P2 prints every counter whose name starts with one of the prefixes, one
+// "<name>: counter <counter> <value>" line each (e.g. flow.,congestion.,shell.).
+// The delivery log is written in delivery order, so logs of group-ordered members can be
+// compared line by line (tests/net/check_group_logs.py).
 // On exit it prints its counters. Exit status: 0, or 1 on any error.
 #include <atomic>
 #include <chrono>
@@ -72,6 +84,10 @@ struct Args {
   std::string start_after;
   long wait_members = 0;
   bool outcomes = false;
+  std::string events;
+  std::string caps;            // --caps: capability file for the channel
+  long consume_us = 0;         // --consume-us: a slow application, sleeping per message
+  std::string counter_prefixes;  // --counters: print the counters starting with these
 };
 
 int run(const Args& a) {
@@ -85,8 +101,16 @@ int run(const Args& a) {
   if (a.receive_s <= 0) m.duplexity = tmc::Duplexity::send_only;
   if (a.send == 0) m.duplexity = tmc::Duplexity::receive_only;
 
+  tmc::OpenOptions options;
+  if (!a.caps.empty()) {
+    tmc::Diagnostics cdiag;
+    if (!tmc::load_capabilities(a.caps, options.caps, cdiag)) {
+      std::fprintf(stderr, "%s", cdiag.to_string().c_str());
+      return 1;
+    }
+  }
   tmc::Channel c;
-  if (tmc::Status st = tmc::Channel::try_open(m, {}, c); !st) {
+  if (tmc::Status st = tmc::Channel::try_open(m, options, c); !st) {
     std::fprintf(stderr, "%s: open %s: %s\n", a.name.c_str(), a.manifest.c_str(), st.to_string().c_str());
     return 1;
   }
@@ -126,6 +150,34 @@ int run(const Args& a) {
                    ok ? "ok" : "bad");
       delivered.fetch_add(1);
       last_ns.store(now_ns());
+      // A slow consumer: the handler runs on the loop thread, so while it sleeps the
+      // channel reads nothing and its flow stage consumes nothing.
+      if (a.consume_us > 0) {
+        std::fflush(log);  // a test may count this member's deliveries while it runs
+        std::this_thread::sleep_for(std::chrono::microseconds(a.consume_us));
+      }
+    });
+  }
+  std::FILE* events = nullptr;
+  std::mutex events_mu;
+  std::vector<std::uint64_t> event_counts(16, 0);
+  if (!a.events.empty()) {
+    events = std::fopen(a.events.c_str(), "w");
+    if (events == nullptr) {
+      std::fprintf(stderr, "%s: cannot write %s\n", a.name.c_str(), a.events.c_str());
+      return 1;
+    }
+    c.on_event([&](const tmc::ChannelEvent& e) {
+      std::lock_guard<std::mutex> lk(events_mu);
+      const auto t = static_cast<std::size_t>(e.type);
+      if (t < event_counts.size()) ++event_counts[t];
+      if (e.type == tmc::EventType::delivery_met) return;
+      std::string who;
+      for (const auto& n : e.members) who += (who.empty() ? "" : ",") + n;
+      std::fprintf(events, "%s sender=%s epoch=%" PRIu32 " seq=%" PRIu64 " count=%" PRIu64 " members=%s\n",
+                   std::string(tmc::event_type_name(e.type)).c_str(), e.sender_name.c_str(), e.epoch, e.seq, e.count,
+                   who.empty() ? "-" : who.c_str());
+      std::fflush(events);
     });
   }
   if (!a.ready.empty()) {
@@ -209,10 +261,23 @@ int run(const Args& a) {
                 a.name.c_str(), met, failed, missing.empty() ? "-" : missing.c_str(), other, elapsed);
   }
   const tmc::ChannelStats st = c.stats();
+  if (events != nullptr) c.on_event(nullptr);
   c.close();
   if (log != nullptr) {
     std::lock_guard<std::mutex> lk(mu);
     std::fclose(log);
+  }
+  if (events != nullptr) {
+    std::lock_guard<std::mutex> lk(events_mu);
+    std::fclose(events);
+    std::string summary;
+    for (std::size_t t = 0; t < event_counts.size(); ++t) {
+      if (event_counts[t] == 0) continue;
+      summary += (summary.empty() ? "" : ", ") +
+                 std::string(tmc::event_type_name(static_cast<tmc::EventType>(t))) + " " +
+                 std::to_string(event_counts[t]);
+    }
+    std::printf("%s: events: %s\n", c.name().c_str(), summary.empty() ? "none" : summary.c_str());
   }
   std::printf("%s: sent %" PRIu64 " (send errors %" PRIu64 "), datagrams received %" PRIu64 ", delivered %" PRIu64
               ", bad payloads %" PRIu64 ", drops.stale %" PRIu64 ", drops.checksum %" PRIu64 ", loss ratio %.4f\n",
@@ -222,6 +287,18 @@ int run(const Args& a) {
               ", drops.duplicate %" PRIu64 "\n",
               c.name().c_str(), st.counter("reliability.retransmits"), st.counter("reliability.acks_received"),
               st.counter("reliability.nacks_received"), st.drop_count(tmc::DropReason::duplicate));
+  // --counters flow.,shell. prints "<name>: counter <counter> <value>" for each match.
+  for (std::size_t from = 0; !a.counter_prefixes.empty() && from <= a.counter_prefixes.size();) {
+    std::size_t comma = a.counter_prefixes.find(',', from);
+    if (comma == std::string::npos) comma = a.counter_prefixes.size();
+    const std::string prefix = a.counter_prefixes.substr(from, comma - from);
+    for (const auto& [counter, value] : st.counters) {
+      if (!prefix.empty() && counter.rfind(prefix, 0) == 0) {
+        std::printf("%s: counter %s %" PRIu64 "\n", c.name().c_str(), counter.c_str(), value);
+      }
+    }
+    from = comma + 1;
+  }
   if (a.outcomes && (failed != 0 || other != 0 || met != futures.size())) return 1;
   return send_errors == 0 ? 0 : 1;
 }
@@ -249,6 +326,10 @@ int main(int argc, char** argv) {
     else if (k == "--start-after") a.start_after = v;
     else if (k == "--wait-members") a.wait_members = std::atol(v);
     else if (k == "--outcomes") a.outcomes = std::string(v) == "1" || std::string(v) == "true";
+    else if (k == "--events") a.events = v;
+    else if (k == "--caps") a.caps = v;
+    else if (k == "--consume-us") a.consume_us = std::atol(v);
+    else if (k == "--counters") a.counter_prefixes = v;
     else {
       std::fprintf(stderr, "tmc_net_member: unknown option %s\n", k.c_str());
       return 2;
@@ -257,7 +338,8 @@ int main(int argc, char** argv) {
   if (a.manifest.empty() || (a.send <= 0 && a.receive_s <= 0) || a.rate <= 0 || a.size < 24 || a.size > 1400) {
     std::fprintf(stderr,
                  "usage: tmc_net_member --manifest FILE --name NAME [--send N --rate R --size 24..1400] "
-                 "[--receive SECONDS --log FILE] [--idle S] [--ready FILE] [--start-after FILE]\n");
+                 "[--receive SECONDS --log FILE] [--idle S] [--ready FILE] [--start-after FILE] [--wait-members N] "
+                 "[--outcomes 1] [--events FILE] [--caps FILE]\n");
     return 2;
   }
   try {

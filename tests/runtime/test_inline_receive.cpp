@@ -4,11 +4,13 @@
 // try_receive(), sends from other threads, update() and close() from other threads.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <doctest/doctest.h>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -209,4 +211,88 @@ TEST_CASE("inline receive: update() and close() from other threads reach a block
   rx.close();
   blocked.join();
   CHECK(st.code() == tmc::Code::CLOSED);
+}
+
+namespace {
+
+/// CPU time (user + system) the calling thread has used so far, in milliseconds.
+double thread_cpu_ms() {
+  rusage ru{};
+  getrusage(RUSAGE_THREAD, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+}  // namespace
+
+TEST_CASE("inline receive: an idle receive() sleeps; a handler set while it waits gets the messages") {
+  auto rx = tmc::Channel::open(manifest_for("inline-idle", kA, "rx"));
+  auto tx = tmc::Channel::open(manifest_for("inline-idle", kA, "tx"));
+
+  // The receiving thread's CPU time while receive() waits 400 ms for nothing: a receiver
+  // that polled the socket would spend most of it, one that sleeps almost none.
+  double cpu_ms = -1;
+  std::optional<tmc::Message> none;
+  std::thread idle([&] {
+    const double before = thread_cpu_ms();
+    none = rx.receive(400ms);
+    cpu_ms = thread_cpu_ms() - before;
+  });
+  idle.join();
+  CHECK_FALSE(none.has_value());
+  MESSAGE("CPU time of an idle receive(400ms): " << cpu_ms << " ms");
+  CHECK(cpu_ms >= 0);
+  CHECK(cpu_ms < 200);
+
+  // A handler set while a receiver waits on the socket: the receiver steps back and the
+  // loop reads for the handler (a message sent meanwhile may still reach the receiver,
+  // so send until the handler has one).
+  std::atomic<int> handled{0};
+  std::optional<tmc::Message> waited;
+  std::thread receiver([&] { waited = rx.receive(1500ms); });
+  std::this_thread::sleep_for(5ms);  // let it block (not asserted)
+  rx.on_message([&](tmc::Message&&) { handled.fetch_add(1); });
+  for (int i = 0; i < 3000 && handled.load() == 0; ++i) {
+    if (i % 50 == 0) REQUIRE(tx.send("to handler"));
+    std::this_thread::sleep_for(1ms);
+  }
+  receiver.join();
+  CHECK(handled.load() > 0);
+  rx.on_message(nullptr);
+  rx.close();
+}
+
+TEST_CASE("inline receive: update() and close() reach a receive() that is busy in blocking reads") {
+  auto rx = tmc::Channel::open(manifest_for("inline-hot", kA, "rx"));
+  auto tx = tmc::Channel::open(manifest_for("inline-hot", kB, "tx"));
+  // rx's own datagrams come back to its socket and deliver nothing, so a receiver keeps
+  // reading them in blocking reads (hot waits) instead of falling back to ppoll().
+  std::atomic<bool> stop{false};
+  std::thread chatter([&] {
+    while (!stop.load()) {
+      (void)rx.send("own");
+      std::this_thread::sleep_for(300us);
+    }
+  });
+
+  std::optional<tmc::Message> got;
+  std::thread receiver([&] { got = rx.receive(5s); });
+  std::this_thread::sleep_for(20ms);
+  REQUIRE(rx.update(tmc::Value(tmc::Value::Map{{"group", group_for(kB)}, {"port", port_for(kB)}})));
+  REQUIRE(tx.send("after update"));
+  receiver.join();
+  REQUIRE(got.has_value());
+  CHECK(got->text() == "after update");
+
+  tmc::Status st = tmc::Status::ok();
+  std::thread blocked([&] {
+    tmc::Message msg;
+    st = rx.receive(msg, 30s);
+  });
+  std::this_thread::sleep_for(20ms);
+  rx.close();
+  blocked.join();
+  CHECK(st.code() == tmc::Code::CLOSED);
+  stop.store(true);
+  chatter.join();
 }

@@ -277,3 +277,28 @@ TEST_CASE("congestion.window: parameters are checked") {
   CHECK(st.to_string().find("max_window_packets") != std::string::npos);
   CHECK(st.to_string().find("mss_bytes") != std::string::npos);
 }
+
+TEST_CASE("congestion.window: a retransmission goes out at once, ahead of waiting data, and is not charged again") {
+  Sender s({{"initial_window_packets", "2"}, {"min_window_packets", "2"}, {"mss_bytes", "1000"}});
+  s.ep->group().heard("r1", kPeer, kPeerEpoch, true, 0);
+  for (std::uint64_t r = 1; r <= 6; ++r) s.send(r, 900, 1 * kMs);
+  REQUIRE(s.out() == 2);  // rseq 1, 2 in flight; 3..6 wait
+  const std::uint64_t in_flight = s.st().in_flight_bytes();
+  s.send(1, 900, 5 * kMs);  // reliability repairs rseq 1
+  CHECK(s.out() == 3);
+  CHECK(s.st().in_flight_bytes() == in_flight);  // still counted once
+  CHECK(s.ep->held_packets() == 4);
+  CHECK(s.c("congestion.retransmits_passed") == 1);
+  // A repair of a packet still waiting here is released: the original goes in order.
+  s.send(5, 900, 6 * kMs);
+  CHECK(s.out() == 3);
+  CHECK(s.c("congestion.retransmits_absorbed") == 1);
+  // Once acknowledged, a late repair of rseq 1 adds nothing in flight.
+  s.ack(2, 0, 10 * kMs);
+  const std::uint64_t after_ack = s.st().in_flight_bytes();
+  s.send(1, 900, 11 * kMs);
+  CHECK(s.st().in_flight_bytes() == after_ack);
+  s.ack(6, 0, 20 * kMs);
+  CHECK(s.ep->held_packets() == 0);
+  CHECK(s.st().in_flight_bytes() == 0);
+}

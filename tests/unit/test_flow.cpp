@@ -239,3 +239,60 @@ TEST_CASE("flow.credit: parameters are checked") {
   CHECK(st.to_string().find("window_bytes") != std::string::npos);
   CHECK(st.to_string().find("slow_timeout_us") != std::string::npos);
 }
+
+TEST_CASE("flow.credit sender: a retransmission goes out at once, ahead of waiting data, and is not charged") {
+  Node n({{"window_bytes", "2000"}});
+  n.ep->group().heard("r1", 7, kEpoch, true, 0);
+  for (std::uint64_t r = 1; r <= 6; ++r) n.send(r, 1000, 1 * kMs);
+  REQUIRE(n.data_out() == 2);  // rseq 1, 2 passed; 3..6 wait for credit
+  REQUIRE(n.ep->held_packets() == 4);
+  const std::uint64_t sent_before = n.st().sent_bytes();
+  // Reliability repairs rseq 1 and 2 (timeout or NACK): out at once, before 3..6.
+  n.send(1, 1000, 5 * kMs);
+  n.send(2, 1000, 5 * kMs);
+  REQUIRE(n.data_out() == 4);
+  std::uint8_t len = 0;
+  const std::uint8_t* body = n.ep.sink.transmitted.at(3)->ext(wire::Ext::rel, &len);
+  CHECK(detail::decode_rel_body(body, len).value_or(detail::RelBody{}).rseq == 2);
+  CHECK(n.st().sent_bytes() == sent_before);  // not charged as new data
+  CHECK(n.ep->held_packets() == 4);           // the new data still waits, in order
+  CHECK(n.c("flow.retransmits_passed") == 2);
+  // A repair of a message still waiting here is released: the original goes in order.
+  n.send(4, 1000, 6 * kMs);
+  CHECK(n.data_out() == 4);
+  CHECK(n.c("flow.retransmits_absorbed") == 1);
+  n.advert_in(7, 6000, 2000, 7 * kMs);
+  CHECK(n.data_out() == 8);
+  CHECK(n.st().sent_bytes() == 6000);
+  CHECK(n.ep->held_packets() == 0);
+}
+
+TEST_CASE("flow.credit sender: policy max reports a receiver behind its window although nothing waits") {
+  Node n({{"window_bytes", "2000"}, {"policy", "max"}, {"slow_timeout_us", "100000"}});
+  n.ep->group().heard("r1", 7, kEpoch, true, 0);
+  n.ep->group().heard("r2", 8, kEpoch, true, 0);
+  const int fast = n.ep->group().slot_of_sender(7);
+  const int slow = n.ep->group().slot_of_sender(8);
+  for (std::uint64_t t = 1; t < 400; ++t) {
+    n.ep->group().heard("r1", 7, kEpoch, true, t * kMs);
+    n.ep->group().heard("r2", 8, kEpoch, true, t * kMs);  // alive, consumes nothing
+    n.send(t, 100, t * kMs);
+    n.advert_in(7, n.st().sent_bytes(), 2000, t * kMs);  // r1 consumes everything
+    if (n.ep->next_deadline_ns() != 0 && n.ep->next_deadline_ns() <= t * kMs) n.ep->tick(t * kMs);
+  }
+  CHECK(n.ep->held_packets() == 0);  // never held back by r2
+  CHECK(n.data_out() == 399);
+  REQUIRE(n.ep.sink.count_events(EventType::slow_member) == 1);  // once per episode
+  CHECK(n.ep.sink.events.back().members == slot_bit(slow));
+  CHECK(n.ep.sink.events.back().members != slot_bit(fast));
+  // r2 catches up: the episode ends, and a new one would be reported again.
+  n.advert_in(8, n.st().sent_bytes(), 2000, 400 * kMs);
+  for (std::uint64_t t = 401; t < 800; ++t) {
+    n.ep->group().heard("r1", 7, kEpoch, true, t * kMs);
+    n.ep->group().heard("r2", 8, kEpoch, true, t * kMs);
+    n.send(t, 100, t * kMs);
+    n.advert_in(7, n.st().sent_bytes(), 2000, t * kMs);
+    if (n.ep->next_deadline_ns() != 0 && n.ep->next_deadline_ns() <= t * kMs) n.ep->tick(t * kMs);
+  }
+  CHECK(n.ep.sink.count_events(EventType::slow_member) == 2);
+}

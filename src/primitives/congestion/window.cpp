@@ -36,12 +36,25 @@
 //   when the last loss was taken) belong to the same congestion event and are not fed
 //   again; the controllers also reduce at most once per RTT.
 //
-//   Retransmissions (an rseq already seen) pass at once and are marked so they give no RTT
-//   sample, except a retransmission of a data packet still waiting here (reliability's
-//   timer runs from when it handed the packet down), which is released: the original goes
-//   out in order; reliable control packets (kFlagReliable on a control kind) pass at once and are
-//   counted in flight; unreliable packets and other kinds are not touched. Reliable data
-//   waits when the window is full, in arrival order, and leaves as acks open the window.
+//   Retransmissions (an rseq at or below the highest this stage already passed down; the
+//   pipeline is one sender incarnation) never wait: they go down at once, ahead of any new
+//   data waiting for the window, so a repair is never starved by congestion control. They
+//   are not charged as new data: the rseq's bytes stay counted in flight once, from its
+//   first transmission until the slowest followed receiver acknowledges it (a repair of an
+//   rseq no longer tracked, because it was acknowledged or forgotten by a stall, adds
+//   nothing), the controller's on_sent() is not called for them, and the rseq is marked so
+//   it gives no RTT sample (Karn). We keep counting the original in flight rather than
+//   count the copy again because the window limits distinct unacknowledged data; losses
+//   are what the controller reacts to, through NACKs and SACK holes. A retransmission of a
+//   data packet still waiting here (reliability's timer runs from when it handed the
+//   packet down) is released instead: the original goes out in order. Known gap:
+//   reliability counts that timeout against the message's retry budget and no stage below
+//   it can undo that, so a message waiting here longer than its whole budget fails
+//   although it was never lost (reliability.arq has to start the budget when the message
+//   really leaves; see tests/sim/test_flow_retransmit.cpp). Reliable control packets
+//   (kFlagReliable on a control kind) pass at once and are counted in flight; unreliable
+//   packets and other kinds are not touched. Reliable data waits when the window is full,
+//   in arrival order, and leaves as acks open the window.
 //
 //   Stalls: when data waits and the floor has not moved for stall_timeout_us, either some
 //   followed receivers have acknowledged beyond the floor — then those at the floor are
@@ -161,7 +174,8 @@ bool CongestionWindowStage::can_send(std::uint64_t rseq, std::uint64_t bytes) no
   return in_flight_ == 0 || in_flight_ + bytes <= ctrl_->window_bytes();
 }
 
-void CongestionWindowStage::record(std::uint64_t rseq, std::uint64_t bytes, StageIo& io) noexcept {
+void CongestionWindowStage::record(std::uint64_t rseq, std::uint64_t bytes, StageIo& io,
+                                   bool retransmission) noexcept {
   if (ring_.empty()) ring_.resize(ring_cap_);  // cold: once, at the first reliable packet
   if (rseq <= floor_ || rseq > floor_ + ring_cap_) return;
   Sent& e = ring_[rseq & ring_mask_];
@@ -169,6 +183,9 @@ void CongestionWindowStage::record(std::uint64_t rseq, std::uint64_t bytes, Stag
     e.retransmitted = true;
     return;
   }
+  // A repair of something no longer tracked (acked, or forgotten by a stall) is not new
+  // data: it is neither charged to the window nor given to the controller.
+  if (retransmission) return;
   if (e.rseq != 0) return;  // an older rseq still holds the slot: leave this one untracked
   e.rseq = rseq;
   e.sent_ns = io.now_ns();
@@ -316,7 +333,7 @@ void CongestionWindowStage::on_send(Packet* p, StageIo& io) noexcept {
     }
     // A retransmission: its bytes are in flight already (or acked); repairs are not held.
     io.count(retransmits_passed);
-    record(rseq, bytes, io);
+    record(rseq, bytes, io, /*retransmission=*/true);
     io.down(p);
     return;
   }
@@ -427,8 +444,11 @@ void register_congestion_window(Registry& r) {
           "flight. RTT samples come from the newest newly acknowledged packet unless it was retransmitted "
           "(Karn). Loss signals: a NACK targeted at this sender, or a SACK bitmap whose first hole has at least "
           "three received rseqs above it; signals at or below the recovery point (highest rseq sent at the last "
-          "reduction) are one event. Retransmissions and reliable control packets pass at once (a retransmission "
-          "of a packet still waiting here is released instead: the original goes out in order); unreliable "
+          "reduction) are one event. Retransmissions (rseq at or below the highest passed down) never wait: they go "
+          "at once, ahead of waiting data, are not charged again (the rseq stays counted in flight once, from its "
+          "first transmission until acknowledged) and give no RTT sample; a retransmission of a packet still "
+          "waiting here is released instead (the original goes out in order). Reliable control packets pass at "
+          "once and count in flight; unreliable "
           "packets and other kinds are untouched. While data waits, the stage re-checks the Group every few "
           "milliseconds; if the floor does not move for `stall_timeout_us`, receivers stuck at the floor while "
           "others progressed are left behind (followed again once they catch up), or, if nobody progressed, "

@@ -49,7 +49,7 @@ class CongestionWindowStage final : public Stage {
   };
 
   [[nodiscard]] bool can_send(std::uint64_t rseq, std::uint64_t bytes) noexcept;
-  void record(std::uint64_t rseq, std::uint64_t bytes, StageIo& io) noexcept;
+  void record(std::uint64_t rseq, std::uint64_t bytes, StageIo& io, bool retransmission = false) noexcept;
   void refresh_floor(StageIo& io) noexcept;
   void advance_floor(std::uint64_t to, StageIo& io, bool acked) noexcept;
   void loss(StageIo& io) noexcept;

@@ -44,18 +44,29 @@
 //   repair to it. A packet fits a receiver when its credit covers the payload, or when that
 //   receiver has consumed everything (so a message larger than the window still goes,
 //   alone). Reliable data waits, in order, while the policy is not met: min needs every
-//   receiver in the set to fit, max any one, quorum more than half. Retransmissions,
-//   reliable control packets and every other kind pass at once — except a retransmission
-//   of a message still waiting here (reliability's timer runs from when it handed the
-//   message down), which is released: the original goes out in order, and the copy would
-//   slip past flow control.
+//   receiver in the set to fit, max any one, quorum more than half.
 //
-//   Slow members: while data waits, each receiver in the set that does not fit is
-//   blocking; one that keeps blocking for slow_timeout_us raises slow_member (Event::members
-//   = its slot bit, count = its unconsumed bytes) once per episode (the episode ends when
-//   it fits again or nothing waits), and with eject_slow it is ignored by this stage for
-//   the rest of its epoch. While data waits the stage also re-checks the Group every few
-//   milliseconds, because membership changes reach it through no packet.
+//   Retransmissions: a reliable data packet whose rseq is at or below the highest rseq this
+//   stage already passed down (this pipeline is one sender incarnation) is a repair. It is
+//   never charged against credit (its bytes were charged when it first went out, and the
+//   receiver counts each rseq once) and never waits: it goes down at once, ahead of any new
+//   data waiting here, so a repair is never starved by flow control. Reliable control
+//   packets and every other kind pass at once too. A retransmission of a message still
+//   waiting here (reliability's timer runs from when it handed the message down) is
+//   released instead: the original goes out in order, and the copy would slip past flow
+//   control. Known gap: reliability counts that timeout against the message's retry
+//   budget, and no stage below it can undo that; a message waiting here longer than its
+//   whole budget fails although it was never lost (reliability.arq has to start the budget
+//   when the message really leaves; see the sim scenarios in test_flow_retransmit.cpp).
+//
+//   Slow members: a receiver in the set is behind while data waits and it does not fit the
+//   first waiting packet, or while it has more than its window unconsumed (policies max and
+//   quorum send past the slow ones, so there it is behind without holding anything back).
+//   One that stays behind for slow_timeout_us raises slow_member (Event::members = its slot
+//   bit, count = its unconsumed bytes) once per episode (the episode ends when it fits
+//   again), and with eject_slow it is ignored by this stage for the rest of its epoch.
+//   While data waits the stage also re-checks the Group every few milliseconds, because
+//   membership changes reach it through no packet.
 //
 //   Receiver: an advertisement rides on every ack going down that targets a sender we
 //   consumed from (if the ack still has room for an extension); after update_every_bytes
@@ -94,6 +105,7 @@ enum Counter : std::size_t {
   sources_evicted,
   retransmits_absorbed,
   stop_flushed,
+  retransmits_passed,
 };
 
 constexpr std::string_view kKind = "flow.credit";
@@ -336,7 +348,14 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
   pe.consumed = std::max(pe.consumed, f->consumed_bytes);
   pe.window = f->window_bytes;
   pe.has_adv = true;
-  if (!queue_.empty()) release(io);
+  if (!queue_.empty()) {
+    release(io);
+  } else if (pe.blocked_since_ns != 0 && fits(pe, 0)) {
+    // It caught up while nothing waited (max, quorum): its episode is over.
+    pe.blocked_since_ns = 0;
+    pe.reported = false;
+    schedule(io);
+  }
 }
 
 Packet* FlowCreditStage::pop() noexcept { return queue_.pop(); }
@@ -353,11 +372,9 @@ void FlowCreditStage::release(StageIo& io) noexcept {
       io.down(p);
     }
     if (queue_.empty()) {
-      // Nothing waits: every blocking episode is over.
-      for (Peer& pe : peers_) {
-        pe.blocked_since_ns = 0;
-        pe.reported = false;
-      }
+      // Nothing waits: a receiver is now behind only if it holds more than its window
+      // unconsumed (max and quorum send past the slow ones).
+      watch_slow(set, 0, io);
       break;
     }
     const MemberMask before = ejected();
@@ -365,6 +382,14 @@ void FlowCreditStage::release(StageIo& io) noexcept {
     if (ejected() == before) break;  // an ejection changes the set: look again
   }
   schedule(io);
+}
+
+bool FlowCreditStage::behind_changed(MemberMask set) const noexcept {
+  for (MemberMask m = set; m != 0; m &= m - 1) {
+    const Peer& pe = peers_[__builtin_ctzll(m)];
+    if ((pe.blocked_since_ns != 0) != !fits(pe, 0)) return true;
+  }
+  return false;
 }
 
 void FlowCreditStage::watch_slow(MemberMask set, std::uint64_t bytes, StageIo& io) noexcept {
@@ -407,12 +432,11 @@ void FlowCreditStage::schedule(StageIo& io) noexcept {
   auto consider = [&at](std::uint64_t t) {
     if (t != 0 && (at == 0 || t < at)) at = t;
   };
-  if (!queue_.empty()) {
-    // Look at the Group again soon: a failed receiver unblocks without any packet here.
-    consider(now + recheck_ns_);
-    for (const Peer& pe : peers_) {
-      if (pe.in_set && pe.blocked_since_ns != 0 && !pe.reported) consider(pe.blocked_since_ns - 1 + slow_ns_);
-    }
+  // Look at the Group again soon while data waits: a failed receiver unblocks without any
+  // packet here.
+  if (!queue_.empty()) consider(now + recheck_ns_);
+  for (const Peer& pe : peers_) {
+    if (pe.in_set && pe.blocked_since_ns != 0 && !pe.reported) consider(pe.blocked_since_ns - 1 + slow_ns_);
   }
   if (at == next_check_ns_) return;
   next_check_ns_ = at;
@@ -462,22 +486,31 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
       p->release();
       return;
     }
-    io.down(p);  // a retransmission: counted when it first went out
+    // A retransmission of data already passed down: its bytes were charged when it first
+    // went out (the receiver counts each rseq once), so it is not charged again, and it
+    // goes at once, ahead of whatever new data waits here.
+    io.count(retransmits_passed);
+    io.down(p);
     return;
   }
   highest_rseq_ = *rel;
-  if (queue_.empty() && allowed(policy_set(io), p->payload_len)) {
+  const MemberMask set = policy_set(io);
+  if (queue_.empty() && allowed(set, p->payload_len)) {
     highest_passed_ = *rel;
     sent_ += p->payload_len;
     io.count(sent_bytes_c, p->payload_len);
     io.count(passed);
     io.down(p);
+    if (behind_changed(set)) {
+      watch_slow(set, 0, io);
+      schedule(io);
+    }
     return;
   }
   queue_.push(p);
   io.count(waits);
   if (queue_.front() == p) {
-    watch_slow(policy_set(io), p->payload_len, io);
+    watch_slow(set, p->payload_len, io);
     schedule(io);
   }
 }
@@ -527,6 +560,7 @@ void FlowCreditStage::on_tick(StageIo& io) noexcept {
   if (!queue_.empty()) {
     release(io);
   } else {
+    watch_slow(policy_set(io), 0, io);  // a receiver behind (max, quorum) may be due
     schedule(io);
   }
 }
@@ -572,12 +606,14 @@ void register_flow_credit(Registry& r) {
           "what was in flight). A packet fits a receiver when its credit covers the payload, or when it has "
           "consumed everything sent (a message larger than the window goes alone). Reliable data waits in a "
           "FIFO inside the stage while the policy is not met (min: every receiver fits; max: one does; quorum: "
-          "more than half); retransmissions, reliable control packets and other kinds pass at once, except a "
-          "retransmission of a message still waiting here, which is released (the original goes out in order; "
-          "the copy would slip past flow control). A receiver "
-          "that does not fit while data waits is blocking; after `slow_timeout_us` of one blocking episode it "
-          "raises `slow_member` once (Event::members = its slot bit, count = its unconsumed bytes) and, with "
-          "`eject_slow`, is ignored by flow control for the rest of its epoch. While data waits the stage "
+          "more than half). A retransmission (reliable data whose rseq is at or below the highest this stage "
+          "already passed down) is never charged and never waits: it goes down at once, ahead of waiting new "
+          "data; reliable control packets and other kinds pass at once too; a retransmission of a message "
+          "still waiting here is released (the original goes out in order; the copy would slip past flow "
+          "control). A receiver is behind while data waits and it does not fit, or while it has more than its "
+          "window unconsumed (max and quorum send past slow receivers); after `slow_timeout_us` of one such "
+          "episode it raises `slow_member` once (Event::members = its slot bit, count = its unconsumed bytes) "
+          "and, with `eject_slow`, is ignored by flow control for the rest of its epoch. While data waits the stage "
           "re-checks the Group every few milliseconds (membership changes reach it through no packet). On stop "
           "the queue is passed down.",
       .params = {{"policy", ParamType::string, "min",
@@ -610,7 +646,9 @@ void register_flow_credit(Registry& r) {
                    {"flow.sources_evicted", "senders forgotten to make room (receiver side)"},
                    {"flow.retransmits_absorbed",
                     "retransmissions of messages still waiting here, released (the original goes out in order)"},
-                   {"flow.stop_flushed", "queued packets passed down when the pipeline stopped"}},
+                   {"flow.stop_flushed", "queued packets passed down when the pipeline stopped"},
+                   {"flow.retransmits_passed",
+                    "retransmissions of data already passed down: sent at once, ahead of waiting data, uncharged"}},
       .factory = [] { return std::make_unique<detail::FlowCreditStage>(); },
   });
 }

@@ -76,6 +76,9 @@ class FlowCreditStage final : public Stage {
   void take_advert(const Packet& p, const std::uint8_t* body, std::uint8_t len, StageIo& io) noexcept;
   void release(StageIo& io) noexcept;
   void watch_slow(MemberMask set, std::uint64_t bytes, StageIo& io) noexcept;
+  /// Whether some receiver in `set` started or stopped being behind (more than its window
+  /// unconsumed) since watch_slow() last looked: the fast path's cheap test.
+  [[nodiscard]] bool behind_changed(MemberMask set) const noexcept;
   void schedule(StageIo& io) noexcept;
   void refresh_adverts(StageIo& io) noexcept;
   Packet* pop() noexcept;

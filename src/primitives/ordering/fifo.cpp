@@ -212,6 +212,9 @@ class FifoStage final : public Stage {
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override { return total_held_; }
+  // Sized for a few senders' full windows at once; beyond that the pool may run dry and a
+  // packet is dropped (buffer_full) and, with reliability, repaired later.
+  [[nodiscard]] std::size_t max_held_packets() const noexcept override { return std::size_t{window_} * 4; }
 
  private:
   // --- the two delivery rules --------------------------------------------------------

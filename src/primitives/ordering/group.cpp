@@ -10,8 +10,9 @@
 //                                   expected members (recomputed when the view changes)
 //   network_sequencer (string, "")  "ip:port" of an in-network sequencer (tmc-sequencer);
 //                                   "" = a member sequences
-//   reliable (bool, false)          reliability.arq sits below: announcements are flagged
-//                                   reliable and gaps are never skipped by time
+//   reliable (bool, false)          reliability.arq (ack from all) and membership.heartbeat
+//                                   sit below: stability-based delivery and sequencer
+//                                   failover with agreement (below); nothing is skipped by time
 //   hold_us (int, 50000)            unreliable: how long a gap in the global order may stay
 //                                   open before it is skipped (gap_skipped event)
 //   window (int, 4096)              global sequence numbers held ahead of the next to deliver;
@@ -19,10 +20,12 @@
 //   flush_us (int, 100)             the sequencer sends its batched announcements at most
 //                                   this long after the first entry of a batch
 // Wire
-//   Member sequencer: announcements are Kind::control packets with Ext::order (body 4 bytes:
-//   u32 entry count) and a payload of entries {u32 sender, u32 epoch, u64 seq, u64 global}
-//   (24 bytes each, big-endian). Global numbers start at 1 per sequencer incarnation; a
-//   member follows one sequencer (sender, epoch) at a time — its "term".
+//   Member sequencer, unreliable: announcements are Kind::control packets with Ext::order
+//   (body 4 bytes: u32 entry count) and a payload of entries {u32 sender, u32 epoch, u64 seq,
+//   u64 global} (24 bytes each, big-endian). Global numbers start at 1 per sequencer
+//   incarnation; a member follows one sequencer (sender, epoch) at a time — its "term".
+//   Member sequencer, reliable: typed Ext::order bodies (announce with a term number,
+//   status, term start, re-sent message); layouts in group_wire.hpp and docs/wire-format.md.
 //   Network sequencer: data is unicast to network_sequencer, which multicasts it with
 //   Ext::group_seq (u64 global, u32 session; session random per sequencer start).
 // Notes
@@ -43,20 +46,37 @@
 //   after 4 * hold_us and reported as gap_skipped with its own sender, epoch and seq
 //   (count 1). Reliable mode never skips by time.
 //
-//   Sequencer changes: a member follows a new term when the view names a new sequencer (or
-//   a network sequencer starts a new session); what it holds of the old term is delivered
-//   in order with gaps skipped and reported, and sequencer_changed is raised. Reliable-mode
-//   failover with agreement on the old term's tail is NOT implemented (see docs).
+//   Sequencer changes, unreliable and network modes: a member follows a new term when the
+//   view names a new sequencer (or a network sequencer starts a new session); what it holds
+//   of the old term is delivered in order with gaps skipped and reported, and
+//   sequencer_changed is raised.
+//
+//   Reliable mode (virtual-synchrony style flush, see the block above rel_refresh()): a
+//   member delivers global g of its term only once g is stable — it and every receiver of
+//   its view hold announcement and data for every global <= g, as their status packets say.
+//   When the view loses the sequencer (or any receiver), the term is frozen; the view's
+//   sequencer collects every receiver's frozen status, cuts the old term at E = the least
+//   held_through (>= anything anyone delivered), and starts a new term with a reliable term
+//   start carrying the cut and the per-sender cut-offs; members deliver the old term to E,
+//   and the new sequencer re-sequences everything else from alive senders. Survivors that
+//   stay connected deliver identical sequences; messages of a failed sender beyond the cut
+//   are dropped. Members re-send their own undelivered messages after a view change
+//   (reliability gives a message up when a member of its ack set fails). Reliable mode
+//   needs the view's identities (membership.heartbeat below): a member never heard blocks
+//   delivery until it is heard or declared failed.
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "primitives/ordering/group_wire.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
 namespace {
+
+namespace gw = detail::group_wire;
 
 constexpr std::string_view kKind = "ordering.group";
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
@@ -85,6 +105,29 @@ enum Counter : std::size_t {
   term_changes,
   no_seq,
   no_stamp,
+  malformed_c,
+  resent,
+  statuses_sent,
+  statuses_received,
+  term_starts,
+  cut_missing,
+  failed_sender_dropped,
+};
+
+// Reliable mode: the status period while something is unstable or a failover is pending.
+constexpr std::uint64_t kStatusPeriodNs = 10'000'000;
+// Reliable mode: the least spacing of two status packets of one member.
+constexpr std::uint64_t kStatusGapNs = 50'000;
+// Reliable mode: the least spacing of two statuses sent to repair a peer's stale view.
+constexpr std::uint64_t kStatusRepairNs = 2'000'000;
+
+enum class Role : std::uint8_t { follower, collecting, adopting, running };
+
+struct PeerStatus {
+  bool have = false;
+  std::uint32_t sender = 0;
+  std::uint32_t epoch = 0;
+  gw::Status st;
 };
 
 struct Msg {
@@ -190,13 +233,16 @@ class GroupStage final : public Stage {
     table_mask_ = cap - 1;
     net_ring_.assign(network_ ? window_ : 0, nullptr);
     senders_.resize(kMaxSenders);
+    peers_.resize(kMaxGroupMembers);
     const std::uint32_t room = env.max_payload_bytes > 64 ? env.max_payload_bytes - 64 : kEntryBytes;
     batch_max_ = std::clamp<std::uint32_t>(room / kEntryBytes, 1, kMaxBatchEntries);
     return true;
   }
 
   void on_start(StageIo& io) noexcept override {
+    if (rel()) note_status_change(io);  // announce our (empty) state: the first term needs it
     if (!network_) refresh_view(io);
+    if (rel()) rearm(io);
   }
 
   void on_stop(StageIo& io) noexcept override {
@@ -239,7 +285,11 @@ class GroupStage final : public Stage {
   void on_receive(Packet* p, StageIo& io) noexcept override {
     if (p->kind == wire::Kind::control && p->ext(wire::Ext::order) != nullptr) {
       if (!network_) refresh_view(io);
-      on_announcement(p, io);
+      if (rel()) {
+        on_order_reliable(p, io);
+      } else {
+        on_announcement(p, io);
+      }
       rearm(io);
       return;
     }
@@ -273,6 +323,13 @@ class GroupStage final : public Stage {
     const std::uint64_t now = io.now_ns();
     if (!network_) refresh_view(io);
     if (flush_at_ != 0 && flush_at_ <= now) flush_batch(io);
+    if (rel()) {
+      if ((status_due_ != 0 && status_due_ <= now) ||
+          (need_periodic() && last_status_ns_ + kStatusPeriodNs <= now)) {
+        send_status(io);
+      }
+      rel_check(io);
+    }
     if (!reliable_ && gap_at_ != 0 && gap_at_ <= now) skip_gap(io);
     if (!reliable_ && wait_at_ != 0 && wait_at_ <= now) sequencer_give_up(io);
     if (!reliable_ && expire_at_ != 0 && expire_at_ <= now) expire_unannounced(io);
@@ -288,19 +345,14 @@ class GroupStage final : public Stage {
 
   // Recompute who sequences when the view changed (one integer compare on the hot path).
   void refresh_view(StageIo& io) noexcept {
+    if (rel()) {
+      rel_refresh(io);
+      return;
+    }
     Group& g = io.group();
     if (g.view_id() == view_id_) return;
     view_id_ = g.view_id();
-    int best = kNoSlot;
-    if (!sequencer_name_.empty()) {
-      best = g.slot_of_name(sequencer_name_);
-    } else {
-      for (std::size_t i = 0; i < g.slots(); ++i) {
-        const MemberInfo& m = g.member(static_cast<int>(i));
-        if (i != 0 && m.state != MemberState::alive && m.state != MemberState::expected) continue;
-        if (best == kNoSlot || m.name < g.member(best).name) best = static_cast<int>(i);
-      }
-    }
+    const int best = choose_sequencer(g);
     const bool was_me = i_sequence_;
     seq_slot_ = best;
     i_sequence_ = best == g.self_slot();
@@ -315,6 +367,22 @@ class GroupStage final : public Stage {
         change_term(0, 0, io);
       }
     }
+  }
+
+  // The sequencer of this view: the manifest's, or the smallest name among self and the
+  // alive or expected members.
+  [[nodiscard]] int choose_sequencer(const Group& g) const noexcept {
+    int best = kNoSlot;
+    if (!sequencer_name_.empty()) {
+      best = g.slot_of_name(sequencer_name_);
+    } else {
+      for (std::size_t i = 0; i < g.slots(); ++i) {
+        const MemberInfo& m = g.member(static_cast<int>(i));
+        if (i != 0 && m.state != MemberState::alive && m.state != MemberState::expected) continue;
+        if (best == kNoSlot || m.name < g.member(best).name) best = static_cast<int>(i);
+      }
+    }
+    return best;
   }
 
   void become_sequencer(StageIo& io) noexcept {
@@ -366,6 +434,12 @@ class GroupStage final : public Stage {
   // --- member sequencer: data ---------------------------------------------------------
 
   void store_data(Packet* p, StageIo& io) noexcept {
+    if (rel() && !sender_alive(io.group(), p->sender, p->epoch, /*unknown=*/true)) {
+      // The view says its sender failed or left: it will never be ordered (drop_dead).
+      io.count(failed_sender_dropped);
+      io.drop(p, DropReason::not_in_view);
+      return;
+    }
     const std::uint32_t s = find_sender(p->sender, p->epoch, io);
     if (s != kNone && p->seq <= senders_[s].done_seq) {
       io.count(stale);
@@ -402,8 +476,9 @@ class GroupStage final : public Stage {
     if (i_sequence_ && s != kNone) {
       SenderState& st = senders_[s];
       if (st.order_next == 0) {
-        // First sight: a small number means we may have seen the sender's start.
-        st.order_next = std::max<std::uint64_t>(st.done_seq + 1, p->seq <= 64 ? 1 : p->seq);
+        // First sight: a small number means we may have seen the sender's start. Reliable
+        // mode loses nothing, so the sender's order continues right after what we delivered.
+        st.order_next = rel() ? st.done_seq + 1 : std::max<std::uint64_t>(st.done_seq + 1, p->seq <= 64 ? 1 : p->seq);
       }
       if (p->seq > st.max_seen) st.max_seen = p->seq;
       try_order(s, io);
@@ -415,16 +490,25 @@ class GroupStage final : public Stage {
   // the sender's ordered stream; remember them so per-sender ordering steps over them.
   void note_unordered(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq, StageIo& io) noexcept {
     refresh_view(io);
-    if (!i_sequence_) return;
+    // Reliable mode: every member records the hole, since any member may sequence after a
+    // failover (mark_done steps over it once the sender's order reaches it).
+    if (!i_sequence_ && !rel()) return;
     const std::uint32_t s = find_sender(sender, epoch, io);
     if (s == kNone) return;
     SenderState& st = senders_[s];
     if (st.order_next != 0 && seq < st.order_next) return;
+    if (seq <= st.done_seq) return;
     if (lookup(sender, epoch, seq) != kNone) return;
     const std::uint32_t idx = insert(sender, epoch, seq, io.now_ns());
     if (idx == kNone) return;
     msgs_[idx].unordered = true;
-    if (st.order_next == 0) st.order_next = std::max<std::uint64_t>(st.done_seq + 1, seq <= 64 ? 1 : seq);
+    if (rel() && !i_sequence_) {
+      mark_done(sender, epoch, st.done_seq, io);  // steps over it if it is next
+      return;
+    }
+    if (st.order_next == 0) {
+      st.order_next = rel() ? st.done_seq + 1 : std::max<std::uint64_t>(st.done_seq + 1, seq <= 64 ? 1 : seq);
+    }
     if (seq > st.max_seen) st.max_seen = seq;
     try_order(s, io);
     deliver_ready(io);
@@ -437,6 +521,10 @@ class GroupStage final : public Stage {
     if (s == kNone) return;
     SenderState& st = senders_[s];
     if (st.order_next == 0) return;
+    // Reliable mode: only a running term orders, and only the messages of senders the view
+    // says are alive (a failed sender's messages are left to the next cut).
+    if (rel() && (role_ != Role::running || frozen_ || !sender_alive(io.group(), st.id, st.epoch))) return;
+    const std::uint64_t limit = rel() ? assign_limit(io) : std::numeric_limits<std::uint64_t>::max();
     bool progressed = false;
     for (;;) {
       const std::uint32_t idx = lookup(st.id, st.epoch, st.order_next);
@@ -447,6 +535,10 @@ class GroupStage final : public Stage {
         continue;
       }
       if (idx == kNone || msgs_[idx].p == nullptr || msgs_[idx].g != 0) break;
+      if (next_assign_ >= limit) {
+        order_blocked_ = true;  // resumed when members report delivery (order_all)
+        break;
+      }
       const std::uint64_t g = next_assign_++;
       place(idx, g, io);
       add_to_batch(st.id, st.epoch, st.order_next, g, io);
@@ -499,7 +591,7 @@ class GroupStage final : public Stage {
 
   // Put message `idx` at global number g of the current term.
   void place(std::uint32_t idx, std::uint64_t g, StageIo& io) noexcept {
-    if (g >= next_g_ + window_) overflow_to(g - window_ + 1, io);
+    if (g >= next_g_ + window_) overflow_to(g - window_ + 1, io);  // never in reliable mode (callers check)
     msgs_[idx].g = g;
     ring_[g % window_] = idx;
     if (g > max_known_g_) max_known_g_ = g;
@@ -517,6 +609,7 @@ class GroupStage final : public Stage {
       }
       batch_->reset_for_send(batch_max_ * kEntryBytes);
       batch_n_ = 0;
+      batch_term_no_ = term_no_;
       flush_at_ = std::max<std::uint64_t>(1, io.now_ns() + flush_ns_);  // 0 means "none"
     }
     std::uint8_t* e = batch_->payload() + std::size_t{batch_n_} * kEntryBytes;
@@ -541,12 +634,18 @@ class GroupStage final : public Stage {
     p->channel = env_.channel;
     p->sender = env_.sender;
     p->epoch = env_.epoch;
-    std::uint8_t* body = p->push_ext(wire::Ext::order, kOrderBodyBytes);
+    std::uint8_t* body = p->push_ext(wire::Ext::order, rel() ? gw::kAnnounceBody : kOrderBodyBytes);
     if (body == nullptr || n == 0) {
       p->release();
       return;
     }
-    wire::put_u32(body, n);
+    if (rel()) {
+      body[0] = gw::kTypeAnnounce;
+      wire::put_u32(body + 1, batch_term_no_);
+      wire::put_u32(body + 5, n);
+    } else {
+      wire::put_u32(body, n);
+    }
     io.count(announcements_sent);
     io.down(p);
   }
@@ -555,11 +654,13 @@ class GroupStage final : public Stage {
     std::uint8_t blen = 0;
     const std::uint8_t* body = p->ext(wire::Ext::order, &blen);
     if (network_ || body == nullptr || blen != kOrderBodyBytes) {
+      io.count(malformed_c);
       io.drop(p, DropReason::malformed);
       return;
     }
     const std::uint32_t n = wire::get_u32(body);
     if (p->payload_len != std::uint64_t{n} * kEntryBytes) {
+      io.count(malformed_c);
       io.drop(p, DropReason::malformed);
       return;
     }
@@ -623,27 +724,45 @@ class GroupStage final : public Stage {
       deliver_net(io);
       return;
     }
-    while (deliverable(next_g_)) {
-      const std::uint32_t idx = ring_[next_g_ % window_];
-      ring_[next_g_ % window_] = kNone;
-      Msg& m = msgs_[idx];
-      Packet* p = m.p;
-      m.p = nullptr;
-      --held_;
-      mark_done(m.sender, m.epoch, m.seq, io);
-      const bool own = m.sender == env_.sender && m.epoch == env_.epoch;
-      erase(idx);
-      ++next_g_;
-      io.count(delivered);
-      if (own) io.count(own_delivered);
-      io.up(p);
+    if (rel()) {
+      rel_deliver(io);
+      return;
     }
+    while (deliverable(next_g_)) deliver_one(io);
     note_gap_state(io);
+  }
+
+  // Deliver global next_g_ (deliverable).
+  void deliver_one(StageIo& io) noexcept {
+    const std::uint32_t idx = ring_[next_g_ % window_];
+    ring_[next_g_ % window_] = kNone;
+    Msg& m = msgs_[idx];
+    Packet* p = m.p;
+    m.p = nullptr;
+    --held_;
+    mark_done(m.sender, m.epoch, m.seq, io);
+    const bool own = m.sender == env_.sender && m.epoch == env_.epoch;
+    erase(idx);
+    ++next_g_;
+    io.count(delivered);
+    if (own) io.count(own_delivered);
+    io.up(p);
   }
 
   void mark_done(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq, StageIo& io) noexcept {
     const std::uint32_t s = find_sender(sender, epoch, io);
-    if (s != kNone && seq > senders_[s].done_seq) senders_[s].done_seq = seq;
+    if (s == kNone) return;
+    SenderState& st = senders_[s];
+    if (seq > st.done_seq) st.done_seq = seq;
+    if (!rel() || (i_sequence_ && role_ == Role::running)) return;
+    // Reliable mode, not ordering: step over the sender's unordered numbers that follow, so
+    // done_seq names the last number passed in its order (the cut-offs after a failover).
+    for (;;) {
+      const std::uint32_t idx = lookup(sender, epoch, st.done_seq + 1);
+      if (idx == kNone || !msgs_[idx].unordered) break;
+      erase(idx);
+      ++st.done_seq;
+    }
   }
 
   // Arm (or clear) the gap timer: stuck when something later than next_g_ is known.
@@ -844,6 +963,647 @@ class GroupStage final : public Stage {
     note_gap_state(io);
   }
 
+  // --- reliable mode: stability, terms and failover with agreement ---------------------
+  //
+  // A term is (term number, sequencer sender, sequencer epoch); numbers grow across
+  // failovers. A member delivers global g of its term only when g is stable: it and every
+  // receiver of its view hold announcement and data for every global <= g (status packets
+  // report each member's held_through). A member freezes its term — stops delivering it and
+  // from then on reports the same held_through — when the term's sequencer is gone from its
+  // view, when another member reports the term frozen or a newer term, or (the term's own
+  // sequencer) when a receiver fails, leaves or shows up at an older term. The chosen
+  // sequencer of a view whose term is frozen collects a frozen status from every receiver,
+  // picks a cut E per term the survivors are at (min held_through when all are at one term,
+  // or a cut an earlier term start already fixed), starts a new term with a reliable term
+  // start carrying those cuts and the per-sender cut-offs, waits until every receiver
+  // reports the new term, then orders everything not yet delivered. E is at least every
+  // member's delivered point (a member delivers only stable globals, and a frozen member
+  // never reports more than it held when it froze) and at most what every survivor holds.
+
+  [[nodiscard]] bool rel() const noexcept { return reliable_ && !network_; }
+  [[nodiscard]] gw::TermId cur_term() const noexcept { return gw::TermId{term_no_, term_sender_, term_epoch_}; }
+  [[nodiscard]] bool my_term() const noexcept {
+    return term_no_ != 0 && term_sender_ == env_.sender && term_epoch_ == env_.epoch;
+  }
+
+  std::uint64_t held_through() noexcept {
+    if (term_no_ == 0) return 0;
+    if (held_h_ < next_g_ - 1) held_h_ = next_g_ - 1;
+    while (held_h_ + 1 < next_g_ + window_ && deliverable(held_h_ + 1)) ++held_h_;
+    return held_h_;
+  }
+  std::uint64_t reported_held() noexcept { return frozen_ ? frozen_h_ : held_through(); }
+
+  // The status of the member in `slot`, if it came from its current incarnation.
+  [[nodiscard]] const PeerStatus* peer(const Group& g, int slot) const noexcept {
+    const PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
+    const MemberInfo& m = g.member(slot);
+    if (!ps.have || m.sender == 0 || ps.sender != m.sender || ps.epoch != m.epoch) return nullptr;
+    return &ps;
+  }
+
+  // Whether the view counts (sender, epoch) as alive. A sender the view does not know (no
+  // heartbeat heard from it) counts as `unknown`: the sequencer orders only known senders
+  // (another member may already have dropped a dead stranger's messages), while a view
+  // change keeps a stranger's messages (a newcomer is often heard before its heartbeat).
+  [[nodiscard]] bool sender_alive(const Group& g, std::uint32_t sender, std::uint32_t epoch,
+                                  bool unknown = false) const noexcept {
+    if (sender == env_.sender && epoch == env_.epoch) return true;
+    const int slot = g.slot_of_sender(sender);
+    if (slot == kNoSlot) return unknown;
+    if (slot == g.self_slot()) return false;  // a former incarnation of ourselves
+    const MemberInfo& m = g.member(slot);
+    if (m.epoch != 0 && m.epoch != epoch) return false;  // a retired incarnation
+    return m.state != MemberState::failed && m.state != MemberState::left;
+  }
+
+  std::uint64_t stable_through(StageIo& io) noexcept {
+    const Group& g = io.group();
+    std::uint64_t s = held_through();
+    for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
+      const int slot = __builtin_ctzll(rx);
+      const PeerStatus* ps = peer(g, slot);
+      if (ps == nullptr || !gw::same_term(ps->st.term, cur_term())) return 0;
+      s = std::min(s, ps->st.held);
+    }
+    return s;
+  }
+
+  // Sequencer: the first global it may not assign yet, so that no member receives an entry
+  // beyond its window.
+  std::uint64_t assign_limit(StageIo& io) noexcept {
+    const Group& g = io.group();
+    std::uint64_t low = next_g_;
+    for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
+      const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
+      const std::uint64_t next = ps != nullptr && gw::same_term(ps->st.term, cur_term()) ? ps->st.delivered + 1 : 1;
+      low = std::min(low, next);
+    }
+    return low + window_;
+  }
+
+  [[nodiscard]] bool need_periodic() const noexcept {
+    // Held messages count too: our timer is then how a view change (the sequencer failed
+    // while nothing else moved) is noticed.
+    return frozen_ || role_ == Role::collecting || role_ == Role::adopting || !term_heard_ || next_g_ <= max_known_g_ ||
+           held_ != 0;
+  }
+
+  // Something a peer waits for changed: send a status soon, at most one per kStatusGapNs.
+  void note_status_change(StageIo& io) noexcept {
+    const std::uint64_t at = std::max<std::uint64_t>({io.now_ns(), last_status_ns_ + kStatusGapNs, 1});
+    if (status_due_ == 0 || at < status_due_) status_due_ = at;
+  }
+
+  void send_status(StageIo& io) noexcept {
+    status_due_ = 0;
+    last_status_ns_ = io.now_ns();
+    Packet* p = io.alloc();
+    if (p == nullptr) {
+      io.count(full_drops);
+      return;
+    }
+    p->reset_for_send(n_adopted_ * gw::kRecordBytes);
+    for (std::uint32_t i = 0; i < n_adopted_; ++i) gw::put_record(p->payload() + std::size_t{i} * gw::kRecordBytes, adopted_[i]);
+    p->kind = wire::Kind::control;
+    p->flags = 0;  // unreliable: the next status repairs a lost one
+    p->channel = env_.channel;
+    p->sender = env_.sender;
+    p->epoch = env_.epoch;
+    std::uint8_t* body = p->push_ext(wire::Ext::order, gw::kStatusBody);
+    if (body == nullptr) {
+      p->release();
+      return;
+    }
+    gw::Status s;
+    s.frozen = frozen_;
+    s.term = cur_term();
+    s.held = reported_held();
+    s.delivered = next_g_ - 1;
+    s.stable = std::min(last_stable_, s.held);
+    s.n_records = n_adopted_;
+    gw::write_status_body(body, s);
+    io.count(statuses_sent);
+    io.down(p);
+  }
+
+  void freeze(StageIo& io) noexcept {
+    if (frozen_) return;
+    if (batch_n_ > 0) flush_batch(io);
+    frozen_h_ = held_through();
+    frozen_ = true;
+    note_status_change(io);
+  }
+
+  void rel_refresh(StageIo& io) noexcept {
+    Group& g = io.group();
+    if (g.view_id() != view_id_) {
+      view_id_ = g.view_id();
+      seq_slot_ = choose_sequencer(g);
+      i_sequence_ = seq_slot_ == g.self_slot();
+      for (std::size_t i = 0; i < g.slots(); ++i) {
+        PeerStatus& ps = peers_[i];
+        const MemberInfo& m = g.member(static_cast<int>(i));
+        if (ps.have && (ps.sender != m.sender || ps.epoch != m.epoch)) ps.have = false;
+      }
+      const MemberMask rx = g.receivers();
+      const MemberMask lost = prev_rx_ & ~rx;
+      prev_rx_ = rx;
+      // The term's sequencer re-cuts when a receiver is gone: what only it held can then
+      // never become stable, and the cut resolves it.
+      if (lost != 0 && my_term()) freeze(io);
+      drop_dead(io);
+      if (lost != 0) resend_own(io);
+      if (role_ == Role::running) order_all(io);  // senders heard for the first time
+    }
+    rel_check(io);
+  }
+
+  // Freeze rules and the sequencer's role; called on every input.
+  void rel_check(StageIo& io) noexcept {
+    const Group& g = io.group();
+    if (term_no_ != 0 && !frozen_) {
+      bool gone = false;
+      if (my_term()) {
+        gone = !i_sequence_;
+      } else {
+        const int slot = g.slot_of_sender(term_sender_);
+        if (slot != kNoSlot && slot != g.self_slot()) {
+          const MemberInfo& m = g.member(slot);
+          gone = (m.epoch != 0 && m.epoch != term_epoch_) || m.state == MemberState::failed ||
+                 m.state == MemberState::left;
+        } else if (slot == kNoSlot && seq_slot_ != kNoSlot) {
+          // A sequencer we never heard a heartbeat from (all lost before it crashed): gone
+          // once the view names a known member as sequencer instead.
+          const MemberInfo& chosen = g.member(seq_slot_);
+          gone = chosen.sender != 0 && chosen.sender != term_sender_;
+        }
+      }
+      if (gone) freeze(io);
+    }
+    if (!i_sequence_) {
+      role_ = Role::follower;
+      return;
+    }
+    if (!my_term() || frozen_) {
+      role_ = Role::collecting;
+      try_collect(io);
+      return;
+    }
+    if (role_ == Role::adopting) try_run(io);
+  }
+
+  void rel_deliver(StageIo& io) noexcept {
+    if (frozen_ || term_no_ == 0) return;
+    const std::uint64_t stable = stable_through(io);
+    last_stable_ = stable;
+    const std::uint64_t before = next_g_;
+    const std::uint64_t held_before = held_h_;
+    while (next_g_ <= stable && deliverable(next_g_)) deliver_one(io);
+    if (next_g_ != before || held_through() != held_before) note_status_change(io);
+    if (next_g_ != before && order_blocked_ && role_ == Role::running) order_all(io);
+  }
+
+  void rel_malformed(Packet* p, StageIo& io) noexcept {
+    io.count(malformed_c);
+    io.drop(p, DropReason::malformed);
+  }
+
+  void on_order_reliable(Packet* p, StageIo& io) noexcept {
+    std::uint8_t blen = 0;
+    const std::uint8_t* body = p->ext(wire::Ext::order, &blen);
+    if (body == nullptr || blen == 0) {
+      rel_malformed(p, io);
+      return;
+    }
+    if (blen == gw::kResendBody) {
+      on_resend(p, io);
+      return;
+    }
+    if (blen == gw::kLegacyAnnounceBody) {
+      // An unreliable-mode sequencer's announcement: not part of our protocol.
+      io.count(foreign_announcements);
+      io.drop(p, DropReason::not_in_view);
+      return;
+    }
+    switch (body[0]) {
+      case gw::kTypeAnnounce: {
+        std::uint32_t term_no = 0;
+        std::uint32_t count = 0;
+        if (!gw::parse_announce(body, blen, p->payload_len, term_no, count)) break;
+        on_announce_rel(p, term_no, count, io);
+        rel_check(io);
+        return;
+      }
+      case gw::kTypeStatus: {
+        gw::Status s;
+        if (!gw::parse_status(body, blen, p->payload(), p->payload_len, s)) break;
+        on_status(p, s, io);
+        return;
+      }
+      case gw::kTypeStart: {
+        gw::Start s;
+        if (!gw::parse_start(body, blen, p->payload(), p->payload_len, s)) break;
+        on_term_start(p, s, io);
+        return;
+      }
+      default:
+        break;
+    }
+    rel_malformed(p, io);
+  }
+
+  void on_announce_rel(Packet* p, std::uint32_t term_no, std::uint32_t n, StageIo& io) noexcept {
+    const gw::TermId t{term_no, p->sender, p->epoch};
+    if (!gw::same_term(t, cur_term()) || my_term()) {
+      io.count(foreign_announcements);
+      io.drop(p, DropReason::not_in_view);
+      return;
+    }
+    io.count(announcements_received);
+    term_heard_ = true;
+    const std::uint8_t* e = p->payload();
+    for (std::uint32_t i = 0; i < n; ++i, e += kEntryBytes) {
+      const std::uint32_t sender = wire::get_u32(e);
+      const std::uint32_t epoch = wire::get_u32(e + 4);
+      const std::uint64_t seq = wire::get_u64(e + 8);
+      const std::uint64_t g = wire::get_u64(e + 16);
+      if (g < next_g_ || seq == 0 || g == 0) continue;  // old news or nonsense
+      if (g >= next_g_ + window_) {
+        io.count(window_overflows);  // the sequencer keeps within our window; never expected
+        continue;
+      }
+      if (ring_[g % window_] != kNone) continue;  // duplicate
+      std::uint32_t idx = lookup(sender, epoch, seq);
+      if (idx != kNone && msgs_[idx].g != 0) continue;  // already placed
+      if (idx == kNone) {
+        const std::uint32_t s = find_sender(sender, epoch, io);
+        if (s != kNone && seq <= senders_[s].done_seq) continue;
+        idx = insert(sender, epoch, seq, io.now_ns());
+        if (idx == kNone) {
+          io.count(full_drops);
+          continue;
+        }
+      }
+      msgs_[idx].unordered = false;
+      place(idx, g, io);
+    }
+    p->release();
+    rel_deliver(io);
+  }
+
+  void on_status(Packet* p, const gw::Status& s, StageIo& io) noexcept {
+    const Group& g = io.group();
+    const int slot = g.slot_of_sender(p->sender);
+    const std::uint32_t from_sender = p->sender;
+    const std::uint32_t from_epoch = p->epoch;
+    p->release();  // consumed: statuses are this stage's own traffic
+    if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != from_epoch) {
+      io.count(stale);  // not (yet) in our view: its next status will count
+      return;
+    }
+    io.count(statuses_received);
+    term_no_seen_ = std::max(term_no_seen_, s.term.no);
+    PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
+    const bool fresh = !ps.have || ps.sender != from_sender || ps.epoch != from_epoch;
+    if (fresh || gw::term_after(s.term, ps.st.term)) {
+      ps = PeerStatus{.have = true, .sender = from_sender, .epoch = from_epoch, .st = s};
+    } else if (gw::same_term(s.term, ps.st.term)) {
+      if (s.frozen && !ps.st.frozen) {
+        ps.st = s;
+      } else if (!s.frozen && !ps.st.frozen) {
+        // Reordered statuses of one term: the numbers only grow.
+        ps.st.held = std::max(ps.st.held, s.held);
+        ps.st.delivered = std::max(ps.st.delivered, s.delivered);
+        ps.st.stable = std::max(ps.st.stable, s.stable);
+      }
+    }
+    const gw::TermId mine = cur_term();
+    if (term_no_ != 0 && !frozen_) {
+      const bool in_rx = (g.receivers() & slot_bit(slot)) != 0;
+      if (gw::term_after(ps.st.term, mine) && ps.st.term.no != 0) {
+        freeze(io);  // a newer term exists
+      } else if (gw::same_term(ps.st.term, mine) && ps.st.frozen) {
+        freeze(io);  // someone froze our term: a cut is coming
+      } else if (my_term() && in_rx && gw::term_after(mine, ps.st.term) &&
+                 (role_ == Role::running || (start_mask_ & slot_bit(slot)) == 0)) {
+        freeze(io);  // a receiver that never adopted our term (a newcomer): re-cut to bring it in
+      }
+    }
+    if (gw::same_term(ps.st.term, mine) && ps.st.stable < reported_held() &&
+        io.now_ns() >= last_status_ns_ + kStatusRepairNs) {
+      note_status_change(io);  // it may have lost our last status
+    }
+    rel_check(io);
+    rel_deliver(io);
+    if (order_blocked_ && role_ == Role::running) order_all(io);
+  }
+
+  void on_term_start(Packet* p, const gw::Start& s, StageIo& io) noexcept {
+    const gw::TermId n{s.term_no, p->sender, p->epoch};
+    if (!gw::term_after(n, cur_term())) {
+      io.count(stale);
+      io.drop(p, DropReason::duplicate);
+      return;
+    }
+    io.count(term_starts);
+    adopt(n, s.records, s.n_records, s.cutoffs, s.n_cutoffs, io);
+    p->release();
+    rel_check(io);
+    rel_deliver(io);
+  }
+
+  // Sequencer: once every receiver reported a frozen status, choose the cuts and start a
+  // new term.
+  void try_collect(StageIo& io) noexcept {
+    const Group& g = io.group();
+    struct Part {
+      gw::TermId t;
+      std::uint64_t h;
+      std::uint64_t d;
+      const gw::CutRecord* recs;
+      std::uint32_t nrec;
+    };
+    Part parts[kMaxGroupMembers + 1];
+    std::size_t n = 0;
+    parts[n++] = Part{cur_term(), reported_held(), next_g_ - 1, adopted_, n_adopted_};
+    for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
+      const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
+      if (ps == nullptr || !ps->st.frozen) return;  // wait (its status is periodic)
+      parts[n++] = Part{ps->st.term, ps->st.held, ps->st.delivered, ps->st.records, ps->st.n_records};
+    }
+    std::uint32_t max_no = term_no_seen_;
+    for (std::size_t i = 0; i < n; ++i) {
+      max_no = std::max(max_no, parts[i].t.no);
+      for (std::uint32_t r = 0; r < parts[i].nrec; ++r) max_no = std::max(max_no, parts[i].recs[r].term.no);
+    }
+    gw::CutRecord out[gw::kMaxRecords];
+    std::uint32_t nout = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const gw::TermId t = parts[i].t;
+      if (t.no == 0) continue;  // a newcomer: nothing to finish
+      bool done = false;
+      for (std::uint32_t r = 0; r < nout; ++r) done = done || gw::same_term(out[r].term, t);
+      if (done) continue;
+      // A cut an earlier term start already fixed for t is kept: members that adopted it
+      // have delivered t up to it.
+      bool fixed = false;
+      std::uint64_t end = 0;
+      for (std::size_t j = 0; j < n && !fixed; ++j) {
+        for (std::uint32_t r = 0; r < parts[j].nrec; ++r) {
+          if (gw::same_term(parts[j].recs[r].term, t)) {
+            fixed = true;
+            end = parts[j].recs[r].end;
+            break;
+          }
+        }
+      }
+      if (!fixed) {
+        bool all_at = true;
+        std::uint64_t min_h = std::numeric_limits<std::uint64_t>::max();
+        std::uint64_t max_d = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+          if (parts[j].t.no == 0) continue;
+          if (!gw::same_term(parts[j].t, t)) {
+            all_at = false;
+            continue;
+          }
+          min_h = std::min(min_h, parts[j].h);
+          max_d = std::max(max_d, parts[j].d);
+        }
+        // Everyone at t: the longest prefix every survivor holds. Survivors at several
+        // terms: nobody could deliver beyond what members at t already delivered (the
+        // others never reported t), so t ends there.
+        end = all_at ? min_h : max_d;
+      }
+      if (nout < gw::kMaxRecords) out[nout++] = gw::CutRecord{t, end};
+    }
+    // Build the term start first: without a packet we stay collecting and retry.
+    Packet* start = io.alloc();
+    if (start == nullptr) {
+      io.count(full_drops);
+      return;
+    }
+    const gw::TermId nt{max_no + 1, env_.sender, env_.epoch};
+    adopt(nt, out, nout, nullptr, 0, io);
+    // Per-sender cut-offs: the last number of each alive sender in the delivered prefix.
+    const std::uint32_t room = env_.max_payload_bytes > 64 + nout * gw::kRecordBytes
+                                   ? (env_.max_payload_bytes - 64 - nout * gw::kRecordBytes) / gw::kCutoffBytes
+                                   : 0;
+    const std::uint32_t max_cut = std::min<std::uint32_t>(gw::kMaxCutoffs, room);
+    std::uint32_t ncut = 0;
+    for (const SenderState& st : senders_) {
+      if (st.used && st.done_seq > 0 && ncut < max_cut && sender_alive(g, st.id, st.epoch)) ++ncut;
+    }
+    start->reset_for_send(nout * gw::kRecordBytes + ncut * gw::kCutoffBytes);
+    for (std::uint32_t i = 0; i < nout; ++i) gw::put_record(start->payload() + std::size_t{i} * gw::kRecordBytes, out[i]);
+    std::uint32_t k = 0;
+    for (const SenderState& st : senders_) {
+      if (st.used && st.done_seq > 0 && k < ncut && sender_alive(g, st.id, st.epoch)) {
+        gw::put_cutoff(start->payload() + std::size_t{nout} * gw::kRecordBytes + std::size_t{k} * gw::kCutoffBytes,
+                       gw::Cutoff{st.id, st.epoch, st.done_seq});
+        ++k;
+      }
+    }
+    start->kind = wire::Kind::control;
+    start->flags = wire::kFlagReliable;
+    start->channel = env_.channel;
+    start->sender = env_.sender;
+    start->epoch = env_.epoch;
+    std::uint8_t* body = start->push_ext(wire::Ext::order, gw::kStartBody);
+    if (body == nullptr) {
+      start->release();
+      return;
+    }
+    gw::write_start_body(body, nt.no, nout, ncut);
+    role_ = Role::adopting;
+    start_mask_ = g.receivers();
+    next_assign_ = 1;
+    io.count(term_starts);
+    io.down(start);
+    try_run(io);
+  }
+
+  // Sequencer: every receiver reports the new term: order what waits.
+  void try_run(StageIo& io) noexcept {
+    const Group& g = io.group();
+    for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
+      const int slot = __builtin_ctzll(rx);
+      const PeerStatus* ps = peer(g, slot);
+      if (ps != nullptr && gw::same_term(ps->st.term, cur_term())) continue;
+      if (ps != nullptr && ps->st.frozen && (start_mask_ & slot_bit(slot)) == 0) freeze(io);  // a newcomer
+      return;
+    }
+    role_ = Role::running;
+    term_heard_ = true;
+    for (SenderState& s : senders_) {
+      if (s.used) {
+        s.order_next = s.done_seq + 1;
+        s.wait_since_ns = 0;
+      }
+    }
+    order_all(io);
+  }
+
+  void order_all(StageIo& io) noexcept {
+    order_blocked_ = false;
+    for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
+      if (msgs_[i].used && msgs_[i].p != nullptr && msgs_[i].g == 0) {
+        try_order(find_sender(msgs_[i].sender, msgs_[i].epoch, io), io);
+      }
+    }
+    rel_deliver(io);
+  }
+
+  // Finish the current term at its cut in `recs` (or where we are, if it has none), then
+  // follow term `nt`.
+  void adopt(const gw::TermId& nt, const gw::CutRecord* recs, std::uint32_t nrec, const std::uint8_t* cutoffs,
+             std::uint32_t ncut, StageIo& io) noexcept {
+    if (batch_n_ > 0) flush_batch(io);
+    const gw::TermId old = cur_term();
+    if (old.no != 0) {
+      std::uint64_t end = next_g_ - 1;
+      for (std::uint32_t r = 0; r < nrec; ++r) {
+        if (gw::same_term(recs[r].term, old)) end = recs[r].end;
+      }
+      if (end < next_g_ - 1) io.count(cut_missing);  // we delivered beyond the cut: views disagreed
+      while (next_g_ <= end) {
+        if (deliverable(next_g_)) {
+          deliver_one(io);
+          continue;
+        }
+        // Not held although the cut says every survivor holds it (views disagreed).
+        io.count(cut_missing);
+        const std::uint64_t from = next_g_;
+        while (next_g_ <= end && !deliverable(next_g_)) ++next_g_;
+        report_gap(from, next_g_ - from, io);
+      }
+      // The old term's numbers are void; data beyond the cut stays for re-sequencing.
+      for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
+        if (msgs_[i].used && msgs_[i].g != 0) {
+          msgs_[i].g = 0;
+          if (msgs_[i].p == nullptr && !msgs_[i].unordered) erase(i);
+        }
+      }
+      std::fill(ring_.begin(), ring_.end(), kNone);
+    }
+    const bool changed = old.no != 0 && (old.sender != nt.sender || old.epoch != nt.epoch);
+    term_no_ = nt.no;
+    term_sender_ = nt.sender;
+    term_epoch_ = nt.epoch;
+    term_no_seen_ = std::max(term_no_seen_, nt.no);
+    next_g_ = 1;
+    max_known_g_ = 0;
+    held_h_ = 0;
+    last_stable_ = 0;
+    frozen_ = false;
+    frozen_h_ = 0;
+    term_heard_ = my_term();
+    n_adopted_ = 0;
+    for (std::uint32_t r = 0; r < nrec && n_adopted_ < gw::kMaxRecords; ++r) adopted_[n_adopted_++] = recs[r];
+    if (changed) {
+      io.count(term_changes);
+      io.notify(Event{.type = EventType::sequencer_changed, .sender = nt.sender, .epoch = nt.epoch, .stage = kKind});
+    }
+    bool raised = false;
+    for (std::uint32_t i = 0; i < ncut; ++i) {
+      const gw::Cutoff c = gw::cutoff_at(cutoffs, i);
+      const std::uint32_t s = find_sender(c.sender, c.epoch, io);
+      if (s != kNone && c.last_seq > senders_[s].done_seq) {
+        senders_[s].done_seq = c.last_seq;
+        raised = true;
+      }
+    }
+    if (raised) drop_below_done(io);
+    drop_dead(io);
+    note_status_change(io);
+    if (old.no != 0) resend_own(io);
+  }
+
+  // reliability.arq gives a message up as a whole when a member of its ack set fails, so
+  // survivors that missed it would wait for it forever: after a view change every member
+  // re-sends its own messages not delivered yet. The copy is a reliable control packet
+  // (ordering.seq below would give a data packet a new number) with an 8-byte Ext::order
+  // body carrying the message's per-sender number; receivers turn it back into the data
+  // message (duplicates are dropped by (sender, epoch, seq)). Messages larger than one
+  // datagram are not re-sent (see the notes).
+  void resend_own(StageIo& io) noexcept {
+    for (const Msg& m : msgs_) {
+      if (!m.used || m.p == nullptr || m.sender != env_.sender || m.epoch != env_.epoch) continue;
+      if (m.p->payload_len + 64 > env_.max_payload_bytes) continue;
+      Packet* c = io.clone(*m.p);
+      if (c == nullptr) {
+        io.count(full_drops);
+        return;
+      }
+      c->kind = wire::Kind::control;
+      c->flags = static_cast<std::uint16_t>((m.p->flags & ~wire::kFlagFragment) | wire::kFlagReliable);
+      std::uint8_t* body = c->push_ext(wire::Ext::order, gw::kResendBody);
+      if (body == nullptr) {
+        c->release();
+        continue;
+      }
+      wire::put_u64(body, m.seq);
+      io.count(resent);
+      io.down(c);
+    }
+  }
+
+  // A re-sent message: back to the data message it was.
+  void on_resend(Packet* p, StageIo& io) noexcept {
+    std::uint8_t blen = 0;
+    const std::uint8_t* body = p->ext(wire::Ext::order, &blen);
+    const std::uint64_t seq = wire::get_u64(body);
+    if (seq == 0) {
+      rel_malformed(p, io);
+      return;
+    }
+    p->kind = wire::Kind::data;
+    p->seq = seq;
+    p->flags = static_cast<std::uint16_t>(p->flags & ~wire::kFlagReliable);
+    store_data(p, io);
+  }
+
+  // Held messages at or below their sender's cut-off were ordered before: drop them.
+  void drop_below_done(StageIo& io) noexcept {
+    for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
+      Msg& m = msgs_[i];
+      if (!m.used || m.g != 0) continue;
+      const std::uint32_t s = find_sender(m.sender, m.epoch, io);
+      if (s == kNone || m.seq > senders_[s].done_seq) continue;
+      if (m.p != nullptr) {
+        io.count(stale);
+        io.drop(m.p, DropReason::stale);
+        m.p = nullptr;
+        --held_;
+      }
+      erase(i);
+    }
+  }
+
+  // Unplaced messages of senders the view says failed or left are never ordered (the
+  // sequencer orders alive senders only): release them. Once every named member has been
+  // heard or declared failed, the messages of senders the view still does not know go too
+  // (a member that died before any of its heartbeats reached us).
+  void drop_dead(StageIo& io) noexcept {
+    const Group& g = io.group();
+    bool strangers = true;
+    for (std::size_t i = 0; i < g.slots(); ++i) {
+      if (g.member(static_cast<int>(i)).state == MemberState::expected) strangers = false;
+    }
+    for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
+      Msg& m = msgs_[i];
+      if (!m.used || m.g != 0 || sender_alive(g, m.sender, m.epoch, /*unknown=*/!strangers)) continue;
+      if (m.p != nullptr) {
+        io.count(failed_sender_dropped);
+        io.drop(m.p, DropReason::not_in_view);
+        m.p = nullptr;
+        --held_;
+      }
+      erase(i);
+    }
+  }
+
   // --- tables --------------------------------------------------------------------------
 
   [[nodiscard]] std::uint32_t hash(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq) const noexcept {
@@ -930,8 +1690,9 @@ class GroupStage final : public Stage {
 
   void rearm(StageIo& io) noexcept {
     std::uint64_t d = 0;
+    const std::uint64_t periodic = rel() && need_periodic() ? std::max<std::uint64_t>(1, last_status_ns_ + kStatusPeriodNs) : 0;
     for (std::uint64_t x : {flush_at_, reliable_ ? 0 : gap_at_, reliable_ ? 0 : wait_at_,
-                            reliable_ ? 0 : expire_at_}) {
+                            reliable_ ? 0 : expire_at_, rel() ? status_due_ : 0, periodic}) {
       if (x != 0 && (d == 0 || x < d)) d = x;
     }
     if (d == armed_ns_) return;
@@ -993,6 +1754,25 @@ class GroupStage final : public Stage {
   std::uint64_t wait_at_ = 0;
   std::uint64_t expire_at_ = 0;
   std::uint64_t armed_ns_ = 0;
+
+  // Reliable mode (agreement): see the block comment above rel_refresh().
+  std::uint32_t term_no_ = 0;
+  std::uint32_t term_no_seen_ = 0;
+  std::uint32_t batch_term_no_ = 0;
+  bool frozen_ = true;  ///< term 0 (none yet) counts as frozen: nothing to deliver
+  std::uint64_t frozen_h_ = 0;
+  std::uint64_t held_h_ = 0;
+  std::uint64_t last_stable_ = 0;
+  bool term_heard_ = false;  ///< an announcement of the current term arrived (or we sequence it)
+  Role role_ = Role::follower;
+  bool order_blocked_ = false;
+  MemberMask start_mask_ = 0;
+  MemberMask prev_rx_ = 0;
+  std::uint32_t n_adopted_ = 0;
+  gw::CutRecord adopted_[gw::kMaxRecords];
+  std::vector<PeerStatus> peers_;
+  std::uint64_t status_due_ = 0;
+  std::uint64_t last_status_ns_ = 0;
 };
 
 }  // namespace
@@ -1014,17 +1794,25 @@ void register_ordering_group(Registry& r) {
           "Unreliable: a gap open for `hold_us` is skipped and reported (`gap_skipped`, in global numbers, "
           "sender/epoch naming the term), data never announced within 4 x hold_us is dropped and reported "
           "(`gap_skipped` with its own sender/epoch/seq); no two members deliver two messages in different "
-          "relative orders while they follow the same sequencer term. Reliable: nothing is skipped by time; with "
-          "no sequencer failure every member delivers the same sequence. Data flagged unordered is delivered "
-          "at once. A sequencer change starts a new term (old term drained in order, gaps skipped); agreement "
-          "on the old term's tail at failover is not implemented.",
+          "relative orders while they follow the same sequencer term; a sequencer change starts a new term (old "
+          "term drained in order, gaps skipped). Reliable (needs reliability.arq acked by all and "
+          "membership.heartbeat below): nothing is skipped by time; a message is delivered only once it is "
+          "stable (every receiver of the view holds it and everything before it, per unreliable status packets, "
+          "`order` body type 2); when the view loses the sequencer or a receiver, members freeze the term, the "
+          "view's sequencer collects every receiver's frozen status, cuts the old term at the least held point "
+          "and starts a new term (reliable term start, type 3, with the cuts and per-sender cut-offs); "
+          "everything after the cut from alive senders is re-sequenced, a failed sender's messages after it "
+          "are dropped, and members re-send their own undelivered messages (8-byte `order` body). Members that "
+          "stay connected deliver identical sequences across sequencer failures. Data flagged unordered is "
+          "delivered at once.",
       .params = {{"sequencer", ParamType::string, "",
                   "Member name of the sequencer; empty: the smallest name among this member and the view's alive "
                   "or expected members."},
                  {"network_sequencer", ParamType::string, "",
                   "\"ip:port\" of an in-network sequencer (tmc-sequencer); empty: a member sequences."},
                  {"reliable", ParamType::boolean, "false",
-                  "reliability.arq sits below: announcements are flagged reliable and gaps never skipped by time."},
+                  "reliability.arq (ack from all) and membership.heartbeat sit below: stable delivery, sequencer "
+                  "failover with agreement, nothing skipped by time."},
                  {"hold_us", ParamType::integer, "50000",
                   "Unreliable: how long a gap in the global order may stay open before it is skipped, in us."},
                  {"window", ParamType::integer, "4096",
@@ -1047,7 +1835,16 @@ void register_ordering_group(Registry& r) {
                    {"ordering.group_full", "messages dropped: the hold table or pool was full"},
                    {"ordering.group_term_changes", "sequencer changes followed (sequencer_changed events)"},
                    {"ordering.group_no_seq", "data without a per-sender number (ordering.seq missing below)"},
-                   {"ordering.group_no_stamp", "network mode: data without a valid group_seq stamp"}},
+                   {"ordering.group_no_stamp", "network mode: data without a valid group_seq stamp"},
+                   {"ordering.group_malformed", "order control packets refused (bad body, counts or lengths)"},
+                   {"ordering.group_resent", "reliable: own undelivered messages re-sent after a view change"},
+                   {"ordering.group_statuses_sent", "reliable: ordering status packets sent"},
+                   {"ordering.group_statuses_received", "reliable: ordering status packets accepted"},
+                   {"ordering.group_term_starts", "reliable: term starts sent (sequencer) or adopted"},
+                   {"ordering.group_cut_missing", "reliable: a cut disagreed with what this member held or "
+                                                  "delivered (views disagreed; should stay 0)"},
+                   {"ordering.group_failed_sender_dropped",
+                    "reliable: unordered messages of a failed or departed sender released"}},
       .factory = [] { return std::make_unique<GroupStage>(); },
   });
 }

@@ -81,7 +81,8 @@ struct Entry {
   std::uint64_t last_sent_ns = 0;
   std::uint64_t deadline_ns = 0;  // next RTO expiry
   std::uint32_t need = 0;         // count mode: acks needed
-  std::uint16_t retries = 0;
+  std::uint16_t retries = 0;       // timeouts with evidence of loss (the retry budget)
+  std::uint16_t timeouts = 0;      // every timeout (the backoff)
   bool retransmitted = false;     // Karn: no RTT samples from it
   bool unresolved = false;        // named mode: some ack_from name had no slot yet
 };
@@ -236,6 +237,9 @@ class ArqStage final : public Stage {
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override { return held_ + queued_; }
+  // One copy per unsettled message in the window (the queue is bounded by the shell's send queue).
+  [[nodiscard]] std::size_t max_held_packets() const noexcept override { return window_; }
+  [[nodiscard]] std::size_t send_backlog() const noexcept override { return queued_; }
 
   // ------------------------------------------------------------------------------------
   // Send path
@@ -540,14 +544,19 @@ class ArqStage final : public Stage {
       Entry& e = entry(r);
       if (e.rseq != r) continue;
       if (e.deadline_ns <= now) {
-        if (e.retries >= max_retries_) {
+        // The retry budget is spent only on timeouts that show a loss: a message that waits
+        // in a flow-control or congestion queue below this stage (its timer started when it
+        // left here) is not lost, and failing it would report a delivered message as failed.
+        const bool counts = lost_evidence(e, now);
+        if (counts && e.retries >= max_retries_) {
           settle(e, false, io);
           continue;
         }
         io.count(c_timeouts);
         if (retransmit(e, io)) {
-          ++e.retries;
-          const unsigned shift = std::min<unsigned>(e.retries, 40);
+          if (counts) ++e.retries;
+          if (e.timeouts < 0xFFFF) ++e.timeouts;
+          const unsigned shift = std::min<unsigned>(e.timeouts, 40);
           const std::uint64_t backoff = rto_ns_ > (rto_max_ns_ >> shift) ? rto_max_ns_ : rto_ns_ << shift;
           e.deadline_ns = now + std::min(backoff, rto_max_ns_);
         } else {
@@ -557,6 +566,24 @@ class ArqStage final : public Stage {
       if (next == 0 || e.deadline_ns < next) next = e.deadline_ns;
     }
     sender_deadline_ = next;
+  }
+
+  // Whether a timeout of `e` shows that it was lost: some member it still waits for has
+  // acknowledged a later message (so this one went missing), or has acknowledged nothing
+  // for 3 * rto_max while `e` was out (so it cannot hear us, or this was the last message;
+  // 3 * rto_max because a congestion window that collapsed under heavy loss may itself
+  // send nothing for a backed-off RTO). Neither holds while `e` waits below us for credit
+  // or a congestion window and the members keep acking what reached them.
+  bool lost_evidence(const Entry& e, std::uint64_t now) const noexcept {
+    MemberMask waiting = e.required & ~e.acked;
+    while (waiting != 0) {
+      const auto s = static_cast<std::size_t>(__builtin_ctzll(waiting));
+      waiting &= waiting - 1;
+      if (slot_high_[s] > e.rseq) return true;
+      const std::uint64_t since = std::max(slot_ack_ns_[s], e.first_sent_ns);
+      if (now >= since + 3 * rto_max_ns_) return true;
+    }
+    return false;
   }
 
   void rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept {
@@ -604,6 +631,9 @@ class ArqStage final : public Stage {
     const std::uint64_t from = std::max(trail_, seen + 1);
     const std::uint64_t to = std::min(ack->highest(), next_rseq_ - 1);
     if (ack->cumulative > seen && ack->cumulative < next_rseq_) seen = ack->cumulative;
+    const auto s = static_cast<std::size_t>(slot);
+    if (ack->highest() < next_rseq_ && ack->highest() > slot_high_[s]) slot_high_[s] = ack->highest();
+    slot_ack_ns_[s] = now;
     std::uint64_t sample_sent_ns = 0;
     bool sample = false;
     for (std::uint64_t r = from; r <= to; ++r) {
@@ -969,6 +999,10 @@ class ArqStage final : public Stage {
   std::uint64_t next_rseq_ = 1;
   std::uint64_t trail_ = 1;  // lowest unsettled rseq (== next_rseq_ when none)
   std::uint64_t slot_cum_[kMaxGroupMembers] = {};
+  // Per acker: the highest rseq it reported and when its last ack came (evidence of loss,
+  // see lost_evidence()).
+  std::uint64_t slot_high_[kMaxGroupMembers] = {};
+  std::uint64_t slot_ack_ns_[kMaxGroupMembers] = {};
   std::size_t held_ = 0;
   Packet* queue_head_ = nullptr;
   Packet* queue_tail_ = nullptr;
@@ -1011,7 +1045,9 @@ void register_reliability_arq(Registry& r) {
           "set (fixed at send from the membership view: every receiver, the ack_from names, ceil(ack_fraction "
           "x receivers) or ack_k of them) has acked it; it retransmits on RTO (Jacobson/Karels from RTT "
           "samples, Karn's rule, exponential backoff to rto_max_us) and on NACK (once per half RTT). After "
-          "max_retries timeouts, or at once when a required member fails or leaves, the message fails: "
+          "max_retries timeouts that show a loss (a waited-for member acked a later message, or acked "
+          "nothing for 3 x rto_max_us; a message waiting below for flow credit or a congestion window is not "
+          "lost), or at once when a required member fails or leaves, the message fails: "
           "delivery_failed names the members that never acked; delivery_met names those that did. At most "
           "`window` messages are unsettled; more wait in order inside the stage. Unreliable packets pass "
           "untouched (zero bytes). Send-only members never ack.",
@@ -1022,7 +1058,7 @@ void register_reliability_arq(Registry& r) {
                  {"ack_fraction", ParamType::real, "0", "(0, 1]: acks needed from this fraction of the receivers "
                                                         "(rounded up); 0 = unused"},
                  {"ack_k", ParamType::integer, "0", "acks needed from this many receivers; 0 = unused"},
-                 {"max_retries", ParamType::integer, "8", "retransmissions on timeout before a message fails"},
+                 {"max_retries", ParamType::integer, "8", "timeouts showing a loss before a message fails"},
                  {"window", ParamType::integer, "4096", "unsettled reliable messages per sender (max 65535); more "
                                                         "wait in a FIFO queue"},
                  {"rto_initial_us", ParamType::integer, "50000", "retransmission timeout before the first RTT sample"},

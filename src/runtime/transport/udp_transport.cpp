@@ -101,9 +101,7 @@ Status UdpTransport::open(const TransportSpec& spec, std::unique_ptr<UdpTranspor
 
 UdpTransport::~UdpTransport() {
   for (std::size_t i = tx_head_; i < tx_.size(); ++i) tx_[i]->release();
-  for (Packet* p : rx_stash_) {
-    if (p != nullptr) p->release();
-  }
+  rx_.release_all();
   if (fd_ >= 0) {
     if (joined_) {
       ip_mreqn m{};
@@ -241,10 +239,10 @@ Status UdpTransport::setup(const TransportSpec& spec) {
   tx_addr_.resize(batch_ * fan);
   tx_span_.resize(batch_ * fan);
   tx_cmsg_.resize(kCmsgSpace * batch_ * fan);
-  rx_msgs_.resize(batch_);
-  rx_iov_.resize(batch_);
-  rx_addr_.resize(batch_);
-  rx_stash_.assign(batch_, nullptr);
+  rx_.msgs.resize(batch_);
+  rx_.iov.resize(batch_);
+  rx_.addr.resize(batch_);
+  rx_.stash.assign(batch_, nullptr);
   scratch_.resize(wire::kMaxDatagramBytes + 1);
   return Status::ok();
 }
@@ -427,7 +425,8 @@ bool UdpTransport::flush() noexcept {
       }
     }
     if (n == 0) continue;
-    const int sent = ::sendmmsg(fd_, tx_msgs_.data(), static_cast<unsigned>(n), 0);
+    // MSG_DONTWAIT: the file may be blocking (enable_blocking_wait); sends never are.
+    const int sent = ::sendmmsg(fd_, tx_msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
     if (sent < 0) {
       const int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return false;
@@ -472,26 +471,95 @@ void UdpTransport::flush_blocking(int timeout_ms) noexcept {
 
 // --- receive ----------------------------------------------------------------------------------
 
-int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
-  const std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(std::max(max, 0)), rx_stash_.size());
+void RxBuffers::release_all() noexcept {
+  for (Packet*& p : stash) {
+    if (p != nullptr) p->release();
+    p = nullptr;
+  }
+}
+
+int UdpTransport::arm(RxBuffers& b, PacketPool& pool, int max) noexcept {
+  const std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(std::max(max, 0)), batch_);
   if (want == 0) return 0;
-  if (rx_pool_ != &pool) {
-    // The channel switched pools (update() with a larger MTU): give back the old buffers.
-    for (Packet*& p : rx_stash_) {
-      if (p != nullptr) p->release();
-      p = nullptr;
+  if (b.stash.size() < want) {
+    // First use of an inline receiver's set (or a larger batch after update()): cold.
+    try {
+      b.stash.resize(want, nullptr);
+      b.msgs.resize(want);
+      b.iov.resize(want);
+      b.addr.resize(want);
+    } catch (...) {
+      return 0;
     }
-    rx_pool_ = &pool;
+  }
+  if (b.pool != &pool) {
+    // The channel switched pools (update() with a larger MTU): give back the old buffers.
+    b.release_all();
+    b.pool = &pool;
   }
   std::size_t n = 0;
   for (; n < want; ++n) {
-    if (rx_stash_[n] == nullptr) rx_stash_[n] = pool.alloc();
-    if (rx_stash_[n] == nullptr) break;
-    Packet* p = rx_stash_[n];
-    rx_iov_[n].iov_base = p->buf;
-    rx_iov_[n].iov_len = p->cap;
+    if (b.stash[n] == nullptr) b.stash[n] = pool.alloc();
+    if (b.stash[n] == nullptr) break;
+    Packet* p = b.stash[n];
+    b.iov[n].iov_base = p->buf;
+    b.iov[n].iov_len = p->cap;
+    mmsghdr& m = b.msgs[n];
+    m = {};
+    m.msg_hdr.msg_name = &b.addr[n];
+    m.msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    m.msg_hdr.msg_iov = &b.iov[n];
+    m.msg_hdr.msg_iovlen = 1;
   }
+  return static_cast<int>(n);
+}
+
+int UdpTransport::take(RxBuffers& b, int got, Packet** out) noexcept {
+  int delivered = 0;
+  for (int k = 0; k < got; ++k) {
+    const auto kk = static_cast<std::size_t>(k);
+    Packet* p = b.stash[kk];
+    const mmsghdr& m = b.msgs[kk];
+    ++c_.datagrams_received;
+    c_.datagram_bytes_received += m.msg_len;
+    if ((m.msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+      // Larger than our buffers (a sender with a larger MTU): not a whole datagram.
+      ++c_.truncated;
+      ++c_.receive_errors;
+      continue;  // the buffer stays in the stash
+    }
+    b.stash[kk] = nullptr;
+    p->reset_for_receive();
+    p->len = m.msg_len;
+    p->src_ip = ntohl(b.addr[kk].sin_addr.s_addr);
+    p->src_port = ntohs(b.addr[kk].sin_port);
+    out[delivered++] = p;
+  }
+  return delivered == 0 ? -1 : delivered;
+}
+
+bool UdpTransport::enable_blocking_wait(int timeout_us) noexcept {
+  blocking_wait_ = false;
+  if (fd_ < 0 || !receive_ || timeout_us <= 0) return false;
+  timeval tv{};
+  tv.tv_sec = timeout_us / 1'000'000;
+  tv.tv_usec = timeout_us % 1'000'000;
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return false;
+  const int flags = fcntl(fd_, F_GETFL);
+  if (flags < 0) return false;
+  if ((flags & O_NONBLOCK) != 0 && fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK) != 0) return false;
+  blocking_wait_ = true;
+  return true;
+}
+
+int UdpTransport::wait_read(int fd, RxBuffers& b, int n) noexcept {
+  return ::recvmmsg(fd, b.msgs.data(), static_cast<unsigned>(n), MSG_WAITFORONE, nullptr);
+}
+
+int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
+  const int n = arm(rx_, pool, max);
   if (n == 0) {
+    if (max <= 0) return 0;
     // No buffer: still read (and discard) one datagram, or the readable socket would
     // keep the loop spinning.
     const ssize_t r = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
@@ -502,15 +570,7 @@ int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
     }
     return 0;
   }
-  for (std::size_t k = 0; k < n; ++k) {
-    mmsghdr& m = rx_msgs_[k];
-    m = {};
-    m.msg_hdr.msg_name = &rx_addr_[k];
-    m.msg_hdr.msg_namelen = sizeof(sockaddr_in);
-    m.msg_hdr.msg_iov = &rx_iov_[k];
-    m.msg_hdr.msg_iovlen = 1;
-  }
-  const int got = ::recvmmsg(fd_, rx_msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  const int got = ::recvmmsg(fd_, rx_.msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
   if (got <= 0) {
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       ++c_.receive_errors;
@@ -518,27 +578,7 @@ int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
     }
     return 0;
   }
-  int delivered = 0;
-  for (int k = 0; k < got; ++k) {
-    const auto kk = static_cast<std::size_t>(k);
-    Packet* p = rx_stash_[kk];
-    const mmsghdr& m = rx_msgs_[kk];
-    ++c_.datagrams_received;
-    c_.datagram_bytes_received += m.msg_len;
-    if ((m.msg_hdr.msg_flags & MSG_TRUNC) != 0) {
-      // Larger than our buffers (a sender with a larger MTU): not a whole datagram.
-      ++c_.truncated;
-      ++c_.receive_errors;
-      continue;  // the buffer stays in the stash
-    }
-    rx_stash_[kk] = nullptr;
-    p->reset_for_receive();
-    p->len = m.msg_len;
-    p->src_ip = ntohl(rx_addr_[kk].sin_addr.s_addr);
-    p->src_port = ntohs(rx_addr_[kk].sin_port);
-    out[delivered++] = p;
-  }
-  return delivered == 0 ? -1 : delivered;
+  return take(rx_, got, out);
 }
 
 }  // namespace tmc::detail

@@ -2,8 +2,11 @@
 // batched transmit (sendmmsg, UDP GSO when the plan allows it, unicast fan-out when the
 // network has no multicast) and batched receive (recvmmsg into pool buffers).
 //
-// Plain syscalls on a non-blocking socket; no libuv here. The loop polls fd() and calls
-// receive()/flush(). Everything except open() runs on the loop thread.
+// Plain syscalls; no libuv here. The loop polls fd() and calls receive()/flush(). Every
+// call passes MSG_DONTWAIT except wait_read(), the inline receiver's blocking read (the
+// socket's file is blocking once enable_blocking_wait() ran). Everything except open()
+// and wait_read() runs under the channel's exec lock (the loop thread, or an application
+// thread sending or receiving inline).
 #pragma once
 
 #include <netinet/in.h>
@@ -32,6 +35,19 @@ struct TransportCounters {
   std::uint64_t tx_overflow = 0;        ///< packets dropped: transmit queue full
   std::uint64_t gso_sends = 0;          ///< sendmmsg entries that carried several segments
   int last_errno = 0;
+};
+
+/// Buffers for one recvmmsg: pool packets and the message headers that point into them.
+/// The transport keeps one set for its own reads; a channel's inline receiver keeps
+/// another, so that it can wait in a blocking read without holding the channel's lock.
+struct RxBuffers {
+  std::vector<Packet*> stash;  ///< buffers for the next read, kept across reads
+  std::vector<mmsghdr> msgs;
+  std::vector<iovec> iov;
+  std::vector<sockaddr_in> addr;
+  PacketPool* pool = nullptr;  ///< where the stash came from
+  /// Give every stashed buffer back to its pool (exec).
+  void release_all() noexcept;
 };
 
 struct TransportSpec {
@@ -75,11 +91,33 @@ class UdpTransport {
   [[nodiscard]] std::size_t tx_pending() const noexcept { return tx_.size() - tx_head_; }
 
   // --- receive ----------------------------------------------------------------------------
-  /// Read up to `max` datagrams (at most the plan's batch) into buffers from `pool`.
-  /// Returns how many were placed in `out`; 0 when there is nothing more to read now; -1
-  /// when datagrams were read but none kept (truncated, or no buffer: counted), so the
-  /// caller should call again. Each packet has off = 0, len, src_ip/src_port set.
+  /// Read up to `max` datagrams (at most the plan's batch) into buffers from `pool`,
+  /// without blocking. Returns how many were placed in `out`; 0 when there is nothing
+  /// more to read now; -1 when datagrams were read but none kept (truncated, or no buffer:
+  /// counted), so the caller should call again. Each packet has off = 0, len,
+  /// src_ip/src_port set.
   int receive(PacketPool& pool, Packet** out, int max) noexcept;
+
+  // Blocking reads, for a channel's inline receiver (see "Inline receive" in
+  // channel_core.hpp). The receiver arms its own buffers under the channel's lock, waits
+  // in wait_read() without it, and hands the result to take() under the lock again.
+  /// Make the socket's file blocking (every other call here passes MSG_DONTWAIT, so only
+  /// wait_read() ever blocks) with a receive timeout of `timeout_us`, which bounds each
+  /// wait_read(). Call after anything that sets O_NONBLOCK again (uv_poll_init). False
+  /// when the kernel refused: wait_read() must not be used then.
+  bool enable_blocking_wait(int timeout_us) noexcept;
+  [[nodiscard]] bool blocking_wait() const noexcept { return blocking_wait_; }
+  /// Fill `b` with up to `max` (at most the plan's batch) buffers from `pool`. Returns how
+  /// many are ready for wait_read(); 0 when the pool has none to spare.
+  int arm(RxBuffers& b, PacketPool& pool, int max) noexcept;
+  /// One recvmmsg(MSG_WAITFORONE) into `n` armed buffers of `b`: blocks until a datagram
+  /// arrives, the receive timeout passes, or the socket is shut down; then takes whatever
+  /// else is waiting. Returns the datagram count, or -1 with errno (EAGAIN: timeout).
+  /// Touches no state of the transport, so it runs without the channel's lock.
+  static int wait_read(int fd, RxBuffers& b, int n) noexcept;
+  /// Account for `got` datagrams that wait_read() placed in `b`: like receive()'s result,
+  /// the kept packets go to `out` (at most `got`), truncated ones are counted and dropped.
+  int take(RxBuffers& b, int got, Packet** out) noexcept;
 
   [[nodiscard]] const TransportCounters& counters() const noexcept { return c_; }
 
@@ -117,12 +155,9 @@ class UdpTransport {
   std::vector<std::uint8_t> tx_cmsg_;   ///< UDP_SEGMENT control blocks, one per entry
 
   // Receive: buffers taken from the pool for the next recvmmsg, kept across calls.
-  std::vector<Packet*> rx_stash_;
-  PacketPool* rx_pool_ = nullptr;
-  std::vector<mmsghdr> rx_msgs_;
-  std::vector<iovec> rx_iov_;
-  std::vector<sockaddr_in> rx_addr_;
+  RxBuffers rx_;
   std::vector<std::uint8_t> scratch_;
+  bool blocking_wait_ = false;  ///< the file is blocking; see enable_blocking_wait()
 
   TransportCounters c_;
 };
