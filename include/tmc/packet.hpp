@@ -60,6 +60,10 @@ struct Packet {
   /// in delivery_met / delivery_failed events. Copied by clone().
   std::uint64_t token = 0;
   bool large = false;         ///< buffer from PacketPool::alloc_large (freed, not pooled)
+  /// The application waits on this message's outcome (a future or a sync send): stages
+  /// that merge messages (pacing.coalesce) send it as itself, so reliability's outcome
+  /// event carries its token. Copied by clone().
+  bool wants_outcome = false;
   Packet* next = nullptr;     ///< intrusive link for queues; owner's to use
   PacketPool* pool = nullptr;
 
@@ -90,6 +94,11 @@ struct Packet {
   /// Reset to an empty send-path packet with `payload_len` bytes of payload room at
   /// offset kHeadroom. Header fields are zeroed.
   void reset_for_send(std::uint32_t payload_bytes) noexcept;
+
+  /// Undo seal(): the packet is again open for extensions (its header bytes in front are
+  /// left as they are and rewritten by the next seal()). For a stage that needs the sealed
+  /// bytes of a packet it then sends on (pacing.coalesce copying a record).
+  void unseal() noexcept;
 
   /// Reset to an empty receive-path buffer (offset 0, len 0).
   void reset_for_receive() noexcept;

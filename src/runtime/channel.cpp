@@ -2,6 +2,7 @@
 // See channel_core.hpp for the threading and buffer design.
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -352,6 +353,21 @@ void ChannelCore::attach() {
   uv_timer_init(loop_.uv(), &aside_timer_);
   aside_timer_.data = this;
   open_handles_ = 3;
+  // Without a timerfd (it cannot fail short of fd exhaustion) deadlines use timer_ alone.
+  fine_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (fine_fd_ >= 0) {
+    fine_poll_ = new uv_poll_t;
+    if (uv_poll_init(loop_.uv(), fine_poll_, fine_fd_) != 0) {
+      delete fine_poll_;
+      fine_poll_ = nullptr;
+      ::close(fine_fd_);
+      fine_fd_ = -1;
+    } else {
+      fine_poll_->data = this;
+      ++open_handles_;
+      fine_on_ = uv_poll_start(fine_poll_, UV_READABLE, &ChannelCore::on_fine_timer_cb) == 0;
+    }
+  }
   start_poll(false);
   refill_free();
   loop_.channels.fetch_add(1);
@@ -393,7 +409,15 @@ void ChannelCore::stop_poll() noexcept {
 
 void ChannelCore::on_handle_closed(uv_handle_t* h) {
   auto* self = static_cast<ChannelCore*>(h->data);
-  if (h->type == UV_POLL) delete reinterpret_cast<uv_poll_t*>(h);
+  if (h->type == UV_POLL) {
+    auto* poll = reinterpret_cast<uv_poll_t*>(h);
+    if (poll == self->fine_poll_) {
+      ::close(self->fine_fd_);
+      self->fine_fd_ = -1;
+      self->fine_poll_ = nullptr;
+    }
+    delete poll;
+  }
   if (--self->open_handles_ > 0 || !self->detached_.load()) return;
   // The last handle is closed: nothing on the loop refers to this core any more.
   // close() from an application thread holds a reference and waits for the promise: once
@@ -418,12 +442,25 @@ void ChannelCore::on_async_cb(uv_async_t* h) {
 void ChannelCore::on_timer_cb(uv_timer_t* h) {
   auto* self = static_cast<ChannelCore*>(h->data);
   ExecGuard exec(*self);
-  if (!self->pipeline_) return;
-  self->timer_deadline_ns_ = 0;
+  self->tick_now();
+}
+
+void ChannelCore::on_fine_timer_cb(uv_poll_t* h, int status, int events) {
+  (void)events;
+  auto* self = static_cast<ChannelCore*>(h->data);
+  std::uint64_t expirations = 0;
+  if (status < 0 || ::read(self->fine_fd_, &expirations, sizeof expirations) != sizeof expirations) return;
+  ExecGuard exec(*self);
+  self->tick_now();
+}
+
+void ChannelCore::tick_now() noexcept {
+  if (!pipeline_) return;
+  timer_deadline_ns_ = 0;
   const std::uint64_t now = RuntimeLoop::now_ns();
-  self->take_returns();
-  self->pipeline_->tick(now);
-  self->after_input(now);
+  take_returns();
+  pipeline_->tick(now);
+  after_input(now);
 }
 
 void ChannelCore::on_poll_cb(uv_poll_t* h, int status, int events) {
@@ -596,6 +633,17 @@ void ChannelCore::rearm_timer(std::uint64_t now_ns) noexcept {
   }
   if (d == timer_deadline_ns_) return;
   timer_deadline_ns_ = d;
+  if (fine_on_ && d < now_ns + kFineTimerNs) {
+    // uv_hrtime() is CLOCK_MONOTONIC, as the timerfd: arm it at the absolute deadline (a
+    // past one fires at once; 0 would disarm it). A stale expiry from an earlier setting
+    // only costs a tick that finds nothing due.
+    uv_timer_stop(&timer_);
+    itimerspec its{};
+    const std::uint64_t at = std::max<std::uint64_t>(d, 1);
+    its.it_value.tv_sec = static_cast<time_t>(at / 1'000'000'000);
+    its.it_value.tv_nsec = static_cast<long>(at % 1'000'000'000);
+    if (::timerfd_settime(fine_fd_, TFD_TIMER_ABSTIME, &its, nullptr) == 0) return;
+  }
   // libuv timers count whole milliseconds; round up so the tick does not come early.
   const std::uint64_t ms = d > now_ns ? (d - now_ns + 999'999) / 1'000'000 : 0;
   uv_timer_start(&timer_, &ChannelCore::on_timer_cb, ms, 0);
@@ -1036,6 +1084,12 @@ void ChannelCore::detach() noexcept {
   uv_timer_stop(&aside_timer_);
   aside_armed_.store(false);
   stop_poll();
+  fine_on_ = false;
+  if (fine_poll_ != nullptr) {
+    uv_poll_stop(fine_poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(fine_poll_), &ChannelCore::on_handle_closed);
+    // on_handle_closed deletes it and closes fine_fd_.
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ChannelCore::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&aside_timer_), &ChannelCore::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), &ChannelCore::on_handle_closed);
@@ -1233,6 +1287,9 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   if (n != 0) std::memcpy(p->payload(), data, n);
   p->flags = flags;
   p->token = token;
+  p->wants_outcome = reliable && (outcome != nullptr || (static_cast<Synchronicity>(synchronicity_.load()) ==
+                                                          Synchronicity::sync &&
+                                                      !on_loop));
   // Outcomes: a reliable message's promise is settled by its delivery event; the sync
   // wait below needs one too.
   const bool sync = static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop;

@@ -246,6 +246,8 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
 
   static void on_async_cb(uv_async_t* h);
   static void on_timer_cb(uv_timer_t* h);
+  static void on_fine_timer_cb(uv_poll_t* h, int status, int events);
+  void tick_now() noexcept;
   static void on_aside_timer_cb(uv_timer_t* h);
   static void on_poll_cb(uv_poll_t* h, int status, int events);
   static void on_handle_closed(uv_handle_t* h);
@@ -323,6 +325,13 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   // --- loop thread; also exec (under exec_mu_) for the pipeline, transport and pool -------
   uv_async_t async_{};
   uv_timer_t timer_{};
+  /// Stage deadlines closer than kFineTimerNs: libuv's timers count whole milliseconds,
+  /// too coarse for a 200 us coalescing delay or a 500 us ack delay, so those go to a
+  /// timerfd (nanoseconds, one timerfd_settime per change) polled by the loop.
+  static constexpr std::uint64_t kFineTimerNs = 5'000'000;
+  int fine_fd_ = -1;
+  bool fine_on_ = false;  ///< fine_poll_ is started: deadlines may use fine_fd_
+  uv_poll_t* fine_poll_ = nullptr;
   uv_timer_t aside_timer_{};  ///< while the loop stands aside for an inline receiver
   bool rx_aside_ = false;     ///< the loop stopped polling readable (inline receiver)
   std::uint64_t aside_seen_exits_ = 0;

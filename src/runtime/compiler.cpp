@@ -10,13 +10,15 @@
 //   5. resolve  every software stage against the registry (UNKNOWN_STAGE if a kind is missing).
 //
 // Canonical order, application -> network (a stage not needed is simply absent):
-//   ordering.group, ordering.fifo, ordering.seq, fragment.split, reliability.arq, flow.credit,
-//   congestion.window, pacing.bucket, pacing.coalesce, membership.heartbeat, checksum.crc32c,
-//   faults.inject
+//   ordering.group, ordering.fifo, ordering.seq, fragment.split, pacing.coalesce,
+//   reliability.arq, flow.credit, congestion.window, pacing.bucket, membership.heartbeat,
+//   checksum.crc32c, faults.inject
 // Ordering sits above sequencing because it consumes the numbers sequencing stamps;
 // fragmentation sits above reliability so that every fragment is repaired; flow and
 // congestion control sit below reliability so that they see its acks and retransmissions;
-// coalescing packs whole datagrams (with every extension above) into one; membership sits
+// coalescing packs whole datagrams (with every extension above) into one, above reliability
+// so that a batch is one reliable datagram (reliability's cost and window are per datagram,
+// not per message), with the rate bucket below it so retransmissions are paced; membership sits
 // lowest but for the checksum, so heartbeats are checked and every packet refreshes
 // liveness; the checksum covers every byte the stages above wrote; fault injection is lowest so that every
 // stage sees the damage it does, exactly as it would see the network's.
@@ -51,6 +53,12 @@ constexpr WireCost kWireCosts[] = {
 /// reliability.arq's default sending window (messages in flight per sender), and how long
 /// ordering above it waits for a repair (longer than the default retry budget).
 constexpr std::int64_t kReliabilityWindow = 4096;
+/// With coalescing above it, reliability's window counts datagrams of up to
+/// kCoalesceMaxMessages messages each (pacing.coalesce's max_messages default), and the
+/// ordering window above (in messages, at most 65536) must cover all of them in flight.
+constexpr std::int64_t kCoalesceMaxMessages = 64;
+constexpr std::int64_t kOrderingWindowMax = 65536;
+constexpr std::int64_t kCoalescedReliabilityWindow = kOrderingWindowMax / kCoalesceMaxMessages;
 constexpr std::int64_t kReliableHoldUs = 10'000'000;
 /// The fragment extension: u32 message id, u32 offset, u32 total.
 constexpr std::size_t kFragmentExtBytes = wire::kExtHeaderBytes + 12;
@@ -136,6 +144,10 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
   // acknowledged by all, not by a subset or a fraction.
   const ReliabilitySpec& rs = m.reliability;
   const bool reliable_to_all = reliable_all && rs.ack_from.empty() && rs.ack_fraction == 0.0 && rs.ack_k == 0;
+  // Whether pacing.coalesce is in the plan (the pacing block below says why or why not).
+  const std::int64_t coalesce_us =
+      m.pacing.coalesce_us > 0 ? m.pacing.coalesce_us : (m.pacing.rate_bps > 0 ? 0 : 100);
+  const bool coalescing = m.pacing.enabled && coalesce_us > 0 && !(m.group_ordering && !net.sequencer.empty());
 
   if (m.group_ordering) {
     PlannedStage g;
@@ -167,7 +179,8 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
     // reliability window (a sender never has more unacknowledged messages in flight, so a
     // gap can never fall out of the window) and a hold long enough for the retry budget.
     const bool strict = m.point_to_point_ordering == OrderingMode::strict || reliable_all;
-    const std::int64_t window = reliable_all ? std::max<std::int64_t>(m.ordering_window, kReliabilityWindow)
+    const std::int64_t in_flight = coalescing ? kOrderingWindowMax : kReliabilityWindow;
+    const std::int64_t window = reliable_all ? std::max<std::int64_t>(m.ordering_window, in_flight)
                                              : m.ordering_window;
     const std::int64_t hold_us = reliable_all ? std::max<std::int64_t>(m.ordering_hold_us, kReliableHoldUs)
                                               : m.ordering_hold_us;
@@ -217,6 +230,24 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
     plan.stages.push_back(std::move(f));
   }
 
+  // Coalescing sits above reliability: a batch of small messages is one reliable datagram
+  // (one sequence number, one copy kept, one bit in an ack), so reliability's cost and its
+  // window are per datagram, not per message.
+  if (m.pacing.enabled) {
+    if (coalesce_us > 0 && m.group_ordering && !net.sequencer.empty()) {
+      plan.notes.push_back("pacing: no coalescing: the network sequencer stamps each datagram, so messages "
+                           "sharing one would share one place in the order");
+    } else if (coalesce_us > 0) {
+      PlannedStage c = stage("pacing.coalesce",
+                             "'pacing' trades latency for throughput: small messages wait at most " +
+                                 us_text(coalesce_us) + " to share one datagram (up to " +
+                                 std::to_string(room.coalesce_budget) +
+                                 " bytes of them); a message alone at the deadline is sent as itself.");
+      c.params = {{"max_bytes", std::to_string(room.coalesce_budget)}, {"delay_us", std::to_string(coalesce_us)}};
+      plan.stages.push_back(std::move(c));
+    }
+  }
+
   if (!rel_mode.empty()) {
     const ReliabilitySpec& r = m.reliability;
     std::string who = !r.ack_from.empty()        ? "the named members " + join(r.ack_from)
@@ -238,11 +269,17 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                    "Listing 1 sends its handshake so): only such messages are acknowledged, by " + who +
                    "; the others cost nothing extra.";
     }
-    rel.params = {{"messages", rel_mode},
+    if (coalescing) {
+      rel.params["window"] = std::to_string(kCoalescedReliabilityWindow);
+      rel.reason += " Its window is " + std::to_string(kCoalescedReliabilityWindow) +
+                    " datagrams: coalescing above packs up to " + std::to_string(kCoalesceMaxMessages) +
+                    " messages into each.";
+    }
+    rel.params.insert({{"messages", rel_mode},
                   {"ack_from", join(r.ack_from)},
                   {"ack_fraction", real_text(r.ack_fraction)},
                   {"ack_k", std::to_string(r.ack_k)},
-                  {"max_retries", std::to_string(r.max_retries)}};
+                  {"max_retries", std::to_string(r.max_retries)}});
     plan.stages.push_back(std::move(rel));
   }
 
@@ -282,19 +319,6 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                                                   " bytes) spreads the datagrams.");
       b.params = {{"rate_bps", std::to_string(p.rate_bps)}, {"burst_bytes", std::to_string(burst)}};
       plan.stages.push_back(std::move(b));
-    }
-    const std::int64_t coalesce_us = p.coalesce_us > 0 ? p.coalesce_us : (p.rate_bps > 0 ? 0 : 100);
-    if (coalesce_us > 0 && m.group_ordering && !net.sequencer.empty()) {
-      plan.notes.push_back("pacing: no coalescing: the network sequencer stamps each datagram, so messages "
-                           "sharing one would share one place in the order");
-    } else if (coalesce_us > 0) {
-      PlannedStage c = stage("pacing.coalesce",
-                             "'pacing' trades latency for throughput: small messages wait at most " +
-                                 us_text(coalesce_us) + " to share one datagram (up to " +
-                                 std::to_string(room.coalesce_budget) +
-                                 " bytes of them); a message alone at the deadline is sent as itself.");
-      c.params = {{"max_bytes", std::to_string(room.coalesce_budget)}, {"delay_us", std::to_string(coalesce_us)}};
-      plan.stages.push_back(std::move(c));
     }
   }
 
@@ -438,8 +462,13 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
     derive_stages(m, nic, caps.network, Room{base_room, base_room}, probe);
     room.datagram_payload = base_room;
     room.coalesce_budget = base_room - kBatchExtBytes;
+    bool below_coalesce = false;
     for (const auto& s : probe.stages) {
       room.datagram_payload -= wire_bytes(s);
+      // Extensions pushed below coalescing go on the batch, once, not on each record.
+      // (The checksum's trailer is taken off below.)
+      if (below_coalesce && s.kind != "checksum.crc32c") room.coalesce_budget -= wire_bytes(s);
+      if (s.kind == "pacing.coalesce") below_coalesce = true;
       if (s.kind == "checksum.crc32c" && s.placement == Placement::software) {
         room.coalesce_budget -= wire::kTrailerBytes;
       }

@@ -41,6 +41,13 @@ void Packet::seal() noexcept {
   sealed = true;
 }
 
+void Packet::unseal() noexcept {
+  if (!sealed) return;
+  off += static_cast<std::uint32_t>(wire::kBaseHeaderBytes);
+  len -= static_cast<std::uint32_t>(wire::kBaseHeaderBytes);
+  sealed = false;
+}
+
 void Packet::reset_for_send(std::uint32_t payload_bytes) noexcept {
   off = kHeadroom;
   len = payload_bytes;
@@ -53,6 +60,7 @@ void Packet::reset_for_send(std::uint32_t payload_bytes) noexcept {
   n_ext = 0;
   seq = 0;
   token = 0;
+  wants_outcome = false;
   rx_ns = 0;
   src_ip = dst_ip = 0;
   src_port = dst_port = 0;

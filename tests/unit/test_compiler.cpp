@@ -193,8 +193,8 @@ TEST_CASE("every property of Table 3 yields its stage, in the canonical order") 
       "error checking: true\nfaults: {loss: 0.1}\n");
   const Plan p = plan_of(m);
   CHECK(kinds(p) == std::vector<std::string>{"ordering.group", "ordering.fifo", "ordering.seq", "fragment.split",
-                                             "reliability.arq", "flow.credit", "congestion.window", "pacing.bucket",
-                                             "pacing.coalesce", "membership.heartbeat", "checksum.crc32c",
+                                             "pacing.coalesce", "reliability.arq", "flow.credit", "congestion.window",
+                                             "pacing.bucket", "membership.heartbeat", "checksum.crc32c",
                                              "faults.inject"});
   for (const auto& s : p.stages) {
     CAPTURE(s.kind);
@@ -367,10 +367,10 @@ TEST_CASE("pacing: a token bucket for a rate, coalescing for small messages") {
   const Plan both = plan_of(
       manifest("id: t\npacing: {rate bps: 8000000, burst bytes: 3000, coalesce us: 2000}\nerror checking: true\n"
                "max message bytes: 1000\n"));
-  REQUIRE(kinds(both) == std::vector<std::string>{"pacing.bucket", "pacing.coalesce", "checksum.crc32c"});
-  CHECK(both.stages[0].params == StageParams{{"rate_bps", "8000000"}, {"burst_bytes", "3000"}});
-  CHECK(both.stages[1].params == StageParams{{"max_bytes", std::to_string(1448 - 4 - 4)}, {"delay_us", "2000"}});
-  CHECK(contains(both.stages[1].reason, "wait at most 2 ms"));
+  REQUIRE(kinds(both) == std::vector<std::string>{"pacing.coalesce", "pacing.bucket", "checksum.crc32c"});
+  CHECK(both.stages[1].params == StageParams{{"rate_bps", "8000000"}, {"burst_bytes", "3000"}});
+  CHECK(both.stages[0].params == StageParams{{"max_bytes", std::to_string(1448 - 4 - 4)}, {"delay_us", "2000"}});
+  CHECK(contains(both.stages[0].reason, "wait at most 2 ms"));
 
   CHECK(plan_of(manifest("id: t\npacing: {enabled: false, rate bps: 5}\nmax message bytes: 1000\n")).stages.empty());
 }
@@ -571,11 +571,11 @@ TEST_CASE("a kind the plan needs must be registered; its parameters must match")
         "stage kind 'ordering.group' is not registered (needed by 'group ordering')\n"
         "stage kind 'ordering.fifo' is not registered (needed by 'point-to-point ordering')\n"
         "stage kind 'ordering.seq' is not registered (needed by 'point-to-point ordering')\n"
+        "stage kind 'pacing.coalesce' is not registered (needed by 'pacing')\n"
         "stage kind 'reliability.arq' is not registered (needed by 'reliability')\n"
         "stage kind 'flow.credit' is not registered (needed by 'flow control')\n"
         "stage kind 'congestion.window' is not registered (needed by 'congestion control')\n"
         "stage kind 'pacing.bucket' is not registered (needed by 'pacing')\n"
-        "stage kind 'pacing.coalesce' is not registered (needed by 'pacing')\n"
         "stage kind 'membership.heartbeat' is not registered (needed by 'reliability')");
   // Offloaded, error checking needs no software stage, so no registration either.
   Plan p;

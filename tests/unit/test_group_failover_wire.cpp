@@ -282,3 +282,36 @@ TEST_CASE("ordering.group: malformed or truncated status, term start and announc
   CHECK(gwn::parse_start(good_start.data(), static_cast<std::uint8_t>(good_start.size()), cut.data(), 16, st));
   CHECK(gwn::cutoff_at(st.cutoffs, 0).sender == 0x01010101u);
 }
+
+TEST_CASE("ordering.group: reliable: own undelivered copies past window/8 are send backlog; the table is in max_held") {
+  PacketPool pool(2048, 64, 4096);
+  // Nobody else heard: nothing becomes stable, every copy stays held.
+  Endpoint b(pool, group_plan("b", {{"reliable", "true"}, {"window", "64"}}), make_env(2));
+  b->start(0);
+  CHECK(b->max_held_packets() == 2 * 64 + 1);  // the hold table and the announcement batch
+  for (int i = 0; i < 8; ++i) b.send("m" + std::to_string(i), 1000);
+  CHECK(b->held_packets() == 8);
+  CHECK(b->send_backlog() == 0);  // the allowance: window / 8
+  for (int i = 8; i < 20; ++i) b.send("m" + std::to_string(i), 1000);
+  CHECK(b->held_packets() == 20);
+  CHECK(b->send_backlog() == 12);
+}
+
+TEST_CASE("ordering.group: reliable: a message the full hold table cannot keep a copy of is not sent at all") {
+  PacketPool pool(2048, 64, 4096);
+  Endpoint b(pool, group_plan("b", {{"reliable", "true"}, {"window", "1"}}), make_env(2));  // 2 slots
+  b->start(0);
+  const std::size_t sent_before = b.sink.transmitted.size();
+  b.send("one", 1000);
+  b.send("two", 1000);
+  b.send("three", 1000);  // no slot left for its copy
+  CHECK(b->held_packets() == 2);
+  CHECK(b->counters().get("ordering.group_full") == 1);
+  CHECK(b->counters().get("drops.buffer_full") == 1);
+  // Only the two kept went out, numbered 1 and 2 by ordering.seq (the third spent no number).
+  std::vector<std::uint64_t> seqs;
+  for (std::size_t i = sent_before; i < b.sink.transmitted.size(); ++i) {
+    if (b.sink.transmitted[i]->kind == wire::Kind::data) seqs.push_back(b.sink.transmitted[i]->seq);
+  }
+  CHECK(seqs == std::vector<std::uint64_t>{1, 2});
+}

@@ -18,7 +18,9 @@
 //   window (int, 4096)              global sequence numbers held ahead of the next to deliver;
 //                                   2 * window messages may wait for their order
 //   flush_us (int, 100)             the sequencer sends its batched announcements at most
-//                                   this long after the first entry of a batch
+//                                   this long after the first entry of a batch (reliable
+//                                   mode sends them sooner: from the tick after the input
+//                                   batch that produced them, see below)
 // Wire
 //   Member sequencer, unreliable: announcements are Kind::control packets with Ext::order
 //   (body 4 bytes: u32 entry count) and a payload of entries {u32 sender, u32 epoch, u64 seq,
@@ -64,6 +66,25 @@
 //   (reliability gives a message up when a member of its ack set fails). Reliable mode
 //   needs the view's identities (membership.heartbeat below): a member never heard blocks
 //   delivery until it is heard or declared failed.
+//
+//   Reliable mode, latency and load. Stable delivery costs three one-way hops (data to
+//   everyone, the announcement, every member's status), so nothing on that path waits for a
+//   timer: the sequencer's announcement batch and a member's status both leave from a tick
+//   armed for "now", which a shell runs once it has fed the input batch in hand (the entries
+//   and holdings that batch advanced share one packet; under load batches grow, packets per
+//   message shrink). A deadline even 50 us ahead would cost a whole timer period in a shell
+//   with millisecond timers (libuv), and a status left to the periodic one (every 10 ms
+//   while something is unstable; it repairs lost statuses) made the median latency half
+//   that period. A member sends a status when its held_through moves, or its delivered
+//   point moved by a quarter window (the sequencer's window check needs no more); the
+//   running sequencer sends none for its holdings: an announcement up to g tells the members
+//   it holds every global <= g. Each member keeps a copy of its ordered messages until it
+//   delivers them, in a hold table (2 x window) that every member's messages share: past
+//   window / 8 undelivered copies of its own, further messages are send backlog
+//   (send_backlog(): the shell holds the application back), so one fast sender cannot fill
+//   the tables, where a dropped message (already acknowledged by reliability) would stall
+//   stable delivery for good; if the table or the pool is full anyway, the message is not
+//   sent at all. max_held_packets() tells the shell to size its pool for the full table.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -116,8 +137,6 @@ enum Counter : std::size_t {
 
 // Reliable mode: the status period while something is unstable or a failover is pending.
 constexpr std::uint64_t kStatusPeriodNs = 10'000'000;
-// Reliable mode: the least spacing of two status packets of one member.
-constexpr std::uint64_t kStatusGapNs = 50'000;
 // Reliable mode: the least spacing of two statuses sent to repair a peer's stale view.
 constexpr std::uint64_t kStatusRepairNs = 2'000'000;
 
@@ -269,6 +288,17 @@ class GroupStage final : public Stage {
     }
     refresh_view(io);
     Packet* own = io.clone(*p);
+    if (rel() && (own == nullptr || free_.empty())) {
+      // Reliable mode: a message we do not hold can never become stable, and every member
+      // would wait for it for good; not sending it at all is the lesser harm (send_backlog
+      // holds the application back long before this). Its number is not spent: ordering.seq
+      // below never sees it.
+      if (own != nullptr) own->release();
+      --own_seq_;
+      io.count(full_drops);
+      io.drop(p, own == nullptr ? DropReason::pool_exhausted : DropReason::buffer_full);
+      return;
+    }
     io.down(p);
     if (own == nullptr) {
       io.count(full_drops);
@@ -338,6 +368,24 @@ class GroupStage final : public Stage {
 
   [[nodiscard]] std::size_t held_packets() const noexcept override {
     return held_ + (batch_ != nullptr ? 1 : 0);
+  }
+
+  // The hold table (2 x window messages, or the window of stamped messages in network
+  // mode) and the announcement being filled: the pool must have room for all of it, or a
+  // full table would starve the receive path of buffers.
+  [[nodiscard]] std::size_t max_held_packets() const noexcept override {
+    return network_ ? window_ : msgs_.size() + 1;
+  }
+
+  // A member keeps a copy of each of its ordered messages until it delivers it, and the
+  // hold table is shared by every member's messages: past an allowance of window / 8
+  // copies, further messages count as backlog, so the shell holds the application back
+  // (send() blocks or says WOULD_BLOCK) instead of letting one fast sender fill every
+  // member's table — a full table drops a message reliability has already acknowledged,
+  // which stalls stable delivery for good. Delivery (stability) is what drains it.
+  [[nodiscard]] std::size_t send_backlog() const noexcept override {
+    const std::size_t allowance = std::max<std::size_t>(window_ / 8, 1);
+    return own_held_ > allowance ? own_held_ - allowance : 0;
   }
 
  private:
@@ -461,7 +509,7 @@ class GroupStage final : public Stage {
         return;
       }
       msgs_[idx].p = p;
-      ++held_;
+      note_held(msgs_[idx], +1);
     } else {
       idx = insert(p->sender, p->epoch, p->seq, io.now_ns());
       if (idx == kNone) {
@@ -470,7 +518,7 @@ class GroupStage final : public Stage {
         return;
       }
       msgs_[idx].p = p;
-      ++held_;
+      note_held(msgs_[idx], +1);
       if (!reliable_ && expire_at_ == 0) expire_at_ = io.now_ns() + 4 * hold_ns_;
     }
     if (i_sequence_ && s != kNone) {
@@ -589,6 +637,18 @@ class GroupStage final : public Stage {
     deliver_ready(io);
   }
 
+  // A message's data arrived (+1) or left (-1) the hold table.
+  void note_held(const Msg& m, int delta) noexcept {
+    const bool own = m.sender == env_.sender && m.epoch == env_.epoch;
+    if (delta > 0) {
+      ++held_;
+      if (own) ++own_held_;
+    } else {
+      --held_;
+      if (own) --own_held_;
+    }
+  }
+
   // Put message `idx` at global number g of the current term.
   void place(std::uint32_t idx, std::uint64_t g, StageIo& io) noexcept {
     if (g >= next_g_ + window_) overflow_to(g - window_ + 1, io);  // never in reliable mode (callers check)
@@ -610,7 +670,11 @@ class GroupStage final : public Stage {
       batch_->reset_for_send(batch_max_ * kEntryBytes);
       batch_n_ = 0;
       batch_term_no_ = term_no_;
-      flush_at_ = std::max<std::uint64_t>(1, io.now_ns() + flush_ns_);  // 0 means "none"
+      // Reliable mode: from the tick due now, i.e. once the shell has fed the input batch in
+      // hand, so the entries of one batch share an announcement. Every member waits for
+      // this announcement and then for each other's statuses; a deadline flush_us ahead
+      // would cost a whole timer period in a shell whose timers count milliseconds.
+      flush_at_ = std::max<std::uint64_t>(1, io.now_ns() + (rel() ? 0 : flush_ns_));  // 0 means "none"
     }
     std::uint8_t* e = batch_->payload() + std::size_t{batch_n_} * kEntryBytes;
     wire::put_u32(e, sender);
@@ -643,6 +707,11 @@ class GroupStage final : public Stage {
       body[0] = gw::kTypeAnnounce;
       wire::put_u32(body + 1, batch_term_no_);
       wire::put_u32(body + 5, n);
+      // An announcement tells the members that we hold every global it names (we number
+      // only messages we hold, in order): it stands for our status (on_announce_rel).
+      if (batch_term_no_ == term_no_ && my_term() && !frozen_) {
+        sent_held_ = std::max(sent_held_, wire::get_u64(p->payload() + std::size_t{n - 1} * kEntryBytes + 16));
+      }
     } else {
       wire::put_u32(body, n);
     }
@@ -739,7 +808,7 @@ class GroupStage final : public Stage {
     Msg& m = msgs_[idx];
     Packet* p = m.p;
     m.p = nullptr;
-    --held_;
+    note_held(m, -1);
     mark_done(m.sender, m.epoch, m.seq, io);
     const bool own = m.sender == env_.sender && m.epoch == env_.epoch;
     erase(idx);
@@ -870,7 +939,7 @@ class GroupStage final : public Stage {
                         .stage = kKind});
         io.drop(m.p, DropReason::stale);
         m.p = nullptr;
-        --held_;
+        note_held(m, -1);
         erase(i);
         continue;
       }
@@ -1049,9 +1118,13 @@ class GroupStage final : public Stage {
            held_ != 0;
   }
 
-  // Something a peer waits for changed: send a status soon, at most one per kStatusGapNs.
+  // Something a peer waits for changed: send a status at once — from the tick that is due
+  // now, which a shell runs after the input batch in hand, so that every change one batch
+  // of packets makes shares one status. Stability costs one one-way hop on top of the
+  // announcement only if this status leaves without delay: a deadline in the future would
+  // cost a whole timer period in a shell whose timers count milliseconds (libuv).
   void note_status_change(StageIo& io) noexcept {
-    const std::uint64_t at = std::max<std::uint64_t>({io.now_ns(), last_status_ns_ + kStatusGapNs, 1});
+    const std::uint64_t at = std::max<std::uint64_t>(io.now_ns(), 1);
     if (status_due_ == 0 || at < status_due_) status_due_ = at;
   }
 
@@ -1083,6 +1156,8 @@ class GroupStage final : public Stage {
     s.stable = std::min(last_stable_, s.held);
     s.n_records = n_adopted_;
     gw::write_status_body(body, s);
+    sent_held_ = s.held;
+    sent_delivered_ = s.delivered;
     io.count(statuses_sent);
     io.down(p);
   }
@@ -1158,9 +1233,18 @@ class GroupStage final : public Stage {
     const std::uint64_t stable = stable_through(io);
     last_stable_ = stable;
     const std::uint64_t before = next_g_;
-    const std::uint64_t held_before = held_h_;
     while (next_g_ <= stable && deliverable(next_g_)) deliver_one(io);
-    if (next_g_ != before || held_through() != held_before) note_status_change(io);
+    // Compared with what our last status said, not with held_h_ on entry: held_through()
+    // advances held_h_ wherever it is called (stable_through() above, a status check), and
+    // a peer's delivery waits for exactly this news.
+    // Delivery alone is news only for the sequencer's window (assign_limit): reported in
+    // steps of a quarter window; the statuses that report holdings carry it meanwhile, and
+    // a member that holds anything also reports periodically.
+    // The running sequencer's holdings go out in its announcements (flush_batch).
+    const std::uint64_t told = my_term() && role_ == Role::running ? std::max(sent_held_, next_assign_ - 1) : sent_held_;
+    if (held_through() != told || next_g_ - 1 >= sent_delivered_ + std::max<std::uint32_t>(window_ / 4, 1)) {
+      note_status_change(io);
+    }
     if (next_g_ != before && order_blocked_ && role_ == Role::running) order_all(io);
   }
 
@@ -1223,6 +1307,12 @@ class GroupStage final : public Stage {
     io.count(announcements_received);
     term_heard_ = true;
     const std::uint8_t* e = p->payload();
+    std::uint64_t top = 0;
+    for (std::uint32_t i = 0; i < n; ++i, e += kEntryBytes) {
+      top = std::max(top, wire::get_u64(e + 16));
+    }
+    note_sequencer_holds(p->sender, p->epoch, top, io);
+    e = p->payload();
     for (std::uint32_t i = 0; i < n; ++i, e += kEntryBytes) {
       const std::uint32_t sender = wire::get_u32(e);
       const std::uint32_t epoch = wire::get_u32(e + 4);
@@ -1250,6 +1340,19 @@ class GroupStage final : public Stage {
     }
     p->release();
     rel_deliver(io);
+  }
+
+  // The term's sequencer numbers only messages it holds, and in order: an announcement up
+  // to `top` says it holds every global <= top, as a status would (it sends no status for
+  // that). Not once its status says frozen: its frozen held is final.
+  void note_sequencer_holds(std::uint32_t sender, std::uint32_t epoch, std::uint64_t top, StageIo& io) noexcept {
+    const Group& g = io.group();
+    const int slot = g.slot_of_sender(sender);
+    if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != epoch) return;
+    PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
+    if (!ps.have || ps.sender != sender || ps.epoch != epoch || ps.st.frozen) return;
+    if (!gw::same_term(ps.st.term, cur_term())) return;
+    ps.st.held = std::max(ps.st.held, top);
   }
 
   void on_status(Packet* p, const gw::Status& s, StageIo& io) noexcept {
@@ -1496,6 +1599,8 @@ class GroupStage final : public Stage {
     max_known_g_ = 0;
     held_h_ = 0;
     last_stable_ = 0;
+    sent_held_ = 0;  // what our statuses said was about the old term
+    sent_delivered_ = 0;
     frozen_ = false;
     frozen_h_ = 0;
     term_heard_ = my_term();
@@ -1575,7 +1680,7 @@ class GroupStage final : public Stage {
         io.count(stale);
         io.drop(m.p, DropReason::stale);
         m.p = nullptr;
-        --held_;
+        note_held(m, -1);
       }
       erase(i);
     }
@@ -1598,7 +1703,7 @@ class GroupStage final : public Stage {
         io.count(failed_sender_dropped);
         io.drop(m.p, DropReason::not_in_view);
         m.p = nullptr;
-        --held_;
+        note_held(m, -1);
       }
       erase(i);
     }
@@ -1740,6 +1845,7 @@ class GroupStage final : public Stage {
   std::vector<SenderState> senders_;
   std::uint64_t use_clock_ = 0;
   std::size_t held_ = 0;
+  std::size_t own_held_ = 0;  ///< of held_, copies of our own messages
   std::uint64_t own_seq_ = 0;
 
   // Announcement batch (sequencer).
@@ -1773,6 +1879,8 @@ class GroupStage final : public Stage {
   std::vector<PeerStatus> peers_;
   std::uint64_t status_due_ = 0;
   std::uint64_t last_status_ns_ = 0;
+  std::uint64_t sent_held_ = 0;       ///< held_through in our last status
+  std::uint64_t sent_delivered_ = 0;  ///< delivered_through in our last status
 };
 
 }  // namespace

@@ -17,7 +17,9 @@
 //   A batch is a Kind::data datagram with extension wire::Ext::batch, 2 bytes: u16 count of
 //   records; its payload is `count` records of { u16 length, length bytes: one complete inner
 //   datagram (base header, extensions, payload) }. The outer header carries the channel,
-//   sender and epoch shared by all inner datagrams and flags 0 (the checksum stage below adds
+//   sender and epoch shared by all inner datagrams and flags kFlagReliable when the records
+//   are reliable (a batch never mixes reliable and unreliable ones; reliability.arq below
+//   then acknowledges the batch as one datagram) (the checksum stage below adds
 //   its flag and a trailer over the whole batch).
 // Notes
 //   A batch that holds one message at flush time is sent as that message itself: at low
@@ -57,6 +59,8 @@ enum Counter : std::size_t {
   flush_timer,
   flush_stop,
   alloc_failed,
+  outcome_passed,
+  flush_flags,
   batches_received,
   records_delivered,
   records_malformed,
@@ -103,9 +107,19 @@ class CoalesceStage final : public Stage {
       io.down(p);
       return;
     }
-    // The stages above have pushed their extensions; the record is the finished datagram.
-    p->seal();
-    const std::uint32_t rec = kRecordHeaderBytes + p->len;
+    // The stages above have pushed their extensions; a record is the finished (sealed)
+    // datagram. A packet that leaves as itself stays open: reliability below pushes its
+    // extension on it.
+    const std::uint32_t rec = kRecordHeaderBytes + p->len + (p->sealed ? 0u : wire::kBaseHeaderBytes);
+    const std::uint16_t rel = p->flags & wire::kFlagReliable;
+    if (p->wants_outcome) {
+      // The application waits on this message's own outcome, which reliability reports for
+      // the datagram that carries it: it goes as itself (flushing first keeps the order).
+      flush(io);
+      io.count(outcome_passed);
+      io.down(p);
+      return;
+    }
     if (p->dst_ip != 0) {
       // A unicast datagram cannot share a batch addressed to the group; flushing first
       // keeps this sender's order.
@@ -120,10 +134,17 @@ class CoalesceStage final : public Stage {
       io.down(p);
       return;
     }
+    if (count_ > 0 && rel != batch_flags_) {
+      // Reliable and unreliable messages never share a batch: reliability acknowledges
+      // the batch as a whole.
+      io.count(flush_flags);
+      flush(io);
+    }
     if (count_ > 0 && bytes_ + rec > limit()) {
       io.count(flush_size);
       flush(io);
     }
+    if (count_ == 0) batch_flags_ = rel;
     append(p, rec, io);
     if (count_ >= max_messages_) {
       io.count(flush_count);
@@ -263,7 +284,8 @@ class CoalesceStage final : public Stage {
     ++count_;
   }
 
-  void write_record(const Packet& p) noexcept {
+  void write_record(Packet& p) noexcept {
+    p.seal();
     std::uint8_t* at = batch_->payload() + bytes_;
     wire::put_u16(at, static_cast<std::uint16_t>(p.len));
     std::memcpy(at + kRecordHeaderBytes, p.data(), p.len);
@@ -290,7 +312,7 @@ class CoalesceStage final : public Stage {
     b->len = bytes_;
     bytes_ = 0;
     b->kind = wire::Kind::data;
-    b->flags = 0;
+    b->flags = batch_flags_;
     b->channel = channel_;
     b->sender = sender_;
     b->epoch = epoch_;
@@ -319,6 +341,7 @@ class CoalesceStage final : public Stage {
   std::uint32_t channel_ = 0;
   std::uint32_t sender_ = 0;
   std::uint32_t epoch_ = 0;
+  std::uint16_t batch_flags_ = 0;  ///< kFlagReliable of every record in the batch
 };
 
 }  // namespace
@@ -360,6 +383,10 @@ void register_pacing_coalesce(Registry& r) {
                    {"pacing.coalesce_flush_timer", "flushes because delay_us had passed"},
                    {"pacing.coalesce_flush_stop", "flushes because the pipeline stopped"},
                    {"pacing.coalesce_alloc_failed", "batches not started: packet pool exhausted"},
+                   {"pacing.coalesce_outcome_passed", "messages sent as themselves because the application waits "
+                                                      "on their outcome"},
+                   {"pacing.coalesce_flush_flags", "batches flushed because a reliable message followed an "
+                                                   "unreliable one or the reverse"},
                    {"pacing.coalesce_batches_received", "batch datagrams received"},
                    {"pacing.coalesce_records_delivered", "inner messages split out of batches and passed up"},
                    {"pacing.coalesce_records_malformed", "inner records dropped as malformed"},

@@ -66,6 +66,9 @@ enum Counter : std::size_t {
 
 constexpr std::size_t kMaxRxSenders = kMaxGroupMembers;
 constexpr std::uint32_t kMaxNackRanges = 4;  // NACK packets per sender per round
+constexpr std::uint32_t kMaxRtoBurst = 64;    // retransmissions per timeout scan
+constexpr std::uint64_t kSilenceRtoMax = 1;
+constexpr bool kBackoffOnTimeout = false;   // silence as evidence of loss, in rto_max
 constexpr std::uint64_t kUs = 1000;
 
 enum class AckMode : std::uint8_t { all, named, count };
@@ -540,10 +543,23 @@ class ArqStage final : public Stage {
   void scan_sender(StageIo& io) noexcept {
     const std::uint64_t now = io.now_ns();
     std::uint64_t next = 0;
+    // A timeout is the backup for lost NACKs and tail losses (gaps are repaired by NACK), and
+    // on a busy host it is often spurious: a receiver that was not scheduled for a few ms
+    // acks nothing, and every message of a full window expires at once. So one scan
+    // retransmits at most kMaxRtoBurst messages (the oldest first; the rest wait another
+    // RTO). Each message's own timer backs off exponentially. (Backing off the shared RTO
+    // as well, as TCP does, starved repairs under heavy loss in the simulator: with Karn's
+    // rule the RTT samples that would undo it become rare.)
+    std::uint32_t burst = 0;
     for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
       Entry& e = entry(r);
       if (e.rseq != r) continue;
-      if (e.deadline_ns <= now) {
+      if (e.deadline_ns <= now && (burst >= kMaxRtoBurst || !(lost_evidence(e, now) || members_quiet(e, now)))) {
+        // The ack clock is running (the members it waits for are acking, nothing later
+        // than it arrived without it): it is most likely still on its way, or waiting
+        // below for credit; a gap would show in their acks or NACKs. Look again later.
+        e.deadline_ns = now + rto_ns_;
+      } else if (e.deadline_ns <= now) {
         // The retry budget is spent only on timeouts that show a loss: a message that waits
         // in a flow-control or congestion queue below this stage (its timer started when it
         // left here) is not lost, and failing it would report a delivered message as failed.
@@ -554,6 +570,7 @@ class ArqStage final : public Stage {
         }
         io.count(c_timeouts);
         if (retransmit(e, io)) {
+          ++burst;
           if (counts) ++e.retries;
           if (e.timeouts < 0xFFFF) ++e.timeouts;
           const unsigned shift = std::min<unsigned>(e.timeouts, 40);
@@ -581,7 +598,19 @@ class ArqStage final : public Stage {
       waiting &= waiting - 1;
       if (slot_high_[s] > e.rseq) return true;
       const std::uint64_t since = std::max(slot_ack_ns_[s], e.first_sent_ns);
-      if (now >= since + 3 * rto_max_ns_) return true;
+      if (now >= since + kSilenceRtoMax * rto_max_ns_) return true;
+    }
+    return false;
+  }
+
+  // Whether some member `e` waits for has sent no ack for an RTO since `e` last left: the
+  // stream stopped (a tail loss) or that member cannot hear us.
+  bool members_quiet(const Entry& e, std::uint64_t now) const noexcept {
+    MemberMask waiting = e.required & ~e.acked;
+    while (waiting != 0) {
+      const auto s = static_cast<std::size_t>(__builtin_ctzll(waiting));
+      waiting &= waiting - 1;
+      if (now >= std::max(slot_ack_ns_[s], e.last_sent_ns) + rto_ns_) return true;
     }
     return false;
   }
@@ -630,10 +659,17 @@ class ArqStage final : public Stage {
     auto& seen = slot_cum_[static_cast<std::size_t>(slot)];
     const std::uint64_t from = std::max(trail_, seen + 1);
     const std::uint64_t to = std::min(ack->highest(), next_rseq_ - 1);
-    if (ack->cumulative > seen && ack->cumulative < next_rseq_) seen = ack->cumulative;
     const auto s = static_cast<std::size_t>(slot);
-    if (ack->highest() < next_rseq_ && ack->highest() > slot_high_[s]) slot_high_[s] = ack->highest();
-    slot_ack_ns_[s] = now;
+    // Only progress counts as the ack clock running: a re-ack of what we already knew (for
+    // a duplicate retransmission) says nothing about messages sent since.
+    if (ack->cumulative > seen && ack->cumulative < next_rseq_) {
+      seen = ack->cumulative;
+      slot_ack_ns_[s] = now;
+    }
+    if (ack->highest() < next_rseq_ && ack->highest() > slot_high_[s]) {
+      slot_high_[s] = ack->highest();
+      slot_ack_ns_[s] = now;
+    }
     std::uint64_t sample_sent_ns = 0;
     bool sample = false;
     for (std::uint64_t r = from; r <= to; ++r) {
@@ -999,8 +1035,8 @@ class ArqStage final : public Stage {
   std::uint64_t next_rseq_ = 1;
   std::uint64_t trail_ = 1;  // lowest unsettled rseq (== next_rseq_ when none)
   std::uint64_t slot_cum_[kMaxGroupMembers] = {};
-  // Per acker: the highest rseq it reported and when its last ack came (evidence of loss,
-  // see lost_evidence()).
+  // Per acker: the highest rseq it reported and when its acks last made progress (evidence
+  // of loss, see lost_evidence() and members_quiet()).
   std::uint64_t slot_high_[kMaxGroupMembers] = {};
   std::uint64_t slot_ack_ns_[kMaxGroupMembers] = {};
   std::size_t held_ = 0;
