@@ -112,7 +112,7 @@ constexpr FieldMeta kFlowRows[] = {
      .doc = "bytes each receiver lets the sender have outstanding (its advertised window)", .min = 1024,
      .max = 1LL << 32},
     {.field = "slow_timeout_us", .key = "slow timeout us", .alias = "slow_timeout_us",
-     .doc = "a receiver that holds the sender back this long is reported to the application as slow",
+     .doc = "a receiver that holds the sender back (policy min) or lags more than its window (max, quorum) this long is reported to the application as slow",
      .min = 1000, .max = 600'000'000},
     {.field = "eject_slow", .key = "eject slow", .alias = "eject_slow",
      .doc = "a slow receiver stops holding the sender back (it is reported, and then left behind)"},
