@@ -40,6 +40,9 @@
 //   back from the sequencer (the pipeline lets own packets carrying Ext::group_seq through)
 //   and is delivered in its place. The clone's number is predicted by counting data packets
 //   on the way down: ordering.seq numbers every data packet it passes, starting at 1.
+//   Network mode, reliable: the member also keeps a clone until the stamped copy comes
+//   back, and sends it to the sequencer again (with backoff) when it does not, so that the
+//   sequencer multicasts it again with the same number (see "our own stamped copies").
 //
 //   Gap events (gap_skipped) of this stage are in global numbers: sender/epoch name the
 //   term (sequencer sender id and epoch, or 0 and the session in network mode), seq the
@@ -133,12 +136,25 @@ enum Counter : std::size_t {
   term_starts,
   cut_missing,
   failed_sender_dropped,
+  own_restamp_requests,
+  own_restamp_gave_up,
 };
 
 // Reliable mode: the status period while something is unstable or a failover is pending.
 constexpr std::uint64_t kStatusPeriodNs = 10'000'000;
 // Reliable mode: the least spacing of two statuses sent to repair a peer's stale view.
 constexpr std::uint64_t kStatusRepairNs = 2'000'000;
+// Network mode, reliable: how long a member waits for the sequencer's stamped copy of its
+// own message before sending the message to the sequencer again, doubling per retry up to
+// the cap, and how many times it asks. The first wait is a few round trips to the
+// sequencer (sub-millisecond on a LAN, a few ms under the simulator's reordering), so one
+// loss costs little; doubling keeps a sequencer that is slow or gone from being flooded.
+// 16 requests span about 3.5 s (5, 10, ..., 320 ms, then 320 ms each): beyond that the
+// sequencer is taken as gone (its restart starts a new session, which the
+// member follows) and the copy is released rather than re-sent for ever.
+constexpr std::uint64_t kRestampFirstNs = 5'000'000;
+constexpr std::uint64_t kRestampMaxNs = 320'000'000;
+constexpr std::uint32_t kRestampTries = 16;
 
 enum class Role : std::uint8_t { follower, collecting, adopting, running };
 
@@ -158,6 +174,15 @@ struct Msg {
   std::uint64_t since_ns = 0;
   bool used = false;
   bool unordered = false;  ///< sequencer: a number the sender spent on an unordered message
+};
+
+// Network mode, reliable: a copy of an own message whose stamped copy has not come back.
+struct OwnCopy {
+  Packet* p = nullptr;
+  std::uint64_t seq = 0;
+  std::uint64_t due_ns = 0;   ///< when to ask the sequencer (again)
+  std::uint64_t wait_ns = 0;  ///< the current wait, doubled per request
+  std::uint32_t tries = 0;
 };
 
 struct SenderState {
@@ -211,6 +236,9 @@ class GroupStage final : public Stage {
       if (m.p != nullptr) m.p->release();
     }
     if (batch_ != nullptr) batch_->release();
+    for (OwnCopy& o : own_) {
+      if (o.p != nullptr) o.p->release();
+    }
   }
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
@@ -251,6 +279,7 @@ class GroupStage final : public Stage {
     table_.assign(network_ ? 0 : cap, kNone);
     table_mask_ = cap - 1;
     net_ring_.assign(network_ ? window_ : 0, nullptr);
+    own_.assign(net_rel() ? window_ : 0, OwnCopy{});
     senders_.resize(kMaxSenders);
     peers_.resize(kMaxGroupMembers);
     const std::uint32_t room = env.max_payload_bytes > 64 ? env.max_payload_bytes - 64 : kEntryBytes;
@@ -283,7 +312,9 @@ class GroupStage final : public Stage {
     if (network_) {
       p->dst_ip = net_ip_;
       p->dst_port = net_port_;
+      if (net_rel()) keep_own(*p, seq, io);
       io.down(p);
+      if (net_rel()) rearm(io);
       return;
     }
     refresh_view(io);
@@ -363,18 +394,20 @@ class GroupStage final : public Stage {
     if (!reliable_ && gap_at_ != 0 && gap_at_ <= now) skip_gap(io);
     if (!reliable_ && wait_at_ != 0 && wait_at_ <= now) sequencer_give_up(io);
     if (!reliable_ && expire_at_ != 0 && expire_at_ <= now) expire_unannounced(io);
+    if (own_due_ns_ != 0 && own_due_ns_ <= now) request_restamps(io);
     rearm(io);
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override {
-    return held_ + (batch_ != nullptr ? 1 : 0);
+    return held_ + own_held_net_ + (batch_ != nullptr ? 1 : 0);
   }
 
   // The hold table (2 x window messages, or the window of stamped messages in network
-  // mode) and the announcement being filled: the pool must have room for all of it, or a
-  // full table would starve the receive path of buffers.
+  // mode, plus as many copies of our own messages awaiting their stamped copy when
+  // reliable) and the announcement being filled: the pool must have room for all of it,
+  // or a full table would starve the receive path of buffers.
   [[nodiscard]] std::size_t max_held_packets() const noexcept override {
-    return network_ ? window_ : msgs_.size() + 1;
+    return network_ ? window_ + own_.size() : msgs_.size() + 1;
   }
 
   // A member keeps a copy of each of its ordered messages until it delivers it, and the
@@ -967,6 +1000,7 @@ class GroupStage final : public Stage {
       io.drop(p, DropReason::malformed);
       return;
     }
+    if (net_rel() && p->sender == env_.sender && p->epoch == env_.epoch) own_returned(p->seq);
     if (session != term_epoch_) {
       for (std::size_t i = 0; i < n_retired_; ++i) {
         if (retired_[i] == session) {
@@ -1030,6 +1064,131 @@ class GroupStage final : public Stage {
       io.up(p);
     }
     note_gap_state(io);
+  }
+
+  // --- network sequencer, reliable: our own stamped copies ---------------------------
+  //
+  // We deliver our own message when the sequencer's stamped copy comes back to us, but
+  // reliability.arq below settles it once the OTHER members acknowledge it: a lost copy
+  // to us is never retransmitted by it, and a copy that arrives after arq settled the
+  // message (a retransmission advertised a newer trailing edge) is dropped by our arq as
+  // old history. Either way we would wait at its global number for good (reliable mode
+  // never skips). So we keep a clone of each ordered message until its stamped copy
+  // returns and, when it does not in time, send it to the sequencer again, which stamps
+  // a known (sender, epoch, seq) again with the same global number and multicasts it.
+  //
+  // The request is the datagram as ordering.seq would have sent it (Ext::seq with the
+  // message's number, no Ext::rel and not flagged reliable), sealed here and passed down
+  // as a control packet so that ordering.seq does not number it again and
+  // reliability.arq does not adopt it; seal() below is idempotent, so it leaves as data.
+  // Unflagged, its stamped copy passes every member's arq untouched (the pipeline lets
+  // own packets with Ext::group_seq through) and reaches us; the others drop it as a
+  // duplicate of a number they hold, or take it if they lack that number too.
+  //
+  // A datagram without Ext::rel that is ahead of its sender's order makes the sequencer
+  // pass over the missing numbers, which would lose messages still in repair. So only a
+  // message the sequencer has certainly reached in our order is asked for again: our
+  // oldest one not returned (every earlier ordered one came back stamped, hence the
+  // sequencer's order for us is at least up to just before it), or any one older than an
+  // own message that came back (the sequencer stamps each sender in order, no holes).
+
+  [[nodiscard]] bool net_rel() const noexcept { return network_ && reliable_; }
+
+  void keep_own(const Packet& p, std::uint64_t seq, StageIo& io) noexcept {
+    // A message fragmented below is not one datagram we could send again.
+    if (p.payload_len + 64 > env_.max_payload_bytes) return;
+    OwnCopy& o = own_[seq % own_.size()];
+    if (o.p != nullptr) {
+      // More than a window of own messages without their stamped copy: the sequencer is
+      // far behind or gone; this one goes without a safety copy.
+      io.count(full_drops);
+      return;
+    }
+    Packet* c = io.clone(p);
+    if (c == nullptr) {
+      io.count(full_drops);
+      return;
+    }
+    const std::uint64_t now = io.now_ns();
+    o = OwnCopy{.p = c, .seq = seq, .due_ns = now + kRestampFirstNs, .wait_ns = kRestampFirstNs, .tries = 0};
+    ++own_held_net_;
+    if (own_low_ == 0 || own_held_net_ == 1) own_low_ = seq;
+    if (own_due_ns_ == 0 || o.due_ns < own_due_ns_) own_due_ns_ = o.due_ns;
+  }
+
+  void own_returned(std::uint64_t seq) noexcept {
+    if (seq == 0 || own_.empty()) return;
+    if (seq > own_back_max_) own_back_max_ = seq;
+    OwnCopy& o = own_[seq % own_.size()];
+    if (o.p == nullptr || o.seq != seq) return;
+    release_own(o);
+  }
+
+  void release_own(OwnCopy& o) noexcept {
+    o.p->release();
+    o.p = nullptr;
+    --own_held_net_;
+  }
+
+  // Our timer for own copies is due: ask again for the ones late and safe to ask for.
+  void request_restamps(StageIo& io) noexcept {
+    const std::uint64_t now = io.now_ns();
+    own_due_ns_ = 0;
+    if (own_held_net_ == 0) return;
+    // The oldest copy still held; everything below own_low_ came back or was given up.
+    while (own_low_ <= own_seq_) {
+      const OwnCopy& o = own_[own_low_ % own_.size()];
+      if (o.p != nullptr && o.seq == own_low_) break;
+      ++own_low_;
+    }
+    std::size_t left = own_held_net_;
+    for (std::uint64_t s = own_low_; s <= own_seq_ && left > 0; ++s) {
+      OwnCopy& o = own_[s % own_.size()];
+      if (o.p == nullptr || o.seq != s) continue;
+      --left;
+      if (o.due_ns <= now) {
+        if (s == own_low_ || s < own_back_max_) {
+          if (o.tries >= kRestampTries) {
+            io.count(own_restamp_gave_up);
+            release_own(o);
+            continue;
+          }
+          send_restamp_request(o, io);
+          ++o.tries;
+          o.wait_ns = std::min(o.wait_ns * 2, kRestampMaxNs);
+        }
+        // Not safe to ask yet: look again one wait later (an older copy returning makes
+        // it safe), without spending a try.
+        o.due_ns = now + o.wait_ns;
+      }
+      if (own_due_ns_ == 0 || o.due_ns < own_due_ns_) own_due_ns_ = o.due_ns;
+    }
+  }
+
+  void send_restamp_request(const OwnCopy& o, StageIo& io) noexcept {
+    Packet* c = io.clone(*o.p);
+    if (c == nullptr) {
+      io.count(full_drops);  // the next try may find a buffer
+      return;
+    }
+    std::uint8_t* body = c->push_ext(wire::Ext::seq, 8);
+    if (body == nullptr) {
+      io.count(full_drops);
+      c->release();
+      return;
+    }
+    wire::put_u64(body, o.seq);
+    c->sender = env_.sender;
+    c->epoch = env_.epoch;
+    c->channel = env_.channel;
+    c->dst_ip = net_ip_;
+    c->dst_port = net_port_;
+    c->kind = wire::Kind::data;
+    c->flags = static_cast<std::uint16_t>(o.p->flags & ~wire::kFlagReliable);
+    c->seal();
+    c->kind = wire::Kind::control;  // metadata only: the stages below pass it as it is
+    io.count(own_restamp_requests);
+    io.down(c);
   }
 
   // --- reliable mode: stability, terms and failover with agreement ---------------------
@@ -1797,7 +1956,7 @@ class GroupStage final : public Stage {
     std::uint64_t d = 0;
     const std::uint64_t periodic = rel() && need_periodic() ? std::max<std::uint64_t>(1, last_status_ns_ + kStatusPeriodNs) : 0;
     for (std::uint64_t x : {flush_at_, reliable_ ? 0 : gap_at_, reliable_ ? 0 : wait_at_,
-                            reliable_ ? 0 : expire_at_, rel() ? status_due_ : 0, periodic}) {
+                            reliable_ ? 0 : expire_at_, rel() ? status_due_ : 0, periodic, own_due_ns_}) {
       if (x != 0 && (d == 0 || x < d)) d = x;
     }
     if (d == armed_ns_) return;
@@ -1847,6 +2006,14 @@ class GroupStage final : public Stage {
   std::size_t held_ = 0;
   std::size_t own_held_ = 0;  ///< of held_, copies of our own messages
   std::uint64_t own_seq_ = 0;
+
+  // Network mode, reliable: copies of our own messages until their stamped copy returns
+  // (indexed by per-sender number modulo the window).
+  std::vector<OwnCopy> own_;
+  std::size_t own_held_net_ = 0;
+  std::uint64_t own_low_ = 0;       ///< no copy held below this number
+  std::uint64_t own_back_max_ = 0;  ///< highest own number whose stamped copy came back
+  std::uint64_t own_due_ns_ = 0;    ///< earliest due request (0 = none)
 
   // Announcement batch (sequencer).
   Packet* batch_ = nullptr;
@@ -1952,7 +2119,13 @@ void register_ordering_group(Registry& r) {
                    {"ordering.group_cut_missing", "reliable: a cut disagreed with what this member held or "
                                                   "delivered (views disagreed; should stay 0)"},
                    {"ordering.group_failed_sender_dropped",
-                    "reliable: unordered messages of a failed or departed sender released"}},
+                    "reliable: unordered messages of a failed or departed sender released"},
+                   {"ordering.group_own_restamp_requests",
+                    "network mode, reliable: own messages sent to the sequencer again because their stamped copy "
+                    "did not come back in time"},
+                   {"ordering.group_own_restamp_gave_up",
+                    "network mode, reliable: own messages whose stamped copy never came back after every request "
+                    "(the sequencer is taken as gone)"}},
       .factory = [] { return std::make_unique<GroupStage>(); },
   });
 }
