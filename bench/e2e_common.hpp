@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -334,6 +335,39 @@ inline std::map<std::string, std::string> parse_kv(const std::string& line) {
 inline double kv_num(const std::map<std::string, std::string>& kv, const std::string& k) {
   auto it = kv.find(k);
   return it == kv.end() ? 0.0 : std::strtod(it->second.c_str(), nullptr);
+}
+
+/// Reads a benchmark harness's results file (scripts/bench-*.sh): a line "case k=v ..."
+/// opens a case (`make_case(kv)`); "na REASON" and "failed REASON" set the last case's
+/// `status` and `reason`; any other line "HEAD REST" goes to `add(case, head, rest)`, which
+/// returns false for a kind it does not know. Throws naming file:line on a line before any
+/// case or of an unknown kind.
+template <typename Case, typename MakeCase, typename AddLine>
+std::vector<Case> read_results(const std::string& path, MakeCase&& make_case, AddLine&& add) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::vector<Case> out;
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    const auto sp = line.find(' ');
+    const std::string head = line.substr(0, sp);
+    const std::string rest = sp == std::string::npos ? std::string() : line.substr(sp + 1);
+    const std::string where = path + ":" + std::to_string(line_no) + ": ";
+    if (head == "case") {
+      out.push_back(make_case(parse_kv(rest)));
+    } else if (out.empty()) {
+      throw std::runtime_error(where + "a '" + head + "' line before any 'case'");
+    } else if (head == "na" || head == "failed") {
+      out.back().status = head;
+      out.back().reason = rest;
+    } else if (!add(out.back(), head, rest)) {
+      throw std::runtime_error(where + "unknown line kind '" + head + "'");
+    }
+  }
+  return out;
 }
 
 }  // namespace tmc::bench

@@ -538,42 +538,28 @@ struct Case {
 };
 
 std::vector<Case> read_cases(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::vector<Case> out;
-  std::string line;
-  int line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.empty()) continue;
-    const auto sp = line.find(' ');
-    const std::string head = line.substr(0, sp);
-    const std::string rest = sp == std::string::npos ? std::string() : line.substr(sp + 1);
-    if (head == "case") {
-      auto kv = parse_kv(rest);
-      Case c;
-      c.label = kv["label"];
-      c.transport = kv["transport"];
-      c.size = static_cast<int>(kv_num(kv, "size"));
-      c.loss_permille = static_cast<int>(kv_num(kv, "loss"));
-      out.push_back(std::move(c));
-      continue;
-    }
-    if (out.empty()) throw std::runtime_error(path + ":" + std::to_string(line_no) + ": a '" + head + "' line before any 'case'");
-    Case& c = out.back();
-    if (head == "send") {
-      c.send = parse_kv(rest);
-    } else if (head == "recv") {
-      c.recv.push_back(parse_kv(rest));
-    } else if (head == "nft") {
-      c.nft_dropped = kv_num(parse_kv(rest), "dropped");
-    } else if (head == "na" || head == "failed") {
-      c.status = head;
-      c.reason = rest;
-    } else {
-      throw std::runtime_error(path + ":" + std::to_string(line_no) + ": unknown line kind '" + head + "'");
-    }
-  }
+  std::vector<Case> out = read_results<Case>(
+      path,
+      [](std::map<std::string, std::string> kv) {
+        Case c;
+        c.label = kv["label"];
+        c.transport = kv["transport"];
+        c.size = static_cast<int>(kv_num(kv, "size"));
+        c.loss_permille = static_cast<int>(kv_num(kv, "loss"));
+        return c;
+      },
+      [](Case& c, const std::string& head, const std::string& rest) {
+        if (head == "send") {
+          c.send = parse_kv(rest);
+        } else if (head == "recv") {
+          c.recv.push_back(parse_kv(rest));
+        } else if (head == "nft") {
+          c.nft_dropped = kv_num(parse_kv(rest), "dropped");
+        } else {
+          return false;
+        }
+        return true;
+      });
   for (auto& c : out) {
     if (c.status == "ok" && (c.send.empty() || c.recv.empty())) {
       c.status = "failed";
