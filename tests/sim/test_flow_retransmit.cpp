@@ -133,7 +133,8 @@ TEST_CASE("sim: retransmissions pass flow.credit and congestion.window at once: 
 // With reliability's default budget (8 retries) a burst waits in flow.credit or
 // congestion.window long enough for reliability's timers to expire on messages that never
 // left. reliability.arq now spends its budget only on timeouts that show a loss (a member
-// acked a later message, or acked nothing for 3 x rto_max), so these pass with the default.
+// acked a later message, or its acks made no progress for rto_max), so the flow.credit one
+// passes with the default.
 // Before that change a few seeds in 1000 failed behind flow.credit and about 3% behind
 // congestion.window.
 TEST_CASE("sim: default retry budget behind flow.credit: small window and 10-20% loss and no message fails") {

@@ -291,8 +291,8 @@ TEST_CASE("reliability.arq: a member that never acks makes the message fail afte
     lose_tx(t.a);
   }
   // c never acks anything: its silence counts as evidence of loss once it has lasted
-  // 3 x rto_max, and from then on every timeout spends the budget. The retransmissions
-  // before that (while c might still be acking) are free.
+  // rto_max, and from then on every timeout spends the budget. The retransmissions before
+  // that (while c might still be acking) are free.
   CHECK(retransmissions >= 3);
   CHECK(t.a.c("reliability.timeouts") == static_cast<std::uint64_t>(retransmissions));
   REQUIRE(events(t.a, EventType::delivery_failed) == 1);

@@ -67,8 +67,7 @@ enum Counter : std::size_t {
 constexpr std::size_t kMaxRxSenders = kMaxGroupMembers;
 constexpr std::uint32_t kMaxNackRanges = 4;  // NACK packets per sender per round
 constexpr std::uint32_t kMaxRtoBurst = 64;    // retransmissions per timeout scan
-constexpr std::uint64_t kSilenceRtoMax = 1;
-constexpr bool kBackoffOnTimeout = false;   // silence as evidence of loss, in rto_max
+constexpr std::uint64_t kSilenceRtoMax = 1;   // no ack progress for this many rto_max: a loss
 constexpr std::uint64_t kUs = 1000;
 
 enum class AckMode : std::uint8_t { all, named, count };
@@ -586,11 +585,10 @@ class ArqStage final : public Stage {
   }
 
   // Whether a timeout of `e` shows that it was lost: some member it still waits for has
-  // acknowledged a later message (so this one went missing), or has acknowledged nothing
-  // for 3 * rto_max while `e` was out (so it cannot hear us, or this was the last message;
-  // 3 * rto_max because a congestion window that collapsed under heavy loss may itself
-  // send nothing for a backed-off RTO). Neither holds while `e` waits below us for credit
-  // or a congestion window and the members keep acking what reached them.
+  // acknowledged a later message (so this one went missing), or its acks have made no
+  // progress for rto_max while `e` was out (so it cannot hear us, or this was the last
+  // message). Neither holds while `e` waits below us for credit or a congestion window and
+  // the members keep acking what reached them.
   bool lost_evidence(const Entry& e, std::uint64_t now) const noexcept {
     MemberMask waiting = e.required & ~e.acked;
     while (waiting != 0) {
@@ -603,8 +601,8 @@ class ArqStage final : public Stage {
     return false;
   }
 
-  // Whether some member `e` waits for has sent no ack for an RTO since `e` last left: the
-  // stream stopped (a tail loss) or that member cannot hear us.
+  // Whether the acks of some member `e` waits for have made no progress for an RTO since
+  // `e` last left: the stream stopped (a tail loss) or that member cannot hear us.
   bool members_quiet(const Entry& e, std::uint64_t now) const noexcept {
     MemberMask waiting = e.required & ~e.acked;
     while (waiting != 0) {
@@ -1082,7 +1080,7 @@ void register_reliability_arq(Registry& r) {
           "x receivers) or ack_k of them) has acked it; it retransmits on RTO (Jacobson/Karels from RTT "
           "samples, Karn's rule, exponential backoff to rto_max_us) and on NACK (once per half RTT). After "
           "max_retries timeouts that show a loss (a waited-for member acked a later message, or acked "
-          "nothing for 3 x rto_max_us; a message waiting below for flow credit or a congestion window is not "
+          "nothing new for rto_max_us; a message waiting below for flow credit or a congestion window is not "
           "lost), or at once when a required member fails or leaves, the message fails: "
           "delivery_failed names the members that never acked; delivery_met names those that did. At most "
           "`window` messages are unsettled; more wait in order inside the stage. Unreliable packets pass "
