@@ -316,6 +316,20 @@ class Child {
   std::string buf_;
 };
 
+/// CPU time of this whole process (user + system, every thread), in nanoseconds.
+inline double self_cpu_ns() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return (static_cast<double>(ru.ru_utime.tv_sec) + static_cast<double>(ru.ru_stime.tv_sec)) * 1e9 +
+         (static_cast<double>(ru.ru_utime.tv_usec) + static_cast<double>(ru.ru_stime.tv_usec)) * 1e3;
+}
+
+/// One line on stdout, flushed at once (the harness scripts read it while we run).
+inline void say(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
 /// "key=value key=value" -> map.
 inline std::map<std::string, std::string> parse_kv(const std::string& line) {
   std::map<std::string, std::string> out;

@@ -87,17 +87,6 @@ struct Config {
   std::string input;
 };
 
-double self_cpu_ns() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return (static_cast<double>(ru.ru_utime.tv_sec) + static_cast<double>(ru.ru_stime.tv_sec)) * 1e9 +
-         (static_cast<double>(ru.ru_utime.tv_usec) + static_cast<double>(ru.ru_stime.tv_usec)) * 1e3;
-}
-
-void say(const std::string& line) {
-  std::printf("%s\n", line.c_str());
-  std::fflush(stdout);
-}
 
 void put_u64(std::uint8_t* p, std::uint64_t v) noexcept { put_seq(p, v); }
 std::uint64_t get_u64(const std::uint8_t* p) noexcept { return get_seq(p); }

@@ -780,21 +780,26 @@ class GroupStage final : public Stage {
       const std::uint64_t g = wire::get_u64(e + 16);
       if (g < next_g_ || seq == 0 || g == 0) continue;  // old news or nonsense
       if (g < next_g_ + window_ && ring_[g % window_] != kNone) continue;  // duplicate
-      std::uint32_t idx = lookup(sender, epoch, seq);
-      if (idx != kNone && msgs_[idx].g != 0) continue;  // already placed
-      if (idx == kNone) {
-        const std::uint32_t s = find_sender(sender, epoch, io);
-        if (s != kNone && seq <= senders_[s].done_seq) continue;
-        idx = insert(sender, epoch, seq, io.now_ns());
-        if (idx == kNone) {
-          io.count(full_drops);
-          continue;  // a gap; skipped (unreliable) like a lost announcement
-        }
-      }
+      // Not placeable: a gap, skipped (unreliable) like a lost announcement.
+      const std::uint32_t idx = entry_to_place(sender, epoch, seq, io);
+      if (idx == kNone) continue;
       place(idx, g, io);
     }
     p->release();  // consumed: announcements are this stage's own traffic
     deliver_ready(io);
+  }
+
+  // The table entry an announced (sender, epoch, seq) is placed in: the message's own if it
+  // came already, a new one waiting for it if not. kNone when there is nothing to place:
+  // already placed, delivered before, or the table is full (counted).
+  std::uint32_t entry_to_place(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq, StageIo& io) noexcept {
+    std::uint32_t idx = lookup(sender, epoch, seq);
+    if (idx != kNone) return msgs_[idx].g != 0 ? kNone : idx;
+    const std::uint32_t s = find_sender(sender, epoch, io);
+    if (s != kNone && seq <= senders_[s].done_seq) return kNone;
+    idx = insert(sender, epoch, seq, io.now_ns());
+    if (idx == kNone) io.count(full_drops);
+    return idx;
   }
 
   // Whether announcements from (sender, epoch) belong to the term we follow.
@@ -1483,17 +1488,8 @@ class GroupStage final : public Stage {
         continue;
       }
       if (ring_[g % window_] != kNone) continue;  // duplicate
-      std::uint32_t idx = lookup(sender, epoch, seq);
-      if (idx != kNone && msgs_[idx].g != 0) continue;  // already placed
-      if (idx == kNone) {
-        const std::uint32_t s = find_sender(sender, epoch, io);
-        if (s != kNone && seq <= senders_[s].done_seq) continue;
-        idx = insert(sender, epoch, seq, io.now_ns());
-        if (idx == kNone) {
-          io.count(full_drops);
-          continue;
-        }
-      }
+      const std::uint32_t idx = entry_to_place(sender, epoch, seq, io);
+      if (idx == kNone) continue;
       msgs_[idx].unordered = false;
       place(idx, g, io);
     }
