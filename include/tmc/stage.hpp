@@ -173,6 +173,15 @@ class StageIo {
   virtual Packet* alloc_large(std::uint32_t payload_bytes) noexcept = 0;
   /// The pipeline's membership view. Only the membership stage writes it.
   virtual Group& group() noexcept = 0;
+  /// From now on, every packet this pipeline transmits to the unicast address ip:port (host
+  /// order) goes to the channel's group instead, including copies that stages below the
+  /// caller keep and send again (reliability's retransmissions were addressed when they
+  /// were first sent). ip 0 ends the redirection. ordering.group uses it when it gives up a
+  /// network sequencer: what reliability still repairs then reaches the members directly.
+  virtual void redirect_to_group(std::uint32_t ip, std::uint16_t port) noexcept {
+    (void)ip;
+    (void)port;
+  }
 
  protected:
   explicit StageIo(const std::uint64_t* now_ns) noexcept : now_ns_(now_ns) {}

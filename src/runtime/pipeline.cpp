@@ -25,6 +25,10 @@ class Pipeline::Io final : public StageIo {
   Packet* clone(const Packet& p) noexcept override { return pl_.pool_.clone(p); }
   Packet* alloc_large(std::uint32_t payload_bytes) noexcept override { return pl_.pool_.alloc_large(payload_bytes); }
   Group& group() noexcept override { return pl_.group_; }
+  void redirect_to_group(std::uint32_t ip, std::uint16_t port) noexcept override {
+    pl_.redirect_ip_ = ip;
+    pl_.redirect_port_ = port;
+  }
 
  private:
   Pipeline& pl_;
@@ -159,6 +163,10 @@ void Pipeline::pass_down(std::size_t from, Packet* p) noexcept {
     return;
   }
   p->seal();
+  if (p->dst_ip == redirect_ip_ && redirect_ip_ != 0 && p->dst_port == redirect_port_) {
+    p->dst_ip = 0;  // see StageIo::redirect_to_group
+    p->dst_port = 0;
+  }
   bump(static_cast<std::size_t>(PipelineCounter::transmitted_packets));
   bump(static_cast<std::size_t>(PipelineCounter::transmitted_bytes), p->len);
   sink_.transmit(p);

@@ -125,6 +125,8 @@ class Pipeline {
   StageEnv env_;
   std::uint64_t now_ns_ = 0;
   std::uint64_t next_deadline_ = 0;
+  std::uint32_t redirect_ip_ = 0;  ///< StageIo::redirect_to_group
+  std::uint16_t redirect_port_ = 0;
   Group group_;
   bool started_ = false;
   bool stopped_ = false;

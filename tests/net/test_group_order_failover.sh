@@ -12,15 +12,20 @@
 #            may be partly missing, but the same ones at both survivors.
 #   phase 3, 3% loss at h3, the tmc-sequencer offload: a capability file declares
 #            network.sequencer, a tmc-sequencer process on a fourth host (h4) stamps and
-#            multicasts; all three logs identical and complete, as in phase 1. (A
-#            tmc-sequencer restart is not tested: docs/manifest.md does not guarantee it.)
+#            multicasts; all three logs identical and complete, as in phase 1.
+#   phase 4, as phase 3, and tmc-sequencer is killed (SIGKILL) mid-run and started again
+#            at once (a new session, its state lost): the members cut the network
+#            sequencer's term and a member sequences the rest; all three logs identical
+#            and complete, and every member reports the sequencer change.
+#   phase 5, as phase 4, but tmc-sequencer stays dead: the members notice that their own
+#            messages stop coming back stamped and fail over the same way.
 #
 # The sequencer is the member with the smallest name unless the manifest names one; the
 # script reads the manifest's members and 'sequencer', checks with 'tmc plan' that a member
 # (not the network) sequences, and puts the loss on a member that is not the sequencer.
 # On a difference check_group_logs.py prints the first differing position.
 #
-# usage: test_group_order_failover.sh <tmc_net_member> <tmc tool> [phases: 1,2,3] [tmc-sequencer]
+# usage: test_group_order_failover.sh <tmc_net_member> <tmc tool> [phases: 1,2,3,4,5] [tmc-sequencer]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=netns.sh
@@ -150,12 +155,13 @@ phase2() {
   fi
 }
 
-phase3() {
-  echo "phase 3: the same with the tmc-sequencer offload (a fourth host), ${LOSS}/1000 loss at h3, no kill"
-  [ -x "$seq_bin" ] || { echo "FAIL (phase 3): no tmc-sequencer binary given (4th argument)" >&2; rc=1; return; }
-  # A fourth host on the bridge for the sequencer, built as netns.sh builds h1..h3;
-  # appended to TMCNET_NS so that tmcnet_bg and the teardown handle it like the others.
-  local ns4="${TMCNET_PREFIX}h4" h
+# A fourth host on the bridge for tmc-sequencer, built as netns.sh builds h1..h3 and
+# appended to TMCNET_NS so that tmcnet_bg and the teardown handle it like the others; and a
+# capability file that declares it. Sets seq_addr, group and caps.
+seq_addr="" group="" caps=""
+setup_h4() {
+  [ -n "$caps" ] && return 0
+  local ns4="${TMCNET_PREFIX}h4"
   ip netns add "$ns4"
   TMCNET_NS+=("$ns4")
   ip -n "$ns4" link set lo up
@@ -164,37 +170,85 @@ phase3() {
   ip -n "$ns4" addr add "$(tmcnet_ip 4)/24" dev "$TMCNET_IF"
   ip -n "$ns4" link set "$TMCNET_IF" up
   ip -n "$ns4" route add 224.0.0.0/4 dev "$TMCNET_IF"
-  local seq_addr group caps="$work/caps-sequencer.yaml"
   seq_addr="$(tmcnet_ip 4):47490"
   group="$(sed -n 's/^group: *//p' "$manifest"):$port"
+  caps="$work/caps-sequencer.yaml"
   printf 'network:\n  multicast: true\n  sequencer: "%s"\n' "$seq_addr" >"$caps"
+}
+
+# offload_phase <n> <fate: lives|restarts|dies>
+offload_phase() {
+  local n=$1 fate=$2 h
+  case "$fate" in
+    lives) echo "phase $n: the same with the tmc-sequencer offload (a fourth host), ${LOSS}/1000 loss at h3, no kill" ;;
+    restarts) echo "phase $n: the tmc-sequencer offload, ${LOSS}/1000 loss at h3, tmc-sequencer killed mid-run and restarted" ;;
+    dies) echo "phase $n: the tmc-sequencer offload, ${LOSS}/1000 loss at h3, tmc-sequencer killed mid-run for good" ;;
+  esac
+  [ -x "$seq_bin" ] || { echo "FAIL (phase $n): no tmc-sequencer binary given (4th argument)" >&2; rc=1; return; }
+  setup_h4
   local plan3
-  plan3=$("$tmc_tool" plan "$manifest" --caps "$caps" 2>&1) || { echo "FAIL (phase 3): tmc plan --caps: $plan3" >&2; rc=1; return; }
-  grep -q "sequenced by the network" <<<"$plan3" || { echo "FAIL (phase 3): the plan does not use the network sequencer" >&2; rc=1; return; }
-  tmcnet_bg 4 "$seq_bin" --listen "$seq_addr" --group "$group" --interface "$TMCNET_IF" >"$work/p3-seq.out" 2>&1
+  plan3=$("$tmc_tool" plan "$manifest" --caps "$caps" 2>&1) || { echo "FAIL (phase $n): tmc plan --caps: $plan3" >&2; rc=1; return; }
+  grep -q "sequenced by the network" <<<"$plan3" || { echo "FAIL (phase $n): the plan does not use the network sequencer" >&2; rc=1; return; }
+  tmcnet_bg 4 "$seq_bin" --listen "$seq_addr" --group "$group" --interface "$TMCNET_IF" >"$work/p$n-seq.out" 2>&1
   local seq_pid=$TMCNET_LAST_PID
   tmcnet_loss_clear 3
   tmcnet_loss 3 "$port" $LOSS
-  start_members p3 --caps "$caps"
+  start_members "p$n" --caps "$caps"
+  if [ "$fate" != lives ]; then
+    local watch="$work/p$n-h1.log" tries=0
+    while [ "$(wc -l <"$watch" 2>/dev/null || echo 0)" -lt $KILL_AFTER ] && [ $tries -lt 40 ]; do
+      sleep 0.05
+      tries=$((tries + 1))
+    done
+    local victim
+    victim=$(pgrep -P "$seq_pid" 2>/dev/null | head -n1 || true)
+    [ "$(cat "/proc/$seq_pid/comm" 2>/dev/null)" = tmc-sequencer ] && victim=$seq_pid
+    victim=${victim:-$seq_pid}
+    echo "  killing tmc-sequencer (pid $victim) after $(wc -l <"$watch") deliveries logged at h1"
+    kill -KILL "$victim" 2>/dev/null || { echo "FAIL (phase $n): tmc-sequencer had already exited" >&2; rc=1; }
+    wait "$seq_pid" 2>/dev/null || true
+    if [ "$fate" = restarts ]; then
+      tmcnet_bg 4 "$seq_bin" --listen "$seq_addr" --group "$group" --interface "$TMCNET_IF" >"$work/p$n-seq2.out" 2>&1
+      seq_pid=$TMCNET_LAST_PID
+      echo "  tmc-sequencer restarted (a new session)"
+    fi
+  fi
   for h in 1 2 3; do
     if ! wait "${pid_of[$h]}"; then
-      echo "FAIL (phase 3): member h$h exited with an error" >&2
+      echo "FAIL (phase $n): member h$h exited with an error" >&2
       rc=1
     fi
   done
-  kill -TERM "$seq_pid" 2>/dev/null || true
-  wait "$seq_pid" 2>/dev/null || true
+  if [ "$fate" != dies ]; then
+    kill -TERM "$seq_pid" 2>/dev/null || true
+    wait "$seq_pid" 2>/dev/null || true
+  fi
   TMCNET_PIDS=()
-  sed 's/^/  /' "$work"/p3-h*.out
-  sed -n 's/^ *\(received\|stale\|stamped\|sent\) .*/  tmc-sequencer: &/p' "$work/p3-seq.out" | tr -s ' '
+  sed 's/^/  /' "$work"/p$n-h*.out
+  for f in "$work/p$n-seq.out" "$work/p$n-seq2.out"; do
+    [ -f "$f" ] && sed -n 's/^ *\(received\|stale\|stamped\|sent\) .*/  tmc-sequencer: &/p' "$f" | tr -s ' '
+  done
   echo "  nftables drops at h3: $(tmcnet_loss_dropped 3)"
-  "$PY" "$here/check_group_logs.py" "$work/p3-h1.log" "$work/p3-h2.log" "$work/p3-h3.log" \
+  "$PY" "$here/check_group_logs.py" "$work/p$n-h1.log" "$work/p$n-h2.log" "$work/p$n-h3.log" \
     --complete "h1:$COUNT,h2:$COUNT,h3:$COUNT" --senders h1,h2,h3 || rc=1
+  if [ "$fate" != lives ]; then
+    # Every member left the network sequencer's term for a member sequencer's, once.
+    for h in 1 2 3; do
+      local changes
+      changes=$(grep -c '^sequencer_changed' "$work/p$n-h$h.events" || true)
+      if [ "$changes" != 1 ]; then
+        echo "FAIL (phase $n): h$h reported $changes sequencer changes, expected 1" >&2
+        rc=1
+      fi
+    done
+  fi
 }
 
 [[ ",$phases," == *",1,"* ]] && phase1
 [[ ",$phases," == *",2,"* ]] && phase2
-[[ ",$phases," == *",3,"* ]] && phase3
+[[ ",$phases," == *",3,"* ]] && offload_phase 3 lives
+[[ ",$phases," == *",4,"* ]] && offload_phase 4 restarts
+[[ ",$phases," == *",5,"* ]] && offload_phase 5 dies
 
 if [ $rc -eq 0 ]; then
   echo "PASS: group-ordered reliable logs identical and complete under loss (phases $phases)"

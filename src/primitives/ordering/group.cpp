@@ -36,13 +36,17 @@
 //   a missing one; unreliable mode gives up after hold_us), so the total order extends FIFO.
 //   Data flagged wire::kFlagUnordered bypasses total order and is delivered at once.
 //   Self-delivery: the stage keeps a clone of each ordered message it sends and delivers it
-//   when its global number comes (member sequencer); in network mode the stamped copy comes
+//   when its global number comes (member sequencer, and network mode with reliability,
+//   where the stamped copy says where); in unreliable network mode the stamped copy comes
 //   back from the sequencer (the pipeline lets own packets carrying Ext::group_seq through)
 //   and is delivered in its place. The clone's number is predicted by counting data packets
 //   on the way down: ordering.seq numbers every data packet it passes, starting at 1.
-//   Network mode, reliable: the member also keeps a clone until the stamped copy comes
-//   back, and sends it to the sequencer again (with backoff) when it does not, so that the
-//   sequencer multicasts it again with the same number (see "our own stamped copies").
+//   Network mode, reliable: the member also keeps a second clone until the stamped copy
+//   comes back, and sends it to the sequencer again (with backoff) when it does not, so
+//   that the sequencer multicasts it again with the same number (see "our own stamped
+//   copies"). Delivery is stable delivery as with a member sequencer, and when the network
+//   sequencer restarts or goes silent the members cut its term with agreement and fail
+//   over to a member sequencer for good (see receive_stamped_rel()).
 //
 //   Gap events (gap_skipped) of this stage are in global numbers: sender/epoch name the
 //   term (sequencer sender id and epoch, or 0 and the session in network mode), seq the
@@ -51,7 +55,7 @@
 //   after 4 * hold_us and reported as gap_skipped with its own sender, epoch and seq
 //   (count 1). Reliable mode never skips by time.
 //
-//   Sequencer changes, unreliable and network modes: a member follows a new term when the
+//   Sequencer changes, unreliable modes: a member follows a new term when the
 //   view names a new sequencer (or a network sequencer starts a new session); what it holds
 //   of the old term is delivered in order with gaps skipped and reported, and
 //   sequencer_changed is raised.
@@ -138,6 +142,7 @@ enum Counter : std::size_t {
   failed_sender_dropped,
   own_restamp_requests,
   own_restamp_gave_up,
+  net_failovers,
 };
 
 // Reliable mode: the status period while something is unstable or a failover is pending.
@@ -155,6 +160,10 @@ constexpr std::uint64_t kStatusRepairNs = 2'000'000;
 constexpr std::uint64_t kRestampFirstNs = 5'000'000;
 constexpr std::uint64_t kRestampMaxNs = 320'000'000;
 constexpr std::uint32_t kRestampTries = 16;
+// Network mode, reliable: an own message asked for this many times without its stamped copy
+// coming back (about 1 s: 5 + 10 + ... + 320 + 320 ms) means the sequencer is gone or cut
+// off from us: the network term is given up and a member sequencer takes over.
+constexpr std::uint32_t kRestampFailoverTries = 8;
 
 enum class Role : std::uint8_t { follower, collecting, adopting, running };
 
@@ -172,6 +181,7 @@ struct Msg {
   std::uint64_t g = 0;  ///< global number, 0 = not announced yet
   Packet* p = nullptr;  ///< the data, nullptr = announced but not arrived
   std::uint64_t since_ns = 0;
+  std::uint64_t pend_g = 0;  ///< network term: a stamp beyond the window, placed once it fits
   bool used = false;
   bool unordered = false;  ///< sequencer: a number the sender spent on an unordered message
 };
@@ -271,14 +281,14 @@ class GroupStage final : public Stage {
 
     // Everything is sized here; the hot path never allocates.
     ring_.assign(window_, kNone);
-    msgs_.resize(network_ ? 0 : std::size_t{window_} * 2);
+    msgs_.resize(net_unrel() ? 0 : std::size_t{window_} * 2);
     free_.reserve(msgs_.size());
     for (std::size_t i = msgs_.size(); i > 0; --i) free_.push_back(static_cast<std::uint32_t>(i - 1));
     std::uint32_t cap = 1;
     while (cap < 4 * std::max<std::size_t>(msgs_.size(), 1)) cap <<= 1;
-    table_.assign(network_ ? 0 : cap, kNone);
+    table_.assign(net_unrel() ? 0 : cap, kNone);
     table_mask_ = cap - 1;
-    net_ring_.assign(network_ ? window_ : 0, nullptr);
+    net_ring_.assign(net_unrel() ? window_ : 0, nullptr);
     own_.assign(net_rel() ? window_ : 0, OwnCopy{});
     senders_.resize(kMaxSenders);
     peers_.resize(kMaxGroupMembers);
@@ -289,7 +299,7 @@ class GroupStage final : public Stage {
 
   void on_start(StageIo& io) noexcept override {
     if (rel()) note_status_change(io);  // announce our (empty) state: the first term needs it
-    if (!network_) refresh_view(io);
+    if (!net_unrel()) refresh_view(io);
     if (rel()) rearm(io);
   }
 
@@ -306,15 +316,13 @@ class GroupStage final : public Stage {
     const std::uint64_t seq = ++own_seq_;
     if ((p->flags & wire::kFlagUnordered) != 0) {
       io.down(p);
-      if (!network_) note_unordered(env_.sender, env_.epoch, seq, io);
+      if (!net_unrel()) note_unordered(env_.sender, env_.epoch, seq, io);
       return;
     }
-    if (network_) {
+    if (net_unrel()) {
       p->dst_ip = net_ip_;
       p->dst_port = net_port_;
-      if (net_rel()) keep_own(*p, seq, io);
       io.down(p);
-      if (net_rel()) rearm(io);
       return;
     }
     refresh_view(io);
@@ -329,6 +337,14 @@ class GroupStage final : public Stage {
       io.count(full_drops);
       io.drop(p, own == nullptr ? DropReason::pool_exhausted : DropReason::buffer_full);
       return;
+    }
+    if (net_active()) {
+      // To the network sequencer, which multicasts it stamped; the clone kept below is
+      // delivered when its stamped copy says where, and keep_own() asks again for a copy
+      // that does not come back.
+      p->dst_ip = net_ip_;
+      p->dst_port = net_port_;
+      keep_own(*p, seq, io);
     }
     io.down(p);
     if (own == nullptr) {
@@ -345,7 +361,7 @@ class GroupStage final : public Stage {
 
   void on_receive(Packet* p, StageIo& io) noexcept override {
     if (p->kind == wire::Kind::control && p->ext(wire::Ext::order) != nullptr) {
-      if (!network_) refresh_view(io);
+      if (!net_unrel()) refresh_view(io);
       if (rel()) {
         on_order_reliable(p, io);
       } else {
@@ -360,12 +376,18 @@ class GroupStage final : public Stage {
     }
     if ((p->flags & wire::kFlagUnordered) != 0) {
       io.count(unordered_passed);
-      if (!network_ && p->seq != 0) note_unordered(p->sender, p->epoch, p->seq, io);
+      if (!net_unrel() && p->seq != 0) note_unordered(p->sender, p->epoch, p->seq, io);
       io.up(p);
       return;
     }
-    if (network_) {
+    if (net_unrel()) {
       receive_stamped(p, io);
+      rearm(io);
+      return;
+    }
+    if (network_ && p->ext(wire::Ext::group_seq) != nullptr) {
+      refresh_view(io);
+      receive_stamped_rel(p, io);
       rearm(io);
       return;
     }
@@ -382,7 +404,7 @@ class GroupStage final : public Stage {
   void on_tick(StageIo& io) noexcept override {
     armed_ns_ = 0;
     const std::uint64_t now = io.now_ns();
-    if (!network_) refresh_view(io);
+    if (!net_unrel()) refresh_view(io);
     if (flush_at_ != 0 && flush_at_ <= now) flush_batch(io);
     if (rel()) {
       if ((status_due_ != 0 && status_due_ <= now) ||
@@ -407,7 +429,7 @@ class GroupStage final : public Stage {
   // reliable) and the announcement being filled: the pool must have room for all of it,
   // or a full table would starve the receive path of buffers.
   [[nodiscard]] std::size_t max_held_packets() const noexcept override {
-    return network_ ? window_ + own_.size() : msgs_.size() + 1;
+    return (net_unrel() ? window_ : msgs_.size() + 1) + own_.size();
   }
 
   // A member keeps a copy of each of its ordered messages until it delivers it, and the
@@ -528,7 +550,7 @@ class GroupStage final : public Stage {
       return;
     }
     std::uint32_t idx = lookup(p->sender, p->epoch, p->seq);
-    if (i_sequence_ && s != kNone && senders_[s].order_next != 0 && p->seq < senders_[s].order_next &&
+    if (orders() && s != kNone && senders_[s].order_next != 0 && p->seq < senders_[s].order_next &&
         (idx == kNone || msgs_[idx].p == nullptr)) {
       // Behind what we already ordered of this sender: we gave up on it (unreliable).
       io.count(stale);
@@ -554,7 +576,7 @@ class GroupStage final : public Stage {
       note_held(msgs_[idx], +1);
       if (!reliable_ && expire_at_ == 0) expire_at_ = io.now_ns() + 4 * hold_ns_;
     }
-    if (i_sequence_ && s != kNone) {
+    if (orders() && s != kNone) {
       SenderState& st = senders_[s];
       if (st.order_next == 0) {
         // First sight: a small number means we may have seen the sender's start. Reliable
@@ -573,7 +595,7 @@ class GroupStage final : public Stage {
     refresh_view(io);
     // Reliable mode: every member records the hole, since any member may sequence after a
     // failover (mark_done steps over it once the sender's order reaches it).
-    if (!i_sequence_ && !rel()) return;
+    if (!orders() && !rel()) return;
     const std::uint32_t s = find_sender(sender, epoch, io);
     if (s == kNone) return;
     SenderState& st = senders_[s];
@@ -583,7 +605,7 @@ class GroupStage final : public Stage {
     const std::uint32_t idx = insert(sender, epoch, seq, io.now_ns());
     if (idx == kNone) return;
     msgs_[idx].unordered = true;
-    if (rel() && !i_sequence_) {
+    if (rel() && !orders()) {
       mark_done(sender, epoch, st.done_seq, io);  // steps over it if it is next
       return;
     }
@@ -821,13 +843,13 @@ class GroupStage final : public Stage {
   // --- delivery -----------------------------------------------------------------------
 
   [[nodiscard]] bool deliverable(std::uint64_t g) const noexcept {
-    if (network_) return net_ring_[g % window_] != nullptr;
+    if (net_unrel()) return net_ring_[g % window_] != nullptr;
     const std::uint32_t idx = ring_[g % window_];
     return idx != kNone && msgs_[idx].g == g && msgs_[idx].p != nullptr;
   }
 
   void deliver_ready(StageIo& io) noexcept {
-    if (network_) {
+    if (net_unrel()) {
       deliver_net(io);
       return;
     }
@@ -898,7 +920,7 @@ class GroupStage final : public Stage {
   void skip_run(StageIo& io) noexcept {
     const std::uint64_t from = next_g_;
     while (next_g_ <= max_known_g_ && !deliverable(next_g_)) {
-      if (!network_) {  // network mode holds nothing at an undeliverable number
+      if (!net_unrel()) {  // network mode holds nothing at an undeliverable number
         const std::uint32_t idx = ring_[next_g_ % window_];
         if (idx != kNone && msgs_[idx].g == next_g_) {
           const Msg& m = msgs_[idx];
@@ -936,7 +958,7 @@ class GroupStage final : public Stage {
       if (max_known_g_ < to - 1) max_known_g_ = to - 1;
       const std::uint64_t from = next_g_;
       while (next_g_ < to && !deliverable(next_g_)) {
-        if (!network_) {
+        if (!net_unrel()) {
           const std::uint32_t idx = ring_[next_g_ % window_];
           if (idx != kNone && msgs_[idx].g == next_g_) erase(idx);
           ring_[next_g_ % window_] = kNone;
@@ -1098,6 +1120,131 @@ class GroupStage final : public Stage {
   // own message that came back (the sequencer stamps each sender in order, no holes).
 
   [[nodiscard]] bool net_rel() const noexcept { return network_ && reliable_; }
+  /// Network mode without reliability: stamped messages are delivered from net_ring_ as
+  /// they come (NOPaxos-style, gaps skipped).
+  [[nodiscard]] bool net_unrel() const noexcept { return network_ && !reliable_; }
+  /// Network mode, reliable, still on the network sequencer (no member term adopted yet).
+  [[nodiscard]] bool net_active() const noexcept { return network_ && reliable_ && !fallback_; }
+  /// Whether this member assigns global numbers itself (a member sequencer); in a network
+  /// term the view's chosen member only coordinates the cut when the term ends.
+  [[nodiscard]] bool orders() const noexcept { return i_sequence_ && !net_active(); }
+
+  // --- network sequencer, reliable: stable delivery and failover to a member -----------
+  //
+  // The network sequencer's session is a term like a member sequencer's: (term number, 0,
+  // session). Every member adopts term (1, 0, S) at the first stamp of session S it sees
+  // and holds messages in the same tables as with a member sequencer: a stamp places its
+  // message at global g (as an announcement entry would), the data comes in the same
+  // datagram, and our own messages are delivered from the clone kept at send. Delivery is
+  // stable delivery (every receiver holds g and all before it, per statuses), so that when
+  // the network sequencer is lost every member can cut its term at the same point: the
+  // view's chosen member collects every receiver's frozen status, cuts at the least held
+  // point (at least anything anyone delivered) and starts a member term, exactly as after a
+  // member sequencer's failure; everything after the cut is re-sequenced by that member
+  // from the data the members hold and re-send, and the group stays on the member sequencer
+  // (falling back is one-way: the network sequencer's new session starts no new network
+  // term, because its per-sender order would begin wherever each sender's first datagram
+  // to it happens to fall).
+  //
+  // The network term is given up (net_fail) when a stamp of another session arrives (the
+  // sequencer restarted and lost its state), when an own message was asked for
+  // kRestampFailoverTries times without its stamped copy coming back (the sequencer is gone
+  // or cut off from us), when a receiver fails (a message only it held, and whose sender's
+  // reliability stops repairing it, could never become stable), or when a peer reports it
+  // frozen or another network session.
+
+  void receive_stamped_rel(Packet* p, StageIo& io) noexcept {
+    std::uint8_t len = 0;
+    const std::uint8_t* body = p->ext(wire::Ext::group_seq, &len);
+    if (body == nullptr || len != kGroupSeqBytes || p->seq == 0) {
+      io.count(no_stamp);
+      io.drop(p, DropReason::malformed);
+      return;
+    }
+    const std::uint64_t g = wire::get_u64(body);
+    const std::uint32_t session = wire::get_u32(body + 8);
+    if (g == 0 || session == 0) {
+      io.count(no_stamp);
+      io.drop(p, DropReason::malformed);
+      return;
+    }
+    if (p->sender == env_.sender && p->epoch == env_.epoch) own_returned(p->seq);
+    if (net_active() && !net_gone_ && term_no_ == 0) {
+      adopt(gw::TermId{1, 0, session}, nullptr, 0, nullptr, 0, io);
+    }
+    if (!net_active() || term_no_ == 0 || term_sender_ != 0) {
+      // A member sequencer orders now (or is being chosen): the stamp means nothing, but the
+      // data may be a message that still waits to be re-sequenced.
+      store_data(p, io);
+      return;
+    }
+    if (session != term_epoch_) {
+      net_fail(io);  // the sequencer restarted: what it stamped before is lost to it
+      store_data(p, io);
+      return;
+    }
+    term_heard_ = true;
+    if (g < next_g_) {
+      io.count(duplicates);
+      io.drop(p, DropReason::duplicate);
+      return;
+    }
+    const bool fits = g < next_g_ + window_;
+    if (fits && ring_[g % window_] != kNone) {
+      io.count(duplicates);  // a restamped retransmission of a message placed before
+      io.drop(p, DropReason::duplicate);
+      return;
+    }
+    const std::uint32_t idx = entry_to_place(p->sender, p->epoch, p->seq, io);
+    if (idx == kNone) {
+      io.count(duplicates);  // placed (a restamp) or delivered already
+      io.drop(p, DropReason::duplicate);
+      return;
+    }
+    Msg& m = msgs_[idx];
+    if (m.p == nullptr) {
+      m.p = p;
+      note_held(m, +1);
+    } else {
+      io.count(duplicates);  // our own clone, or a re-sent copy, holds the data already
+      io.drop(p, DropReason::duplicate);
+    }
+    m.unordered = false;
+    if (fits) {
+      place(idx, g, io);
+    } else if (m.pend_g == 0) {
+      // Beyond our window (we lag): placed once delivery moves the window up to it.
+      m.pend_g = g;
+      ++n_pending_;
+      io.count(window_overflows);
+    }
+    rel_deliver(io);
+  }
+
+  // Stamps that were beyond the window: place the ones that fit now.
+  void place_pending(StageIo& io) noexcept {
+    for (std::uint32_t i = 0; i < msgs_.size() && n_pending_ > 0; ++i) {
+      Msg& m = msgs_[i];
+      if (!m.used || m.pend_g == 0 || m.pend_g >= next_g_ + window_) continue;
+      const std::uint64_t g = m.pend_g;
+      m.pend_g = 0;
+      --n_pending_;
+      if (g >= next_g_ && m.g == 0 && ring_[g % window_] == kNone) place(i, g, io);
+    }
+  }
+
+  void net_fail(StageIo& io) noexcept {
+    if (!net_active() || net_gone_) return;
+    net_gone_ = true;
+    io.count(net_failovers);
+    if (term_no_ != 0) {
+      freeze(io);
+    } else {
+      note_status_change(io);
+    }
+    rel_check(io);
+  }
+
 
   void keep_own(const Packet& p, std::uint64_t seq, StageIo& io) noexcept {
     // A message fragmented below is not one datagram we could send again.
@@ -1147,12 +1294,14 @@ class GroupStage final : public Stage {
       ++own_low_;
     }
     std::size_t left = own_held_net_;
+    bool gone = false;
     for (std::uint64_t s = own_low_; s <= own_seq_ && left > 0; ++s) {
       OwnCopy& o = own_[s % own_.size()];
       if (o.p == nullptr || o.seq != s) continue;
       --left;
       if (o.due_ns <= now) {
         if (s == own_low_ || s < own_back_max_) {
+          if (o.tries >= kRestampFailoverTries) gone = true;
           if (o.tries >= kRestampTries) {
             io.count(own_restamp_gave_up);
             release_own(o);
@@ -1168,6 +1317,7 @@ class GroupStage final : public Stage {
       }
       if (own_due_ns_ == 0 || o.due_ns < own_due_ns_) own_due_ns_ = o.due_ns;
     }
+    if (gone) net_fail(io);  // after the loop: a failover releases the copies
   }
 
   void send_restamp_request(const OwnCopy& o, StageIo& io) noexcept {
@@ -1213,7 +1363,7 @@ class GroupStage final : public Stage {
   // member's delivered point (a member delivers only stable globals, and a frozen member
   // never reports more than it held when it froze) and at most what every survivor holds.
 
-  [[nodiscard]] bool rel() const noexcept { return reliable_ && !network_; }
+  [[nodiscard]] bool rel() const noexcept { return reliable_; }
   [[nodiscard]] gw::TermId cur_term() const noexcept { return gw::TermId{term_no_, term_sender_, term_epoch_}; }
   [[nodiscard]] bool my_term() const noexcept {
     return term_no_ != 0 && term_sender_ == env_.sender && term_epoch_ == env_.epoch;
@@ -1328,6 +1478,10 @@ class GroupStage final : public Stage {
 
   void freeze(StageIo& io) noexcept {
     if (frozen_) return;
+    if (net_active() && term_sender_ == 0) {
+      if (!net_gone_) io.count(net_failovers);
+      net_gone_ = true;  // a frozen network term ends in a member term
+    }
     if (batch_n_ > 0) flush_batch(io);
     frozen_h_ = held_through();
     frozen_ = true;
@@ -1350,7 +1504,7 @@ class GroupStage final : public Stage {
       prev_rx_ = rx;
       // The term's sequencer re-cuts when a receiver is gone: what only it held can then
       // never become stable, and the cut resolves it.
-      if (lost != 0 && my_term()) freeze(io);
+      if (lost != 0 && (my_term() || (net_active() && term_no_ != 0))) freeze(io);
       drop_dead(io);
       if (lost != 0) resend_own(io);
       if (role_ == Role::running) order_all(io);  // senders heard for the first time
@@ -1363,7 +1517,9 @@ class GroupStage final : public Stage {
     const Group& g = io.group();
     if (term_no_ != 0 && !frozen_) {
       bool gone = false;
-      if (my_term()) {
+      if (term_sender_ == 0) {
+        gone = net_gone_;  // a network term: see net_fail()
+      } else if (my_term()) {
         gone = !i_sequence_;
       } else {
         const int slot = g.slot_of_sender(term_sender_);
@@ -1380,7 +1536,7 @@ class GroupStage final : public Stage {
       }
       if (gone) freeze(io);
     }
-    if (!i_sequence_) {
+    if (!i_sequence_ || (net_active() && !net_gone_)) {
       role_ = Role::follower;
       return;
     }
@@ -1398,6 +1554,12 @@ class GroupStage final : public Stage {
     last_stable_ = stable;
     const std::uint64_t before = next_g_;
     while (next_g_ <= stable && deliverable(next_g_)) deliver_one(io);
+    if (n_pending_ > 0 && next_g_ != before) {
+      place_pending(io);
+      const std::uint64_t more = stable_through(io);
+      last_stable_ = more;
+      while (next_g_ <= more && deliverable(next_g_)) deliver_one(io);
+    }
     // Compared with what our last status said, not with held_h_ on entry: held_through()
     // advances held_h_ wherever it is called (stable_through() above, a status check), and
     // a peer's delivery waits for exactly this news.
@@ -1537,6 +1699,10 @@ class GroupStage final : public Stage {
       }
     }
     const gw::TermId mine = cur_term();
+    if (net_active() && term_no_ != 0 && term_sender_ == 0 && ps.st.term.no != 0 && ps.st.term.sender == 0 &&
+        ps.st.term.epoch != term_epoch_) {
+      net_fail(io);  // it follows another session of the network sequencer: ours restarted
+    }
     if (term_no_ != 0 && !frozen_) {
       const bool in_rx = (g.receivers() & slot_bit(slot)) != 0;
       if (gw::term_after(ps.st.term, mine) && ps.st.term.no != 0) {
@@ -1719,6 +1885,19 @@ class GroupStage final : public Stage {
              std::uint32_t ncut, StageIo& io) noexcept {
     if (batch_n_ > 0) flush_batch(io);
     const gw::TermId old = cur_term();
+    // Network mode: a member term ends the network sequencer's part for good (see
+    // receive_stamped_rel); the copies kept to ask it again are no longer needed.
+    const bool to_member = net_active() && nt.sender != 0;
+    if (to_member) {
+      fallback_ = true;
+      net_gone_ = true;
+      // Reliability still repairs messages sent to the sequencer; they go to the members.
+      io.redirect_to_group(net_ip_, net_port_);
+      for (OwnCopy& o : own_) {
+        if (o.p != nullptr) release_own(o);
+      }
+      own_due_ns_ = 0;
+    }
     if (old.no != 0) {
       std::uint64_t end = next_g_ - 1;
       for (std::uint32_t r = 0; r < nrec; ++r) {
@@ -1744,6 +1923,10 @@ class GroupStage final : public Stage {
         }
       }
       std::fill(ring_.begin(), ring_.end(), kNone);
+    }
+    if (n_pending_ > 0) {
+      for (Msg& m : msgs_) m.pend_g = 0;
+      n_pending_ = 0;
     }
     const bool changed = old.no != 0 && (old.sender != nt.sender || old.epoch != nt.epoch);
     term_no_ = nt.no;
@@ -1777,7 +1960,9 @@ class GroupStage final : public Stage {
     if (raised) drop_below_done(io);
     drop_dead(io);
     note_status_change(io);
-    if (old.no != 0) resend_own(io);
+    // After a network term, or with none yet, our messages that the sequencer never
+    // stamped are held by nobody else: they go out again too.
+    if (old.no != 0 || to_member) resend_own(io);
   }
 
   // reliability.arq gives a message up as a whole when a member of its ack set fails, so
@@ -2010,6 +2195,9 @@ class GroupStage final : public Stage {
   std::uint64_t own_low_ = 0;       ///< no copy held below this number
   std::uint64_t own_back_max_ = 0;  ///< highest own number whose stamped copy came back
   std::uint64_t own_due_ns_ = 0;    ///< earliest due request (0 = none)
+  bool net_gone_ = false;   ///< the network term is being given up (see net_fail)
+  bool fallback_ = false;   ///< a member term was adopted: the network sequencer is out
+  std::size_t n_pending_ = 0;  ///< messages with a stamp beyond the window (Msg::pend_g)
 
   // Announcement batch (sequencer).
   Packet* batch_ = nullptr;
@@ -2060,9 +2248,13 @@ void register_ordering_group(Registry& r) {
           "count; payload entries {u32 sender, u32 epoch, u64 seq, u64 global}, 24 bytes each, flagged "
           "reliable when `reliable` is set). Members deliver by global number, their own messages from a clone "
           "kept at send. Network sequencer (`network_sequencer` set, the paper's OUM): data is unicast to "
-          "tmc-sequencer, which multicasts it with extension `group_seq` (u64 global, u32 session; 14 bytes); a "
-          "new session means the sequencer restarted: what is held is delivered, `sequencer_changed` raised. "
-          "Unreliable: a gap open for `hold_us` is skipped and reported (`gap_skipped`, in global numbers, "
+          "tmc-sequencer, which multicasts it with extension `group_seq` (u64 global, u32 session; 14 bytes); "
+          "unreliable, a new session means the sequencer restarted: what is held is delivered, "
+          "`sequencer_changed` raised. Network sequencer with `reliable`: the session is a term like a member "
+          "sequencer's, delivered stably; when the sequencer restarts (a new session), stops returning a "
+          "member's own messages (8 requests, about 1 s), or a receiver fails, the members cut its term as "
+          "below and a member sequencer takes over for good (`net_failovers`); what reliability still "
+          "repairs toward the sequencer's address goes to the group from then on. Unreliable: a gap open for `hold_us` is skipped and reported (`gap_skipped`, in global numbers, "
           "sender/epoch naming the term), data never announced within 4 x hold_us is dropped and reported "
           "(`gap_skipped` with its own sender/epoch/seq); no two members deliver two messages in different "
           "relative orders while they follow the same sequencer term; a sequencer change starts a new term (old "
@@ -2121,7 +2313,10 @@ void register_ordering_group(Registry& r) {
                     "did not come back in time"},
                    {"ordering.group_own_restamp_gave_up",
                     "network mode, reliable: own messages whose stamped copy never came back after every request "
-                    "(the sequencer is taken as gone)"}},
+                    "(the sequencer is taken as gone)"},
+                   {"ordering.group_net_failovers",
+                    "network mode, reliable: the network sequencer's term given up (it restarted, own messages "
+                    "stopped coming back, or a receiver failed); a member sequencer takes over"}},
       .factory = [] { return std::make_unique<GroupStage>(); },
   });
 }
