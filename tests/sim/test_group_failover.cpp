@@ -206,6 +206,24 @@ TEST_CASE("sim: ordering.group reliable sequencer crash mid-stream under loss + 
   if (simtest::many_seeds(kSeeds)) CHECK(totals.term_changes > 0);
 }
 
+// A member that is not the sequencer crashes while everyone sends: the sequencer re-cuts
+// (what only the crashed member held can never become stable) and the survivors agree.
+TEST_CASE("sim: ordering.group reliable member (not the sequencer) crash mid-stream: survivors agree") {
+  Totals totals;
+  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
+    tmc::sim::Rng rng(seed * 6007 + 11);
+    const std::size_t n = 3 + seed % 3;
+    const std::uint32_t per_sender = 40;
+    const std::uint64_t interval = 1 * kMs;
+    const std::size_t victim = 1 + rng.below(n - 1);
+    const std::uint64_t crash_at = 3 * kMs + rng.below(per_sender * interval);
+    run_seed(seed, c, attach, n, per_sender, interval, {{victim, crash_at}}, totals);
+  });
+  MESSAGE("member crash: " << totals.delivered << " deliveries per survivor in total, " << totals.term_changes
+                           << " sequencer changes followed, " << totals.lost_from_crashed << " of "
+                           << totals.sent_by_crashed << " messages of the crashed member not delivered");
+}
+
 TEST_CASE("sim: ordering.group reliable double failover (sequencer then its successor): survivors agree") {
   Totals totals;
   simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
