@@ -1,12 +1,15 @@
 // fragment.split — splitting messages larger than one datagram, and reassembling them.
 //
 // Synopsis
-//   Send: a data message whose payload exceeds fragment_bytes is cut into fragments of
+//   Send: a message whose payload exceeds fragment_bytes is cut into fragments of
 //   fragment_bytes (the last one shorter), each a pool packet carrying the fragment
 //   extension and a copy of every extension the stages above wrote. Smaller messages
 //   pass untouched (zero bytes added). Receive: fragments are reassembled per (sender,
 //   epoch, message id) into one large packet, which goes up with the extensions of its
 //   first fragment restored, so the stages above see the message as it was sent.
+//   Control packets are split too when they are larger than a fragment (ordering.group
+//   re-sends a whole message as a control packet after a view change); smaller ones, like
+//   every control packet of the other stages, pass at once.
 // Params
 //   fragment_bytes (int, 1200)            payload bytes per fragment
 //   max_message_bytes (int, 16777216)     largest message sent or reassembled
@@ -93,6 +96,8 @@ enum Counter : std::size_t {
 constexpr std::string_view kKind = "fragment.split";
 constexpr std::uint8_t kFragExtBytes = 12;
 constexpr std::uint32_t kMinFragmentBytes = 16;
+// While messages are partial, how often at least the view is checked for senders gone.
+constexpr std::uint64_t kViewCheckNs = 100'000'000;
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 constexpr std::size_t kRetiredEpochs = 4;
 constexpr std::uint32_t kIdWindow = 1024;  ///< finished message ids remembered per sender
@@ -191,8 +196,8 @@ class FragmentStage final : public Stage {
   // --- send -----------------------------------------------------------------------------
 
   void on_send(Packet* p, StageIo& io) noexcept override {
-    if (p->kind != wire::Kind::data) {
-      io.down(p);
+    if (p->kind != wire::Kind::data && p->payload_len <= frag_bytes_) {
+      io.down(p);  // acks, statuses, heartbeats: never queued behind data
       return;
     }
     const bool split = p->payload_len > frag_bytes_;
@@ -245,7 +250,8 @@ class FragmentStage final : public Stage {
   // --- receive --------------------------------------------------------------------------
 
   void on_receive(Packet* p, StageIo& io) noexcept override {
-    if (p->kind != wire::Kind::data || (p->flags & wire::kFlagFragment) == 0) {
+    purge_gone(io);
+    if ((p->flags & wire::kFlagFragment) == 0) {
       io.up(p);
       return;
     }
@@ -257,6 +263,7 @@ class FragmentStage final : public Stage {
   void on_tick(StageIo& io) noexcept override {
     armed_ns_ = 0;  // the pipeline disarmed us before calling
     const std::uint64_t now = io.now_ns();
+    purge_gone(io);
     if (q_head_ != nullptr && now >= retry_at_) drain(io);
     while (lru_head_ != kNone && partials_[lru_head_].progress_ns + timeout_ns_ <= now) {
       io.count(incomplete);
@@ -741,11 +748,48 @@ class FragmentStage final : public Stage {
 
   // One timer serves both directions: the send retry and the stalest partial's timeout
   // (the progress list is in deadline order, since every partial has the same timeout).
+  // The view says a sender failed, left or restarted: its partial messages can never
+  // complete (with reliability, its retransmissions stopped), so they are dropped as
+  // incomplete now rather than after reassembly_timeout_us. Checked on input and on a
+  // timer at least every kViewCheckNs while anything is partial.
+  void purge_gone(StageIo& io) noexcept {
+    const Group& g = io.group();
+    if (g.view_id() == view_seen_) return;
+    view_seen_ = g.view_id();
+    if (n_partials_ == 0) return;
+    // A sender the view does not know is gone too once every named member has been heard
+    // or declared failed (one that crashed before any of its heartbeats reached us).
+    bool strangers_gone = g.slots() > 1;
+    for (std::size_t i = 0; i < g.slots(); ++i) {
+      if (g.member(static_cast<int>(i)).state == MemberState::expected) strangers_gone = false;
+    }
+    for (SenderState& st : senders_) {
+      if (!st.in_use || st.n_partials == 0) continue;
+      const int slot = g.slot_of_sender(st.id);
+      if (slot == g.self_slot()) continue;
+      bool gone = strangers_gone;
+      if (slot != kNoSlot) {
+        const MemberInfo& m = g.member(slot);
+        gone = (m.epoch != 0 && m.epoch != st.epoch) || m.state == MemberState::failed ||
+               m.state == MemberState::left;
+      }
+      if (!gone) continue;
+      while (st.partials_head != kNone) {
+        io.count(incomplete);
+        finish(st.partials_head, DropReason::incomplete, io);
+      }
+    }
+  }
+
   void rearm(StageIo& io) noexcept {
     std::uint64_t d = 0;
     if (q_head_ != nullptr) d = retry_at_ != 0 ? retry_at_ : io.now_ns() + retry_ns_;
     if (lru_head_ != kNone) {
-      const std::uint64_t t = partials_[lru_head_].progress_ns + timeout_ns_;
+      std::uint64_t t = partials_[lru_head_].progress_ns + timeout_ns_;
+      // Wake up now and then to notice a sender gone from the view (purge_gone).
+      // (An armed deadline still ahead is kept, so that a stream of fragments does not
+      // re-arm the timer for each one.)
+      t = std::min(t, armed_ns_ > io.now_ns() ? armed_ns_ : io.now_ns() + kViewCheckNs);
       if (d == 0 || t < d) d = t;
     }
     if (d == armed_ns_) return;
@@ -756,6 +800,8 @@ class FragmentStage final : public Stage {
       io.arm_timer(d);
     }
   }
+
+  std::uint64_t view_seen_ = 0;
 
   // Parameters.
   std::uint32_t frag_bytes_ = 1200;
@@ -800,7 +846,8 @@ void register_fragment_split(Registry& r) {
       .notes =
           "Wire: extension `fragment` (type 2), 12 bytes: u32 message id (per sender incarnation, increasing over "
           "fragmented messages), u32 byte offset, u32 total length; the base header carries the fragment flag. "
-          "A message of at most `fragment_bytes` passes untouched (zero bytes added). A larger one is cut into "
+          "A message of at most `fragment_bytes` passes untouched (zero bytes added). A larger one (data, or a "
+          "control packet such as ordering.group's re-sent message) is cut into "
           "ceil(length / fragment_bytes) pool packets, each with the message's flags, token and a byte-for-byte "
           "copy of the extensions the stages above wrote (e.g. ordering.seq's number); the reassembled message "
           "gets those of its first fragment back, so stages above see it as sent. When the pool runs dry "

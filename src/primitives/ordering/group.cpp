@@ -188,7 +188,8 @@ struct Msg {
 
 // Network mode, reliable: a copy of an own message whose stamped copy has not come back.
 struct OwnCopy {
-  Packet* p = nullptr;
+  Packet* p = nullptr;  ///< nullptr with `used`: a message larger than one datagram (not re-sent)
+  bool used = false;
   std::uint64_t seq = 0;
   std::uint64_t due_ns = 0;   ///< when to ask the sequencer (again)
   std::uint64_t wait_ns = 0;  ///< the current wait, doubled per request
@@ -1247,22 +1248,27 @@ class GroupStage final : public Stage {
 
 
   void keep_own(const Packet& p, std::uint64_t seq, StageIo& io) noexcept {
-    // A message fragmented below is not one datagram we could send again.
-    if (p.payload_len + 64 > env_.max_payload_bytes) return;
     OwnCopy& o = own_[seq % own_.size()];
-    if (o.p != nullptr) {
+    if (o.used) {
       // More than a window of own messages without their stamped copy: the sequencer is
       // far behind or gone; this one goes without a safety copy.
       io.count(full_drops);
       return;
     }
-    Packet* c = io.clone(p);
-    if (c == nullptr) {
-      io.count(full_drops);
-      return;
+    // A message fragmented below is not one datagram we could send to the sequencer again:
+    // it is only timed, so that its stamped copy not coming back still leads to a failover
+    // (after which it is re-sent to the members, fragmented like any large message).
+    Packet* c = nullptr;
+    if (p.payload_len + 64 <= env_.max_payload_bytes) {
+      c = io.clone(p);
+      if (c == nullptr) {
+        io.count(full_drops);
+        return;
+      }
     }
     const std::uint64_t now = io.now_ns();
-    o = OwnCopy{.p = c, .seq = seq, .due_ns = now + kRestampFirstNs, .wait_ns = kRestampFirstNs, .tries = 0};
+    o = OwnCopy{.p = c, .used = true, .seq = seq, .due_ns = now + kRestampFirstNs, .wait_ns = kRestampFirstNs,
+                .tries = 0};
     ++own_held_net_;
     if (own_low_ == 0 || own_held_net_ == 1) own_low_ = seq;
     if (own_due_ns_ == 0 || o.due_ns < own_due_ns_) own_due_ns_ = o.due_ns;
@@ -1272,13 +1278,14 @@ class GroupStage final : public Stage {
     if (seq == 0 || own_.empty()) return;
     if (seq > own_back_max_) own_back_max_ = seq;
     OwnCopy& o = own_[seq % own_.size()];
-    if (o.p == nullptr || o.seq != seq) return;
+    if (!o.used || o.seq != seq) return;
     release_own(o);
   }
 
   void release_own(OwnCopy& o) noexcept {
-    o.p->release();
+    if (o.p != nullptr) o.p->release();
     o.p = nullptr;
+    o.used = false;
     --own_held_net_;
   }
 
@@ -1290,24 +1297,24 @@ class GroupStage final : public Stage {
     // The oldest copy still held; everything below own_low_ came back or was given up.
     while (own_low_ <= own_seq_) {
       const OwnCopy& o = own_[own_low_ % own_.size()];
-      if (o.p != nullptr && o.seq == own_low_) break;
+      if (o.used && o.seq == own_low_) break;
       ++own_low_;
     }
     std::size_t left = own_held_net_;
     bool gone = false;
     for (std::uint64_t s = own_low_; s <= own_seq_ && left > 0; ++s) {
       OwnCopy& o = own_[s % own_.size()];
-      if (o.p == nullptr || o.seq != s) continue;
+      if (!o.used || o.seq != s) continue;
       --left;
       if (o.due_ns <= now) {
-        if (s == own_low_ || s < own_back_max_) {
+        if (o.p == nullptr || s == own_low_ || s < own_back_max_) {
           if (o.tries >= kRestampFailoverTries) gone = true;
           if (o.tries >= kRestampTries) {
             io.count(own_restamp_gave_up);
             release_own(o);
             continue;
           }
-          send_restamp_request(o, io);
+          if (o.p != nullptr) send_restamp_request(o, io);  // (a large one is only timed)
           ++o.tries;
           o.wait_ns = std::min(o.wait_ns * 2, kRestampMaxNs);
         }
@@ -1894,7 +1901,7 @@ class GroupStage final : public Stage {
       // Reliability still repairs messages sent to the sequencer; they go to the members.
       io.redirect_to_group(net_ip_, net_port_);
       for (OwnCopy& o : own_) {
-        if (o.p != nullptr) release_own(o);
+        if (o.used) release_own(o);
       }
       own_due_ns_ = 0;
     }
@@ -1970,12 +1977,11 @@ class GroupStage final : public Stage {
   // re-sends its own messages not delivered yet. The copy is a reliable control packet
   // (ordering.seq below would give a data packet a new number) with an 8-byte Ext::order
   // body carrying the message's per-sender number; receivers turn it back into the data
-  // message (duplicates are dropped by (sender, epoch, seq)). Messages larger than one
-  // datagram are not re-sent (see the notes).
+  // message (duplicates are dropped by (sender, epoch, seq)). One larger than a datagram
+  // is split by fragment.split below like a data message and reassembled at the members.
   void resend_own(StageIo& io) noexcept {
     for (const Msg& m : msgs_) {
       if (!m.used || m.p == nullptr || m.sender != env_.sender || m.epoch != env_.epoch) continue;
-      if (m.p->payload_len + 64 > env_.max_payload_bytes) continue;
       Packet* c = io.clone(*m.p);
       if (c == nullptr) {
         io.count(full_drops);
