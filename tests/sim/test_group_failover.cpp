@@ -109,7 +109,12 @@ struct Totals {
 void run_seed(std::uint64_t seed, Check& c, const std::function<void(Network&)>& attach, std::size_t n,
               std::uint32_t per_sender, std::uint64_t interval_ns,
               const std::vector<std::pair<std::size_t, std::uint64_t>>& crashes, Totals& totals,
-              const std::function<void(Network&)>& disturb = {}, std::uint32_t fragment_bytes = 0) {
+              const std::function<void(Network&)>& disturb = {}, std::uint32_t fragment_bytes = 0,
+              std::int64_t views_may_split_from_k = -1) {
+  // views_may_split_from_k >= 0: the members' views may split (see the early partition
+  // scenario): only each member's own consistency is checked, and that every member
+  // delivers every message numbered from views_may_split_from_k on (sent after the heal).
+  const bool views_may_split = views_may_split_from_k >= 0;
   Network net(simtest::config(seed, faulty_link(seed)));
   attach(net);
   for (std::size_t i = 0; i < n; ++i) net.add_member(member_plan(i, n, fragment_bytes));
@@ -124,11 +129,11 @@ void run_seed(std::uint64_t seed, Check& c, const std::function<void(Network&)>&
   const std::uint64_t sends_end_ns = 1 * kMs + per_sender * interval_ns;
   const std::uint64_t end_ns = sends_end_ns + 700 * kMs + 9'000 * kMs;
   PrefixChecker prefixes;
-  for (std::uint64_t t = 2 * kMs; t < sends_end_ns + 700 * kMs; t += 2 * kMs) {
+  for (std::uint64_t t = 2 * kMs; t < sends_end_ns + 700 * kMs && !views_may_split; t += 2 * kMs) {
     net.schedule(t, [&net, &c, &prefixes] { prefixes.check(net, c, "while running"); });
   }
   c.expect(net.run_until(end_ns), "the run hit the event limit");
-  prefixes.check(net, c, "at the end");
+  if (!views_may_split) prefixes.check(net, c, "at the end");
 
   std::vector<std::size_t> survivors;
   for (std::size_t r = 0; r < n; ++r) {
@@ -150,14 +155,17 @@ void run_seed(std::uint64_t seed, Check& c, const std::function<void(Network&)>&
   }
   const std::size_t s0 = survivors.front();
   for (std::size_t r : survivors) {
+    if (views_may_split) break;
     c.expect(logs[r] == logs[s0], "survivors ", s0, " and ", r, " delivered different sequences (", logs[s0].size(),
              " and ", logs[r].size(), " messages)");
   }
-  const std::set<Id> got(logs[s0].begin(), logs[s0].end());
-  for (std::size_t s : survivors) {
-    for (std::uint32_t k = 0; k < net.sent(s).size(); ++k) {
-      if (!net.sent(s)[k].accepted) continue;
-      c.expect(got.count({s, k}) == 1, "message ", k, " of survivor ", s, " was not delivered by the survivors");
+  for (std::size_t r : views_may_split ? survivors : std::vector<std::size_t>{s0}) {
+    const std::set<Id> got(logs[r].begin(), logs[r].end());
+    for (std::size_t s : survivors) {
+      for (std::uint32_t k = 0; k < net.sent(s).size(); ++k) {
+        if (!net.sent(s)[k].accepted || static_cast<std::int64_t>(k) < views_may_split_from_k) continue;
+        c.expect(got.count({s, k}) == 1, "message ", k, " of survivor ", s, " was not delivered by member ", r);
+      }
     }
   }
   for (std::size_t r : survivors) {
@@ -165,9 +173,12 @@ void run_seed(std::uint64_t seed, Check& c, const std::function<void(Network&)>&
     const auto counters = net.counters(r);
     totals.term_changes += counters.get("ordering.group_term_changes");
     totals.cut_missing += counters.get("ordering.group_cut_missing");
-    c.expect(counters.get("ordering.group_cut_missing") == 0, "member ", r, " saw a cut it could not apply");
+    if (!views_may_split) {
+      c.expect(counters.get("ordering.group_cut_missing") == 0, "member ", r, " saw a cut it could not apply");
+    }
   }
   totals.delivered += logs[s0].size();
+  const std::set<Id> got(logs[s0].begin(), logs[s0].end());
   if (!c.ok() && std::getenv("TMC_SIM_DEBUG") != nullptr) {
     for (std::size_t r : survivors) {
       const auto counters = net.counters(r);
@@ -306,6 +317,46 @@ TEST_CASE("sim: ordering.group reliable temporary partitions while everyone send
                                    << " sequencer changes followed");
 }
 
+// A partition from the start, before every member was heard: a member named in the
+// manifest but never heard is declared failed after the failure timeout (150 ms), so the
+// sides can each go on with their own view and sequencer until the partition heals and the
+// excluded member is heard again (no primary partition: docs/manifest.md, Guarantees).
+// What must hold anyway: nobody stalls — once the partition healed and the views merged,
+// every member delivers every message sent from then on (a second burst, 400 ms after the
+// heal), exactly once; no member delivers anything twice or out of its sender's order; and
+// nothing is held at the end. Not checked: which messages sent during the split each side
+// delivers (the sides may each deliver only their own), and the identical order of members
+// whose views never split (which ones those are depends on the seed). A sequencer that was
+// cut off from a term the others delivered in re-orders messages they delivered already;
+// they pass over those numbers (ordering.group_cut_missing counts them).
+// may_fail: about 3 seeds of 1000 (which ones depends on reliability's timing; e.g. five
+// members in several sides that each declared others failed) still end with every member
+// holding the second burst's messages undelivered: merging three or more concurrent terms
+// after the heal is not solved yet.
+TEST_CASE("sim: ordering.group reliable partition before every member was heard: nobody stalls" *
+          doctest::may_fail()) {
+  Totals totals;
+  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
+    tmc::sim::Rng rng(seed * 31337 + 5);
+    const std::size_t n = 3 + seed % 3;
+    const std::uint32_t per_sender = 60;
+    const std::uint64_t interval = 2 * kMs;
+    std::vector<std::size_t> a;
+    std::vector<std::size_t> b;
+    a.push_back(0);
+    for (std::size_t i = 1; i < n; ++i) (rng.below(2) == 0 || b.empty() ? b : a).push_back(i);
+    const std::uint64_t first = 3 * kMs + rng.below(60 * kMs);
+    const std::uint64_t length = 20 * kMs + rng.below(200 * kMs);
+    auto disturb = [&](Network& net) {
+      net.partition({a, b}, first, first + length);
+      simtest::schedule_burst(net, simtest::all(net), 20, first + length + 400 * kMs, interval, seed, per_sender);
+    };
+    run_seed(seed, c, attach, n, per_sender, interval, {}, totals, disturb, 0, /*views_may_split_from_k=*/per_sender);
+  });
+  MESSAGE("early partitions: " << totals.term_changes << " sequencer changes followed, " << totals.cut_missing
+                               << " numbers passed over after views split");
+}
+
 namespace {
 
 struct LoadResult {
@@ -399,3 +450,4 @@ TEST_CASE("sim: ordering.group reliable latency and load (no failure)") {
     CHECK(r.statuses_sent <= std::uint64_t{row.per_sender} * 3 * 3);
   }
 }
+

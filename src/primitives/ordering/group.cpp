@@ -172,6 +172,7 @@ struct PeerStatus {
   std::uint32_t sender = 0;
   std::uint32_t epoch = 0;
   gw::Status st;
+  gw::Cutoff cutoffs[gw::kMaxCutoffs];  ///< from its last frozen status (st.n_cutoffs)
 };
 
 struct Msg {
@@ -184,6 +185,7 @@ struct Msg {
   std::uint64_t pend_g = 0;  ///< network term: a stamp beyond the window, placed once it fits
   bool used = false;
   bool unordered = false;  ///< sequencer: a number the sender spent on an unordered message
+  bool skip = false;       ///< placed, but delivered here already (see entry_to_place)
 };
 
 // Network mode, reliable: a copy of an own message whose stamped copy has not come back.
@@ -819,9 +821,22 @@ class GroupStage final : public Stage {
     std::uint32_t idx = lookup(sender, epoch, seq);
     if (idx != kNone) return msgs_[idx].g != 0 ? kNone : idx;
     const std::uint32_t s = find_sender(sender, epoch, io);
-    if (s != kNone && seq <= senders_[s].done_seq) return kNone;
+    const bool done = s != kNone && seq <= senders_[s].done_seq;
+    if (done && !rel()) return kNone;
     idx = insert(sender, epoch, seq, io.now_ns());
-    if (idx == kNone) io.count(full_drops);
+    if (idx == kNone) {
+      io.count(full_drops);
+    } else if (done) {
+      // Reliable mode: the sequencer orders a message we delivered already. That happens
+      // only when views disagreed: the sequencer was cut off from a term we delivered in
+      // (e.g. we declared it failed before ever hearing it, while it lived), so its
+      // per-sender cut-offs are behind ours. We pass over this number instead of leaving
+      // a hole that nobody could fill, so the members that shared that term stay live and
+      // in step (they all pass over the same numbers); the sequencer's own sequence then
+      // differs from theirs, as docs/manifest.md allows for a member that was separated.
+      msgs_[idx].skip = true;
+      io.count(cut_missing);
+    }
     return idx;
   }
 
@@ -846,7 +861,7 @@ class GroupStage final : public Stage {
   [[nodiscard]] bool deliverable(std::uint64_t g) const noexcept {
     if (net_unrel()) return net_ring_[g % window_] != nullptr;
     const std::uint32_t idx = ring_[g % window_];
-    return idx != kNone && msgs_[idx].g == g && msgs_[idx].p != nullptr;
+    return idx != kNone && msgs_[idx].g == g && (msgs_[idx].p != nullptr || msgs_[idx].skip);
   }
 
   void deliver_ready(StageIo& io) noexcept {
@@ -867,6 +882,17 @@ class GroupStage final : public Stage {
     const std::uint32_t idx = ring_[next_g_ % window_];
     ring_[next_g_ % window_] = kNone;
     Msg& m = msgs_[idx];
+    if (m.skip) {  // delivered here before (entry_to_place)
+      if (m.p != nullptr) {
+        m.p->release();
+        m.p = nullptr;
+        note_held(m, -1);
+      }
+      erase(idx);
+      ++next_g_;
+      io.count(stale);
+      return;
+    }
     Packet* p = m.p;
     m.p = nullptr;
     note_held(m, -1);
@@ -1203,7 +1229,7 @@ class GroupStage final : public Stage {
       return;
     }
     Msg& m = msgs_[idx];
-    if (m.p == nullptr) {
+    if (m.p == nullptr && !m.skip) {
       m.p = p;
       note_held(m, +1);
     } else {
@@ -1457,8 +1483,27 @@ class GroupStage final : public Stage {
       io.count(full_drops);
       return;
     }
-    p->reset_for_send(n_adopted_ * gw::kRecordBytes);
+    // A frozen status also says how far this member delivered each sender (the next term
+    // start takes the largest: see try_collect).
+    std::uint32_t ncut = 0;
+    if (frozen_) {
+      const std::uint32_t used = 64 + n_adopted_ * gw::kRecordBytes;
+      const std::uint32_t room = env_.max_payload_bytes > used ? (env_.max_payload_bytes - used) / gw::kCutoffBytes : 0;
+      const std::uint32_t max_cut = std::min<std::uint32_t>(gw::kMaxCutoffs, room);
+      for (const SenderState& st : senders_) {
+        if (st.used && st.done_seq > 0 && ncut < max_cut) ++ncut;
+      }
+    }
+    p->reset_for_send(n_adopted_ * gw::kRecordBytes + ncut * gw::kCutoffBytes);
     for (std::uint32_t i = 0; i < n_adopted_; ++i) gw::put_record(p->payload() + std::size_t{i} * gw::kRecordBytes, adopted_[i]);
+    std::uint32_t k = 0;
+    for (const SenderState& st : senders_) {
+      if (k >= ncut) break;
+      if (!st.used || st.done_seq == 0) continue;
+      gw::put_cutoff(p->payload() + std::size_t{n_adopted_} * gw::kRecordBytes + std::size_t{k} * gw::kCutoffBytes,
+                     gw::Cutoff{st.id, st.epoch, st.done_seq});
+      ++k;
+    }
     p->kind = wire::Kind::control;
     p->flags = 0;  // unreliable: the next status repairs a lost one
     p->channel = env_.channel;
@@ -1476,6 +1521,7 @@ class GroupStage final : public Stage {
     s.delivered = next_g_ - 1;
     s.stable = std::min(last_stable_, s.held);
     s.n_records = n_adopted_;
+    s.n_cutoffs = ncut;
     gw::write_status_body(body, s);
     sent_held_ = s.held;
     sent_delivered_ = s.delivered;
@@ -1684,6 +1730,9 @@ class GroupStage final : public Stage {
     const int slot = g.slot_of_sender(p->sender);
     const std::uint32_t from_sender = p->sender;
     const std::uint32_t from_epoch = p->epoch;
+    gw::Cutoff cut[gw::kMaxCutoffs];
+    const std::uint8_t* cut_bytes = p->payload() + std::size_t{s.n_records} * gw::kRecordBytes;
+    for (std::uint32_t i = 0; i < s.n_cutoffs; ++i) cut[i] = gw::cutoff_at(cut_bytes, i);
     p->release();  // consumed: statuses are this stage's own traffic
     if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != from_epoch) {
       io.count(stale);  // not (yet) in our view: its next status will count
@@ -1694,10 +1743,15 @@ class GroupStage final : public Stage {
     PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
     const bool fresh = !ps.have || ps.sender != from_sender || ps.epoch != from_epoch;
     if (fresh || gw::term_after(s.term, ps.st.term)) {
-      ps = PeerStatus{.have = true, .sender = from_sender, .epoch = from_epoch, .st = s};
+      ps.have = true;
+      ps.sender = from_sender;
+      ps.epoch = from_epoch;
+      ps.st = s;
+      std::copy(cut, cut + s.n_cutoffs, ps.cutoffs);
     } else if (gw::same_term(s.term, ps.st.term)) {
       if (s.frozen && !ps.st.frozen) {
         ps.st = s;
+        std::copy(cut, cut + s.n_cutoffs, ps.cutoffs);
       } else if (!s.frozen && !ps.st.frozen) {
         // Reordered statuses of one term: the numbers only grow.
         ps.st.held = std::max(ps.st.held, s.held);
@@ -1817,24 +1871,53 @@ class GroupStage final : public Stage {
     }
     const gw::TermId nt{max_no + 1, env_.sender, env_.epoch};
     adopt(nt, out, nout, nullptr, 0, io);
-    // Per-sender cut-offs: the last number of each alive sender in the delivered prefix.
+    // Per-sender cut-offs: the last number of each alive sender in the delivered prefix —
+    // the largest any receiver reports. Members that stayed together agree on it already
+    // (the cut covers what any of them delivered); a member that was cut off from a term
+    // the others delivered in (views split, e.g. a member declared failed before it was
+    // ever heard) reports less, and ordering again from its own numbers would wait for
+    // messages their senders delivered and no longer hold. It skips them instead (it
+    // missed them: docs/manifest.md, Guarantees).
     const std::uint32_t room = env_.max_payload_bytes > 64 + nout * gw::kRecordBytes
                                    ? (env_.max_payload_bytes - 64 - nout * gw::kRecordBytes) / gw::kCutoffBytes
                                    : 0;
     const std::uint32_t max_cut = std::min<std::uint32_t>(gw::kMaxCutoffs, room);
+    gw::Cutoff merged[gw::kMaxCutoffs];
     std::uint32_t ncut = 0;
+    const auto merge = [&](std::uint32_t id, std::uint32_t epoch, std::uint64_t last) {
+      if (last == 0 || !sender_alive(g, id, epoch)) return;
+      for (std::uint32_t i = 0; i < ncut; ++i) {
+        if (merged[i].sender == id && merged[i].epoch == epoch) {
+          merged[i].last_seq = std::max(merged[i].last_seq, last);
+          return;
+        }
+      }
+      if (ncut < max_cut) merged[ncut++] = gw::Cutoff{id, epoch, last};
+    };
     for (const SenderState& st : senders_) {
-      if (st.used && st.done_seq > 0 && ncut < max_cut && sender_alive(g, st.id, st.epoch)) ++ncut;
+      if (st.used) merge(st.id, st.epoch, st.done_seq);
     }
+    for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
+      const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
+      if (ps == nullptr || !ps->st.frozen) continue;
+      for (std::uint32_t i = 0; i < ps->st.n_cutoffs; ++i) {
+        merge(ps->cutoffs[i].sender, ps->cutoffs[i].epoch, ps->cutoffs[i].last_seq);
+      }
+    }
+    bool raised = false;
+    for (std::uint32_t i = 0; i < ncut; ++i) {
+      const std::uint32_t si = find_sender(merged[i].sender, merged[i].epoch, io);
+      if (si != kNone && merged[i].last_seq > senders_[si].done_seq) {
+        senders_[si].done_seq = merged[i].last_seq;
+        raised = true;
+      }
+    }
+    if (raised) drop_below_done(io);
     start->reset_for_send(nout * gw::kRecordBytes + ncut * gw::kCutoffBytes);
     for (std::uint32_t i = 0; i < nout; ++i) gw::put_record(start->payload() + std::size_t{i} * gw::kRecordBytes, out[i]);
-    std::uint32_t k = 0;
-    for (const SenderState& st : senders_) {
-      if (st.used && st.done_seq > 0 && k < ncut && sender_alive(g, st.id, st.epoch)) {
-        gw::put_cutoff(start->payload() + std::size_t{nout} * gw::kRecordBytes + std::size_t{k} * gw::kCutoffBytes,
-                       gw::Cutoff{st.id, st.epoch, st.done_seq});
-        ++k;
-      }
+    for (std::uint32_t k = 0; k < ncut; ++k) {
+      gw::put_cutoff(start->payload() + std::size_t{nout} * gw::kRecordBytes + std::size_t{k} * gw::kCutoffBytes,
+                     merged[k]);
     }
     start->kind = wire::Kind::control;
     start->flags = wire::kFlagReliable;
@@ -2311,7 +2394,8 @@ void register_ordering_group(Registry& r) {
                    {"ordering.group_statuses_received", "reliable: ordering status packets accepted"},
                    {"ordering.group_term_starts", "reliable: term starts sent (sequencer) or adopted"},
                    {"ordering.group_cut_missing", "reliable: a cut disagreed with what this member held or "
-                                                  "delivered (views disagreed; should stay 0)"},
+                                                  "delivered, or a sequencer ordered a message delivered here "
+                                                  "already (views disagreed: stays 0 without a split)"},
                    {"ordering.group_failed_sender_dropped",
                     "reliable: unordered messages of a failed or departed sender released"},
                    {"ordering.group_own_restamp_requests",

@@ -16,7 +16,11 @@
 //                        u32 term_epoch, u64 held_through, u64 delivered_through,
 //                        u64 stable_through, u8 record_count
 //               payload: record_count cut records (20 B each, see below), the cuts of the
-//               term start this member adopted; sent unreliable (repaired by the next one).
+//               term start this member adopted, then (frozen statuses only) per-sender
+//               cut-offs {u32 sender, u32 epoch, u64 last_seq} (16 B each, as many as the
+//               rest of the payload holds, at most 64): the last number of each sender
+//               this member delivered or passed, which the next term start takes the
+//               largest of; sent unreliable (repaired by the next one).
 //   3 start     body 7:  u8 type, u32 term_no, u8 record_count, u8 cutoff_count
 //               payload: record_count cut records, then cutoff_count per-sender cut-offs
 //               {u32 sender, u32 epoch, u64 last_seq} (16 B); term = (term_no, packet
@@ -88,6 +92,7 @@ struct Status {
   std::uint64_t stable = 0;
   std::uint32_t n_records = 0;
   CutRecord records[kMaxRecords];
+  std::uint32_t n_cutoffs = 0;  ///< frozen statuses: per-sender cut-offs after the records
 };
 
 struct Start {
@@ -155,7 +160,13 @@ inline void write_status_body(std::uint8_t* b, const Status& s) noexcept {
   s.delivered = wire::get_u64(body + 22);
   s.stable = wire::get_u64(body + 30);
   s.n_records = body[38];
-  if (s.n_records > kMaxRecords || payload_len != s.n_records * kRecordBytes) return false;
+  if (s.n_records > kMaxRecords || payload_len < s.n_records * kRecordBytes) return false;
+  const std::uint32_t rest = payload_len - s.n_records * kRecordBytes;
+  if (rest % kCutoffBytes != 0 || rest / kCutoffBytes > kMaxCutoffs || (rest != 0 && !s.frozen)) return false;
+  s.n_cutoffs = rest / kCutoffBytes;
+  for (std::uint32_t i = 0; i < s.n_cutoffs; ++i) {
+    if (cutoff_at(payload + std::size_t{s.n_records} * kRecordBytes, i).sender == 0) return false;
+  }
   if (s.term.no == 0 && (s.term.sender != 0 || s.term.epoch != 0 || s.held != 0)) return false;
   if (s.delivered > s.held || s.stable > s.held) return false;
   for (std::uint32_t i = 0; i < s.n_records; ++i) {
