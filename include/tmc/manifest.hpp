@@ -148,6 +148,9 @@ struct Manifest {
   std::int64_t ordering_hold_us = 50000;  ///< strict mode: longest wait for a gap to fill
   bool group_ordering = false;
   std::string sequencer;  ///< group ordering: the sequencing member's name; empty = the smallest alive name
+  /// "all": every message is ordered (point-to-point and group) unless sent with the
+  /// per-message 'ordered: false'; "flagged": only messages sent with 'ordered: true' are.
+  std::string ordered_messages = "all";
   // reliability and error checking
   ReliabilitySpec reliability;
   bool error_checking = false;
@@ -168,7 +171,7 @@ struct Manifest {
 struct MessageManifest {
   std::optional<bool> reliability;
   std::optional<bool> error_checking;
-  std::optional<bool> ordered;  ///< false: opt this message out of the channel's ordering
+  std::optional<bool> ordered;  ///< false: opt out of the channel's ordering; true: opt in ('ordered messages: flagged')
   bool operator==(const MessageManifest&) const = default;
 };
 

@@ -169,7 +169,7 @@ void add_named(std::vector<std::pair<std::string, std::uint64_t>>& into, const s
   into.emplace_back(name, v);
 }
 
-enum PerMessageBits : std::uint16_t { kHasReliability = 1, kHasChecksum = 2 };
+enum PerMessageBits : std::uint16_t { kHasReliability = 1, kHasChecksum = 2, kHasOrdering = 4, kOrderedFlagged = 8 };
 
 }  // namespace
 
@@ -249,6 +249,10 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
     }
     if (s.kind == "membership.heartbeat") out.membership = true;
     if (s.kind.rfind("reliability.", 0) == 0) out.per_message_ok |= kHasReliability;
+    if (s.kind == "ordering.group" || s.kind == "ordering.fifo") {
+      out.per_message_ok |= kHasOrdering;
+      if (m.ordered_messages == "flagged") out.per_message_ok |= kOrderedFlagged;
+    }
     if (s.kind.rfind("checksum.", 0) == 0 || s.offload.find("checksum") != std::string::npos) {
       out.per_message_ok |= kHasChecksum;
     }
@@ -1187,9 +1191,10 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     return {Code::NOT_PERMITTED_BY_DUPLEXITY,
             "send: member '" + name() + "' of channel '" + plan().channel_id + "' is receive-only (duplexity)"};
   }
-  std::uint16_t flags = 0;
+  const std::uint16_t ok = per_message_ok_.load();
+  // 'ordered messages: flagged': unordered unless the message opts in.
+  std::uint16_t flags = (ok & kOrderedFlagged) != 0 ? wire::kFlagUnordered : 0;
   if (per_message != nullptr) {
-    const std::uint16_t ok = per_message_ok_.load();
     if (per_message->reliability.has_value()) {
       if ((ok & kHasReliability) == 0) {
         return {Code::NOT_AVAILABLE,
@@ -1211,8 +1216,15 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
                 "available yet"};
       }
     }
-    if (per_message->ordered.has_value() && !*per_message->ordered) {
-      flags = static_cast<std::uint16_t>(flags | wire::kFlagUnordered);
+    if (per_message->ordered.has_value()) {
+      if (*per_message->ordered && (ok & kHasOrdering) == 0) {
+        return {Code::NOT_AVAILABLE,
+                "send: per-message 'ordered: true' needs ordering in the channel's plan; set 'group ordering' or "
+                "'point-to-point ordering' (with 'ordered messages: flagged', messages are ordered only when "
+                "they opt in)"};
+      }
+      flags = *per_message->ordered ? static_cast<std::uint16_t>(flags & ~wire::kFlagUnordered)
+                                    : static_cast<std::uint16_t>(flags | wire::kFlagUnordered);
     }
   }
   const std::uint32_t max = max_payload_.load();

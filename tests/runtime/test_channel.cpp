@@ -214,6 +214,41 @@ TEST_CASE("an ordered, checked channel delivers each sender's messages in order"
   CHECK(tx.stats().counter("checksum.sealed") == 300);
 }
 
+// 'ordered messages: flagged' (issue 5, per-message ordering "and vice versa"): on a
+// group-ordered channel, messages are unordered unless sent with 'ordered: true'. The
+// unordered ones pass ordering.group at once; the one that opts in is sequenced.
+TEST_CASE("per-message ordering: opt in with 'ordered: true' when the channel's ordering is flagged") {
+  tmc::Manifest m = manifest_for("optin", 5, "tx");
+  m.group_ordering = true;
+  m.ordered_messages = "flagged";
+  auto tx = tmc::Channel::open(m);
+  m.name = "rx";
+  auto rx = tmc::Channel::open(m);
+  tmc::MessageManifest in;
+  in.ordered = true;
+  REQUIRE(tx.send("plain-0").is_ok());
+  REQUIRE(tx.send("opted-in", in).is_ok());
+  REQUIRE(tx.send("plain-1").is_ok());
+  std::set<std::string> unordered;
+  std::set<std::string> ordered;
+  for (int got = 0; got < 3; ++got) {
+    auto r = rx.receive(3s);
+    REQUIRE(r);
+    ((r->flags & tmc::wire::kFlagUnordered) != 0 ? unordered : ordered).insert(std::string(r->text()));
+  }
+  CHECK(unordered == std::set<std::string>{"plain-0", "plain-1"});
+  CHECK(ordered == std::set<std::string>{"opted-in"});
+  CHECK(rx.stats().counter("ordering.group_unordered") == 2);
+  CHECK(rx.stats().counter("ordering.group_delivered") >= 1);
+
+  // The same per-message property on a channel that orders nothing is refused clearly.
+  tmc::Manifest plain = manifest_for("optin-none", 6, "solo");
+  auto solo = tmc::Channel::open(plain);
+  const tmc::Status st = solo.send("x", in);
+  CHECK(st.code() == tmc::Code::NOT_AVAILABLE);
+  CHECK(st.message().find("'ordered: true'") != std::string::npos);
+}
+
 TEST_CASE("update() switches error checking on mid-stream without losing queued messages") {
   auto tx = tmc::Channel::open(manifest_for("update-crc", 5, "tx"));
   auto rx = tmc::Channel::open(manifest_for("update-crc", 5, "rx"));

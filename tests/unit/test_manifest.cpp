@@ -421,10 +421,26 @@ TEST_CASE("message manifests: the per-message subset") {
         "<map>: 'group' cannot be set per message: it is a property of the channel (change it for the channel with "
         "update())\n"
         "<map>: 'point-to-point ordering' cannot be set per message: it is a property of the channel (a message may "
-        "opt out of it with 'ordered: false')\n"
+        "opt out of it with 'ordered: false', or in with 'ordered: true' when the channel has 'ordered messages: "
+        "flagged')\n"
         "<map>: unknown property 'orderd' (did you mean 'ordered'?)\n"
         "<map>: 'reliability' expects bool, got int 3");
   CHECK(untouched == MessageManifest{});
+}
+
+TEST_CASE("manifests: 'ordered messages: flagged' needs some ordering on the channel") {
+  Diagnostics d;
+  Manifest m;
+  REQUIRE(parse_manifest("id: a\ngroup ordering: true\nordered messages: flagged\n", "m.yaml", m, d));
+  CHECK(m.ordered_messages == "flagged");
+  Diagnostics bad;
+  Manifest none;
+  CHECK_FALSE(parse_manifest("id: a\nordered messages: flagged\n", "m.yaml", none, bad));
+  CHECK(bad.to_string().find("'ordered messages: flagged' lets messages opt in to the channel's ordering, but the "
+                             "channel orders nothing") != std::string::npos);
+  Diagnostics typo;
+  CHECK_FALSE(parse_manifest("id: a\ngroup ordering: true\nordered messages: some\n", "m.yaml", none, typo));
+  CHECK(typo.to_string().find("ordered messages") != std::string::npos);
 }
 
 TEST_CASE("hostile input never throws or crashes") {

@@ -71,6 +71,21 @@ def test_no_ordering_means_no_seq(endpoint: dict[str, Any]) -> None:
     assert m is not None and m.seq is None
 
 
+def test_ordered_messages_flagged_orders_only_the_messages_that_opt_in(endpoint: dict[str, Any]) -> None:
+    # Issue 5, per-message ordering the other way round: on a channel whose ordering is
+    # opt-in, a plain send is unordered and {'ordered': True} joins the group's order.
+    rx, tx = pair(endpoint, group_ordering=True, ordered_messages="flagged")
+    with rx, tx:
+        tx.send(b"beacon")
+        tx.send(b"entry", {"ordered": True})
+        got = {}
+        for _ in range(2):
+            m = rx.recv(timeout=PATIENCE)
+            assert m is not None
+            got[bytes(m)] = m.properties["ordered"]
+    assert got == {b"beacon": False, b"entry": True}
+
+
 def test_recv_timeout_returns_none(endpoint: dict[str, Any]) -> None:
     with Channel(endpoint) as c:
         assert c.recv(timeout=0) is None

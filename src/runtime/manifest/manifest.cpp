@@ -15,7 +15,7 @@ BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slo
 BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay_us, seed);
 BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, heartbeat_us, failure_timeout_us, multicast, group, port,
                         interface, ttl, loopback, point_to_point_ordering, ordering_window, ordering_hold_us,
-                        group_ordering, sequencer, reliability,
+                        group_ordering, sequencer, ordered_messages, reliability,
                         error_checking, pacing, flow_control, congestion_control, synchronicity, duplexity,
                         max_message_bytes, faults);
 BOOST_HANA_ADAPT_STRUCT(tmc::MessageManifest, reliability, error_checking, ordered);
@@ -176,6 +176,10 @@ constexpr FieldMeta kManifestRows[] = {
             "network's when the capability file declares one)"},
     {.field = "sequencer", .key = "sequencer", .alias = "sequencer",
      .doc = "group ordering: the member that sequences; empty = the alive member with the smallest name"},
+    {.field = "ordered_messages", .key = "ordered messages", .alias = "ordered_messages",
+     .doc = "all: every message is ordered (point-to-point and group ordering) unless sent with the "
+            "per-message 'ordered: false'; flagged: only messages sent with 'ordered: true' are",
+     .one_of = kReliableMessages},
     {.field = "reliability", .key = "reliability", .alias = "reliability",
      .doc = "acknowledged delivery with retransmission: true (ack from all members) or a map naming who "
             "must acknowledge",
@@ -211,7 +215,8 @@ constexpr FieldMeta kMessageRows[] = {
     {.field = "error_checking", .key = "error checking", .alias = "error_checking",
      .doc = "this message carries a CRC32C", .true_word = "crc32c", .per_message = true},
     {.field = "ordered", .key = "ordered", .alias = "ordered",
-     .doc = "per message only: false opts this message out of the channel's point-to-point ordering",
+     .doc = "per message only: false opts this message out of the channel's ordering (point-to-point and "
+            "group); true opts it in on a channel with 'ordered messages: flagged'",
      .per_message = true},
 };
 
@@ -432,6 +437,11 @@ void check_rules(const Manifest& m, Checker& c) {
   if (!m.sequencer.empty() && !m.group_ordering) {
     c.error("sequencer", "'sequencer' is set but 'group ordering' is not");
   }
+  if (m.ordered_messages == "flagged" && !m.group_ordering && m.point_to_point_ordering == OrderingMode::off) {
+    c.error("ordered messages", "'ordered messages: flagged' lets messages opt in to the channel's ordering, "
+                                "but the channel orders nothing; set 'group ordering' or 'point-to-point "
+                                "ordering'");
+  }
   if (!m.sequencer.empty() && !names.empty() && std::find(names.begin(), names.end(), m.sequencer) == names.end()) {
     c.error("sequencer", "'sequencer' names '" + m.sequencer + "', which is not in 'members'");
   }
@@ -545,8 +555,9 @@ bool message_manifest_from_value(const Value& map, MessageManifest& out, Diagnos
     const detail::FieldMeta* row = detail::match_row(rows, key, {});
     if (row == nullptr) return std::nullopt;
     std::string why = "'" + std::string(row->key) + "' cannot be set per message: it is a property of the channel";
-    if (row->field == "point_to_point_ordering") {
-      why += " (a message may opt out of it with 'ordered: false')";
+    if (row->field == "point_to_point_ordering" || row->field == "group_ordering") {
+      why += " (a message may opt out of it with 'ordered: false', or in with 'ordered: true' when the "
+             "channel has 'ordered messages: flagged')";
     } else {
       why += " (change it for the channel with update())";
     }
