@@ -2,7 +2,7 @@
 # Reliable-multicast benchmark across network namespaces (issue 4; docs/benchmarks.md).
 #
 #   sudo scripts/bench-reliable.sh [BUILD_DIR] [--quick] [--seconds S] [--only LABEL,...] [--keep DIR]
-#                                  [--sizes 64,1024] [--losses 0,10] [--zmq-rate-kbps N]
+#                                  [--sizes 64,1024] [--losses 0,10] [--zmq-rate-kbps N] [--no-raw]
 #
 # One sender -> two receivers, each in its own namespace on a bridge (tests/net/netns.sh),
 # 64 B and 1 KiB messages, 0 % and 1 % loss on receiver r2 (nftables on r2's input:
@@ -17,6 +17,8 @@
 # and prints a Markdown table (messages/s per receiver, goodput, delivered/sent, CPU time
 # per delivered message, each as a ratio against raw UDP at the same size and loss).
 #
+# --only runs the raw row too (the table's ratios are against it) unless --no-raw is given
+# (short comparison runs of one libTMC row; the "vs raw" columns then say n/a).
 # --quick: a smoke run for CTest (64 B, 0 % loss, 0.2 s per row, five of the rows, under 20 s).
 # Needs root (network namespaces, nftables); otherwise it skips with exit code 77.
 set -euo pipefail
@@ -26,6 +28,7 @@ quick=0
 seconds=2
 only=""
 keep=""
+no_raw=0
 sizes_opt=()
 losses_opt=()
 while [ $# -gt 0 ]; do
@@ -34,10 +37,11 @@ while [ $# -gt 0 ]; do
     --zmq-rate-kbps) zmq_rate_kbps=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --only) only=$2; shift ;;
+    --no-raw) no_raw=1 ;;
     --keep) keep=$2; shift ;;
     --sizes) IFS=, read -r -a sizes_opt <<<"$2"; shift ;;
     --losses) IFS=, read -r -a losses_opt <<<"$2"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) build=$1 ;;
   esac
   shift
@@ -222,6 +226,7 @@ for size in "${sizes[@]}"; do
     for row in "${rows[@]}"; do
       read -r label transport manifest <<<"$row"
       if [ -n "$only" ] && [ "$label" != raw ] && [[ ",$only," != *",$label,"* ]]; then continue; fi
+      if [ "$no_raw" -eq 1 ] && [ "$label" = raw ]; then continue; fi
       run_case "$label" "$transport" "$manifest" "$size" "$loss"
     done
   done

@@ -328,6 +328,7 @@ void ChannelCore::install(Prepared& p) {
   receiving_ = p.spec.receive;
   rx_batch_.assign(std::max<std::uint32_t>(p.plan.transport.batch, 1), nullptr);
   names_ = std::move(p.names);
+  name_cache_.clear();  // make_message() looks the names up again
   sender_id_.store(p.sender);
   max_payload_.store(p.max_payload);
   per_message_ok_.store(p.per_message_ok);
@@ -504,9 +505,13 @@ void ChannelCore::take_returns() noexcept {
 
 void ChannelCore::refill_free() noexcept {
   bool added = false;
+  bool dry = false;  // the pool ran out: no quarter of the queue may come soon
   while (outstanding_ < send_slots_) {
     Packet* p = pool_->alloc();
-    if (p == nullptr) break;
+    if (p == nullptr) {
+      dry = true;
+      break;
+    }
     if (!free_ring_.try_push(p)) {
       p->release();
       break;
@@ -514,9 +519,19 @@ void ChannelCore::refill_free() noexcept {
     ++outstanding_;
     added = true;
   }
-  if (added && waiters_.load() > 0) {
-    std::lock_guard<std::mutex> lock(wait_mu_);
-    wait_cv_.notify_all();
+  if (added && slot_waiters_.load() > 0) {
+    // A sender waits for free slots (the send queue was full). Waking it costs a futex
+    // call on both sides, so it is woken for a quarter of the queue at a time, not for
+    // every few slots the loop frees: the loop still has the rest of the submit ring to
+    // work on meanwhile. When the submit ring has run empty the loop is about to idle, so
+    // then it is woken whatever the count, and so it is when the pool ran dry (the
+    // sender's wait also times out after 2 ms).
+    const std::uint64_t free_now = free_ring_.pushed() - free_ring_.popped();
+    const std::uint64_t queued = submit_ring_.pushed() - submit_ring_.popped();
+    if (free_now >= send_slots_ / 4 || queued == 0 || dry) {
+      std::lock_guard<std::mutex> lock(wait_mu_);
+      wait_cv_.notify_all();
+    }
   }
 }
 
@@ -607,7 +622,9 @@ void ChannelCore::flush_tx() noexcept {
 
 void ChannelCore::set_flushed(std::uint64_t pos) noexcept {
   flushed_pos_.store(pos);
-  if (waiters_.load() > 0) {
+  // Only synchronous senders wait for a position (senders waiting for a free slot are
+  // woken by refill_free()); detaching wakes everyone.
+  if (flush_waiters_.load() > 0 || (detached_.load() && waiters_.load() > 0)) {
     std::lock_guard<std::mutex> lock(wait_mu_);
     wait_cv_.notify_all();
   }
@@ -893,9 +910,18 @@ void ChannelCore::abandon_outcomes(std::uint64_t up_to_token) noexcept {
 }
 
 void ChannelCore::note_delivery(const Packet& p) noexcept {
-  if (heard_.insert(p.sender).second) heard_order_.push_back(p.sender);
+  if (!any_heard_ || p.sender != last_heard_) {
+    if (heard_.insert(p.sender).second) heard_order_.push_back(p.sender);
+    last_heard_ = p.sender;
+    any_heard_ = true;
+  }
   if (p.ext(wire::Ext::seq) == nullptr) return;
-  SeqTrack& t = seq_[(std::uint64_t{p.sender} << 32) | p.epoch];
+  const std::uint64_t key = (std::uint64_t{p.sender} << 32) | p.epoch;
+  if (last_track_ == nullptr || key != last_track_key_) {
+    last_track_ = &seq_[key];
+    last_track_key_ = key;
+  }
+  SeqTrack& t = *last_track_;
   if (t.delivered == 0) {
     t.first = t.highest = p.seq;
   } else if (p.seq > t.highest) {
@@ -930,7 +956,21 @@ void ChannelCore::dispatch() noexcept {
     return;
   }
   delivering_.swap(to_deliver_);
-  for (Packet* p : delivering_) {
+  // We hold the exec lock (the loop's ExecGuard): what the handler lets go of goes
+  // straight back into the pool.
+  const BufferHome::DirectReturn direct(*home_);
+  const std::size_t n = delivering_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    Packet* p = delivering_[i];
+    // Packets that an ordering stage held while a repair was on its way have gone cold
+    // (at 1 % loss nearly every message waits behind some gap): fetch the packet a few
+    // ahead and the payload of the one after next, so that the handler does not wait on
+    // memory for each.
+    if (i + 4 < n) __builtin_prefetch(delivering_[i + 4]);
+    if (i + 2 < n) {
+      const Packet* q = delivering_[i + 2];
+      __builtin_prefetch(q->buf + q->payload_off);
+    }
     note_delivery(*p);
     ++shell_.delivered_messages;
     shell_.delivered_bytes += p->payload_len;
@@ -951,7 +991,15 @@ Message ChannelCore::make_message(Packet* p) {
   m.has_seq = p->ext(wire::Ext::seq) != nullptr;
   m.flags = p->flags;
   m.received_ns = p->rx_ns;
-  m.sender = name_of(p->sender);
+  const std::uint64_t view = pipeline_ ? pipeline_->group().view_id() : 0;
+  if (name_cache_.empty() || p->sender != name_cache_sender_ || view != name_cache_view_ ||
+      pipeline_.get() != name_cache_pipeline_) {
+    name_cache_ = name_of(p->sender);
+    name_cache_sender_ = p->sender;
+    name_cache_view_ = view;
+    name_cache_pipeline_ = pipeline_.get();
+  }
+  m.sender = name_cache_;
   return m;
 }
 
@@ -1280,10 +1328,12 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
                                          : "send: the send queue is full (send_blocks_when_full is false)"};
     }
     waiters_.fetch_add(1);
+    slot_waiters_.fetch_add(1);
     {
       std::unique_lock<std::mutex> lock(wait_mu_);
       wait_cv_.wait_for(lock, std::chrono::milliseconds(2));
     }
+    slot_waiters_.fetch_sub(1);
     waiters_.fetch_sub(1);
   }
   const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed);
@@ -1319,9 +1369,22 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     promise.set_value(DeliveryOutcome{});
     *outcome = promise.get_future();
   }
-  const std::uint64_t sent_ns = RuntimeLoop::now_ns();
+  // Messages the loop has not taken yet: this send is part of a stream (the loop is poked
+  // already and will take this one with them), so it can neither go inline nor needs the
+  // clock, which on a virtual machine costs about as much as the rest of send(). Such
+  // messages give no send latency sample (rx_ns 0); the first of each stream does.
+  // The send right after such a stream has no clock reading to measure its gap against:
+  // it counts as close (not inline), as it would have been with one.
+  const bool streaming = !on_loop && submit_ring_.pushed() != submit_ring_.popped();
+  bool after_stream = false;
+  if (streaming) {
+    if (!stream_tail_.load(std::memory_order_relaxed)) stream_tail_.store(true, std::memory_order_relaxed);
+  } else if (stream_tail_.load(std::memory_order_relaxed)) {
+    after_stream = stream_tail_.exchange(false, std::memory_order_relaxed);
+  }
+  const std::uint64_t sent_ns = streaming ? 0 : RuntimeLoop::now_ns();
   p->rx_ns = sent_ns;  // send() time, for the send latency estimate
-  const std::uint64_t prev_ns = last_send_ns_.exchange(sent_ns, std::memory_order_relaxed);
+  const std::uint64_t prev_ns = streaming ? 0 : last_send_ns_.exchange(sent_ns, std::memory_order_relaxed);
   std::uint64_t pos = 0;
   p = carrier;
   if (!submit_ring_.try_push(p, &pos)) {
@@ -1344,7 +1407,8 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
       loop_holds_exec_ = false;
       exec_mu_.unlock();
     }
-  } else if (options_.inline_send && (prev_ns >= sent_ns || sent_ns - prev_ns >= options_.inline_send_min_gap_ns)) {
+  } else if (!streaming && !after_stream && options_.inline_send &&
+             (prev_ns >= sent_ns || sent_ns - prev_ns >= options_.inline_send_min_gap_ns)) {
     if (exec_mu_.try_lock()) {
       poke = send_inline(false, true);
       exec_mu_.unlock();
@@ -1369,10 +1433,12 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   if (tracked.valid() && outcome != nullptr) *outcome = std::move(tracked);
   if (sync) {
     waiters_.fetch_add(1);
+    flush_waiters_.fetch_add(1);
     {
       std::unique_lock<std::mutex> lock(wait_mu_);
       wait_cv_.wait(lock, [&] { return flushed_pos_.load() > pos || detached_.load(); });
     }
+    flush_waiters_.fetch_sub(1);
     waiters_.fetch_sub(1);
   }
   return Status::ok();

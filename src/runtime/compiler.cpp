@@ -64,8 +64,8 @@ constexpr std::int64_t kReliableHoldUs = 10'000'000;
 constexpr std::size_t kFragmentExtBytes = wire::kExtHeaderBytes + 12;
 /// The group_seq extension the network sequencer inserts: u64 sequence, u32 session.
 constexpr std::size_t kGroupSeqExtBytes = wire::kExtHeaderBytes + 12;
-/// The batch extension of a coalesced datagram (u16 count) and each record's length prefix.
-constexpr std::size_t kBatchExtBytes = wire::kExtHeaderBytes + 2;
+/// The batch extension of a coalesced datagram with compact records (u16 count, u8 format).
+constexpr std::size_t kBatchExtBytes = wire::kExtHeaderBytes + 3;
 
 std::size_t wire_bytes(const PlannedStage& s) {
   if (s.placement != Placement::software) return 0;
@@ -227,6 +227,13 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                 {"reassembly_timeout_us", reliable_all ? "30000000" : "2000000"},
                 // Room for two messages of the largest size in reassembly at once.
                 {"max_reassembly_bytes", std::to_string(std::max<std::int64_t>(64LL << 20, 2 * m.max_message_bytes))}};
+    if (reliable_all) {
+      // Reliability acknowledges each fragment as it arrives, below this stage: a partial
+      // message evicted for room would never be repaired. A sender can have a whole
+      // reliability window of messages in reassembly at once; memory stays bounded by
+      // max_reassembly_bytes.
+      f.params.emplace("max_partial_per_sender", "4096");
+    }
     plan.stages.push_back(std::move(f));
   }
 
@@ -243,7 +250,11 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                                  us_text(coalesce_us) + " to share one datagram (up to " +
                                  std::to_string(room.coalesce_budget) +
                                  " bytes of them); a message alone at the deadline is sent as itself.");
-      c.params = {{"max_bytes", std::to_string(room.coalesce_budget)}, {"delay_us", std::to_string(coalesce_us)}};
+      // Compact records leave out the base header every record of a batch shares (and a
+      // seq that follows the previous one): half again as many small messages per datagram.
+      c.params = {{"max_bytes", std::to_string(room.coalesce_budget)},
+                  {"delay_us", std::to_string(coalesce_us)},
+                  {"records", "compact"}};
       plan.stages.push_back(std::move(c));
     }
   }

@@ -351,9 +351,11 @@ TEST_CASE("pacing: a token bucket for a rate, coalescing for small messages") {
   // `pacing: true` is coalescing for at most 100 us, no rate limit.
   const Plan t = plan_of(manifest("id: t\npacing: true\nmax message bytes: 1000\n"));
   REQUIRE(kinds(t) == std::vector<std::string>{"pacing.coalesce"});
-  CHECK(t.stages[0].params == StageParams{{"max_bytes", std::to_string(1448 - 4)}, {"delay_us", "100"}});
+  // The batch extension (2 + 3 bytes: count and record format) comes off the datagram's room.
+  CHECK(t.stages[0].params ==
+        StageParams{{"max_bytes", std::to_string(1448 - 5)}, {"delay_us", "100"}, {"records", "compact"}});
   CHECK(starts_with(t.stages[0].reason, "'pacing' trades latency for throughput: small messages wait at most 100 us "
-                                        "to share one datagram (up to 1444 bytes of them)"));
+                                        "to share one datagram (up to 1443 bytes of them)"));
   CHECK(t.transport.max_payload_bytes == 1448);
 
   // A rate alone: a token bucket with the default burst, no coalescing.
@@ -369,7 +371,8 @@ TEST_CASE("pacing: a token bucket for a rate, coalescing for small messages") {
                "max message bytes: 1000\n"));
   REQUIRE(kinds(both) == std::vector<std::string>{"pacing.coalesce", "pacing.bucket", "checksum.crc32c"});
   CHECK(both.stages[1].params == StageParams{{"rate_bps", "8000000"}, {"burst_bytes", "3000"}});
-  CHECK(both.stages[0].params == StageParams{{"max_bytes", std::to_string(1448 - 4 - 4)}, {"delay_us", "2000"}});
+  CHECK(both.stages[0].params ==
+        StageParams{{"max_bytes", std::to_string(1448 - 5 - 4)}, {"delay_us", "2000"}, {"records", "compact"}});
   CHECK(contains(both.stages[0].reason, "wait at most 2 ms"));
 
   CHECK(plan_of(manifest("id: t\npacing: {enabled: false, rate bps: 5}\nmax message bytes: 1000\n")).stages.empty());

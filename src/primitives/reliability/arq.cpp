@@ -513,6 +513,12 @@ class ArqStage final : public Stage {
     }
     e.last_sent_ns = io.now_ns();
     e.retransmitted = true;
+    // The repair needs a round trip before its acks can show up: its timer starts again
+    // now (a timeout sets its own backoff after this). Without this a NACK repair sent
+    // shortly before the original's timer ran out was followed at once by a second,
+    // useless copy (the lossy member's acks of later messages are the "evidence" of the
+    // loss being repaired), which every member then received as a duplicate.
+    e.deadline_ns = std::max(e.deadline_ns, e.last_sent_ns + rto_ns_);
     io.count(c_retransmits);
     io.down(r);
     return true;
@@ -603,14 +609,36 @@ class ArqStage final : public Stage {
 
   // Whether the acks of some member `e` waits for have made no progress for an RTO since
   // `e` last left: the stream stopped (a tail loss) or that member cannot hear us.
+  // A member that keeps acking while its cumulative ack stays below `e`'s predecessor is
+  // not quiet on `e`'s account: it lacks an older message, which that message's own timer
+  // and the member's NACKs repair, and until then its acks cannot reach `e` (the SACK
+  // bitmap covers only the 64 after the cumulative point). Counting it as quiet sent up
+  // to kMaxRtoBurst useless copies per scan at 1 % loss (the member had them all), and
+  // every member received them as duplicates.
+  // (Only while a repair of that older message is on its way: when it was settled
+  // without the member, or its own retransmission waits out a backoff, the old rule
+  // stands, and the later messages go again as before.)
   bool members_quiet(const Entry& e, std::uint64_t now) const noexcept {
     MemberMask waiting = e.required & ~e.acked;
     while (waiting != 0) {
       const auto s = static_cast<std::size_t>(__builtin_ctzll(waiting));
       waiting &= waiting - 1;
+      if (blocked_below(s, e.rseq, now)) continue;
       if (now >= std::max(slot_ack_ns_[s], e.last_sent_ns) + rto_ns_) return true;
     }
     return false;
+  }
+
+  // Whether member slot `s` is acking (heard within an RTO) but lacks an older message
+  // than `rseq` that is still unsettled, waits for it, and was retransmitted within the
+  // last RTO (see members_quiet()).
+  bool blocked_below(std::size_t s, std::uint64_t rseq, std::uint64_t now) const noexcept {
+    const std::uint64_t missing = slot_cum_[s] + 1;
+    if (missing >= rseq || missing < trail_ || now >= slot_heard_ns_[s] + rto_ns_) return false;
+    const Entry& g = entries_[static_cast<std::size_t>(missing % window_)];
+    // ... and a repair of it is on its way (sent within the last RTO).
+    return g.rseq == missing && (g.required & ~g.acked & slot_bit(static_cast<int>(s))) != 0 && g.retransmitted &&
+           now < g.last_sent_ns + rto_ns_;
   }
 
   void rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept {
@@ -658,6 +686,7 @@ class ArqStage final : public Stage {
     const std::uint64_t from = std::max(trail_, seen + 1);
     const std::uint64_t to = std::min(ack->highest(), next_rseq_ - 1);
     const auto s = static_cast<std::size_t>(slot);
+    slot_heard_ns_[s] = now;
     // Only progress counts as the ack clock running: a re-ack of what we already knew (for
     // a duplicate retransmission) says nothing about messages sent since.
     if (ack->cumulative > seen && ack->cumulative < next_rseq_) {
@@ -1037,6 +1066,7 @@ class ArqStage final : public Stage {
   // of loss, see lost_evidence() and members_quiet()).
   std::uint64_t slot_high_[kMaxGroupMembers] = {};
   std::uint64_t slot_ack_ns_[kMaxGroupMembers] = {};
+  std::uint64_t slot_heard_ns_[kMaxGroupMembers] = {};  // when its last ack (any) arrived
   std::size_t held_ = 0;
   Packet* queue_head_ = nullptr;
   Packet* queue_tail_ = nullptr;
