@@ -25,6 +25,9 @@ class PacketPool;
 
 /// Room before the payload for the base header and extensions written on the send path.
 inline constexpr std::uint32_t kHeadroom = 256;
+/// Buffer size of PacketPool::alloc_small(): a received message small enough to fit (no
+/// headroom: it is never sent on) takes this instead of a whole datagram buffer.
+inline constexpr std::uint32_t kSmallPacketBytes = 256;
 
 struct Packet {
   // --- buffer -------------------------------------------------------------------------
@@ -120,6 +123,12 @@ class PacketPool {
   PacketPool& operator=(const PacketPool&) = delete;
 
   [[nodiscard]] Packet* alloc() noexcept;
+  /// A packet whose buffer is kSmallPacketBytes, for a received message that fits (a
+  /// record split out of a coalesced batch): thousands of them held at once (ordering
+  /// behind a gap) then touch a tenth of the memory that full buffers would. Same pool,
+  /// same ceiling; falls back to alloc() when buffer_bytes() is not larger. Never for a
+  /// packet that will be sent (it has no headroom); clone() copies into a full buffer.
+  [[nodiscard]] Packet* alloc_small() noexcept;
   /// A packet with its own heap buffer of kHeadroom + `payload_bytes` (+ trailer room), for
   /// messages larger than buffer_bytes() (fragmentation, reassembly). Cold: allocates once
   /// per large message. nullptr when it would take the large bytes in use past
@@ -145,12 +154,15 @@ class PacketPool {
 
  private:
   bool grow(std::uint32_t n) noexcept;
+  bool grow_small(std::uint32_t n) noexcept;
 
   std::uint32_t buffer_bytes_;
   std::uint32_t max_packets_;
   std::uint32_t total_ = 0;
   std::uint32_t in_use_ = 0;
   Packet* free_ = nullptr;
+  Packet* free_small_ = nullptr;
+  std::uint32_t small_total_ = 0;  ///< of total_, small buffers
   /// Large packets are the one part of a pool any thread may use: an application thread
   /// allocates one for a large message it sends, and the loop frees it.
   std::atomic<std::uint64_t> large_bytes_{0};

@@ -165,6 +165,9 @@ class StageIo {
   virtual void notify(const Event& e) noexcept = 0;
   /// A fresh packet for control traffic (acks, heartbeats) or copies; nullptr if exhausted.
   virtual Packet* alloc() noexcept = 0;
+  /// A packet with a buffer of kSmallPacketBytes (no headroom) for a received message that
+  /// fits; see PacketPool::alloc_small(). Never for one that will be sent.
+  virtual Packet* alloc_small() noexcept { return alloc(); }
   /// A copy of `p`; nullptr if exhausted.
   virtual Packet* clone(const Packet& p) noexcept = 0;
   /// A packet whose buffer holds `payload_bytes` of payload after kHeadroom, for messages

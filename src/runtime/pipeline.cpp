@@ -22,6 +22,7 @@ class Pipeline::Io final : public StageIo {
   void count(std::size_t i, std::uint64_t n) noexcept override { pl_.bump(counter_base_ + i, n); }
   void notify(const Event& e) noexcept override { pl_.sink_.on_event(e); }
   Packet* alloc() noexcept override { return pl_.pool_.alloc(); }
+  Packet* alloc_small() noexcept override { return pl_.pool_.alloc_small(); }
   Packet* clone(const Packet& p) noexcept override { return pl_.pool_.clone(p); }
   Packet* alloc_large(std::uint32_t payload_bytes) noexcept override { return pl_.pool_.alloc_large(payload_bytes); }
   Group& group() noexcept override { return pl_.group_; }

@@ -186,6 +186,43 @@ Packet* PacketPool::alloc() noexcept {
   return p;
 }
 
+bool PacketPool::grow_small(std::uint32_t n) noexcept {
+  if (n == 0 || total_ >= max_packets_) return false;
+  if (n > max_packets_ - total_) n = max_packets_ - total_;
+  try {
+    auto packets = std::make_unique<Packet[]>(n);
+    auto bytes = std::make_unique<std::uint8_t[]>(std::size_t{n} * kSmallPacketBytes);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      Packet& p = packets[i];
+      p.buf = bytes.get() + std::size_t{i} * kSmallPacketBytes;
+      p.cap = kSmallPacketBytes;
+      p.pool = this;
+      p.next = free_small_;
+      free_small_ = &p;
+    }
+    packet_chunks_.push_back(std::move(packets));
+    byte_chunks_.push_back(std::move(bytes));
+  } catch (...) {
+    return false;
+  }
+  total_ += n;
+  small_total_ += n;
+  return true;
+}
+
+Packet* PacketPool::alloc_small() noexcept {
+  if (buffer_bytes_ <= kSmallPacketBytes) return alloc();
+  if (free_small_ == nullptr) {
+    // Geometric, like grow(): amortised over many allocations, never per message.
+    if (!grow_small(small_total_ < 64 ? 64 : small_total_)) return alloc();
+  }
+  Packet* p = free_small_;
+  free_small_ = p->next;
+  p->next = nullptr;
+  ++in_use_;
+  return p;
+}
+
 Packet* PacketPool::alloc_large(std::uint32_t payload_bytes) noexcept {
   const std::uint64_t bytes = std::uint64_t{kHeadroom} + payload_bytes + wire::kTrailerBytes;
   if (bytes > 0xFFFFFFFFull) return nullptr;
@@ -214,8 +251,13 @@ void PacketPool::free(Packet* p) noexcept {
     delete p;
     return;
   }
-  p->next = free_;
-  free_ = p;
+  if (p->cap == kSmallPacketBytes && buffer_bytes_ > kSmallPacketBytes) {
+    p->next = free_small_;
+    free_small_ = p;
+  } else {
+    p->next = free_;
+    free_ = p;
+  }
   --in_use_;
 }
 

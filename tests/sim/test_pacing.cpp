@@ -23,6 +23,7 @@ struct CoalesceParams {
   std::uint32_t max_bytes;
   std::uint32_t delay_us;
   std::uint32_t max_messages;
+  const char* records;  // "full" or "compact" (what the compiler asks for)
 };
 
 // Varied by seed so that every flush reason (size, count, timer) and delay 0 are covered.
@@ -30,7 +31,7 @@ CoalesceParams coalesce_params(std::uint64_t seed) {
   static constexpr std::uint32_t kBytes[] = {200, 600, 1200};
   static constexpr std::uint32_t kDelays[] = {0, 50, 100, 300};
   static constexpr std::uint32_t kCounts[] = {2, 8, 64};
-  return {kBytes[seed % 3], kDelays[(seed / 3) % 4], kCounts[(seed / 12) % 3]};
+  return {kBytes[seed % 3], kDelays[(seed / 3) % 4], kCounts[(seed / 12) % 3], (seed / 36) % 2 == 0 ? "full" : "compact"};
 }
 
 tmc::Plan plan(const CoalesceParams& cp, std::uint64_t rate_bps = 0) {
@@ -42,7 +43,8 @@ tmc::Plan plan(const CoalesceParams& cp, std::uint64_t rate_bps = 0) {
   }
   stages.push_back(tmc::sim::stage("pacing.coalesce", {{"max_bytes", std::to_string(cp.max_bytes)},
                                                        {"delay_us", std::to_string(cp.delay_us)},
-                                                       {"max_messages", std::to_string(cp.max_messages)}}));
+                                                       {"max_messages", std::to_string(cp.max_messages)},
+                                                       {"records", cp.records}}));
   stages.push_back(tmc::sim::stage("checksum.crc32c", {{"require", "true"}}));
   return tmc::sim::make_plan(std::move(stages));
 }

@@ -284,7 +284,11 @@ class CoalesceStage final : public Stage {
       const std::uint32_t len = wire::get_u16(pay + at);
       const std::uint8_t* rec = pay + at + kRecordHeaderBytes;
       at += kRecordHeaderBytes + len;
-      Packet* q = io.alloc();
+      // The rebuilt datagram is at most the base header, the record, an implied seq
+      // extension and a trailer: a small one takes a small buffer (dense while held).
+      const bool small = wire::kBaseHeaderBytes + len + wire::kExtHeaderBytes + kSeqBodyBytes +
+                             wire::kTrailerBytes <= kSmallPacketBytes;
+      Packet* q = small ? io.alloc_small() : io.alloc();
       if (q == nullptr) {
         io.count(rx_pool_exhausted);
         prev_ok = false;  // the next implied seq cannot be trusted to follow a lost record
