@@ -155,6 +155,7 @@ class PacketPool {
  private:
   bool grow(std::uint32_t n) noexcept;
   bool grow_small(std::uint32_t n) noexcept;
+  bool grow_list(std::uint32_t n, std::uint32_t bytes, Packet*& list) noexcept;
 
   std::uint32_t buffer_bytes_;
   std::uint32_t max_packets_;

@@ -151,28 +151,31 @@ PacketPool::PacketPool(std::uint32_t buffer_bytes, std::uint32_t initial, std::u
 
 PacketPool::~PacketPool() = default;
 
-bool PacketPool::grow(std::uint32_t n) noexcept {
+// One chunk of `n` packets with buffers of `bytes` each, pushed onto `list`.
+bool PacketPool::grow_list(std::uint32_t n, std::uint32_t bytes, Packet*& list) noexcept {
   if (n == 0 || total_ >= max_packets_) return false;
   if (n > max_packets_ - total_) n = max_packets_ - total_;
   try {
     auto packets = std::make_unique<Packet[]>(n);
-    auto bytes = std::make_unique<std::uint8_t[]>(std::size_t{n} * buffer_bytes_);
+    auto chunk = std::make_unique<std::uint8_t[]>(std::size_t{n} * bytes);
     for (std::uint32_t i = 0; i < n; ++i) {
       Packet& p = packets[i];
-      p.buf = bytes.get() + std::size_t{i} * buffer_bytes_;
-      p.cap = buffer_bytes_;
+      p.buf = chunk.get() + std::size_t{i} * bytes;
+      p.cap = bytes;
       p.pool = this;
-      p.next = free_;
-      free_ = &p;
+      p.next = list;
+      list = &p;
     }
     packet_chunks_.push_back(std::move(packets));
-    byte_chunks_.push_back(std::move(bytes));
+    byte_chunks_.push_back(std::move(chunk));
   } catch (...) {
     return false;
   }
   total_ += n;
   return true;
 }
+
+bool PacketPool::grow(std::uint32_t n) noexcept { return grow_list(n, buffer_bytes_, free_); }
 
 Packet* PacketPool::alloc() noexcept {
   if (free_ == nullptr) {
@@ -187,27 +190,10 @@ Packet* PacketPool::alloc() noexcept {
 }
 
 bool PacketPool::grow_small(std::uint32_t n) noexcept {
-  if (n == 0 || total_ >= max_packets_) return false;
-  if (n > max_packets_ - total_) n = max_packets_ - total_;
-  try {
-    auto packets = std::make_unique<Packet[]>(n);
-    auto bytes = std::make_unique<std::uint8_t[]>(std::size_t{n} * kSmallPacketBytes);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      Packet& p = packets[i];
-      p.buf = bytes.get() + std::size_t{i} * kSmallPacketBytes;
-      p.cap = kSmallPacketBytes;
-      p.pool = this;
-      p.next = free_small_;
-      free_small_ = &p;
-    }
-    packet_chunks_.push_back(std::move(packets));
-    byte_chunks_.push_back(std::move(bytes));
-  } catch (...) {
-    return false;
-  }
-  total_ += n;
-  small_total_ += n;
-  return true;
+  const std::uint32_t before = total_;
+  const bool ok = grow_list(n, kSmallPacketBytes, free_small_);
+  small_total_ += total_ - before;
+  return ok;
 }
 
 Packet* PacketPool::alloc_small() noexcept {

@@ -1039,22 +1039,30 @@ class GroupStage final : public Stage {
 
   // --- network sequencer (OUM) ---------------------------------------------------------
 
-  void receive_stamped(Packet* p, StageIo& io) noexcept {
+  // The stamp of a datagram from the network sequencer: (global number, session), both
+  // non-zero; otherwise the packet is dropped and counted, and false returned.
+  bool read_stamp(Packet* p, std::uint64_t& g, std::uint32_t& session, StageIo& io) noexcept {
     std::uint8_t len = 0;
     const std::uint8_t* body = p->ext(wire::Ext::group_seq, &len);
     if (body == nullptr || len != kGroupSeqBytes) {
       io.count(no_stamp);
       io.drop(p, DropReason::unsupported);
-      return;
+      return false;
     }
-    const std::uint64_t g = wire::get_u64(body);
-    const std::uint32_t session = wire::get_u32(body + 8);
-    if (g == 0 || session == 0) {
+    g = wire::get_u64(body);
+    session = wire::get_u32(body + 8);
+    if (g == 0 || session == 0 || (reliable_ && p->seq == 0)) {
       io.count(no_stamp);
       io.drop(p, DropReason::malformed);
-      return;
+      return false;
     }
-    if (net_rel() && p->sender == env_.sender && p->epoch == env_.epoch) own_returned(p->seq);
+    return true;
+  }
+
+  void receive_stamped(Packet* p, StageIo& io) noexcept {
+    std::uint64_t g = 0;
+    std::uint32_t session = 0;
+    if (!read_stamp(p, g, session, io)) return;
     if (session != term_epoch_) {
       for (std::size_t i = 0; i < n_retired_; ++i) {
         if (retired_[i] == session) {
@@ -1181,20 +1189,9 @@ class GroupStage final : public Stage {
   // frozen or another network session.
 
   void receive_stamped_rel(Packet* p, StageIo& io) noexcept {
-    std::uint8_t len = 0;
-    const std::uint8_t* body = p->ext(wire::Ext::group_seq, &len);
-    if (body == nullptr || len != kGroupSeqBytes || p->seq == 0) {
-      io.count(no_stamp);
-      io.drop(p, DropReason::malformed);
-      return;
-    }
-    const std::uint64_t g = wire::get_u64(body);
-    const std::uint32_t session = wire::get_u32(body + 8);
-    if (g == 0 || session == 0) {
-      io.count(no_stamp);
-      io.drop(p, DropReason::malformed);
-      return;
-    }
+    std::uint64_t g = 0;
+    std::uint32_t session = 0;
+    if (!read_stamp(p, g, session, io)) return;
     if (p->sender == env_.sender && p->epoch == env_.epoch) own_returned(p->seq);
     if (net_active() && !net_gone_ && term_no_ == 0) {
       adopt(gw::TermId{1, 0, session}, nullptr, 0, nullptr, 0, io);
