@@ -1501,16 +1501,9 @@ class GroupStage final : public Stage {
                      gw::Cutoff{st.id, st.epoch, st.done_seq});
       ++k;
     }
-    p->kind = wire::Kind::control;
-    p->flags = 0;  // unreliable: the next status repairs a lost one
-    p->channel = env_.channel;
-    p->sender = env_.sender;
-    p->epoch = env_.epoch;
-    std::uint8_t* body = p->push_ext(wire::Ext::order, gw::kStatusBody);
-    if (body == nullptr) {
-      p->release();
-      return;
-    }
+    // Unreliable: the next status repairs a lost one.
+    std::uint8_t* body = as_order_control(p, /*reliable=*/false, gw::kStatusBody);
+    if (body == nullptr) return;
     gw::Status s;
     s.frozen = frozen_;
     s.term = cur_term();
@@ -1524,6 +1517,19 @@ class GroupStage final : public Stage {
     sent_delivered_ = s.delivered;
     io.count(statuses_sent);
     io.down(p);
+  }
+
+  // Make `p` one of this stage's control packets with an Ext::order body of `body_len`
+  // bytes; the body to fill, or nullptr (p released) when there was no room.
+  std::uint8_t* as_order_control(Packet* p, bool reliable, std::uint8_t body_len) noexcept {
+    p->kind = wire::Kind::control;
+    p->flags = reliable ? wire::kFlagReliable : 0;
+    p->channel = env_.channel;
+    p->sender = env_.sender;
+    p->epoch = env_.epoch;
+    std::uint8_t* body = p->push_ext(wire::Ext::order, body_len);
+    if (body == nullptr) p->release();
+    return body;
   }
 
   void freeze(StageIo& io) noexcept {
@@ -1916,16 +1922,8 @@ class GroupStage final : public Stage {
       gw::put_cutoff(start->payload() + std::size_t{nout} * gw::kRecordBytes + std::size_t{k} * gw::kCutoffBytes,
                      merged[k]);
     }
-    start->kind = wire::Kind::control;
-    start->flags = wire::kFlagReliable;
-    start->channel = env_.channel;
-    start->sender = env_.sender;
-    start->epoch = env_.epoch;
-    std::uint8_t* body = start->push_ext(wire::Ext::order, gw::kStartBody);
-    if (body == nullptr) {
-      start->release();
-      return;
-    }
+    std::uint8_t* body = as_order_control(start, /*reliable=*/true, gw::kStartBody);
+    if (body == nullptr) return;
     gw::write_start_body(body, nt.no, nout, ncut);
     role_ = Role::adopting;
     start_mask_ = g.receivers();
