@@ -440,6 +440,19 @@ void run_reliable_oum(std::uint64_t seed, Check& c, Network& net, std::size_t n,
   check_bounded(net, c);
 }
 
+// Every member sends; 3-5 members; lossy links everywhere. Returns the members' failovers.
+std::uint64_t run_oum_seeds(SequencerFate fate, bool own_copy_loss) {
+  std::uint64_t failovers = 0;
+  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
+    Network net(simtest::config(seed, faulty_link(seed, /*lossy=*/true)));
+    attach(net);
+    const std::size_t n = 3 + seed % 3;
+    run_reliable_oum(seed, c, net, n, n, own_copy_loss, fate);
+    for (std::size_t r = 0; r < n; ++r) failovers += net.counters(r).get("ordering.group_net_failovers");
+  });
+  return failovers;
+}
+
 }  // namespace
 
 TEST_CASE("sim: ordering.group network sequencer with reliability under loss into and out of the sequencer: identical complete sequences") {
@@ -466,44 +479,22 @@ TEST_CASE("sim: ordering.group network sequencer with reliability under loss int
 // network sequencer's term where every one of them holds everything before, and a member
 // sequencer orders the rest; every message is delivered exactly once, in one order.
 TEST_CASE("sim: ordering.group network sequencer with reliability and a sequencer restarted mid-run: identical complete sequences") {
-  std::uint64_t failovers = 0;
-  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
-    Network net(simtest::config(seed, faulty_link(seed, /*lossy=*/true)));
-    attach(net);
-    const std::size_t n = 3 + seed % 3;
-    run_reliable_oum(seed, c, net, n, n, /*own_copy_loss=*/false, SequencerFate::restarts);
-    for (std::size_t r = 0; r < n; ++r) failovers += net.counters(r).get("ordering.group_net_failovers");
-  });
+  const std::uint64_t failovers = run_oum_seeds(SequencerFate::restarts, /*own_copy_loss=*/false);
   if (simtest::many_seeds(kSeeds)) CHECK(failovers > 0);
 }
 
 TEST_CASE("sim: ordering.group network sequencer with reliability and a member crashed mid-run: survivors agree") {
-  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
-    Network net(simtest::config(seed, faulty_link(seed, /*lossy=*/true)));
-    attach(net);
-    const std::size_t n = 3 + seed % 3;
-    run_reliable_oum(seed, c, net, n, n, /*own_copy_loss=*/false, SequencerFate::member_crashes);
-  });
+  (void)run_oum_seeds(SequencerFate::member_crashes, /*own_copy_loss=*/false);
 }
 
 TEST_CASE("sim: ordering.group network sequencer with reliability and a sequencer crashed mid-run: identical complete sequences") {
-  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
-    Network net(simtest::config(seed, faulty_link(seed, /*lossy=*/true)));
-    attach(net);
-    const std::size_t n = 3 + seed % 3;
-    run_reliable_oum(seed, c, net, n, n, /*own_copy_loss=*/false, SequencerFate::crashes);
-  });
+  (void)run_oum_seeds(SequencerFate::crashes, /*own_copy_loss=*/false);
 }
 
 // Every member sends and every link loses and reorders, the senders' own stamped copies
 // included: a sender that misses its own stamped copy asks the sequencer again for it.
 TEST_CASE("sim: ordering.group network sequencer with reliability and every member sending under loss everywhere: identical complete sequences") {
-  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
-    Network net(simtest::config(seed, faulty_link(seed, /*lossy=*/true)));
-    attach(net);
-    const std::size_t n = 3 + seed % 3;
-    run_reliable_oum(seed, c, net, n, n, /*own_copy_loss=*/true);
-  });
+  (void)run_oum_seeds(SequencerFate::lives, /*own_copy_loss=*/true);
 }
 
 // Stable delivery's cost on the network sequencer without failures (virtual time, clean

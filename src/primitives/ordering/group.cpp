@@ -155,8 +155,8 @@ constexpr std::uint64_t kStatusRepairNs = 2'000'000;
 // sequencer (sub-millisecond on a LAN, a few ms under the simulator's reordering), so one
 // loss costs little; doubling keeps a sequencer that is slow or gone from being flooded.
 // 16 requests span about 3.5 s (5, 10, ..., 320 ms, then 320 ms each): beyond that the
-// sequencer is taken as gone (its restart starts a new session, which the
-// member follows) and the copy is released rather than re-sent for ever.
+// copy is released rather than re-sent for ever. (The network term is given up earlier,
+// after kRestampFailoverTries, and a failover releases every copy.)
 constexpr std::uint64_t kRestampFirstNs = 5'000'000;
 constexpr std::uint64_t kRestampMaxNs = 320'000'000;
 constexpr std::uint32_t kRestampTries = 16;
