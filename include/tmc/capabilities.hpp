@@ -14,7 +14,8 @@ struct NicCapabilities {
   std::string name;                 ///< interface name; empty = loopback
   bool checksum_tx = false;         ///< the NIC computes UDP checksums on transmit
   bool checksum_rx = false;         ///< the NIC verifies UDP checksums on receive
-  bool udp_gso = false;             ///< UDP generic segmentation offload (UDP_SEGMENT)
+  bool udp_gso = true;              ///< UDP generic segmentation offload (UDP_SEGMENT); the kernel
+                                    ///< segments in software when the NIC cannot, so on by default
   bool udp_gro = false;             ///< UDP generic receive offload (UDP_GRO)
   bool timestamping = false;        ///< hardware rx/tx timestamps
   std::uint32_t mtu_bytes = 1500;
@@ -32,7 +33,8 @@ struct Capabilities {
   NetworkCapabilities network;
   std::string source;  ///< file it came from, or "(defaults)"
 
-  /// What a host with no capability file gets: no offloads, MTU 1500, multicast on.
+  /// What a host with no capability file gets: no NIC offloads but UDP GSO (which Linux
+  /// does in software when the NIC cannot), MTU 1500, multicast on.
   static Capabilities defaults();
   bool operator==(const Capabilities&) const = default;
 };

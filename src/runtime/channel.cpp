@@ -157,6 +157,7 @@ void add_counters(TransportCounters& into, const TransportCounters& c) {
   into.rx_pool_exhausted += c.rx_pool_exhausted;
   into.tx_overflow += c.tx_overflow;
   into.gso_sends += c.gso_sends;
+  into.gso_refused += c.gso_refused;
 }
 
 void add_named(std::vector<std::pair<std::string, std::uint64_t>>& into, const std::string& name, std::uint64_t v) {
@@ -1163,6 +1164,7 @@ ChannelStats ChannelCore::build_stats() const {
       {"shell.send_errors", t.send_errors},
       {"shell.tx_overflow", t.tx_overflow},
       {"shell.gso_sends", t.gso_sends},
+      {"shell.gso_refused", t.gso_refused},
       {"shell.datagrams_received", t.datagrams_received},
       {"shell.datagram_bytes_received", t.datagram_bytes_received},
       {"shell.receive_errors", t.receive_errors},

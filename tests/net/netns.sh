@@ -117,6 +117,12 @@ tmcnet_setup() {
     ip -n "$TMCNET_BR_NS" link add "p$i" type veth peer name "$TMCNET_IF" netns "$ns"
     ip -n "$TMCNET_BR_NS" link set "p$i" master br0 up
     ip -n "$ns" addr add "$(tmcnet_ip "$i")/24" dev "$TMCNET_IF"
+    # A veth carries a UDP GSO send as one packet all the way to the receiving socket. A
+    # real wire carries each datagram (the NIC, or the kernel without one, segments before
+    # it), and that is what nftables loss rules and the stack's per-packet costs must
+    # see: segment at the host's own interface.
+    ip -n "$ns" link set dev "$TMCNET_IF" gso_max_segs 1 2>/dev/null ||
+      echo "netns: could not set gso_max_segs 1 on $ns's $TMCNET_IF: GSO sends cross the bridge unsegmented" >&2
     ip -n "$ns" link set "$TMCNET_IF" up
     ip -n "$ns" route add 224.0.0.0/4 dev "$TMCNET_IF"
   done

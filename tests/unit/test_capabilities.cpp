@@ -29,12 +29,12 @@ std::string caps_errors(const std::string& yaml) {
 
 }  // namespace
 
-TEST_CASE("defaults: no offloads, MTU 1500, multicast on") {
+TEST_CASE("defaults: no NIC offloads but UDP GSO (software segmentation), MTU 1500, multicast on") {
   const Capabilities c = Capabilities::defaults();
   CHECK(c.source == "(defaults)");
   CHECK_FALSE(c.nic.checksum_rx);
   CHECK_FALSE(c.nic.checksum_tx);
-  CHECK_FALSE(c.nic.udp_gso);
+  CHECK(c.nic.udp_gso);
   CHECK_FALSE(c.nic.udp_gro);
   CHECK_FALSE(c.nic.timestamping);
   CHECK(c.nic.mtu_bytes == 1500);

@@ -24,9 +24,13 @@ constexpr FieldMeta kNicRows[] = {
      .doc = "the NIC verifies UDP checksums on receive and drops bad datagrams", .group = "checksum offload",
      .group_alias = "checksum_offload"},
     {.field = "udp_gso", .key = "udp gso", .alias = "udp_gso",
-     .doc = "UDP generic segmentation offload (UDP_SEGMENT): one send hands the kernel many datagrams"},
+     .doc = "UDP generic segmentation offload (UDP_SEGMENT): one send hands the kernel many equal-sized "
+            "datagrams for one destination. On by default: Linux (4.18 and later) segments in software when the NIC "
+            "cannot; the transport checks that the socket takes it and, if the kernel refuses a send, goes back to "
+            "one datagram per send (shell.gso_refused)"},
     {.field = "udp_gro", .key = "udp gro", .alias = "udp_gro",
-     .doc = "UDP generic receive offload (UDP_GRO): one receive returns many datagrams"},
+     .doc = "UDP generic receive offload (UDP_GRO): one receive returns many datagrams. Declared only: the "
+            "transport does not use it yet"},
     {.field = "timestamping", .key = "timestamping", .alias = "timestamping",
      .doc = "hardware receive and transmit timestamps"},
     {.field = "mtu_bytes", .key = "mtu", .alias = "mtu_bytes",

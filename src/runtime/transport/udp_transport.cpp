@@ -27,6 +27,18 @@ constexpr std::uint32_t kGsoMaxSegments = 64;
 constexpr std::uint32_t kGsoMaxBytes = 65000;
 constexpr std::size_t kCmsgSpace = CMSG_SPACE(sizeof(std::uint16_t));
 
+/// Whether this socket accepts UDP_SEGMENT (Linux 4.18 and later): the kernel then
+/// segments in software when the device cannot.
+bool socket_has_gso(int fd) {
+  int size = 0;
+  socklen_t len = sizeof size;
+  return ::getsockopt(fd, SOL_UDP, UDP_SEGMENT, &size, &len) == 0;
+}
+
+/// Errors with which the kernel refuses a GSO send it would take as separate datagrams
+/// (no UDP_SEGMENT support, a device or path that cannot carry the segments).
+bool gso_refusal(int err) { return err == EIO || err == EINVAL || err == EOPNOTSUPP || err == EMSGSIZE || err == ENOPROTOOPT; }
+
 std::string errno_text(int err) { return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")"; }
 
 std::string ip_text(in_addr a) {
@@ -293,7 +305,8 @@ Status UdpTransport::apply(const TransportSpec& spec) {
   }
   plan_.ttl = ttl;
   plan_.loopback = spec.plan.loopback;
-  plan_.gso = spec.plan.gso;
+  // GSO as planned, if this socket takes it; a refused GSO send turns it off (flush()).
+  plan_.gso = spec.plan.gso && !gso_refused_ && socket_has_gso(fd_);
   return Status::ok();
 }
 
@@ -431,6 +444,15 @@ bool UdpTransport::flush() noexcept {
       const int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return false;
       if (err == EINTR) continue;
+      if (tx_span_[0] > 1 && gso_refusal(err)) {
+        // The kernel will not segment here (a path MTU below the segment size, a device
+        // without the offload on an old kernel): send one datagram per entry from now on
+        // rather than lose these.
+        plan_.gso = false;
+        gso_refused_ = true;
+        ++c_.gso_refused;
+        continue;
+      }
       c_.last_errno = err;
       drop_front_datagram();
       continue;

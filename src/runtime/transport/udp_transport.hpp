@@ -34,6 +34,7 @@ struct TransportCounters {
   std::uint64_t rx_pool_exhausted = 0;  ///< datagrams read into scratch and discarded
   std::uint64_t tx_overflow = 0;        ///< packets dropped: transmit queue full
   std::uint64_t gso_sends = 0;          ///< sendmmsg entries that carried several segments
+  std::uint64_t gso_refused = 0;        ///< GSO sends the kernel refused; GSO is then off for the socket
   int last_errno = 0;
 };
 
@@ -135,6 +136,7 @@ class UdpTransport {
   TransportPlan plan_;
   bool receive_ = true;
   bool joined_ = false;
+  bool gso_refused_ = false;  ///< the kernel refused a GSO send: never again on this socket
   unsigned ifindex_ = 0;
   in_addr if_addr_{};
   sockaddr_in group_{};
