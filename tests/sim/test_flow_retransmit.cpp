@@ -133,8 +133,8 @@ TEST_CASE("sim: retransmissions pass flow.credit and congestion.window at once: 
 // With reliability's default budget (8 retries) a burst waits in flow.credit or
 // congestion.window long enough for reliability's timers to expire on messages that never
 // left. reliability.arq now spends its budget only on timeouts that show a loss (a member
-// acked a later message, or its acks made no progress for rto_max), so the flow.credit one
-// passes with the default.
+// acked a later message, or its acks made no progress for rto_max since the message
+// really left), so both pass with the default.
 // Before that change a few seeds in 1000 failed behind flow.credit and about 3% behind
 // congestion.window.
 TEST_CASE("sim: default retry budget behind flow.credit: small window and 10-20% loss and no message fails") {
@@ -144,10 +144,14 @@ TEST_CASE("sim: default retry budget behind flow.credit: small window and 10-20%
   });
 }
 
-// Known gap: one seed in 1000 (908) still fails a message behind congestion.window with the
-// default budget; not yet understood. Skipped in CI; run with --no-skip.
-TEST_CASE("sim: default retry budget behind congestion.window: small window and 10-20% loss and no message fails" *
-          doctest::skip()) {
+// congestion.window holds its whole window while the slowest member lacks one datagram, so
+// the members' acks stall for a second or more now and then (a lost repair or its lost acks,
+// at rto_max once backed off) while most of the burst waits below. reliability.arq measures
+// a member's silence only from when a message is known to have left the stages below (a
+// member acked it or a later one, or nothing older is unsettled); measured from when it was
+// handed down, each such stall spent a retry of every waiting message, and a few seeds in
+// 1000 failed one of the last messages.
+TEST_CASE("sim: default retry budget behind congestion.window: small window and 10-20% loss and no message fails") {
   Totals totals;
   simtest::for_each_seed(kSeeds, [&totals](std::uint64_t seed, Check& c, auto& attach) {
     scenario(seed, c, Limit::congestion, 8, totals, attach);

@@ -47,14 +47,15 @@
 //   count the copy again because the window limits distinct unacknowledged data; losses
 //   are what the controller reacts to, through NACKs and SACK holes. A retransmission of a
 //   data packet still waiting here (reliability's timer runs from when it handed the
-//   packet down) is released instead: the original goes out in order. Known gap:
-//   reliability counts that timeout against the message's retry budget and no stage below
-//   it can undo that, so a message waiting here longer than its whole budget fails
-//   although it was never lost (reliability.arq has to start the budget when the message
-//   really leaves; see tests/sim/test_flow_retransmit.cpp). Reliable control packets
-//   (kFlagReliable on a control kind) pass at once and are counted in flight; unreliable
-//   packets and other kinds are not touched. Reliable data waits when the window is full,
-//   in arrival order, and leaves as acks open the window.
+//   packet down) is released instead: the original goes out in order. Such a timeout
+//   does not spend the message's retry budget: reliability.arq counts a member's silence
+//   as a loss only from when the message is known to have left the stages below (a
+//   member acked it or a later one, or nothing older is unsettled), because while one
+//   lost datagram holds this window every member's acks stall, the message's included
+//   (see lost_evidence() in arq.cpp and tests/sim/test_flow_retransmit.cpp). Reliable
+//   control packets (kFlagReliable on a control kind) pass at once and are counted in
+//   flight; unreliable packets and other kinds are not touched. Reliable data waits when
+//   the window is full, in arrival order, and leaves as acks open the window.
 //
 //   Stalls: when data waits and the floor has not moved for stall_timeout_us, either some
 //   followed receivers have acknowledged beyond the floor — then those at the floor are

@@ -85,11 +85,13 @@ struct Entry {
   std::uint64_t first_sent_ns = 0;
   std::uint64_t last_sent_ns = 0;
   std::uint64_t deadline_ns = 0;  // next RTO expiry
+  std::uint64_t out_ns = 0;       // when it was known to have left the stages below (if `out`)
   std::uint32_t need = 0;         // count mode: acks needed
   std::uint16_t retries = 0;       // timeouts with evidence of loss (the retry budget)
   std::uint16_t timeouts = 0;      // every timeout (the backoff)
   bool retransmitted = false;     // Karn: no RTT samples from it
   bool unresolved = false;        // named mode: some ack_from name had no slot yet
+  bool out = false;               // known to have left the stages below (see mark_out())
 };
 
 // What a receiver knows about one sender incarnation.
@@ -502,6 +504,7 @@ class ArqStage final : public Stage {
     e.deadline_ns = now + rto_ns_;
     ++held_;
     if (sender_deadline_ == 0 || e.deadline_ns < sender_deadline_) sender_deadline_ = e.deadline_ns;
+    if (trail_ == rseq) mark_out(rseq, now);  // nothing older unsettled: nothing below holds it
     io.down(p);
     return true;
   }
@@ -545,6 +548,11 @@ class ArqStage final : public Stage {
     e.rseq = 0;
     io.count(ok ? c_met : c_failed);
     while (trail_ < next_rseq_ && entry(trail_).rseq != trail_) ++trail_;
+    // The new oldest unsettled message has nothing older ahead of it any more: a window or
+    // credit below that held it opens (see lost_evidence()). After a failure we stop
+    // assuming anything below holds the rest: a member that cannot hear us fails them all
+    // within about one more budget instead of one message after the other.
+    if (trail_ < next_rseq_) mark_out(ok ? trail_ : next_rseq_ - 1, io.now_ns());
     io.notify(ev);
   }
 
@@ -598,16 +606,43 @@ class ArqStage final : public Stage {
   // progress for rto_max while `e` was out (so it cannot hear us, or this was the last
   // message). Neither holds while `e` waits below us for credit or a congestion window and
   // the members keep acking what reached them.
+  // "Out" is not "handed down": the timer of `e` starts when it leaves this stage, but a
+  // flow.credit or congestion.window below may hold it for seconds. While it waits there,
+  // the members' acks stall for reasons that have nothing to do with `e`: congestion.window
+  // follows the slowest member's cumulative ack, so one lost datagram (or the lost acks of
+  // its repairs, which go at rto_max once backed off) holds the whole window, and every
+  // member, the ones that have everything included, acks nothing new for a second or more.
+  // Measured from when `e` left here, that silence spent one retry of every message queued
+  // below per stall, and the last of a long burst arrived on the wire with its budget nearly
+  // gone (a lost ack then failed it). So the silence is measured from e.out_ns, when `e` is
+  // known to have left the stages below (mark_out()): some member acked it or a later
+  // message (data leaves the stages below in rseq order), or nothing older is unsettled
+  // (nothing below can hold it for an older message's sake then).
   bool lost_evidence(const Entry& e, std::uint64_t now) const noexcept {
     MemberMask waiting = e.required & ~e.acked;
     while (waiting != 0) {
       const auto s = static_cast<std::size_t>(__builtin_ctzll(waiting));
       waiting &= waiting - 1;
       if (slot_high_[s] > e.rseq) return true;
-      const std::uint64_t since = std::max(slot_ack_ns_[s], e.first_sent_ns);
+      if (!e.out) continue;
+      const std::uint64_t since = std::max(slot_ack_ns_[s], e.out_ns);
       if (now >= since + kSilenceRtoMax * rto_max_ns_) return true;
     }
     return false;
+  }
+
+  // Every unsettled message up to `upto` is known to have left the stages below (now, if
+  // not known before). The watermark only rises, so each entry is visited once.
+  void mark_out(std::uint64_t upto, std::uint64_t now) noexcept {
+    upto = std::min(upto, next_rseq_ - 1);
+    for (std::uint64_t r = std::max(out_rseq_ + 1, trail_); r <= upto; ++r) {
+      Entry& e = entry(r);
+      if (e.rseq == r && !e.out) {
+        e.out = true;
+        e.out_ns = now;
+      }
+    }
+    out_rseq_ = std::max(out_rseq_, upto);
   }
 
   // Whether the acks of some member `e` waits for have made no progress for an RTO since
@@ -719,6 +754,8 @@ class ArqStage final : public Stage {
       slot_high_[s] = ack->highest();
       slot_ack_ns_[s] = now;
     }
+    // What this member received, and everything before it, has left the stages below.
+    if (ack->highest() < next_rseq_) mark_out(ack->highest(), now);
     std::uint64_t sample_sent_ns = 0;
     bool sample = false;
     for (std::uint64_t r = from; r <= to; ++r) {
@@ -1089,6 +1126,8 @@ class ArqStage final : public Stage {
   std::uint64_t slot_high_[kMaxGroupMembers] = {};
   std::uint64_t slot_ack_ns_[kMaxGroupMembers] = {};
   std::uint64_t slot_heard_ns_[kMaxGroupMembers] = {};  // when its last ack (any) arrived
+  // Every rseq up to this one is known to have left the stages below (see mark_out()).
+  std::uint64_t out_rseq_ = 0;
   std::size_t held_ = 0;
   Packet* queue_head_ = nullptr;
   Packet* queue_tail_ = nullptr;
@@ -1133,8 +1172,9 @@ void register_reliability_arq(Registry& r) {
           "x receivers) or ack_k of them) has acked it; it retransmits on RTO (Jacobson/Karels from RTT "
           "samples, Karn's rule, exponential backoff to rto_max_us) and on NACK (once per half RTT). After "
           "max_retries timeouts that show a loss (a waited-for member acked a later message, or acked "
-          "nothing new for rto_max_us; a message waiting below for flow credit or a congestion window is not "
-          "lost), or at once when a required member fails or leaves, the message fails: "
+          "nothing new for rto_max_us since the message is known to have left the stages below: a member "
+          "acked it or a later one, or nothing older is unsettled; a message waiting below for flow credit or "
+          "a congestion window is not lost), or at once when a required member fails or leaves, the message fails: "
           "delivery_failed names the members that never acked; delivery_met names those that did. At most "
           "`window` messages are unsettled; more wait in order inside the stage. Unreliable packets pass "
           "untouched (zero bytes). Send-only members never ack.",
