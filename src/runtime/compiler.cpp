@@ -280,6 +280,13 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                    "Listing 1 sends its handshake so): only such messages are acknowledged, by " + who +
                    "; the others cost nothing extra.";
     }
+    if (m.point_to_point_ordering != OrderingMode::off) {
+      // Ordering above would hold every message behind a gap one by one; reliability can
+      // hold the datagram (a whole coalesced batch) instead and pass them up in order.
+      rel.params["deliver"] = "in_order";
+      rel.reason += " It passes each sender's messages up in order (deliver: in_order): what waits behind a gap "
+                    "waits here, a datagram at a time, and ordering above holds nothing.";
+    }
     if (coalescing) {
       rel.params["window"] = std::to_string(kCoalescedReliabilityWindow);
       rel.reason += " Its window is " + std::to_string(kCoalescedReliabilityWindow) +

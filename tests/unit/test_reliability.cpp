@@ -591,3 +591,90 @@ TEST_CASE("reliability.arq: parameters are validated, each error naming the para
   CHECK(has(errors_of({{"rto_min_us", "5000"}, {"rto_max_us", "1000"}}), "rto_min_us"));
   CHECK(has(errors_of({{"ack_every", "0"}}), "ack_every"));
 }
+
+TEST_CASE("reliability.arq deliver=in_order: what arrives above a gap waits for the repair, then goes up in order") {
+  Trio t({{"deliver", "in_order"}});
+  for (int i = 1; i <= 4; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  // b loses rseq 2; c gets everything.
+  multicast(t.a, {&t.b, &t.c}, 0, [](std::size_t dest, const Seen& s) { return !(dest == 0 && s.rseq == 2); });
+  CHECK(t.b.got() == std::vector<std::string>{"m1"});
+  CHECK(t.c.got() == std::vector<std::string>{"m1", "m2", "m3", "m4"});
+  CHECK(t.b.c("reliability.held_in_order") == 2);
+  CHECK(t.b.pl().held_packets() == 2);
+  // Acks do not wait for delivery: b's SACK names 3 and 4 already.
+  t.b.tick(kMs);
+  t.c.tick(kMs);
+  t.feedback(kMs);
+  CHECK(t.a.c("reliability.retransmits") == 1);  // 2, on b's NACK
+  multicast(t.a, {&t.b, &t.c}, 2 * kMs);
+  CHECK(t.b.got() == std::vector<std::string>{"m1", "m2", "m3", "m4"});
+  CHECK(t.b.pl().held_packets() == 0);
+  CHECK(t.b.c("reliability.delivered") == 4);
+  CHECK(t.b.c("reliability.held_released_early") == 0);
+}
+
+TEST_CASE("reliability.arq deliver=in_order: a gap the sender gives up on lets what waited behind it go, in order") {
+  Trio t({{"deliver", "in_order"}, {"ack_from", "b"}});
+  t.a.send("m1", 0, 1);
+  t.a.send("m2", 0, 2);
+  t.a.send("m3", 0, 3);
+  // c never gets 1; b acks everything, so the sender settles 1 without c.
+  multicast(t.a, {&t.b, &t.c}, 0, [](std::size_t dest, const Seen& s) { return !(dest == 1 && s.rseq == 1); });
+  CHECK(t.c.got().empty());
+  CHECK(t.c.pl().held_packets() == 2);
+  t.b.tick(kMs);
+  multicast(t.b, {&t.a}, kMs);
+  lose_tx(t.c);
+  t.a.send("m4", 2 * kMs, 4);
+  multicast(t.a, {&t.b, &t.c}, 2 * kMs);  // its trailing edge says 1..3 are settled
+  CHECK(t.c.got() == std::vector<std::string>{"m2", "m3", "m4"});
+  CHECK(t.c.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq deliver=in_order: held packets go up after rto_max_us without the repair") {
+  Node a("a", 100, {{"deliver", "in_order"}, {"rto_max_us", "50000"}});
+  Node b("b", 200, {{"deliver", "in_order"}, {"rto_max_us", "50000"}});
+  a.hear("b", 200);
+  b.hear("a", 100);
+  for (int i = 1; i <= 3; ++i) a.send("m" + std::to_string(i), 0, i);
+  multicast(a, {&b}, 0, [](std::size_t, const Seen& s) { return s.rseq != 1; });
+  CHECK(b.got().empty());
+  // Every repair is lost: b's NACKs and acks never reach a.
+  for (std::uint64_t now = kMs; now <= 60 * kMs; now += kMs) {
+    b.tick(now);
+    lose_tx(b);
+  }
+  CHECK(b.got() == std::vector<std::string>{"m2", "m3"});
+  CHECK(b.c("reliability.held_released_early") == 2);
+  CHECK(b.pl().held_packets() == 0);
+  // The late repair is still delivered, once.
+  a.tick(60 * kMs);
+  multicast(a, {&b}, 61 * kMs);
+  CHECK(b.got() == std::vector<std::string>{"m2", "m3", "m1"});
+}
+
+TEST_CASE("reliability.arq deliver=in_order: a new incarnation of the sender releases what the old one left held") {
+  Node a1("a", 100, {{"deliver", "in_order"}}, true, 1);
+  Node b("b", 200, {{"deliver", "in_order"}});
+  a1.hear("b", 200);
+  a1.send("old1", 0, 1);
+  a1.send("old2", 0, 2);
+  multicast(a1, {&b}, 0, [](std::size_t, const Seen& s) { return s.rseq != 1; });
+  CHECK(b.got().empty());
+  Node a2("a", 100, {{"deliver", "in_order"}}, true, 2);
+  a2.send("new1", kMs, 1);
+  b.hear("a", 100, 2);
+  multicast(a2, {&b}, kMs);
+  CHECK(b.got() == std::vector<std::string>{"old2", "new1"});
+  CHECK(b.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq: parameter deliver must be arrival or in_order") {
+  const Plan plan = make_plan({stage("reliability.arq", {{"deliver", "sorted"}})});
+  PacketPool pool(2048, 4, 64);
+  RecordingSink sink;
+  std::unique_ptr<Pipeline> pl;
+  const Status st = Pipeline::build(plan, Registry::builtin(), make_env(1, 1, 1), pool, sink, pl);
+  CHECK_FALSE(st.is_ok());
+  CHECK(st.message().find("'deliver' must be 'arrival' or 'in_order', got 'sorted'") != std::string::npos);
+}

@@ -11,10 +11,13 @@
 //   bitmap window), acknowledges with cumulative + 64-bit SACK acks coalesced by time
 //   (ack_delay_us) and count (ack_every), re-acks duplicates (the earlier ack was lost),
 //   and repairs gaps with NACKs delayed by a random time and suppressed when another
-//   member already asked for the same range (NORM/SRM-style).
+//   member already asked for the same range (NORM/SRM-style). With deliver=in_order it
+//   passes each sender's reliable packets up in sequence order, holding those behind a
+//   gap (see Notes).
 // Params
 //   messages (all|flagged), ack_from, ack_fraction, ack_k, max_retries, window,
-//   rto_initial_us, rto_min_us, rto_max_us, ack_delay_us, ack_every, nack_delay_us.
+//   rto_initial_us, rto_min_us, rto_max_us, ack_delay_us, ack_every, nack_delay_us,
+//   deliver (arrival|in_order).
 // Wire
 //   Ext::rel on reliable data/control packets, Kind::ack and Kind::nack with Ext::ack
 //   bodies; layouts in ack_format.hpp. Unreliable packets carry nothing extra.
@@ -26,8 +29,21 @@
 //   that heals never leaves a receiver asking for history forever.
 //   Hot paths do not allocate: the sender's window and the receivers' bitmaps (64 senders)
 //   are allocated in configure().
+//
+//   deliver=in_order (the compiler asks for it when point-to-point ordering sits above):
+//   a reliable packet that arrives above a gap is held here, in a ring indexed by its
+//   reliable number, and passed up when the gap fills, so the ordering stage above sees
+//   each sender's packets in order and holds nothing. The point is cost: with coalescing
+//   above, one held datagram carries a whole batch, where the ordering stage would hold
+//   every message of it separately. Holding here is an optimisation only; ordering above
+//   stays the authority. Held packets go up early, in order, when the sender's trailing
+//   edge passes them (it gave up on the gap), when its incarnation changes or its state is
+//   evicted, after rto_max_us without the gap filling, and a packet arriving when `window`
+//   packets are held (all senders together) is not held at all. Acks do not wait for
+//   delivery: a held packet is acknowledged like any other.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,6 +81,8 @@ enum Counter : std::size_t {
   c_malformed,
   c_unknown_acker,
   c_senders_evicted,
+  c_held_in_order,
+  c_held_released_early,
 };
 
 constexpr std::size_t kMaxRxSenders = kMaxGroupMembers;
@@ -109,6 +127,12 @@ struct RxState {
   std::uint32_t nack_round = 0;
   bool nack_suppressed = false;
   std::uint64_t* bits = nullptr;  // ring bitmap for (cum, cum + window_bits]
+  // deliver=in_order: packets held above a gap, by rseq % rx_bits_; every held rseq lies
+  // in (released, released + rx_bits_]. Allocated the first time this slot holds one.
+  Packet** held = nullptr;
+  std::uint32_t n_held = 0;
+  std::uint64_t released = 0;       // every held packet at or below this has gone up
+  std::uint64_t held_since_ns = 0;  // when the current wait behind a gap began
 };
 
 std::uint8_t* rel_body_mut(Packet& p) noexcept {
@@ -125,6 +149,15 @@ class ArqStage final : public Stage {
   ~ArqStage() override {
     for (Entry& e : entries_) {
       if (e.copy != nullptr) e.copy->release();
+    }
+    for (RxState& s : rx_) {
+      for (std::uint64_t i = 0; s.held != nullptr && s.n_held > 0 && i < rx_bits_; ++i) {
+        if (s.held[i] != nullptr) {
+          s.held[i]->release();
+          s.held[i] = nullptr;
+          --s.n_held;
+        }
+      }
     }
     while (queue_head_ != nullptr) {
       Packet* p = queue_head_;
@@ -191,6 +224,12 @@ class ArqStage final : public Stage {
     ack_delay_ns_ = static_cast<std::uint64_t>(int_param("ack_delay_us", 500, 0, day_us)) * kUs;
     ack_every_ = static_cast<std::uint32_t>(int_param("ack_every", 32, 1, 1'000'000));
     nack_delay_ns_ = static_cast<std::uint64_t>(int_param("nack_delay_us", 1'000, 0, day_us)) * kUs;
+    const std::string deliver = params.get_string("deliver", "arrival");
+    if (deliver == "in_order") {
+      in_order_ = true;
+    } else if (deliver != "arrival") {
+      errors.push_back("parameter 'deliver' must be 'arrival' or 'in_order', got '" + deliver + "'");
+    }
     if (rto_min_ns_ > rto_max_ns_) {
       errors.push_back("parameter 'rto_min_us' (" + std::to_string(rto_min_ns_ / kUs) +
                        ") must not exceed 'rto_max_us' (" + std::to_string(rto_max_ns_ / kUs) + ")");
@@ -206,6 +245,7 @@ class ArqStage final : public Stage {
     bitmap_.assign(kMaxRxSenders * (rx_bits_ / 64), 0);
     rx_.assign(kMaxRxSenders, RxState{});
     for (std::size_t i = 0; i < kMaxRxSenders; ++i) rx_[i].bits = bitmap_.data() + i * (rx_bits_ / 64);
+    if (in_order_) rings_.resize(kMaxRxSenders);
     return true;
   }
 
@@ -243,9 +283,13 @@ class ArqStage final : public Stage {
     armed_ns_ = 0;
   }
 
-  [[nodiscard]] std::size_t held_packets() const noexcept override { return held_ + queued_; }
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return held_ + queued_ + rx_held_; }
   // One copy per unsettled message in the window (the queue is bounded by the shell's send queue).
-  [[nodiscard]] std::size_t max_held_packets() const noexcept override { return window_; }
+  // One copy per unsettled message in the window (the queue is bounded by the shell's send
+  // queue), and with deliver=in_order as many received packets held for order.
+  [[nodiscard]] std::size_t max_held_packets() const noexcept override {
+    return std::size_t{window_} * (in_order_ ? 2 : 1);
+  }
   [[nodiscard]] std::size_t send_backlog() const noexcept override { return queued_; }
 
   // ------------------------------------------------------------------------------------
@@ -838,6 +882,77 @@ class ArqStage final : public Stage {
     if (s.cum != before) s.nack_round = 0;
   }
 
+  // --- deliver=in_order ----------------------------------------------------------------
+  // Packets to pass up, in order, once the stage's state is consistent again (a stage
+  // above may send, or the network hand us more, from inside io.up; a shared queue keeps
+  // the order even then).
+  void push_out(Packet* q) noexcept {
+    q->next = nullptr;
+    if (out_tail_ == nullptr) {
+      out_head_ = q;
+    } else {
+      out_tail_->next = q;
+    }
+    out_tail_ = q;
+  }
+  void flush_out(StageIo& io) noexcept {
+    while (out_head_ != nullptr) {
+      Packet* q = out_head_;
+      out_head_ = q->next;
+      if (out_head_ == nullptr) out_tail_ = nullptr;
+      q->next = nullptr;
+      io.up(q);
+    }
+  }
+  Packet* take_held(RxState& s, std::uint64_t r) noexcept {
+    Packet*& slot = s.held[r % rx_bits_];
+    Packet* q = slot;
+    if (q != nullptr) {
+      slot = nullptr;
+      --s.n_held;
+      --rx_held_;
+    }
+    return q;
+  }
+  // Hold `p` (number r, above a gap). False when the budget is spent: it goes up as is.
+  bool hold(RxState& s, Packet* p, std::uint64_t r, std::uint64_t now) noexcept {
+    if (rx_held_ >= window_) return false;
+    if (s.held == nullptr) {
+      // Cold: the first hold for this receive slot (kept when the slot is reused).
+      auto& ring = rings_[static_cast<std::size_t>(&s - rx_.data())];
+      ring = std::make_unique<Packet*[]>(rx_bits_);
+      s.held = ring.get();
+    }
+    s.held[r % rx_bits_] = p;
+    ++rx_held_;
+    if (s.n_held++ == 0) {
+      s.held_since_ns = now;
+      note_rx_deadline(now + rto_max_ns_);
+    }
+    return true;
+  }
+  // Queue every held packet at or below cum, in order.
+  void release_through_cum(RxState& s, std::uint64_t now) noexcept {
+    if (s.n_held > 0) {
+      const std::uint64_t end = std::min(s.cum, s.released + rx_bits_);
+      for (std::uint64_t r = s.released + 1; r <= end && s.n_held > 0; ++r) {
+        if (Packet* q = take_held(s, r)) push_out(q);
+      }
+      s.held_since_ns = s.n_held > 0 ? now : 0;  // what is left waits behind a newer gap
+    }
+    s.released = s.cum;
+  }
+  // The wait is over (timeout, new incarnation, eviction): queue every held packet in
+  // order, gaps and all. Their numbers stay marked received, so none goes up twice.
+  void release_all_held(RxState& s, StageIo& io) noexcept {
+    if (s.n_held == 0) return;
+    io.count(c_held_released_early, s.n_held);
+    for (std::uint64_t r = s.released + 1; r <= s.released + rx_bits_ && s.n_held > 0; ++r) {
+      if (Packet* q = take_held(s, r)) push_out(q);
+    }
+    s.held_since_ns = 0;
+  }
+
   // Everything up to `to` is settled at the sender: stop waiting for it.
   void advance_to(RxState& s, std::uint64_t to) noexcept {
     if (to <= s.cum) return;
@@ -890,7 +1005,10 @@ class ArqStage final : public Stage {
       }
       if (victim == nullptr || c.last_used_ns < victim->last_used_ns) victim = &c;
     }
-    if (victim->used) io.count(c_senders_evicted);
+    if (victim->used) {
+      io.count(c_senders_evicted);
+      release_all_held(*victim, io);
+    }
     victim->used = false;
     victim->sender = p.sender;
     return victim;
@@ -898,8 +1016,10 @@ class ArqStage final : public Stage {
 
   void reset_rx(RxState& s, const Packet& p, const RelBody& rel) noexcept {
     std::uint64_t* bits = s.bits;
+    Packet** held = s.held;  // empty: release_all_held() ran first
     s = RxState{};
     s.bits = bits;
+    s.held = held;
     clear_all(s);
     s.used = true;
     s.sender = p.sender;
@@ -908,6 +1028,7 @@ class ArqStage final : public Stage {
     // below the first packet seen (history from before we joined).
     s.cum = rel.trail - 1;
     s.highest = s.cum;
+    s.released = s.cum;
     s.nack_floor = rel.rseq;
   }
 
@@ -931,18 +1052,22 @@ class ArqStage final : public Stage {
       const int slot = g.slot_of_sender(p->sender);
       if (slot != kNoSlot && g.member(slot).epoch == s->epoch) {
         io.drop(p, DropReason::stale_epoch);
+        flush_out(io);
         return;
       }
+      release_all_held(*s, io);  // the old incarnation's
       reset_rx(*s, *p, *rel);
     }
     s->last_used_ns = now;
     if (rel->trail > 1) advance_to(*s, rel->trail - 1);
+    if (in_order_) release_through_cum(*s, now);  // the sender gave up on a gap below them
     const std::uint64_t r = rel->rseq;
     if (r > s->cum + rx_bits_) {
       // Beyond what we can track (the sender's window is larger than ours): do not ack,
       // the sender will retransmit once we have caught up.
       io.count(c_beyond_window);
       io.drop(p, DropReason::buffer_full);
+      flush_out(io);
       return;
     }
     if (have(*s, r)) {
@@ -950,6 +1075,7 @@ class ArqStage final : public Stage {
       io.count(c_duplicates);
       schedule_ack(*s, now, /*fresh=*/false, io);
       io.drop(p, DropReason::duplicate);
+      flush_out(io);
       return;
     }
     set(*s, r);
@@ -963,6 +1089,27 @@ class ArqStage final : public Stage {
       if (s->nack_due_ns == 0) s->nack_due_ns = 1;
       s->nack_suppressed = false;
       note_rx_deadline(s->nack_due_ns);
+    }
+    if (in_order_) {
+      if (r > s->cum) {
+        // Above a gap: wait for it here (or, with the budget spent, go up unordered).
+        if (hold(*s, p, r, now)) {
+          io.count(c_held_in_order);
+        } else {
+          push_out(p);
+        }
+      } else if (s->n_held == 0) {
+        s->released = s->cum;
+        push_out(p);
+      } else {
+        // p filled the gap: it goes up in its place, then what waited behind it.
+        s->held[r % rx_bits_] = p;
+        ++s->n_held;
+        ++rx_held_;
+        release_through_cum(*s, now);
+      }
+      flush_out(io);  // last: a stage above may send from inside it
+      return;
     }
     io.up(p);  // last: a stage above may send from inside it
   }
@@ -1073,10 +1220,13 @@ class ArqStage final : public Stage {
           }
         }
       }
+      if (s.n_held > 0 && now >= s.held_since_ns + rto_max_ns_) release_all_held(s, io);
       if (s.ack_due_ns != 0 && (next == 0 || s.ack_due_ns < next)) next = s.ack_due_ns;
       if (s.nack_due_ns != 0 && (next == 0 || s.nack_due_ns < next)) next = s.nack_due_ns;
+      if (s.n_held > 0 && (next == 0 || s.held_since_ns + rto_max_ns_ < next)) next = s.held_since_ns + rto_max_ns_;
     }
     rx_deadline_ = next;
+    flush_out(io);
   }
 
   void update_timer(StageIo& io) noexcept {
@@ -1144,6 +1294,12 @@ class ArqStage final : public Stage {
   std::vector<std::uint64_t> bitmap_;
   std::vector<RxState> rx_;
   std::uint64_t rx_deadline_ = 0;
+  // deliver=in_order
+  bool in_order_ = false;
+  std::vector<std::unique_ptr<Packet*[]>> rings_;  // per receive slot, made at its first hold
+  std::size_t rx_held_ = 0;                         // held packets, all senders
+  Packet* out_head_ = nullptr;                      // to pass up, in order (flush_out)
+  Packet* out_tail_ = nullptr;
 
   // --- shell ---
   std::uint64_t armed_ns_ = 0;
@@ -1177,7 +1333,11 @@ void register_reliability_arq(Registry& r) {
           "a congestion window is not lost), or at once when a required member fails or leaves, the message fails: "
           "delivery_failed names the members that never acked; delivery_met names those that did. At most "
           "`window` messages are unsettled; more wait in order inside the stage. Unreliable packets pass "
-          "untouched (zero bytes). Send-only members never ack.",
+          "untouched (zero bytes). Send-only members never ack. With deliver=in_order a receiver holds each "
+          "sender's reliable packets that arrive above a gap and passes them up when it fills, so an ordering "
+          "stage above holds nothing (one held datagram may be a whole coalesced batch); acks never wait for "
+          "delivery, and held packets go up early, in order, when the sender settles past the gap, restarts, "
+          "or rto_max_us passes.",
       .params = {{"messages", ParamType::string, "all", "'all' (every data message) or 'flagged' (only messages "
                                                         "sent with the reliable flag)"},
                  {"ack_from", ParamType::string, "", "comma-separated member names whose acks are required "
@@ -1194,7 +1354,12 @@ void register_reliability_arq(Registry& r) {
                  {"ack_delay_us", ParamType::integer, "500", "longest a receiver holds back an ack to coalesce"},
                  {"ack_every", ParamType::integer, "32", "a receiver acks at once after this many new packets"},
                  {"nack_delay_us", ParamType::integer, "1000", "a receiver NACKs a gap after a random delay up to "
-                                                               "this (suppressed if another member asks first)"}},
+                                                               "this (suppressed if another member asks first)"},
+                 {"deliver", ParamType::string, "arrival",
+                  "'arrival': reliable packets go up as they arrive; 'in_order': each sender's go up in sequence "
+                  "order, those above a gap held here until it fills (at most `window` held, for at most "
+                  "rto_max_us), so that ordering above holds nothing (the compiler asks for it under "
+                  "point-to-point ordering)"}},
       .counters = {{"reliability.sent", "reliable packets stamped and sent for the first time"},
                    {"reliability.retransmits", "reliable packets sent again (on timeout or NACK)"},
                    {"reliability.timeouts", "retransmission timeouts"},
@@ -1213,7 +1378,11 @@ void register_reliability_arq(Registry& r) {
                    {"reliability.no_buffer", "copies, acks or NACKs not made: the packet pool was exhausted"},
                    {"reliability.malformed", "reliability extensions of the wrong length"},
                    {"reliability.unknown_acker", "acks from a sender that is not in the membership view"},
-                   {"reliability.senders_evicted", "receive state of a silent sender reused for a new one"}},
+                   {"reliability.senders_evicted", "receive state of a silent sender reused for a new one"},
+                   {"reliability.held_in_order", "deliver=in_order: packets held above a gap until it filled"},
+                   {"reliability.held_released_early",
+                    "deliver=in_order: held packets passed up before their gap filled (rto_max_us passed, the "
+                    "sender restarted or its state was evicted)"}},
       .factory = [] { return std::make_unique<ArqStage>(); },
   });
 }
