@@ -126,6 +126,12 @@ struct RxState {
   std::uint32_t unacked = 0;     // new packets since the last ack
   std::uint32_t nack_round = 0;
   bool nack_suppressed = false;
+  // A hole that opens while the next round waits out its backoff is asked for at once (a
+  // "fresh" round, from fresh_from up, which spends no round); the backed-off round
+  // resumes at resume_due_ns after it.
+  bool fresh = false;
+  std::uint64_t fresh_from = 0;
+  std::uint64_t resume_due_ns = 0;
   std::uint64_t* bits = nullptr;  // ring bitmap for (cum, cum + window_bits]
   // deliver=in_order: packets held above a gap, by rseq % rx_bits_; every held rseq lies
   // in (released, released + rx_bits_]. Allocated the first time this slot holds one.
@@ -828,15 +834,20 @@ class ArqStage final : public Stage {
     }
     if (nack->target_sender == env_.sender && nack->target_epoch == env_.epoch) {
       io.count(c_nacks_received);
-      // Retransmit each unsettled packet of the range at most once per half RTT, so that
-      // NACKs from many receivers for the same loss cause one repair, not a storm.
+      // Repair each unsettled packet of the range at once, and a repair again at most once
+      // per half RTT, so that NACKs from many receivers for the same loss cause one
+      // repair, not a storm. The first repair is never held back: the NACK says the
+      // packet is missing behind later ones (and came after a delay for reordering to
+      // settle), and under load the RTT is mostly queueing, so holding back a repair of a
+      // packet first sent less than half an RTT ago only made the gap, and with it the
+      // window, wait for the next NACK round.
       const std::uint64_t now = io.now_ns();
       const std::uint64_t guard = have_rtt_ ? static_cast<std::uint64_t>(srtt_ns_ / 2) : rto_min_ns_ / 2;
       const std::uint64_t from = std::max(trail_, nack->first);
       const std::uint64_t end = std::min(next_rseq_, nack->first + std::min<std::uint64_t>(nack->count, window_));
       for (std::uint64_t r = from; r < end; ++r) {
         Entry& e = entry(r);
-        if (e.rseq != r || now - e.last_sent_ns < guard) continue;
+        if (e.rseq != r || (e.retransmitted && now - e.last_sent_ns < guard)) continue;
         retransmit(e, io);
       }
     } else {
@@ -933,7 +944,7 @@ class ArqStage final : public Stage {
   }
   // Queue every held packet at or below cum, in order.
   void release_through_cum(RxState& s, std::uint64_t now) noexcept {
-    if (s.n_held > 0) {
+    if (s.n_held > 0 && s.cum > s.released) {
       const std::uint64_t end = std::min(s.cum, s.released + rx_bits_);
       for (std::uint64_t r = s.released + 1; r <= end && s.n_held > 0; ++r) {
         if (Packet* q = take_held(s, r)) push_out(q);
@@ -1071,24 +1082,52 @@ class ArqStage final : public Stage {
       return;
     }
     if (have(*s, r)) {
-      // Our ack was lost (or the network duplicated the packet): ack again, soon.
+      // Our ack was lost (or the network duplicated the packet): ack again at once, and
+      // once more after ack_delay_us. A retransmission of something we have means the
+      // sender missed our acks for a whole RTO; with one ack per round a lossy reverse
+      // path could spend the sender's whole retry budget on a message we hold (each
+      // round then needs two packets to survive instead of one and a half, on average).
       io.count(c_duplicates);
-      schedule_ack(*s, now, /*fresh=*/false, io);
+      if (self_receives_) {
+        send_ack(*s, io);
+        if (ack_delay_ns_ != 0) {
+          s->ack_due_ns = now + ack_delay_ns_;
+          note_rx_deadline(s->ack_due_ns);
+        }
+      }
       io.drop(p, DropReason::duplicate);
       flush_out(io);
       return;
     }
     set(*s, r);
+    const std::uint64_t prev_high = s->highest;
     if (r > s->highest) s->highest = r;
     if (r < s->nack_floor) s->nack_floor = r;  // an older repair: no need to ask for it
     advance_contiguous(*s);
     io.count(c_delivered);
     schedule_ack(*s, now, /*fresh=*/true, io);
-    if (self_receives_ && s->nack_due_ns == 0 && s->nack_round < nack_rounds() && has_gap(*s)) {
-      s->nack_due_ns = now + rng_.between(0, nack_spread_ns(io.group()));
-      if (s->nack_due_ns == 0) s->nack_due_ns = 1;
-      s->nack_suppressed = false;
-      note_rx_deadline(s->nack_due_ns);
+    if (self_receives_ && has_gap(*s)) {
+      const std::uint64_t spread = nack_spread_ns(io.group());
+      if (s->nack_due_ns == 0 && s->nack_round < nack_rounds()) {
+        s->nack_due_ns = now + rng_.between(0, spread);
+        if (s->nack_due_ns == 0) s->nack_due_ns = 1;
+        s->nack_suppressed = false;
+        note_rx_deadline(s->nack_due_ns);
+      } else if (r > prev_high + 1 && prev_high + 1 >= s->nack_floor &&
+                 (s->nack_due_ns == 0 || s->nack_due_ns > now + spread)) {
+        // A new hole (prev_high, r) while the rounds for an older one back off (or are
+        // spent): without this it would wait for that round, milliseconds at high rates,
+        // holding the sender's window all the while. Ask for it after the usual spread.
+        if (!s->fresh) {
+          s->fresh = true;
+          s->fresh_from = prev_high + 1;
+          s->resume_due_ns = s->nack_due_ns;
+          s->nack_due_ns = now + rng_.between(0, spread);
+          if (s->nack_due_ns == 0) s->nack_due_ns = 1;
+          s->nack_suppressed = false;
+          note_rx_deadline(s->nack_due_ns);
+        }
+      }
     }
     if (in_order_) {
       if (r > s->cum) {
@@ -1169,8 +1208,8 @@ class ArqStage final : public Stage {
     io.down(a);
   }
 
-  void send_nacks(RxState& s, StageIo& io) noexcept {
-    std::uint64_t r = std::max(s.cum + 1, s.nack_floor);
+  void send_nacks(RxState& s, StageIo& io, std::uint64_t from = 0) noexcept {
+    std::uint64_t r = std::max({s.cum + 1, s.nack_floor, from});
     for (std::uint32_t k = 0; k < kMaxNackRanges && r < s.highest; ++k) {
       while (r < s.highest && have(s, r)) ++r;
       if (r >= s.highest) break;
@@ -1202,7 +1241,20 @@ class ArqStage final : public Stage {
       if (s.ack_due_ns != 0 && s.ack_due_ns <= now) send_ack(s, io);
       if (s.nack_due_ns != 0 && s.nack_due_ns <= now) {
         s.nack_due_ns = 0;
-        if (has_gap(s)) {
+        const bool fresh = s.fresh;
+        const std::uint64_t resume = s.resume_due_ns;
+        s.fresh = false;
+        s.resume_due_ns = 0;
+        if (fresh) {
+          // Only the holes that opened since the last round; the backed-off round resumes.
+          if (s.nack_suppressed) {
+            io.count(c_nacks_suppressed);
+          } else {
+            send_nacks(s, io, s.fresh_from);
+          }
+          s.nack_suppressed = false;
+          s.nack_due_ns = resume != 0 && has_gap(s) ? std::max(resume, now + 1) : 0;
+        } else if (has_gap(s)) {
           if (s.nack_suppressed) {
             io.count(c_nacks_suppressed);
           } else {
