@@ -153,6 +153,7 @@ std::uint8_t* rel_body_mut(Packet& p) noexcept {
 class ArqStage final : public Stage {
  public:
   ~ArqStage() override {
+    out_.release_all();
     for (Entry& e : entries_) {
       if (e.copy != nullptr) e.copy->release();
     }
@@ -897,23 +898,9 @@ class ArqStage final : public Stage {
   // Packets to pass up, in order, once the stage's state is consistent again (a stage
   // above may send, or the network hand us more, from inside io.up; a shared queue keeps
   // the order even then).
-  void push_out(Packet* q) noexcept {
-    q->next = nullptr;
-    if (out_tail_ == nullptr) {
-      out_head_ = q;
-    } else {
-      out_tail_->next = q;
-    }
-    out_tail_ = q;
-  }
+  void push_out(Packet* q) noexcept { out_.push(q); }
   void flush_out(StageIo& io) noexcept {
-    while (out_head_ != nullptr) {
-      Packet* q = out_head_;
-      out_head_ = q->next;
-      if (out_head_ == nullptr) out_tail_ = nullptr;
-      q->next = nullptr;
-      io.up(q);
-    }
+    while (Packet* q = out_.pop()) io.up(q);
   }
   Packet* take_held(RxState& s, std::uint64_t r) noexcept {
     Packet*& slot = s.held[r % rx_bits_];
@@ -1350,8 +1337,7 @@ class ArqStage final : public Stage {
   bool in_order_ = false;
   std::vector<std::unique_ptr<Packet*[]>> rings_;  // per receive slot, made at its first hold
   std::size_t rx_held_ = 0;                         // held packets, all senders
-  Packet* out_head_ = nullptr;                      // to pass up, in order (flush_out)
-  Packet* out_tail_ = nullptr;
+  PacketFifo out_;                                  // to pass up, in order (flush_out)
 
   // --- shell ---
   std::uint64_t armed_ns_ = 0;
