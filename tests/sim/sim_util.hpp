@@ -25,6 +25,20 @@ namespace simtest {
 
 using tmc::sim::Network;
 
+/// The hostile link of the reliability scenarios: `loss`, 5% duplication, 10% reordering
+/// (2 ms), 100 us jitter, 2% corruption of up to 3 bits.
+inline tmc::sim::LinkParams hostile_link(double loss) {
+  tmc::sim::LinkParams l = tmc::sim::LinkParams::clean();
+  l.loss = loss;
+  l.duplicate = 0.05;
+  l.reorder = 0.1;
+  l.reorder_delay_ns = 2'000'000;
+  l.jitter_ns = 100'000;
+  l.corrupt = 0.02;
+  l.corrupt_max_bits = 3;
+  return l;
+}
+
 /// A network configuration with the given seed and link model.
 inline tmc::sim::Config config(std::uint64_t seed, const tmc::sim::LinkParams& link = tmc::sim::LinkParams::clean()) {
   tmc::sim::Config c;

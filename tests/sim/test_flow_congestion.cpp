@@ -50,15 +50,7 @@ tmc::Plan plan_for(std::size_t index, std::size_t n, const Setup& s) {
 }
 
 LinkParams hostile_link(std::uint64_t seed, double max_loss = 0.2) {
-  LinkParams l = LinkParams::clean();
-  l.loss = max_loss * static_cast<double>(seed % 5) / 4.0;  // 0 .. max_loss
-  l.duplicate = 0.05;
-  l.reorder = 0.1;
-  l.reorder_delay_ns = 2 * kMs;
-  l.jitter_ns = 100'000;
-  l.corrupt = 0.02;
-  l.corrupt_max_bits = 3;
-  return l;
+  return simtest::hostile_link(max_loss * static_cast<double>(seed % 5) / 4.0);  // 0 .. max_loss
 }
 
 tmc::detail::FlowCreditStage* flow_of(Network& net, std::size_t m) {

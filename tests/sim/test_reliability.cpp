@@ -42,15 +42,7 @@ void add_members(Network& net, std::size_t n, const RelParams& rel, std::uint64_
 }
 
 LinkParams hostile_link(std::uint64_t seed) {
-  LinkParams l = LinkParams::clean();
-  l.loss = 0.05 * static_cast<double>(seed % 5);  // 0% .. 20%
-  l.duplicate = 0.05;
-  l.reorder = 0.1;
-  l.reorder_delay_ns = 2 * kMs;
-  l.jitter_ns = 100'000;
-  l.corrupt = 0.02;
-  l.corrupt_max_bits = 3;
-  return l;
+  return simtest::hostile_link(0.05 * static_cast<double>(seed % 5));  // 0% .. 20%
 }
 
 std::uint64_t rel_activity(const Network& net) {

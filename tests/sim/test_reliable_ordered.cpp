@@ -16,7 +16,6 @@
 namespace {
 
 using simtest::Check;
-using tmc::sim::LinkParams;
 using tmc::sim::Network;
 
 constexpr std::uint64_t kSeeds = 1000;
@@ -52,15 +51,7 @@ struct Totals {
 
 void scenario(const std::string& yaml, bool coalesced, std::uint64_t seed, Check& c, Totals& t,
               const std::function<void(Network&)>& attach) {
-  LinkParams l = LinkParams::clean();
-  l.loss = 0.05 * static_cast<double>(seed % 5);  // 0% .. 20%
-  l.duplicate = 0.05;
-  l.reorder = 0.1;
-  l.reorder_delay_ns = 2 * kMs;
-  l.jitter_ns = 100'000;
-  l.corrupt = 0.02;
-  l.corrupt_max_bits = 3;
-  Network net(simtest::config(seed, l));
+  Network net(simtest::config(seed, simtest::hostile_link(0.05 * static_cast<double>(seed % 5))));  // 0% .. 20%
   attach(net);
   constexpr std::size_t n = 3;
   for (std::size_t i = 0; i < n; ++i) net.add_member(compiled(yaml, i));
