@@ -144,6 +144,7 @@ struct Network::Member {
 Network::Network(Config config) : config_(std::move(config)), rng_(derive(config_.seed, 0, 0, 0xA11CE)) {}
 
 Network::~Network() {
+  if (fingerprint_sink_) fingerprint_sink_(fingerprint());
   // Take pipelines down before the queue (which holds no packets, only bytes) so stage
   // destructors run while their pools exist.
   for (auto& m : members_) {

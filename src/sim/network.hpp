@@ -254,6 +254,10 @@ class Network {
   /// stop tracing with nullptr. For replaying a failing seed by hand.
   void set_trace(std::ostream* out) noexcept { trace_ = out; }
 
+  /// Called with fingerprint() when the network is destroyed (after everything it ran):
+  /// lets a test harness pin the fingerprints of fixed seeds without touching scenarios.
+  void set_fingerprint_sink(std::function<void(std::uint64_t)> sink) { fingerprint_sink_ = std::move(sink); }
+
  private:
   struct Member;
   class Sink;
@@ -294,6 +298,7 @@ class Network {
   std::vector<Partition> partitions_;
   LinkStats unroutable_;  ///< unicast datagrams that found no member
   std::ostream* trace_ = nullptr;
+  std::function<void(std::uint64_t)> fingerprint_sink_;
 };
 
 }  // namespace tmc::sim

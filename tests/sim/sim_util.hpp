@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -128,6 +129,22 @@ inline bool trace_requested() {
   return t != nullptr && *t != '\0' && *t != '0';
 }
 
+/// With TMC_SIM_FINGERPRINTS=FILE, every Network a scenario attaches appends one line to
+/// FILE when it is destroyed: "<scenario>\t<seed>\t<network # in the seed>\t<fingerprint>".
+/// scripts/sim-fingerprints.sh compares a few seeds of every scenario with the pinned list
+/// in tests/sim/fingerprints.txt, so a refactor that claims to change no behaviour proves it.
+inline std::ostream* fingerprint_log() {
+  static std::ofstream file;
+  static std::ostream* out = [] {
+    const char* path = std::getenv("TMC_SIM_FINGERPRINTS");
+    if (path == nullptr || *path == '\0') return static_cast<std::ostream*>(nullptr);
+    file.open(path, std::ios::app);
+    REQUIRE_MESSAGE(file.good(), "cannot write TMC_SIM_FINGERPRINTS file " << path);
+    return static_cast<std::ostream*>(&file);
+  }();
+  return out;
+}
+
 /// Run `fn(seed, check, net_hook)` for every seed; a failing seed is reported with its
 /// replay command, and the loop stops after a few failures to keep the output readable.
 /// `fn` should call `attach(net)` on each Network it creates (turns tracing on when asked).
@@ -139,12 +156,21 @@ void for_each_seed(std::uint64_t default_count, F&& fn) {
   // doctest's -tc splits its argument at commas, so a name with one could not be replayed.
   CHECK_MESSAGE(name.find(',') == std::string::npos, "scenario names must not contain commas: " << name);
   const bool trace = range.single && trace_requested();
-  auto attach = [trace](Network& net) {
+  std::ostream* pins = fingerprint_log();
+  std::uint64_t seed = 0;
+  std::uint64_t networks = 0;
+  auto attach = [trace, pins, &name, &seed, &networks](Network& net) {
     if (trace) net.set_trace(&std::cout);
+    if (pins != nullptr) {
+      net.set_fingerprint_sink([pins, &name, &seed, n = networks++](std::uint64_t f) {
+        *pins << name << '\t' << seed << '\t' << n << '\t' << std::hex << f << std::dec << '\n';
+      });
+    }
   };
   std::uint64_t failed = 0;
   for (std::uint64_t i = 0; i < range.count; ++i) {
-    const std::uint64_t seed = range.first + i;
+    seed = range.first + i;
+    networks = 0;
     Check c;
     fn(seed, c, attach);
     if (!c.ok()) {
