@@ -1,4 +1,4 @@
-#include "primitives/ordering/group_stamp.hpp"
+#include "sequencer/stamp.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -1,6 +1,8 @@
 // The network sequencer's rewrite of one datagram: insert (or replace) the group_seq
 // extension and re-seal. Shared by tools/tmc_sequencer.cpp (the standalone OUM process)
-// and the simulator tests that model it, so both stamp the exact same bytes.
+// and the simulator tests that model it, so both stamp the exact same bytes. Not a pipeline
+// stage: the in-network sequencer's side of ordering.group's network mode, compiled into
+// libtmc so that the tool and the simulator share one implementation.
 #pragma once
 
 #include <cstddef>
