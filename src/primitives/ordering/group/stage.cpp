@@ -27,7 +27,7 @@
 //   u64 global} (24 bytes each, big-endian). Global numbers start at 1 per sequencer
 //   incarnation; a member follows one sequencer (sender, epoch) at a time — its "term".
 //   Member sequencer, reliable: typed Ext::order bodies (announce with a term number,
-//   status, term start, re-sent message); layouts in group_wire.hpp and docs/wire-format.md.
+//   status, term start, re-sent message); layouts in group/wire.hpp and docs/wire-format.md.
 //   Network sequencer: data is unicast to network_sequencer, which multicasts it with
 //   Ext::group_seq (u64 global, u32 session; session random per sequencer start).
 // Notes
@@ -98,7 +98,7 @@
 #include <string>
 #include <vector>
 
-#include "primitives/ordering/group_wire.hpp"
+#include "primitives/ordering/group/wire.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
