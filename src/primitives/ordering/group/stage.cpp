@@ -98,52 +98,19 @@
 #include <string>
 #include <vector>
 
-#include "primitives/ordering/group/wire.hpp"
+#include "primitives/ordering/group/table.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
 namespace {
 
-namespace gw = detail::group_wire;
+using namespace detail::group_order;
 
-constexpr std::string_view kKind = "ordering.group";
-constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 constexpr std::uint8_t kGroupSeqBytes = 12;
 constexpr std::uint8_t kOrderBodyBytes = 4;
 constexpr std::uint32_t kEntryBytes = 24;
-constexpr std::size_t kMaxSenders = 256;
 constexpr std::uint32_t kMaxBatchEntries = 256;
 constexpr std::size_t kRetiredSessions = 4;
-
-enum Counter : std::size_t {
-  delivered,
-  own_delivered,
-  unordered_passed,
-  assigned,
-  announcements_sent,
-  announcements_received,
-  gaps_skipped,
-  seqs_skipped,
-  unannounced_dropped,
-  duplicates,
-  stale,
-  foreign_announcements,
-  window_overflows,
-  full_drops,
-  term_changes,
-  no_seq,
-  no_stamp,
-  malformed_c,
-  resent,
-  statuses_sent,
-  statuses_received,
-  term_starts,
-  cut_missing,
-  failed_sender_dropped,
-  own_restamp_requests,
-  own_restamp_gave_up,
-  net_failovers,
-};
 
 // Reliable mode: the status period while something is unstable or a failover is pending.
 constexpr std::uint64_t kStatusPeriodNs = 10'000'000;
@@ -175,19 +142,6 @@ struct PeerStatus {
   gw::Cutoff cutoffs[gw::kMaxCutoffs];  ///< from its last frozen status (st.n_cutoffs)
 };
 
-struct Msg {
-  std::uint32_t sender = 0;
-  std::uint32_t epoch = 0;
-  std::uint64_t seq = 0;
-  std::uint64_t g = 0;  ///< global number, 0 = not announced yet
-  Packet* p = nullptr;  ///< the data, nullptr = announced but not arrived
-  std::uint64_t since_ns = 0;
-  std::uint64_t pend_g = 0;  ///< network term: a stamp beyond the window, placed once it fits
-  bool used = false;
-  bool unordered = false;  ///< sequencer: a number the sender spent on an unordered message
-  bool skip = false;       ///< placed, but delivered here already (see entry_to_place)
-};
-
 // Network mode, reliable: a copy of an own message whose stamped copy has not come back.
 struct OwnCopy {
   Packet* p = nullptr;  ///< nullptr with `used`: a message larger than one datagram (not re-sent)
@@ -196,17 +150,6 @@ struct OwnCopy {
   std::uint64_t due_ns = 0;   ///< when to ask the sequencer (again)
   std::uint64_t wait_ns = 0;  ///< the current wait, doubled per request
   std::uint32_t tries = 0;
-};
-
-struct SenderState {
-  std::uint32_t id = 0;
-  std::uint32_t epoch = 0;
-  bool used = false;
-  std::uint64_t done_seq = 0;    ///< member: highest per-sender seq delivered or passed in the order
-  std::uint64_t order_next = 0;  ///< sequencer: next per-sender seq to order (0 = not seen)
-  std::uint64_t wait_since_ns = 0;  ///< sequencer: a later message waits for order_next since
-  std::uint64_t max_seen = 0;       ///< sequencer: highest per-sender seq stored for ordering
-  std::uint64_t last_use = 0;
 };
 
 bool parse_ip_port(const std::string& s, std::uint32_t& ip, std::uint16_t& port) {
@@ -245,9 +188,6 @@ bool parse_ip_port(const std::string& s, std::uint32_t& ip, std::uint16_t& port)
 class GroupStage final : public Stage {
  public:
   ~GroupStage() override {
-    for (Msg& m : msgs_) {
-      if (m.p != nullptr) m.p->release();
-    }
     if (batch_ != nullptr) batch_->release();
     for (OwnCopy& o : own_) {
       if (o.p != nullptr) o.p->release();
@@ -283,17 +223,8 @@ class GroupStage final : public Stage {
     window_ = static_cast<std::uint32_t>(window);
 
     // Everything is sized here; the hot path never allocates.
-    ring_.assign(window_, kNone);
-    msgs_.resize(net_unrel() ? 0 : std::size_t{window_} * 2);
-    free_.reserve(msgs_.size());
-    for (std::size_t i = msgs_.size(); i > 0; --i) free_.push_back(static_cast<std::uint32_t>(i - 1));
-    std::uint32_t cap = 1;
-    while (cap < 4 * std::max<std::size_t>(msgs_.size(), 1)) cap <<= 1;
-    table_.assign(net_unrel() ? 0 : cap, kNone);
-    table_mask_ = cap - 1;
-    net_ring_.assign(net_unrel() ? window_ : 0, nullptr);
+    table_.configure(env, net_unrel() ? 0 : std::size_t{window_} * 2, window_, reliable_, net_unrel(), hold_ns_);
     own_.assign(net_rel() ? window_ : 0, OwnCopy{});
-    senders_.resize(kMaxSenders);
     peers_.resize(kMaxGroupMembers);
     const std::uint32_t room = env.max_payload_bytes > 64 ? env.max_payload_bytes - 64 : kEntryBytes;
     batch_max_ = std::clamp<std::uint32_t>(room / kEntryBytes, 1, kMaxBatchEntries);
@@ -330,7 +261,7 @@ class GroupStage final : public Stage {
     }
     refresh_view(io);
     Packet* own = io.clone(*p);
-    if (rel() && (own == nullptr || free_.empty())) {
+    if (rel() && (own == nullptr || table_.full())) {
       // Reliable mode: a message we do not hold can never become stable, and every member
       // would wait for it for good; not sending it at all is the lesser harm (send_backlog
       // holds the application back long before this). Its number is not spent: ordering.seq
@@ -416,15 +347,15 @@ class GroupStage final : public Stage {
       }
       rel_check(io);
     }
-    if (!reliable_ && gap_at_ != 0 && gap_at_ <= now) skip_gap(io);
+    if (!reliable_ && table_.gap_at() != 0 && table_.gap_at() <= now) table_.skip_gap(io);
     if (!reliable_ && wait_at_ != 0 && wait_at_ <= now) sequencer_give_up(io);
-    if (!reliable_ && expire_at_ != 0 && expire_at_ <= now) expire_unannounced(io);
+    if (!reliable_ && table_.expire_at() != 0 && table_.expire_at() <= now) table_.expire_unannounced(i_sequence_, io);
     if (own_due_ns_ != 0 && own_due_ns_ <= now) request_restamps(io);
     rearm(io);
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override {
-    return held_ + own_held_net_ + (batch_ != nullptr ? 1 : 0);
+    return table_.held() + own_held_net_ + (batch_ != nullptr ? 1 : 0);
   }
 
   // The hold table (2 x window messages, or the window of stamped messages in network
@@ -432,7 +363,7 @@ class GroupStage final : public Stage {
   // reliable) and the announcement being filled: the pool must have room for all of it,
   // or a full table would starve the receive path of buffers.
   [[nodiscard]] std::size_t max_held_packets() const noexcept override {
-    return (net_unrel() ? window_ : msgs_.size() + 1) + own_.size();
+    return (net_unrel() ? window_ : table_.capacity() + 1) + own_.size();
   }
 
   // A member keeps a copy of each of its ordered messages until it delivers it, and the
@@ -443,7 +374,7 @@ class GroupStage final : public Stage {
   // which stalls stable delivery for good. Delivery (stability) is what drains it.
   [[nodiscard]] std::size_t send_backlog() const noexcept override {
     const std::size_t allowance = std::max<std::size_t>(window_ / 8, 1);
-    return own_held_ > allowance ? own_held_ - allowance : 0;
+    return table_.own_held() > allowance ? table_.own_held() - allowance : 0;
   }
 
  private:
@@ -469,7 +400,7 @@ class GroupStage final : public Stage {
     if (!i_sequence_ && best != kNoSlot) {
       const MemberInfo& m = g.member(best);
       // A view that knows the sequencer's incarnation and says the one we follow is gone.
-      if (m.sender != 0 && term_sender_ != 0 && (m.sender != term_sender_ || m.epoch != term_epoch_)) {
+      if (m.sender != 0 && table_.term().sender != 0 && (m.sender != table_.term().sender || m.epoch != table_.term().epoch)) {
         change_term(0, 0, io);
       }
     }
@@ -496,45 +427,23 @@ class GroupStage final : public Stage {
     change_term(env_.sender, env_.epoch, io);
     next_assign_ = 1;
     // Per-sender ordering continues after what this member already delivered.
-    for (SenderState& s : senders_) {
+    for (SenderState& s : table_.senders()) {
       if (s.used) s.order_next = s.done_seq + 1;
     }
-    for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
-      if (msgs_[i].used && msgs_[i].p != nullptr) try_order(find_sender(msgs_[i].sender, msgs_[i].epoch, io), io);
+    for (std::uint32_t i = 0; i < table_.capacity(); ++i) {
+      if (table_.msg(i).used && table_.msg(i).p != nullptr) try_order(table_.find_sender(table_.msg(i).sender, table_.msg(i).epoch), io);
     }
   }
 
   // Follow a new term: deliver what the old one holds, in order, skipping its gaps.
   void change_term(std::uint32_t sender, std::uint32_t epoch, StageIo& io) noexcept {
-    if (sender == term_sender_ && epoch == term_epoch_) return;
-    if (term_sender_ != 0 || term_epoch_ != 0) {
-      drain_term(io);
+    if (sender == table_.term().sender && epoch == table_.term().epoch) return;
+    if (table_.term().sender != 0 || table_.term().epoch != 0) {
+      table_.drain(io);
       io.count(term_changes);
       io.notify(Event{.type = EventType::sequencer_changed, .sender = sender, .epoch = epoch, .stage = kKind});
     }
-    term_sender_ = sender;
-    term_epoch_ = epoch;
-    next_g_ = 1;
-    max_known_g_ = 0;
-    gap_at_ = 0;
-  }
-
-  void drain_term(StageIo& io) noexcept {
-    while (next_g_ <= max_known_g_) {
-      if (!deliverable(next_g_)) {
-        skip_run(io);
-      } else {
-        deliver_ready(io);
-      }
-    }
-    // Announced entries whose data never came belong to the old term: forget them.
-    for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
-      if (msgs_[i].used && msgs_[i].g != 0) {
-        msgs_[i].g = 0;
-        if (msgs_[i].p == nullptr) erase(i);
-      }
-    }
-    std::fill(ring_.begin(), ring_.end(), kNone);
+    table_.begin_term(gw::TermId{table_.term().no, sender, epoch});
   }
 
   // --- member sequencer: data ---------------------------------------------------------
@@ -546,41 +455,41 @@ class GroupStage final : public Stage {
       io.drop(p, DropReason::not_in_view);
       return;
     }
-    const std::uint32_t s = find_sender(p->sender, p->epoch, io);
-    if (s != kNone && p->seq <= senders_[s].done_seq) {
+    const std::uint32_t s = table_.find_sender(p->sender, p->epoch);
+    if (s != kNone && p->seq <= table_.sender(s).done_seq) {
       io.count(stale);
       io.drop(p, DropReason::stale);
       return;
     }
-    std::uint32_t idx = lookup(p->sender, p->epoch, p->seq);
-    if (orders() && s != kNone && senders_[s].order_next != 0 && p->seq < senders_[s].order_next &&
-        (idx == kNone || msgs_[idx].p == nullptr)) {
+    std::uint32_t idx = table_.lookup(p->sender, p->epoch, p->seq);
+    if (orders() && s != kNone && table_.sender(s).order_next != 0 && p->seq < table_.sender(s).order_next &&
+        (idx == kNone || table_.msg(idx).p == nullptr)) {
       // Behind what we already ordered of this sender: we gave up on it (unreliable).
       io.count(stale);
       io.drop(p, DropReason::stale);
       return;
     }
     if (idx != kNone) {
-      if (msgs_[idx].p != nullptr) {
+      if (table_.msg(idx).p != nullptr) {
         io.count(duplicates);
         io.drop(p, DropReason::duplicate);
         return;
       }
-      msgs_[idx].p = p;
-      note_held(msgs_[idx], +1);
+      table_.msg(idx).p = p;
+      table_.note_held(table_.msg(idx), +1);
     } else {
-      idx = insert(p->sender, p->epoch, p->seq, io.now_ns());
+      idx = table_.insert(p->sender, p->epoch, p->seq, io.now_ns());
       if (idx == kNone) {
         io.count(full_drops);
         io.drop(p, DropReason::buffer_full);
         return;
       }
-      msgs_[idx].p = p;
-      note_held(msgs_[idx], +1);
-      if (!reliable_ && expire_at_ == 0) expire_at_ = io.now_ns() + 4 * hold_ns_;
+      table_.msg(idx).p = p;
+      table_.note_held(table_.msg(idx), +1);
+      if (!reliable_) table_.arm_expiry(io.now_ns());
     }
     if (orders() && s != kNone) {
-      SenderState& st = senders_[s];
+      SenderState& st = table_.sender(s);
       if (st.order_next == 0) {
         // First sight: a small number means we may have seen the sender's start. Reliable
         // mode loses nothing, so the sender's order continues right after what we delivered.
@@ -599,17 +508,17 @@ class GroupStage final : public Stage {
     // Reliable mode: every member records the hole, since any member may sequence after a
     // failover (mark_done steps over it once the sender's order reaches it).
     if (!orders() && !rel()) return;
-    const std::uint32_t s = find_sender(sender, epoch, io);
+    const std::uint32_t s = table_.find_sender(sender, epoch);
     if (s == kNone) return;
-    SenderState& st = senders_[s];
+    SenderState& st = table_.sender(s);
     if (st.order_next != 0 && seq < st.order_next) return;
     if (seq <= st.done_seq) return;
-    if (lookup(sender, epoch, seq) != kNone) return;
-    const std::uint32_t idx = insert(sender, epoch, seq, io.now_ns());
+    if (table_.lookup(sender, epoch, seq) != kNone) return;
+    const std::uint32_t idx = table_.insert(sender, epoch, seq, io.now_ns());
     if (idx == kNone) return;
-    msgs_[idx].unordered = true;
+    table_.msg(idx).unordered = true;
     if (rel() && !orders()) {
-      mark_done(sender, epoch, st.done_seq, io);  // steps over it if it is next
+      table_.mark_done(sender, epoch, st.done_seq, steps_over_unordered());  // steps over it if it is next
       return;
     }
     if (st.order_next == 0) {
@@ -625,7 +534,7 @@ class GroupStage final : public Stage {
   // global number.
   void try_order(std::uint32_t s, StageIo& io) noexcept {
     if (s == kNone) return;
-    SenderState& st = senders_[s];
+    SenderState& st = table_.sender(s);
     if (st.order_next == 0) return;
     // Reliable mode: only a running term orders, and only the messages of senders the view
     // says are alive (a failed sender's messages are left to the next cut).
@@ -633,20 +542,20 @@ class GroupStage final : public Stage {
     const std::uint64_t limit = rel() ? assign_limit(io) : std::numeric_limits<std::uint64_t>::max();
     bool progressed = false;
     for (;;) {
-      const std::uint32_t idx = lookup(st.id, st.epoch, st.order_next);
-      if (idx != kNone && msgs_[idx].unordered) {
-        erase(idx);
+      const std::uint32_t idx = table_.lookup(st.id, st.epoch, st.order_next);
+      if (idx != kNone && table_.msg(idx).unordered) {
+        table_.erase(idx);
         ++st.order_next;
         progressed = true;
         continue;
       }
-      if (idx == kNone || msgs_[idx].p == nullptr || msgs_[idx].g != 0) break;
+      if (idx == kNone || table_.msg(idx).p == nullptr || table_.msg(idx).g != 0) break;
       if (next_assign_ >= limit) {
         order_blocked_ = true;  // resumed when members report delivery (order_all)
         break;
       }
       const std::uint64_t g = next_assign_++;
-      place(idx, g, io);
+      table_.place(idx, g, io);
       add_to_batch(st.id, st.epoch, st.order_next, g, io);
       io.count(assigned);
       ++st.order_next;
@@ -669,12 +578,12 @@ class GroupStage final : public Stage {
     wait_at_ = 0;
     if (!i_sequence_) return;
     const std::uint64_t now = io.now_ns();
-    for (std::uint32_t s = 0; s < senders_.size(); ++s) {
-      SenderState& st = senders_[s];
+    for (std::uint32_t s = 0; s < table_.senders().size(); ++s) {
+      SenderState& st = table_.sender(s);
       if (!st.used || st.wait_since_ns == 0) continue;
       if (st.wait_since_ns + hold_ns_ <= now) {
         std::uint64_t first = 0;
-        for (const Msg& m : msgs_) {
+        for (const Msg& m : table_.msgs()) {
           if (m.used && (m.p != nullptr || m.unordered) && m.g == 0 && m.sender == st.id && m.epoch == st.epoch &&
               m.seq > st.order_next && (first == 0 || m.seq < first)) {
             first = m.seq;
@@ -695,26 +604,6 @@ class GroupStage final : public Stage {
     deliver_ready(io);
   }
 
-  // A message's data arrived (+1) or left (-1) the hold table.
-  void note_held(const Msg& m, int delta) noexcept {
-    const bool own = m.sender == env_.sender && m.epoch == env_.epoch;
-    if (delta > 0) {
-      ++held_;
-      if (own) ++own_held_;
-    } else {
-      --held_;
-      if (own) --own_held_;
-    }
-  }
-
-  // Put message `idx` at global number g of the current term.
-  void place(std::uint32_t idx, std::uint64_t g, StageIo& io) noexcept {
-    if (g >= next_g_ + window_) overflow_to(g - window_ + 1, io);  // never in reliable mode (callers check)
-    msgs_[idx].g = g;
-    ring_[g % window_] = idx;
-    if (g > max_known_g_) max_known_g_ = g;
-  }
-
   // --- member sequencer: announcements ------------------------------------------------
 
   void add_to_batch(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq, std::uint64_t g,
@@ -727,7 +616,7 @@ class GroupStage final : public Stage {
       }
       batch_->reset_for_send(batch_max_ * kEntryBytes);
       batch_n_ = 0;
-      batch_term_no_ = term_no_;
+      batch_term_no_ = table_.term().no;
       // Reliable mode: from the tick due now, i.e. once the shell has fed the input batch in
       // hand, so the entries of one batch share an announcement. Every member waits for
       // this announcement and then for each other's statuses; a deadline flush_us ahead
@@ -767,7 +656,7 @@ class GroupStage final : public Stage {
       wire::put_u32(body + 5, n);
       // An announcement tells the members that we hold every global it names (we number
       // only messages we hold, in order): it stands for our status (on_announce_rel).
-      if (batch_term_no_ == term_no_ && my_term() && !frozen_) {
+      if (batch_term_no_ == table_.term().no && my_term() && !frozen_) {
         sent_held_ = std::max(sent_held_, wire::get_u64(p->payload() + std::size_t{n - 1} * kEntryBytes + 16));
       }
     } else {
@@ -803,51 +692,25 @@ class GroupStage final : public Stage {
       const std::uint32_t epoch = wire::get_u32(e + 4);
       const std::uint64_t seq = wire::get_u64(e + 8);
       const std::uint64_t g = wire::get_u64(e + 16);
-      if (g < next_g_ || seq == 0 || g == 0) continue;  // old news or nonsense
-      if (g < next_g_ + window_ && ring_[g % window_] != kNone) continue;  // duplicate
+      if (g < table_.next_g() || seq == 0 || g == 0) continue;  // old news or nonsense
+      if (g < table_.next_g() + window_ && table_.at(g) != kNone) continue;  // duplicate
       // Not placeable: a gap, skipped (unreliable) like a lost announcement.
-      const std::uint32_t idx = entry_to_place(sender, epoch, seq, io);
+      const std::uint32_t idx = table_.entry_to_place(sender, epoch, seq, io);
       if (idx == kNone) continue;
-      place(idx, g, io);
+      table_.place(idx, g, io);
     }
     p->release();  // consumed: announcements are this stage's own traffic
     deliver_ready(io);
   }
 
-  // The table entry an announced (sender, epoch, seq) is placed in: the message's own if it
-  // came already, a new one waiting for it if not. kNone when there is nothing to place:
-  // already placed, delivered before, or the table is full (counted).
-  std::uint32_t entry_to_place(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq, StageIo& io) noexcept {
-    std::uint32_t idx = lookup(sender, epoch, seq);
-    if (idx != kNone) return msgs_[idx].g != 0 ? kNone : idx;
-    const std::uint32_t s = find_sender(sender, epoch, io);
-    const bool done = s != kNone && seq <= senders_[s].done_seq;
-    if (done && !rel()) return kNone;
-    idx = insert(sender, epoch, seq, io.now_ns());
-    if (idx == kNone) {
-      io.count(full_drops);
-    } else if (done) {
-      // Reliable mode: the sequencer orders a message we delivered already. That happens
-      // only when views disagreed: the sequencer was cut off from a term we delivered in
-      // (e.g. we declared it failed before ever hearing it, while it lived), so its
-      // per-sender cut-offs are behind ours. We pass over this number instead of leaving
-      // a hole that nobody could fill, so the members that shared that term stay live and
-      // in step (they all pass over the same numbers); the sequencer's own sequence then
-      // differs from theirs, as docs/manifest.md allows for a member that was separated.
-      msgs_[idx].skip = true;
-      io.count(cut_missing);
-    }
-    return idx;
-  }
-
   // Whether announcements from (sender, epoch) belong to the term we follow.
   bool accept_term(std::uint32_t sender, std::uint32_t epoch, StageIo& io) noexcept {
-    if (sender == term_sender_ && epoch == term_epoch_) return !i_sequence_;
+    if (sender == table_.term().sender && epoch == table_.term().epoch) return !i_sequence_;
     if (i_sequence_ || seq_slot_ == kNoSlot) return false;
     const MemberInfo& m = io.group().member(seq_slot_);
     if (m.sender != 0) {
       if (m.sender != sender || m.epoch != epoch) return false;
-    } else if (term_sender_ != 0 && term_sender_ != sender) {
+    } else if (table_.term().sender != 0 && table_.term().sender != sender) {
       // The view does not know the sequencer's id (no membership stage): follow the first
       // announcer, and a restart of it (new epoch), but no one else.
       return false;
@@ -858,183 +721,12 @@ class GroupStage final : public Stage {
 
   // --- delivery -----------------------------------------------------------------------
 
-  [[nodiscard]] bool deliverable(std::uint64_t g) const noexcept {
-    if (net_unrel()) return net_ring_[g % window_] != nullptr;
-    const std::uint32_t idx = ring_[g % window_];
-    return idx != kNone && msgs_[idx].g == g && (msgs_[idx].p != nullptr || msgs_[idx].skip);
-  }
-
   void deliver_ready(StageIo& io) noexcept {
-    if (net_unrel()) {
-      deliver_net(io);
-      return;
-    }
     if (rel()) {
       rel_deliver(io);
-      return;
+    } else {
+      table_.deliver_in_order(io);
     }
-    while (deliverable(next_g_)) deliver_one(io);
-    note_gap_state(io);
-  }
-
-  // Deliver global next_g_ (deliverable).
-  void deliver_one(StageIo& io) noexcept {
-    const std::uint32_t idx = ring_[next_g_ % window_];
-    ring_[next_g_ % window_] = kNone;
-    Msg& m = msgs_[idx];
-    if (m.skip) {  // delivered here before (entry_to_place)
-      if (m.p != nullptr) {
-        m.p->release();
-        m.p = nullptr;
-        note_held(m, -1);
-      }
-      erase(idx);
-      ++next_g_;
-      io.count(stale);
-      return;
-    }
-    Packet* p = m.p;
-    m.p = nullptr;
-    note_held(m, -1);
-    mark_done(m.sender, m.epoch, m.seq, io);
-    const bool own = m.sender == env_.sender && m.epoch == env_.epoch;
-    erase(idx);
-    ++next_g_;
-    io.count(delivered);
-    if (own) io.count(own_delivered);
-    io.up(p);
-  }
-
-  void mark_done(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq, StageIo& io) noexcept {
-    const std::uint32_t s = find_sender(sender, epoch, io);
-    if (s == kNone) return;
-    SenderState& st = senders_[s];
-    if (seq > st.done_seq) st.done_seq = seq;
-    if (!rel() || (i_sequence_ && role_ == Role::running)) return;
-    // Reliable mode, not ordering: step over the sender's unordered numbers that follow, so
-    // done_seq names the last number passed in its order (the cut-offs after a failover).
-    for (;;) {
-      const std::uint32_t idx = lookup(sender, epoch, st.done_seq + 1);
-      if (idx == kNone || !msgs_[idx].unordered) break;
-      erase(idx);
-      ++st.done_seq;
-    }
-  }
-
-  // Arm (or clear) the gap timer: stuck when something later than next_g_ is known.
-  void note_gap_state(StageIo& io) noexcept {
-    if (max_known_g_ < next_g_) {
-      gap_at_ = 0;
-      gap_g_ = 0;
-      return;
-    }
-    if (gap_g_ != next_g_) {
-      gap_g_ = next_g_;
-      gap_at_ = io.now_ns() + hold_ns_;
-    }
-  }
-
-  // Unreliable: the gap at next_g_ stayed open hold_us; skip the run of undeliverable
-  // numbers up to the next deliverable one, then deliver.
-  void skip_gap(StageIo& io) noexcept {
-    gap_at_ = 0;
-    gap_g_ = 0;
-    if (max_known_g_ < next_g_) return;
-    skip_run(io);
-    deliver_ready(io);
-  }
-
-  void skip_run(StageIo& io) noexcept {
-    const std::uint64_t from = next_g_;
-    while (next_g_ <= max_known_g_ && !deliverable(next_g_)) {
-      if (!net_unrel()) {  // network mode holds nothing at an undeliverable number
-        const std::uint32_t idx = ring_[next_g_ % window_];
-        if (idx != kNone && msgs_[idx].g == next_g_) {
-          const Msg& m = msgs_[idx];
-          mark_done(m.sender, m.epoch, m.seq, io);
-          erase(idx);  // announced, data never came
-        }
-        ring_[next_g_ % window_] = kNone;
-      }
-      ++next_g_;
-    }
-    report_gap(from, next_g_ - from, io);
-  }
-
-  void report_gap(std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
-    if (count == 0) return;
-    io.count(gaps_skipped);
-    io.count(seqs_skipped, count);
-    io.notify(Event{.type = EventType::gap_skipped,
-                    .sender = term_sender_,
-                    .epoch = term_epoch_,
-                    .seq = from,
-                    .count = count,
-                    .stage = kKind});
-  }
-
-  // An announcement lies beyond the window: give up on everything before `to`.
-  void overflow_to(std::uint64_t to, StageIo& io) noexcept {
-    io.count(window_overflows);
-    while (next_g_ < to) {
-      if (deliverable(next_g_)) {
-        deliver_ready(io);
-        continue;
-      }
-      const std::uint64_t save_max = max_known_g_;
-      if (max_known_g_ < to - 1) max_known_g_ = to - 1;
-      const std::uint64_t from = next_g_;
-      while (next_g_ < to && !deliverable(next_g_)) {
-        if (!net_unrel()) {
-          const std::uint32_t idx = ring_[next_g_ % window_];
-          if (idx != kNone && msgs_[idx].g == next_g_) erase(idx);
-          ring_[next_g_ % window_] = kNone;
-        }
-        ++next_g_;
-      }
-      report_gap(from, next_g_ - from, io);
-      max_known_g_ = std::max(save_max, next_g_ - 1);
-    }
-  }
-
-  // Unreliable: data never announced within 4 * hold_us is dropped and reported.
-  void expire_unannounced(StageIo& io) noexcept {
-    expire_at_ = 0;
-    const std::uint64_t now = io.now_ns();
-    const std::uint64_t limit = 4 * hold_ns_;
-    std::uint64_t oldest = 0;
-    for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
-      Msg& m = msgs_[i];
-      if (m.used && m.unordered) {
-        if (m.since_ns + limit <= now) erase(i);  // its sender's stream moved on without us
-        else if (oldest == 0 || m.since_ns < oldest) oldest = m.since_ns;
-        continue;
-      }
-      if (!m.used || m.g != 0 || m.p == nullptr) continue;
-      if (i_sequence_) {
-        // Ours to order: it waits for its sender's earlier messages (sequencer_give_up).
-        if (oldest == 0 || m.since_ns < oldest) oldest = m.since_ns;
-        continue;
-      }
-      if (m.since_ns + limit <= now) {
-        io.count(unannounced_dropped);
-        io.notify(Event{.type = EventType::gap_skipped,
-                        .sender = m.sender,
-                        .epoch = m.epoch,
-                        .seq = m.seq,
-                        .count = 1,
-                        .stage = kKind});
-        io.drop(m.p, DropReason::stale);
-        m.p = nullptr;
-        note_held(m, -1);
-        erase(i);
-        continue;
-      }
-      if (oldest == 0 || m.since_ns < oldest) oldest = m.since_ns;
-    }
-    // At least hold_us apart: the sequencer's own waiting messages are resolved by
-    // sequencer_give_up, and must not make this timer spin.
-    if (oldest != 0) expire_at_ = std::max(oldest + limit, now + hold_ns_);
   }
 
   // --- network sequencer (OUM) ---------------------------------------------------------
@@ -1063,7 +755,7 @@ class GroupStage final : public Stage {
     std::uint64_t g = 0;
     std::uint32_t session = 0;
     if (!read_stamp(p, g, session, io)) return;
-    if (session != term_epoch_) {
+    if (session != table_.term().epoch) {
       for (std::size_t i = 0; i < n_retired_; ++i) {
         if (retired_[i] == session) {
           io.count(stale);
@@ -1071,61 +763,16 @@ class GroupStage final : public Stage {
           return;
         }
       }
-      if (term_epoch_ != 0) {
-        retired_[retired_pos_] = term_epoch_;
+      if (table_.term().epoch != 0) {
+        retired_[retired_pos_] = table_.term().epoch;
         retired_pos_ = (retired_pos_ + 1) % kRetiredSessions;
         if (n_retired_ < kRetiredSessions) ++n_retired_;
       }
       change_term(0, session, io);
       // First sight of a session: a small number means we may have seen its start.
-      if (g > window_) {
-        report_gap(1, g - 1, io);
-        next_g_ = g;
-      }
+      table_.first_stamp(g, io);
     }
-    if (g < next_g_) {
-      io.count(duplicates);
-      io.drop(p, DropReason::duplicate);
-      return;
-    }
-    if (g >= next_g_ + window_) overflow_to(g - window_ + 1, io);
-    Packet*& slot = net_ring_[g % window_];
-    if (slot != nullptr) {
-      io.count(duplicates);
-      io.drop(p, DropReason::duplicate);
-      return;
-    }
-    slot = p;
-    ++held_;
-    if (g > max_known_g_) max_known_g_ = g;
-    deliver_net(io);
-  }
-
-  void deliver_net(StageIo& io) noexcept {
-    for (;;) {
-      Packet*& slot = net_ring_[next_g_ % window_];
-      if (slot == nullptr) break;
-      Packet* p = slot;
-      slot = nullptr;
-      --held_;
-      ++next_g_;
-      // Within a session the sequencer keeps each sender's order and stamps a message once;
-      // across a restart a copy in flight may be stamped again, so never deliver a sender's
-      // number that is not above the last delivered (no duplicates, FIFO kept).
-      const std::uint32_t s = find_sender(p->sender, p->epoch, io);
-      if (s != kNone) {
-        if (p->seq <= senders_[s].done_seq) {
-          io.count(stale);
-          io.drop(p, DropReason::stale);
-          continue;
-        }
-        senders_[s].done_seq = p->seq;
-      }
-      io.count(delivered);
-      if (p->sender == env_.sender && p->epoch == env_.epoch) io.count(own_delivered);
-      io.up(p);
-    }
-    note_gap_state(io);
+    table_.put_direct(g, p, io);
   }
 
   // --- network sequencer, reliable: our own stamped copies ---------------------------
@@ -1155,7 +802,7 @@ class GroupStage final : public Stage {
   // own message that came back (the sequencer stamps each sender in order, no holes).
 
   [[nodiscard]] bool net_rel() const noexcept { return network_ && reliable_; }
-  /// Network mode without reliability: stamped messages are delivered from net_ring_ as
+  /// Network mode without reliability: stamped messages are delivered from the direct ring as
   /// they come (NOPaxos-style, gaps skipped).
   [[nodiscard]] bool net_unrel() const noexcept { return network_ && !reliable_; }
   /// Network mode, reliable, still on the network sequencer (no member term adopted yet).
@@ -1163,6 +810,11 @@ class GroupStage final : public Stage {
   /// Whether this member assigns global numbers itself (a member sequencer); in a network
   /// term the view's chosen member only coordinates the cut when the term ends.
   [[nodiscard]] bool orders() const noexcept { return i_sequence_ && !net_active(); }
+  /// Reliable mode, when this member does not order: delivery steps over the unordered
+  /// numbers that follow a sender's delivered one (see MsgTable::mark_done).
+  [[nodiscard]] bool steps_over_unordered() const noexcept {
+    return rel() && !(i_sequence_ && role_ == Role::running);
+  }
 
   // --- network sequencer, reliable: stable delivery and failover to a member -----------
   //
@@ -1193,49 +845,49 @@ class GroupStage final : public Stage {
     std::uint32_t session = 0;
     if (!read_stamp(p, g, session, io)) return;
     if (p->sender == env_.sender && p->epoch == env_.epoch) own_returned(p->seq);
-    if (net_active() && !net_gone_ && term_no_ == 0) {
+    if (net_active() && !net_gone_ && table_.term().no == 0) {
       adopt(gw::TermId{1, 0, session}, nullptr, 0, nullptr, 0, io);
     }
-    if (!net_active() || term_no_ == 0 || term_sender_ != 0) {
+    if (!net_active() || table_.term().no == 0 || table_.term().sender != 0) {
       // A member sequencer orders now (or is being chosen): the stamp means nothing, but the
       // data may be a message that still waits to be re-sequenced.
       store_data(p, io);
       return;
     }
-    if (session != term_epoch_) {
+    if (session != table_.term().epoch) {
       net_fail(io);  // the sequencer restarted: what it stamped before is lost to it
       store_data(p, io);
       return;
     }
     term_heard_ = true;
-    if (g < next_g_) {
+    if (g < table_.next_g()) {
       io.count(duplicates);
       io.drop(p, DropReason::duplicate);
       return;
     }
-    const bool fits = g < next_g_ + window_;
-    if (fits && ring_[g % window_] != kNone) {
+    const bool fits = g < table_.next_g() + window_;
+    if (fits && table_.at(g) != kNone) {
       io.count(duplicates);  // a restamped retransmission of a message placed before
       io.drop(p, DropReason::duplicate);
       return;
     }
-    const std::uint32_t idx = entry_to_place(p->sender, p->epoch, p->seq, io);
+    const std::uint32_t idx = table_.entry_to_place(p->sender, p->epoch, p->seq, io);
     if (idx == kNone) {
       io.count(duplicates);  // placed (a restamp) or delivered already
       io.drop(p, DropReason::duplicate);
       return;
     }
-    Msg& m = msgs_[idx];
+    Msg& m = table_.msg(idx);
     if (m.p == nullptr && !m.skip) {
       m.p = p;
-      note_held(m, +1);
+      table_.note_held(m, +1);
     } else {
       io.count(duplicates);  // our own clone, or a re-sent copy, holds the data already
       io.drop(p, DropReason::duplicate);
     }
     m.unordered = false;
     if (fits) {
-      place(idx, g, io);
+      table_.place(idx, g, io);
     } else if (m.pend_g == 0) {
       // Beyond our window (we lag): placed once delivery moves the window up to it.
       m.pend_g = g;
@@ -1247,13 +899,13 @@ class GroupStage final : public Stage {
 
   // Stamps that were beyond the window: place the ones that fit now.
   void place_pending(StageIo& io) noexcept {
-    for (std::uint32_t i = 0; i < msgs_.size() && n_pending_ > 0; ++i) {
-      Msg& m = msgs_[i];
-      if (!m.used || m.pend_g == 0 || m.pend_g >= next_g_ + window_) continue;
+    for (std::uint32_t i = 0; i < table_.capacity() && n_pending_ > 0; ++i) {
+      Msg& m = table_.msg(i);
+      if (!m.used || m.pend_g == 0 || m.pend_g >= table_.next_g() + window_) continue;
       const std::uint64_t g = m.pend_g;
       m.pend_g = 0;
       --n_pending_;
-      if (g >= next_g_ && m.g == 0 && ring_[g % window_] == kNone) place(i, g, io);
+      if (g >= table_.next_g() && m.g == 0 && table_.at(g) == kNone) table_.place(i, g, io);
     }
   }
 
@@ -1261,7 +913,7 @@ class GroupStage final : public Stage {
     if (!net_active() || net_gone_) return;
     net_gone_ = true;
     io.count(net_failovers);
-    if (term_no_ != 0) {
+    if (table_.term().no != 0) {
       freeze(io);
     } else {
       note_status_change(io);
@@ -1394,15 +1046,15 @@ class GroupStage final : public Stage {
   // never reports more than it held when it froze) and at most what every survivor holds.
 
   [[nodiscard]] bool rel() const noexcept { return reliable_; }
-  [[nodiscard]] gw::TermId cur_term() const noexcept { return gw::TermId{term_no_, term_sender_, term_epoch_}; }
+  [[nodiscard]] gw::TermId cur_term() const noexcept { return table_.term(); }
   [[nodiscard]] bool my_term() const noexcept {
-    return term_no_ != 0 && term_sender_ == env_.sender && term_epoch_ == env_.epoch;
+    return table_.term().no != 0 && table_.term().sender == env_.sender && table_.term().epoch == env_.epoch;
   }
 
   std::uint64_t held_through() noexcept {
-    if (term_no_ == 0) return 0;
-    if (held_h_ < next_g_ - 1) held_h_ = next_g_ - 1;
-    while (held_h_ + 1 < next_g_ + window_ && deliverable(held_h_ + 1)) ++held_h_;
+    if (table_.term().no == 0) return 0;
+    if (held_h_ < table_.next_g() - 1) held_h_ = table_.next_g() - 1;
+    while (held_h_ + 1 < table_.next_g() + window_ && table_.deliverable(held_h_ + 1)) ++held_h_;
     return held_h_;
   }
   std::uint64_t reported_held() noexcept { return frozen_ ? frozen_h_ : held_through(); }
@@ -1446,7 +1098,7 @@ class GroupStage final : public Stage {
   // beyond its window.
   std::uint64_t assign_limit(StageIo& io) noexcept {
     const Group& g = io.group();
-    std::uint64_t low = next_g_;
+    std::uint64_t low = table_.next_g();
     for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
       const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
       const std::uint64_t next = ps != nullptr && gw::same_term(ps->st.term, cur_term()) ? ps->st.delivered + 1 : 1;
@@ -1458,8 +1110,8 @@ class GroupStage final : public Stage {
   [[nodiscard]] bool need_periodic() const noexcept {
     // Held messages count too: our timer is then how a view change (the sequencer failed
     // while nothing else moved) is noticed.
-    return frozen_ || role_ == Role::collecting || role_ == Role::adopting || !term_heard_ || next_g_ <= max_known_g_ ||
-           held_ != 0;
+    return frozen_ || role_ == Role::collecting || role_ == Role::adopting || !term_heard_ || table_.next_g() <= table_.max_known_g() ||
+           table_.held() != 0;
   }
 
   // Something a peer waits for changed: send a status at once — from the tick that is due
@@ -1487,14 +1139,14 @@ class GroupStage final : public Stage {
       const std::uint32_t used = 64 + n_adopted_ * gw::kRecordBytes;
       const std::uint32_t room = env_.max_payload_bytes > used ? (env_.max_payload_bytes - used) / gw::kCutoffBytes : 0;
       const std::uint32_t max_cut = std::min<std::uint32_t>(gw::kMaxCutoffs, room);
-      for (const SenderState& st : senders_) {
+      for (const SenderState& st : table_.senders()) {
         if (st.used && st.done_seq > 0 && ncut < max_cut) ++ncut;
       }
     }
     p->reset_for_send(n_adopted_ * gw::kRecordBytes + ncut * gw::kCutoffBytes);
     for (std::uint32_t i = 0; i < n_adopted_; ++i) gw::put_record(p->payload() + std::size_t{i} * gw::kRecordBytes, adopted_[i]);
     std::uint32_t k = 0;
-    for (const SenderState& st : senders_) {
+    for (const SenderState& st : table_.senders()) {
       if (k >= ncut) break;
       if (!st.used || st.done_seq == 0) continue;
       gw::put_cutoff(p->payload() + std::size_t{n_adopted_} * gw::kRecordBytes + std::size_t{k} * gw::kCutoffBytes,
@@ -1508,7 +1160,7 @@ class GroupStage final : public Stage {
     s.frozen = frozen_;
     s.term = cur_term();
     s.held = reported_held();
-    s.delivered = next_g_ - 1;
+    s.delivered = table_.next_g() - 1;
     s.stable = std::min(last_stable_, s.held);
     s.n_records = n_adopted_;
     s.n_cutoffs = ncut;
@@ -1534,7 +1186,7 @@ class GroupStage final : public Stage {
 
   void freeze(StageIo& io) noexcept {
     if (frozen_) return;
-    if (net_active() && term_sender_ == 0) {
+    if (net_active() && table_.term().sender == 0) {
       if (!net_gone_) io.count(net_failovers);
       net_gone_ = true;  // a frozen network term ends in a member term
     }
@@ -1560,7 +1212,7 @@ class GroupStage final : public Stage {
       prev_rx_ = rx;
       // The term's sequencer re-cuts when a receiver is gone: what only it held can then
       // never become stable, and the cut resolves it.
-      if (lost != 0 && (my_term() || (net_active() && term_no_ != 0))) freeze(io);
+      if (lost != 0 && (my_term() || (net_active() && table_.term().no != 0))) freeze(io);
       drop_dead(io);
       if (lost != 0) resend_own(io);
       if (role_ == Role::running) order_all(io);  // senders heard for the first time
@@ -1571,23 +1223,23 @@ class GroupStage final : public Stage {
   // Freeze rules and the sequencer's role; called on every input.
   void rel_check(StageIo& io) noexcept {
     const Group& g = io.group();
-    if (term_no_ != 0 && !frozen_) {
+    if (table_.term().no != 0 && !frozen_) {
       bool gone = false;
-      if (term_sender_ == 0) {
+      if (table_.term().sender == 0) {
         gone = net_gone_;  // a network term: see net_fail()
       } else if (my_term()) {
         gone = !i_sequence_;
       } else {
-        const int slot = g.slot_of_sender(term_sender_);
+        const int slot = g.slot_of_sender(table_.term().sender);
         if (slot != kNoSlot && slot != g.self_slot()) {
           const MemberInfo& m = g.member(slot);
-          gone = (m.epoch != 0 && m.epoch != term_epoch_) || m.state == MemberState::failed ||
+          gone = (m.epoch != 0 && m.epoch != table_.term().epoch) || m.state == MemberState::failed ||
                  m.state == MemberState::left;
         } else if (slot == kNoSlot && seq_slot_ != kNoSlot) {
           // A sequencer we never heard a heartbeat from (all lost before it crashed): gone
           // once the view names a known member as sequencer instead.
           const MemberInfo& chosen = g.member(seq_slot_);
-          gone = chosen.sender != 0 && chosen.sender != term_sender_;
+          gone = chosen.sender != 0 && chosen.sender != table_.term().sender;
         }
       }
       if (gone) freeze(io);
@@ -1605,16 +1257,16 @@ class GroupStage final : public Stage {
   }
 
   void rel_deliver(StageIo& io) noexcept {
-    if (frozen_ || term_no_ == 0) return;
+    if (frozen_ || table_.term().no == 0) return;
     const std::uint64_t stable = stable_through(io);
     last_stable_ = stable;
-    const std::uint64_t before = next_g_;
-    while (next_g_ <= stable && deliverable(next_g_)) deliver_one(io);
-    if (n_pending_ > 0 && next_g_ != before) {
+    const std::uint64_t before = table_.next_g();
+    while (table_.next_g() <= stable && table_.deliverable(table_.next_g())) table_.deliver_one(io, steps_over_unordered());
+    if (n_pending_ > 0 && table_.next_g() != before) {
       place_pending(io);
       const std::uint64_t more = stable_through(io);
       last_stable_ = more;
-      while (next_g_ <= more && deliverable(next_g_)) deliver_one(io);
+      while (table_.next_g() <= more && table_.deliverable(table_.next_g())) table_.deliver_one(io, steps_over_unordered());
     }
     // Compared with what our last status said, not with held_h_ on entry: held_through()
     // advances held_h_ wherever it is called (stable_through() above, a status check), and
@@ -1624,10 +1276,10 @@ class GroupStage final : public Stage {
     // a member that holds anything also reports periodically.
     // The running sequencer's holdings go out in its announcements (flush_batch).
     const std::uint64_t told = my_term() && role_ == Role::running ? std::max(sent_held_, next_assign_ - 1) : sent_held_;
-    if (held_through() != told || next_g_ - 1 >= sent_delivered_ + std::max<std::uint32_t>(window_ / 4, 1)) {
+    if (held_through() != told || table_.next_g() - 1 >= sent_delivered_ + std::max<std::uint32_t>(window_ / 4, 1)) {
       note_status_change(io);
     }
-    if (next_g_ != before && order_blocked_ && role_ == Role::running) order_all(io);
+    if (table_.next_g() != before && order_blocked_ && role_ == Role::running) order_all(io);
   }
 
   void rel_malformed(Packet* p, StageIo& io) noexcept {
@@ -1700,16 +1352,16 @@ class GroupStage final : public Stage {
       const std::uint32_t epoch = wire::get_u32(e + 4);
       const std::uint64_t seq = wire::get_u64(e + 8);
       const std::uint64_t g = wire::get_u64(e + 16);
-      if (g < next_g_ || seq == 0 || g == 0) continue;  // old news or nonsense
-      if (g >= next_g_ + window_) {
+      if (g < table_.next_g() || seq == 0 || g == 0) continue;  // old news or nonsense
+      if (g >= table_.next_g() + window_) {
         io.count(window_overflows);  // the sequencer keeps within our window; never expected
         continue;
       }
-      if (ring_[g % window_] != kNone) continue;  // duplicate
-      const std::uint32_t idx = entry_to_place(sender, epoch, seq, io);
+      if (table_.at(g) != kNone) continue;  // duplicate
+      const std::uint32_t idx = table_.entry_to_place(sender, epoch, seq, io);
       if (idx == kNone) continue;
-      msgs_[idx].unordered = false;
-      place(idx, g, io);
+      table_.msg(idx).unordered = false;
+      table_.place(idx, g, io);
     }
     p->release();
     rel_deliver(io);
@@ -1763,11 +1415,11 @@ class GroupStage final : public Stage {
       }
     }
     const gw::TermId mine = cur_term();
-    if (net_active() && term_no_ != 0 && term_sender_ == 0 && ps.st.term.no != 0 && ps.st.term.sender == 0 &&
-        ps.st.term.epoch != term_epoch_) {
+    if (net_active() && table_.term().no != 0 && table_.term().sender == 0 && ps.st.term.no != 0 && ps.st.term.sender == 0 &&
+        ps.st.term.epoch != table_.term().epoch) {
       net_fail(io);  // it follows another session of the network sequencer: ours restarted
     }
-    if (term_no_ != 0 && !frozen_) {
+    if (table_.term().no != 0 && !frozen_) {
       const bool in_rx = (g.receivers() & slot_bit(slot)) != 0;
       if (gw::term_after(ps.st.term, mine) && ps.st.term.no != 0) {
         freeze(io);  // a newer term exists
@@ -1814,7 +1466,7 @@ class GroupStage final : public Stage {
     };
     Part parts[kMaxGroupMembers + 1];
     std::size_t n = 0;
-    parts[n++] = Part{cur_term(), reported_held(), next_g_ - 1, adopted_, n_adopted_};
+    parts[n++] = Part{cur_term(), reported_held(), table_.next_g() - 1, adopted_, n_adopted_};
     for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
       const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
       if (ps == nullptr || !ps->st.frozen) return;  // wait (its status is periodic)
@@ -1897,7 +1549,7 @@ class GroupStage final : public Stage {
       }
       if (ncut < max_cut) merged[ncut++] = gw::Cutoff{id, epoch, last};
     };
-    for (const SenderState& st : senders_) {
+    for (const SenderState& st : table_.senders()) {
       if (st.used) merge(st.id, st.epoch, st.done_seq);
     }
     for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
@@ -1909,9 +1561,9 @@ class GroupStage final : public Stage {
     }
     bool raised = false;
     for (std::uint32_t i = 0; i < ncut; ++i) {
-      const std::uint32_t si = find_sender(merged[i].sender, merged[i].epoch, io);
-      if (si != kNone && merged[i].last_seq > senders_[si].done_seq) {
-        senders_[si].done_seq = merged[i].last_seq;
+      const std::uint32_t si = table_.find_sender(merged[i].sender, merged[i].epoch);
+      if (si != kNone && merged[i].last_seq > table_.sender(si).done_seq) {
+        table_.sender(si).done_seq = merged[i].last_seq;
         raised = true;
       }
     }
@@ -1945,7 +1597,7 @@ class GroupStage final : public Stage {
     }
     role_ = Role::running;
     term_heard_ = true;
-    for (SenderState& s : senders_) {
+    for (SenderState& s : table_.senders()) {
       if (s.used) {
         s.order_next = s.done_seq + 1;
         s.wait_since_ns = 0;
@@ -1956,9 +1608,9 @@ class GroupStage final : public Stage {
 
   void order_all(StageIo& io) noexcept {
     order_blocked_ = false;
-    for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
-      if (msgs_[i].used && msgs_[i].p != nullptr && msgs_[i].g == 0) {
-        try_order(find_sender(msgs_[i].sender, msgs_[i].epoch, io), io);
+    for (std::uint32_t i = 0; i < table_.capacity(); ++i) {
+      if (table_.msg(i).used && table_.msg(i).p != nullptr && table_.msg(i).g == 0) {
+        try_order(table_.find_sender(table_.msg(i).sender, table_.msg(i).epoch), io);
       }
     }
     rel_deliver(io);
@@ -1984,42 +1636,21 @@ class GroupStage final : public Stage {
       own_due_ns_ = 0;
     }
     if (old.no != 0) {
-      std::uint64_t end = next_g_ - 1;
+      std::uint64_t end = table_.next_g() - 1;
       for (std::uint32_t r = 0; r < nrec; ++r) {
         if (gw::same_term(recs[r].term, old)) end = recs[r].end;
       }
-      if (end < next_g_ - 1) io.count(cut_missing);  // we delivered beyond the cut: views disagreed
-      while (next_g_ <= end) {
-        if (deliverable(next_g_)) {
-          deliver_one(io);
-          continue;
-        }
-        // Not held although the cut says every survivor holds it (views disagreed).
-        io.count(cut_missing);
-        const std::uint64_t from = next_g_;
-        while (next_g_ <= end && !deliverable(next_g_)) ++next_g_;
-        report_gap(from, next_g_ - from, io);
-      }
+      table_.deliver_through(end, steps_over_unordered(), io);
       // The old term's numbers are void; data beyond the cut stays for re-sequencing.
-      for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
-        if (msgs_[i].used && msgs_[i].g != 0) {
-          msgs_[i].g = 0;
-          if (msgs_[i].p == nullptr && !msgs_[i].unordered) erase(i);
-        }
-      }
-      std::fill(ring_.begin(), ring_.end(), kNone);
+      table_.void_numbers(/*keep_unordered=*/true);
     }
     if (n_pending_ > 0) {
-      for (Msg& m : msgs_) m.pend_g = 0;
+      for (Msg& m : table_.msgs()) m.pend_g = 0;
       n_pending_ = 0;
     }
     const bool changed = old.no != 0 && (old.sender != nt.sender || old.epoch != nt.epoch);
-    term_no_ = nt.no;
-    term_sender_ = nt.sender;
-    term_epoch_ = nt.epoch;
+    table_.begin_term(nt);
     term_no_seen_ = std::max(term_no_seen_, nt.no);
-    next_g_ = 1;
-    max_known_g_ = 0;
     held_h_ = 0;
     last_stable_ = 0;
     sent_held_ = 0;  // what our statuses said was about the old term
@@ -2036,11 +1667,7 @@ class GroupStage final : public Stage {
     bool raised = false;
     for (std::uint32_t i = 0; i < ncut; ++i) {
       const gw::Cutoff c = gw::cutoff_at(cutoffs, i);
-      const std::uint32_t s = find_sender(c.sender, c.epoch, io);
-      if (s != kNone && c.last_seq > senders_[s].done_seq) {
-        senders_[s].done_seq = c.last_seq;
-        raised = true;
-      }
+      if (table_.raise_done(c.sender, c.epoch, c.last_seq)) raised = true;
     }
     if (raised) drop_below_done(io);
     drop_dead(io);
@@ -2058,7 +1685,7 @@ class GroupStage final : public Stage {
   // message (duplicates are dropped by (sender, epoch, seq)). One larger than a datagram
   // is split by fragment.split below like a data message and reassembled at the members.
   void resend_own(StageIo& io) noexcept {
-    for (const Msg& m : msgs_) {
+    for (const Msg& m : table_.msgs()) {
       if (!m.used || m.p == nullptr || m.sender != env_.sender || m.epoch != env_.epoch) continue;
       Packet* c = io.clone(*m.p);
       if (c == nullptr) {
@@ -2095,18 +1722,18 @@ class GroupStage final : public Stage {
 
   // Held messages at or below their sender's cut-off were ordered before: drop them.
   void drop_below_done(StageIo& io) noexcept {
-    for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
-      Msg& m = msgs_[i];
+    for (std::uint32_t i = 0; i < table_.capacity(); ++i) {
+      Msg& m = table_.msg(i);
       if (!m.used || m.g != 0) continue;
-      const std::uint32_t s = find_sender(m.sender, m.epoch, io);
-      if (s == kNone || m.seq > senders_[s].done_seq) continue;
+      const std::uint32_t s = table_.find_sender(m.sender, m.epoch);
+      if (s == kNone || m.seq > table_.sender(s).done_seq) continue;
       if (m.p != nullptr) {
         io.count(stale);
         io.drop(m.p, DropReason::stale);
         m.p = nullptr;
-        note_held(m, -1);
+        table_.note_held(m, -1);
       }
-      erase(i);
+      table_.erase(i);
     }
   }
 
@@ -2120,108 +1747,28 @@ class GroupStage final : public Stage {
     for (std::size_t i = 0; i < g.slots(); ++i) {
       if (g.member(static_cast<int>(i)).state == MemberState::expected) strangers = false;
     }
-    for (std::uint32_t i = 0; i < msgs_.size(); ++i) {
-      Msg& m = msgs_[i];
+    for (std::uint32_t i = 0; i < table_.capacity(); ++i) {
+      Msg& m = table_.msg(i);
       if (!m.used || m.g != 0 || sender_alive(g, m.sender, m.epoch, /*unknown=*/!strangers)) continue;
       if (m.p != nullptr) {
         io.count(failed_sender_dropped);
         io.drop(m.p, DropReason::not_in_view);
         m.p = nullptr;
-        note_held(m, -1);
+        table_.note_held(m, -1);
       }
-      erase(i);
+      table_.erase(i);
     }
   }
 
   // --- tables --------------------------------------------------------------------------
-
-  [[nodiscard]] std::uint32_t hash(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq) const noexcept {
-    std::uint64_t x = (std::uint64_t{sender} << 32 | epoch) ^ (seq * 0x9E3779B97F4A7C15ull) ^ salt_;
-    x ^= x >> 33;
-    x *= 0xFF51AFD7ED558CCDull;
-    x ^= x >> 33;
-    x *= 0xC4CEB9FE1A85EC53ull;
-    x ^= x >> 33;
-    return static_cast<std::uint32_t>(x) & table_mask_;
-  }
-
-  [[nodiscard]] std::uint32_t lookup(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq) const noexcept {
-    if (table_.empty()) return kNone;
-    for (std::uint32_t h = hash(sender, epoch, seq);; h = (h + 1) & table_mask_) {
-      const std::uint32_t idx = table_[h];
-      if (idx == kNone) return kNone;
-      const Msg& m = msgs_[idx];
-      if (m.sender == sender && m.epoch == epoch && m.seq == seq) return idx;
-    }
-  }
-
-  std::uint32_t insert(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq, std::uint64_t now) noexcept {
-    if (free_.empty()) return kNone;
-    const std::uint32_t idx = free_.back();
-    free_.pop_back();
-    Msg& m = msgs_[idx];
-    m = Msg{.sender = sender, .epoch = epoch, .seq = seq, .g = 0, .p = nullptr, .since_ns = now, .used = true,
-            .unordered = false};
-    std::uint32_t h = hash(sender, epoch, seq);
-    while (table_[h] != kNone) h = (h + 1) & table_mask_;
-    table_[h] = idx;
-    return idx;
-  }
-
-  void erase(std::uint32_t idx) noexcept {
-    Msg& m = msgs_[idx];
-    std::uint32_t h = hash(m.sender, m.epoch, m.seq);
-    while (table_[h] != idx) h = (h + 1) & table_mask_;
-    // Backward-shift deletion: no tombstones, so lookups stay short.
-    std::uint32_t hole = h;
-    std::uint32_t j = h;
-    for (;;) {
-      j = (j + 1) & table_mask_;
-      if (table_[j] == kNone) break;
-      const Msg& o = msgs_[table_[j]];
-      const std::uint32_t home = hash(o.sender, o.epoch, o.seq);
-      const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-      if (!stays) {
-        table_[hole] = table_[j];
-        hole = j;
-      }
-    }
-    table_[hole] = kNone;
-    m.used = false;
-    m.g = 0;
-    free_.push_back(idx);
-  }
-
-  // The state of (sender, epoch); the least recently used is replaced when all are taken.
-  std::uint32_t find_sender(std::uint32_t id, std::uint32_t epoch, StageIo& io) noexcept {
-    (void)io;
-    ++use_clock_;
-    std::uint32_t victim = 0;
-    for (std::uint32_t i = 0; i < senders_.size(); ++i) {
-      SenderState& s = senders_[i];
-      if (s.used && s.id == id && s.epoch == epoch) {
-        s.last_use = use_clock_;
-        return i;
-      }
-      if (!s.used) {
-        victim = i;
-        break;
-      }
-      if (s.last_use < senders_[victim].last_use) victim = i;
-    }
-    SenderState& s = senders_[victim];
-    s = SenderState{.id = id, .epoch = epoch, .used = true, .last_use = use_clock_};
-    if (i_sequence_) s.order_next = 0;
-    return victim;
-  }
 
   // --- timer ---------------------------------------------------------------------------
 
   void rearm(StageIo& io) noexcept {
     std::uint64_t d = 0;
     const std::uint64_t periodic = rel() && need_periodic() ? std::max<std::uint64_t>(1, last_status_ns_ + kStatusPeriodNs) : 0;
-    for (std::uint64_t x : {flush_at_, reliable_ ? 0 : gap_at_, reliable_ ? 0 : wait_at_,
-                            reliable_ ? 0 : expire_at_, rel() ? status_due_ : 0, periodic, own_due_ns_}) {
+    for (std::uint64_t x : {flush_at_, reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : wait_at_,
+                            reliable_ ? 0 : table_.expire_at(), rel() ? status_due_ : 0, periodic, own_due_ns_}) {
       if (x != 0 && (d == 0 || x < d)) d = x;
     }
     if (d == armed_ns_) return;
@@ -2242,7 +1789,6 @@ class GroupStage final : public Stage {
   std::uint64_t hold_ns_ = 50'000'000;
   std::uint64_t flush_ns_ = 100'000;
   std::uint32_t window_ = 4096;
-  std::uint64_t salt_ = 0x5bd1e9955bd1e995ull;
 
   // View.
   std::uint64_t view_id_ = 0;
@@ -2250,26 +1796,13 @@ class GroupStage final : public Stage {
   bool i_sequence_ = false;
 
   // Term: the sequencer incarnation (or network session) whose numbers we deliver.
-  std::uint32_t term_sender_ = 0;
-  std::uint32_t term_epoch_ = 0;
-  std::uint64_t next_g_ = 1;
-  std::uint64_t max_known_g_ = 0;
   std::uint64_t next_assign_ = 1;
   std::uint32_t retired_[kRetiredSessions] = {};
   std::size_t n_retired_ = 0;
   std::size_t retired_pos_ = 0;
 
-  // Messages.
-  std::vector<Msg> msgs_;
-  std::vector<std::uint32_t> free_;
-  std::vector<std::uint32_t> table_;
-  std::uint32_t table_mask_ = 0;
-  std::vector<std::uint32_t> ring_;
-  std::vector<Packet*> net_ring_;
-  std::vector<SenderState> senders_;
-  std::uint64_t use_clock_ = 0;
-  std::size_t held_ = 0;
-  std::size_t own_held_ = 0;  ///< of held_, copies of our own messages
+  // Messages, the current term and its delivery cursor.
+  MsgTable table_;
   std::uint64_t own_seq_ = 0;
 
   // Network mode, reliable: copies of our own messages until their stamped copy returns
@@ -2290,14 +1823,10 @@ class GroupStage final : public Stage {
 
   // Deadlines (0 = none).
   std::uint64_t flush_at_ = 0;
-  std::uint64_t gap_at_ = 0;
-  std::uint64_t gap_g_ = 0;
   std::uint64_t wait_at_ = 0;
-  std::uint64_t expire_at_ = 0;
   std::uint64_t armed_ns_ = 0;
 
   // Reliable mode (agreement): see the block comment above rel_refresh().
-  std::uint32_t term_no_ = 0;
   std::uint32_t term_no_seen_ = 0;
   std::uint32_t batch_term_no_ = 0;
   bool frozen_ = true;  ///< term 0 (none yet) counts as frozen: nothing to deliver
