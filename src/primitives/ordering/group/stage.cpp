@@ -98,6 +98,8 @@
 #include <string>
 #include <vector>
 
+#include "primitives/ordering/group/member_sequencer.hpp"
+#include "primitives/ordering/group/network_sequencer.hpp"
 #include "primitives/ordering/group/table.hpp"
 #include "tmc/stage.hpp"
 
@@ -106,31 +108,10 @@ namespace {
 
 using namespace detail::group_order;
 
-constexpr std::uint8_t kGroupSeqBytes = 12;
-constexpr std::uint8_t kOrderBodyBytes = 4;
-constexpr std::uint32_t kEntryBytes = 24;
-constexpr std::uint32_t kMaxBatchEntries = 256;
-constexpr std::size_t kRetiredSessions = 4;
-
 // Reliable mode: the status period while something is unstable or a failover is pending.
 constexpr std::uint64_t kStatusPeriodNs = 10'000'000;
 // Reliable mode: the least spacing of two statuses sent to repair a peer's stale view.
 constexpr std::uint64_t kStatusRepairNs = 2'000'000;
-// Network mode, reliable: how long a member waits for the sequencer's stamped copy of its
-// own message before sending the message to the sequencer again, doubling per retry up to
-// the cap, and how many times it asks. The first wait is a few round trips to the
-// sequencer (sub-millisecond on a LAN, a few ms under the simulator's reordering), so one
-// loss costs little; doubling keeps a sequencer that is slow or gone from being flooded.
-// 16 requests span about 3.5 s (5, 10, ..., 320 ms, then 320 ms each): beyond that the
-// copy is released rather than re-sent for ever. (The network term is given up earlier,
-// after kRestampFailoverTries, and a failover releases every copy.)
-constexpr std::uint64_t kRestampFirstNs = 5'000'000;
-constexpr std::uint64_t kRestampMaxNs = 320'000'000;
-constexpr std::uint32_t kRestampTries = 16;
-// Network mode, reliable: an own message asked for this many times without its stamped copy
-// coming back (about 1 s: 5 + 10 + ... + 320 + 320 ms) means the sequencer is gone or cut
-// off from us: the network term is given up and a member sequencer takes over.
-constexpr std::uint32_t kRestampFailoverTries = 8;
 
 enum class Role : std::uint8_t { follower, collecting, adopting, running };
 
@@ -140,16 +121,6 @@ struct PeerStatus {
   std::uint32_t epoch = 0;
   gw::Status st;
   gw::Cutoff cutoffs[gw::kMaxCutoffs];  ///< from its last frozen status (st.n_cutoffs)
-};
-
-// Network mode, reliable: a copy of an own message whose stamped copy has not come back.
-struct OwnCopy {
-  Packet* p = nullptr;  ///< nullptr with `used`: a message larger than one datagram (not re-sent)
-  bool used = false;
-  std::uint64_t seq = 0;
-  std::uint64_t due_ns = 0;   ///< when to ask the sequencer (again)
-  std::uint64_t wait_ns = 0;  ///< the current wait, doubled per request
-  std::uint32_t tries = 0;
 };
 
 bool parse_ip_port(const std::string& s, std::uint32_t& ip, std::uint16_t& port) {
@@ -185,21 +156,17 @@ bool parse_ip_port(const std::string& s, std::uint32_t& ip, std::uint16_t& port)
   return true;
 }
 
-class GroupStage final : public Stage {
+class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
  public:
-  ~GroupStage() override {
-    if (batch_ != nullptr) batch_->release();
-    for (OwnCopy& o : own_) {
-      if (o.p != nullptr) o.p->release();
-    }
-  }
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
     env_ = env;
     sequencer_name_ = params.get_string("sequencer", "");
     const std::string net = params.get_string("network_sequencer", "");
+    std::uint32_t net_ip = 0;
+    std::uint16_t net_port = 0;
     if (!net.empty()) {
-      if (!parse_ip_port(net, net_ip_, net_port_)) {
+      if (!parse_ip_port(net, net_ip, net_port)) {
         errors.push_back("parameter 'network_sequencer' must be \"a.b.c.d:port\", got \"" + net + "\"");
       }
       network_ = true;
@@ -224,10 +191,9 @@ class GroupStage final : public Stage {
 
     // Everything is sized here; the hot path never allocates.
     table_.configure(env, net_unrel() ? 0 : std::size_t{window_} * 2, window_, reliable_, net_unrel(), hold_ns_);
-    own_.assign(net_rel() ? window_ : 0, OwnCopy{});
+    seq_.configure(env, reliable_, hold_ns_, flush_ns_, *this);
+    net_.configure(env, net_ip, net_port, reliable_, net_rel() ? window_ : 0);
     peers_.resize(kMaxGroupMembers);
-    const std::uint32_t room = env.max_payload_bytes > 64 ? env.max_payload_bytes - 64 : kEntryBytes;
-    batch_max_ = std::clamp<std::uint32_t>(room / kEntryBytes, 1, kMaxBatchEntries);
     return true;
   }
 
@@ -238,7 +204,7 @@ class GroupStage final : public Stage {
   }
 
   void on_stop(StageIo& io) noexcept override {
-    if (batch_n_ > 0) flush_batch(io);
+    if (seq_.batching()) seq_.flush(io);
   }
 
   void on_send(Packet* p, StageIo& io) noexcept override {
@@ -254,8 +220,7 @@ class GroupStage final : public Stage {
       return;
     }
     if (net_unrel()) {
-      p->dst_ip = net_ip_;
-      p->dst_port = net_port_;
+      net_.address(*p);
       io.down(p);
       return;
     }
@@ -276,9 +241,8 @@ class GroupStage final : public Stage {
       // To the network sequencer, which multicasts it stamped; the clone kept below is
       // delivered when its stamped copy says where, and keep_own() asks again for a copy
       // that does not come back.
-      p->dst_ip = net_ip_;
-      p->dst_port = net_port_;
-      keep_own(*p, seq, io);
+      net_.address(*p);
+      net_.keep_own(*p, seq, io);
     }
     io.down(p);
     if (own == nullptr) {
@@ -339,7 +303,7 @@ class GroupStage final : public Stage {
     armed_ns_ = 0;
     const std::uint64_t now = io.now_ns();
     if (!net_unrel()) refresh_view(io);
-    if (flush_at_ != 0 && flush_at_ <= now) flush_batch(io);
+    if (seq_.flush_at() != 0 && seq_.flush_at() <= now) seq_.flush(io);
     if (rel()) {
       if ((status_due_ != 0 && status_due_ <= now) ||
           (need_periodic() && last_status_ns_ + kStatusPeriodNs <= now)) {
@@ -348,14 +312,19 @@ class GroupStage final : public Stage {
       rel_check(io);
     }
     if (!reliable_ && table_.gap_at() != 0 && table_.gap_at() <= now) table_.skip_gap(io);
-    if (!reliable_ && wait_at_ != 0 && wait_at_ <= now) sequencer_give_up(io);
+    if (!reliable_ && seq_.wait_at() != 0 && seq_.wait_at() <= now) {
+      seq_.clear_wait();
+      if (i_sequence_) seq_.give_up_waits(table_, io);
+    }
     if (!reliable_ && table_.expire_at() != 0 && table_.expire_at() <= now) table_.expire_unannounced(i_sequence_, io);
-    if (own_due_ns_ != 0 && own_due_ns_ <= now) request_restamps(io);
+    if (net_.own_due_ns() != 0 && net_.own_due_ns() <= now && net_.request_restamps(own_seq_, io)) {
+      net_fail(io);  // after the requests: a failover releases the copies
+    }
     rearm(io);
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override {
-    return table_.held() + own_held_net_ + (batch_ != nullptr ? 1 : 0);
+    return table_.held() + net_.own_held() + (seq_.holds_batch() ? 1 : 0);
   }
 
   // The hold table (2 x window messages, or the window of stamped messages in network
@@ -363,7 +332,7 @@ class GroupStage final : public Stage {
   // reliable) and the announcement being filled: the pool must have room for all of it,
   // or a full table would starve the receive path of buffers.
   [[nodiscard]] std::size_t max_held_packets() const noexcept override {
-    return (net_unrel() ? window_ : table_.capacity() + 1) + own_.size();
+    return (net_unrel() ? window_ : table_.capacity() + 1) + net_.own_slots();
   }
 
   // A member keeps a copy of each of its ordered messages until it delivers it, and the
@@ -395,7 +364,7 @@ class GroupStage final : public Stage {
     i_sequence_ = best == g.self_slot();
     if (i_sequence_ && !was_me) become_sequencer(io);
     if (!i_sequence_ && was_me) {
-      if (batch_n_ > 0) flush_batch(io);
+      if (seq_.batching()) seq_.flush(io);
     }
     if (!i_sequence_ && best != kNoSlot) {
       const MemberInfo& m = g.member(best);
@@ -425,11 +394,8 @@ class GroupStage final : public Stage {
   void become_sequencer(StageIo& io) noexcept {
     // A new term with ourselves as its sequencer: numbers start at 1 again.
     change_term(env_.sender, env_.epoch, io);
-    next_assign_ = 1;
     // Per-sender ordering continues after what this member already delivered.
-    for (SenderState& s : table_.senders()) {
-      if (s.used) s.order_next = s.done_seq + 1;
-    }
+    seq_.begin(table_);
     for (std::uint32_t i = 0; i < table_.capacity(); ++i) {
       if (table_.msg(i).used && table_.msg(i).p != nullptr) try_order(table_.find_sender(table_.msg(i).sender, table_.msg(i).epoch), io);
     }
@@ -540,142 +506,27 @@ class GroupStage final : public Stage {
     // says are alive (a failed sender's messages are left to the next cut).
     if (rel() && (role_ != Role::running || frozen_ || !sender_alive(io.group(), st.id, st.epoch))) return;
     const std::uint64_t limit = rel() ? assign_limit(io) : std::numeric_limits<std::uint64_t>::max();
-    bool progressed = false;
-    for (;;) {
-      const std::uint32_t idx = table_.lookup(st.id, st.epoch, st.order_next);
-      if (idx != kNone && table_.msg(idx).unordered) {
-        table_.erase(idx);
-        ++st.order_next;
-        progressed = true;
-        continue;
-      }
-      if (idx == kNone || table_.msg(idx).p == nullptr || table_.msg(idx).g != 0) break;
-      if (next_assign_ >= limit) {
-        order_blocked_ = true;  // resumed when members report delivery (order_all)
-        break;
-      }
-      const std::uint64_t g = next_assign_++;
-      table_.place(idx, g, io);
-      add_to_batch(st.id, st.epoch, st.order_next, g, io);
-      io.count(assigned);
-      ++st.order_next;
-      progressed = true;
-    }
-    if (st.max_seen < st.order_next) {
-      st.wait_since_ns = 0;  // nothing of this sender waits
-    } else if (progressed || st.wait_since_ns == 0) {
-      // A later message waits for order_next: start (or restart) its clock.
-      st.wait_since_ns = io.now_ns();
-      if (!reliable_ && (wait_at_ == 0 || st.wait_since_ns + hold_ns_ < wait_at_)) {
-        wait_at_ = st.wait_since_ns + hold_ns_;
-      }
-    }
-  }
-
-  // Sequencer, unreliable: a sender's next message has been missing for hold_us; order
-  // from its earliest waiting one instead (the missing ones will never be ordered).
-  void sequencer_give_up(StageIo& io) noexcept {
-    wait_at_ = 0;
-    if (!i_sequence_) return;
-    const std::uint64_t now = io.now_ns();
-    for (std::uint32_t s = 0; s < table_.senders().size(); ++s) {
-      SenderState& st = table_.sender(s);
-      if (!st.used || st.wait_since_ns == 0) continue;
-      if (st.wait_since_ns + hold_ns_ <= now) {
-        std::uint64_t first = 0;
-        for (const Msg& m : table_.msgs()) {
-          if (m.used && (m.p != nullptr || m.unordered) && m.g == 0 && m.sender == st.id && m.epoch == st.epoch &&
-              m.seq > st.order_next && (first == 0 || m.seq < first)) {
-            first = m.seq;
-          }
-        }
-        st.wait_since_ns = 0;
-        if (first != 0) {
-          st.order_next = first;
-          try_order(s, io);
-        } else {
-          st.max_seen = st.order_next - 1;  // what waited was dropped meanwhile
-        }
-      }
-      if (st.wait_since_ns != 0 && (wait_at_ == 0 || st.wait_since_ns + hold_ns_ < wait_at_)) {
-        wait_at_ = st.wait_since_ns + hold_ns_;
-      }
-    }
-    deliver_ready(io);
+    if (seq_.order(table_, s, limit, io)) order_blocked_ = true;  // resumed when members report delivery (order_all)
   }
 
   // --- member sequencer: announcements ------------------------------------------------
 
-  void add_to_batch(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq, std::uint64_t g,
-                    StageIo& io) noexcept {
-    if (batch_ == nullptr) {
-      batch_ = io.alloc();
-      if (batch_ == nullptr) {
-        io.count(full_drops);
-        return;  // members will see a gap (unreliable) — nothing else we can do
-      }
-      batch_->reset_for_send(batch_max_ * kEntryBytes);
-      batch_n_ = 0;
-      batch_term_no_ = table_.term().no;
-      // Reliable mode: from the tick due now, i.e. once the shell has fed the input batch in
-      // hand, so the entries of one batch share an announcement. Every member waits for
-      // this announcement and then for each other's statuses; a deadline flush_us ahead
-      // would cost a whole timer period in a shell whose timers count milliseconds.
-      flush_at_ = std::max<std::uint64_t>(1, io.now_ns() + (rel() ? 0 : flush_ns_));  // 0 means "none"
-    }
-    std::uint8_t* e = batch_->payload() + std::size_t{batch_n_} * kEntryBytes;
-    wire::put_u32(e, sender);
-    wire::put_u32(e + 4, epoch);
-    wire::put_u64(e + 8, seq);
-    wire::put_u64(e + 16, g);
-    if (++batch_n_ == batch_max_) flush_batch(io);
-  }
-
-  void flush_batch(StageIo& io) noexcept {
-    flush_at_ = 0;
-    Packet* p = batch_;
-    batch_ = nullptr;
-    if (p == nullptr) return;
-    const std::uint32_t n = batch_n_;
-    batch_n_ = 0;
-    p->payload_len = n * kEntryBytes;
-    p->len = p->payload_len;
-    p->kind = wire::Kind::control;
-    p->flags = reliable_ ? wire::kFlagReliable : 0;
-    p->channel = env_.channel;
-    p->sender = env_.sender;
-    p->epoch = env_.epoch;
-    std::uint8_t* body = p->push_ext(wire::Ext::order, rel() ? gw::kAnnounceBody : kOrderBodyBytes);
-    if (body == nullptr || n == 0) {
-      p->release();
-      return;
-    }
-    if (rel()) {
-      body[0] = gw::kTypeAnnounce;
-      wire::put_u32(body + 1, batch_term_no_);
-      wire::put_u32(body + 5, n);
-      // An announcement tells the members that we hold every global it names (we number
-      // only messages we hold, in order): it stands for our status (on_announce_rel).
-      if (batch_term_no_ == table_.term().no && my_term() && !frozen_) {
-        sent_held_ = std::max(sent_held_, wire::get_u64(p->payload() + std::size_t{n - 1} * kEntryBytes + 16));
-      }
-    } else {
-      wire::put_u32(body, n);
-    }
-    io.count(announcements_sent);
-    io.down(p);
+  // An announcement we send tells the members that we hold every global it names (we number
+  // only messages we hold, in order): it stands for our status (note_sequencer_holds).
+  void announced(std::uint32_t term_no, std::uint64_t top) noexcept override {
+    if (term_no == table_.term().no && my_term() && !frozen_) sent_held_ = std::max(sent_held_, top);
   }
 
   void on_announcement(Packet* p, StageIo& io) noexcept {
     std::uint8_t blen = 0;
     const std::uint8_t* body = p->ext(wire::Ext::order, &blen);
-    if (network_ || body == nullptr || blen != kOrderBodyBytes) {
+    if (network_ || body == nullptr || blen != gw::kLegacyAnnounceBody) {
       io.count(malformed_c);
       io.drop(p, DropReason::malformed);
       return;
     }
     const std::uint32_t n = wire::get_u32(body);
-    if (p->payload_len != std::uint64_t{n} * kEntryBytes) {
+    if (p->payload_len != std::uint64_t{n} * gw::kEntryBytes) {
       io.count(malformed_c);
       io.drop(p, DropReason::malformed);
       return;
@@ -686,19 +537,7 @@ class GroupStage final : public Stage {
       return;
     }
     io.count(announcements_received);
-    const std::uint8_t* e = p->payload();
-    for (std::uint32_t i = 0; i < n; ++i, e += kEntryBytes) {
-      const std::uint32_t sender = wire::get_u32(e);
-      const std::uint32_t epoch = wire::get_u32(e + 4);
-      const std::uint64_t seq = wire::get_u64(e + 8);
-      const std::uint64_t g = wire::get_u64(e + 16);
-      if (g < table_.next_g() || seq == 0 || g == 0) continue;  // old news or nonsense
-      if (g < table_.next_g() + window_ && table_.at(g) != kNone) continue;  // duplicate
-      // Not placeable: a gap, skipped (unreliable) like a lost announcement.
-      const std::uint32_t idx = table_.entry_to_place(sender, epoch, seq, io);
-      if (idx == kNone) continue;
-      table_.place(idx, g, io);
-    }
+    seq_.place_entries(table_, p->payload(), n, io);
     p->release();  // consumed: announcements are this stage's own traffic
     deliver_ready(io);
   }
@@ -731,43 +570,17 @@ class GroupStage final : public Stage {
 
   // --- network sequencer (OUM) ---------------------------------------------------------
 
-  // The stamp of a datagram from the network sequencer: (global number, session), both
-  // non-zero; otherwise the packet is dropped and counted, and false returned.
-  bool read_stamp(Packet* p, std::uint64_t& g, std::uint32_t& session, StageIo& io) noexcept {
-    std::uint8_t len = 0;
-    const std::uint8_t* body = p->ext(wire::Ext::group_seq, &len);
-    if (body == nullptr || len != kGroupSeqBytes) {
-      io.count(no_stamp);
-      io.drop(p, DropReason::unsupported);
-      return false;
-    }
-    g = wire::get_u64(body);
-    session = wire::get_u32(body + 8);
-    if (g == 0 || session == 0 || (reliable_ && p->seq == 0)) {
-      io.count(no_stamp);
-      io.drop(p, DropReason::malformed);
-      return false;
-    }
-    return true;
-  }
-
   void receive_stamped(Packet* p, StageIo& io) noexcept {
     std::uint64_t g = 0;
     std::uint32_t session = 0;
-    if (!read_stamp(p, g, session, io)) return;
+    if (!net_.read_stamp(p, g, session, io)) return;
     if (session != table_.term().epoch) {
-      for (std::size_t i = 0; i < n_retired_; ++i) {
-        if (retired_[i] == session) {
-          io.count(stale);
-          io.drop(p, DropReason::stale_epoch);
-          return;
-        }
+      if (net_.retired(session)) {
+        io.count(stale);
+        io.drop(p, DropReason::stale_epoch);
+        return;
       }
-      if (table_.term().epoch != 0) {
-        retired_[retired_pos_] = table_.term().epoch;
-        retired_pos_ = (retired_pos_ + 1) % kRetiredSessions;
-        if (n_retired_ < kRetiredSessions) ++n_retired_;
-      }
+      net_.retire(table_.term().epoch);
       change_term(0, session, io);
       // First sight of a session: a small number means we may have seen its start.
       table_.first_stamp(g, io);
@@ -775,38 +588,12 @@ class GroupStage final : public Stage {
     table_.put_direct(g, p, io);
   }
 
-  // --- network sequencer, reliable: our own stamped copies ---------------------------
-  //
-  // We deliver our own message when the sequencer's stamped copy comes back to us, but
-  // reliability.arq below settles it once the OTHER members acknowledge it: a lost copy
-  // to us is never retransmitted by it, and a copy that arrives after arq settled the
-  // message (a retransmission advertised a newer trailing edge) is dropped by our arq as
-  // old history. Either way we would wait at its global number for good (reliable mode
-  // never skips). So we keep a clone of each ordered message until its stamped copy
-  // returns and, when it does not in time, send it to the sequencer again, which stamps
-  // a known (sender, epoch, seq) again with the same global number and multicasts it.
-  //
-  // The request is the datagram as ordering.seq would have sent it (Ext::seq with the
-  // message's number, no Ext::rel and not flagged reliable), sealed here and passed down
-  // as a control packet so that ordering.seq does not number it again and
-  // reliability.arq does not adopt it; seal() below is idempotent, so it leaves as data.
-  // Unflagged, its stamped copy passes every member's arq untouched (the pipeline lets
-  // own packets with Ext::group_seq through) and reaches us; the others drop it as a
-  // duplicate of a number they hold, or take it if they lack that number too.
-  //
-  // A datagram without Ext::rel that is ahead of its sender's order makes the sequencer
-  // pass over the missing numbers, which would lose messages still in repair. So only a
-  // message the sequencer has certainly reached in our order is asked for again: our
-  // oldest one not returned (every earlier ordered one came back stamped, hence the
-  // sequencer's order for us is at least up to just before it), or any one older than an
-  // own message that came back (the sequencer stamps each sender in order, no holes).
-
   [[nodiscard]] bool net_rel() const noexcept { return network_ && reliable_; }
   /// Network mode without reliability: stamped messages are delivered from the direct ring as
   /// they come (NOPaxos-style, gaps skipped).
   [[nodiscard]] bool net_unrel() const noexcept { return network_ && !reliable_; }
   /// Network mode, reliable, still on the network sequencer (no member term adopted yet).
-  [[nodiscard]] bool net_active() const noexcept { return network_ && reliable_ && !fallback_; }
+  [[nodiscard]] bool net_active() const noexcept { return network_ && net_.active(); }
   /// Whether this member assigns global numbers itself (a member sequencer); in a network
   /// term the view's chosen member only coordinates the cut when the term ends.
   [[nodiscard]] bool orders() const noexcept { return i_sequence_ && !net_active(); }
@@ -843,9 +630,9 @@ class GroupStage final : public Stage {
   void receive_stamped_rel(Packet* p, StageIo& io) noexcept {
     std::uint64_t g = 0;
     std::uint32_t session = 0;
-    if (!read_stamp(p, g, session, io)) return;
-    if (p->sender == env_.sender && p->epoch == env_.epoch) own_returned(p->seq);
-    if (net_active() && !net_gone_ && table_.term().no == 0) {
+    if (!net_.read_stamp(p, g, session, io)) return;
+    if (p->sender == env_.sender && p->epoch == env_.epoch) net_.own_returned(p->seq);
+    if (net_active() && !net_.gone() && table_.term().no == 0) {
       adopt(gw::TermId{1, 0, session}, nullptr, 0, nullptr, 0, io);
     }
     if (!net_active() || table_.term().no == 0 || table_.term().sender != 0) {
@@ -860,58 +647,13 @@ class GroupStage final : public Stage {
       return;
     }
     term_heard_ = true;
-    if (g < table_.next_g()) {
-      io.count(duplicates);
-      io.drop(p, DropReason::duplicate);
-      return;
-    }
-    const bool fits = g < table_.next_g() + window_;
-    if (fits && table_.at(g) != kNone) {
-      io.count(duplicates);  // a restamped retransmission of a message placed before
-      io.drop(p, DropReason::duplicate);
-      return;
-    }
-    const std::uint32_t idx = table_.entry_to_place(p->sender, p->epoch, p->seq, io);
-    if (idx == kNone) {
-      io.count(duplicates);  // placed (a restamp) or delivered already
-      io.drop(p, DropReason::duplicate);
-      return;
-    }
-    Msg& m = table_.msg(idx);
-    if (m.p == nullptr && !m.skip) {
-      m.p = p;
-      table_.note_held(m, +1);
-    } else {
-      io.count(duplicates);  // our own clone, or a re-sent copy, holds the data already
-      io.drop(p, DropReason::duplicate);
-    }
-    m.unordered = false;
-    if (fits) {
-      table_.place(idx, g, io);
-    } else if (m.pend_g == 0) {
-      // Beyond our window (we lag): placed once delivery moves the window up to it.
-      m.pend_g = g;
-      ++n_pending_;
-      io.count(window_overflows);
-    }
+    net_.place_stamp(table_, p, g, io);
     rel_deliver(io);
   }
 
-  // Stamps that were beyond the window: place the ones that fit now.
-  void place_pending(StageIo& io) noexcept {
-    for (std::uint32_t i = 0; i < table_.capacity() && n_pending_ > 0; ++i) {
-      Msg& m = table_.msg(i);
-      if (!m.used || m.pend_g == 0 || m.pend_g >= table_.next_g() + window_) continue;
-      const std::uint64_t g = m.pend_g;
-      m.pend_g = 0;
-      --n_pending_;
-      if (g >= table_.next_g() && m.g == 0 && table_.at(g) == kNone) table_.place(i, g, io);
-    }
-  }
-
   void net_fail(StageIo& io) noexcept {
-    if (!net_active() || net_gone_) return;
-    net_gone_ = true;
+    if (!net_active() || net_.gone()) return;
+    net_.set_gone();
     io.count(net_failovers);
     if (table_.term().no != 0) {
       freeze(io);
@@ -921,112 +663,6 @@ class GroupStage final : public Stage {
     rel_check(io);
   }
 
-
-  void keep_own(const Packet& p, std::uint64_t seq, StageIo& io) noexcept {
-    OwnCopy& o = own_[seq % own_.size()];
-    if (o.used) {
-      // More than a window of own messages without their stamped copy: the sequencer is
-      // far behind or gone; this one goes without a safety copy.
-      io.count(full_drops);
-      return;
-    }
-    // A message fragmented below is not one datagram we could send to the sequencer again:
-    // it is only timed, so that its stamped copy not coming back still leads to a failover
-    // (after which it is re-sent to the members, fragmented like any large message).
-    Packet* c = nullptr;
-    if (p.payload_len + 64 <= env_.max_payload_bytes) {
-      c = io.clone(p);
-      if (c == nullptr) {
-        io.count(full_drops);
-        return;
-      }
-    }
-    const std::uint64_t now = io.now_ns();
-    o = OwnCopy{.p = c, .used = true, .seq = seq, .due_ns = now + kRestampFirstNs, .wait_ns = kRestampFirstNs,
-                .tries = 0};
-    ++own_held_net_;
-    if (own_low_ == 0 || own_held_net_ == 1) own_low_ = seq;
-    if (own_due_ns_ == 0 || o.due_ns < own_due_ns_) own_due_ns_ = o.due_ns;
-  }
-
-  void own_returned(std::uint64_t seq) noexcept {
-    if (seq == 0 || own_.empty()) return;
-    if (seq > own_back_max_) own_back_max_ = seq;
-    OwnCopy& o = own_[seq % own_.size()];
-    if (!o.used || o.seq != seq) return;
-    release_own(o);
-  }
-
-  void release_own(OwnCopy& o) noexcept {
-    if (o.p != nullptr) o.p->release();
-    o.p = nullptr;
-    o.used = false;
-    --own_held_net_;
-  }
-
-  // Our timer for own copies is due: ask again for the ones late and safe to ask for.
-  void request_restamps(StageIo& io) noexcept {
-    const std::uint64_t now = io.now_ns();
-    own_due_ns_ = 0;
-    if (own_held_net_ == 0) return;
-    // The oldest copy still held; everything below own_low_ came back or was given up.
-    while (own_low_ <= own_seq_) {
-      const OwnCopy& o = own_[own_low_ % own_.size()];
-      if (o.used && o.seq == own_low_) break;
-      ++own_low_;
-    }
-    std::size_t left = own_held_net_;
-    bool gone = false;
-    for (std::uint64_t s = own_low_; s <= own_seq_ && left > 0; ++s) {
-      OwnCopy& o = own_[s % own_.size()];
-      if (!o.used || o.seq != s) continue;
-      --left;
-      if (o.due_ns <= now) {
-        if (o.p == nullptr || s == own_low_ || s < own_back_max_) {
-          if (o.tries >= kRestampFailoverTries) gone = true;
-          if (o.tries >= kRestampTries) {
-            io.count(own_restamp_gave_up);
-            release_own(o);
-            continue;
-          }
-          if (o.p != nullptr) send_restamp_request(o, io);  // (a large one is only timed)
-          ++o.tries;
-          o.wait_ns = std::min(o.wait_ns * 2, kRestampMaxNs);
-        }
-        // Not safe to ask yet: look again one wait later (an older copy returning makes
-        // it safe), without spending a try.
-        o.due_ns = now + o.wait_ns;
-      }
-      if (own_due_ns_ == 0 || o.due_ns < own_due_ns_) own_due_ns_ = o.due_ns;
-    }
-    if (gone) net_fail(io);  // after the loop: a failover releases the copies
-  }
-
-  void send_restamp_request(const OwnCopy& o, StageIo& io) noexcept {
-    Packet* c = io.clone(*o.p);
-    if (c == nullptr) {
-      io.count(full_drops);  // the next try may find a buffer
-      return;
-    }
-    std::uint8_t* body = c->push_ext(wire::Ext::seq, 8);
-    if (body == nullptr) {
-      io.count(full_drops);
-      c->release();
-      return;
-    }
-    wire::put_u64(body, o.seq);
-    c->sender = env_.sender;
-    c->epoch = env_.epoch;
-    c->channel = env_.channel;
-    c->dst_ip = net_ip_;
-    c->dst_port = net_port_;
-    c->kind = wire::Kind::data;
-    c->flags = static_cast<std::uint16_t>(o.p->flags & ~wire::kFlagReliable);
-    c->seal();
-    c->kind = wire::Kind::control;  // metadata only: the stages below pass it as it is
-    io.count(own_restamp_requests);
-    io.down(c);
-  }
 
   // --- reliable mode: stability, terms and failover with agreement ---------------------
   //
@@ -1187,10 +823,10 @@ class GroupStage final : public Stage {
   void freeze(StageIo& io) noexcept {
     if (frozen_) return;
     if (net_active() && table_.term().sender == 0) {
-      if (!net_gone_) io.count(net_failovers);
-      net_gone_ = true;  // a frozen network term ends in a member term
+      if (!net_.gone()) io.count(net_failovers);
+      net_.set_gone();  // a frozen network term ends in a member term
     }
-    if (batch_n_ > 0) flush_batch(io);
+    if (seq_.batching()) seq_.flush(io);
     frozen_h_ = held_through();
     frozen_ = true;
     note_status_change(io);
@@ -1226,7 +862,7 @@ class GroupStage final : public Stage {
     if (table_.term().no != 0 && !frozen_) {
       bool gone = false;
       if (table_.term().sender == 0) {
-        gone = net_gone_;  // a network term: see net_fail()
+        gone = net_.gone();  // a network term: see net_fail()
       } else if (my_term()) {
         gone = !i_sequence_;
       } else {
@@ -1244,7 +880,7 @@ class GroupStage final : public Stage {
       }
       if (gone) freeze(io);
     }
-    if (!i_sequence_ || (net_active() && !net_gone_)) {
+    if (!i_sequence_ || (net_active() && !net_.gone())) {
       role_ = Role::follower;
       return;
     }
@@ -1262,8 +898,8 @@ class GroupStage final : public Stage {
     last_stable_ = stable;
     const std::uint64_t before = table_.next_g();
     while (table_.next_g() <= stable && table_.deliverable(table_.next_g())) table_.deliver_one(io, steps_over_unordered());
-    if (n_pending_ > 0 && table_.next_g() != before) {
-      place_pending(io);
+    if (net_.pending() > 0 && table_.next_g() != before) {
+      net_.place_pending(table_, io);
       const std::uint64_t more = stable_through(io);
       last_stable_ = more;
       while (table_.next_g() <= more && table_.deliverable(table_.next_g())) table_.deliver_one(io, steps_over_unordered());
@@ -1275,7 +911,7 @@ class GroupStage final : public Stage {
     // steps of a quarter window; the statuses that report holdings carry it meanwhile, and
     // a member that holds anything also reports periodically.
     // The running sequencer's holdings go out in its announcements (flush_batch).
-    const std::uint64_t told = my_term() && role_ == Role::running ? std::max(sent_held_, next_assign_ - 1) : sent_held_;
+    const std::uint64_t told = my_term() && role_ == Role::running ? std::max(sent_held_, seq_.next_assign() - 1) : sent_held_;
     if (held_through() != told || table_.next_g() - 1 >= sent_delivered_ + std::max<std::uint32_t>(window_ / 4, 1)) {
       note_status_change(io);
     }
@@ -1340,29 +976,12 @@ class GroupStage final : public Stage {
     }
     io.count(announcements_received);
     term_heard_ = true;
-    const std::uint8_t* e = p->payload();
     std::uint64_t top = 0;
-    for (std::uint32_t i = 0; i < n; ++i, e += kEntryBytes) {
-      top = std::max(top, wire::get_u64(e + 16));
+    for (std::uint32_t i = 0; i < n; ++i) {
+      top = std::max(top, gw::get_entry(p->payload() + std::size_t{i} * gw::kEntryBytes).global);
     }
     note_sequencer_holds(p->sender, p->epoch, top, io);
-    e = p->payload();
-    for (std::uint32_t i = 0; i < n; ++i, e += kEntryBytes) {
-      const std::uint32_t sender = wire::get_u32(e);
-      const std::uint32_t epoch = wire::get_u32(e + 4);
-      const std::uint64_t seq = wire::get_u64(e + 8);
-      const std::uint64_t g = wire::get_u64(e + 16);
-      if (g < table_.next_g() || seq == 0 || g == 0) continue;  // old news or nonsense
-      if (g >= table_.next_g() + window_) {
-        io.count(window_overflows);  // the sequencer keeps within our window; never expected
-        continue;
-      }
-      if (table_.at(g) != kNone) continue;  // duplicate
-      const std::uint32_t idx = table_.entry_to_place(sender, epoch, seq, io);
-      if (idx == kNone) continue;
-      table_.msg(idx).unordered = false;
-      table_.place(idx, g, io);
-    }
+    seq_.place_entries(table_, p->payload(), n, io);
     p->release();
     rel_deliver(io);
   }
@@ -1579,7 +1198,7 @@ class GroupStage final : public Stage {
     gw::write_start_body(body, nt.no, nout, ncut);
     role_ = Role::adopting;
     start_mask_ = g.receivers();
-    next_assign_ = 1;
+    seq_.restart_numbering();
     io.count(term_starts);
     io.down(start);
     try_run(io);
@@ -1620,20 +1239,15 @@ class GroupStage final : public Stage {
   // follow term `nt`.
   void adopt(const gw::TermId& nt, const gw::CutRecord* recs, std::uint32_t nrec, const std::uint8_t* cutoffs,
              std::uint32_t ncut, StageIo& io) noexcept {
-    if (batch_n_ > 0) flush_batch(io);
+    if (seq_.batching()) seq_.flush(io);
     const gw::TermId old = cur_term();
     // Network mode: a member term ends the network sequencer's part for good (see
     // receive_stamped_rel); the copies kept to ask it again are no longer needed.
     const bool to_member = net_active() && nt.sender != 0;
     if (to_member) {
-      fallback_ = true;
-      net_gone_ = true;
       // Reliability still repairs messages sent to the sequencer; they go to the members.
-      io.redirect_to_group(net_ip_, net_port_);
-      for (OwnCopy& o : own_) {
-        if (o.used) release_own(o);
-      }
-      own_due_ns_ = 0;
+      io.redirect_to_group(net_.ip(), net_.port());
+      net_.fall_back();
     }
     if (old.no != 0) {
       std::uint64_t end = table_.next_g() - 1;
@@ -1644,10 +1258,7 @@ class GroupStage final : public Stage {
       // The old term's numbers are void; data beyond the cut stays for re-sequencing.
       table_.void_numbers(/*keep_unordered=*/true);
     }
-    if (n_pending_ > 0) {
-      for (Msg& m : table_.msgs()) m.pend_g = 0;
-      n_pending_ = 0;
-    }
+    net_.clear_pending(table_);
     const bool changed = old.no != 0 && (old.sender != nt.sender || old.epoch != nt.epoch);
     table_.begin_term(nt);
     term_no_seen_ = std::max(term_no_seen_, nt.no);
@@ -1767,8 +1378,8 @@ class GroupStage final : public Stage {
   void rearm(StageIo& io) noexcept {
     std::uint64_t d = 0;
     const std::uint64_t periodic = rel() && need_periodic() ? std::max<std::uint64_t>(1, last_status_ns_ + kStatusPeriodNs) : 0;
-    for (std::uint64_t x : {flush_at_, reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : wait_at_,
-                            reliable_ ? 0 : table_.expire_at(), rel() ? status_due_ : 0, periodic, own_due_ns_}) {
+    for (std::uint64_t x : {seq_.flush_at(), reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : seq_.wait_at(),
+                            reliable_ ? 0 : table_.expire_at(), rel() ? status_due_ : 0, periodic, net_.own_due_ns()}) {
       if (x != 0 && (d == 0 || x < d)) d = x;
     }
     if (d == armed_ns_) return;
@@ -1783,8 +1394,6 @@ class GroupStage final : public Stage {
   StageEnv env_;
   std::string sequencer_name_;
   bool network_ = false;
-  std::uint32_t net_ip_ = 0;
-  std::uint16_t net_port_ = 0;
   bool reliable_ = false;
   std::uint64_t hold_ns_ = 50'000'000;
   std::uint64_t flush_ns_ = 100'000;
@@ -1796,39 +1405,19 @@ class GroupStage final : public Stage {
   bool i_sequence_ = false;
 
   // Term: the sequencer incarnation (or network session) whose numbers we deliver.
-  std::uint64_t next_assign_ = 1;
-  std::uint32_t retired_[kRetiredSessions] = {};
-  std::size_t n_retired_ = 0;
-  std::size_t retired_pos_ = 0;
 
   // Messages, the current term and its delivery cursor.
   MsgTable table_;
   std::uint64_t own_seq_ = 0;
 
-  // Network mode, reliable: copies of our own messages until their stamped copy returns
-  // (indexed by per-sender number modulo the window).
-  std::vector<OwnCopy> own_;
-  std::size_t own_held_net_ = 0;
-  std::uint64_t own_low_ = 0;       ///< no copy held below this number
-  std::uint64_t own_back_max_ = 0;  ///< highest own number whose stamped copy came back
-  std::uint64_t own_due_ns_ = 0;    ///< earliest due request (0 = none)
-  bool net_gone_ = false;   ///< the network term is being given up (see net_fail)
-  bool fallback_ = false;   ///< a member term was adopted: the network sequencer is out
-  std::size_t n_pending_ = 0;  ///< messages with a stamp beyond the window (Msg::pend_g)
+  // The parts (see the dependency graph above).
+  MemberSequencer seq_;
+  NetworkSequencer net_;
 
-  // Announcement batch (sequencer).
-  Packet* batch_ = nullptr;
-  std::uint32_t batch_n_ = 0;
-  std::uint32_t batch_max_ = 1;
-
-  // Deadlines (0 = none).
-  std::uint64_t flush_at_ = 0;
-  std::uint64_t wait_at_ = 0;
-  std::uint64_t armed_ns_ = 0;
+  std::uint64_t armed_ns_ = 0;  ///< the timer's deadline (0 = none)
 
   // Reliable mode (agreement): see the block comment above rel_refresh().
   std::uint32_t term_no_seen_ = 0;
-  std::uint32_t batch_term_no_ = 0;
   bool frozen_ = true;  ///< term 0 (none yet) counts as frozen: nothing to deliver
   std::uint64_t frozen_h_ = 0;
   std::uint64_t held_h_ = 0;
