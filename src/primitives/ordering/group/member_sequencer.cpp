@@ -1,6 +1,7 @@
 #include "primitives/ordering/group/member_sequencer.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace tmc::detail::group_order {
 namespace {

@@ -346,7 +346,7 @@ void MsgTable::expire_unannounced(bool sequencing, StageIo& io) noexcept {
     }
     if (!m.used || m.g != 0 || m.p == nullptr) continue;
     if (sequencing) {
-      // Ours to order: it waits for its sender's earlier messages (sequencer_give_up).
+      // Ours to order: it waits for its sender's earlier messages (MemberSequencer::give_up_waits).
       if (oldest == 0 || m.since_ns < oldest) oldest = m.since_ns;
       continue;
     }
@@ -367,7 +367,7 @@ void MsgTable::expire_unannounced(bool sequencing, StageIo& io) noexcept {
     if (oldest == 0 || m.since_ns < oldest) oldest = m.since_ns;
   }
   // At least hold_us apart: the sequencer's own waiting messages are resolved by
-  // sequencer_give_up, and must not make this timer spin.
+  // MemberSequencer::give_up_waits, and must not make this timer spin.
   if (oldest != 0) expire_at_ = std::max(oldest + limit, now + hold_ns_);
 }
 
