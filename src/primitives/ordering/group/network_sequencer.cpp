@@ -46,8 +46,9 @@ bool NetworkSequencer::read_stamp(Packet* p, std::uint64_t& g, std::uint32_t& se
     io.drop(p, DropReason::unsupported);
     return false;
   }
-  g = wire::get_u64(body);
-  session = wire::get_u32(body + 8);
+  const gw::Stamp stamp = gw::get_stamp(body);
+  g = stamp.global;
+  session = stamp.session;
   if (g == 0 || session == 0 || (reliable_ && p->seq == 0)) {
     io.count(no_stamp);
     io.drop(p, DropReason::malformed);

@@ -77,6 +77,20 @@ struct TermId {
   return a.epoch > b.epoch;
 }
 
+/// The network sequencer's stamp: global number `global` of session `session` (written by
+/// tmc-sequencer, read by the members).
+struct Stamp {
+  std::uint64_t global = 0;
+  std::uint32_t session = 0;
+};
+inline void put_stamp(std::uint8_t* body, const Stamp& s) noexcept {
+  wire::put_u64(body, s.global);
+  wire::put_u32(body + 8, s.session);
+}
+[[nodiscard]] inline Stamp get_stamp(const std::uint8_t* body) noexcept {
+  return Stamp{wire::get_u64(body), wire::get_u32(body + 8)};
+}
+
 /// An announcement entry: message (sender, epoch, seq) is at global number `global`.
 struct Entry {
   std::uint32_t sender = 0;
