@@ -118,6 +118,9 @@
 //                                   wire.hpp
 //             byte layouts: announcement entries, the stamp body, and the
 //             announce / status / term start / re-send bodies of Ext::order
+//
+// The network sequencer itself (tools/tmc-sequencer) is not a stage: its admission and
+// stamping code is src/sequencer/stamp.{hpp,cpp}, which writes stamps with wire.hpp.
 #pragma once
 
 #include <cstdint>
