@@ -106,9 +106,8 @@ const Real& real() {
 // --- configuration, loaded once before main -------------------------------------------
 struct Global {
   tmc::retrofit::Config cfg;
-  bool active = false;
   std::string name;  // TMC_RETROFIT_NAME: the first rewired socket's member name
-  std::shared_ptr<tmc::Runtime> runtime;
+  std::shared_ptr<tmc::Runtime> runtime;  // created with the first rewired socket
   std::vector<std::uint32_t> host_ips;  // this host's IPv4 addresses (network order)
   const void* lib_bases[2] = {nullptr, nullptr};  // libtmc, libuv
   int sockets_opened = 0;
@@ -343,6 +342,9 @@ Rewired* rewire(int fd, sockaddr_in local, const sockaddr_in* peer) {
   tmc::Manifest m = g->cfg.manifest;
   const int nth = ++g->sockets_opened;
   if (!g->name.empty()) m.name = nth == 1 ? g->name : g->name + "." + std::to_string(nth);
+  // One loop thread for every rewired socket of the process, started with the first (the
+  // shim is preloaded into every process the program starts; most never rewire anything).
+  if (!g->runtime) g->runtime = tmc::Runtime::create();
   tmc::OpenOptions opts;
   opts.runtime = g->runtime;
   const tmc::Status st = tmc::Channel::try_open(m, opts, r->channel);
@@ -468,8 +470,6 @@ __attribute__((constructor)) void retrofit_init() {
   }
   gl->lib_bases[0] = object_base(reinterpret_cast<const void*>(&tmc::delivery_state_name));
   gl->lib_bases[1] = object_base(reinterpret_cast<const void*>(&uv_version));
-  gl->runtime = tmc::Runtime::create();
-  gl->active = true;
   g = gl;
   std::atexit(close_all_at_exit);
 }
