@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -113,6 +114,9 @@ struct Global {
   int sockets_opened = 0;
 };
 Global* g = nullptr;  // leaked on purpose: it must outlive every static destructor
+// Set in a child after fork(): the parent's loop and pump threads do not exist here, so a
+// rewired descriptor can only be closed (its channel is left alone, not torn down).
+std::atomic<bool> g_forked{false};
 std::mutex g_mu;      // rewiring and closing; never taken on a path without a table entry
 
 bool is_multicast(std::uint32_t ip_be) { return (ntohl(ip_be) & 0xf0000000U) == 0xe0000000U; }
@@ -238,6 +242,7 @@ int errno_for(const tmc::Status& st) {
 
 // Send one datagram (gathered from iov) to `to` over r's channel.
 ssize_t channel_send(Rewired& r, const iovec* iov, std::size_t iovcnt, const sockaddr* to, socklen_t tolen) {
+  if (g_forked.load(std::memory_order_relaxed)) return fail(ENOTSUP);
   sockaddr_in dst{};
   if (to != nullptr) {
     if (tolen < sizeof(sockaddr_in) || to->sa_family != AF_INET) return fail(EAFNOSUPPORT);
@@ -433,7 +438,7 @@ void teardown(Rewired* r) {
 }
 
 void close_all_at_exit() {
-  if (g == nullptr) return;
+  if (g == nullptr || g_forked.load()) return;
   std::lock_guard<std::mutex> lock(g_mu);
   for (int fd = 0; fd < kMaxFd; ++fd) {
     if (Rewired* r = g_rewired[fd].exchange(nullptr)) teardown(r);
@@ -472,6 +477,7 @@ __attribute__((constructor)) void retrofit_init() {
   gl->lib_bases[1] = object_base(reinterpret_cast<const void*>(&uv_version));
   g = gl;
   std::atexit(close_all_at_exit);
+  pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
 }
 
 }  // namespace
@@ -632,6 +638,7 @@ __attribute__((visibility("default"))) int close(int fd) {
     if (g_rewired[fd].load(std::memory_order_acquire) != nullptr) {
       std::lock_guard<std::mutex> lock(g_mu);
       if (Rewired* r = g_rewired[fd].exchange(nullptr)) {
+        if (g_forked.load()) return real().close(fd);  // the parent's channel is not ours to close
         teardown(r);
         return 0;
       }
