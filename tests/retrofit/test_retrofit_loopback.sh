@@ -4,7 +4,8 @@
 # manifest whose fault stage drops 5% of every member's datagrams. Every datagram must
 # arrive once and in order, and the address a receiver reads back must be the sender's.
 # Then: a socket the manifest does not name stays plain UDP, and a rewired port is not a
-# kernel UDP port (a datagram sent there without the shim is not received).
+# kernel UDP port (a datagram sent there without the shim is not received). Last,
+# `unicast: fan-out`: the same bytes sent to two peers leave as one multicast.
 #
 # usage: test_retrofit_loopback.sh <path to the tmc tool>
 set -euo pipefail
@@ -120,5 +121,31 @@ sed 's/^/  without the shim at the sender: /' "$work/recv4.out"
 expect_line "$work/recv4.out" "^recv: got 0 distinct" "rewired port reached by plain UDP"
 
 elapsed
-[ $rc -eq 0 ] && echo "PASS: plain-socket, asyncio and socat programs ran unmodified over a reliable ordered channel (5% injected loss): nothing lost, duplicated or reordered; peer addresses real; other sockets untouched"
+# --- 5. fan-out -----------------------------------------------------------------------
+echo "5. unicast: fan-out — the same bytes to two peers leave as one multicast"
+fanout=$here/loopback-fanout.yaml
+for p in 47595 47596; do
+  "$tmc" run --manifest "$fanout" -- "$PY" "$here/udp_numbers.py" recv $p --ready "$work/f$p" >"$work/fan$p.out" 2>&1 &
+  pids+=($!)
+done
+wait_file "$work/f47595"
+wait_file "$work/f47596"
+sleep 0.3  # both members joined before the first send (best effort: no membership wait)
+TMC_RETROFIT_VERBOSE=1 "$tmc" run --manifest "$fanout" -- "$PY" -c "
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(1, 201):
+    for port in (47595, 47596):
+        s.sendto(b'seq %d' % i, ('127.0.0.1', port))
+    time.sleep(0.0005)
+s.close()
+" 2>"$work/fan-send.err" || fail "the fan-out sender failed: $(cat "$work/fan-send.err")"
+wait "${pids[-1]}" "${pids[-2]}" || true
+sed 's/^/  /' "$work/fan47595.out" "$work/fan47596.out" "$work/fan-send.err"
+for p in 47595 47596; do
+  expect_line "$work/fan$p.out" "^recv: got 200 distinct of max 200, duplicates 0, reordered 0," "fan-out receiver $p"
+done
+expect_line "$work/fan-send.err" "sent 200 \(absorbed by fan-out 200\)" "fan-out sender"
+elapsed
+[ $rc -eq 0 ] && echo "PASS: plain-socket, asyncio and socat programs ran unmodified over a reliable ordered channel (5% injected loss): nothing lost, duplicated or reordered; peer addresses real; other sockets untouched; fan-out sends one multicast per datagram"
 exit $rc
