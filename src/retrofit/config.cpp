@@ -96,10 +96,12 @@ void parse_section(const YAML::Node& sec, std::string_view filename, Config& out
     errs.push_back(where(filename, sec) + "'retrofit' must be a map (local ports, destinations, ...)");
     return;
   }
+  bool names_sockets = false;
   for (const auto& kv : sec) {
     const std::string key = kv.first.Scalar();
     const YAML::Node& v = kv.second;
     const std::string at = where(filename, kv.first);
+    if ((key == "local ports" || key == "destinations") && v.IsSequence() && v.size() > 0) names_sockets = true;
     if (key == "local ports") {
       if (!v.IsSequence()) {
         errs.push_back(at + "'local ports' must be a list of ports, e.g. [9000]");
@@ -147,7 +149,7 @@ void parse_section(const YAML::Node& sec, std::string_view filename, Config& out
                      "' (known: local ports, destinations, unicast, wait for members, wait timeout ms, linger ms)");
     }
   }
-  if (out.local_ports.empty() && out.destinations.empty())
+  if (!names_sockets)
     errs.push_back(where(filename, sec) + "'retrofit' rewires nothing: give 'local ports' and/or 'destinations'");
 }
 

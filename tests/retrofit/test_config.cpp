@@ -71,6 +71,7 @@ TEST_CASE("retrofit: every problem of the section is listed with its line") {
   CHECK(problems.find("'*:*'") != std::string::npos);
   CHECK(problems.find("'sometimes'") != std::string::npos);
   CHECK(problems.find("m.yaml:6:3: unknown retrofit property 'lingr ms'") != std::string::npos);
+  CHECK(problems.find("rewires nothing") == std::string::npos);  // it names sockets, badly
 }
 
 TEST_CASE("retrofit: a manifest problem keeps the line the user wrote it on") {
