@@ -134,8 +134,9 @@ struct Rewired {
   int fd = -1;       // the program's descriptor: our socketpair's app end
   int pump_fd = -1;  // our end
   sockaddr_in local{};
-  sockaddr_in peer{};
-  std::atomic<bool> connected{false};
+  // The connected peer as one word (connect() may race the pump's filter): bit 48 set
+  // when connected, then the address and the port, in network byte order.
+  std::atomic<std::uint64_t> peer_key{0};
   tmc::Channel channel;
   std::thread pump;
   std::atomic<bool> waited{false};
@@ -150,11 +151,26 @@ struct Rewired {
   std::atomic<std::uint64_t> absorbed{0};
   std::atomic<std::uint64_t> filtered{0};
 
+  static std::uint64_t key_of(std::uint32_t ip, std::uint16_t port) noexcept {
+    return (std::uint64_t{1} << 48) | (std::uint64_t{ip} << 16) | port;
+  }
+  void set_peer(const sockaddr_in& a) noexcept {
+    peer_key.store(key_of(a.sin_addr.s_addr, a.sin_port), std::memory_order_release);
+  }
+  [[nodiscard]] bool connected() const noexcept { return peer_key.load(std::memory_order_acquire) != 0; }
+  [[nodiscard]] sockaddr_in peer() const noexcept {
+    const std::uint64_t k = peer_key.load(std::memory_order_acquire);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = static_cast<std::uint32_t>(k >> 16);
+    a.sin_port = static_cast<std::uint16_t>(k);
+    return a;
+  }
+
   [[nodiscard]] bool accepts(const FrameHeader& h) const noexcept {
     if (h.version != tmc::retrofit::kFrameVersion) return false;
-    if (connected.load(std::memory_order_relaxed) &&
-        (h.src_ip != peer.sin_addr.s_addr || h.src_port != peer.sin_port))
-      return false;
+    const std::uint64_t pk = peer_key.load(std::memory_order_acquire);
+    if (pk != 0 && pk != key_of(h.src_ip, h.src_port)) return false;
     if ((h.flags & tmc::retrofit::kFrameToAll) != 0) return true;
     if (h.dst_port != local.sin_port) return false;
     if (is_multicast(h.dst_ip) || h.dst_ip == INADDR_BROADCAST) return true;
@@ -247,8 +263,8 @@ ssize_t channel_send(Rewired& r, const iovec* iov, std::size_t iovcnt, const soc
   if (to != nullptr) {
     if (tolen < sizeof(sockaddr_in) || to->sa_family != AF_INET) return fail(EAFNOSUPPORT);
     std::memcpy(&dst, to, sizeof dst);
-  } else if (r.connected.load(std::memory_order_relaxed)) {
-    dst = r.peer;
+  } else if (r.connected()) {
+    dst = r.peer();
   } else {
     return fail(EDESTADDRREQ);
   }
@@ -340,10 +356,7 @@ Rewired* rewire(int fd, sockaddr_in local, const sockaddr_in* peer) {
   auto r = std::make_unique<Rewired>();
   r->fd = fd;
   r->local = local;
-  if (peer != nullptr) {
-    r->peer = *peer;
-    r->connected = true;
-  }
+  if (peer != nullptr) r->set_peer(*peer);
   tmc::Manifest m = g->cfg.manifest;
   const int nth = ++g->sockets_opened;
   if (!g->name.empty()) m.name = nth == 1 ? g->name : g->name + "." + std::to_string(nth);
@@ -511,12 +524,13 @@ __attribute__((visibility("default"))) int bind(int fd, const sockaddr* addr, so
 __attribute__((visibility("default"))) int connect(int fd, const sockaddr* addr, socklen_t len) {
   if (Rewired* r = rewired(fd)) {
     if (addr != nullptr && addr->sa_family == AF_UNSPEC) {
-      r->connected = false;
+      r->peer_key.store(0, std::memory_order_release);
       return 0;
     }
     if (addr == nullptr || len < sizeof(sockaddr_in) || addr->sa_family != AF_INET) return fail(EAFNOSUPPORT);
-    std::memcpy(&r->peer, addr, sizeof r->peer);
-    r->connected = true;
+    sockaddr_in a{};
+    std::memcpy(&a, addr, sizeof a);
+    r->set_peer(a);
     return 0;
   }
   if (candidate(fd)) {
@@ -675,10 +689,11 @@ __attribute__((visibility("default"))) int getsockname(int fd, sockaddr* addr, s
 __attribute__((visibility("default"))) int getpeername(int fd, sockaddr* addr, socklen_t* len) {
   Rewired* r = rewired(fd);
   if (r == nullptr) return real().getpeername(fd, addr, len);
-  if (!r->connected) return fail(ENOTCONN);
+  if (!r->connected()) return fail(ENOTCONN);
   if (addr == nullptr || len == nullptr) return fail(EFAULT);
-  std::memcpy(addr, &r->peer, std::min<std::size_t>(*len, sizeof r->peer));
-  *len = sizeof r->peer;
+  const sockaddr_in p = r->peer();
+  std::memcpy(addr, &p, std::min<std::size_t>(*len, sizeof p));
+  *len = sizeof p;
   return 0;
 }
 
