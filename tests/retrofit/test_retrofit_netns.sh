@@ -27,6 +27,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/tmc-net-retrofit.XXXXXX")
 TMCNET_CLEANUP_DIRS=("$work")
 rc=0
 fail() { echo "FAIL: $*" >&2; rc=1; }
+start=$(date +%s%N)
+ms() { echo $((($(date +%s%N) - start) / 1000000)); }
 # loss_at_h2 PORT — 5% of incoming UDP to PORT at h2 dropped (the rule is replaced).
 loss_at_h2() {
   tmcnet_loss_clear 2
@@ -54,10 +56,10 @@ python_phase() {
   recv_pid=$TMCNET_LAST_PID
   tmcnet_wait_files "$work/$tag.ready"
   on 1 "$mode"
-  tmcnet_exec 1 "${prefix[@]}" "$PY" "$here/$prog" send "$h2" $app_port --count $count --rate $rate \
+  tmcnet_exec 1 "${prefix[@]}" "$PY" "$here/$prog" send "$h2" $app_port --count $count --rate $rate --idle 1 \
     >"$work/$tag-send.out" 2>&1 || fail "$tag: the sender exited with an error: $(cat "$work/$tag-send.out")"
   wait "$recv_pid" || fail "$tag: the receiver exited with an error"
-  echo "  $tag: $(cat "$work/$tag-recv.out"); nftables drops at h2: $(tmcnet_loss_dropped 2)"
+  echo "  $tag: $(cat "$work/$tag-recv.out"); nftables drops at h2: $(tmcnet_loss_dropped 2) [$(ms) ms]"
 }
 
 # socat_phase TAG shim|plain — "line 1".."line $count" from h1's socat to h2's; prints the
@@ -68,27 +70,30 @@ socat_phase() {
   on 2 "$mode"
   tmcnet_bg 2 "${prefix[@]}" socat -u UDP4-RECV:$app_port "OPEN:$work/$tag.txt,creat,trunc"
   recv_pid=$TMCNET_LAST_PID
-  sleep 0.5
+  sleep 0.3
   on 1 "$mode"
   "$PY" -c "
 import sys, time
 for i in range(1, $count + 1):
     sys.stdout.write('line %d\n' % i); sys.stdout.flush(); time.sleep(1.0 / $rate)
 " | tmcnet_exec 1 "${prefix[@]}" socat -u - UDP4-SENDTO:"$h2":$app_port || fail "$tag: the socat sender failed"
-  local n=0 i
-  for i in $(seq 1 60); do
+  # Wait until every line is there, or nothing more came for half a second.
+  local n=0 last=-1 still=0
+  while [ $still -lt 10 ]; do
     n=$(wc -l <"$work/$tag.txt" 2>/dev/null || echo 0)
     [ "$n" -ge $count ] && break
+    if [ "$n" -eq "$last" ]; then still=$((still + 1)); else still=0; fi
+    last=$n
     sleep 0.05
   done
   kill "$recv_pid" 2>/dev/null || true
   wait "$recv_pid" 2>/dev/null || true
   n=$(grep -c '^line [0-9]*$' "$work/$tag.txt" || true)
   if seq 1 $count | sed 's/^/line /' | cmp -s - "$work/$tag.txt"; then
-    echo "  $tag: socat wrote all $count lines in order; nftables drops at h2: $(tmcnet_loss_dropped 2)"
+    echo "  $tag: socat wrote all $count lines in order; nftables drops at h2: $(tmcnet_loss_dropped 2) [$(ms) ms]"
     socat_ok=yes
   else
-    echo "  $tag: socat wrote $n whole lines of $count (not the exact sequence); nftables drops at h2: $(tmcnet_loss_dropped 2)"
+    echo "  $tag: socat wrote $n whole lines of $count (not the exact sequence); nftables drops at h2: $(tmcnet_loss_dropped 2) [$(ms) ms]"
     socat_ok=no
   fi
 }
