@@ -4,7 +4,8 @@
 # manifest whose fault stage drops 5% of every member's datagrams. Every datagram must
 # arrive once and in order, and the address a receiver reads back must be the sender's.
 # Then: a socket the manifest does not name stays plain UDP, and a rewired port is not a
-# kernel UDP port (a datagram sent there without the shim is not received). Last,
+# kernel UDP port (a datagram sent there without the shim is not received). A program's
+# own multicast group (IP_ADD_MEMBERSHIP, sendto the group) is carried too. Last,
 # `unicast: fan-out`: the same bytes sent to two peers leave as one multicast.
 #
 # usage: test_retrofit_loopback.sh <path to the tmc tool>
@@ -121,8 +122,26 @@ sed 's/^/  without the shim at the sender: /' "$work/recv4.out"
 expect_line "$work/recv4.out" "^recv: got 0 distinct" "rewired port reached by plain UDP"
 
 elapsed
-# --- 5. fan-out -----------------------------------------------------------------------
-echo "5. unicast: fan-out — the same bytes to two peers leave as one multicast"
+# --- 5. a program's own multicast group --------------------------------------------------
+echo "5. two receivers join 239.77.9.5 (IP_ADD_MEMBERSHIP), the sender sends to the group"
+for i in 1 2; do
+  "$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers.py" recv 47597 --join 239.77.9.5 \
+    --ready "$work/m$i" >"$work/mcast$i.out" 2>&1 &
+  pids+=($!)
+done
+wait_file "$work/m1"
+wait_file "$work/m2"
+sleep 0.5  # the sender's membership view has both receivers (it waits for one)
+"$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers.py" send 239.77.9.5 47597 --count 200 --rate 5000 \
+  >"$work/mcast-send.out" 2>&1 || fail "the multicast sender failed: $(cat "$work/mcast-send.out")"
+wait "${pids[-1]}" "${pids[-2]}" || true
+sed 's/^/  /' "$work/mcast1.out" "$work/mcast2.out"
+for i in 1 2; do
+  expect_line "$work/mcast$i.out" "^recv: got 200 distinct of max 200, duplicates 0, reordered 0," "group receiver $i"
+done
+elapsed
+# --- 6. fan-out -----------------------------------------------------------------------
+echo "6. unicast: fan-out — the same bytes to two peers leave as one multicast"
 fanout=$here/loopback-fanout.yaml
 for p in 47595 47596; do
   "$tmc" run --manifest "$fanout" -- "$PY" "$here/udp_numbers.py" recv $p --ready "$work/f$p" >"$work/fan$p.out" 2>&1 &

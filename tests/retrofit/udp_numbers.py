@@ -4,8 +4,8 @@
 It knows nothing of libTMC: the retrofit tests run it unchanged, with and without the
 shim.
 
-  udp_numbers.py recv PORT [--idle S] [--echo]
-      binds 0.0.0.0:PORT, waits for datagrams with a selector (epoll) until none came for
+  udp_numbers.py recv PORT [--idle S] [--echo] [--join GROUP]
+      binds 0.0.0.0:PORT (joining the multicast GROUP with IP_ADD_MEMBERSHIP), waits for datagrams with a selector (epoll) until none came for
       S seconds, optionally answers each with "echo SEQ IP:PORT" (the address it read back),
       then prints one line: "recv: got G distinct of max M, duplicates D, reordered R,
       from ADDRS".
@@ -24,7 +24,11 @@ import time
 
 def recv(args):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", args.port))
+    if args.join:
+        mreq = socket.inet_aton(args.join) + socket.inet_aton("0.0.0.0")
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
     s.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(s, selectors.EVENT_READ)
@@ -102,6 +106,7 @@ def main():
     r.add_argument("--first", type=float, default=10.0, help="longest wait for the first datagram")
     r.add_argument("--echo", action="store_true")
     r.add_argument("--ready", help="file written once the socket is bound")
+    r.add_argument("--join", help="multicast group to join (IP_ADD_MEMBERSHIP)")
     s = sub.add_parser("send")
     s.add_argument("host")
     s.add_argument("port", type=int)
