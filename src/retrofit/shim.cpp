@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -146,7 +147,12 @@ struct Rewired {
   std::vector<std::uint8_t> scratch;
   std::vector<std::uint8_t> last_payload;  // fan-out: the bytes of the last send
   std::vector<sockaddr_in> covered;        // fan-out: peers the last send already reached
-  std::uint32_t src_cache_dst = 0, src_cache_ip = 0;
+  // Source addresses by destination (a route lookup each), for a socket bound to 0.0.0.0.
+  struct SourceRoute {
+    std::uint32_t dst = 0, src = 0;
+  };
+  std::array<SourceRoute, 8> src_cache{};
+  std::size_t src_cache_next = 0;
   std::atomic<std::uint64_t> sends{0};
   std::atomic<std::uint64_t> absorbed{0};
   std::atomic<std::uint64_t> filtered{0};
@@ -221,7 +227,8 @@ void pump_loop(Rewired* r) {
 
 std::uint32_t source_ip_for(Rewired& r, std::uint32_t dst_ip) {
   if (r.local.sin_addr.s_addr != INADDR_ANY) return r.local.sin_addr.s_addr;
-  if (r.src_cache_dst == dst_ip && r.src_cache_ip != 0) return r.src_cache_ip;
+  for (const auto& e : r.src_cache)
+    if (e.src != 0 && e.dst == dst_ip) return e.src;
   std::uint32_t src = htonl(INADDR_LOOPBACK);
   // The route's source address: connect a throwaway UDP socket (no packet is sent).
   const int s = real().socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -237,8 +244,8 @@ std::uint32_t source_ip_for(Rewired& r, std::uint32_t dst_ip) {
       src = me.sin_addr.s_addr;
     real().close(s);
   }
-  r.src_cache_dst = dst_ip;
-  r.src_cache_ip = src;
+  r.src_cache[r.src_cache_next] = {dst_ip, src};
+  r.src_cache_next = (r.src_cache_next + 1) % r.src_cache.size();
   return src;
 }
 
@@ -268,7 +275,7 @@ ssize_t channel_send(Rewired& r, const iovec* iov, std::size_t iovcnt, const soc
   } else {
     return fail(EDESTADDRREQ);
   }
-  if (g->cfg.wait_for_members > 0 && !r.waited.exchange(true)) {
+  if (g->cfg.wait_for_members > 0 && !r.waited.load(std::memory_order_relaxed) && !r.waited.exchange(true)) {
     (void)r.channel.wait_for_members(static_cast<std::size_t>(g->cfg.wait_for_members),
                                      std::chrono::milliseconds(g->cfg.wait_timeout_ms));
   }
