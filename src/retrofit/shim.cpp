@@ -115,9 +115,17 @@ struct Global {
   int sockets_opened = 0;
 };
 Global* g = nullptr;  // leaked on purpose: it must outlive every static destructor
-// Set in a child after fork(): the parent's loop and pump threads do not exist here, so a
-// rewired descriptor can only be closed (its channel is left alone, not torn down).
-std::atomic<bool> g_forked{false};
+// Incremented in a child after fork(). A rewired socket belongs to the process (the
+// generation) that rewired it: in a child the parent's loop and pump threads do not
+// exist, so an inherited rewired descriptor can only be closed (its channel is left
+// alone). Sockets the child rewires itself get a runtime of the child's own.
+std::atomic<unsigned> g_generation{0};
+
+void after_fork_in_child() {
+  g_generation.fetch_add(1);
+  // The parent's runtime has no thread here: never run its destructor, start afresh.
+  if (g != nullptr && g->runtime) new std::shared_ptr<tmc::Runtime>(std::move(g->runtime));  // NOLINT: leaked on purpose
+}
 std::mutex g_mu;      // rewiring and closing; never taken on a path without a table entry
 
 bool is_multicast(std::uint32_t ip_be) { return (ntohl(ip_be) & 0xf0000000U) == 0xe0000000U; }
@@ -142,6 +150,7 @@ struct Rewired {
   std::thread pump;
   std::atomic<bool> waited{false};
   bool reliable = false;
+  unsigned generation = 0;  // g_generation when rewired
 
   std::mutex send_mu;  // the scratch buffer, the fan-out state, the source cache
   std::vector<std::uint8_t> scratch;
@@ -265,7 +274,7 @@ int errno_for(const tmc::Status& st) {
 
 // Send one datagram (gathered from iov) to `to` over r's channel.
 ssize_t channel_send(Rewired& r, const iovec* iov, std::size_t iovcnt, const sockaddr* to, socklen_t tolen) {
-  if (g_forked.load(std::memory_order_relaxed)) return fail(ENOTSUP);
+  if (r.generation != g_generation.load(std::memory_order_relaxed)) return fail(ENOTSUP);
   sockaddr_in dst{};
   if (to != nullptr) {
     if (tolen < sizeof(sockaddr_in) || to->sa_family != AF_INET) return fail(EAFNOSUPPORT);
@@ -363,6 +372,7 @@ Rewired* rewire(int fd, sockaddr_in local, const sockaddr_in* peer) {
   auto r = std::make_unique<Rewired>();
   r->fd = fd;
   r->local = local;
+  r->generation = g_generation.load();
   if (peer != nullptr) r->set_peer(*peer);
   tmc::Manifest m = g->cfg.manifest;
   const int nth = ++g->sockets_opened;
@@ -458,10 +468,14 @@ void teardown(Rewired* r) {
 }
 
 void close_all_at_exit() {
-  if (g == nullptr || g_forked.load()) return;
+  if (g == nullptr) return;
   std::lock_guard<std::mutex> lock(g_mu);
   for (int fd = 0; fd < kMaxFd; ++fd) {
-    if (Rewired* r = g_rewired[fd].exchange(nullptr)) teardown(r);
+    Rewired* r = g_rewired[fd].load();
+    if (r != nullptr && r->generation == g_generation.load()) {
+      g_rewired[fd].store(nullptr);
+      teardown(r);
+    }
   }
 }
 
@@ -497,7 +511,7 @@ __attribute__((constructor)) void retrofit_init() {
   gl->lib_bases[1] = object_base(reinterpret_cast<const void*>(&uv_version));
   g = gl;
   std::atexit(close_all_at_exit);
-  pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
+  pthread_atfork(nullptr, nullptr, after_fork_in_child);
 }
 
 }  // namespace
@@ -659,7 +673,7 @@ __attribute__((visibility("default"))) int close(int fd) {
     if (g_rewired[fd].load(std::memory_order_acquire) != nullptr) {
       std::lock_guard<std::mutex> lock(g_mu);
       if (Rewired* r = g_rewired[fd].exchange(nullptr)) {
-        if (g_forked.load()) return real().close(fd);  // the parent's channel is not ours to close
+        if (r->generation != g_generation.load()) return real().close(fd);  // the parent's channel
         teardown(r);
         return 0;
       }

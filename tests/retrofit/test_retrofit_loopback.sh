@@ -5,8 +5,9 @@
 # arrive once and in order, and the address a receiver reads back must be the sender's.
 # Then: a socket the manifest does not name stays plain UDP, and a rewired port is not a
 # kernel UDP port (a datagram sent there without the shim is not received). A program's
-# own multicast group (IP_ADD_MEMBERSHIP, sendto the group) is carried too. Last,
-# `unicast: fan-out`: the same bytes sent to two peers leave as one multicast.
+# own multicast group (IP_ADD_MEMBERSHIP, sendto the group) is carried too;
+# `unicast: fan-out`: the same bytes sent to two peers leave as one multicast; after
+# fork() the child cannot send on an inherited rewired socket but can on its own.
 #
 # usage: test_retrofit_loopback.sh <path to the tmc tool>
 set -euo pipefail
@@ -166,5 +167,37 @@ for p in 47595 47596; do
 done
 expect_line "$work/fan-send.err" "sent 200 \(absorbed by fan-out 200\)" "fan-out sender"
 elapsed
-[ $rc -eq 0 ] && echo "PASS: plain-socket, asyncio and socat programs ran unmodified over a reliable ordered channel (5% injected loss): nothing lost, duplicated or reordered; peer addresses real; other sockets untouched; fan-out sends one multicast per datagram"
+# --- 7. fork -----------------------------------------------------------------------------
+echo "7. after fork(): the child's sends on an inherited rewired socket fail; its own socket works"
+"$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers.py" recv $port --ready "$work/r7" \
+  >"$work/recv7.out" 2>&1 &
+pids+=($!)
+wait_file "$work/r7"
+"$tmc" run --manifest "$manifest" -- "$PY" -c "
+import os, socket
+dst = ('127.0.0.1', $port)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b'seq 1', dst)
+pid = os.fork()
+if pid == 0:
+    try:
+        s.sendto(b'seq 2', dst)
+        print('child: inherited socket sent')
+    except OSError as e:
+        print('child: inherited socket: errno', e.errno)
+    s.close()
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.sendto(b'seq 4', dst)
+    c.close()
+    os._exit(0)
+os.waitpid(pid, 0)
+s.sendto(b'seq 3', dst)
+s.close()
+" >"$work/fork.out" 2>&1 || fail "the forking program failed: $(cat "$work/fork.out")"
+wait "${pids[-1]}" || true
+sed 's/^/  /' "$work/fork.out" "$work/recv7.out"
+expect_line "$work/fork.out" "^child: inherited socket: errno $("$PY" -c 'import errno; print(errno.EOPNOTSUPP)')$" "fork: inherited socket"
+expect_line "$work/recv7.out" "^recv: got 3 distinct of max 4, duplicates 0," "fork: receiver (seq 1, 3 and 4)"
+elapsed
+[ $rc -eq 0 ] && echo "PASS: plain-socket, asyncio and socat programs ran unmodified over a reliable ordered channel (5% injected loss): nothing lost, duplicated or reordered; peer addresses real; other sockets untouched; fan-out sends one multicast per datagram; fork handled"
 exit $rc
