@@ -20,6 +20,7 @@ port=47591
 count=600
 work=$(mktemp -d "${TMPDIR:-/tmp}/tmc-retrofit.XXXXXX")
 pids=()
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -49,7 +50,7 @@ expect_line() {
 echo "1. udp_numbers.py (socket + selectors), $count datagrams, 5% injected loss, echoes"
 "$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers.py" recv $port --echo --ready "$work/r1" \
   >"$work/recv1.out" 2>&1 &
-pids+=($!)
+pids+=("$!")
 wait_file "$work/r1"
 "$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers.py" send 127.0.0.1 $port --count $count \
   --rate 5000 --echo --my-ip 127.0.0.1 >"$work/send1.out" 2>&1 || fail "the sender exited with an error"
@@ -64,7 +65,7 @@ elapsed
 echo "2. udp_numbers_asyncio.py (asyncio datagram endpoints, connected sender)"
 "$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers_asyncio.py" recv $port --ready "$work/r2" \
   >"$work/recv2.out" 2>&1 &
-pids+=($!)
+pids+=("$!")
 wait_file "$work/r2"
 "$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers_asyncio.py" send 127.0.0.1 $port --count $count \
   --rate 5000 >"$work/send2.out" 2>&1 || fail "the asyncio sender exited with an error"
@@ -79,7 +80,7 @@ elapsed
 echo "3. socat UDP4-SENDTO -> socat UDP4-RECV, $count lines"
 "$tmc" run --manifest "$manifest" -- socat -u UDP4-RECV:$port "OPEN:$work/socat.txt,creat,trunc" 2>"$work/socat-recv.err" &
 recv_pid=$!
-pids+=($recv_pid)
+pids+=("$recv_pid")
 "$PY" -c "
 import sys, time
 for i in range(1, $count + 1):
@@ -102,7 +103,7 @@ echo "4. a socket the manifest does not name stays plain UDP; a rewired port is 
 other=$((port + 7))
 socat -u UDP4-RECV:$other "OPEN:$work/plain.txt,creat,trunc" &
 plain_pid=$!
-pids+=($plain_pid)
+pids+=("$plain_pid")
 sleep 0.3
 echo "plain hello" | "$tmc" run --manifest "$manifest" -- socat -u - UDP4-SENDTO:127.0.0.1:$other
 for _ in $(seq 1 40); do [ -s "$work/plain.txt" ] && break; sleep 0.05; done
@@ -115,7 +116,7 @@ else
 fi
 "$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers.py" recv $port --first 1.5 --ready "$work/r4" \
   >"$work/recv4.out" 2>&1 &
-pids+=($!)
+pids+=("$!")
 wait_file "$work/r4"
 "$PY" "$here/udp_numbers.py" send 127.0.0.1 $port --count 20 >/dev/null
 wait "${pids[-1]}" || true
@@ -128,7 +129,7 @@ echo "5. two receivers join 239.77.9.5 (IP_ADD_MEMBERSHIP), the sender sends to 
 for i in 1 2; do
   "$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers.py" recv 47597 --join 239.77.9.5 \
     --ready "$work/m$i" >"$work/mcast$i.out" 2>&1 &
-  pids+=($!)
+  pids+=("$!")
 done
 wait_file "$work/m1"
 wait_file "$work/m2"
@@ -146,7 +147,7 @@ echo "6. unicast: fan-out — the same bytes to two peers leave as one multicast
 fanout=$here/loopback-fanout.yaml
 for p in 47595 47596; do
   "$tmc" run --manifest "$fanout" -- "$PY" "$here/udp_numbers.py" recv $p --ready "$work/f$p" >"$work/fan$p.out" 2>&1 &
-  pids+=($!)
+  pids+=("$!")
 done
 wait_file "$work/f47595"
 wait_file "$work/f47596"
@@ -171,7 +172,7 @@ elapsed
 echo "7. after fork(): the child's sends on an inherited rewired socket fail; its own socket works"
 "$tmc" run --manifest "$manifest" -- "$PY" "$here/udp_numbers.py" recv $port --ready "$work/r7" \
   >"$work/recv7.out" 2>&1 &
-pids+=($!)
+pids+=("$!")
 wait_file "$work/r7"
 "$tmc" run --manifest "$manifest" -- "$PY" -c "
 import os, socket
