@@ -237,27 +237,6 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
                                         " bytes leaves no room for a payload"};
   }
   plan.transport.max_payload_bytes = out.max_payload;
-  out.max_message = static_cast<std::uint64_t>(m.max_message_bytes);
-  for (const PlannedStage& s : plan.stages) {
-    if (s.kind == "reliability.arq") {
-      auto it = s.params.find("messages");
-      out.reliable_all = it == s.params.end() || it->second == "all";
-    }
-    if (s.kind == "fragment.split") {
-      out.fragments = true;
-      auto it = s.params.find("fragment_bytes");
-      if (it != s.params.end()) out.fragment_bytes = static_cast<std::uint32_t>(std::stoul(it->second));
-    }
-    if (s.kind == "membership.heartbeat") out.membership = true;
-    if (s.kind.rfind("reliability.", 0) == 0) out.per_message_ok |= kHasReliability;
-    if (s.kind == "ordering.group" || s.kind == "ordering.fifo") {
-      out.per_message_ok |= kHasOrdering;
-      if (m.ordered_messages == "flagged") out.per_message_ok |= kOrderedFlagged;
-    }
-    if (s.kind.rfind("checksum.", 0) == 0 || s.offload.find("checksum") != std::string::npos) {
-      out.per_message_ok |= kHasChecksum;
-    }
-  }
 
   // One pool buffer holds a whole received datagram, or a payload with the headroom in
   // front for header and extensions and a CRC trailer behind.
@@ -295,7 +274,7 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   out.spec.members = m.members;
   // A send-only member still reads the socket when the plan has a membership stage: it
   // must hear heartbeats, acknowledgments and flow credit (messages it is given are discarded).
-  out.spec.receive = plan.duplexity != Duplexity::send_only || out.membership;
+  out.spec.receive = plan.duplexity != Duplexity::send_only || plan.traits.membership;
   out.spec.socket_buffer_bytes = options_.socket_buffer_bytes;
   if (!reuse_socket_if_possible || transport_ == nullptr || !transport_->same_socket(out.spec)) {
     if (Status s = UdpTransport::open(out.spec, out.transport); !s) {
@@ -332,12 +311,18 @@ void ChannelCore::install(Prepared& p) {
   name_cache_.clear();  // make_message() looks the names up again
   sender_id_.store(p.sender);
   max_payload_.store(p.max_payload);
-  per_message_ok_.store(p.per_message_ok);
-  reliable_all_.store(p.reliable_all);
-  fragments_.store(p.fragments);
-  fragment_bytes_.store(p.fragment_bytes);
-  membership_.store(p.membership);
-  max_message_.store(p.max_message);
+  const ChannelTraits& t = p.plan.traits;
+  std::uint16_t ok = 0;
+  if (t.reliable()) ok |= kHasReliability;
+  if (t.error_checking) ok |= kHasChecksum;
+  if (t.ordered()) ok |= kHasOrdering;
+  if (t.ordered_flagged) ok |= kOrderedFlagged;
+  per_message_ok_.store(ok);
+  reliable_all_.store(t.reliability == ReliabilityScope::all);
+  fragments_.store(t.fragments());
+  fragment_bytes_.store(t.fragment_bytes);
+  membership_.store(t.membership);
+  max_message_.store(t.max_message_bytes);
   large_pool_.store(p.pool);
   entered_token_ = 0;
   duplexity_.store(static_cast<std::uint8_t>(p.plan.duplexity));

@@ -183,12 +183,6 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     std::string name;
     std::uint32_t sender = 0;
     std::uint32_t max_payload = 0;
-    std::uint16_t per_message_ok = 0;  ///< bit 0 reliability, bit 1 error checking on
-    bool reliable_all = false;         ///< every message is reliable (reliability.arq messages=all)
-    bool fragments = false;            ///< fragment.split is in the plan
-    bool membership = false;           ///< membership.heartbeat is in the plan
-    std::uint64_t max_message = 0;     ///< the manifest's 'max message bytes'
-    std::uint32_t fragment_bytes = 0;  ///< fragment.split's fragment size
 
     PacketPool* pool = nullptr;
     std::unique_ptr<Pipeline> pipeline;
