@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "runtime/channel/message_policy.hpp"
 #include "runtime/channel_core.hpp"
 #include "tmc/channel.hpp"
 #include "tmc/wire.hpp"
@@ -170,8 +171,6 @@ void add_named(std::vector<std::pair<std::string, std::uint64_t>>& into, const s
   into.emplace_back(name, v);
 }
 
-enum PerMessageBits : std::uint16_t { kHasReliability = 1, kHasChecksum = 2, kHasOrdering = 4, kOrderedFlagged = 8 };
-
 }  // namespace
 
 // --- open / prepare ------------------------------------------------------------------------
@@ -311,18 +310,7 @@ void ChannelCore::install(Prepared& p) {
   name_cache_.clear();  // make_message() looks the names up again
   sender_id_.store(p.sender);
   max_payload_.store(p.max_payload);
-  const ChannelTraits& t = p.plan.traits;
-  std::uint16_t ok = 0;
-  if (t.reliable()) ok |= kHasReliability;
-  if (t.error_checking) ok |= kHasChecksum;
-  if (t.ordered()) ok |= kHasOrdering;
-  if (t.ordered_flagged) ok |= kOrderedFlagged;
-  per_message_ok_.store(ok);
-  reliable_all_.store(t.reliability == ReliabilityScope::all);
-  fragments_.store(t.fragments());
-  fragment_bytes_.store(t.fragment_bytes);
-  membership_.store(t.membership);
-  max_message_.store(t.max_message_bytes);
+  traits_.store(p.plan.traits);
   large_pool_.store(p.pool);
   entered_token_ = 0;
   duplexity_.store(static_cast<std::uint8_t>(p.plan.duplexity));
@@ -1226,56 +1214,23 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     return {Code::NOT_PERMITTED_BY_DUPLEXITY,
             "send: member '" + name() + "' of channel '" + plan().channel_id + "' is receive-only (duplexity)"};
   }
-  const std::uint16_t ok = per_message_ok_.load();
-  // 'ordered messages: flagged': unordered unless the message opts in.
-  std::uint16_t flags = (ok & kOrderedFlagged) != 0 ? wire::kFlagUnordered : 0;
-  if (per_message != nullptr) {
-    if (per_message->reliability.has_value()) {
-      if ((ok & kHasReliability) == 0) {
-        return {Code::NOT_AVAILABLE,
-                "send: per-message reliability needs the reliability stage in the channel's plan; set "
-                "'reliability: {messages: flagged}' (or 'reliability: true') in the manifest"};
-      }
-      if (*per_message->reliability) flags |= wire::kFlagReliable;
-    }
-    if (per_message->error_checking.has_value()) {
-      const bool has = (ok & kHasChecksum) != 0;
-      if (*per_message->error_checking && !has) {
-        return {Code::NOT_AVAILABLE,
-                "send: per-message error checking is not available yet; enable 'error checking' for the channel "
-                "(update({'error checking': true}))"};
-      }
-      if (!*per_message->error_checking && has) {
-        return {Code::NOT_AVAILABLE,
-                "send: this channel checks every message; opting one message out of error checking is not "
-                "available yet"};
-      }
-    }
-    if (per_message->ordered.has_value()) {
-      if (*per_message->ordered && (ok & kHasOrdering) == 0) {
-        return {Code::NOT_AVAILABLE,
-                "send: per-message 'ordered: true' needs ordering in the channel's plan; set 'group ordering' or "
-                "'point-to-point ordering' (with 'ordered messages: flagged', messages are ordered only when "
-                "they opt in)"};
-      }
-      flags = *per_message->ordered ? static_cast<std::uint16_t>(flags & ~wire::kFlagUnordered)
-                                    : static_cast<std::uint16_t>(flags | wire::kFlagUnordered);
-    }
-  }
+  const ChannelTraits traits = traits_.load();
+  MessageFlags flags;
+  if (Status s = message_flags(traits, per_message, flags); !s) return s;
   const std::uint32_t max = max_payload_.load();
   Packet* large = nullptr;
-  if (n > max_message_.load()) {
+  if (n > traits.max_message_bytes) {
     return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
                                          " bytes is larger than the channel's 'max message bytes' (" +
-                                         std::to_string(max_message_.load()) + ")"};
+                                         std::to_string(traits.max_message_bytes) + ")"};
   }
   if (n > max) {
-    if (!fragments_.load()) {
+    if (!traits.fragments()) {
       return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
                                            " bytes is larger than the largest payload one datagram of this channel "
                                            "carries (" +
                                            std::to_string(max) + " bytes) and 'max message bytes' is " +
-                                           std::to_string(max_message_.load())};
+                                           std::to_string(traits.max_message_bytes)};
     }
     PacketPool* lp = large_pool_.load();
     large = lp != nullptr ? lp->alloc_large(static_cast<std::uint32_t>(n)) : nullptr;
@@ -1291,12 +1246,7 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
       if (p != nullptr) p->release();
     }
   } large_guard{large};
-  const bool reliable = (flags & wire::kFlagReliable) != 0 ||
-                        (reliable_all_.load() && !(per_message != nullptr && per_message->reliability == false));
-  if (reliable_all_.load() && per_message != nullptr && per_message->reliability == false) {
-    return {Code::NOT_AVAILABLE, "send: this channel acknowledges every message; opting one out of reliability "
-                                 "is not available (use 'reliability: {messages: flagged}')"};
-  }
+  const bool reliable = flags.reliable;
   const bool on_loop = loop_.on_loop_thread();
   Packet* p = nullptr;
   for (;;) {
@@ -1334,7 +1284,7 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     p->reset_for_send(static_cast<std::uint32_t>(n));
   }
   if (n != 0) std::memcpy(p->payload(), data, n);
-  p->flags = flags;
+  p->flags = flags.wire;
   p->token = token;
   p->wants_outcome = reliable && (outcome != nullptr || (static_cast<Synchronicity>(synchronicity_.load()) ==
                                                           Synchronicity::sync &&
@@ -1346,7 +1296,7 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   if (reliable && (outcome != nullptr || sync)) {
     Tracked t;
     tracked = t.promise.get_future();
-    const std::uint32_t frag = fragment_bytes_.load();
+    const std::uint32_t frag = traits.fragment_bytes;
     if (n > max && frag > 0) t.remaining = static_cast<std::uint32_t>((n + frag - 1) / frag);
     std::lock_guard<std::mutex> lock(outcome_mu_);
     outcomes_.emplace(token, std::move(t));
@@ -1726,7 +1676,7 @@ void ChannelCore::set_event_handler(Channel::EventHandler h) {
 }
 
 std::vector<MemberStatus> ChannelCore::view() {
-  if (detached_.load() || !membership_.load()) return {};
+  if (detached_.load() || !traits_.load().membership) return {};
   return loop_.call([this] {
     ExecGuard exec(*this);
     std::vector<MemberStatus> out;
@@ -1741,7 +1691,7 @@ std::vector<MemberStatus> ChannelCore::view() {
 }
 
 Status ChannelCore::wait_for_members(std::size_t count, std::chrono::nanoseconds timeout) {
-  if (!membership_.load()) {
+  if (!traits_.load().membership) {
     return {Code::NOT_AVAILABLE, "wait_for_members: the channel's plan has no membership stage (it comes with "
                                  "reliability, flow control or group ordering)"};
   }
@@ -1762,7 +1712,7 @@ Status ChannelCore::wait_for_members(std::size_t count, std::chrono::nanoseconds
 }
 
 std::vector<std::string> ChannelCore::members() {
-  if (membership_.load() && !detached_.load()) {
+  if (traits_.load().membership && !detached_.load()) {
     return loop_.call([this] {
       ExecGuard exec(*this);
       std::vector<std::string> out;

@@ -88,6 +88,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "runtime/channel/traits_cell.hpp"
 #include "runtime/loop/mpmc_ring.hpp"
 #include "runtime/loop/runtime_loop.hpp"
 #include "runtime/pipeline.hpp"
@@ -288,11 +289,7 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   std::atomic<bool> detached_{false};
   std::atomic<std::uint32_t> sender_id_{0};
   std::atomic<std::uint32_t> max_payload_{0};
-  std::atomic<std::uint16_t> per_message_ok_{0};
-  std::atomic<bool> reliable_all_{false};
-  std::atomic<bool> fragments_{false};
-  std::atomic<bool> membership_{false};
-  std::atomic<std::uint64_t> max_message_{0};
+  TraitsCell traits_;  ///< the current plan's traits
   std::atomic<PacketPool*> large_pool_{nullptr};  ///< where send() allocates large messages
   std::atomic<std::uint64_t> next_token_{1};      ///< Packet::token of the next message
   std::atomic<bool> has_event_handler_{false};
@@ -305,7 +302,6 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     MemberMask acked = ~MemberMask{0};  ///< members that acked every fragment met so far
   };
   std::unordered_map<std::uint64_t, Tracked> outcomes_;
-  std::atomic<std::uint32_t> fragment_bytes_{0};
   std::atomic<std::size_t> tracked_{0};
   std::atomic<std::uint8_t> duplexity_{0};
   std::atomic<std::uint8_t> synchronicity_{0};
