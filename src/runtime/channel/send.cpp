@@ -1,0 +1,356 @@
+// The send path: send() on any thread puts the message into a pool packet and onto the
+// submit ring; the loop (or the sender itself, inline) drains the ring through the
+// pipeline into the transport. See "Send path" in channel_core.hpp.
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/channel/channel_core.hpp"
+#include "runtime/channel/message_policy.hpp"
+#include "runtime/channel/shell_helpers.hpp"
+#include "tmc/wire.hpp"
+
+namespace tmc::detail {
+
+Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
+                         std::future<DeliveryOutcome>* outcome) {
+  if (data == nullptr && n != 0) return {Code::INVALID_ARGUMENT, "send: null data with a non-zero size"};
+  // Counted from here until the packet is pushed, so that close() can wait for this send
+  // to finish and then flush it (see detach()).
+  class Active {
+   public:
+    explicit Active(std::atomic<int>& n) : n_(&n) { n_->fetch_add(1); }
+    ~Active() { leave(); }
+    Active(const Active&) = delete;
+    Active& operator=(const Active&) = delete;
+    void leave() noexcept {
+      if (n_ != nullptr) n_->fetch_sub(1);
+      n_ = nullptr;
+    }
+
+   private:
+    std::atomic<int>* n_;
+  } active(active_senders_);
+  if (closed_.load()) return {Code::CLOSED, "send: the channel is closed"};
+  if (static_cast<Duplexity>(duplexity_.load()) == Duplexity::receive_only) {
+    return {Code::NOT_PERMITTED_BY_DUPLEXITY,
+            "send: member '" + name() + "' of channel '" + plan().channel_id + "' is receive-only (duplexity)"};
+  }
+  const ChannelTraits traits = traits_.load();
+  MessageFlags flags;
+  if (Status s = message_flags(traits, per_message, flags); !s) return s;
+  const std::uint32_t max = max_payload_.load();
+  Packet* large = nullptr;
+  if (n > traits.max_message_bytes) {
+    return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
+                                         " bytes is larger than the channel's 'max message bytes' (" +
+                                         std::to_string(traits.max_message_bytes) + ")"};
+  }
+  if (n > max) {
+    if (!traits.fragments()) {
+      return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
+                                           " bytes is larger than the largest payload one datagram of this channel "
+                                           "carries (" +
+                                           std::to_string(max) + " bytes) and 'max message bytes' is " +
+                                           std::to_string(traits.max_message_bytes)};
+    }
+    PacketPool* lp = large_pool_.load();
+    large = lp != nullptr ? lp->alloc_large(static_cast<std::uint32_t>(n)) : nullptr;
+    if (large == nullptr) {
+      return {Code::WOULD_BLOCK, "send: no memory for a message of " + std::to_string(n) +
+                                     " bytes (large messages in flight use the pool's large budget)"};
+    }
+  }
+  // Frees the large buffer on every early return below.
+  struct LargeGuard {
+    Packet*& p;
+    ~LargeGuard() {
+      if (p != nullptr) p->release();
+    }
+  } large_guard{large};
+  const bool reliable = flags.reliable;
+  const bool on_loop = loop_.on_loop_thread();
+  Packet* p = nullptr;
+  for (;;) {
+    if (free_ring_.try_pop(p)) {
+      // A large message only needs the packet as its carrier (see unwrap_large()).
+      if (large != nullptr || p->cap >= kHeadroom + n + wire::kTrailerBytes + 64) break;
+      // A buffer from a smaller pool of before an update(): hand it back and take another.
+      home_->give_back(p);
+      abandoned_.fetch_add(1);
+      continue;
+    }
+    if (closed_.load()) return {Code::CLOSED, "send: the channel is closed"};
+    uv_async_send(&async_);  // the loop restocks the free ring when it drains
+    if (on_loop || !options_.send_blocks_when_full) {
+      return {Code::WOULD_BLOCK, on_loop ? "send: the send queue is full and a handler cannot wait for the loop"
+                                         : "send: the send queue is full (send_blocks_when_full is false)"};
+    }
+    waiters_.fetch_add(1);
+    slot_waiters_.fetch_add(1);
+    {
+      std::unique_lock<std::mutex> lock(wait_mu_);
+      wait_cv_.wait_for(lock, std::chrono::milliseconds(2));
+    }
+    slot_waiters_.fetch_sub(1);
+    waiters_.fetch_sub(1);
+  }
+  const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed);
+  Packet* carrier = p;
+  if (large != nullptr) {
+    p->reset_for_send(0);
+    p->next = large;  // unwrap_large() swaps them on the loop
+    p = large;
+    large = nullptr;
+  } else {
+    p->reset_for_send(static_cast<std::uint32_t>(n));
+  }
+  if (n != 0) std::memcpy(p->payload(), data, n);
+  p->flags = flags.wire;
+  p->token = token;
+  p->wants_outcome = reliable && (outcome != nullptr || (static_cast<Synchronicity>(synchronicity_.load()) ==
+                                                          Synchronicity::sync &&
+                                                      !on_loop));
+  // Outcomes: a reliable message's promise is settled by its delivery event; the sync
+  // wait below needs one too.
+  const bool sync = static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop;
+  std::future<DeliveryOutcome> tracked;
+  if (reliable && (outcome != nullptr || sync)) {
+    Tracked t;
+    tracked = t.promise.get_future();
+    const std::uint32_t frag = traits.fragment_bytes;
+    if (n > max && frag > 0) t.remaining = static_cast<std::uint32_t>((n + frag - 1) / frag);
+    std::lock_guard<std::mutex> lock(outcome_mu_);
+    outcomes_.emplace(token, std::move(t));
+    tracked_.fetch_add(1);
+  } else if (outcome != nullptr) {
+    std::promise<DeliveryOutcome> promise;
+    promise.set_value(DeliveryOutcome{});
+    *outcome = promise.get_future();
+  }
+  // Messages the loop has not taken yet: this send is part of a stream (the loop is poked
+  // already and will take this one with them), so it can neither go inline nor needs the
+  // clock, which on a virtual machine costs about as much as the rest of send(). Such
+  // messages give no send latency sample (rx_ns 0); the first of each stream does.
+  // The send right after such a stream has no clock reading to measure its gap against:
+  // it counts as close (not inline), as it would have been with one.
+  const bool streaming = !on_loop && submit_ring_.pushed() != submit_ring_.popped();
+  bool after_stream = false;
+  if (streaming) {
+    if (!stream_tail_.load(std::memory_order_relaxed)) stream_tail_.store(true, std::memory_order_relaxed);
+  } else if (stream_tail_.load(std::memory_order_relaxed)) {
+    after_stream = stream_tail_.exchange(false, std::memory_order_relaxed);
+  }
+  const std::uint64_t sent_ns = streaming ? 0 : RuntimeLoop::now_ns();
+  p->rx_ns = sent_ns;  // send() time, for the send latency estimate
+  const std::uint64_t prev_ns = streaming ? 0 : last_send_ns_.exchange(sent_ns, std::memory_order_relaxed);
+  std::uint64_t pos = 0;
+  p = carrier;
+  if (!submit_ring_.try_push(p, &pos)) {
+    // Cannot happen: the loop never hands out more packets than the ring holds.
+    home_->give_back(p);
+    abandoned_.fetch_add(1);
+    return {Code::INTERNAL, "send: the submit ring overflowed"};
+  }
+  // Hand the message to the pipeline on this thread when we can (see "Inline sends" in
+  // channel_core.hpp); otherwise wake the loop for it.
+  bool poke = true;
+  if (on_loop) {
+    if (loop_holds_exec_) {
+      // Inside one of this channel's callbacks (a handler): through the pipeline now; the
+      // loop flushes right after the handler returns.
+      poke = send_inline(true, false);
+    } else if (exec_mu_.try_lock()) {
+      loop_holds_exec_ = true;
+      poke = send_inline(true, true);
+      loop_holds_exec_ = false;
+      exec_mu_.unlock();
+    }
+  } else if (!streaming && !after_stream && options_.inline_send &&
+             (prev_ns >= sent_ns || sent_ns - prev_ns >= options_.inline_send_min_gap_ns)) {
+    if (exec_mu_.try_lock()) {
+      poke = send_inline(false, true);
+      exec_mu_.unlock();
+    }
+  }
+  if (poke) uv_async_send(&async_);
+  active.leave();
+  if (sync && tracked.valid()) {
+    // Settled (met, failed, or abandoned by close/update) by the loop; never waits forever,
+    // because the retry budget bounds every reliable message.
+    DeliveryOutcome o = tracked.get();
+    if (o.state == DeliveryOutcome::State::failed) {
+      std::string who;
+      for (const auto& m : o.missing) who += (who.empty() ? "" : ", ") + m;
+      return {Code::DELIVERY_FAILED, "send: not acknowledged by " + (who.empty() ? std::string("?") : who)};
+    }
+    if (o.state == DeliveryOutcome::State::abandoned) {
+      return {Code::CLOSED, "send: the channel closed or was updated before the message was acknowledged"};
+    }
+    return Status::ok();
+  }
+  if (tracked.valid() && outcome != nullptr) *outcome = std::move(tracked);
+  if (sync) {
+    waiters_.fetch_add(1);
+    flush_waiters_.fetch_add(1);
+    {
+      std::unique_lock<std::mutex> lock(wait_mu_);
+      wait_cv_.wait(lock, [&] { return flushed_pos_.load() > pos || detached_.load(); });
+    }
+    flush_waiters_.fetch_sub(1);
+    waiters_.fetch_sub(1);
+  }
+  return Status::ok();
+}
+
+void ChannelCore::take_returns() noexcept {
+  Packet* p = home_->take_all();
+  while (p != nullptr) {
+    Packet* next = p->next;
+    p->release();
+    p = next;
+  }
+  const std::uint32_t gone = abandoned_.exchange(0);
+  outstanding_ = gone > outstanding_ ? 0 : outstanding_ - gone;
+}
+
+void ChannelCore::refill_free() noexcept {
+  bool added = false;
+  bool dry = false;  // the pool ran out: no quarter of the queue may come soon
+  while (outstanding_ < send_slots_) {
+    Packet* p = pool_->alloc();
+    if (p == nullptr) {
+      dry = true;
+      break;
+    }
+    if (!free_ring_.try_push(p)) {
+      p->release();
+      break;
+    }
+    ++outstanding_;
+    added = true;
+  }
+  if (added && slot_waiters_.load() > 0) {
+    // A sender waits for free slots (the send queue was full). Waking it costs a futex
+    // call on both sides, so it is woken for a quarter of the queue at a time, not for
+    // every few slots the loop frees: the loop still has the rest of the submit ring to
+    // work on meanwhile. When the submit ring has run empty the loop is about to idle, so
+    // then it is woken whatever the count, and so it is when the pool ran dry (the
+    // sender's wait also times out after 2 ms).
+    const std::uint64_t free_now = free_ring_.pushed() - free_ring_.popped();
+    const std::uint64_t queued = submit_ring_.pushed() - submit_ring_.popped();
+    if (free_now >= send_slots_ / 4 || queued == 0 || dry) {
+      std::lock_guard<std::mutex> lock(wait_mu_);
+      wait_cv_.notify_all();
+    }
+  }
+}
+
+bool ChannelCore::pump_submitted(std::uint64_t now, bool on_loop) noexcept {
+  // Returns whether the loop must come back: a full budget means senders may be ahead of
+  // us (let other events run first); off the loop, a full socket needs the loop's write
+  // polling.
+  const std::size_t batch = rx_batch_.size();
+  std::uint32_t budget = send_slots_;
+  Packet* p = nullptr;
+  // Backpressure: messages a stage queued for want of room (a full reliability window,
+  // no flow credit) count against the send queue. Looked at every 16 messages, so the
+  // backlog stays within the send queue's size + 16 and the check costs little per message.
+  const std::size_t max_backlog = std::max<std::size_t>(send_slots_, 64);
+  std::uint32_t until_check = 0;
+  backpressured_ = false;
+  while (!poll_writable_) {
+    if (budget == 0) return true;
+    if (until_check == 0) {
+      if (pipeline_->send_backlog() >= max_backlog) {
+        backpressured_ = true;
+        return false;  // after_input() resumes when the stages have made room
+      }
+      until_check = 16;
+    }
+    --until_check;
+    if (transport_->tx_pending() >= batch && !transport_->flush()) {
+      if (!on_loop) return true;
+      start_poll(true);
+      return false;
+    }
+    if (!submit_ring_.try_pop(p)) break;
+    --budget;
+    --outstanding_;
+    p = unwrap_large(p);
+    if (p->token > entered_token_) entered_token_ = p->token;
+    pipeline_->send(p, now);
+  }
+  return false;
+}
+
+bool ChannelCore::send_inline(bool on_loop, bool flush) noexcept {
+  if (!pipeline_ || !transport_ || detached_.load()) return true;
+  take_returns();
+  const std::uint64_t now = RuntimeLoop::now_ns();
+  now_ns_ = now;
+  bool need_loop = pump_submitted(now, on_loop);
+  if (flush) {
+    if (on_loop) {
+      flush_tx();
+    } else if (transport_->flush()) {
+      set_flushed(submit_ring_.popped());
+    } else {
+      need_loop = true;  // the socket is full: the loop polls for writable
+    }
+    refill_free();
+    if (on_loop) {
+      rearm_timer(now);
+    } else if (pipeline_->next_deadline_ns() != timer_deadline_ns_) {
+      need_loop = true;  // libuv timers belong to the loop thread
+    }
+  }
+  // Deliveries and events a send produced go to handlers, which run on the loop only, and
+  // never from inside another handler's dispatch.
+  if (!to_deliver_.empty() || !events_.empty()) need_loop = true;
+  return need_loop;
+}
+
+void ChannelCore::drain() noexcept {
+  if (!pipeline_ || detached_.load()) return;
+  take_returns();
+  const std::uint64_t now = RuntimeLoop::now_ns();
+  now_ns_ = now;
+  const bool more = pump_submitted(now, true);
+  after_input(now);
+  if (more) uv_async_send(&async_);
+}
+
+void ChannelCore::flush_tx() noexcept {
+  if (!transport_) return;
+  if (!transport_->flush()) {
+    if (!poll_writable_) start_poll(true);
+    return;
+  }
+  if (poll_writable_) start_poll(false);
+  set_flushed(submit_ring_.popped());
+}
+
+void ChannelCore::set_flushed(std::uint64_t pos) noexcept {
+  flushed_pos_.store(pos);
+  // Only synchronous senders wait for a position (senders waiting for a free slot are
+  // woken by refill_free()); detaching wakes everyone.
+  if (flush_waiters_.load() > 0 || (detached_.load() && waiters_.load() > 0)) {
+    std::lock_guard<std::mutex> lock(wait_mu_);
+    wait_cv_.notify_all();
+  }
+}
+
+void ChannelCore::transmit(Packet* p) noexcept {
+  if (p->rx_ns != 0 && now_ns_ >= p->rx_ns) {
+    // On the send path the shell keeps the send() time in rx_ns (see send()).
+    const double sample = static_cast<double>(now_ns_ - p->rx_ns);
+    send_latency_ns_ = send_latency_ns_ == 0 ? sample : send_latency_ns_ + kEwmaGain * (sample - send_latency_ns_);
+  }
+  if (!transport_) {
+    p->release();
+    return;
+  }
+  (void)transport_->enqueue(p);
+}
+
+}  // namespace tmc::detail
