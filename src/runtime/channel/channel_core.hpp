@@ -219,6 +219,28 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     bool owns_;
   };
 
+  // --- send() on an application thread (or a handler), in the order it runs ---------------
+  /// The streaming state and clock reading of one send() (see read_send_clock()).
+  struct SendClock {
+    bool streaming = false;     ///< messages are queued ahead of this one: no clock, no inline send
+    bool after_stream = false;  ///< the first send after a stream
+    std::uint64_t sent_ns = 0;  ///< now, unless streaming
+    std::uint64_t prev_ns = 0;  ///< the previous send()'s time, unless streaming
+  };
+  Status check_may_send() const;  // closed, or a receive-only member
+  // 'max message bytes' and one datagram's payload; a large message gets its buffer here.
+  Status check_size(const ChannelTraits& traits, std::uint32_t max, std::size_t n, Packet*& large);
+  // A free-ring packet big enough for n bytes (or to carry a large one); may wait for one.
+  Status take_slot(std::size_t n, bool large, bool on_loop, Packet*& out);
+  // Copies the payload into the carrier, or into `large` chained behind it; returns the
+  // packet that holds it.
+  static Packet* fill(Packet* carrier, Packet* large, const std::uint8_t* data, std::size_t n) noexcept;
+  std::future<DeliveryOutcome> track_outcome(std::uint64_t token, std::uint32_t fragments);
+  SendClock read_send_clock(bool on_loop) noexcept;
+  void hand_over(bool on_loop, const SendClock& c) noexcept;  // inline through the pipeline, or poke the loop
+  static Status wait_outcome(std::future<DeliveryOutcome>& tracked);  // sync reliable send
+  void wait_flushed(std::uint64_t pos);                               // sync send: until it left
+
   // --- exec (exec_mu_ held; loop thread unless noted) ---------------------------------------
   bool pump_submitted(std::uint64_t now_ns, bool on_loop) noexcept;
   bool send_inline(bool on_loop, bool flush) noexcept;  // any thread; true: poke the loop

@@ -3,6 +3,7 @@
 // pipeline into the transport. See "Send path" in channel_core.hpp.
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "runtime/channel/channel_core.hpp"
 #include "runtime/channel/message_policy.hpp"
@@ -11,69 +12,136 @@
 
 namespace tmc::detail {
 
+namespace {
+
+/// Counts a send() from its closed check until its packet is pushed, so that close() can
+/// wait for it to finish and then flush it (see detach()).
+class ActiveSend {
+ public:
+  explicit ActiveSend(std::atomic<int>& n) noexcept : n_(&n) { n_->fetch_add(1); }
+  ~ActiveSend() { leave(); }
+  ActiveSend(const ActiveSend&) = delete;
+  ActiveSend& operator=(const ActiveSend&) = delete;
+  void leave() noexcept {
+    if (n_ != nullptr) n_->fetch_sub(1);
+    n_ = nullptr;
+  }
+
+ private:
+  std::atomic<int>* n_;
+};
+
+/// A large message's buffer until the packet carrying it is filled: released on every
+/// early return.
+class LargeBuffer {
+ public:
+  LargeBuffer() = default;
+  ~LargeBuffer() {
+    if (p_ != nullptr) p_->release();
+  }
+  LargeBuffer(const LargeBuffer&) = delete;
+  LargeBuffer& operator=(const LargeBuffer&) = delete;
+  Packet*& slot() noexcept { return p_; }
+  [[nodiscard]] bool held() const noexcept { return p_ != nullptr; }
+  Packet* take() noexcept { return std::exchange(p_, nullptr); }
+
+ private:
+  Packet* p_ = nullptr;
+};
+
+}  // namespace
+
 Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
                          std::future<DeliveryOutcome>* outcome) {
   if (data == nullptr && n != 0) return {Code::INVALID_ARGUMENT, "send: null data with a non-zero size"};
-  // Counted from here until the packet is pushed, so that close() can wait for this send
-  // to finish and then flush it (see detach()).
-  class Active {
-   public:
-    explicit Active(std::atomic<int>& n) : n_(&n) { n_->fetch_add(1); }
-    ~Active() { leave(); }
-    Active(const Active&) = delete;
-    Active& operator=(const Active&) = delete;
-    void leave() noexcept {
-      if (n_ != nullptr) n_->fetch_sub(1);
-      n_ = nullptr;
-    }
+  ActiveSend active(active_senders_);
+  if (Status s = check_may_send(); !s) return s;
+  const ChannelTraits traits = traits_.load();
+  MessageFlags flags;
+  if (Status s = message_flags(traits, per_message, flags); !s) return s;
+  const std::uint32_t max = max_payload_.load();
+  LargeBuffer large;
+  if (Status s = check_size(traits, max, n, large.slot()); !s) return s;
+  const bool on_loop = loop_.on_loop_thread();
+  Packet* carrier = nullptr;
+  if (Status s = take_slot(n, large.held(), on_loop, carrier); !s) return s;
 
-   private:
-    std::atomic<int>* n_;
-  } active(active_senders_);
+  const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed);
+  Packet* p = fill(carrier, large.take(), data, n);
+  p->flags = flags.wire;
+  p->token = token;
+  // Outcomes: a reliable message's promise is settled by its delivery event; the sync
+  // wait below needs one too.
+  const bool sync = static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop;
+  p->wants_outcome = flags.reliable && (outcome != nullptr || sync);
+  std::future<DeliveryOutcome> tracked;
+  if (p->wants_outcome) {
+    const std::uint32_t frag = traits.fragment_bytes;
+    tracked = track_outcome(token, n > max && frag > 0 ? static_cast<std::uint32_t>((n + frag - 1) / frag) : 1);
+  } else if (outcome != nullptr) {
+    std::promise<DeliveryOutcome> promise;  // nothing to wait for: met at once
+    promise.set_value(DeliveryOutcome{});
+    *outcome = promise.get_future();
+  }
+  const SendClock clock = read_send_clock(on_loop);
+  p->rx_ns = clock.sent_ns;  // send() time, for the send latency estimate
+
+  std::uint64_t pos = 0;
+  if (!submit_ring_.try_push(carrier, &pos)) {
+    // Cannot happen: the loop never hands out more packets than the ring holds.
+    home_->give_back(carrier);
+    abandoned_.fetch_add(1);
+    return {Code::INTERNAL, "send: the submit ring overflowed"};
+  }
+  hand_over(on_loop, clock);
+  active.leave();
+  if (sync && tracked.valid()) return wait_outcome(tracked);
+  if (tracked.valid() && outcome != nullptr) *outcome = std::move(tracked);
+  if (sync) wait_flushed(pos);
+  return Status::ok();
+}
+
+Status ChannelCore::check_may_send() const {
   if (closed_.load()) return {Code::CLOSED, "send: the channel is closed"};
   if (static_cast<Duplexity>(duplexity_.load()) == Duplexity::receive_only) {
     return {Code::NOT_PERMITTED_BY_DUPLEXITY,
             "send: member '" + name() + "' of channel '" + plan().channel_id + "' is receive-only (duplexity)"};
   }
-  const ChannelTraits traits = traits_.load();
-  MessageFlags flags;
-  if (Status s = message_flags(traits, per_message, flags); !s) return s;
-  const std::uint32_t max = max_payload_.load();
-  Packet* large = nullptr;
+  return Status::ok();
+}
+
+Status ChannelCore::check_size(const ChannelTraits& traits, std::uint32_t max, std::size_t n, Packet*& large) {
   if (n > traits.max_message_bytes) {
     return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
                                          " bytes is larger than the channel's 'max message bytes' (" +
                                          std::to_string(traits.max_message_bytes) + ")"};
   }
-  if (n > max) {
-    if (!traits.fragments()) {
-      return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
-                                           " bytes is larger than the largest payload one datagram of this channel "
-                                           "carries (" +
-                                           std::to_string(max) + " bytes) and 'max message bytes' is " +
-                                           std::to_string(traits.max_message_bytes)};
-    }
-    PacketPool* lp = large_pool_.load();
-    large = lp != nullptr ? lp->alloc_large(static_cast<std::uint32_t>(n)) : nullptr;
-    if (large == nullptr) {
-      return {Code::WOULD_BLOCK, "send: no memory for a message of " + std::to_string(n) +
-                                     " bytes (large messages in flight use the pool's large budget)"};
-    }
+  if (n <= max) return Status::ok();
+  if (!traits.fragments()) {
+    return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) +
+                                         " bytes is larger than the largest payload one datagram of this channel "
+                                         "carries (" +
+                                         std::to_string(max) + " bytes) and 'max message bytes' is " +
+                                         std::to_string(traits.max_message_bytes)};
   }
-  // Frees the large buffer on every early return below.
-  struct LargeGuard {
-    Packet*& p;
-    ~LargeGuard() {
-      if (p != nullptr) p->release();
-    }
-  } large_guard{large};
-  const bool reliable = flags.reliable;
-  const bool on_loop = loop_.on_loop_thread();
-  Packet* p = nullptr;
+  PacketPool* lp = large_pool_.load();
+  large = lp != nullptr ? lp->alloc_large(static_cast<std::uint32_t>(n)) : nullptr;
+  if (large == nullptr) {
+    return {Code::WOULD_BLOCK, "send: no memory for a message of " + std::to_string(n) +
+                                   " bytes (large messages in flight use the pool's large budget)"};
+  }
+  return Status::ok();
+}
+
+Status ChannelCore::take_slot(std::size_t n, bool large, bool on_loop, Packet*& out) {
   for (;;) {
+    Packet* p = nullptr;
     if (free_ring_.try_pop(p)) {
       // A large message only needs the packet as its carrier (see unwrap_large()).
-      if (large != nullptr || p->cap >= kHeadroom + n + wire::kTrailerBytes + 64) break;
+      if (large || p->cap >= kHeadroom + n + wire::kTrailerBytes + 64) {
+        out = p;
+        return Status::ok();
+      }
       // A buffer from a smaller pool of before an update(): hand it back and take another.
       home_->give_back(p);
       abandoned_.fetch_add(1);
@@ -94,63 +162,53 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
     slot_waiters_.fetch_sub(1);
     waiters_.fetch_sub(1);
   }
-  const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed);
-  Packet* carrier = p;
+}
+
+Packet* ChannelCore::fill(Packet* carrier, Packet* large, const std::uint8_t* data, std::size_t n) noexcept {
+  Packet* p = carrier;
   if (large != nullptr) {
-    p->reset_for_send(0);
-    p->next = large;  // unwrap_large() swaps them on the loop
+    carrier->reset_for_send(0);
+    carrier->next = large;  // unwrap_large() swaps them on the loop
     p = large;
-    large = nullptr;
   } else {
     p->reset_for_send(static_cast<std::uint32_t>(n));
   }
   if (n != 0) std::memcpy(p->payload(), data, n);
-  p->flags = flags.wire;
-  p->token = token;
-  p->wants_outcome = reliable && (outcome != nullptr || (static_cast<Synchronicity>(synchronicity_.load()) ==
-                                                          Synchronicity::sync &&
-                                                      !on_loop));
-  // Outcomes: a reliable message's promise is settled by its delivery event; the sync
-  // wait below needs one too.
-  const bool sync = static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop;
-  std::future<DeliveryOutcome> tracked;
-  if (reliable && (outcome != nullptr || sync)) {
-    Tracked t;
-    tracked = t.promise.get_future();
-    const std::uint32_t frag = traits.fragment_bytes;
-    if (n > max && frag > 0) t.remaining = static_cast<std::uint32_t>((n + frag - 1) / frag);
-    std::lock_guard<std::mutex> lock(outcome_mu_);
-    outcomes_.emplace(token, std::move(t));
-    tracked_.fetch_add(1);
-  } else if (outcome != nullptr) {
-    std::promise<DeliveryOutcome> promise;
-    promise.set_value(DeliveryOutcome{});
-    *outcome = promise.get_future();
-  }
+  return p;
+}
+
+std::future<DeliveryOutcome> ChannelCore::track_outcome(std::uint64_t token, std::uint32_t fragments) {
+  Tracked t;
+  std::future<DeliveryOutcome> f = t.promise.get_future();
+  t.remaining = fragments;
+  std::lock_guard<std::mutex> lock(outcome_mu_);
+  outcomes_.emplace(token, std::move(t));
+  tracked_.fetch_add(1);
+  return f;
+}
+
+ChannelCore::SendClock ChannelCore::read_send_clock(bool on_loop) noexcept {
   // Messages the loop has not taken yet: this send is part of a stream (the loop is poked
   // already and will take this one with them), so it can neither go inline nor needs the
   // clock, which on a virtual machine costs about as much as the rest of send(). Such
   // messages give no send latency sample (rx_ns 0); the first of each stream does.
   // The send right after such a stream has no clock reading to measure its gap against:
   // it counts as close (not inline), as it would have been with one.
-  const bool streaming = !on_loop && submit_ring_.pushed() != submit_ring_.popped();
-  bool after_stream = false;
-  if (streaming) {
+  SendClock c;
+  c.streaming = !on_loop && submit_ring_.pushed() != submit_ring_.popped();
+  if (c.streaming) {
     if (!stream_tail_.load(std::memory_order_relaxed)) stream_tail_.store(true, std::memory_order_relaxed);
-  } else if (stream_tail_.load(std::memory_order_relaxed)) {
-    after_stream = stream_tail_.exchange(false, std::memory_order_relaxed);
+    return c;
   }
-  const std::uint64_t sent_ns = streaming ? 0 : RuntimeLoop::now_ns();
-  p->rx_ns = sent_ns;  // send() time, for the send latency estimate
-  const std::uint64_t prev_ns = streaming ? 0 : last_send_ns_.exchange(sent_ns, std::memory_order_relaxed);
-  std::uint64_t pos = 0;
-  p = carrier;
-  if (!submit_ring_.try_push(p, &pos)) {
-    // Cannot happen: the loop never hands out more packets than the ring holds.
-    home_->give_back(p);
-    abandoned_.fetch_add(1);
-    return {Code::INTERNAL, "send: the submit ring overflowed"};
+  if (stream_tail_.load(std::memory_order_relaxed)) {
+    c.after_stream = stream_tail_.exchange(false, std::memory_order_relaxed);
   }
+  c.sent_ns = RuntimeLoop::now_ns();
+  c.prev_ns = last_send_ns_.exchange(c.sent_ns, std::memory_order_relaxed);
+  return c;
+}
+
+void ChannelCore::hand_over(bool on_loop, const SendClock& c) noexcept {
   // Hand the message to the pipeline on this thread when we can (see "Inline sends" in
   // channel_core.hpp); otherwise wake the loop for it.
   bool poke = true;
@@ -165,41 +223,40 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
       loop_holds_exec_ = false;
       exec_mu_.unlock();
     }
-  } else if (!streaming && !after_stream && options_.inline_send &&
-             (prev_ns >= sent_ns || sent_ns - prev_ns >= options_.inline_send_min_gap_ns)) {
+  } else if (!c.streaming && !c.after_stream && options_.inline_send &&
+             (c.prev_ns >= c.sent_ns || c.sent_ns - c.prev_ns >= options_.inline_send_min_gap_ns)) {
     if (exec_mu_.try_lock()) {
       poke = send_inline(false, true);
       exec_mu_.unlock();
     }
   }
   if (poke) uv_async_send(&async_);
-  active.leave();
-  if (sync && tracked.valid()) {
-    // Settled (met, failed, or abandoned by close/update) by the loop; never waits forever,
-    // because the retry budget bounds every reliable message.
-    DeliveryOutcome o = tracked.get();
-    if (o.state == DeliveryOutcome::State::failed) {
-      std::string who;
-      for (const auto& m : o.missing) who += (who.empty() ? "" : ", ") + m;
-      return {Code::DELIVERY_FAILED, "send: not acknowledged by " + (who.empty() ? std::string("?") : who)};
-    }
-    if (o.state == DeliveryOutcome::State::abandoned) {
-      return {Code::CLOSED, "send: the channel closed or was updated before the message was acknowledged"};
-    }
-    return Status::ok();
+}
+
+Status ChannelCore::wait_outcome(std::future<DeliveryOutcome>& tracked) {
+  // Settled (met, failed, or abandoned by close/update) by the loop; never waits forever,
+  // because the retry budget bounds every reliable message.
+  DeliveryOutcome o = tracked.get();
+  if (o.state == DeliveryOutcome::State::failed) {
+    std::string who;
+    for (const auto& m : o.missing) who += (who.empty() ? "" : ", ") + m;
+    return {Code::DELIVERY_FAILED, "send: not acknowledged by " + (who.empty() ? std::string("?") : who)};
   }
-  if (tracked.valid() && outcome != nullptr) *outcome = std::move(tracked);
-  if (sync) {
-    waiters_.fetch_add(1);
-    flush_waiters_.fetch_add(1);
-    {
-      std::unique_lock<std::mutex> lock(wait_mu_);
-      wait_cv_.wait(lock, [&] { return flushed_pos_.load() > pos || detached_.load(); });
-    }
-    flush_waiters_.fetch_sub(1);
-    waiters_.fetch_sub(1);
+  if (o.state == DeliveryOutcome::State::abandoned) {
+    return {Code::CLOSED, "send: the channel closed or was updated before the message was acknowledged"};
   }
   return Status::ok();
+}
+
+void ChannelCore::wait_flushed(std::uint64_t pos) {
+  waiters_.fetch_add(1);
+  flush_waiters_.fetch_add(1);
+  {
+    std::unique_lock<std::mutex> lock(wait_mu_);
+    wait_cv_.wait(lock, [&] { return flushed_pos_.load() > pos || detached_.load(); });
+  }
+  flush_waiters_.fetch_sub(1);
+  waiters_.fetch_sub(1);
 }
 
 void ChannelCore::take_returns() noexcept {
