@@ -8,10 +8,10 @@
 namespace tmc::detail {
 
 void ChannelCore::on_event(const Event& e) noexcept {
-  if ((e.type == EventType::delivery_met || e.type == EventType::delivery_failed) && tracked_.load() > 0) {
+  if ((e.type == EventType::delivery_met || e.type == EventType::delivery_failed) && outcomes_.count.load() > 0) {
     settle_outcome(e);
   }
-  if (!has_event_handler_.load(std::memory_order_relaxed) || events_.size() >= 4096) return;
+  if (!handler_set_.event.load(std::memory_order_relaxed) || events_.size() >= 4096) return;
   try {
     ChannelEvent ce;
     static_cast<Event&>(ce) = e;
@@ -37,17 +37,17 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
     std::optional<std::promise<DeliveryOutcome>> promise;
     MemberMask members = e.members;
     {
-      std::lock_guard<std::mutex> lock(outcome_mu_);
-      auto it = outcomes_.find(e.token);
-      if (it == outcomes_.end()) return;
+      std::lock_guard<std::mutex> lock(outcomes_.mu);
+      auto it = outcomes_.by_token.find(e.token);
+      if (it == outcomes_.by_token.end()) return;
       if (e.type == EventType::delivery_met) {
         it->second.acked &= e.members;
         if (--it->second.remaining > 0) return;
         members = it->second.acked;
       }
       promise.emplace(std::move(it->second.promise));
-      outcomes_.erase(it);
-      tracked_.fetch_sub(1);
+      outcomes_.by_token.erase(it);
+      outcomes_.count.fetch_sub(1);
     }
     DeliveryOutcome o;
     o.state = e.type == EventType::delivery_met ? DeliveryOutcome::State::met : DeliveryOutcome::State::failed;
@@ -67,12 +67,12 @@ void ChannelCore::abandon_outcomes(std::uint64_t up_to_token) noexcept {
   try {
     std::vector<Tracked> gone;
     {
-      std::lock_guard<std::mutex> lock(outcome_mu_);
-      for (auto it = outcomes_.begin(); it != outcomes_.end();) {
+      std::lock_guard<std::mutex> lock(outcomes_.mu);
+      for (auto it = outcomes_.by_token.begin(); it != outcomes_.by_token.end();) {
         if (it->first <= up_to_token) {
           gone.push_back(std::move(it->second));
-          it = outcomes_.erase(it);
-          tracked_.fetch_sub(1);
+          it = outcomes_.by_token.erase(it);
+          outcomes_.count.fetch_sub(1);
         } else {
           ++it;
         }
@@ -99,11 +99,11 @@ std::string ChannelCore::name_of(std::uint32_t sender) const {
 }
 
 void ChannelCore::set_event_handler(Channel::EventHandler h) {
-  if (detached_.load()) return;
+  if (life_.detached.load()) return;
   loop_.post([this, h = std::move(h)]() mutable {
-    if (detached_.load()) return;
+    if (life_.detached.load()) return;
     event_handler_ = std::move(h);
-    has_event_handler_.store(static_cast<bool>(event_handler_));
+    handler_set_.event.store(static_cast<bool>(event_handler_));
   });
 }
 

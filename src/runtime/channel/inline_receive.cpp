@@ -33,28 +33,28 @@ bool ChannelCore::receive_inline(Message& out, std::chrono::steady_clock::time_p
       // A blocking lock, unlike send(): the holder (the loop, or an inline send) only runs
       // bounded work under it and never waits for this thread.
       std::lock_guard<std::mutex> exec(exec_mu_);
-      const bool usable = !detached_.load() && pipeline_ && transport_ && receiving_;
+      const bool usable = !life_.detached.load() && pipeline_ && transport_ && receiving_;
       int pre_read = 0;
-      if (rx_reading_.load() != 0) {
+      if (rx_.reading.load() != 0) {
         // Back from a hot wait. What it read belongs to the pipeline, in socket order,
-        // unless its socket is gone (rx_gen_ moved on): then it is dropped with the socket.
-        if (got > 0 && usable && rx_own_gen_ == rx_gen_) {
+        // unless its socket is gone (rx_.gen moved on): then it is dropped with the socket.
+        if (got > 0 && usable && rx_.own_gen == rx_.gen) {
           // (rx_batch_ holds a whole read: an update() that changes the batch size opens a
-          // new socket, which moves rx_gen_ on.)
+          // new socket, which moves rx_.gen on.)
           got = std::min(got, static_cast<int>(rx_batch_.size()));
-          pre_read = transport_->take(rx_own_, got, rx_batch_.data());
+          pre_read = transport_->take(rx_.own, got, rx_batch_.data());
           // A full batch: more may be waiting; read on without blocking.
           if (static_cast<std::size_t>(got) == rx_batch_.size()) read = true;
         }
-        rx_reading_.store(0);
+        rx_.reading.store(0);
       }
-      if (!usable || (pre_read == 0 && has_handler_.load())) return false;
+      if (!usable || (pre_read == 0 && handler_set_.message.load())) return false;
       poke = inline_round(RuntimeLoop::now_ns(), read, pre_read);
       read = false;
       popped = pop_queued(out);
       const auto now = std::chrono::steady_clock::now();
       timed_out = now >= deadline;
-      if (!popped && !timed_out && !has_handler_.load()) {
+      if (!popped && !timed_out && !handler_set_.message.load()) {
         wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
         due_ns = pipeline_->next_deadline_ns();
         if (due_ns != 0) {
@@ -66,21 +66,21 @@ bool ChannelCore::receive_inline(Message& out, std::chrono::steady_clock::time_p
         // A hot wait only when it cannot overrun the caller's timeout or a stage deadline
         // (SO_RCVTIMEO is fixed per socket: changing it would cost a system call).
         if (hot && transport_->blocking_wait() && wait >= std::chrono::microseconds(kHotWaitUs)) {
-          armed = transport_->arm(rx_own_, *pool_, static_cast<int>(rx_batch_.size()));
+          armed = transport_->arm(rx_.own, *pool_, static_cast<int>(rx_batch_.size()));
           if (armed > 0) {
-            rx_own_gen_ = rx_gen_;
-            rx_reading_.store(2);  // from here until the read returns, release_reader() waits
+            rx_.own_gen = rx_.gen;
+            rx_.reading.store(2);  // from here until the read returns, release_reader() waits
           }
         }
       }
     }
     if (poke) uv_async_send(&async_);
     if (popped) return true;
-    if (armed == 0 && (timed_out || has_handler_.load())) return false;
+    if (armed == 0 && (timed_out || handler_set_.message.load())) return false;
     if (armed > 0) {
-      got = UdpTransport::wait_read(fd, rx_own_, armed);
+      got = UdpTransport::wait_read(fd, rx_.own, armed);
       const int err = got < 0 ? errno : 0;
-      rx_reading_.store(1);  // the read is over; the descriptor may be closed now
+      rx_.reading.store(1);  // the read is over; the descriptor may be closed now
       // Timed out (EAGAIN): an idle channel; wait in ppoll from now on. A socket that was
       // shut down returns at once with nothing (or an empty datagram): the next round sees
       // why (closed, or a new socket) under the lock.
@@ -91,14 +91,14 @@ bool ChannelCore::receive_inline(Message& out, std::chrono::steady_clock::time_p
     timespec ts{};
     ts.tv_sec = static_cast<time_t>(wait.count() / 1'000'000'000);
     ts.tv_nsec = static_cast<long>(wait.count() % 1'000'000'000);
-    pollfd fds[2] = {{fd, POLLIN, 0}, {rx_wake_fd_, POLLIN, 0}};
+    pollfd fds[2] = {{fd, POLLIN, 0}, {rx_.wake_fd, POLLIN, 0}};
     const int r = ::ppoll(fds, 2, &ts, nullptr);
     read = r < 0 || fds[0].revents != 0;
     if (r > 0 && (fds[1].revents & POLLIN) != 0) {
       // Reset the eventfd before looking at the state again (next round, under the lock),
       // so a wake-up sent after that look is never lost.
       std::uint64_t v = 0;
-      if (::read(rx_wake_fd_, &v, sizeof v) < 0) {
+      if (::read(rx_.wake_fd, &v, sizeof v) < 0) {
         // EAGAIN: another reader took it; nothing to do.
       }
     }
@@ -144,24 +144,24 @@ void ChannelCore::release_reader() noexcept {
   // once. Wait until it has returned before the descriptor is closed, so it is never
   // read after close (or after the number is reused). Bounded: a few microseconds, and
   // at worst the read's SO_RCVTIMEO.
-  ++rx_gen_;
-  if (rx_reading_.load() != 2 || !transport_) return;
+  ++rx_.gen;
+  if (rx_.reading.load() != 2 || !transport_) return;
   (void)::shutdown(transport_->fd(), SHUT_RD);
-  while (rx_reading_.load() == 2) std::this_thread::yield();
+  while (rx_.reading.load() == 2) std::this_thread::yield();
 }
 
 void ChannelCore::leave_inline() noexcept {
-  rx_inline_exits_.fetch_add(1);
-  rx_inline_.store(false);
+  rx_.exits.fetch_add(1);
+  rx_.receiver.store(false);
   // The loop stopped its aside timer while we were blocked: have it start again, so it
   // resumes reading if we do not come back (see on_aside_timer_cb for the handshake).
-  if (loop_aside_.load() && !aside_armed_.load() && !detached_.load()) uv_async_send(&async_);
+  if (rx_.loop_aside.load() && !rx_.aside_armed.load() && !life_.detached.load()) uv_async_send(&async_);
 }
 
 void ChannelCore::wake_inline() noexcept {
-  if (rx_wake_fd_ < 0) return;
+  if (rx_.wake_fd < 0) return;
   const std::uint64_t one = 1;
-  if (::write(rx_wake_fd_, &one, sizeof one) < 0) {
+  if (::write(rx_.wake_fd, &one, sizeof one) < 0) {
     // EAGAIN: the counter is saturated, so the receiver is woken anyway.
   }
 }

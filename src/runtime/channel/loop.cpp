@@ -52,7 +52,7 @@ void ChannelCore::start_poll(bool writable) noexcept {
     ++open_handles_;
     // uv_poll_init made the socket non-blocking; the inline receiver's hot waits need it
     // blocking (every other read and write passes MSG_DONTWAIT).
-    if (rx_wake_fd_ >= 0) (void)transport_->enable_blocking_wait(kHotWaitUs);
+    if (rx_.wake_fd >= 0) (void)transport_->enable_blocking_wait(kHotWaitUs);
   }
   // While the loop stands aside for an inline receiver it does not poll readable: the
   // level-triggered poll would wake it (and spin) for datagrams it must not read.
@@ -84,7 +84,7 @@ void ChannelCore::on_handle_closed(uv_handle_t* h) {
     }
     delete poll;
   }
-  if (--self->open_handles_ > 0 || !self->detached_.load()) return;
+  if (--self->open_handles_ > 0 || !self->life_.detached.load()) return;
   // The last handle is closed: nothing on the loop refers to this core any more.
   // close() from an application thread holds a reference and waits for the promise: once
   // it is set, the core may be gone. close() from a handler left `keepalive_` instead,
@@ -143,7 +143,7 @@ void ChannelCore::on_poll_cb(uv_poll_t* h, int status, int events) {
     // An application thread blocked in receive() reads this socket itself: leave the
     // datagram to it, and stop polling until it is gone (see "Inline receive"). With a
     // handler set it leaves soon, but a read it is in must still be the only one.
-    if (self->rx_inline_.load() && (!self->has_handler_.load() || self->rx_reading_.load() != 0)) {
+    if (self->rx_.receiver.load() && (!self->handler_set_.message.load() || self->rx_.reading.load() != 0)) {
       self->step_aside();
     } else {
       self->on_readable();
@@ -199,15 +199,15 @@ void ChannelCore::on_writable() noexcept {
 }
 
 // The loop's side of inline receive. Handshake with leave_inline(): the receiver bumps
-// rx_inline_exits_, clears rx_inline_, then reads aside_armed_; the timer clears
-// aside_armed_, then reads rx_inline_ and rx_inline_exits_ (all sequentially consistent).
+// rx_.exits, clears rx_.receiver, then reads rx_.aside_armed; the timer clears
+// rx_.aside_armed, then reads rx_.receiver and rx_.exits (all sequentially consistent).
 // So either the timer sees the receiver leave and keeps ticking, or the receiver sees the
 // timer stopped and pokes the loop (check_aside restarts it): the loop never stands aside
 // forever for a receiver that is gone.
 void ChannelCore::step_aside() noexcept {
   if (rx_aside_) return;
   rx_aside_ = true;
-  loop_aside_.store(true);
+  rx_.loop_aside.store(true);
   ++shell_.loop_stepped_aside;
   start_poll(poll_writable_);
   check_aside();
@@ -216,44 +216,44 @@ void ChannelCore::step_aside() noexcept {
 void ChannelCore::resume_reading() noexcept {
   if (!rx_aside_) return;
   rx_aside_ = false;
-  loop_aside_.store(false);
-  aside_armed_.store(false);
+  rx_.loop_aside.store(false);
+  rx_.aside_armed.store(false);
   uv_timer_stop(&aside_timer_);
   start_poll(poll_writable_);  // level triggered: what arrived meanwhile is read at once
 }
 
 void ChannelCore::check_aside() noexcept {
-  if (!rx_aside_ || aside_armed_.load() || detached_.load()) return;
-  aside_seen_exits_ = rx_inline_exits_.load();
-  aside_armed_.store(true);
+  if (!rx_aside_ || rx_.aside_armed.load() || life_.detached.load()) return;
+  aside_seen_exits_ = rx_.exits.load();
+  rx_.aside_armed.store(true);
   uv_timer_start(&aside_timer_, &ChannelCore::on_aside_timer_cb, 1, 1);
 }
 
 void ChannelCore::on_aside_timer_cb(uv_timer_t* h) {
   auto* self = static_cast<ChannelCore*>(h->data);
   ExecGuard exec(*self);
-  if (!self->rx_aside_ || self->detached_.load()) {
-    self->aside_armed_.store(false);
+  if (!self->rx_aside_ || self->life_.detached.load()) {
+    self->rx_.aside_armed.store(false);
     uv_timer_stop(h);
     return;
   }
-  const std::uint64_t exits = self->rx_inline_exits_.load();
+  const std::uint64_t exits = self->rx_.exits.load();
   if (exits == self->aside_seen_exits_) {
-    if (!self->rx_inline_.load()) {
+    if (!self->rx_.receiver.load()) {
       // Nobody has been in receive() for a whole tick: the loop reads again.
       self->resume_reading();
       return;
     }
     // The receiver has been blocked for a whole tick (an idle channel): stop ticking; its
     // exit pokes the loop. Re-check after clearing the flag (the handshake above).
-    self->aside_armed_.store(false);
-    if (self->rx_inline_.load() && self->rx_inline_exits_.load() == exits) {
+    self->rx_.aside_armed.store(false);
+    if (self->rx_.receiver.load() && self->rx_.exits.load() == exits) {
       uv_timer_stop(h);
       return;
     }
-    self->aside_armed_.store(true);
+    self->rx_.aside_armed.store(true);
   }
-  self->aside_seen_exits_ = self->rx_inline_exits_.load();
+  self->aside_seen_exits_ = self->rx_.exits.load();
 }
 
 }  // namespace tmc::detail

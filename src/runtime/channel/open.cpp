@@ -52,21 +52,21 @@ ChannelCore::ChannelCore(std::shared_ptr<Runtime> runtime, const OpenOptions& op
       free_ring_(std::max<std::uint32_t>(options.send_queue_messages, 2)),
       submit_ring_(std::max<std::uint32_t>(options.send_queue_messages, 2)),
       send_slots_(static_cast<std::uint32_t>(free_ring_.capacity())) {
-  rq_.resize(std::max<std::uint32_t>(options.receive_queue_messages, 1));
+  rq_.slots.resize(std::max<std::uint32_t>(options.receive_queue_messages, 1));
   to_deliver_.reserve(1024);
   delivering_.reserve(1024);
   events_.reserve(64);
   closed_future_ = closed_promise_.get_future().share();
   // Without an eventfd the inline receiver could not be woken for close() or update():
   // receive() then always waits for the loop.
-  if (options.inline_receive) rx_wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (options.inline_receive) rx_.wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
 ChannelCore::~ChannelCore() {
   // close() ran (Channel's destructor calls it) or the channel never attached; either way
   // the loop no longer knows this core. Queued messages give their buffers back to home_.
-  if (rx_wake_fd_ >= 0) ::close(rx_wake_fd_);
-  rx_own_.release_all();  // the pools live in home_, which outlives this body
+  if (rx_.wake_fd >= 0) ::close(rx_.wake_fd);
+  rx_.own.release_all();  // the pools live in home_, which outlives this body
 }
 
 Status ChannelCore::open(const Manifest& manifest, const OpenOptions& options, std::shared_ptr<ChannelCore>& out) {
@@ -111,7 +111,8 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   std::uint32_t need = kHeadroom + std::max(plan.transport.mtu_bytes, out.max_payload + 64) + 64;
   need = (need + 63) & ~std::uint32_t{63};
   const std::uint32_t batch = std::max<std::uint32_t>(plan.transport.batch, 1);
-  const std::uint32_t default_max_buffers = send_slots_ + static_cast<std::uint32_t>(rq_.size()) + 8 * batch + 4096;
+  const std::uint32_t default_max_buffers =
+      send_slots_ + static_cast<std::uint32_t>(rq_.slots.size()) + 8 * batch + 4096;
   if (pool_ != nullptr && pool_->buffer_bytes() >= need) {
     out.pool = pool_;
   } else {
@@ -177,22 +178,22 @@ void ChannelCore::install(Prepared& p) {
   rx_batch_.assign(std::max<std::uint32_t>(p.plan.transport.batch, 1), nullptr);
   names_ = std::move(p.names);
   name_cache_.clear();  // make_message() looks the names up again
-  sender_id_.store(p.sender);
-  max_payload_.store(p.max_payload);
-  traits_.store(p.plan.traits);
-  large_pool_.store(p.pool);
+  config_.sender_id.store(p.sender);
+  config_.max_payload.store(p.max_payload);
+  config_.traits.store(p.plan.traits);
+  config_.large_pool.store(p.pool);
   entered_token_ = 0;
-  duplexity_.store(static_cast<std::uint8_t>(p.plan.duplexity));
-  synchronicity_.store(static_cast<std::uint8_t>(p.plan.synchronicity));
-  std::lock_guard<std::mutex> lock(state_mu_);
-  manifest_ = std::move(p.manifest);
-  plan_ = std::move(p.plan);
-  plan_.transport.interface_address = transport_->plan().interface_address;
-  name_ = std::move(p.name);
+  config_.duplexity.store(static_cast<std::uint8_t>(p.plan.duplexity));
+  config_.synchronicity.store(static_cast<std::uint8_t>(p.plan.synchronicity));
+  std::lock_guard<std::mutex> lock(state_.mu);
+  state_.manifest = std::move(p.manifest);
+  state_.plan = std::move(p.plan);
+  state_.plan.transport.interface_address = transport_->plan().interface_address;
+  state_.name = std::move(p.name);
 }
 
 Status ChannelCore::update(const Manifest& m) {
-  if (closed_.load()) return {Code::CLOSED, "update: the channel is closed"};
+  if (life_.closed.load()) return {Code::CLOSED, "update: the channel is closed"};
   std::lock_guard<std::mutex> serial(update_mu_);
   auto p = std::make_shared<Prepared>();
   // Reading pool_ and transport_ here is safe: only install() changes them, on the loop,
@@ -200,7 +201,7 @@ Status ChannelCore::update(const Manifest& m) {
   if (Status s = prepare(m, true, *p); !s) return s;
   auto swap = [this, p]() -> Status {
     ExecGuard exec(*this);
-    if (detached_.load()) return {Code::CLOSED, "update: the channel closed meanwhile"};
+    if (life_.detached.load()) return {Code::CLOSED, "update: the channel closed meanwhile"};
     take_returns();
     flush_pipeline();
     retire_pipeline();
@@ -275,15 +276,15 @@ void ChannelCore::retire_pipeline() noexcept {
   }
   pipeline_.reset();  // stages release whatever they still hold
   // Reliable messages the old pipeline still held will never be settled.
-  if (tracked_.load() > 0) abandon_outcomes(entered_token_);
+  if (outcomes_.count.load() > 0) abandon_outcomes(entered_token_);
   entered_token_ = 0;
 }
 
 void ChannelCore::close() noexcept {
-  const bool first = !closed_.exchange(true);
-  if (waiters_.load() > 0) {
-    std::lock_guard<std::mutex> lock(wait_mu_);
-    wait_cv_.notify_all();
+  const bool first = !life_.closed.exchange(true);
+  if (waits_.waiters.load() > 0) {
+    std::lock_guard<std::mutex> lock(waits_.mu);
+    waits_.cv.notify_all();
   }
   if (loop_.on_loop_thread()) {
     // From a handler: the loop cannot wait for itself. Detach after this callback.
@@ -308,12 +309,12 @@ void ChannelCore::close() noexcept {
 }
 
 void ChannelCore::detach() noexcept {
-  if (detached_.load()) return;
+  if (life_.detached.load()) return;
   ExecGuard exec(*this);
-  closed_.store(true);
+  life_.closed.store(true);
   // A send() that passed its closed check is still pushing; let it finish so that every
   // message send() accepted is flushed below.
-  while (active_senders_.load() != 0) std::this_thread::yield();
+  while (life_.active_senders.load() != 0) std::this_thread::yield();
   take_returns();
   const std::uint64_t now = RuntimeLoop::now_ns();
   now_ns_ = now;
@@ -341,17 +342,17 @@ void ChannelCore::detach() noexcept {
   }
   handler_ = nullptr;
   event_handler_ = nullptr;
-  detached_.store(true);
+  life_.detached.store(true);
   set_flushed(kNoPosition);
   {
-    std::lock_guard<std::mutex> lock(rq_mu_);
+    std::lock_guard<std::mutex> lock(rq_.mu);
   }
-  rq_cv_.notify_all();
-  wake_inline();  // an inline receiver sees detached_ and returns CLOSED
+  rq_.cv.notify_all();
+  wake_inline();  // an inline receiver sees life_.detached and returns CLOSED
   release_reader();  // ... also from a hot wait, at once
   uv_timer_stop(&timer_);
   uv_timer_stop(&aside_timer_);
-  aside_armed_.store(false);
+  rx_.aside_armed.store(false);
   stop_poll();
   fine_on_ = false;
   if (fine_poll_ != nullptr) {

@@ -11,7 +11,7 @@
 namespace tmc::detail {
 
 Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
-  if (static_cast<Duplexity>(duplexity_.load()) == Duplexity::send_only) {
+  if (static_cast<Duplexity>(config_.duplexity.load()) == Duplexity::send_only) {
     return {Code::NOT_PERMITTED_BY_DUPLEXITY,
             "receive: member '" + name() + "' of channel '" + plan().channel_id + "' is send-only (duplexity)"};
   }
@@ -20,41 +20,43 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
   const auto wait = timeout > limit ? std::chrono::nanoseconds(limit) : timeout;
   const auto deadline = std::chrono::steady_clock::now() + wait;
   bool tried_inline = false;
-  if (rx_wake_fd_ >= 0 && rq_ready_.load(std::memory_order_acquire) == 0 && !has_handler_.load() &&
-      !detached_.load() && !loop_.on_loop_thread()) {
+  if (rx_.wake_fd >= 0 && rq_.ready.load(std::memory_order_acquire) == 0 && !handler_set_.message.load() &&
+      !life_.detached.load() && !loop_.on_loop_thread()) {
     // Read the socket on this thread (see "Inline receive" in channel_core.hpp); one
     // thread at a time, the others wait on the queue below.
     bool expected = false;
-    if (rx_inline_.compare_exchange_strong(expected, true)) {
+    if (rx_.receiver.compare_exchange_strong(expected, true)) {
       const bool got = receive_inline(out, deadline);
       leave_inline();
       if (got) return Status::ok();
       tried_inline = true;  // timed out, closed, or a handler was set: the queue path decides
     }
   }
-  if (!tried_inline && options_.receive_spin_ns != 0 && rq_ready_.load(std::memory_order_relaxed) == 0) {
+  if (!tried_inline && options_.receive_spin_ns != 0 && rq_.ready.load(std::memory_order_relaxed) == 0) {
     // Bounded busy wait: a message that arrives within it costs no thread wake-up.
     const auto spin = std::min<std::chrono::nanoseconds>(wait, std::chrono::nanoseconds(options_.receive_spin_ns));
     const std::uint64_t until_ns = RuntimeLoop::now_ns() + static_cast<std::uint64_t>(spin.count());
-    while (rq_ready_.load(std::memory_order_acquire) == 0 && !detached_.load(std::memory_order_relaxed) &&
+    while (rq_.ready.load(std::memory_order_acquire) == 0 && !life_.detached.load(std::memory_order_relaxed) &&
            RuntimeLoop::now_ns() < until_ns) {
       cpu_relax();
     }
   }
-  std::unique_lock<std::mutex> lock(rq_mu_);
-  if (rq_count_ == 0 && !detached_.load()) {
-    ++rq_waiters_;
-    rq_cv_.wait_until(lock, deadline, [&] { return rq_count_ > 0 || detached_.load(); });
-    --rq_waiters_;
+  std::unique_lock<std::mutex> lock(rq_.mu);
+  if (rq_.count == 0 && !life_.detached.load()) {
+    ++rq_.waiters;
+    rq_.cv.wait_until(lock, deadline, [&] { return rq_.count > 0 || life_.detached.load(); });
+    --rq_.waiters;
   }
-  if (rq_count_ > 0) {
-    out = std::move(rq_[rq_head_]);
-    rq_head_ = (rq_head_ + 1) % rq_.size();
-    --rq_count_;
-    rq_ready_.store(rq_count_, std::memory_order_relaxed);
+  if (rq_.count > 0) {
+    out = std::move(rq_.slots[rq_.head]);
+    rq_.head = (rq_.head + 1) % rq_.slots.size();
+    --rq_.count;
+    rq_.ready.store(rq_.count, std::memory_order_relaxed);
     return Status::ok();
   }
-  if (detached_.load() || closed_.load()) return {Code::CLOSED, "receive: the channel is closed and its queue is empty"};
+  if (life_.detached.load() || life_.closed.load()) {
+    return {Code::CLOSED, "receive: the channel is closed and its queue is empty"};
+  }
   return {Code::TIMED_OUT, "receive: no message within the timeout"};
 }
 
@@ -63,14 +65,14 @@ bool ChannelCore::try_receive(Message& out) {
   // While the loop stands aside for an inline receiver nobody else reads the socket:
   // read it here, if the channel's lock is free. (Never on the loop thread, which may
   // hold the lock already.)
-  if (!loop_aside_.load() || has_handler_.load() || loop_.on_loop_thread()) return false;
+  if (!rx_.loop_aside.load() || handler_set_.message.load() || loop_.on_loop_thread()) return false;
   bool poke = false;
   {
     std::unique_lock<std::mutex> exec(exec_mu_, std::try_to_lock);
-    // rx_reading_: the inline receiver is in a blocking read (or holds what it read), and
+    // rx_.reading: the inline receiver is in a blocking read (or holds what it read), and
     // reading here too could put datagrams into the pipeline out of socket order.
-    if (!exec.owns_lock() || detached_.load() || !pipeline_ || !transport_ || !receiving_ ||
-        rx_reading_.load() != 0) {
+    if (!exec.owns_lock() || life_.detached.load() || !pipeline_ || !transport_ || !receiving_ ||
+        rx_.reading.load() != 0) {
       return false;
     }
     poke = inline_round(RuntimeLoop::now_ns(), true);
@@ -80,18 +82,18 @@ bool ChannelCore::try_receive(Message& out) {
 }
 
 void ChannelCore::set_message_handler(Channel::MessageHandler h) {
-  if (detached_.load()) return;
-  has_handler_.store(static_cast<bool>(h));
+  if (life_.detached.load()) return;
+  handler_set_.message.store(static_cast<bool>(h));
   // Always posted, never inline: a handler replacing itself must not destroy the function
   // that is running.
   loop_.post([this, h = std::move(h)]() mutable {
-    if (detached_.load()) return;
+    if (life_.detached.load()) return;
     ExecGuard exec(*this);
     handler_ = std::move(h);
     // Handlers run on the loop: it reads the socket again.
     if (handler_) resume_reading();
   });
-  // An inline receiver sees has_handler_ and goes back to waiting on the queue.
+  // An inline receiver sees handler_set_.message and goes back to waiting on the queue.
   wake_inline();
 }
 
@@ -149,7 +151,7 @@ void ChannelCore::on_readable() noexcept {
 }
 
 void ChannelCore::deliver(Packet* p) noexcept {
-  if (static_cast<Duplexity>(duplexity_.load(std::memory_order_relaxed)) == Duplexity::send_only) {
+  if (static_cast<Duplexity>(config_.duplexity.load(std::memory_order_relaxed)) == Duplexity::send_only) {
     ++shell_.send_only_discarded;
     p->release();
     return;
@@ -263,10 +265,10 @@ std::size_t ChannelCore::queue_deliveries(bool from_loop) noexcept {
   std::size_t added = 0;
   bool waiting = false;
   {
-    std::lock_guard<std::mutex> lock(rq_mu_);
+    std::lock_guard<std::mutex> lock(rq_.mu);
     for (Packet* p : delivering_) {
       note_delivery(*p);
-      if (rq_count_ == rq_.size()) {
+      if (rq_.count == rq_.slots.size()) {
         // Drop-newest, like a full socket buffer: what is queued stays in order.
         ++shell_.receive_queue_full;
         p->release();
@@ -274,29 +276,29 @@ std::size_t ChannelCore::queue_deliveries(bool from_loop) noexcept {
       }
       ++shell_.delivered_messages;
       shell_.delivered_bytes += p->payload_len;
-      rq_[(rq_head_ + rq_count_) % rq_.size()] = make_message(p);
-      ++rq_count_;
+      rq_.slots[(rq_.head + rq_.count) % rq_.slots.size()] = make_message(p);
+      ++rq_.count;
       ++added;
     }
-    rq_ready_.store(rq_count_, std::memory_order_release);
-    waiting = rq_waiters_ > 0;
+    rq_.ready.store(rq_.count, std::memory_order_release);
+    waiting = rq_.waiters > 0;
   }
   delivering_.clear();
-  // Only a sleeping receive() needs the (costly) wake-up; a spinning one sees rq_ready_.
-  if (added != 0 && waiting) rq_cv_.notify_all();
-  // An inline receiver sleeps in poll(), not on rq_cv_ (a stage timer, or a send, made
+  // Only a sleeping receive() needs the (costly) wake-up; a spinning one sees rq_.ready.
+  if (added != 0 && waiting) rq_.cv.notify_all();
+  // An inline receiver sleeps in poll(), not on rq_.cv (a stage timer, or a send, made
   // the loop deliver while the receiver waits on the socket).
-  if (added != 0 && from_loop && rx_inline_.load()) wake_inline();
+  if (added != 0 && from_loop && rx_.receiver.load()) wake_inline();
   return added;
 }
 
 bool ChannelCore::pop_queued(Message& out) noexcept {
-  std::lock_guard<std::mutex> lock(rq_mu_);
-  if (rq_count_ == 0) return false;
-  out = std::move(rq_[rq_head_]);
-  rq_head_ = (rq_head_ + 1) % rq_.size();
-  --rq_count_;
-  rq_ready_.store(rq_count_, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(rq_.mu);
+  if (rq_.count == 0) return false;
+  out = std::move(rq_.slots[rq_.head]);
+  rq_.head = (rq_.head + 1) % rq_.slots.size();
+  --rq_.count;
+  rq_.ready.store(rq_.count, std::memory_order_relaxed);
   return true;
 }
 

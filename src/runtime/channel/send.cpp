@@ -54,25 +54,25 @@ class LargeBuffer {
 Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
                          std::future<DeliveryOutcome>* outcome) {
   if (data == nullptr && n != 0) return {Code::INVALID_ARGUMENT, "send: null data with a non-zero size"};
-  ActiveSend active(active_senders_);
+  ActiveSend active(life_.active_senders);
   if (Status s = check_may_send(); !s) return s;
-  const ChannelTraits traits = traits_.load();
+  const ChannelTraits traits = config_.traits.load();
   MessageFlags flags;
   if (Status s = message_flags(traits, per_message, flags); !s) return s;
-  const std::uint32_t max = max_payload_.load();
+  const std::uint32_t max = config_.max_payload.load();
   LargeBuffer large;
   if (Status s = check_size(traits, max, n, large.slot()); !s) return s;
   const bool on_loop = loop_.on_loop_thread();
   Packet* carrier = nullptr;
   if (Status s = take_slot(n, large.held(), on_loop, carrier); !s) return s;
 
-  const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed);
+  const std::uint64_t token = send_.next_token.fetch_add(1, std::memory_order_relaxed);
   Packet* p = fill(carrier, large.take(), data, n);
   p->flags = flags.wire;
   p->token = token;
   // Outcomes: a reliable message's promise is settled by its delivery event; the sync
   // wait below needs one too.
-  const bool sync = static_cast<Synchronicity>(synchronicity_.load()) == Synchronicity::sync && !on_loop;
+  const bool sync = static_cast<Synchronicity>(config_.synchronicity.load()) == Synchronicity::sync && !on_loop;
   p->wants_outcome = flags.reliable && (outcome != nullptr || sync);
   std::future<DeliveryOutcome> tracked;
   if (p->wants_outcome) {
@@ -90,7 +90,7 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   if (!submit_ring_.try_push(carrier, &pos)) {
     // Cannot happen: the loop never hands out more packets than the ring holds.
     home_->give_back(carrier);
-    abandoned_.fetch_add(1);
+    send_.abandoned.fetch_add(1);
     return {Code::INTERNAL, "send: the submit ring overflowed"};
   }
   hand_over(on_loop, clock);
@@ -102,8 +102,8 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
 }
 
 Status ChannelCore::check_may_send() const {
-  if (closed_.load()) return {Code::CLOSED, "send: the channel is closed"};
-  if (static_cast<Duplexity>(duplexity_.load()) == Duplexity::receive_only) {
+  if (life_.closed.load()) return {Code::CLOSED, "send: the channel is closed"};
+  if (static_cast<Duplexity>(config_.duplexity.load()) == Duplexity::receive_only) {
     return {Code::NOT_PERMITTED_BY_DUPLEXITY,
             "send: member '" + name() + "' of channel '" + plan().channel_id + "' is receive-only (duplexity)"};
   }
@@ -124,7 +124,7 @@ Status ChannelCore::check_size(const ChannelTraits& traits, std::uint32_t max, s
                                          std::to_string(max) + " bytes) and 'max message bytes' is " +
                                          std::to_string(traits.max_message_bytes)};
   }
-  PacketPool* lp = large_pool_.load();
+  PacketPool* lp = config_.large_pool.load();
   large = lp != nullptr ? lp->alloc_large(static_cast<std::uint32_t>(n)) : nullptr;
   if (large == nullptr) {
     return {Code::WOULD_BLOCK, "send: no memory for a message of " + std::to_string(n) +
@@ -144,23 +144,23 @@ Status ChannelCore::take_slot(std::size_t n, bool large, bool on_loop, Packet*& 
       }
       // A buffer from a smaller pool of before an update(): hand it back and take another.
       home_->give_back(p);
-      abandoned_.fetch_add(1);
+      send_.abandoned.fetch_add(1);
       continue;
     }
-    if (closed_.load()) return {Code::CLOSED, "send: the channel is closed"};
+    if (life_.closed.load()) return {Code::CLOSED, "send: the channel is closed"};
     uv_async_send(&async_);  // the loop restocks the free ring when it drains
     if (on_loop || !options_.send_blocks_when_full) {
       return {Code::WOULD_BLOCK, on_loop ? "send: the send queue is full and a handler cannot wait for the loop"
                                          : "send: the send queue is full (send_blocks_when_full is false)"};
     }
-    waiters_.fetch_add(1);
-    slot_waiters_.fetch_add(1);
+    waits_.waiters.fetch_add(1);
+    waits_.slot.fetch_add(1);
     {
-      std::unique_lock<std::mutex> lock(wait_mu_);
-      wait_cv_.wait_for(lock, std::chrono::milliseconds(2));
+      std::unique_lock<std::mutex> lock(waits_.mu);
+      waits_.cv.wait_for(lock, std::chrono::milliseconds(2));
     }
-    slot_waiters_.fetch_sub(1);
-    waiters_.fetch_sub(1);
+    waits_.slot.fetch_sub(1);
+    waits_.waiters.fetch_sub(1);
   }
 }
 
@@ -181,9 +181,9 @@ std::future<DeliveryOutcome> ChannelCore::track_outcome(std::uint64_t token, std
   Tracked t;
   std::future<DeliveryOutcome> f = t.promise.get_future();
   t.remaining = fragments;
-  std::lock_guard<std::mutex> lock(outcome_mu_);
-  outcomes_.emplace(token, std::move(t));
-  tracked_.fetch_add(1);
+  std::lock_guard<std::mutex> lock(outcomes_.mu);
+  outcomes_.by_token.emplace(token, std::move(t));
+  outcomes_.count.fetch_add(1);
   return f;
 }
 
@@ -197,14 +197,14 @@ ChannelCore::SendClock ChannelCore::read_send_clock(bool on_loop) noexcept {
   SendClock c;
   c.streaming = !on_loop && submit_ring_.pushed() != submit_ring_.popped();
   if (c.streaming) {
-    if (!stream_tail_.load(std::memory_order_relaxed)) stream_tail_.store(true, std::memory_order_relaxed);
+    if (!send_.stream_tail.load(std::memory_order_relaxed)) send_.stream_tail.store(true, std::memory_order_relaxed);
     return c;
   }
-  if (stream_tail_.load(std::memory_order_relaxed)) {
-    c.after_stream = stream_tail_.exchange(false, std::memory_order_relaxed);
+  if (send_.stream_tail.load(std::memory_order_relaxed)) {
+    c.after_stream = send_.stream_tail.exchange(false, std::memory_order_relaxed);
   }
   c.sent_ns = RuntimeLoop::now_ns();
-  c.prev_ns = last_send_ns_.exchange(c.sent_ns, std::memory_order_relaxed);
+  c.prev_ns = send_.last_send_ns.exchange(c.sent_ns, std::memory_order_relaxed);
   return c;
 }
 
@@ -249,14 +249,14 @@ Status ChannelCore::wait_outcome(std::future<DeliveryOutcome>& tracked) {
 }
 
 void ChannelCore::wait_flushed(std::uint64_t pos) {
-  waiters_.fetch_add(1);
-  flush_waiters_.fetch_add(1);
+  waits_.waiters.fetch_add(1);
+  waits_.flush.fetch_add(1);
   {
-    std::unique_lock<std::mutex> lock(wait_mu_);
-    wait_cv_.wait(lock, [&] { return flushed_pos_.load() > pos || detached_.load(); });
+    std::unique_lock<std::mutex> lock(waits_.mu);
+    waits_.cv.wait(lock, [&] { return waits_.flushed_pos.load() > pos || life_.detached.load(); });
   }
-  flush_waiters_.fetch_sub(1);
-  waiters_.fetch_sub(1);
+  waits_.flush.fetch_sub(1);
+  waits_.waiters.fetch_sub(1);
 }
 
 void ChannelCore::take_returns() noexcept {
@@ -266,7 +266,7 @@ void ChannelCore::take_returns() noexcept {
     p->release();
     p = next;
   }
-  const std::uint32_t gone = abandoned_.exchange(0);
+  const std::uint32_t gone = send_.abandoned.exchange(0);
   outstanding_ = gone > outstanding_ ? 0 : outstanding_ - gone;
 }
 
@@ -286,7 +286,7 @@ void ChannelCore::refill_free() noexcept {
     ++outstanding_;
     added = true;
   }
-  if (added && slot_waiters_.load() > 0) {
+  if (added && waits_.slot.load() > 0) {
     // A sender waits for free slots (the send queue was full). Waking it costs a futex
     // call on both sides, so it is woken for a quarter of the queue at a time, not for
     // every few slots the loop frees: the loop still has the rest of the submit ring to
@@ -296,8 +296,8 @@ void ChannelCore::refill_free() noexcept {
     const std::uint64_t free_now = free_ring_.pushed() - free_ring_.popped();
     const std::uint64_t queued = submit_ring_.pushed() - submit_ring_.popped();
     if (free_now >= send_slots_ / 4 || queued == 0 || dry) {
-      std::lock_guard<std::mutex> lock(wait_mu_);
-      wait_cv_.notify_all();
+      std::lock_guard<std::mutex> lock(waits_.mu);
+      waits_.cv.notify_all();
     }
   }
 }
@@ -341,7 +341,7 @@ bool ChannelCore::pump_submitted(std::uint64_t now, bool on_loop) noexcept {
 }
 
 bool ChannelCore::send_inline(bool on_loop, bool flush) noexcept {
-  if (!pipeline_ || !transport_ || detached_.load()) return true;
+  if (!pipeline_ || !transport_ || life_.detached.load()) return true;
   take_returns();
   const std::uint64_t now = RuntimeLoop::now_ns();
   now_ns_ = now;
@@ -368,7 +368,7 @@ bool ChannelCore::send_inline(bool on_loop, bool flush) noexcept {
 }
 
 void ChannelCore::drain() noexcept {
-  if (!pipeline_ || detached_.load()) return;
+  if (!pipeline_ || life_.detached.load()) return;
   take_returns();
   const std::uint64_t now = RuntimeLoop::now_ns();
   now_ns_ = now;
@@ -388,12 +388,12 @@ void ChannelCore::flush_tx() noexcept {
 }
 
 void ChannelCore::set_flushed(std::uint64_t pos) noexcept {
-  flushed_pos_.store(pos);
+  waits_.flushed_pos.store(pos);
   // Only synchronous senders wait for a position (senders waiting for a free slot are
   // woken by refill_free()); detaching wakes everyone.
-  if (flush_waiters_.load() > 0 || (detached_.load() && waiters_.load() > 0)) {
-    std::lock_guard<std::mutex> lock(wait_mu_);
-    wait_cv_.notify_all();
+  if (waits_.flush.load() > 0 || (life_.detached.load() && waits_.waiters.load() > 0)) {
+    std::lock_guard<std::mutex> lock(waits_.mu);
+    waits_.cv.notify_all();
   }
 }
 

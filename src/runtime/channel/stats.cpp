@@ -8,10 +8,10 @@
 namespace tmc::detail {
 
 ChannelStats ChannelCore::stats() {
-  if (detached_.load()) return final_stats_;
+  if (life_.detached.load()) return final_stats_;
   return loop_.call([this] {
     ExecGuard exec(*this);
-    return detached_.load() ? final_stats_ : build_stats();
+    return life_.detached.load() ? final_stats_ : build_stats();
   });
 }
 

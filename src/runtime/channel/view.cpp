@@ -9,7 +9,7 @@
 namespace tmc::detail {
 
 std::vector<MemberStatus> ChannelCore::view() {
-  if (detached_.load() || !traits_.load().membership) return {};
+  if (life_.detached.load() || !config_.traits.load().membership) return {};
   return loop_.call([this] {
     ExecGuard exec(*this);
     std::vector<MemberStatus> out;
@@ -24,13 +24,13 @@ std::vector<MemberStatus> ChannelCore::view() {
 }
 
 Status ChannelCore::wait_for_members(std::size_t count, std::chrono::nanoseconds timeout) {
-  if (!traits_.load().membership) {
+  if (!config_.traits.load().membership) {
     return {Code::NOT_AVAILABLE, "wait_for_members: the channel's plan has no membership stage (it comes with "
                                  "reliability, flow control or group ordering)"};
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    if (detached_.load()) return {Code::CLOSED, "wait_for_members: the channel is closed"};
+    if (life_.detached.load()) return {Code::CLOSED, "wait_for_members: the channel is closed"};
     const std::size_t alive = loop_.call([this] {
       ExecGuard exec(*this);
       return pipeline_ ? static_cast<std::size_t>(mask_count(pipeline_->group().alive())) : std::size_t{0};
@@ -45,7 +45,7 @@ Status ChannelCore::wait_for_members(std::size_t count, std::chrono::nanoseconds
 }
 
 std::vector<std::string> ChannelCore::members() {
-  if (traits_.load().membership && !detached_.load()) {
+  if (config_.traits.load().membership && !life_.detached.load()) {
     return loop_.call([this] {
       ExecGuard exec(*this);
       std::vector<std::string> out;
@@ -72,7 +72,7 @@ std::vector<std::string> ChannelCore::members() {
     add(name());
     return out;
   };
-  if (detached_.load()) return compute();
+  if (life_.detached.load()) return compute();
   return loop_.call([this, &compute] {
     ExecGuard exec(*this);  // heard_order_ and names_ change under exec (inline receive too)
     return compute();
@@ -80,18 +80,18 @@ std::vector<std::string> ChannelCore::members() {
 }
 
 Plan ChannelCore::plan() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
-  return plan_;
+  std::lock_guard<std::mutex> lock(state_.mu);
+  return state_.plan;
 }
 
 Manifest ChannelCore::manifest() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
-  return manifest_;
+  std::lock_guard<std::mutex> lock(state_.mu);
+  return state_.manifest;
 }
 
 std::string ChannelCore::name() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
-  return name_;
+  std::lock_guard<std::mutex> lock(state_.mu);
+  return state_.name;
 }
 
 }  // namespace tmc::detail
