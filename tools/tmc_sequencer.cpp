@@ -42,7 +42,7 @@
 #include <string>
 #include <vector>
 
-#include "primitives/ordering/group_stamp.hpp"
+#include "sequencer/stamp.hpp"
 #include "tmc/packet.hpp"
 #include "tmc/wire.hpp"
 
