@@ -1,6 +1,14 @@
 // The channel behind a tmc::Channel handle: the hand-off between application threads and
 // the loop thread, the pipeline, and the transport.
 //
+// Files (src/runtime/channel/)
+//   open.cpp (open, prepare, install, update, close, detach), loop.cpp (libuv handles,
+//   timers, standing aside), send.cpp (send() and the submit ring), receive.cpp (reading,
+//   dispatch, the receive queue), inline_receive.cpp, events.cpp (events and delivery
+//   outcomes), stats.cpp, view.cpp (membership view, manifest, plan, name), handle.cpp
+//   (tmc::Channel and tmc::Message); message_policy.hpp decides what a per-message
+//   manifest may ask of the channel's traits.
+//
 // Threads
 //   App threads touch only: the two rings, the receive queue (under rq_.mu), the atomics,
 //   and the copies of manifest/plan under state_.mu. Everything marked "loop" below is
