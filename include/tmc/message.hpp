@@ -23,7 +23,7 @@ namespace tmc {
 struct Packet;
 
 namespace detail {
-class BufferHome;  // the pool a Message's buffer returns to (src/runtime/channel_core.hpp)
+class BufferHome;  // the pool a Message's buffer returns to (src/runtime/channel/channel_core.hpp)
 }
 
 class Message {

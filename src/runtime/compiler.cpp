@@ -385,6 +385,39 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
   }
 }
 
+const PlannedStage* find_stage(const Plan& plan, std::string_view kind) {
+  for (const auto& s : plan.stages) {
+    if (s.kind == kind) return &s;
+  }
+  return nullptr;
+}
+
+/// The plan's traits: what the shells need to know, read off the manifest and the stages
+/// derive_stages() placed (so they can never disagree).
+ChannelTraits traits_of(const Manifest& m, const Room& room, const Plan& plan) {
+  ChannelTraits t;
+  const std::string rel_mode = reliability_mode(m);
+  t.reliability = rel_mode.empty()    ? ReliabilityScope::none
+                  : rel_mode == "all" ? ReliabilityScope::all
+                                      : ReliabilityScope::flagged;
+  if (const PlannedStage* fifo = find_stage(plan, "ordering.fifo")) {
+    t.point_to_point_ordering = fifo->params.at("mode") == "strict" ? FifoOrdering::strict : FifoOrdering::drop_stale;
+  }
+  if (const PlannedStage* group = find_stage(plan, "ordering.group")) {
+    t.group_ordering = true;
+    t.network_sequenced = !group->params.at("network_sequencer").empty();
+  }
+  t.ordered_flagged = t.ordered() && m.ordered_messages == "flagged";
+  t.error_checking = find_stage(plan, "checksum.crc32c") != nullptr;
+  t.coalescing = find_stage(plan, "pacing.coalesce") != nullptr;
+  t.membership = find_stage(plan, "membership.heartbeat") != nullptr;
+  if (find_stage(plan, "fragment.split") != nullptr) {
+    t.fragment_bytes = static_cast<std::uint32_t>(room.datagram_payload - kFragmentExtBytes);
+  }
+  t.max_message_bytes = static_cast<std::uint64_t>(m.max_message_bytes);
+  return t;
+}
+
 /// Step 4, multicast or unicast fan-out. Adds to `refused` when neither can be had.
 void plan_delivery(const Manifest& m, const Capabilities& caps, Plan& plan, std::vector<std::string>& refused) {
   TransportPlan& t = plan.transport;
@@ -494,6 +527,7 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
     if (m.group_ordering && !caps.network.sequencer.empty()) room.datagram_payload -= kGroupSeqExtBytes;
   }
   derive_stages(m, nic, caps.network, room, plan);
+  plan.traits = traits_of(m, room, plan);
 
   // 4. size the transport
   t.port = static_cast<std::uint16_t>(m.port);

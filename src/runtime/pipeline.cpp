@@ -62,6 +62,7 @@ Pipeline::~Pipeline() = default;
 Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEnv& env, PacketPool& pool,
                        PipelineSink& sink, std::unique_ptr<Pipeline>& out) {
   std::unique_ptr<Pipeline> pl(new Pipeline(pool, sink, env));
+  pl->network_sequenced_ = plan.traits.network_sequenced;
   pl->group_.reset(plan.member, env.sender, env.epoch, plan.duplexity != Duplexity::send_only, plan.members);
   std::vector<std::string> errors;
   for (const PlannedStage& ps : plan.stages) {
@@ -121,9 +122,11 @@ void Pipeline::receive(Packet* p, std::uint64_t now_ns) noexcept {
     drop(p, DropReason::foreign_channel);
     return;
   }
-  // Exception: a datagram stamped by an in-network sequencer (Ext::group_seq) is our own
-  // message coming back in the group's order; ordering.group delivers it in that order.
-  if (p->sender == env_.sender && p->epoch == env_.epoch && p->ext(wire::Ext::group_seq) == nullptr) {
+  // Exception: on a channel sequenced by the network, a datagram stamped by the sequencer
+  // (Ext::group_seq) is our own message coming back in the group's order, to be delivered
+  // in that order (ChannelTraits::network_sequenced).
+  if (p->sender == env_.sender && p->epoch == env_.epoch &&
+      !(network_sequenced_ && p->ext(wire::Ext::group_seq) != nullptr)) {
     // Our own datagram, looped back by IP_MULTICAST_LOOP for the other members on this host.
     bump(static_cast<std::size_t>(PipelineCounter::own_packets));
     p->release();

@@ -127,6 +127,7 @@ class Pipeline {
   std::uint64_t next_deadline_ = 0;
   std::uint32_t redirect_ip_ = 0;  ///< StageIo::redirect_to_group
   std::uint16_t redirect_port_ = 0;
+  bool network_sequenced_ = false;  ///< own datagrams stamped by the sequencer are delivered
   Group group_;
   bool started_ = false;
   bool stopped_ = false;

@@ -487,9 +487,7 @@ bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, s
   Packet* p = nullptr;
   if (m.up && n <= m.max_payload_bytes) {
     p = m.pool->alloc();
-  } else if (m.up && n <= 0xFFFFFFFFu - kHeadroom - wire::kTrailerBytes &&
-             std::any_of(m.plan.stages.begin(), m.plan.stages.end(),
-                         [](const PlannedStage& s) { return s.kind == "fragment.split"; })) {
+  } else if (m.up && n <= 0xFFFFFFFFu - kHeadroom - wire::kTrailerBytes && m.plan.traits.fragments()) {
     // A message larger than one datagram goes into a large buffer, as the runtime's shell
     // does; fragment.split cuts it into datagrams (or refuses it as too large).
     p = m.pool->alloc_large(static_cast<std::uint32_t>(n));

@@ -48,6 +48,7 @@ tmc::Plan member_plan(std::size_t index, std::size_t n, std::uint32_t fragment_b
   stages.push_back(
       tmc::sim::stage("membership.heartbeat", {{"interval_us", "20000"}, {"timeout_us", "150000"}}));
   tmc::Plan p = tmc::sim::make_plan(std::move(stages));
+  p.traits.fragment_bytes = fragment_bytes;
   p.member = "m" + std::to_string(index);
   for (std::size_t i = 0; i < n; ++i) p.members.push_back("m" + std::to_string(i));
   return p;

@@ -18,6 +18,7 @@ namespace {
 
 Plan group_plan(std::string self, std::initializer_list<std::pair<const std::string, std::string>> params) {
   Plan p = make_plan({stage("ordering.group", params), stage("ordering.seq")});
+  for (const auto& [k, v] : params) p.traits.network_sequenced |= k == "network_sequencer" && !v.empty();
   p.member = std::move(self);
   p.members = {"a", "b", "c"};
   return p;
