@@ -388,8 +388,7 @@ Rewired* rewire(int fd, sockaddr_in local, const sockaddr_in* peer) {
     errno = EIO;
     return nullptr;
   }
-  for (const auto& s : r->channel.plan().stages)
-    if (s.kind.rfind("reliability.", 0) == 0) r->reliable = true;
+  r->reliable = r->channel.plan().traits.reliability != tmc::ReliabilityScope::none;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
   const int big = 8 * 1024 * 1024;
