@@ -1,7 +1,10 @@
 // reliability.arq: what its parts share — the counters (in registration order), the
 // parameters as configure() resolved them, and the limits. The stage itself is arq.cpp (the
 // shell); the sender window is arq_sender, the receive state arq_receiver, and the in-order
-// hold arq_hold.
+// hold arq_hold. Those classes are hidden from the shared library's symbol table: they
+// are not API, and a hidden member function binds locally, so the compiler inlines the
+// small ones into the per-packet paths (an exported one may be interposed at load time, so
+// under -fPIC every call to it, even from its own file, goes through the PLT).
 #pragma once
 
 #include <cstddef>

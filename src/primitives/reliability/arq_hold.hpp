@@ -24,7 +24,7 @@
 
 namespace tmc::arq {
 
-class InOrderHold {
+class [[gnu::visibility("hidden")]] InOrderHold {
  public:
   InOrderHold() = default;
   InOrderHold(const InOrderHold&) = delete;

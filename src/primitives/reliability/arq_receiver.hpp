@@ -26,7 +26,7 @@
 
 namespace tmc::arq {
 
-class ArqReceiver {
+class [[gnu::visibility("hidden")]] ArqReceiver {
  public:
   /// Cold: every receive bitmap and the in-order hold's slots, once.
   void configure(const Config& cfg, const StageEnv& env);

@@ -79,7 +79,7 @@ Packet* ArqSender::pop_queue() noexcept {
   return p;
 }
 
-void ArqSender::pump(StageIo& io) noexcept {
+void ArqSender::pump_queue(StageIo& io) noexcept {
   while (queue_head_ != nullptr && next_rseq_ - trail_ < cfg_.window && retry_queue_ns_ == 0) {
     Packet* p = pop_queue();
     if (!transmit_new(p, io)) break;

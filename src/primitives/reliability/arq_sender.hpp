@@ -20,7 +20,7 @@
 
 namespace tmc::arq {
 
-class ArqSender {
+class [[gnu::visibility("hidden")]] ArqSender {
  public:
   ArqSender() = default;
   ArqSender(const ArqSender&) = delete;
@@ -47,7 +47,9 @@ class ArqSender {
   /// buffer for the copy: the packet goes back to the head of the queue for a later try.
   bool transmit_new(Packet* p, StageIo& io) noexcept;
   /// Send what waits in the queue while the window has room.
-  void pump(StageIo& io) noexcept;
+  void pump(StageIo& io) noexcept {
+    if (queue_head_ != nullptr) pump_queue(io);
+  }
 
   /// A new view: fail messages waiting for a member that is gone, resolve ack_from names
   /// heard for the first time, and widen k-of-n candidates.
@@ -96,6 +98,7 @@ class ArqSender {
   };
 
   Entry& entry(std::uint64_t rseq) noexcept { return entries_[static_cast<std::size_t>(rseq % cfg_.window)]; }
+  void pump_queue(StageIo& io) noexcept;
   void push_queue_front(Packet* p) noexcept;
   Packet* pop_queue() noexcept;
   void resolve_named(const Group& g) noexcept;
