@@ -146,11 +146,7 @@ std::uint64_t bitmap_bits(std::uint32_t total) noexcept { return (std::uint64_t{
 class FragmentStage final : public Stage {
  public:
   ~FragmentStage() override {
-    while (q_head_ != nullptr) {
-      Packet* p = q_head_;
-      q_head_ = p->next;
-      p->release();
-    }
+    queue_.release_all();
     for (Partial& pa : partials_) {
       if (pa.in_use && pa.msg != nullptr) pa.msg->release();
     }
@@ -201,7 +197,7 @@ class FragmentStage final : public Stage {
       return;
     }
     const bool split = p->payload_len > frag_bytes_;
-    if (!split && q_head_ == nullptr) {
+    if (!split && queue_.empty()) {
       io.count(passed_whole);
       io.down(p);
       return;
@@ -224,21 +220,14 @@ class FragmentStage final : public Stage {
     } else {
       io.count(passed_whole);
     }
-    if (q_len_ >= max_queue_) {
+    if (queue_.size() >= max_queue_) {
       io.count(queue_full);
       io.drop(p, DropReason::buffer_full);
       return;
     }
     // Queue it (behind any message still waiting for buffers, to keep the order) and drain.
-    p->next = nullptr;
-    if (q_tail_ != nullptr) {
-      q_tail_->next = p;
-    } else {
-      q_head_ = p;
-    }
-    q_tail_ = p;
-    ++q_len_;
-    if (q_len_ == 1 || io.now_ns() >= retry_at_) drain(io);
+    queue_.push(p);
+    if (queue_.size() == 1 || io.now_ns() >= retry_at_) drain(io);
     rearm(io);
   }
 
@@ -264,7 +253,7 @@ class FragmentStage final : public Stage {
     armed_ns_ = 0;  // the pipeline disarmed us before calling
     const std::uint64_t now = io.now_ns();
     purge_gone(io);
-    if (q_head_ != nullptr && now >= retry_at_) drain(io);
+    if (!queue_.empty() && now >= retry_at_) drain(io);
     while (lru_head_ != kNone && partials_[lru_head_].progress_ns + timeout_ns_ <= now) {
       io.count(incomplete);
       finish(lru_head_, DropReason::incomplete, io);
@@ -272,30 +261,22 @@ class FragmentStage final : public Stage {
     rearm(io);
   }
 
-  [[nodiscard]] std::size_t held_packets() const noexcept override { return q_len_ + n_partials_; }
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size() + n_partials_; }
 
  private:
   // --- send helpers ---------------------------------------------------------------------
 
   // Emit fragments of the queued messages until the queue is empty or the pool is dry.
   void drain(StageIo& io) noexcept {
-    while (q_head_ != nullptr) {
-      Packet* p = q_head_;
+    while (Packet* p = queue_.front()) {
       if (p->payload_len > frag_bytes_) {
         if (!split_some(p, io)) {
           retry_at_ = io.now_ns() + retry_ns_;
           return;
         }
-        q_head_ = p->next;
-        if (q_head_ == nullptr) q_tail_ = nullptr;
-        --q_len_;
-        p->release();
+        queue_.pop()->release();
       } else {
-        q_head_ = p->next;
-        if (q_head_ == nullptr) q_tail_ = nullptr;
-        --q_len_;
-        p->next = nullptr;
-        io.down(p);
+        io.down(queue_.pop());
       }
     }
     retry_at_ = 0;
@@ -783,7 +764,7 @@ class FragmentStage final : public Stage {
 
   void rearm(StageIo& io) noexcept {
     std::uint64_t d = 0;
-    if (q_head_ != nullptr) d = retry_at_ != 0 ? retry_at_ : io.now_ns() + retry_ns_;
+    if (!queue_.empty()) d = retry_at_ != 0 ? retry_at_ : io.now_ns() + retry_ns_;
     if (lru_head_ != kNone) {
       std::uint64_t t = partials_[lru_head_].progress_ns + timeout_ns_;
       // Wake up now and then to notice a sender gone from the view (purge_gone).
@@ -815,9 +796,7 @@ class FragmentStage final : public Stage {
 
   // Send side: messages waiting for pool buffers (linked through Packet::next); the head
   // may be partly sent (q_off_ bytes, as message q_id_).
-  Packet* q_head_ = nullptr;
-  Packet* q_tail_ = nullptr;
-  std::uint32_t q_len_ = 0;
+  PacketFifo queue_;
   std::uint32_t q_off_ = 0;
   std::uint32_t q_id_ = 0;
   std::uint32_t next_id_ = 1;

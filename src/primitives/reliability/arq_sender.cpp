@@ -35,12 +35,7 @@ ArqSender::~ArqSender() {
   for (Entry& e : entries_) {
     if (e.copy != nullptr) e.copy->release();
   }
-  while (queue_head_ != nullptr) {
-    Packet* p = queue_head_;
-    queue_head_ = p->next;
-    p->next = nullptr;
-    p->release();
-  }
+  queue_.release_all();
 }
 
 void ArqSender::configure(const Config& cfg, const StageEnv& env, std::vector<std::string> ack_from) {
@@ -54,34 +49,9 @@ void ArqSender::configure(const Config& cfg, const StageEnv& env, std::vector<st
 
 // --- the queue ------------------------------------------------------------------------------
 
-void ArqSender::enqueue(Packet* p) noexcept {
-  p->next = nullptr;
-  if (queue_tail_ != nullptr) {
-    queue_tail_->next = p;
-  } else {
-    queue_head_ = p;
-  }
-  queue_tail_ = p;
-  ++queued_;
-}
-void ArqSender::push_queue_front(Packet* p) noexcept {
-  p->next = queue_head_;
-  queue_head_ = p;
-  if (queue_tail_ == nullptr) queue_tail_ = p;
-  ++queued_;
-}
-Packet* ArqSender::pop_queue() noexcept {
-  Packet* p = queue_head_;
-  queue_head_ = p->next;
-  if (queue_head_ == nullptr) queue_tail_ = nullptr;
-  p->next = nullptr;
-  --queued_;
-  return p;
-}
-
 void ArqSender::pump_queue(StageIo& io) noexcept {
-  while (queue_head_ != nullptr && next_rseq_ - trail_ < cfg_.window && retry_queue_ns_ == 0) {
-    Packet* p = pop_queue();
+  while (!queue_.empty() && next_rseq_ - trail_ < cfg_.window && retry_queue_ns_ == 0) {
+    Packet* p = queue_.pop();
     if (!transmit_new(p, io)) break;
   }
 }
@@ -178,7 +148,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
     if (copy == nullptr) {
       // No buffer to keep a copy: wait (in order) and try again shortly.
       io.count(c_no_buffer);
-      push_queue_front(p);
+      queue_.push_front(p);
       retry_queue_ns_ = now + cfg_.rto_min_ns;
       return false;
     }
@@ -284,8 +254,7 @@ void ArqSender::fail_all(StageIo& io) noexcept {
     Entry& e = entry(r);
     if (e.rseq == r) settle(e, false, io);
   }
-  while (queue_head_ != nullptr) {
-    Packet* p = pop_queue();
+  while (Packet* p = queue_.pop()) {
     notify_failed(p->token, required_now(io.group()), io);
     p->release();
   }

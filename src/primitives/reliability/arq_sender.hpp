@@ -38,17 +38,17 @@ class [[gnu::visibility("hidden")]] ArqSender {
   /// Whether a new reliable message must wait in the queue (FIFO behind others, or the
   /// window is full).
   [[nodiscard]] bool must_wait() const noexcept {
-    return queue_head_ != nullptr || next_rseq_ - trail_ >= cfg_.window;
+    return !queue_.empty() || next_rseq_ - trail_ >= cfg_.window;
   }
   /// Queue `p` behind what waits already.
-  void enqueue(Packet* p) noexcept;
+  void enqueue(Packet* p) noexcept { queue_.push(p); }
 
   /// Stamp and send one reliable packet (the window has room). False when the pool had no
   /// buffer for the copy: the packet goes back to the head of the queue for a later try.
   bool transmit_new(Packet* p, StageIo& io) noexcept;
   /// Send what waits in the queue while the window has room.
   void pump(StageIo& io) noexcept {
-    if (queue_head_ != nullptr) pump_queue(io);
+    if (!queue_.empty()) pump_queue(io);
   }
 
   /// A new view: fail messages waiting for a member that is gone, resolve ack_from names
@@ -75,7 +75,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   /// Copies kept for unsettled messages.
   [[nodiscard]] std::size_t held() const noexcept { return held_; }
   /// Messages waiting in the queue.
-  [[nodiscard]] std::size_t queued() const noexcept { return queued_; }
+  [[nodiscard]] std::size_t queued() const noexcept { return queue_.size(); }
 
  private:
   // One unsettled reliable message.
@@ -99,8 +99,6 @@ class [[gnu::visibility("hidden")]] ArqSender {
 
   Entry& entry(std::uint64_t rseq) noexcept { return entries_[static_cast<std::size_t>(rseq % cfg_.window)]; }
   void pump_queue(StageIo& io) noexcept;
-  void push_queue_front(Packet* p) noexcept;
-  Packet* pop_queue() noexcept;
   void resolve_named(const Group& g) noexcept;
   MemberMask required_now(const Group& g) const noexcept;
   bool met(const Entry& e) const noexcept;
@@ -136,9 +134,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   // Every rseq up to this one is known to have left the stages below (see mark_out()).
   std::uint64_t out_rseq_ = 0;
   std::size_t held_ = 0;
-  Packet* queue_head_ = nullptr;
-  Packet* queue_tail_ = nullptr;
-  std::size_t queued_ = 0;
+  PacketFifo queue_;  // reliable messages waiting for room in the window, oldest first
   std::uint64_t deadline_ns_ = 0;
   std::uint64_t retry_queue_ns_ = 0;
 
