@@ -1,7 +1,7 @@
 // Stage microbenchmarks: ns per 64-byte message for each stage's on_send and on_receive,
 // CRC32C hardware vs software, a whole send -> receive pipeline against an empty one, and
 // reliability.arq between two members with its acks flowing back.
-// Budget (issue 2): each stage under 50 ns per 64-byte message. Results: docs/benchmarks.md.
+// Budget: each stage under 50 ns per 64-byte message. Results: docs/benchmarks.md.
 //
 //   build/bench/tmc_micro_stages --benchmark_min_time=0.05
 #include <benchmark/benchmark.h>

@@ -1,4 +1,4 @@
-// Ordered-multicast benchmark (issue 5): throughput and one-way latency of three members
+// Ordered-multicast benchmark: throughput and one-way latency of three members
 // that all send and all deliver, each its own process in its own network namespace
 // (scripts/bench-ordered.sh builds the network, starts tmc-sequencer when a row needs it,
 // runs every row and calls --role report for the table).

@@ -4,7 +4,7 @@
 One process, one sender and one receiver channel on one multicast group on loopback; the
 loop sends a window of 1 KiB messages, then receives that window, and repeats -- the same
 loop as tmc-cpp-rate, through the Python API. With --cpp PATH it runs the C++ program too
-and prints the ratio (issue 6 asks for at least 50 %).
+and prints the ratio (the target is at least 50 %).
 
     PYTHONPATH=build/bindings/python /usr/bin/python3 bench/python_rate.py \
         --cpp build/bench/tmc-cpp-rate [--count 200000] [--window 64] [--size 1024] [--repeat 3] [--asyncio]

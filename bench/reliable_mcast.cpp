@@ -1,4 +1,4 @@
-// Reliable multicast benchmark (issue 4): one sender, two receivers, each its own process
+// Reliable multicast benchmark: one sender, two receivers, each its own process
 // in its own network namespace (scripts/bench-reliable.sh builds the network, injects the
 // loss with nftables, runs every combination and calls --role report for the table).
 //

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ordered-multicast benchmark across network namespaces (issue 5; docs/benchmarks.md).
+# Ordered-multicast benchmark across network namespaces (docs/benchmarks.md).
 #
 #   sudo scripts/bench-ordered.sh [BUILD_DIR] [--quick] [--seconds S] [--loads R,R,...,max]
 #                                 [--size B] [--only LABEL,...] [--keep DIR]

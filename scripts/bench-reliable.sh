@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reliable-multicast benchmark across network namespaces (issue 4; docs/benchmarks.md).
+# Reliable-multicast benchmark across network namespaces (docs/benchmarks.md).
 #
 #   sudo scripts/bench-reliable.sh [BUILD_DIR] [--quick] [--seconds S] [--only LABEL,...] [--keep DIR]
 #                                  [--sizes 64,1024] [--losses 0,10] [--zmq-rate-kbps N] [--no-raw]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bounded fuzzing (issue 2, item 7): configure a separate clang build with libFuzzer,
+# Bounded fuzzing: configure a separate clang build with libFuzzer,
 # AddressSanitizer and UndefinedBehaviorSanitizer, build every fuzz target that exists
 # (tests/fuzz/fuzz_<name>.cpp), and run each for FUZZ_SECONDS seconds starting from
 # tests/fuzz/seeds/<name>/. Fails on the first crash, leak or sanitizer report.

@@ -11,7 +11,7 @@ build=${1:?usage: sim-fingerprints.sh BUILD_DIR [--update]}
 mode=${2:-check}
 here=$(cd "$(dirname "$0")/.." && pwd)
 pinned="$here/tests/sim/fingerprints.txt"
-seeds=${TMC_FINGERPRINT_SEEDS:-2}
+seeds=${TMC_FINGERPRINT_SEEDS:-5}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 TMC_SIM_SEEDS=$seeds TMC_SIM_FINGERPRINTS="$out" "$build/tests/tmc_sim_tests" --no-intro=true >/dev/null ||

@@ -43,7 +43,7 @@
 #include <vector>
 
 #include "primitives/common/endpoint.hpp"
-#include "primitives/ordering/group_stamp.hpp"
+#include "sequencer/stamp.hpp"
 #include "tmc/packet.hpp"
 #include "tmc/wire.hpp"
 

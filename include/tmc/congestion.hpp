@@ -1,4 +1,4 @@
-// Congestion control: the interface every algorithm implements (built-in or a module's).
+// Congestion control: the interface every algorithm implements.
 //
 // A CongestionController is a pure state machine over bytes and time: the congestion.window
 // stage tells it what was sent, what the slowest acknowledging receiver acknowledged (with an
@@ -14,8 +14,8 @@
 //
 // Built-ins (make_congestion_controller): "none" (no limit), "aimd" (Reno-like: slow start,
 // congestion avoidance, halve on loss at most once per RTT), "cubic" (RFC 8312 window
-// curve with its TCP-friendly region). A third-party module derives from
-// CongestionController and constructs it from the same CongestionLimits.
+// curve with its TCP-friendly region). A new algorithm derives from CongestionController,
+// is constructed from the same CongestionLimits, and is added to make_congestion_controller().
 //
 // Calls are hot (once per packet or ack): implementations must be noexcept and must not
 // allocate after construction.

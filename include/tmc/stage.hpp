@@ -6,19 +6,19 @@
 //   pipeline  the ordered stages of a channel; index 0 is nearest the application.
 //   shell     what drives a pipeline: the libuv runtime, or the simulator.
 //
-// Inputs:  on_send (a message from above), on_receive (a packet from below),
-//          on_tick (a timer the stage armed is due). Every input carries `io.now_ns()`.
-// Outputs: io.down() (toward the network), io.up() (toward the application), io.drop(),
-//          io.arm_timer(), io.cancel_timer(), io.count(), io.notify(). Nothing else.
+// Inputs:  on_send (a message from above), on_receive (a packet from below), on_tick (a
+//          timer the stage armed is due), on_start, on_stop. All carry `io.now_ns()`.
+// Outputs, all through StageIo: down() (toward the network), up() (toward the application),
+//          drop(), arm_timer(), cancel_timer(), count(), notify(); pool packets from alloc(),
+//          alloc_small(), clone(), alloc_large(); the view from group(); redirect_to_group().
 //
 // A stage never reads a clock, touches a socket, sleeps, spawns a thread, or uses a
 // process-wide random source: time comes from `io.now_ns()` and randomness from the
 // seed in StageEnv. Given the same inputs, a stage produces the same outputs, which is
 // what lets the simulator replay a failing seed exactly.
 //
-// Lifecycle (cold, may allocate): factory() -> configure() -> start() -> hot calls ...
-// -> destructor. Hot calls (on_send, on_receive, on_tick) are noexcept and must not
-// allocate per message.
+// Lifecycle: factory() -> configure() (cold, may allocate) -> on_start() -> hot calls ->
+// on_stop() -> destructor. on_send, on_receive, on_tick are hot: noexcept, nothing allocated.
 #pragma once
 
 #include <cstdint>
@@ -251,8 +251,8 @@ struct StageInfo {
   std::function<std::unique_ptr<Stage>()> factory;
 };
 
-/// Kind name -> StageInfo. The built-in stages register themselves through
-/// register_builtin_stages(); modules (libTMC_MM) add theirs at load time.
+/// Kind name -> StageInfo. Built-ins register through register_builtin_stages(); a program
+/// may build its own Registry and add() more. Every kind is compiled in: there is no loader.
 class Registry {
  public:
   /// A registry holding every built-in stage.

@@ -1,8 +1,8 @@
 // libTMC status codes.
 //
 // One X-macro list generates the enum, tmc::status_name() and tmc::strerror(), in the
-// style of libuv's UV_ERRNO_MAP. At the C boundary (module_abi.h) a status is a negative
-// int; TMC_OK is 0.
+// style of libuv's UV_ERRNO_MAP. Failures are negative ints and OK is 0. MODULE_ERROR is
+// reserved for stages loaded from shared objects, which libTMC does not load: no call returns it.
 #pragma once
 
 #include <string>

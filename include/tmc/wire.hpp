@@ -44,14 +44,14 @@ enum class Kind : std::uint8_t {
 };
 inline constexpr std::uint8_t kMaxKind = 4;
 
-/// Base-header flag bits. Per-message properties travel here (ARCHITECTURE.md, Manifests).
+/// Base-header flag bits. Per-message properties (send(msg, {...})) travel here.
 inline constexpr std::uint16_t kFlagCrc = 1u << 0;        ///< a CRC32C trailer follows the payload
 inline constexpr std::uint16_t kFlagReliable = 1u << 1;   ///< this message asks for acknowledgment
 inline constexpr std::uint16_t kFlagUnordered = 1u << 2;  ///< opt out of the channel's ordering
 inline constexpr std::uint16_t kFlagFragment = 1u << 3;   ///< payload is one fragment of a message
 inline constexpr std::uint16_t kKnownFlags = 0x000F;      ///< other bits set: malformed
 
-/// Extension types. 1..127 are built in; 128..255 belong to modules (libTMC_MM).
+/// Extension types (bodies: docs/wire-format.md). 1..127 built in; 128..255 reserved, unused.
 enum class Ext : std::uint8_t {
   seq = 1,         ///< ordering.seq: u64 per-sender sequence number
   fragment = 2,    ///< fragment: u32 message id, u32 offset, u32 total length

@@ -429,8 +429,8 @@ void plan_delivery(const Manifest& m, const Capabilities& caps, Plan& plan, std:
     plan.notes.push_back("multicast: false: each datagram is sent by unicast to every addressed member");
     return;
   }
-  refused.push_back("'multicast: false' needs every member listed as \"name@ip:port\"; finding members' "
-                    "addresses by discovery is not available yet (planned: issue 5)");
+  refused.push_back("'multicast: false' needs every member listed as \"name@ip:port\"; libTMC does not "
+                    "discover members' addresses");
 }
 
 }  // namespace

@@ -68,7 +68,7 @@ Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEn
     if (ps.placement != Placement::software) continue;
     const StageInfo* info = registry.find(ps.kind);
     if (info == nullptr) {
-      return {Code::UNKNOWN_STAGE, "plan names stage '" + ps.kind + "', which no built-in or loaded module provides"};
+      return {Code::UNKNOWN_STAGE, "plan names stage '" + ps.kind + "', which the registry does not hold"};
     }
     Params params;
     if (!registry.resolve_params(*info, ps.params, params, errors)) continue;

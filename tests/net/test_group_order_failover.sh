@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Group ordering with reliability across three namespaces, every member sending
-# concurrently, nftables loss on one member that is not the sequencer (issue 5, item 7).
+# concurrently, nftables loss on one member that is not the sequencer.
 #
 #   phase 1, 3% loss at h3, no kill:  h1, h2 and h3 each send COUNT messages while
 #            delivering; all three delivery logs must be identical (same messages, same

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Flow control and congestion control across three namespaces (issue 4, items 3, 4 and 7).
+# Flow control and congestion control across three namespaces.
 #
 #   phase 1, flow control policy min, h3 consumes slowly (its handler sleeps per message):
 #            h1 sends 600 reliable messages much faster than h3 consumes them. Every message

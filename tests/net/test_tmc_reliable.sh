@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Reliable libTMC multicast across three namespaces with nftables loss on one receiver
-# (issue 4, item 7).
+# Reliable libTMC multicast across three namespaces with nftables loss on one receiver.
 #
 #   phase 1, 1% loss at h3:  h1 sends 2000 reliable messages (ack from all); h2 and h3 must
 #                            each deliver every one exactly once, in order, and every

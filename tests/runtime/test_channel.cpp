@@ -214,7 +214,7 @@ TEST_CASE("an ordered, checked channel delivers each sender's messages in order"
   CHECK(tx.stats().counter("checksum.sealed") == 300);
 }
 
-// 'ordered messages: flagged' (issue 5, per-message ordering "and vice versa"): on a
+// 'ordered messages: flagged' (per-message ordering "and vice versa"): on a
 // group-ordered channel, messages are unordered unless sent with 'ordered: true'. The
 // unordered ones pass ordering.group at once; the one that opts in is sequenced.
 TEST_CASE("per-message ordering: opt in with 'ordered: true' when the channel's ordering is flagged") {

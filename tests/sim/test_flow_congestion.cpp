@@ -1,4 +1,4 @@
-// Simulation proofs for flow.credit and congestion.window (issue 4, items 3, 4 and 6), with
+// Simulation proofs for flow.credit and congestion.window, with
 // reliability.arq above them and membership.heartbeat + checksum.crc32c below:
 //   - exactly-once, intact delivery of every reliable message still holds with both stages
 //     holding data back, under loss up to 20%, duplication, reordering and corruption;

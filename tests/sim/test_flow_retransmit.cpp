@@ -1,4 +1,4 @@
-// Simulation proofs for issue 4's "retransmissions behind flow and congestion control" gap.
+// Simulation proofs that retransmissions pass flow and congestion control.
 //
 // 1. A burst of reliable messages far larger than a small flow-control window and a small
 //    congestion window, over links losing 10-20% of datagrams: every message is met (none

@@ -1,4 +1,4 @@
-// ordering.group reliable mode across sequencer failures (issue 5, items 2 and 6): a
+// ordering.group reliable mode across sequencer failures: a
 // member sequencer crashes mid-stream (and, in one scenario, its successor too) while every
 // member sends, over links that lose, duplicate and reorder. The plan is the one the
 // compiler builds for 'group ordering: true' + 'reliability: true': ordering.group

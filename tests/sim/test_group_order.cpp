@@ -13,7 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "primitives/ordering/group_stamp.hpp"
+#include "sequencer/stamp.hpp"
 #include "sim_util.hpp"
 
 namespace {

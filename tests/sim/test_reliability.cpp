@@ -1,4 +1,4 @@
-// Simulation proofs for reliability.arq (issue 4, items 1 and 6): with membership.heartbeat
+// Simulation proofs for reliability.arq: with membership.heartbeat
 // filling the view and checksum.crc32c dropping corrupted copies, under loss up to 20%,
 // duplication, reordering, corruption, delay and temporary partitions:
 //   - every reliable message gets exactly one outcome at its sender (met or failed);

@@ -1,5 +1,5 @@
 // The compiler's own plans for reliability + point-to-point ordering, with and without
-// coalescing (the issue 4 benchmark's manifest), run in the simulator under loss up to 20%,
+// coalescing (the reliable-multicast benchmark's manifest), run in the simulator under loss up to 20%,
 // duplication, reordering, corruption and delay:
 //   - every member delivers every message of every other member exactly once, intact, in
 //     the order sent, and every message is met at its sender (or reported failed);

@@ -500,8 +500,8 @@ TEST_CASE("multicast, unicast fan-out and the fallback") {
         "'multicast': the network has no IP multicast (capabilities n.yaml: network.multicast false) and 'members' "
         "gives no addresses to fall back to unicast fan-out; list every member as \"name@ip:port\"");
   CHECK(refusal(manifest("id: t\nmulticast: false\n")).message() ==
-        "'multicast: false' needs every member listed as \"name@ip:port\"; finding members' addresses by discovery "
-        "is not available yet (planned: issue 5)");
+        "'multicast: false' needs every member listed as \"name@ip:port\"; libTMC does not discover members' "
+        "addresses");
   const Plan uni = plan_of(manifest("id: t\nmulticast: false\nmembers: [x@127.0.0.1:7000]\n"));
   CHECK_FALSE(uni.transport.multicast);
   CHECK(uni.transport.peers == std::vector<std::string>{"127.0.0.1:7000"});

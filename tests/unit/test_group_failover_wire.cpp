@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "../support/recording_sink.hpp"
-#include "primitives/ordering/group_wire.hpp"
+#include "primitives/ordering/group/wire.hpp"
 
 using namespace tmc;
 using namespace tmc::test;

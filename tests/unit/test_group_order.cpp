@@ -8,7 +8,7 @@
 
 #include "../support/recording_sink.hpp"
 #include "primitives/checksum/crc32c_impl.hpp"
-#include "primitives/ordering/group_stamp.hpp"
+#include "sequencer/stamp.hpp"
 #include "primitives/reliability/ack_format.hpp"
 
 using namespace tmc;

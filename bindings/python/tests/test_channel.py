@@ -72,7 +72,7 @@ def test_no_ordering_means_no_seq(endpoint: dict[str, Any]) -> None:
 
 
 def test_ordered_messages_flagged_orders_only_the_messages_that_opt_in(endpoint: dict[str, Any]) -> None:
-    # Issue 5, per-message ordering the other way round: on a channel whose ordering is
+    # Per-message ordering the other way round: on a channel whose ordering is
     # opt-in, a plain send is unordered and {'ordered': True} joins the group's order.
     rx, tx = pair(endpoint, group_ordering=True, ordered_messages="flagged")
     with rx, tx:

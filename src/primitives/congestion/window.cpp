@@ -1,4 +1,4 @@
-// congestion.window — a congestion window over reliable data (issue 4 item 4).
+// congestion.window — a congestion window over reliable data (paper Table 3).
 //
 // Synopsis
 //   Limits the datagram bytes of reliable packets that are sent but not yet acknowledged by

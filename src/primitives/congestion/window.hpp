@@ -1,5 +1,5 @@
 // congestion.window — a congestion window over reliable data, following the worst acking
-// receiver (paper Table 3; issue 4 item 4). Declared here so that white-box tests can read
+// receiver (paper Table 3). Declared here so that white-box tests can read
 // its window and bytes in flight through Pipeline::stage(); the behaviour is documented at
 // the top of window.cpp and in its StageInfo.
 #pragma once

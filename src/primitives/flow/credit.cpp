@@ -1,4 +1,4 @@
-// flow.credit — credit-based flow control (issue 4 item 3; Aeron's min/max/tagged flow
+// flow.credit — credit-based flow control (paper Table 3; Aeron's min/max/tagged flow
 // control, JGroups' UFC/MFC credits).
 //
 // Synopsis

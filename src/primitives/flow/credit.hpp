@@ -1,4 +1,4 @@
-// flow.credit — credit-based flow control (issue 4 item 3). Declared here so that white-box
+// flow.credit — credit-based flow control (paper Table 3). Declared here so that white-box
 // tests can read a sender's credit through Pipeline::stage(); the behaviour is documented at
 // the top of credit.cpp and in its StageInfo.
 #pragma once

@@ -1,4 +1,4 @@
-// Wire body of flow control's advertisement (Ext::flow, 20 bytes), fixed by design 4-5:
+// Wire body of flow control's advertisement (Ext::flow, 20 bytes; docs/wire-format.md):
 //
 //   u32 target_sender, u32 target_epoch  the sender whose messages are counted
 //   u64 consumed_bytes                    payload bytes of that sender's (sender, epoch)

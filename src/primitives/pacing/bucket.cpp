@@ -1,4 +1,4 @@
-// pacing.bucket — a token bucket that spreads sends over time (paper Table 3, issue 4 item 5).
+// pacing.bucket — a token bucket that spreads sends over time (paper Table 3).
 //
 // Synopsis
 //   Packets going down leave no faster than rate_bps on average, with bursts of at most

@@ -62,7 +62,7 @@ struct FieldMeta {
   std::span<const std::string_view> one_of = {};  ///< strings: the allowed words
   bool per_message = false;
   bool available = true;
-  std::string_view planned = {};  ///< with available=false: where it is planned ("issue 4")
+  std::string_view planned = {};  ///< with available=false: which feature will bring it
   bool always = false;            ///< printed by to_yaml even when it equals the default
   bool hidden = false;            ///< not a key (filled by the program)
 };

@@ -1,6 +1,8 @@
 // The network sequencer's rewrite of one datagram: insert (or replace) the group_seq
 // extension and re-seal. Shared by tools/tmc_sequencer.cpp (the standalone OUM process)
-// and the simulator tests that model it, so both stamp the exact same bytes.
+// and the simulator tests that model it, so both stamp the exact same bytes. Not a pipeline
+// stage: the in-network sequencer's side of ordering.group's network mode, compiled into
+// libtmc so that the tool and the simulator share one implementation.
 #pragma once
 
 #include <cstddef>
@@ -9,12 +11,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "primitives/ordering/group/wire.hpp"
 #include "tmc/packet.hpp"
 
 namespace tmc::detail {
 
-/// Body of wire::Ext::group_seq: u64 global sequence, u32 session (big-endian).
-inline constexpr std::uint8_t kGroupSeqBodyBytes = 12;
+/// Body of wire::Ext::group_seq: u64 global sequence, u32 session (big-endian); the layout
+/// is ordering.group's (group_wire::put_stamp / get_stamp), which reads it.
+inline constexpr std::uint8_t kGroupSeqBodyBytes = group_wire::kStampBody;
 
 /// Write into `out` (capacity `cap`) the datagram `in` with a group_seq extension carrying
 /// (`global_seq`, `session`) in front of its other extensions; an existing group_seq

@@ -1,4 +1,4 @@
-#include "primitives/ordering/group_stamp.hpp"
+#include "sequencer/stamp.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -41,8 +41,7 @@ std::size_t stamp_group_seq(const Packet& in, std::uint64_t global_seq, std::uin
   std::uint8_t* at = h + wire::kBaseHeaderBytes;
   at[0] = static_cast<std::uint8_t>(wire::Ext::group_seq);
   at[1] = kGroupSeqBodyBytes;
-  wire::put_u64(at + 2, global_seq);
-  wire::put_u32(at + 10, session);
+  group_wire::put_stamp(at + 2, group_wire::Stamp{global_seq, session});
   at += wire::kExtHeaderBytes + kGroupSeqBodyBytes;
   for (std::uint8_t i = 0; i < in.n_ext; ++i) {
     if (in.ext_type[i] == static_cast<std::uint8_t>(wire::Ext::group_seq)) continue;

@@ -1,6 +1,8 @@
-// The control bodies of ordering.group in reliable mode (sequencer failover with agreement):
-// typed Ext::order bodies for term announcements, ordering status and term starts. Shared by
-// the stage and its unit tests, so both read and write the exact same bytes.
+// The wire of ordering.group, in one place: announcement entries, the network sequencer's
+// stamp body (Ext::group_seq), and the control bodies of reliable mode (sequencer failover
+// with agreement): typed Ext::order bodies for term announcements, ordering status and term
+// starts. Shared by every part of the stage and its unit tests, so all read and write the
+// exact same bytes.
 //
 // An Ext::order body of exactly 4 bytes is the unreliable mode's announcement ({u32 count};
 // the term is the packet's sender and epoch). One of exactly 8 bytes is a re-sent message
@@ -54,6 +56,8 @@ inline constexpr std::uint32_t kCutoffBytes = 16;
 inline constexpr std::uint32_t kMaxRecords = 8;
 inline constexpr std::uint32_t kMaxCutoffs = 64;
 inline constexpr std::uint8_t kStatusFrozen = 1;
+/// Body of Ext::group_seq, the network sequencer's stamp: u64 global, u32 session.
+inline constexpr std::uint8_t kStampBody = 12;
 
 /// One sequencer term: its number (increasing across failovers) and the sequencer's
 /// incarnation. Term number 0 is "no term yet".
@@ -71,6 +75,37 @@ struct TermId {
   if (a.no != b.no) return a.no > b.no;
   if (a.sender != b.sender) return a.sender > b.sender;
   return a.epoch > b.epoch;
+}
+
+/// The network sequencer's stamp: global number `global` of session `session` (written by
+/// tmc-sequencer, read by the members).
+struct Stamp {
+  std::uint64_t global = 0;
+  std::uint32_t session = 0;
+};
+inline void put_stamp(std::uint8_t* body, const Stamp& s) noexcept {
+  wire::put_u64(body, s.global);
+  wire::put_u32(body + 8, s.session);
+}
+[[nodiscard]] inline Stamp get_stamp(const std::uint8_t* body) noexcept {
+  return Stamp{wire::get_u64(body), wire::get_u32(body + 8)};
+}
+
+/// An announcement entry: message (sender, epoch, seq) is at global number `global`.
+struct Entry {
+  std::uint32_t sender = 0;
+  std::uint32_t epoch = 0;
+  std::uint64_t seq = 0;
+  std::uint64_t global = 0;
+};
+inline void put_entry(std::uint8_t* p, const Entry& e) noexcept {
+  wire::put_u32(p, e.sender);
+  wire::put_u32(p + 4, e.epoch);
+  wire::put_u64(p + 8, e.seq);
+  wire::put_u64(p + 16, e.global);
+}
+[[nodiscard]] inline Entry get_entry(const std::uint8_t* p) noexcept {
+  return Entry{wire::get_u32(p), wire::get_u32(p + 4), wire::get_u64(p + 8), wire::get_u64(p + 16)};
 }
 
 struct CutRecord {

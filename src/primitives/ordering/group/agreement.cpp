@@ -1,0 +1,330 @@
+#include "primitives/ordering/group/agreement.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace tmc::detail::group_order {
+namespace {
+// The least spacing of two statuses sent to repair a peer's stale view.
+constexpr std::uint64_t kStatusRepairNs = 2'000'000;
+}  // namespace
+
+bool sender_alive(const Group& g, const StageEnv& self, std::uint32_t sender, std::uint32_t epoch,
+                  bool unknown) noexcept {
+  if (sender == self.sender && epoch == self.epoch) return true;
+  const int slot = g.slot_of_sender(sender);
+  if (slot == kNoSlot) return unknown;
+  if (slot == g.self_slot()) return false;  // a former incarnation of ourselves
+  const MemberInfo& m = g.member(slot);
+  if (m.epoch != 0 && m.epoch != epoch) return false;  // a retired incarnation
+  return m.state != MemberState::failed && m.state != MemberState::left;
+}
+
+void Agreement::configure(const StageEnv& env, std::uint32_t window) {
+  env_ = env;
+  window_ = window;
+  peers_.resize(kMaxGroupMembers);
+}
+
+// --- this member's own state -------------------------------------------------------------
+
+std::uint64_t Agreement::held_through(const MsgTable& t) noexcept {
+  if (t.term().no == 0) return 0;
+  if (held_h_ < t.next_g() - 1) held_h_ = t.next_g() - 1;
+  while (held_h_ + 1 < t.next_g() + window_ && t.deliverable(held_h_ + 1)) ++held_h_;
+  return held_h_;
+}
+
+void Agreement::begin_term(const gw::TermId& nt, const gw::CutRecord* recs, std::uint32_t nrec) noexcept {
+  term_no_seen_ = std::max(term_no_seen_, nt.no);
+  held_h_ = 0;
+  last_stable_ = 0;
+  sent_held_ = 0;  // what our statuses said was about the old term
+  sent_delivered_ = 0;
+  frozen_ = false;
+  frozen_h_ = 0;
+  n_adopted_ = 0;
+  for (std::uint32_t r = 0; r < nrec && n_adopted_ < gw::kMaxRecords; ++r) adopted_[n_adopted_++] = recs[r];
+}
+
+// --- the view's statuses -------------------------------------------------------------------
+
+const PeerStatus* Agreement::peer(const Group& g, int slot) const noexcept {
+  const PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
+  const MemberInfo& m = g.member(slot);
+  if (!ps.have || m.sender == 0 || ps.sender != m.sender || ps.epoch != m.epoch) return nullptr;
+  return &ps;
+}
+
+void Agreement::forget_stale_peers(const Group& g) noexcept {
+  for (std::size_t i = 0; i < g.slots(); ++i) {
+    PeerStatus& ps = peers_[i];
+    const MemberInfo& m = g.member(static_cast<int>(i));
+    if (ps.have && (ps.sender != m.sender || ps.epoch != m.epoch)) ps.have = false;
+  }
+}
+
+const PeerStatus* Agreement::on_status(Packet* p, const gw::Status& s, StageIo& io) noexcept {
+  const Group& g = io.group();
+  const int slot = g.slot_of_sender(p->sender);
+  const std::uint32_t from_sender = p->sender;
+  const std::uint32_t from_epoch = p->epoch;
+  gw::Cutoff cut[gw::kMaxCutoffs];
+  const std::uint8_t* cut_bytes = p->payload() + std::size_t{s.n_records} * gw::kRecordBytes;
+  for (std::uint32_t i = 0; i < s.n_cutoffs; ++i) cut[i] = gw::cutoff_at(cut_bytes, i);
+  p->release();  // consumed: statuses are this stage's own traffic
+  if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != from_epoch) {
+    io.count(stale);  // not (yet) in our view: its next status will count
+    return nullptr;
+  }
+  io.count(statuses_received);
+  term_no_seen_ = std::max(term_no_seen_, s.term.no);
+  PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
+  const bool fresh = !ps.have || ps.sender != from_sender || ps.epoch != from_epoch;
+  if (fresh || gw::term_after(s.term, ps.st.term)) {
+    ps.have = true;
+    ps.sender = from_sender;
+    ps.epoch = from_epoch;
+    ps.st = s;
+    std::copy(cut, cut + s.n_cutoffs, ps.cutoffs);
+  } else if (gw::same_term(s.term, ps.st.term)) {
+    if (s.frozen && !ps.st.frozen) {
+      ps.st = s;
+      std::copy(cut, cut + s.n_cutoffs, ps.cutoffs);
+    } else if (!s.frozen && !ps.st.frozen) {
+      // Reordered statuses of one term: the numbers only grow.
+      ps.st.held = std::max(ps.st.held, s.held);
+      ps.st.delivered = std::max(ps.st.delivered, s.delivered);
+      ps.st.stable = std::max(ps.st.stable, s.stable);
+    }
+  }
+  return &ps;
+}
+
+void Agreement::note_sequencer_holds(const Group& g, std::uint32_t sender, std::uint32_t epoch, std::uint64_t top,
+                                     const gw::TermId& term) noexcept {
+  const int slot = g.slot_of_sender(sender);
+  if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != epoch) return;
+  PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
+  if (!ps.have || ps.sender != sender || ps.epoch != epoch || ps.st.frozen) return;
+  if (!gw::same_term(ps.st.term, term)) return;
+  ps.st.held = std::max(ps.st.held, top);
+}
+
+std::uint64_t Agreement::update_stable(const MsgTable& t, const Group& g) noexcept {
+  std::uint64_t s = held_through(t);
+  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
+    const int slot = __builtin_ctzll(rx);
+    const PeerStatus* ps = peer(g, slot);
+    if (ps == nullptr || !gw::same_term(ps->st.term, t.term())) {
+      s = 0;
+      break;
+    }
+    s = std::min(s, ps->st.held);
+  }
+  last_stable_ = s;
+  return s;
+}
+
+std::uint64_t Agreement::assign_limit(const MsgTable& t, const Group& g) const noexcept {
+  std::uint64_t low = t.next_g();
+  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
+    const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
+    const std::uint64_t next = ps != nullptr && gw::same_term(ps->st.term, t.term()) ? ps->st.delivered + 1 : 1;
+    low = std::min(low, next);
+  }
+  return low + window_;
+}
+
+// --- our statuses ------------------------------------------------------------------------------
+
+// Stability costs one one-way hop on top of the announcement only if this status leaves
+// without delay: from the tick that is due now, which a shell runs after the input batch in
+// hand, so that every change one batch of packets makes shares one status. A deadline in the
+// future would cost a whole timer period in a shell whose timers count milliseconds (libuv).
+void Agreement::note_status_change(StageIo& io) noexcept {
+  const std::uint64_t at = std::max<std::uint64_t>(io.now_ns(), 1);
+  if (status_due_ == 0 || at < status_due_) status_due_ = at;
+}
+
+// Delivery alone is news only for the sequencer's window (assign_limit): reported in steps
+// of a quarter window; the statuses that report holdings carry it meanwhile, and a member
+// that holds anything also reports periodically.
+void Agreement::note_progress(const MsgTable& t, std::uint64_t told, StageIo& io) noexcept {
+  if (held_through(t) != told || t.next_g() - 1 >= sent_delivered_ + std::max<std::uint32_t>(window_ / 4, 1)) {
+    note_status_change(io);
+  }
+}
+
+void Agreement::repair_if_behind(const PeerStatus& ps, const gw::TermId& term, const MsgTable& t,
+                                 StageIo& io) noexcept {
+  if (gw::same_term(ps.st.term, term) && ps.st.stable < reported_held(t) &&
+      io.now_ns() >= last_status_ns_ + kStatusRepairNs) {
+    note_status_change(io);
+  }
+}
+
+void Agreement::send_status(const MsgTable& t, StageIo& io) noexcept {
+  status_due_ = 0;
+  last_status_ns_ = io.now_ns();
+  Packet* p = io.alloc();
+  if (p == nullptr) {
+    io.count(full_drops);
+    return;
+  }
+  // A frozen status also says how far this member delivered each sender (the next term
+  // start takes the largest: see merge_cutoffs).
+  std::uint32_t ncut = 0;
+  if (frozen_) {
+    const std::uint32_t used = 64 + n_adopted_ * gw::kRecordBytes;
+    const std::uint32_t room = env_.max_payload_bytes > used ? (env_.max_payload_bytes - used) / gw::kCutoffBytes : 0;
+    const std::uint32_t max_cut = std::min<std::uint32_t>(gw::kMaxCutoffs, room);
+    for (const SenderState& st : t.senders()) {
+      if (st.used && st.done_seq > 0 && ncut < max_cut) ++ncut;
+    }
+  }
+  p->reset_for_send(n_adopted_ * gw::kRecordBytes + ncut * gw::kCutoffBytes);
+  for (std::uint32_t i = 0; i < n_adopted_; ++i) {
+    gw::put_record(p->payload() + std::size_t{i} * gw::kRecordBytes, adopted_[i]);
+  }
+  std::uint32_t k = 0;
+  for (const SenderState& st : t.senders()) {
+    if (k >= ncut) break;
+    if (!st.used || st.done_seq == 0) continue;
+    gw::put_cutoff(p->payload() + std::size_t{n_adopted_} * gw::kRecordBytes + std::size_t{k} * gw::kCutoffBytes,
+                   gw::Cutoff{st.id, st.epoch, st.done_seq});
+    ++k;
+  }
+  // Unreliable: the next status repairs a lost one.
+  std::uint8_t* body = as_order_control(p, /*reliable=*/false, gw::kStatusBody);
+  if (body == nullptr) return;
+  gw::Status s;
+  s.frozen = frozen_;
+  s.term = t.term();
+  s.held = reported_held(t);
+  s.delivered = t.next_g() - 1;
+  s.stable = std::min(last_stable_, s.held);
+  s.n_records = n_adopted_;
+  s.n_cutoffs = ncut;
+  gw::write_status_body(body, s);
+  sent_held_ = s.held;
+  sent_delivered_ = s.delivered;
+  io.count(statuses_sent);
+  io.down(p);
+}
+
+std::uint8_t* Agreement::as_order_control(Packet* p, bool reliable, std::uint8_t body_len) const noexcept {
+  p->kind = wire::Kind::control;
+  p->flags = reliable ? wire::kFlagReliable : 0;
+  p->channel = env_.channel;
+  p->sender = env_.sender;
+  p->epoch = env_.epoch;
+  std::uint8_t* body = p->push_ext(wire::Ext::order, body_len);
+  if (body == nullptr) p->release();
+  return body;
+}
+
+// --- the cut ---------------------------------------------------------------------------------------
+
+bool Agreement::choose_cuts(const MsgTable& t, const Group& g, gw::CutRecord* out, std::uint32_t& nout,
+                            std::uint32_t& max_no) noexcept {
+  struct Part {
+    gw::TermId t;
+    std::uint64_t h;
+    std::uint64_t d;
+    const gw::CutRecord* recs;
+    std::uint32_t nrec;
+  };
+  Part parts[kMaxGroupMembers + 1];
+  std::size_t n = 0;
+  parts[n++] = Part{t.term(), reported_held(t), t.next_g() - 1, adopted_, n_adopted_};
+  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
+    const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
+    if (ps == nullptr || !ps->st.frozen) return false;  // wait (its status is periodic)
+    parts[n++] = Part{ps->st.term, ps->st.held, ps->st.delivered, ps->st.records, ps->st.n_records};
+  }
+  max_no = term_no_seen_;
+  for (std::size_t i = 0; i < n; ++i) {
+    max_no = std::max(max_no, parts[i].t.no);
+    for (std::uint32_t r = 0; r < parts[i].nrec; ++r) max_no = std::max(max_no, parts[i].recs[r].term.no);
+  }
+  nout = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const gw::TermId term = parts[i].t;
+    if (term.no == 0) continue;  // a newcomer: nothing to finish
+    bool done = false;
+    for (std::uint32_t r = 0; r < nout; ++r) done = done || gw::same_term(out[r].term, term);
+    if (done) continue;
+    // A cut an earlier term start already fixed for the term is kept: members that adopted
+    // it have delivered the term up to it.
+    bool fixed = false;
+    std::uint64_t end = 0;
+    for (std::size_t j = 0; j < n && !fixed; ++j) {
+      for (std::uint32_t r = 0; r < parts[j].nrec; ++r) {
+        if (gw::same_term(parts[j].recs[r].term, term)) {
+          fixed = true;
+          end = parts[j].recs[r].end;
+          break;
+        }
+      }
+    }
+    if (!fixed) {
+      bool all_at = true;
+      std::uint64_t min_h = std::numeric_limits<std::uint64_t>::max();
+      std::uint64_t max_d = 0;
+      for (std::size_t j = 0; j < n; ++j) {
+        if (parts[j].t.no == 0) continue;
+        if (!gw::same_term(parts[j].t, term)) {
+          all_at = false;
+          continue;
+        }
+        min_h = std::min(min_h, parts[j].h);
+        max_d = std::max(max_d, parts[j].d);
+      }
+      // Everyone at the term: the longest prefix every survivor holds. Survivors at several
+      // terms: nobody could deliver beyond what members at the term already delivered (the
+      // others never reported it), so it ends there.
+      end = all_at ? min_h : max_d;
+    }
+    if (nout < gw::kMaxRecords) out[nout++] = gw::CutRecord{term, end};
+  }
+  return true;
+}
+
+// The largest any receiver reports: members that stayed together agree on it already (the
+// cut covers what any of them delivered); a member that was cut off from a term the others
+// delivered in (views split, e.g. a member declared failed before it was ever heard)
+// reports less, and ordering again from its own numbers would wait for messages their
+// senders delivered and no longer hold. It skips them instead (it missed them:
+// docs/manifest.md, Guarantees).
+std::uint32_t Agreement::merge_cutoffs(const MsgTable& t, const Group& g, std::uint32_t nout,
+                                       gw::Cutoff* merged) const noexcept {
+  const std::uint32_t room = env_.max_payload_bytes > 64 + nout * gw::kRecordBytes
+                                 ? (env_.max_payload_bytes - 64 - nout * gw::kRecordBytes) / gw::kCutoffBytes
+                                 : 0;
+  const std::uint32_t max_cut = std::min<std::uint32_t>(gw::kMaxCutoffs, room);
+  std::uint32_t ncut = 0;
+  const auto merge = [&](std::uint32_t id, std::uint32_t epoch, std::uint64_t last) {
+    if (last == 0 || !sender_alive(g, env_, id, epoch)) return;
+    for (std::uint32_t i = 0; i < ncut; ++i) {
+      if (merged[i].sender == id && merged[i].epoch == epoch) {
+        merged[i].last_seq = std::max(merged[i].last_seq, last);
+        return;
+      }
+    }
+    if (ncut < max_cut) merged[ncut++] = gw::Cutoff{id, epoch, last};
+  };
+  for (const SenderState& st : t.senders()) {
+    if (st.used) merge(st.id, st.epoch, st.done_seq);
+  }
+  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
+    const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
+    if (ps == nullptr || !ps->st.frozen) continue;
+    for (std::uint32_t i = 0; i < ps->st.n_cutoffs; ++i) {
+      merge(ps->cutoffs[i].sender, ps->cutoffs[i].epoch, ps->cutoffs[i].last_seq);
+    }
+  }
+  return ncut;
+}
+
+}  // namespace tmc::detail::group_order

@@ -1,0 +1,133 @@
+// ordering.group's agreed terms (reliable mode): what members tell each other about a term
+// and what follows from it. Each member reports, in unreliable status packets, the term it
+// is at, how far it holds the term without a hole (held_through), how far it delivered, and,
+// once frozen, the per-sender cut-offs of what it delivered. From the statuses of every
+// receiver of the view this part computes
+//   - stability: global g is stable when every receiver holds every global <= g; a member
+//     delivers only stable globals (update_stable),
+//   - the sequencer's window: it may not number beyond any member's window (assign_limit),
+//   - the cut of a frozen term: the view's sequencer, once every receiver reported frozen,
+//     cuts each term the survivors are at (choose_cuts) and merges their cut-offs
+//     (merge_cutoffs) into the term start it sends.
+// A term is (term number, sequencer sender, sequencer epoch); numbers grow across
+// failovers. Depends on the message table and the wire helpers only: when to freeze, adopt
+// or run a term is the stage's (group/failover.cpp).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "primitives/ordering/group/table.hpp"
+
+namespace tmc::detail::group_order {
+
+/// The status period while something is unstable or a failover is pending.
+inline constexpr std::uint64_t kStatusPeriodNs = 10'000'000;
+
+struct PeerStatus {
+  bool have = false;
+  std::uint32_t sender = 0;
+  std::uint32_t epoch = 0;
+  gw::Status st;
+  gw::Cutoff cutoffs[gw::kMaxCutoffs];  ///< from its last frozen status (st.n_cutoffs)
+};
+
+/// Whether the view counts (sender, epoch) as alive (`self` is this member's incarnation).
+/// A sender the view does not know (no heartbeat heard from it) counts as `unknown`: the
+/// sequencer orders only known senders (another member may already have dropped a dead
+/// stranger's messages), while a view change keeps a stranger's messages (a newcomer is often
+/// heard before its heartbeat).
+[[nodiscard]] bool sender_alive(const Group& g, const StageEnv& self, std::uint32_t sender, std::uint32_t epoch,
+                                bool unknown = false) noexcept;
+
+class Agreement {
+ public:
+  void configure(const StageEnv& env, std::uint32_t window);
+
+  // --- this member's own state ------------------------------------------------------
+
+  /// How far this member holds the current term without a hole.
+  std::uint64_t held_through(const MsgTable& t) noexcept;
+  /// What statuses report as held: frozen, the point it froze at.
+  std::uint64_t reported_held(const MsgTable& t) noexcept { return frozen_ ? frozen_h_ : held_through(t); }
+  /// Term 0 (none yet) counts as frozen: nothing to deliver.
+  [[nodiscard]] bool frozen() const noexcept { return frozen_; }
+  /// Stop delivering the term; from now on report the point held now.
+  void freeze(const MsgTable& t) noexcept {
+    frozen_h_ = held_through(t);
+    frozen_ = true;
+  }
+  /// Adopted term `nt` (its cut records `recs`, reported in every status of the term).
+  void begin_term(const gw::TermId& nt, const gw::CutRecord* recs, std::uint32_t nrec) noexcept;
+  void note_term_seen(std::uint32_t no) noexcept { term_no_seen_ = std::max(term_no_seen_, no); }
+
+  // --- the view's statuses ----------------------------------------------------------
+
+  /// The status of the member in `slot`, if it came from its current incarnation.
+  [[nodiscard]] const PeerStatus* peer(const Group& g, int slot) const noexcept;
+  /// Forget statuses of incarnations the view no longer names.
+  void forget_stale_peers(const Group& g) noexcept;
+  /// Record a status packet (released here). The sender's record, or nullptr when it is not
+  /// (yet) in the view (counted stale).
+  const PeerStatus* on_status(Packet* p, const gw::Status& s, StageIo& io) noexcept;
+  /// The term's sequencer numbers only messages it holds, and in order: an announcement up
+  /// to `top` says it holds every global <= top, as a status would.
+  void note_sequencer_holds(const Group& g, std::uint32_t sender, std::uint32_t epoch, std::uint64_t top,
+                            const gw::TermId& term) noexcept;
+  /// Every receiver's status of the current term: the stable point (0 when one is missing).
+  std::uint64_t update_stable(const MsgTable& t, const Group& g) noexcept;
+  /// Sequencer: the first global it may not assign yet, so that no member receives an entry
+  /// beyond its window.
+  [[nodiscard]] std::uint64_t assign_limit(const MsgTable& t, const Group& g) const noexcept;
+
+  // --- our statuses -------------------------------------------------------------------
+
+  /// Something a peer waits for changed: send a status from the tick due now.
+  void note_status_change(StageIo& io) noexcept;
+  /// Delivery or holdings moved past what our last status said (`told`: held_through
+  /// as peers know it): send a status.
+  void note_progress(const MsgTable& t, std::uint64_t told, StageIo& io) noexcept;
+  /// A peer at term `term` (ours when its status came) reports less stable than we hold:
+  /// it may have lost our last status.
+  void repair_if_behind(const PeerStatus& ps, const gw::TermId& term, const MsgTable& t, StageIo& io) noexcept;
+  /// An announcement we sent said we hold through `top`.
+  void note_announced(std::uint64_t top) noexcept { sent_held_ = std::max(sent_held_, top); }
+  void send_status(const MsgTable& t, StageIo& io) noexcept;
+  [[nodiscard]] std::uint64_t status_due() const noexcept { return status_due_; }
+  [[nodiscard]] std::uint64_t last_status_ns() const noexcept { return last_status_ns_; }
+  [[nodiscard]] std::uint64_t sent_held() const noexcept { return sent_held_; }
+
+  // --- the cut (the view's sequencer) ---------------------------------------------------
+
+  /// Once every receiver reported a frozen status: the cut of each term the survivors are
+  /// at (`out`, `nout`) and the highest term number anyone knows (`max_no`). False while a
+  /// receiver's frozen status is missing.
+  bool choose_cuts(const MsgTable& t, const Group& g, gw::CutRecord* out, std::uint32_t& nout,
+                   std::uint32_t& max_no) noexcept;
+  /// Per-sender cut-offs for a term start with `nout` cut records: the largest each alive
+  /// sender's number any receiver (and this member) reports. Returns how many.
+  std::uint32_t merge_cutoffs(const MsgTable& t, const Group& g, std::uint32_t nout, gw::Cutoff* merged) const noexcept;
+  /// Make `p` one of this stage's control packets with an Ext::order body of `body_len`
+  /// bytes; the body to fill, or nullptr (p released) when there was no room.
+  std::uint8_t* as_order_control(Packet* p, bool reliable, std::uint8_t body_len) const noexcept;
+
+ private:
+  StageEnv env_;
+  std::uint32_t window_ = 4096;
+
+  std::uint32_t term_no_seen_ = 0;
+  bool frozen_ = true;
+  std::uint64_t frozen_h_ = 0;
+  std::uint64_t held_h_ = 0;
+  std::uint64_t last_stable_ = 0;
+  std::uint32_t n_adopted_ = 0;
+  gw::CutRecord adopted_[gw::kMaxRecords];
+  std::vector<PeerStatus> peers_;
+  std::uint64_t status_due_ = 0;
+  std::uint64_t last_status_ns_ = 0;
+  std::uint64_t sent_held_ = 0;       ///< held_through in our last status
+  std::uint64_t sent_delivered_ = 0;  ///< delivered_through in our last status
+};
+
+}  // namespace tmc::detail::group_order

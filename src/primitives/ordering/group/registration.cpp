@@ -1,0 +1,99 @@
+// ordering.group's entry in the stage registry: its documentation, parameters and counters
+// (in the order of the Counter enum in table.hpp).
+#include <memory>
+
+#include "primitives/ordering/group/stage.hpp"
+#include "tmc/stage.hpp"
+
+namespace tmc {
+
+using detail::group_order::GroupStage;
+using detail::group_order::kKind;
+
+void register_ordering_group(Registry& r) {
+  (void)r.add(StageInfo{
+      .kind = kKind,
+      .synopsis = "Group ordering: a sequencer (a member, or the network) assigns a global order every member "
+                  "delivers in, its own messages included.",
+      .notes =
+          "Needs ordering.seq below (messages are named by sender, epoch and per-sender number). Member "
+          "sequencer: the sequencer orders each sender's messages in per-sender order, in arrival order across "
+          "senders, and multicasts batched announcements (control packets with extension `order`, body u32 "
+          "count; payload entries {u32 sender, u32 epoch, u64 seq, u64 global}, 24 bytes each, flagged "
+          "reliable when `reliable` is set). Members deliver by global number, their own messages from a clone "
+          "kept at send. Network sequencer (`network_sequencer` set, the paper's OUM): data is unicast to "
+          "tmc-sequencer, which multicasts it with extension `group_seq` (u64 global, u32 session; 14 bytes); "
+          "unreliable, a new session means the sequencer restarted: what is held is delivered, "
+          "`sequencer_changed` raised. Network sequencer with `reliable`: the session is a term like a member "
+          "sequencer's, delivered stably; when the sequencer restarts (a new session), stops returning a "
+          "member's own messages (8 requests, about 1 s), or a receiver fails, the members cut its term as "
+          "below and a member sequencer takes over for good (`net_failovers`); what reliability still "
+          "repairs toward the sequencer's address goes to the group from then on. Unreliable: a gap open for `hold_us` is skipped and reported (`gap_skipped`, in global numbers, "
+          "sender/epoch naming the term), data never announced within 4 x hold_us is dropped and reported "
+          "(`gap_skipped` with its own sender/epoch/seq); no two members deliver two messages in different "
+          "relative orders while they follow the same sequencer term; a sequencer change starts a new term (old "
+          "term drained in order, gaps skipped). Reliable (needs reliability.arq acked by all and "
+          "membership.heartbeat below): nothing is skipped by time; a message is delivered only once it is "
+          "stable (every receiver of the view holds it and everything before it, per unreliable status packets, "
+          "`order` body type 2); when the view loses the sequencer or a receiver, members freeze the term, the "
+          "view's sequencer collects every receiver's frozen status, cuts the old term at the least held point "
+          "and starts a new term (reliable term start, type 3, with the cuts and per-sender cut-offs); "
+          "everything after the cut from alive senders is re-sequenced, a failed sender's messages after it "
+          "are dropped, and members re-send their own undelivered messages (8-byte `order` body). Members that "
+          "stay connected deliver identical sequences across sequencer failures. Data flagged unordered is "
+          "delivered at once.",
+      .params = {{"sequencer", ParamType::string, "",
+                  "Member name of the sequencer; empty: the smallest name among this member and the view's alive "
+                  "or expected members."},
+                 {"network_sequencer", ParamType::string, "",
+                  "\"ip:port\" of an in-network sequencer (tmc-sequencer); empty: a member sequences."},
+                 {"reliable", ParamType::boolean, "false",
+                  "reliability.arq (ack from all) and membership.heartbeat sit below: stable delivery, sequencer "
+                  "failover with agreement, nothing skipped by time."},
+                 {"hold_us", ParamType::integer, "50000",
+                  "Unreliable: how long a gap in the global order may stay open before it is skipped, in us."},
+                 {"window", ParamType::integer, "4096",
+                  "Global numbers held ahead of the next to deliver (2 x window messages may wait for order)."},
+                 {"flush_us", ParamType::integer, "100",
+                  "Sequencer: longest an order entry waits to share an announcement, in us."}},
+      .counters = {{"ordering.group_delivered", "messages delivered in global order"},
+                   {"ordering.group_own_delivered", "of those, this member's own messages"},
+                   {"ordering.group_unordered", "data flagged unordered, delivered at once"},
+                   {"ordering.group_assigned", "sequencer: global numbers assigned"},
+                   {"ordering.group_announcements_sent", "sequencer: announcement packets sent"},
+                   {"ordering.group_announcements_received", "announcement packets accepted"},
+                   {"ordering.group_gaps_skipped", "gaps in the global order skipped (gap_skipped events)"},
+                   {"ordering.group_seqs_skipped", "global numbers skipped"},
+                   {"ordering.group_unannounced_dropped", "data never announced within 4 x hold_us, dropped"},
+                   {"ordering.group_duplicates", "duplicate data or stamps dropped"},
+                   {"ordering.group_stale", "data already passed in the order, or of a retired session"},
+                   {"ordering.group_foreign_announcements", "announcements from a member that is not our sequencer"},
+                   {"ordering.group_window_overflows", "numbers beyond the window forced a skip"},
+                   {"ordering.group_full", "messages dropped: the hold table or pool was full"},
+                   {"ordering.group_term_changes", "sequencer changes followed (sequencer_changed events)"},
+                   {"ordering.group_no_seq", "data without a per-sender number (ordering.seq missing below)"},
+                   {"ordering.group_no_stamp", "network mode: data without a valid group_seq stamp"},
+                   {"ordering.group_malformed", "order control packets refused (bad body, counts or lengths)"},
+                   {"ordering.group_resent", "reliable: own undelivered messages re-sent after a view change"},
+                   {"ordering.group_statuses_sent", "reliable: ordering status packets sent"},
+                   {"ordering.group_statuses_received", "reliable: ordering status packets accepted"},
+                   {"ordering.group_term_starts", "reliable: term starts sent (sequencer) or adopted"},
+                   {"ordering.group_cut_missing", "reliable: a cut disagreed with what this member held or "
+                                                  "delivered, or a sequencer ordered a message delivered here "
+                                                  "already (views disagreed: stays 0 without a split)"},
+                   {"ordering.group_failed_sender_dropped",
+                    "reliable: unordered messages of a failed or departed sender released"},
+                   {"ordering.group_own_restamp_requests",
+                    "network mode, reliable: own messages sent to the sequencer again because their stamped copy "
+                    "did not come back in time"},
+                   {"ordering.group_own_restamp_gave_up",
+                    "network mode, reliable: own messages whose stamped copy never came back after every request "
+                    "(the sequencer is taken as gone)"},
+                   {"ordering.group_net_failovers",
+                    "network mode, reliable: the network sequencer's term given up (it restarted, own messages "
+                    "stopped coming back, or a receiver failed); a member sequencer takes over"}},
+      .factory = [] { return std::make_unique<GroupStage>(); },
+  });
+}
+
+}  // namespace tmc
