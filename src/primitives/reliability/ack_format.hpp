@@ -1,6 +1,6 @@
 // Wire bodies of reliability's control packets (Ext::ack), shared by every stage that reads
 // them: reliability.arq writes and consumes them; flow.credit and congestion.window learn
-// from acks passing by. The layout is fixed by docs (design 4-5):
+// from acks passing by. The layout is in docs/wire-format.md:
 //
 //   Ack  (Kind::ack,  Ext::ack, 24 bytes): u32 target_sender, u32 target_epoch,
 //        u64 cumulative (every rseq <= it received; 0 = none),

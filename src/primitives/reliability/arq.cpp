@@ -1,4 +1,4 @@
-// reliability.arq — acknowledged multicast with retransmission (paper §3.2, issue 4).
+// reliability.arq — acknowledged multicast with retransmission (paper §3.2).
 //
 // Synopsis
 //   Sender: stamps each reliable packet with a reliable sequence number (Ext::rel), keeps a
