@@ -7,6 +7,11 @@
 //       members are name@ip:port and a send is n unicasts.
 //   pair channel (j, r)           "tapir-pair-j-r": client j <-> replica r, always unicast
 //       ('multicast: false', two members): replies, Confirms, unlogged GETs, sync-lite.
+// Per-message manifests: when the variant's manifest asks for
+// 'reliability: {messages: flagged}', only the messages on a transaction's critical path
+// are sent with {reliability: true} — the requests (Propose*, unlogged GET) and their
+// replies, whose loss would stall the client for an IR timer. Finalize* and Confirm run in
+// the background, behind the commit point, and stay best effort (IR resends them).
 // Channel handlers run on the runtime's loop thread; one timer thread fires the endpoints'
 // IR timers. A mutex keeps the endpoints single-threaded, as the protocol code expects.
 #include <condition_variable>
@@ -45,6 +50,8 @@ class TmcHost final : public Host {
   explicit TmcHost(const HostOptions& o) : o_(o) {
     tmc::Diagnostics diag;
     if (!tmc::load_manifest(o.manifest_path, base_, diag)) throw std::runtime_error(diag.to_string());
+    flagged_ = base_.reliability.enabled && base_.reliability.messages == "flagged";
+    reliable_.reliability = true;
   }
   ~TmcHost() override {
     {
@@ -175,8 +182,24 @@ class TmcHost final : public Host {
     return v;
   }
 
-  void send(tmc::Channel* c, Bytes msg) {
-    if (!c->send(msg)) ++send_failures_;  // counted; IR's resends cover a refused send
+  void send(tmc::Channel* c, Bytes msg, MsgType type) {
+    const bool ok = flagged_ && critical(type) ? static_cast<bool>(c->send(msg, reliable_))
+                                               : static_cast<bool>(c->send(msg));
+    if (!ok) ++send_failures_;  // counted; IR's resends cover a refused send
+  }
+
+  static bool critical(MsgType t) {
+    switch (t) {
+      case MsgType::propose_inconsistent:
+      case MsgType::propose_consensus:
+      case MsgType::unlogged:
+      case MsgType::reply_inconsistent:
+      case MsgType::reply_consensus:
+      case MsgType::unlogged_reply:
+        return true;
+      default:
+        return false;
+    }
   }
 
  private:
@@ -274,11 +297,13 @@ class TmcHost final : public Host {
   tmc::Channel* first_request_ = nullptr;
   tmc::Channel* first_pair_ = nullptr;
   std::uint64_t send_failures_ = 0;
+  bool flagged_ = false;
+  tmc::MessageManifest reliable_;
 };
 
-void ClientPort::send_to_replicas(Bytes msg, MsgType) { host->send(request, msg); }
-void ClientPort::send_to_replica(std::uint32_t r, Bytes msg, MsgType) { host->send(pair[r], msg); }
-void ReplicaPort::send_to_client(std::uint32_t c, Bytes msg, MsgType) { host->send(pair[c], msg); }
+void ClientPort::send_to_replicas(Bytes msg, MsgType type) { host->send(request, msg, type); }
+void ClientPort::send_to_replica(std::uint32_t r, Bytes msg, MsgType type) { host->send(pair[r], msg, type); }
+void ReplicaPort::send_to_client(std::uint32_t c, Bytes msg, MsgType type) { host->send(pair[c], msg, type); }
 
 }  // namespace
 
