@@ -17,8 +17,9 @@ import statistics
 import sys
 
 MSG_TYPES = ["propose_inconsistent", "finalize_inconsistent", "propose_consensus", "finalize_consensus", "unlogged"]
-VARIANT_ORDER = ["tcp", "udp", "mcast", "tuned"]
-LABEL = {"tcp": "TCP", "udp": "UDP unicast", "mcast": "UDP multicast", "tuned": "libTMC tuned"}
+VARIANT_ORDER = ["tcp", "udp", "mcast", "tuned", "tuned-flagged"]
+LABEL = {"tcp": "TCP", "udp": "UDP unicast", "mcast": "UDP multicast", "tuned": "libTMC tuned",
+         "tuned-flagged": "libTMC tuned, flagged"}
 
 
 def pct(values, p):
@@ -29,7 +30,7 @@ def pct(values, p):
 
 
 def run_row(d):
-    m = re.match(r"rep(\d+)-(\w+)-l(\d+)-c(\d+)$", os.path.basename(d))
+    m = re.match(r"rep(\d+)-([\w-]+?)-l(\d+)-c(\d+)$", os.path.basename(d))
     if not m:
         return None
     rep, variant, loss_bp, clients = int(m[1]), m[2], int(m[3]), int(m[4])

@@ -25,6 +25,8 @@ struct TransportStats {
   std::uint64_t datagrams_received = 0;
   std::uint64_t injected_drops = 0;     ///< the faults stage's (in-process loss)
   std::uint64_t retransmits = 0;        ///< the channel's reliability repairs
+  std::uint64_t acks_sent = 0;          ///< the channel's reliability acks
+  std::uint64_t heartbeats_sent = 0;    ///< the channel's membership heartbeats
   std::uint64_t send_errors = 0;
 };
 

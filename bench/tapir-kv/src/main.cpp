@@ -56,7 +56,7 @@ struct Options {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "tapir-kv: " << why << "\n"
-            << "usage: tapir-kv inproc|replica|client --variant tcp|udp|mcast|tuned [--manifest FILE]\n"
+            << "usage: tapir-kv inproc|replica|client --variant tcp|udp|mcast|tuned|tuned-flagged [--manifest FILE]\n"
                "         [--index I] [--clients N] [--replicas IP,IP,IP] [--client-ips IP,...] [--interface IF]\n"
                "         [--base-port P] [--loss PCT] [--loss-model TEXT] [--seconds D] [--keys K] [--ops L]\n"
                "         [--put FRACTION] [--propose-ms MS] [--slow-path-ms MS] [--finalize-ms MS] [--get-ms MS]\n"
@@ -106,9 +106,10 @@ Options parse(int argc, char** argv) {
     else if (k == "--out") o.out = v;
     else usage("unknown option " + k);
   }
-  if (o.variant != "tcp" && o.variant != "udp" && o.variant != "mcast" && o.variant != "tuned")
-    usage("unknown variant '" + o.variant + "'");
+  // tcp, or a libTMC variant: manifests/<variant>.yaml unless --manifest names another file
+  // (udp, mcast, tuned; tuned-flagged is tuned with per-message reliability).
   if (o.manifest.empty() && o.variant != "tcp") o.manifest = std::string(TAPIR_MANIFEST_DIR) + "/" + o.variant + ".yaml";
+  if (o.variant != "tcp" && !std::ifstream(o.manifest)) usage("no manifest " + o.manifest + " for variant '" + o.variant + "'");
   if (o.rules != "repo" && o.rules != "paper") usage("--rules is repo or paper");
   if (o.mode == "inproc") {
     o.replica_ips.assign(3, "127.0.0.1");
@@ -222,6 +223,7 @@ void report(const Options& o, Host& host, Nanos run_start, Nanos run_end, std::o
   j.key("transport").open('{');
   j.field("datagrams_sent", ts.datagrams_sent).field("datagrams_received", ts.datagrams_received);
   j.field("injected_drops", ts.injected_drops).field("channel_retransmits", ts.retransmits).field("send_errors", ts.send_errors);
+  j.field("acks_sent", ts.acks_sent).field("heartbeats_sent", ts.heartbeats_sent);
   j.close('}');
   j.key("client_reports").open('[');
   for (Client* c : host.clients()) {

@@ -34,22 +34,40 @@ void Replica::handle(std::uint32_t from, const IrMessage& m) {
   switch (m.type) {
     case MsgType::propose_inconsistent: {
       auto [it, fresh] = record_.try_emplace(m.opid);
-      if (fresh) {
-        it->second.kind = Kind::inconsistent;
-        it->second.op = m.request;
+      Entry& e = it->second;
+      if (fresh || !e.proposed) {
+        e.kind = Kind::inconsistent;
+        e.op = m.request;
+        e.proposed = true;
       } else {
         ++stats_.duplicates;
       }
       out_.type = MsgType::reply_inconsistent;
-      out_.finalized = it->second.state == State::finalized;
+      out_.finalized = e.state == State::finalized;
       send(from, out_);
+      if (e.finalize_early && e.state == State::tentative) {
+        // Its Finalize overtook it (e.g. a repaired Propose behind the Finalize): the
+        // client has decided already, so finalize now instead of waiting for its resend.
+        e.finalize_early = false;
+        e.state = State::finalized;
+        execute_inconsistent(e.op);
+        e.op = Request{};
+        out_.type = MsgType::confirm;
+        out_.finalized = true;
+        send(from, out_);
+      }
       return;
     }
     case MsgType::finalize_inconsistent: {
       auto it = record_.find(m.opid);
-      if (it == record_.end()) {
-        // Not proposed here yet: stay silent; the client resends (and sync-lite re-proposes).
+      if (it == record_.end() || !it->second.proposed) {
+        // Not proposed here yet: remember it and stay silent; the Propose finalizes it
+        // when it comes (or the client resends, and sync-lite re-proposes).
         ++stats_.early_finalizes;
+        Entry& e = record_[m.opid];
+        e.kind = Kind::inconsistent;
+        e.proposed = false;
+        e.finalize_early = true;
         return;
       }
       if (it->second.state == State::tentative) {

@@ -57,6 +57,8 @@ class Replica final : public Endpoint {
     Kind kind = Kind::inconsistent;
     Request op;    ///< kept until finalized
     Reply result;  ///< consensus: local result, then the decided one
+    bool proposed = true;         ///< false: only an early Finalize has been seen
+    bool finalize_early = false;  ///< inconsistent: its Finalize came before the Propose
   };
 
   void send(std::uint32_t client, const IrMessage& m);

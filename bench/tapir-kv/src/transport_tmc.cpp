@@ -165,6 +165,8 @@ class TmcHost final : public Host {
       t.datagrams_received += s.datagrams_received;
       t.injected_drops += s.counter("faults.lost");
       t.retransmits += s.counter("reliability.retransmits");
+      t.acks_sent += s.counter("reliability.acks_sent");
+      t.heartbeats_sent += s.counter("membership.heartbeats_sent");
       t.send_errors += s.send_errors;
     }
     t.send_errors += send_failures_;

@@ -118,10 +118,45 @@ TEST_CASE("replica: FinalizeInconsistent before its Propose is harmless") {
   r.handle(0, f);  // unknown: silent, nothing executed
   CHECK(net.out.empty());
   CHECK(r.stats().early_finalizes == 1);
-  r.handle(0, p);
-  r.handle(0, f);  // the client's resend
-  CHECK(net.out.back().m.type == MsgType::confirm);
+  CHECK(r.store().get("k").value == "k0");
+  r.handle(0, p);  // the Propose finalizes it at once: reply, then Confirm
+  REQUIRE(net.out.size() == 2);
+  CHECK(net.out[0].m.type == MsgType::reply_inconsistent);
+  CHECK(net.out[1].m.type == MsgType::confirm);
   CHECK(r.store().get("k").value == "v");
+  r.handle(0, f);  // the client's resend: Confirm again, executed once
+  CHECK(net.out.back().m.type == MsgType::confirm);
+  r.handle(0, p);  // a duplicate Propose: finalized, not re-executed
+  CHECK(net.out.back().m.finalized);
+  CHECK(r.stats().duplicates == 1);
+}
+
+TEST_CASE("replica: an early FinalizeInconsistent of an ABORT is applied when its Propose comes") {
+  CaptureReplicaNet net;
+  Replica r(0, net);
+  r.store().load("k", "k0");
+  IrMessage prep;
+  prep.type = MsgType::propose_consensus;
+  prep.opid = {5, 1};
+  prep.request.op = OpCode::prepare;
+  prep.request.txnid = 100;
+  prep.request.has_ts = true;
+  prep.request.ts = {10, 5};
+  prep.request.txn.writes.push_back({"k", "x"});
+  r.handle(0, prep);
+  REQUIRE(r.store().prepared_count() == 1);
+  IrMessage ab;
+  ab.type = MsgType::propose_inconsistent;
+  ab.opid = {5, 2};
+  ab.request.op = OpCode::abort;
+  ab.request.txnid = 100;
+  IrMessage f;
+  f.type = MsgType::finalize_inconsistent;
+  f.opid = ab.opid;
+  r.handle(0, f);
+  CHECK(r.store().prepared_count() == 1);
+  r.handle(0, ab);
+  CHECK(r.store().prepared_count() == 0);
 }
 
 TEST_CASE("replica: ProposeConsensus executes PREPARE once; FinalizeConsensus stores the decision, also before the Propose") {
