@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <span>
@@ -41,20 +42,37 @@ namespace tmc {
 // Parameters
 // ---------------------------------------------------------------------------------------
 
-enum class ParamType : std::uint8_t { boolean, integer, real, string };
+enum class ParamType : std::uint8_t { boolean, integer, real, string, string_list };
+/// "bool", "int", "real", "string", "list of strings" (the manifest schema's words).
 std::string_view param_type_name(ParamType t) noexcept;
 
-using ParamValue = std::variant<bool, std::int64_t, double, std::string>;
+/// A resolved parameter value. A string_list travels in a plan as comma-joined text
+/// ("a,b"; "" is the empty list) and reaches the stage as the list.
+using ParamValue = std::variant<bool, std::int64_t, double, std::string, std::vector<std::string>>;
 std::string param_value_to_string(const ParamValue& v);
 
-/// One declared parameter of a stage kind (name, type, default, doc). The compiler
-/// validates plan parameters against this table and docs/stages.md is generated from it.
+/// One declared parameter of a stage kind: name, type, default, doc and what values it
+/// allows, in the manifest schema's vocabulary (src/runtime/manifest/reflect.hpp's FieldMeta):
+/// an integer range [min, max], a real range (lo, hi] or [lo, hi], a list of allowed words
+/// for a string (or for every item of a string_list). The registry validates plan values
+/// and the default against it, fills the default in, and docs/stages.md is generated from
+/// it; a stage reads typed values and restates neither range nor default.
 struct ParamSpec {
   std::string_view name;
   ParamType type;
-  std::string_view default_value;  ///< in YAML spelling: "true", "64", "0.5", "strict"
+  std::string_view default_value;  ///< in YAML spelling: "true", "64", "0.5", "strict", "a,b"
   std::string_view doc;
+  std::int64_t min = std::numeric_limits<std::int64_t>::min();  ///< integer: smallest allowed
+  std::int64_t max = std::numeric_limits<std::int64_t>::max();  ///< integer: largest allowed
+  double lo = -std::numeric_limits<double>::infinity();         ///< real: lower bound
+  double hi = std::numeric_limits<double>::infinity();          ///< real: upper bound
+  bool lo_open = false;                                         ///< real: lo itself not allowed
+  std::span<const std::string_view> one_of = {};  ///< string / list items: the allowed words
 };
+
+/// The allowed values of `p` as text: "1..65536", "at least 1", "[0, 1]", "strict | drop-stale";
+/// empty when any value of its type is allowed.
+std::string param_allowed_text(const ParamSpec& p);
 
 /// A stage's configured parameters, already validated against its ParamSpecs and with
 /// defaults filled in by the registry.
@@ -66,6 +84,14 @@ class Params {
   [[nodiscard]] std::int64_t get_int(std::string_view name, std::int64_t fallback = 0) const;
   [[nodiscard]] double get_real(std::string_view name, double fallback = 0.0) const;
   [[nodiscard]] std::string get_string(std::string_view name, std::string fallback = {}) const;
+  /// Typed reads of a declared parameter: Registry::resolve_params filled every one (with
+  /// its default if the plan gave none) and checked its range, so a stage reads its value
+  /// here and keeps no default of its own. An undeclared name reads as false / 0 / empty.
+  [[nodiscard]] bool boolean(std::string_view name) const { return get_bool(name); }
+  [[nodiscard]] std::int64_t integer(std::string_view name) const { return get_int(name); }
+  [[nodiscard]] double real(std::string_view name) const { return get_real(name); }
+  [[nodiscard]] const std::string& text(std::string_view name) const;
+  [[nodiscard]] const std::vector<std::string>& list(std::string_view name) const;
   [[nodiscard]] const std::map<std::string, ParamValue, std::less<>>& values() const { return values_; }
 
  private:
@@ -258,12 +284,16 @@ class Registry {
   /// A registry holding every built-in stage.
   static const Registry& builtin();
 
+  /// Refuses a kind without a name or factory, a kind registered twice, and a parameter
+  /// declared twice or whose default its own type or range rejects.
   Status add(StageInfo info);
   [[nodiscard]] const StageInfo* find(std::string_view kind) const noexcept;
   [[nodiscard]] std::vector<const StageInfo*> all() const;
 
   /// Check `given` (name -> YAML-spelled value) against the kind's ParamSpecs and fill
-  /// defaults. Unknown names and ill-typed values each produce one error string.
+  /// defaults. An unknown name, an ill-typed value and a value outside the parameter's
+  /// range or words each produce one error string naming the stage, the parameter and
+  /// what it allows.
   [[nodiscard]] bool resolve_params(const StageInfo& info, const std::map<std::string, std::string, std::less<>>& given,
                                     Params& out, std::vector<std::string>& errors) const;
 

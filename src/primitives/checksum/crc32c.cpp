@@ -36,7 +36,7 @@ class Crc32cStage final : public Stage {
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
     (void)env;
     (void)errors;
-    require_ = params.get_bool("require", false);
+    require_ = params.boolean("require");
     return true;
   }
 

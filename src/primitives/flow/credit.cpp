@@ -128,40 +128,15 @@ FlowCreditStage::~FlowCreditStage() {
 
 bool FlowCreditStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
   env_ = env;
-  const std::string policy = params.get_string("policy", "min");
-  if (policy == "min") {
-    policy_ = Policy::min;
-  } else if (policy == "max") {
-    policy_ = Policy::max;
-  } else if (policy == "quorum") {
-    policy_ = Policy::quorum;
-  } else {
-    errors.push_back("parameter 'policy' must be \"min\", \"max\" or \"quorum\", got \"" + policy + "\"");
-  }
-  const std::int64_t window = params.get_int("window_bytes", 4 << 20);
-  const std::int64_t slow_us = params.get_int("slow_timeout_us", 1'000'000);
-  const std::int64_t every = params.get_int("update_every_bytes", 0);
-  const std::int64_t refresh_us = params.get_int("refresh_us", 50'000);
-  constexpr std::int64_t kMaxWindow = std::int64_t{1} << 31;
-  if (window < 1 || window > kMaxWindow) {
-    errors.push_back("parameter 'window_bytes' must be in 1..2147483648, got " + std::to_string(window));
-  }
-  if (slow_us < 1000 || slow_us > 3'600'000'000) {
-    errors.push_back("parameter 'slow_timeout_us' must be in 1000..3600000000, got " + std::to_string(slow_us));
-  }
-  if (every < 0 || every > kMaxWindow) {
-    errors.push_back("parameter 'update_every_bytes' must be in 0..2147483648 (0 = window_bytes / 4), got " +
-                     std::to_string(every));
-  }
-  if (refresh_us < 1000 || refresh_us > 60'000'000) {
-    errors.push_back("parameter 'refresh_us' must be in 1000..60000000, got " + std::to_string(refresh_us));
-  }
-  if (!errors.empty()) return false;
-  window_ = static_cast<std::uint64_t>(window);
-  slow_ns_ = static_cast<std::uint64_t>(slow_us) * 1000;
-  eject_slow_ = params.get_bool("eject_slow", false);
+  (void)errors;  // the registry checked every range and word
+  const std::string& policy = params.text("policy");
+  policy_ = policy == "max" ? Policy::max : policy == "quorum" ? Policy::quorum : Policy::min;
+  const std::int64_t every = params.integer("update_every_bytes");
+  window_ = static_cast<std::uint64_t>(params.integer("window_bytes"));
+  slow_ns_ = static_cast<std::uint64_t>(params.integer("slow_timeout_us")) * 1000;
+  eject_slow_ = params.boolean("eject_slow");
   update_every_ = every == 0 ? std::max<std::uint64_t>(1, window_ / 4) : static_cast<std::uint64_t>(every);
-  refresh_ns_ = static_cast<std::uint64_t>(refresh_us) * 1000;
+  refresh_ns_ = static_cast<std::uint64_t>(params.integer("refresh_us")) * 1000;
   recheck_ns_ = std::min<std::uint64_t>(5'000'000, slow_ns_ / 4);
   sources_.assign(kMaxSources, Source{});
   return true;
@@ -580,6 +555,11 @@ void FlowCreditStage::on_stop(StageIo& io) noexcept {
 
 }  // namespace detail
 
+namespace {
+constexpr std::string_view kPolicies[] = {"min", "max", "quorum"};
+constexpr std::int64_t kMaxWindowBytes = std::int64_t{1} << 31;
+}  // namespace
+
 void register_flow_credit(Registry& r) {
   (void)r.add(StageInfo{
       .kind = "flow.credit",
@@ -616,19 +596,39 @@ void register_flow_credit(Registry& r) {
           "and, with `eject_slow`, is ignored by flow control for the rest of its epoch. While data waits the stage "
           "re-checks the Group every few milliseconds (membership changes reach it through no packet). On stop "
           "the queue is passed down.",
-      .params = {{"policy", ParamType::string, "min",
-                  "\"min\" (wait for every receiver), \"max\" (for the fastest) or \"quorum\" (for a majority)."},
-                 {"window_bytes", ParamType::integer, "4194304",
-                  "Bytes a receiver advertises it can take beyond what it consumed (1..2^31)."},
-                 {"slow_timeout_us", ParamType::integer, "1000000",
-                  "A receiver that holds the sender back this long is reported as slow_member."},
+      .params = {{.name = "policy",
+                  .type = ParamType::string,
+                  .default_value = "min",
+                  .doc = "\"min\" (wait for every receiver), \"max\" (for the fastest) or \"quorum\" (for a "
+                         "majority).",
+                  .one_of = kPolicies},
+                 {.name = "window_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "4194304",
+                  .doc = "Bytes a receiver advertises it can take beyond what it consumed (1..2^31).",
+                  .min = 1,
+                  .max = kMaxWindowBytes},
+                 {.name = "slow_timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000000",
+                  .doc = "A receiver that holds the sender back this long is reported as slow_member.",
+                  .min = 1000,
+                  .max = 3'600'000'000},
                  {"eject_slow", ParamType::boolean, "false",
                   "A slow receiver is then ignored by flow control (for the rest of its epoch)."},
-                 {"update_every_bytes", ParamType::integer, "0",
-                  "Standalone advertisement after this many bytes consumed without an ack carrying one (0 = "
-                  "window_bytes / 4)."},
-                 {"refresh_us", ParamType::integer, "50000",
-                  "Re-send a changed advertisement this often until it went out three times."}},
+                 {.name = "update_every_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "0",
+                  .doc = "Standalone advertisement after this many bytes consumed without an ack carrying one (0 = "
+                         "window_bytes / 4).",
+                  .min = 0,
+                  .max = kMaxWindowBytes},
+                 {.name = "refresh_us",
+                  .type = ParamType::integer,
+                  .default_value = "50000",
+                  .doc = "Re-send a changed advertisement this often until it went out three times.",
+                  .min = 1000,
+                  .max = 60'000'000}},
       .counters = {{"flow.sent_bytes", "payload bytes of reliable data passed down (first transmissions)"},
                    {"flow.passed", "reliable data packets that found credit at once"},
                    {"flow.waits", "reliable data packets queued for credit"},

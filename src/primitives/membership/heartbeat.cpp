@@ -83,31 +83,21 @@ struct SlotExtra {
 class HeartbeatStage final : public Stage {
  public:
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
-    const std::int64_t interval_us = params.get_int("interval_us", 100000);
-    const std::int64_t timeout_us = params.get_int("timeout_us", 1000000);
-    const std::int64_t leave_copies = params.get_int("leave_copies", 3);
-    constexpr std::int64_t kHourUs = 3'600'000'000;
-    if (interval_us < 1 || interval_us > kHourUs) {
-      errors.push_back("parameter 'interval_us' must be in 1..3600000000 (one hour), got " +
-                       std::to_string(interval_us));
-    }
-    if (timeout_us < 1 || timeout_us > kHourUs) {
-      errors.push_back("parameter 'timeout_us' must be in 1..3600000000 (one hour), got " + std::to_string(timeout_us));
-    } else if (timeout_us <= interval_us) {
+    // The registry checked each range; what relates two parameters is checked here.
+    const std::int64_t interval_us = params.integer("interval_us");
+    const std::int64_t timeout_us = params.integer("timeout_us");
+    if (timeout_us <= interval_us) {
       errors.push_back("parameter 'timeout_us' (" + std::to_string(timeout_us) +
                        ") must be larger than 'interval_us' (" + std::to_string(interval_us) +
                        "), or members are declared failed between two of their heartbeats");
+      return false;
     }
-    if (leave_copies < 0 || leave_copies > 16) {
-      errors.push_back("parameter 'leave_copies' must be in 0..16, got " + std::to_string(leave_copies));
-    }
-    if (!errors.empty()) return false;
     interval_ns_ = static_cast<std::uint64_t>(interval_us) * 1000;
     timeout_ns_ = static_cast<std::uint64_t>(timeout_us) * 1000;
     reply_gap_ns_ = interval_ns_ / 4;
     jitter_ns_ = interval_ns_ / 10;
-    receives_ = params.get_bool("receives", true);
-    leave_copies_ = static_cast<int>(leave_copies);
+    receives_ = params.boolean("receives");
+    leave_copies_ = static_cast<int>(params.integer("leave_copies"));
     env_ = env;
     rng_ = env.seed ^ 0x6A09E667F3BCC909ull;
     return true;
@@ -380,6 +370,8 @@ class HeartbeatStage final : public Stage {
   std::array<SlotExtra, kMaxGroupMembers> extra_{};
 };
 
+constexpr std::int64_t kHourUs = 3'600'000'000;
+
 }  // namespace
 
 void register_membership_heartbeat(Registry& r) {
@@ -399,13 +391,26 @@ void register_membership_heartbeat(Registry& r) {
           "(member_left) and retires its epoch. Events carry the member's slot bit, sender and epoch. "
           "Malformed heartbeats (wrong body length, name_len != payload_len, empty name, control bytes in "
           "the name) are dropped as malformed.",
-      .params = {{"interval_us", ParamType::integer, "100000", "time between two heartbeats of this member"},
-                 {"timeout_us", ParamType::integer, "1000000",
-                  "an alive member not heard this long is failed; must exceed interval_us"},
+      .params = {{.name = "interval_us",
+                  .type = ParamType::integer,
+                  .default_value = "100000",
+                  .doc = "time between two heartbeats of this member",
+                  .min = 1,
+                  .max = kHourUs},
+                 {.name = "timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000000",
+                  .doc = "an alive member not heard this long is failed; must exceed interval_us",
+                  .min = 1,
+                  .max = kHourUs},
                  {"receives", ParamType::boolean, "true",
                   "false: this member is send-only and is never waited for in an ack set"},
-                 {"leave_copies", ParamType::integer, "3",
-                  "goodbye heartbeats sent when the pipeline stops (each may be lost)"}},
+                 {.name = "leave_copies",
+                  .type = ParamType::integer,
+                  .default_value = "3",
+                  .doc = "goodbye heartbeats sent when the pipeline stops (each may be lost)",
+                  .min = 0,
+                  .max = 16}},
       .counters = {{"membership.heartbeats_sent", "heartbeats sent (periodic, early and goodbyes)"},
                    {"membership.heartbeats_received", "well-formed heartbeats received"},
                    {"membership.early_heartbeats", "heartbeats sent or brought forward because a member appeared"},

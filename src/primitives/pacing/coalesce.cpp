@@ -100,29 +100,13 @@ class CoalesceStage final : public Stage {
   }
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
-    const std::int64_t max_bytes = params.get_int("max_bytes", 1400);
-    if (max_bytes < 64 || max_bytes > static_cast<std::int64_t>(wire::kMaxDatagramBytes)) {
-      errors.push_back("parameter 'max_bytes' must be in 64..65507, got " + std::to_string(max_bytes));
-    }
-    const std::int64_t delay_us = params.get_int("delay_us", 100);
-    if (delay_us < 0 || delay_us > 10'000'000) {
-      errors.push_back("parameter 'delay_us' must be in 0..10000000 (ten seconds), got " + std::to_string(delay_us));
-    }
-    const std::int64_t max_messages = params.get_int("max_messages", 64);
-    if (max_messages < 1 || max_messages > 65535) {
-      errors.push_back("parameter 'max_messages' must be in 1..65535, got " + std::to_string(max_messages));
-    }
-    const std::string records = params.get_string("records", "full");
-    if (records != "full" && records != "compact") {
-      errors.push_back("parameter 'records' must be 'full' or 'compact', got '" + records + "'");
-    }
-    if (!errors.empty()) return false;
-    compact_ = records == "compact";
-    budget_ = static_cast<std::uint32_t>(max_bytes);
+    (void)errors;  // the registry checked every range
+    compact_ = params.text("records") == "compact";
+    budget_ = static_cast<std::uint32_t>(params.integer("max_bytes"));
     // The channel's own limit wins over a larger manifest value: a batch is one datagram.
     if (env.max_payload_bytes != 0 && env.max_payload_bytes < budget_) budget_ = env.max_payload_bytes;
-    delay_ns_ = static_cast<std::uint64_t>(delay_us) * 1000;
-    max_messages_ = static_cast<std::uint32_t>(max_messages);
+    delay_ns_ = static_cast<std::uint64_t>(params.integer("delay_us")) * 1000;
+    max_messages_ = static_cast<std::uint32_t>(params.integer("max_messages"));
     return true;
   }
 
@@ -552,6 +536,8 @@ class CoalesceStage final : public Stage {
   std::uint64_t last_seq_ = 0;
 };
 
+constexpr std::string_view kRecordFormats[] = {"full", "compact"};
+
 }  // namespace
 
 void register_pacing_coalesce(Registry& r) {
@@ -581,15 +567,31 @@ void register_pacing_coalesce(Registry& r) {
                "record's only extension is a seq one above the previous record's and is left out as well "
                "(a 64-byte message with a seq takes 67 bytes instead of 100). The receiver rebuilds each "
                "record as the datagram it stands for; one with extensions goes through the wire decoder.",
-      .params = {{"max_bytes", ParamType::integer, "1400",
-                  "Payload budget of one batch datagram, in bytes (64..65507); the compiler passes the channel's "
-                  "max payload per datagram."},
-                 {"delay_us", ParamType::integer, "100",
-                  "Longest a message waits for company, in microseconds (0: until the next timer tick)."},
-                 {"max_messages", ParamType::integer, "64", "Messages per batch at most (1..65535)."},
-                 {"records", ParamType::string, "full",
-                  "How the sender writes records: 'full' (each a complete datagram) or 'compact' (without the "
-                  "shared base header, seq implied when consecutive); a receiver reads both."}},
+      .params = {{.name = "max_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "1400",
+                  .doc = "Payload budget of one batch datagram, in bytes (64..65507); the compiler passes the "
+                         "channel's max payload per datagram.",
+                  .min = 64,
+                  .max = wire::kMaxDatagramBytes},
+                 {.name = "delay_us",
+                  .type = ParamType::integer,
+                  .default_value = "100",
+                  .doc = "Longest a message waits for company, in microseconds (0: until the next timer tick).",
+                  .min = 0,
+                  .max = 10'000'000},
+                 {.name = "max_messages",
+                  .type = ParamType::integer,
+                  .default_value = "64",
+                  .doc = "Messages per batch at most (1..65535).",
+                  .min = 1,
+                  .max = 65535},
+                 {.name = "records",
+                  .type = ParamType::string,
+                  .default_value = "full",
+                  .doc = "How the sender writes records: 'full' (each a complete datagram) or 'compact' (without "
+                         "the shared base header, seq implied when consecutive); a receiver reads both.",
+                  .one_of = kRecordFormats}},
       .counters = {{"pacing.coalesce_batches_sent", "batch datagrams sent (two or more messages each)"},
                    {"pacing.coalesce_messages_batched", "messages sent inside batches"},
                    {"pacing.coalesce_lone_sent", "messages flushed alone, sent as themselves"},
