@@ -268,6 +268,28 @@ struct CounterSpec {
   std::string_view doc;
 };
 
+/// Declares a stage's counters once, in its .cpp (the #define's lines continued with
+/// backslashes):
+///
+///   #define TMC_SEQ_COUNTERS(X, P)
+///     X(P, stamped, "data packets stamped on send")
+///     X(P, no_room, "data packets dropped on send: no headroom for the extension")
+///   TMC_STAGE_COUNTERS("ordering.seq_", TMC_SEQ_COUNTERS);
+///
+/// expands to `enum Counter : std::size_t { stamped, no_room }` (the indexes io.count()
+/// takes) and `kCounters`, the CounterSpecs "ordering.seq_stamped", "ordering.seq_no_room"
+/// in the same order, so an index and its name cannot drift apart. StageInfo::counters is
+/// then counter_list(kCounters).
+#define TMC_COUNTER_ENUM_(P, id, doc) id,
+#define TMC_COUNTER_SPEC_(P, id, doc) ::tmc::CounterSpec{P #id, doc},
+#define TMC_STAGE_COUNTERS(prefix, LIST)                        \
+  enum Counter : std::size_t { LIST(TMC_COUNTER_ENUM_, prefix) }; \
+  inline constexpr ::tmc::CounterSpec kCounters[] = {LIST(TMC_COUNTER_SPEC_, prefix)}
+
+inline std::vector<CounterSpec> counter_list(std::span<const CounterSpec> specs) {
+  return {specs.begin(), specs.end()};
+}
+
 struct StageInfo {
   std::string_view kind;      ///< "ordering.fifo"
   std::string_view synopsis;  ///< one line

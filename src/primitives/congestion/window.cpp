@@ -76,23 +76,26 @@ namespace tmc {
 namespace detail {
 namespace {
 
-enum Counter : std::size_t {
-  passed,
-  window_waits,
-  released,
-  retransmits_passed,
-  control_passed,
-  losses,
-  nacks_seen,
-  sack_holes,
-  acks_seen,
-  acked_bytes,
-  max_window_bytes,
-  stalls,
-  laggards,
-  stop_flushed,
-  retransmits_absorbed,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_WINDOW_COUNTERS(X, P)                                                                                   \
+  X(P, passed, "reliable data packets that found room in the window")                                               \
+  X(P, window_waits, "reliable data packets queued because the window was full")                                    \
+  X(P, released, "queued packets released as the window opened")                                                    \
+  X(P, retransmits_passed, "retransmissions passed at once (no RTT sample from them)")                              \
+  X(P, control_passed, "reliable control packets passed at once (counted in flight)")                               \
+  X(P, losses, "loss events given to the controller")                                                               \
+  X(P, nacks_seen, "NACKs targeted at this sender")                                                                 \
+  X(P, sack_holes, "acks whose SACK bitmap showed a hole (>= 3 received above it)")                                 \
+  X(P, acks_seen, "acks targeted at this sender")                                                                   \
+  X(P, acked_bytes, "datagram bytes acknowledged by every followed receiver")                                       \
+  X(P, max_window_bytes, "largest window reached, in bytes (grows only)")                                           \
+  X(P, stalls, "stall timeouts (no ack progress while data waited)")                                                \
+  X(P, laggards, "receivers left behind by a stall")                                                                \
+  X(P, stop_flushed, "queued packets passed down when the pipeline stopped")                                        \
+  X(P, retransmits_absorbed,                                                                                        \
+    "retransmissions of packets still waiting here, released (the original "                                        \
+    "goes out in order)")
+TMC_STAGE_COUNTERS("congestion.", TMC_WINDOW_COUNTERS);
 
 std::uint64_t datagram_bytes(const Packet& p) noexcept {
   return std::uint64_t{p.len} + (p.sealed ? 0 : wire::kBaseHeaderBytes);
@@ -480,22 +483,7 @@ void register_congestion_window(Registry& r) {
                          "or shrink the window and forget what is in flight.",
                   .min = 1000,
                   .max = 3'600'000'000}},
-      .counters = {{"congestion.passed", "reliable data packets that found room in the window"},
-                   {"congestion.window_waits", "reliable data packets queued because the window was full"},
-                   {"congestion.released", "queued packets released as the window opened"},
-                   {"congestion.retransmits_passed", "retransmissions passed at once (no RTT sample from them)"},
-                   {"congestion.control_passed", "reliable control packets passed at once (counted in flight)"},
-                   {"congestion.losses", "loss events given to the controller"},
-                   {"congestion.nacks_seen", "NACKs targeted at this sender"},
-                   {"congestion.sack_holes", "acks whose SACK bitmap showed a hole (>= 3 received above it)"},
-                   {"congestion.acks_seen", "acks targeted at this sender"},
-                   {"congestion.acked_bytes", "datagram bytes acknowledged by every followed receiver"},
-                   {"congestion.max_window_bytes", "largest window reached, in bytes (grows only)"},
-                   {"congestion.stalls", "stall timeouts (no ack progress while data waited)"},
-                   {"congestion.laggards", "receivers left behind by a stall"},
-                   {"congestion.stop_flushed", "queued packets passed down when the pipeline stopped"},
-                   {"congestion.retransmits_absorbed",
-                    "retransmissions of packets still waiting here, released (the original goes out in order)"}},
+      .counters = counter_list(detail::kCounters),
       .factory = [] { return std::make_unique<detail::CongestionWindowStage>(); },
   });
 }

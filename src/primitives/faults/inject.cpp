@@ -33,7 +33,16 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t { lost, duplicated, reordered, delayed, corrupted, overflow, clone_failed };
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_INJECT_COUNTERS(X, P)                                                                                   \
+  X(P, lost, "packets dropped (drops.injected)")                                                                    \
+  X(P, duplicated, "packets passed twice")                                                                          \
+  X(P, reordered, "packets held back behind the next one")                                                          \
+  X(P, delayed, "packets delayed by delay_us")                                                                      \
+  X(P, corrupted, "packets with one bit flipped")                                                                   \
+  X(P, overflow, "packets passed without delay or reordering: too many held")                                       \
+  X(P, clone_failed, "duplications skipped: packet pool exhausted")
+TMC_STAGE_COUNTERS("faults.", TMC_INJECT_COUNTERS);
 
 constexpr std::uint32_t kMaxHeld = 4096;
 constexpr std::uint64_t kReorderHoldNs = 1'000'000;  // 1 ms
@@ -302,13 +311,7 @@ void register_faults_inject(Registry& r) {
                   .default_value = "send",
                   .doc = "Which path to perturb: send, receive or both.",
                   .one_of = kDirections}},
-      .counters = {{"faults.lost", "packets dropped (drops.injected)"},
-                   {"faults.duplicated", "packets passed twice"},
-                   {"faults.reordered", "packets held back behind the next one"},
-                   {"faults.delayed", "packets delayed by delay_us"},
-                   {"faults.corrupted", "packets with one bit flipped"},
-                   {"faults.overflow", "packets passed without delay or reordering: too many held"},
-                   {"faults.clone_failed", "duplications skipped: packet pool exhausted"}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<FaultsStage>(); },
   });
 }

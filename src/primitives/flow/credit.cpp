@@ -87,26 +87,31 @@ namespace tmc {
 namespace detail {
 namespace {
 
-enum Counter : std::size_t {
-  sent_bytes_c,
-  passed,
-  waits,
-  released,
-  unreliable_passed,
-  consumed_bytes_c,
-  duplicates_seen,
-  adverts_on_acks,
-  adverts_standalone,
-  adverts_received,
-  adverts_ignored,
-  slow_members,
-  ejected_c,
-  alloc_failed,
-  sources_evicted,
-  retransmits_absorbed,
-  stop_flushed,
-  retransmits_passed,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_CREDIT_COUNTERS(X, P)                                                                                   \
+  X(P, sent_bytes, "payload bytes of reliable data passed down (first transmissions)")                              \
+  X(P, passed, "reliable data packets that found credit at once")                                                   \
+  X(P, waits, "reliable data packets queued for credit")                                                            \
+  X(P, released, "queued packets released when credit arrived")                                                     \
+  X(P, unreliable_passed, "unreliable data packets passed uncounted")                                               \
+  X(P, consumed_bytes, "payload bytes of reliable data consumed (receiver side)")                                   \
+  X(P, duplicates_seen, "reliable data packets seen again (not counted twice)")                                     \
+  X(P, adverts_on_acks, "advertisements appended to acks")                                                          \
+  X(P, adverts_standalone, "standalone advertisement packets sent")                                                 \
+  X(P, adverts_received, "advertisements targeted at this sender")                                                  \
+  X(P, adverts_ignored, "advertisements from unknown members or stale epochs")                                      \
+  X(P, slow_members, "slow_member events raised")                                                                   \
+  X(P, ejected, "receivers ignored from then on (eject_slow)")                                                      \
+  X(P, alloc_failed, "standalone advertisements not sent: packet pool empty")                                       \
+  X(P, sources_evicted, "senders forgotten to make room (receiver side)")                                           \
+  X(P, retransmits_absorbed,                                                                                        \
+    "retransmissions of messages still waiting here, released (the "                                                \
+    "original goes out in order)")                                                                                  \
+  X(P, stop_flushed, "queued packets passed down when the pipeline stopped")                                        \
+  X(P, retransmits_passed,                                                                                          \
+    "retransmissions of data already passed down: sent at once, ahead of "                                          \
+    "waiting data, uncharged")
+TMC_STAGE_COUNTERS("flow.", TMC_CREDIT_COUNTERS);
 
 constexpr std::string_view kKind = "flow.credit";
 constexpr std::uint32_t kAdvertRepeats = 3;
@@ -342,7 +347,7 @@ void FlowCreditStage::release(StageIo& io) noexcept {
       Packet* p = pop();
       highest_passed_ = std::max(highest_passed_, rel_of(*p).value_or(0));
       sent_ += p->payload_len;
-      io.count(sent_bytes_c, p->payload_len);
+      io.count(Counter::sent_bytes, p->payload_len);
       io.count(released);
       io.down(p);
     }
@@ -396,7 +401,7 @@ void FlowCreditStage::watch_slow(MemberMask set, std::uint64_t bytes, StageIo& i
     if (eject_slow_) {
       pe.ejected = true;
       pe.in_set = false;
-      io.count(ejected_c);
+      io.count(Counter::ejected);
     }
   }
 }
@@ -473,7 +478,7 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
   if (queue_.empty() && allowed(set, p->payload_len)) {
     highest_passed_ = *rel;
     sent_ += p->payload_len;
-    io.count(sent_bytes_c, p->payload_len);
+    io.count(Counter::sent_bytes, p->payload_len);
     io.count(passed);
     io.down(p);
     if (behind_changed(set)) {
@@ -520,7 +525,7 @@ void FlowCreditStage::on_receive(Packet* p, StageIo& io) noexcept {
     return;
   }
   s->consumed += p->payload_len;
-  io.count(consumed_bytes_c, p->payload_len);
+  io.count(Counter::consumed_bytes, p->payload_len);
   if (s->consumed - s->adv_consumed >= update_every_) advertise_standalone(*s, io);
   if (next_refresh_ns_ == 0) {
     next_refresh_ns_ = now + refresh_ns_;
@@ -629,26 +634,7 @@ void register_flow_credit(Registry& r) {
                   .doc = "Re-send a changed advertisement this often until it went out three times.",
                   .min = 1000,
                   .max = 60'000'000}},
-      .counters = {{"flow.sent_bytes", "payload bytes of reliable data passed down (first transmissions)"},
-                   {"flow.passed", "reliable data packets that found credit at once"},
-                   {"flow.waits", "reliable data packets queued for credit"},
-                   {"flow.released", "queued packets released when credit arrived"},
-                   {"flow.unreliable_passed", "unreliable data packets passed uncounted"},
-                   {"flow.consumed_bytes", "payload bytes of reliable data consumed (receiver side)"},
-                   {"flow.duplicates_seen", "reliable data packets seen again (not counted twice)"},
-                   {"flow.adverts_on_acks", "advertisements appended to acks"},
-                   {"flow.adverts_standalone", "standalone advertisement packets sent"},
-                   {"flow.adverts_received", "advertisements targeted at this sender"},
-                   {"flow.adverts_ignored", "advertisements from unknown members or stale epochs"},
-                   {"flow.slow_members", "slow_member events raised"},
-                   {"flow.ejected", "receivers ignored from then on (eject_slow)"},
-                   {"flow.alloc_failed", "standalone advertisements not sent: packet pool empty"},
-                   {"flow.sources_evicted", "senders forgotten to make room (receiver side)"},
-                   {"flow.retransmits_absorbed",
-                    "retransmissions of messages still waiting here, released (the original goes out in order)"},
-                   {"flow.stop_flushed", "queued packets passed down when the pipeline stopped"},
-                   {"flow.retransmits_passed",
-                    "retransmissions of data already passed down: sent at once, ahead of waiting data, uncharged"}},
+      .counters = counter_list(detail::kCounters),
       .factory = [] { return std::make_unique<detail::FlowCreditStage>(); },
   });
 }

@@ -71,27 +71,28 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t {
-  messages_split,
-  fragments_sent,
-  passed_whole,
-  too_large_sent,
-  no_room,
-  pool_waits,
-  queue_full,
-  fragments_received,
-  messages_reassembled,
-  partials_started,
-  incomplete,
-  evicted,
-  malformed,
-  duplicates,
-  late,
-  too_large_received,
-  alloc_failed,
-  stale_epoch,
-  senders_evicted,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_SPLIT_COUNTERS(X, P)                                                                                    \
+  X(P, messages_split, "messages split into fragments on send")                                                     \
+  X(P, fragments_sent, "fragments sent")                                                                            \
+  X(P, passed_whole, "data messages small enough to pass untouched")                                                \
+  X(P, too_large_sent, "messages dropped on send: larger than max_message_bytes")                                   \
+  X(P, no_room, "messages dropped on send: no headroom or extension slot for fragments")                            \
+  X(P, pool_waits, "times the pool ran dry mid-message (the rest waits and resumes)")                               \
+  X(P, queue_full, "messages dropped on send: the send queue was full")                                             \
+  X(P, fragments_received, "fragments received")                                                                    \
+  X(P, messages_reassembled, "messages reassembled and passed up")                                                  \
+  X(P, partials_started, "partial messages started (reassembled, incomplete or evicted)")                           \
+  X(P, incomplete, "partial messages dropped whole: timed out, or their sender restarted (drops.incomplete)")       \
+  X(P, evicted, "partial messages dropped or refused whole for the memory limits (drops.reassembly_full)")          \
+  X(P, malformed, "fragments dropped: bad extension, bounds or inconsistent geometry")                              \
+  X(P, duplicates, "fragments dropped: already received")                                                           \
+  X(P, late, "fragments dropped: their message was already delivered or dropped")                                   \
+  X(P, too_large_received, "fragments dropped: total above max_message_bytes")                                      \
+  X(P, alloc_failed, "partial messages refused: no large buffer available")                                         \
+  X(P, stale_epoch, "fragments dropped: from a retired incarnation of their sender")                                \
+  X(P, senders_evicted, "senders forgotten to make room (max_senders)")
+TMC_STAGE_COUNTERS("fragment.", TMC_SPLIT_COUNTERS);
 
 constexpr std::string_view kKind = "fragment.split";
 constexpr std::uint8_t kFragExtBytes = 12;
@@ -897,27 +898,7 @@ void register_fragment_split(Registry& r) {
                   .doc = "How soon to retry sending after the packet pool ran dry, in microseconds.",
                   .min = 1,
                   .max = 60'000'000}},
-      .counters = {{"fragment.messages_split", "messages split into fragments on send"},
-                   {"fragment.fragments_sent", "fragments sent"},
-                   {"fragment.passed_whole", "data messages small enough to pass untouched"},
-                   {"fragment.too_large_sent", "messages dropped on send: larger than max_message_bytes"},
-                   {"fragment.no_room", "messages dropped on send: no headroom or extension slot for fragments"},
-                   {"fragment.pool_waits", "times the pool ran dry mid-message (the rest waits and resumes)"},
-                   {"fragment.queue_full", "messages dropped on send: the send queue was full"},
-                   {"fragment.fragments_received", "fragments received"},
-                   {"fragment.messages_reassembled", "messages reassembled and passed up"},
-                   {"fragment.partials_started", "partial messages started (reassembled, incomplete or evicted)"},
-                   {"fragment.incomplete",
-                    "partial messages dropped whole: timed out, or their sender restarted (drops.incomplete)"},
-                   {"fragment.evicted",
-                    "partial messages dropped or refused whole for the memory limits (drops.reassembly_full)"},
-                   {"fragment.malformed", "fragments dropped: bad extension, bounds or inconsistent geometry"},
-                   {"fragment.duplicates", "fragments dropped: already received"},
-                   {"fragment.late", "fragments dropped: their message was already delivered or dropped"},
-                   {"fragment.too_large_received", "fragments dropped: total above max_message_bytes"},
-                   {"fragment.alloc_failed", "partial messages refused: no large buffer available"},
-                   {"fragment.stale_epoch", "fragments dropped: from a retired incarnation of their sender"},
-                   {"fragment.senders_evicted", "senders forgotten to make room (max_senders)"}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<FragmentStage>(); },
   });
 }

@@ -55,20 +55,21 @@ namespace {
 
 namespace hb = detail::membership;
 
-enum Counter : std::size_t {
-  heartbeats_sent,
-  heartbeats_received,
-  early_heartbeats,
-  joins,
-  failures,
-  restarts,
-  leaves,
-  malformed,
-  stale_heartbeats,
-  name_conflicts,
-  group_full,
-  alloc_failures,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_HEARTBEAT_COUNTERS(X, P)                                                                                \
+  X(P, heartbeats_sent, "heartbeats sent (periodic, early and goodbyes)")                                           \
+  X(P, heartbeats_received, "well-formed heartbeats received")                                                      \
+  X(P, early_heartbeats, "heartbeats sent or brought forward because a member appeared")                            \
+  X(P, joins, "members heard for the first time, or again after failing or leaving")                                \
+  X(P, failures, "members declared failed (not heard within timeout_us)")                                           \
+  X(P, restarts, "members heard with a new epoch")                                                                  \
+  X(P, leaves, "members that said goodbye")                                                                         \
+  X(P, malformed, "heartbeats dropped: bad body, name length or name bytes")                                        \
+  X(P, stale_heartbeats, "heartbeats dropped: from a retired epoch of their member")                                \
+  X(P, name_conflicts, "heartbeats dropped: they carry this member's own name")                                     \
+  X(P, group_full, "heartbeats dropped: no free Group slot for a new member")                                       \
+  X(P, alloc_failures, "heartbeats not sent: no packet buffer")
+TMC_STAGE_COUNTERS("membership.", TMC_HEARTBEAT_COUNTERS);
 
 constexpr std::string_view kKind = "membership.heartbeat";
 constexpr std::size_t kRetiredEpochs = 4;
@@ -411,18 +412,7 @@ void register_membership_heartbeat(Registry& r) {
                   .doc = "goodbye heartbeats sent when the pipeline stops (each may be lost)",
                   .min = 0,
                   .max = 16}},
-      .counters = {{"membership.heartbeats_sent", "heartbeats sent (periodic, early and goodbyes)"},
-                   {"membership.heartbeats_received", "well-formed heartbeats received"},
-                   {"membership.early_heartbeats", "heartbeats sent or brought forward because a member appeared"},
-                   {"membership.joins", "members heard for the first time, or again after failing or leaving"},
-                   {"membership.failures", "members declared failed (not heard within timeout_us)"},
-                   {"membership.restarts", "members heard with a new epoch"},
-                   {"membership.leaves", "members that said goodbye"},
-                   {"membership.malformed", "heartbeats dropped: bad body, name length or name bytes"},
-                   {"membership.stale_heartbeats", "heartbeats dropped: from a retired epoch of their member"},
-                   {"membership.name_conflicts", "heartbeats dropped: they carry this member's own name"},
-                   {"membership.group_full", "heartbeats dropped: no free Group slot for a new member"},
-                   {"membership.alloc_failures", "heartbeats not sent: no packet buffer"}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<HeartbeatStage>(); },
   });
 }

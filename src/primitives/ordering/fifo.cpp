@@ -64,23 +64,28 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t {
-  stale_dropped,
-  duplicates_dropped,
-  stale_epoch_dropped,
-  held_count,
-  released,
-  gaps_skipped,
-  seqs_skipped,
-  window_skips,
-  timeout_skips,
-  epoch_changes,
-  senders_evicted,
-  unordered,
-  no_seq,
-  join_skipped,
-  join_seqs_skipped,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_FIFO_COUNTERS(X, P)                                                                                     \
+  X(P, stale_dropped, "packets dropped: number older than the last delivered")                                      \
+  X(P, duplicates_dropped, "packets dropped: already delivered or already held")                                    \
+  X(P, stale_epoch_dropped, "packets dropped: from a replaced epoch of their sender")                               \
+  X(P, held, "strict: packets put in the reorder buffer")                                                           \
+  X(P, released, "strict: held packets delivered in order")                                                         \
+  X(P, gaps_skipped,                                                                                                \
+    "strict: gaps given up on within the stream (one gap_skipped event "                                            \
+    "each; the gap before a late join counts under ordering.join_skipped)")                                         \
+  X(P, seqs_skipped, "strict: sequence numbers given up on")                                                        \
+  X(P, window_skips, "strict: gaps skipped because a packet landed beyond the window")                              \
+  X(P, timeout_skips, "strict: gaps skipped because a held packet waited hold_us")                                  \
+  X(P, epoch_changes, "senders seen restarting with a new epoch")                                                   \
+  X(P, senders_evicted, "senders forgotten to make room (max_senders)")                                             \
+  X(P, unordered, "data packets flagged unordered, passed straight through")                                        \
+  X(P, no_seq, "data packets dropped: no sequence number (ordering.seq missing below)")                             \
+  X(P, join_skipped,                                                                                                \
+    "strict: senders first seen beyond window + 1 (late join or lost "                                              \
+    "start); one gap_skipped event each, for [1, first number)")                                                    \
+  X(P, join_seqs_skipped, "strict: sequence numbers before a sender's first seen one")
+TMC_STAGE_COUNTERS("ordering.", TMC_FIFO_COUNTERS);
 
 constexpr std::string_view kKind = "ordering.fifo";
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
@@ -300,7 +305,7 @@ class FifoStage final : public Stage {
       holders_push(idx);
     }
     ++total_held_;
-    io.count(held_count);
+    io.count(held);
     arm(s.oldest_ns + hold_ns_, io);
   }
 
@@ -612,25 +617,7 @@ void register_ordering_fifo(Registry& r) {
                   .doc = "Senders tracked at once; beyond it the least recently active is evicted.",
                   .min = 1,
                   .max = 1 << 20}},
-      .counters = {{"ordering.stale_dropped", "packets dropped: number older than the last delivered"},
-                   {"ordering.duplicates_dropped", "packets dropped: already delivered or already held"},
-                   {"ordering.stale_epoch_dropped", "packets dropped: from a replaced epoch of their sender"},
-                   {"ordering.held", "strict: packets put in the reorder buffer"},
-                   {"ordering.released", "strict: held packets delivered in order"},
-                   {"ordering.gaps_skipped",
-                    "strict: gaps given up on within the stream (one gap_skipped event each; the gap before a "
-                    "late join counts under ordering.join_skipped)"},
-                   {"ordering.seqs_skipped", "strict: sequence numbers given up on"},
-                   {"ordering.window_skips", "strict: gaps skipped because a packet landed beyond the window"},
-                   {"ordering.timeout_skips", "strict: gaps skipped because a held packet waited hold_us"},
-                   {"ordering.epoch_changes", "senders seen restarting with a new epoch"},
-                   {"ordering.senders_evicted", "senders forgotten to make room (max_senders)"},
-                   {"ordering.unordered", "data packets flagged unordered, passed straight through"},
-                   {"ordering.no_seq", "data packets dropped: no sequence number (ordering.seq missing below)"},
-                   {"ordering.join_skipped",
-                    "strict: senders first seen beyond window + 1 (late join or lost start); one gap_skipped "
-                    "event each, for [1, first number)"},
-                   {"ordering.join_seqs_skipped", "strict: sequence numbers before a sender's first seen one"}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<FifoStage>(); },
   });
 }

@@ -36,7 +36,14 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t { passed, delayed, released, oversize, stop_flushed };
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_BUCKET_COUNTERS(X, P)                                                                                   \
+  X(P, passed, "packets that found enough tokens and passed at once")                                               \
+  X(P, delayed, "packets queued to wait for tokens")                                                                \
+  X(P, released, "queued packets released by the timer")                                                            \
+  X(P, oversize, "packets larger than the bucket (sent from a full bucket, in debt)")                               \
+  X(P, stop_flushed, "queued packets passed down unpaced when the pipeline stopped")
+TMC_STAGE_COUNTERS("pacing.bucket_", TMC_BUCKET_COUNTERS);
 
 // One byte of tokens in the bucket's units (bits per byte times nanoseconds per second).
 constexpr std::int64_t kUnitsPerByte = 8'000'000'000;
@@ -190,11 +197,7 @@ void register_pacing_bucket(Registry& r) {
                   .doc = "Bucket depth: bytes that may leave back to back after an idle period.",
                   .min = 1,
                   .max = kMaxBurstBytes}},
-      .counters = {{"pacing.bucket_passed", "packets that found enough tokens and passed at once"},
-                   {"pacing.bucket_delayed", "packets queued to wait for tokens"},
-                   {"pacing.bucket_released", "queued packets released by the timer"},
-                   {"pacing.bucket_oversize", "packets larger than the bucket (sent from a full bucket, in debt)"},
-                   {"pacing.bucket_stop_flushed", "queued packets passed down unpaced when the pipeline stopped"}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<BucketStage>(); },
   });
 }

@@ -59,25 +59,26 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t {
-  batches_sent,
-  messages_batched,
-  lone_sent,
-  oversize_passed,
-  unicast_passed,
-  flush_size,
-  flush_count,
-  flush_timer,
-  flush_stop,
-  alloc_failed,
-  outcome_passed,
-  flush_flags,
-  batches_received,
-  records_delivered,
-  records_malformed,
-  batch_malformed,
-  rx_pool_exhausted,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_COALESCE_COUNTERS(X, P)                                                                                 \
+  X(P, batches_sent, "batch datagrams sent (two or more messages each)")                                            \
+  X(P, messages_batched, "messages sent inside batches")                                                            \
+  X(P, lone_sent, "messages flushed alone, sent as themselves")                                                     \
+  X(P, oversize_passed, "messages too large for a batch, sent as themselves")                                       \
+  X(P, unicast_passed, "unicast data packets sent as themselves (never batched)")                                   \
+  X(P, flush_size, "flushes because the next message would not fit")                                                \
+  X(P, flush_count, "flushes because max_messages was reached")                                                     \
+  X(P, flush_timer, "flushes because delay_us had passed")                                                          \
+  X(P, flush_stop, "flushes because the pipeline stopped")                                                          \
+  X(P, alloc_failed, "batches not started: packet pool exhausted")                                                  \
+  X(P, outcome_passed, "messages sent as themselves because the application waits on their outcome")                \
+  X(P, flush_flags, "batches flushed because a reliable message followed an unreliable one or the reverse")         \
+  X(P, batches_received, "batch datagrams received")                                                                \
+  X(P, records_delivered, "inner messages split out of batches and passed up")                                      \
+  X(P, records_malformed, "inner records dropped as malformed")                                                     \
+  X(P, batch_malformed, "whole batches dropped for wrong framing")                                                  \
+  X(P, rx_pool_exhausted, "inner records lost: packet pool exhausted")
+TMC_STAGE_COUNTERS("pacing.coalesce_", TMC_COALESCE_COUNTERS);
 
 constexpr std::uint8_t kBatchExtBytes = 2;
 // Compact records: the batch extension is {u16 count, u8 format}.
@@ -592,25 +593,7 @@ void register_pacing_coalesce(Registry& r) {
                   .doc = "How the sender writes records: 'full' (each a complete datagram) or 'compact' (without "
                          "the shared base header, seq implied when consecutive); a receiver reads both.",
                   .one_of = kRecordFormats}},
-      .counters = {{"pacing.coalesce_batches_sent", "batch datagrams sent (two or more messages each)"},
-                   {"pacing.coalesce_messages_batched", "messages sent inside batches"},
-                   {"pacing.coalesce_lone_sent", "messages flushed alone, sent as themselves"},
-                   {"pacing.coalesce_oversize_passed", "messages too large for a batch, sent as themselves"},
-                   {"pacing.coalesce_unicast_passed", "unicast data packets sent as themselves (never batched)"},
-                   {"pacing.coalesce_flush_size", "flushes because the next message would not fit"},
-                   {"pacing.coalesce_flush_count", "flushes because max_messages was reached"},
-                   {"pacing.coalesce_flush_timer", "flushes because delay_us had passed"},
-                   {"pacing.coalesce_flush_stop", "flushes because the pipeline stopped"},
-                   {"pacing.coalesce_alloc_failed", "batches not started: packet pool exhausted"},
-                   {"pacing.coalesce_outcome_passed", "messages sent as themselves because the application waits "
-                                                      "on their outcome"},
-                   {"pacing.coalesce_flush_flags", "batches flushed because a reliable message followed an "
-                                                   "unreliable one or the reverse"},
-                   {"pacing.coalesce_batches_received", "batch datagrams received"},
-                   {"pacing.coalesce_records_delivered", "inner messages split out of batches and passed up"},
-                   {"pacing.coalesce_records_malformed", "inner records dropped as malformed"},
-                   {"pacing.coalesce_batch_malformed", "whole batches dropped for wrong framing"},
-                   {"pacing.coalesce_rx_pool_exhausted", "inner records lost: packet pool exhausted"}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<CoalesceStage>(); },
   });
 }
