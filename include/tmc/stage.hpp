@@ -290,6 +290,14 @@ inline std::vector<CounterSpec> counter_list(std::span<const CounterSpec> specs)
   return {specs.begin(), specs.end()};
 }
 
+/// A wire extension a stage owns (docs/wire-format.md's table is generated from these).
+struct WireExtension {
+  std::uint8_t type = 0;           ///< wire::Ext for built-ins; 128..255 for modules
+  std::string_view name = {};      ///< "seq"
+  std::size_t body_bytes = 0;      ///< body length, or the largest it may be; 0: unbounded
+  std::string_view body = {};      ///< what the body holds, one line
+};
+
 struct StageInfo {
   std::string_view kind;      ///< "ordering.fifo"
   std::string_view synopsis;  ///< one line
@@ -297,6 +305,26 @@ struct StageInfo {
   std::vector<ParamSpec> params;
   std::vector<CounterSpec> counters;
   std::function<std::unique_ptr<Stage>()> factory;
+
+  // Placement facts: what the compiler needs to place, cost and explain the stage, so
+  // that adding a stage touches its own folder and one registration line.
+
+  /// Bytes the stage adds to every data datagram it passes down: its extension with the
+  /// 2-byte extension header, or a trailer. The compiler takes them off the payload room.
+  std::size_t wire_bytes_per_datagram = 0;
+  /// Bytes it adds for each message a datagram carries (a batch's record header).
+  std::size_t wire_bytes_per_message = 0;
+  /// The manifest property (its snake_case alias) the stage serves: "reliability".
+  std::string_view serves = {};
+  /// Kinds that must be in the same pipeline below it (Click's ELEMENT_REQUIRES): the
+  /// stages whose work it consumes, e.g. the sequence numbers ordering.fifo orders by.
+  std::vector<std::string_view> requires_below = {};
+  /// Kinds that must be in the same pipeline above it (whose traffic it governs).
+  std::vector<std::string_view> requires_above = {};
+  /// Whether it honours per-message manifests (flags a message carries in the base header).
+  bool per_message = false;
+  /// The wire extensions it owns.
+  std::vector<WireExtension> extensions = {};
 };
 
 /// Kind name -> StageInfo. Built-ins register through register_builtin_stages(); a program

@@ -116,6 +116,8 @@ void register_checksum_crc32c(Registry& r) {
                   "legitimately sends none)."}},
       .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<Crc32cStage>(); },
+      .wire_bytes_per_datagram = wire::kTrailerBytes,
+      .serves = "error_checking",
   });
 }
 

@@ -485,6 +485,8 @@ void register_congestion_window(Registry& r) {
                   .max = 3'600'000'000}},
       .counters = counter_list(detail::kCounters),
       .factory = [] { return std::make_unique<detail::CongestionWindowStage>(); },
+      .serves = "congestion_control",
+      .requires_above = {"reliability.arq"},
   });
 }
 

@@ -313,6 +313,7 @@ void register_faults_inject(Registry& r) {
                   .one_of = kDirections}},
       .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<FaultsStage>(); },
+      .serves = "faults",
   });
 }
 

@@ -636,6 +636,14 @@ void register_flow_credit(Registry& r) {
                   .max = 60'000'000}},
       .counters = counter_list(detail::kCounters),
       .factory = [] { return std::make_unique<detail::FlowCreditStage>(); },
+      .serves = "flow_control",
+      .requires_below = {"membership.heartbeat"},
+      .requires_above = {"reliability.arq"},
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::flow),
+                      .name = "flow",
+                      .body_bytes = detail::kFlowBodyBytes,
+                      .body = "u32 target sender, u32 target epoch, u64 consumed bytes, u32 window bytes; on "
+                              "acks or alone on control packets"}},
   });
 }
 

@@ -900,6 +900,11 @@ void register_fragment_split(Registry& r) {
                   .max = 60'000'000}},
       .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<FragmentStage>(); },
+      .serves = "max_message_bytes",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::fragment),
+                      .name = "fragment",
+                      .body_bytes = 12,
+                      .body = "u32 message id, u32 offset, u32 total length (on fragments only)"}},
   });
 }
 

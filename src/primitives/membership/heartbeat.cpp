@@ -414,6 +414,12 @@ void register_membership_heartbeat(Registry& r) {
                   .max = 16}},
       .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<HeartbeatStage>(); },
+      .serves = "reliability",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::membership),
+                      .name = "membership",
+                      .body_bytes = detail::membership::kBodyBytes,
+                      .body = "u8 flags (receives, leaving), u8 name length, u16 reserved; on heartbeats, "
+                              "whose payload is the member's name"}},
   });
 }
 

@@ -619,6 +619,9 @@ void register_ordering_fifo(Registry& r) {
                   .max = 1 << 20}},
       .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<FifoStage>(); },
+      .serves = "point_to_point_ordering",
+      .requires_below = {"ordering.seq"},
+      .per_message = true,
   });
 }
 

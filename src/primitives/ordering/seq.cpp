@@ -97,6 +97,12 @@ void register_ordering_seq(Registry& r) {
       .params = {},
       .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<SeqStage>(); },
+      .wire_bytes_per_datagram = wire::kExtHeaderBytes + kSeqBytes,
+      .serves = "point_to_point_ordering",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::seq),
+                      .name = "seq",
+                      .body_bytes = kSeqBytes,
+                      .body = "u64 per-sender sequence number, from 1"}},
   });
 }
 

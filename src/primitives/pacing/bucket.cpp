@@ -199,6 +199,7 @@ void register_pacing_bucket(Registry& r) {
                   .max = kMaxBurstBytes}},
       .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<BucketStage>(); },
+      .serves = "pacing",
   });
 }
 

@@ -595,6 +595,13 @@ void register_pacing_coalesce(Registry& r) {
                   .one_of = kRecordFormats}},
       .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<CoalesceStage>(); },
+      .wire_bytes_per_message = kRecordHeaderBytes,
+      .serves = "pacing",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::batch),
+                      .name = "batch",
+                      .body_bytes = kCompactExtBytes,
+                      .body = "u16 count of records (full records), or u16 count and u8 format 1 (compact "
+                              "records); the payload is the records"}},
   });
 }
 
