@@ -295,7 +295,8 @@ struct WireExtension {
   std::uint8_t type = 0;           ///< wire::Ext for built-ins; 128..255 for modules
   std::string_view name = {};      ///< "seq"
   std::size_t body_bytes = 0;      ///< body length, or the largest it may be; 0: unbounded
-  std::string_view body = {};      ///< what the body holds, one line
+  std::string_view carried_on = {};  ///< which packets carry it: "data", "kind heartbeat"
+  std::string_view body = {};      ///< what the body holds, one line (with its length)
 };
 
 struct StageInfo {
@@ -357,5 +358,8 @@ void register_builtin_stages(Registry& r);
 /// docs/stages.md, generated from the registry: one section per kind with synopsis,
 /// parameters, counters and notes.
 std::string stages_markdown(const Registry& r);
+
+/// docs/wire-format.md's extension table, generated from every kind's `extensions`.
+std::string wire_extensions_markdown(const Registry& r);
 
 }  // namespace tmc

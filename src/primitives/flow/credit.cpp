@@ -642,8 +642,9 @@ void register_flow_credit(Registry& r) {
       .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::flow),
                       .name = "flow",
                       .body_bytes = detail::kFlowBodyBytes,
-                      .body = "u32 target sender, u32 target epoch, u64 consumed bytes, u32 window bytes; on "
-                              "acks or alone on control packets"}},
+                      .carried_on = "appended to kind ack, or alone on kind control",
+                      .body = "u32 target sender, u32 target epoch, u64 consumed bytes, u32 window bytes (20 "
+                              "bytes)"}},
   });
 }
 

@@ -904,7 +904,8 @@ void register_fragment_split(Registry& r) {
       .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::fragment),
                       .name = "fragment",
                       .body_bytes = 12,
-                      .body = "u32 message id, u32 offset, u32 total length (on fragments only)"}},
+                      .carried_on = "data (and large control) fragments, with flag bit 3",
+                      .body = "u32 message id, u32 byte offset, u32 total message length (12 bytes)"}},
   });
 }
 

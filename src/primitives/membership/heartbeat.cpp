@@ -418,8 +418,9 @@ void register_membership_heartbeat(Registry& r) {
       .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::membership),
                       .name = "membership",
                       .body_bytes = detail::membership::kBodyBytes,
-                      .body = "u8 flags (receives, leaving), u8 name length, u16 reserved; on heartbeats, "
-                              "whose payload is the member's name"}},
+                      .carried_on = "kind heartbeat",
+                      .body = "u8 flags (bit 0 receives, bit 1 leaving), u8 name length (equal to the payload "
+                              "length), u16 reserved (4 bytes); the payload is the member's name"}},
   });
 }
 

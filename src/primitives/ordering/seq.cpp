@@ -102,7 +102,8 @@ void register_ordering_seq(Registry& r) {
       .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::seq),
                       .name = "seq",
                       .body_bytes = kSeqBytes,
-                      .body = "u64 per-sender sequence number, from 1"}},
+                      .carried_on = "data",
+                      .body = "u64 per-sender sequence number, from 1 per incarnation (8 bytes)"}},
   });
 }
 

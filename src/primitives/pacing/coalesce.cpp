@@ -600,8 +600,9 @@ void register_pacing_coalesce(Registry& r) {
       .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::batch),
                       .name = "batch",
                       .body_bytes = kCompactExtBytes,
-                      .body = "u16 count of records (full records), or u16 count and u8 format 1 (compact "
-                              "records); the payload is the records"}},
+                      .carried_on = "data",
+                      .body = "u16 record count (2 bytes, full records), or u16 count and u8 format 1 (3 bytes, "
+                              "compact records): see [Coalesced datagrams](#coalesced-datagrams-pacingcoalesce)"}},
   });
 }
 
