@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <span>
@@ -41,20 +42,37 @@ namespace tmc {
 // Parameters
 // ---------------------------------------------------------------------------------------
 
-enum class ParamType : std::uint8_t { boolean, integer, real, string };
+enum class ParamType : std::uint8_t { boolean, integer, real, string, string_list };
+/// "bool", "int", "real", "string", "list of strings" (the manifest schema's words).
 std::string_view param_type_name(ParamType t) noexcept;
 
-using ParamValue = std::variant<bool, std::int64_t, double, std::string>;
+/// A resolved parameter value. A string_list travels in a plan as comma-joined text
+/// ("a,b"; "" is the empty list) and reaches the stage as the list.
+using ParamValue = std::variant<bool, std::int64_t, double, std::string, std::vector<std::string>>;
 std::string param_value_to_string(const ParamValue& v);
 
-/// One declared parameter of a stage kind (name, type, default, doc). The compiler
-/// validates plan parameters against this table and docs/stages.md is generated from it.
+/// One declared parameter of a stage kind: name, type, default, doc and what values it
+/// allows, in the manifest schema's vocabulary (src/runtime/manifest/reflect.hpp's FieldMeta):
+/// an integer range [min, max], a real range (lo, hi] or [lo, hi], a list of allowed words
+/// for a string (or for every item of a string_list). The registry validates plan values
+/// and the default against it, fills the default in, and docs/stages.md is generated from
+/// it; a stage reads typed values and restates neither range nor default.
 struct ParamSpec {
   std::string_view name;
   ParamType type;
-  std::string_view default_value;  ///< in YAML spelling: "true", "64", "0.5", "strict"
+  std::string_view default_value;  ///< in YAML spelling: "true", "64", "0.5", "strict", "a,b"
   std::string_view doc;
+  std::int64_t min = std::numeric_limits<std::int64_t>::min();  ///< integer: smallest allowed
+  std::int64_t max = std::numeric_limits<std::int64_t>::max();  ///< integer: largest allowed
+  double lo = -std::numeric_limits<double>::infinity();         ///< real: lower bound
+  double hi = std::numeric_limits<double>::infinity();          ///< real: upper bound
+  bool lo_open = false;                                         ///< real: lo itself not allowed
+  std::span<const std::string_view> one_of = {};  ///< string / list items: the allowed words
 };
+
+/// The allowed values of `p` as text: "1..65536", "at least 1", "[0, 1]", "strict | drop-stale";
+/// empty when any value of its type is allowed.
+std::string param_allowed_text(const ParamSpec& p);
 
 /// A stage's configured parameters, already validated against its ParamSpecs and with
 /// defaults filled in by the registry.
@@ -66,6 +84,14 @@ class Params {
   [[nodiscard]] std::int64_t get_int(std::string_view name, std::int64_t fallback = 0) const;
   [[nodiscard]] double get_real(std::string_view name, double fallback = 0.0) const;
   [[nodiscard]] std::string get_string(std::string_view name, std::string fallback = {}) const;
+  /// Typed reads of a declared parameter: Registry::resolve_params filled every one (with
+  /// its default if the plan gave none) and checked its range, so a stage reads its value
+  /// here and keeps no default of its own. An undeclared name reads as false / 0 / empty.
+  [[nodiscard]] bool boolean(std::string_view name) const { return get_bool(name); }
+  [[nodiscard]] std::int64_t integer(std::string_view name) const { return get_int(name); }
+  [[nodiscard]] double real(std::string_view name) const { return get_real(name); }
+  [[nodiscard]] const std::string& text(std::string_view name) const;
+  [[nodiscard]] const std::vector<std::string>& list(std::string_view name) const;
   [[nodiscard]] const std::map<std::string, ParamValue, std::less<>>& values() const { return values_; }
 
  private:
@@ -242,6 +268,37 @@ struct CounterSpec {
   std::string_view doc;
 };
 
+/// Declares a stage's counters once, in its .cpp (the #define's lines continued with
+/// backslashes):
+///
+///   #define TMC_SEQ_COUNTERS(X, P)
+///     X(P, stamped, "data packets stamped on send")
+///     X(P, no_room, "data packets dropped on send: no headroom for the extension")
+///   TMC_STAGE_COUNTERS("ordering.seq_", TMC_SEQ_COUNTERS);
+///
+/// expands to `enum Counter : std::size_t { stamped, no_room }` (the indexes io.count()
+/// takes) and `kCounters`, the CounterSpecs "ordering.seq_stamped", "ordering.seq_no_room"
+/// in the same order, so an index and its name cannot drift apart. StageInfo::counters is
+/// then counter_list(kCounters).
+#define TMC_COUNTER_ENUM_(P, id, doc) id,
+#define TMC_COUNTER_SPEC_(P, id, doc) ::tmc::CounterSpec{P #id, doc},
+#define TMC_STAGE_COUNTERS(prefix, LIST)                        \
+  enum Counter : std::size_t { LIST(TMC_COUNTER_ENUM_, prefix) }; \
+  inline constexpr ::tmc::CounterSpec kCounters[] = {LIST(TMC_COUNTER_SPEC_, prefix)}
+
+inline std::vector<CounterSpec> counter_list(std::span<const CounterSpec> specs) {
+  return {specs.begin(), specs.end()};
+}
+
+/// A wire extension a stage owns (docs/wire-format.md's table is generated from these).
+struct WireExtension {
+  std::uint8_t type = 0;           ///< wire::Ext for built-ins; 128..255 for modules
+  std::string_view name = {};      ///< "seq"
+  std::size_t body_bytes = 0;      ///< body length, or the largest it may be; 0: unbounded
+  std::string_view carried_on = {};  ///< which packets carry it: "data", "kind heartbeat"
+  std::string_view body = {};      ///< what the body holds, one line (with its length)
+};
+
 struct StageInfo {
   std::string_view kind;      ///< "ordering.fifo"
   std::string_view synopsis;  ///< one line
@@ -249,6 +306,26 @@ struct StageInfo {
   std::vector<ParamSpec> params;
   std::vector<CounterSpec> counters;
   std::function<std::unique_ptr<Stage>()> factory;
+
+  // Placement facts: what the compiler needs to place, cost and explain the stage, so
+  // that adding a stage touches its own folder and one registration line.
+
+  /// Bytes the stage adds to every data datagram it passes down: its extension with the
+  /// 2-byte extension header, or a trailer. The compiler takes them off the payload room.
+  std::size_t wire_bytes_per_datagram = 0;
+  /// Bytes it adds for each message a datagram carries (a batch's record header).
+  std::size_t wire_bytes_per_message = 0;
+  /// The manifest property (its snake_case alias) the stage serves: "reliability".
+  std::string_view serves = {};
+  /// Kinds that must be in the same pipeline below it (Click's ELEMENT_REQUIRES): the
+  /// stages whose work it consumes, e.g. the sequence numbers ordering.fifo orders by.
+  std::vector<std::string_view> requires_below = {};
+  /// Kinds that must be in the same pipeline above it (whose traffic it governs).
+  std::vector<std::string_view> requires_above = {};
+  /// Whether it honours per-message manifests (flags a message carries in the base header).
+  bool per_message = false;
+  /// The wire extensions it owns.
+  std::vector<WireExtension> extensions = {};
 };
 
 /// Kind name -> StageInfo. Built-ins register through register_builtin_stages(); a program
@@ -258,12 +335,16 @@ class Registry {
   /// A registry holding every built-in stage.
   static const Registry& builtin();
 
+  /// Refuses a kind without a name or factory, a kind registered twice, and a parameter
+  /// declared twice or whose default its own type or range rejects.
   Status add(StageInfo info);
   [[nodiscard]] const StageInfo* find(std::string_view kind) const noexcept;
   [[nodiscard]] std::vector<const StageInfo*> all() const;
 
   /// Check `given` (name -> YAML-spelled value) against the kind's ParamSpecs and fill
-  /// defaults. Unknown names and ill-typed values each produce one error string.
+  /// defaults. An unknown name, an ill-typed value and a value outside the parameter's
+  /// range or words each produce one error string naming the stage, the parameter and
+  /// what it allows.
   [[nodiscard]] bool resolve_params(const StageInfo& info, const std::map<std::string, std::string, std::less<>>& given,
                                     Params& out, std::vector<std::string>& errors) const;
 
@@ -277,5 +358,8 @@ void register_builtin_stages(Registry& r);
 /// docs/stages.md, generated from the registry: one section per kind with synopsis,
 /// parameters, counters and notes.
 std::string stages_markdown(const Registry& r);
+
+/// docs/wire-format.md's extension table, generated from every kind's `extensions`.
+std::string wire_extensions_markdown(const Registry& r);
 
 }  // namespace tmc

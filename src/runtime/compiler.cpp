@@ -23,6 +23,7 @@
 // liveness; the checksum covers every byte the stages above wrote; fault injection is lowest so that every
 // stage sees the damage it does, exactly as it would see the network's.
 #include <algorithm>
+#include <charconv>
 #include <sstream>
 
 #include "runtime/manifest/internal.hpp"
@@ -38,64 +39,114 @@ constexpr std::size_t kIpv4HeaderBytes = 20;
 constexpr std::size_t kUdpHeaderBytes = 8;
 constexpr std::uint32_t kMinMtuBytes = 576;
 
-/// Bytes a software stage adds to every data datagram: its extension (with the 2-byte
-/// extension header) and any trailer. A kind not listed adds nothing.
-struct WireCost {
-  std::string_view kind;
-  std::size_t extension_bytes;
-  std::size_t trailer_bytes;
-};
-constexpr WireCost kWireCosts[] = {
-    {"ordering.seq", wire::kExtHeaderBytes + 8, 0},
-    {"reliability.arq", wire::kExtHeaderBytes + 8, 0},
-    {"checksum.crc32c", 0, wire::kTrailerBytes},
-};
-/// reliability.arq's default sending window (messages in flight per sender), and how long
-/// ordering above it waits for a repair (longer than the default retry budget).
-constexpr std::int64_t kReliabilityWindow = 4096;
-/// With coalescing above it, reliability's window counts datagrams of up to
-/// kCoalesceMaxMessages messages each (pacing.coalesce's max_messages default), and the
-/// ordering window above (in messages, at most 65536) must cover all of them in flight.
-constexpr std::int64_t kCoalesceMaxMessages = 64;
-constexpr std::int64_t kOrderingWindowMax = 65536;
-constexpr std::int64_t kCoalescedReliabilityWindow = kOrderingWindowMax / kCoalesceMaxMessages;
-constexpr std::int64_t kReliableHoldUs = 10'000'000;
-/// The fragment extension: u32 message id, u32 offset, u32 total.
-constexpr std::size_t kFragmentExtBytes = wire::kExtHeaderBytes + 12;
-/// The group_seq extension the network sequencer inserts: u64 sequence, u32 session.
-constexpr std::size_t kGroupSeqExtBytes = wire::kExtHeaderBytes + 12;
-/// The batch extension of a coalesced datagram with compact records (u16 count, u8 format).
-constexpr std::size_t kBatchExtBytes = wire::kExtHeaderBytes + 3;
+// What the compiler knows of a stage kind comes from its StageInfo (wire bytes, the
+// property it serves, its extensions, its parameters' defaults and ranges): the facts
+// exist once, in the stage's folder. A kind missing from the registry the plan is resolved
+// against is described by the built-in one, so that sizing and messages still work until
+// step 5 reports it missing.
+const StageInfo* describe(const Registry& registry, std::string_view kind) {
+  const StageInfo* info = registry.find(kind);
+  return info != nullptr ? info : Registry::builtin().find(kind);
+}
 
-std::size_t wire_bytes(const PlannedStage& s) {
-  if (s.placement != Placement::software) return 0;
-  for (const auto& c : kWireCosts) {
-    if (c.kind == s.kind) return c.extension_bytes + c.trailer_bytes;
+// TEMPORARY: ordering.group's and reliability.arq's StageInfo do not carry their placement
+// facts yet (their source files are being split); until they do, the compiler reads them
+// from this table. Remove it once both registrations fill wire_bytes_per_datagram, serves
+// and extensions.
+struct PendingFacts {
+  std::string_view kind;
+  std::size_t wire_bytes_per_datagram;
+  std::string_view serves;
+  wire::Ext ext;
+  std::size_t ext_body_bytes;
+};
+constexpr PendingFacts kPendingFacts[] = {
+    {"ordering.group", 0, "group_ordering", wire::Ext::group_seq, 12},
+    {"reliability.arq", wire::kExtHeaderBytes + 8, "reliability", wire::Ext::rel, 8},
+};
+const PendingFacts* pending(std::string_view kind) {
+  for (const auto& f : kPendingFacts) {
+    if (f.kind == kind) return &f;
+  }
+  return nullptr;
+}
+
+std::size_t datagram_bytes(const StageInfo* info) {
+  if (info == nullptr) return 0;
+  if (info->wire_bytes_per_datagram == 0) {
+    if (const PendingFacts* f = pending(info->kind)) return f->wire_bytes_per_datagram;
+  }
+  return info->wire_bytes_per_datagram;
+}
+
+/// Bytes of extension `type` as the kind writes it: header and (largest) body.
+std::size_t ext_bytes(const StageInfo* info, wire::Ext type) {
+  if (info == nullptr) return 0;
+  for (const WireExtension& e : info->extensions) {
+    if (e.type == static_cast<std::uint8_t>(type)) return wire::kExtHeaderBytes + e.body_bytes;
+  }
+  if (const PendingFacts* f = pending(info->kind); f != nullptr && f->ext == type) {
+    return wire::kExtHeaderBytes + f->ext_body_bytes;
   }
   return 0;
 }
 
-/// Which property each kind serves, for messages about the kind.
-constexpr std::pair<std::string_view, std::string_view> kNeededBy[] = {
-    {"ordering.group", "group_ordering"},
-    {"ordering.fifo", "point_to_point_ordering"},
-    {"ordering.seq", "point_to_point_ordering"},
-    {"fragment.split", "max_message_bytes"},
-    {"reliability.arq", "reliability"},
-    {"flow.credit", "flow_control"},
-    {"congestion.window", "congestion_control"},
-    {"pacing.bucket", "pacing"},
-    {"pacing.coalesce", "pacing"},
-    {"membership.heartbeat", "reliability"},
-    {"checksum.crc32c", "error_checking"},
-    {"faults.inject", "faults"},
+const ParamSpec* param_spec(const StageInfo* info, std::string_view name) {
+  if (info == nullptr) return nullptr;
+  for (const ParamSpec& p : info->params) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+std::int64_t int_default(const StageInfo* info, std::string_view name) {
+  const ParamSpec* p = param_spec(info, name);
+  std::int64_t v = 0;
+  if (p != nullptr) std::from_chars(p->default_value.data(), p->default_value.data() + p->default_value.size(), v);
+  return v;
+}
+
+/// The facts derivation needs, read once from the stages' descriptions.
+struct StageFacts {
+  std::size_t seq_ext = 0;        ///< ordering.seq's extension on every data datagram
+  std::size_t group_seq_ext = 0;  ///< the group_seq extension a network sequencer inserts
+  std::size_t fragment_ext = 0;   ///< fragment.split's extension on every fragment
+  std::size_t batch_ext = 0;      ///< pacing.coalesce's batch extension (compact records)
+  std::size_t crc_trailer = 0;    ///< checksum.crc32c's trailer
+  /// reliability.arq's default sending window (messages in flight per sender).
+  std::int64_t reliability_window = 0;
+  /// The largest ordering.fifo window (messages per sender).
+  std::int64_t ordering_window_max = 0;
+  /// pacing.coalesce's max_messages default: messages one batch datagram carries at most.
+  std::int64_t coalesce_max_messages = 1;
 };
 
-std::string needed_by(std::string_view kind) {
-  for (const auto& [k, field] : kNeededBy) {
-    if (k == kind) return std::string(detail::manifest_row(field).key);
+StageFacts read_facts(const Registry& registry) {
+  StageFacts f;
+  const StageInfo* seq = describe(registry, "ordering.seq");
+  const StageInfo* coalesce = describe(registry, "pacing.coalesce");
+  f.seq_ext = ext_bytes(seq, wire::Ext::seq);
+  f.group_seq_ext = ext_bytes(describe(registry, "ordering.group"), wire::Ext::group_seq);
+  f.fragment_ext = ext_bytes(describe(registry, "fragment.split"), wire::Ext::fragment);
+  f.batch_ext = ext_bytes(coalesce, wire::Ext::batch);
+  f.crc_trailer = datagram_bytes(describe(registry, "checksum.crc32c"));
+  f.reliability_window = int_default(describe(registry, "reliability.arq"), "window");
+  if (const ParamSpec* w = param_spec(describe(registry, "ordering.fifo"), "window")) f.ordering_window_max = w->max;
+  f.coalesce_max_messages = std::max<std::int64_t>(1, int_default(coalesce, "max_messages"));
+  return f;
+}
+
+/// How long ordering above reliability waits for a repair: longer than the default retry budget.
+constexpr std::int64_t kReliableHoldUs = 10'000'000;
+
+/// The manifest property that brings a kind into a plan, for messages about the kind.
+std::string needed_by(const Registry& registry, std::string_view kind) {
+  const StageInfo* info = describe(registry, kind);
+  std::string_view field = info != nullptr ? info->serves : std::string_view{};
+  if (field.empty()) {
+    if (const PendingFacts* f = pending(kind)) field = f->serves;
   }
-  return "?";
+  return field.empty() ? "?" : std::string(detail::manifest_row(field).key);
 }
 
 std::string real_text(double d) { return detail::format_real(d); }
@@ -136,7 +187,7 @@ std::string join(const std::vector<std::string>& v) {
 
 /// Step 3: the stages, top to bottom.
 void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkCapabilities& net, const Room& room,
-                   Plan& plan) {
+                   const StageFacts& facts, Plan& plan) {
   const std::string rel_mode = reliability_mode(m);
   const bool reliable_all = rel_mode == "all";
   const bool membership = !rel_mode.empty() || m.flow_control.enabled || m.group_ordering;
@@ -163,7 +214,7 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
     if (!net.sequencer.empty()) {
       g.reason = "'group ordering' is sequenced by the network: the capabilities declare an in-network sequencer at " +
                  net.sequencer + " (the paper's OUM), so members send data to it and deliver in the order it "
-                 "stamps (group_seq extension, 14 bytes); " + how + ".";
+                 "stamps (group_seq extension, " + std::to_string(facts.group_seq_ext) + " bytes); " + how + ".";
     } else {
       g.reason = std::string("'group ordering' is sequenced by a member (") +
                  (m.sequencer.empty() ? "the alive member with the smallest name" : "'" + m.sequencer + "'") +
@@ -179,7 +230,7 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
     // reliability window (a sender never has more unacknowledged messages in flight, so a
     // gap can never fall out of the window) and a hold long enough for the retry budget.
     const bool strict = m.point_to_point_ordering == OrderingMode::strict || reliable_all;
-    const std::int64_t in_flight = coalescing ? kOrderingWindowMax : kReliabilityWindow;
+    const std::int64_t in_flight = coalescing ? facts.ordering_window_max : facts.reliability_window;
     const std::int64_t window = reliable_all ? std::max<std::int64_t>(m.ordering_window, in_flight)
                                              : m.ordering_window;
     const std::int64_t hold_us = reliable_all ? std::max<std::int64_t>(m.ordering_hold_us, kReliableHoldUs)
@@ -210,7 +261,8 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
   if (m.point_to_point_ordering != OrderingMode::off || m.group_ordering) {
     plan.stages.push_back(stage("ordering.seq",
                                 "rule: ordering needs per-sender sequencing: every data datagram carries a sequence "
-                                "number (seq extension, 10 bytes) under the sender's random epoch."));
+                                "number (seq extension, " +
+                                    std::to_string(facts.seq_ext) + " bytes) under the sender's random epoch."));
   }
 
   if (static_cast<std::size_t>(m.max_message_bytes) > room.datagram_payload) {
@@ -218,11 +270,11 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                            "'max message bytes' (" + std::to_string(m.max_message_bytes) +
                                ") exceeds one datagram's payload (" + std::to_string(room.datagram_payload) +
                                " bytes): larger messages are split into fragments of " +
-                               std::to_string(room.datagram_payload - kFragmentExtBytes) +
-                               " bytes (fragment extension, 14 bytes) and reassembled; " +
+                               std::to_string(room.datagram_payload - facts.fragment_ext) +
+                               " bytes (fragment extension, " + std::to_string(facts.fragment_ext) + " bytes) and reassembled; " +
                                (reliable_all ? "with reliability every fragment is repaired."
                                              : "a message missing a fragment is dropped whole and counted."));
-    f.params = {{"fragment_bytes", std::to_string(room.datagram_payload - kFragmentExtBytes)},
+    f.params = {{"fragment_bytes", std::to_string(room.datagram_payload - facts.fragment_ext)},
                 {"max_message_bytes", std::to_string(m.max_message_bytes)},
                 {"reassembly_timeout_us", reliable_all ? "30000000" : "2000000"},
                 // Room for two messages of the largest size in reassembly at once.
@@ -288,9 +340,12 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                     "waits here, a datagram at a time, and ordering above holds nothing.";
     }
     if (coalescing) {
-      rel.params["window"] = std::to_string(kCoalescedReliabilityWindow);
-      rel.reason += " Its window is " + std::to_string(kCoalescedReliabilityWindow) +
-                    " datagrams: coalescing above packs up to " + std::to_string(kCoalesceMaxMessages) +
+      // Its window counts datagrams of up to coalesce_max_messages messages each, and the
+      // ordering window above (in messages) must cover all of them in flight.
+      const std::int64_t window = facts.ordering_window_max / facts.coalesce_max_messages;
+      rel.params["window"] = std::to_string(window);
+      rel.reason += " Its window is " + std::to_string(window) +
+                    " datagrams: coalescing above packs up to " + std::to_string(facts.coalesce_max_messages) +
                     " messages into each.";
     }
     rel.params.insert({{"messages", rel_mode},
@@ -368,7 +423,8 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
       crc.reason = std::string("'error checking' runs in software: the NIC does not both compute and verify "
                                "checksums (checksum offload tx: ") +
                    (nic.checksum_tx ? "true" : "false") + ", rx: " + (nic.checksum_rx ? "true" : "false") +
-                   "), so every datagram carries a CRC32C trailer of 4 bytes (Fig. 3, host B).";
+                   "), so every datagram carries a CRC32C trailer of " + std::to_string(facts.crc_trailer) +
+                   " bytes (Fig. 3, host B).";
     }
     plan.stages.push_back(std::move(crc));
   }
@@ -507,26 +563,25 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
   const std::size_t base_room =
       std::min<std::size_t>(nic.mtu_bytes - kIpv4HeaderBytes - kUdpHeaderBytes, wire::kMaxDatagramBytes) -
       wire::kBaseHeaderBytes;
+  const StageFacts facts = read_facts(registry);
   Room room;
   {
     Plan probe = plan;
-    derive_stages(m, nic, caps.network, Room{base_room, base_room}, probe);
+    derive_stages(m, nic, caps.network, Room{base_room, base_room}, facts, probe);
     room.datagram_payload = base_room;
-    room.coalesce_budget = base_room - kBatchExtBytes;
+    room.coalesce_budget = base_room - facts.batch_ext;
     bool below_coalesce = false;
     for (const auto& s : probe.stages) {
-      room.datagram_payload -= wire_bytes(s);
-      // Extensions pushed below coalescing go on the batch, once, not on each record.
-      // (The checksum's trailer is taken off below.)
-      if (below_coalesce && s.kind != "checksum.crc32c") room.coalesce_budget -= wire_bytes(s);
+      if (s.placement != Placement::software) continue;
+      const std::size_t bytes = datagram_bytes(describe(registry, s.kind));
+      room.datagram_payload -= bytes;
+      // What the stages below coalescing add goes on the batch datagram, once, not on each record.
+      if (below_coalesce) room.coalesce_budget -= bytes;
       if (s.kind == "pacing.coalesce") below_coalesce = true;
-      if (s.kind == "checksum.crc32c" && s.placement == Placement::software) {
-        room.coalesce_budget -= wire::kTrailerBytes;
-      }
     }
-    if (m.group_ordering && !caps.network.sequencer.empty()) room.datagram_payload -= kGroupSeqExtBytes;
+    if (m.group_ordering && !caps.network.sequencer.empty()) room.datagram_payload -= facts.group_seq_ext;
   }
-  derive_stages(m, nic, caps.network, room, plan);
+  derive_stages(m, nic, caps.network, room, facts, plan);
   plan.traits = traits_of(m, room, plan);
 
   // 4. size the transport
@@ -565,18 +620,38 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
   //    the parameters the compiler gives it.
   std::string missing;
   std::string mismatched;
-  for (const auto& s : plan.stages) {
+  auto present = [&](std::string_view kind, std::size_t from, std::size_t to) {
+    for (std::size_t j = from; j < to; ++j) {
+      if (plan.stages[j].kind == kind) return true;
+    }
+    return false;
+  };
+  for (std::size_t i = 0; i < plan.stages.size(); ++i) {
+    const PlannedStage& s = plan.stages[i];
     if (s.placement != Placement::software) continue;
     const StageInfo* info = registry.find(s.kind);
     if (info == nullptr) {
       missing += (missing.empty() ? "" : "\n") +
-                 ("stage kind '" + s.kind + "' is not registered (needed by '" + needed_by(s.kind) + "')");
+                 ("stage kind '" + s.kind + "' is not registered (needed by '" + needed_by(registry, s.kind) + "')");
       continue;
     }
     Params params;
     std::vector<std::string> errors;
     if (!registry.resolve_params(*info, s.params, params, errors)) {
       for (const auto& e : errors) mismatched += (mismatched.empty() ? "" : "\n") + e;
+    }
+    // The stages it consumes must be below it, the ones whose traffic it governs above.
+    for (std::string_view r : info->requires_below) {
+      if (!present(r, i + 1, plan.stages.size())) {
+        mismatched += (mismatched.empty() ? "" : "\n") + ("stage '" + s.kind + "' requires '" + std::string(r) +
+                                                           "' below it, and the plan has none there");
+      }
+    }
+    for (std::string_view r : info->requires_above) {
+      if (!present(r, 0, i)) {
+        mismatched += (mismatched.empty() ? "" : "\n") + ("stage '" + s.kind + "' requires '" + std::string(r) +
+                                                           "' above it, and the plan has none there");
+      }
     }
   }
   if (!missing.empty()) return {Code::UNKNOWN_STAGE, missing};

@@ -71,4 +71,24 @@ std::string stages_markdown(const Registry& r) {
   return md;
 }
 
+std::string wire_extensions_markdown(const Registry& r) {
+  struct Row {
+    std::uint8_t type;
+    std::string_view owner;
+    const WireExtension* ext;
+  };
+  std::vector<Row> rows;
+  for (const StageInfo* s : r.all()) {
+    for (const WireExtension& e : s->extensions) rows.push_back({e.type, s->kind, &e});
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.type < b.type; });
+  std::string md = "| type | owner | carried on | body |\n|---|---|---|---|\n";
+  for (const Row& row : rows) {
+    md += "| " + std::to_string(row.type) + " `" + std::string(row.ext->name) + "` | `" + std::string(row.owner) +
+          "` | " + cell(row.ext->carried_on) + " | " + cell(row.ext->body) + " |\n";
+  }
+  md += "| 128–255 | reserved for stages defined outside the library | | none are defined |\n";
+  return md;
+}
+
 }  // namespace tmc

@@ -1,6 +1,8 @@
 // The compiler: rules, canonical order, placement, transport sizing, refusals.
 #include <doctest/doctest.h>
 
+#include <functional>
+
 #include "plan_test_support.hpp"
 #include "tmc/manifest.hpp"
 #include "tmc/wire.hpp"
@@ -631,4 +633,60 @@ TEST_CASE("the built-in registry accepts every stage the compiler emits") {
       CHECK(s.is_ok());
     }
   }
+}
+
+namespace {
+
+/// The built-in registry with one kind's description changed by `edit`.
+Registry builtin_with(std::string_view kind, const std::function<void(StageInfo&)>& edit) {
+  Registry r;
+  for (const StageInfo* s : Registry::builtin().all()) {
+    StageInfo copy = *s;
+    if (copy.kind == kind) edit(copy);
+    REQUIRE(r.add(std::move(copy)).is_ok());
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("placement facts come from the stages' StageInfo, not from the compiler") {
+  const Manifest m = manifest("id: t\nerror checking: true\npoint-to-point ordering: true\n");
+  Plan base;
+  REQUIRE(compile(m, Capabilities::defaults(), Registry::builtin(), base).is_ok());
+  // A checksum stage that declared an 8-byte trailer would leave 4 bytes less payload room,
+  // and the plan would say so: the compiler holds no copy of the trailer's size.
+  const Registry wider = builtin_with("checksum.crc32c", [](StageInfo& s) { s.wire_bytes_per_datagram = 8; });
+  Plan p;
+  REQUIRE(compile(m, Capabilities::defaults(), wider, p).is_ok());
+  CHECK(p.transport.max_payload_bytes + 4 == base.transport.max_payload_bytes);
+  CHECK(p.to_string().find("a CRC32C trailer of 8 bytes") != std::string::npos);
+  // The same for the sequence extension's size, which the plan's reason quotes.
+  const Registry seq12 = builtin_with("ordering.seq", [](StageInfo& s) {
+    s.wire_bytes_per_datagram = 14;
+    s.extensions.at(0).body_bytes = 12;
+  });
+  REQUIRE(compile(m, Capabilities::defaults(), seq12, p).is_ok());
+  CHECK(p.transport.max_payload_bytes + 4 == base.transport.max_payload_bytes);
+  CHECK(p.to_string().find("(seq extension, 14 bytes)") != std::string::npos);
+}
+
+TEST_CASE("a stage's required neighbours must be in the plan on the side it declares") {
+  const Manifest m = manifest("id: t\npoint-to-point ordering: true\n");
+  const Registry below = builtin_with("ordering.fifo", [](StageInfo& s) { s.requires_below = {"faults.inject"}; });
+  Plan p;
+  Status s = compile(m, Capabilities::defaults(), below, p);
+  CHECK(s.code() == Code::INTERNAL);
+  CHECK(s.message().find("stage 'ordering.fifo' requires 'faults.inject' below it, and the plan has none there") !=
+        std::string::npos);
+  // ordering.seq is in the plan, but below ordering.fifo, not above it.
+  const Registry above = builtin_with("ordering.fifo", [](StageInfo& info) { info.requires_above = {"ordering.seq"}; });
+  s = compile(m, Capabilities::defaults(), above, p);
+  CHECK(s.code() == Code::INTERNAL);
+  CHECK(s.message().find("stage 'ordering.fifo' requires 'ordering.seq' above it") != std::string::npos);
+  // Every built-in plan meets the built-in requirements (the golden plans compile too).
+  CHECK(compile(manifest("id: t\nmembers: [a]\npoint-to-point ordering: true\nreliability: true\nflow control: "
+                         "true\ncongestion control: aimd\n"),
+                Capabilities::defaults(), Registry::builtin(), p)
+            .is_ok());
 }

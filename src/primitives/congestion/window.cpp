@@ -76,23 +76,26 @@ namespace tmc {
 namespace detail {
 namespace {
 
-enum Counter : std::size_t {
-  passed,
-  window_waits,
-  released,
-  retransmits_passed,
-  control_passed,
-  losses,
-  nacks_seen,
-  sack_holes,
-  acks_seen,
-  acked_bytes,
-  max_window_bytes,
-  stalls,
-  laggards,
-  stop_flushed,
-  retransmits_absorbed,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_WINDOW_COUNTERS(X, P)                                                                                   \
+  X(P, passed, "reliable data packets that found room in the window")                                               \
+  X(P, window_waits, "reliable data packets queued because the window was full")                                    \
+  X(P, released, "queued packets released as the window opened")                                                    \
+  X(P, retransmits_passed, "retransmissions passed at once (no RTT sample from them)")                              \
+  X(P, control_passed, "reliable control packets passed at once (counted in flight)")                               \
+  X(P, losses, "loss events given to the controller")                                                               \
+  X(P, nacks_seen, "NACKs targeted at this sender")                                                                 \
+  X(P, sack_holes, "acks whose SACK bitmap showed a hole (>= 3 received above it)")                                 \
+  X(P, acks_seen, "acks targeted at this sender")                                                                   \
+  X(P, acked_bytes, "datagram bytes acknowledged by every followed receiver")                                       \
+  X(P, max_window_bytes, "largest window reached, in bytes (grows only)")                                           \
+  X(P, stalls, "stall timeouts (no ack progress while data waited)")                                                \
+  X(P, laggards, "receivers left behind by a stall")                                                                \
+  X(P, stop_flushed, "queued packets passed down when the pipeline stopped")                                        \
+  X(P, retransmits_absorbed,                                                                                        \
+    "retransmissions of packets still waiting here, released (the original "                                        \
+    "goes out in order)")
+TMC_STAGE_COUNTERS("congestion.", TMC_WINDOW_COUNTERS);
 
 std::uint64_t datagram_bytes(const Packet& p) noexcept {
   return std::uint64_t{p.len} + (p.sealed ? 0 : wire::kBaseHeaderBytes);
@@ -107,34 +110,18 @@ CongestionWindowStage::~CongestionWindowStage() {
 
 bool CongestionWindowStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
   env_ = env;
-  const std::string algorithm = params.get_string("algorithm", "aimd");
-  const std::int64_t initial = params.get_int("initial_window_packets", 10);
-  const std::int64_t min_w = params.get_int("min_window_packets", 2);
-  const std::int64_t max_w = params.get_int("max_window_packets", 100000);
-  const std::int64_t mss = params.get_int("mss_bytes", 1400);
-  const std::int64_t stall_us = params.get_int("stall_timeout_us", 1'000'000);
-  if (algorithm != "none" && algorithm != "aimd" && algorithm != "cubic") {
-    errors.push_back("parameter 'algorithm' must be \"none\", \"aimd\" or \"cubic\", got \"" + algorithm + "\"");
-  }
-  if (min_w < 1 || min_w > 10'000'000) {
-    errors.push_back("parameter 'min_window_packets' must be in 1..10000000, got " + std::to_string(min_w));
-  }
-  if (max_w < 1 || max_w > 10'000'000) {
-    errors.push_back("parameter 'max_window_packets' must be in 1..10000000, got " + std::to_string(max_w));
-  } else if (max_w < min_w) {
+  // The registry checked each range and word; what relates two parameters is checked here.
+  const std::string& algorithm = params.text("algorithm");
+  const std::int64_t initial = params.integer("initial_window_packets");
+  const std::int64_t min_w = params.integer("min_window_packets");
+  const std::int64_t max_w = params.integer("max_window_packets");
+  const std::int64_t mss = params.integer("mss_bytes");
+  const std::int64_t stall_us = params.integer("stall_timeout_us");
+  if (max_w < min_w) {
     errors.push_back("parameter 'max_window_packets' (" + std::to_string(max_w) +
                      ") must not be below 'min_window_packets' (" + std::to_string(min_w) + ")");
+    return false;
   }
-  if (initial < 1 || initial > 10'000'000) {
-    errors.push_back("parameter 'initial_window_packets' must be in 1..10000000, got " + std::to_string(initial));
-  }
-  if (mss < 64 || mss > static_cast<std::int64_t>(wire::kMaxDatagramBytes)) {
-    errors.push_back("parameter 'mss_bytes' must be in 64..65507, got " + std::to_string(mss));
-  }
-  if (stall_us < 1000 || stall_us > 3'600'000'000) {
-    errors.push_back("parameter 'stall_timeout_us' must be in 1000..3600000000, got " + std::to_string(stall_us));
-  }
-  if (!errors.empty()) return false;
   CongestionLimits limits;
   limits.mss_bytes = static_cast<std::uint32_t>(mss);
   limits.initial_window_packets = static_cast<std::uint32_t>(initial);
@@ -424,6 +411,11 @@ void CongestionWindowStage::on_stop(StageIo& io) noexcept {
 
 }  // namespace detail
 
+namespace {
+constexpr std::string_view kAlgorithms[] = {"none", "aimd", "cubic"};
+constexpr std::int64_t kMaxWindowPackets = 10'000'000;
+}  // namespace
+
 void register_congestion_window(Registry& r) {
   (void)r.add(StageInfo{
       .kind = "congestion.window",
@@ -455,31 +447,46 @@ void register_congestion_window(Registry& r) {
           "others progressed are left behind (followed again once they catch up), or, if nobody progressed, "
           "the controller's on_timeout() shrinks the window and the bytes in flight are forgotten (reliability "
           "still repairs them). On stop the queue is passed down. No wire bytes of its own.",
-      .params = {{"algorithm", ParamType::string, "aimd", "\"none\", \"aimd\" (Reno-like) or \"cubic\" (RFC 8312)."},
-                 {"initial_window_packets", ParamType::integer, "10", "Window before any feedback, in mss."},
-                 {"min_window_packets", ParamType::integer, "2", "The window never shrinks below this, in mss."},
-                 {"max_window_packets", ParamType::integer, "100000", "The window never grows above this, in mss."},
-                 {"mss_bytes", ParamType::integer, "1400", "Bytes of one full-sized datagram (the window's unit)."},
-                 {"stall_timeout_us", ParamType::integer, "1000000",
-                  "No acknowledgment progress this long while data waits: leave the stuck receivers behind, or "
-                  "shrink the window and forget what is in flight."}},
-      .counters = {{"congestion.passed", "reliable data packets that found room in the window"},
-                   {"congestion.window_waits", "reliable data packets queued because the window was full"},
-                   {"congestion.released", "queued packets released as the window opened"},
-                   {"congestion.retransmits_passed", "retransmissions passed at once (no RTT sample from them)"},
-                   {"congestion.control_passed", "reliable control packets passed at once (counted in flight)"},
-                   {"congestion.losses", "loss events given to the controller"},
-                   {"congestion.nacks_seen", "NACKs targeted at this sender"},
-                   {"congestion.sack_holes", "acks whose SACK bitmap showed a hole (>= 3 received above it)"},
-                   {"congestion.acks_seen", "acks targeted at this sender"},
-                   {"congestion.acked_bytes", "datagram bytes acknowledged by every followed receiver"},
-                   {"congestion.max_window_bytes", "largest window reached, in bytes (grows only)"},
-                   {"congestion.stalls", "stall timeouts (no ack progress while data waited)"},
-                   {"congestion.laggards", "receivers left behind by a stall"},
-                   {"congestion.stop_flushed", "queued packets passed down when the pipeline stopped"},
-                   {"congestion.retransmits_absorbed",
-                    "retransmissions of packets still waiting here, released (the original goes out in order)"}},
+      .params = {{.name = "algorithm",
+                  .type = ParamType::string,
+                  .default_value = "aimd",
+                  .doc = "\"none\", \"aimd\" (Reno-like) or \"cubic\" (RFC 8312).",
+                  .one_of = kAlgorithms},
+                 {.name = "initial_window_packets",
+                  .type = ParamType::integer,
+                  .default_value = "10",
+                  .doc = "Window before any feedback, in mss.",
+                  .min = 1,
+                  .max = kMaxWindowPackets},
+                 {.name = "min_window_packets",
+                  .type = ParamType::integer,
+                  .default_value = "2",
+                  .doc = "The window never shrinks below this, in mss.",
+                  .min = 1,
+                  .max = kMaxWindowPackets},
+                 {.name = "max_window_packets",
+                  .type = ParamType::integer,
+                  .default_value = "100000",
+                  .doc = "The window never grows above this, in mss.",
+                  .min = 1,
+                  .max = kMaxWindowPackets},
+                 {.name = "mss_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "1400",
+                  .doc = "Bytes of one full-sized datagram (the window's unit).",
+                  .min = 64,
+                  .max = wire::kMaxDatagramBytes},
+                 {.name = "stall_timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000000",
+                  .doc = "No acknowledgment progress this long while data waits: leave the stuck receivers behind, "
+                         "or shrink the window and forget what is in flight.",
+                  .min = 1000,
+                  .max = 3'600'000'000}},
+      .counters = counter_list(detail::kCounters),
       .factory = [] { return std::make_unique<detail::CongestionWindowStage>(); },
+      .serves = "congestion_control",
+      .requires_above = {"reliability.arq"},
   });
 }
 

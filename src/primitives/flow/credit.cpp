@@ -87,26 +87,31 @@ namespace tmc {
 namespace detail {
 namespace {
 
-enum Counter : std::size_t {
-  sent_bytes_c,
-  passed,
-  waits,
-  released,
-  unreliable_passed,
-  consumed_bytes_c,
-  duplicates_seen,
-  adverts_on_acks,
-  adverts_standalone,
-  adverts_received,
-  adverts_ignored,
-  slow_members,
-  ejected_c,
-  alloc_failed,
-  sources_evicted,
-  retransmits_absorbed,
-  stop_flushed,
-  retransmits_passed,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_CREDIT_COUNTERS(X, P)                                                                                   \
+  X(P, sent_bytes, "payload bytes of reliable data passed down (first transmissions)")                              \
+  X(P, passed, "reliable data packets that found credit at once")                                                   \
+  X(P, waits, "reliable data packets queued for credit")                                                            \
+  X(P, released, "queued packets released when credit arrived")                                                     \
+  X(P, unreliable_passed, "unreliable data packets passed uncounted")                                               \
+  X(P, consumed_bytes, "payload bytes of reliable data consumed (receiver side)")                                   \
+  X(P, duplicates_seen, "reliable data packets seen again (not counted twice)")                                     \
+  X(P, adverts_on_acks, "advertisements appended to acks")                                                          \
+  X(P, adverts_standalone, "standalone advertisement packets sent")                                                 \
+  X(P, adverts_received, "advertisements targeted at this sender")                                                  \
+  X(P, adverts_ignored, "advertisements from unknown members or stale epochs")                                      \
+  X(P, slow_members, "slow_member events raised")                                                                   \
+  X(P, ejected, "receivers ignored from then on (eject_slow)")                                                      \
+  X(P, alloc_failed, "standalone advertisements not sent: packet pool empty")                                       \
+  X(P, sources_evicted, "senders forgotten to make room (receiver side)")                                           \
+  X(P, retransmits_absorbed,                                                                                        \
+    "retransmissions of messages still waiting here, released (the "                                                \
+    "original goes out in order)")                                                                                  \
+  X(P, stop_flushed, "queued packets passed down when the pipeline stopped")                                        \
+  X(P, retransmits_passed,                                                                                          \
+    "retransmissions of data already passed down: sent at once, ahead of "                                          \
+    "waiting data, uncharged")
+TMC_STAGE_COUNTERS("flow.", TMC_CREDIT_COUNTERS);
 
 constexpr std::string_view kKind = "flow.credit";
 constexpr std::uint32_t kAdvertRepeats = 3;
@@ -128,40 +133,15 @@ FlowCreditStage::~FlowCreditStage() {
 
 bool FlowCreditStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
   env_ = env;
-  const std::string policy = params.get_string("policy", "min");
-  if (policy == "min") {
-    policy_ = Policy::min;
-  } else if (policy == "max") {
-    policy_ = Policy::max;
-  } else if (policy == "quorum") {
-    policy_ = Policy::quorum;
-  } else {
-    errors.push_back("parameter 'policy' must be \"min\", \"max\" or \"quorum\", got \"" + policy + "\"");
-  }
-  const std::int64_t window = params.get_int("window_bytes", 4 << 20);
-  const std::int64_t slow_us = params.get_int("slow_timeout_us", 1'000'000);
-  const std::int64_t every = params.get_int("update_every_bytes", 0);
-  const std::int64_t refresh_us = params.get_int("refresh_us", 50'000);
-  constexpr std::int64_t kMaxWindow = std::int64_t{1} << 31;
-  if (window < 1 || window > kMaxWindow) {
-    errors.push_back("parameter 'window_bytes' must be in 1..2147483648, got " + std::to_string(window));
-  }
-  if (slow_us < 1000 || slow_us > 3'600'000'000) {
-    errors.push_back("parameter 'slow_timeout_us' must be in 1000..3600000000, got " + std::to_string(slow_us));
-  }
-  if (every < 0 || every > kMaxWindow) {
-    errors.push_back("parameter 'update_every_bytes' must be in 0..2147483648 (0 = window_bytes / 4), got " +
-                     std::to_string(every));
-  }
-  if (refresh_us < 1000 || refresh_us > 60'000'000) {
-    errors.push_back("parameter 'refresh_us' must be in 1000..60000000, got " + std::to_string(refresh_us));
-  }
-  if (!errors.empty()) return false;
-  window_ = static_cast<std::uint64_t>(window);
-  slow_ns_ = static_cast<std::uint64_t>(slow_us) * 1000;
-  eject_slow_ = params.get_bool("eject_slow", false);
+  (void)errors;  // the registry checked every range and word
+  const std::string& policy = params.text("policy");
+  policy_ = policy == "max" ? Policy::max : policy == "quorum" ? Policy::quorum : Policy::min;
+  const std::int64_t every = params.integer("update_every_bytes");
+  window_ = static_cast<std::uint64_t>(params.integer("window_bytes"));
+  slow_ns_ = static_cast<std::uint64_t>(params.integer("slow_timeout_us")) * 1000;
+  eject_slow_ = params.boolean("eject_slow");
   update_every_ = every == 0 ? std::max<std::uint64_t>(1, window_ / 4) : static_cast<std::uint64_t>(every);
-  refresh_ns_ = static_cast<std::uint64_t>(refresh_us) * 1000;
+  refresh_ns_ = static_cast<std::uint64_t>(params.integer("refresh_us")) * 1000;
   recheck_ns_ = std::min<std::uint64_t>(5'000'000, slow_ns_ / 4);
   sources_.assign(kMaxSources, Source{});
   return true;
@@ -367,7 +347,7 @@ void FlowCreditStage::release(StageIo& io) noexcept {
       Packet* p = pop();
       highest_passed_ = std::max(highest_passed_, rel_of(*p).value_or(0));
       sent_ += p->payload_len;
-      io.count(sent_bytes_c, p->payload_len);
+      io.count(Counter::sent_bytes, p->payload_len);
       io.count(released);
       io.down(p);
     }
@@ -421,7 +401,7 @@ void FlowCreditStage::watch_slow(MemberMask set, std::uint64_t bytes, StageIo& i
     if (eject_slow_) {
       pe.ejected = true;
       pe.in_set = false;
-      io.count(ejected_c);
+      io.count(Counter::ejected);
     }
   }
 }
@@ -498,7 +478,7 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
   if (queue_.empty() && allowed(set, p->payload_len)) {
     highest_passed_ = *rel;
     sent_ += p->payload_len;
-    io.count(sent_bytes_c, p->payload_len);
+    io.count(Counter::sent_bytes, p->payload_len);
     io.count(passed);
     io.down(p);
     if (behind_changed(set)) {
@@ -545,7 +525,7 @@ void FlowCreditStage::on_receive(Packet* p, StageIo& io) noexcept {
     return;
   }
   s->consumed += p->payload_len;
-  io.count(consumed_bytes_c, p->payload_len);
+  io.count(Counter::consumed_bytes, p->payload_len);
   if (s->consumed - s->adv_consumed >= update_every_) advertise_standalone(*s, io);
   if (next_refresh_ns_ == 0) {
     next_refresh_ns_ = now + refresh_ns_;
@@ -579,6 +559,11 @@ void FlowCreditStage::on_stop(StageIo& io) noexcept {
 }
 
 }  // namespace detail
+
+namespace {
+constexpr std::string_view kPolicies[] = {"min", "max", "quorum"};
+constexpr std::int64_t kMaxWindowBytes = std::int64_t{1} << 31;
+}  // namespace
 
 void register_flow_credit(Registry& r) {
   (void)r.add(StageInfo{
@@ -616,40 +601,50 @@ void register_flow_credit(Registry& r) {
           "and, with `eject_slow`, is ignored by flow control for the rest of its epoch. While data waits the stage "
           "re-checks the Group every few milliseconds (membership changes reach it through no packet). On stop "
           "the queue is passed down.",
-      .params = {{"policy", ParamType::string, "min",
-                  "\"min\" (wait for every receiver), \"max\" (for the fastest) or \"quorum\" (for a majority)."},
-                 {"window_bytes", ParamType::integer, "4194304",
-                  "Bytes a receiver advertises it can take beyond what it consumed (1..2^31)."},
-                 {"slow_timeout_us", ParamType::integer, "1000000",
-                  "A receiver that holds the sender back this long is reported as slow_member."},
+      .params = {{.name = "policy",
+                  .type = ParamType::string,
+                  .default_value = "min",
+                  .doc = "\"min\" (wait for every receiver), \"max\" (for the fastest) or \"quorum\" (for a "
+                         "majority).",
+                  .one_of = kPolicies},
+                 {.name = "window_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "4194304",
+                  .doc = "Bytes a receiver advertises it can take beyond what it consumed (1..2^31).",
+                  .min = 1,
+                  .max = kMaxWindowBytes},
+                 {.name = "slow_timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000000",
+                  .doc = "A receiver that holds the sender back this long is reported as slow_member.",
+                  .min = 1000,
+                  .max = 3'600'000'000},
                  {"eject_slow", ParamType::boolean, "false",
                   "A slow receiver is then ignored by flow control (for the rest of its epoch)."},
-                 {"update_every_bytes", ParamType::integer, "0",
-                  "Standalone advertisement after this many bytes consumed without an ack carrying one (0 = "
-                  "window_bytes / 4)."},
-                 {"refresh_us", ParamType::integer, "50000",
-                  "Re-send a changed advertisement this often until it went out three times."}},
-      .counters = {{"flow.sent_bytes", "payload bytes of reliable data passed down (first transmissions)"},
-                   {"flow.passed", "reliable data packets that found credit at once"},
-                   {"flow.waits", "reliable data packets queued for credit"},
-                   {"flow.released", "queued packets released when credit arrived"},
-                   {"flow.unreliable_passed", "unreliable data packets passed uncounted"},
-                   {"flow.consumed_bytes", "payload bytes of reliable data consumed (receiver side)"},
-                   {"flow.duplicates_seen", "reliable data packets seen again (not counted twice)"},
-                   {"flow.adverts_on_acks", "advertisements appended to acks"},
-                   {"flow.adverts_standalone", "standalone advertisement packets sent"},
-                   {"flow.adverts_received", "advertisements targeted at this sender"},
-                   {"flow.adverts_ignored", "advertisements from unknown members or stale epochs"},
-                   {"flow.slow_members", "slow_member events raised"},
-                   {"flow.ejected", "receivers ignored from then on (eject_slow)"},
-                   {"flow.alloc_failed", "standalone advertisements not sent: packet pool empty"},
-                   {"flow.sources_evicted", "senders forgotten to make room (receiver side)"},
-                   {"flow.retransmits_absorbed",
-                    "retransmissions of messages still waiting here, released (the original goes out in order)"},
-                   {"flow.stop_flushed", "queued packets passed down when the pipeline stopped"},
-                   {"flow.retransmits_passed",
-                    "retransmissions of data already passed down: sent at once, ahead of waiting data, uncharged"}},
+                 {.name = "update_every_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "0",
+                  .doc = "Standalone advertisement after this many bytes consumed without an ack carrying one (0 = "
+                         "window_bytes / 4).",
+                  .min = 0,
+                  .max = kMaxWindowBytes},
+                 {.name = "refresh_us",
+                  .type = ParamType::integer,
+                  .default_value = "50000",
+                  .doc = "Re-send a changed advertisement this often until it went out three times.",
+                  .min = 1000,
+                  .max = 60'000'000}},
+      .counters = counter_list(detail::kCounters),
       .factory = [] { return std::make_unique<detail::FlowCreditStage>(); },
+      .serves = "flow_control",
+      .requires_below = {"membership.heartbeat"},
+      .requires_above = {"reliability.arq"},
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::flow),
+                      .name = "flow",
+                      .body_bytes = detail::kFlowBodyBytes,
+                      .carried_on = "appended to kind ack, or alone on kind control",
+                      .body = "u32 target sender, u32 target epoch, u64 consumed bytes, u32 window bytes (20 "
+                              "bytes)"}},
   });
 }
 

@@ -72,27 +72,28 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t {
-  messages_split,
-  fragments_sent,
-  passed_whole,
-  too_large_sent,
-  no_room,
-  pool_waits,
-  queue_full,
-  fragments_received,
-  messages_reassembled,
-  partials_started,
-  incomplete,
-  evicted,
-  malformed,
-  duplicates,
-  late,
-  too_large_received,
-  alloc_failed,
-  stale_epoch,
-  senders_evicted,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_SPLIT_COUNTERS(X, P)                                                                                    \
+  X(P, messages_split, "messages split into fragments on send")                                                     \
+  X(P, fragments_sent, "fragments sent")                                                                            \
+  X(P, passed_whole, "data messages small enough to pass untouched")                                                \
+  X(P, too_large_sent, "messages dropped on send: larger than max_message_bytes")                                   \
+  X(P, no_room, "messages dropped on send: no headroom or extension slot for fragments")                            \
+  X(P, pool_waits, "times the pool ran dry mid-message (the rest waits and resumes)")                               \
+  X(P, queue_full, "messages dropped on send: the send queue was full")                                             \
+  X(P, fragments_received, "fragments received")                                                                    \
+  X(P, messages_reassembled, "messages reassembled and passed up")                                                  \
+  X(P, partials_started, "partial messages started (reassembled, incomplete or evicted)")                           \
+  X(P, incomplete, "partial messages dropped whole: timed out, or their sender restarted (drops.incomplete)")       \
+  X(P, evicted, "partial messages dropped or refused whole for the memory limits (drops.reassembly_full)")          \
+  X(P, malformed, "fragments dropped: bad extension, bounds or inconsistent geometry")                              \
+  X(P, duplicates, "fragments dropped: already received")                                                           \
+  X(P, late, "fragments dropped: their message was already delivered or dropped")                                   \
+  X(P, too_large_received, "fragments dropped: total above max_message_bytes")                                      \
+  X(P, alloc_failed, "partial messages refused: no large buffer available")                                         \
+  X(P, stale_epoch, "fragments dropped: from a retired incarnation of their sender")                                \
+  X(P, senders_evicted, "senders forgotten to make room (max_senders)")
+TMC_STAGE_COUNTERS("fragment.", TMC_SPLIT_COUNTERS);
 
 constexpr std::string_view kKind = "fragment.split";
 constexpr std::uint8_t kFragExtBytes = 12;
@@ -155,31 +156,15 @@ class FragmentStage final : public Stage {
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
     (void)env;
-    auto get = [&](const char* name, std::int64_t def, std::int64_t lo, std::int64_t hi) {
-      const std::int64_t v = params.get_int(name, def);
-      if (v < lo || v > hi) {
-        errors.push_back(std::string("parameter '") + name + "' must be in " + std::to_string(lo) + ".." +
-                         std::to_string(hi) + ", got " + std::to_string(v));
-      }
-      return v;
-    };
-    const std::int64_t frag = get("fragment_bytes", 1200, kMinFragmentBytes, 65507);
-    const std::int64_t max_msg = get("max_message_bytes", 16777216, 1, std::int64_t{1} << 30);
-    const std::int64_t timeout_us = get("reassembly_timeout_us", 2000000, 1, 3'600'000'000);
-    const std::int64_t max_bytes = get("max_reassembly_bytes", 67108864, 1, std::int64_t{1} << 40);
-    const std::int64_t per_sender = get("max_partial_per_sender", 16, 1, 65536);
-    const std::int64_t senders = get("max_senders", 256, 1, 65536);
-    const std::int64_t queue = get("send_queue_messages", 1024, 1, 1 << 20);
-    const std::int64_t retry_us = get("retry_us", 1000, 1, 60'000'000);
-    if (!errors.empty()) return false;
-    frag_bytes_ = static_cast<std::uint32_t>(frag);
-    max_message_ = static_cast<std::uint32_t>(max_msg);
-    timeout_ns_ = static_cast<std::uint64_t>(timeout_us) * 1000;
-    max_bytes_ = static_cast<std::uint64_t>(max_bytes);
-    max_per_sender_ = static_cast<std::uint32_t>(per_sender);
-    max_senders_ = static_cast<std::uint32_t>(senders);
-    max_queue_ = static_cast<std::uint32_t>(queue);
-    retry_ns_ = static_cast<std::uint64_t>(retry_us) * 1000;
+    (void)errors;  // the registry checked every range
+    frag_bytes_ = static_cast<std::uint32_t>(params.integer("fragment_bytes"));
+    max_message_ = static_cast<std::uint32_t>(params.integer("max_message_bytes"));
+    timeout_ns_ = static_cast<std::uint64_t>(params.integer("reassembly_timeout_us")) * 1000;
+    max_bytes_ = static_cast<std::uint64_t>(params.integer("max_reassembly_bytes"));
+    max_per_sender_ = static_cast<std::uint32_t>(params.integer("max_partial_per_sender"));
+    max_senders_ = static_cast<std::uint32_t>(params.integer("max_senders"));
+    max_queue_ = static_cast<std::uint32_t>(params.integer("send_queue_messages"));
+    retry_ns_ = static_cast<std::uint64_t>(params.integer("retry_us")) * 1000;
     // Fixed tables, so the hot path never grows them: one slot per sender, and as many
     // partial messages as senders may hold (capped; past it the stalest is evicted).
     senders_.resize(max_senders_);
@@ -823,45 +808,64 @@ void register_fragment_split(Registry& r) {
           "duplicated fragments never deliver a message twice. With reliability below, every fragment is "
           "repaired and messages always complete; the reliability stage then reports each fragment's outcome "
           "under the message's token.",
-      .params = {{"fragment_bytes", ParamType::integer, "1200",
-                  "Payload bytes per fragment (16..65507); the compiler derives it from the MTU and the stages "
-                  "below."},
-                 {"max_message_bytes", ParamType::integer, "16777216",
-                  "Largest message sent or reassembled, in bytes (1..2^30)."},
-                 {"reassembly_timeout_us", ParamType::integer, "2000000",
-                  "A partial message with no new fragment for this long is dropped whole, in microseconds."},
-                 {"max_reassembly_bytes", ParamType::integer, "67108864",
-                  "Bytes held in partial messages at this receiver, all senders together."},
-                 {"max_partial_per_sender", ParamType::integer, "16", "Partial messages per sender at once."},
-                 {"max_senders", ParamType::integer, "256",
-                  "Senders tracked at once; the least recently active is forgotten (its partial messages "
-                  "dropped)."},
-                 {"send_queue_messages", ParamType::integer, "1024",
-                  "Messages that may wait for packet buffers on the send path; more are dropped whole."},
-                 {"retry_us", ParamType::integer, "1000",
-                  "How soon to retry sending after the packet pool ran dry, in microseconds."}},
-      .counters = {{"fragment.messages_split", "messages split into fragments on send"},
-                   {"fragment.fragments_sent", "fragments sent"},
-                   {"fragment.passed_whole", "data messages small enough to pass untouched"},
-                   {"fragment.too_large_sent", "messages dropped on send: larger than max_message_bytes"},
-                   {"fragment.no_room", "messages dropped on send: no headroom or extension slot for fragments"},
-                   {"fragment.pool_waits", "times the pool ran dry mid-message (the rest waits and resumes)"},
-                   {"fragment.queue_full", "messages dropped on send: the send queue was full"},
-                   {"fragment.fragments_received", "fragments received"},
-                   {"fragment.messages_reassembled", "messages reassembled and passed up"},
-                   {"fragment.partials_started", "partial messages started (reassembled, incomplete or evicted)"},
-                   {"fragment.incomplete",
-                    "partial messages dropped whole: timed out, or their sender restarted (drops.incomplete)"},
-                   {"fragment.evicted",
-                    "partial messages dropped or refused whole for the memory limits (drops.reassembly_full)"},
-                   {"fragment.malformed", "fragments dropped: bad extension, bounds or inconsistent geometry"},
-                   {"fragment.duplicates", "fragments dropped: already received"},
-                   {"fragment.late", "fragments dropped: their message was already delivered or dropped"},
-                   {"fragment.too_large_received", "fragments dropped: total above max_message_bytes"},
-                   {"fragment.alloc_failed", "partial messages refused: no large buffer available"},
-                   {"fragment.stale_epoch", "fragments dropped: from a retired incarnation of their sender"},
-                   {"fragment.senders_evicted", "senders forgotten to make room (max_senders)"}},
+      .params = {{.name = "fragment_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "1200",
+                  .doc = "Payload bytes per fragment (16..65507); the compiler derives it from the MTU and the "
+                         "stages below.",
+                  .min = kMinFragmentBytes,
+                  .max = wire::kMaxDatagramBytes},
+                 {.name = "max_message_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "16777216",
+                  .doc = "Largest message sent or reassembled, in bytes (1..2^30).",
+                  .min = 1,
+                  .max = std::int64_t{1} << 30},
+                 {.name = "reassembly_timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "2000000",
+                  .doc = "A partial message with no new fragment for this long is dropped whole, in microseconds.",
+                  .min = 1,
+                  .max = 3'600'000'000},
+                 {.name = "max_reassembly_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "67108864",
+                  .doc = "Bytes held in partial messages at this receiver, all senders together.",
+                  .min = 1,
+                  .max = std::int64_t{1} << 40},
+                 {.name = "max_partial_per_sender",
+                  .type = ParamType::integer,
+                  .default_value = "16",
+                  .doc = "Partial messages per sender at once.",
+                  .min = 1,
+                  .max = 65536},
+                 {.name = "max_senders",
+                  .type = ParamType::integer,
+                  .default_value = "256",
+                  .doc = "Senders tracked at once; the least recently active is forgotten (its partial messages "
+                         "dropped).",
+                  .min = 1,
+                  .max = 65536},
+                 {.name = "send_queue_messages",
+                  .type = ParamType::integer,
+                  .default_value = "1024",
+                  .doc = "Messages that may wait for packet buffers on the send path; more are dropped whole.",
+                  .min = 1,
+                  .max = 1 << 20},
+                 {.name = "retry_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000",
+                  .doc = "How soon to retry sending after the packet pool ran dry, in microseconds.",
+                  .min = 1,
+                  .max = 60'000'000}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<FragmentStage>(); },
+      .serves = "max_message_bytes",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::fragment),
+                      .name = "fragment",
+                      .body_bytes = 12,
+                      .carried_on = "data (and large control) fragments, with flag bit 3",
+                      .body = "u32 message id, u32 byte offset, u32 total message length (12 bytes)"}},
   });
 }
 

@@ -55,20 +55,21 @@ namespace {
 
 namespace hb = detail::membership;
 
-enum Counter : std::size_t {
-  heartbeats_sent,
-  heartbeats_received,
-  early_heartbeats,
-  joins,
-  failures,
-  restarts,
-  leaves,
-  malformed,
-  stale_heartbeats,
-  name_conflicts,
-  group_full,
-  alloc_failures,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_HEARTBEAT_COUNTERS(X, P)                                                                                \
+  X(P, heartbeats_sent, "heartbeats sent (periodic, early and goodbyes)")                                           \
+  X(P, heartbeats_received, "well-formed heartbeats received")                                                      \
+  X(P, early_heartbeats, "heartbeats sent or brought forward because a member appeared")                            \
+  X(P, joins, "members heard for the first time, or again after failing or leaving")                                \
+  X(P, failures, "members declared failed (not heard within timeout_us)")                                           \
+  X(P, restarts, "members heard with a new epoch")                                                                  \
+  X(P, leaves, "members that said goodbye")                                                                         \
+  X(P, malformed, "heartbeats dropped: bad body, name length or name bytes")                                        \
+  X(P, stale_heartbeats, "heartbeats dropped: from a retired epoch of their member")                                \
+  X(P, name_conflicts, "heartbeats dropped: they carry this member's own name")                                     \
+  X(P, group_full, "heartbeats dropped: no free Group slot for a new member")                                       \
+  X(P, alloc_failures, "heartbeats not sent: no packet buffer")
+TMC_STAGE_COUNTERS("membership.", TMC_HEARTBEAT_COUNTERS);
 
 constexpr std::string_view kKind = "membership.heartbeat";
 constexpr std::size_t kRetiredEpochs = 4;
@@ -83,31 +84,21 @@ struct SlotExtra {
 class HeartbeatStage final : public Stage {
  public:
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
-    const std::int64_t interval_us = params.get_int("interval_us", 100000);
-    const std::int64_t timeout_us = params.get_int("timeout_us", 1000000);
-    const std::int64_t leave_copies = params.get_int("leave_copies", 3);
-    constexpr std::int64_t kHourUs = 3'600'000'000;
-    if (interval_us < 1 || interval_us > kHourUs) {
-      errors.push_back("parameter 'interval_us' must be in 1..3600000000 (one hour), got " +
-                       std::to_string(interval_us));
-    }
-    if (timeout_us < 1 || timeout_us > kHourUs) {
-      errors.push_back("parameter 'timeout_us' must be in 1..3600000000 (one hour), got " + std::to_string(timeout_us));
-    } else if (timeout_us <= interval_us) {
+    // The registry checked each range; what relates two parameters is checked here.
+    const std::int64_t interval_us = params.integer("interval_us");
+    const std::int64_t timeout_us = params.integer("timeout_us");
+    if (timeout_us <= interval_us) {
       errors.push_back("parameter 'timeout_us' (" + std::to_string(timeout_us) +
                        ") must be larger than 'interval_us' (" + std::to_string(interval_us) +
                        "), or members are declared failed between two of their heartbeats");
+      return false;
     }
-    if (leave_copies < 0 || leave_copies > 16) {
-      errors.push_back("parameter 'leave_copies' must be in 0..16, got " + std::to_string(leave_copies));
-    }
-    if (!errors.empty()) return false;
     interval_ns_ = static_cast<std::uint64_t>(interval_us) * 1000;
     timeout_ns_ = static_cast<std::uint64_t>(timeout_us) * 1000;
     reply_gap_ns_ = interval_ns_ / 4;
     jitter_ns_ = interval_ns_ / 10;
-    receives_ = params.get_bool("receives", true);
-    leave_copies_ = static_cast<int>(leave_copies);
+    receives_ = params.boolean("receives");
+    leave_copies_ = static_cast<int>(params.integer("leave_copies"));
     env_ = env;
     rng_ = env.seed ^ 0x6A09E667F3BCC909ull;
     return true;
@@ -380,6 +371,8 @@ class HeartbeatStage final : public Stage {
   std::array<SlotExtra, kMaxGroupMembers> extra_{};
 };
 
+constexpr std::int64_t kHourUs = 3'600'000'000;
+
 }  // namespace
 
 void register_membership_heartbeat(Registry& r) {
@@ -399,26 +392,35 @@ void register_membership_heartbeat(Registry& r) {
           "(member_left) and retires its epoch. Events carry the member's slot bit, sender and epoch. "
           "Malformed heartbeats (wrong body length, name_len != payload_len, empty name, control bytes in "
           "the name) are dropped as malformed.",
-      .params = {{"interval_us", ParamType::integer, "100000", "time between two heartbeats of this member"},
-                 {"timeout_us", ParamType::integer, "1000000",
-                  "an alive member not heard this long is failed; must exceed interval_us"},
+      .params = {{.name = "interval_us",
+                  .type = ParamType::integer,
+                  .default_value = "100000",
+                  .doc = "time between two heartbeats of this member",
+                  .min = 1,
+                  .max = kHourUs},
+                 {.name = "timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000000",
+                  .doc = "an alive member not heard this long is failed; must exceed interval_us",
+                  .min = 1,
+                  .max = kHourUs},
                  {"receives", ParamType::boolean, "true",
                   "false: this member is send-only and is never waited for in an ack set"},
-                 {"leave_copies", ParamType::integer, "3",
-                  "goodbye heartbeats sent when the pipeline stops (each may be lost)"}},
-      .counters = {{"membership.heartbeats_sent", "heartbeats sent (periodic, early and goodbyes)"},
-                   {"membership.heartbeats_received", "well-formed heartbeats received"},
-                   {"membership.early_heartbeats", "heartbeats sent or brought forward because a member appeared"},
-                   {"membership.joins", "members heard for the first time, or again after failing or leaving"},
-                   {"membership.failures", "members declared failed (not heard within timeout_us)"},
-                   {"membership.restarts", "members heard with a new epoch"},
-                   {"membership.leaves", "members that said goodbye"},
-                   {"membership.malformed", "heartbeats dropped: bad body, name length or name bytes"},
-                   {"membership.stale_heartbeats", "heartbeats dropped: from a retired epoch of their member"},
-                   {"membership.name_conflicts", "heartbeats dropped: they carry this member's own name"},
-                   {"membership.group_full", "heartbeats dropped: no free Group slot for a new member"},
-                   {"membership.alloc_failures", "heartbeats not sent: no packet buffer"}},
+                 {.name = "leave_copies",
+                  .type = ParamType::integer,
+                  .default_value = "3",
+                  .doc = "goodbye heartbeats sent when the pipeline stops (each may be lost)",
+                  .min = 0,
+                  .max = 16}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<HeartbeatStage>(); },
+      .serves = "reliability",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::membership),
+                      .name = "membership",
+                      .body_bytes = detail::membership::kBodyBytes,
+                      .carried_on = "kind heartbeat",
+                      .body = "u8 flags (bit 0 receives, bit 1 leaving), u8 name length (equal to the payload "
+                              "length), u16 reserved (4 bytes); the payload is the member's name"}},
   });
 }
 

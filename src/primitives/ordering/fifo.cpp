@@ -66,23 +66,28 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t {
-  stale_dropped,
-  duplicates_dropped,
-  stale_epoch_dropped,
-  held_count,
-  released,
-  gaps_skipped,
-  seqs_skipped,
-  window_skips,
-  timeout_skips,
-  epoch_changes,
-  senders_evicted,
-  unordered,
-  no_seq,
-  join_skipped,
-  join_seqs_skipped,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_FIFO_COUNTERS(X, P)                                                                                     \
+  X(P, stale_dropped, "packets dropped: number older than the last delivered")                                      \
+  X(P, duplicates_dropped, "packets dropped: already delivered or already held")                                    \
+  X(P, stale_epoch_dropped, "packets dropped: from a replaced epoch of their sender")                               \
+  X(P, held, "strict: packets put in the reorder buffer")                                                           \
+  X(P, released, "strict: held packets delivered in order")                                                         \
+  X(P, gaps_skipped,                                                                                                \
+    "strict: gaps given up on within the stream (one gap_skipped event "                                            \
+    "each; the gap before a late join counts under ordering.join_skipped)")                                         \
+  X(P, seqs_skipped, "strict: sequence numbers given up on")                                                        \
+  X(P, window_skips, "strict: gaps skipped because a packet landed beyond the window")                              \
+  X(P, timeout_skips, "strict: gaps skipped because a held packet waited hold_us")                                  \
+  X(P, epoch_changes, "senders seen restarting with a new epoch")                                                   \
+  X(P, senders_evicted, "senders forgotten to make room (max_senders)")                                             \
+  X(P, unordered, "data packets flagged unordered, passed straight through")                                        \
+  X(P, no_seq, "data packets dropped: no sequence number (ordering.seq missing below)")                             \
+  X(P, join_skipped,                                                                                                \
+    "strict: senders first seen beyond window + 1 (late join or lost "                                              \
+    "start); one gap_skipped event each, for [1, first number)")                                                    \
+  X(P, join_seqs_skipped, "strict: sequence numbers before a sender's first seen one")
+TMC_STAGE_COUNTERS("ordering.", TMC_FIFO_COUNTERS);
 
 constexpr std::string_view kKind = "ordering.fifo";
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
@@ -122,28 +127,11 @@ class FifoStage final : public Stage {
   }
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
-    const std::string mode = params.get_string("mode", "drop-stale");
-    if (mode == "strict") {
-      strict_ = true;
-    } else if (mode != "drop-stale") {
-      errors.push_back("parameter 'mode' must be \"drop-stale\" or \"strict\", got \"" + mode + "\"");
-    }
-    const std::int64_t window = params.get_int("window", 64);
-    if (window < 1 || window > 65536) {
-      errors.push_back("parameter 'window' must be in 1..65536, got " + std::to_string(window));
-    }
-    const std::int64_t hold_us = params.get_int("hold_us", 50000);
-    if (hold_us < 1 || hold_us > 3'600'000'000) {
-      errors.push_back("parameter 'hold_us' must be in 1..3600000000 (one hour), got " + std::to_string(hold_us));
-    }
-    const std::int64_t max_senders = params.get_int("max_senders", 1024);
-    if (max_senders < 1 || max_senders > (1 << 20)) {
-      errors.push_back("parameter 'max_senders' must be in 1..1048576, got " + std::to_string(max_senders));
-    }
-    if (!errors.empty()) return false;
-    window_ = static_cast<std::uint32_t>(window);
-    hold_ns_ = static_cast<std::uint64_t>(hold_us) * 1000;
-    max_senders_ = static_cast<std::uint32_t>(max_senders);
+    (void)errors;  // the registry checked every range
+    strict_ = params.text("mode") == "strict";
+    window_ = static_cast<std::uint32_t>(params.integer("window"));
+    hold_ns_ = static_cast<std::uint64_t>(params.integer("hold_us")) * 1000;
+    max_senders_ = static_cast<std::uint32_t>(params.integer("max_senders"));
 
     // Everything sized by max_senders is allocated here, so the hot path never grows it.
     senders_.resize(max_senders_);
@@ -315,7 +303,7 @@ class FifoStage final : public Stage {
       holders_push(idx);
     }
     ++total_held_;
-    io.count(held_count);
+    io.count(held);
     arm(s.oldest_ns + hold_ns_, io);
   }
 
@@ -529,6 +517,8 @@ class FifoStage final : public Stage {
   std::uint64_t armed_ns_ = 0;
 };
 
+constexpr std::string_view kModes[] = {"drop-stale", "strict"};
+
 }  // namespace
 
 void register_ordering_fifo(Registry& r) {
@@ -554,34 +544,35 @@ void register_ordering_fifo(Registry& r) {
           "kinds, pass straight through. Beyond `max_senders` the least recently active sender is evicted "
           "(its held packets delivered first), which bounds memory under a flood of sender ids. No wire "
           "bytes of its own.",
-      .params = {{"mode", ParamType::string, "drop-stale",
-                  "\"drop-stale\" (deliver if newer than the last delivered, else drop) or \"strict\" (exact "
-                  "order through a bounded reorder buffer)."},
-                 {"window", ParamType::integer, "64", "strict: packets held per sender at most (1..65536)."},
-                 {"hold_us", ParamType::integer, "50000",
-                  "strict: longest a held packet waits for a gap to fill, in microseconds."},
-                 {"max_senders", ParamType::integer, "1024",
-                  "Senders tracked at once; beyond it the least recently active is evicted."}},
-      .counters = {{"ordering.stale_dropped", "packets dropped: number older than the last delivered"},
-                   {"ordering.duplicates_dropped", "packets dropped: already delivered or already held"},
-                   {"ordering.stale_epoch_dropped", "packets dropped: from a replaced epoch of their sender"},
-                   {"ordering.held", "strict: packets put in the reorder buffer"},
-                   {"ordering.released", "strict: held packets delivered in order"},
-                   {"ordering.gaps_skipped",
-                    "strict: gaps given up on within the stream (one gap_skipped event each; the gap before a "
-                    "late join counts under ordering.join_skipped)"},
-                   {"ordering.seqs_skipped", "strict: sequence numbers given up on"},
-                   {"ordering.window_skips", "strict: gaps skipped because a packet landed beyond the window"},
-                   {"ordering.timeout_skips", "strict: gaps skipped because a held packet waited hold_us"},
-                   {"ordering.epoch_changes", "senders seen restarting with a new epoch"},
-                   {"ordering.senders_evicted", "senders forgotten to make room (max_senders)"},
-                   {"ordering.unordered", "data packets flagged unordered, passed straight through"},
-                   {"ordering.no_seq", "data packets dropped: no sequence number (ordering.seq missing below)"},
-                   {"ordering.join_skipped",
-                    "strict: senders first seen beyond window + 1 (late join or lost start); one gap_skipped "
-                    "event each, for [1, first number)"},
-                   {"ordering.join_seqs_skipped", "strict: sequence numbers before a sender's first seen one"}},
+      .params = {{.name = "mode",
+                  .type = ParamType::string,
+                  .default_value = "drop-stale",
+                  .doc = "\"drop-stale\" (deliver if newer than the last delivered, else drop) or \"strict\" "
+                         "(exact order through a bounded reorder buffer).",
+                  .one_of = kModes},
+                 {.name = "window",
+                  .type = ParamType::integer,
+                  .default_value = "64",
+                  .doc = "strict: packets held per sender at most (1..65536).",
+                  .min = 1,
+                  .max = 65536},
+                 {.name = "hold_us",
+                  .type = ParamType::integer,
+                  .default_value = "50000",
+                  .doc = "strict: longest a held packet waits for a gap to fill, in microseconds.",
+                  .min = 1,
+                  .max = 3'600'000'000},
+                 {.name = "max_senders",
+                  .type = ParamType::integer,
+                  .default_value = "1024",
+                  .doc = "Senders tracked at once; beyond it the least recently active is evicted.",
+                  .min = 1,
+                  .max = 1 << 20}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<FifoStage>(); },
+      .serves = "point_to_point_ordering",
+      .requires_below = {"ordering.seq"},
+      .per_message = true,
   });
 }
 
