@@ -49,44 +49,13 @@ const StageInfo* describe(const Registry& registry, std::string_view kind) {
   return info != nullptr ? info : Registry::builtin().find(kind);
 }
 
-// TEMPORARY: ordering.group's and reliability.arq's StageInfo do not carry their placement
-// facts yet (their source files are being split); until they do, the compiler reads them
-// from this table. Remove it once both registrations fill wire_bytes_per_datagram, serves
-// and extensions.
-struct PendingFacts {
-  std::string_view kind;
-  std::size_t wire_bytes_per_datagram;
-  std::string_view serves;
-  wire::Ext ext;
-  std::size_t ext_body_bytes;
-};
-constexpr PendingFacts kPendingFacts[] = {
-    {"ordering.group", 0, "group_ordering", wire::Ext::group_seq, 12},
-    {"reliability.arq", wire::kExtHeaderBytes + 8, "reliability", wire::Ext::rel, 8},
-};
-const PendingFacts* pending(std::string_view kind) {
-  for (const auto& f : kPendingFacts) {
-    if (f.kind == kind) return &f;
-  }
-  return nullptr;
-}
-
-std::size_t datagram_bytes(const StageInfo* info) {
-  if (info == nullptr) return 0;
-  if (info->wire_bytes_per_datagram == 0) {
-    if (const PendingFacts* f = pending(info->kind)) return f->wire_bytes_per_datagram;
-  }
-  return info->wire_bytes_per_datagram;
-}
+std::size_t datagram_bytes(const StageInfo* info) { return info == nullptr ? 0 : info->wire_bytes_per_datagram; }
 
 /// Bytes of extension `type` as the kind writes it: header and (largest) body.
 std::size_t ext_bytes(const StageInfo* info, wire::Ext type) {
   if (info == nullptr) return 0;
   for (const WireExtension& e : info->extensions) {
     if (e.type == static_cast<std::uint8_t>(type)) return wire::kExtHeaderBytes + e.body_bytes;
-  }
-  if (const PendingFacts* f = pending(info->kind); f != nullptr && f->ext == type) {
-    return wire::kExtHeaderBytes + f->ext_body_bytes;
   }
   return 0;
 }
@@ -142,10 +111,7 @@ constexpr std::int64_t kReliableHoldUs = 10'000'000;
 /// The manifest property that brings a kind into a plan, for messages about the kind.
 std::string needed_by(const Registry& registry, std::string_view kind) {
   const StageInfo* info = describe(registry, kind);
-  std::string_view field = info != nullptr ? info->serves : std::string_view{};
-  if (field.empty()) {
-    if (const PendingFacts* f = pending(kind)) field = f->serves;
-  }
+  const std::string_view field = info != nullptr ? info->serves : std::string_view{};
   return field.empty() ? "?" : std::string(detail::manifest_row(field).key);
 }
 

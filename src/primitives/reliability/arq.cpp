@@ -368,6 +368,24 @@ void register_reliability_arq(Registry& r) {
                     "deliver=in_order: held packets passed up before their gap filled (rto_max_us passed, the "
                     "sender restarted or its state was evicted)"}},
       .factory = [] { return std::make_unique<ArqStage>(); },
+      .wire_bytes_per_datagram = wire::kExtHeaderBytes + 8,
+      .serves = "reliability",
+      .requires_below = {"membership.heartbeat"},
+      .per_message = true,
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::ack),
+                      .name = "ack",
+                      .body_bytes = 24,
+                      .carried_on = "kind ack / nack",
+                      .body = "ack (24 bytes): u32 target sender, u32 target epoch, u64 cumulative, u64 SACK "
+                              "bitmap (bit i: cumulative + 2 + i received); nack (20 bytes): u32 target sender, "
+                              "u32 target epoch, u64 first missing, u32 count"},
+                     {.type = static_cast<std::uint8_t>(wire::Ext::rel),
+                      .name = "rel",
+                      .body_bytes = 8,
+                      .carried_on = "reliable data and control (flag bit 1)",
+                      .body = "u64: low 48 bits the reliable sequence number (from 1 per incarnation, over "
+                              "reliable packets only), high 16 bits the distance back to the sender's trailing "
+                              "edge (its lowest unsettled number) (8 bytes)"}},
   });
 }
 

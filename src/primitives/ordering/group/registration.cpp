@@ -93,6 +93,20 @@ void register_ordering_group(Registry& r) {
                     "network mode, reliable: the network sequencer's term given up (it restarted, own messages "
                     "stopped coming back, or a receiver failed); a member sequencer takes over"}},
       .factory = [] { return std::make_unique<GroupStage>(); },
+      .serves = "group_ordering",
+      .requires_below = {"ordering.seq", "membership.heartbeat"},
+      .per_message = true,
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::group_seq),
+                      .name = "group_seq",
+                      .body_bytes = 12,
+                      .carried_on = "data stamped by the network sequencer (`tmc-sequencer` writes it)",
+                      .body = "u64 global sequence number, u32 session (random per sequencer start) (12 bytes)"},
+                     {.type = static_cast<std::uint8_t>(wire::Ext::order),
+                      .name = "order",
+                      .body_bytes = 0,
+                      .carried_on = "kind control (member sequencer)",
+                      .body = "announcements, ordering status, term starts, re-sent messages: see [Group "
+                              "ordering](#group-ordering-orderinggroup)"}},
   });
 }
 
