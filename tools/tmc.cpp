@@ -5,6 +5,7 @@
 //   tmc properties [--markdown]                 the manifest property table (docs/manifest.md)
 //   tmc capabilities [--markdown]               the capability key table (docs/capabilities.md)
 //   tmc stages [--markdown]                     the registered stage kinds (docs/stages.md)
+//   tmc stat [--json|--prometheus|--watch|--clean]  live counters of running processes
 //
 // Exit status: 0 success, 1 the input has problems (all of them are printed), 2 usage.
 #include <CLI/CLI.hpp>
@@ -17,6 +18,7 @@
 #include "tmc/capabilities.hpp"
 #include "tmc/manifest.hpp"
 #include "tmc/stage.hpp"
+#include "tmc_stat.hpp"
 
 namespace {
 
@@ -98,6 +100,9 @@ int main(int argc, char** argv) {
   auto* stages = app.add_subcommand("stages", "Print the registered stage kinds");
   stages->add_flag("--markdown", markdown, "as Markdown (docs/stages.md)");
 
+  tmc::tool::StatOptions stat_opts;
+  auto* stat = tmc::tool::add_stat_command(app, stat_opts);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -119,6 +124,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (stages->parsed()) return run_stages(markdown);
+    if (stat->parsed()) return tmc::tool::run_stat(stat_opts);
   } catch (const std::exception& e) {
     std::cerr << "tmc: " << e.what() << "\n";
     return 1;
