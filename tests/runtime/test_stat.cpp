@@ -167,6 +167,21 @@ TEST_CASE("a channel publishes its counters, gauges, plan and view; closing free
   for (const auto& c : p.channels) CHECK_FALSE((c.channel == "stat-roundtrip" && c.member == "bob"));
 }
 
+TEST_CASE("the file goes when the process's last publishing channel closes, and comes back") {
+  // Every earlier test case closed its channels, so this one is the process's only one.
+  tmc::Channel c = tmc::Channel::open(manifest_for("stat-last", 9, "last"));
+  const std::string path = d::StatWriter::instance().path();
+  REQUIRE_FALSE(path.empty());
+  CHECK(::access(path.c_str(), F_OK) == 0);
+  c.close();
+  CHECK(::access(path.c_str(), F_OK) != 0);
+  CHECK(d::StatWriter::instance().path().empty());
+  tmc::Channel again = tmc::Channel::open(manifest_for("stat-last", 9, "again"));
+  d::StatChannel ch;
+  REQUIRE(wait_published("stat-last", ch, [](const d::StatChannel& x) { return x.member == "again"; }));
+  CHECK(d::StatWriter::instance().path() == path);
+}
+
 TEST_CASE("publish_stats = false keeps a channel out of the file") {
   tmc::OpenOptions opts;
   opts.publish_stats = false;

@@ -127,6 +127,7 @@ int StatWriter::acquire() {
   if (header_ != nullptr && pid_ != pid) {
     header_ = nullptr;  // inherited from the parent: this process gets a file of its own
     slots_ = nullptr;
+    held_ = 0;
     failed_ = false;
   }
   if (header_ == nullptr) {
@@ -137,8 +138,11 @@ int StatWriter::acquire() {
     }
   }
   for (std::size_t i = 0; i < kStatMaxChannels; ++i) {
-    std::uint32_t free = 0;
-    if (slots_[i].in_use.compare_exchange_strong(free, 1)) return static_cast<int>(i);
+    if (slots_[i].in_use.load(std::memory_order_relaxed) == 0) {
+      slots_[i].in_use.store(1, std::memory_order_release);
+      ++held_;
+      return static_cast<int>(i);
+    }
   }
   return -1;
 }
@@ -195,8 +199,18 @@ void StatWriter::publish(int slot, const StatUpdate& u) noexcept {
 }
 
 void StatWriter::release(int slot) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
   if (slot < 0 || slots_ == nullptr) return;
   slots_[slot].in_use.store(0, std::memory_order_release);
+  if (--held_ > 0) return;
+  // The last publishing channel closed: the file goes, so that a process that ends
+  // without running atexit handlers (_exit in a fork() child) leaves nothing behind
+  // unless it had channels open. Nobody publishes into the mapping any more (only a
+  // slot's owner does), so it can go too; the next acquire() creates the file again.
+  ::unlink(path_.c_str());
+  ::munmap(header_, kFileBytes);
+  header_ = nullptr;
+  slots_ = nullptr;
 }
 
 // --- reader ----------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 // (`tmc stat`), as Aeron's counters file.
 //
 // Where: $TMC_STAT_DIR, else /dev/shm/libtmc-<uid>/ (mode 0700); one file `<pid>.tmcstat`
-// per process, created when the first publishing channel opens and removed at exit.
+// per process, created when the first publishing channel opens, removed when the last one
+// closes and at exit.
 //
 // Layout (version kStatLayoutVersion, native byte order, fixed size):
 //   StatHeader                 magic, layout version, sizes, pid, process start time
@@ -126,7 +127,8 @@ std::string stat_dir();
 /// Field 22 of /proc/<pid>/stat; 0 when the process does not exist.
 std::uint64_t process_start_time(std::uint64_t pid) noexcept;
 
-/// The process's file: created on the first acquire(), removed at exit. Thread-safe.
+/// The process's file: created on the first acquire(), removed on the last release() and
+/// at exit. acquire() and release() are thread-safe; publish() is for a slot's owner.
 class StatWriter {
  public:
   static StatWriter& instance();
@@ -146,6 +148,7 @@ class StatWriter {
 
   std::mutex mu_;
   std::uint64_t pid_ = 0;  ///< getpid() when the file was created
+  std::size_t held_ = 0;   ///< slots acquired and not released
   StatHeader* header_ = nullptr;
   StatSlot* slots_ = nullptr;
   std::string path_;
