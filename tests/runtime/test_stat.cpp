@@ -182,6 +182,19 @@ TEST_CASE("the file goes when the process's last publishing channel closes, and 
   CHECK(d::StatWriter::instance().path() == path);
 }
 
+TEST_CASE("after update() the published plan is the new one") {
+  tmc::Channel c = tmc::Channel::open(manifest_for("stat-update", 8, "upd"));
+  d::StatChannel ch;
+  REQUIRE(wait_published("stat-update", ch, [](const d::StatChannel&) { return true; }));
+  CHECK(ch.plan.find("checksum.crc32c") == std::string::npos);
+  REQUIRE(c.update(tmc::Value(tmc::Value::Map{{"error checking", tmc::Value(true)}})));
+  REQUIRE(wait_published("stat-update", ch, [](const d::StatChannel& x) {
+    return x.plan.find("checksum.crc32c") != std::string::npos;
+  }));
+  CHECK(ch.plan == c.plan().to_string());
+  CHECK(counter(ch, "shell.updates") == 1);
+}
+
 TEST_CASE("publish_stats = false keeps a channel out of the file") {
   tmc::OpenOptions opts;
   opts.publish_stats = false;

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace tmc::detail {
 
@@ -220,6 +221,7 @@ namespace {
 bool read_slot(const StatSlot& s, std::size_t index, StatChannel& out) {
   // The writer publishes at kStatPublishMs; a copy that raced with it is simply retried.
   for (int attempt = 0; attempt < 1000; ++attempt) {
+    if (attempt > 0) std::this_thread::yield();  // the writer is inside for microseconds
     const std::uint64_t before = s.seq.load(std::memory_order_acquire);
     if ((before & 1) != 0) continue;
     StatChannel c;
