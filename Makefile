@@ -9,7 +9,7 @@ ifneq ($(CI),)
 CMAKE_FLAGS += -DTMC_WERROR=ON
 endif
 
-.PHONY: all deps configure build test demo bench clean install install-python
+.PHONY: all deps configure build test demo bench tapir clean install install-python
 
 all: build
 
@@ -33,6 +33,14 @@ demo: build
 
 bench: build
 	@scripts/run-benchmarks.sh $(BUILD)
+
+# TAPIR-KV matrix on network namespaces (root): 4 variants x 4 loss rates x {1, 4} clients x
+# 3 interleaved repetitions; CSV, Markdown and chart in results/tapir-kv/<date>/
+# (bench/tapir-kv/README.md; TAPIR_SECONDS, TAPIR_REPS, ... narrow it).
+TAPIR_OUT ?= results/tapir-kv/$(shell date -u +%Y%m%d-%H%M)
+tapir: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target tapir-kv
+	@bench/tapir-kv/scripts/matrix.sh $(BUILD) $(TAPIR_OUT)
 
 install: build
 	@cmake --install $(BUILD)

@@ -1,5 +1,6 @@
 // Stage microbenchmarks: ns per 64-byte message for each stage's on_send and on_receive,
-// CRC32C hardware vs software, and a whole send -> receive pipeline against an empty one.
+// CRC32C hardware vs software, a whole send -> receive pipeline against an empty one, and
+// reliability.arq between two members with its acks flowing back.
 // Budget: each stage under 50 ns per 64-byte message. Results: docs/benchmarks.md.
 //
 //   build/bench/tmc_micro_stages --benchmark_min_time=0.05
@@ -472,6 +473,86 @@ void BM_pipeline_seq_fifo_strict_crc32c(benchmark::State& state) {
 BENCHMARK(BM_pipeline_empty);
 BENCHMARK(BM_pipeline_seq_fifo_crc32c);
 BENCHMARK(BM_pipeline_seq_fifo_strict_crc32c);
+
+// reliability.arq between two members, acks and all: the sender stamps and keeps a copy of
+// every message, the receiver tracks, delivers and acks it (every ack_every packets), and
+// the acks flow back and settle the copies. Acks are held in a queue and handed back after
+// each send, as a transport would, never from inside the pipeline that sent them. The clock
+// moves 1 us per message, so the ack delay's timer runs too.
+class QueueSink final : public PipelineSink {
+ public:
+  void transmit(Packet* p) noexcept override { queue.push_back(p); }
+  void deliver(Packet* p) noexcept override {
+    ++delivered;
+    p->release();
+  }
+  void on_event(const Event& e) noexcept override { ++events[e.type == EventType::delivery_met ? 0 : 1]; }
+  std::vector<Packet*> queue;
+  std::uint64_t delivered = 0;
+  std::uint64_t events[2] = {};
+};
+
+void arq_round_trip(benchmark::State& state, const char* deliver) {
+  PacketPool pool(2048, 64, 1 << 14);
+  QueueSink tx_sink, rx_sink;
+  Plan tx_plan, rx_plan;
+  PlannedStage arq;
+  arq.kind = "reliability.arq";
+  arq.params["deliver"] = deliver;
+  tx_plan.stages.push_back(arq);
+  rx_plan.stages.push_back(arq);
+  tx_plan.member = "a";
+  rx_plan.member = "b";
+  std::unique_ptr<Pipeline> tx, rx;
+  StageEnv tx_env{.channel = 77, .sender = 1, .epoch = 5, .seed = 1, .max_payload_bytes = 1400};
+  StageEnv rx_env{.channel = 77, .sender = 2, .epoch = 6, .seed = 2, .max_payload_bytes = 1400};
+  if (!Pipeline::build(tx_plan, Registry::builtin(), tx_env, pool, tx_sink, tx).is_ok() ||
+      !Pipeline::build(rx_plan, Registry::builtin(), rx_env, pool, rx_sink, rx).is_ok()) {
+    state.SkipWithError("pipeline build failed");
+    return;
+  }
+  tx->group().heard("b", 2, 6, true, 0);
+  rx->group().heard("a", 1, 5, true, 0);
+  tx->start(0);
+  rx->start(0);
+  // Every datagram in `from`'s transmit queue into `to`, copied as a transport would.
+  auto carry = [&](QueueSink& from, Pipeline& to, std::uint64_t now) {
+    for (Packet* p : from.queue) {
+      Packet* r = pool.alloc();
+      r->reset_for_receive();
+      std::memcpy(r->buf, p->data(), p->len);
+      r->len = p->len;
+      p->release();
+      to.receive(r, now);
+    }
+    from.queue.clear();
+  };
+  tx_sink.queue.reserve(64);
+  rx_sink.queue.reserve(64);
+  std::uint64_t now = 0;
+  for (auto _ : state) {
+    now += 1000;
+    Packet* p = pool.alloc();
+    p->reset_for_send(kPayload);
+    std::memset(p->payload(), 0x42, kPayload);
+    tx->send(p, now);
+    if (tx->next_deadline_ns() != 0 && tx->next_deadline_ns() <= now) tx->tick(now);
+    if (rx->next_deadline_ns() != 0 && rx->next_deadline_ns() <= now) rx->tick(now);
+    carry(tx_sink, *rx, now);
+    carry(rx_sink, *tx, now);
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (rx_sink.delivered != static_cast<std::uint64_t>(state.iterations())) state.SkipWithError("messages lost");
+  if (tx_sink.events[1] != 0) state.SkipWithError("messages failed");
+  tx->stop(now);
+  rx->stop(now);
+  carry(tx_sink, *rx, now);
+  carry(rx_sink, *tx, now);
+}
+void BM_pipeline_arq(benchmark::State& state) { arq_round_trip(state, "arrival"); }
+void BM_pipeline_arq_in_order(benchmark::State& state) { arq_round_trip(state, "in_order"); }
+BENCHMARK(BM_pipeline_arq);
+BENCHMARK(BM_pipeline_arq_in_order);
 
 }  // namespace
 

@@ -5,7 +5,9 @@
 //   tmc properties [--markdown]                 the manifest property table (docs/manifest.md)
 //   tmc capabilities [--markdown]               the capability key table (docs/capabilities.md)
 //   tmc stages [--markdown]                     the registered stage kinds (docs/stages.md)
-//   tmc stat [--json|--prometheus|--watch|--clean]  live counters of running processes
+//   tmc run --manifest M.yaml [--name N] -- PROGRAM ARGS...
+//                                               run an unmodified UDP program over libTMC (docs/retrofit.md)
+//   tmc stat [--json|--prometheus|--watch|--clean]  live counters of running processes (docs/operations.md)
 //
 // Exit status: 0 success, 1 the input has problems (all of them are printed), 2 usage.
 #include <CLI/CLI.hpp>
@@ -19,6 +21,7 @@
 #include "tmc/manifest.hpp"
 #include "tmc/stage.hpp"
 #include "tmc_stat.hpp"
+#include "tmc_run.hpp"
 
 namespace {
 
@@ -100,8 +103,13 @@ int main(int argc, char** argv) {
   auto* stages = app.add_subcommand("stages", "Print the registered stage kinds");
   stages->add_flag("--markdown", markdown, "as Markdown (docs/stages.md)");
 
-  tmc::tool::StatOptions stat_opts;
-  auto* stat = tmc::tool::add_stat_command(app, stat_opts);
+  tmc_tool::RunOptions run_opts;
+  auto* run = app.add_subcommand("run", "Run an unmodified UDP program with its sockets rewired onto libTMC");
+  run->add_option("--manifest", run_opts.manifest, "manifest YAML file with a 'retrofit:' section")->required();
+  run->add_option("--name", run_opts.name, "member name of the program's first rewired socket");
+  run->add_option("command", run_opts.command, "the program and its arguments (after --)")->required();
+  tmc_tool::StatOptions stat_opts;
+  auto* stat = tmc_tool::add_stat_command(app, stat_opts);
 
   try {
     app.parse(argc, argv);
@@ -124,7 +132,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (stages->parsed()) return run_stages(markdown);
-    if (stat->parsed()) return tmc::tool::run_stat(stat_opts);
+    if (stat->parsed()) return tmc_tool::run_stat(stat_opts);
+    if (run->parsed()) return tmc_tool::run_program(run_opts);
   } catch (const std::exception& e) {
     std::cerr << "tmc: " << e.what() << "\n";
     return 1;

@@ -14,12 +14,12 @@
 
 #include "runtime/stat/stat_file.hpp"
 
-namespace tmc::tool {
+namespace tmc_tool {
 
 namespace {
 
-using detail::StatChannel;
-using detail::StatProcess;
+using tmc::detail::StatChannel;
+using tmc::detail::StatProcess;
 
 /// Counter values of one snapshot, by (pid, slot, counter), for rates.
 using Values = std::map<std::tuple<std::uint64_t, std::size_t, std::string>, std::uint64_t>;
@@ -87,7 +87,7 @@ Values values_of(const std::vector<StatProcess>& procs) {
 int clean(const std::string& dir) {
   std::vector<std::string> errors;
   int removed = 0;
-  for (const StatProcess& p : detail::read_stat_dir(dir, errors)) {
+  for (const StatProcess& p : tmc::detail::read_stat_dir(dir, errors)) {
     if (!p.stale) continue;
     if (::unlink(p.path.c_str()) == 0) {
       std::cout << "removed " << p.path << " (" << p.stale_reason << ")\n";
@@ -121,17 +121,17 @@ CLI::App* add_stat_command(CLI::App& app, StatOptions& opts) {
 
 int run_stat(const StatOptions& in) {
   StatOptions opts = in;
-  if (opts.dir.empty()) opts.dir = detail::stat_dir();
+  if (opts.dir.empty()) opts.dir = tmc::detail::stat_dir();
   if (opts.clean) return clean(opts.dir);
   std::vector<std::string> errors;
   if (opts.json || opts.prometheus) {
-    const std::vector<StatProcess> procs = detail::read_stat_dir(opts.dir, errors);
-    std::cout << (opts.json ? detail::stat_json(procs) : detail::stat_prometheus(procs));
+    const std::vector<StatProcess> procs = tmc::detail::read_stat_dir(opts.dir, errors);
+    std::cout << (opts.json ? tmc::detail::stat_json(procs) : tmc::detail::stat_prometheus(procs));
     for (const std::string& e : errors) std::cerr << "tmc stat: unreadable: " << e << "\n";
     return 0;
   }
   if (!opts.watch) {
-    print_listing(std::cout, detail::read_stat_dir(opts.dir, errors), errors, opts, nullptr, 0);
+    print_listing(std::cout, tmc::detail::read_stat_dir(opts.dir, errors), errors, opts, nullptr, 0);
     return 0;
   }
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
@@ -140,7 +140,7 @@ int run_stat(const StatOptions& in) {
   for (int n = 0; opts.count == 0 || n < opts.count; ++n) {
     if (n > 0) std::this_thread::sleep_for(std::chrono::duration<double>(opts.interval_s));
     errors.clear();
-    const std::vector<StatProcess> procs = detail::read_stat_dir(opts.dir, errors);
+    const std::vector<StatProcess> procs = tmc::detail::read_stat_dir(opts.dir, errors);
     const auto now = std::chrono::steady_clock::now();
     const double dt = std::chrono::duration<double>(now - then).count();
     if (tty) std::cout << "\x1b[H\x1b[2J";  // home, clear screen
@@ -153,4 +153,4 @@ int run_stat(const StatOptions& in) {
   return 0;
 }
 
-}  // namespace tmc::tool
+}  // namespace tmc_tool

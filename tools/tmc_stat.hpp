@@ -5,7 +5,7 @@
 
 #include <string>
 
-namespace tmc::tool {
+namespace tmc_tool {
 
 struct StatOptions {
   std::string dir;  ///< empty: $TMC_STAT_DIR or /dev/shm/libtmc-<uid>
@@ -22,4 +22,4 @@ struct StatOptions {
 CLI::App* add_stat_command(CLI::App& app, StatOptions& opts);
 int run_stat(const StatOptions& opts);
 
-}  // namespace tmc::tool
+}  // namespace tmc_tool

@@ -187,6 +187,14 @@ class PacketFifo {
     tail_ = p;
     ++size_;
   }
+  /// Put `p` back at the head, before every packet waiting (one just popped that could
+  /// not be sent yet keeps its place).
+  void push_front(Packet* p) noexcept {
+    p->next = head_;
+    head_ = p;
+    if (tail_ == nullptr) tail_ = p;
+    ++size_;
+  }
   /// The oldest packet, taken out; nullptr when empty.
   Packet* pop() noexcept {
     Packet* p = head_;

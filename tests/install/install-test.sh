@@ -67,4 +67,16 @@ if [ -f "$source_dir/examples/pubsub/CMakeLists.txt" ]; then
     fail "the out-of-tree pubsub did not load libtmc from $libdir"
 fi
 
+# 4. The retrofit launcher finds the installed shim (no environment pointing at the build).
+shim=$(find "$prefix" -name 'libtmc-retrofit.so' -print -quit)
+if [ -n "$shim" ] && [ -x "$prefix/bin/tmc" ]; then
+  echo "install-test: installed 'tmc run' preloads the installed libtmc-retrofit.so"
+  preload=$(env -u TMC_RETROFIT_SHIM "$prefix/bin/tmc" run --manifest "$source_dir/tests/retrofit/loopback-fanout.yaml" \
+    -- /bin/sh -c 'echo "$LD_PRELOAD"') || fail "installed 'tmc run' failed"
+  case "$preload" in
+    "$(cd "$(dirname "$shim")" && pwd -P)/libtmc-retrofit.so"*) ;;
+    *) fail "installed 'tmc run' preloaded '$preload', not the installed $shim" ;;
+  esac
+fi
+
 echo "install-test: OK"

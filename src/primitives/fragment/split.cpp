@@ -66,6 +66,7 @@
 #include <string>
 #include <vector>
 
+#include "primitives/common/index_list.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
@@ -134,9 +135,9 @@ struct Partial {
   Packet* msg = nullptr;          ///< the large packet being filled
   std::unique_ptr<std::uint64_t[]> bits;
   std::uint32_t nbits = 0;        ///< capacity of `bits`
-  // Global list ordered by progress (oldest first), and the sender's list.
-  std::uint32_t prev = kNone;
-  std::uint32_t next = kNone;
+  detail::IndexLinks lru;             ///< in use: the progress order (oldest first)
+  std::uint32_t next_free = kNone;    ///< not in use: the free list
+  // The sender's list.
   std::uint32_t s_prev = kNone;
   std::uint32_t s_next = kNone;
 };
@@ -146,11 +147,7 @@ std::uint64_t bitmap_bits(std::uint32_t total) noexcept { return (std::uint64_t{
 class FragmentStage final : public Stage {
  public:
   ~FragmentStage() override {
-    while (q_head_ != nullptr) {
-      Packet* p = q_head_;
-      q_head_ = p->next;
-      p->release();
-    }
+    queue_.release_all();
     for (Partial& pa : partials_) {
       if (pa.in_use && pa.msg != nullptr) pa.msg->release();
     }
@@ -188,7 +185,9 @@ class FragmentStage final : public Stage {
     senders_.resize(max_senders_);
     const std::uint64_t n_partials = std::min<std::uint64_t>(std::uint64_t{max_senders_} * max_per_sender_, 4096);
     partials_.resize(static_cast<std::size_t>(n_partials));
-    for (std::uint32_t i = 0; i < partials_.size(); ++i) partials_[i].next = i + 1 < partials_.size() ? i + 1 : kNone;
+    for (std::uint32_t i = 0; i < partials_.size(); ++i) {
+      partials_[i].next_free = i + 1 < partials_.size() ? i + 1 : kNone;
+    }
     free_head_ = 0;
     return true;
   }
@@ -201,7 +200,7 @@ class FragmentStage final : public Stage {
       return;
     }
     const bool split = p->payload_len > frag_bytes_;
-    if (!split && q_head_ == nullptr) {
+    if (!split && queue_.empty()) {
       io.count(passed_whole);
       io.down(p);
       return;
@@ -224,21 +223,14 @@ class FragmentStage final : public Stage {
     } else {
       io.count(passed_whole);
     }
-    if (q_len_ >= max_queue_) {
+    if (queue_.size() >= max_queue_) {
       io.count(queue_full);
       io.drop(p, DropReason::buffer_full);
       return;
     }
     // Queue it (behind any message still waiting for buffers, to keep the order) and drain.
-    p->next = nullptr;
-    if (q_tail_ != nullptr) {
-      q_tail_->next = p;
-    } else {
-      q_head_ = p;
-    }
-    q_tail_ = p;
-    ++q_len_;
-    if (q_len_ == 1 || io.now_ns() >= retry_at_) drain(io);
+    queue_.push(p);
+    if (queue_.size() == 1 || io.now_ns() >= retry_at_) drain(io);
     rearm(io);
   }
 
@@ -264,38 +256,30 @@ class FragmentStage final : public Stage {
     armed_ns_ = 0;  // the pipeline disarmed us before calling
     const std::uint64_t now = io.now_ns();
     purge_gone(io);
-    if (q_head_ != nullptr && now >= retry_at_) drain(io);
-    while (lru_head_ != kNone && partials_[lru_head_].progress_ns + timeout_ns_ <= now) {
+    if (!queue_.empty() && now >= retry_at_) drain(io);
+    while (!lru_.empty() && partials_[lru_.front()].progress_ns + timeout_ns_ <= now) {
       io.count(incomplete);
-      finish(lru_head_, DropReason::incomplete, io);
+      finish(lru_.front(), DropReason::incomplete, io);
     }
     rearm(io);
   }
 
-  [[nodiscard]] std::size_t held_packets() const noexcept override { return q_len_ + n_partials_; }
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size() + n_partials_; }
 
  private:
   // --- send helpers ---------------------------------------------------------------------
 
   // Emit fragments of the queued messages until the queue is empty or the pool is dry.
   void drain(StageIo& io) noexcept {
-    while (q_head_ != nullptr) {
-      Packet* p = q_head_;
+    while (Packet* p = queue_.front()) {
       if (p->payload_len > frag_bytes_) {
         if (!split_some(p, io)) {
           retry_at_ = io.now_ns() + retry_ns_;
           return;
         }
-        q_head_ = p->next;
-        if (q_head_ == nullptr) q_tail_ = nullptr;
-        --q_len_;
-        p->release();
+        queue_.pop()->release();
       } else {
-        q_head_ = p->next;
-        if (q_head_ == nullptr) q_tail_ = nullptr;
-        --q_len_;
-        p->next = nullptr;
-        io.down(p);
+        io.down(queue_.pop());
       }
     }
     retry_at_ = 0;
@@ -541,7 +525,7 @@ class FragmentStage final : public Stage {
     Partial& pa = partials_[pi];
     SenderState& s = senders_[pa.sender_idx];
     mark_done(s, pa.id);
-    lru_remove(pi);
+    lru_.remove(partials_.data(), pi);
     if (pa.s_prev != kNone) partials_[pa.s_prev].s_next = pa.s_next;
     else s.partials_head = pa.s_next;
     if (pa.s_next != kNone) partials_[pa.s_next].s_prev = pa.s_prev;
@@ -550,7 +534,7 @@ class FragmentStage final : public Stage {
     --n_partials_;
     pa.bits.reset();
     pa.in_use = false;
-    pa.next = free_head_;
+    pa.next_free = free_head_;
     free_head_ = pi;
   }
 
@@ -572,9 +556,9 @@ class FragmentStage final : public Stage {
     SenderState& s = senders_[s_idx];
     // Room: this sender's own limit first, then the global table and byte budget.
     if (s.n_partials >= max_per_sender_) evict_stalest_of(s, io);
-    while (lru_head_ != kNone && (free_head_ == kNone || used_bytes_ + charge > max_bytes_)) {
+    while (!lru_.empty() && (free_head_ == kNone || used_bytes_ + charge > max_bytes_)) {
       io.count(evicted);
-      finish(lru_head_, DropReason::reassembly_full, io);
+      finish(lru_.front(), DropReason::reassembly_full, io);
     }
     if (free_head_ == kNone) return kNone;
     Packet* m = io.alloc_large(total);
@@ -587,7 +571,7 @@ class FragmentStage final : public Stage {
     std::memset(bits.get(), 0, words * 8);
     const std::uint32_t pi = free_head_;
     Partial& pa = partials_[pi];
-    free_head_ = pa.next;
+    free_head_ = pa.next_free;
     pa.in_use = true;
     pa.sender_idx = s_idx;
     pa.id = id;
@@ -601,9 +585,8 @@ class FragmentStage final : public Stage {
     pa.msg = m;
     pa.bits = std::move(bits);
     pa.nbits = static_cast<std::uint32_t>(words * 64);
-    pa.prev = pa.next = kNone;
     pa.progress_ns = now;
-    lru_push_back(pi);
+    lru_.push_back(partials_.data(), pi);
     pa.s_prev = kNone;
     pa.s_next = s.partials_head;
     if (s.partials_head != kNone) partials_[s.partials_head].s_prev = pi;
@@ -723,27 +706,7 @@ class FragmentStage final : public Stage {
 
   void progress(std::uint32_t pi, std::uint64_t now) noexcept {
     partials_[pi].progress_ns = now;
-    if (lru_tail_ == pi) return;
-    lru_remove(pi);
-    lru_push_back(pi);
-  }
-
-  void lru_push_back(std::uint32_t pi) noexcept {
-    Partial& pa = partials_[pi];
-    pa.next = kNone;
-    pa.prev = lru_tail_;
-    if (lru_tail_ != kNone) partials_[lru_tail_].next = pi;
-    lru_tail_ = pi;
-    if (lru_head_ == kNone) lru_head_ = pi;
-  }
-
-  void lru_remove(std::uint32_t pi) noexcept {
-    Partial& pa = partials_[pi];
-    if (pa.prev != kNone) partials_[pa.prev].next = pa.next;
-    else lru_head_ = pa.next;
-    if (pa.next != kNone) partials_[pa.next].prev = pa.prev;
-    else lru_tail_ = pa.prev;
-    pa.prev = pa.next = kNone;
+    lru_.move_to_back(partials_.data(), pi);
   }
 
   // One timer serves both directions: the send retry and the stalest partial's timeout
@@ -783,9 +746,9 @@ class FragmentStage final : public Stage {
 
   void rearm(StageIo& io) noexcept {
     std::uint64_t d = 0;
-    if (q_head_ != nullptr) d = retry_at_ != 0 ? retry_at_ : io.now_ns() + retry_ns_;
-    if (lru_head_ != kNone) {
-      std::uint64_t t = partials_[lru_head_].progress_ns + timeout_ns_;
+    if (!queue_.empty()) d = retry_at_ != 0 ? retry_at_ : io.now_ns() + retry_ns_;
+    if (!lru_.empty()) {
+      std::uint64_t t = partials_[lru_.front()].progress_ns + timeout_ns_;
       // Wake up now and then to notice a sender gone from the view (purge_gone).
       // (An armed deadline still ahead is kept, so that a stream of fragments does not
       // re-arm the timer for each one.)
@@ -815,9 +778,7 @@ class FragmentStage final : public Stage {
 
   // Send side: messages waiting for pool buffers (linked through Packet::next); the head
   // may be partly sent (q_off_ bytes, as message q_id_).
-  Packet* q_head_ = nullptr;
-  Packet* q_tail_ = nullptr;
-  std::uint32_t q_len_ = 0;
+  PacketFifo queue_;
   std::uint32_t q_off_ = 0;
   std::uint32_t q_id_ = 0;
   std::uint32_t next_id_ = 1;
@@ -829,8 +790,7 @@ class FragmentStage final : public Stage {
   std::uint32_t last_sender_ = 0;
   std::vector<Partial> partials_;
   std::uint32_t free_head_ = kNone;
-  std::uint32_t lru_head_ = kNone;
-  std::uint32_t lru_tail_ = kNone;
+  detail::IndexList<Partial, &Partial::lru> lru_;  // progress order: the stalest first
   std::uint32_t n_partials_ = 0;
   std::uint64_t used_bytes_ = 0;
 

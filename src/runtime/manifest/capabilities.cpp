@@ -111,7 +111,7 @@ bool parse_capabilities(std::string_view yaml_text, std::string_view filename, C
     if (!caps.network.sequencer.empty()) {
       std::uint32_t addr = 0;
       std::uint16_t port = 0;
-      if (!detail::parse_endpoint(caps.network.sequencer, addr, port)) {
+      if (!detail::parse_ip_port(caps.network.sequencer, addr, port)) {
         c.error("network.sequencer",
                 "'network.sequencer' must be \"ip:port\", got " + detail::quote(caps.network.sequencer));
       }

@@ -10,8 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
+
+#include "primitives/common/endpoint.hpp"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -48,19 +49,15 @@ std::string ip_text(in_addr a) {
 }
 
 /// "ip:port" -> sockaddr_in; false on anything else.
-bool parse_ip_port(const std::string& s, sockaddr_in& out) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  const std::string ip = s.substr(0, colon);
-  unsigned port = 0;
-  const char* first = s.data() + colon + 1;
-  const char* last = s.data() + s.size();
-  auto [ptr, ec] = std::from_chars(first, last, port);
-  if (ec != std::errc() || ptr != last || port == 0 || port > 65535) return false;
+bool to_sockaddr(std::string_view s, sockaddr_in& out) {
+  std::uint32_t ip = 0;
+  std::uint16_t port = 0;
+  if (!detail::parse_ip_port(s, ip, port)) return false;
   out = {};
   out.sin_family = AF_INET;
-  out.sin_port = htons(static_cast<std::uint16_t>(port));
-  return inet_pton(AF_INET, ip.c_str(), &out.sin_addr) == 1;
+  out.sin_port = htons(port);
+  out.sin_addr.s_addr = htonl(ip);
+  return true;
 }
 
 Code code_for_errno(int err) {
@@ -204,7 +201,7 @@ Status UdpTransport::setup(const TransportSpec& spec) {
         const auto at = m.find('@');
         if (at == std::string::npos || m.substr(0, at) != spec.self_name) continue;
         sockaddr_in self{};
-        if (!parse_ip_port(m.substr(at + 1), self)) {
+        if (!to_sockaddr(m.substr(at + 1), self)) {
           return {Code::BAD_ADDRESS, "member '" + m + "': the address after '@' must be ip:port"};
         }
         local = self;
@@ -275,7 +272,7 @@ Status UdpTransport::set_peers(const TransportSpec& spec) {
   }
   for (const auto& e : entries) {
     Peer p;
-    if (!parse_ip_port(e, p.addr)) {
+    if (!to_sockaddr(e, p.addr)) {
       return {Code::BAD_ADDRESS, "peer '" + e + "' is not ip:port (e.g. 127.0.0.1:4747)"};
     }
     peers_.push_back(p);

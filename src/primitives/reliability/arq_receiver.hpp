@@ -1,0 +1,120 @@
+// reliability.arq: the receiver — per-sender receive state, duplicate detection, acks and
+// NACKs.
+//
+// Delivers each reliable packet once (dedupe per sender incarnation in a bitmap window),
+// acknowledges with cumulative + 64-bit SACK acks coalesced by time (ack_delay_us) and
+// count (ack_every), re-acks duplicates (the earlier ack was lost), and repairs gaps with
+// NACKs delayed by a random time and suppressed when another member already asked for the
+// same range (NORM/SRM-style). With deliver=in_order it passes each sender's reliable
+// packets up in sequence order through the InOrderHold (arq_hold.hpp).
+//
+// Each Ext::rel carries the sender's trailing edge (lowest unsettled rseq): a receiver that
+// joins mid-stream starts there instead of at 1, and stops waiting for (and NACKing)
+// anything the sender has already settled, so a partition that heals never leaves it
+// asking for history forever. State for kMaxRxSenders senders (bitmaps included) is made in
+// configure(); a new sender beyond them takes the slot silent the longest.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "primitives/reliability/ack_format.hpp"
+#include "primitives/reliability/arq_config.hpp"
+#include "primitives/reliability/arq_hold.hpp"
+#include "tmc/rng.hpp"
+#include "tmc/stage.hpp"
+
+namespace tmc::arq {
+
+class [[gnu::visibility("hidden")]] ArqReceiver {
+ public:
+  /// Cold: every receive bitmap and the in-order hold's slots, once.
+  void configure(const Config& cfg, const StageEnv& env);
+
+  /// Whether this member receives (from the view): a send-only member never acks or NACKs.
+  void set_self_receives(bool receives) noexcept { self_receives_ = receives; }
+
+  /// A reliable data or control packet (it carries Ext::rel): dedupe, ack, NACK gaps, and
+  /// pass it up (last: a stage above may send from inside io.up()), or hold it for order.
+  void on_reliable(Packet* p, StageIo& io) noexcept;
+
+  /// Another receiver's NACK for a sender we receive: if it covers the range we were about
+  /// to ask for, stay quiet (the repair is multicast to us too).
+  void overheard_nack(const detail::NackBody& nack) noexcept;
+
+  /// Acknowledge at once everything whose ack waits for its delay (the stage is stopping).
+  void ack_pending(StageIo& io) noexcept;
+
+  /// Send the acks and NACKs that are due, and give up holds that waited too long.
+  void on_tick(std::uint64_t now, StageIo& io) noexcept {
+    if (deadline_ != 0 && now >= deadline_) scan(io);
+  }
+
+  /// The earliest ack, NACK or hold deadline; 0 when none.
+  [[nodiscard]] std::uint64_t deadline() const noexcept { return deadline_; }
+  /// Packets held for order, all senders together.
+  [[nodiscard]] std::size_t held() const noexcept { return hold_.total(); }
+
+ private:
+  // What a receiver knows about one sender incarnation.
+  struct RxState {
+    bool used = false;
+    std::uint32_t sender = 0;
+    std::uint32_t epoch = 0;
+    std::uint64_t cum = 0;         // every rseq <= cum was delivered or is settled at the sender
+    std::uint64_t highest = 0;     // highest rseq seen
+    std::uint64_t nack_floor = 0;  // never NACK below the first rseq seen (late join)
+    std::uint64_t ack_due_ns = 0;  // 0: no ack pending
+    std::uint64_t nack_due_ns = 0;
+    std::uint64_t last_used_ns = 0;
+    std::uint32_t unacked = 0;     // new packets since the last ack
+    std::uint32_t nack_round = 0;
+    bool nack_suppressed = false;
+    // A hole that opens while the next round waits out its backoff is asked for at once (a
+    // "fresh" round, from fresh_from up, which spends no round); the backed-off round
+    // resumes at resume_due_ns after it.
+    bool fresh = false;
+    std::uint64_t fresh_from = 0;
+    std::uint64_t resume_due_ns = 0;
+    std::uint64_t* bits = nullptr;  // ring bitmap for (cum, cum + window_bits]
+  };
+
+  [[nodiscard]] std::size_t slot_of(const RxState& s) const noexcept {
+    return static_cast<std::size_t>(&s - rx_.data());
+  }
+
+  bool test(const RxState& s, std::uint64_t r) const noexcept;
+  void set(RxState& s, std::uint64_t r) noexcept;
+  void clear(RxState& s, std::uint64_t r) noexcept;
+  void clear_all(RxState& s) noexcept;
+  bool have(const RxState& s, std::uint64_t r) const noexcept;
+  void advance_contiguous(RxState& s) noexcept;
+  void advance_to(RxState& s, std::uint64_t to) noexcept;
+  bool first_gap(const RxState& s, std::uint64_t& first, std::uint64_t& count) const noexcept;
+  bool has_gap(const RxState& s) const noexcept;
+  RxState* find_rx(std::uint32_t sender) noexcept;
+  RxState* rx_for(const Packet& p, StageIo& io) noexcept;
+  void reset_rx(RxState& s, const Packet& p, const detail::RelBody& rel) noexcept;
+  std::uint64_t nack_spread_ns(const Group& g) const noexcept;
+  std::uint32_t nack_rounds() const noexcept;
+  void schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io) noexcept;
+  Packet* control_packet(wire::Kind kind, std::uint8_t body_len, std::uint8_t*& body, StageIo& io) noexcept;
+  void send_ack(RxState& s, StageIo& io) noexcept;
+  void send_nacks(RxState& s, StageIo& io, std::uint64_t from = 0) noexcept;
+  void note_deadline(std::uint64_t t) noexcept {
+    if (deadline_ == 0 || t < deadline_) deadline_ = t;
+  }
+  void scan(StageIo& io) noexcept;
+
+  Config cfg_;
+  StageEnv env_;
+  Rng rng_;
+  bool self_receives_ = true;
+  std::uint64_t rx_bits_ = 0;
+  std::vector<std::uint64_t> bitmap_;
+  std::vector<RxState> rx_;
+  std::uint64_t deadline_ = 0;
+  InOrderHold hold_;
+};
+
+}  // namespace tmc::arq

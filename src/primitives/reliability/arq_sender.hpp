@@ -1,0 +1,148 @@
+// reliability.arq: the sender window.
+//
+// Stamps each reliable packet with a reliable sequence number (Ext::rel), keeps a copy
+// until the packet's ack set has acknowledged it, retransmits on timeout (RTO from measured
+// RTT, Jacobson/Karels, Karn's rule, exponential backoff) and on NACK, and reports each
+// message's outcome exactly once: delivery_met (who acked) or delivery_failed (who never
+// did) after max_retries timeouts that show a loss, or at once when the view says a
+// required member failed or left. At most `window` messages are unsettled; more wait in a
+// FIFO queue. The ack set is fixed when a message is sent, from the Group view
+// (tmc/group.hpp). The window is allocated in configure(); nothing per message.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "primitives/reliability/ack_format.hpp"
+#include "primitives/reliability/arq_config.hpp"
+#include "tmc/stage.hpp"
+
+namespace tmc::arq {
+
+class [[gnu::visibility("hidden")]] ArqSender {
+ public:
+  ArqSender() = default;
+  ArqSender(const ArqSender&) = delete;
+  ArqSender& operator=(const ArqSender&) = delete;
+  ~ArqSender();
+
+  /// Cold: the whole window, once. `ack_from`: the names of a named ack set.
+  void configure(const Config& cfg, const StageEnv& env, std::vector<std::string> ack_from);
+
+  /// Whether `p` is sent reliably (messages=all and data, or flagged reliable).
+  [[nodiscard]] bool is_reliable(const Packet& p) const noexcept {
+    if (p.kind == wire::Kind::data && cfg_.all_messages) return true;
+    return (p.flags & wire::kFlagReliable) != 0 && (p.kind == wire::Kind::data || p.kind == wire::Kind::control);
+  }
+  /// Whether a new reliable message must wait in the queue (FIFO behind others, or the
+  /// window is full).
+  [[nodiscard]] bool must_wait() const noexcept {
+    return !queue_.empty() || next_rseq_ - trail_ >= cfg_.window;
+  }
+  /// Queue `p` behind what waits already.
+  void enqueue(Packet* p) noexcept { queue_.push(p); }
+
+  /// Stamp and send one reliable packet (the window has room). False when the pool had no
+  /// buffer for the copy: the packet goes back to the head of the queue for a later try.
+  bool transmit_new(Packet* p, StageIo& io) noexcept;
+  /// Send what waits in the queue while the window has room.
+  void pump(StageIo& io) noexcept {
+    if (!queue_.empty()) pump_queue(io);
+  }
+
+  /// A new view: fail messages waiting for a member that is gone, resolve ack_from names
+  /// heard for the first time, and widen k-of-n candidates.
+  void on_view(const Group& g, StageIo& io) noexcept;
+  /// An ack for this sender from member `from` (its sender id).
+  void on_ack(const detail::AckBody& ack, std::uint32_t from, StageIo& io) noexcept;
+  /// A NACK for this sender: repair what it names.
+  void on_nack(const detail::NackBody& nack, StageIo& io) noexcept;
+  /// Timeouts and the retry of a queue that found no buffer.
+  void on_tick(std::uint64_t now, StageIo& io) noexcept {
+    if (deadline_ns_ != 0 && now >= deadline_ns_) scan(io);
+    if (retry_queue_ns_ != 0 && now >= retry_queue_ns_) retry_queue_ns_ = 0;
+  }
+  /// The pipeline is retiring: report every message still unsettled or queued as failed.
+  void fail_all(StageIo& io) noexcept;
+
+  /// The earliest timeout or queue retry; 0 when none.
+  [[nodiscard]] std::uint64_t deadline() const noexcept {
+    if (deadline_ns_ == 0) return retry_queue_ns_;
+    if (retry_queue_ns_ == 0) return deadline_ns_;
+    return deadline_ns_ < retry_queue_ns_ ? deadline_ns_ : retry_queue_ns_;
+  }
+  /// Copies kept for unsettled messages.
+  [[nodiscard]] std::size_t held() const noexcept { return held_; }
+  /// Messages waiting in the queue.
+  [[nodiscard]] std::size_t queued() const noexcept { return queue_.size(); }
+
+ private:
+  // One unsettled reliable message.
+  struct Entry {
+    Packet* copy = nullptr;       // unsealed copy, cloned for each retransmission
+    std::uint64_t rseq = 0;       // 0: slot free (settled)
+    std::uint64_t token = 0;
+    MemberMask required = 0;      // all/named: who must ack; count: candidates
+    MemberMask acked = 0;
+    std::uint64_t first_sent_ns = 0;
+    std::uint64_t last_sent_ns = 0;
+    std::uint64_t deadline_ns = 0;  // next RTO expiry
+    std::uint64_t out_ns = 0;       // when it was known to have left the stages below (if `out`)
+    std::uint32_t need = 0;         // count mode: acks needed
+    std::uint16_t retries = 0;       // timeouts with evidence of loss (the retry budget)
+    std::uint16_t timeouts = 0;      // every timeout (the backoff)
+    bool retransmitted = false;     // Karn: no RTT samples from it
+    bool unresolved = false;        // named mode: some ack_from name had no slot yet
+    bool out = false;               // known to have left the stages below (see mark_out())
+  };
+
+  Entry& entry(std::uint64_t rseq) noexcept { return entries_[static_cast<std::size_t>(rseq % cfg_.window)]; }
+  void pump_queue(StageIo& io) noexcept;
+  void resolve_named(const Group& g) noexcept;
+  MemberMask required_now(const Group& g) const noexcept;
+  bool met(const Entry& e) const noexcept;
+  bool retransmit(Entry& e, StageIo& io) noexcept;
+  void settle(Entry& e, bool ok, StageIo& io) noexcept;
+  void scan(StageIo& io) noexcept;
+  bool lost_evidence(const Entry& e, std::uint64_t now) const noexcept;
+  void mark_out(std::uint64_t upto, std::uint64_t now) noexcept;
+  bool members_quiet(const Entry& e, std::uint64_t now) const noexcept;
+  bool blocked_below(std::size_t s, std::uint64_t rseq, std::uint64_t now) const noexcept;
+  void rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept;
+  void notify_failed(std::uint64_t token, MemberMask members, StageIo& io) noexcept;
+
+  Config cfg_;
+  std::uint32_t self_sender_ = 0;
+  std::uint32_t self_epoch_ = 0;
+  std::vector<std::string> ack_from_;
+
+  // --- view ---
+  MemberMask named_mask_ = 0;
+  bool named_unknown_ = false;
+
+  // --- window ---
+  std::vector<Entry> entries_;
+  std::uint64_t next_rseq_ = 1;
+  std::uint64_t trail_ = 1;  // lowest unsettled rseq (== next_rseq_ when none)
+  std::uint64_t slot_cum_[kMaxGroupMembers] = {};
+  // Per acker: the highest rseq it reported and when its acks last made progress (evidence
+  // of loss, see lost_evidence() and members_quiet()).
+  std::uint64_t slot_high_[kMaxGroupMembers] = {};
+  std::uint64_t slot_ack_ns_[kMaxGroupMembers] = {};
+  std::uint64_t slot_heard_ns_[kMaxGroupMembers] = {};  // when its last ack (any) arrived
+  // Every rseq up to this one is known to have left the stages below (see mark_out()).
+  std::uint64_t out_rseq_ = 0;
+  std::size_t held_ = 0;
+  PacketFifo queue_;  // reliable messages waiting for room in the window, oldest first
+  std::uint64_t deadline_ns_ = 0;
+  std::uint64_t retry_queue_ns_ = 0;
+
+  // --- round-trip time ---
+  std::uint64_t rto_ns_ = 0;
+  bool have_rtt_ = false;
+  std::int64_t srtt_ns_ = 0;
+  std::int64_t rttvar_ns_ = 0;
+};
+
+}  // namespace tmc::arq
