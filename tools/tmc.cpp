@@ -7,6 +7,7 @@
 //   tmc stages [--markdown]                     the registered stage kinds (docs/stages.md)
 //   tmc run --manifest M.yaml [--name N] -- PROGRAM ARGS...
 //                                               run an unmodified UDP program over libTMC (docs/retrofit.md)
+//   tmc stat [--json|--prometheus|--watch|--clean]  live counters of running processes (docs/operations.md)
 //
 // Exit status: 0 success, 1 the input has problems (all of them are printed), 2 usage.
 #include <CLI/CLI.hpp>
@@ -19,6 +20,7 @@
 #include "tmc/capabilities.hpp"
 #include "tmc/manifest.hpp"
 #include "tmc/stage.hpp"
+#include "tmc_stat.hpp"
 #include "tmc_run.hpp"
 
 namespace {
@@ -106,6 +108,8 @@ int main(int argc, char** argv) {
   run->add_option("--manifest", run_opts.manifest, "manifest YAML file with a 'retrofit:' section")->required();
   run->add_option("--name", run_opts.name, "member name of the program's first rewired socket");
   run->add_option("command", run_opts.command, "the program and its arguments (after --)")->required();
+  tmc_tool::StatOptions stat_opts;
+  auto* stat = tmc_tool::add_stat_command(app, stat_opts);
 
   try {
     app.parse(argc, argv);
@@ -128,6 +132,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (stages->parsed()) return run_stages(markdown);
+    if (stat->parsed()) return tmc_tool::run_stat(stat_opts);
     if (run->parsed()) return tmc_tool::run_program(run_opts);
   } catch (const std::exception& e) {
     std::cerr << "tmc: " << e.what() << "\n";

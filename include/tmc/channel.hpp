@@ -140,6 +140,11 @@ struct OpenOptions {
   /// reads the socket itself while the loop stands aside (unless a receive() is reading
   /// it right then). false = always through the loop.
   bool inline_receive = true;
+  /// Live counters: publish this channel's counters, gauges, plan and member view every
+  /// 100 ms into the process's shared-memory stat file, where `tmc stat` (and any other
+  /// process) reads them; see docs/operations.md. The loop thread publishes from a timer,
+  /// so sends and receives do nothing for it. false = this channel stays out of the file.
+  bool publish_stats = true;
 };
 
 /// A snapshot of one channel's counters and estimates. Totals cover the channel's whole

@@ -90,6 +90,7 @@ class Channel:
         receive_queue_messages: int = ...,
         send_queue_messages: int = ...,
         send_blocks_when_full: bool = ...,
+        publish_stats: bool = ...,
         **properties: Any,
     ) -> None: ...
     @overload

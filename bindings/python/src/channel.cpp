@@ -197,6 +197,9 @@ OpenKwargs split_kwargs(const py::kwargs& kwargs) {
     } else if (key == "send_blocks_when_full") {
       if (!PyBool_Check(v.ptr())) throw py::type_error("Channel(): 'send_blocks_when_full' must be a bool");
       out.options.send_blocks_when_full = v.ptr() == Py_True;
+    } else if (key == "publish_stats") {
+      if (!PyBool_Check(v.ptr())) throw py::type_error("Channel(): 'publish_stats' must be a bool");
+      out.options.publish_stats = v.ptr() == Py_True;
     } else {
       out.manifest_kwargs[item.first] = v;
     }

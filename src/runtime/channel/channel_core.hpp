@@ -6,8 +6,8 @@
 //   timers, standing aside), send.cpp (send() and the submit ring), receive.cpp (reading,
 //   dispatch, the receive queue), inline_receive.cpp, events.cpp (events and delivery
 //   outcomes), stats.cpp, view.cpp (membership view, manifest, plan, name), handle.cpp
-//   (tmc::Channel and tmc::Message); message_policy.hpp decides what a per-message
-//   manifest may ask of the channel's traits.
+//   (tmc::Channel and tmc::Message), publish.cpp (live counters for `tmc stat`);
+//   message_policy.hpp decides what a per-message manifest may ask of the channel's traits.
 //
 // Threads
 //   App threads touch only: the two rings, the receive queue (under rq_.mu), the atomics,
@@ -300,6 +300,11 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   static void on_aside_timer_cb(uv_timer_t* h);
   static void on_poll_cb(uv_poll_t* h, int status, int events);
   static void on_handle_closed(uv_handle_t* h);
+  // Live counters (publish.cpp): the loop publishes into the process's stat file.
+  void start_publishing() noexcept;  // loop, from attach()
+  void stop_publishing() noexcept;   // loop, from detach()
+  void publish_stats() noexcept;     // loop
+  static void on_stat_timer_cb(uv_timer_t* h);
 
   // --- fixed at construction ---------------------------------------------------------------
   std::shared_ptr<Runtime> runtime_;
@@ -427,6 +432,12 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   bool fine_on_ = false;  ///< fine_poll_ is started: deadlines may use fine_fd_
   uv_poll_t* fine_poll_ = nullptr;
   uv_timer_t aside_timer_{};  ///< while the loop stands aside for an inline receiver
+  /// Live counters: this channel's slot in the stat file (-1: not publishing), the timer
+  /// that publishes into it, and the plan text, rendered again only after an update.
+  int stat_slot_ = -1;
+  uv_timer_t stat_timer_{};
+  std::uint64_t stat_plan_updates_ = ~std::uint64_t{0};
+  std::string stat_plan_;
   bool rx_aside_ = false;     ///< the loop stopped polling readable (inline receiver)
   std::uint64_t aside_seen_exits_ = 0;
   uv_poll_t* poll_ = nullptr;  // heap: replaced when update() changes the socket

@@ -36,6 +36,7 @@ void ChannelCore::attach() {
   }
   start_poll(false);
   refill_free();
+  start_publishing();
   loop_.channels.fetch_add(1);
 }
 
