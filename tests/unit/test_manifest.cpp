@@ -474,3 +474,15 @@ TEST_CASE("hostile input never throws or crashes") {
   CHECK(survives("id: a\n" + std::string(100000, 'x') + ": 1\n") == "h.yaml:2:100001: YAML syntax error: illegal map value");
   CHECK(survives("id: a\n" + std::string(1000, 'x') + ": 1\n").find("unknown property") != std::string::npos);
 }
+
+TEST_CASE("unicast fan-out: this member's name must be one of 'members'") {
+  const std::string members = "multicast: false\nmembers: [left@127.0.0.1:6001, right@127.0.0.1:6002]\n";
+  CHECK(errors_of("id: a\nname: lefty\n" + members) ==
+        "m.yaml:2:7: 'name' is 'lefty', which is not in 'members' (left, right); with 'multicast: false' this "
+        "member binds the address listed under its own name");
+  CHECK(errors_of("id: a\n" + members) ==
+        "m.yaml:2:12: 'name' is not set, which is not in 'members' (left, right); with 'multicast: false' this "
+        "member binds the address listed under its own name");
+  CHECK(parse_ok("id: a\nname: right\n" + members).name == "right");
+  CHECK(parse_ok("id: a\nname: lefty\nmembers: [left@127.0.0.1:6001]\n").multicast);  // multicast: no binding
+}
