@@ -9,8 +9,10 @@
 // Exit status: 0 success, 1 the input has problems (all of them are printed), 2 usage.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "runtime/manifest/internal.hpp"
 #include "runtime/manifest/yaml_value.hpp"
@@ -97,6 +99,17 @@ int main(int argc, char** argv) {
   capabilities->add_flag("--markdown", markdown, "as a Markdown table (docs/capabilities.md)");
   auto* stages = app.add_subcommand("stages", "Print the registered stage kinds");
   stages->add_flag("--markdown", markdown, "as Markdown (docs/stages.md)");
+
+  // CLI11 alone would say only "A subcommand is required" for a misspelt one.
+  const std::vector<CLI::App*> subcommands = app.get_subcommands([](CLI::App*) { return true; });
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(subcommands.begin(), subcommands.end(), [&](CLI::App* sub) { return sub->check_name(argv[1]); })) {
+    std::string known;
+    for (const CLI::App* sub : subcommands) known += (known.empty() ? "" : ", ") + sub->get_name();
+    std::cerr << "tmc: unknown subcommand '" << argv[1] << "' (known: " << known << ")\n"
+              << "Run with --help for more information.\n";
+    return 2;
+  }
 
   try {
     app.parse(argc, argv);

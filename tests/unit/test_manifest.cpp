@@ -455,6 +455,10 @@ TEST_CASE("hostile input never throws or crashes") {
   std::string deep = "id: a\nfaults:";
   for (int i = 0; i < 100; ++i) deep += "\n" + std::string(static_cast<std::size_t>(2 * (i + 1)), ' ') + "x:";
   CHECK(survives(deep).find("nesting deeper than") != std::string::npos);
+  // Deeper than yaml-cpp's own limit: still the depth, and where the parser gave up.
+  const std::string too_deep = survives("id: a\nmembers: " + std::string(3000, '[') + std::string(3000, ']'));
+  CHECK(too_deep.rfind("h.yaml:2:", 0) == 0);
+  CHECK(too_deep.find("nesting deeper than 32 levels") != std::string::npos);
   // "Billion laughs": aliases that expand exponentially are cut off.
   std::string laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
   for (int i = 1; i < 10; ++i) {
@@ -485,4 +489,11 @@ TEST_CASE("unicast fan-out: this member's name must be one of 'members'") {
         "member binds the address listed under its own name");
   CHECK(parse_ok("id: a\nname: right\n" + members).name == "right");
   CHECK(parse_ok("id: a\nname: lefty\nmembers: [left@127.0.0.1:6001]\n").multicast);  // multicast: no binding
+}
+
+TEST_CASE("a directory is refused as a manifest file, by name") {
+  Manifest m;
+  Diagnostics d;
+  CHECK_FALSE(load_manifest(TMC_SOURCE_DIR "/tests", m, d));
+  CHECK(d.to_string() == std::string(TMC_SOURCE_DIR "/tests: is a directory, not a file"));
 }
