@@ -12,8 +12,10 @@
 // Exit status: 0 success, 1 the input has problems (all of them are printed), 2 usage.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "runtime/manifest/internal.hpp"
 #include "runtime/manifest/yaml_value.hpp"
@@ -110,6 +112,17 @@ int main(int argc, char** argv) {
   run->add_option("command", run_opts.command, "the program and its arguments (after --)")->required();
   tmc_tool::StatOptions stat_opts;
   auto* stat = tmc_tool::add_stat_command(app, stat_opts);
+
+  // CLI11 alone would say only "A subcommand is required" for a misspelt one.
+  const std::vector<CLI::App*> subcommands = app.get_subcommands([](CLI::App*) { return true; });
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(subcommands.begin(), subcommands.end(), [&](CLI::App* sub) { return sub->check_name(argv[1]); })) {
+    std::string known;
+    for (const CLI::App* sub : subcommands) known += (known.empty() ? "" : ", ") + sub->get_name();
+    std::cerr << "tmc: unknown subcommand '" << argv[1] << "' (known: " << known << ")\n"
+              << "Run with --help for more information.\n";
+    return 2;
+  }
 
   try {
     app.parse(argc, argv);

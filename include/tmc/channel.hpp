@@ -115,6 +115,11 @@ struct OpenOptions {
   /// Upper bound on packet buffers of this channel (send queue, receive queue, stage
   /// buffers, messages the application holds). 0 = chosen from the sizes above.
   std::uint32_t max_buffers = 0;
+  /// Most bytes this channel's large messages (those longer than one datagram's payload:
+  /// being sent, being reassembled, or held by the application) may take at once. A send()
+  /// that finds it used up waits for room like one that finds the send queue full; a
+  /// message that could never fit is refused with MESSAGE_TOO_LARGE. 0 = 256 MiB.
+  std::uint64_t large_message_bytes = 0;
   /// SO_RCVBUF / SO_SNDBUF asked of the kernel (it may grant less); 0 = kernel default.
   int socket_buffer_bytes = 4 * 1024 * 1024;
   /// Inline sends (latency): when send() on an application thread finds the loop not busy
@@ -260,7 +265,8 @@ class Channel {
   /// allows it) and copied once more, into a buffer of its own.
   /// Errors: CLOSED, NOT_PERMITTED_BY_DUPLEXITY (receive-only member), MESSAGE_TOO_LARGE
   /// (more than the manifest's 'max message bytes'; the message names both sizes),
-  /// WOULD_BLOCK (queue full and send_blocks_when_full is false, or inside a handler).
+  /// WOULD_BLOCK (queue full, or no room for a large message (OpenOptions::
+  /// large_message_bytes), and send_blocks_when_full is false, or inside a handler).
   Status send(std::span<const std::uint8_t> bytes);
   Status send(std::string_view text);
   /// With a per-message manifest (the paper's `c.send(msg, {'reliability': True})`): its

@@ -150,7 +150,12 @@ class PacketPool {
   }
   /// Bytes held in large packets now, and the most allowed (default 256 MiB).
   [[nodiscard]] std::uint64_t large_bytes() const noexcept { return large_bytes_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t large_budget_bytes() const noexcept { return large_budget_; }
   void set_large_budget_bytes(std::uint64_t b) noexcept { large_budget_ = b; }
+  /// What alloc_large(payload_bytes) takes from the budget.
+  [[nodiscard]] static constexpr std::uint64_t large_cost(std::uint64_t payload_bytes) noexcept {
+    return std::uint64_t{kHeadroom} + payload_bytes + wire::kTrailerBytes;
+  }
 
  private:
   bool grow(std::uint32_t n) noexcept;

@@ -416,7 +416,7 @@ const PlannedStage* find_stage(const Plan& plan, std::string_view kind) {
 
 /// The plan's traits: what the shells need to know, read off the manifest and the stages
 /// derive_stages() placed (so they can never disagree).
-ChannelTraits traits_of(const Manifest& m, const Room& room, const Plan& plan) {
+ChannelTraits traits_of(const Manifest& m, const Room& room, const StageFacts& facts, const Plan& plan) {
   ChannelTraits t;
   const std::string rel_mode = reliability_mode(m);
   t.reliability = rel_mode.empty()    ? ReliabilityScope::none
@@ -434,7 +434,7 @@ ChannelTraits traits_of(const Manifest& m, const Room& room, const Plan& plan) {
   t.coalescing = find_stage(plan, "pacing.coalesce") != nullptr;
   t.membership = find_stage(plan, "membership.heartbeat") != nullptr;
   if (find_stage(plan, "fragment.split") != nullptr) {
-    t.fragment_bytes = static_cast<std::uint32_t>(room.datagram_payload - kFragmentExtBytes);
+    t.fragment_bytes = static_cast<std::uint32_t>(room.datagram_payload - facts.fragment_ext);
   }
   t.max_message_bytes = static_cast<std::uint64_t>(m.max_message_bytes);
   return t;
@@ -548,7 +548,7 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
     if (m.group_ordering && !caps.network.sequencer.empty()) room.datagram_payload -= facts.group_seq_ext;
   }
   derive_stages(m, nic, caps.network, room, facts, plan);
-  plan.traits = traits_of(m, room, plan);
+  plan.traits = traits_of(m, room, facts, plan);
 
   // 4. size the transport
   t.port = static_cast<std::uint16_t>(m.port);

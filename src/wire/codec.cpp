@@ -210,7 +210,7 @@ Packet* PacketPool::alloc_small() noexcept {
 }
 
 Packet* PacketPool::alloc_large(std::uint32_t payload_bytes) noexcept {
-  const std::uint64_t bytes = std::uint64_t{kHeadroom} + payload_bytes + wire::kTrailerBytes;
+  const std::uint64_t bytes = large_cost(payload_bytes);
   if (bytes > 0xFFFFFFFFull) return nullptr;
   if (large_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes > large_budget_) {
     large_bytes_.fetch_sub(bytes, std::memory_order_relaxed);

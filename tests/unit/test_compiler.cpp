@@ -504,7 +504,7 @@ TEST_CASE("multicast, unicast fan-out and the fallback") {
   CHECK(refusal(manifest("id: t\nmulticast: false\n")).message() ==
         "'multicast: false' needs every member listed as \"name@ip:port\"; libTMC does not discover members' "
         "addresses");
-  const Plan uni = plan_of(manifest("id: t\nmulticast: false\nmembers: [x@127.0.0.1:7000]\n"));
+  const Plan uni = plan_of(manifest("id: t\nname: y\nmulticast: false\nmembers: [x@127.0.0.1:7000, y@127.0.0.1:7001]\n"));
   CHECK_FALSE(uni.transport.multicast);
   CHECK(uni.transport.peers == std::vector<std::string>{"127.0.0.1:7000"});
 }

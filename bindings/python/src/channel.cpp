@@ -23,7 +23,10 @@
 // without releasing the GIL on its fast path.
 //
 // Interpreter exit. An atexit hook closes every open channel while the interpreter still
-// works, so that no callback runs during finalization; the handler also checks for it.
+// works, so that no callback runs during finalization (the handler also checks for it),
+// and waits until every thread blocked in a call (recv in a daemon thread) has woken and
+// taken the GIL back; a thread must not take the GIL once finalization has begun
+// (GilRelease).
 #include <pybind11/stl.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -39,6 +42,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 #include <tmc/channel.hpp>
 
@@ -59,6 +63,35 @@ bool interpreter_finalizing() noexcept {
   return _Py_IsFinalizing() != 0;
 #endif
 }
+
+/// Calls in progress with the GIL released (GilRelease), for the atexit hook's drain.
+std::atomic<int> g_released{0};
+/// The interpreter's main thread (threading.main_thread()): the one that finalizes it.
+std::atomic<unsigned long> g_main_thread{0};
+
+/// py::gil_scoped_release for calls that wait, safe at interpreter exit. A daemon thread
+/// that takes the GIL back once finalization has begun is ended by CPython from inside the
+/// taking (pthread_exit); inside pybind11's noexcept destructor that unwinding aborts the
+/// process. So: the atexit hook drains these calls before finalization (close_all). One
+/// that comes back later anyway never takes the GIL: its thread parks until the process
+/// ends (the main thread, which finalizes, takes it as usual). And should finalization
+/// begin while it waits for the GIL, this destructor lets CPython's thread exit unwind.
+class GilRelease {
+ public:
+  GilRelease() : state_(PyEval_SaveThread()) { g_released.fetch_add(1); }
+  ~GilRelease() noexcept(false) {
+    if (interpreter_finalizing() && PyThread_get_thread_ident() != g_main_thread.load()) {
+      for (;;) ::pause();  // the process is ending; this thread must not touch Python again
+    }
+    PyEval_RestoreThread(state_);
+    g_released.fetch_sub(1);
+  }
+  GilRelease(const GilRelease&) = delete;
+  GilRelease& operator=(const GilRelease&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
 
 /// What the loop-thread handler shares with the Python object. Owned jointly, so the
 /// handler can never see it destroyed.
@@ -219,7 +252,7 @@ class PyChannel {
       // A YAML file, with any keyword properties applied on top (as update() would).
       const std::string path = py::str(py::module_::import("os").attr("fspath")(manifest));
       const Value changes = manifest_value(py::none(), split.manifest_kwargs);
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       Manifest base;
       Manifest m;
       Diagnostics diag;
@@ -230,13 +263,13 @@ class PyChannel {
       }
     } else {
       const Value v = manifest_value(manifest, split.manifest_kwargs);
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = Channel::try_open(v, split.options, ch_);
     }
     check(s);
     inbox_ = std::make_shared<Inbox>(split.options.receive_queue_messages);
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       refresh_cached_plan();
     }
     fork_generation_ = g_fork_generation.load();
@@ -285,7 +318,7 @@ class PyChannel {
       const MessageManifest mm = per_message.is_none() ? MessageManifest{} : message_manifest(per_message);
       DeliveryOutcome o;
       {
-        py::gil_scoped_release nogil;
+        GilRelease nogil;
         std::future<DeliveryOutcome> f;
         s = ch_.send(bytes, mm, &f);
         if (s.is_ok()) o = f.get();  // bounded by the retry budget, or settled by close()
@@ -298,11 +331,11 @@ class PyChannel {
       return out;  // C++20 moves it implicitly (a std::move here is -Werror=redundant-move)
     }
     if (per_message.is_none()) {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.send(bytes);
     } else {
       const MessageManifest mm = message_manifest(per_message);
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.send(bytes, mm);
     }
     check(s);
@@ -313,7 +346,7 @@ class PyChannel {
     check_not_inherited();
     std::vector<MemberStatus> v;
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       v = ch_.view();
     }
     py::list out;
@@ -335,7 +368,7 @@ class PyChannel {
     if (!(timeout_s >= 0)) throw py::value_error("wait_for_members: timeout must be >= 0 seconds");
     Status s;
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.wait_for_members(count, std::chrono::nanoseconds(static_cast<std::int64_t>(timeout_s * 1e9)));
     }
     check(s);
@@ -346,7 +379,7 @@ class PyChannel {
     const Value v = manifest_value(changes, kwargs);
     Status s;
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.update(v);
       if (s.is_ok()) refresh_cached_plan();
     }
@@ -378,7 +411,7 @@ class PyChannel {
     for (;;) {
       Inbox::Take r = Inbox::Take::empty;
       {
-        py::gil_scoped_release nogil;
+        GilRelease nogil;
         waiting_.fetch_add(1);
         const auto until = std::min(deadline, Clock::now() + kSignalCheck);
         r = handler_installed_.load() ? wait_inbox(m, until) : wait_direct(m, until);
@@ -423,7 +456,7 @@ class PyChannel {
   // --- inspecting ------------------------------------------------------------------------
   std::vector<std::string> members() {
     check_not_inherited();
-    py::gil_scoped_release nogil;
+    GilRelease nogil;
     return ch_.members();
   }
 
@@ -431,7 +464,7 @@ class PyChannel {
     check_not_inherited();
     ChannelStats s;
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.stats();
     }
     py::dict d;
@@ -470,17 +503,17 @@ class PyChannel {
 
   Plan plan() {
     check_not_inherited();
-    py::gil_scoped_release nogil;
+    GilRelease nogil;
     return ch_.plan();
   }
   std::string manifest_yaml() {
     check_not_inherited();
-    py::gil_scoped_release nogil;
+    GilRelease nogil;
     return to_yaml(ch_.manifest());
   }
   std::string name() {
     check_not_inherited();
-    py::gil_scoped_release nogil;
+    GilRelease nogil;
     return ch_.name();
   }
   std::uint32_t sender_id() const noexcept { return ch_.sender_id(); }
@@ -494,7 +527,7 @@ class PyChannel {
       // closing would wait forever. The handle is left alone (leaked) instead.
       if (ch_.is_open()) (void)new Channel(std::move(ch_));
     } else {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       ch_.close();
     }
     {
@@ -507,9 +540,19 @@ class PyChannel {
     open_channels().erase(this);
   }
 
+  /// The atexit hook: close every channel, then wait until every call that was waiting
+  /// with the GIL released (a daemon thread's recv(), say) has woken and taken the GIL
+  /// back, so none of them does so once finalization has begun. Closing wakes them all;
+  /// the bound only keeps exit from hanging on a call something else holds.
   static void close_all() {
     const std::set<PyChannel*> all = open_channels();
     for (PyChannel* c : all) c->close();
+    const auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (g_released.load() > 0 && Clock::now() < deadline) {
+      PyThreadState* self = PyEval_SaveThread();  // not a GilRelease: this one is not drained
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      PyEval_RestoreThread(self);
+    }
   }
 
   // --- asyncio support (used by libTMC.Channel.arecv) ------------------------------------
@@ -612,7 +655,7 @@ class PyChannel {
   /// GIL held: switch to handler mode (once).
   void ensure_handler() {
     if (handler_installed_.load()) return;
-    py::gil_scoped_release nogil;  // the lock and the loop may be held by GIL waiters
+    GilRelease nogil;  // the lock and the loop may be held by GIL waiters
     std::lock_guard<std::mutex> lock(install_mu_);
     if (handler_installed_.load()) return;
     ch_.on_message([inbox = inbox_](Message&& m) { deliver(inbox, std::move(m)); });
@@ -651,6 +694,7 @@ void register_channel(py::module_& m) {
     return ::pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1); }) == 0;
   }();
   (void)registered;
+  g_main_thread.store(py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>());
   py::class_<PyChannel>(m, "Channel", py::dynamic_attr(),
                         "A multicast channel with the guarantees its manifest declares (paper, Listing 1).")
       .def(py::init<py::object, const py::kwargs&>(), py::arg("manifest") = py::none())

@@ -239,6 +239,8 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   Status check_may_send() const;  // closed, or a receive-only member
   // 'max message bytes' and one datagram's payload; a large message gets its buffer here.
   Status check_size(const ChannelTraits& traits, std::uint32_t max, std::size_t n, Packet*& large);
+  // The buffer of a large message, within the pool's large budget; may wait for room.
+  Status take_large(std::size_t n, Packet*& out);
   // A free-ring packet big enough for n bytes (or to carry a large one); may wait for one.
   Status take_slot(std::size_t n, bool large, bool on_loop, Packet*& out);
   // Copies the payload into the carrier, or into `large` chained behind it; returns the
@@ -363,6 +365,7 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     std::atomic<std::uint64_t> last_send_ns{0};  ///< time of the latest send() (inline heuristic)
     std::atomic<bool> stream_tail{false};        ///< sends since then went without a clock (streaming)
     std::atomic<std::uint32_t> abandoned{0};     ///< free-ring packets send() handed back unused
+    std::atomic<std::uint64_t> waited_for_memory{0};  ///< sends that waited for large-message room
   } send_;
 
   /// Senders that wait: for a free slot (a full send queue) or, on sync channels, until
@@ -372,6 +375,7 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     std::condition_variable cv;
     std::atomic<int> waiters{0};                ///< threads in cv (sync sends, full queue)
     std::atomic<int> slot{0};                   ///< of those, senders waiting for a free slot
+    std::atomic<int> large{0};                  ///< of those, senders waiting for large-message room
     std::atomic<int> flush{0};                  ///< of those, sync senders waiting for a flush
     std::atomic<std::uint64_t> flushed_pos{0};  ///< submit positions below this are done
   } waits_;

@@ -118,6 +118,7 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   } else {
     const std::uint32_t max_buffers = options_.max_buffers != 0 ? options_.max_buffers : default_max_buffers;
     out.pool = home_->add_pool(need, send_slots_ + 2 * batch, max_buffers);
+    if (options_.large_message_bytes != 0) out.pool->set_large_budget_bytes(options_.large_message_bytes);
   }
 
   StageEnv env;

@@ -124,13 +124,45 @@ Status ChannelCore::check_size(const ChannelTraits& traits, std::uint32_t max, s
                                          std::to_string(max) + " bytes) and 'max message bytes' is " +
                                          std::to_string(traits.max_message_bytes)};
   }
+  return take_large(n, large);
+}
+
+Status ChannelCore::take_large(std::size_t n, Packet*& out) {
   PacketPool* lp = config_.large_pool.load();
-  large = lp != nullptr ? lp->alloc_large(static_cast<std::uint32_t>(n)) : nullptr;
-  if (large == nullptr) {
-    return {Code::WOULD_BLOCK, "send: no memory for a message of " + std::to_string(n) +
-                                   " bytes (large messages in flight use the pool's large budget)"};
+  if (lp == nullptr) return {Code::CLOSED, "send: the channel is closed"};
+  const std::uint64_t need = PacketPool::large_cost(n);
+  const std::uint64_t budget = lp->large_budget_bytes();
+  if (need > budget) {
+    return {Code::MESSAGE_TOO_LARGE, "send: a message of " + std::to_string(n) + " bytes needs " +
+                                         std::to_string(need) + " bytes of large-message memory, more than the " +
+                                         "channel's whole budget of " + std::to_string(budget) +
+                                         " bytes (OpenOptions::large_message_bytes)"};
   }
-  return Status::ok();
+  const bool on_loop = loop_.on_loop_thread();
+  bool counted = false;
+  for (;;) {
+    out = lp->alloc_large(static_cast<std::uint32_t>(n));
+    if (out != nullptr) return Status::ok();
+    if (life_.closed.load()) return {Code::CLOSED, "send: the channel is closed"};
+    if (on_loop || !options_.send_blocks_when_full) {
+      return {Code::WOULD_BLOCK, "send: no room for a message of " + std::to_string(n) +
+                                     " bytes: large messages (being sent, reassembled or held) take " +
+                                     std::to_string(lp->large_bytes()) + " of " + std::to_string(budget) + " bytes" +
+                                     (on_loop ? " and a handler cannot wait" : " (send_blocks_when_full is false)")};
+    }
+    // Large buffers are freed by the loop (a sent message once split; drain() wakes this
+    // wait) or by whichever thread lets go of a received one (the timeout covers that).
+    if (!counted) send_.waited_for_memory.fetch_add(1);
+    counted = true;
+    waits_.waiters.fetch_add(1);
+    waits_.large.fetch_add(1);
+    {
+      std::unique_lock<std::mutex> lock(waits_.mu);
+      waits_.cv.wait_for(lock, std::chrono::milliseconds(2));
+    }
+    waits_.large.fetch_sub(1);
+    waits_.waiters.fetch_sub(1);
+  }
 }
 
 Status ChannelCore::take_slot(std::size_t n, bool large, bool on_loop, Packet*& out) {
@@ -374,6 +406,11 @@ void ChannelCore::drain() noexcept {
   now_ns_ = now;
   const bool more = pump_submitted(now, true);
   after_input(now);
+  if (waits_.large.load() > 0) {
+    // Sent large messages were split and their buffers freed: room for a waiting sender.
+    std::lock_guard<std::mutex> lock(waits_.mu);
+    waits_.cv.notify_all();
+  }
   if (more) uv_async_send(&async_);
 }
 

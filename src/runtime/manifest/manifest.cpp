@@ -369,6 +369,17 @@ void check_rules(const Manifest& m, Checker& c) {
     names.push_back(e.name);
   }
 
+  // Unicast fan-out binds the address listed under this member's own name; without it the
+  // socket would take the group's port on every interface, which may be another member's.
+  if (!m.multicast && !names.empty() && std::find(names.begin(), names.end(), m.name) == names.end()) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    c.error(m.name.empty() ? "multicast" : "name",
+            (m.name.empty() ? std::string("'name' is not set") : "'name' is '" + m.name + "'") +
+                ", which is not in 'members' (" + list +
+                "); with 'multicast: false' this member binds the address listed under its own name");
+  }
+
   const ReliabilitySpec& r = m.reliability;
   const int ways = (r.ack_from.empty() ? 0 : 1) + (r.ack_fraction != 0.0 ? 1 : 0) + (r.ack_k != 0 ? 1 : 0);
   if (ways > 1) {
