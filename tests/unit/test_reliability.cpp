@@ -118,6 +118,28 @@ const Event* event_for(Node& n, EventType t, std::uint64_t token) {
   return nullptr;
 }
 
+// A forged reliable data datagram from (sender, epoch) claiming sequence `rseq` and
+// trailing edge `trail`, ready for Pipeline::receive.
+Packet* forged_rel(PacketPool& pool, std::uint32_t sender, std::uint32_t epoch, std::uint64_t rseq,
+                   std::uint64_t trail, std::string_view payload = "forged") {
+  Packet* s = pool.alloc();
+  REQUIRE(s != nullptr);
+  s->reset_for_send(static_cast<std::uint32_t>(payload.size()));
+  std::memcpy(s->payload(), payload.data(), payload.size());
+  s->kind = wire::Kind::data;
+  s->flags = wire::kFlagReliable;
+  s->channel = wire::channel_hash("test", 4);
+  s->sender = sender;
+  s->epoch = epoch;
+  std::uint8_t* body = s->push_ext(wire::Ext::rel, detail::kRelBodyBytes);
+  REQUIRE(body != nullptr);
+  detail::encode_rel(body, detail::RelBody{rseq, trail});
+  s->seal();
+  Packet* r = as_received(pool, *s);
+  s->release();
+  return r;
+}
+
 // A sender "a" (slot 0) that knows receivers "b" (slot 1) and "c" (slot 2).
 struct Trio {
   explicit Trio(KV params = {}) : a("a", 100, params), b("b", 200, params), c("c", 300, params) {
@@ -473,6 +495,29 @@ TEST_CASE("reliability.arq: a receiver skips what the sender has settled (traili
   REQUIRE(out.size() == 1);
   CHECK(out[0].kind == wire::Kind::ack);
   CHECK(out[0].ack.cumulative == 3);
+}
+
+TEST_CASE("reliability.arq: a trailing edge claimed beyond the window moves nothing (dropped, counted)") {
+  Node a("a", 100, {});
+  Node b("b", 200, {});
+  a.hear("b", 200);
+  b.hear("a", 100);
+  a.send("m1", 0, 1);
+  multicast(a, {&b}, 0);
+  REQUIRE(b.got() == std::vector<std::string>{"m1"});
+  // Under a's id and epoch, a datagram whose sequence and trailing edge are 2^20 ahead.
+  constexpr std::uint64_t kJump = std::uint64_t{1} << 20;
+  b.pl().receive(forged_rel(b.pool, 100, 1000, 1 + kJump, 1 + kJump), kMs);
+  CHECK(b.got() == std::vector<std::string>{"m1"});
+  CHECK(b.c("reliability.beyond_window") == 1);
+  // a's next real message is still fresh at b: delivered, not dropped as a duplicate.
+  a.send("m2", 2 * kMs, 2);
+  multicast(a, {&b}, 2 * kMs);
+  CHECK(b.got() == std::vector<std::string>{"m1", "m2"});
+  CHECK(b.c("reliability.duplicates") == 0);
+  b.tick(10 * kMs);
+  multicast(b, {&a}, 10 * kMs);
+  CHECK(events(a, EventType::delivery_met) == 2);
 }
 
 TEST_CASE("reliability.arq: a send-only member delivers but never acks or NACKs") {

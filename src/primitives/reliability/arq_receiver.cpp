@@ -172,18 +172,22 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     hold_.release_all(slot, io);  // the old incarnation's
     reset_rx(*s, *p, *rel);
   }
-  s->last_used_ns = now;
-  if (rel->trail > 1) advance_to(*s, rel->trail - 1);
-  if (cfg_.in_order) hold_.release_through(slot, s->cum, now);  // the sender gave up on a gap below them
   const std::uint64_t r = rel->rseq;
-  if (r > s->cum + rx_bits_) {
-    // Beyond what we can track (the sender's window is larger than ours): do not ack,
-    // the sender will retransmit once we have caught up.
+  const std::uint64_t settled = rel->trail > 1 ? rel->trail - 1 : 0;
+  if (settled > s->cum + rx_bits_ || r > std::max(s->cum, settled) + rx_bits_) {
+    // Beyond what we can track: the sender's window is larger than ours (do not ack, it
+    // retransmits once we have caught up), or a datagram claims a trailing edge more than
+    // a window ahead (a forgery would otherwise settle everything the real sender has not
+    // sent yet, so its real messages would be dropped as duplicates and acked). Checked
+    // before anything moves: the state is left as it was.
     io.count(c_beyond_window);
     io.drop(p, DropReason::buffer_full);
     hold_.flush(io);
     return;
   }
+  s->last_used_ns = now;
+  if (settled != 0) advance_to(*s, settled);
+  if (cfg_.in_order) hold_.release_through(slot, s->cum, now);  // the sender gave up on a gap below them
   if (have(*s, r)) {
     // Our ack was lost (or the network duplicated the packet): ack again at once, and
     // once more after ack_delay_us. A retransmission of something we have means the

@@ -11,7 +11,9 @@
 // Each Ext::rel carries the sender's trailing edge (lowest unsettled rseq): a receiver that
 // joins mid-stream starts there instead of at 1, and stops waiting for (and NACKing)
 // anything the sender has already settled, so a partition that heals never leaves it
-// asking for history forever. State for kMaxRxSenders senders (bitmaps included) is made in
+// asking for history forever (as long as the edge moves by less than a window at a time: a
+// jump beyond it is dropped and counted, so one forged datagram cannot settle what the
+// real sender has not sent). State for kMaxRxSenders senders (bitmaps included) is made in
 // configure(); a new sender beyond them takes the slot silent the longest.
 #pragma once
 
