@@ -520,6 +520,44 @@ TEST_CASE("reliability.arq: a trailing edge claimed beyond the window moves noth
   CHECK(events(a, EventType::delivery_met) == 2);
 }
 
+TEST_CASE("reliability.arq: a flood of strangers never evicts a member's state; a replay stays a duplicate") {
+  Node a("a", 100, {});
+  Node b("b", 200, {});
+  a.hear("b", 200);
+  b.hear("a", 100);
+  for (int i = 1; i <= 3; ++i) a.send("m" + std::to_string(i), 0, i);
+  std::vector<Packet*> captured;
+  for (Packet* p : a.sink().transmitted) captured.push_back(as_received(a.pool, *p));
+  multicast(a, {&b}, 0);
+  REQUIRE(b.got().size() == 3);
+  // Far more unknown sender ids than there are receive slots, each with a fresh stream.
+  for (std::uint32_t id = 1; id <= 500; ++id) {
+    b.pl().receive(forged_rel(b.pool, 100000 + id, 7, 1, 1, "stranger"), kMs + id * kUs);
+  }
+  CHECK(b.c("reliability.senders_evicted") > 0);
+  const std::size_t before = b.got().size();
+  for (Packet* p : captured) {
+    b.pl().receive(as_received(b.pool, *p), 2 * kMs);
+    p->release();
+  }
+  CHECK(b.got().size() == before);  // nothing of a's delivered twice
+  CHECK(b.c("reliability.duplicates") == 3);
+}
+
+TEST_CASE("reliability.arq: an evicted sender's settled edge survives: its replay is not fresh") {
+  Node b("b", 200, {});
+  // 64 strangers fill every slot; one more evicts the first (the longest silent).
+  for (std::uint32_t id = 1; id <= 65; ++id) {
+    b.pl().receive(forged_rel(b.pool, 1000 + id, 7, 1, 1, "s" + std::to_string(id)), id * kUs);
+  }
+  REQUIRE(b.c("reliability.senders_evicted") == 1);
+  REQUIRE(b.got().size() == 65);
+  // The first stranger's datagram again: a new state starts at its remembered edge.
+  b.pl().receive(forged_rel(b.pool, 1001, 7, 1, 1, "s1"), kMs);
+  CHECK(b.got().size() == 65);
+  CHECK(b.c("reliability.duplicates") == 1);
+}
+
 TEST_CASE("reliability.arq: a send-only member delivers but never acks or NACKs") {
   Node a("a", 100, {});
   Node s("s", 400, {}, /*receives=*/false);
