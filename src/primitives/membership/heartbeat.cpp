@@ -30,7 +30,9 @@
 //   A manifest that names its members closes the group: heartbeats under any other name
 //   are dropped (not_in_view) and never join the view or an ack set, and other packets
 //   pass only from a sender id heard under a named slot or the id a named member's name
-//   hashes to (FNV-1a, as the runtime derives it); the rest are dropped (not_in_view).
+//   hashes to (FNV-1a, as the runtime derives it); once every named member has been heard
+//   the rest are dropped (not_in_view). (Before that, a named member not heard yet may
+//   use another id, as in the simulator, so other ids still pass.)
 //
 //   When a member appears (new, back from failure, or with a new epoch) this member sends
 //   a heartbeat at once, at most one per interval_us / 4, so that the newcomer learns of
@@ -201,6 +203,11 @@ class HeartbeatStage final : public Stage {
     if (!closed_ || g.slot_of_sender(sender) != kNoSlot) return true;
     for (std::size_t i = 0; i < n_named_; ++i) {
       if (named_ids_[i] == sender) return true;
+    }
+    // A named member not heard yet may send under an id that is not its name's hash (the
+    // simulator's are random): until every named member has been heard, admit the rest.
+    for (std::size_t i = 1; i < g.slots(); ++i) {
+      if (g.member(static_cast<int>(i)).sender == 0) return true;
     }
     return false;
   }
