@@ -477,6 +477,18 @@ void Network::schedule(std::uint64_t t_ns, std::function<void()> fn) {
   push(std::move(ev));
 }
 
+void Network::inject(std::uint64_t t_ns, std::size_t from, std::size_t to, std::vector<std::uint8_t> bytes) {
+  (void)member(from);  // both must exist
+  (void)member(to);
+  QueuedEvent ev;
+  ev.time_ns = t_ns > now_ns_ ? t_ns : now_ns_;
+  ev.kind = EventKind::arrival;
+  ev.member = to;
+  ev.from = from;
+  ev.bytes = std::move(bytes);
+  push(std::move(ev));
+}
+
 bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, std::uint16_t flags) {
   Member& m = *members_[i];
   SentMessage rec;
@@ -515,6 +527,7 @@ void Network::on_transmit(std::size_t i, Packet* p) noexcept {
   // treats running out of memory as fatal, like the rest of the test process.
   const std::uint8_t* bytes = p->data();
   const std::size_t n = p->len;
+  if (tap_) tap_(i, std::span<const std::uint8_t>(bytes, n));
   if (p->dst_ip != 0) {
     const std::uint32_t off = p->dst_ip - kFirstIp;
     if (p->dst_ip >= kFirstIp && off < members_.size()) {

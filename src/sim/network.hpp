@@ -214,6 +214,14 @@ class Network {
   /// links, restart members, or send from inside a scenario.
   void schedule(std::uint64_t t_ns, std::function<void()> fn);
 
+  /// A raw datagram reaches member `to` at virtual time `t_ns` (>= now) as if sent from
+  /// member `from`'s address: forged, replayed or flooded traffic for attacker scenarios.
+  /// It bypasses links and partitions and draws nothing from the network's random stream.
+  void inject(std::uint64_t t_ns, std::size_t from, std::size_t to, std::vector<std::uint8_t> bytes);
+  /// Called with every datagram a member transmits, before routing (to capture traffic
+  /// for a replay); nullptr stops it.
+  void set_tap(std::function<void(std::size_t from, std::span<const std::uint8_t>)> tap) { tap_ = std::move(tap); }
+
   // --- running ----------------------------------------------------------------------------
 
   /// Process every event due at or before `t_ns`, then set now to `t_ns`. Returns false when
@@ -299,6 +307,7 @@ class Network {
   LinkStats unroutable_;  ///< unicast datagrams that found no member
   std::ostream* trace_ = nullptr;
   std::function<void(std::uint64_t)> fingerprint_sink_;
+  std::function<void(std::size_t, std::span<const std::uint8_t>)> tap_;
 };
 
 }  // namespace tmc::sim

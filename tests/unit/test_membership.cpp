@@ -385,3 +385,43 @@ TEST_CASE("membership.heartbeat: a member without a usable name announces one ma
   const Packet* p = a.sink.transmitted[0];
   CHECK(std::string_view(reinterpret_cast<const char*>(p->payload()), p->payload_len) == "member-0000abcd");
 }
+
+TEST_CASE("membership.heartbeat: named members close the view to everyone else") {
+  PacketPool pool(2048, 16, 256);
+  const std::uint32_t id_a = wire::channel_hash("a", 1);
+  const std::uint32_t id_b = wire::channel_hash("b", 1);
+  Endpoint b(pool, member_plan("b", {}, {"a", "b"}), make_env(id_b, 200));
+  b->start(0);
+  const MemberMask receivers = b->group().receivers();
+  const std::uint64_t view = b->group().view_id();
+  // An unlisted name never joins: no slot, no event, the ack set is unchanged.
+  b->receive(heartbeat(pool, 77, 5, "mallory"), kMs);
+  CHECK(b->group().slot_of_name("mallory") == kNoSlot);
+  CHECK(last_event(b.sink, EventType::member_joined) == nullptr);
+  CHECK(b->group().receivers() == receivers);
+  CHECK(b->group().view_id() == view);
+  CHECK(counter(b, "drops.not_in_view") == 1);
+  // A named member's data is delivered even before its first heartbeat (its id is the
+  // FNV-1a of its name), and its heartbeat joins it.
+  b->receive(datagram(pool, id_a, 9, 0, "from a"), 3 * kMs);
+  CHECK(b.sink.payloads() == std::vector<std::string>{"from a"});
+  b->receive(heartbeat(pool, id_a, 9, "a"), 4 * kMs);
+  const int sa = b->group().slot_of_name("a");
+  REQUIRE(sa > 0);
+  CHECK(b->group().member(sa).state == MemberState::alive);
+  // Every named member heard: data from a sender id that is no named member's is
+  // dropped, never delivered.
+  b->receive(datagram(pool, 77, 5, 0, "forged"), 5 * kMs);
+  CHECK(b.sink.payloads() == std::vector<std::string>{"from a"});
+  CHECK(counter(b, "drops.not_in_view") == 2);
+}
+
+TEST_CASE("membership.heartbeat: without named members the view stays open") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint b(pool, member_plan("b"), make_env(2, 200));
+  b->start(0);
+  b->receive(datagram(pool, 77, 5, 0, "anyone"), kMs);
+  CHECK(b.sink.payloads() == std::vector<std::string>{"anyone"});
+  b->receive(heartbeat(pool, 77, 5, "newcomer"), 2 * kMs);
+  CHECK(b->group().slot_of_name("newcomer") > 0);
+}

@@ -118,6 +118,28 @@ const Event* event_for(Node& n, EventType t, std::uint64_t token) {
   return nullptr;
 }
 
+// A forged reliable data datagram from (sender, epoch) claiming sequence `rseq` and
+// trailing edge `trail`, ready for Pipeline::receive.
+Packet* forged_rel(PacketPool& pool, std::uint32_t sender, std::uint32_t epoch, std::uint64_t rseq,
+                   std::uint64_t trail, std::string_view payload = "forged") {
+  Packet* s = pool.alloc();
+  REQUIRE(s != nullptr);
+  s->reset_for_send(static_cast<std::uint32_t>(payload.size()));
+  std::memcpy(s->payload(), payload.data(), payload.size());
+  s->kind = wire::Kind::data;
+  s->flags = wire::kFlagReliable;
+  s->channel = wire::channel_hash("test", 4);
+  s->sender = sender;
+  s->epoch = epoch;
+  std::uint8_t* body = s->push_ext(wire::Ext::rel, detail::kRelBodyBytes);
+  REQUIRE(body != nullptr);
+  detail::encode_rel(body, detail::RelBody{rseq, trail});
+  s->seal();
+  Packet* r = as_received(pool, *s);
+  s->release();
+  return r;
+}
+
 // A sender "a" (slot 0) that knows receivers "b" (slot 1) and "c" (slot 2).
 struct Trio {
   explicit Trio(KV params = {}) : a("a", 100, params), b("b", 200, params), c("c", 300, params) {
@@ -473,6 +495,67 @@ TEST_CASE("reliability.arq: a receiver skips what the sender has settled (traili
   REQUIRE(out.size() == 1);
   CHECK(out[0].kind == wire::Kind::ack);
   CHECK(out[0].ack.cumulative == 3);
+}
+
+TEST_CASE("reliability.arq: a trailing edge claimed beyond the window moves nothing (dropped, counted)") {
+  Node a("a", 100, {});
+  Node b("b", 200, {});
+  a.hear("b", 200);
+  b.hear("a", 100);
+  a.send("m1", 0, 1);
+  multicast(a, {&b}, 0);
+  REQUIRE(b.got() == std::vector<std::string>{"m1"});
+  // Under a's id and epoch, a datagram whose sequence and trailing edge are 2^20 ahead.
+  constexpr std::uint64_t kJump = std::uint64_t{1} << 20;
+  b.pl().receive(forged_rel(b.pool, 100, 1000, 1 + kJump, 1 + kJump), kMs);
+  CHECK(b.got() == std::vector<std::string>{"m1"});
+  CHECK(b.c("reliability.beyond_window") == 1);
+  // a's next real message is still fresh at b: delivered, not dropped as a duplicate.
+  a.send("m2", 2 * kMs, 2);
+  multicast(a, {&b}, 2 * kMs);
+  CHECK(b.got() == std::vector<std::string>{"m1", "m2"});
+  CHECK(b.c("reliability.duplicates") == 0);
+  b.tick(10 * kMs);
+  multicast(b, {&a}, 10 * kMs);
+  CHECK(events(a, EventType::delivery_met) == 2);
+}
+
+TEST_CASE("reliability.arq: a flood of strangers never evicts a member's state; a replay stays a duplicate") {
+  Node a("a", 100, {});
+  Node b("b", 200, {});
+  a.hear("b", 200);
+  b.hear("a", 100);
+  for (int i = 1; i <= 3; ++i) a.send("m" + std::to_string(i), 0, i);
+  std::vector<Packet*> captured;
+  for (Packet* p : a.sink().transmitted) captured.push_back(as_received(a.pool, *p));
+  multicast(a, {&b}, 0);
+  REQUIRE(b.got().size() == 3);
+  // Far more unknown sender ids than there are receive slots, each with a fresh stream.
+  for (std::uint32_t id = 1; id <= 500; ++id) {
+    b.pl().receive(forged_rel(b.pool, 100000 + id, 7, 1, 1, "stranger"), kMs + id * kUs);
+  }
+  CHECK(b.c("reliability.senders_evicted") > 0);
+  const std::size_t before = b.got().size();
+  for (Packet* p : captured) {
+    b.pl().receive(as_received(b.pool, *p), 2 * kMs);
+    p->release();
+  }
+  CHECK(b.got().size() == before);  // nothing of a's delivered twice
+  CHECK(b.c("reliability.duplicates") == 3);
+}
+
+TEST_CASE("reliability.arq: an evicted sender's settled edge survives: its replay is not fresh") {
+  Node b("b", 200, {});
+  // 64 strangers fill every slot; one more evicts the first (the longest silent).
+  for (std::uint32_t id = 1; id <= 65; ++id) {
+    b.pl().receive(forged_rel(b.pool, 1000 + id, 7, 1, 1, "s" + std::to_string(id)), id * kUs);
+  }
+  REQUIRE(b.c("reliability.senders_evicted") == 1);
+  REQUIRE(b.got().size() == 65);
+  // The first stranger's datagram again: a new state starts at its remembered edge.
+  b.pl().receive(forged_rel(b.pool, 1001, 7, 1, 1, "s1"), kMs);
+  CHECK(b.got().size() == 65);
+  CHECK(b.c("reliability.duplicates") == 1);
 }
 
 TEST_CASE("reliability.arq: a send-only member delivers but never acks or NACKs") {

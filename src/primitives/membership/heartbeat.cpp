@@ -27,6 +27,13 @@
 //   Every other packet from a known alive (sender, epoch) refreshes that member's
 //   liveness (Group::touch) and passes unchanged; heartbeats are consumed here.
 //
+//   A manifest that names its members closes the group: heartbeats under any other name
+//   are dropped (not_in_view) and never join the view or an ack set, and other packets
+//   pass only from a sender id heard under a named slot or the id a named member's name
+//   hashes to (FNV-1a, as the runtime derives it); once every named member has been heard
+//   the rest are dropped (not_in_view). (Before that, a named member not heard yet may
+//   use another id, as in the simulator, so other ids still pass.)
+//
 //   When a member appears (new, back from failure, or with a new epoch) this member sends
 //   a heartbeat at once, at most one per interval_us / 4, so that the newcomer learns of
 //   us within one round trip instead of one interval. Periodic heartbeats are spaced by
@@ -108,6 +115,7 @@ class HeartbeatStage final : public Stage {
     started_ = true;
     start_ns_ = io.now_ns();
     set_self_name(io.group());
+    note_named_members(io.group());
     send_heartbeat(io, 0);
     rearm(io);
   }
@@ -121,7 +129,11 @@ class HeartbeatStage final : public Stage {
 
   void on_receive(Packet* p, StageIo& io) noexcept override {
     if (p->kind != wire::Kind::heartbeat) {
-      io.group().touch(p->sender, p->epoch, io.now_ns());
+      Group& g = io.group();
+      if (!g.touch(p->sender, p->epoch, io.now_ns()) && !admits_sender(g, p->sender)) {
+        io.drop(p, DropReason::not_in_view);  // a closed view: not a named member's id
+        return;
+      }
       io.up(p);
       return;
     }
@@ -166,6 +178,31 @@ class HeartbeatStage final : public Stage {
 
   // The name this member announces: the Group's (from the plan), or one made from the
   // sender id when the plan has none or one that cannot travel in a heartbeat.
+  // The manifest's named members are the slots still expected at start. With any, the
+  // view is closed: no other name joins, and data enters only from a member heard under a
+  // named slot or from the id a named member's name hashes to (its FNV-1a).
+  void note_named_members(const Group& g) noexcept {
+    n_named_ = 0;
+    for (std::size_t i = 1; i < g.slots() && n_named_ < named_ids_.size(); ++i) {
+      const MemberInfo& m = g.member(static_cast<int>(i));
+      if (m.state == MemberState::expected) named_ids_[n_named_++] = wire::channel_hash(m.name.data(), m.name.size());
+    }
+    closed_ = n_named_ != 0;
+  }
+
+  [[nodiscard]] bool admits_sender(const Group& g, std::uint32_t sender) const noexcept {
+    if (!closed_ || g.slot_of_sender(sender) != kNoSlot) return true;
+    for (std::size_t i = 0; i < n_named_; ++i) {
+      if (named_ids_[i] == sender) return true;
+    }
+    // A named member not heard yet may send under an id that is not its name's hash (the
+    // simulator's are random): until every named member has been heard, admit the rest.
+    for (std::size_t i = 1; i < g.slots(); ++i) {
+      if (g.member(static_cast<int>(i)).sender == 0) return true;
+    }
+    return false;
+  }
+
   void set_self_name(const Group& g) noexcept {
     const std::string& name = g.member(g.self_slot()).name;
     if (hb::valid_name(name)) {
@@ -241,6 +278,10 @@ class HeartbeatStage final : public Stage {
     if (known != kNoSlot && is_retired(known, p->epoch)) {
       io.count(stale_heartbeats);
       io.drop(p, DropReason::stale_epoch);
+      return;
+    }
+    if (known == kNoSlot && closed_) {  // the manifest named the members: not one of them
+      io.drop(p, DropReason::not_in_view);
       return;
     }
     if (stopped_) {  // a retired pipeline keeps its last view
@@ -362,6 +403,9 @@ class HeartbeatStage final : public Stage {
 
   bool started_ = false;
   bool stopped_ = false;
+  bool closed_ = false;  ///< the manifest named the members: nobody else is admitted
+  std::array<std::uint32_t, kMaxGroupMembers> named_ids_{};
+  std::size_t n_named_ = 0;
   std::uint64_t start_ns_ = 0;
   std::uint64_t next_heartbeat_ns_ = 0;
   std::uint64_t last_sent_ns_ = 0;

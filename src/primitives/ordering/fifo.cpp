@@ -44,7 +44,8 @@
 //
 //   An evicted sender that returns is first seen again, so the stage may report numbers it
 //   delivered before the eviction; eviction is the overload escape hatch and does not keep
-//   the accounting exact.
+//   the accounting exact. It takes the least recently active sender outside the membership
+//   view, so unknown sender ids (however many) never evict a member's state.
 //
 //   Drop-stale mode never reports gaps (the paper's rule skips silently by design), so its
 //   first sight simply accepts any number; nothing changes there.
@@ -454,7 +455,7 @@ class FifoStage final : public Stage {
     if (n_senders_ < max_senders_) {
       idx = n_senders_++;
     } else {
-      idx = lru_.back();
+      idx = eviction_victim(io.group());
       evict(idx, io);
     }
     table_.insert(hash(id), id, idx);
@@ -467,6 +468,16 @@ class FifoStage final : public Stage {
     s.next = 0;  // first_sight() decides where delivery starts
     lru_.push_front(senders_.data(), idx);
     return idx;
+  }
+
+  // The least recently active sender outside the view: a flood of unknown sender ids
+  // never evicts a member (the view holds at most kMaxGroupMembers, so strangers keep a
+  // share). A member goes only when every tracked sender is one (max_senders is smaller).
+  [[nodiscard]] std::uint32_t eviction_victim(const Group& g) const noexcept {
+    for (std::uint32_t i = lru_.back(); i != detail::kNoIndex; i = senders_[i].lru.prev) {
+      if (g.slot_of_sender(senders_[i].id) == kNoSlot) return i;
+    }
+    return lru_.back();
   }
 
   void evict(std::uint32_t idx, StageIo& io) noexcept {

@@ -95,22 +95,49 @@ ArqReceiver::RxState* ArqReceiver::find_rx(std::uint32_t sender) noexcept {
 ArqReceiver::RxState* ArqReceiver::rx_for(const Packet& p, StageIo& io) noexcept {
   RxState* s = find_rx(p.sender);
   if (s != nullptr) return s;
-  // Cold: a new sender. Take a free slot, or the one silent the longest.
+  // Cold: a new sender. Take a free slot, else the one silent the longest among senders
+  // outside the view; a member of the view is never evicted to make room for a stranger
+  // (the view holds fewer members than there are slots, so strangers always have a share).
+  const Group& g = io.group();
+  RxState* stranger = nullptr;
+  RxState* member = nullptr;
   RxState* victim = nullptr;
   for (RxState& c : rx_) {
     if (!c.used) {
       victim = &c;
       break;
     }
-    if (victim == nullptr || c.last_used_ns < victim->last_used_ns) victim = &c;
+    RxState*& oldest = g.slot_of_sender(c.sender) == kNoSlot ? stranger : member;
+    if (oldest == nullptr || c.last_used_ns < oldest->last_used_ns) oldest = &c;
   }
+  if (victim == nullptr) victim = stranger != nullptr ? stranger : member;
+  if (victim->used && victim == member && g.slot_of_sender(p.sender) == kNoSlot) return nullptr;
   if (victim->used) {
     io.count(c_senders_evicted);
+    remember_edge(*victim);
     hold_.release_all(slot_of(*victim), io);
   }
   victim->used = false;
   victim->sender = p.sender;
   return victim;
+}
+
+// An evicted incarnation's settled edge, kept so that a new state for it never takes its
+// old datagrams (a replay) as fresh. A ring: under a flood of strangers the oldest go.
+void ArqReceiver::remember_edge(const RxState& s) noexcept {
+  evicted_[next_evicted_] = EvictedEdge{s.sender, s.epoch, s.cum};
+  next_evicted_ = (next_evicted_ + 1) % evicted_.size();
+}
+
+std::uint64_t ArqReceiver::forget_edge(std::uint32_t sender, std::uint32_t epoch) noexcept {
+  for (EvictedEdge& e : evicted_) {
+    if (e.sender == sender && e.epoch == epoch && e.cum != 0) {
+      const std::uint64_t cum = e.cum;
+      e = EvictedEdge{};
+      return cum;
+    }
+  }
+  return 0;
 }
 
 void ArqReceiver::reset_rx(RxState& s, const Packet& p, const RelBody& rel) noexcept {
@@ -124,8 +151,11 @@ void ArqReceiver::reset_rx(RxState& s, const Packet& p, const RelBody& rel) noex
   // Start at the sender's trailing edge: below it everything is settled. Never NACK
   // below the first packet seen (history from before we joined).
   s.cum = rel.trail - 1;
-  s.highest = s.cum;
   s.nack_floor = rel.rseq;
+  // Evicted before: what was delivered then stays delivered.
+  const std::uint64_t was = forget_edge(p.sender, p.epoch);
+  if (was > s.cum) s.cum = was;
+  s.highest = s.cum;
   hold_.restart(slot_of(s), s.cum);  // empty: release_all() ran first
 }
 
@@ -156,6 +186,11 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
   }
   const std::uint64_t now = io.now_ns();
   RxState* s = rx_for(*p, io);
+  if (s == nullptr) {  // a stranger, and every slot holds a member of the view
+    io.drop(p, DropReason::not_in_view);
+    hold_.flush(io);
+    return;
+  }
   const std::size_t slot = slot_of(*s);
   if (!s->used) {
     reset_rx(*s, *p, *rel);
@@ -172,18 +207,22 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     hold_.release_all(slot, io);  // the old incarnation's
     reset_rx(*s, *p, *rel);
   }
-  s->last_used_ns = now;
-  if (rel->trail > 1) advance_to(*s, rel->trail - 1);
-  if (cfg_.in_order) hold_.release_through(slot, s->cum, now);  // the sender gave up on a gap below them
   const std::uint64_t r = rel->rseq;
-  if (r > s->cum + rx_bits_) {
-    // Beyond what we can track (the sender's window is larger than ours): do not ack,
-    // the sender will retransmit once we have caught up.
+  const std::uint64_t settled = rel->trail > 1 ? rel->trail - 1 : 0;
+  if (settled > s->cum + rx_bits_ || r > std::max(s->cum, settled) + rx_bits_) {
+    // Beyond what we can track: the sender's window is larger than ours (do not ack, it
+    // retransmits once we have caught up), or a datagram claims a trailing edge more than
+    // a window ahead (a forgery would otherwise settle everything the real sender has not
+    // sent yet, so its real messages would be dropped as duplicates and acked). Checked
+    // before anything moves: the state is left as it was.
     io.count(c_beyond_window);
     io.drop(p, DropReason::buffer_full);
     hold_.flush(io);
     return;
   }
+  s->last_used_ns = now;
+  if (settled != 0) advance_to(*s, settled);
+  if (cfg_.in_order) hold_.release_through(slot, s->cum, now);  // the sender gave up on a gap below them
   if (have(*s, r)) {
     // Our ack was lost (or the network duplicated the packet): ack again at once, and
     // once more after ack_delay_us. A retransmission of something we have means the

@@ -11,10 +11,15 @@
 // Each Ext::rel carries the sender's trailing edge (lowest unsettled rseq): a receiver that
 // joins mid-stream starts there instead of at 1, and stops waiting for (and NACKing)
 // anything the sender has already settled, so a partition that heals never leaves it
-// asking for history forever. State for kMaxRxSenders senders (bitmaps included) is made in
-// configure(); a new sender beyond them takes the slot silent the longest.
+// asking for history forever (as long as the edge moves by less than a window at a time: a
+// jump beyond it is dropped and counted, so one forged datagram cannot settle what the
+// real sender has not sent). State for kMaxRxSenders senders (bitmaps included) is made in
+// configure(); a new sender beyond them takes the slot silent the longest among senders
+// outside the view (members are never evicted for strangers), and an evicted incarnation's
+// settled edge is remembered (kEvictedEdges of them) so a replay after it is no fresh news.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -79,6 +84,14 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
     std::uint64_t* bits = nullptr;  // ring bitmap for (cum, cum + window_bits]
   };
 
+  // The settled edge of an evicted sender incarnation (cum 0: an empty entry).
+  struct EvictedEdge {
+    std::uint32_t sender = 0;
+    std::uint32_t epoch = 0;
+    std::uint64_t cum = 0;
+  };
+  static constexpr std::size_t kEvictedEdges = 64;
+
   [[nodiscard]] std::size_t slot_of(const RxState& s) const noexcept {
     return static_cast<std::size_t>(&s - rx_.data());
   }
@@ -95,6 +108,8 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   RxState* find_rx(std::uint32_t sender) noexcept;
   RxState* rx_for(const Packet& p, StageIo& io) noexcept;
   void reset_rx(RxState& s, const Packet& p, const detail::RelBody& rel) noexcept;
+  void remember_edge(const RxState& s) noexcept;
+  std::uint64_t forget_edge(std::uint32_t sender, std::uint32_t epoch) noexcept;
   std::uint64_t nack_spread_ns(const Group& g) const noexcept;
   std::uint32_t nack_rounds() const noexcept;
   void schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io) noexcept;
@@ -115,6 +130,8 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   std::vector<RxState> rx_;
   std::uint64_t deadline_ = 0;
   InOrderHold hold_;
+  std::array<EvictedEdge, kEvictedEdges> evicted_{};
+  std::size_t next_evicted_ = 0;
 };
 
 }  // namespace tmc::arq
