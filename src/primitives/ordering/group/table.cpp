@@ -139,7 +139,7 @@ std::uint32_t MsgTable::entry_to_place(std::uint32_t sender, std::uint32_t epoch
   if (done && !reliable_) return kNone;
   idx = insert(sender, epoch, seq, io.now_ns());
   if (idx == kNone) {
-    io.count(full_drops);
+    io.count(Counter::full);
   } else if (done) {
     // Reliable mode: the sequencer orders a message we delivered already. That happens
     // only when views disagreed: the sequencer was cut off from a term we delivered in
