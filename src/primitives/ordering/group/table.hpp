@@ -1,7 +1,7 @@
 // ordering.group's message table: the one structure every part of the stage shares (see
 // the dependency graph in group/stage.hpp). It holds
 //   - the messages waiting for their place in the total order, keyed by (sender, epoch,
-//     per-sender seq) in an open-addressing hash over a preallocated slot array,
+//     per-sender seq) in a preallocated slot array, found through an IndexTable,
 //   - each sender's progress (delivered so far, and the sequencer's next to order),
 //   - the current term's global order: a ring of window slots indexed by global number and
 //     the delivery cursor (next global to deliver, highest known), and
@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "primitives/common/index_table.hpp"
 #include "primitives/ordering/group/wire.hpp"
 #include "tmc/stage.hpp"
 
@@ -203,6 +204,7 @@ class MsgTable {
   void put_direct(std::uint64_t g, Packet* p, StageIo& io) noexcept;
 
  private:
+  /// The key's salted hash: the index's slot (low bits) and tag (all 32).
   [[nodiscard]] std::uint32_t hash(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq) const noexcept;
   void note_gap_state(StageIo& io) noexcept;
   void deliver_direct(StageIo& io) noexcept;
@@ -217,8 +219,7 @@ class MsgTable {
 
   std::vector<Msg> msgs_;
   std::vector<std::uint32_t> free_;
-  std::vector<std::uint32_t> table_;
-  std::uint32_t table_mask_ = 0;
+  IndexTable index_;  ///< (sender, epoch, seq) -> entry of msgs_
   std::vector<SenderState> senders_;
   std::uint64_t use_clock_ = 0;
   std::size_t held_ = 0;
