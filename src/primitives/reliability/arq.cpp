@@ -51,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "primitives/common/stage_timer.hpp"
 #include "primitives/reliability/ack_format.hpp"
 #include "primitives/reliability/arq_config.hpp"
 #include "primitives/reliability/arq_receiver.hpp"
@@ -122,8 +123,7 @@ class ArqStage final : public Stage {
     ++depth_;
     sender_.fail_all(io);
     --depth_;
-    io.cancel_timer();
-    armed_ns_ = 0;
+    timer_.cancel(io);
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override {
@@ -177,7 +177,7 @@ class ArqStage final : public Stage {
   }
 
   void on_tick(StageIo& io) noexcept override {
-    armed_ns_ = 0;
+    timer_.fired();
     ++depth_;
     check_view(io);
     const std::uint64_t now = io.now_ns();
@@ -231,17 +231,7 @@ class ArqStage final : public Stage {
   }
 
   void update_timer(StageIo& io) noexcept {
-    std::uint64_t next = 0;
-    for (std::uint64_t t : {sender_.deadline(), receiver_.deadline()}) {
-      if (t != 0 && (next == 0 || t < next)) next = t;
-    }
-    if (next == armed_ns_) return;
-    armed_ns_ = next;
-    if (next == 0) {
-      io.cancel_timer();
-    } else {
-      io.arm_timer(next);
-    }
+    timer_.arm_earliest(io, {sender_.deadline(), receiver_.deadline()});
   }
 
   StageEnv env_;
@@ -250,7 +240,7 @@ class ArqStage final : public Stage {
   std::uint64_t view_seen_ = ~std::uint64_t{0};
   arq::ArqSender sender_;
   arq::ArqReceiver receiver_;
-  std::uint64_t armed_ns_ = 0;
+  detail::StageTimer timer_;
   int depth_ = 0;
 };
 

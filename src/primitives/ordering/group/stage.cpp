@@ -145,7 +145,7 @@ void GroupStage::on_receive(Packet* p, StageIo& io) noexcept {
 }
 
 void GroupStage::on_tick(StageIo& io) noexcept {
-  armed_ns_ = 0;
+  timer_.fired();
   const std::uint64_t now = io.now_ns();
   if (!net_unrel()) refresh_view(io);
   if (seq_.flush_at() != 0 && seq_.flush_at() <= now) seq_.flush(io);
@@ -428,21 +428,11 @@ void GroupStage::receive_stamped(Packet* p, StageIo& io) noexcept {
 }
 
 void GroupStage::rearm(StageIo& io) noexcept {
-  std::uint64_t d = 0;
   const std::uint64_t periodic =
       rel() && need_periodic() ? std::max<std::uint64_t>(1, agreement_.last_status_ns() + kStatusPeriodNs) : 0;
-  for (std::uint64_t x : {seq_.flush_at(), reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : seq_.wait_at(),
-                          reliable_ ? 0 : table_.expire_at(), rel() ? agreement_.status_due() : 0, periodic,
-                          net_.own_due_ns()}) {
-    if (x != 0 && (d == 0 || x < d)) d = x;
-  }
-  if (d == armed_ns_) return;
-  armed_ns_ = d;
-  if (d == 0) {
-    io.cancel_timer();
-  } else {
-    io.arm_timer(d);
-  }
+  timer_.arm_earliest(io, {seq_.flush_at(), reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : seq_.wait_at(),
+                           reliable_ ? 0 : table_.expire_at(), rel() ? agreement_.status_due() : 0, periodic,
+                           net_.own_due_ns()});
 }
 
 }  // namespace tmc::detail::group_order
