@@ -8,6 +8,7 @@
 //   tmc run --manifest M.yaml [--name N] -- PROGRAM ARGS...
 //                                               run an unmodified UDP program over libTMC (docs/retrofit.md)
 //   tmc stat [--json|--prometheus|--watch|--clean]  live counters of running processes (docs/operations.md)
+//   tmc modules keygen|sign|verify|list|info    operate a signed module repository (docs/modules.md)
 //
 // Exit status: 0 success, 1 the input has problems (all of them are printed), 2 usage.
 #include <CLI/CLI.hpp>
@@ -22,6 +23,7 @@
 #include "tmc/capabilities.hpp"
 #include "tmc/manifest.hpp"
 #include "tmc/stage.hpp"
+#include "tmc_modules.hpp"
 #include "tmc_stat.hpp"
 #include "tmc_run.hpp"
 
@@ -112,6 +114,8 @@ int main(int argc, char** argv) {
   run->add_option("command", run_opts.command, "the program and its arguments (after --)")->required();
   tmc_tool::StatOptions stat_opts;
   auto* stat = tmc_tool::add_stat_command(app, stat_opts);
+  tmc_tool::ModulesOptions modules_opts;
+  auto* modules = tmc_tool::add_modules_command(app, modules_opts);
 
   // CLI11 alone would say only "A subcommand is required" for a misspelt one.
   const std::vector<CLI::App*> subcommands = app.get_subcommands([](CLI::App*) { return true; });
@@ -146,6 +150,7 @@ int main(int argc, char** argv) {
     }
     if (stages->parsed()) return run_stages(markdown);
     if (stat->parsed()) return tmc_tool::run_stat(stat_opts);
+    if (modules->parsed()) return tmc_tool::run_modules(modules_opts);
     if (run->parsed()) return tmc_tool::run_program(run_opts);
   } catch (const std::exception& e) {
     std::cerr << "tmc: " << e.what() << "\n";
