@@ -353,6 +353,10 @@ TEST_CASE("a signed but malformed index is refused naming the field and the line
        ":6: refused at step 'index' for module 'fixture': missing field 'sha256'"},
       {head + module("1", "lib/fixture.so") + module("1", "lib/fixture.so"),
        ":11: refused at step 'index' for module 'fixture': the module is listed twice"},
+      {head + module("1", "lib/fixture.so", "    stages: [fixture.noop]\n") +
+           "  - name: other\n    version: \"1.0.0\"\n    abi: 1\n    file: lib/fixture.so\n    sha256: \"" + digest +
+           "\"\n    stages: [fixture.noop]\n",
+       ":12: refused at step 'index' for module 'other': 'fixture.noop' is already provided by module 'fixture'"},
       {"format: 2\nrepository: \"unit\"\nversion: 1\nexpires: \"2026-02-01T00:00:00Z\"\nmodules: []\n",
        ":1: refused at step 'index': index format 2 is not supported (this build reads format 1)"},
       {"format: 1\nrepository: \"unit\"\nexpires: \"2026-02-01T00:00:00Z\"\nmodules: []\n",
@@ -440,4 +444,22 @@ TEST_CASE("the test repository built with the tree verifies against its trust fi
     auto obj = mod::verify_object(idx.value(), m);
     CHECK_MESSAGE(obj.ok(), obj.status().to_string());
   }
+}
+
+TEST_CASE("the index finds the module that provides a kind") {
+  Repo r;
+  auto idx = r.open();
+  REQUIRE(idx.ok());
+  const mod::ModuleEntry* m = idx->index.provider_of("fixture.noop");
+  REQUIRE(m != nullptr);
+  CHECK(m->name == "fixture");
+  CHECK(idx->index.provider_of("reliability.arq") == nullptr);
+}
+
+TEST_CASE("rollback protection cannot be skipped, and an oversized index is not read") {
+  Repo r;
+  check_refused(refusal_of(mod::open_repository(r.dir, r.trust, fs::path(), kT0)),
+                {"refused at step 'rollback': no state file given"});
+  spit(r.dir / "index.yaml", std::string(mod::kMaxMetadataBytes + 1, '#'));
+  check_refused(refusal_of(r.open()), {"refused at step 'read'", "larger than 1048576 bytes"});
 }

@@ -146,6 +146,16 @@ const ModuleEntry* Index::find(std::string_view name) const {
   return nullptr;
 }
 
+const ModuleEntry* Index::provider_of(std::string_view kind) const {
+  for (const ModuleEntry& m : modules) {
+    if (std::find(m.stages.begin(), m.stages.end(), kind) != m.stages.end() ||
+        std::find(m.controllers.begin(), m.controllers.end(), kind) != m.controllers.end()) {
+      return &m;
+    }
+  }
+  return nullptr;
+}
+
 std::optional<std::chrono::sys_seconds> parse_utc(std::string_view text) {
   // YYYY-MM-DDTHH:MM:SSZ, exactly.
   if (text.size() != 20 || text[4] != '-' || text[7] != '-' || text[10] != 'T' || text[13] != ':' ||
@@ -221,6 +231,15 @@ Result<Index> parse_index(std::string_view text, const std::string& file, IndexM
       ModuleEntry m;
       if (Status s = parse_module(v, file, mode, m); !s) return s;
       if (!names.insert(m.name).second) return refusal(kStep, file, m.line, m.name, "the module is listed twice");
+      // A kind is found by name, so exactly one module may provide it.
+      for (const auto* kinds : {&m.stages, &m.controllers}) {
+        for (const std::string& kind : *kinds) {
+          if (const ModuleEntry* other = idx.provider_of(kind)) {
+            return refusal(kStep, file, m.line, m.name,
+                           "'" + kind + "' is already provided by module '" + other->name + "'");
+          }
+        }
+      }
       idx.modules.push_back(std::move(m));
     }
   }

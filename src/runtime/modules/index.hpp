@@ -50,6 +50,8 @@ struct Index {
   std::vector<ModuleEntry> modules;
 
   [[nodiscard]] const ModuleEntry* find(std::string_view name) const;
+  /// The module that provides stage kind or congestion controller `kind`, or nullptr.
+  [[nodiscard]] const ModuleEntry* provider_of(std::string_view kind) const;
 };
 
 enum class IndexMode { signed_index, draft };

@@ -153,14 +153,22 @@ bool verify_detached(std::string_view message, const Signature& sig, const Publi
                                      message.size(), pk.data()) == 0;
 }
 
-Result<std::string> read_file(const std::filesystem::path& path) {
+Result<std::string> read_file(const std::filesystem::path& path, std::uintmax_t max_bytes) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
     return Status(Code::IO_ERROR, path.string() + ": is a directory, not a file");
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status(Code::IO_ERROR, path.string() + ": cannot open: " + std::strerror(errno));
-  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string out;
+  std::array<char, 1 << 14> buf;
+  while (in) {
+    in.read(buf.data(), buf.size());
+    out.append(buf.data(), static_cast<std::size_t>(in.gcount()));
+    if (out.size() > max_bytes) {
+      return Status(Code::IO_ERROR, path.string() + ": larger than " + std::to_string(max_bytes) + " bytes");
+    }
+  }
   if (in.bad()) return Status(Code::IO_ERROR, path.string() + ": read error");
   return out;
 }

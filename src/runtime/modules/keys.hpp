@@ -87,7 +87,11 @@ Result<DetachedSignature> parse_signature_file(std::string_view text, const std:
 /// so a reader sees the old file or the new one, never a torn one.
 Status write_file_atomically(const std::filesystem::path& path, std::string_view contents, unsigned mode = 0644);
 
-/// Read a whole file; IO_ERROR naming the file on failure.
-Result<std::string> read_file(const std::filesystem::path& path);
+/// The largest file of the repository's own formats (index, signature, trust, key, state)
+/// read at all: an index is read before it is authenticated, so its size is bounded.
+inline constexpr std::uintmax_t kMaxMetadataBytes = 1 << 20;
+
+/// Read a whole file of at most `max_bytes`; IO_ERROR naming the file on failure.
+Result<std::string> read_file(const std::filesystem::path& path, std::uintmax_t max_bytes = kMaxMetadataBytes);
 
 }  // namespace tmc::modules

@@ -43,6 +43,10 @@ Result<VerifiedIndex> open_repository(const fs::path& dir, const fs::path& trust
                                       std::chrono::sys_seconds now, std::vector<std::string>* passed) {
   const fs::path index_path = dir / kIndexFile;
   const fs::path sig_path = dir / kSignatureFile;
+  if (state_file.empty()) {
+    return refusal("rollback", index_path.string(), 0, "",
+                   "no state file given: rollback protection needs one to remember accepted versions");
+  }
 
   // read: the index and its detached signature.
   auto index_text = read_file(index_path);
@@ -54,7 +58,7 @@ Result<VerifiedIndex> open_repository(const fs::path& dir, const fs::path& trust
     return refusal("signature", sig_path.string(), 0, "",
                    "the index is unsigned: there is no index.yaml.sig next to index.yaml (sign it with `tmc modules sign`)");
   }
-  auto sig_text = read_file(sig_path);
+  auto sig_text = read_file(sig_path, 4096);
   if (!sig_text) {
     return refusal("read", sig_path.string(), 0, "", "cannot read the index signature: " + sig_text.status().message());
   }
