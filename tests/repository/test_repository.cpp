@@ -463,3 +463,16 @@ TEST_CASE("rollback protection cannot be skipped, and an oversized index is not 
   spit(r.dir / "index.yaml", std::string(mod::kMaxMetadataBytes + 1, '#'));
   check_refused(refusal_of(r.open()), {"refused at step 'read'", "larger than 1048576 bytes"});
 }
+
+TEST_CASE("verify_modules hands the loader every named module, or the first refusal") {
+  Repo r;
+  auto all = mod::verify_modules(r.dir, r.trust, r.state, {"fixture"}, kT0 + 1h);
+  REQUIRE_MESSAGE(all.ok(), all.status().to_string());
+  REQUIRE(all->size() == 1);
+  CHECK(all->front().entry().name == "fixture");
+  CHECK(slurp(all->front().load_path()) == slurp(r.dir / "lib" / "fixture.so"));
+  check_refused(refusal_of(mod::verify_modules(r.dir, r.trust, r.state, {"fixture", "fec"}, kT0 + 1h)),
+                {"refused at step 'index' for module 'fec': the repository does not list it"});
+  check_refused(refusal_of(mod::verify_modules(r.dir, r.trust, r.state, {"fixture"}, kT0 + 365 * 24h)),
+                {"refused at step 'expiry'"});
+}

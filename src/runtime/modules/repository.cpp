@@ -208,6 +208,21 @@ Result<VerifiedObject> verify_object(const VerifiedIndex& repo, const ModuleEntr
   return VerifiedObject(entry, path, fd);
 }
 
+Result<std::vector<VerifiedObject>> verify_modules(const fs::path& dir, const fs::path& trust_file,
+                                                   const fs::path& state_file, const std::vector<std::string>& names,
+                                                   std::chrono::sys_seconds now) {
+  auto repo = open_repository(dir, trust_file, state_file, now);
+  if (!repo) return repo.status();
+  std::vector<VerifiedObject> out;
+  out.reserve(names.size());
+  for (const std::string& name : names) {
+    auto obj = verify_object(repo.value(), name);
+    if (!obj) return obj.status();
+    out.push_back(std::move(obj).value());
+  }
+  return out;
+}
+
 std::optional<std::chrono::seconds> parse_duration(std::string_view text) {
   if (text.size() < 2) return std::nullopt;
   std::int64_t n = 0;

@@ -81,6 +81,15 @@ Result<VerifiedObject> verify_object(const VerifiedIndex& repo, const ModuleEntr
 /// The module named `name`, or a refusal naming it when the index does not list it.
 Result<VerifiedObject> verify_object(const VerifiedIndex& repo, std::string_view name);
 
+/// What a process hands the module loader: open the repository (every index check) and
+/// verify the objects of the modules named, in that order. The first refusal stops it.
+/// The loader dlopen()s each VerifiedObject::load_path() and reports entry() and sha256()
+/// as the stage's provenance.
+Result<std::vector<VerifiedObject>> verify_modules(const std::filesystem::path& dir,
+                                                   const std::filesystem::path& trust_file,
+                                                   const std::filesystem::path& state_file,
+                                                   const std::vector<std::string>& names, std::chrono::sys_seconds now);
+
 // --- the operator's side ---------------------------------------------------------------
 
 struct SignOptions {
