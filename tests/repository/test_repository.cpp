@@ -476,3 +476,13 @@ TEST_CASE("verify_modules hands the loader every named module, or the first refu
   check_refused(refusal_of(mod::verify_modules(r.dir, r.trust, r.state, {"fixture"}, kT0 + 365 * 24h)),
                 {"refused at step 'expiry'"});
 }
+
+TEST_CASE("an entry without a digest is never handed out") {
+  Repo r;
+  auto idx = r.open();
+  REQUIRE(idx.ok());
+  mod::ModuleEntry draft = idx->index.modules[0];
+  draft.sha256.reset();
+  check_refused(refusal_of(mod::verify_object(idx.value(), draft)),
+                {"refused at step 'digest' for module 'fixture': the index gives no sha256 for it"});
+}

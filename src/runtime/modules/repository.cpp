@@ -169,6 +169,7 @@ Result<VerifiedObject> verify_object(const VerifiedIndex& repo, std::string_view
 Result<VerifiedObject> verify_object(const VerifiedIndex& repo, const ModuleEntry& entry) {
   const fs::path path = repo.dir / entry.file;
   const std::string file = path.string();
+  if (!entry.sha256) return refusal("digest", file, 0, entry.name, "the index gives no sha256 for it");
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) {
     return refusal("file", file, 0, entry.name,
