@@ -5,6 +5,9 @@
 
 #include "runtime/modules/repository.hpp"
 #include "runtime/modules/state.hpp"
+#include "tmc/module_repository.hpp"
+#include "tmc/modules.hpp"
+#include "tmc/stage.hpp"
 
 namespace tmc_tool {
 namespace {
@@ -129,11 +132,23 @@ int info(const ModulesOptions& o) {
             << repo->key_id << "\n"
             << "stages:      " << names(m.stages) << "\n"
             << "controllers: " << names(m.controllers) << "\n";
-  // Parameters and counters live in the module's own description, which only loading the
-  // object can read; this build verifies objects but has no module loader yet.
-  std::cerr << "tmc modules info: parameters and counters of '" << m.name
-            << "' are unavailable: this build of libTMC verifies modules but cannot load them yet\n";
-  return 1;
+  // Parameters and counters come from the module's own description: load it (every check
+  // again, then the loader's) and render its kinds as docs/stages.md renders built-ins.
+  tmc::ModuleSet set;
+  const tmc::ModuleRepository where{o.repo, o.trust, state_file(o).string()};
+  if (tmc::Status s = tmc::load_from_repository(set, where, {o.name}); !s) return fail("info", s);
+  const tmc::LoadedModule* loaded = set.find(o.name);
+  std::cout << "provenance:  " << loaded->provenance() << "\n";
+  tmc::Registry kinds;
+  for (const tmc::StageInfo& info : loaded->stages()) {
+    if (tmc::Status s = kinds.add(info); !s) return fail("info", s);
+  }
+  if (!loaded->stages().empty()) {
+    const std::string md = tmc::stages_markdown(kinds);
+    const auto first = md.find("\n## ");
+    std::cout << (first == std::string::npos ? md : md.substr(first));
+  }
+  return 0;
 }
 
 }  // namespace

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `tmc modules`: keygen, sign, verify, list, info end to end in a scratch directory, and
 # what an operator sees for each refusal (exit 1 and the step, file and module named).
-# Usage: test_cli_modules.sh PATH/TO/tmc PATH/TO/any-shared-object.so
+# Usage: test_cli_modules.sh PATH/TO/tmc PATH/TO/any-shared-object.so PATH/TO/tally.so
 set -u
 tmc=$1
 object=$2
+tally=$3
 failures=0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -60,8 +61,22 @@ expect "verify prints the digest step" 0 "ok    digest: fixture 1.0.0 (lib/fixtu
   modules verify "$repo" --trust "$work/trust.yaml" --state "$state"
 expect "list shows the module" 0 "fixture  1.0.0  abi 1  stages: fixture.noop  controllers: -" -- \
   modules list "$repo" --trust "$work/trust.yaml" --state "$state"
-expect "info says what it cannot show" 1 "parameters and counters of 'fixture' are unavailable" -- \
+expect "info of an object that is no module names the loader's step" 1 "entry point: no symbol 'tmc_module_entry'" -- \
   modules info fixture --repo "$repo" --trust "$work/trust.yaml" --state "$state"
+if [[ -f $tally ]]; then
+  mkdir -p "$work/tally-repo"
+  cp "$tally" "$work/tally-repo/tally.so"
+  printf 'format: 1\nrepository: "cli-tally"\nmodules:\n  - name: tally\n    version: "1.0.0"\n    abi: 1\n    file: tally.so\n    stages: [tally.count]\n    controllers: [fixed]\n' \
+    >"$work/tally-repo/index.yaml"
+  "$tmc" modules sign "$work/tally-repo" --key "$work/k1" >/dev/null
+  expect "info shows a module's parameters" 0 '| `fault_after` | int | `0` |' -- \
+    modules info tally --repo "$work/tally-repo" --trust "$work/trust.yaml" --state "$state"
+  expect "info shows a module's counters" 0 '| `tally.count.sent` |' -- \
+    modules info tally --repo "$work/tally-repo" --trust "$work/trust.yaml" --state "$state"
+else
+  echo "FAIL the tally test module is not at $tally"
+  failures=$((failures + 1))
+fi
 expect "info of an unknown module" 1 "refused at step 'index' for module 'nope'" -- \
   modules info nope --repo "$repo" --trust "$work/trust.yaml" --state "$state"
 
