@@ -1,6 +1,6 @@
 // tmc: the libTMC command-line tool.
 //
-//   tmc plan MANIFEST.yaml [--caps CAPS.yaml] [--module FILE.so]...
+//   tmc plan MANIFEST.yaml [--caps CAPS.yaml] [--module FILE.so]... [--repo DIR --trust FILE]
 //                                               print the compiled plan, or every problem (exit 1)
 //   tmc check MANIFEST.yaml [--caps CAPS.yaml]  validate a manifest (and a capability file)
 //   tmc properties [--markdown]                 the manifest property table (docs/manifest.md)
@@ -48,7 +48,8 @@ bool load_caps(const std::string& path, tmc::Capabilities& caps) {
   return false;
 }
 
-int run_plan(const std::string& manifest_path, const std::string& caps_path, const std::vector<std::string>& modules) {
+int run_plan(const std::string& manifest_path, const std::string& caps_path, const std::vector<std::string>& modules,
+             const tmc_tool::PlanRepositoryOptions& repo) {
   tmc::Capabilities caps;
   if (!load_caps(caps_path, caps)) return 1;
   // Module objects named on the command line (unverified: the operator vouches for them).
@@ -59,6 +60,7 @@ int run_plan(const std::string& manifest_path, const std::string& caps_path, con
       return 1;
     }
   }
+  if (!tmc_tool::load_plan_modules(manifest_path, repo, set)) return 1;
   tmc::Diagnostics diag;
   std::string text;
   if (!tmc::detail::read_text_file(manifest_path, text, diag)) return print_problems(diag);
@@ -106,6 +108,8 @@ int main(int argc, char** argv) {
   plan->add_option("--caps", caps_path, "capability YAML file (default: no offloads, MTU 1500, multicast)");
   std::vector<std::string> module_paths;
   plan->add_option("--module", module_paths, "load this module object first (repeatable; not verified)");
+  tmc_tool::PlanRepositoryOptions plan_repo;
+  tmc_tool::add_plan_repository_options(plan, plan_repo);
 
   auto* check = app.add_subcommand("check", "Validate a manifest (and a capability file)");
   check->add_option("manifest", manifest_path, "manifest YAML file")->required();
@@ -148,7 +152,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (plan->parsed()) return run_plan(manifest_path, caps_path, module_paths);
+    if (plan->parsed()) return run_plan(manifest_path, caps_path, module_paths, plan_repo);
     if (check->parsed()) return run_check(manifest_path, caps_path);
     if (properties->parsed()) {
       const auto& rows = tmc::manifest_properties();

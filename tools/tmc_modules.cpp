@@ -5,6 +5,7 @@
 
 #include "runtime/modules/repository.hpp"
 #include "runtime/modules/state.hpp"
+#include "tmc/manifest.hpp"
 #include "tmc/module_repository.hpp"
 #include "tmc/modules.hpp"
 #include "tmc/stage.hpp"
@@ -182,6 +183,26 @@ CLI::App* add_modules_command(CLI::App& app, ModulesOptions& o) {
   o.info->add_option("--trust", o.trust, "trust file listing the keys allowed to sign")->required();
   o.info->add_option("--state", o.state, state_help);
   return modules;
+}
+
+void add_plan_repository_options(CLI::App* plan, PlanRepositoryOptions& o) {
+  auto* repo = plan->add_option("--repo", o.repo, "load the manifest's 'modules:' from this signed module repository");
+  auto* trust = plan->add_option("--trust", o.trust, "with --repo: the trust file listing the keys allowed to sign");
+  repo->needs(trust);
+  trust->needs(repo);
+  plan->add_option("--state", o.state, "with --repo: rollback state file (default under the user's state directory)");
+}
+
+bool load_plan_modules(const std::string& manifest_path, const PlanRepositoryOptions& o, tmc::ModuleSet& set) {
+  if (o.repo.empty()) return true;
+  tmc::Manifest m;
+  tmc::Diagnostics diag;
+  if (!tmc::load_manifest(manifest_path, m, diag) || m.modules.empty()) return true;
+  if (tmc::Status s = tmc::load_from_repository(set, {o.repo, o.trust, o.state}, m.modules); !s) {
+    std::cerr << s.to_string() << "\n";
+    return false;
+  }
+  return true;
 }
 
 int run_modules(const ModulesOptions& o) {

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "tmc/modules.hpp"
+
 namespace tmc_tool {
 
 struct ModulesOptions {
@@ -23,8 +25,20 @@ struct ModulesOptions {
   CLI::App* info = nullptr;
 };
 
+/// `tmc plan --repo DIR --trust FILE [--state FILE]`: the manifest's `modules:` come from a
+/// signed repository.
+struct PlanRepositoryOptions {
+  std::string repo, trust, state;
+};
+void add_plan_repository_options(CLI::App* plan, PlanRepositoryOptions& o);
+
 /// Registers `modules` and its subcommands; `opts` must outlive parsing.
 CLI::App* add_modules_command(CLI::App& app, ModulesOptions& opts);
 int run_modules(const ModulesOptions& opts);
+
+/// With --repo: verify the repository and load the modules the manifest names into `set`.
+/// False (the refusal printed) when that fails; true when there is nothing to load or the
+/// manifest does not parse (the plan then reports its problems).
+bool load_plan_modules(const std::string& manifest_path, const PlanRepositoryOptions& o, tmc::ModuleSet& set);
 
 }  // namespace tmc_tool

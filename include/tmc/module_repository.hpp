@@ -14,10 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "tmc/modules.hpp"
 #include "tmc/status.hpp"
 
 namespace tmc {
+
+class ModuleSet;  // tmc/modules.hpp
 
 /// Where a program's modules come from. Every path is explicit.
 struct ModuleRepository {
@@ -27,6 +28,7 @@ struct ModuleRepository {
   /// user's state directory, $XDG_STATE_HOME/tmc/module-repositories.yaml or
   /// ~/.local/state/tmc/module-repositories.yaml.
   std::string state_file;
+  [[nodiscard]] bool empty() const noexcept { return dir.empty(); }
 };
 
 /// Verify `repo` and load the modules `names` into `set`, in order. On a refusal nothing

@@ -73,6 +73,13 @@ if [[ -f $tally ]]; then
     modules info tally --repo "$work/tally-repo" --trust "$work/trust.yaml" --state "$state"
   expect "info shows a module's counters" 0 '| `tally.count.sent` |' -- \
     modules info tally --repo "$work/tally-repo" --trust "$work/trust.yaml" --state "$state"
+  printf 'id: repo-plan\nmodules: [tally]\nstages: {tally.count: {}}\n' >"$work/plan.yaml"
+  expect "plan loads the manifest's modules from the repository" 0 "module tally 1.0.0, sha256" -- \
+    plan "$work/plan.yaml" --repo "$work/tally-repo" --trust "$work/trust.yaml" --state "$state"
+  expect "plan --repo needs --trust" 2 "--repo requires --trust" -- plan "$work/plan.yaml" --repo "$work/tally-repo"
+  printf '\n' >>"$work/tally-repo/tally.so"
+  expect "plan refuses a tampered module" 1 "refused at step 'digest' for module 'tally'" -- \
+    plan "$work/plan.yaml" --repo "$work/tally-repo" --trust "$work/trust.yaml" --state "$state"
 else
   echo "FAIL the tally test module is not at $tally"
   failures=$((failures + 1))

@@ -9,7 +9,9 @@
 #include <string>
 
 #include "runtime/modules/repository.hpp"
+#include "tmc/channel.hpp"
 #include "tmc/module_repository.hpp"
+#include "tmc/modules.hpp"
 
 namespace fs = std::filesystem;
 namespace mod = tmc::modules;
@@ -133,4 +135,31 @@ TEST_CASE("the tally module loads from the test repository signed during the bui
   const tmc::Status s = tmc::load_from_repository(set, repo, {"tally"});
   REQUIRE_MESSAGE(s.is_ok(), s.to_string());
   CHECK(set.registry().find("tally.count") != nullptr);
+}
+
+TEST_CASE("a channel loads the manifest's modules from the repository in OpenOptions") {
+  TallyRepo scratch;
+  tmc::OpenOptions opts;
+  opts.module_repository.dir = TMC_TEST_REPO_DIR;
+  opts.module_repository.trust_file = std::string(TMC_TEST_REPO_DIR) + "-key/trust.yaml";
+  opts.module_repository.state_file = (scratch.root / "channel-state.yaml").string();
+  tmc::Manifest m;
+  tmc::Diagnostics diag;
+  REQUIRE_MESSAGE(tmc::parse_manifest("id: repo-channel\nmodules: [tally]\nstages: {tally.count: {}}\n", "m.yaml", m, diag),
+                  diag.to_string());
+  tmc::Channel ch;
+  const tmc::Status s = tmc::Channel::try_open(m, opts, ch);
+  REQUIRE_MESSAGE(s.is_ok(), s.to_string());
+  bool found = false;
+  for (const auto& stage : ch.plan().stages) found = found || stage.kind == "tally.count";
+  CHECK(found);
+  ch.close();
+
+  // A repository that fails a check fails the open, naming the step.
+  opts.module_repository.trust_file = (scratch.root / "trust.yaml").string();  // another key
+  tmc::Channel refused;
+  const tmc::Status r = tmc::Channel::try_open(m, opts, refused);
+  CHECK(r.code() == tmc::Code::MODULE_ERROR);
+  CHECK_MESSAGE(r.message().find("channel 'repo-channel': ") == 0, r.message());
+  CHECK_MESSAGE(r.message().find("refused at step 'trust'") != std::string::npos, r.message());
 }

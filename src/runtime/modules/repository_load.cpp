@@ -6,6 +6,7 @@
 #include "runtime/modules/repository.hpp"
 #include "runtime/modules/state.hpp"
 #include "tmc/module_repository.hpp"
+#include "tmc/modules.hpp"
 
 namespace tmc {
 namespace {
