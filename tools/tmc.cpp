@@ -1,6 +1,6 @@
 // tmc: the libTMC command-line tool.
 //
-//   tmc plan MANIFEST.yaml [--caps CAPS.yaml] [--module FILE.so]...
+//   tmc plan MANIFEST.yaml [--caps CAPS.yaml] [--module FILE.so]... [--repo DIR --trust FILE]
 //                                               print the compiled plan, or every problem (exit 1)
 //   tmc check MANIFEST.yaml [--caps CAPS.yaml]  validate a manifest (and a capability file)
 //   tmc properties [--markdown]                 the manifest property table (docs/manifest.md)
@@ -9,6 +9,7 @@
 //   tmc run --manifest M.yaml [--name N] -- PROGRAM ARGS...
 //                                               run an unmodified UDP program over libTMC (docs/retrofit.md)
 //   tmc stat [--json|--prometheus|--watch|--clean]  live counters of running processes (docs/operations.md)
+//   tmc modules keygen|sign|verify|list|info    operate a signed module repository (docs/modules.md)
 //
 // Exit status: 0 success, 1 the input has problems (all of them are printed), 2 usage.
 #include <CLI/CLI.hpp>
@@ -24,6 +25,7 @@
 #include "tmc/manifest.hpp"
 #include "tmc/modules.hpp"
 #include "tmc/stage.hpp"
+#include "tmc_modules.hpp"
 #include "tmc_stat.hpp"
 #include "tmc_run.hpp"
 
@@ -46,7 +48,8 @@ bool load_caps(const std::string& path, tmc::Capabilities& caps) {
   return false;
 }
 
-int run_plan(const std::string& manifest_path, const std::string& caps_path, const std::vector<std::string>& modules) {
+int run_plan(const std::string& manifest_path, const std::string& caps_path, const std::vector<std::string>& modules,
+             const tmc_tool::PlanRepositoryOptions& repo) {
   tmc::Capabilities caps;
   if (!load_caps(caps_path, caps)) return 1;
   // Module objects named on the command line (unverified: the operator vouches for them).
@@ -57,6 +60,7 @@ int run_plan(const std::string& manifest_path, const std::string& caps_path, con
       return 1;
     }
   }
+  if (!tmc_tool::load_plan_modules(manifest_path, repo, set)) return 1;
   tmc::Diagnostics diag;
   std::string text;
   if (!tmc::detail::read_text_file(manifest_path, text, diag)) return print_problems(diag);
@@ -104,6 +108,8 @@ int main(int argc, char** argv) {
   plan->add_option("--caps", caps_path, "capability YAML file (default: no offloads, MTU 1500, multicast)");
   std::vector<std::string> module_paths;
   plan->add_option("--module", module_paths, "load this module object first (repeatable; not verified)");
+  tmc_tool::PlanRepositoryOptions plan_repo;
+  tmc_tool::add_plan_repository_options(plan, plan_repo);
 
   auto* check = app.add_subcommand("check", "Validate a manifest (and a capability file)");
   check->add_option("manifest", manifest_path, "manifest YAML file")->required();
@@ -124,6 +130,8 @@ int main(int argc, char** argv) {
   run->add_option("command", run_opts.command, "the program and its arguments (after --)")->required();
   tmc_tool::StatOptions stat_opts;
   auto* stat = tmc_tool::add_stat_command(app, stat_opts);
+  tmc_tool::ModulesOptions modules_opts;
+  auto* modules = tmc_tool::add_modules_command(app, modules_opts);
 
   // CLI11 alone would say only "A subcommand is required" for a misspelt one.
   const std::vector<CLI::App*> subcommands = app.get_subcommands([](CLI::App*) { return true; });
@@ -144,7 +152,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (plan->parsed()) return run_plan(manifest_path, caps_path, module_paths);
+    if (plan->parsed()) return run_plan(manifest_path, caps_path, module_paths, plan_repo);
     if (check->parsed()) return run_check(manifest_path, caps_path);
     if (properties->parsed()) {
       const auto& rows = tmc::manifest_properties();
@@ -158,6 +166,7 @@ int main(int argc, char** argv) {
     }
     if (stages->parsed()) return run_stages(markdown);
     if (stat->parsed()) return tmc_tool::run_stat(stat_opts);
+    if (modules->parsed()) return tmc_tool::run_modules(modules_opts);
     if (run->parsed()) return tmc_tool::run_program(run_opts);
   } catch (const std::exception& e) {
     std::cerr << "tmc: " << e.what() << "\n";

@@ -55,13 +55,13 @@
 #include "tmc/capabilities.hpp"
 #include "tmc/manifest.hpp"
 #include "tmc/message.hpp"
+#include "tmc/module_repository.hpp"
 #include "tmc/plan.hpp"
 #include "tmc/stage.hpp"
 #include "tmc/status.hpp"
 
 namespace tmc {
 
-class ModuleSet;  // tmc/modules.hpp
 
 namespace detail {
 class RuntimeLoop;
@@ -156,6 +156,10 @@ struct OpenOptions {
   /// the built-ins for this channel. A manifest's `modules:` must name modules in it, and
   /// its `stages:` and `congestion control:` may use what they provide. null = built-ins only.
   std::shared_ptr<const ModuleSet> modules;
+  /// Where the manifest's `modules:` come from when `modules` is null: a signed module
+  /// repository. Opening the channel verifies it (tmc/module_repository.hpp) and loads the
+  /// modules the manifest names; a refusal fails the open with MODULE_ERROR. Empty = none.
+  ModuleRepository module_repository;
 };
 
 /// A snapshot of one channel's counters and estimates. Totals cover the channel's whole

@@ -204,6 +204,29 @@ struct OpenKwargs {
   py::dict manifest_kwargs;
 };
 
+/// module_repository={'dir': ..., 'trust': ..., 'state': ...}: where the manifest's
+/// `modules:` are verified and loaded from ('state' optional).
+ModuleRepository module_repository_kwarg(py::handle v) {
+  constexpr const char* kShape = "Channel(): 'module_repository' must be a dict {'dir': path, 'trust': path, 'state': path}";
+  if (!PyDict_Check(v.ptr())) throw py::type_error(kShape);
+  ModuleRepository repo;
+  for (auto item : py::reinterpret_borrow<py::dict>(v)) {
+    const std::string k = py::str(item.first);
+    const std::string path = py::str(py::module_::import("os").attr("fspath")(item.second));
+    if (k == "dir") {
+      repo.dir = path;
+    } else if (k == "trust") {
+      repo.trust_file = path;
+    } else if (k == "state") {
+      repo.state_file = path;
+    } else {
+      throw py::value_error(std::string(kShape) + "; unknown key '" + k + "'");
+    }
+  }
+  if (repo.dir.empty() || repo.trust_file.empty()) throw py::value_error(std::string(kShape) + "; 'dir' and 'trust' are required");
+  return repo;
+}
+
 OpenKwargs split_kwargs(const py::kwargs& kwargs) {
   OpenKwargs out;
   auto as_u32 = [](const std::string& key, py::handle v) {
@@ -252,6 +275,9 @@ OpenKwargs split_kwargs(const py::kwargs& kwargs) {
                              type_name(v));
       }
       out.options.modules = std::move(set);
+    } else if (key == "module_repository") {
+      if (v.is_none()) continue;
+      out.options.module_repository = module_repository_kwarg(v);
     } else {
       out.manifest_kwargs[item.first] = v;
     }

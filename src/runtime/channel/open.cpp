@@ -11,6 +11,7 @@
 
 #include "runtime/channel/channel_core.hpp"
 #include "runtime/channel/shell_helpers.hpp"
+#include "tmc/module_repository.hpp"
 #include "tmc/modules.hpp"
 #include "tmc/wire.hpp"
 
@@ -86,6 +87,16 @@ Status ChannelCore::open(const Manifest& manifest, const OpenOptions& options, s
 }
 
 Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Prepared& out) {
+  // Modules from a signed repository: verified and loaded here, once per set of names
+  // (an update() naming modules the current set lacks loads a new set).
+  if (!options_.module_repository.empty() && !m.modules.empty() &&
+      (!options_.modules || !options_.modules->check_requested(m.modules).is_ok())) {
+    auto set = std::make_shared<ModuleSet>();
+    if (Status s = load_from_repository(*set, options_.module_repository, m.modules); !s) {
+      return {s.code(), "channel '" + m.id + "': " + s.message()};
+    }
+    options_.modules = std::move(set);
+  }
   const Registry& registry = options_.modules ? options_.modules->registry() : Registry::builtin();
   if (!m.modules.empty()) {
     if (!options_.modules) {
