@@ -299,6 +299,13 @@ struct WireExtension {
   std::string_view body = {};      ///< what the body holds, one line (with its length)
 };
 
+/// Where the compiler places a stage that the manifest requests by kind (`stages:`), top
+/// to bottom relative to the built-ins; tmc/module_abi.h's enum tmc_layer says exactly where
+/// each sits. Built-ins are placed by the compiler's canonical order and leave it `none`.
+enum class StageLayer : std::uint8_t { none, ordering, message, datagram, repair, bottom };
+/// "ordering", "message", "datagram", "repair", "bottom" ("" for none).
+std::string_view stage_layer_name(StageLayer l) noexcept;
+
 struct StageInfo {
   std::string_view kind;      ///< "ordering.fifo"
   std::string_view synopsis;  ///< one line
@@ -326,6 +333,11 @@ struct StageInfo {
   bool per_message = false;
   /// The wire extensions it owns.
   std::vector<WireExtension> extensions = {};
+  /// Where a stage requested by kind is placed (module stages); see StageLayer.
+  StageLayer layer = StageLayer::none;
+  /// Where the kind comes from, for `tmc plan`: empty for a built-in, else e.g.
+  /// "module fec 1.0.0, sha256 3f2a..." (set by the module loader).
+  std::string_view provenance = {};
 };
 
 /// Kind name -> StageInfo. Built-ins register through register_builtin_stages(); a program

@@ -53,6 +53,18 @@ std::string_view event_type_name(EventType t) noexcept {
   return "?";
 }
 
+std::string_view stage_layer_name(StageLayer l) noexcept {
+  switch (l) {
+    case StageLayer::none: return "";
+    case StageLayer::ordering: return "ordering";
+    case StageLayer::message: return "message";
+    case StageLayer::datagram: return "datagram";
+    case StageLayer::repair: return "repair";
+    case StageLayer::bottom: return "bottom";
+  }
+  return "";
+}
+
 std::string_view drop_reason_name(DropReason r) noexcept {
   switch (r) {
 #define TMC_DROP_NAME(name, text) \
