@@ -429,6 +429,7 @@ StageInfo causal_info() {
                                    .carried_on = "data",
                                    .body = "vector timestamp: up to 16 entries of u32 sender id, u32 messages "
                                            "delivered (8 bytes each)"}},
+      .layer = StageLayer::ordering,
   };
 }
 

@@ -522,6 +522,7 @@ StageInfo fec_xor_info() {
                                    .carried_on = "data; kind control (parity)",
                                    .body = "data: u32 block, u8 index (5 B); parity: u32 block, u8 count, u16 flags "
                                            "xor, u16 extension bytes xor, u32 payload length xor (13 B)"}},
+      .layer = StageLayer::repair,
   };
 }
 

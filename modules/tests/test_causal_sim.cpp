@@ -40,8 +40,8 @@ const tmc::Registry& registry() {
   return r;
 }
 
-// The compiler's plan for reliability + point-to-point ordering, with ordering.causal on
-// top (where the module layer places an ordering module).
+// The compiler's plan for reliability + point-to-point ordering, with ordering.causal
+// where its layer (ordering) places it: below ordering.fifo, directly above ordering.seq.
 tmc::Plan plan_for(std::size_t self, bool causal) {
   const std::string yaml =
       "id: sim-causal\n"
@@ -56,7 +56,10 @@ tmc::Plan plan_for(std::size_t self, bool causal) {
   tmc::Plan p;
   const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), tmc::Registry::builtin(), p);
   REQUIRE_MESSAGE(s.is_ok(), s.message());
-  if (causal) p.stages.insert(p.stages.begin(), tmc::sim::stage("ordering.causal"));
+  if (!causal) return p;
+  auto at = std::find_if(p.stages.begin(), p.stages.end(), [](const auto& st) { return st.kind == "ordering.seq"; });
+  REQUIRE(at != p.stages.end());
+  p.stages.insert(at, tmc::sim::stage("ordering.causal"));
   return p;
 }
 
@@ -244,7 +247,9 @@ TEST_CASE("sim: ordering.causal gives up on a dependency that cannot arrive and 
     attach(net);
     for (std::size_t i = 0; i < kMembers; ++i) {
       tmc::Plan p = plan_for(i, true);
-      p.stages.front().params = {{"window", "4"}, {"hold_us", "100000"}};
+      for (auto& s : p.stages) {
+        if (s.kind == "ordering.causal") s.params = {{"window", "4"}, {"hold_us", "100000"}};
+      }
       net.add_member(p, registry());
     }
     // Member 2 hears nothing from member 0 until 2 s; member 1 answers each message of
