@@ -67,6 +67,14 @@ bool enough_seeds(std::uint64_t default_count) {
   return !r.single && r.count * 2 >= default_count;
 }
 
+// The q-quantile of `v`, in microseconds (0 when empty).
+std::uint64_t percentile_us(std::vector<std::uint64_t> v, double q) {
+  if (v.empty()) return 0;
+  const auto at = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(at), v.end());
+  return v[at] / 1000;
+}
+
 std::uint64_t total(const Network& net, std::string_view counter) {
   std::uint64_t n = 0;
   for (std::size_t i = 0; i < net.size(); ++i) n += net.counters(i).get(counter);
@@ -74,6 +82,7 @@ std::uint64_t total(const Network& net, std::string_view counter) {
 }
 
 struct Run {
+  std::vector<std::uint64_t> latency_ns;  // send to delivery, every delivery
   std::uint64_t retransmits = 0;
   std::uint64_t rebuilt = 0;
   std::uint64_t parity = 0;
@@ -91,13 +100,16 @@ Run reliable_scenario(bool fec, std::uint64_t seed, Check& c, const std::functio
   for (std::size_t i = 0; i < n; ++i) net.add_member(reliable_plan(fec, i, n), registry());
   simtest::schedule_burst(net, simtest::all(net), kCount, 300 * kMs, 100'000, seed);
   c.expect(net.run_until(3'000 * kMs), "event limit hit");
+  std::vector<std::uint64_t> lat;
   for (std::size_t r = 0; r < n; ++r) {
     simtest::check_intact(net, r, seed, c);
     simtest::check_no_duplicates(net, r, seed, c);
     std::vector<std::uint32_t> got(n, 0);
     for (const auto& d : net.deliveries(r)) {
       const auto p = simtest::parse_payload(d.payload, seed);
-      if (p.ok && p.member < n) ++got[p.member];
+      if (!p.ok || p.member >= n) continue;
+      ++got[p.member];
+      lat.push_back(d.time_ns - net.sent(p.member)[p.k].time_ns);
     }
     for (std::size_t s = 0; s < n; ++s) {
       if (s != r) c.expect(got[s] == kCount, "member ", r, " delivered ", got[s], " of ", kCount, " from member ", s);
@@ -105,6 +117,7 @@ Run reliable_scenario(bool fec, std::uint64_t seed, Check& c, const std::functio
     c.expect(net.held_packets(r) == 0, "member ", r, " still holds ", net.held_packets(r), " packets");
   }
   Run out;
+  out.latency_ns = std::move(lat);
   out.retransmits = total(net, "reliability.retransmits");
   out.rebuilt = total(net, "fec.rebuilt");
   out.parity = total(net, "fec.parity_sent");
@@ -168,6 +181,8 @@ TEST_CASE("sim: fec.xor below reliability.arq at 1-5% loss: exactly once and few
   simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
     const Run a = reliable_scenario(false, seed, c, attach);
     const Run b = reliable_scenario(true, seed, c, attach);
+    without.latency_ns.insert(without.latency_ns.end(), a.latency_ns.begin(), a.latency_ns.end());
+    with.latency_ns.insert(with.latency_ns.end(), b.latency_ns.begin(), b.latency_ns.end());
     without.retransmits += a.retransmits;
     with.retransmits += b.retransmits;
     with.rebuilt += b.rebuilt;
@@ -179,7 +194,11 @@ TEST_CASE("sim: fec.xor below reliability.arq at 1-5% loss: exactly once and few
                                                               << with.retransmits << " with; rebuilt " << with.rebuilt
                                                               << ", unrecoverable blocks " << with.unrecoverable
                                                               << ", parity " << with.parity << " for " << with.data
-                                                              << " data datagrams");
+                                                              << " data datagrams; delivery latency p99 "
+                                                              << percentile_us(without.latency_ns, 0.99) << " us without, "
+                                                              << percentile_us(with.latency_ns, 0.99) << " us with, p50 "
+                                                              << percentile_us(without.latency_ns, 0.5) << " / "
+                                                              << percentile_us(with.latency_ns, 0.5) << " us");
   if (enough_seeds(kSeeds)) {
     CHECK(with.rebuilt > 0);
     CHECK(with.retransmits < without.retransmits);
