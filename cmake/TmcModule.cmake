@@ -12,6 +12,8 @@ function(tmc_add_module target)
   set_target_properties(${target} PROPERTIES PREFIX "" OUTPUT_NAME ${ARG_OUTPUT_NAME}
                         LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/modules
                         CXX_VISIBILITY_PRESET hidden C_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
-  target_link_libraries(${target} PRIVATE tmc tmc_warnings)
+  target_link_libraries(${target} PRIVATE tmc)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic
+                         $<$<COMPILE_LANGUAGE:CXX>:-Wshadow -Wnon-virtual-dtor -Wold-style-cast>)
   target_link_options(${target} PRIVATE -Wl,--no-undefined)
 endfunction()

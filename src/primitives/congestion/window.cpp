@@ -128,6 +128,11 @@ bool CongestionWindowStage::configure(const Params& params, const StageEnv& env,
   limits.min_window_packets = static_cast<std::uint32_t>(min_w);
   limits.max_window_packets = static_cast<std::uint32_t>(max_w);
   ctrl_ = make_congestion_controller(algorithm, limits);
+  if (ctrl_ == nullptr && more_) ctrl_ = more_(algorithm, limits);
+  if (ctrl_ == nullptr) {
+    errors.push_back("parameter 'algorithm': no congestion controller named '" + algorithm + "' could be made");
+    return false;
+  }
   unlimited_ = algorithm == "none";
   stall_ns_ = static_cast<std::uint64_t>(stall_us) * 1000;
   recheck_ns_ = std::min<std::uint64_t>(5'000'000, stall_ns_ / 4);

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tmc/congestion.hpp"
@@ -15,7 +18,13 @@ namespace tmc::detail {
 
 class CongestionWindowStage final : public Stage {
  public:
+  /// Controllers beyond the built-ins (a module set's), asked for an algorithm name that
+  /// make_congestion_controller() does not know; nullptr when it does not know it either.
+  using ControllerMaker =
+      std::function<std::unique_ptr<CongestionController>(std::string_view, const CongestionLimits&)>;
+
   CongestionWindowStage() = default;
+  explicit CongestionWindowStage(ControllerMaker more) : more_(std::move(more)) {}
   ~CongestionWindowStage() override;
   CongestionWindowStage(const CongestionWindowStage&) = delete;
   CongestionWindowStage& operator=(const CongestionWindowStage&) = delete;
@@ -61,6 +70,7 @@ class CongestionWindowStage final : public Stage {
   Packet* pop() noexcept;
 
   std::unique_ptr<CongestionController> ctrl_;
+  ControllerMaker more_;
   StageEnv env_{};
   bool unlimited_ = false;  ///< algorithm "none"
   std::uint64_t stall_ns_ = 1'000'000'000;
