@@ -94,7 +94,8 @@ void run(benchmark::State& state, const Registry& reg, const std::vector<Planned
   PacketPool rx_pool(2048, 64, 4096);
   Receiver rx;
   Wire wire(rx_pool, drop_every);
-  StageEnv tx_env{.channel = wire::channel_hash("sim", 3), .sender = 1, .epoch = 7, .seed = 1, .max_payload_bytes = 1400};
+  StageEnv tx_env{
+      .channel = wire::channel_hash("sim", 3), .sender = 1, .epoch = 7, .seed = 1, .max_payload_bytes = 1400};
   StageEnv rx_env = tx_env;
   rx_env.sender = 2;
   std::unique_ptr<Pipeline> tx;

@@ -47,18 +47,20 @@ constexpr std::string_view kKind = "ordering.causal";
 constexpr auto kExt = static_cast<wire::Ext>(kCausalExt);
 constexpr std::uint32_t kNone = 0xFFFFFFFFu;
 
-#define TMC_CAUSAL_COUNTERS(X, P)                                                                  \
-  X(P, stamped, "data messages stamped with the vector timestamp on send")                        \
-  X(P, delivered_at_once, "received messages deliverable on arrival")                            \
-  X(P, held, "received messages put in the buffer to wait for what they depend on")              \
-  X(P, released, "held messages delivered once their dependencies were delivered")                \
-  X(P, forced, "held messages delivered after giving up on a dependency (buffer full or hold_us)") \
-  X(P, gaps_skipped, "gap_skipped events raised by giving up")                                    \
-  X(P, seqs_skipped, "messages given up on (counted in the gaps)")                                \
-  X(P, stale_dropped, "messages dropped: their count was delivered or given up already")          \
-  X(P, duplicates_dropped, "messages dropped: the same message is already held")                  \
-  X(P, unordered, "messages passed up untouched: unstamped, flagged unordered, or beyond 16 senders") \
-  X(P, malformed, "messages with a malformed timestamp, passed up unordered")                     \
+#define TMC_CAUSAL_COUNTERS(X, P)                                                                                      \
+  X(P, stamped, "data messages stamped with the vector timestamp on send")                                             \
+  X(P, delivered_at_once, "received messages deliverable on arrival")                                                  \
+  X(P, held, "received messages put in the buffer to wait for what they depend on")                                    \
+  X(P, released, "held messages delivered once their dependencies were delivered")                                     \
+  X(P, forced, "held messages delivered after giving up on a dependency (buffer full or hold_us)")                     \
+  X(P, gaps_skipped, "gap_skipped events raised by giving up")                                                         \
+  X(P, seqs_skipped, "messages given up on (counted in the gaps)")                                                     \
+  X(P, stale_dropped, "messages dropped: their count was delivered or given up already")                               \
+  X(P, duplicates_dropped, "messages dropped: the same message is already held")                                       \
+  X(P, unordered,                                                                                                      \
+    "messages not ordered: received unstamped, flagged unordered or beyond 16 senders, or sent unstamped for lack of " \
+    "headroom")                                                                                                        \
+  X(P, malformed, "messages with a malformed timestamp, passed up unordered")                                          \
   X(P, epoch_changes, "senders seen with a new epoch (restarted)")
 TMC_STAGE_COUNTERS("ordering.causal_", TMC_CAUSAL_COUNTERS);
 

@@ -52,20 +52,20 @@ constexpr std::uint32_t kParityWire = wire::kExtHeaderBytes + kFecParityBody;
 constexpr std::uint32_t kMaxJump = 1u << 16;
 constexpr std::uint16_t kFlagMask = static_cast<std::uint16_t>(~wire::kFlagCrc);
 
-#define TMC_FEC_COUNTERS(X, P)                                                                 \
-  X(P, protected_sent, "data datagrams tagged and XORed into a block on send")                 \
-  X(P, unprotected_sent, "data datagrams passed down untagged (unicast, sealed, no room)")     \
-  X(P, parity_sent, "parity datagrams sent")                                                   \
-  X(P, parity_flushed, "of those, parity of a partial block sent after flush_us")              \
-  X(P, parity_no_buffer, "parity datagrams not sent: no packet buffer")                        \
-  X(P, tagged_received, "tagged data datagrams received")                                      \
-  X(P, parity_received, "parity datagrams received")                                           \
-  X(P, rebuilt, "lost datagrams rebuilt from parity and passed up")                            \
-  X(P, blocks_complete, "blocks whose datagrams all arrived (parity not needed)")              \
-  X(P, blocks_unrecoverable, "blocks retired with two or more datagrams missing")              \
+#define TMC_FEC_COUNTERS(X, P)                                                                            \
+  X(P, protected_sent, "data datagrams tagged and XORed into a block on send")                            \
+  X(P, unprotected_sent, "data datagrams passed down untagged (unicast, sealed, no room)")                \
+  X(P, parity_sent, "parity datagrams sent")                                                              \
+  X(P, parity_flushed, "of those, parity of a partial block sent after flush_us")                         \
+  X(P, parity_no_buffer, "parity datagrams not sent: no packet buffer (or one too small)")                \
+  X(P, tagged_received, "tagged data datagrams received")                                                 \
+  X(P, parity_received, "parity datagrams received")                                                      \
+  X(P, rebuilt, "lost datagrams rebuilt from parity and passed up")                                       \
+  X(P, blocks_complete, "blocks whose datagrams all arrived (parity not needed)")                         \
+  X(P, blocks_unrecoverable, "blocks retired with two or more datagrams missing")                         \
   X(P, duplicates_dropped, "tagged datagrams dropped: same block and index already passed up or rebuilt") \
-  X(P, stale, "tags or parity of a block outside the receiver's window (not used)")           \
-  X(P, malformed, "tags or parity with a malformed body, or a rebuilt datagram that failed decoding") \
+  X(P, stale, "tags or parity of a block outside the receiver's window (not used)")                       \
+  X(P, malformed, "tags or parity with a malformed body, or a rebuilt datagram that failed decoding")     \
   X(P, senders_evicted, "sender states evicted for a new sender (max_senders)")
 TMC_STAGE_COUNTERS("fec.", TMC_FEC_COUNTERS);
 
@@ -207,6 +207,13 @@ class FecStage final : public Stage {
  private:
   void send_parity(StageIo& io) noexcept {
     Packet* q = io.alloc();
+    // Room for the parity: its payload, this extension, the base header, and headroom for
+    // the extensions of the stages below.
+    if (q != nullptr &&
+        std::uint64_t{tx_len_} + kParityWire + wire::kBaseHeaderBytes + 64 + wire::kTrailerBytes > q->cap) {
+      q->release();
+      q = nullptr;
+    }
     if (q == nullptr) {
       io.count(parity_no_buffer);
     } else {

@@ -219,7 +219,8 @@ void scenario(bool causal, std::uint64_t seed, Check& c, Totals& t, const std::f
 
 TEST_CASE("sim: ordering.causal over reliability: exactly once and causal order and concurrent messages in any order") {
   Totals t;
-  simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) { scenario(true, seed, c, t, attach); });
+  simtest::for_each_seed(kSeeds,
+                         [&](std::uint64_t seed, Check& c, auto& attach) { scenario(true, seed, c, t, attach); });
   MESSAGE("ordering.causal: " << t.messages << " messages, " << t.held << " held for a causal predecessor, "
                               << t.orders_differ << " member pairs saw concurrent messages in different orders");
   const simtest::SeedRange r = simtest::seed_range(kSeeds);

@@ -190,15 +190,12 @@ TEST_CASE("sim: fec.xor below reliability.arq at 1-5% loss: exactly once and few
     with.data += b.data;
     with.unrecoverable += b.unrecoverable;
   });
-  MESSAGE("fec.xor k=8 over the same seeds: retransmissions " << without.retransmits << " without FEC, "
-                                                              << with.retransmits << " with; rebuilt " << with.rebuilt
-                                                              << ", unrecoverable blocks " << with.unrecoverable
-                                                              << ", parity " << with.parity << " for " << with.data
-                                                              << " data datagrams; delivery latency p99 "
-                                                              << percentile_us(without.latency_ns, 0.99) << " us without, "
-                                                              << percentile_us(with.latency_ns, 0.99) << " us with, p50 "
-                                                              << percentile_us(without.latency_ns, 0.5) << " / "
-                                                              << percentile_us(with.latency_ns, 0.5) << " us");
+  MESSAGE("fec.xor k=8 over the same seeds: retransmissions "
+          << without.retransmits << " without FEC, " << with.retransmits << " with; rebuilt " << with.rebuilt
+          << ", unrecoverable blocks " << with.unrecoverable << ", parity " << with.parity << " for " << with.data
+          << " data datagrams; delivery latency p99 " << percentile_us(without.latency_ns, 0.99) << " us without, "
+          << percentile_us(with.latency_ns, 0.99) << " us with, p50 " << percentile_us(without.latency_ns, 0.5) << " / "
+          << percentile_us(with.latency_ns, 0.5) << " us");
   if (enough_seeds(kSeeds)) {
     CHECK(with.rebuilt > 0);
     CHECK(with.retransmits < without.retransmits);

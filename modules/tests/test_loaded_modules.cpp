@@ -104,7 +104,8 @@ Log run(const tmc::Registry& reg, const std::vector<tmc::PlannedStage>& top,
     for (std::size_t s = 0; s < n; ++s) {
       std::size_t got = 0;
       for (const auto& d : net.deliveries(r)) got += d.from == s ? 1 : 0;
-      if (s != r) c.expect(got == net.sent(s).size(), "member ", r, " got ", got, " of ", net.sent(s).size(), " from ", s);
+      if (s != r)
+        c.expect(got == net.sent(s).size(), "member ", r, " got ", got, " of ", net.sent(s).size(), " from ", s);
     }
     out.push_back(net.deliveries(r));
     if (counters != nullptr && r == 2) *counters = net.counters(r);
@@ -200,7 +201,9 @@ WindowRun window_run(const tmc::Registry& reg, const std::string& algorithm, boo
   out.max_window = net.counters(0).get("congestion.max_window_bytes");
   out.delivered = net.deliveries(1).size();
   // At a steady delay every window reaches the end; a yielding controller may not.
-  if (!delay_rises) c.expect(out.delivered == kCount, algorithm, ": member 1 delivered ", out.delivered, " of ", kCount);
+  if (!delay_rises) {
+    c.expect(out.delivered == kCount, algorithm, ": member 1 delivered ", out.delivered, " of ", kCount);
+  }
   return out;
 }
 
