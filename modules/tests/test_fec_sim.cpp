@@ -88,6 +88,7 @@ struct Run {
   std::uint64_t parity = 0;
   std::uint64_t data = 0;
   std::uint64_t unrecoverable = 0;
+  std::uint64_t flushed = 0;  // parity of partial blocks, sent on the flush timer
 };
 
 // Three members, each sends kCount messages every 100 us; exactly once and intact.
@@ -123,8 +124,10 @@ Run reliable_scenario(bool fec, std::uint64_t seed, Check& c, const std::functio
   out.parity = total(net, "fec.parity_sent");
   out.data = total(net, "fec.protected_sent");
   out.unrecoverable = total(net, "fec.blocks_unrecoverable");
+  out.flushed = total(net, "fec.parity_flushed");
   if (fec) {
     c.expect(total(net, "fec.malformed") == 0, "fec.malformed counted on a clean run");
+
     c.expect(out.parity * 8 >= out.data, "fewer parity datagrams than one per 8: ", out.parity, " for ", out.data);
   }
   return out;
@@ -189,6 +192,7 @@ TEST_CASE("sim: fec.xor below reliability.arq at 1-5% loss: exactly once and few
     with.parity += b.parity;
     with.data += b.data;
     with.unrecoverable += b.unrecoverable;
+    with.flushed += b.flushed;
   });
   MESSAGE("fec.xor k=8 over the same seeds: retransmissions "
           << without.retransmits << " without FEC, " << with.retransmits << " with; rebuilt " << with.rebuilt
@@ -199,6 +203,7 @@ TEST_CASE("sim: fec.xor below reliability.arq at 1-5% loss: exactly once and few
   if (enough_seeds(kSeeds)) {
     CHECK(with.rebuilt > 0);
     CHECK(with.retransmits < without.retransmits);
+    CHECK(with.flushed > 0);  // the tail of a burst is protected too
   }
 }
 
