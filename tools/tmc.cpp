@@ -1,6 +1,7 @@
 // tmc: the libTMC command-line tool.
 //
-//   tmc plan MANIFEST.yaml [--caps CAPS.yaml]   print the compiled plan, or every problem (exit 1)
+//   tmc plan MANIFEST.yaml [--caps CAPS.yaml] [--module FILE.so]...
+//                                               print the compiled plan, or every problem (exit 1)
 //   tmc check MANIFEST.yaml [--caps CAPS.yaml]  validate a manifest (and a capability file)
 //   tmc properties [--markdown]                 the manifest property table (docs/manifest.md)
 //   tmc capabilities [--markdown]               the capability key table (docs/capabilities.md)
@@ -21,6 +22,7 @@
 #include "runtime/manifest/yaml_value.hpp"
 #include "tmc/capabilities.hpp"
 #include "tmc/manifest.hpp"
+#include "tmc/modules.hpp"
 #include "tmc/stage.hpp"
 #include "tmc_stat.hpp"
 #include "tmc_run.hpp"
@@ -44,14 +46,22 @@ bool load_caps(const std::string& path, tmc::Capabilities& caps) {
   return false;
 }
 
-int run_plan(const std::string& manifest_path, const std::string& caps_path) {
+int run_plan(const std::string& manifest_path, const std::string& caps_path, const std::vector<std::string>& modules) {
   tmc::Capabilities caps;
   if (!load_caps(caps_path, caps)) return 1;
+  // Module objects named on the command line (unverified: the operator vouches for them).
+  tmc::ModuleSet set;
+  for (const std::string& path : modules) {
+    if (tmc::Status s = set.load(path); !s) {
+      std::cerr << s.to_string() << "\n";
+      return 1;
+    }
+  }
   tmc::Diagnostics diag;
   std::string text;
   if (!tmc::detail::read_text_file(manifest_path, text, diag)) return print_problems(diag);
   std::string out;
-  if (!tmc::detail::render_plan(text, manifest_path, caps, tmc::Registry::builtin(), out)) {
+  if (!tmc::detail::render_plan(text, manifest_path, caps, set.registry(), out)) {
     std::cerr << out;
     return 1;
   }
@@ -92,6 +102,8 @@ int main(int argc, char** argv) {
   auto* plan = app.add_subcommand("plan", "Print the plan a manifest compiles to (or every problem, exit 1)");
   plan->add_option("manifest", manifest_path, "manifest YAML file")->required();
   plan->add_option("--caps", caps_path, "capability YAML file (default: no offloads, MTU 1500, multicast)");
+  std::vector<std::string> module_paths;
+  plan->add_option("--module", module_paths, "load this module object first (repeatable; not verified)");
 
   auto* check = app.add_subcommand("check", "Validate a manifest (and a capability file)");
   check->add_option("manifest", manifest_path, "manifest YAML file")->required();
@@ -132,7 +144,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (plan->parsed()) return run_plan(manifest_path, caps_path);
+    if (plan->parsed()) return run_plan(manifest_path, caps_path, module_paths);
     if (check->parsed()) return run_check(manifest_path, caps_path);
     if (properties->parsed()) {
       const auto& rows = tmc::manifest_properties();

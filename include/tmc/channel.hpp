@@ -61,6 +61,8 @@
 
 namespace tmc {
 
+class ModuleSet;  // tmc/modules.hpp
+
 namespace detail {
 class RuntimeLoop;
 class ChannelCore;
@@ -150,6 +152,10 @@ struct OpenOptions {
   /// process) reads them; see docs/operations.md. The loop thread publishes from a timer,
   /// so sends and receives do nothing for it. false = this channel stays out of the file.
   bool publish_stats = true;
+  /// Loaded modules (tmc/modules.hpp): their stage kinds and congestion controllers join
+  /// the built-ins for this channel. A manifest's `modules:` must name modules in it, and
+  /// its `stages:` and `congestion control:` may use what they provide. null = built-ins only.
+  std::shared_ptr<const ModuleSet> modules;
 };
 
 /// A snapshot of one channel's counters and estimates. Totals cover the channel's whole

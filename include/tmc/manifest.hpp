@@ -128,6 +128,14 @@ struct FaultSpec {
   bool operator==(const FaultSpec&) const = default;
 };
 
+/// A stage the manifest asks for by kind (`stages:`), with its parameters in YAML spelling:
+/// a module's stage, placed by its StageInfo::layer and validated against its ParamSpecs.
+struct StageRequest {
+  std::string kind;
+  std::map<std::string, std::string, std::less<>> params;
+  bool operator==(const StageRequest&) const = default;
+};
+
 struct Manifest {
   // identity and membership
   std::string id;                    ///< channel id (required); hashed into the wire header
@@ -164,6 +172,9 @@ struct Manifest {
   // size and testing
   std::int64_t max_message_bytes = 16 * 1024 * 1024;
   FaultSpec faults;
+  // modules (libTMC_MM)
+  std::vector<std::string> modules;   ///< modules the channel needs; they must be loaded
+  std::vector<StageRequest> stages;   ///< stages requested by kind, in the order written
   bool operator==(const Manifest&) const = default;
 };
 

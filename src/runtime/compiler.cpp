@@ -407,6 +407,130 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
   }
 }
 
+// --- stages requested by kind (module stages) --------------------------------------------
+//
+// A module stage is placed from its StageInfo::layer alone: each layer is the slot above the
+// first built-in that must stay below it (the canonical order above), so the compiler never
+// needs a module stage's name. Requested stages of one layer keep the manifest's order.
+
+struct LayerSlot {
+  StageLayer layer;
+  std::initializer_list<std::string_view> below;  ///< built-ins that stay below this layer
+  std::string_view where;                         ///< for the plan's reason
+};
+
+const LayerSlot kLayerSlots[] = {
+    {StageLayer::ordering,
+     {"ordering.seq", "fragment.split", "pacing.coalesce", "reliability.arq", "flow.credit", "congestion.window",
+      "pacing.bucket", "membership.heartbeat", "checksum.crc32c", "faults.inject"},
+     "below the built-in orderings, above ordering.seq"},
+    {StageLayer::message,
+     {"fragment.split", "pacing.coalesce", "reliability.arq", "flow.credit", "congestion.window", "pacing.bucket",
+      "membership.heartbeat", "checksum.crc32c", "faults.inject"},
+     "below sequencing, above fragmentation: whole messages"},
+    {StageLayer::datagram,
+     {"reliability.arq", "flow.credit", "congestion.window", "pacing.bucket", "membership.heartbeat",
+      "checksum.crc32c", "faults.inject"},
+     "below fragmentation and coalescing, above reliability: each datagram reliability repairs"},
+    {StageLayer::repair,
+     {"pacing.bucket", "membership.heartbeat", "checksum.crc32c", "faults.inject"},
+     "below reliability, flow and congestion control, above the rate bucket: repair without a round trip"},
+    {StageLayer::bottom,
+     {"checksum.crc32c", "faults.inject"},
+     "below membership, above the checksum and fault injection: every datagram"},
+};
+
+const LayerSlot* slot_of(StageLayer l) {
+  for (const LayerSlot& s : kLayerSlots) {
+    if (s.layer == l) return &s;
+  }
+  return nullptr;
+}
+
+/// "tally 1.0.0, fec 1.2.0" from the provenance of the registry's module kinds ("none").
+std::string loaded_modules(const Registry& registry) {
+  std::vector<std::string> names;
+  for (const StageInfo* info : registry.all()) {
+    std::string_view p = info->provenance;
+    if (!p.starts_with("module ")) continue;
+    p.remove_prefix(7);
+    std::string name(p.substr(0, p.find(',')));
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "none" : out;
+}
+
+/// Check the manifest's `stages:` and `congestion control:` against the registry the
+/// channel is built from: every problem, one line each.
+void check_requests(const Manifest& m, const Registry& registry, std::vector<std::string>& problems) {
+  for (const StageRequest& r : m.stages) {
+    const StageInfo* info = registry.find(r.kind);
+    if (info == nullptr) {
+      problems.push_back("'stages' asks for '" + r.kind + "', which no loaded module provides (loaded modules: " +
+                         loaded_modules(registry) + ")");
+      continue;
+    }
+    if (info->layer == StageLayer::none) {
+      problems.push_back("'stages' asks for '" + r.kind +
+                         "', a built-in stage: built-ins are placed from the properties that need them");
+      continue;
+    }
+    Params params;
+    std::vector<std::string> errors;
+    if (!registry.resolve_params(*info, r.params, params, errors)) {
+      for (auto& e : errors) problems.push_back("'stages': " + e);
+    }
+  }
+  for (std::size_t i = 0; i < m.stages.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (m.stages[i].kind == m.stages[j].kind) problems.push_back("'stages' asks for '" + m.stages[i].kind + "' twice");
+    }
+  }
+  if (const StageInfo* w = registry.find("congestion.window"); w != nullptr && m.congestion_control != "none") {
+    if (const ParamSpec* a = param_spec(w, "algorithm"); a != nullptr && !a->one_of.empty() &&
+        std::find(a->one_of.begin(), a->one_of.end(), m.congestion_control) == a->one_of.end()) {
+      std::string words;
+      for (auto word : a->one_of) words += (words.empty() ? "" : ", ") + std::string(word);
+      problems.push_back("'congestion control: " + m.congestion_control + "' is not a controller here (known: " +
+                         words + "; loaded modules: " + loaded_modules(registry) + ")");
+    }
+  }
+}
+
+/// Insert the requested stages at their layers' slots (after derive_stages()).
+void place_requests(const Manifest& m, const Registry& registry, Plan& plan) {
+  for (const StageRequest& r : m.stages) {
+    const StageInfo* info = registry.find(r.kind);
+    const LayerSlot* slot = info != nullptr ? slot_of(info->layer) : nullptr;
+    if (slot == nullptr) continue;  // refused by check_requests()
+    // Above the first stage that stays below this layer, and below the requested stages of
+    // this layer placed before it (the manifest's order).
+    std::size_t at = plan.stages.size();
+    for (std::size_t i = 0; i < plan.stages.size(); ++i) {
+      const std::string& k = plan.stages[i].kind;
+      bool stays_below = std::find(slot->below.begin(), slot->below.end(), k) != slot->below.end();
+      if (!stays_below) {
+        // A requested stage of a lower layer stays below too.
+        const StageInfo* other = registry.find(k);
+        stays_below = other != nullptr && other->layer != StageLayer::none && other->layer > info->layer;
+      }
+      if (stays_below) {
+        at = i;
+        break;
+      }
+    }
+    PlannedStage ps;
+    ps.kind = r.kind;
+    ps.params = r.params;
+    ps.reason = "'stages' asks for it (" + std::string(info->provenance.empty() ? "registered by the program"
+                                                                                : info->provenance) +
+                "); " + std::string(stage_layer_name(info->layer)) + " layer: " + std::string(slot->where);
+    plan.stages.insert(plan.stages.begin() + static_cast<std::ptrdiff_t>(at), std::move(ps));
+  }
+}
+
 const PlannedStage* find_stage(const Plan& plan, std::string_view kind) {
   for (const auto& s : plan.stages) {
     if (s.kind == kind) return &s;
@@ -523,6 +647,18 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
     nic = NicCapabilities{};
   }
 
+  // Stages requested by kind, and a congestion controller outside the built-ins, exist
+  // only in the registry the channel is built from (its modules).
+  {
+    std::vector<std::string> problems;
+    check_requests(m, registry, problems);
+    if (!problems.empty()) {
+      std::string message;
+      for (const auto& line : problems) message += (message.empty() ? "" : "\n") + line;
+      return {Code::INVALID_MANIFEST, message};
+    }
+  }
+
   // 3. derive. The payload room of a datagram depends on which stages add bytes, and the
   //    fragmentation and coalescing decisions depend on the room: derive once to learn the
   //    stages, size the room, then derive for real (derivation is pure).
@@ -534,6 +670,7 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
   {
     Plan probe = plan;
     derive_stages(m, nic, caps.network, Room{base_room, base_room}, facts, probe);
+    place_requests(m, registry, probe);
     room.datagram_payload = base_room;
     room.coalesce_budget = base_room - facts.batch_ext;
     bool below_coalesce = false;
@@ -548,6 +685,7 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
     if (m.group_ordering && !caps.network.sequencer.empty()) room.datagram_payload -= facts.group_seq_ext;
   }
   derive_stages(m, nic, caps.network, room, facts, plan);
+  place_requests(m, registry, plan);
   plan.traits = traits_of(m, room, facts, plan);
 
   // 4. size the transport

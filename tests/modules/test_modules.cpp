@@ -6,7 +6,10 @@
 #include <iterator>
 #include <string>
 
+#include "../runtime/runtime_test_util.hpp"
 #include "sim/network.hpp"
+#include "tmc/channel.hpp"
+#include "tmc/manifest.hpp"
 #include "tmc/module.hpp"
 #include "tmc/modules.hpp"
 
@@ -221,4 +224,128 @@ TEST_CASE("modules: a stage whose configure throws fails the build with the modu
   // Parameters are validated against the module's own specs, like a built-in's.
   const auto bad = tmc::sim::make_plan({tmc::sim::stage("tally.count", {{"mode", "loud"}})});
   CHECK_THROWS_WITH_AS(net.add_member(bad, set.registry()), doctest::Contains("pass, fault, throw"), tmc::Error);
+}
+
+namespace {
+
+std::shared_ptr<tmc::ModuleSet> test_modules() {
+  auto set = std::make_shared<tmc::ModuleSet>();
+  REQUIRE(set->load(module_path("tally")).is_ok());
+  REQUIRE(set->load(module_path("cpass_plain")).is_ok());
+  return set;
+}
+
+tmc::Manifest parse(const std::string& yaml) {
+  tmc::Manifest m;
+  tmc::Diagnostics diag;
+  const bool ok = tmc::parse_manifest(yaml, "m.yaml", m, diag);
+  REQUIRE_MESSAGE(ok, diag.to_string());
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("modules: the manifest requests module stages; the compiler places them by layer") {
+  auto set = test_modules();
+  const tmc::Manifest m = parse(
+      "id: mods\nmodules: [tally, cpass]\nreliability: true\nerror checking: true\n"
+      "point-to-point ordering: strict\nstages: {cpass.plain: {}, tally.count: {tick_us: 500, mode: pass}}\n");
+  REQUIRE(m.stages.size() == 2);
+  CHECK(m.stages[0].kind == "cpass.plain");
+  CHECK(m.stages[1].params.at("tick_us") == "500");
+  // The manifest prints and reads back the same.
+  tmc::Manifest again;
+  tmc::Diagnostics diag;
+  REQUIRE_MESSAGE(tmc::parse_manifest(tmc::to_yaml(m), "again.yaml", again, diag), diag.to_string());
+  CHECK(again == m);
+
+  tmc::Plan plan;
+  const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), set->registry(), plan);
+  REQUIRE_MESSAGE(s.is_ok(), s.to_string());
+  const auto kinds = plan.software_kinds();
+  // datagram layer: below ordering/sequencing, above reliability; bottom: above the checksum.
+  const std::vector<std::string> want = {"ordering.fifo", "ordering.seq", "fragment.split", "tally.count", "reliability.arq",
+                                         "membership.heartbeat", "cpass.plain", "checksum.crc32c"};
+  std::string got;
+  for (const auto& k : kinds) got += k + " ";
+  CHECK_MESSAGE(kinds == want, got);
+  const std::string text = plan.to_string();
+  CHECK_MESSAGE(contains(text, "'stages' asks for it (module tally 1.0.0, sha256 " + set->find("tally")->sha256() + ")"),
+                text);
+  CHECK_MESSAGE(contains(text, "bottom layer"), text);
+}
+
+TEST_CASE("modules: requests the registry cannot satisfy are manifest errors naming the loaded modules") {
+  auto set = test_modules();
+  auto refused = [&](const std::string& yaml, std::string_view part) {
+    tmc::Plan plan;
+    const tmc::Status s = tmc::compile(parse(yaml), tmc::Capabilities::defaults(), set->registry(), plan);
+    CHECK(s.code() == tmc::Code::INVALID_MANIFEST);
+    CHECK_MESSAGE(contains(s.message(), part), s.message());
+  };
+  refused("id: x\nmodules: [tally]\nstages: {fec.xor: {k: 8}}\n",
+          "'stages' asks for 'fec.xor', which no loaded module provides (loaded modules: cpass 0.1.0, tally 1.0.0)");
+  refused("id: x\nstages: {ordering.fifo: {}}\n", "a built-in stage");
+  refused("id: x\nmodules: [tally]\nstages: {tally.count: {mode: loud}}\n", "pass, fault, throw");
+  refused("id: x\nmodules: [tally]\nstages: {tally.count: {volume: 3}}\n", "volume");
+  refused("id: x\nmodules: [tally]\nreliability: true\ncongestion control: vegas\n",
+          "'congestion control: vegas' is not a controller here (known: none, aimd, cubic, fixed; loaded modules: "
+          "cpass 0.1.0, tally 1.0.0)");
+  // Without 'modules', a word outside the built-ins is refused while parsing, as always.
+  tmc::Manifest m;
+  tmc::Diagnostics diag;
+  CHECK_FALSE(tmc::parse_manifest("id: x\nreliability: true\ncongestion control: fixed\n", "m.yaml", m, diag));
+  CHECK_MESSAGE(contains(diag.to_string(), "must be one of none, aimd, cubic, got \"fixed\""), diag.to_string());
+}
+
+TEST_CASE("modules: congestion control resolves to a module's controller") {
+  auto set = test_modules();
+  const tmc::Manifest m = parse("id: cc\nmodules: [tally]\nreliability: true\ncongestion control: fixed\n");
+  tmc::Plan plan;
+  const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), set->registry(), plan);
+  REQUIRE_MESSAGE(s.is_ok(), s.to_string());
+  tmc::sim::Network net(tmc::sim::Config{});
+  net.add_member(plan, set->registry());
+  net.add_member(plan, set->registry());
+  for (int k = 0; k < 30; ++k) net.schedule_send(std::uint64_t(k) * 50'000, 0, std::vector<std::uint8_t>(100, 7));
+  net.run_until(2'000'000'000);  // membership heartbeats keep it from going idle
+  CHECK(net.deliveries(1).size() == 30);
+  // The fixed window never moves: mss 1400 * 10 packets.
+  CHECK(net.counters(0).get("congestion.max_window_bytes") == 14000);
+}
+
+TEST_CASE("modules: a real channel on loopback runs a module stage") {
+  auto set = test_modules();
+  tmc::Manifest m = tmc::test::manifest_for("modules-loopback", 3, "alice");
+  m.members = {"alice", "bob"};
+  m.modules = {"tally", "cpass"};
+  m.stages = {{"tally.count", {}}, {"cpass.plain", {}}};
+  tmc::OpenOptions o;
+  o.modules = set;
+  auto a = tmc::Channel::open(m, o);
+  m.name = "bob";
+  auto b = tmc::Channel::open(m, o);
+  REQUIRE(tmc::test::send_n(a, 20, "x"));
+  const auto got = tmc::test::receive_n(b, 20);
+  CHECK(got.size() == 20);
+  auto counter = [](const tmc::ChannelStats& st, std::string_view name) -> std::uint64_t {
+    for (const auto& [n, v] : st.counters) {
+      if (n == name) return v;
+    }
+    return 0;
+  };
+  CHECK(counter(a.stats(), "tally.count.sent") == 20);
+  CHECK(counter(b.stats(), "tally.count.received") >= 20);
+  CHECK(counter(b.stats(), "cpass.plain.module_faults") == 0);
+
+  // Without the modules, the channel refuses to open, naming what is missing.
+  tmc::Channel c;
+  const tmc::Status none = tmc::Channel::try_open(m, tmc::OpenOptions{}, c);
+  CHECK(none.code() == tmc::Code::MODULE_ERROR);
+  auto only_tally = std::make_shared<tmc::ModuleSet>();
+  REQUIRE(only_tally->load(module_path("tally")).is_ok());
+  tmc::OpenOptions o2;
+  o2.modules = only_tally;
+  const tmc::Status missing = tmc::Channel::try_open(m, o2, c);
+  CHECK_MESSAGE(contains(missing.message(), "'cpass', not loaded (loaded: tally 1.0.0)"), missing.message());
 }

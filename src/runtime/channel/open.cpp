@@ -11,6 +11,7 @@
 
 #include "runtime/channel/channel_core.hpp"
 #include "runtime/channel/shell_helpers.hpp"
+#include "tmc/modules.hpp"
 #include "tmc/wire.hpp"
 
 namespace tmc::detail {
@@ -85,8 +86,16 @@ Status ChannelCore::open(const Manifest& manifest, const OpenOptions& options, s
 }
 
 Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Prepared& out) {
+  const Registry& registry = options_.modules ? options_.modules->registry() : Registry::builtin();
+  if (!m.modules.empty()) {
+    if (!options_.modules) {
+      return {Code::MODULE_ERROR, "channel '" + m.id + "': the manifest's 'modules' names modules but none are "
+                                  "loaded (pass them in OpenOptions::modules)"};
+    }
+    if (Status s = options_.modules->check_requested(m.modules); !s) return {s.code(), "channel '" + m.id + "': " + s.message()};
+  }
   Plan plan;
-  if (Status s = compile(m, options_.caps, Registry::builtin(), plan); !s) return s;
+  if (Status s = compile(m, options_.caps, registry, plan); !s) return s;
   if (plan.channel_hash == 0) plan.channel_hash = wire::channel_hash(m.id.data(), m.id.size());
   if (plan.channel_id.empty()) plan.channel_id = m.id;
   // A generated name is the member's identity for the channel's whole life: update() keeps
@@ -127,7 +136,7 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   env.epoch = random_nonzero_u32();
   env.seed = (static_cast<std::uint64_t>(m.faults.seed) << 32) ^ out.sender;
   env.max_payload_bytes = out.max_payload;
-  if (Status s = Pipeline::build(plan, Registry::builtin(), env, *out.pool, *this, out.pipeline); !s) {
+  if (Status s = Pipeline::build(plan, registry, env, *out.pool, *this, out.pipeline); !s) {
     return {s.code(), "channel '" + m.id + "': building the pipeline: " + s.message()};
   }
   // The ceiling above covers the queues and batches; full stage windows (reliability's

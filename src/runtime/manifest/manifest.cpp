@@ -16,7 +16,7 @@ BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, heartbeat_us, failure_
                         interface, ttl, loopback, point_to_point_ordering, ordering_window, ordering_hold_us,
                         group_ordering, sequencer, ordered_messages, reliability,
                         error_checking, pacing, flow_control, congestion_control, synchronicity, duplexity,
-                        max_message_bytes, faults);
+                        max_message_bytes, faults, modules, stages);
 BOOST_HANA_ADAPT_STRUCT(tmc::MessageManifest, reliability, error_checking, ordered);
 
 namespace tmc::detail {
@@ -195,7 +195,8 @@ constexpr FieldMeta kManifestRows[] = {
      .doc = "do not send faster than the members can receive", .default_text = "false"},
     {.field = "congestion_control", .key = "congestion control", .alias = "congestion_control",
      .doc = "back off when the network is congested: none, aimd (Reno-like) or cubic, following the slowest "
-            "acknowledging receiver (needs reliability)", .one_of = kCongestionControls},
+            "acknowledging receiver (needs reliability), or a controller of a loaded module",
+     .type = "none | aimd | cubic"},
     {.field = "synchronicity", .key = "synchronicity", .alias = "synchronicity",
      .doc = "async: send() returns once the message is handed to the network; sync: once its guarantees "
             "are met"},
@@ -206,6 +207,12 @@ constexpr FieldMeta kManifestRows[] = {
      .min = 1, .max = 64LL * 1024 * 1024},
     {.field = "faults", .key = "faults", .alias = "faults",
      .doc = "fault injection for tests and experiments (seeded, per channel)", .default_text = "(none)"},
+    {.field = "modules", .key = "modules", .alias = "modules",
+     .doc = "modules this channel needs (by name); the program loads them from a verified repository",
+     .default_text = "[]"},
+    {.field = "stages", .key = "stages", .alias = "stages",
+     .doc = "module stages by kind with their parameters, e.g. {fec.xor: {k: 8}}; each is placed by the layer "
+            "its module declares", .default_text = "{}"},
 };
 
 constexpr FieldMeta kMessageRows[] = {
@@ -424,7 +431,13 @@ void check_rules(const Manifest& m, Checker& c) {
     c.error("flow control", "'flow control' governs acknowledged messages (credit comes back with the "
                             "acknowledgments); set 'reliability' too");
   }
-  if (m.congestion_control != "none" && !m.reliability.enabled) {
+  // A word outside the built-ins names a module's controller, so it needs 'modules'; the
+  // compiler then checks it against the registry the modules were loaded into.
+  if (m.modules.empty() && std::find(std::begin(kCongestionControls), std::end(kCongestionControls),
+                                     m.congestion_control) == std::end(kCongestionControls)) {
+    c.error("congestion control", "'congestion control' must be one of none, aimd, cubic, got " +
+                                      quote(m.congestion_control));
+  } else if (m.congestion_control != "none" && !m.reliability.enabled) {
     c.error("congestion control", "'congestion control: " + m.congestion_control +
                                       "' needs acknowledgments to measure the network; set 'reliability'");
   }
