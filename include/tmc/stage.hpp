@@ -307,12 +307,12 @@ enum class StageLayer : std::uint8_t { none, ordering, message, datagram, repair
 std::string_view stage_layer_name(StageLayer l) noexcept;
 
 struct StageInfo {
-  std::string_view kind;      ///< "ordering.fifo"
-  std::string_view synopsis;  ///< one line
-  std::string_view notes;     ///< a paragraph: behaviour, wire extension, caveats
-  std::vector<ParamSpec> params;
-  std::vector<CounterSpec> counters;
-  std::function<std::unique_ptr<Stage>()> factory;
+  std::string_view kind = {};      ///< "ordering.fifo"
+  std::string_view synopsis = {};  ///< one line
+  std::string_view notes = {};     ///< a paragraph: behaviour, wire extension, caveats
+  std::vector<ParamSpec> params = {};
+  std::vector<CounterSpec> counters = {};
+  std::function<std::unique_ptr<Stage>()> factory = {};
 
   // Placement facts: what the compiler needs to place, cost and explain the stage, so
   // that adding a stage touches its own folder and one registration line.
