@@ -104,10 +104,10 @@ namespace detail {
 /// The StageIo a module's stage sees: every call goes to the host's table.
 class AdapterIo final : public StageIo {
  public:
-  AdapterIo() noexcept : StageIo(&now_) {}
+  AdapterIo() noexcept : StageIo(nullptr) {}
   void enter(const tmc_io* io) noexcept {
     io_ = io;
-    now_ = io->host->now_ns(io->ctx);
+    now_ns_ = &io->now_ns;  // the host's clock for this call
   }
   void down(Packet* p) noexcept override { io_->host->down(io_->ctx, handle(p)); }
   void up(Packet* p) noexcept override { io_->host->up(io_->ctx, handle(p)); }
@@ -149,7 +149,6 @@ class AdapterIo final : public StageIo {
 
  private:
   const tmc_io* io_ = nullptr;
-  std::uint64_t now_ = 0;
 };
 
 /// One stage instance behind the C operations.

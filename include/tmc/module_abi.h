@@ -269,10 +269,12 @@ struct tmc_host {
 #define TMC_HOST_HAS(h, member) \
   ((h)->struct_size >= offsetof(struct tmc_host, member) + sizeof((h)->member) && (h)->member != NULL)
 
-/** What each stage operation receives: the host's table and the pipeline's context. */
+/** What each stage operation receives: the host's table, the pipeline's context and the
+ *  time of the call (what host->now_ns(ctx) returns, without the call). */
 struct tmc_io {
   const struct tmc_host* host;
   void* ctx;
+  uint64_t now_ns;
 };
 
 /** One stage kind. The first block is its description (tmc::StageInfo), the second its

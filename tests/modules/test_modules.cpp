@@ -147,9 +147,16 @@ TEST_CASE("modules: a ModuleSet layers module kinds over the built-ins and refus
   const tmc::Status builtin = set.load(module_path("cpass_builtin"));
   CHECK_MESSAGE(contains(builtin.message(), "conflict: stage kind 'checksum.crc32c' is built in"), builtin.message());
 
+  REQUIRE(set.load(module_path("cpass_ext_a")).is_ok());
+  const tmc::Status ext = set.load(module_path("cpass_ext_b"));
+  CHECK_MESSAGE(contains(ext.message(), "conflict: wire extension type 200 of 'cpass.ext_b' is owned by 'cpass.ext_a' "
+                                        "of module 'cpass-ext-a'"),
+                ext.message());
+
   CHECK(set.check_requested({"tally"}).is_ok());
   const tmc::Status missing = set.check_requested({"tally", "fec"});
-  CHECK_MESSAGE(contains(missing.message(), "'fec', not loaded (loaded: tally 1.0.0, cpass 0.1.0)"), missing.message());
+  CHECK_MESSAGE(contains(missing.message(), "'fec', not loaded (loaded: tally 1.0.0, cpass 0.1.0, cpass-ext-a 0.1.0)"),
+                missing.message());
 }
 
 TEST_CASE("modules: a module stage runs in the simulator like a built-in") {

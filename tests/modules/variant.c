@@ -6,6 +6,8 @@
  *   TMC_TEST_INIT_FAIL  the entry point returns NULL (refused)
  *   TMC_TEST_BAD_EXT    an extension type in the built-in range (refused)
  *   TMC_TEST_BUILTIN    a stage kind that is built in (refused by ModuleSet)
+ *   TMC_TEST_EXT_A/_B   two modules whose stages both own wire extension 200 (the second
+ *                       is refused by a ModuleSet holding the first)
  * Its stage, "cpass.<variant>", passes packets on; on_receive reports a fault when the
  * parameter `fault_on_receive` is true. */
 #include <stddef.h>
@@ -17,6 +19,12 @@
 #if defined(TMC_TEST_OLD)
 #define KIND "cpass.old"
 #define NAME "cpass-old"
+#elif defined(TMC_TEST_EXT_A)
+#define KIND "cpass.ext_a"
+#define NAME "cpass-ext-a"
+#elif defined(TMC_TEST_EXT_B)
+#define KIND "cpass.ext_b"
+#define NAME "cpass-ext-b"
 #elif defined(TMC_TEST_BUILTIN)
 #define KIND "checksum.crc32c"
 #define NAME "cpass-builtin"
@@ -67,6 +75,8 @@ static const struct tmc_param_spec params[] = {
 
 #if defined(TMC_TEST_BAD_EXT)
 static const struct tmc_wire_extension exts[] = {{.type = 5, .body_bytes = 4, .name = "bad"}};
+#elif defined(TMC_TEST_EXT_A) || defined(TMC_TEST_EXT_B)
+static const struct tmc_wire_extension exts[] = {{.type = 200, .body_bytes = 4, .name = "tag"}};
 #endif
 
 static const struct tmc_stage_kind stage = {
@@ -80,7 +90,7 @@ static const struct tmc_stage_kind stage = {
     .synopsis = "Passes packets on (a module written in C).",
     .params = params,
     .n_params = 1,
-#if defined(TMC_TEST_BAD_EXT)
+#if defined(TMC_TEST_BAD_EXT) || defined(TMC_TEST_EXT_A) || defined(TMC_TEST_EXT_B)
     .extensions = exts,
     .n_extensions = 1,
 #endif

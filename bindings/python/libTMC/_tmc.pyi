@@ -91,6 +91,7 @@ class Channel:
         send_queue_messages: int = ...,
         send_blocks_when_full: bool = ...,
         publish_stats: bool = ...,
+        module_files: list[str | os.PathLike[str]] | dict[str | os.PathLike[str], str] | None = ...,
         module_repository: dict[str, str | os.PathLike[str]] | None = ...,
         **properties: Any,
     ) -> None: ...

@@ -45,6 +45,7 @@
 #include <thread>
 
 #include <tmc/channel.hpp>
+#include <tmc/modules.hpp>
 
 #include "common.hpp"
 
@@ -256,6 +257,24 @@ OpenKwargs split_kwargs(const py::kwargs& kwargs) {
     } else if (key == "publish_stats") {
       if (!PyBool_Check(v.ptr())) throw py::type_error("Channel(): 'publish_stats' must be a bool");
       out.options.publish_stats = v.ptr() == Py_True;
+    } else if (key == "module_files") {
+      // Module objects to load for this channel: a list of paths (unchecked), or a dict of
+      // path -> expected SHA-256 (hex), as a verified repository index lists them.
+      if (v.is_none()) continue;
+      auto set = std::make_shared<ModuleSet>();
+      auto load = [&](py::handle path, std::string_view digest) {
+        const std::string file = py::str(py::module_::import("os").attr("fspath")(path));
+        if (Status st = set->load(file, digest); !st) raise_status(st);
+      };
+      if (PyDict_Check(v.ptr())) {
+        for (auto kv : v.cast<py::dict>()) load(kv.first, kv.second.cast<std::string>());
+      } else if (PyList_Check(v.ptr()) || PyTuple_Check(v.ptr())) {
+        for (auto path : v) load(path, {});
+      } else {
+        throw py::type_error("Channel(): 'module_files' must be a list of paths or a dict of path -> sha256, not " +
+                             type_name(v));
+      }
+      out.options.modules = std::move(set);
     } else if (key == "module_repository") {
       if (v.is_none()) continue;
       out.options.module_repository = module_repository_kwarg(v);

@@ -205,12 +205,14 @@ class ModuleStage final : public Stage {
     if (failed_) return io.drop(p, DropReason::unsupported);
     if (kind_->on_send == nullptr) return io.down(p);
     ctx_.io = &io;
+    io_.now_ns = io.now_ns();
     check(kind_->on_send(state_, h(p), &io_), io);
   }
   void on_receive(Packet* p, StageIo& io) noexcept override {
     if (failed_) return io.drop(p, DropReason::unsupported);
     if (kind_->on_receive == nullptr) return io.up(p);
     ctx_.io = &io;
+    io_.now_ns = io.now_ns();
     check(kind_->on_receive(state_, h(p), &io_), io);
   }
   void on_tick(StageIo& io) noexcept override { hook(kind_->on_tick, io); }
@@ -230,6 +232,7 @@ class ModuleStage final : public Stage {
   void hook(int (*fn)(void*, const tmc_io*), StageIo& io) noexcept {
     if (failed_ || fn == nullptr) return;
     ctx_.io = &io;
+    io_.now_ns = io.now_ns();
     check(fn(state_, &io_), io);
   }
   void check(int rc, StageIo& io) noexcept {
@@ -248,7 +251,7 @@ class ModuleStage final : public Stage {
   void* state_ = nullptr;
   bool failed_ = false;
   HostCtx ctx_;
-  tmc_io io_{&kHost, &ctx_};
+  tmc_io io_{&kHost, &ctx_, 0};
 };
 
 }  // namespace

@@ -39,6 +39,21 @@ Status ModuleSet::add(std::shared_ptr<const LoadedModule> module) {
       return conflict("stage kind '" + std::string(info.kind) + "' is provided by another loaded module");
     }
   }
+  // Wire extension types 128..255 are shared by every module of a channel: one owner each.
+  for (const StageInfo& info : module->stages()) {
+    for (const WireExtension& x : info.extensions) {
+      for (const auto& other : modules_) {
+        for (const StageInfo& o : other->stages()) {
+          for (const WireExtension& y : o.extensions) {
+            if (x.type == y.type) {
+              return conflict("wire extension type " + std::to_string(x.type) + " of '" + std::string(info.kind) +
+                              "' is owned by '" + std::string(o.kind) + "' of module '" + other->name() + "'");
+            }
+          }
+        }
+      }
+    }
+  }
   const CongestionLimits probe;
   for (std::string_view c : module->controllers()) {
     if (make_congestion_controller(c, probe) != nullptr) {
