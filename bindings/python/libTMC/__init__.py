@@ -106,9 +106,8 @@ class Channel(_tmc.Channel):
     ``receive_queue_messages``, ``send_queue_messages``, ``send_blocks_when_full``,
     ``publish_stats`` (False keeps the channel out of ``tmc stat``), ``module_files``
     (module objects to load: a list of paths, or a dict of path -> SHA-256; docs/modules.md),
-    ``module_repository``
-    (``{'dir': ..., 'trust': ..., 'state': ...}``: a signed module repository the
-    manifest's ``modules`` are verified and loaded from; ``state`` is optional).
+    ``module_repository`` (``{'dir': ..., 'trust': ..., 'state': ...}``: a signed module
+    repository the manifest's ``modules`` are verified and loaded from; ``state`` is optional).
     """
 
     @classmethod
