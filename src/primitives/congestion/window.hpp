@@ -26,6 +26,7 @@ class CongestionWindowStage final : public Stage {
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
+  void read_gauges(std::span<double> out) const noexcept override;
 
   // --- white-box reads (tests, diagnostics) ---------------------------------------------
   [[nodiscard]] std::uint64_t window_bytes() const noexcept { return ctrl_->window_bytes(); }

@@ -24,6 +24,7 @@ class FlowCreditStage final : public Stage {
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
+  void read_gauges(std::span<double> out) const noexcept override;
 
   // --- white-box reads (tests, diagnostics) ---------------------------------------------
   /// Sender side: payload bytes of reliable data passed down (first transmissions).
