@@ -254,11 +254,10 @@ void FlowCreditStage::read_gauges(std::span<double> out) const noexcept {
   std::int64_t credits[kMaxGroupMembers];
   std::size_t n = 0;
   std::int64_t slowest = 0;
-  for (const Peer& pe : peers_) {
-    if (!pe.in_set) continue;
-    credits[n++] = credit(pe);
-    slowest = std::max(slowest, static_cast<std::int64_t>(sent_ - pe.base_sent) -
-                                    static_cast<std::int64_t>(pe.consumed - pe.base_consumed));
+  for (std::size_t s = 0; s < kMaxGroupMembers; ++s) {
+    if (!peers_[s].in_set) continue;
+    credits[n++] = credit(peers_[s]);
+    slowest = std::max(slowest, unconsumed_bytes(static_cast<int>(s)));
   }
   double granted = std::numeric_limits<double>::infinity();
   if (n > 0) {
@@ -271,13 +270,6 @@ void FlowCreditStage::read_gauges(std::span<double> out) const noexcept {
   out[Gauge::unconsumed_bytes] = static_cast<double>(slowest);
   out[Gauge::queued_packets] = static_cast<double>(queue_.size());
   out[Gauge::ejected_receivers] = static_cast<double>(std::popcount(ejected()));
-}
-
-std::uint64_t FlowCreditStage::consumed_from(std::uint32_t sender, std::uint32_t epoch) const noexcept {
-  for (const Source& s : sources_) {
-    if (s.used && s.sender == sender && s.epoch == epoch) return s.consumed;
-  }
-  return 0;
 }
 
 // --- sender side --------------------------------------------------------------------------
