@@ -35,9 +35,16 @@ void print_channel(std::ostream& out, const StatProcess& p, const StatChannel& c
   out << "  channel " << c.channel << "  member " << c.member << "  group " << c.group << "\n";
   out << "    members:";
   for (const std::string& m : c.members) out << ' ' << m;
+  // The shell's gauges on the first line, then one line per stage category.
   out << "\n    gauges: ";
+  std::string_view category;
   for (std::size_t i = 0; i < c.gauges.size(); ++i) {
-    out << (i > 0 ? "  " : "") << c.gauges[i].first << '=' << gauge_text(c.gauges[i].second);
+    const std::string_view name = c.gauges[i].first;
+    const std::size_t dot = name.find('.');
+    const std::string_view cat = dot == std::string_view::npos ? std::string_view() : name.substr(0, dot);
+    if (i > 0) out << (cat == category ? "  " : "\n            ");
+    category = cat;
+    out << name << '=' << gauge_text(c.gauges[i].second);
   }
   out << "\n";
   for (const auto& [name, value] : c.counters) {

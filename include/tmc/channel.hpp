@@ -200,6 +200,13 @@ struct ChannelStats {
   std::vector<std::pair<std::string, std::uint64_t>> counters;
   /// One counter by name; 0 if absent.
   [[nodiscard]] std::uint64_t counter(std::string_view name) const noexcept;
+  /// Every stage's gauges by name, read when the snapshot was taken: what the stages hold
+  /// right now ("congestion.window_bytes", "reliability.srtt_ns", ...; docs/stages.md
+  /// lists each stage's). They describe the current pipeline only (update() starts afresh)
+  /// and are empty once the channel is closed.
+  std::vector<std::pair<std::string, double>> gauges;
+  /// One gauge by name; NaN if absent (the plan has no such stage).
+  [[nodiscard]] double gauge(std::string_view name) const noexcept;
   [[nodiscard]] std::uint64_t drop_count(DropReason r) const noexcept {
     return drops[static_cast<std::size_t>(r)];
   }

@@ -260,6 +260,12 @@ class Stage {
   /// sum over the stages is large, so a full window pushes back on send() (which then
   /// blocks or returns WOULD_BLOCK) instead of queueing without bound inside a stage.
   [[nodiscard]] virtual std::size_t send_backlog() const noexcept { return 0; }
+  /// Cold. The stage's current state as numbers: out[i] is the value of its
+  /// StageInfo::gauges[i] (out.size() is their count), as of the stage's last input. The
+  /// shell calls it for stats() and the live stat file, never on the hot path; a read is
+  /// cheap and exact (a field or a short loop over fixed state), allocates nothing and
+  /// changes nothing.
+  virtual void read_gauges(std::span<double> out) const noexcept { (void)out; }
 };
 
 /// A stage kind's fixed description (Click's element doc block, as data).
@@ -290,6 +296,33 @@ inline std::vector<CounterSpec> counter_list(std::span<const CounterSpec> specs)
   return {specs.begin(), specs.end()};
 }
 
+/// One number a stage reports about its current state (a window, a queue's depth, an RTT
+/// estimate), read by Stage::read_gauges() when the shell takes a snapshot. Unlike a counter
+/// it may go down; it costs nothing on the hot path.
+struct GaugeSpec {
+  std::string_view name;  ///< full name, e.g. "congestion.window_bytes"
+  std::string_view doc;
+};
+
+/// Declares a stage's gauges once, in its .cpp, like TMC_STAGE_COUNTERS:
+///
+///   #define TMC_WINDOW_GAUGES(X, P)
+///     X(P, window_bytes, "the congestion window, in datagram bytes")
+///     X(P, in_flight_bytes, "datagram bytes sent and not yet acknowledged")
+///   TMC_STAGE_GAUGES("congestion.", TMC_WINDOW_GAUGES);
+///
+/// expands to `enum Gauge : std::size_t { window_bytes, in_flight_bytes }` (the indexes
+/// read_gauges() fills) and `kGauges`, the GaugeSpecs "congestion.window_bytes",
+/// "congestion.in_flight_bytes" in the same order. StageInfo::gauges is then
+/// gauge_list(kGauges).
+#define TMC_GAUGE_ENUM_(P, id, doc) id,
+#define TMC_GAUGE_SPEC_(P, id, doc) ::tmc::GaugeSpec{P #id, doc},
+#define TMC_STAGE_GAUGES(prefix, LIST)                        \
+  enum Gauge : std::size_t { LIST(TMC_GAUGE_ENUM_, prefix) }; \
+  inline constexpr ::tmc::GaugeSpec kGauges[] = {LIST(TMC_GAUGE_SPEC_, prefix)}
+
+inline std::vector<GaugeSpec> gauge_list(std::span<const GaugeSpec> specs) { return {specs.begin(), specs.end()}; }
+
 /// A wire extension a stage owns (docs/wire-format.md's table is generated from these).
 struct WireExtension {
   std::uint8_t type = 0;           ///< wire::Ext for built-ins; 128..255 for modules
@@ -312,6 +345,8 @@ struct StageInfo {
   std::string_view notes = {};     ///< a paragraph: behaviour, wire extension, caveats
   std::vector<ParamSpec> params = {};
   std::vector<CounterSpec> counters = {};
+  /// What read_gauges() fills, in its order (docs/stages.md lists them).
+  std::vector<GaugeSpec> gauges = {};
   std::function<std::unique_ptr<Stage>()> factory = {};
 
   // Placement facts: what the compiler needs to place, cost and explain the stage, so
@@ -368,7 +403,7 @@ class Registry {
 void register_builtin_stages(Registry& r);
 
 /// docs/stages.md, generated from the registry: one section per kind with synopsis,
-/// parameters (with their allowed values), counters, placement facts and notes.
+/// parameters (with their allowed values), counters, gauges, placement facts and notes.
 std::string stages_markdown(const Registry& r);
 
 /// docs/wire-format.md's extension table, generated from every kind's `extensions`.

@@ -1,6 +1,8 @@
 #include "runtime/pipeline.hpp"
 
 #include <algorithm>
+#include <limits>
+#include <span>
 
 namespace tmc {
 
@@ -36,6 +38,13 @@ class Pipeline::Io final : public StageIo {
   std::size_t index_;
   std::size_t counter_base_;
 };
+
+double GaugeSnapshot::get(std::string_view name) const noexcept {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return values[i];
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
 
 std::uint64_t CounterSnapshot::get(std::string_view name) const noexcept {
   for (std::size_t i = 0; i < names.size(); ++i) {
@@ -81,6 +90,8 @@ Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEn
     }
     const std::size_t base = pl->counter_names_.size();
     for (const CounterSpec& c : info->counters) pl->counter_names_.emplace_back(c.name);
+    pl->gauge_begin_.push_back(pl->gauge_names_.size());
+    for (const GaugeSpec& g : info->gauges) pl->gauge_names_.emplace_back(g.name);
     pl->ios_.push_back(std::make_unique<Io>(*pl, pl->stages_.size(), base));
     pl->stages_.push_back(std::move(stage));
     pl->kinds_.push_back(ps.kind);
@@ -92,6 +103,7 @@ Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEn
     return {Code::INVALID_ARGUMENT, msg};
   }
   pl->values_.assign(pl->counter_names_.size(), 0);
+  pl->gauge_begin_.push_back(pl->gauge_names_.size());
   pl->deadlines_.assign(pl->stages_.size(), 0);
   out = std::move(pl);
   return Status::ok();
@@ -234,6 +246,19 @@ CounterSnapshot Pipeline::counters() const {
   CounterSnapshot s;
   s.names = counter_names_;
   s.values = values_;
+  return s;
+}
+
+GaugeSnapshot Pipeline::gauges() const {
+  GaugeSnapshot s;
+  s.names = gauge_names_;
+  // A gauge its stage left unfilled reads NaN rather than a plausible number.
+  s.values.assign(gauge_names_.size(), std::numeric_limits<double>::quiet_NaN());
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    const std::size_t begin = gauge_begin_[i];
+    const std::size_t end = gauge_begin_[i + 1];
+    if (end > begin) stages_[i]->read_gauges(std::span<double>(s.values.data() + begin, end - begin));
+  }
   return s;
 }
 

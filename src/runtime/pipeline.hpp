@@ -58,6 +58,14 @@ struct CounterSnapshot {
   [[nodiscard]] std::uint64_t get(std::string_view name) const noexcept;  ///< 0 if absent
 };
 
+/// Names and values of every stage's gauges (StageInfo::gauges, in pipeline order), read
+/// when the snapshot was taken.
+struct GaugeSnapshot {
+  std::vector<std::string> names;
+  std::vector<double> values;
+  [[nodiscard]] double get(std::string_view name) const noexcept;  ///< NaN if absent
+};
+
 class Pipeline {
  public:
   /// Instantiate and configure the plan's software stages (in order; unwinds on error).
@@ -102,6 +110,8 @@ class Pipeline {
   [[nodiscard]] std::size_t send_backlog() const noexcept;
 
   [[nodiscard]] CounterSnapshot counters() const;
+  /// Every stage's gauges, read now (cold: allocates the snapshot; never per message).
+  [[nodiscard]] GaugeSnapshot gauges() const;
   [[nodiscard]] std::uint64_t counter(PipelineCounter c) const noexcept {
     return values_[static_cast<std::size_t>(c)];
   }
@@ -138,6 +148,8 @@ class Pipeline {
   std::vector<std::string> counter_names_;
   std::vector<std::uint64_t> values_;
   std::size_t wire_counter_base_ = 0;
+  std::vector<std::string> gauge_names_;
+  std::vector<std::size_t> gauge_begin_;  ///< stage i's gauges: [gauge_begin_[i], gauge_begin_[i + 1])
 };
 
 }  // namespace tmc

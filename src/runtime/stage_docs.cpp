@@ -95,6 +95,11 @@ std::string stages_markdown(const Registry& r) {
       for (const CounterSpec& c : s->counters) md += "| `" + std::string(c.name) + "` | " + cell(c.doc) + " |\n";
       md += "\n";
     }
+    if (!s->gauges.empty()) {
+      md += "| Gauge | Description |\n|---|---|\n";
+      for (const GaugeSpec& g : s->gauges) md += "| `" + std::string(g.name) + "` | " + cell(g.doc) + " |\n";
+      md += "\n";
+    }
     md += placement_text(*s);
     if (!s->notes.empty()) md += std::string(s->notes) + "\n";
   }

@@ -319,6 +319,14 @@ Status Registry::add(StageInfo info) {
               "stage '" + kind + "': the default of parameter '" + std::string(p.name) + "' " + why};
     }
   }
+  for (std::size_t i = 0; i < info.gauges.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (info.gauges[j].name == info.gauges[i].name) {
+        return {Code::INVALID_ARGUMENT,
+                "stage '" + kind + "': gauge '" + std::string(info.gauges[i].name) + "' is declared twice"};
+      }
+    }
+  }
   kinds_.emplace(std::move(kind), std::move(info));
   return Status::ok();
 }

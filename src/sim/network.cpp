@@ -671,6 +671,11 @@ CounterSnapshot Network::counters(std::size_t i) const {
   return m.up ? m.pipeline->counters() : CounterSnapshot{};
 }
 
+GaugeSnapshot Network::gauges(std::size_t i) const {
+  const Member& m = member(i);
+  return m.up ? m.pipeline->gauges() : GaugeSnapshot{};
+}
+
 const std::vector<CounterSnapshot>& Network::previous_counters(std::size_t i) const {
   return member(i).previous_counters;
 }

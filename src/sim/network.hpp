@@ -245,6 +245,9 @@ class Network {
   /// in previous_counters()). Empty while the member is down.
   [[nodiscard]] CounterSnapshot counters(std::size_t member) const;
   [[nodiscard]] const std::vector<CounterSnapshot>& previous_counters(std::size_t member) const;
+  /// Gauges of the member's current pipeline, read now (Stage::read_gauges); empty while
+  /// the member is down. Not part of fingerprint(): reading them changes nothing.
+  [[nodiscard]] GaugeSnapshot gauges(std::size_t member) const;
   [[nodiscard]] std::size_t held_packets(std::size_t member) const;
   [[nodiscard]] std::uint32_t pool_in_use(std::size_t member) const;
   /// Bytes the member's pool holds in large packets (messages above one datagram); 0 down.

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -165,6 +166,40 @@ TEST_CASE("a channel publishes its counters, gauges, plan and view; closing free
   std::string error;
   REQUIRE(d::read_stat_file(d::StatWriter::instance().path(), p, error));
   for (const auto& c : p.channels) CHECK_FALSE((c.channel == "stat-roundtrip" && c.member == "bob"));
+}
+
+TEST_CASE("the stages' gauges are published after the shell's, as stats() names them") {
+  tmc::Manifest m = manifest_for("stat-gauges", 18, "alice");
+  m.members = {"alice", "bob"};
+  m.reliability.enabled = true;  // reliability.arq: an RTT estimate from bob's acks
+  tmc::Channel a = tmc::Channel::open(m);
+  m.name = "bob";
+  tmc::Channel b = tmc::Channel::open(m);
+  REQUIRE(a.wait_for_members(1, std::chrono::seconds(10)));
+  for (int i = 0; i < 20; ++i) REQUIRE(a.send("m" + std::to_string(i)));
+  REQUIRE(tmc::test::receive_n(b, 20).size() == 20);
+
+  auto gauge = [](const d::StatChannel& c, const std::string& name) {
+    for (const auto& [n, v] : c.gauges) {
+      if (n == name) return v;
+    }
+    return -1.0;
+  };
+  d::StatChannel ch;
+  REQUIRE(wait_published("stat-gauges", ch, [&](const d::StatChannel& c) {
+    return c.member == "alice" && gauge(c, "reliability.srtt_ns") > 0;
+  }));
+  const tmc::ChannelStats s = a.stats();
+  REQUIRE(!s.gauges.empty());
+  CHECK(s.gauge("reliability.srtt_ns") > 0);
+  CHECK(s.gauge("reliability.rto_ns") >= s.gauge("reliability.srtt_ns"));
+  CHECK(std::isnan(s.gauge("no.such_gauge")));
+  // The file holds the shell's gauges, then every one of the stages', by the same names.
+  REQUIRE(ch.gauges.size() > s.gauges.size());
+  const std::size_t shell = ch.gauges.size() - s.gauges.size();
+  CHECK(ch.gauges[0].first == "send_latency_ns");
+  for (std::size_t i = 0; i < s.gauges.size(); ++i) CHECK(ch.gauges[shell + i].first == s.gauges[i].first);
+  CHECK(gauge(ch, "reliability.rto_ns") > 0);
 }
 
 TEST_CASE("the file goes when the process's last publishing channel closes, and comes back") {

@@ -543,6 +543,9 @@ class PyChannel {
     }
     counters["python.callback_errors"] = inbox_->callback_errors.load();
     d["counters"] = counters;
+    py::dict gauges;
+    for (const auto& [k, v] : s.gauges) gauges[py::str(k)] = v;
+    d["gauges"] = gauges;
     return d;
   }
 

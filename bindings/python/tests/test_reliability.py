@@ -112,6 +112,10 @@ def test_reliable_send_to_a_member_that_never_starts_fails(endpoint: dict[str, A
         outcome = c.send(b"anyone?", wait=True)
         assert outcome == {'state': 'failed', 'acked': [], 'missing': ['ghost']}
         assert c.stats["counters"]["reliability.failed"] == 1
+        gauges = c.stats["gauges"]
+        assert gauges["reliability.in_flight"] == 0  # settled (failed)
+        assert gauges["reliability.srtt_ns"] == 0  # nobody ever acked: no RTT sample
+        assert gauges["reliability.rto_ns"] > 0
 
 
 def test_sync_channel_raises_delivery_failed(endpoint: dict[str, Any]) -> None:

@@ -68,6 +68,7 @@
 #include "primitives/congestion/window.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "primitives/reliability/ack_format.hpp"
@@ -97,11 +98,25 @@ namespace {
     "goes out in order)")
 TMC_STAGE_COUNTERS("congestion.", TMC_WINDOW_COUNTERS);
 
+// Gauges, declared once likewise (read_gauges() fills them in this order).
+#define TMC_WINDOW_GAUGES(X, P)                                                                                     \
+  X(P, window_bytes, "the congestion window, in datagram bytes (+inf with algorithm none)")                        \
+  X(P, in_flight_bytes, "datagram bytes sent and not yet acknowledged by every followed receiver")                  \
+  X(P, queued_packets, "reliable data packets waiting here for room in the window")
+TMC_STAGE_GAUGES("congestion.", TMC_WINDOW_GAUGES);
+
 std::uint64_t datagram_bytes(const Packet& p) noexcept {
   return std::uint64_t{p.len} + (p.sealed ? 0 : wire::kBaseHeaderBytes);
 }
 
 }  // namespace
+
+void CongestionWindowStage::read_gauges(std::span<double> out) const noexcept {
+  out[Gauge::window_bytes] =
+      unlimited_ ? std::numeric_limits<double>::infinity() : static_cast<double>(ctrl_->window_bytes());
+  out[Gauge::in_flight_bytes] = static_cast<double>(in_flight_);
+  out[Gauge::queued_packets] = static_cast<double>(queue_.size());
+}
 
 CongestionWindowStage::~CongestionWindowStage() {
   // Packets still queued belong to this stage; give them back to their pool.
@@ -489,6 +504,7 @@ void register_congestion_window(Registry& r) {
                   .min = 1000,
                   .max = 3'600'000'000}},
       .counters = counter_list(detail::kCounters),
+      .gauges = gauge_list(detail::kGauges),
       .factory = [] { return std::make_unique<detail::CongestionWindowStage>(); },
       .serves = "congestion_control",
       .requires_above = {"reliability.arq"},

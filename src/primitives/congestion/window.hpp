@@ -1,7 +1,8 @@
 // congestion.window — a congestion window over reliable data, following the worst acking
-// receiver (paper Table 3). Declared here so that white-box tests can read
-// its window and bytes in flight through Pipeline::stage(); the behaviour is documented at
-// the top of window.cpp and in its StageInfo.
+// receiver (paper Table 3). Its window, bytes in flight and queue are gauges (read_gauges,
+// congestion.*); the class is declared here so that white-box tests can read its
+// acknowledged floor through Pipeline::stage(). The behaviour is documented at the top of
+// window.cpp and in its StageInfo.
 #pragma once
 
 #include <cstdint>
@@ -35,13 +36,11 @@ class CongestionWindowStage final : public Stage {
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
+  void read_gauges(std::span<double> out) const noexcept override;
 
-  // --- white-box reads (tests, diagnostics) ---------------------------------------------
-  [[nodiscard]] std::uint64_t window_bytes() const noexcept { return ctrl_->window_bytes(); }
-  [[nodiscard]] std::uint64_t in_flight_bytes() const noexcept { return in_flight_; }
+  // --- white-box reads (tests) -----------------------------------------------------------
   /// Highest reliable sequence number acknowledged by every followed receiver (or given up).
   [[nodiscard]] std::uint64_t floor_rseq() const noexcept { return floor_; }
-  [[nodiscard]] const CongestionController& controller() const noexcept { return *ctrl_; }
 
  private:
   struct Sent {

@@ -78,6 +78,9 @@
 #include "primitives/flow/credit.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <functional>
+#include <limits>
 #include <string>
 
 #include "primitives/flow/flow_format.hpp"
@@ -112,6 +115,17 @@ namespace {
     "retransmissions of data already passed down: sent at once, ahead of "                                          \
     "waiting data, uncharged")
 TMC_STAGE_COUNTERS("flow.", TMC_CREDIT_COUNTERS);
+
+// Gauges, declared once likewise (read_gauges() fills them in this order). The sender's
+// receiver set is the one flow control last looked at (it looks at every send and wake-up).
+#define TMC_CREDIT_GAUGES(X, P)                                                                                     \
+  X(P, credit_bytes,                                                                                                \
+    "sender: payload bytes of new reliable data the policy lets pass now (min: the smallest receiver credit, max: "  \
+    "the largest, quorum: the majority's); +inf while no receiver holds the sender back")                         \
+  X(P, unconsumed_bytes, "sender: payload bytes the slowest receiver in the set has not consumed (0: none)")        \
+  X(P, queued_packets, "sender: reliable data packets waiting here for credit")                                  \
+  X(P, ejected_receivers, "sender: receivers ignored for the rest of their epoch (eject_slow)")
+TMC_STAGE_GAUGES("flow.", TMC_CREDIT_GAUGES);
 
 constexpr std::string_view kKind = "flow.credit";
 constexpr std::uint32_t kAdvertRepeats = 3;
@@ -236,11 +250,26 @@ void FlowCreditStage::refresh_adverts(StageIo& io) noexcept {
   if (pending) next_refresh_ns_ = io.now_ns() + refresh_ns_;
 }
 
-std::uint64_t FlowCreditStage::consumed_from(std::uint32_t sender, std::uint32_t epoch) const noexcept {
-  for (const Source& s : sources_) {
-    if (s.used && s.sender == sender && s.epoch == epoch) return s.consumed;
+void FlowCreditStage::read_gauges(std::span<double> out) const noexcept {
+  std::int64_t credits[kMaxGroupMembers];
+  std::size_t n = 0;
+  std::int64_t slowest = 0;
+  for (std::size_t s = 0; s < kMaxGroupMembers; ++s) {
+    if (!peers_[s].in_set) continue;
+    credits[n++] = credit(peers_[s]);
+    slowest = std::max(slowest, unconsumed_bytes(static_cast<int>(s)));
   }
-  return 0;
+  double granted = std::numeric_limits<double>::infinity();
+  if (n > 0) {
+    // The k-th largest credit, where the policy needs k receivers to fit.
+    const std::size_t k = policy_ == Policy::min ? n : policy_ == Policy::max ? 1 : n / 2 + 1;
+    std::nth_element(credits, credits + (k - 1), credits + n, std::greater<>());
+    granted = static_cast<double>(credits[k - 1]);
+  }
+  out[Gauge::credit_bytes] = granted;
+  out[Gauge::unconsumed_bytes] = static_cast<double>(slowest);
+  out[Gauge::queued_packets] = static_cast<double>(queue_.size());
+  out[Gauge::ejected_receivers] = static_cast<double>(std::popcount(ejected()));
 }
 
 // --- sender side --------------------------------------------------------------------------
@@ -628,6 +657,7 @@ void register_flow_credit(Registry& r) {
                   .min = 1000,
                   .max = 60'000'000}},
       .counters = counter_list(detail::kCounters),
+      .gauges = gauge_list(detail::kGauges),
       .factory = [] { return std::make_unique<detail::FlowCreditStage>(); },
       .serves = "flow_control",
       .requires_below = {"membership.heartbeat"},

@@ -1,6 +1,6 @@
-// flow.credit — credit-based flow control (paper Table 3). Declared here so that white-box
-// tests can read a sender's credit through Pipeline::stage(); the behaviour is documented at
-// the top of credit.cpp and in its StageInfo.
+// flow.credit — credit-based flow control (paper Table 3). Its state is visible through its
+// gauges (read_gauges, flow.*); the behaviour is documented at the top of credit.cpp and in
+// its StageInfo.
 #pragma once
 
 #include <cstdint>
@@ -24,19 +24,15 @@ class FlowCreditStage final : public Stage {
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
+  void read_gauges(std::span<double> out) const noexcept override;
 
-  // --- white-box reads (tests, diagnostics) ---------------------------------------------
-  /// Sender side: payload bytes of reliable data passed down (first transmissions).
-  [[nodiscard]] std::uint64_t sent_bytes() const noexcept { return sent_; }
+ private:
   /// Sender side: bytes sent but not yet advertised as consumed by the receiver in `slot`,
   /// relative to its baseline (what flow control compares with the window).
   [[nodiscard]] std::int64_t unconsumed_bytes(int slot) const noexcept;
   /// Sender side: slots currently ignored because they were ejected as slow.
   [[nodiscard]] MemberMask ejected() const noexcept;
-  /// Receiver side: payload bytes of (sender, epoch)'s reliable data passed up (0 if unknown).
-  [[nodiscard]] std::uint64_t consumed_from(std::uint32_t sender, std::uint32_t epoch) const noexcept;
 
- private:
   // --- receiver side: what we consumed of each sender --------------------------------------
   static constexpr std::uint64_t kDedupBits = 4096;
   static constexpr std::size_t kMaxSources = 64;

@@ -96,6 +96,13 @@ namespace {
   X(P, senders_evicted, "senders forgotten to make room (max_senders)")
 TMC_STAGE_COUNTERS("fragment.", TMC_SPLIT_COUNTERS);
 
+// Gauges, declared once likewise (read_gauges() fills them in this order).
+#define TMC_SPLIT_GAUGES(X, P)                                                                   \
+  X(P, reassembly_bytes, "bytes held in partial messages, as counted against max_reassembly_bytes") \
+  X(P, partial_messages, "messages being reassembled, all senders")                             \
+  X(P, queued_messages, "messages waiting on the send side for pool buffers")
+TMC_STAGE_GAUGES("fragment.", TMC_SPLIT_GAUGES);
+
 constexpr std::string_view kKind = "fragment.split";
 constexpr std::uint8_t kFragExtBytes = 12;
 constexpr std::uint32_t kMinFragmentBytes = 16;
@@ -251,6 +258,11 @@ class FragmentStage final : public Stage {
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size() + n_partials_; }
+  void read_gauges(std::span<double> out) const noexcept override {
+    out[Gauge::reassembly_bytes] = static_cast<double>(used_bytes_);
+    out[Gauge::partial_messages] = static_cast<double>(n_partials_);
+    out[Gauge::queued_messages] = static_cast<double>(queue_.size());
+  }
 
  private:
   // --- send helpers ---------------------------------------------------------------------
@@ -855,6 +867,7 @@ void register_fragment_split(Registry& r) {
                   .min = 1,
                   .max = 60'000'000}},
       .counters = counter_list(kCounters),
+      .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<FragmentStage>(); },
       .serves = "max_message_bytes",
       .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::fragment),

@@ -91,6 +91,10 @@ namespace {
   X(P, join_seqs_skipped, "strict: sequence numbers before a sender's first seen one")
 TMC_STAGE_COUNTERS("ordering.", TMC_FIFO_COUNTERS);
 
+// Gauges, declared once likewise (read_gauges() fills them in this order).
+#define TMC_FIFO_GAUGES(X, P) X(P, held_packets, "packets held behind a gap, all senders")
+TMC_STAGE_GAUGES("ordering.", TMC_FIFO_GAUGES);
+
 constexpr std::string_view kKind = "ordering.fifo";
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 constexpr std::size_t kRetiredEpochs = 4;
@@ -200,6 +204,9 @@ class FifoStage final : public Stage {
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override { return total_held_; }
+  void read_gauges(std::span<double> out) const noexcept override {
+    out[Gauge::held_packets] = static_cast<double>(total_held_);
+  }
   // Sized for a few senders' full windows at once; beyond that the pool may run dry and a
   // packet is dropped (buffer_full) and, with reliability, repaired later.
   [[nodiscard]] std::size_t max_held_packets() const noexcept override { return std::size_t{window_} * 4; }
@@ -576,6 +583,7 @@ void register_ordering_fifo(Registry& r) {
                   .min = 1,
                   .max = 1 << 20}},
       .counters = counter_list(kCounters),
+      .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<FifoStage>(); },
       .serves = "point_to_point_ordering",
       .requires_below = {"ordering.seq"},

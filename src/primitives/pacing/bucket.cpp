@@ -45,6 +45,12 @@ namespace {
   X(P, stop_flushed, "queued packets passed down unpaced when the pipeline stopped")
 TMC_STAGE_COUNTERS("pacing.bucket_", TMC_BUCKET_COUNTERS);
 
+// Gauges, declared once likewise (read_gauges() fills them in this order).
+#define TMC_BUCKET_GAUGES(X, P)                                                                                     \
+  X(P, tokens, "bytes of tokens in the bucket at the stage's last input (negative: in debt after an oversize packet)") \
+  X(P, queued_packets, "packets waiting for tokens")
+TMC_STAGE_GAUGES("pacing.bucket_", TMC_BUCKET_GAUGES);
+
 // One byte of tokens in the bucket's units (bits per byte times nanoseconds per second).
 constexpr std::int64_t kUnitsPerByte = 8'000'000'000;
 // Limits that keep every product below in range of int64.
@@ -107,6 +113,10 @@ class BucketStage final : public Stage {
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
+  void read_gauges(std::span<double> out) const noexcept override {
+    out[Gauge::tokens] = static_cast<double>(tokens_) / static_cast<double>(kUnitsPerByte);
+    out[Gauge::queued_packets] = static_cast<double>(queue_.size());
+  }
 
  private:
   static std::int64_t cost_bytes(const Packet& p) noexcept {
@@ -198,6 +208,7 @@ void register_pacing_bucket(Registry& r) {
                   .min = 1,
                   .max = kMaxBurstBytes}},
       .counters = counter_list(kCounters),
+      .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<BucketStage>(); },
       .serves = "pacing",
   });

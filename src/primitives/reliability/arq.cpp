@@ -68,6 +68,14 @@ constexpr std::string_view kMessages[] = {"all", "flagged"};
 constexpr std::string_view kDeliver[] = {"arrival", "in_order"};
 constexpr std::int64_t kDayUs = 86'400'000'000;
 
+// Gauges, declared once: the enum and the names (P #id) come from this list.
+#define TMC_ARQ_GAUGES(X, P)                                                                          \
+  X(P, srtt_ns, "smoothed round-trip time of acks (0 before the first sample)")                      \
+  X(P, rto_ns, "retransmission timeout from the RTT estimate, before a message's own backoff")       \
+  X(P, in_flight, "reliable messages sent and not yet settled (a copy kept of each)")               \
+  X(P, held_packets, "deliver=in_order: received packets held above a gap, all senders")
+TMC_STAGE_GAUGES("reliability.", TMC_ARQ_GAUGES);
+
 class ArqStage final : public Stage {
  public:
   // The registry has checked every value against its ParamSpec (register_reliability_arq)
@@ -135,6 +143,13 @@ class ArqStage final : public Stage {
     return std::size_t{window_} * (in_order_ ? 2 : 1);
   }
   [[nodiscard]] std::size_t send_backlog() const noexcept override { return sender_.queued(); }
+
+  void read_gauges(std::span<double> out) const noexcept override {
+    out[Gauge::srtt_ns] = static_cast<double>(sender_.srtt_ns());
+    out[Gauge::rto_ns] = static_cast<double>(sender_.rto_ns());
+    out[Gauge::in_flight] = static_cast<double>(sender_.held());
+    out[Gauge::held_packets] = static_cast<double>(receiver_.held());
+  }
 
   void on_send(Packet* p, StageIo& io) noexcept override {
     if (!sender_.is_reliable(*p)) {
@@ -355,6 +370,7 @@ void register_reliability_arq(Registry& r) {
                          "under point-to-point ordering)",
                   .one_of = kDeliver}},
       .counters = counter_list(ctr::kCounters),
+      .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<ArqStage>(); },
       .wire_bytes_per_datagram = wire::kExtHeaderBytes + 8,
       .serves = "reliability",

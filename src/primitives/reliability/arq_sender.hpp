@@ -76,6 +76,9 @@ class [[gnu::visibility("hidden")]] ArqSender {
   [[nodiscard]] std::size_t held() const noexcept { return held_; }
   /// Messages waiting in the queue.
   [[nodiscard]] std::size_t queued() const noexcept { return queue_.size(); }
+  /// Smoothed RTT (0 before the first sample) and the RTO before any backoff.
+  [[nodiscard]] std::int64_t srtt_ns() const noexcept { return srtt_ns_; }
+  [[nodiscard]] std::uint64_t rto_ns() const noexcept { return rto_ns_; }
 
  private:
   // One unsettled reliable message.

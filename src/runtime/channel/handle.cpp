@@ -1,5 +1,6 @@
 // tmc::Message and tmc::Channel: the public handles. A Channel forwards to its ChannelCore
 // (channel_core.hpp); a Message holds one delivered packet and gives it back when done.
+#include <limits>
 #include <utility>
 
 #include "runtime/channel/channel_core.hpp"
@@ -66,6 +67,13 @@ std::uint64_t ChannelStats::counter(std::string_view name) const noexcept {
     if (n == name) return v;
   }
   return 0;
+}
+
+double ChannelStats::gauge(std::string_view name) const noexcept {
+  for (const auto& [n, v] : gauges) {
+    if (n == name) return v;
+  }
+  return std::numeric_limits<double>::quiet_NaN();
 }
 
 // --- Channel ---------------------------------------------------------------------------------

@@ -9,8 +9,8 @@
 // kStatPublishMs copies them instead, on the loop thread under the exec lock it takes for
 // every callback anyway: sends and receives do nothing for it, and a reader costs the
 // writer nothing (it never takes a lock the writer takes, nor makes it do a system call).
-// The copy is build_stats(), the same snapshot stats() returns; it allocates, ten times a
-// second, never per message.
+// The copy is build_stats(), the same snapshot stats() returns (the stages' gauges are read
+// there, after the shell's own); it allocates, ten times a second, never per message.
 #include <cstdio>
 
 #include "runtime/channel/channel_core.hpp"
@@ -76,6 +76,7 @@ void ChannelCore::publish_stats() noexcept {
         {"send_backlog", static_cast<double>(pipeline_->send_backlog())},
         {"members", static_cast<double>(members.size())},
     };
+    for (const auto& [name, value] : s.gauges) u.gauges.emplace_back(name, value);
     u.plan = stat_plan_;
     u.members = &members;
     StatWriter::instance().publish(stat_slot_, u);

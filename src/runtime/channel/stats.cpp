@@ -21,6 +21,9 @@ ChannelStats ChannelCore::build_stats() const {
   if (pipeline_) {
     const CounterSnapshot snap = pipeline_->counters();
     for (std::size_t i = 0; i < snap.names.size(); ++i) add_named(s.counters, snap.names[i], snap.values[i]);
+    GaugeSnapshot g = pipeline_->gauges();
+    s.gauges.reserve(g.names.size());
+    for (std::size_t i = 0; i < g.names.size(); ++i) s.gauges.emplace_back(std::move(g.names[i]), g.values[i]);
   }
   TransportCounters t = tx_carried_;
   if (transport_) add_counters(t, transport_->counters());

@@ -32,10 +32,10 @@
 namespace tmc::detail {
 
 inline constexpr std::uint64_t kStatMagic = 0x3154415453434d54ULL;  // "TMCSTAT1", little-endian
-inline constexpr std::uint32_t kStatLayoutVersion = 1;
+inline constexpr std::uint32_t kStatLayoutVersion = 2;
 inline constexpr std::size_t kStatMaxChannels = 32;
 inline constexpr std::size_t kStatMaxCounters = 224;
-inline constexpr std::size_t kStatMaxGauges = 16;
+inline constexpr std::size_t kStatMaxGauges = 64;  ///< the shell's, then the stages'
 inline constexpr std::size_t kStatNameBytes = 56;     ///< counter and gauge names, NUL-padded
 inline constexpr std::size_t kStatLabelBytes = 128;   ///< channel id, member name, group
 inline constexpr std::size_t kStatPlanBytes = 8192;   ///< the plan text (cut at this size)
@@ -117,7 +117,7 @@ struct StatUpdate {
   std::string_view member;
   std::string_view group;
   const std::vector<std::pair<std::string, std::uint64_t>>* counters = nullptr;
-  std::vector<std::pair<const char*, double>> gauges;
+  std::vector<std::pair<std::string_view, double>> gauges;
   std::string_view plan;
   const std::vector<std::string>* members = nullptr;
 };
