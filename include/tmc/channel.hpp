@@ -150,6 +150,9 @@ struct OpenOptions {
   /// process) reads them; see docs/operations.md. The loop thread publishes from a timer,
   /// so sends and receives do nothing for it. false = this channel stays out of the file.
   bool publish_stats = true;
+  /// The group key file for a manifest with `security` (docs/security.md), used when the
+  /// manifest names none, so that the manifest need not say where the keys are.
+  std::string key_file;
 };
 
 /// A snapshot of one channel's counters and estimates. Totals cover the channel's whole
