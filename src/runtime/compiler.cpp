@@ -560,10 +560,18 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
       std::min<std::size_t>(nic.mtu_bytes - kIpv4HeaderBytes - kUdpHeaderBytes, wire::kMaxDatagramBytes) -
       wire::kBaseHeaderBytes;
   const StageFacts facts = read_facts(registry);
+  // A network sequencer rewrites the datagrams it stamps, which an authenticated channel
+  // would refuse: with security, group ordering is sequenced by a member.
+  NetworkCapabilities net = caps.network;
+  if (m.security != "none" && m.group_ordering && !net.sequencer.empty()) {
+    plan.notes.push_back("network sequencer " + net.sequencer + ": not used: it rewrites datagrams, which 'security' "
+                         "refuses, so a member sequences");
+    net.sequencer.clear();
+  }
   Room room;
   {
     Plan probe = plan;
-    derive_stages(m, nic, caps.network, Room{base_room, base_room}, facts, probe);
+    derive_stages(m, nic, net, Room{base_room, base_room}, facts, probe);
     room.datagram_payload = base_room;
     room.coalesce_budget = base_room - facts.batch_ext;
     bool below_coalesce = false;
@@ -575,9 +583,9 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
       if (below_coalesce) room.coalesce_budget -= bytes;
       if (s.kind == "pacing.coalesce") below_coalesce = true;
     }
-    if (m.group_ordering && !caps.network.sequencer.empty()) room.datagram_payload -= facts.group_seq_ext;
+    if (m.group_ordering && !net.sequencer.empty()) room.datagram_payload -= facts.group_seq_ext;
   }
-  derive_stages(m, nic, caps.network, room, facts, plan);
+  derive_stages(m, nic, net, room, facts, plan);
   plan.traits = traits_of(m, room, facts, plan);
 
   // 4. size the transport

@@ -214,3 +214,15 @@ TEST_CASE("security.aead: a key file with the new key accepts both, and an old-o
   tmc::test::carry(mid, fresh);
   CHECK(fresh.sink.payloads() == std::vector<std::string>{"new"});
 }
+
+TEST_CASE("compiler: with security, group ordering is sequenced by a member, not the network sequencer") {
+  tmc::Manifest m = tmc::ManifestBuilder("sec").group_ordering(true).security("authenticate").key_file("g").build();
+  tmc::Capabilities caps = tmc::Capabilities::defaults();
+  caps.network.sequencer = "10.0.0.9:4800";
+  tmc::Plan plan;
+  REQUIRE(tmc::compile(m, caps, tmc::Registry::builtin(), plan).is_ok());
+  CHECK_FALSE(plan.traits.network_sequenced);
+  bool noted = false;
+  for (const auto& n : plan.notes) noted = noted || contains(n, "network sequencer 10.0.0.9:4800: not used");
+  CHECK(noted);
+}
