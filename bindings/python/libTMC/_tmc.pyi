@@ -91,6 +91,7 @@ class Channel:
         send_queue_messages: int = ...,
         send_blocks_when_full: bool = ...,
         publish_stats: bool = ...,
+        key_file: str | os.PathLike[str] | None = ...,
         **properties: Any,
     ) -> None: ...
     @overload
