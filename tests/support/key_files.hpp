@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -36,7 +38,8 @@ class KeyDir {
     if (::mkdtemp(tmpl) != nullptr) path_ = tmpl;
   }
   ~KeyDir() {
-    if (!path_.empty()) (void)std::system(("rm -rf '" + path_ + "'").c_str());
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
   }
   KeyDir(const KeyDir&) = delete;
   KeyDir& operator=(const KeyDir&) = delete;
