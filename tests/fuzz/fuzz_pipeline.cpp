@@ -17,6 +17,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -58,6 +59,7 @@ std::string key_file() {
   static const std::string path = [] {
     const std::string p = "/tmp/tmc-fuzz-pipeline-" + std::to_string(::getpid()) + ".keys";
     std::ofstream(p) << "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+    std::atexit([] { std::remove(("/tmp/tmc-fuzz-pipeline-" + std::to_string(::getpid()) + ".keys").c_str()); });
     return p;
   }();
   return path;
