@@ -160,6 +160,9 @@ struct OpenOptions {
   /// repository. Opening the channel verifies it (tmc/module_repository.hpp) and loads the
   /// modules the manifest names; a refusal fails the open with MODULE_ERROR. Empty = none.
   ModuleRepository module_repository;
+  /// The group key file for a manifest with `security` (docs/security.md), used when the
+  /// manifest names none, so that the manifest need not say where the keys are.
+  std::string key_file;
 };
 
 /// A snapshot of one channel's counters and estimates. Totals cover the channel's whole

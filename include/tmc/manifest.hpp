@@ -162,6 +162,9 @@ struct Manifest {
   // reliability and error checking
   ReliabilitySpec reliability;
   bool error_checking = false;
+  // security (docs/security.md)
+  std::string security = "none";  ///< none | authenticate | encrypt
+  std::string key_file;           ///< the group key file (never the key itself); OpenOptions may give it
   // pacing, flow and congestion control
   PacingSpec pacing;
   FlowControlSpec flow_control;
@@ -224,6 +227,8 @@ class ManifestBuilder {
   ManifestBuilder& group_ordering(bool v) { m_.group_ordering = v; return *this; }
   ManifestBuilder& reliability(ReliabilitySpec v) { m_.reliability = std::move(v); return *this; }
   ManifestBuilder& error_checking(bool v) { m_.error_checking = v; return *this; }
+  ManifestBuilder& security(std::string v) { m_.security = std::move(v); return *this; }
+  ManifestBuilder& key_file(std::string v) { m_.key_file = std::move(v); return *this; }
   ManifestBuilder& synchronicity(Synchronicity v) { m_.synchronicity = v; return *this; }
   ManifestBuilder& duplexity(Duplexity v) { m_.duplexity = v; return *this; }
   ManifestBuilder& max_message_bytes(std::int64_t v) { m_.max_message_bytes = v; return *this; }

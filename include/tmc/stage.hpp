@@ -152,7 +152,8 @@ struct Event {
   X(incomplete, "message missing fragments when reassembly gave up")         \
   X(reassembly_full, "reassembly memory limit reached")                      \
   X(not_in_view, "packet from a member outside the current view")            \
-  X(send_failed, "reliable message given up after its retry budget")
+  X(send_failed, "reliable message given up after its retry budget")              \
+  X(auth, "datagram failed authentication (no or wrong key, tampered, replayed)")
 
 enum class DropReason : std::uint8_t {
 #define TMC_DROP_ENUM(name, text) name,

@@ -8,6 +8,7 @@
   X(ordering_fifo)            \
   X(ordering_group)           \
   X(checksum_crc32c)          \
+  X(security_aead)            \
   X(faults_inject)            \
   X(fragment_split)           \
   X(pacing_bucket)            \

@@ -12,7 +12,7 @@
 // Canonical order, application -> network (a stage not needed is simply absent):
 //   ordering.group, ordering.fifo, ordering.seq, fragment.split, pacing.coalesce,
 //   reliability.arq, flow.credit, congestion.window, pacing.bucket, membership.heartbeat,
-//   checksum.crc32c, faults.inject
+//   checksum.crc32c, security.aead, faults.inject
 // Ordering sits above sequencing because it consumes the numbers sequencing stamps;
 // fragmentation sits above reliability so that every fragment is repaired; flow and
 // congestion control sit below reliability so that they see its acks and retransmissions;
@@ -20,7 +20,8 @@
 // so that a batch is one reliable datagram (reliability's cost and window are per datagram,
 // not per message), with the rate bucket below it so retransmissions are paced; membership sits
 // lowest but for the checksum, so heartbeats are checked and every packet refreshes
-// liveness; the checksum covers every byte the stages above wrote; fault injection is lowest so that every
+// liveness; the checksum covers every byte the stages above wrote; security authenticates every datagram
+// (and so replaces the checksum); fault injection is lowest so that every
 // stage sees the damage it does, exactly as it would see the network's.
 #include <algorithm>
 #include <charconv>
@@ -82,6 +83,7 @@ struct StageFacts {
   std::size_t fragment_ext = 0;   ///< fragment.split's extension on every fragment
   std::size_t batch_ext = 0;      ///< pacing.coalesce's batch extension (compact records)
   std::size_t crc_trailer = 0;    ///< checksum.crc32c's trailer
+  std::size_t auth_ext = 0;       ///< security.aead's auth extension
   /// reliability.arq's default sending window (messages in flight per sender).
   std::int64_t reliability_window = 0;
   /// The largest ordering.fifo window (messages per sender).
@@ -99,6 +101,7 @@ StageFacts read_facts(const Registry& registry) {
   f.fragment_ext = ext_bytes(describe(registry, "fragment.split"), wire::Ext::fragment);
   f.batch_ext = ext_bytes(coalesce, wire::Ext::batch);
   f.crc_trailer = datagram_bytes(describe(registry, "checksum.crc32c"));
+  f.auth_ext = ext_bytes(describe(registry, "security.aead"), wire::Ext::auth);
   f.reliability_window = int_default(describe(registry, "reliability.arq"), "window");
   if (const ParamSpec* w = param_spec(describe(registry, "ordering.fifo"), "window")) f.ordering_window_max = w->max;
   f.coalesce_max_messages = std::max<std::int64_t>(1, int_default(coalesce, "max_messages"));
@@ -375,7 +378,8 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
     plan.stages.push_back(std::move(hb));
   }
 
-  if (m.error_checking) {
+  const bool secured = m.security != "none";
+  if (m.error_checking && !secured) {
     PlannedStage crc;
     crc.kind = "checksum.crc32c";
     if (nic.checksum_tx && nic.checksum_rx) {
@@ -393,6 +397,31 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                    " bytes (Fig. 3, host B).";
     }
     plan.stages.push_back(std::move(crc));
+  }
+
+  if (secured) {
+    PlannedStage aead;
+    aead.kind = "security.aead";
+    const std::string what = m.security == "encrypt" ? "authenticated and encrypted" : "authenticated";
+    if (nic.crypto_offload) {
+      aead.placement = Placement::offload;
+      aead.offload = "nic.crypto";
+      aead.reason = "'security: " + m.security + "' is placed on the NIC: the capabilities declare crypto offload "
+                    "(the NIC or the link authenticates and encrypts the group's datagrams with keys managed "
+                    "outside libTMC), so no software stage runs and no bytes are added.";
+    } else {
+      aead.reason = "'security: " + m.security + "': every datagram (data, fragments, batches, acks, NAKs, "
+                    "heartbeats, stamps) is " + what + " under the group key from the key file, lowest but for "
+                    "fault injection, with a per-sender replay window (auth extension, " +
+                    std::to_string(facts.auth_ext) + " bytes); what fails is dropped before any stage above sees "
+                    "it. The AEAD is AES-256-GCM when the CPU has AES-NI, else XChaCha20-Poly1305, chosen at "
+                    "start-up (stats: security.uses_*)" +
+                    (m.error_checking ? "; it also detects every corruption, so 'error checking' needs no CRC32C "
+                                        "trailer and checksum.crc32c is left out."
+                                      : ".");
+      aead.params = {{"mode", m.security}, {"key_file", m.key_file}, {"algorithm", "auto"}};
+    }
+    plan.stages.push_back(std::move(aead));
   }
 
   if (m.faults.any()) {
@@ -554,7 +583,8 @@ ChannelTraits traits_of(const Manifest& m, const Room& room, const StageFacts& f
     t.network_sequenced = !group->params.at("network_sequencer").empty();
   }
   t.ordered_flagged = t.ordered() && m.ordered_messages == "flagged";
-  t.error_checking = find_stage(plan, "checksum.crc32c") != nullptr;
+  t.error_checking = find_stage(plan, "checksum.crc32c") != nullptr ||
+                     (m.error_checking && find_stage(plan, "security.aead") != nullptr);
   t.coalescing = find_stage(plan, "pacing.coalesce") != nullptr;
   t.membership = find_stage(plan, "membership.heartbeat") != nullptr;
   if (find_stage(plan, "fragment.split") != nullptr) {
@@ -666,10 +696,18 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
       std::min<std::size_t>(nic.mtu_bytes - kIpv4HeaderBytes - kUdpHeaderBytes, wire::kMaxDatagramBytes) -
       wire::kBaseHeaderBytes;
   const StageFacts facts = read_facts(registry);
+  // A network sequencer rewrites the datagrams it stamps, which an authenticated channel
+  // would refuse: with security, group ordering is sequenced by a member.
+  NetworkCapabilities net = caps.network;
+  if (m.security != "none" && m.group_ordering && !net.sequencer.empty()) {
+    plan.notes.push_back("network sequencer " + net.sequencer + ": not used: it rewrites datagrams, which 'security' "
+                         "refuses, so a member sequences");
+    net.sequencer.clear();
+  }
   Room room;
   {
     Plan probe = plan;
-    derive_stages(m, nic, caps.network, Room{base_room, base_room}, facts, probe);
+    derive_stages(m, nic, net, Room{base_room, base_room}, facts, probe);
     place_requests(m, registry, probe);
     room.datagram_payload = base_room;
     room.coalesce_budget = base_room - facts.batch_ext;
@@ -684,9 +722,9 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
       if (below_coalesce) room.coalesce_budget -= bytes;
       if (info != nullptr && info->wire_bytes_per_message != 0) below_coalesce = true;
     }
-    if (m.group_ordering && !caps.network.sequencer.empty()) room.datagram_payload -= facts.group_seq_ext;
+    if (m.group_ordering && !net.sequencer.empty()) room.datagram_payload -= facts.group_seq_ext;
   }
-  derive_stages(m, nic, caps.network, room, facts, plan);
+  derive_stages(m, nic, net, room, facts, plan);
   place_requests(m, registry, plan);
   plan.traits = traits_of(m, room, facts, plan);
 
@@ -706,7 +744,7 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
   }
   t.max_payload_bytes = static_cast<std::uint32_t>(room.datagram_payload);
 
-  if (!m.error_checking) {
+  if (!m.error_checking && m.security == "none") {
     plan.notes.push_back("error checking: not requested: no checksum stage and no trailer (UDP checksums stay on)");
   }
   if (m.congestion_control == "none") plan.notes.push_back("congestion control: none (not requested)");

@@ -11,6 +11,8 @@
 
 #include "runtime/pipeline.hpp"
 
+#include "../support/key_files.hpp"
+
 namespace {
 
 // Plain counters: the tests are single-threaded, and an atomic would not change the proof.
@@ -248,5 +250,19 @@ TEST_CASE("zero allocations per message: each stage alone") {
     const Result r = round_trips(stages, stages, kWarmup / 4, kMeasured);
     CHECK(r.allocations == 0);
     CHECK(r.delivered > 0);
+  }
+}
+
+TEST_CASE("zero allocations per message: security.aead (encrypt and authenticate) with ordering, both ends") {
+  testkeys::KeyDir dir;
+  const std::string keys = dir.write("g.keys", {{1, 7}, {2, 8}});
+  for (const char* mode : {"encrypt", "authenticate"}) {
+    CAPTURE(mode);
+    const std::vector<PlannedStage> stages = {st("ordering.fifo", {{"mode", "strict"}, {"hold_us", "5000"}}),
+                                              st("ordering.seq"),
+                                              st("security.aead", {{"mode", mode}, {"key_file", keys}})};
+    const Result r = round_trips(stages, stages, kWarmup / 4, kMeasured);
+    CHECK(r.allocations == 0);
+    CHECK(r.delivered == std::size_t(kWarmup / 4 + kMeasured));
   }
 }

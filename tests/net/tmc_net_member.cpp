@@ -287,6 +287,15 @@ int run(const Args& a) {
               ", drops.duplicate %" PRIu64 "\n",
               c.name().c_str(), st.counter("reliability.retransmits"), st.counter("reliability.acks_received"),
               st.counter("reliability.nacks_received"), st.drop_count(tmc::DropReason::duplicate));
+  // Peak resident memory (VmHWM), for tests that bound what hostile traffic may cost.
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long kb = 0;
+      if (std::sscanf(line, "VmHWM: %lu kB", &kb) == 1) std::printf("%s: peak rss kB %lu\n", c.name().c_str(), kb);
+    }
+    std::fclose(f);
+  }
   // --counters flow.,shell. prints "<name>: counter <counter> <value>" for each match.
   for (std::size_t from = 0; !a.counter_prefixes.empty() && from <= a.counter_prefixes.size();) {
     std::size_t comma = a.counter_prefixes.find(',', from);

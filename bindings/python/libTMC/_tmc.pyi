@@ -93,6 +93,7 @@ class Channel:
         publish_stats: bool = ...,
         module_files: list[str | os.PathLike[str]] | dict[str | os.PathLike[str], str] | None = ...,
         module_repository: dict[str, str | os.PathLike[str]] | None = ...,
+        key_file: str | os.PathLike[str] | None = ...,
         **properties: Any,
     ) -> None: ...
     @overload

@@ -247,6 +247,11 @@ OpenKwargs split_kwargs(const py::kwargs& kwargs) {
       if (!load_capabilities(path, out.options.caps, diag)) {
         raise_status(Status(Code::INVALID_CAPABILITIES, diag.to_string()));
       }
+    } else if (key == "key_file") {
+      // The group key file (a str or a path), as OpenOptions::key_file: a manifest's own
+      // 'key file' still wins, so update(key_file=...) rolls keys.
+      if (v.is_none()) continue;
+      out.options.key_file = py::str(py::module_::import("os").attr("fspath")(v));
     } else if (key == "receive_queue_messages") {
       out.options.receive_queue_messages = as_u32(key, v);
     } else if (key == "send_queue_messages") {

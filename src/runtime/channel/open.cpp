@@ -106,7 +106,16 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
     if (Status s = options_.modules->check_requested(m.modules); !s) return {s.code(), "channel '" + m.id + "': " + s.message()};
   }
   Plan plan;
-  if (Status s = compile(m, options_.caps, registry, plan); !s) return s;
+  // The key file: the manifest's when it names one (update() rolls keys that way), else
+  // the one OpenOptions gives, so that a manifest that may be logged need not name it.
+  const Manifest* keyed = &m;
+  Manifest with_key;
+  if (m.key_file.empty() && !options_.key_file.empty()) {
+    with_key = m;
+    with_key.key_file = options_.key_file;
+    keyed = &with_key;
+  }
+  if (Status s = compile(*keyed, options_.caps, registry, plan); !s) return s;
   if (plan.channel_hash == 0) plan.channel_hash = wire::channel_hash(m.id.data(), m.id.size());
   if (plan.channel_id.empty()) plan.channel_id = m.id;
   // A generated name is the member's identity for the channel's whole life: update() keeps

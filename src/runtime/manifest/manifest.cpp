@@ -15,7 +15,7 @@ BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay
 BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, heartbeat_us, failure_timeout_us, multicast, group, port,
                         interface, ttl, loopback, point_to_point_ordering, ordering_window, ordering_hold_us,
                         group_ordering, sequencer, ordered_messages, reliability,
-                        error_checking, pacing, flow_control, congestion_control, synchronicity, duplexity,
+                        error_checking, security, key_file, pacing, flow_control, congestion_control, synchronicity, duplexity,
                         max_message_bytes, faults, modules, stages);
 BOOST_HANA_ADAPT_STRUCT(tmc::MessageManifest, reliability, error_checking, ordered);
 
@@ -69,6 +69,7 @@ namespace {
 constexpr std::string_view kFlowPolicies[] = {"min", "max", "quorum"};
 constexpr std::string_view kCongestionControls[] = {"none", "aimd", "cubic"};
 constexpr std::string_view kReliableMessages[] = {"all", "flagged"};
+constexpr std::string_view kSecurityModes[] = {"none", "authenticate", "encrypt"};
 
 constexpr FieldMeta kReliabilityRows[] = {
     {.field = "enabled", .key = "enabled", .alias = "enabled",
@@ -187,6 +188,13 @@ constexpr FieldMeta kManifestRows[] = {
      .doc = "detect corrupted payloads (CRC32C); placed on the NIC when the capability file says it "
             "verifies checksums, else in software",
      .true_word = "crc32c", .per_message = true},
+    {.field = "security", .key = "security", .alias = "security",
+     .doc = "none; authenticate: every datagram carries an AEAD tag under the group key (origin and integrity, "
+            "replays dropped, payload readable); encrypt: the payload is encrypted too (docs/security.md)",
+     .one_of = kSecurityModes},
+    {.field = "key_file", .key = "key file", .alias = "key_file",
+     .doc = "security: the file holding the group keys (never the keys themselves); OpenOptions::key_file "
+            "or the Python key_file argument may give it instead"},
     {.field = "pacing", .key = "pacing", .alias = "pacing",
      .doc = "smooth sending with a token bucket and/or coalesce small messages into fewer datagrams; true = "
             "coalesce for at most 100 us",

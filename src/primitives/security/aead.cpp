@@ -1,0 +1,426 @@
+// security.aead — every datagram authenticated (and its payload optionally encrypted) under
+// the group key, with a per-sender anti-replay window.
+//
+// Synopsis
+//   On send: append the `auth` extension, seal the header, and compute an AEAD tag over the
+//   whole datagram (authenticate) or encrypt the payload with the header and extensions as
+//   associated data (encrypt). On receive: check the replay window, verify (and decrypt),
+//   and only then pass the packet up; anything else is dropped as drops.auth.
+// Params
+//   mode       authenticate | encrypt
+//   key_file   the group key file (keyfile.hpp); read once, in configure()
+//   algorithm  auto | aes-256-gcm | xchacha20-poly1305
+//   max_senders  authenticated sender incarnations whose replay window is kept
+// Wire
+//   Extension `auth` (type 10), 26 bytes: u8 suite (bit 7: payload encrypted; low bits: 1
+//   AES-256-GCM, 2 XChaCha20-Poly1305), u8 key id, u64 nonce counter, 16 bytes tag. The tag
+//   is computed with its own 16 bytes zeroed, so the header, every extension (this one's
+//   suite, key id and counter included) and the payload are all covered.
+// Keys and nonces
+//   Each sender incarnation seals with its own subkey, BLAKE2b keyed with the group key over
+//   (suite, channel, sender, epoch, key id), and a 64-bit counter that starts at 1 for every
+//   pipeline. The epoch is fresh for every pipeline (every open and update), so a (subkey,
+//   nonce) pair repeats only if a member name draws the same 32-bit epoch twice under one
+//   group key; docs/security.md discusses it. A receiver derives a peer's subkey on its first
+//   datagram and keeps it, with the replay window, only once a datagram has verified:
+//   datagrams from a process without the key cost CPU, never memory.
+// Replay window
+//   1024 counters per sender incarnation, as SRTP's (RFC 3711 section 3.3.2): a counter at
+//   or below the window's floor, or one already seen, is dropped. When more incarnations
+//   have verified than `max_senders`, the least recently heard is forgotten and its highest
+//   counter remembered (64 of them), so that replaying its datagrams later does not open a
+//   fresh window.
+#include <sodium.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "primitives/security/keyfile.hpp"
+#include "tmc/stage.hpp"
+
+namespace tmc {
+namespace {
+
+#define TMC_AEAD_COUNTERS(X, P)                                                                                      \
+  X(P, sealed, "datagrams authenticated (and encrypted) on send")                                                 \
+  X(P, no_room, "datagrams dropped on send: no headroom for the auth extension")                                  \
+  X(P, verified, "received datagrams that verified and were passed up")                                           \
+  X(P, missing, "received datagrams without an auth extension (drops.auth)")                                      \
+  X(P, unknown_key, "received datagrams under a key id this member does not hold (drops.auth)")                  \
+  X(P, wrong_suite, "received datagrams with another mode or an algorithm this host cannot run (drops.auth)")    \
+  X(P, replayed, "received datagrams whose counter the replay window had seen or left behind (drops.auth)")      \
+  X(P, failed, "received datagrams whose tag did not verify: forged, tampered or truncated (drops.auth)")        \
+  X(P, senders_forgotten, "authenticated sender incarnations forgotten for room (their floor is remembered)")   \
+  X(P, uses_aes256gcm, "1 when this member seals with AES-256-GCM (the CPU has AES-NI)")                         \
+  X(P, uses_xchacha20poly1305, "1 when this member seals with XChaCha20-Poly1305")
+TMC_STAGE_COUNTERS("security.", TMC_AEAD_COUNTERS);
+
+constexpr std::uint8_t kSuiteAes = 1;
+constexpr std::uint8_t kSuiteXChaCha = 2;
+constexpr std::uint8_t kSuiteEncrypted = 0x80;
+constexpr std::size_t kTagBytes = 16;
+constexpr std::size_t kBodyBytes = 1 + 1 + 8 + kTagBytes;  // suite, key id, counter, tag
+constexpr std::size_t kTagOffset = 10;                      // within the body
+constexpr std::size_t kWindowBits = 1024;
+constexpr std::size_t kWindowWords = kWindowBits / 64;
+constexpr std::size_t kFloors = 64;
+
+constexpr std::string_view kModes[] = {"authenticate", "encrypt"};
+constexpr std::string_view kAlgorithms[] = {"auto", "aes-256-gcm", "xchacha20-poly1305"};
+
+/// One sender incarnation's cipher state: an expanded AES-GCM key or a XChaCha20 subkey.
+struct Cipher {
+  alignas(16) crypto_aead_aes256gcm_state aes;
+  std::array<std::uint8_t, 32> key{};
+  std::uint8_t suite = 0;  ///< kSuiteAes or kSuiteXChaCha
+
+  void derive(const security::GroupKey& group, std::uint8_t s, std::uint32_t channel, std::uint32_t sender,
+              std::uint32_t epoch) noexcept {
+    std::uint8_t info[14 + 1 + 4 + 4 + 4 + 1];
+    std::memcpy(info, "libTMC aead v1", 14);
+    info[14] = s;
+    wire::put_u32(info + 15, channel);
+    wire::put_u32(info + 19, sender);
+    wire::put_u32(info + 23, epoch);
+    info[27] = group.id;
+    crypto_generichash(key.data(), key.size(), info, sizeof info, group.key.data(), group.key.size());
+    suite = s;
+    if (s == kSuiteAes) crypto_aead_aes256gcm_beforenm(&aes, key.data());
+  }
+
+  static void nonce_of(std::uint64_t counter, std::uint8_t* npub) noexcept {
+    std::memset(npub, 0, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    wire::put_u64(npub, counter);  // the same first 8 bytes for both nonce sizes
+  }
+
+  /// Seal: `m` (mlen bytes, possibly 0) encrypted in place when `encrypt`, else authenticated
+  /// as part of the associated data by the caller's choice of `ad`.
+  void seal(std::uint8_t* m, std::size_t mlen, const std::uint8_t* ad, std::size_t adlen, std::uint64_t counter,
+            std::uint8_t* tag) const noexcept {
+    std::uint8_t npub[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    nonce_of(counter, npub);
+    unsigned long long taglen = 0;
+    if (suite == kSuiteAes) {
+      crypto_aead_aes256gcm_encrypt_detached_afternm(m, tag, &taglen, m, mlen, ad, adlen, nullptr, npub, &aes);
+    } else {
+      crypto_aead_xchacha20poly1305_ietf_encrypt_detached(m, tag, &taglen, m, mlen, ad, adlen, nullptr, npub,
+                                                          key.data());
+    }
+  }
+
+  [[nodiscard]] bool open(std::uint8_t* c, std::size_t clen, const std::uint8_t* ad, std::size_t adlen,
+                          std::uint64_t counter, const std::uint8_t* tag) const noexcept {
+    std::uint8_t npub[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    nonce_of(counter, npub);
+    if (suite == kSuiteAes) {
+      return crypto_aead_aes256gcm_decrypt_detached_afternm(c, nullptr, c, clen, tag, ad, adlen, npub, &aes) == 0;
+    }
+    return crypto_aead_xchacha20poly1305_ietf_decrypt_detached(c, nullptr, c, clen, tag, ad, adlen, npub,
+                                                               key.data()) == 0;
+  }
+};
+
+/// An SRTP-style sliding window over one sender incarnation's counters.
+struct ReplayWindow {
+  std::uint64_t top = 0;  ///< highest counter accepted (0: none; counters start at 1)
+  std::array<std::uint64_t, kWindowWords> bits{};
+
+  [[nodiscard]] bool fresh(std::uint64_t c) const noexcept {
+    if (c == 0) return false;
+    if (c > top) return true;
+    if (top - c >= kWindowBits) return false;
+    return (bits[(c / 64) % kWindowWords] >> (c % 64) & 1u) == 0;
+  }
+  void accept(std::uint64_t c) noexcept {
+    if (c > top) {
+      if (c - top >= kWindowBits) {
+        bits.fill(0);
+      } else {
+        for (std::uint64_t i = top + 1; i < c && i <= top + kWindowBits; ++i) {
+          bits[(i / 64) % kWindowWords] &= ~(std::uint64_t{1} << (i % 64));
+        }
+      }
+      top = c;
+    }
+    bits[(c / 64) % kWindowWords] |= std::uint64_t{1} << (c % 64);
+  }
+  /// Everything at or below `floor` counts as seen.
+  void start_at(std::uint64_t floor) noexcept {
+    top = floor;
+    bits.fill(~std::uint64_t{0});
+  }
+};
+
+struct Peer {
+  std::uint32_t sender = 0;
+  std::uint32_t epoch = 0;
+  std::uint8_t key_id = 0;
+  std::uint8_t suite = 0;
+  bool used = false;
+  std::uint64_t last_heard = 0;  ///< stage-local tick of the last verified datagram
+  ReplayWindow window;
+  Cipher cipher;
+};
+
+struct Floor {
+  std::uint32_t sender = 0;
+  std::uint32_t epoch = 0;
+  std::uint8_t key_id = 0;
+  std::uint64_t top = 0;
+};
+
+class AeadStage final : public Stage {
+ public:
+  bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
+    if (sodium_init() < 0) {
+      errors.emplace_back("libsodium failed to initialise");
+      return false;
+    }
+    encrypt_ = params.text("mode") == "encrypt";
+    const std::string& algorithm = params.text("algorithm");
+    const bool aes_ok = crypto_aead_aes256gcm_is_available() != 0;
+    aes_available_ = aes_ok;
+    if (algorithm == "aes-256-gcm" && !aes_ok) {
+      errors.emplace_back("algorithm 'aes-256-gcm' needs a CPU with AES-NI and PCLMUL, which this host lacks; "
+                          "use 'xchacha20-poly1305' or 'auto'");
+      return false;
+    }
+    suite_ = algorithm == "xchacha20-poly1305" || (algorithm == "auto" && !aes_ok) ? kSuiteXChaCha : kSuiteAes;
+    std::string error;
+    if (!security::load_key_file(params.text("key_file"), keys_, error)) {
+      errors.push_back(std::move(error));
+      return false;
+    }
+    env_ = env;
+    peers_.resize(static_cast<std::size_t>(params.integer("max_senders")));
+    own_.derive(keys_.back(), suite_, env.channel, env.sender, env.epoch);
+    return true;
+  }
+
+  ~AeadStage() override {
+    sodium_memzero(keys_.data(), keys_.size() * sizeof(security::GroupKey));
+    sodium_memzero(&own_, sizeof own_);
+    sodium_memzero(&scratch_, sizeof scratch_);
+    if (!peers_.empty()) sodium_memzero(peers_.data(), peers_.size() * sizeof(Peer));
+  }
+
+  void on_start(StageIo& io) noexcept override {
+    io.count(suite_ == kSuiteAes ? uses_aes256gcm : uses_xchacha20poly1305);
+  }
+
+  void on_send(Packet* p, StageIo& io) noexcept override {
+    const bool was_sealed = p->sealed;
+    p->unseal();
+    std::uint8_t* body = p->push_ext(wire::Ext::auth, static_cast<std::uint8_t>(kBodyBytes));
+    if (body == nullptr) {
+      if (was_sealed) p->seal();
+      io.count(no_room);
+      io.drop(p, DropReason::too_large);
+      return;
+    }
+    p->seal();  // rewrites the header with the new extension length
+    body[0] = static_cast<std::uint8_t>(suite_ | (encrypt_ ? kSuiteEncrypted : 0));
+    body[1] = keys_.back().id;
+    const std::uint64_t counter = ++counter_;
+    wire::put_u64(body + 2, counter);
+    std::uint8_t* tag = body + kTagOffset;
+    std::memset(tag, 0, kTagBytes);
+    std::uint8_t out[kTagBytes];
+    const std::size_t head = p->payload_off - p->off;
+    if (encrypt_) {
+      own_.seal(p->payload(), p->payload_len, p->data(), head, counter, out);
+    } else {
+      std::uint8_t none[1] = {0};  // no message: the whole datagram is associated data
+      own_.seal(none, 0, p->data(), p->len, counter, out);
+    }
+    std::memcpy(tag, out, kTagBytes);
+    io.count(sealed);
+    io.down(p);
+  }
+
+  void on_receive(Packet* p, StageIo& io) noexcept override {
+    std::uint8_t body_len = 0;
+    const std::uint8_t* body_c = p->ext(wire::Ext::auth, &body_len);
+    if (body_c == nullptr || body_len != kBodyBytes) {
+      reject(p, io, missing);
+      return;
+    }
+    std::uint8_t* body = p->buf + (body_c - p->buf);
+    const std::uint8_t suite = body[0];
+    const bool encrypted = (suite & kSuiteEncrypted) != 0;
+    const std::uint8_t algo = suite & 0x7f;
+    if (encrypted != encrypt_ || (algo != kSuiteAes && algo != kSuiteXChaCha) ||
+        (algo == kSuiteAes && !aes_available_)) {
+      reject(p, io, wrong_suite);
+      return;
+    }
+    const security::GroupKey* key = find_key(body[1]);
+    if (key == nullptr) {
+      reject(p, io, unknown_key);
+      return;
+    }
+    const std::uint64_t counter = wire::get_u64(body + 2);
+    Peer* peer = find_peer(p->sender, p->epoch, key->id, algo);
+    const Cipher* cipher = nullptr;
+    if (peer != nullptr) {
+      if (!peer->window.fresh(counter)) {
+        reject(p, io, replayed);
+        return;
+      }
+      cipher = &peer->cipher;
+    } else {
+      // Not known yet: a floor remembered for it still applies before any crypto is spent.
+      const std::uint64_t floor = floor_of(p->sender, p->epoch, key->id);
+      if (counter == 0 || counter <= floor) {
+        reject(p, io, replayed);
+        return;
+      }
+      scratch_.derive(*key, algo, env_.channel, p->sender, p->epoch);
+      cipher = &scratch_;
+    }
+    std::uint8_t tag[kTagBytes];
+    std::memcpy(tag, body + kTagOffset, kTagBytes);
+    std::memset(body + kTagOffset, 0, kTagBytes);
+    const std::size_t head = p->payload_off - p->off;
+    std::uint8_t none[1] = {0};
+    const bool ok = encrypt_ ? cipher->open(p->payload(), p->payload_len, p->data(), head, counter, tag)
+                             : cipher->open(none, 0, p->data(), p->len, counter, tag);
+    std::memcpy(body + kTagOffset, tag, kTagBytes);
+    if (!ok) {
+      reject(p, io, failed);
+      return;
+    }
+    if (peer == nullptr) peer = admit(p->sender, p->epoch, key->id, algo, io);
+    peer->last_heard = ++clock_;
+    peer->window.accept(counter);
+    io.count(verified);
+    io.up(p);
+  }
+
+ private:
+  static void reject(Packet* p, StageIo& io, Counter why) noexcept {
+    io.count(why);
+    io.drop(p, DropReason::auth);
+  }
+
+  const security::GroupKey* find_key(std::uint8_t id) const noexcept {
+    for (const auto& k : keys_) {
+      if (k.id == id) return &k;
+    }
+    return nullptr;
+  }
+
+  Peer* find_peer(std::uint32_t sender, std::uint32_t epoch, std::uint8_t key_id, std::uint8_t suite) noexcept {
+    if (last_ != nullptr && last_->sender == sender && last_->epoch == epoch && last_->key_id == key_id &&
+        last_->suite == suite) {
+      return last_;
+    }
+    for (std::size_t i = 0; i < used_; ++i) {
+      Peer& q = peers_[i];
+      if (q.sender == sender && q.epoch == epoch && q.key_id == key_id && q.suite == suite) {
+        last_ = &q;
+        return &q;
+      }
+    }
+    return nullptr;
+  }
+
+  std::uint64_t floor_of(std::uint32_t sender, std::uint32_t epoch, std::uint8_t key_id) const noexcept {
+    for (const Floor& f : floors_) {
+      if (f.top != 0 && f.sender == sender && f.epoch == epoch && f.key_id == key_id) return f.top;
+    }
+    return 0;
+  }
+
+  /// A slot for an incarnation whose first datagram just verified (cold: once per incarnation).
+  Peer* admit(std::uint32_t sender, std::uint32_t epoch, std::uint8_t key_id, std::uint8_t suite,
+              StageIo& io) noexcept {
+    Peer* slot = nullptr;
+    if (used_ < peers_.size()) {
+      slot = &peers_[used_++];
+    } else {
+      slot = &peers_[0];
+      for (Peer& q : peers_) {
+        if (q.last_heard < slot->last_heard) slot = &q;
+      }
+      floors_[next_floor_] = Floor{slot->sender, slot->epoch, slot->key_id, slot->window.top};
+      next_floor_ = (next_floor_ + 1) % kFloors;
+      io.count(senders_forgotten);
+    }
+    slot->sender = sender;
+    slot->epoch = epoch;
+    slot->key_id = key_id;
+    slot->suite = suite;
+    slot->used = true;
+    slot->window = ReplayWindow{};
+    if (const std::uint64_t floor = floor_of(sender, epoch, key_id); floor != 0) slot->window.start_at(floor);
+    std::memcpy(static_cast<void*>(&slot->cipher), &scratch_, sizeof(Cipher));
+    last_ = slot;
+    return slot;
+  }
+
+  bool encrypt_ = false;
+  bool aes_available_ = false;
+  std::uint8_t suite_ = kSuiteXChaCha;
+  StageEnv env_;
+  std::vector<security::GroupKey> keys_;
+  Cipher own_;
+  Cipher scratch_;
+  std::uint64_t counter_ = 0;
+  std::uint64_t clock_ = 0;
+  std::vector<Peer> peers_;
+  std::size_t used_ = 0;
+  Peer* last_ = nullptr;
+  std::array<Floor, kFloors> floors_{};
+  std::size_t next_floor_ = 0;
+};
+
+}  // namespace
+
+void register_security_aead(Registry& r) {
+  (void)r.add(StageInfo{
+      .kind = "security.aead",
+      .synopsis = "Security: every datagram authenticated (AEAD tag) and optionally encrypted under the group "
+                  "key, with a per-sender replay window; failures dropped as drops.auth.",
+      .notes = "Lowest stage but fault injection, so it covers every datagram the stages above send: data, "
+               "fragments, batches, acks, NAKs, heartbeats, sequencer stamps. Appends the `auth` extension (26 "
+               "bytes: suite, key id, 64-bit nonce counter, 16-byte tag) and seals; the tag covers the header, "
+               "every extension and the payload (authenticate) or encrypts the payload with the rest as "
+               "associated data (encrypt). Each sender incarnation uses a subkey derived from the group key "
+               "with BLAKE2b over (suite, channel, sender, epoch, key id) and counts nonces from 1. "
+               "`algorithm: auto` takes AES-256-GCM when the CPU has AES-NI, else XChaCha20-Poly1305; the "
+               "counters uses_aes256gcm / uses_xchacha20poly1305 say which this member chose, and a member "
+               "that cannot run a peer's algorithm drops its datagrams (wrong_suite): give mixed hosts "
+               "`xchacha20-poly1305`. A datagram with no tag, an unknown key id, a seen or too old counter "
+               "(1024-counter window) or a tag that does not verify is dropped (`drops.auth`) before any "
+               "stage above sees it; state is kept only for senders whose datagrams verified. Makes "
+               "checksum.crc32c redundant: the compiler leaves it out. Keys: docs/security.md.",
+      .params = {{.name = "mode", .type = ParamType::string, .default_value = "encrypt",
+                  .doc = "authenticate: the payload stays readable and is covered by the tag; encrypt: the "
+                         "payload is encrypted too.",
+                  .one_of = kModes},
+                 {.name = "key_file", .type = ParamType::string, .default_value = "",
+                  .doc = "The group key file: lines \"<id> <key>\", the last one sends, all are accepted."},
+                 {.name = "algorithm", .type = ParamType::string, .default_value = "auto",
+                  .doc = "The AEAD: auto (AES-256-GCM with AES-NI, else XChaCha20-Poly1305) or one of them.",
+                  .one_of = kAlgorithms},
+                 {.name = "max_senders", .type = ParamType::integer, .default_value = "256",
+                  .doc = "Authenticated sender incarnations whose keys and replay windows are kept.",
+                  .min = 4, .max = 65536}},
+      .counters = counter_list(kCounters),
+      .factory = [] { return std::make_unique<AeadStage>(); },
+      .wire_bytes_per_datagram = wire::kExtHeaderBytes + kBodyBytes,
+      .serves = "security",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::auth),
+                      .name = "auth",
+                      .body_bytes = kBodyBytes,
+                      .carried_on = "every datagram (security)",
+                      .body = "u8 suite (bit 7 encrypted; 1 AES-256-GCM, 2 XChaCha20-Poly1305), u8 key id, u64 "
+                              "nonce counter, 16-byte AEAD tag (26 bytes)"}},
+  });
+}
+
+}  // namespace tmc
