@@ -360,7 +360,7 @@ class Registry {
 void register_builtin_stages(Registry& r);
 
 /// docs/stages.md, generated from the registry: one section per kind with synopsis,
-/// parameters, counters and notes.
+/// parameters (with their allowed values), counters, placement facts and notes.
 std::string stages_markdown(const Registry& r);
 
 /// docs/wire-format.md's extension table, generated from every kind's `extensions`.

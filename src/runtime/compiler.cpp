@@ -548,11 +548,13 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
     bool below_coalesce = false;
     for (const auto& s : probe.stages) {
       if (s.placement != Placement::software) continue;
-      const std::size_t bytes = datagram_bytes(describe(registry, s.kind));
+      const StageInfo* info = describe(registry, s.kind);
+      const std::size_t bytes = datagram_bytes(info);
       room.datagram_payload -= bytes;
-      // What the stages below coalescing add goes on the batch datagram, once, not on each record.
+      // What the stages below coalescing add goes on the batch datagram, once, not on each
+      // record. The coalescing stage is the one that adds bytes per message it batches.
       if (below_coalesce) room.coalesce_budget -= bytes;
-      if (s.kind == "pacing.coalesce") below_coalesce = true;
+      if (info != nullptr && info->wire_bytes_per_message != 0) below_coalesce = true;
     }
     if (m.group_ordering && !caps.network.sequencer.empty()) room.datagram_payload -= facts.group_seq_ext;
   }

@@ -232,8 +232,12 @@ bool parse_value(ParamType type, std::string_view text, ParamValue& out) {
       std::size_t start = 0;
       while (start <= text.size() && !text.empty()) {
         const std::size_t comma = std::min(text.find(',', start), text.size());
-        if (comma == start) return false;  // an empty item: "a,,b", ",a" or "a,"
-        items.emplace_back(text.substr(start, comma - start));
+        // Blanks around an item are not part of it ("a, b" is a and b).
+        std::string_view item = text.substr(start, comma - start);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        if (item.empty()) return false;  // an empty item: "a,,b", ",a", "a," or "a, ,b"
+        items.emplace_back(item);
         start = comma + 1;
       }
       out = std::move(items);

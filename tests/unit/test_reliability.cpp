@@ -673,6 +673,8 @@ TEST_CASE("reliability.arq: parameters are validated, each error naming the para
   CHECK(has(errors_of({{"ack_k", "2"}, {"ack_from", "x"}}), "at most one"));
   CHECK(has(errors_of({{"rto_min_us", "5000"}, {"rto_max_us", "1000"}}), "rto_min_us"));
   CHECK(has(errors_of({{"ack_every", "0"}}), "ack_every"));
+  CHECK(has(errors_of({{"ack_k", "65"}}), "parameter 'ack_k' must be in 0..64"));
+  CHECK(has(errors_of({{"deliver", "sorted"}}), "must be one of arrival, in_order"));
 }
 
 TEST_CASE("reliability.arq deliver=in_order: what arrives above a gap waits for the repair, then goes up in order") {
@@ -759,5 +761,5 @@ TEST_CASE("reliability.arq: parameter deliver must be arrival or in_order") {
   std::unique_ptr<Pipeline> pl;
   const Status st = Pipeline::build(plan, Registry::builtin(), make_env(1, 1, 1), pool, sink, pl);
   CHECK_FALSE(st.is_ok());
-  CHECK(st.message().find("'deliver' must be 'arrival' or 'in_order', got 'sorted'") != std::string::npos);
+  CHECK(st.message().find("parameter 'deliver' must be one of arrival, in_order, got \"sorted\"") != std::string::npos);
 }

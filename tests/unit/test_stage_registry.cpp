@@ -97,6 +97,10 @@ TEST_CASE("stage registry: resolved values are typed, with every default filled 
   CHECK(param_value_to_string(p.values().at("palette")) == "green,blue");
   CHECK(resolve(r, {{"names", ""}}, &p).empty());
   CHECK(p.list("names").empty());  // "" is the empty list
+  Params spaced;
+  CHECK(resolve(r, {{"names", " m1, m2 "}}, &spaced).empty());
+  CHECK(spaced.list("names") == std::vector<std::string>{"m1", "m2"});  // blanks around items are not kept
+  CHECK(!resolve(r, {{"names", "a, ,b"}}).empty());
   CHECK(p.text("undeclared").empty());
   CHECK(p.integer("undeclared") == 0);
 }

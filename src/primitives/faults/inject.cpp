@@ -27,6 +27,7 @@
 #include <memory>
 #include <vector>
 
+#include "primitives/common/stage_timer.hpp"
 #include "tmc/rng.hpp"
 #include "tmc/stage.hpp"
 
@@ -129,7 +130,7 @@ class FaultsStage final : public Stage {
   }
 
   void on_tick(StageIo& io) noexcept override {
-    armed_ns_ = 0;
+    timer_.fired();
     const std::uint64_t now = io.now_ns();
     for (int i = 0; i < 2; ++i) {
       const Path path = i == 0 ? Path::send : Path::receive;
@@ -234,12 +235,7 @@ class FaultsStage final : public Stage {
 
   Lane& lane(Path path) noexcept { return lanes_[path == Path::send ? 0 : 1]; }
 
-  void arm(std::uint64_t deadline_ns, StageIo& io) noexcept {
-    if (armed_ns_ == 0 || deadline_ns < armed_ns_) {
-      armed_ns_ = deadline_ns;
-      io.arm_timer(deadline_ns);
-    }
-  }
+  void arm(std::uint64_t deadline_ns, StageIo& io) noexcept { timer_.arm_by(io, deadline_ns); }
 
   void rearm(StageIo& io) noexcept {
     for (Lane& l : lanes_) {
@@ -255,7 +251,7 @@ class FaultsStage final : public Stage {
   Rng rng_;
   Lane lanes_[2];
   std::uint32_t held_ = 0;
-  std::uint64_t armed_ns_ = 0;
+  detail::StageTimer timer_;
 };
 
 constexpr std::string_view kDirections[] = {"send", "receive", "both"};

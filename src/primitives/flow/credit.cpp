@@ -418,13 +418,7 @@ void FlowCreditStage::schedule(StageIo& io) noexcept {
   for (const Peer& pe : peers_) {
     if (pe.in_set && pe.blocked_since_ns != 0 && !pe.reported) consider(pe.blocked_since_ns - 1 + slow_ns_);
   }
-  if (at == next_check_ns_) return;
-  next_check_ns_ = at;
-  if (at == 0) {
-    io.cancel_timer();
-  } else {
-    io.arm_timer(at);
-  }
+  timer_.set(io, at);
 }
 
 // --- hot paths ----------------------------------------------------------------------------
@@ -535,7 +529,7 @@ void FlowCreditStage::on_receive(Packet* p, StageIo& io) noexcept {
 }
 
 void FlowCreditStage::on_tick(StageIo& io) noexcept {
-  next_check_ns_ = 0;
+  timer_.fired();
   if (next_refresh_ns_ != 0 && io.now_ns() >= next_refresh_ns_) refresh_adverts(io);
   if (!queue_.empty()) {
     release(io);
@@ -546,8 +540,7 @@ void FlowCreditStage::on_tick(StageIo& io) noexcept {
 }
 
 void FlowCreditStage::on_stop(StageIo& io) noexcept {
-  io.cancel_timer();
-  next_check_ns_ = 0;
+  timer_.cancel(io);
   next_refresh_ns_ = 0;
   // The pipeline is retiring: whatever waits leaves now rather than be lost.
   while (!queue_.empty()) {

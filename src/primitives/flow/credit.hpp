@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "primitives/common/stage_timer.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc::detail {
@@ -100,7 +101,7 @@ class FlowCreditStage final : public Stage {
   std::uint64_t highest_rseq_ = 0;    ///< highest rseq of data that came down
   std::uint64_t highest_passed_ = 0;  ///< highest rseq of data passed down (queue is in rseq order)
   PacketFifo queue_;  ///< packets waiting, oldest first
-  std::uint64_t next_check_ns_ = 0;  ///< 0: nothing waits
+  StageTimer timer_;  ///< armed at the earliest check (disarmed: nothing waits)
 };
 
 }  // namespace tmc::detail

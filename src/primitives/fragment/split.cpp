@@ -67,6 +67,7 @@
 #include <vector>
 
 #include "primitives/common/index_list.hpp"
+#include "primitives/common/stage_timer.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
@@ -238,7 +239,7 @@ class FragmentStage final : public Stage {
   }
 
   void on_tick(StageIo& io) noexcept override {
-    armed_ns_ = 0;  // the pipeline disarmed us before calling
+    timer_.fired();
     const std::uint64_t now = io.now_ns();
     purge_gone(io);
     if (!queue_.empty() && now >= retry_at_) drain(io);
@@ -737,16 +738,11 @@ class FragmentStage final : public Stage {
       // Wake up now and then to notice a sender gone from the view (purge_gone).
       // (An armed deadline still ahead is kept, so that a stream of fragments does not
       // re-arm the timer for each one.)
-      t = std::min(t, armed_ns_ > io.now_ns() ? armed_ns_ : io.now_ns() + kViewCheckNs);
-      if (d == 0 || t < d) d = t;
+      const std::uint64_t armed = timer_.armed();
+      t = std::min(t, armed > io.now_ns() ? armed : io.now_ns() + kViewCheckNs);
+      d = detail::earliest_deadline({d, t});
     }
-    if (d == armed_ns_) return;
-    armed_ns_ = d;
-    if (d == 0) {
-      io.cancel_timer();
-    } else {
-      io.arm_timer(d);
-    }
+    timer_.set(io, d);
   }
 
   std::uint64_t view_seen_ = 0;
@@ -779,7 +775,7 @@ class FragmentStage final : public Stage {
   std::uint32_t n_partials_ = 0;
   std::uint64_t used_bytes_ = 0;
 
-  std::uint64_t armed_ns_ = 0;
+  detail::StageTimer timer_;
 };
 
 }  // namespace

@@ -62,6 +62,7 @@
 
 #include "primitives/common/index_list.hpp"
 #include "primitives/common/index_table.hpp"
+#include "primitives/common/stage_timer.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
@@ -179,7 +180,7 @@ class FifoStage final : public Stage {
   }
 
   void on_tick(StageIo& io) noexcept override {
-    armed_ns_ = 0;
+    timer_.fired();
     const std::uint64_t now = io.now_ns();
     std::uint64_t earliest = 0;
     std::uint32_t i = holders_head_;
@@ -403,12 +404,7 @@ class FifoStage final : public Stage {
     s.oldest_ns = oldest;
   }
 
-  void arm(std::uint64_t deadline_ns, StageIo& io) noexcept {
-    if (armed_ns_ == 0 || deadline_ns < armed_ns_) {
-      armed_ns_ = deadline_ns;
-      io.arm_timer(deadline_ns);
-    }
-  }
+  void arm(std::uint64_t deadline_ns, StageIo& io) noexcept { timer_.arm_by(io, deadline_ns); }
 
   // --- senders: lookup, recency, epochs, eviction --------------------------------------
 
@@ -525,7 +521,7 @@ class FifoStage final : public Stage {
   detail::IndexTable table_;  ///< sender id -> index into senders_
   std::uint64_t hash_salt_ = 0;
   std::size_t total_held_ = 0;
-  std::uint64_t armed_ns_ = 0;
+  detail::StageTimer timer_;
 };
 
 constexpr std::string_view kModes[] = {"drop-stale", "strict"};

@@ -242,11 +242,7 @@ class CoalesceStage final : public Stage {
         io.drop(q, DropReason::malformed);
         continue;
       }
-      q->rx_ns = p->rx_ns;
-      q->src_ip = p->src_ip;
-      q->src_port = p->src_port;
-      io.count(records_delivered);
-      io.up(q);
+      deliver_record(q, *p, io);
     }
     p->release();
   }
@@ -259,6 +255,15 @@ class CoalesceStage final : public Stage {
   // wire::decode, the one parser of network bytes; a record with an implied seq (the
   // common case) has nothing left to parse: its header and its one extension are written
   // here from the outer header and the previous record's seq.
+  // A record unpacked from batch `outer` goes up as if it had arrived on its own.
+  static void deliver_record(Packet* q, const Packet& outer, StageIo& io) noexcept {
+    q->rx_ns = outer.rx_ns;
+    q->src_ip = outer.src_ip;
+    q->src_port = outer.src_port;
+    io.count(records_delivered);
+    io.up(q);
+  }
+
   void receive_compact(Packet* p, StageIo& io) noexcept {
     const std::uint8_t* pay = p->payload();
     const std::uint32_t n = p->payload_len;
@@ -347,11 +352,7 @@ class CoalesceStage final : public Stage {
         prev_ok = sb != nullptr && seq_len == kSeqBodyBytes;
         if (prev_ok) prev_seq = wire::get_u64(sb);
       }
-      q->rx_ns = p->rx_ns;
-      q->src_ip = p->src_ip;
-      q->src_port = p->src_port;
-      io.count(records_delivered);
-      io.up(q);
+      deliver_record(q, *p, io);
     }
     p->release();
   }

@@ -28,9 +28,8 @@
 //
 //   Feedback (feedback=unicast, the default): acks and NACKs go to the address the
 //   sender's heartbeats come from, when the shell routes unicast to members
-//   (StageEnv::unicast_reachable: the simulator and unicast fan-out channels; a multicast
-//   socket is bound to the group and hears no unicast, so there feedback stays multicast)
-//   and the view knows that address. Then no receiver reads another's acks: with n
+//   (StageEnv::unicast_reachable: the runtime, where every member sends from a socket of
+//   its own that it reads, and the simulator) and the view knows that address. Then no receiver reads another's acks: with n
 //   members, an ack round costs the sender n - 1 datagrams and each receiver none, instead
 //   of every member reading n - 1. NACKs are unicast too, so receivers no longer overhear
 //   each other's requests; what suppression remains: the sender repairs by multicast and
@@ -69,6 +68,7 @@
 #include <string>
 #include <vector>
 
+#include "primitives/common/stage_timer.hpp"
 #include "primitives/reliability/ack_format.hpp"
 #include "primitives/reliability/arq_config.hpp"
 #include "primitives/reliability/arq_receiver.hpp"
@@ -78,85 +78,45 @@
 namespace tmc {
 namespace {
 
-using arq::c_malformed;
-using arq::c_queued;
+namespace ctr = arq::ctr;
 using arq::kUs;
+
+constexpr std::string_view kMessages[] = {"all", "flagged"};
+constexpr std::string_view kDeliver[] = {"arrival", "in_order"};
+constexpr std::string_view kFeedback[] = {"unicast", "multicast"};
+constexpr std::int64_t kDayUs = 86'400'000'000;
 
 class ArqStage final : public Stage {
  public:
+  // The registry has checked every value against its ParamSpec (register_reliability_arq)
+  // and filled the defaults; what is left here are the rules that tie parameters together.
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
     env_ = env;
     arq::Config cfg;
-    const std::string messages = params.get_string("messages", "all");
-    if (messages == "all") {
-      cfg.all_messages = true;
-    } else if (messages == "flagged") {
-      cfg.all_messages = false;
-    } else {
-      errors.push_back("parameter 'messages' must be 'all' or 'flagged', got '" + messages + "'");
-    }
-    std::vector<std::string> ack_from;
-    const std::string from = params.get_string("ack_from", "");
-    for (std::size_t pos = 0; pos <= from.size();) {
-      std::size_t comma = from.find(',', pos);
-      if (comma == std::string::npos) comma = from.size();
-      std::string name = from.substr(pos, comma - pos);
-      const auto b = name.find_first_not_of(" \t");
-      const auto e = name.find_last_not_of(" \t");
-      name = b == std::string::npos ? std::string() : name.substr(b, e - b + 1);
-      if (!name.empty()) ack_from.push_back(std::move(name));
-      pos = comma + 1;
-    }
+    cfg.all_messages = params.text("messages") == "all";
+    std::vector<std::string> ack_from = params.list("ack_from");
     if (ack_from.size() > kMaxGroupMembers) {
       errors.push_back("parameter 'ack_from' names " + std::to_string(ack_from.size()) + " members; at most " +
                        std::to_string(kMaxGroupMembers) + " are possible");
     }
-    cfg.ack_fraction = params.get_real("ack_fraction", 0.0);
-    if (!(cfg.ack_fraction >= 0.0 && cfg.ack_fraction <= 1.0)) {
-      errors.push_back("parameter 'ack_fraction' must lie in [0, 1], got " + std::to_string(cfg.ack_fraction));
-    }
-    const std::int64_t k = params.get_int("ack_k", 0);
-    if (k < 0 || k > static_cast<std::int64_t>(kMaxGroupMembers)) {
-      errors.push_back("parameter 'ack_k' must lie in [0, 64], got " + std::to_string(k));
-    }
-    cfg.ack_k = static_cast<std::uint32_t>(std::clamp<std::int64_t>(k, 0, 64));
+    cfg.ack_fraction = params.real("ack_fraction");
+    cfg.ack_k = static_cast<std::uint32_t>(params.integer("ack_k"));
     const int ways = (ack_from.empty() ? 0 : 1) + (cfg.ack_fraction > 0.0 ? 1 : 0) + (cfg.ack_k > 0 ? 1 : 0);
     if (ways > 1) errors.push_back("give at most one of the parameters 'ack_from', 'ack_fraction' and 'ack_k'");
     cfg.mode = !ack_from.empty()                           ? arq::AckMode::named
                : (cfg.ack_fraction > 0.0 || cfg.ack_k > 0) ? arq::AckMode::count
                                                            : arq::AckMode::all;
-
-    auto int_param = [&](const char* name, std::int64_t def, std::int64_t lo, std::int64_t hi) {
-      const std::int64_t v = params.get_int(name, def);
-      if (v < lo || v > hi) {
-        errors.push_back("parameter '" + std::string(name) + "' must lie in [" + std::to_string(lo) + ", " +
-                         std::to_string(hi) + "], got " + std::to_string(v));
-        return std::clamp(v, lo, hi);
-      }
-      return v;
-    };
-    cfg.max_retries = static_cast<std::uint32_t>(int_param("max_retries", 8, 0, 1000));
-    cfg.window = static_cast<std::uint32_t>(
-        int_param("window", 4096, 1, static_cast<std::int64_t>(detail::kMaxRelTrailDistance)));
-    const std::int64_t day_us = 86'400'000'000;
-    cfg.rto_initial_ns = static_cast<std::uint64_t>(int_param("rto_initial_us", 50'000, 1, day_us)) * kUs;
-    cfg.rto_min_ns = static_cast<std::uint64_t>(int_param("rto_min_us", 2'000, 1, day_us)) * kUs;
-    cfg.rto_max_ns = static_cast<std::uint64_t>(int_param("rto_max_us", 1'000'000, 1, day_us)) * kUs;
-    cfg.ack_delay_ns = static_cast<std::uint64_t>(int_param("ack_delay_us", 500, 0, day_us)) * kUs;
-    cfg.ack_every = static_cast<std::uint32_t>(int_param("ack_every", 32, 1, 1'000'000));
-    cfg.nack_delay_ns = static_cast<std::uint64_t>(int_param("nack_delay_us", 1'000, 0, day_us)) * kUs;
-    const std::string deliver = params.get_string("deliver", "arrival");
-    if (deliver == "in_order") {
-      cfg.in_order = true;
-    } else if (deliver != "arrival") {
-      errors.push_back("parameter 'deliver' must be 'arrival' or 'in_order', got '" + deliver + "'");
-    }
-    const std::string feedback = params.get_string("feedback", "unicast");
-    if (feedback == "multicast") {
-      cfg.unicast_feedback = false;
-    } else if (feedback != "unicast") {
-      errors.push_back("parameter 'feedback' must be 'unicast' or 'multicast', got '" + feedback + "'");
-    }
+    auto us = [&](std::string_view name) { return static_cast<std::uint64_t>(params.integer(name)) * kUs; };
+    cfg.max_retries = static_cast<std::uint32_t>(params.integer("max_retries"));
+    cfg.window = static_cast<std::uint32_t>(params.integer("window"));
+    cfg.rto_initial_ns = us("rto_initial_us");
+    cfg.rto_min_ns = us("rto_min_us");
+    cfg.rto_max_ns = us("rto_max_us");
+    cfg.ack_delay_ns = us("ack_delay_us");
+    cfg.ack_every = static_cast<std::uint32_t>(params.integer("ack_every"));
+    cfg.nack_delay_ns = us("nack_delay_us");
+    cfg.in_order = params.text("deliver") == "in_order";
+    cfg.unicast_feedback = params.text("feedback") == "unicast";
     if (cfg.rto_min_ns > cfg.rto_max_ns) {
       errors.push_back("parameter 'rto_min_us' (" + std::to_string(cfg.rto_min_ns / kUs) +
                        ") must not exceed 'rto_max_us' (" + std::to_string(cfg.rto_max_ns / kUs) + ")");
@@ -182,8 +142,7 @@ class ArqStage final : public Stage {
     ++depth_;
     sender_.fail_all(io);
     --depth_;
-    io.cancel_timer();
-    armed_ns_ = 0;
+    timer_.cancel(io);
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override {
@@ -205,7 +164,7 @@ class ArqStage final : public Stage {
     // are already waiting, keep FIFO order through the queue.
     if (depth_ > 0 || sender_.must_wait()) {
       sender_.enqueue(p);
-      io.count(c_queued);
+      io.count(ctr::queued);
       if (depth_ == 0) update_timer(io);
       return;
     }
@@ -237,7 +196,7 @@ class ArqStage final : public Stage {
   }
 
   void on_tick(StageIo& io) noexcept override {
-    armed_ns_ = 0;
+    timer_.fired();
     ++depth_;
     check_view(io);
     const std::uint64_t now = io.now_ns();
@@ -263,7 +222,7 @@ class ArqStage final : public Stage {
     const std::uint8_t* b = p->ext(wire::Ext::ack, &len);
     const auto ack = detail::decode_ack(b, len);
     if (!ack) {
-      io.count(c_malformed);
+      io.count(ctr::malformed);
       io.drop(p, DropReason::malformed);
       return;
     }
@@ -277,7 +236,7 @@ class ArqStage final : public Stage {
     const std::uint8_t* b = p->ext(wire::Ext::ack, &len);
     const auto nack = detail::decode_nack(b, len);
     if (!nack || nack->count == 0) {
-      io.count(c_malformed);
+      io.count(ctr::malformed);
       io.drop(p, DropReason::malformed);
       return;
     }
@@ -291,17 +250,7 @@ class ArqStage final : public Stage {
   }
 
   void update_timer(StageIo& io) noexcept {
-    std::uint64_t next = 0;
-    for (std::uint64_t t : {sender_.deadline(), receiver_.deadline()}) {
-      if (t != 0 && (next == 0 || t < next)) next = t;
-    }
-    if (next == armed_ns_) return;
-    armed_ns_ = next;
-    if (next == 0) {
-      io.cancel_timer();
-    } else {
-      io.arm_timer(next);
-    }
+    timer_.arm_earliest(io, {sender_.deadline(), receiver_.deadline()});
   }
 
   StageEnv env_;
@@ -310,7 +259,7 @@ class ArqStage final : public Stage {
   std::uint64_t view_seen_ = ~std::uint64_t{0};
   arq::ArqSender sender_;
   arq::ArqReceiver receiver_;
-  std::uint64_t armed_ns_ = 0;
+  detail::StageTimer timer_;
   int depth_ = 0;
 };
 
@@ -326,13 +275,14 @@ void register_reliability_arq(Registry& r) {
           "control). Reliable packets carry extension `rel` (type 7), one u64: the low 48 bits the reliable "
           "sequence number (1, 2, ... per sender incarnation), the high 16 bits the distance back to the "
           "sender's trailing edge (lowest unsettled number), so late joiners start there and receivers stop "
-          "waiting for what the sender has settled. Receivers ack with `ack` packets (unicast to the sender they concern with feedback=unicast "
-          "where the shell routes unicast to members and the view knows the sender's address, else multicast; "
+          "waiting for what the sender has settled. Receivers ack with `ack` packets (unicast to the sender they "
+          "concern with feedback=unicast where the shell routes unicast to members and the view knows the sender's address, else multicast; "
           "extension `ack`, 24 bytes: target sender, target epoch, u64 cumulative, u64 SACK bitmap), coalesced for at most "
           "ack_delay_us or every ack_every new packets, and re-ack duplicates. Gaps are NACKed (20-byte body: "
           "target, first, count) after a random delay in [0, nack_delay_us] (scaled by the number of other "
           "receiving members over 8, at most 1), addressed like acks; a repair that arrives first cancels it, and a "
-          "receiver that hears another's (multicast) NACK for the same range stays quiet. The sender keeps a copy of each reliable packet until its ack "
+          "receiver that hears another's (multicast) NACK for the same range stays quiet. The sender keeps a copy "
+          "of each reliable packet until its ack "
           "set (fixed at send from the membership view: every receiver, the ack_from names, ceil(ack_fraction "
           "x receivers) or ack_k of them) has acked it; it retransmits on RTO (Jacobson/Karels from RTT "
           "samples, Karn's rule, exponential backoff to rto_max_us) and on NACK (once per half RTT). After "
@@ -347,55 +297,92 @@ void register_reliability_arq(Registry& r) {
           "stage above holds nothing (one held datagram may be a whole coalesced batch); acks never wait for "
           "delivery, and held packets go up early, in order, when the sender settles past the gap, restarts, "
           "or rto_max_us passes.",
-      .params = {{"messages", ParamType::string, "all", "'all' (every data message) or 'flagged' (only messages "
-                                                        "sent with the reliable flag)"},
-                 {"ack_from", ParamType::string, "", "comma-separated member names whose acks are required "
-                                                     "(empty: every receiver)"},
-                 {"ack_fraction", ParamType::real, "0", "(0, 1]: acks needed from this fraction of the receivers "
-                                                        "(rounded up); 0 = unused"},
-                 {"ack_k", ParamType::integer, "0", "acks needed from this many receivers; 0 = unused"},
-                 {"max_retries", ParamType::integer, "8", "timeouts showing a loss before a message fails"},
-                 {"window", ParamType::integer, "4096", "unsettled reliable messages per sender (max 65535); more "
-                                                        "wait in a FIFO queue"},
-                 {"rto_initial_us", ParamType::integer, "50000", "retransmission timeout before the first RTT sample"},
-                 {"rto_min_us", ParamType::integer, "2000", "lower bound of the RTO"},
-                 {"rto_max_us", ParamType::integer, "1000000", "upper bound of the RTO and its backoff"},
-                 {"ack_delay_us", ParamType::integer, "500", "longest a receiver holds back an ack to coalesce"},
-                 {"ack_every", ParamType::integer, "32", "a receiver acks at once after this many new packets"},
-                 {"nack_delay_us", ParamType::integer, "1000", "a receiver NACKs a gap after a random delay up to "
-                                                               "this (suppressed if another member asks first)"},
-                 {"deliver", ParamType::string, "arrival",
-                  "'arrival': reliable packets go up as they arrive; 'in_order': each sender's go up in sequence "
-                  "order, those above a gap held here until it fills (at most `window` held, for at most "
-                  "rto_max_us), so that ordering above holds nothing (the compiler asks for it under "
-                  "point-to-point ordering)"},
-                 {"feedback", ParamType::string, "unicast",
-                  "'unicast': acks and NACKs go to the sender they concern, where the shell routes unicast to "
-                  "members and the sender's address is known (else to the group); 'multicast': always to the "
-                  "group"}},
-      .counters = {{"reliability.sent", "reliable packets stamped and sent for the first time"},
-                   {"reliability.retransmits", "reliable packets sent again (on timeout or NACK)"},
-                   {"reliability.timeouts", "retransmission timeouts"},
-                   {"reliability.acks_sent", "ack packets sent"},
-                   {"reliability.acks_received", "ack packets for this sender received"},
-                   {"reliability.nacks_sent", "NACK packets sent"},
-                   {"reliability.nacks_received", "NACK packets for this sender received"},
-                   {"reliability.nacks_suppressed", "NACKs not sent because another member asked first"},
-                   {"reliability.duplicates", "reliable packets received again (dropped and re-acked)"},
-                   {"reliability.delivered", "reliable packets passed up (once each)"},
-                   {"reliability.met", "reliable messages whose ack set acknowledged them"},
-                   {"reliability.failed", "reliable messages given up (retries exhausted or member gone)"},
-                   {"reliability.queued", "reliable messages that waited for room in the window"},
-                   {"reliability.rtt_samples", "RTT samples taken (never from retransmitted packets)"},
-                   {"reliability.beyond_window", "reliable packets dropped: beyond the receive window"},
-                   {"reliability.no_buffer", "copies, acks or NACKs not made: the packet pool was exhausted"},
-                   {"reliability.malformed", "reliability extensions of the wrong length"},
-                   {"reliability.unknown_acker", "acks from a sender that is not in the membership view"},
-                   {"reliability.senders_evicted", "receive state of a silent sender reused for a new one"},
-                   {"reliability.held_in_order", "deliver=in_order: packets held above a gap until it filled"},
-                   {"reliability.held_released_early",
-                    "deliver=in_order: held packets passed up before their gap filled (rto_max_us passed, the "
-                    "sender restarted or its state was evicted)"}},
+      .params = {{.name = "messages",
+                  .type = ParamType::string,
+                  .default_value = "all",
+                  .doc = "'all' (every data message) or 'flagged' (only messages sent with the reliable flag)",
+                  .one_of = kMessages},
+                 {.name = "ack_from",
+                  .type = ParamType::string_list,
+                  .default_value = "",
+                  .doc = "comma-separated member names whose acks are required (empty: every receiver)"},
+                 {.name = "ack_fraction",
+                  .type = ParamType::real,
+                  .default_value = "0",
+                  .doc = "(0, 1]: acks needed from this fraction of the receivers (rounded up); 0 = unused",
+                  .lo = 0.0,
+                  .hi = 1.0},
+                 {.name = "ack_k",
+                  .type = ParamType::integer,
+                  .default_value = "0",
+                  .doc = "acks needed from this many receivers; 0 = unused",
+                  .min = 0,
+                  .max = kMaxGroupMembers},
+                 {.name = "max_retries",
+                  .type = ParamType::integer,
+                  .default_value = "8",
+                  .doc = "timeouts showing a loss before a message fails",
+                  .min = 0,
+                  .max = 1000},
+                 {.name = "window",
+                  .type = ParamType::integer,
+                  .default_value = "4096",
+                  .doc = "unsettled reliable messages per sender (max 65535); more wait in a FIFO queue",
+                  .min = 1,
+                  .max = static_cast<std::int64_t>(detail::kMaxRelTrailDistance)},
+                 {.name = "rto_initial_us",
+                  .type = ParamType::integer,
+                  .default_value = "50000",
+                  .doc = "retransmission timeout before the first RTT sample",
+                  .min = 1,
+                  .max = kDayUs},
+                 {.name = "rto_min_us",
+                  .type = ParamType::integer,
+                  .default_value = "2000",
+                  .doc = "lower bound of the RTO",
+                  .min = 1,
+                  .max = kDayUs},
+                 {.name = "rto_max_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000000",
+                  .doc = "upper bound of the RTO and its backoff",
+                  .min = 1,
+                  .max = kDayUs},
+                 {.name = "ack_delay_us",
+                  .type = ParamType::integer,
+                  .default_value = "500",
+                  .doc = "longest a receiver holds back an ack to coalesce",
+                  .min = 0,
+                  .max = kDayUs},
+                 {.name = "ack_every",
+                  .type = ParamType::integer,
+                  .default_value = "32",
+                  .doc = "a receiver acks at once after this many new packets",
+                  .min = 1,
+                  .max = 1'000'000},
+                 {.name = "nack_delay_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000",
+                  .doc = "a receiver NACKs a gap after a random delay up to this (suppressed if another member "
+                         "asks first)",
+                  .min = 0,
+                  .max = kDayUs},
+                 {.name = "deliver",
+                  .type = ParamType::string,
+                  .default_value = "arrival",
+                  .doc = "'arrival': reliable packets go up as they arrive; 'in_order': each sender's go up in "
+                         "sequence order, those above a gap held here until it fills (at most `window` held, for "
+                         "at most rto_max_us), so that ordering above holds nothing (the compiler asks for it "
+                         "under point-to-point ordering)",
+                  .one_of = kDeliver},
+                 {.name = "feedback",
+                  .type = ParamType::string,
+                  .default_value = "unicast",
+                  .doc = "'unicast': acks and NACKs go to the sender they concern, where the shell routes unicast "
+                         "to members and the sender's address is known (else to the group); 'multicast': always "
+                         "to the group",
+                  .one_of = kFeedback}},
+      .counters = counter_list(ctr::kCounters),
       .factory = [] { return std::make_unique<ArqStage>(); },
       .wire_bytes_per_datagram = wire::kExtHeaderBytes + 8,
       .serves = "reliability",

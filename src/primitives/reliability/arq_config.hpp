@@ -1,4 +1,4 @@
-// reliability.arq: what its parts share — the counters (in registration order), the
+// reliability.arq: what its parts share — the counters (declared once, below), the
 // parameters as configure() resolved them, and the limits. The stage itself is arq.cpp (the
 // shell); the sender window is arq_sender, the receive state arq_receiver, and the in-order
 // hold arq_hold. Those classes are hidden from the shared library's symbol table: they
@@ -12,35 +12,41 @@
 #include <string_view>
 
 #include "tmc/group.hpp"
+#include "tmc/stage.hpp"
 
 namespace tmc::arq {
 
 inline constexpr std::string_view kKind = "reliability.arq";
 
-// Indexes into the stage's counters, in the order register_reliability_arq() lists them.
-enum Counter : std::size_t {
-  c_sent,
-  c_retransmits,
-  c_timeouts,
-  c_acks_sent,
-  c_acks_received,
-  c_nacks_sent,
-  c_nacks_received,
-  c_nacks_suppressed,
-  c_duplicates,
-  c_delivered,
-  c_met,
-  c_failed,
-  c_queued,
-  c_rtt_samples,
-  c_beyond_window,
-  c_no_buffer,
-  c_malformed,
-  c_unknown_acker,
-  c_senders_evicted,
-  c_held_in_order,
-  c_held_released_early,
-};
+// The stage's counters, declared once: ctr::Counter indexes and ctr::kCounters names
+// ("reliability.<id>") come from this list, in this order.
+#define TMC_ARQ_COUNTERS(X, P)                                                                        \
+  X(P, sent, "reliable packets stamped and sent for the first time")                                  \
+  X(P, retransmits, "reliable packets sent again (on timeout or NACK)")                               \
+  X(P, timeouts, "retransmission timeouts")                                                           \
+  X(P, acks_sent, "ack packets sent")                                                                 \
+  X(P, acks_received, "ack packets for this sender received")                                         \
+  X(P, nacks_sent, "NACK packets sent")                                                               \
+  X(P, nacks_received, "NACK packets for this sender received")                                       \
+  X(P, nacks_suppressed, "NACKs not sent because another member asked first")                         \
+  X(P, duplicates, "reliable packets received again (dropped and re-acked)")                          \
+  X(P, delivered, "reliable packets passed up (once each)")                                           \
+  X(P, met, "reliable messages whose ack set acknowledged them")                                      \
+  X(P, failed, "reliable messages given up (retries exhausted or member gone)")                       \
+  X(P, queued, "reliable messages that waited for room in the window")                                \
+  X(P, rtt_samples, "RTT samples taken (never from retransmitted packets)")                           \
+  X(P, beyond_window, "reliable packets dropped: beyond the receive window")                          \
+  X(P, no_buffer, "copies, acks or NACKs not made: the packet pool was exhausted")                    \
+  X(P, malformed, "reliability extensions of the wrong length")                                       \
+  X(P, unknown_acker, "acks from a sender that is not in the membership view")                        \
+  X(P, senders_evicted, "receive state of a silent sender reused for a new one")                      \
+  X(P, held_in_order, "deliver=in_order: packets held above a gap until it filled")                   \
+  X(P, held_released_early,                                                                           \
+    "deliver=in_order: held packets passed up before their gap filled (rto_max_us passed, the "       \
+    "sender restarted or its state was evicted)")
+namespace ctr {
+TMC_STAGE_COUNTERS("reliability.", TMC_ARQ_COUNTERS);
+}  // namespace ctr
 
 // Reliable numbers an ack's SACK bitmap covers beyond cumulative + 1 (ack_format.hpp).
 inline constexpr std::uint64_t kSackSpan = 64;

@@ -66,7 +66,7 @@ void InOrderHold::release_all(std::size_t slot, StageIo& io) noexcept {
   Slot& s = slots_[slot];
   if (s.n_held == 0) return;
   // Their numbers stay marked received at the receiver, so none goes up twice.
-  io.count(c_held_released_early, s.n_held);
+  io.count(ctr::held_released_early, s.n_held);
   for (std::uint64_t r = s.released + 1; r <= s.released + ring_size_ && s.n_held > 0; ++r) {
     if (Packet* q = take(s, r)) out_.push(q);
   }

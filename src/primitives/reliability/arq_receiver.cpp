@@ -114,7 +114,7 @@ ArqReceiver::RxState* ArqReceiver::rx_for(const Packet& p, StageIo& io) noexcept
   if (victim == nullptr) victim = stranger != nullptr ? stranger : member;
   if (victim->used && victim == member && g.slot_of_sender(p.sender) == kNoSlot) return nullptr;
   if (victim->used) {
-    io.count(c_senders_evicted);
+    io.count(ctr::senders_evicted);
     remember_edge(*victim);
     hold_.release_all(slot_of(*victim), io);
   }
@@ -181,7 +181,7 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
   const std::uint8_t* b = p->ext(wire::Ext::rel, &len);
   const auto rel = detail::decode_rel_body(b, len);
   if (!rel) {
-    io.count(c_malformed);
+    io.count(ctr::malformed);
     io.drop(p, DropReason::malformed);
     return;
   }
@@ -216,7 +216,7 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     // a window ahead (a forgery would otherwise settle everything the real sender has not
     // sent yet, so its real messages would be dropped as duplicates and acked). Checked
     // before anything moves: the state is left as it was.
-    io.count(c_beyond_window);
+    io.count(ctr::beyond_window);
     io.drop(p, DropReason::buffer_full);
     hold_.flush(io);
     return;
@@ -230,7 +230,7 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     // sender missed our acks for a whole RTO; with one ack per round a lossy reverse
     // path could spend the sender's whole retry budget on a message we hold (each
     // round then needs two packets to survive instead of one and a half, on average).
-    io.count(c_duplicates);
+    io.count(ctr::duplicates);
     if (self_receives_) {
       send_ack(*s, io);
       if (cfg_.ack_delay_ns != 0) {
@@ -247,7 +247,7 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
   if (r > s->highest) s->highest = r;
   if (r < s->nack_floor) s->nack_floor = r;  // an older repair: no need to ask for it
   advance_contiguous(*s);
-  io.count(c_delivered);
+  io.count(ctr::delivered);
   schedule_ack(*s, now, /*fresh=*/true, io);
   if (self_receives_ && has_gap(*s)) {
     const std::uint64_t spread = nack_spread_ns(io.group());
@@ -277,7 +277,7 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
       // Above a gap: wait for it here (or, with the budget spent, go up unordered).
       if (hold_.hold(slot, p, r, now)) {
         if (hold_.held(slot) == 1) note_deadline(now + cfg_.rto_max_ns);  // a new wait began
-        io.count(c_held_in_order);
+        io.count(ctr::held_in_order);
       } else {
         hold_.pass_up(p);
       }
@@ -319,7 +319,7 @@ Packet* ArqReceiver::control_packet(wire::Kind kind, std::uint8_t body_len, std:
                                     StageIo& io) noexcept {
   Packet* a = io.alloc();
   if (a == nullptr) {
-    io.count(c_no_buffer);
+    io.count(ctr::no_buffer);
     return nullptr;
   }
   a->reset_for_send(0);
@@ -330,7 +330,7 @@ Packet* ArqReceiver::control_packet(wire::Kind kind, std::uint8_t body_len, std:
   body = a->push_ext(wire::Ext::ack, body_len);
   if (body == nullptr) {
     a->release();
-    io.count(c_no_buffer);
+    io.count(ctr::no_buffer);
     return nullptr;
   }
   return a;
@@ -366,7 +366,7 @@ void ArqReceiver::send_ack(RxState& s, StageIo& io) noexcept {
   if (a == nullptr) return;
   detail::encode_ack(body, ack);
   address(*a, s, io);
-  io.count(c_acks_sent);
+  io.count(ctr::acks_sent);
   io.down(a);
 }
 
@@ -387,7 +387,7 @@ void ArqReceiver::send_nacks(RxState& s, StageIo& io, std::uint64_t from) noexce
     if (a == nullptr) return;
     detail::encode_nack(body, n);
     address(*a, s, io);
-    io.count(c_nacks_sent);
+    io.count(ctr::nacks_sent);
     io.down(a);
   }
 }
@@ -413,7 +413,7 @@ void ArqReceiver::scan(StageIo& io) noexcept {
       if (fresh) {
         // Only the holes that opened since the last round; the backed-off round resumes.
         if (s.nack_suppressed) {
-          io.count(c_nacks_suppressed);
+          io.count(ctr::nacks_suppressed);
         } else {
           send_nacks(s, io, s.fresh_from);
         }
@@ -421,7 +421,7 @@ void ArqReceiver::scan(StageIo& io) noexcept {
         s.nack_due_ns = resume != 0 && has_gap(s) ? std::max(resume, now + 1) : 0;
       } else if (has_gap(s)) {
         if (s.nack_suppressed) {
-          io.count(c_nacks_suppressed);
+          io.count(ctr::nacks_suppressed);
         } else {
           send_nacks(s, io);
         }

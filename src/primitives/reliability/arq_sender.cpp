@@ -115,7 +115,7 @@ void ArqSender::notify_failed(std::uint64_t token, MemberMask members, StageIo& 
   ev.stage = kKind;
   ev.token = token;
   ev.members = members;
-  io.count(c_failed);
+  io.count(ctr::failed);
   io.notify(ev);
 }
 
@@ -147,7 +147,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
     copy = io.clone(*p);
     if (copy == nullptr) {
       // No buffer to keep a copy: wait (in order) and try again shortly.
-      io.count(c_no_buffer);
+      io.count(ctr::no_buffer);
       queue_.push_front(p);
       retry_queue_ns_ = now + cfg_.rto_min_ns;
       return false;
@@ -159,7 +159,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   if (body == nullptr || (copy != nullptr && copy_body == nullptr)) {
     // No headroom (or sealed by a stage above): it cannot be made reliable.
     if (copy != nullptr) copy->release();
-    io.count(c_no_buffer);
+    io.count(ctr::no_buffer);
     notify_failed(p->token, required, io);
     io.drop(p, DropReason::buffer_full);
     return true;
@@ -168,7 +168,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   p->flags |= wire::kFlagReliable;
   const RelBody rel{rseq, trail_};
   detail::encode_rel(body, rel);
-  io.count(c_sent);
+  io.count(ctr::sent);
   if (trivially_met) {
     if (trail_ == rseq) trail_ = next_rseq_;
     Event ev{};
@@ -178,7 +178,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
     ev.seq = rseq;
     ev.stage = kKind;
     ev.token = p->token;
-    io.count(c_met);
+    io.count(ctr::met);
     io.notify(ev);
     io.down(p);
     return true;
@@ -207,7 +207,7 @@ bool ArqSender::retransmit(Entry& e, StageIo& io) noexcept {
   if (std::uint8_t* body = rel_body_mut(*e.copy); body != nullptr) detail::encode_rel(body, RelBody{e.rseq, trail_});
   Packet* r = io.clone(*e.copy);
   if (r == nullptr) {
-    io.count(c_no_buffer);
+    io.count(ctr::no_buffer);
     return false;
   }
   e.last_sent_ns = io.now_ns();
@@ -218,7 +218,7 @@ bool ArqSender::retransmit(Entry& e, StageIo& io) noexcept {
   // useless copy (the lossy member's acks of later messages are the "evidence" of the
   // loss being repaired), which every member then received as a duplicate.
   e.deadline_ns = std::max(e.deadline_ns, e.last_sent_ns + rto_ns_);
-  io.count(c_retransmits);
+  io.count(ctr::retransmits);
   io.down(r);
   return true;
 }
@@ -239,7 +239,7 @@ void ArqSender::settle(Entry& e, bool ok, StageIo& io) noexcept {
     --held_;
   }
   e.rseq = 0;
-  io.count(ok ? c_met : c_failed);
+  io.count(ok ? ctr::met : ctr::failed);
   while (trail_ < next_rseq_ && entry(trail_).rseq != trail_) ++trail_;
   // The new oldest unsettled message has nothing older ahead of it any more: a window or
   // credit below that held it opens (see lost_evidence()). After a failure we stop
@@ -290,7 +290,7 @@ void ArqSender::scan(StageIo& io) noexcept {
         settle(e, false, io);
         continue;
       }
-      io.count(c_timeouts);
+      io.count(ctr::timeouts);
       if (retransmit(e, io)) {
         ++burst;
         if (counts) ++e.retries;
@@ -408,15 +408,15 @@ void ArqSender::rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept {
   }
   const auto rto = static_cast<std::uint64_t>(srtt_ns_ + std::max<std::int64_t>(4 * rttvar_ns_, 1000));
   rto_ns_ = std::clamp(rto, cfg_.rto_min_ns, cfg_.rto_max_ns);
-  io.count(c_rtt_samples);
+  io.count(ctr::rtt_samples);
 }
 
 void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noexcept {
-  io.count(c_acks_received);
+  io.count(ctr::acks_received);
   const Group& g = io.group();
   const int slot = g.slot_of_sender(from);
   if (slot == kNoSlot || slot == g.self_slot()) {
-    io.count(c_unknown_acker);
+    io.count(ctr::unknown_acker);
     return;
   }
   const MemberMask bit = slot_bit(slot);
@@ -455,7 +455,7 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
 }
 
 void ArqSender::on_nack(const NackBody& nack, StageIo& io) noexcept {
-  io.count(c_nacks_received);
+  io.count(ctr::nacks_received);
   // Repair each unsettled packet of the range at once, and a repair again at most once
   // per half RTT, so that NACKs from many receivers for the same loss cause one
   // repair, not a storm. The first repair is never held back: the NACK says the

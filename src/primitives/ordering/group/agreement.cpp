@@ -169,7 +169,7 @@ void Agreement::send_status(const MsgTable& t, StageIo& io) noexcept {
   last_status_ns_ = io.now_ns();
   Packet* p = io.alloc();
   if (p == nullptr) {
-    io.count(full_drops);
+    io.count(Counter::full);
     return;
   }
   // A frozen status also says how far this member delivered each sender (the next term

@@ -184,7 +184,7 @@ void GroupStage::rel_deliver(StageIo& io) noexcept {
 }
 
 void GroupStage::rel_malformed(Packet* p, StageIo& io) noexcept {
-  io.count(malformed_c);
+  io.count(Counter::malformed);
   io.drop(p, DropReason::malformed);
 }
 
@@ -304,7 +304,7 @@ void GroupStage::try_collect(StageIo& io) noexcept {
   // Build the term start first: without a packet we stay collecting and retry.
   Packet* start = io.alloc();
   if (start == nullptr) {
-    io.count(full_drops);
+    io.count(Counter::full);
     return;
   }
   const gw::TermId nt{max_no + 1, env_.sender, env_.epoch};
@@ -424,7 +424,7 @@ void GroupStage::resend_own(StageIo& io) noexcept {
     if (!m.used || m.p == nullptr || m.sender != env_.sender || m.epoch != env_.epoch) continue;
     Packet* c = io.clone(*m.p);
     if (c == nullptr) {
-      io.count(full_drops);
+      io.count(Counter::full);
       return;
     }
     c->kind = wire::Kind::control;

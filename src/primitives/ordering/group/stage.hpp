@@ -127,6 +127,7 @@
 #include <string>
 #include <vector>
 
+#include "primitives/common/stage_timer.hpp"
 #include "primitives/ordering/group/agreement.hpp"
 #include "primitives/ordering/group/member_sequencer.hpp"
 #include "primitives/ordering/group/network_sequencer.hpp"
@@ -238,7 +239,7 @@ class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
   Agreement agreement_;
 
   std::uint64_t own_seq_ = 0;   ///< the last per-sender number ordering.seq gave our data
-  std::uint64_t armed_ns_ = 0;  ///< the timer's deadline (0 = none)
+  StageTimer timer_;  ///< armed at the earliest of the parts' deadlines
 
   // Reliable mode: the term's sequencer role and the failover in progress (failover.cpp).
   bool term_heard_ = false;  ///< an announcement of the current term arrived (or we sequence it)
