@@ -94,6 +94,8 @@ struct ReliabilitySpec {
   /// "all": every message is acknowledged; "flagged": only messages sent with the
   /// per-message property (send(msg, {'reliability': true})).
   std::string messages = "all";
+  std::int64_t ack_delay_us = 500;      ///< longest a receiver holds back an ack to coalesce (0 = ack at once)
+  std::int64_t min_timeout_us = 2000;   ///< lower bound of the retransmission timeout
   bool operator==(const ReliabilitySpec&) const = default;
 };
 

@@ -226,6 +226,10 @@ struct StageEnv {
   std::uint32_t epoch = 0;    ///< this endpoint's incarnation (random on join)
   std::uint64_t seed = 0;     ///< for stages that need randomness (e.g. faults)
   std::uint32_t max_payload_bytes = 0;  ///< largest payload one datagram may carry
+  /// The shell delivers a datagram sent to a member's source address (Group's MemberInfo
+  /// ip/port, learned from its heartbeats) to that member's pipeline of this channel, so a
+  /// stage may address feedback to one member instead of the group.
+  bool unicast_reachable = false;
 };
 
 class Stage {

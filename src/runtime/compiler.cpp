@@ -86,6 +86,8 @@ struct StageFacts {
   std::size_t auth_ext = 0;       ///< security.aead's auth extension
   /// reliability.arq's default sending window (messages in flight per sender).
   std::int64_t reliability_window = 0;
+  std::int64_t reliability_ack_delay_us = 0;  ///< reliability.arq's default ack_delay_us
+  std::int64_t reliability_rto_min_us = 0;    ///< and rto_min_us
   /// The largest ordering.fifo window (messages per sender).
   std::int64_t ordering_window_max = 0;
   /// pacing.coalesce's max_messages default: messages one batch datagram carries at most.
@@ -103,6 +105,8 @@ StageFacts read_facts(const Registry& registry) {
   f.crc_trailer = datagram_bytes(describe(registry, "checksum.crc32c"));
   f.auth_ext = ext_bytes(describe(registry, "security.aead"), wire::Ext::auth);
   f.reliability_window = int_default(describe(registry, "reliability.arq"), "window");
+  f.reliability_ack_delay_us = int_default(describe(registry, "reliability.arq"), "ack_delay_us");
+  f.reliability_rto_min_us = int_default(describe(registry, "reliability.arq"), "rto_min_us");
   if (const ParamSpec* w = param_spec(describe(registry, "ordering.fifo"), "window")) f.ordering_window_max = w->max;
   f.coalesce_max_messages = std::max<std::int64_t>(1, int_default(coalesce, "max_messages"));
   return f;
@@ -322,6 +326,11 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                   {"ack_fraction", real_text(r.ack_fraction)},
                   {"ack_k", std::to_string(r.ack_k)},
                   {"max_retries", std::to_string(r.max_retries)}});
+    // Timing: only what differs from the stage's own defaults (plans stay as short as before).
+    if (r.ack_delay_us != facts.reliability_ack_delay_us) rel.params["ack_delay_us"] = std::to_string(r.ack_delay_us);
+    if (r.min_timeout_us != facts.reliability_rto_min_us) {
+      rel.params["rto_min_us"] = std::to_string(r.min_timeout_us);
+    }
     plan.stages.push_back(std::move(rel));
   }
 

@@ -215,6 +215,7 @@ void Network::build(Member& m) {
   env.epoch = m.epoch;
   env.seed = derive(config_.seed, m.index, m.incarnation, 3);
   env.max_payload_bytes = m.max_payload_bytes;
+  env.unicast_reachable = true;  // member i is 10.0.0.(i+1): on_transmit routes by dst_ip
   auto pool = std::make_unique<PacketPool>(kHeadroom + m.max_payload_bytes + kTailroom, config_.pool_initial_packets,
                                            config_.pool_max_packets);
   auto sink = std::make_unique<Sink>(*this, m.index);
@@ -607,6 +608,7 @@ void Network::on_arrival(QueuedEvent& ev) {
     ++st.oversize;
     return;
   }
+  if (arrival_tap_) arrival_tap_(ev.member, std::span<const std::uint8_t>(ev.bytes.data(), ev.bytes.size()));
   Packet* p = m.pool->alloc();
   if (p == nullptr) {
     ++st.pool_exhausted;

@@ -221,6 +221,11 @@ class Network {
   /// Called with every datagram a member transmits, before routing (to capture traffic
   /// for a replay); nullptr stops it.
   void set_tap(std::function<void(std::size_t from, std::span<const std::uint8_t>)> tap) { tap_ = std::move(tap); }
+  /// Called with every datagram copy that reaches an up member, before its pipeline reads
+  /// it (to count what each member has to process); nullptr stops it.
+  void set_arrival_tap(std::function<void(std::size_t to, std::span<const std::uint8_t>)> tap) {
+    arrival_tap_ = std::move(tap);
+  }
 
   // --- running ----------------------------------------------------------------------------
 
@@ -311,6 +316,7 @@ class Network {
   std::ostream* trace_ = nullptr;
   std::function<void(std::uint64_t)> fingerprint_sink_;
   std::function<void(std::size_t, std::span<const std::uint8_t>)> tap_;
+  std::function<void(std::size_t, std::span<const std::uint8_t>)> arrival_tap_;
 };
 
 }  // namespace tmc::sim

@@ -214,6 +214,34 @@ TEST_CASE("every property of Table 3 yields its stage, in the canonical order") 
   CHECK(s.is_ok());
 }
 
+TEST_CASE("reliability: ack delay us and min timeout us reach reliability.arq; their defaults are the stage's") {
+  auto arq_of = [](const Plan& p) -> const StageParams& {
+    for (const PlannedStage& s : p.stages) {
+      if (s.kind == "reliability.arq") return s.params;
+    }
+    FAIL("no reliability.arq in the plan");
+    return p.stages.front().params;
+  };
+  const Plan plain = plan_of(manifest("id: t\nreliability: true\n"));
+  CHECK(arq_of(plain).count("ack_delay_us") == 0);
+  CHECK(arq_of(plain).count("rto_min_us") == 0);
+  const Plan tuned = plan_of(manifest("id: t\nreliability: {ack delay us: 0, min timeout us: 20000}\n"));
+  CHECK(arq_of(tuned).at("ack_delay_us") == "0");
+  CHECK(arq_of(tuned).at("rto_min_us") == "20000");
+  // The manifest's defaults are the stage's, so leaving them out changes nothing.
+  const StageInfo* info = Registry::builtin().find("reliability.arq");
+  REQUIRE(info != nullptr);
+  const ReliabilitySpec defaults;
+  for (const ParamSpec& p : info->params) {
+    if (p.name == "ack_delay_us") CHECK(p.default_value == std::to_string(defaults.ack_delay_us));
+    if (p.name == "rto_min_us") CHECK(p.default_value == std::to_string(defaults.min_timeout_us));
+  }
+  Manifest bad;
+  Diagnostics d;
+  CHECK_FALSE(parse_manifest("id: t\nreliability: {min timeout us: 0}\n", "m.yaml", bad, d));
+  CHECK_FALSE(parse_manifest("id: t\nreliability: {ack delay us: 2000000}\n", "m.yaml", bad, d));
+}
+
 TEST_CASE("reliability: acknowledgments from all, named members, a fraction or k; max retries") {
   const Plan all = plan_of(manifest("id: t\nreliability: true\nmax message bytes: 1000\n"));
   REQUIRE(kinds(all) == std::vector<std::string>{"reliability.arq", "membership.heartbeat"});

@@ -26,6 +26,9 @@ struct TransportStats {
   std::uint64_t injected_drops = 0;     ///< the faults stage's (in-process loss)
   std::uint64_t retransmits = 0;        ///< the channel's reliability repairs
   std::uint64_t acks_sent = 0;          ///< the channel's reliability acks
+  std::uint64_t timeouts = 0;           ///< the channel's retransmission timeouts
+  std::uint64_t nacks_sent = 0;         ///< the channel's NACKs (gaps seen)
+  std::uint64_t duplicates = 0;         ///< reliable datagrams received again (repairs of what had arrived)
   std::uint64_t heartbeats_sent = 0;    ///< the channel's membership heartbeats
   std::uint64_t send_errors = 0;
 };

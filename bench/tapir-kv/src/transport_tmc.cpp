@@ -166,6 +166,9 @@ class TmcHost final : public Host {
       t.injected_drops += s.counter("faults.lost");
       t.retransmits += s.counter("reliability.retransmits");
       t.acks_sent += s.counter("reliability.acks_sent");
+      t.timeouts += s.counter("reliability.timeouts");
+      t.nacks_sent += s.counter("reliability.nacks_sent");
+      t.duplicates += s.counter("reliability.duplicates");
       t.heartbeats_sent += s.counter("membership.heartbeats_sent");
       t.send_errors += s.send_errors;
     }

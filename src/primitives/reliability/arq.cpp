@@ -11,18 +11,35 @@
 //   bitmap window), acknowledges with cumulative + 64-bit SACK acks coalesced by time
 //   (ack_delay_us) and count (ack_every), re-acks duplicates (the earlier ack was lost),
 //   and repairs gaps with NACKs delayed by a random time and suppressed when another
-//   member already asked for the same range (NORM/SRM-style). With deliver=in_order it
+//   member already asked for the same range (NORM/SRM-style). Acks and NACKs go by unicast
+//   to the sender they concern (feedback=unicast, where the shell can route it; see
+//   Notes). With deliver=in_order it
 //   passes each sender's reliable packets up in sequence order, holding those behind a
 //   gap (see Notes).
 // Params
 //   messages (all|flagged), ack_from, ack_fraction, ack_k, max_retries, window,
 //   rto_initial_us, rto_min_us, rto_max_us, ack_delay_us, ack_every, nack_delay_us,
-//   deliver (arrival|in_order).
+//   deliver (arrival|in_order), feedback (unicast|multicast).
 // Wire
 //   Ext::rel on reliable data/control packets, Kind::ack and Kind::nack with Ext::ack
 //   bodies; layouts in ack_format.hpp. Unreliable packets carry nothing extra.
 // Notes
 //   The ack set is fixed when a message is sent, from the Group view (tmc/group.hpp).
+//
+//   Feedback (feedback=unicast, the default): acks and NACKs go to the address the
+//   sender's heartbeats come from, when the shell routes unicast to members
+//   (StageEnv::unicast_reachable: the runtime, where every member sends from a socket of
+//   its own that it reads, and the simulator) and the view knows that address. Then no receiver reads another's acks: with n
+//   members, an ack round costs the sender n - 1 datagrams and each receiver none, instead
+//   of every member reading n - 1. NACKs are unicast too, so receivers no longer overhear
+//   each other's requests; what suppression remains: the sender repairs by multicast and
+//   at most once per half RTT per packet (duplicate NACKs for one loss cost no extra data),
+//   and a receiver's NACK waits a random delay during which another's repair fills its gap
+//   and cancels it. NACKs still overheard (feedback=multicast, or no address known) suppress
+//   as before. Flow control's credits ride on acks (flow.credit) and congestion.window reads
+//   acks and NACKs addressed to its own sender: both see the same feedback either way.
+//   A network sequencer's redirect (StageIo::redirect_to_group) concerns data sent to the
+//   sequencer, never feedback, which is addressed to members.
 //   Each Ext::rel also carries the sender's trailing edge (lowest unsettled rseq): a
 //   receiver that joins mid-stream starts there instead of at 1, and a receiver stops
 //   waiting for (and NACKing) anything the sender has already settled, so a partition
@@ -66,6 +83,7 @@ using arq::kUs;
 
 constexpr std::string_view kMessages[] = {"all", "flagged"};
 constexpr std::string_view kDeliver[] = {"arrival", "in_order"};
+constexpr std::string_view kFeedback[] = {"unicast", "multicast"};
 constexpr std::int64_t kDayUs = 86'400'000'000;
 
 // Gauges, declared once: the enum and the names (P #id) come from this list.
@@ -106,6 +124,7 @@ class ArqStage final : public Stage {
     cfg.ack_every = static_cast<std::uint32_t>(params.integer("ack_every"));
     cfg.nack_delay_ns = us("nack_delay_us");
     cfg.in_order = params.text("deliver") == "in_order";
+    cfg.unicast_feedback = params.text("feedback") == "unicast";
     if (cfg.rto_min_ns > cfg.rto_max_ns) {
       errors.push_back("parameter 'rto_min_us' (" + std::to_string(cfg.rto_min_ns / kUs) +
                        ") must not exceed 'rto_max_us' (" + std::to_string(cfg.rto_max_ns / kUs) + ")");
@@ -271,12 +290,14 @@ void register_reliability_arq(Registry& r) {
           "control). Reliable packets carry extension `rel` (type 7), one u64: the low 48 bits the reliable "
           "sequence number (1, 2, ... per sender incarnation), the high 16 bits the distance back to the "
           "sender's trailing edge (lowest unsettled number), so late joiners start there and receivers stop "
-          "waiting for what the sender has settled. Receivers ack with `ack` packets (multicast; extension `ack`, "
-          "24 bytes: target sender, target epoch, u64 cumulative, u64 SACK bitmap), coalesced for at most "
+          "waiting for what the sender has settled. Receivers ack with `ack` packets (unicast to the sender they "
+          "concern with feedback=unicast where the shell routes unicast to members and the view knows the sender's address, else multicast; "
+          "extension `ack`, 24 bytes: target sender, target epoch, u64 cumulative, u64 SACK bitmap), coalesced for at most "
           "ack_delay_us or every ack_every new packets, and re-ack duplicates. Gaps are NACKed (20-byte body: "
           "target, first, count) after a random delay in [0, nack_delay_us] (scaled by the number of other "
-          "receiving members over 8, at most 1); a receiver that hears another's "
-          "NACK for the same range stays quiet. The sender keeps a copy of each reliable packet until its ack "
+          "receiving members over 8, at most 1), addressed like acks; a repair that arrives first cancels it, and a "
+          "receiver that hears another's (multicast) NACK for the same range stays quiet. The sender keeps a copy "
+          "of each reliable packet until its ack "
           "set (fixed at send from the membership view: every receiver, the ack_from names, ceil(ack_fraction "
           "x receivers) or ack_k of them) has acked it; it retransmits on RTO (Jacobson/Karels from RTT "
           "samples, Karn's rule, exponential backoff to rto_max_us) and on NACK (once per half RTT). After "
@@ -368,7 +389,14 @@ void register_reliability_arq(Registry& r) {
                          "sequence order, those above a gap held here until it fills (at most `window` held, for "
                          "at most rto_max_us), so that ordering above holds nothing (the compiler asks for it "
                          "under point-to-point ordering)",
-                  .one_of = kDeliver}},
+                  .one_of = kDeliver},
+                 {.name = "feedback",
+                  .type = ParamType::string,
+                  .default_value = "unicast",
+                  .doc = "'unicast': acks and NACKs go to the sender they concern, where the shell routes unicast "
+                         "to members and the sender's address is known (else to the group); 'multicast': always "
+                         "to the group",
+                  .one_of = kFeedback}},
       .counters = counter_list(ctr::kCounters),
       .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<ArqStage>(); },

@@ -73,6 +73,9 @@ struct Config {
   std::uint32_t ack_every = 32;
   std::uint64_t nack_delay_ns = 0;
   bool in_order = false;
+  // Acks and NACKs go by unicast to the sender they concern (when the shell routes unicast
+  // to members and the view knows the sender's address); false: to the group.
+  bool unicast_feedback = true;
 
   // Bits of each receive bitmap (and slots of each in-order ring): the window rounded up
   // to whole words, with room for the SACK bitmap beyond cum + 1.

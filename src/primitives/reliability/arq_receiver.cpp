@@ -13,6 +13,7 @@ void ArqReceiver::configure(const Config& cfg, const StageEnv& env) {
   cfg_ = cfg;
   env_ = env;
   rng_.reseed(derive(env.seed, 0x52454C /* "REL" */));
+  unicast_ = cfg.unicast_feedback && env.unicast_reachable;
   rx_bits_ = cfg.rx_bits();
   bitmap_.assign(kMaxRxSenders * (rx_bits_ / 64), 0);
   rx_.assign(kMaxRxSenders, RxState{});
@@ -335,6 +336,19 @@ Packet* ArqReceiver::control_packet(wire::Kind kind, std::uint8_t body_len, std:
   return a;
 }
 
+// Where feedback about sender `s` goes: to its address when we may unicast and the view
+// knows it for this incarnation; else (dst 0) to the group.
+void ArqReceiver::address(Packet& a, const RxState& s, StageIo& io) const noexcept {
+  if (!unicast_) return;
+  const Group& g = io.group();
+  const int slot = g.slot_of_sender(s.sender);
+  if (slot == kNoSlot) return;
+  const MemberInfo& m = g.member(slot);
+  if (m.epoch != s.epoch || m.ip == 0) return;
+  a.dst_ip = m.ip;
+  a.dst_port = m.port;
+}
+
 void ArqReceiver::send_ack(RxState& s, StageIo& io) noexcept {
   s.ack_due_ns = 0;
   s.unacked = 0;
@@ -351,6 +365,7 @@ void ArqReceiver::send_ack(RxState& s, StageIo& io) noexcept {
   Packet* a = control_packet(wire::Kind::ack, detail::kAckBodyBytes, body, io);
   if (a == nullptr) return;
   detail::encode_ack(body, ack);
+  address(*a, s, io);
   io.count(ctr::acks_sent);
   io.down(a);
 }
@@ -371,6 +386,7 @@ void ArqReceiver::send_nacks(RxState& s, StageIo& io, std::uint64_t from) noexce
     Packet* a = control_packet(wire::Kind::nack, detail::kNackBodyBytes, body, io);
     if (a == nullptr) return;
     detail::encode_nack(body, n);
+    address(*a, s, io);
     io.count(ctr::nacks_sent);
     io.down(a);
   }

@@ -1,6 +1,13 @@
 // reliability.arq: the receiver — per-sender receive state, duplicate detection, acks and
 // NACKs.
 //
+// Feedback goes by unicast to the sender it concerns, at the address its heartbeats come
+// from (Group's MemberInfo ip/port), when the shell routes unicast to members
+// (StageEnv::unicast_reachable) and feedback=unicast: no member reads another member's acks,
+// so a receiver's cost per message does not grow with the group. Without a known address
+// (a sender not in the view, or not heard yet) it goes to the group, as with
+// feedback=multicast.
+//
 // Delivers each reliable packet once (dedupe per sender incarnation in a bitmap window),
 // acknowledges with cumulative + 64-bit SACK acks coalesced by time (ack_delay_us) and
 // count (ack_every), re-acks duplicates (the earlier ack was lost), and repairs gaps with
@@ -114,6 +121,7 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   std::uint32_t nack_rounds() const noexcept;
   void schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io) noexcept;
   Packet* control_packet(wire::Kind kind, std::uint8_t body_len, std::uint8_t*& body, StageIo& io) noexcept;
+  void address(Packet& a, const RxState& s, StageIo& io) const noexcept;
   void send_ack(RxState& s, StageIo& io) noexcept;
   void send_nacks(RxState& s, StageIo& io, std::uint64_t from = 0) noexcept;
   void note_deadline(std::uint64_t t) noexcept {
@@ -125,6 +133,7 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   StageEnv env_;
   Rng rng_;
   bool self_receives_ = true;
+  bool unicast_ = false;  // cfg_.unicast_feedback and the shell routes unicast to members
   std::uint64_t rx_bits_ = 0;
   std::vector<std::uint64_t> bitmap_;
   std::vector<RxState> rx_;

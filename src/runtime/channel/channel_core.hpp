@@ -263,6 +263,7 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void take_returns() noexcept;
   void dispatch() noexcept;
   void on_readable() noexcept;
+  void on_unicast_readable() noexcept;
   void on_writable() noexcept;
   void rearm_timer(std::uint64_t now_ns) noexcept;
   void start_poll(bool writable) noexcept;
@@ -301,6 +302,7 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void tick_now() noexcept;
   static void on_aside_timer_cb(uv_timer_t* h);
   static void on_poll_cb(uv_poll_t* h, int status, int events);
+  static void on_unicast_cb(uv_poll_t* h, int status, int events);
   static void on_handle_closed(uv_handle_t* h);
   // Live counters (publish.cpp): the loop publishes into the process's stat file.
   void start_publishing() noexcept;  // loop, from attach()
@@ -445,6 +447,10 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   bool rx_aside_ = false;     ///< the loop stopped polling readable (inline receiver)
   std::uint64_t aside_seen_exits_ = 0;
   uv_poll_t* poll_ = nullptr;  // heap: replaced when update() changes the socket
+  // The transport's unicast socket (UdpTransport::unicast_fd(), when it has one): always
+  // read by the loop, also while an inline receiver reads the group socket, and polled for
+  // writable instead of poll_, since every datagram leaves from it.
+  uv_poll_t* upoll_ = nullptr;
   bool poll_writable_ = false;
   /// The pipeline's send backlog reached the send queue's size: pump_submitted() leaves the
   /// submit ring alone until the stages make room (after_input() looks again).

@@ -54,19 +54,37 @@ void ChannelCore::start_poll(bool writable) noexcept {
     // uv_poll_init made the socket non-blocking; the inline receiver's hot waits need it
     // blocking (every other read and write passes MSG_DONTWAIT).
     if (rx_.wake_fd >= 0) (void)transport_->enable_blocking_wait(kHotWaitUs);
+    if (transport_->unicast_fd() >= 0) {
+      upoll_ = new uv_poll_t;
+      if (uv_poll_init(loop_.uv(), upoll_, transport_->unicast_fd()) != 0) {
+        delete upoll_;
+        upoll_ = nullptr;
+      } else {
+        upoll_->data = this;
+        ++open_handles_;
+      }
+    }
   }
   // While the loop stands aside for an inline receiver it does not poll readable: the
   // level-triggered poll would wake it (and spin) for datagrams it must not read.
-  const int events = (receiving_ && !rx_aside_ ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
+  const int events = (receiving_ && !rx_aside_ ? UV_READABLE : 0) | (writable && upoll_ == nullptr ? UV_WRITABLE : 0);
   if (events == 0) {
     uv_poll_stop(poll_);
   } else {
     uv_poll_start(poll_, events, &ChannelCore::on_poll_cb);
   }
+  if (upoll_ != nullptr) {
+    uv_poll_start(upoll_, UV_READABLE | (writable ? UV_WRITABLE : 0), &ChannelCore::on_unicast_cb);
+  }
   poll_writable_ = writable;
 }
 
 void ChannelCore::stop_poll() noexcept {
+  if (upoll_ != nullptr) {
+    uv_poll_stop(upoll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(upoll_), &ChannelCore::on_handle_closed);
+    upoll_ = nullptr;
+  }
   if (poll_ == nullptr) return;
   uv_poll_stop(poll_);
   uv_close(reinterpret_cast<uv_handle_t*>(poll_), &ChannelCore::on_handle_closed);
@@ -150,6 +168,15 @@ void ChannelCore::on_poll_cb(uv_poll_t* h, int status, int events) {
       self->on_readable();
     }
   }
+}
+
+void ChannelCore::on_unicast_cb(uv_poll_t* h, int status, int events) {
+  auto* self = static_cast<ChannelCore*>(h->data);
+  ExecGuard exec(*self);
+  if (!self->pipeline_) return;
+  if (status < 0) events = UV_READABLE;  // an ICMP error; reading clears it
+  if ((events & UV_WRITABLE) != 0) self->on_writable();
+  if ((events & UV_READABLE) != 0) self->on_unicast_readable();
 }
 
 void ChannelCore::after_input(std::uint64_t now_ns) noexcept {

@@ -156,6 +156,10 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   env.epoch = random_nonzero_u32();
   env.seed = (static_cast<std::uint64_t>(m.faults.seed) << 32) ^ out.sender;
   env.max_payload_bytes = out.max_payload;
+  // Every member's datagrams leave from a socket that is its own and that it reads: the
+  // fan-out socket bound to its ip:port, or a multicast receiver's unicast socket
+  // (UdpTransport). So a datagram sent to where a member's heartbeats come from reaches it.
+  env.unicast_reachable = true;
   if (Status s = Pipeline::build(plan, registry, env, *out.pool, *this, out.pipeline); !s) {
     return {s.code(), "channel '" + m.id + "': building the pipeline: " + s.message()};
   }

@@ -150,6 +150,22 @@ void ChannelCore::on_readable() noexcept {
   after_input(now);
 }
 
+// Datagrams addressed to this member alone (see UdpTransport): read by the loop even while
+// an inline receiver owns the group socket; bounded like on_readable.
+void ChannelCore::on_unicast_readable() noexcept {
+  take_returns();
+  std::uint64_t now = RuntimeLoop::now_ns();
+  for (int round = 0; round < 16; ++round) {
+    const int n = transport_->receive_unicast(*pool_, rx_batch_.data(), static_cast<int>(rx_batch_.size()));
+    if (n == 0) break;
+    if (n < 0) continue;
+    feed_batch(n, now);
+    dispatch();
+    if (transport_->tx_pending() > 0) flush_tx();
+  }
+  after_input(now);
+}
+
 void ChannelCore::deliver(Packet* p) noexcept {
   if (static_cast<Duplexity>(config_.duplexity.load(std::memory_order_relaxed)) == Duplexity::send_only) {
     ++shell_.send_only_discarded;

@@ -8,7 +8,8 @@
 #include "tmc/wire.hpp"
 
 // Reflection lists, in declaration order (schema_problems() checks the rows follow it).
-BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages);
+BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages,
+                        ack_delay_us, min_timeout_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow);
 BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay_us, seed);
@@ -87,6 +88,13 @@ constexpr FieldMeta kReliabilityRows[] = {
     {.field = "messages", .key = "messages", .alias = "messages",
      .doc = "all: every message is acknowledged; flagged: only messages sent with the per-message "
             "'reliability: true'", .one_of = kReliableMessages},
+    {.field = "ack_delay_us", .key = "ack delay us", .alias = "ack_delay_us",
+     .doc = "longest a receiver holds back an ack to coalesce it with later ones, in microseconds; 0 = ack "
+            "every message at once", .min = 0, .max = 1000000},
+    {.field = "min_timeout_us", .key = "min timeout us", .alias = "min_timeout_us",
+     .doc = "lower bound of the retransmission timeout (measured RTT plus variance), in microseconds: above "
+            "the ack delay plus the scheduling delays of a loaded host, or timeouts fire spuriously",
+     .min = 1, .max = 1000000},
 };
 
 constexpr FieldMeta kPacingRows[] = {

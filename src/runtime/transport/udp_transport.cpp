@@ -111,6 +111,8 @@ Status UdpTransport::open(const TransportSpec& spec, std::unique_ptr<UdpTranspor
 UdpTransport::~UdpTransport() {
   for (std::size_t i = tx_head_; i < tx_.size(); ++i) tx_[i]->release();
   rx_.release_all();
+  urx_.release_all();
+  if (ufd_ >= 0) ::close(ufd_);
   if (fd_ >= 0) {
     if (joined_) {
       ip_mreqn m{};
@@ -184,6 +186,16 @@ Status UdpTransport::setup(const TransportSpec& spec) {
       const int err = errno;
       return {code_for_errno(err), "IP_MULTICAST_IF " + ifname + " for " + where + ": " + errno_text(err)};
     }
+    if (receive_) {
+      if (Status s = open_unicast(where); !s) return s;
+      set_buffer(ufd_, SO_RCVBUFFORCE, SO_RCVBUF, spec.socket_buffer_bytes);
+      set_buffer(ufd_, SO_SNDBUFFORCE, SO_SNDBUF, spec.socket_buffer_bytes);
+      if (setsockopt(ufd_, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) != 0) {
+        const int err = errno;
+        return {code_for_errno(err), "IP_MULTICAST_IF " + ifname + " for " + where + " (unicast socket): " +
+                                         errno_text(err)};
+      }
+    }
   }
   if (Status s = apply(spec); !s) return s;
 
@@ -252,7 +264,32 @@ Status UdpTransport::setup(const TransportSpec& spec) {
   rx_.iov.resize(batch_);
   rx_.addr.resize(batch_);
   rx_.stash.assign(batch_, nullptr);
+  if (ufd_ >= 0) {
+    urx_.msgs.resize(batch_);
+    urx_.iov.resize(batch_);
+    urx_.addr.resize(batch_);
+    urx_.stash.assign(batch_, nullptr);
+  }
   scratch_.resize(wire::kMaxDatagramBytes + 1);
+  return Status::ok();
+}
+
+// The member's own unicast socket, on an ephemeral port of every address (cold, at open).
+Status UdpTransport::open_unicast(const std::string& where) {
+  ufd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (ufd_ < 0) {
+    const int err = errno;
+    return {code_for_errno(err), "socket(AF_INET, SOCK_DGRAM) for the unicast socket of " + where + " failed: " +
+                                     errno_text(err)};
+  }
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_ANY);
+  any.sin_port = 0;
+  if (::bind(ufd_, reinterpret_cast<const sockaddr*>(&any), sizeof any) != 0) {
+    const int err = errno;
+    return {code_for_errno(err), "bind 0.0.0.0:0 (the unicast socket of " + where + "): " + errno_text(err)};
+  }
   return Status::ok();
 }
 
@@ -291,8 +328,11 @@ Status UdpTransport::apply(const TransportSpec& spec) {
   const int ttl = std::clamp(spec.plan.ttl, 0, 255);
   const int loop = spec.plan.loopback ? 1 : 0;
   if (plan_.multicast) {
+    const int tx = tx_fd();
     if (setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) != 0 ||
-        setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) != 0) {
+        setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) != 0 ||
+        setsockopt(tx, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) != 0 ||
+        setsockopt(tx, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) != 0) {
       const int err = errno;
       return {code_for_errno(err), "setting multicast TTL/loopback on " + describe() + ": " + errno_text(err)};
     }
@@ -303,7 +343,7 @@ Status UdpTransport::apply(const TransportSpec& spec) {
   plan_.ttl = ttl;
   plan_.loopback = spec.plan.loopback;
   // GSO as planned, if this socket takes it; a refused GSO send turns it off (flush()).
-  plan_.gso = spec.plan.gso && !gso_refused_ && socket_has_gso(fd_);
+  plan_.gso = spec.plan.gso && !gso_refused_ && socket_has_gso(tx_fd());
   return Status::ok();
 }
 
@@ -436,7 +476,7 @@ bool UdpTransport::flush() noexcept {
     }
     if (n == 0) continue;
     // MSG_DONTWAIT: the file may be blocking (enable_blocking_wait); sends never are.
-    const int sent = ::sendmmsg(fd_, tx_msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
+    const int sent = ::sendmmsg(tx_fd(), tx_msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
     if (sent < 0) {
       const int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return false;
@@ -476,7 +516,7 @@ bool UdpTransport::flush() noexcept {
 void UdpTransport::flush_blocking(int timeout_ms) noexcept {
   int waited_ms = 0;
   while (!flush() && waited_ms < timeout_ms) {
-    pollfd pfd{fd_, POLLOUT, 0};
+    pollfd pfd{tx_fd(), POLLOUT, 0};
     (void)::poll(&pfd, 1, 10);
     waited_ms += 10;
   }
@@ -576,12 +616,21 @@ int UdpTransport::wait_read(int fd, RxBuffers& b, int n) noexcept {
 }
 
 int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
-  const int n = arm(rx_, pool, max);
+  return receive_on(fd_, rx_, pool, out, max);
+}
+
+int UdpTransport::receive_unicast(PacketPool& pool, Packet** out, int max) noexcept {
+  if (ufd_ < 0) return 0;
+  return receive_on(ufd_, urx_, pool, out, max);
+}
+
+int UdpTransport::receive_on(int fd, RxBuffers& b, PacketPool& pool, Packet** out, int max) noexcept {
+  const int n = arm(b, pool, max);
   if (n == 0) {
     if (max <= 0) return 0;
     // No buffer: still read (and discard) one datagram, or the readable socket would
     // keep the loop spinning.
-    const ssize_t r = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+    const ssize_t r = ::recv(fd, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
     if (r >= 0) {
       ++c_.datagrams_received;
       ++c_.rx_pool_exhausted;
@@ -589,7 +638,7 @@ int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
     }
     return 0;
   }
-  const int got = ::recvmmsg(fd_, rx_.msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  const int got = ::recvmmsg(fd, b.msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
   if (got <= 0) {
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       ++c_.receive_errors;
@@ -597,7 +646,7 @@ int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
     }
     return 0;
   }
-  return take(rx_, got, out);
+  return take(b, got, out);
 }
 
 }  // namespace tmc::detail
