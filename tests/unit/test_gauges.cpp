@@ -39,7 +39,12 @@ TEST_CASE("gauges: every built-in declares documented, prefixed gauges and fills
     std::vector<std::string> errors;
     REQUIRE(r.resolve_params(*s, {}, params, errors));
     std::unique_ptr<Stage> st = s->factory();
-    REQUIRE(st->configure(params, make_env(1), errors));
+    if (!st->configure(params, make_env(1), errors)) {
+      // A stage that cannot run on defaults alone (security.aead needs a key file) must
+      // then declare no gauges, or this test could not check them.
+      CHECK(s->gauges.empty());
+      continue;
+    }
     // Two sentinels past the end catch a stage that writes beyond its own gauges.
     const std::size_t n = s->gauges.size();
     std::vector<double> out(n + 2, kNaN);
