@@ -141,10 +141,11 @@ class ArqStage final : public Stage {
   void on_start(StageIo& io) noexcept override { check_view(io); }
 
   void on_stop(StageIo& io) noexcept override {
-    // Acknowledge what we received and have not acked yet (an ack waiting for its delay):
-    // membership's goodbye goes out after this (it is lower in the pipeline), and a sender
-    // that hears the goodbye first fails every message it still waits for us on.
-    receiver_.ack_pending(io);
+    // Acknowledge what we received (an ack waiting for its delay, and with unicast feedback
+    // every sender's position again) to the group: membership's goodbye goes out after this
+    // (it is lower in the pipeline) and to the group, and a sender that hears the goodbye
+    // first fails every message it still waits for us on.
+    receiver_.ack_all_to_group(io);
     // The pipeline is retiring: report every message still waiting as failed, so the
     // application never waits on silence.
     ++depth_;

@@ -349,7 +349,7 @@ void ArqReceiver::address(Packet& a, const RxState& s, StageIo& io) const noexce
   a.dst_port = m.port;
 }
 
-void ArqReceiver::send_ack(RxState& s, StageIo& io) noexcept {
+void ArqReceiver::send_ack(RxState& s, StageIo& io, bool to_group) noexcept {
   s.ack_due_ns = 0;
   s.unacked = 0;
   AckBody ack;
@@ -365,7 +365,7 @@ void ArqReceiver::send_ack(RxState& s, StageIo& io) noexcept {
   Packet* a = control_packet(wire::Kind::ack, detail::kAckBodyBytes, body, io);
   if (a == nullptr) return;
   detail::encode_ack(body, ack);
-  address(*a, s, io);
+  if (!to_group) address(*a, s, io);
   io.count(ctr::acks_sent);
   io.down(a);
 }
@@ -392,9 +392,9 @@ void ArqReceiver::send_nacks(RxState& s, StageIo& io, std::uint64_t from) noexce
   }
 }
 
-void ArqReceiver::ack_pending(StageIo& io) noexcept {
+void ArqReceiver::ack_all_to_group(StageIo& io) noexcept {
   for (RxState& s : rx_) {
-    if (s.used && s.ack_due_ns != 0) send_ack(s, io);
+    if (s.used && (s.ack_due_ns != 0 || unicast_)) send_ack(s, io, /*to_group=*/true);
   }
 }
 

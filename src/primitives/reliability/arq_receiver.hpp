@@ -54,8 +54,11 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   /// to ask for, stay quiet (the repair is multicast to us too).
   void overheard_nack(const detail::NackBody& nack) noexcept;
 
-  /// Acknowledge at once everything whose ack waits for its delay (the stage is stopping).
-  void ack_pending(StageIo& io) noexcept;
+  /// On stop: acknowledge every sender's current position once more, to the group. The
+  /// goodbye that follows goes to the group too, and a sender reads its unicast and its
+  /// group socket in no fixed order: a last ack sent by unicast could reach it after the
+  /// goodbye, which fails every message still waiting for this member.
+  void ack_all_to_group(StageIo& io) noexcept;
 
   /// Send the acks and NACKs that are due, and give up holds that waited too long.
   void on_tick(std::uint64_t now, StageIo& io) noexcept {
@@ -122,7 +125,7 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   void schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io) noexcept;
   Packet* control_packet(wire::Kind kind, std::uint8_t body_len, std::uint8_t*& body, StageIo& io) noexcept;
   void address(Packet& a, const RxState& s, StageIo& io) const noexcept;
-  void send_ack(RxState& s, StageIo& io) noexcept;
+  void send_ack(RxState& s, StageIo& io, bool to_group = false) noexcept;
   void send_nacks(RxState& s, StageIo& io, std::uint64_t from = 0) noexcept;
   void note_deadline(std::uint64_t t) noexcept {
     if (deadline_ == 0 || t < deadline_) deadline_ = t;
