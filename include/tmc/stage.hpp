@@ -381,7 +381,8 @@ struct StageInfo {
 };
 
 /// Kind name -> StageInfo. Built-ins register through register_builtin_stages(); a program
-/// may build its own Registry and add() more. Every kind is compiled in: there is no loader.
+/// may build its own Registry and add() more; tmc::ModuleSet layers kinds loaded from module
+/// objects over the built-ins (tmc/modules.hpp).
 class Registry {
  public:
   /// A registry holding every built-in stage.
