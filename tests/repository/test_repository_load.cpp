@@ -163,3 +163,43 @@ TEST_CASE("a channel loads the manifest's modules from the repository in OpenOpt
   CHECK_MESSAGE(r.message().find("channel 'repo-channel': ") == 0, r.message());
   CHECK_MESSAGE(r.message().find("refused at step 'trust'") != std::string::npos, r.message());
 }
+
+TEST_CASE("the project's modules load from the test repository into one channel") {
+  TallyRepo scratch;
+  tmc::OpenOptions opts;
+  opts.module_repository.dir = TMC_TEST_REPO_DIR;
+  opts.module_repository.trust_file = std::string(TMC_TEST_REPO_DIR) + "-key/trust.yaml";
+  opts.module_repository.state_file = (scratch.root / "modules-state.yaml").string();
+  tmc::Manifest m;
+  tmc::Diagnostics diag;
+  REQUIRE_MESSAGE(tmc::parse_manifest("id: repo-all-modules\n"
+                                      "reliability: true\n"
+                                      "point-to-point ordering: strict\n"
+                                      "congestion control: ledbat\n"
+                                      "modules: [fec, causal, ledbat]\n"
+                                      "stages:\n"
+                                      "  fec.xor: {k: 4}\n"
+                                      "  ordering.causal: {}\n",
+                                      "m.yaml", m, diag),
+                  diag.to_string());
+  tmc::Channel ch;
+  const tmc::Status s = tmc::Channel::try_open(m, opts, ch);
+  REQUIRE_MESSAGE(s.is_ok(), s.to_string());
+  // Each requested stage is in the plan, and its reason names the signed module it came
+  // from; congestion.window runs the module's controller.
+  for (const char* kind : {"fec.xor", "ordering.causal"}) {
+    CAPTURE(kind);
+    const tmc::PlannedStage* found = nullptr;
+    for (const auto& st : ch.plan().stages) {
+      if (st.kind == kind) found = &st;
+    }
+    REQUIRE(found != nullptr);
+    CHECK_MESSAGE(found->reason.find("sha256") != std::string::npos, found->reason);
+  }
+  bool ledbat = false;
+  for (const auto& st : ch.plan().stages) {
+    if (st.kind == "congestion.window") ledbat = st.params.count("algorithm") == 1 && st.params.at("algorithm") == "ledbat";
+  }
+  CHECK(ledbat);
+  ch.close();
+}
