@@ -282,6 +282,11 @@ Status UdpTransport::open_unicast(const std::string& where) {
     return {code_for_errno(err), "socket(AF_INET, SOCK_DGRAM) for the unicast socket of " + where + " failed: " +
                                      errno_text(err)};
   }
+  // Shared (SO_REUSEPORT), so that its ephemeral port never keeps another channel of this
+  // user from binding a group on the same port number: unicast to this socket is addressed
+  // to a host address, which a group socket is not bound to.
+  const int one = 1;
+  (void)::setsockopt(ufd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   sockaddr_in any{};
   any.sin_family = AF_INET;
   any.sin_addr.s_addr = htonl(INADDR_ANY);
