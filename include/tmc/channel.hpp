@@ -301,6 +301,23 @@ class Channel {
   /// handler they cannot wait and return at once).
   Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
               std::future<DeliveryOutcome>* outcome);
+  /// The same, and `*id` becomes the message's id on this channel, for acknowledge().
+  Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message, std::uint64_t* id);
+
+  // --- acknowledgment by reply ------------------------------------------------------------
+  /// Acknowledge on `member`'s behalf the reliable message this member sent with id `id`
+  /// (from send(bytes, per_message, &id)): the application learned from that member's own
+  /// reply, on this channel or any other, that the member has it. The reliability stage
+  /// counts it as the member's ack (RTT sample included), so the message is settled
+  /// without an ack datagram and the retransmission timeout follows the replies. With
+  /// 'reliability: {acks: application}' these are the only acks (request/response):
+  /// receivers send none, a message is retransmitted until its replies came, and a
+  /// receiver delivers a retransmitted message again so that it answers again. Unknown ids
+  /// (settled already, unreliable) and members outside the view are ignored. From the
+  /// loop thread (a handler) it takes effect at once, from another thread on the loop's
+  /// next turn. Errors: CLOSED, NOT_AVAILABLE (no reliability in the plan), WOULD_BLOCK
+  /// (4096 acknowledgments from other threads wait for the loop already).
+  Status acknowledge(std::uint64_t id, std::string_view member);
 
   // --- changing the manifest -------------------------------------------------------------
   /// Replace the manifest for good: compile, build the new pipeline, swap it in on the loop.

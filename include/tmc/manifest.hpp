@@ -96,6 +96,10 @@ struct ReliabilitySpec {
   std::string messages = "all";
   std::int64_t ack_delay_us = 500;      ///< longest a receiver holds back an ack to coalesce (0 = ack at once)
   std::int64_t min_timeout_us = 2000;   ///< lower bound of the retransmission timeout
+  /// "receiver": receivers acknowledge; "application": replies do (request/response): the
+  /// sender's application calls Channel::acknowledge when a member's reply arrives,
+  /// receivers send no acks and deliver a retransmitted message again.
+  std::string acks = "receiver";
   bool operator==(const ReliabilitySpec&) const = default;
 };
 

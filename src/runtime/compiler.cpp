@@ -331,6 +331,8 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
     if (r.min_timeout_us != facts.reliability_rto_min_us) {
       rel.params["rto_min_us"] = std::to_string(r.min_timeout_us);
     }
+    // (With point-to-point ordering above, deliver=in_order: the stage refuses the pair.)
+    if (r.acks != "receiver") rel.params["acks"] = r.acks;
     plan.stages.push_back(std::move(rel));
   }
 

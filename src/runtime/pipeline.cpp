@@ -4,6 +4,8 @@
 #include <limits>
 #include <span>
 
+#include "primitives/common/app_ack.hpp"
+
 namespace tmc {
 
 // Each stage talks to the pipeline through its own Io, which knows the stage's index.
@@ -92,6 +94,7 @@ Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEn
     for (const CounterSpec& c : info->counters) pl->counter_names_.emplace_back(c.name);
     pl->gauge_begin_.push_back(pl->gauge_names_.size());
     for (const GaugeSpec& g : info->gauges) pl->gauge_names_.emplace_back(g.name);
+    if (auto* a = dynamic_cast<detail::AppAcknowledged*>(stage.get())) pl->app_ackers_.emplace_back(pl->stages_.size(), a);
     pl->ios_.push_back(std::make_unique<Io>(*pl, pl->stages_.size(), base));
     pl->stages_.push_back(std::move(stage));
     pl->kinds_.push_back(ps.kind);
@@ -145,6 +148,15 @@ void Pipeline::receive(Packet* p, std::uint64_t now_ns) noexcept {
     return;
   }
   pass_up(stages_.size(), p);
+}
+
+bool Pipeline::app_ack(std::uint64_t token, std::uint32_t sender, std::uint64_t now_ns) noexcept {
+  now_ns_ = now_ns;
+  const int slot = group_.slot_of_sender(sender);
+  if (slot == kNoSlot) return false;
+  bool known = false;
+  for (const auto& [i, a] : app_ackers_) known = a->on_app_ack(token, slot, *ios_[i]) || known;
+  return known;
 }
 
 void Pipeline::tick(std::uint64_t now_ns) noexcept {

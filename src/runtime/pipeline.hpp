@@ -8,12 +8,17 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tmc/plan.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
+
+namespace detail {
+class AppAcknowledged;
+}  // namespace detail
 
 /// What a pipeline hands to its shell.
 class PipelineSink {
@@ -84,6 +89,11 @@ class Pipeline {
   /// A datagram from the network (bytes at p->data(), p->len). Decoded, filtered by
   /// channel, then passed bottom-up through the stages.
   void receive(Packet* p, std::uint64_t now_ns) noexcept;
+  /// The application acknowledged the message it sent with Packet::token `token` on behalf
+  /// of the member whose wire id is `sender` (Channel::acknowledge): each stage that tracks
+  /// acknowledgments records it as that member's ack. False when none tracked the message
+  /// or the member is not in the view.
+  bool app_ack(std::uint64_t token, std::uint32_t sender, std::uint64_t now_ns) noexcept;
   /// Run every stage whose timer is due at `now_ns`.
   void tick(std::uint64_t now_ns) noexcept;
   /// Call every stage's on_start (once, before the first send/receive/tick). Shells call it
@@ -144,6 +154,7 @@ class Pipeline {
   std::vector<std::unique_ptr<Stage>> stages_;
   std::vector<std::string> kinds_;
   std::vector<std::unique_ptr<Io>> ios_;
+  std::vector<std::pair<std::size_t, detail::AppAcknowledged*>> app_ackers_;  ///< stage index, interface
   std::vector<std::uint64_t> deadlines_;
   std::vector<std::string> counter_names_;
   std::vector<std::uint64_t> values_;

@@ -242,6 +242,28 @@ TEST_CASE("reliability: ack delay us and min timeout us reach reliability.arq; t
   CHECK_FALSE(parse_manifest("id: t\nreliability: {ack delay us: 2000000}\n", "m.yaml", bad, d));
 }
 
+TEST_CASE("reliability: acks application reaches reliability.arq; the default (receiver) adds nothing") {
+  auto arq_of = [](const Plan& p) -> const StageParams& {
+    for (const PlannedStage& s : p.stages) {
+      if (s.kind == "reliability.arq") return s.params;
+    }
+    FAIL("no reliability.arq in the plan");
+    return p.stages.front().params;
+  };
+  CHECK(arq_of(plan_of(manifest("id: t\nreliability: true\n"))).count("acks") == 0);
+  CHECK(arq_of(plan_of(manifest("id: t\nreliability: {acks: receiver}\n"))).count("acks") == 0);
+  const Plan rr = plan_of(manifest("id: t\nreliability: {messages: flagged, acks: application}\n"));
+  CHECK(arq_of(rr).at("acks") == "application");
+  const StageInfo* info = Registry::builtin().find("reliability.arq");
+  REQUIRE(info != nullptr);
+  for (const ParamSpec& p : info->params) {
+    if (p.name == "acks") CHECK(p.default_value == ReliabilitySpec{}.acks);
+  }
+  Manifest bad;
+  Diagnostics d;
+  CHECK_FALSE(parse_manifest("id: t\nreliability: {acks: sender}\n", "m.yaml", bad, d));
+}
+
 TEST_CASE("reliability: acknowledgments from all, named members, a fraction or k; max retries") {
   const Plan all = plan_of(manifest("id: t\nreliability: true\nmax message bytes: 1000\n"));
   REQUIRE(kinds(all) == std::vector<std::string>{"reliability.arq", "membership.heartbeat"});

@@ -237,6 +237,71 @@ TEST_CASE("reliability.arq: duplicates are delivered once and re-acknowledged (l
   CHECK(t.a.c("reliability.rtt_samples") == 1);
 }
 
+TEST_CASE("reliability.arq: the application acknowledges on a member's behalf; its replies settle the message") {
+  Trio t;
+  t.a.send("m1", 0, 7);
+  t.a.send("m2", 0, 8);
+  multicast(t.a, {&t.b, &t.c}, 0);
+  // b's and c's replies to m1 arrive (on this channel or any other) before their acks.
+  CHECK(t.a.pl().app_ack(7, 200, 2 * kMs));
+  CHECK(events(t.a, EventType::delivery_met) == 0);  // c has not answered yet
+  CHECK(t.a.pl().app_ack(7, 300, 3 * kMs));
+  const Event* e = event_for(t.a, EventType::delivery_met, 7);
+  REQUIRE(e != nullptr);
+  CHECK(e->members == (slot_bit(1) | slot_bit(2)));
+  CHECK(t.a.c("reliability.rtt_samples") == 2);
+  CHECK(t.a.c("reliability.acks_received") == 0);
+  CHECK(t.a.pl().held_packets() == 1);  // m2 waits for its acks
+  // Settled, never sent, or from a member outside the view: nothing to acknowledge.
+  CHECK_FALSE(t.a.pl().app_ack(7, 200, 3 * kMs));
+  CHECK_FALSE(t.a.pl().app_ack(99, 200, 3 * kMs));
+  CHECK_FALSE(t.a.pl().app_ack(8, 12345, 3 * kMs));
+  // The receivers' own acks still count: m2 is met by them, m1 reported once only.
+  t.b.tick(kMs);
+  t.c.tick(kMs);
+  t.feedback(4 * kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 2);
+  CHECK(t.a.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq acks=application: no ack datagrams; a request whose reply is lost goes again and is "
+          "delivered again") {
+  Trio t({{"acks", "application"}});
+  t.a.send("req", 0, 1);
+  multicast(t.a, {&t.b, &t.c}, 0);
+  CHECK(t.b.got() == std::vector<std::string>{"req"});
+  // Receivers never ack in this mode, however long they wait.
+  t.b.tick(100 * kMs);
+  t.c.tick(100 * kMs);
+  CHECK(t.b.sink().transmitted.empty());
+  CHECK(t.c.sink().transmitted.empty());
+  // b's reply arrives; c's is lost: the request goes again after the timeout.
+  CHECK(t.a.pl().app_ack(1, 200, kMs));
+  t.a.tick(60 * kMs);
+  REQUIRE(t.a.sink().transmitted.size() == 1);
+  CHECK(t.a.c("reliability.retransmits") == 1);
+  multicast(t.a, {&t.b, &t.c}, 60 * kMs);
+  // Both had it: each passes it up again (so c answers again) and sends no ack.
+  CHECK(t.c.got() == std::vector<std::string>{"req", "req"});
+  CHECK(t.b.got() == std::vector<std::string>{"req", "req"});
+  CHECK(t.c.c("reliability.duplicates") == 1);
+  CHECK(t.c.c("reliability.acks_sent") == 0);
+  CHECK(t.c.sink().transmitted.empty());
+  CHECK(t.a.pl().app_ack(1, 300, 61 * kMs));
+  CHECK(events(t.a, EventType::delivery_met) == 1);
+  CHECK(t.a.pl().held_packets() == 0);
+  // Gaps are still NACKed: m3 arrives at b without m2.
+  t.a.send("m2", 62 * kMs, 2);
+  lose_tx(t.a);
+  t.a.send("m3", 62 * kMs, 3);
+  multicast(t.a, {&t.b}, 62 * kMs);
+  t.b.tick(70 * kMs);
+  const auto fb = transmitted(t.b);
+  REQUIRE(fb.size() == 1);
+  CHECK(fb[0].kind == wire::Kind::nack);
+  CHECK(fb[0].nack.first == 2);
+}
+
 TEST_CASE("reliability.arq: a gap is NACKed after a random delay and repaired by one retransmission") {
   Trio t;
   for (int i = 1; i <= 3; ++i) t.a.send("m" + std::to_string(i), 0, i);
@@ -675,6 +740,8 @@ TEST_CASE("reliability.arq: parameters are validated, each error naming the para
   CHECK(has(errors_of({{"ack_every", "0"}}), "ack_every"));
   CHECK(has(errors_of({{"ack_k", "65"}}), "parameter 'ack_k' must be in 0..64"));
   CHECK(has(errors_of({{"deliver", "sorted"}}), "must be one of arrival, in_order"));
+  CHECK(has(errors_of({{"acks", "application"}, {"deliver", "in_order"}}), "parameter 'acks'"));
+  CHECK(errors_of({{"acks", "application"}}).empty());
 }
 
 TEST_CASE("reliability.arq deliver=in_order: what arrives above a gap waits for the repair, then goes up in order") {

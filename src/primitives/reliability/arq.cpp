@@ -19,7 +19,7 @@
 // Params
 //   messages (all|flagged), ack_from, ack_fraction, ack_k, max_retries, window,
 //   rto_initial_us, rto_min_us, rto_max_us, ack_delay_us, ack_every, nack_delay_us,
-//   deliver (arrival|in_order), feedback (unicast|multicast).
+//   deliver (arrival|in_order), feedback (unicast|multicast), acks (receiver|application).
 // Wire
 //   Ext::rel on reliable data/control packets, Kind::ack and Kind::nack with Ext::ack
 //   bodies; layouts in ack_format.hpp. Unreliable packets carry nothing extra.
@@ -58,6 +58,16 @@
 //   evicted, after rto_max_us without the gap filling, and a packet arriving when `window`
 //   packets are held (all senders together) is not held at all. Acks do not wait for
 //   delivery: a held packet is acknowledged like any other.
+//
+//   Acknowledgments by reply (Channel::acknowledge, detail::AppAcknowledged): the
+//   application may acknowledge a message on a member's behalf when that member's own
+//   reply shows it has the message; it counts as that member's ack (with an RTT sample:
+//   the reply's round trip). With acks=application that is the only ack: receivers send
+//   none (they still NACK gaps), a message is retransmitted until its replies came, and a
+//   receiver passes a packet it already had up again, so that when a request arrived but
+//   its reply was lost, the application answers again (at-least-once delivery, for
+//   idempotent handlers). The reply is the ack: no ack datagrams, and the timeout follows
+//   the replies' round trip.
 // Parts
 //   This file is the stage's shell: parameters, dispatch and the one timer. The sender
 //   window is arq_sender.hpp, the receive state (dedupe, acks, NACKs) arq_receiver.hpp, the
@@ -68,6 +78,7 @@
 #include <string>
 #include <vector>
 
+#include "primitives/common/app_ack.hpp"
 #include "primitives/common/stage_timer.hpp"
 #include "primitives/reliability/ack_format.hpp"
 #include "primitives/reliability/arq_config.hpp"
@@ -84,6 +95,7 @@ using arq::kUs;
 constexpr std::string_view kMessages[] = {"all", "flagged"};
 constexpr std::string_view kDeliver[] = {"arrival", "in_order"};
 constexpr std::string_view kFeedback[] = {"unicast", "multicast"};
+constexpr std::string_view kAcks[] = {"receiver", "application"};
 constexpr std::int64_t kDayUs = 86'400'000'000;
 
 // Gauges, declared once: the enum and the names (P #id) come from this list.
@@ -94,7 +106,7 @@ constexpr std::int64_t kDayUs = 86'400'000'000;
   X(P, held_packets, "deliver=in_order: received packets held above a gap, all senders")
 TMC_STAGE_GAUGES("reliability.", TMC_ARQ_GAUGES);
 
-class ArqStage final : public Stage {
+class ArqStage final : public Stage, public detail::AppAcknowledged {
  public:
   // The registry has checked every value against its ParamSpec (register_reliability_arq)
   // and filled the defaults; what is left here are the rules that tie parameters together.
@@ -125,6 +137,11 @@ class ArqStage final : public Stage {
     cfg.nack_delay_ns = us("nack_delay_us");
     cfg.in_order = params.text("deliver") == "in_order";
     cfg.unicast_feedback = params.text("feedback") == "unicast";
+    cfg.app_acks = params.text("acks") == "application";
+    if (cfg.app_acks && cfg.in_order) {
+      errors.push_back("parameter 'acks' = application needs deliver = arrival: a retransmitted request goes up "
+                       "again, which cannot be in order");
+    }
     if (cfg.rto_min_ns > cfg.rto_max_ns) {
       errors.push_back("parameter 'rto_min_us' (" + std::to_string(cfg.rto_min_ns / kUs) +
                        ") must not exceed 'rto_max_us' (" + std::to_string(cfg.rto_max_ns / kUs) + ")");
@@ -209,6 +226,16 @@ class ArqStage final : public Stage {
     sender_.pump(io);
     --depth_;
     update_timer(io);
+  }
+
+  bool on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept override {
+    ++depth_;
+    check_view(io);
+    const bool known = sender_.on_app_ack(token, slot, io);
+    sender_.pump(io);
+    --depth_;
+    update_timer(io);
+    return known;
   }
 
   void on_tick(StageIo& io) noexcept override {
@@ -312,7 +339,11 @@ void register_reliability_arq(Registry& r) {
           "sender's reliable packets that arrive above a gap and passes them up when it fills, so an ordering "
           "stage above holds nothing (one held datagram may be a whole coalesced batch); acks never wait for "
           "delivery, and held packets go up early, in order, when the sender settles past the gap, restarts, "
-          "or rto_max_us passes.",
+          "or rto_max_us passes. The application may acknowledge a message on a member's behalf (Channel::acknowledge: "
+          "that member's reply shows it has the message); it counts as the member's ack, RTT sample included. With "
+          "acks=application that is the only ack (request/response): receivers send none, NACK gaps as before, and "
+          "pass a packet received again up again, so a request retransmitted because its reply was lost is "
+          "answered again.",
       .params = {{.name = "messages",
                   .type = ParamType::string,
                   .default_value = "all",
@@ -397,7 +428,17 @@ void register_reliability_arq(Registry& r) {
                   .doc = "'unicast': acks and NACKs go to the sender they concern, where the shell routes unicast "
                          "to members and the sender's address is known (else to the group); 'multicast': always "
                          "to the group",
-                  .one_of = kFeedback}},
+                  .one_of = kFeedback},
+                 {.name = "acks",
+                  .type = ParamType::string,
+                  .default_value = "receiver",
+                  .doc = "'receiver': receivers acknowledge what they receive; 'application': they send no acks "
+                         "(NACKs still) and pass a packet received again up again, and the sending application "
+                         "acknowledges each message on a member's behalf when its reply arrives "
+                         "(Channel::acknowledge): request/response with idempotent handlers, where the reply is "
+                         "the ack and a lost reply is repaired by retransmitting the request (needs "
+                         "deliver=arrival)",
+                  .one_of = kAcks}},
       .counters = counter_list(ctr::kCounters),
       .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<ArqStage>(); },

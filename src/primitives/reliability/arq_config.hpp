@@ -76,6 +76,11 @@ struct Config {
   // Acks and NACKs go by unicast to the sender they concern (when the shell routes unicast
   // to members and the view knows the sender's address); false: to the group.
   bool unicast_feedback = true;
+  // acks=application: receivers send no acks (NACKs for gaps still); the sending
+  // application acknowledges each message on a member's behalf when that member's reply
+  // arrives (Channel::acknowledge), and a receiver passes a reliable packet received again
+  // up again, so that a request retransmitted because its reply was lost is answered again.
+  bool app_acks = false;
 
   // Bits of each receive bitmap (and slots of each in-order ring): the window rounded up
   // to whole words, with room for the SACK bitmap beyond cum + 1.

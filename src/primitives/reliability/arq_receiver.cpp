@@ -231,12 +231,19 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     // path could spend the sender's whole retry budget on a message we hold (each
     // round then needs two packets to survive instead of one and a half, on average).
     io.count(ctr::duplicates);
-    if (self_receives_) {
+    if (self_receives_ && !cfg_.app_acks) {
       send_ack(*s, io);
       if (cfg_.ack_delay_ns != 0) {
         s->ack_due_ns = now + cfg_.ack_delay_ns;
         note_deadline(s->ack_due_ns);
       }
+    }
+    if (cfg_.app_acks) {
+      // The sender retransmitted because the reply that acknowledges it never came: the
+      // application answers again (it is idempotent by contract of this mode).
+      hold_.flush(io);
+      io.up(p);  // last: a stage above may send from inside it
+      return;
     }
     io.drop(p, DropReason::duplicate);
     hold_.flush(io);
@@ -303,7 +310,7 @@ void ArqReceiver::overheard_nack(const NackBody& nack) noexcept {
 // --- acks and NACKs ---------------------------------------------------------------------
 
 void ArqReceiver::schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io) noexcept {
-  if (!self_receives_) return;  // a send-only member never acks
+  if (!self_receives_ || cfg_.app_acks) return;  // a send-only member never acks; nor do replies' receivers
   if (fresh) ++s.unacked;
   if (s.unacked >= cfg_.ack_every || cfg_.ack_delay_ns == 0) {
     send_ack(s, io);
@@ -393,6 +400,7 @@ void ArqReceiver::send_nacks(RxState& s, StageIo& io, std::uint64_t from) noexce
 }
 
 void ArqReceiver::ack_all_to_group(StageIo& io) noexcept {
+  if (cfg_.app_acks) return;
   for (RxState& s : rx_) {
     if (s.used && (s.ack_due_ns != 0 || unicast_)) send_ack(s, io, /*to_group=*/true);
   }

@@ -454,6 +454,31 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
   if (sample && now >= sample_sent_ns) rtt_sample(now - sample_sent_ns, io);
 }
 
+bool ArqSender::on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept {
+  const Group& g = io.group();
+  if (slot == kNoSlot || slot == g.self_slot()) return false;
+  const MemberMask bit = slot_bit(slot);
+  const std::uint64_t now = io.now_ns();
+  bool known = false;
+  // A reply acknowledges a recent message: look from the newest down. Tokens grow with
+  // the reliable sequence number, so the search stops below the token. (A fragmented
+  // message is several entries under one token: each is acknowledged.)
+  for (std::uint64_t r = next_rseq_; r > trail_;) {
+    Entry& e = entry(--r);
+    if (e.rseq != r || e.token > token) continue;
+    if (e.token < token) break;
+    known = true;
+    if ((e.acked & bit) != 0) continue;
+    e.acked |= bit;
+    // Not the member's ack clock (slot_heard_ns_, slot_ack_ns_): those say what its own
+    // acks report, which the timeout logic reads (members_quiet(), lost_evidence()).
+    // The reply's round trip is the RTT the application sees (Karn's rule as for acks).
+    if (!e.retransmitted && now >= e.first_sent_ns) rtt_sample(now - e.first_sent_ns, io);
+    if (met(e)) settle(e, true, io);
+  }
+  return known;
+}
+
 void ArqSender::on_nack(const NackBody& nack, StageIo& io) noexcept {
   io.count(ctr::nacks_received);
   // Repair each unsettled packet of the range at once, and a repair again at most once

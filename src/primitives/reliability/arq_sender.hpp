@@ -58,6 +58,11 @@ class [[gnu::visibility("hidden")]] ArqSender {
   void on_ack(const detail::AckBody& ack, std::uint32_t from, StageIo& io) noexcept;
   /// A NACK for this sender: repair what it names.
   void on_nack(const detail::NackBody& nack, StageIo& io) noexcept;
+  /// The application acknowledged, on behalf of member `slot`, the message it sent with
+  /// `token` (it learned from that member's own reply that the member has it): counts as
+  /// that member's ack of it, RTT sample included. False when no unsettled message has
+  /// that token (settled already, never reliable, or unknown).
+  bool on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept;
   /// Timeouts and the retry of a queue that found no buffer.
   void on_tick(std::uint64_t now, StageIo& io) noexcept {
     if (deadline_ns_ != 0 && now >= deadline_ns_) scan(io);

@@ -162,7 +162,9 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   ~ChannelCore();
 
   Status send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
-              std::future<DeliveryOutcome>* outcome = nullptr);
+              std::future<DeliveryOutcome>* outcome = nullptr, std::uint64_t* id = nullptr);
+  /// Channel::acknowledge: any thread; on the loop thread it takes effect at once.
+  Status acknowledge(std::uint64_t id, std::string_view member);
   Status update(const Manifest& manifest);
   Status update(const Value& changes);
   Status receive(Message& out, std::chrono::nanoseconds timeout);
@@ -394,6 +396,20 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     std::unordered_map<std::uint64_t, Tracked> by_token;
     std::atomic<std::size_t> count{0};  ///< by_token.size(), readable without mu
   } outcomes_;
+
+  /// Acknowledgments the application made on members' behalf (Channel::acknowledge) from
+  /// threads other than the loop's, for the loop to hand to the pipeline.
+  struct AppAck {
+    std::uint64_t token = 0;
+    std::uint32_t sender = 0;  ///< the member's wire id
+  };
+  struct AppAcks {
+    static constexpr std::size_t kMaxPending = 4096;
+    std::mutex mu;  ///< leaf; guards pending
+    std::vector<AppAck> pending;
+    std::atomic<std::size_t> count{0};  ///< pending.size(), readable without mu
+  } app_acks_;
+  void take_app_acks(std::uint64_t now_ns) noexcept;  // exec
 
   /// Delivered messages waiting for receive(): a ring of receive_queue_messages slots.
   struct ReceiveQueue {

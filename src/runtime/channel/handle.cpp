@@ -200,6 +200,14 @@ Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest&
   return core_ ? core_->send(bytes.data(), bytes.size(), &per_message, outcome) : closed_status();
 }
 
+Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message, std::uint64_t* id) {
+  return core_ ? core_->send(bytes.data(), bytes.size(), &per_message, nullptr, id) : closed_status();
+}
+
+Status Channel::acknowledge(std::uint64_t id, std::string_view member) {
+  return core_ ? core_->acknowledge(id, member) : closed_status();
+}
+
 std::string_view delivery_state_name(DeliveryOutcome::State s) noexcept {
   switch (s) {
     case DeliveryOutcome::State::met: return "met";

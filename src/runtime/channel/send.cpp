@@ -52,7 +52,7 @@ class LargeBuffer {
 }  // namespace
 
 Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
-                         std::future<DeliveryOutcome>* outcome) {
+                         std::future<DeliveryOutcome>* outcome, std::uint64_t* id) {
   if (data == nullptr && n != 0) return {Code::INVALID_ARGUMENT, "send: null data with a non-zero size"};
   ActiveSend active(life_.active_senders);
   if (Status s = check_may_send(); !s) return s;
@@ -70,6 +70,7 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   Packet* p = fill(carrier, large.take(), data, n);
   p->flags = flags.wire;
   p->token = token;
+  if (id != nullptr) *id = token;
   // Outcomes: a reliable message's promise is settled by its delivery event; the sync
   // wait below needs one too.
   const bool sync = static_cast<Synchronicity>(config_.synchronicity.load()) == Synchronicity::sync && !on_loop;
@@ -404,6 +405,7 @@ void ChannelCore::drain() noexcept {
   take_returns();
   const std::uint64_t now = RuntimeLoop::now_ns();
   now_ns_ = now;
+  if (app_acks_.count.load() > 0) take_app_acks(now);
   const bool more = pump_submitted(now, true);
   after_input(now);
   if (waits_.large.load() > 0) {
@@ -412,6 +414,48 @@ void ChannelCore::drain() noexcept {
     waits_.cv.notify_all();
   }
   if (more) uv_async_send(&async_);
+}
+
+// --- acknowledgments on a member's behalf ---------------------------------------------------
+
+Status ChannelCore::acknowledge(std::uint64_t id, std::string_view member) {
+  if (life_.closed.load()) return {Code::CLOSED, "acknowledge: the channel is closed"};
+  if (!config_.traits.load().reliable()) {
+    return {Code::NOT_AVAILABLE, "acknowledge: the channel has no reliability stage; set 'reliability' in the manifest"};
+  }
+  const std::uint32_t sender = wire::channel_hash(member.data(), member.size());
+  if (!loop_.on_loop_thread()) {
+    {
+      std::lock_guard<std::mutex> lock(app_acks_.mu);
+      if (app_acks_.pending.size() >= AppAcks::kMaxPending) {
+        return {Code::WOULD_BLOCK, "acknowledge: " + std::to_string(AppAcks::kMaxPending) +
+                                       " acknowledgments wait for the loop already"};
+      }
+      app_acks_.pending.push_back(AppAck{id, sender});
+      app_acks_.count.store(app_acks_.pending.size());
+    }
+    uv_async_send(&async_);
+    return Status::ok();
+  }
+  // The loop thread (a handler, of this channel or another): into the pipeline now. What
+  // it sends (messages the window held back) leaves at once; events and deliveries it
+  // caused wait for the loop's next turn, so no handler runs inside another.
+  ExecGuard exec(*this);
+  if (!pipeline_ || life_.detached.load()) return Status::ok();
+  const std::uint64_t now = RuntimeLoop::now_ns();
+  now_ns_ = now;
+  (void)pipeline_->app_ack(id, sender, now);
+  flush_tx();
+  rearm_timer(now);
+  if (!events_.empty() || !to_deliver_.empty()) uv_async_send(&async_);
+  return Status::ok();
+}
+
+void ChannelCore::take_app_acks(std::uint64_t now_ns) noexcept {
+  std::lock_guard<std::mutex> lock(app_acks_.mu);
+  for (const AppAck& a : app_acks_.pending) (void)pipeline_->app_ack(a.token, a.sender, now_ns);
+  app_acks_.pending.clear();
+  app_acks_.count.store(0);
 }
 
 void ChannelCore::flush_tx() noexcept {

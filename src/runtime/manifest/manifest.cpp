@@ -9,7 +9,7 @@
 
 // Reflection lists, in declaration order (schema_problems() checks the rows follow it).
 BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages,
-                        ack_delay_us, min_timeout_us);
+                        ack_delay_us, min_timeout_us, acks);
 BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow);
 BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay_us, seed);
@@ -70,6 +70,7 @@ namespace {
 constexpr std::string_view kFlowPolicies[] = {"min", "max", "quorum"};
 constexpr std::string_view kCongestionControls[] = {"none", "aimd", "cubic"};
 constexpr std::string_view kReliableMessages[] = {"all", "flagged"};
+constexpr std::string_view kAckSources[] = {"receiver", "application"};
 constexpr std::string_view kSecurityModes[] = {"none", "authenticate", "encrypt"};
 
 constexpr FieldMeta kReliabilityRows[] = {
@@ -95,6 +96,12 @@ constexpr FieldMeta kReliabilityRows[] = {
      .doc = "lower bound of the retransmission timeout (measured RTT plus variance), in microseconds: above "
             "the ack delay plus the scheduling delays of a loaded host, or timeouts fire spuriously",
      .min = 1, .max = 1000000},
+    {.field = "acks", .key = "acks", .alias = "acks",
+     .doc = "receiver: each receiver acknowledges what it received; application: replies are the acks "
+            "(request/response): the sending application acknowledges a message on a member's behalf when its "
+            "reply arrives (Channel::acknowledge), receivers send no acks and deliver a retransmitted message "
+            "again, so a lost reply is repaired by retransmitting the request (handlers must be idempotent)",
+     .one_of = kAckSources},
 };
 
 constexpr FieldMeta kPacingRows[] = {
