@@ -30,6 +30,7 @@ struct TransportStats {
   std::uint64_t nacks_sent = 0;         ///< the channel's NACKs (gaps seen)
   std::uint64_t duplicates = 0;         ///< reliable datagrams received again (repairs of what had arrived)
   std::uint64_t heartbeats_sent = 0;    ///< the channel's membership heartbeats
+  std::uint64_t replies_acked = 0;      ///< requests acknowledged by their replies (Channel::acknowledge)
   std::uint64_t send_errors = 0;
 };
 

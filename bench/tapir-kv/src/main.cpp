@@ -224,6 +224,7 @@ void report(const Options& o, Host& host, Nanos run_start, Nanos run_end, std::o
   j.field("datagrams_sent", ts.datagrams_sent).field("datagrams_received", ts.datagrams_received);
   j.field("injected_drops", ts.injected_drops).field("channel_retransmits", ts.retransmits).field("send_errors", ts.send_errors);
   j.field("acks_sent", ts.acks_sent).field("heartbeats_sent", ts.heartbeats_sent);
+  j.field("replies_acked", ts.replies_acked);
   j.field("timeouts", ts.timeouts).field("nacks_sent", ts.nacks_sent).field("duplicates", ts.duplicates);
   j.close('}');
   j.key("client_reports").open('[');

@@ -12,8 +12,17 @@
 // are sent with {reliability: true} — the requests (Propose*, unlogged GET) and their
 // replies, whose loss would stall the client for an IR timer. Finalize* and Confirm run in
 // the background, behind the commit point, and stay best effort (IR resends them).
+// Acknowledgment by reply: when the manifest also says 'acks: application', the channels
+// run request/response. Every request (Propose*, Finalize*, unlogged GET) is sent with
+// {reliability: true} and no reply is; the reply from replica r to a request tells the
+// client that r has it, and the client says so to the channel the request went on
+// (Channel::acknowledge): replicas send no ack datagrams. A request without its reply is
+// retransmitted after the channel's timeout; a replica that had it gets it again (the
+// channel delivers it again in this mode) and answers again (IR is idempotent per opid),
+// which repairs a lost reply the same way.
 // Channel handlers run on the runtime's loop thread; one timer thread fires the endpoints'
 // IR timers. A mutex keeps the endpoints single-threaded, as the protocol code expects.
+#include <array>
 #include <condition_variable>
 #include <csignal>
 #include <iostream>
@@ -31,12 +40,77 @@ namespace {
 
 class TmcHost;
 
+// Which request a reply answers: its opid and the request's kind (0: not a reply/request).
+int request_class(MsgType t) {
+  switch (t) {
+    case MsgType::propose_inconsistent:
+    case MsgType::reply_inconsistent:
+      return 1;
+    case MsgType::propose_consensus:
+    case MsgType::reply_consensus:
+      return 2;
+    case MsgType::finalize_inconsistent:
+    case MsgType::finalize_consensus:
+    case MsgType::confirm:
+      return 3;
+    case MsgType::unlogged:
+    case MsgType::unlogged_reply:
+      return 4;
+  }
+  return 0;
+}
+bool is_request(MsgType t) {
+  switch (t) {
+    case MsgType::propose_inconsistent:
+    case MsgType::propose_consensus:
+    case MsgType::finalize_inconsistent:
+    case MsgType::finalize_consensus:
+    case MsgType::unlogged:
+      return true;
+    default:
+      return false;
+  }
+}
+
 struct ClientPort final : ClientNet {
   TmcHost* host = nullptr;
   tmc::Channel* request = nullptr;
   std::vector<tmc::Channel*> pair;  // by replica
+  std::vector<std::string> replica_names;
   void send_to_replicas(Bytes msg, MsgType type) override;
   void send_to_replica(std::uint32_t r, Bytes msg, MsgType type) override;
+
+  // Acknowledgment by reply: the requests recently sent (a ring; a closed-loop client has
+  // a handful in flight), with the channel and id each went with.
+  struct Sent {
+    std::uint64_t req = 0;
+    int cls = 0;
+    tmc::Channel* channel = nullptr;
+    std::uint64_t id = 0;
+  };
+  std::array<Sent, 256> sent{};
+  std::size_t next = 0;
+  std::uint64_t acked = 0;
+  void record(tmc::Channel* c, Bytes msg, std::uint64_t id) {
+    MsgType t{};
+    OpId opid;
+    if (!peek_opid(msg, t, opid)) return;
+    sent[next] = Sent{opid.req, request_class(t), c, id};
+    next = (next + 1) % sent.size();
+  }
+  // A reply from replica r: acknowledge, on r's behalf, every send of the request it
+  // answers (an IR resend, or sync-lite's on the pair channel, is a message of its own).
+  void replied(std::uint32_t r, Bytes msg) {
+    MsgType t{};
+    OpId opid;
+    if (!peek_opid(msg, t, opid) || r >= replica_names.size()) return;
+    const int cls = request_class(t);
+    for (const Sent& e : sent) {
+      if (e.channel != nullptr && e.req == opid.req && e.cls == cls && e.channel->acknowledge(e.id, replica_names[r])) {
+        ++acked;
+      }
+    }
+  }
 };
 
 struct ReplicaPort final : ReplicaNet {
@@ -51,6 +125,7 @@ class TmcHost final : public Host {
     tmc::Diagnostics diag;
     if (!tmc::load_manifest(o.manifest_path, base_, diag)) throw std::runtime_error(diag.to_string());
     flagged_ = base_.reliability.enabled && base_.reliability.messages == "flagged";
+    by_reply_ = flagged_ && base_.reliability.acks == "application";
     reliable_.reliability = true;
   }
   ~TmcHost() override {
@@ -90,10 +165,13 @@ class TmcHost final : public Host {
     const std::uint32_t j = cfg.index;
     const std::string self = "c" + std::to_string(j);
     port->request = open(request_manifest(j, self));
-    for (std::uint32_t r = 0; r < o_.topo.n(); ++r) port->pair.push_back(open(pair_manifest(j, r, self)));
+    for (std::uint32_t r = 0; r < o_.topo.n(); ++r) {
+      port->pair.push_back(open(pair_manifest(j, r, self)));
+      port->replica_names.push_back("r" + std::to_string(r));
+    }
     auto cl = std::make_unique<Client>(std::move(cfg), *port);
     Client* c = cl.get();
-    for (std::uint32_t r = 0; r < o_.topo.n(); ++r) attach(port->pair[r], c, r);
+    for (std::uint32_t r = 0; r < o_.topo.n(); ++r) attach(port->pair[r], c, r, by_reply_ ? port.get() : nullptr);
     attach(port->request, c, 0);  // replicas send nothing on it but the channel's own traffic
     client_ports_.push_back(std::move(port));
     clients_.push_back(std::move(cl));
@@ -172,6 +250,7 @@ class TmcHost final : public Host {
       t.heartbeats_sent += s.counter("membership.heartbeats_sent");
       t.send_errors += s.send_errors;
     }
+    for (const auto& p : client_ports_) t.replies_acked += p->acked;
     t.send_errors += send_failures_;
     return t;
   }
@@ -187,9 +266,19 @@ class TmcHost final : public Host {
     return v;
   }
 
-  void send(tmc::Channel* c, Bytes msg, MsgType type) {
-    const bool ok = flagged_ && critical(type) ? static_cast<bool>(c->send(msg, reliable_))
-                                               : static_cast<bool>(c->send(msg));
+  void send(tmc::Channel* c, Bytes msg, MsgType type, ClientPort* from = nullptr) {
+    bool ok = false;
+    if (by_reply_) {
+      if (is_request(type)) {
+        std::uint64_t id = 0;
+        ok = static_cast<bool>(c->send(msg, reliable_, &id));
+        if (ok && from != nullptr) from->record(c, msg, id);
+      } else {
+        ok = static_cast<bool>(c->send(msg));
+      }
+    } else {
+      ok = flagged_ && critical(type) ? static_cast<bool>(c->send(msg, reliable_)) : static_cast<bool>(c->send(msg));
+    }
     if (!ok) ++send_failures_;  // counted; IR's resends cover a refused send
   }
 
@@ -259,9 +348,11 @@ class TmcHost final : public Host {
     return c;
   }
 
-  void attach(tmc::Channel* c, Endpoint* ep, std::uint32_t from) {
-    c->on_message([this, ep, from](tmc::Message&& msg) {
+  // `replies`: a client's port whose requests its replies acknowledge (by_reply_).
+  void attach(tmc::Channel* c, Endpoint* ep, std::uint32_t from, ClientPort* replies = nullptr) {
+    c->on_message([this, ep, from, replies](tmc::Message&& msg) {
       std::lock_guard l(mu_);
+      if (replies != nullptr) replies->replied(from, msg.payload());
       ep->on_message(from, msg.payload(), mono_now());
       if (ep->next_deadline() < target_) cv_.notify_one();
     });
@@ -303,11 +394,12 @@ class TmcHost final : public Host {
   tmc::Channel* first_pair_ = nullptr;
   std::uint64_t send_failures_ = 0;
   bool flagged_ = false;
+  bool by_reply_ = false;  // requests reliable, acknowledged by their replies
   tmc::MessageManifest reliable_;
 };
 
-void ClientPort::send_to_replicas(Bytes msg, MsgType type) { host->send(request, msg, type); }
-void ClientPort::send_to_replica(std::uint32_t r, Bytes msg, MsgType type) { host->send(pair[r], msg, type); }
+void ClientPort::send_to_replicas(Bytes msg, MsgType type) { host->send(request, msg, type, this); }
+void ClientPort::send_to_replica(std::uint32_t r, Bytes msg, MsgType type) { host->send(pair[r], msg, type, this); }
 void ReplicaPort::send_to_client(std::uint32_t c, Bytes msg, MsgType type) { host->send(pair[c], msg, type); }
 
 }  // namespace

@@ -173,6 +173,28 @@ void encode(const IrMessage& m, std::vector<std::uint8_t>& out) {
   }
 }
 
+bool peek_opid(Bytes in, MsgType& type, OpId& opid) {
+  Reader r(in);
+  std::uint8_t t = 0;
+  if (!r.u8(t) || t < 1 || t >= kMsgTypes) return false;
+  type = static_cast<MsgType>(t);
+  std::uint64_t view = 0;
+  std::uint32_t replica = 0;
+  switch (type) {
+    case MsgType::reply_inconsistent:
+    case MsgType::confirm:
+    case MsgType::reply_consensus:
+      if (!r.u64(view) || !r.u32(replica)) return false;
+      break;
+    case MsgType::unlogged_reply:
+      if (!r.u32(replica)) return false;
+      break;
+    default:
+      break;
+  }
+  return get_opid(r, opid);
+}
+
 bool decode(Bytes in, IrMessage& m) {
   Reader r(in);
   std::uint8_t t = 0;

@@ -101,5 +101,8 @@ class Reader {
 void encode(const IrMessage& m, std::vector<std::uint8_t>& out);
 /// Decode into `m` (its strings and vectors are reused); false when malformed.
 bool decode(Bytes in, IrMessage& m);
+/// Just the type and the opid of an encoded message (no allocation); false when too short.
+/// For a transport that matches replies to the requests they answer.
+bool peek_opid(Bytes in, MsgType& type, OpId& opid);
 
 }  // namespace tapir
