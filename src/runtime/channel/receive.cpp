@@ -3,6 +3,7 @@
 // try_receive() take from. See "Receive path" in channel_core.hpp.
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "runtime/channel/channel_core.hpp"
 #include "runtime/channel/shell_helpers.hpp"
@@ -32,7 +33,19 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
       tried_inline = true;  // timed out, closed, or a handler was set: the queue path decides
     }
   }
-  if (!tried_inline && options_.receive_spin_ns != 0 && rq_.ready.load(std::memory_order_relaxed) == 0) {
+  if (loop_.polls() && !loop_.on_loop_thread()) {
+    // A polling loop (yield, spin) delivers within a round: poll the queue for the whole
+    // wait, as the loop polls the socket, rather than sleep and pay a wake-up.
+    const bool yield = loop_.options().idle == IdleStrategy::yield;
+    while (rq_.ready.load(std::memory_order_acquire) == 0 && !life_.detached.load(std::memory_order_relaxed) &&
+           std::chrono::steady_clock::now() < deadline) {
+      if (yield) {
+        std::this_thread::yield();
+      } else {
+        for (int i = 0; i < 16; ++i) cpu_relax();
+      }
+    }
+  } else if (!tried_inline && options_.receive_spin_ns != 0 && rq_.ready.load(std::memory_order_relaxed) == 0) {
     // Bounded busy wait: a message that arrives within it costs no thread wake-up.
     const auto spin = std::min<std::chrono::nanoseconds>(wait, std::chrono::nanoseconds(options_.receive_spin_ns));
     const std::uint64_t until_ns = RuntimeLoop::now_ns() + static_cast<std::uint64_t>(spin.count());

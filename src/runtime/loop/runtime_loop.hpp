@@ -4,6 +4,13 @@
 // it in two ways: a channel's own uv_async_t (the hot path: "my send queue has work"),
 // and post()/call() for cold work (open, close, update, stats), which go through one
 // mutex-protected list and the runtime's uv_async_t.
+//
+// Idle strategies (tmc::IdleStrategy): `block` runs uv_run(UV_RUN_DEFAULT), which sleeps in
+// epoll_wait until something happens. `yield` and `spin` run uv_run(UV_RUN_NOWAIT) in a
+// loop while channels are open: every round polls every socket, timerfd and async handle
+// with a zero timeout, so a datagram or a send is seen within one round instead of after a
+// thread wake-up; between rounds the thread yields (sched_yield) or pauses. With no channel
+// open they sleep as `block` does (one uv_run(UV_RUN_ONCE) at a time).
 #pragma once
 
 #include <uv.h>
@@ -17,16 +24,21 @@
 #include <utility>
 #include <vector>
 
+#include "tmc/channel.hpp"
+
 namespace tmc::detail {
 
 class RuntimeLoop {
  public:
-  RuntimeLoop();
+  explicit RuntimeLoop(const RuntimeOptions& options);
   ~RuntimeLoop();
   RuntimeLoop(const RuntimeLoop&) = delete;
   RuntimeLoop& operator=(const RuntimeLoop&) = delete;
 
   [[nodiscard]] uv_loop_t* uv() noexcept { return &loop_; }
+  [[nodiscard]] const RuntimeOptions& options() const noexcept { return options_; }
+  /// The loop thread polls instead of sleeping (yield, spin).
+  [[nodiscard]] bool polls() const noexcept { return options_.idle != IdleStrategy::block; }
   [[nodiscard]] bool on_loop_thread() const noexcept { return std::this_thread::get_id() == thread_id_; }
 
   /// Run `fn` on the loop thread after the current callback (never inline).
@@ -54,8 +66,10 @@ class RuntimeLoop {
 
  private:
   static void on_async(uv_async_t* handle);
+  void run();  // the loop thread's body
   void run_posted();
 
+  RuntimeOptions options_;
   uv_loop_t loop_{};
   uv_async_t async_{};
   std::thread thread_;
