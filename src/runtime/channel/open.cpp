@@ -403,6 +403,7 @@ void ChannelCore::detach() noexcept {
     // on_handle_closed deletes it and closes fine_fd_.
   }
   stop_publishing();
+  loop_.remove_poller(this);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ChannelCore::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&aside_timer_), &ChannelCore::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), &ChannelCore::on_handle_closed);

@@ -262,7 +262,12 @@ void ChannelCore::hand_over(bool on_loop, const SendClock& c) noexcept {
       exec_mu_.unlock();
     }
   }
-  if (poke) uv_async_send(&async_);
+  if (!poke) return;
+  if (loop_.polls()) {
+    send_.poked.store(true, std::memory_order_release);  // seen by poll_once() within a round
+  } else {
+    uv_async_send(&async_);
+  }
 }
 
 Status ChannelCore::wait_outcome(std::future<DeliveryOutcome>& tracked) {

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -42,6 +43,9 @@ void RuntimeLoop::run() {
     return;
   }
   const bool yield = options_.idle == IdleStrategy::yield;
+  // uv_run (an epoll_wait, timers, posted work) once every this many poll rounds.
+  constexpr unsigned kUvEvery = 8;
+  unsigned round = 0;
   for (;;) {
     // Each uv_run returns 0 once no handle is left (the runtime's own async handle closes
     // last, in ~RuntimeLoop or stop_from_inside()).
@@ -49,7 +53,22 @@ void RuntimeLoop::run() {
       if (uv_run(&loop_, UV_RUN_ONCE) == 0) return;
       continue;
     }
-    if (uv_run(&loop_, UV_RUN_NOWAIT) == 0) return;
+    if (posted_pending_.load(std::memory_order_relaxed) && posted_pending_.exchange(false, std::memory_order_acquire)) {
+      // Work posted from another thread (a handler set, a channel opened or closed) runs
+      // before the sockets are read again, as it would with epoll.
+      run_posted();
+    }
+    if (pollers_dirty_) {
+      pollers_.erase(std::remove(pollers_.begin(), pollers_.end(), nullptr), pollers_.end());
+      pollers_dirty_ = false;
+    }
+    // By index: a poller may register another (a channel opened from a handler).
+    for (std::size_t i = 0; i < pollers_.size(); ++i) {
+      if (pollers_[i] != nullptr) pollers_[i]->poll_once();
+    }
+    if (++round % kUvEvery == 0 || pollers_.empty()) {
+      if (uv_run(&loop_, UV_RUN_NOWAIT) == 0) return;
+    }
     if (yield) {
       sched_yield();
     } else {
@@ -74,11 +93,25 @@ RuntimeLoop::~RuntimeLoop() {
   uv_loop_close(&loop_);
 }
 
+void RuntimeLoop::add_poller(Poller* p) {
+  if (polls()) pollers_.push_back(p);
+}
+
+void RuntimeLoop::remove_poller(Poller* p) noexcept {
+  for (Poller*& q : pollers_) {
+    if (q == p) {
+      q = nullptr;
+      pollers_dirty_ = true;
+    }
+  }
+}
+
 void RuntimeLoop::post(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     posted_.push_back(std::move(fn));
   }
+  posted_pending_.store(true, std::memory_order_release);
   uv_async_send(&async_);
 }
 

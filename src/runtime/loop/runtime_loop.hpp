@@ -11,6 +11,14 @@
 // with a zero timeout, so a datagram or a send is seen within one round instead of after a
 // thread wake-up; between rounds the thread yields (sched_yield) or pauses. With no channel
 // open they sleep as `block` does (one uv_run(UV_RUN_ONCE) at a time).
+//
+// The poll phase: a polling loop does not learn of a datagram from epoll. Each round it
+// calls every registered Poller (a channel: a non-blocking recvmmsg on its sockets and a
+// look at its send queue), and runs uv_run(UV_RUN_NOWAIT) for timers, posted work and
+// anything else only every kUvEvery rounds, or at once when work was posted (a handler
+// set, a channel opened or closed: done before the next read, as with epoll). So a datagram costs the recvmmsg that reads
+// it and nothing more, as in a busy-polling transport (on a virtual machine, where a
+// system call costs microseconds, the epoll_wait in front of it was a third of a hop).
 #pragma once
 
 #include <uv.h>
@@ -27,6 +35,16 @@
 #include "tmc/channel.hpp"
 
 namespace tmc::detail {
+
+/// Polled by a polling runtime's loop every round (see "The poll phase" above).
+class Poller {
+ public:
+  /// Loop thread: read what is waiting, take what was sent; never block.
+  virtual void poll_once() noexcept = 0;
+
+ protected:
+  ~Poller() = default;
+};
 
 class RuntimeLoop {
  public:
@@ -64,6 +82,10 @@ class RuntimeLoop {
 
   std::atomic<std::size_t> channels{0};
 
+  /// Loop thread, polling runtimes: call `p` every round until remove_poller(p).
+  void add_poller(Poller* p);
+  void remove_poller(Poller* p) noexcept;
+
  private:
   static void on_async(uv_async_t* handle);
   void run();  // the loop thread's body
@@ -77,6 +99,9 @@ class RuntimeLoop {
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;
   std::vector<std::function<void()>> running_;  // swapped with posted_; keeps capacity
+  std::vector<Poller*> pollers_;  ///< loop thread; null entries are removed between rounds
+  bool pollers_dirty_ = false;
+  std::atomic<bool> posted_pending_{false};  ///< post() ran since the loop last looked
 };
 
 }  // namespace tmc::detail
