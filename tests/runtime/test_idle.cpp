@@ -3,9 +3,11 @@
 // from handlers, closes its channels and stops its thread.
 #include <atomic>
 #include <doctest/doctest.h>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "runtime_test_util.hpp"
 #include "tmc/channel.hpp"
@@ -102,4 +104,30 @@ TEST_CASE("an idle strategy that differs from the given runtime's is refused") {
   CHECK(s.code() == tmc::Code::INVALID_ARGUMENT);
   CHECK(s.message().find("spin") != std::string::npos);
   CHECK(o.runtime->channel_count() == 0);
+}
+
+TEST_CASE("a best-effort stream of back-to-back sends leaves in batches (GSO), not one datagram per call") {
+  // Each send() right after the previous one returned is part of a stream: it goes to the
+  // loop, which hands the queued datagrams to the kernel in sendmmsg/GSO batches. (Sends
+  // spaced wider than OpenOptions::inline_send_min_gap_ns go out inline, one by one.)
+  tmc::OpenOptions o;
+  o.caps.nic.udp_gso = true;
+  o.runtime = tmc::Runtime::create();
+  // Shorter than one inline send (a system call) takes, longer than this loop needs from
+  // one send() to the next: the stream is told by the gap between calls, not by how long
+  // the previous call took.
+  o.inline_send_min_gap_ns = 1'000;
+  tmc::Manifest m = manifest_for("be-batch", kIdle, "tx");
+  m.loopback = false;  // only the count of sends matters here
+  auto tx = tmc::Channel::open(m, o);
+  REQUIRE(tx.plan().transport.gso);
+  constexpr int kCount = 4000;
+  std::vector<std::uint8_t> payload(64, 0x5a);
+  for (int i = 0; i < kCount; ++i) REQUIRE(tx.send(payload));
+  tx.close();  // flushes
+  const tmc::ChannelStats st = tx.stats();
+  CHECK(st.datagrams_sent == kCount);
+  // Batches of equal-sized datagrams to the group: several per sendmmsg entry.
+  CHECK(st.counter("shell.gso_sends") > 0);
+  MESSAGE("GSO sends for " << kCount << " datagrams: " << st.counter("shell.gso_sends"));
 }

@@ -260,6 +260,12 @@ void ChannelCore::hand_over(bool on_loop, const SendClock& c) noexcept {
     if (exec_mu_.try_lock()) {
       poke = send_inline(false, true);
       exec_mu_.unlock();
+      // The gap that tells a stream from sparse sends is the application's own time between
+      // sends: measure the next one from the end of this inline send, which took a system
+      // call and, on a virtual network, the receivers' share of the kernel's work. Measured
+      // from its start, a stream of back-to-back sends looked sparse (each gap was the
+      // previous inline send) and went out one datagram per system call.
+      send_.last_send_ns.store(RuntimeLoop::now_ns(), std::memory_order_relaxed);
     }
   }
   if (!poke) return;
