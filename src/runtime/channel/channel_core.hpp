@@ -377,6 +377,12 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
     /// A polling runtime: the loop has work from a send (instead of uv_async_send, a
     /// system call, the loop's poll phase looks at this flag).
     std::atomic<bool> poked{false};
+    /// Stream detection (see hand_over()): messages receive()/try_receive() returned, the
+    /// count the latest send() saw, and when the latest inline send of a sender that
+    /// received nothing in between ended.
+    std::atomic<std::uint64_t> receives{0};
+    std::atomic<std::uint64_t> receives_seen{0};
+    std::atomic<std::uint64_t> last_end_ns{0};
   } send_;
 
   /// Senders that wait: for a free slot (a full send queue) or, on sync channels, until

@@ -29,7 +29,10 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
     if (rx_.receiver.compare_exchange_strong(expected, true)) {
       const bool got = receive_inline(out, deadline);
       leave_inline();
-      if (got) return Status::ok();
+      if (got) {
+        send_.receives.fetch_add(1, std::memory_order_relaxed);
+        return Status::ok();
+      }
       tried_inline = true;  // timed out, closed, or a handler was set: the queue path decides
     }
   }
@@ -65,6 +68,7 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
     rq_.head = (rq_.head + 1) % rq_.slots.size();
     --rq_.count;
     rq_.ready.store(rq_.count, std::memory_order_relaxed);
+    send_.receives.fetch_add(1, std::memory_order_relaxed);
     return Status::ok();
   }
   if (life_.detached.load() || life_.closed.load()) {
@@ -74,7 +78,10 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
 }
 
 bool ChannelCore::try_receive(Message& out) {
-  if (pop_queued(out)) return true;
+  if (pop_queued(out)) {
+    send_.receives.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   // While the loop stands aside for an inline receiver nobody else reads the socket:
   // read it here, if the channel's lock is free. (Never on the loop thread, which may
   // hold the lock already.)
@@ -91,7 +98,9 @@ bool ChannelCore::try_receive(Message& out) {
     poke = inline_round(RuntimeLoop::now_ns(), true);
   }
   if (poke) uv_async_send(&async_);
-  return pop_queued(out);
+  if (!pop_queued(out)) return false;
+  send_.receives.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void ChannelCore::set_message_handler(Channel::MessageHandler h) {
