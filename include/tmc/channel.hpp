@@ -166,8 +166,9 @@ struct OpenOptions {
   /// SO_RCVBUF / SO_SNDBUF asked of the kernel (it may grant less); 0 = kernel default.
   int socket_buffer_bytes = 4 * 1024 * 1024;
   /// Inline sends (latency): when send() on an application thread finds the loop not busy
-  /// with this channel and the previous send() returned at least `inline_send_min_gap_ns`
-  /// ago (so a stream of back-to-back sends is batched however long each one takes),
+  /// with this channel and at least `inline_send_min_gap_ns` passed since the previous
+  /// send() began (since it returned, for a sender that received nothing in between, so
+  /// that a stream of back-to-back sends is batched however long each one takes),
   /// it runs the pipeline and hands the datagrams to the kernel itself, on the calling
   /// thread (under the channel's lock, so never at the same time as the loop), instead of
   /// waking the loop thread for it. Closer-spaced sends (a stream) go through the loop,
