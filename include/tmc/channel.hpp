@@ -68,6 +68,36 @@ class RuntimeLoop;
 class ChannelCore;
 }  // namespace detail
 
+/// What a runtime's loop thread does when it has nothing to do (Aeron's idle strategies).
+///   block  sleep in epoll until a socket, timer or send wakes it (the default): no CPU
+///          while idle; each wake-up costs a thread wake-up (tens of microseconds on a VM).
+///   yield  poll every socket and the send queues without sleeping, calling sched_yield()
+///          between rounds: a whole core while a channel is open, but it gives way to any
+///          other runnable thread at once.
+///   spin   poll without sleeping or yielding (a pause instruction between rounds): the
+///          lowest latency, at the price of one core kept at 100% while a channel is open.
+///          A channel of a spinning runtime receives on the loop thread (no inline receive),
+///          and receive() waits for the loop's delivery by polling, not by sleeping.
+/// yield and spin poll only while the runtime has channels open; without any they sleep.
+enum class IdleStrategy : std::uint8_t { block, yield, spin };
+/// "block", "yield", "spin".
+std::string_view idle_strategy_name(IdleStrategy s) noexcept;
+/// The inverse of idle_strategy_name(); false for anything else.
+bool parse_idle_strategy(std::string_view text, IdleStrategy& out) noexcept;
+
+/// How a runtime's loop thread runs.
+struct RuntimeOptions {
+  IdleStrategy idle = IdleStrategy::block;
+  /// Pin the loop thread to this CPU (sched_setaffinity); -1 = leave it to the scheduler.
+  /// Useful with spin on a machine with a core to spare; on a busy machine a pinned
+  /// spinner competes with everything else scheduled on that core.
+  int cpu = -1;
+  /// SO_BUSY_POLL on the channels' sockets, in microseconds (0 = off): a read that finds
+  /// nothing polls the device queue that long (drivers with busy-poll support only; the
+  /// kernel may need CAP_NET_ADMIN for values above net.core.busy_read).
+  int busy_poll_us = 0;
+};
+
 /// One event loop thread shared by channels (the process model: several channels per
 /// process share one runtime; several processes on one host may join the same group).
 class Runtime {
@@ -75,9 +105,15 @@ class Runtime {
   /// The process-wide runtime, started on first use. After fork() the child gets a fresh
   /// one on its first call (the parent's loop thread does not exist in the child).
   static std::shared_ptr<Runtime> default_runtime();
+  /// The process-wide runtime of an idle strategy (one per strategy, each started on first
+  /// use); default_runtime() is default_runtime(IdleStrategy::block).
+  static std::shared_ptr<Runtime> default_runtime(IdleStrategy idle);
   /// A new runtime with its own loop thread (e.g. to keep channels apart, or in tests to
   /// stand in for separate processes).
   static std::shared_ptr<Runtime> create();
+  static std::shared_ptr<Runtime> create(const RuntimeOptions& options);
+  /// How this runtime's loop thread runs.
+  [[nodiscard]] const RuntimeOptions& options() const noexcept;
 
   /// Stops the loop and joins its thread. Channels keep their runtime alive, so this runs
   /// after the last channel using it is closed and destroyed.
@@ -94,7 +130,7 @@ class Runtime {
   [[nodiscard]] detail::RuntimeLoop& loop() noexcept { return *loop_; }
 
  private:
-  Runtime();
+  explicit Runtime(const RuntimeOptions& options);
   std::unique_ptr<detail::RuntimeLoop> loop_;
 };
 
@@ -102,8 +138,13 @@ class Runtime {
 struct OpenOptions {
   /// What the host NIC and network offer; the compiler places stages from it.
   Capabilities caps = Capabilities::defaults();
-  /// The loop to run on; null = Runtime::default_runtime().
+  /// The loop to run on; null = Runtime::default_runtime(idle_strategy or block).
   std::shared_ptr<Runtime> runtime;
+  /// The idle strategy of the runtime this channel runs on (see IdleStrategy): with
+  /// `runtime` null, the process-wide runtime of that strategy; with `runtime` set, it must
+  /// be that runtime's strategy (INVALID_ARGUMENT otherwise). Unset = block, or whatever
+  /// `runtime` runs.
+  std::optional<IdleStrategy> idle_strategy;
   /// Delivered messages waiting for receive(). When full, the newest arrival is dropped
   /// and counted as shell.receive_queue_full (like a full socket buffer). Unused while an
   /// on_message handler is set.
@@ -125,7 +166,9 @@ struct OpenOptions {
   /// SO_RCVBUF / SO_SNDBUF asked of the kernel (it may grant less); 0 = kernel default.
   int socket_buffer_bytes = 4 * 1024 * 1024;
   /// Inline sends (latency): when send() on an application thread finds the loop not busy
-  /// with this channel and no other send came in the previous `inline_send_min_gap_ns`,
+  /// with this channel and at least `inline_send_min_gap_ns` passed since the previous
+  /// send() began (since it returned, for a sender that received nothing in between, so
+  /// that a stream of back-to-back sends is batched however long each one takes),
   /// it runs the pipeline and hands the datagrams to the kernel itself, on the calling
   /// thread (under the channel's lock, so never at the same time as the loop), instead of
   /// waking the loop thread for it. Closer-spaced sends (a stream) go through the loop,

@@ -90,6 +90,7 @@ class Channel:
         receive_queue_messages: int = ...,
         send_queue_messages: int = ...,
         send_blocks_when_full: bool = ...,
+        idle_strategy: Literal["block", "yield", "spin"] = ...,
         publish_stats: bool = ...,
         module_files: list[str | os.PathLike[str]] | dict[str | os.PathLike[str], str] | None = ...,
         module_repository: dict[str, str | os.PathLike[str]] | None = ...,

@@ -259,6 +259,15 @@ OpenKwargs split_kwargs(const py::kwargs& kwargs) {
     } else if (key == "send_blocks_when_full") {
       if (!PyBool_Check(v.ptr())) throw py::type_error("Channel(): 'send_blocks_when_full' must be a bool");
       out.options.send_blocks_when_full = v.ptr() == Py_True;
+    } else if (key == "idle_strategy") {
+      // The runtime's idle strategy: 'block' (the default), 'yield' or 'spin'.
+      if (!PyUnicode_Check(v.ptr())) throw py::type_error("Channel(): 'idle_strategy' must be a str, not " + type_name(v));
+      IdleStrategy idle = IdleStrategy::block;
+      if (!parse_idle_strategy(v.cast<std::string>(), idle)) {
+        throw py::value_error("Channel(): 'idle_strategy' must be 'block', 'yield' or 'spin', not '" +
+                              v.cast<std::string>() + "'");
+      }
+      out.options.idle_strategy = idle;
     } else if (key == "publish_stats") {
       if (!PyBool_Check(v.ptr())) throw py::type_error("Channel(): 'publish_stats' must be a bool");
       out.options.publish_stats = v.ptr() == Py_True;
@@ -294,7 +303,7 @@ class PyChannel {
  public:
   PyChannel(py::object manifest, const py::kwargs& kwargs) {
     OpenKwargs split = split_kwargs(kwargs);
-    split.options.runtime = Runtime::default_runtime();
+    split.options.runtime = Runtime::default_runtime(split.options.idle_strategy.value_or(IdleStrategy::block));
     runtime_ = split.options.runtime;
     Status s;
     const bool is_path = PyUnicode_Check(manifest.ptr()) || PyObject_HasAttrString(manifest.ptr(), "__fspath__") != 0;

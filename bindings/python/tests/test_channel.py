@@ -351,3 +351,21 @@ def test_publish_stats_puts_the_channel_in_the_stat_file_unless_false(endpoint: 
             assert quiet_id.encode() not in file_bytes()
     with pytest.raises(TypeError):
         Channel(dict(endpoint, name="bad"), publish_stats="yes")
+
+
+def test_idle_strategy_spin_delivers_and_closes(endpoint: dict[str, Any]) -> None:
+    """idle_strategy='spin' puts the channel on the process's spinning runtime: it still
+    delivers, its recv() times out, and closing it returns."""
+    rx = Channel(dict(endpoint, name="rx", members=["tx", "rx"]), idle_strategy="spin")
+    tx = Channel(dict(endpoint, name="tx"), idle_strategy="yield")
+    with rx, tx:
+        for i in range(10):
+            tx.send(f"m{i}")
+        got = [rx.recv(timeout=PATIENCE) for _ in range(10)]
+        assert [m.text for m in got if m] == [f"m{i}" for i in range(10)]
+        assert rx.recv(timeout=0.02) is None
+    assert rx.closed and tx.closed
+    with pytest.raises(ValueError):
+        Channel(dict(endpoint, name="bad"), idle_strategy="busy")
+    with pytest.raises(TypeError):
+        Channel(dict(endpoint, name="bad"), idle_strategy=2)

@@ -156,7 +156,7 @@ class BufferHome {
   std::vector<std::unique_ptr<PacketPool>> pools_;
 };
 
-class ChannelCore final : public PipelineSink, public std::enable_shared_from_this<ChannelCore> {
+class ChannelCore final : public PipelineSink, public Poller, public std::enable_shared_from_this<ChannelCore> {
  public:
   static Status open(const Manifest& manifest, const OpenOptions& options, std::shared_ptr<ChannelCore>& out);
   ~ChannelCore();
@@ -186,6 +186,9 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void transmit(Packet* p) noexcept override;
   void deliver(Packet* p) noexcept override;
   void on_event(const Event& e) noexcept override;
+
+  // Poller (the loop thread of a polling runtime, every round)
+  void poll_once() noexcept override;
 
  private:
   /// Everything prepare() builds on the caller's thread for open() and update().
@@ -267,6 +270,9 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void on_readable() noexcept;
   void on_unicast_readable() noexcept;
   void on_writable() noexcept;
+  bool poll_socket(bool unicast, std::uint64_t& now) noexcept;  // exec: read rounds; true: read any
+  static constexpr unsigned kUnicastEvery = 4;  ///< poll_once(): rounds per read of the unicast socket
+  unsigned poll_rounds_ = 0;                     ///< loop
   void rearm_timer(std::uint64_t now_ns) noexcept;
   void start_poll(bool writable) noexcept;
   void stop_poll() noexcept;
@@ -370,6 +376,15 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     std::atomic<bool> stream_tail{false};        ///< sends since then went without a clock (streaming)
     std::atomic<std::uint32_t> abandoned{0};     ///< free-ring packets send() handed back unused
     std::atomic<std::uint64_t> waited_for_memory{0};  ///< sends that waited for large-message room
+    /// A polling runtime: the loop has work from a send (instead of uv_async_send, a
+    /// system call, the loop's poll phase looks at this flag).
+    std::atomic<bool> poked{false};
+    /// Stream detection (see hand_over()): messages receive()/try_receive() returned, the
+    /// count the latest send() saw, and when the latest inline send of a sender that
+    /// received nothing in between ended.
+    std::atomic<std::uint64_t> receives{0};
+    std::atomic<std::uint64_t> receives_seen{0};
+    std::atomic<std::uint64_t> last_end_ns{0};
   } send_;
 
   /// Senders that wait: for a free slot (a full send queue) or, on sync channels, until

@@ -37,7 +37,51 @@ void ChannelCore::attach() {
   start_poll(false);
   refill_free();
   start_publishing();
+  loop_.add_poller(this);
   loop_.channels.fetch_add(1);
+}
+
+// The poll phase of a polling runtime (see runtime_loop.hpp): what on_async_cb and
+// on_poll_cb do, without waiting for epoll to report it. try_lock: an application thread
+// sending inline holds the lock for a moment; the next round comes soon.
+void ChannelCore::poll_once() noexcept {
+  if (!exec_mu_.try_lock()) return;
+  loop_holds_exec_ = true;
+  if (pipeline_ && !life_.detached.load(std::memory_order_relaxed)) {
+    if (send_.poked.load(std::memory_order_relaxed) && send_.poked.exchange(false, std::memory_order_acquire)) {
+      drain();
+    } else if (submit_ring_.pushed() != submit_ring_.popped() && !poll_writable_) {
+      drain();
+    }
+    if (transport_ && receiving_ && pipeline_) {
+      std::uint64_t now = 0;
+      bool any = poll_socket(false, now);
+      // The unicast socket carries what is addressed to this member alone (acks, NAKs,
+      // repairs), rarely on the latency path: one round in kUnicastEvery, so that an idle
+      // round costs one system call per channel and the group socket is read sooner.
+      if (transport_->unicast_fd() >= 0 && ++poll_rounds_ % kUnicastEvery == 0 && poll_socket(true, now)) any = true;
+      if (any) after_input(now);
+    }
+  }
+  loop_holds_exec_ = false;
+  exec_mu_.unlock();
+}
+
+bool ChannelCore::poll_socket(bool unicast, std::uint64_t& now) noexcept {
+  bool any = false;
+  for (int round = 0; round < 16; ++round) {
+    if (!any) take_returns();
+    const int n = unicast ? transport_->receive_unicast(*pool_, rx_batch_.data(), static_cast<int>(rx_batch_.size()))
+                          : transport_->receive(*pool_, rx_batch_.data(), static_cast<int>(rx_batch_.size()));
+    if (n == 0) break;
+    if (!any) now = RuntimeLoop::now_ns();
+    any = true;
+    if (n < 0) continue;
+    feed_batch(n, now);
+    dispatch();
+    if (transport_->tx_pending() > 0) flush_tx();  // handlers' replies, at once
+  }
+  return any;
 }
 
 void ChannelCore::start_poll(bool writable) noexcept {

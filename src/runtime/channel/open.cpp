@@ -60,8 +60,9 @@ ChannelCore::ChannelCore(std::shared_ptr<Runtime> runtime, const OpenOptions& op
   events_.reserve(64);
   closed_future_ = closed_promise_.get_future().share();
   // Without an eventfd the inline receiver could not be woken for close() or update():
-  // receive() then always waits for the loop.
-  if (options.inline_receive) rx_.wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  // receive() then always waits for the loop. A polling loop (yield, spin) reads the
+  // socket within a round anyway: receive() waits for its delivery instead.
+  if (options.inline_receive && !loop_.polls()) rx_.wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
 ChannelCore::~ChannelCore() {
@@ -72,7 +73,13 @@ ChannelCore::~ChannelCore() {
 }
 
 Status ChannelCore::open(const Manifest& manifest, const OpenOptions& options, std::shared_ptr<ChannelCore>& out) {
-  std::shared_ptr<Runtime> rt = options.runtime ? options.runtime : Runtime::default_runtime();
+  const IdleStrategy idle = options.idle_strategy.value_or(IdleStrategy::block);
+  std::shared_ptr<Runtime> rt = options.runtime ? options.runtime : Runtime::default_runtime(idle);
+  if (options.runtime && options.idle_strategy && options.runtime->options().idle != idle) {
+    return {Code::INVALID_ARGUMENT, "channel '" + manifest.id + "': idle strategy '" + std::string(idle_strategy_name(idle)) +
+                                        "' asked of a runtime whose loop is '" +
+                                        std::string(idle_strategy_name(options.runtime->options().idle)) + "'"};
+  }
   std::shared_ptr<ChannelCore> core(new ChannelCore(rt, options));
   Prepared p;
   if (Status s = core->prepare(manifest, false, p); !s) return s;
@@ -179,6 +186,7 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   // must hear heartbeats, acknowledgments and flow credit (messages it is given are discarded).
   out.spec.receive = plan.duplexity != Duplexity::send_only || plan.traits.membership;
   out.spec.socket_buffer_bytes = options_.socket_buffer_bytes;
+  out.spec.busy_poll_us = loop_.options().busy_poll_us;
   if (!reuse_socket_if_possible || transport_ == nullptr || !transport_->same_socket(out.spec)) {
     if (Status s = UdpTransport::open(out.spec, out.transport); !s) {
       return {s.code(), "channel '" + m.id + "': " + s.message()};
@@ -395,6 +403,7 @@ void ChannelCore::detach() noexcept {
     // on_handle_closed deletes it and closes fine_fd_.
   }
   stop_publishing();
+  loop_.remove_poller(this);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ChannelCore::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&aside_timer_), &ChannelCore::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), &ChannelCore::on_handle_closed);

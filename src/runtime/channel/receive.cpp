@@ -3,6 +3,7 @@
 // try_receive() take from. See "Receive path" in channel_core.hpp.
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "runtime/channel/channel_core.hpp"
 #include "runtime/channel/shell_helpers.hpp"
@@ -28,11 +29,26 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
     if (rx_.receiver.compare_exchange_strong(expected, true)) {
       const bool got = receive_inline(out, deadline);
       leave_inline();
-      if (got) return Status::ok();
+      if (got) {
+        send_.receives.fetch_add(1, std::memory_order_relaxed);
+        return Status::ok();
+      }
       tried_inline = true;  // timed out, closed, or a handler was set: the queue path decides
     }
   }
-  if (!tried_inline && options_.receive_spin_ns != 0 && rq_.ready.load(std::memory_order_relaxed) == 0) {
+  if (loop_.polls() && !loop_.on_loop_thread()) {
+    // A polling loop (yield, spin) delivers within a round: poll the queue for the whole
+    // wait, as the loop polls the socket, rather than sleep and pay a wake-up.
+    const bool yield = loop_.options().idle == IdleStrategy::yield;
+    while (rq_.ready.load(std::memory_order_acquire) == 0 && !life_.detached.load(std::memory_order_relaxed) &&
+           std::chrono::steady_clock::now() < deadline) {
+      if (yield) {
+        std::this_thread::yield();
+      } else {
+        for (int i = 0; i < 16; ++i) cpu_relax();
+      }
+    }
+  } else if (!tried_inline && options_.receive_spin_ns != 0 && rq_.ready.load(std::memory_order_relaxed) == 0) {
     // Bounded busy wait: a message that arrives within it costs no thread wake-up.
     const auto spin = std::min<std::chrono::nanoseconds>(wait, std::chrono::nanoseconds(options_.receive_spin_ns));
     const std::uint64_t until_ns = RuntimeLoop::now_ns() + static_cast<std::uint64_t>(spin.count());
@@ -52,6 +68,7 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
     rq_.head = (rq_.head + 1) % rq_.slots.size();
     --rq_.count;
     rq_.ready.store(rq_.count, std::memory_order_relaxed);
+    send_.receives.fetch_add(1, std::memory_order_relaxed);
     return Status::ok();
   }
   if (life_.detached.load() || life_.closed.load()) {
@@ -61,7 +78,10 @@ Status ChannelCore::receive(Message& out, std::chrono::nanoseconds timeout) {
 }
 
 bool ChannelCore::try_receive(Message& out) {
-  if (pop_queued(out)) return true;
+  if (pop_queued(out)) {
+    send_.receives.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   // While the loop stands aside for an inline receiver nobody else reads the socket:
   // read it here, if the channel's lock is free. (Never on the loop thread, which may
   // hold the lock already.)
@@ -78,7 +98,9 @@ bool ChannelCore::try_receive(Message& out) {
     poke = inline_round(RuntimeLoop::now_ns(), true);
   }
   if (poke) uv_async_send(&async_);
-  return pop_queued(out);
+  if (!pop_queued(out)) return false;
+  send_.receives.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void ChannelCore::set_message_handler(Channel::MessageHandler h) {

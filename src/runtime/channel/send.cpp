@@ -256,14 +256,32 @@ void ChannelCore::hand_over(bool on_loop, const SendClock& c) noexcept {
       loop_holds_exec_ = false;
       exec_mu_.unlock();
     }
-  } else if (!c.streaming && !c.after_stream && options_.inline_send &&
-             (c.prev_ns >= c.sent_ns || c.sent_ns - c.prev_ns >= options_.inline_send_min_gap_ns)) {
-    if (exec_mu_.try_lock()) {
+  } else if (!c.streaming && !c.after_stream && options_.inline_send) {
+    // What tells a stream from sparse sends is the application's own time between sends.
+    // A sender that received a message since its previous send (request/response, ping-
+    // pong) waited for it: sparse, measured from the previous send's start as always. A
+    // sender that received nothing is measured from the end of its previous inline send,
+    // which took a system call and, on a virtual network, the receivers' share of the
+    // kernel's work (10-15 us across namespaces): measured from its start, back-to-back
+    // sends looked sparse and went out one datagram per system call, never in a batch.
+    // (The end is read only for such senders: a clock read right after the system call
+    // showed in ping-pong round trips on a virtual machine.)
+    const std::uint64_t receives = send_.receives.load(std::memory_order_relaxed);
+    const bool publisher = send_.receives_seen.exchange(receives, std::memory_order_relaxed) == receives;
+    const std::uint64_t from =
+        publisher ? std::max(c.prev_ns, send_.last_end_ns.load(std::memory_order_relaxed)) : c.prev_ns;
+    if ((from >= c.sent_ns || c.sent_ns - from >= options_.inline_send_min_gap_ns) && exec_mu_.try_lock()) {
       poke = send_inline(false, true);
       exec_mu_.unlock();
+      if (publisher) send_.last_end_ns.store(RuntimeLoop::now_ns(), std::memory_order_relaxed);
     }
   }
-  if (poke) uv_async_send(&async_);
+  if (!poke) return;
+  if (loop_.polls()) {
+    send_.poked.store(true, std::memory_order_release);  // seen by poll_once() within a round
+  } else {
+    uv_async_send(&async_);
+  }
 }
 
 Status ChannelCore::wait_outcome(std::future<DeliveryOutcome>& tracked) {

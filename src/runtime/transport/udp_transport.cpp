@@ -89,6 +89,12 @@ bool interface_ipv4(const std::string& name, in_addr& out) {
   return found;
 }
 
+/// SO_BUSY_POLL, best effort: a kernel or device without it (or a value above
+/// net.core.busy_read without CAP_NET_ADMIN) leaves the socket as it was.
+void set_busy_poll(int fd, int us) {
+  if (us > 0) (void)setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &us, sizeof us);
+}
+
 void set_buffer(int fd, int force_opt, int opt, int bytes) {
   if (bytes <= 0) return;
   // The FORCE variant ignores net.core.[rw]mem_max but needs CAP_NET_ADMIN; without it,
@@ -168,6 +174,7 @@ Status UdpTransport::setup(const TransportSpec& spec) {
   }
   set_buffer(fd_, SO_RCVBUFFORCE, SO_RCVBUF, spec.socket_buffer_bytes);
   set_buffer(fd_, SO_SNDBUFFORCE, SO_SNDBUF, spec.socket_buffer_bytes);
+  set_busy_poll(fd_, spec.busy_poll_us);
   const int one = 1;
   if (plan_.multicast) {
     // Several members (processes) on one host share the group port: each socket gets its
@@ -190,6 +197,7 @@ Status UdpTransport::setup(const TransportSpec& spec) {
       if (Status s = open_unicast(where); !s) return s;
       set_buffer(ufd_, SO_RCVBUFFORCE, SO_RCVBUF, spec.socket_buffer_bytes);
       set_buffer(ufd_, SO_SNDBUFFORCE, SO_SNDBUF, spec.socket_buffer_bytes);
+      set_busy_poll(ufd_, spec.busy_poll_us);
       if (setsockopt(ufd_, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) != 0) {
         const int err = errno;
         return {code_for_errno(err), "IP_MULTICAST_IF " + ifname + " for " + where + " (unicast socket): " +

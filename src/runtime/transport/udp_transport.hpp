@@ -65,6 +65,7 @@ struct TransportSpec {
   std::vector<std::string> members;  ///< the manifest's members
   bool receive = true;               ///< bind and join (false for send-only members)
   int socket_buffer_bytes = 0;
+  int busy_poll_us = 0;  ///< SO_BUSY_POLL on the sockets (RuntimeOptions::busy_poll_us); 0 = off
 };
 
 class UdpTransport {
