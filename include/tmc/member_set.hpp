@@ -140,6 +140,13 @@ class MemberSet {
     }
     return true;
   }
+  /// The members of this set that are not in `minus`, counted.
+  [[nodiscard]] int count_without(const MemberSet& minus) const noexcept {
+    int n = 0;
+    const std::uint64_t* a = data();
+    for (std::size_t i = 0; i < words_; ++i) n += __builtin_popcountll(a[i] & ~minus.word(i));
+    return n;
+  }
   /// The members of this set that are not in `minus` nor in `minus2`, counted.
   [[nodiscard]] int count_without(const MemberSet& minus, const MemberSet& minus2) const noexcept {
     int n = 0;

@@ -168,6 +168,16 @@ bool CongestionWindowStage::follows(const Group& g, int s) const noexcept {
 
 void CongestionWindowStage::fit_view(const Group& g) {
   if (g.slots() > peers_.size()) peers_.resize(g.slots());
+  if (tree_view_ == g.view_id()) return;
+  tree_view_ = g.view_id();
+  followed_.reset(g.slots());
+  const MemberSet& r = g.receivers();
+  for (int s = r.first(); s >= 0; s = r.next(s)) refresh_leaf(g, s);
+}
+
+void CongestionWindowStage::refresh_leaf(const Group& g, int s) noexcept {
+  const bool in = g.receivers().contains(s) && follows(g, s);
+  followed_.set(static_cast<std::size_t>(s), in ? peers_[static_cast<std::size_t>(s)].cum : MinTree::kNone);
 }
 
 bool CongestionWindowStage::can_send(std::uint64_t rseq, std::uint64_t bytes) noexcept {
@@ -235,14 +245,10 @@ void CongestionWindowStage::refresh_floor(StageIo& io) noexcept {
     advance_floor(highest_sent_, io, /*acked=*/false);
     return;
   }
-  bool any = false;
-  std::uint64_t lowest = ~std::uint64_t{0};
-  for (int s = r.first(); s >= 0; s = r.next(s)) {
-    if (!follows(g, s)) continue;
-    any = true;
-    lowest = std::min(lowest, peers_[static_cast<std::size_t>(s)].cum);
-  }
-  if (!any) return;  // no feedback yet: the window stays as it is
+  // The lowest cumulative ack among the followed receivers: O(1) from the tree, which
+  // every change of a receiver's cum or followed state updates in O(log n).
+  const std::uint64_t lowest = followed_.min();
+  if (lowest == MinTree::kNone) return;  // no feedback yet: the window stays as it is
   advance_floor(std::min(lowest, highest_sent_), io, /*acked=*/true);
 }
 
@@ -307,6 +313,7 @@ void CongestionWindowStage::stall(StageIo& io) noexcept {
     for (int s = r.first(); s >= 0; s = r.next(s)) {
       if (follows(g, s) && peers_[static_cast<std::size_t>(s)].cum <= floor_) {
         peers_[static_cast<std::size_t>(s)].lagging = true;
+        refresh_leaf(g, s);
       }
     }
     io.count(laggards, at_floor);
@@ -321,6 +328,7 @@ void CongestionWindowStage::stall(StageIo& io) noexcept {
     if (!follows(g, s)) continue;
     Peer& pe = peers_[static_cast<std::size_t>(s)];
     pe.cum = std::max(pe.cum, floor_);
+    refresh_leaf(g, s);
   }
 }
 
@@ -403,6 +411,7 @@ void CongestionWindowStage::on_receive(Packet* p, StageIo& io) noexcept {
     pe.cum = std::max(pe.cum, std::min(a->cumulative, highest_sent_));
     pe.acked = true;
     if (pe.lagging && pe.cum >= floor_) pe.lagging = false;
+    refresh_leaf(g, slot);
     // A hole followed by at least three received rseqs is a loss, not reordering.
     if (a->sack != 0 && a->highest() >= a->cumulative + 4) {
       io.count(sack_holes);

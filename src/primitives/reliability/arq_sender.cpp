@@ -101,6 +101,7 @@ void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
     if (e.unresolved) {
       e.required |= named_mask_;
       e.unresolved = named_unknown_;
+      e.missing = static_cast<std::uint32_t>(e.required.count_without(e.acked));
     }
     if (e.required.intersects_except(dead, e.acked)) {
       settle(e, false, io);
@@ -112,7 +113,7 @@ void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
 
 bool ArqSender::met(const Entry& e) const noexcept {
   if (cfg_.mode == AckMode::count) return static_cast<std::uint32_t>(e.acked.count()) >= e.need;
-  return !e.unresolved && e.required.subset_of(e.acked);
+  return !e.unresolved && e.missing == 0;  // O(1): on_ack() counts members off as they ack
 }
 
 // --- sending ----------------------------------------------------------------------------------
@@ -204,6 +205,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   e.token = p->token;
   e.required.assign(required);
   e.acked.clear();
+  e.missing = cfg_.mode == AckMode::count ? 0 : static_cast<std::uint32_t>(required.count());
   e.need = need;
   e.unresolved = unresolved;
   e.retries = 0;
@@ -458,6 +460,7 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
     Entry& e = entry(r);
     if (e.rseq != r || e.acked.contains(slot) || !ack.covers(r)) continue;
     e.acked.insert(slot);
+    if (e.missing != 0 && e.required.contains(slot)) --e.missing;
     if (!e.retransmitted) {
       // Karn's rule: only never-retransmitted packets give unambiguous samples.
       sample_sent_ns = e.first_sent_ns;

@@ -93,6 +93,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
     std::uint64_t deadline_ns = 0;  // next RTO expiry
     std::uint64_t out_ns = 0;       // when it was known to have left the stages below (if `out`)
     std::uint32_t need = 0;         // count mode: acks needed
+    std::uint32_t missing = 0;      // all/named: members of `required` not in `acked`
     std::uint16_t retries = 0;       // timeouts with evidence of loss (the retry budget)
     std::uint16_t timeouts = 0;      // every timeout (the backoff)
     bool retransmitted = false;     // Karn: no RTT samples from it
