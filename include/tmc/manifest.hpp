@@ -149,6 +149,7 @@ struct Manifest {
   std::vector<std::string> members;  ///< names, or "name@ip:port" for unicast fan-out
   std::int64_t heartbeat_us = 100'000;        ///< membership: heartbeat interval
   std::int64_t failure_timeout_us = 1'000'000;  ///< membership: silent this long = failed
+  std::int64_t max_members = 4096;            ///< membership: slots of the group view, self included
   // multicast (Table 3) and transport
   bool multicast = true;             ///< false: unicast fan-out to `members`
   std::string group;                 ///< IPv4 multicast group; empty = derived from id

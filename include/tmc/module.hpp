@@ -127,7 +127,7 @@ class AdapterIo final : public StageIo {
     c.seq = e.seq;
     c.count = e.count;
     c.token = e.token;
-    c.members = e.members;
+    c.members = e.members.word(0);  // slots 0..63 (the C event holds one mask)
     io_->host->notify(io_->ctx, &c);
   }
   Packet* alloc() noexcept override { return packet(io_->host->alloc(io_->ctx)); }

@@ -193,7 +193,7 @@ struct tmc_event {
   uint64_t seq;
   uint64_t count;
   uint64_t token;
-  uint64_t members; /**< member slots, as a mask */
+  uint64_t members; /**< member slots 0..63, as a mask */
 };
 
 /** The per-packet fields a stage may read and write (tmc::Packet's metadata). */
@@ -237,6 +237,8 @@ struct tmc_host {
   /* --- the group view (read only) ----------------------------------------------------- */
   uint64_t (*group_view_id)(const struct tmc_group* g);
   uint32_t (*group_slots)(const struct tmc_group* g);
+  /* The two masks cover slots 0..63; a module in a larger group reads the state of higher
+     slots with group_member_state. */
   uint64_t (*group_alive)(const struct tmc_group* g);     /**< mask, self excluded */
   uint64_t (*group_receivers)(const struct tmc_group* g); /**< mask: whom "ack from all" waits for */
   uint32_t (*group_member_sender)(const struct tmc_group* g, uint32_t slot);

@@ -92,6 +92,7 @@ struct Plan {
   std::uint32_t channel_hash = 0;
   std::string member;  ///< this member's name
   std::vector<std::string> members;  ///< the manifest's named members (names only), for the group view
+  std::size_t max_members = 4096;   ///< slots the group view holds at most (the manifest's 'max members')
   Duplexity duplexity = Duplexity::full;
   Synchronicity synchronicity = Synchronicity::async;
   TransportPlan transport;

@@ -113,6 +113,7 @@ enum class EventType : std::uint8_t {
   member_failed,    ///< a member was not heard within the failure timeout
   member_restarted, ///< a member came back with a new epoch
   sequencer_changed,  ///< group ordering: a new sequencer took over (`sender` names it)
+  member_refused,     ///< the view is full ('max members'): `sender` was heard but got no slot
 };
 std::string_view event_type_name(EventType t) noexcept;
 
@@ -127,7 +128,7 @@ struct Event {
   std::uint64_t token = 0;
   /// Members concerned, as Group slots: who acked (met), who never acked (failed), who
   /// is slow, who joined/left. The shell turns it into names with Group::names().
-  MemberMask members = 0;
+  MemberSet members{};
 };
 
 // ---------------------------------------------------------------------------------------

@@ -671,6 +671,7 @@ Status compile(const Manifest& m, const Capabilities& caps, const Registry& regi
     detail::MemberEntry e;
     if (detail::parse_member(entry, e)) plan.members.push_back(e.name);
   }
+  plan.max_members = static_cast<std::size_t>(m.max_members);
   plan.duplexity = m.duplexity;
   plan.synchronicity = m.synchronicity;
   if (caps.source != "(defaults)" && !caps.source.empty()) plan.notes.push_back("capabilities: " + caps.source);

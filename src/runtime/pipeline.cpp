@@ -74,7 +74,8 @@ Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEn
                        PipelineSink& sink, std::unique_ptr<Pipeline>& out) {
   std::unique_ptr<Pipeline> pl(new Pipeline(pool, sink, env));
   pl->network_sequenced_ = plan.traits.network_sequenced;
-  pl->group_.reset(plan.member, env.sender, env.epoch, plan.duplexity != Duplexity::send_only, plan.members);
+  pl->group_.reset(plan.member, env.sender, env.epoch, plan.duplexity != Duplexity::send_only, plan.members,
+                   plan.max_members);
   std::vector<std::string> errors;
   for (const PlannedStage& ps : plan.stages) {
     if (ps.placement != Placement::software) continue;

@@ -49,6 +49,7 @@ std::string_view event_type_name(EventType t) noexcept {
     case EventType::member_failed: return "member_failed";
     case EventType::member_restarted: return "member_restarted";
     case EventType::sequencer_changed: return "sequencer_changed";
+    case EventType::member_refused: return "member_refused";
   }
   return "?";
 }

@@ -108,7 +108,7 @@ struct RecordedEvent {
   std::uint64_t count = 0;
   std::string stage;
   std::uint64_t token = 0;   ///< Event::token (delivery_met / delivery_failed)
-  MemberMask members = 0;    ///< Event::members (Group slots)
+  MemberSet members{};       ///< Event::members (Group slots)
 };
 
 /// A message the application of a member handed to send(). Its Packet::token (reported in

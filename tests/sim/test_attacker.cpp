@@ -215,7 +215,7 @@ void rolled(std::uint64_t seed, Check& c, const std::function<void(Network&)>& a
   auto alive = [&net](std::size_t i, std::size_t j) {
     const tmc::Group& g = net.pipeline(i)->group();
     const int slot = g.slot_of_name("m" + std::to_string(j));
-    return slot >= 0 && (g.alive() >> slot & 1u) != 0;
+    return slot >= 0 && g.alive().contains(slot);
   };
   net.run_until(3000 * kMs);
   for (std::size_t i = 0; i < kMembers; ++i) {

@@ -192,7 +192,7 @@ void partition_scenario(std::uint64_t seed, Check& c, bool eject, Totals& totals
   for (const auto& e : net.events(0)) {
     if (e.type != tmc::EventType::slow_member) continue;
     ++totals.slow;
-    if (e.members == tmc::slot_bit(slot3)) {
+    if (e.members == tmc::MemberSet::of(slot3)) {
       ++slow3;
       c.expect(e.sender == net.sender_id(3), "slow_member names slot ", slot3, " but sender ", e.sender);
     }
@@ -209,7 +209,7 @@ void partition_scenario(std::uint64_t seed, Check& c, bool eject, Totals& totals
       const auto cs = net.counters(0);
       for (std::size_t i = 0; i < cs.names.size(); ++i)
         if (cs.values[i] != 0) std::cout << cs.names[i] << " = " << cs.values[i] << "\n";
-      std::cout << "m3 state " << tmc::member_state_name(g.member(slot3).state) << " receivers " << g.receivers() << "\n";
+      std::cout << "m3 state " << tmc::member_state_name(g.member(slot3).state) << " receivers " << g.names(g.receivers()) << "\n";
     }
     c.expect(at1 < kPartitionMessages, "without eject_slow the sender should wait for member 3, yet member 1 has ",
              at1, " of ", kPartitionMessages);

@@ -516,13 +516,18 @@ TEST_CASE("rules between properties: each refused with an error naming its key")
         "'reliability' too\n"
         "<manifest>: 'congestion control: cubic' needs acknowledgments to measure the network; set 'reliability'");
 
-  // At most 64 members (the membership view's slots).
+  // At most 'max members' members (the membership view's slots); 65 fit by default.
   Manifest many;
   many.id = "t";
   for (int i = 0; i < 65; ++i) many.members.push_back("m" + std::to_string(i));
+  Plan fits;
+  CHECK(compile(many, Capabilities::defaults(), Registry::builtin(), fits).is_ok());
+  CHECK(fits.max_members == kDefaultMaxMembers);
+  many.max_members = 64;
   const Status big = refusal(many);
   CHECK(big.code() == Code::INVALID_MANIFEST);
-  CHECK(big.message() == "<manifest>: 'members' lists 65 members; a channel has at most 64");
+  CHECK(big.message() == "<manifest>: 'members' lists 65 members but 'max members' is 64; raise 'max members' to hold them all");
+  many.max_members = kDefaultMaxMembers;
   many.members.pop_back();
   many.max_message_bytes = 1000;
   CHECK(plan_of(many).members.size() == 64);

@@ -319,7 +319,12 @@ TEST_CASE("errors: exact text and position, and every problem at once") {
         "m.yaml:3:21: 'failure timeout us' must be in 2000..600000000, got 5");
   std::string crowd = "id: a\nmembers: [";
   for (int i = 0; i < 65; ++i) crowd += (i ? ", m" : "m") + std::to_string(i);
-  CHECK(errors_of(crowd + "]\n") == "m.yaml:2:10: 'members' lists 65 members; a channel has at most 64");
+  {
+    Manifest fits;
+    Diagnostics none;
+    CHECK(parse_manifest(crowd + "]\n", "m.yaml", fits, none));  // 65 members: 'max members' is 4096
+  }
+  CHECK(errors_of(crowd + "]\nmax members: 64\n") == "m.yaml:2:10: 'members' lists 65 members but 'max members' is 64; raise 'max members' to hold them all");
   CHECK(errors_of("id: a\nttl: 1\nttl: 2\n").find("'ttl' is given more than once") != std::string::npos);
   CHECK(errors_of("id: a\ngroup: [1\n") == "m.yaml:3:1: YAML syntax error: end of sequence flow not found");
   CHECK(errors_of("- a\n- b\n") == "m.yaml:1:1: a manifest must be a map of properties, got list");

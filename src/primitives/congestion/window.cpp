@@ -161,16 +161,23 @@ bool CongestionWindowStage::configure(const Params& params, const StageEnv& env,
   return true;
 }
 
-MemberMask CongestionWindowStage::followed(const Group& g) const noexcept {
-  MemberMask f = 0;
-  MemberMask r = g.receivers();
-  while (r != 0) {
-    const int s = __builtin_ctzll(r);
-    r &= r - 1;
-    const Peer& pe = peers_[s];
-    if (pe.acked && !pe.lagging && pe.epoch == g.member(s).epoch) f |= slot_bit(s);
-  }
-  return f;
+bool CongestionWindowStage::follows(const Group& g, int s) const noexcept {
+  const Peer& pe = peers_[static_cast<std::size_t>(s)];
+  return pe.acked && !pe.lagging && pe.epoch == g.member(s).epoch;
+}
+
+void CongestionWindowStage::fit_view(const Group& g) {
+  if (g.slots() > peers_.size()) peers_.resize(g.slots());
+  if (tree_view_ == g.view_id()) return;
+  tree_view_ = g.view_id();
+  followed_.reset(g.slots());
+  const MemberSet& r = g.receivers();
+  for (int s = r.first(); s >= 0; s = r.next(s)) refresh_leaf(g, s);
+}
+
+void CongestionWindowStage::refresh_leaf(const Group& g, int s) noexcept {
+  const bool in = g.receivers().contains(s) && follows(g, s);
+  followed_.set(static_cast<std::size_t>(s), in ? peers_[static_cast<std::size_t>(s)].cum : MinTree::kNone);
 }
 
 bool CongestionWindowStage::can_send(std::uint64_t rseq, std::uint64_t bytes) noexcept {
@@ -231,19 +238,17 @@ void CongestionWindowStage::advance_floor(std::uint64_t to, StageIo& io, bool ac
 void CongestionWindowStage::refresh_floor(StageIo& io) noexcept {
   const Group& g = io.group();
   view_id_ = g.view_id();
-  open_ = g.receivers() == 0;
+  fit_view(g);  // cold when the view grew
+  const MemberSet& r = g.receivers();
+  open_ = r.empty();
   if (open_) {
     advance_floor(highest_sent_, io, /*acked=*/false);
     return;
   }
-  MemberMask f = followed(g);
-  if (f == 0) return;  // no feedback yet: the window stays as it is
-  std::uint64_t lowest = ~std::uint64_t{0};
-  while (f != 0) {
-    const int s = __builtin_ctzll(f);
-    f &= f - 1;
-    lowest = std::min(lowest, peers_[s].cum);
-  }
+  // The lowest cumulative ack among the followed receivers: O(1) from the tree, which
+  // every change of a receiver's cum or followed state updates in O(log n).
+  const std::uint64_t lowest = followed_.min();
+  if (lowest == MinTree::kNone) return;  // no feedback yet: the window stays as it is
   advance_floor(std::min(lowest, highest_sent_), io, /*acked=*/true);
 }
 
@@ -296,17 +301,22 @@ void CongestionWindowStage::schedule(StageIo& io) noexcept {
 void CongestionWindowStage::stall(StageIo& io) noexcept {
   io.count(stalls);
   const Group& g = io.group();
-  const MemberMask f = followed(g);
-  MemberMask at_floor = 0;
-  MemberMask ahead = 0;
-  for (MemberMask m = f; m != 0; m &= m - 1) {
-    const int s = __builtin_ctzll(m);
-    (peers_[s].cum <= floor_ ? at_floor : ahead) |= slot_bit(s);
+  fit_view(g);
+  const MemberSet& r = g.receivers();
+  std::uint64_t at_floor = 0;
+  std::uint64_t ahead = 0;
+  for (int s = r.first(); s >= 0; s = r.next(s)) {
+    if (follows(g, s)) ++(peers_[static_cast<std::size_t>(s)].cum <= floor_ ? at_floor : ahead);
   }
   last_progress_ns_ = io.now_ns();
   if (ahead != 0 && at_floor != 0) {
-    for (MemberMask m = at_floor; m != 0; m &= m - 1) peers_[__builtin_ctzll(m)].lagging = true;
-    io.count(laggards, static_cast<std::uint64_t>(mask_count(at_floor)));
+    for (int s = r.first(); s >= 0; s = r.next(s)) {
+      if (follows(g, s) && peers_[static_cast<std::size_t>(s)].cum <= floor_) {
+        peers_[static_cast<std::size_t>(s)].lagging = true;
+        refresh_leaf(g, s);
+      }
+    }
+    io.count(laggards, at_floor);
     refresh_floor(io);
     return;
   }
@@ -314,9 +324,11 @@ void CongestionWindowStage::stall(StageIo& io) noexcept {
   ctrl_->on_timeout(io.now_ns());
   recovery_point_ = highest_sent_;
   advance_floor(highest_sent_, io, /*acked=*/false);
-  for (MemberMask m = f; m != 0; m &= m - 1) {
-    Peer& pe = peers_[__builtin_ctzll(m)];
+  for (int s = r.first(); s >= 0; s = r.next(s)) {
+    if (!follows(g, s)) continue;
+    Peer& pe = peers_[static_cast<std::size_t>(s)];
     pe.cum = std::max(pe.cum, floor_);
+    refresh_leaf(g, s);
   }
 }
 
@@ -392,12 +404,14 @@ void CongestionWindowStage::on_receive(Packet* p, StageIo& io) noexcept {
   const Group& g = io.group();
   const int slot = g.slot_of_sender(p->sender);
   if (slot != kNoSlot && slot != g.self_slot() && (g.member(slot).epoch == p->epoch || g.member(slot).epoch == 0)) {
-    Peer& pe = peers_[slot];
+    fit_view(g);  // cold when the view grew
+    Peer& pe = peers_[static_cast<std::size_t>(slot)];
     if (pe.epoch != p->epoch) pe = Peer{.epoch = p->epoch};
     // An ack can only cover what we sent; a larger number is hostile or from a past life.
     pe.cum = std::max(pe.cum, std::min(a->cumulative, highest_sent_));
     pe.acked = true;
     if (pe.lagging && pe.cum >= floor_) pe.lagging = false;
+    refresh_leaf(g, slot);
     // A hole followed by at least three received rseqs is a loss, not reordering.
     if (a->sack != 0 && a->highest() >= a->cumulative + 4) {
       io.count(sack_holes);

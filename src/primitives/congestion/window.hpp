@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "primitives/common/min_tree.hpp"
 #include "tmc/congestion.hpp"
 #include "tmc/stage.hpp"
 
@@ -64,7 +65,13 @@ class CongestionWindowStage final : public Stage {
   void release(StageIo& io) noexcept;
   void schedule(StageIo& io) noexcept;
   void stall(StageIo& io) noexcept;
-  [[nodiscard]] MemberMask followed(const Group& g) const noexcept;
+  /// Whether the window follows receiver slot `s` (in Group::receivers()).
+  [[nodiscard]] bool follows(const Group& g, int s) const noexcept;
+  /// Cold: per-receiver state for every slot of the view, and the tree of the followed
+  /// receivers' cumulative acks rebuilt for this view.
+  void fit_view(const Group& g);
+  /// Slot `s`'s leaf in followed_: its cumulative ack while followed, else none.
+  void refresh_leaf(const Group& g, int s) noexcept;
   void note_window(StageIo& io) noexcept;
   Packet* pop() noexcept;
 
@@ -87,7 +94,9 @@ class CongestionWindowStage final : public Stage {
   std::uint64_t last_progress_ns_ = 0;
   std::uint64_t view_id_ = ~std::uint64_t{0};
   bool open_ = false;  ///< nobody receives: nothing to wait for
-  Peer peers_[kMaxGroupMembers];
+  std::vector<Peer> peers_;  ///< by Group slot; grows with the view (fit_view(), cold)
+  MinTree followed_;         ///< the followed receivers' cum: the floor is its minimum
+  std::uint64_t tree_view_ = ~std::uint64_t{0};  ///< the view followed_ was built for
   std::uint64_t max_window_seen_ = 0;
 
   PacketFifo queue_;  ///< packets waiting, oldest first

@@ -251,10 +251,10 @@ void FlowCreditStage::refresh_adverts(StageIo& io) noexcept {
 }
 
 void FlowCreditStage::read_gauges(std::span<double> out) const noexcept {
-  std::int64_t credits[kMaxGroupMembers];
+  std::int64_t* credits = credit_scratch_.data();
   std::size_t n = 0;
   std::int64_t slowest = 0;
-  for (std::size_t s = 0; s < kMaxGroupMembers; ++s) {
+  for (std::size_t s = 0; s < peers_.size(); ++s) {
     if (!peers_[s].in_set) continue;
     credits[n++] = credit(peers_[s]);
     slowest = std::max(slowest, unconsumed_bytes(static_cast<int>(s)));
@@ -269,7 +269,7 @@ void FlowCreditStage::read_gauges(std::span<double> out) const noexcept {
   out[Gauge::credit_bytes] = granted;
   out[Gauge::unconsumed_bytes] = static_cast<double>(slowest);
   out[Gauge::queued_packets] = static_cast<double>(queue_.size());
-  out[Gauge::ejected_receivers] = static_cast<double>(std::popcount(ejected()));
+  out[Gauge::ejected_receivers] = static_cast<double>(ejected());
 }
 
 // --- sender side --------------------------------------------------------------------------
@@ -288,23 +288,30 @@ std::int64_t FlowCreditStage::unconsumed_bytes(int slot) const noexcept {
   return static_cast<std::int64_t>(sent_ - pe.base_sent) - static_cast<std::int64_t>(pe.consumed - pe.base_consumed);
 }
 
-MemberMask FlowCreditStage::ejected() const noexcept {
-  MemberMask m = 0;
-  for (std::size_t s = 0; s < kMaxGroupMembers; ++s) {
-    if (peers_[s].ejected) m |= slot_bit(static_cast<int>(s));
-  }
-  return m;
+std::size_t FlowCreditStage::ejected() const noexcept {
+  std::size_t n = 0;
+  for (const Peer& pe : peers_) n += pe.ejected ? 1 : 0;
+  return n;
 }
 
-MemberMask FlowCreditStage::policy_set(StageIo& io) noexcept {
+void FlowCreditStage::fit_view(const Group& g) {
+  if (g.slots() <= peers_.size()) return;
+  peers_.resize(g.slots());
+  credit_scratch_.resize(g.slots());
+  set_.reserve(g.slots());
+}
+
+const MemberSet& FlowCreditStage::policy_set(StageIo& io) noexcept {
   const Group& g = io.group();
-  const MemberMask receivers = g.receivers();
-  MemberMask set = 0;
-  for (std::size_t i = 0; i < g.slots() && i < kMaxGroupMembers; ++i) {
+  fit_view(g);  // cold when the view grew
+  const MemberSet& receivers = g.receivers();
+  MemberSet& set = set_;
+  set.clear();
+  for (std::size_t i = 0; i < g.slots(); ++i) {
     const int s = static_cast<int>(i);
     const MemberInfo& m = g.member(s);
     Peer& pe = peers_[i];
-    const bool eligible = (receivers & slot_bit(s)) != 0 && m.state == MemberState::alive;
+    const bool eligible = receivers.contains(s) && m.state == MemberState::alive;
     if (eligible && pe.epoch != m.epoch) pe = Peer{.epoch = m.epoch, .window = window_};
     if (eligible && !pe.ejected) {
       if (!pe.in_set) {
@@ -315,7 +322,7 @@ MemberMask FlowCreditStage::policy_set(StageIo& io) noexcept {
         pe.blocked_since_ns = 0;
         pe.reported = false;
       }
-      set |= slot_bit(s);
+      set.insert(s);
     } else {
       pe.in_set = false;
       pe.blocked_since_ns = 0;
@@ -324,12 +331,12 @@ MemberMask FlowCreditStage::policy_set(StageIo& io) noexcept {
   return set;
 }
 
-bool FlowCreditStage::allowed(MemberMask set, std::uint64_t bytes) const noexcept {
+bool FlowCreditStage::allowed(const MemberSet& set, std::uint64_t bytes) const noexcept {
   int n = 0;
   int fit = 0;
-  for (MemberMask m = set; m != 0; m &= m - 1) {
+  for (int s = set.first(); s >= 0; s = set.next(s)) {
     ++n;
-    if (fits(peers_[__builtin_ctzll(m)], bytes)) ++fit;
+    if (fits(peers_[static_cast<std::size_t>(s)], bytes)) ++fit;
   }
   if (n == 0) return true;
   switch (policy_) {
@@ -346,11 +353,11 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
   if (!f || f->target_sender != env_.sender || f->target_epoch != env_.epoch) return;
   const Group& g = io.group();
   const int slot = g.slot_of_sender(p.sender);
-  if (slot == kNoSlot || slot == g.self_slot() || static_cast<std::size_t>(slot) >= kMaxGroupMembers ||
-      g.member(slot).epoch != p.epoch || f->window_bytes == 0) {
+  if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != p.epoch || f->window_bytes == 0) {
     io.count(adverts_ignored);
     return;
   }
+  fit_view(g);  // cold when the view grew
   Peer& pe = peers_[static_cast<std::size_t>(slot)];
   if (pe.epoch != p.epoch) pe = Peer{.epoch = p.epoch, .window = window_};
   io.count(adverts_received);
@@ -370,8 +377,8 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
 Packet* FlowCreditStage::pop() noexcept { return queue_.pop(); }
 
 void FlowCreditStage::release(StageIo& io) noexcept {
-  for (int round = 0; round <= static_cast<int>(kMaxGroupMembers); ++round) {
-    const MemberMask set = policy_set(io);
+  for (std::size_t round = 0; round <= peers_.size(); ++round) {
+    const MemberSet& set = policy_set(io);
     while (!queue_.empty() && allowed(set, queue_.front()->payload_len)) {
       Packet* p = pop();
       highest_passed_ = std::max(highest_passed_, rel_of(*p).value_or(0));
@@ -386,26 +393,25 @@ void FlowCreditStage::release(StageIo& io) noexcept {
       watch_slow(set, 0, io);
       break;
     }
-    const MemberMask before = ejected();
+    const std::size_t before = ejected();
     watch_slow(set, queue_.front()->payload_len, io);
     if (ejected() == before) break;  // an ejection changes the set: look again
   }
   schedule(io);
 }
 
-bool FlowCreditStage::behind_changed(MemberMask set) const noexcept {
-  for (MemberMask m = set; m != 0; m &= m - 1) {
-    const Peer& pe = peers_[__builtin_ctzll(m)];
+bool FlowCreditStage::behind_changed(const MemberSet& set) const noexcept {
+  for (int s = set.first(); s >= 0; s = set.next(s)) {
+    const Peer& pe = peers_[static_cast<std::size_t>(s)];
     if ((pe.blocked_since_ns != 0) != !fits(pe, 0)) return true;
   }
   return false;
 }
 
-void FlowCreditStage::watch_slow(MemberMask set, std::uint64_t bytes, StageIo& io) noexcept {
+void FlowCreditStage::watch_slow(const MemberSet& set, std::uint64_t bytes, StageIo& io) noexcept {
   const std::uint64_t now = io.now_ns();
   const Group& g = io.group();
-  for (MemberMask m = set; m != 0; m &= m - 1) {
-    const int s = __builtin_ctzll(m);
+  for (int s = set.first(); s >= 0; s = set.next(s)) {
     Peer& pe = peers_[static_cast<std::size_t>(s)];
     if (fits(pe, bytes)) {
       pe.blocked_since_ns = 0;
@@ -426,7 +432,7 @@ void FlowCreditStage::watch_slow(MemberMask set, std::uint64_t bytes, StageIo& i
                     .epoch = g.member(s).epoch,
                     .count = static_cast<std::uint64_t>(std::max<std::int64_t>(0, unconsumed)),
                     .stage = kKind,
-                    .members = slot_bit(s)});
+                    .members = MemberSet::of(s)});
     if (eject_slow_) {
       pe.ejected = true;
       pe.in_set = false;
@@ -497,7 +503,7 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
     return;
   }
   highest_rseq_ = *rel;
-  const MemberMask set = policy_set(io);
+  const MemberSet& set = policy_set(io);
   if (queue_.empty() && allowed(set, p->payload_len)) {
     highest_passed_ = *rel;
     sent_ += p->payload_len;

@@ -30,8 +30,10 @@ class FlowCreditStage final : public Stage {
   /// Sender side: bytes sent but not yet advertised as consumed by the receiver in `slot`,
   /// relative to its baseline (what flow control compares with the window).
   [[nodiscard]] std::int64_t unconsumed_bytes(int slot) const noexcept;
-  /// Sender side: slots currently ignored because they were ejected as slow.
-  [[nodiscard]] MemberMask ejected() const noexcept;
+  /// Sender side: how many slots are ignored because they were ejected as slow.
+  [[nodiscard]] std::size_t ejected() const noexcept;
+  /// Cold: per-receiver state for every slot of the view.
+  void fit_view(const Group& g);
 
   // --- receiver side: what we consumed of each sender --------------------------------------
   static constexpr std::uint64_t kDedupBits = 4096;
@@ -68,14 +70,14 @@ class FlowCreditStage final : public Stage {
   void advertise_standalone(Source& s, StageIo& io) noexcept;
   [[nodiscard]] std::int64_t credit(const Peer& pe) const noexcept;
   [[nodiscard]] bool fits(const Peer& pe, std::uint64_t bytes) const noexcept;
-  MemberMask policy_set(StageIo& io) noexcept;
-  [[nodiscard]] bool allowed(MemberMask set, std::uint64_t bytes) const noexcept;
+  const MemberSet& policy_set(StageIo& io) noexcept;
+  [[nodiscard]] bool allowed(const MemberSet& set, std::uint64_t bytes) const noexcept;
   void take_advert(const Packet& p, const std::uint8_t* body, std::uint8_t len, StageIo& io) noexcept;
   void release(StageIo& io) noexcept;
-  void watch_slow(MemberMask set, std::uint64_t bytes, StageIo& io) noexcept;
+  void watch_slow(const MemberSet& set, std::uint64_t bytes, StageIo& io) noexcept;
   /// Whether some receiver in `set` started or stopped being behind (more than its window
   /// unconsumed) since watch_slow() last looked: the fast path's cheap test.
-  [[nodiscard]] bool behind_changed(MemberMask set) const noexcept;
+  [[nodiscard]] bool behind_changed(const MemberSet& set) const noexcept;
   void schedule(StageIo& io) noexcept;
   void refresh_adverts(StageIo& io) noexcept;
   Packet* pop() noexcept;
@@ -92,7 +94,9 @@ class FlowCreditStage final : public Stage {
   std::vector<Source> sources_;  ///< kMaxSources, allocated at configure
   std::uint64_t next_refresh_ns_ = 0;  ///< 0: no advertisement pending
 
-  Peer peers_[kMaxGroupMembers];
+  std::vector<Peer> peers_;  ///< by Group slot; grows with the view (fit_view(), cold)
+  MemberSet set_;            ///< the policy set of the last look (policy_set())
+  mutable std::vector<std::int64_t> credit_scratch_;  ///< read_gauges(): one per peer
   std::uint64_t sent_ = 0;
   std::uint64_t highest_rseq_ = 0;    ///< highest rseq of data that came down
   std::uint64_t highest_passed_ = 0;  ///< highest rseq of data passed down (queue is in rseq order)

@@ -50,9 +50,11 @@
 //   member_restarted also carries the retired epoch in Event::seq.
 //
 //   The hot path does not allocate; Group::heard allocates the name once per new slot.
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "primitives/membership/heartbeat_format.hpp"
 #include "tmc/stage.hpp"
@@ -182,19 +184,19 @@ class HeartbeatStage final : public Stage {
   // view is closed: no other name joins, and data enters only from a member heard under a
   // named slot or from the id a named member's name hashes to (its FNV-1a).
   void note_named_members(const Group& g) noexcept {
-    n_named_ = 0;
-    for (std::size_t i = 1; i < g.slots() && n_named_ < named_ids_.size(); ++i) {
+    named_ids_.clear();
+    for (std::size_t i = 1; i < g.slots(); ++i) {
       const MemberInfo& m = g.member(static_cast<int>(i));
-      if (m.state == MemberState::expected) named_ids_[n_named_++] = wire::channel_hash(m.name.data(), m.name.size());
+      if (m.state == MemberState::expected) named_ids_.push_back(wire::channel_hash(m.name.data(), m.name.size()));
     }
-    closed_ = n_named_ != 0;
+    std::sort(named_ids_.begin(), named_ids_.end());
+    closed_ = !named_ids_.empty();
+    extra_.resize(g.slots());
   }
 
   [[nodiscard]] bool admits_sender(const Group& g, std::uint32_t sender) const noexcept {
     if (!closed_ || g.slot_of_sender(sender) != kNoSlot) return true;
-    for (std::size_t i = 0; i < n_named_; ++i) {
-      if (named_ids_[i] == sender) return true;
-    }
+    if (std::binary_search(named_ids_.begin(), named_ids_.end(), sender)) return true;
     // A named member not heard yet may send under an id that is not its name's hash (the
     // simulator's are random): until every named member has been heard, admit the rest.
     for (std::size_t i = 1; i < g.slots(); ++i) {
@@ -308,7 +310,13 @@ class HeartbeatStage final : public Stage {
     const bool restart = old_epoch != 0 && old_epoch != p->epoch && before != MemberState::left;
     const int slot = g.heard(h.name, p->sender, p->epoch, h.receives(), io.now_ns(), p->src_ip, p->src_port);
     if (slot == kNoSlot) {
+      // Every slot of the view ('max members') is taken: never silently. Reported once per
+      // failure timeout, so a crowd outside the view does not flood the application.
       io.count(group_full);
+      if (last_refused_ns_ == 0 || io.now_ns() >= last_refused_ns_ + timeout_ns_) {
+        last_refused_ns_ = io.now_ns();
+        io.notify(Event{.type = EventType::member_refused, .sender = p->sender, .epoch = p->epoch, .stage = kKind});
+      }
       io.drop(p, DropReason::not_in_view);
       return;
     }
@@ -354,6 +362,7 @@ class HeartbeatStage final : public Stage {
   }
 
   bool is_retired(int slot, std::uint32_t epoch) const noexcept {
+    if (static_cast<std::size_t>(slot) >= extra_.size()) return false;
     const SlotExtra& x = extra_[static_cast<std::size_t>(slot)];
     for (std::uint8_t i = 0; i < x.n_retired; ++i) {
       if (x.retired[i] == epoch) return true;
@@ -363,6 +372,8 @@ class HeartbeatStage final : public Stage {
 
   void retire(int slot, std::uint32_t epoch) noexcept {
     if (epoch == 0 || is_retired(slot, epoch)) return;
+    // Cold: a slot added since the last retirement gets its record here (a new member).
+    if (static_cast<std::size_t>(slot) >= extra_.size()) extra_.resize(static_cast<std::size_t>(slot) + 1);
     SlotExtra& x = extra_[static_cast<std::size_t>(slot)];
     x.retired[x.next_retired] = epoch;
     x.next_retired = static_cast<std::uint8_t>((x.next_retired + 1) % kRetiredEpochs);
@@ -377,7 +388,7 @@ class HeartbeatStage final : public Stage {
                  .count = 0,
                  .stage = kKind,
                  .token = 0,
-                 .members = slot_bit(slot)};
+                 .members = MemberSet::of(slot)};
   }
 
   static void notify(StageIo& io, EventType type, int slot, const MemberInfo& m) noexcept {
@@ -404,15 +415,15 @@ class HeartbeatStage final : public Stage {
   bool started_ = false;
   bool stopped_ = false;
   bool closed_ = false;  ///< the manifest named the members: nobody else is admitted
-  std::array<std::uint32_t, kMaxGroupMembers> named_ids_{};
-  std::size_t n_named_ = 0;
+  std::vector<std::uint32_t> named_ids_;  ///< the named members' id hashes, sorted
+  std::uint64_t last_refused_ns_ = 0;     ///< when member_refused was last reported
   std::uint64_t start_ns_ = 0;
   std::uint64_t next_heartbeat_ns_ = 0;
   std::uint64_t last_sent_ns_ = 0;
   bool sent_any_ = false;
   std::array<char, hb::kMaxNameBytes> name_{};
   std::size_t name_len_ = 0;
-  std::array<SlotExtra, kMaxGroupMembers> extra_{};
+  std::vector<SlotExtra> extra_;  ///< per slot; grows with the view (cold)
 };
 
 constexpr std::int64_t kHourUs = 3'600'000'000;

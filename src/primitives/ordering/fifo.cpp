@@ -474,8 +474,8 @@ class FifoStage final : public Stage {
   }
 
   // The least recently active sender outside the view: a flood of unknown sender ids
-  // never evicts a member (the view holds at most kMaxGroupMembers, so strangers keep a
-  // share). A member goes only when every tracked sender is one (max_senders is smaller).
+  // never evicts a member. A member goes only when every tracked sender is one (the view
+  // holds more members than max_senders).
   [[nodiscard]] std::uint32_t eviction_victim(const Group& g) const noexcept {
     for (std::uint32_t i = lru_.back(); i != detail::kNoIndex; i = senders_[i].lru.prev) {
       if (g.slot_of_sender(senders_[i].id) == kNoSlot) return i;

@@ -115,9 +115,9 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
     arq::Config cfg;
     cfg.all_messages = params.text("messages") == "all";
     std::vector<std::string> ack_from = params.list("ack_from");
-    if (ack_from.size() > kMaxGroupMembers) {
+    if (ack_from.size() > kMaxMaxMembers) {
       errors.push_back("parameter 'ack_from' names " + std::to_string(ack_from.size()) + " members; at most " +
-                       std::to_string(kMaxGroupMembers) + " are possible");
+                       std::to_string(kMaxMaxMembers) + " are possible");
     }
     cfg.ack_fraction = params.real("ack_fraction");
     cfg.ack_k = static_cast<std::uint32_t>(params.integer("ack_k"));
@@ -364,7 +364,7 @@ void register_reliability_arq(Registry& r) {
                   .default_value = "0",
                   .doc = "acks needed from this many receivers; 0 = unused",
                   .min = 0,
-                  .max = kMaxGroupMembers},
+                  .max = kMaxMaxMembers},
                  {.name = "max_retries",
                   .type = ParamType::integer,
                   .default_value = "8",

@@ -50,7 +50,9 @@ TMC_STAGE_COUNTERS("reliability.", TMC_ARQ_COUNTERS);
 
 // Reliable numbers an ack's SACK bitmap covers beyond cumulative + 1 (ack_format.hpp).
 inline constexpr std::uint64_t kSackSpan = 64;
-inline constexpr std::size_t kMaxRxSenders = kMaxGroupMembers;
+// Senders a receiver keeps reliable state for at once (each with its receive bitmap); a
+// new sender beyond them takes the state of the one silent the longest.
+inline constexpr std::size_t kMaxRxSenders = 64;
 inline constexpr std::uint32_t kMaxNackRanges = 4;  // NACK packets per sender per round
 inline constexpr std::uint32_t kMaxRtoBurst = 64;    // retransmissions per timeout scan
 inline constexpr std::uint64_t kSilenceRtoMax = 1;   // no ack progress for this many rto_max: a loss

@@ -98,7 +98,8 @@ ArqReceiver::RxState* ArqReceiver::rx_for(const Packet& p, StageIo& io) noexcept
   if (s != nullptr) return s;
   // Cold: a new sender. Take a free slot, else the one silent the longest among senders
   // outside the view; a member of the view is never evicted to make room for a stranger
-  // (the view holds fewer members than there are slots, so strangers always have a share).
+  // (with more members sending at once than there are states, the member silent the
+  // longest gives its state up).
   const Group& g = io.group();
   RxState* stranger = nullptr;
   RxState* member = nullptr;
@@ -168,7 +169,7 @@ void ArqReceiver::reset_rx(RxState& s, const Packet& p, const RelBody& rel) noex
 // ~90k datagrams/s with two receivers, cutting it to an eighth cut the repairs that
 // came by timeout by half and raised the lossy receiver's rate by about 10 %.)
 std::uint64_t ArqReceiver::nack_spread_ns(const Group& g) const noexcept {
-  const auto others = static_cast<std::uint64_t>(mask_count(g.receivers()));
+  const auto others = static_cast<std::uint64_t>(g.receivers().count());
   return cfg_.nack_delay_ns * std::clamp<std::uint64_t>(others, 1, 8) / 8;
 }
 

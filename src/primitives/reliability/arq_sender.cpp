@@ -20,15 +20,6 @@ std::uint8_t* rel_body_mut(Packet& p) noexcept {
   return nullptr;
 }
 
-MemberMask gone(const Group& g) noexcept {
-  MemberMask m = 0;
-  for (std::size_t i = 1; i < g.slots(); ++i) {
-    const MemberState s = g.member(static_cast<int>(i)).state;
-    if (s == MemberState::failed || s == MemberState::left) m |= slot_bit(static_cast<int>(i));
-  }
-  return m;
-}
-
 }  // namespace
 
 ArqSender::~ArqSender() {
@@ -60,39 +51,59 @@ void ArqSender::pump_queue(StageIo& io) noexcept {
 
 // Resolve ack_from names against the view (cached per view).
 void ArqSender::resolve_named(const Group& g) noexcept {
-  named_mask_ = 0;
+  named_mask_.clear();
   named_unknown_ = false;
   for (const std::string& n : ack_from_) {
     const int slot = g.slot_of_name(n);
     if (slot == kNoSlot) {
       named_unknown_ = true;
     } else if (slot != g.self_slot() && g.member(slot).receives) {
-      named_mask_ |= slot_bit(slot);
+      named_mask_.insert(slot);
     }
   }
 }
 
-MemberMask ArqSender::required_now(const Group& g) const noexcept {
+const MemberSet& ArqSender::required_now(const Group& g) const noexcept {
   return cfg_.mode == AckMode::named ? named_mask_ : g.receivers();
 }
 
+// Cold (a view change): size every per-member table and every window entry's sets to the
+// view, so that the hot path copies and updates them without allocating.
+void ArqSender::fit_view(const Group& g) {
+  const std::size_t n = g.slots();
+  if (n <= slots_fit_) return;
+  slots_fit_ = n;
+  slot_cum_.resize(n, 0);
+  slot_high_.resize(n, 0);
+  slot_ack_ns_.resize(n, 0);
+  slot_heard_ns_.resize(n, 0);
+  named_mask_.reserve(n);
+  outcome_.members.reserve(n);
+  for (Entry& e : entries_) {
+    e.required.reserve(n);
+    e.acked.reserve(n);
+  }
+}
+
 void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
+  fit_view(g);
   if (cfg_.mode == AckMode::named) resolve_named(g);
-  const MemberMask dead = gone(g);
+  const MemberSet& dead = g.gone();
   for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
     Entry& e = entry(r);
     if (e.rseq != r) continue;
     if (cfg_.mode == AckMode::count) {
       e.required |= g.receivers();
-      const int possible = mask_count(e.acked) + mask_count(e.required & ~e.acked & ~dead);
+      const int possible = e.acked.count() + e.required.count_without(e.acked, dead);
       if (static_cast<std::uint32_t>(possible) < e.need) settle(e, false, io);
       continue;
     }
     if (e.unresolved) {
       e.required |= named_mask_;
       e.unresolved = named_unknown_;
+      e.missing = static_cast<std::uint32_t>(e.required.count_without(e.acked));
     }
-    if ((e.required & ~e.acked & dead) != 0) {
+    if (e.required.intersects_except(dead, e.acked)) {
       settle(e, false, io);
     } else if (met(e)) {
       settle(e, true, io);
@@ -101,46 +112,53 @@ void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
 }
 
 bool ArqSender::met(const Entry& e) const noexcept {
-  if (cfg_.mode == AckMode::count) return static_cast<std::uint32_t>(mask_count(e.acked)) >= e.need;
-  return !e.unresolved && (e.required & ~e.acked) == 0;
+  if (cfg_.mode == AckMode::count) return static_cast<std::uint32_t>(e.acked.count()) >= e.need;
+  return !e.unresolved && e.missing == 0;  // O(1): on_ack() counts members off as they ack
 }
 
 // --- sending ----------------------------------------------------------------------------------
 
-void ArqSender::notify_failed(std::uint64_t token, MemberMask members, StageIo& io) noexcept {
-  Event ev{};
-  ev.type = EventType::delivery_failed;
-  ev.sender = self_sender_;
-  ev.epoch = self_epoch_;
-  ev.stage = kKind;
-  ev.token = token;
-  ev.members = members;
+void ArqSender::notify_failed(std::uint64_t token, const MemberSet& members, StageIo& io) noexcept {
+  Event& ev = outcome_event(EventType::delivery_failed, 0, token);
+  ev.members.assign(members);
   io.count(ctr::failed);
   io.notify(ev);
+}
+
+// The one event every outcome is reported in: its member set keeps the capacity fit_view()
+// gave it, so reporting who acked allocates nothing in a group of any size.
+Event& ArqSender::outcome_event(EventType type, std::uint64_t rseq, std::uint64_t token) noexcept {
+  Event& ev = outcome_;
+  ev.type = type;
+  ev.sender = self_sender_;
+  ev.epoch = self_epoch_;
+  ev.seq = rseq;
+  ev.count = 0;
+  ev.stage = kKind;
+  ev.token = token;
+  ev.members.clear();
+  return ev;
 }
 
 bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   const Group& g = io.group();
   const std::uint64_t now = io.now_ns();
-  MemberMask required = 0;
+  const MemberSet& required = required_now(g);
   std::uint32_t need = 0;
   bool unresolved = false;
   switch (cfg_.mode) {
     case AckMode::all:
-      required = g.receivers();
       break;
     case AckMode::named:
-      required = named_mask_;
       unresolved = named_unknown_;
       break;
     case AckMode::count: {
-      required = g.receivers();
-      const auto n = static_cast<std::uint32_t>(mask_count(required));
+      const auto n = static_cast<std::uint32_t>(required.count());
       need = cfg_.ack_k > 0 ? cfg_.ack_k : static_cast<std::uint32_t>(std::ceil(cfg_.ack_fraction * n - 1e-9));
       break;
     }
   }
-  const bool trivially_met = cfg_.mode == AckMode::count ? need == 0 : (required == 0 && !unresolved);
+  const bool trivially_met = cfg_.mode == AckMode::count ? need == 0 : (required.empty() && !unresolved);
 
   Packet* copy = nullptr;
   if (!trivially_met) {
@@ -171,13 +189,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   io.count(ctr::sent);
   if (trivially_met) {
     if (trail_ == rseq) trail_ = next_rseq_;
-    Event ev{};
-    ev.type = EventType::delivery_met;
-    ev.sender = self_sender_;
-    ev.epoch = self_epoch_;
-    ev.seq = rseq;
-    ev.stage = kKind;
-    ev.token = p->token;
+    Event& ev = outcome_event(EventType::delivery_met, rseq, p->token);
     io.count(ctr::met);
     io.notify(ev);
     io.down(p);
@@ -186,13 +198,21 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   copy->flags |= wire::kFlagReliable;
   detail::encode_rel(copy_body, rel);
   Entry& e = entry(rseq);
-  e = Entry{};
+  // Field by field: the entry's sets keep their capacity (sized to the view in fit_view()),
+  // so copying the ack set allocates nothing.
   e.copy = copy;
   e.rseq = rseq;
   e.token = p->token;
-  e.required = required;
+  e.required.assign(required);
+  e.acked.clear();
+  e.missing = cfg_.mode == AckMode::count ? 0 : static_cast<std::uint32_t>(required.count());
   e.need = need;
   e.unresolved = unresolved;
+  e.retries = 0;
+  e.timeouts = 0;
+  e.retransmitted = false;
+  e.out = false;
+  e.out_ns = 0;
   e.first_sent_ns = e.last_sent_ns = now;
   e.deadline_ns = now + rto_ns_;
   ++held_;
@@ -225,14 +245,9 @@ bool ArqSender::retransmit(Entry& e, StageIo& io) noexcept {
 
 // Report the outcome (exactly once: the entry is freed here) and move the trailing edge.
 void ArqSender::settle(Entry& e, bool ok, StageIo& io) noexcept {
-  Event ev{};
-  ev.type = ok ? EventType::delivery_met : EventType::delivery_failed;
-  ev.sender = self_sender_;
-  ev.epoch = self_epoch_;
-  ev.seq = e.rseq;
-  ev.stage = kKind;
-  ev.token = e.token;
-  ev.members = ok ? e.acked : (e.required & ~e.acked);
+  Event& ev = outcome_event(ok ? EventType::delivery_met : EventType::delivery_failed, e.rseq, e.token);
+  ev.members.assign(ok ? e.acked : e.required);
+  if (!ok) ev.members.subtract(e.acked);
   if (e.copy != nullptr) {
     e.copy->release();
     e.copy = nullptr;
@@ -325,10 +340,10 @@ void ArqSender::scan(StageIo& io) noexcept {
 // message (data leaves the stages below in rseq order), or nothing older is unsettled
 // (nothing below can hold it for an older message's sake then).
 bool ArqSender::lost_evidence(const Entry& e, std::uint64_t now) const noexcept {
-  MemberMask waiting = e.required & ~e.acked;
-  while (waiting != 0) {
-    const auto s = static_cast<std::size_t>(__builtin_ctzll(waiting));
-    waiting &= waiting - 1;
+  for (int slot = e.required.first(); slot >= 0; slot = e.required.next(slot)) {
+    if (e.acked.contains(slot)) continue;
+    const auto s = static_cast<std::size_t>(slot);
+    if (s >= slots_fit_) continue;
     if (slot_high_[s] > e.rseq) return true;
     if (!e.out) continue;
     const std::uint64_t since = std::max(slot_ack_ns_[s], e.out_ns);
@@ -363,10 +378,10 @@ void ArqSender::mark_out(std::uint64_t upto, std::uint64_t now) noexcept {
 // without the member, or its own retransmission waits out a backoff, the old rule
 // stands, and the later messages go again as before.)
 bool ArqSender::members_quiet(const Entry& e, std::uint64_t now) const noexcept {
-  MemberMask waiting = e.required & ~e.acked;
-  while (waiting != 0) {
-    const auto s = static_cast<std::size_t>(__builtin_ctzll(waiting));
-    waiting &= waiting - 1;
+  for (int slot = e.required.first(); slot >= 0; slot = e.required.next(slot)) {
+    if (e.acked.contains(slot)) continue;
+    const auto s = static_cast<std::size_t>(slot);
+    if (s >= slots_fit_) continue;
     if (blocked_below(s, e.rseq, now)) continue;
     // A member that is acking but whose cumulative point is too far behind for its SACK
     // bitmap (64 after cumulative + 1) to reach `e` cannot tell us about `e` at all: the
@@ -388,7 +403,8 @@ bool ArqSender::blocked_below(std::size_t s, std::uint64_t rseq, std::uint64_t n
   if (missing >= rseq || missing < trail_ || now >= slot_heard_ns_[s] + rto_ns_) return false;
   const Entry& g = entries_[static_cast<std::size_t>(missing % cfg_.window)];
   // ... and a repair of it is on its way (sent within the last RTO).
-  return g.rseq == missing && (g.required & ~g.acked & slot_bit(static_cast<int>(s))) != 0 && g.retransmitted &&
+  return g.rseq == missing && g.required.contains(static_cast<int>(s)) && !g.acked.contains(static_cast<int>(s)) &&
+         g.retransmitted &&
          now < g.last_sent_ns + rto_ns_;
 }
 
@@ -419,7 +435,7 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
     io.count(ctr::unknown_acker);
     return;
   }
-  const MemberMask bit = slot_bit(slot);
+  if (static_cast<std::size_t>(slot) >= slots_fit_) fit_view(g);  // cold: a view not seen yet
   const std::uint64_t now = io.now_ns();
   auto& seen = slot_cum_[static_cast<std::size_t>(slot)];
   const std::uint64_t first = std::max(trail_, seen + 1);
@@ -442,8 +458,9 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
   bool sample = false;
   for (std::uint64_t r = first; r <= last; ++r) {
     Entry& e = entry(r);
-    if (e.rseq != r || (e.acked & bit) != 0 || !ack.covers(r)) continue;
-    e.acked |= bit;
+    if (e.rseq != r || e.acked.contains(slot) || !ack.covers(r)) continue;
+    e.acked.insert(slot);
+    if (e.missing != 0 && e.required.contains(slot)) --e.missing;
     if (!e.retransmitted) {
       // Karn's rule: only never-retransmitted packets give unambiguous samples.
       sample_sent_ns = e.first_sent_ns;

@@ -91,13 +91,14 @@ class [[gnu::visibility("hidden")]] ArqSender {
     Packet* copy = nullptr;       // unsealed copy, cloned for each retransmission
     std::uint64_t rseq = 0;       // 0: slot free (settled)
     std::uint64_t token = 0;
-    MemberMask required = 0;      // all/named: who must ack; count: candidates
-    MemberMask acked = 0;
+    MemberSet required;           // all/named: who must ack; count: candidates
+    MemberSet acked;
     std::uint64_t first_sent_ns = 0;
     std::uint64_t last_sent_ns = 0;
     std::uint64_t deadline_ns = 0;  // next RTO expiry
     std::uint64_t out_ns = 0;       // when it was known to have left the stages below (if `out`)
     std::uint32_t need = 0;         // count mode: acks needed
+    std::uint32_t missing = 0;      // all/named: members of `required` not in `acked`
     std::uint16_t retries = 0;       // timeouts with evidence of loss (the retry budget)
     std::uint16_t timeouts = 0;      // every timeout (the backoff)
     bool retransmitted = false;     // Karn: no RTT samples from it
@@ -108,7 +109,8 @@ class [[gnu::visibility("hidden")]] ArqSender {
   Entry& entry(std::uint64_t rseq) noexcept { return entries_[static_cast<std::size_t>(rseq % cfg_.window)]; }
   void pump_queue(StageIo& io) noexcept;
   void resolve_named(const Group& g) noexcept;
-  MemberMask required_now(const Group& g) const noexcept;
+  const MemberSet& required_now(const Group& g) const noexcept;
+  void fit_view(const Group& g);
   bool met(const Entry& e) const noexcept;
   bool retransmit(Entry& e, StageIo& io) noexcept;
   void settle(Entry& e, bool ok, StageIo& io) noexcept;
@@ -118,7 +120,8 @@ class [[gnu::visibility("hidden")]] ArqSender {
   bool members_quiet(const Entry& e, std::uint64_t now) const noexcept;
   bool blocked_below(std::size_t s, std::uint64_t rseq, std::uint64_t now) const noexcept;
   void rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept;
-  void notify_failed(std::uint64_t token, MemberMask members, StageIo& io) noexcept;
+  Event& outcome_event(EventType type, std::uint64_t rseq, std::uint64_t token) noexcept;
+  void notify_failed(std::uint64_t token, const MemberSet& members, StageIo& io) noexcept;
 
   Config cfg_;
   std::uint32_t self_sender_ = 0;
@@ -126,19 +129,22 @@ class [[gnu::visibility("hidden")]] ArqSender {
   std::vector<std::string> ack_from_;
 
   // --- view ---
-  MemberMask named_mask_ = 0;
+  MemberSet named_mask_;
+  std::size_t slots_fit_ = 0;
+  Event outcome_{};  // reused for every delivery_met / delivery_failed (see outcome_event())  // the view size every per-member table and set is sized for
   bool named_unknown_ = false;
 
   // --- window ---
   std::vector<Entry> entries_;
   std::uint64_t next_rseq_ = 1;
   std::uint64_t trail_ = 1;  // lowest unsettled rseq (== next_rseq_ when none)
-  std::uint64_t slot_cum_[kMaxGroupMembers] = {};
-  // Per acker: the highest rseq it reported and when its acks last made progress (evidence
-  // of loss, see lost_evidence() and members_quiet()).
-  std::uint64_t slot_high_[kMaxGroupMembers] = {};
-  std::uint64_t slot_ack_ns_[kMaxGroupMembers] = {};
-  std::uint64_t slot_heard_ns_[kMaxGroupMembers] = {};  // when its last ack (any) arrived
+  // Per acker (by slot; sized to the view in fit_view(), a cold path): its cumulative ack,
+  // the highest rseq it reported and when its acks last made progress (evidence of loss,
+  // see lost_evidence() and members_quiet()).
+  std::vector<std::uint64_t> slot_cum_;
+  std::vector<std::uint64_t> slot_high_;
+  std::vector<std::uint64_t> slot_ack_ns_;
+  std::vector<std::uint64_t> slot_heard_ns_;  // when its last ack (any) arrived
   // Every rseq up to this one is known to have left the stages below (see mark_out()).
   std::uint64_t out_rseq_ = 0;
   std::size_t held_ = 0;

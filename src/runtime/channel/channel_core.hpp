@@ -404,7 +404,8 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
   struct Tracked {
     std::promise<DeliveryOutcome> promise;
     std::uint32_t remaining = 1;        ///< fragments (each reliable on its own) not yet met
-    MemberMask acked = ~MemberMask{0};  ///< members that acked every fragment met so far
+    MemberSet acked;                    ///< members that acked every fragment met so far
+    bool any_met = false;               ///< whether `acked` holds a first fragment's set yet
   };
   struct Outcomes {
     std::mutex mu;  ///< leaf; guards by_token

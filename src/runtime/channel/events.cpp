@@ -16,11 +16,11 @@ void ChannelCore::on_event(const Event& e) noexcept {
     ChannelEvent ce;
     static_cast<Event&>(ce) = e;
     if (e.sender != 0) ce.sender_name = name_of(e.sender);
-    if (e.members != 0 && pipeline_) {
+    if (!e.members.empty() && pipeline_) {
       const Group& g = pipeline_->group();
-      for (std::size_t i = 0; i < g.slots(); ++i) {
-        if ((e.members & slot_bit(static_cast<int>(i))) != 0) ce.members.push_back(g.member(static_cast<int>(i)).name);
-      }
+      e.members.for_each([&](int slot) {
+        if (static_cast<std::size_t>(slot) < g.slots()) ce.members.push_back(g.member(slot).name);
+      });
     }
     events_.push_back(std::move(ce));
   } catch (...) {
@@ -35,13 +35,18 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
     // Looked up first: a default-constructed std::promise allocates its shared state, and
     // most met events belong to messages nobody waits on.
     std::optional<std::promise<DeliveryOutcome>> promise;
-    MemberMask members = e.members;
+    MemberSet members = e.members;
     {
       std::lock_guard<std::mutex> lock(outcomes_.mu);
       auto it = outcomes_.by_token.find(e.token);
       if (it == outcomes_.by_token.end()) return;
       if (e.type == EventType::delivery_met) {
-        it->second.acked &= e.members;
+        if (it->second.any_met) {
+          it->second.acked &= e.members;
+        } else {
+          it->second.acked = e.members;
+          it->second.any_met = true;
+        }
         if (--it->second.remaining > 0) return;
         members = it->second.acked;
       }
@@ -53,10 +58,10 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
     o.state = e.type == EventType::delivery_met ? DeliveryOutcome::State::met : DeliveryOutcome::State::failed;
     if (pipeline_) {
       const Group& g = pipeline_->group();
-      for (std::size_t i = 1; i < g.slots(); ++i) {
-        if ((members & slot_bit(static_cast<int>(i))) == 0) continue;
-        (o.state == DeliveryOutcome::State::met ? o.acked : o.missing).push_back(g.member(static_cast<int>(i)).name);
-      }
+      members.for_each([&](int slot) {
+        if (slot < 1 || static_cast<std::size_t>(slot) >= g.slots()) return;
+        (o.state == DeliveryOutcome::State::met ? o.acked : o.missing).push_back(g.member(slot).name);
+      });
     }
     promise->set_value(std::move(o));
   } catch (...) {

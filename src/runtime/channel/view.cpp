@@ -33,7 +33,7 @@ Status ChannelCore::wait_for_members(std::size_t count, std::chrono::nanoseconds
     if (life_.detached.load()) return {Code::CLOSED, "wait_for_members: the channel is closed"};
     const std::size_t alive = loop_.call([this] {
       ExecGuard exec(*this);
-      return pipeline_ ? static_cast<std::size_t>(mask_count(pipeline_->group().alive())) : std::size_t{0};
+      return pipeline_ ? static_cast<std::size_t>(pipeline_->group().alive().count()) : std::size_t{0};
     });
     if (alive >= count) return Status::ok();
     if (std::chrono::steady_clock::now() >= deadline) {

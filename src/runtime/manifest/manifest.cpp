@@ -13,7 +13,7 @@ BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, a
 BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow);
 BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay_us, seed);
-BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, heartbeat_us, failure_timeout_us, multicast, group, port,
+BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, heartbeat_us, failure_timeout_us, max_members, multicast, group, port,
                         interface, ttl, loopback, point_to_point_ordering, ordering_window, ordering_hold_us,
                         group_ordering, sequencer, ordered_messages, reliability,
                         error_checking, security, key_file, pacing, flow_control, congestion_control, synchronicity, duplexity,
@@ -164,6 +164,10 @@ constexpr FieldMeta kManifestRows[] = {
     {.field = "failure_timeout_us", .key = "failure timeout us", .alias = "failure_timeout_us",
      .doc = "membership: a member not heard for this long is reported failed, in microseconds",
      .min = 2000, .max = 600'000'000},
+    {.field = "max_members", .key = "max members", .alias = "max_members",
+     .doc = "membership: the most members the group view holds, this one included; a member heard "
+            "beyond it gets no slot and is reported (event member_refused)",
+     .min = 2, .max = 65536},
     {.field = "multicast", .key = "multicast", .alias = "multicast",
      .doc = "true: one IP multicast send reaches every member; false: unicast fan-out to the addresses "
             "in 'members'"},
@@ -430,9 +434,9 @@ void check_rules(const Manifest& m, Checker& c) {
       c.error("reliability.ack from", "'reliability.ack from' names '" + who + "', which is not in 'members'");
     }
   }
-  if (names.size() > kMaxGroupMembers) {
-    c.error("members", "'members' lists " + std::to_string(names.size()) + " members; a channel has at most " +
-                           std::to_string(kMaxGroupMembers));
+  if (static_cast<std::int64_t>(names.size()) > m.max_members) {
+    c.error("members", "'members' lists " + std::to_string(names.size()) + " members but 'max members' is " +
+                           std::to_string(m.max_members) + "; raise 'max members' to hold them all");
   }
   if (m.failure_timeout_us <= m.heartbeat_us) {
     c.error("failure timeout us", "'failure timeout us' (" + std::to_string(m.failure_timeout_us) +

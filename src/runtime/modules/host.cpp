@@ -98,7 +98,7 @@ const tmc_host kHost = {
           ev.seq = e->seq;
           ev.count = e->count;
           ev.token = e->token;
-          ev.members = e->members;
+          for (std::uint64_t m = e->members; m != 0; m &= m - 1) ev.members.insert(__builtin_ctzll(m));
           io_of(c).notify(ev);
         },
     .alloc = [](void* c) noexcept { return h(io_of(c).alloc()); },
@@ -107,8 +107,8 @@ const tmc_host kHost = {
     .group = [](void* c) noexcept { return reinterpret_cast<const tmc_group*>(&io_of(c).group()); },
     .group_view_id = [](const tmc_group* g) noexcept { return gr(g).view_id(); },
     .group_slots = [](const tmc_group* g) noexcept { return static_cast<std::uint32_t>(gr(g).slots()); },
-    .group_alive = [](const tmc_group* g) noexcept { return gr(g).alive(); },
-    .group_receivers = [](const tmc_group* g) noexcept { return gr(g).receivers(); },
+    .group_alive = [](const tmc_group* g) noexcept { return gr(g).alive().word(0); },
+    .group_receivers = [](const tmc_group* g) noexcept { return gr(g).receivers().word(0); },
     .group_member_sender =
         [](const tmc_group* g, std::uint32_t s) noexcept {
           return slot_ok(g, s) ? gr(g).member(static_cast<int>(s)).sender : 0u;

@@ -109,14 +109,13 @@ void GroupStage::rel_refresh(StageIo& io) noexcept {
     seq_slot_ = choose_sequencer(g);
     i_sequence_ = seq_slot_ == g.self_slot();
     agreement_.forget_stale_peers(g);
-    const MemberMask rx = g.receivers();
-    const MemberMask lost = prev_rx_ & ~rx;
-    prev_rx_ = rx;
+    const bool lost = !prev_rx_.subset_of(g.receivers());
+    prev_rx_ = g.receivers();  // cold: a view change
     // The term's sequencer re-cuts when a receiver is gone: what only it held can then
     // never become stable, and the cut resolves it.
-    if (lost != 0 && (my_term() || (net_active() && table_.term().no != 0))) freeze(io);
+    if (lost && (my_term() || (net_active() && table_.term().no != 0))) freeze(io);
     drop_dead(io);
-    if (lost != 0) resend_own(io);
+    if (lost) resend_own(io);
     if (role_ == Role::running) order_all(io);  // senders heard for the first time
   }
   rel_check(io);
@@ -263,13 +262,13 @@ void GroupStage::on_status(Packet* p, const gw::Status& s, StageIo& io) noexcept
     net_fail(io);  // it follows another session of the network sequencer: ours restarted
   }
   if (table_.term().no != 0 && !agreement_.frozen()) {
-    const bool in_rx = (g.receivers() & slot_bit(slot)) != 0;
+    const bool in_rx = g.receivers().contains(slot);
     if (gw::term_after(ps.st.term, mine) && ps.st.term.no != 0) {
       freeze(io);  // a newer term exists
     } else if (gw::same_term(ps.st.term, mine) && ps.st.frozen) {
       freeze(io);  // someone froze our term: a cut is coming
     } else if (my_term() && in_rx && gw::term_after(mine, ps.st.term) &&
-               (role_ == Role::running || (start_mask_ & slot_bit(slot)) == 0)) {
+               (role_ == Role::running || !start_mask_.contains(slot))) {
       freeze(io);  // a receiver that never adopted our term (a newcomer): re-cut to bring it in
     }
   }
@@ -330,7 +329,7 @@ void GroupStage::try_collect(StageIo& io) noexcept {
   if (body == nullptr) return;
   gw::write_start_body(body, nt.no, nout, ncut);
   role_ = Role::adopting;
-  start_mask_ = g.receivers();
+  start_mask_ = g.receivers();  // cold: a term start
   seq_.restart_numbering();
   io.count(term_starts);
   io.down(start);
@@ -340,11 +339,11 @@ void GroupStage::try_collect(StageIo& io) noexcept {
 // Sequencer: every receiver reports the new term: order what waits.
 void GroupStage::try_run(StageIo& io) noexcept {
   const Group& g = io.group();
-  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
-    const int slot = __builtin_ctzll(rx);
+  const MemberSet& rx = g.receivers();
+  for (int slot = rx.first(); slot >= 0; slot = rx.next(slot)) {
     const PeerStatus* ps = agreement_.peer(g, slot);
     if (ps != nullptr && gw::same_term(ps->st.term, cur_term())) continue;
-    if (ps != nullptr && ps->st.frozen && (start_mask_ & slot_bit(slot)) == 0) freeze(io);  // a newcomer
+    if (ps != nullptr && ps->st.frozen && !start_mask_.contains(slot)) freeze(io);  // a newcomer
     return;
   }
   role_ = Role::running;

@@ -245,8 +245,8 @@ class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
   bool term_heard_ = false;  ///< an announcement of the current term arrived (or we sequence it)
   Role role_ = Role::follower;
   bool order_blocked_ = false;
-  MemberMask start_mask_ = 0;  ///< the receivers our term start went to
-  MemberMask prev_rx_ = 0;
+  MemberSet start_mask_;  ///< the receivers our term start went to
+  MemberSet prev_rx_;
 };
 
 }  // namespace tmc::detail::group_order
