@@ -96,6 +96,7 @@ struct ReliabilitySpec {
   std::string messages = "all";
   std::int64_t ack_delay_us = 500;      ///< longest a receiver holds back an ack to coalesce (0 = ack at once)
   std::int64_t min_timeout_us = 2000;   ///< lower bound of the retransmission timeout
+  std::int64_t nack_delay_us = 1000;    ///< longest a receiver waits before it NACKs a gap
   bool operator==(const ReliabilitySpec&) const = default;
 };
 
