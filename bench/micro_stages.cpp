@@ -18,6 +18,7 @@
 
 #include "primitives/checksum/crc32c_impl.hpp"
 #include "runtime/pipeline.hpp"
+#include "stage_bench.hpp"
 
 using namespace tmc;
 
@@ -25,38 +26,7 @@ namespace {
 
 constexpr std::uint32_t kPayload = 64;
 
-// The stage's whole world: remembers the last packet it was handed, and nothing else.
-class BenchIo final : public StageIo {
- public:
-  BenchIo() : StageIo(&now_) {}
-  void down(Packet* p) noexcept override { last = p; }
-  void up(Packet* p) noexcept override { last = p; }
-  void drop(Packet* p, DropReason r) noexcept override {
-    (void)r;
-    last = p;
-    ++drops;
-  }
-  void arm_timer(std::uint64_t deadline_ns) noexcept override { (void)deadline_ns; }
-  void cancel_timer() noexcept override {}
-  void count(std::size_t index, std::uint64_t n) noexcept override { counters[index % 32] += n; }
-  void notify(const Event& e) noexcept override { (void)e; }
-  Packet* alloc() noexcept override { return nullptr; }
-  Packet* clone(const Packet& p) noexcept override {
-    (void)p;
-    return nullptr;
-  }
-  Packet* alloc_large(std::uint32_t payload_bytes) noexcept override {
-    (void)payload_bytes;
-    return nullptr;
-  }
-  Group& group() noexcept override { return group_; }
-
-  std::uint64_t now_ = 0;
-  Group group_;
-  Packet* last = nullptr;
-  std::uint64_t drops = 0;
-  std::uint64_t counters[32] = {};
-};
+using bench::BenchIo;
 
 std::unique_ptr<Stage> make_stage(const char* kind, const std::map<std::string, std::string, std::less<>>& given = {}) {
   const Registry& reg = Registry::builtin();
@@ -458,34 +428,7 @@ BENCHMARK(BM_crc32c_sw)->Arg(64)->Arg(1024);
 
 // --- whole pipelines ---------------------------------------------------------------------
 
-// Hands each transmitted datagram straight to the receiving pipeline, as a transport
-// would (one copy into a receive buffer), and releases delivered messages.
-class LoopbackSink final : public PipelineSink {
- public:
-  explicit LoopbackSink(PacketPool& pool) : pool_(pool) {}
-  void transmit(Packet* p) noexcept override {
-    Packet* r = pool_.alloc();
-    r->reset_for_receive();
-    std::memcpy(r->buf, p->data(), p->len);
-    r->len = p->len;
-    p->release();
-    peer->receive(r, 0);
-  }
-  void deliver(Packet* p) noexcept override {
-    ++delivered;
-    p->release();
-  }
-  void on_event(const Event& e) noexcept override { (void)e; }
-  Pipeline* peer = nullptr;
-  std::uint64_t delivered = 0;
-
- private:
-  PacketPool& pool_;
-};
-
 void pipeline_round_trip(benchmark::State& state, const std::vector<std::pair<const char*, const char*>>& stages) {
-  PacketPool pool(2048, 64, 1024);
-  LoopbackSink tx_sink(pool), rx_sink(pool);
   Plan plan;
   for (const auto& [kind, mode] : stages) {
     PlannedStage s;
@@ -493,23 +436,7 @@ void pipeline_round_trip(benchmark::State& state, const std::vector<std::pair<co
     if (mode != nullptr) s.params["mode"] = mode;
     plan.stages.push_back(std::move(s));
   }
-  std::unique_ptr<Pipeline> tx, rx;
-  StageEnv tx_env{.channel = 77, .sender = 1, .epoch = 5, .seed = 1, .max_payload_bytes = 1400};
-  StageEnv rx_env{.channel = 77, .sender = 2, .epoch = 6, .seed = 2, .max_payload_bytes = 1400};
-  if (!Pipeline::build(plan, Registry::builtin(), tx_env, pool, tx_sink, tx).is_ok() ||
-      !Pipeline::build(plan, Registry::builtin(), rx_env, pool, rx_sink, rx).is_ok()) {
-    state.SkipWithError("pipeline build failed");
-    return;
-  }
-  tx_sink.peer = rx.get();
-  for (auto _ : state) {
-    Packet* p = pool.alloc();
-    p->reset_for_send(kPayload);
-    std::memset(p->payload(), 0x42, kPayload);
-    tx->send(p, 0);
-  }
-  state.SetItemsProcessed(state.iterations());
-  if (rx_sink.delivered != static_cast<std::uint64_t>(state.iterations())) state.SkipWithError("messages lost");
+  bench::pipeline_round_trip(state, plan, Registry::builtin(), kPayload);
 }
 void BM_pipeline_empty(benchmark::State& state) { pipeline_round_trip(state, {}); }
 void BM_pipeline_seq_fifo_crc32c(benchmark::State& state) {

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "runtime/pipeline.hpp"
+#include "stage_bench.hpp"
 #include "tmc/modules.hpp"
 
 // The module's source, compiled in: gives tally_info() (and an unused entry point).
@@ -22,27 +23,7 @@ namespace {
 
 constexpr std::uint32_t kPayload = 64;
 
-// The stage's whole world: remembers the last packet it was handed, counts.
-class BenchIo final : public StageIo {
- public:
-  BenchIo() : StageIo(&now_) {}
-  void down(Packet* p) noexcept override { last = p; }
-  void up(Packet* p) noexcept override { last = p; }
-  void drop(Packet* p, DropReason) noexcept override { last = p; }
-  void arm_timer(std::uint64_t) noexcept override {}
-  void cancel_timer() noexcept override {}
-  void count(std::size_t index, std::uint64_t n) noexcept override { counters[index % 8] += n; }
-  void notify(const Event&) noexcept override {}
-  Packet* alloc() noexcept override { return nullptr; }
-  Packet* clone(const Packet&) noexcept override { return nullptr; }
-  Packet* alloc_large(std::uint32_t) noexcept override { return nullptr; }
-  Group& group() noexcept override { return group_; }
-
-  std::uint64_t now_ = 0;
-  Group group_;
-  Packet* last = nullptr;
-  std::uint64_t counters[8] = {};
-};
+using bench::BenchIo;
 
 const std::string kModulePath = std::string(TMC_MODULE_DIR) + "/tally.so";
 
@@ -101,55 +82,14 @@ void BM_stage_send_module(benchmark::State& state) { stage_send(state, module_re
 BENCHMARK(BM_stage_send_builtin);
 BENCHMARK(BM_stage_send_module);
 
-class LoopbackSink final : public PipelineSink {
- public:
-  explicit LoopbackSink(PacketPool& pool) : pool_(pool) {}
-  void transmit(Packet* p) noexcept override {
-    Packet* r = pool_.alloc();
-    r->reset_for_receive();
-    std::memcpy(r->buf, p->data(), p->len);
-    r->len = p->len;
-    p->release();
-    peer->receive(r, 0);
-  }
-  void deliver(Packet* p) noexcept override {
-    ++delivered;
-    p->release();
-  }
-  void on_event(const Event&) noexcept override {}
-  Pipeline* peer = nullptr;
-  std::uint64_t delivered = 0;
-
- private:
-  PacketPool& pool_;
-};
-
 void pipeline(benchmark::State& state, const Registry& reg) {
-  PacketPool pool(2048, 64, 1024);
-  LoopbackSink tx_sink(pool), rx_sink(pool);
   Plan plan;
   for (const char* kind : {"ordering.seq", "tally.count", "checksum.crc32c"}) {
     PlannedStage s;
     s.kind = kind;
     plan.stages.push_back(std::move(s));
   }
-  std::unique_ptr<Pipeline> tx, rx;
-  StageEnv tx_env{.channel = 77, .sender = 1, .epoch = 5, .seed = 1, .max_payload_bytes = 1400};
-  StageEnv rx_env{.channel = 77, .sender = 2, .epoch = 6, .seed = 2, .max_payload_bytes = 1400};
-  if (!Pipeline::build(plan, reg, tx_env, pool, tx_sink, tx).is_ok() ||
-      !Pipeline::build(plan, reg, rx_env, pool, rx_sink, rx).is_ok()) {
-    state.SkipWithError("pipeline build failed");
-    return;
-  }
-  tx_sink.peer = rx.get();
-  for (auto _ : state) {
-    Packet* p = pool.alloc();
-    p->reset_for_send(kPayload);
-    std::memset(p->payload(), 0x42, kPayload);
-    tx->send(p, 0);
-  }
-  state.SetItemsProcessed(state.iterations());
-  if (rx_sink.delivered != static_cast<std::uint64_t>(state.iterations())) state.SkipWithError("messages lost");
+  bench::pipeline_round_trip(state, plan, reg, kPayload);
 }
 void BM_pipeline_builtin(benchmark::State& state) { pipeline(state, builtin_with_tally()); }
 void BM_pipeline_module(benchmark::State& state) { pipeline(state, module_registry()); }

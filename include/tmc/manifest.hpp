@@ -100,6 +100,7 @@ struct ReliabilitySpec {
   /// sender's application calls Channel::acknowledge when a member's reply arrives,
   /// receivers send no acks and deliver a retransmitted message again.
   std::string acks = "receiver";
+  std::int64_t nack_delay_us = 1000;    ///< longest a receiver waits before it NACKs a gap
   bool operator==(const ReliabilitySpec&) const = default;
 };
 

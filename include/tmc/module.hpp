@@ -101,22 +101,49 @@ namespace tmc::module {
 
 namespace detail {
 
-/// The StageIo a module's stage sees: every call goes to the host's table.
+/// The StageIo a module's stage sees. Its hot calls use the tmc_io's bound calls (revision
+/// 2): down() is one indirect call into the pipeline and count() adds to the pipeline's
+/// counter block in place. Under a host that predates them, the same calls go through the
+/// host's table.
 class AdapterIo final : public StageIo {
  public:
   AdapterIo() noexcept : StageIo(nullptr) {}
+  /// The host keeps one tmc_io per stage instance (its fields are read at each call), so
+  /// this does work only on a stage's first call. Under a host without the revision-2
+  /// calls, `view_` is a copy whose calls are the host table's (same signatures, with the
+  /// context as `self`), so the hot calls below never branch on the revision.
   void enter(const tmc_io* io) noexcept {
+    if (io == io_) [[likely]] return;
     io_ = io;
-    now_ns_ = &io->now_ns;  // the host's clock for this call
+    now_ns_ = &io->now_ns;  // the host's clock for the current call
+    if (TMC_IO_HAS(io, reserved)) {
+      view_ = io;
+      return;
+    }
+    const tmc_host* h = io->host;
+    shadow_ = tmc_io{};
+    shadow_.self = io->ctx;
+    shadow_.down = h->down;
+    shadow_.up = h->up;
+    shadow_.drop = h->drop;
+    shadow_.arm_timer = h->arm_timer;
+    shadow_.cancel_timer = h->cancel_timer;
+    shadow_.alloc = h->alloc;
+    shadow_.clone = h->clone;
+    view_ = &shadow_;
   }
-  void down(Packet* p) noexcept override { io_->host->down(io_->ctx, handle(p)); }
-  void up(Packet* p) noexcept override { io_->host->up(io_->ctx, handle(p)); }
+  void down(Packet* p) noexcept override { view_->down(view_->self, handle(p)); }
+  void up(Packet* p) noexcept override { view_->up(view_->self, handle(p)); }
   void drop(Packet* p, DropReason reason) noexcept override {
-    io_->host->drop(io_->ctx, handle(p), static_cast<std::uint32_t>(reason));
+    view_->drop(view_->self, handle(p), static_cast<std::uint32_t>(reason));
   }
-  void arm_timer(std::uint64_t deadline_ns) noexcept override { io_->host->arm_timer(io_->ctx, deadline_ns); }
-  void cancel_timer() noexcept override { io_->host->cancel_timer(io_->ctx); }
+  void arm_timer(std::uint64_t deadline_ns) noexcept override { view_->arm_timer(view_->self, deadline_ns); }
+  void cancel_timer() noexcept override { view_->cancel_timer(view_->self); }
   void count(std::size_t index, std::uint64_t n) noexcept override {
+    if (view_->counters != nullptr) {
+      if (index < view_->n_counters) view_->counters[index] += n;
+      return;
+    }
     io_->host->count(io_->ctx, static_cast<std::uint32_t>(index), n);
   }
   void notify(const Event& e) noexcept override {
@@ -130,9 +157,9 @@ class AdapterIo final : public StageIo {
     c.members = e.members.word(0);  // slots 0..63 (the C event holds one mask)
     io_->host->notify(io_->ctx, &c);
   }
-  Packet* alloc() noexcept override { return packet(io_->host->alloc(io_->ctx)); }
+  Packet* alloc() noexcept override { return packet(view_->alloc(view_->self)); }
   Packet* clone(const Packet& p) noexcept override {
-    return packet(io_->host->clone(io_->ctx, reinterpret_cast<const tmc_packet*>(&p)));
+    return packet(view_->clone(view_->self, reinterpret_cast<const tmc_packet*>(&p)));
   }
   Packet* alloc_large(std::uint32_t payload_bytes) noexcept override {
     return packet(io_->host->alloc_large(io_->ctx, payload_bytes));
@@ -148,7 +175,9 @@ class AdapterIo final : public StageIo {
   static Packet* packet(tmc_packet* p) noexcept { return reinterpret_cast<Packet*>(p); }
 
  private:
-  const tmc_io* io_ = nullptr;
+  const tmc_io* io_ = nullptr;    ///< what the host passed
+  const tmc_io* view_ = nullptr;  ///< io_, or shadow_ under a host without revision 2
+  tmc_io shadow_{};
 };
 
 /// One stage instance behind the C operations.

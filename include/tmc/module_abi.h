@@ -11,8 +11,9 @@
  *               (struct tmc_controller_kind), with create/destroy and the calls of
  *               tmc::CongestionController.
  *   host        the runtime side. It hands every operation a `struct tmc_io`: a pointer to
- *               the host's function table (struct tmc_host, static and read-only) plus a
- *               context for the current pipeline. Packets are opaque handles
+ *               the host's function table (struct tmc_host, static and read-only), a
+ *               context for the current pipeline, and (revision 2) the pipeline's hot
+ *               calls and counters bound to the stage. Packets are opaque handles
  *               (struct tmc_packet) read and changed only through tmc_host's accessors.
  *
  * Versions and growth
@@ -24,7 +25,9 @@
  *   it; fields past a module's struct_size read as absent (NULL / 0). A struct_size too
  *   small for the fields a version requires is refused. `reserved` fields must be zero.
  *   The host's table also begins with struct_size, so a module built against a newer
- *   header checks that a host call exists before using it (TMC_HOST_HAS).
+ *   header checks that a host call exists before using it (TMC_HOST_HAS), and a field of
+ *   struct tmc_io past revision 1 before reading it (TMC_IO_HAS).
+ *   Revisions of ABI 1: revision 2 appends tmc_host.io_size and tmc_io's bound calls.
  *
  * Lifecycle of a stage
  *   create(params, env) once per pipeline (cold; may allocate) -> on_start -> hot calls
@@ -265,6 +268,12 @@ struct tmc_host {
   void (*packet_set)(struct tmc_packet* p, uint32_t field, uint64_t value);
 
   void* reserved[8];
+
+  /* --- revision 2 (appended; absent from a host built against an older header) ------- */
+  /** sizeof(struct tmc_io) as the host builds it: which of tmc_io's revision-2 fields the
+   *  host fills (TMC_IO_HAS). */
+  uint32_t io_size;
+  uint32_t reserved_r2;
 };
 
 /** True when the host `h` provides `member` (built against a header at least that new). */
@@ -272,12 +281,38 @@ struct tmc_host {
   ((h)->struct_size >= offsetof(struct tmc_host, member) + sizeof((h)->member) && (h)->member != NULL)
 
 /** What each stage operation receives: the host's table, the pipeline's context and the
- *  time of the call (what host->now_ns(ctx) returns, without the call). */
+ *  time of the call (what host->now_ns(ctx) returns, without the call).
+ *
+ *  Revision 2 adds the pipeline's hot calls bound to this stage's place in it, built once
+ *  per pipeline, not per call: `down(self, p)` goes straight to the next stage where
+ *  `host->down(ctx, p)` goes through the host's table first, and `counters` is the stage's
+ *  own counter block (add to counters[i] for i < n_counters; no call at all). They do what
+ *  the tmc_host calls of the same names do, with `self` in place of `ctx`. A module checks
+ *  TMC_IO_HAS(io, member) before using them (a host built against an older header passes
+ *  a revision-1 tmc_io); `counters` may be NULL (then count through host->count). */
 struct tmc_io {
   const struct tmc_host* host;
   void* ctx;
   uint64_t now_ns;
+
+  /* --- revision 2 ---------------------------------------------------------------------- */
+  void* self;
+  void (*down)(void* self, struct tmc_packet* p);
+  void (*up)(void* self, struct tmc_packet* p);
+  void (*drop)(void* self, struct tmc_packet* p, uint32_t reason);
+  void (*arm_timer)(void* self, uint64_t deadline_ns);
+  void (*cancel_timer)(void* self);
+  struct tmc_packet* (*alloc)(void* self);
+  struct tmc_packet* (*clone)(void* self, const struct tmc_packet* p);
+  uint64_t* counters;
+  uint32_t n_counters;
+  uint32_t reserved;
 };
+
+/** True when the host of `io` fills tmc_io's `member` (a revision-2 field). */
+#define TMC_IO_HAS(io, member)                                                          \
+  ((io)->host->struct_size >= offsetof(struct tmc_host, io_size) + sizeof(uint32_t) && \
+   (io)->host->io_size >= offsetof(struct tmc_io, member) + sizeof((io)->member))
 
 /** One stage kind. The first block is its description (tmc::StageInfo), the second its
  *  operations. Required: kind, synopsis, create, destroy. An absent on_send / on_receive

@@ -87,6 +87,7 @@ struct StageFacts {
   /// reliability.arq's default sending window (messages in flight per sender).
   std::int64_t reliability_window = 0;
   std::int64_t reliability_ack_delay_us = 0;  ///< reliability.arq's default ack_delay_us
+  std::int64_t reliability_nack_delay_us = 0;  ///< reliability.arq's default nack_delay_us
   std::int64_t reliability_rto_min_us = 0;    ///< and rto_min_us
   /// The largest ordering.fifo window (messages per sender).
   std::int64_t ordering_window_max = 0;
@@ -106,6 +107,7 @@ StageFacts read_facts(const Registry& registry) {
   f.auth_ext = ext_bytes(describe(registry, "security.aead"), wire::Ext::auth);
   f.reliability_window = int_default(describe(registry, "reliability.arq"), "window");
   f.reliability_ack_delay_us = int_default(describe(registry, "reliability.arq"), "ack_delay_us");
+  f.reliability_nack_delay_us = int_default(describe(registry, "reliability.arq"), "nack_delay_us");
   f.reliability_rto_min_us = int_default(describe(registry, "reliability.arq"), "rto_min_us");
   if (const ParamSpec* w = param_spec(describe(registry, "ordering.fifo"), "window")) f.ordering_window_max = w->max;
   f.coalesce_max_messages = std::max<std::int64_t>(1, int_default(coalesce, "max_messages"));
@@ -333,6 +335,7 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
     }
     // (With point-to-point ordering above, deliver=in_order: the stage refuses the pair.)
     if (r.acks != "receiver") rel.params["acks"] = r.acks;
+    if (r.nack_delay_us != facts.reliability_nack_delay_us) rel.params["nack_delay_us"] = std::to_string(r.nack_delay_us);
     plan.stages.push_back(std::move(rel));
   }
 

@@ -5,6 +5,7 @@
 #include <span>
 
 #include "primitives/common/app_ack.hpp"
+#include "tmc/module_abi.h"
 
 namespace tmc {
 
@@ -34,6 +35,8 @@ class Pipeline::Io final : public StageIo {
     pl_.redirect_ip_ = ip;
     pl_.redirect_port_ = port;
   }
+  /// This stage's counters (values_ is sized once by build and never moves after).
+  std::uint64_t* counters() noexcept { return pl_.values_.data() + counter_base_; }
 
  private:
   Pipeline& pl_;
@@ -69,6 +72,31 @@ Pipeline::Pipeline(PacketPool& pool, PipelineSink& sink, const StageEnv& env) : 
 }
 
 Pipeline::~Pipeline() = default;
+
+namespace {
+Packet* pk(tmc_packet* p) noexcept { return reinterpret_cast<Packet*>(p); }
+tmc_packet* handle(Packet* p) noexcept { return reinterpret_cast<tmc_packet*>(p); }
+}  // namespace
+
+bool Pipeline::bind_module_io(StageIo& io, tmc_io& v) noexcept {
+  auto* self = dynamic_cast<Io*>(&io);
+  if (self == nullptr) return false;
+  // Io is final: each call below is direct, so a module's call costs one indirect hop.
+  v.self = self;
+  v.down = [](void* s, tmc_packet* p) noexcept { static_cast<Io*>(s)->down(pk(p)); };
+  v.up = [](void* s, tmc_packet* p) noexcept { static_cast<Io*>(s)->up(pk(p)); };
+  v.drop = [](void* s, tmc_packet* p, std::uint32_t reason) noexcept {
+    static_cast<Io*>(s)->drop(pk(p), reason < kDropReasonCount ? static_cast<DropReason>(reason) : DropReason::unsupported);
+  };
+  v.arm_timer = [](void* s, std::uint64_t deadline_ns) noexcept { static_cast<Io*>(s)->arm_timer(deadline_ns); };
+  v.cancel_timer = [](void* s) noexcept { static_cast<Io*>(s)->cancel_timer(); };
+  v.alloc = [](void* s) noexcept { return handle(static_cast<Io*>(s)->alloc()); };
+  v.clone = [](void* s, const tmc_packet* p) noexcept {
+    return handle(static_cast<Io*>(s)->clone(*reinterpret_cast<const Packet*>(p)));
+  };
+  v.counters = self->counters();
+  return true;
+}
 
 Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEnv& env, PacketPool& pool,
                        PipelineSink& sink, std::unique_ptr<Pipeline>& out) {

@@ -14,6 +14,8 @@
 #include "tmc/plan.hpp"
 #include "tmc/stage.hpp"
 
+struct tmc_io;  // tmc/module_abi.h
+
 namespace tmc {
 
 namespace detail {
@@ -77,6 +79,11 @@ class Pipeline {
   /// Errors name the stage and parameter.
   static Status build(const Plan& plan, const Registry& registry, const StageEnv& env, PacketPool& pool,
                       PipelineSink& sink, std::unique_ptr<Pipeline>& out);
+
+  /// When `io` is one of a pipeline's StageIo objects: fill the bound calls and the counter
+  /// block of a module's tmc_io (revision 2) so that they go straight to the pipeline, and
+  /// return true. Cold: a module stage calls it once per pipeline, not per message.
+  static bool bind_module_io(StageIo& io, tmc_io& view) noexcept;
 
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;

@@ -1,7 +1,9 @@
 // The module manager: loading, every refusal, module stages and controllers in the
 // simulator and in real channels, and containment of a misbehaving module.
+#include <dlfcn.h>
 #include <doctest/doctest.h>
 
+#include <cstddef>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -113,6 +115,86 @@ TEST_CASE("modules: an older build of ABI 1 loads; its missing tail fields read 
   REQUIRE(stage->configure(p, {}, errors));
   CHECK(stage->held_packets() == 0);  // no held_packets in its table: 0, not a wild call
   CHECK(stage->send_backlog() == 0);
+}
+
+TEST_CASE("modules: modules written against revision 1 and revision 2 of tmc_io run side by side") {
+  tmc::ModuleSet set;
+  REQUIRE(set.load(module_path("cpass_old")).is_ok());    // the host table only
+  REQUIRE(set.load(module_path("cpass_plain")).is_ok());  // the bound calls
+  REQUIRE(set.load(module_path("tally")).is_ok());        // the C++ adapter: bound calls, counters in place
+  tmc::sim::Config cfg;
+  cfg.seed = 11;
+  tmc::sim::Network net(cfg);
+  const auto plan = tmc::sim::make_plan(
+      {tmc::sim::stage("tally.count"), tmc::sim::stage("cpass.old"), tmc::sim::stage("cpass.plain")});
+  for (int i = 0; i < 2; ++i) net.add_member(plan, set.registry());
+  constexpr int kMessages = 12;
+  for (int k = 0; k < kMessages; ++k) net.schedule_send(std::uint64_t(k) * 100'000, 0, std::vector<std::uint8_t>(16, 7));
+  net.run_until(5'000'000);
+  CHECK(net.deliveries(1).size() == kMessages);
+  CHECK(net.counters(0).get("tally.count.sent") == kMessages);
+  CHECK(net.counters(1).get("tally.count.received") == kMessages);
+  for (std::size_t m = 0; m < 2; ++m) {
+    CHECK(net.counters(m).get("cpass.old.module_faults") == 0);
+    CHECK(net.counters(m).get("cpass.plain.module_faults") == 0);
+  }
+}
+
+namespace {
+// What a host built against a header before revision 2 sees of a module's calls.
+struct OldHost {
+  tmc_packet* down = nullptr;
+  std::uint64_t counted[3] = {};
+};
+OldHost& old_host(void* ctx) { return *static_cast<OldHost*>(ctx); }
+}  // namespace
+
+TEST_CASE("modules: a C++ module runs under a host without revision 2, through the host table") {
+  // dlopen directly: the loader's own host is always the newest.
+  void* so = ::dlopen(module_path("tally").c_str(), RTLD_NOW | RTLD_LOCAL);
+  REQUIRE(so != nullptr);
+  auto entry = reinterpret_cast<tmc_module_entry_fn>(::dlsym(so, TMC_MODULE_ENTRY_SYMBOL));
+  REQUIRE(static_cast<bool>(entry));
+  tmc_host host{};
+  host.struct_size = offsetof(tmc_host, io_size);  // ends before revision 2
+  host.abi_version = TMC_MODULE_ABI_VERSION;
+  host.down = [](void* ctx, tmc_packet* p) { old_host(ctx).down = p; };
+  host.count = [](void* ctx, std::uint32_t i, std::uint64_t n) {
+    if (i < 3) old_host(ctx).counted[i] += n;
+  };
+  const tmc_module* m = entry(&host);
+  REQUIRE(m != nullptr);
+  REQUIRE(m->n_stages == 1);
+  const tmc_stage_kind* k = m->stages[0];
+  const tmc_param_value values[] = {{"mode", "pass", TMC_PARAM_STRING, 0, 0, 0.0},
+                                    {"fault_after", "0", TMC_PARAM_INT, 0, 0, 0.0},
+                                    {"tick_us", "0", TMC_PARAM_INT, 0, 0, 0.0}};
+  tmc_stage_env env{};
+  env.struct_size = sizeof(env);
+  char err[256] = {};
+  void* state = k->create(values, 3, &env, err, sizeof(err));
+  REQUIRE_MESSAGE(state != nullptr, err);
+
+  OldHost ctx;
+  std::uint64_t poison[3] = {};
+  tmc_io io{};
+  io.host = &host;
+  io.ctx = &ctx;
+  io.now_ns = 1000;
+  // Revision-2 fields this host never wrote: a module that read them would crash or count here.
+  io.counters = poison;
+  io.n_counters = 3;
+  tmc::PacketPool pool(2048, 4, 16);
+  tmc::Packet* p = pool.alloc();
+  REQUIRE(p != nullptr);
+  auto* hp = reinterpret_cast<tmc_packet*>(p);
+  CHECK(k->on_send(state, hp, &io) == 0);
+  CHECK(ctx.down == hp);
+  CHECK(ctx.counted[0] == 1);  // tally.count.sent
+  CHECK(poison[0] == 0);
+  p->release();
+  k->destroy(state);
+  // The module stays mapped: its adapter's table lives for the process (as under the loader).
 }
 
 TEST_CASE("modules: a ModuleSet layers module kinds over the built-ins and refuses conflicts") {

@@ -53,9 +53,21 @@ static void* create(const struct tmc_param_value* params, uint32_t n, const stru
 
 static void destroy(void* s) { free(s); }
 
+/* The old variant is written as against a header before revision 2 of struct tmc_io: it
+ * goes through the host's table. The others use the bound calls when the host has them. */
+#if defined(TMC_TEST_OLD)
+#define BOUND(io, member) 0
+#else
+#define BOUND(io, member) TMC_IO_HAS(io, member)
+#endif
+
 static int on_send(void* s, struct tmc_packet* p, const struct tmc_io* io) {
   (void)s;
-  io->host->down(io->ctx, p);
+  if (BOUND(io, down)) {
+    io->down(io->self, p);
+  } else {
+    io->host->down(io->ctx, p);
+  }
   return 0;
 }
 
@@ -64,7 +76,11 @@ static int on_receive(void* s, struct tmc_packet* p, const struct tmc_io* io) {
     io->host->drop(io->ctx, p, 13 /* tmc::DropReason::unsupported */);
     return 1;
   }
-  io->host->up(io->ctx, p);
+  if (BOUND(io, up)) {
+    io->up(io->self, p);
+  } else {
+    io->host->up(io->ctx, p);
+  }
   return 0;
 }
 

@@ -214,7 +214,7 @@ TEST_CASE("every property of Table 3 yields its stage, in the canonical order") 
   CHECK(s.is_ok());
 }
 
-TEST_CASE("reliability: ack delay us and min timeout us reach reliability.arq; their defaults are the stage's") {
+TEST_CASE("reliability: ack, nack delay and min timeout us reach reliability.arq; their defaults are the stage's") {
   auto arq_of = [](const Plan& p) -> const StageParams& {
     for (const PlannedStage& s : p.stages) {
       if (s.kind == "reliability.arq") return s.params;
@@ -225,9 +225,12 @@ TEST_CASE("reliability: ack delay us and min timeout us reach reliability.arq; t
   const Plan plain = plan_of(manifest("id: t\nreliability: true\n"));
   CHECK(arq_of(plain).count("ack_delay_us") == 0);
   CHECK(arq_of(plain).count("rto_min_us") == 0);
-  const Plan tuned = plan_of(manifest("id: t\nreliability: {ack delay us: 0, min timeout us: 20000}\n"));
+  CHECK(arq_of(plain).count("nack_delay_us") == 0);
+  const Plan tuned =
+      plan_of(manifest("id: t\nreliability: {ack delay us: 0, min timeout us: 20000, nack delay us: 6000}\n"));
   CHECK(arq_of(tuned).at("ack_delay_us") == "0");
   CHECK(arq_of(tuned).at("rto_min_us") == "20000");
+  CHECK(arq_of(tuned).at("nack_delay_us") == "6000");
   // The manifest's defaults are the stage's, so leaving them out changes nothing.
   const StageInfo* info = Registry::builtin().find("reliability.arq");
   REQUIRE(info != nullptr);
@@ -235,6 +238,7 @@ TEST_CASE("reliability: ack delay us and min timeout us reach reliability.arq; t
   for (const ParamSpec& p : info->params) {
     if (p.name == "ack_delay_us") CHECK(p.default_value == std::to_string(defaults.ack_delay_us));
     if (p.name == "rto_min_us") CHECK(p.default_value == std::to_string(defaults.min_timeout_us));
+    if (p.name == "nack_delay_us") CHECK(p.default_value == std::to_string(defaults.nack_delay_us));
   }
   Manifest bad;
   Diagnostics d;

@@ -9,7 +9,7 @@
 
 // Reflection lists, in declaration order (schema_problems() checks the rows follow it).
 BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages,
-                        ack_delay_us, min_timeout_us, acks);
+                        ack_delay_us, min_timeout_us, acks, nack_delay_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow);
 BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay_us, seed);
@@ -102,6 +102,10 @@ constexpr FieldMeta kReliabilityRows[] = {
             "reply arrives (Channel::acknowledge), receivers send no acks and deliver a retransmitted message "
             "again, so a lost reply is repaired by retransmitting the request (handlers must be idempotent)",
      .one_of = kAckSources},
+    {.field = "nack_delay_us", .key = "nack delay us", .alias = "nack_delay_us",
+     .doc = "longest a receiver waits before it asks for a gap to be repaired (a random delay up to this, "
+            "shorter with fewer receivers), in microseconds: above a forward error correction block's "
+            "sending time, so that what FEC rebuilds is never asked for", .min = 0, .max = 10000000},
 };
 
 constexpr FieldMeta kPacingRows[] = {

@@ -1,14 +1,18 @@
 // The host table and the Stage / CongestionController adapters over a module's C ops.
 //
-// Hot path: a module stage call costs one tmc_io on the stack (two pointers) and one
-// indirect call into the module; nothing is allocated per message. The StageIo of the
-// pipeline is the `ctx` every host call receives back.
+// Hot path: a module stage call costs one indirect call into the module; nothing is
+// allocated per message. Each ModuleStage keeps one tmc_io, bound to the StageIo it is
+// called with (once per pipeline, not per call): its revision-2 calls go straight to the
+// pipeline (Pipeline::bind_module_io) and its counters are the pipeline's own, so a
+// module's io.down() or io.count() costs what a built-in's does plus at most one hop.
+// The tmc_host table's pipeline calls take the `ctx` (HostCtx) and reach the same StageIo.
 #include "runtime/modules/host.hpp"
 
 #include <array>
 #include <cstring>
 #include <string>
 
+#include "runtime/pipeline.hpp"
 #include "tmc/group.hpp"
 #include "tmc/packet.hpp"
 
@@ -147,7 +151,27 @@ const tmc_host kHost = {
     .packet_get = &packet_get,
     .packet_set = &packet_set,
     .reserved = {},
+    .io_size = sizeof(tmc_io),
+    .reserved_r2 = 0,
 };
+
+StageIo& so(void* s) noexcept { return *static_cast<StageIo*>(s); }
+
+// The bound calls over any StageIo (a test's or a benchmark's): one virtual call each.
+// Counters go through the host table (the StageIo owns them).
+void bind_any_io(StageIo& io, tmc_io& v) noexcept {
+  v.self = &io;
+  v.down = [](void* s, tmc_packet* p) noexcept { so(s).down(pk(p)); };
+  v.up = [](void* s, tmc_packet* p) noexcept { so(s).up(pk(p)); };
+  v.drop = [](void* s, tmc_packet* p, std::uint32_t reason) noexcept {
+    so(s).drop(pk(p), reason < kDropReasonCount ? static_cast<DropReason>(reason) : DropReason::unsupported);
+  };
+  v.arm_timer = [](void* s, std::uint64_t d) noexcept { so(s).arm_timer(d); };
+  v.cancel_timer = [](void* s) noexcept { so(s).cancel_timer(); };
+  v.alloc = [](void* s) noexcept { return h(so(s).alloc()); };
+  v.clone = [](void* s, const tmc_packet* p) noexcept { return h(so(s).clone(*pk(p))); };
+  v.counters = nullptr;
+}
 
 class ModuleStage final : public Stage {
  public:
@@ -155,6 +179,9 @@ class ModuleStage final : public Stage {
               std::size_t fault_counter)
       : module_(std::move(module)), kind_(kind), info_(info), fault_counter_(fault_counter) {
     ctx_.n_counters = static_cast<std::uint32_t>(fault_counter);
+    io_.host = &kHost;
+    io_.ctx = &ctx_;
+    io_.n_counters = ctx_.n_counters;
   }
   ~ModuleStage() override {
     if (state_ != nullptr) kind_->destroy(state_);
@@ -201,19 +228,19 @@ class ModuleStage final : public Stage {
     return true;
   }
 
+  // Hot: one test, the view's clock, one indirect call; after it only `this` is live (a
+  // fault reads the StageIo back from the view), so the call needs almost no frame.
+  // send_ / receive_ are the module's operations, null when it has none (pass-through) or
+  // after a fault (drop).
   void on_send(Packet* p, StageIo& io) noexcept override {
-    if (failed_) return io.drop(p, DropReason::unsupported);
-    if (kind_->on_send == nullptr) return io.down(p);
-    ctx_.io = &io;
+    if (send_ == nullptr || &io != ctx_.io) [[unlikely]] return on_send_slow(p, io);
     io_.now_ns = io.now_ns();
-    check(kind_->on_send(state_, h(p), &io_), io);
+    if (send_(state_, h(p), &io_) != 0) [[unlikely]] fault(*ctx_.io);
   }
   void on_receive(Packet* p, StageIo& io) noexcept override {
-    if (failed_) return io.drop(p, DropReason::unsupported);
-    if (kind_->on_receive == nullptr) return io.up(p);
-    ctx_.io = &io;
+    if (receive_ == nullptr || &io != ctx_.io) [[unlikely]] return on_receive_slow(p, io);
     io_.now_ns = io.now_ns();
-    check(kind_->on_receive(state_, h(p), &io_), io);
+    if (receive_(state_, h(p), &io_) != 0) [[unlikely]] fault(*ctx_.io);
   }
   void on_tick(StageIo& io) noexcept override { hook(kind_->on_tick, io); }
   void on_start(StageIo& io) noexcept override { hook(kind_->on_start, io); }
@@ -231,15 +258,34 @@ class ModuleStage final : public Stage {
  private:
   void hook(int (*fn)(void*, const tmc_io*), StageIo& io) noexcept {
     if (failed_ || fn == nullptr) return;
-    ctx_.io = &io;
-    io_.now_ns = io.now_ns();
-    check(fn(state_, &io_), io);
+    enter(io);
+    if (fn(state_, &io_) != 0) [[unlikely]] fault(io);
   }
-  void check(int rc, StageIo& io) noexcept {
-    if (rc == 0) return;
-    // Contained: counted, and the stage is never called again (a stage that broke its
-    // own invariants cannot be trusted with the next packet). Its timer is disarmed.
+  [[gnu::noinline]] void on_send_slow(Packet* p, StageIo& io) noexcept {
+    if (send_ == nullptr) return failed_ ? io.drop(p, DropReason::unsupported) : io.down(p);
+    enter(io);
+    if (send_(state_, h(p), &io_) != 0) fault(io);
+  }
+  [[gnu::noinline]] void on_receive_slow(Packet* p, StageIo& io) noexcept {
+    if (receive_ == nullptr) return failed_ ? io.drop(p, DropReason::unsupported) : io.up(p);
+    enter(io);
+    if (receive_(state_, h(p), &io_) != 0) fault(io);
+  }
+  // The view is rebuilt only when the stage is called with another StageIo than the last
+  // (in a pipeline: once, on the first call).
+  void enter(StageIo& io) noexcept {
+    if (&io != ctx_.io) {
+      ctx_.io = &io;
+      if (!Pipeline::bind_module_io(io, io_)) bind_any_io(io, io_);
+    }
+    io_.now_ns = io.now_ns();
+  }
+  // Contained: counted, and the stage is never called again (a stage that broke its own
+  // invariants cannot be trusted with the next packet). Its timer is disarmed.
+  [[gnu::cold, gnu::noinline]] void fault(StageIo& io) noexcept {
     failed_ = true;
+    send_ = nullptr;
+    receive_ = nullptr;
     io.count(fault_counter_, 1);
     io.cancel_timer();
   }
@@ -249,9 +295,11 @@ class ModuleStage final : public Stage {
   const StageInfo* info_;
   std::size_t fault_counter_;
   void* state_ = nullptr;
+  int (*send_)(void*, tmc_packet*, const tmc_io*) = kind_->on_send;
+  int (*receive_)(void*, tmc_packet*, const tmc_io*) = kind_->on_receive;
   bool failed_ = false;
   HostCtx ctx_;
-  tmc_io io_{&kHost, &ctx_, 0};
+  tmc_io io_{};
 };
 
 }  // namespace
