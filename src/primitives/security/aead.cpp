@@ -9,21 +9,23 @@
 // Params
 //   mode       authenticate | encrypt
 //   key_file   the group key file (keyfile.hpp); read once, in configure()
-//   algorithm  auto | aes-256-gcm | xchacha20-poly1305
+//   algorithm  auto | aegis-256 | aes-256-gcm | xchacha20-poly1305
 //   max_senders  authenticated sender incarnations whose replay window is kept
 // Wire
 //   Extension `auth` (type 10), 26 bytes: u8 suite (bit 7: payload encrypted; low bits: 1
-//   AES-256-GCM, 2 XChaCha20-Poly1305), u8 key id, u64 nonce counter, 16 bytes tag. The tag
-//   is computed with its own 16 bytes zeroed, so the header, every extension (this one's
-//   suite, key id and counter included) and the payload are all covered.
+//   AES-256-GCM, 2 XChaCha20-Poly1305, 3 AEGIS-256), u8 key id, u64 nonce counter, 16 bytes
+//   tag. The tag is computed with its own 16 bytes zeroed, so the header, every extension
+//   (this one's suite, key id and counter included) and the payload are all covered.
 // Keys and nonces
 //   Each sender incarnation seals with its own subkey, BLAKE2b keyed with the group key over
 //   (suite, channel, sender, epoch, key id), and a 64-bit counter that starts at 1 for every
 //   pipeline. The epoch is fresh for every pipeline (every open and update), so a (subkey,
 //   nonce) pair repeats only if a member name draws the same 32-bit epoch twice under one
-//   group key; docs/security.md discusses it. A receiver derives a peer's subkey on its first
-//   datagram and keeps it, with the replay window, only once a datagram has verified:
-//   datagrams from a process without the key cost CPU, never memory.
+//   group key; docs/security.md discusses it. The counter, big-endian, is the nonce's first 8
+//   bytes (zeros after) for AES-256-GCM and AEGIS-256, and the last 8 of XChaCha20's 24 (16
+//   zero bytes before it), so that HChaCha20 runs once per subkey. A receiver derives a
+//   peer's subkey on its first datagram and keeps it, with the replay window, only once a
+//   datagram has verified: datagrams from a process without the key cost CPU, never memory.
 // Replay window
 //   1024 counters per sender incarnation, as SRTP's (RFC 3711 section 3.3.2): a counter at
 //   or below the window's floor, or one already seen, is dropped. When more incarnations
@@ -38,6 +40,7 @@
 #include <memory>
 #include <vector>
 
+#include "primitives/security/aegis256.hpp"
 #include "primitives/security/keyfile.hpp"
 #include "tmc/stage.hpp"
 
@@ -45,21 +48,23 @@ namespace tmc {
 namespace {
 
 #define TMC_AEAD_COUNTERS(X, P)                                                                                      \
-  X(P, sealed, "datagrams authenticated (and encrypted) on send")                                                 \
-  X(P, no_room, "datagrams dropped on send: no headroom for the auth extension")                                  \
-  X(P, verified, "received datagrams that verified and were passed up")                                           \
-  X(P, missing, "received datagrams without an auth extension (drops.auth)")                                      \
-  X(P, unknown_key, "received datagrams under a key id this member does not hold (drops.auth)")                  \
-  X(P, wrong_suite, "received datagrams with another mode or an algorithm this host cannot run (drops.auth)")    \
-  X(P, replayed, "received datagrams whose counter the replay window had seen or left behind (drops.auth)")      \
-  X(P, failed, "received datagrams whose tag did not verify: forged, tampered or truncated (drops.auth)")        \
-  X(P, senders_forgotten, "authenticated sender incarnations forgotten for room (their floor is remembered)")   \
-  X(P, uses_aes256gcm, "1 when this member seals with AES-256-GCM (the CPU has AES-NI)")                         \
-  X(P, uses_xchacha20poly1305, "1 when this member seals with XChaCha20-Poly1305")
+  X(P, sealed, "datagrams authenticated (and encrypted) on send")                                                    \
+  X(P, no_room, "datagrams dropped on send: no headroom for the auth extension")                                     \
+  X(P, verified, "received datagrams that verified and were passed up")                                              \
+  X(P, missing, "received datagrams without an auth extension (drops.auth)")                                         \
+  X(P, unknown_key, "received datagrams under a key id this member does not hold (drops.auth)")                      \
+  X(P, wrong_suite, "received datagrams with another mode or an algorithm this host cannot run (drops.auth)")        \
+  X(P, replayed, "received datagrams whose counter the replay window had seen or left behind (drops.auth)")          \
+  X(P, failed, "received datagrams whose tag did not verify: forged, tampered or truncated (drops.auth)")            \
+  X(P, senders_forgotten, "authenticated sender incarnations forgotten for room (their floor is remembered)")        \
+  X(P, uses_aes256gcm, "1 when this member seals with AES-256-GCM")                                                  \
+  X(P, uses_xchacha20poly1305, "1 when this member seals with XChaCha20-Poly1305")                                   \
+  X(P, uses_aegis256, "1 when this member seals with AEGIS-256 (the CPU has AES-NI)")
 TMC_STAGE_COUNTERS("security.", TMC_AEAD_COUNTERS);
 
 constexpr std::uint8_t kSuiteAes = 1;
 constexpr std::uint8_t kSuiteXChaCha = 2;
+constexpr std::uint8_t kSuiteAegis = 3;
 constexpr std::uint8_t kSuiteEncrypted = 0x80;
 constexpr std::size_t kTagBytes = 16;
 constexpr std::size_t kBodyBytes = 1 + 1 + 8 + kTagBytes;  // suite, key id, counter, tag
@@ -69,13 +74,14 @@ constexpr std::size_t kWindowWords = kWindowBits / 64;
 constexpr std::size_t kFloors = 64;
 
 constexpr std::string_view kModes[] = {"authenticate", "encrypt"};
-constexpr std::string_view kAlgorithms[] = {"auto", "aes-256-gcm", "xchacha20-poly1305"};
+constexpr std::string_view kAlgorithms[] = {"auto", "aegis-256", "aes-256-gcm", "xchacha20-poly1305"};
 
-/// One sender incarnation's cipher state: an expanded AES-GCM key or a XChaCha20 subkey.
+/// One sender incarnation's cipher state, everything per key computed once: the subkey, and
+/// for AES-256-GCM its expanded key and GHASH table, for XChaCha20 the HChaCha20 key.
 struct Cipher {
   alignas(16) crypto_aead_aes256gcm_state aes;
   std::array<std::uint8_t, 32> key{};
-  std::uint8_t suite = 0;  ///< kSuiteAes or kSuiteXChaCha
+  std::uint8_t suite = 0;  ///< kSuiteAegis, kSuiteAes or kSuiteXChaCha
 
   void derive(const security::GroupKey& group, std::uint8_t s, std::uint32_t channel, std::uint32_t sender,
               std::uint32_t epoch) noexcept {
@@ -89,37 +95,54 @@ struct Cipher {
     crypto_generichash(key.data(), key.size(), info, sizeof info, group.key.data(), group.key.size());
     suite = s;
     if (s == kSuiteAes) crypto_aead_aes256gcm_beforenm(&aes, key.data());
+    if (s == kSuiteXChaCha) {
+      // XChaCha20's nonce is 16 zero bytes and then the counter: its first step, HChaCha20
+      // over those 16 bytes, is the same for every datagram and done here once.
+      const std::uint8_t zeros[crypto_core_hchacha20_INPUTBYTES] = {};
+      crypto_core_hchacha20(key.data(), zeros, key.data(), nullptr);
+    }
   }
 
-  static void nonce_of(std::uint64_t counter, std::uint8_t* npub) noexcept {
-    std::memset(npub, 0, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-    wire::put_u64(npub, counter);  // the same first 8 bytes for both nonce sizes
+  /// The nonce for `counter`: big-endian in the first 8 bytes (AES-GCM's 12, AEGIS-256's 32)
+  /// or, for XChaCha20, in the last 8 of its 24 (the ChaCha20 nonce after HChaCha20).
+  void nonce_of(std::uint64_t counter, std::uint8_t* npub) const noexcept {
+    std::memset(npub, 0, security::aegis256::kNonceBytes);
+    wire::put_u64(suite == kSuiteXChaCha ? npub + 4 : npub, counter);
   }
 
-  /// Seal: `m` (mlen bytes, possibly 0) encrypted in place when `encrypt`, else authenticated
-  /// as part of the associated data by the caller's choice of `ad`.
+  /// Seal: `m` (mlen bytes, possibly 0) encrypted in place, `ad` authenticated.
   void seal(std::uint8_t* m, std::size_t mlen, const std::uint8_t* ad, std::size_t adlen, std::uint64_t counter,
             std::uint8_t* tag) const noexcept {
-    std::uint8_t npub[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    std::uint8_t npub[security::aegis256::kNonceBytes];
     nonce_of(counter, npub);
     unsigned long long taglen = 0;
-    if (suite == kSuiteAes) {
-      crypto_aead_aes256gcm_encrypt_detached_afternm(m, tag, &taglen, m, mlen, ad, adlen, nullptr, npub, &aes);
-    } else {
-      crypto_aead_xchacha20poly1305_ietf_encrypt_detached(m, tag, &taglen, m, mlen, ad, adlen, nullptr, npub,
-                                                          key.data());
+    switch (suite) {
+      case kSuiteAegis:
+        security::aegis256::encrypt_detached(m, tag, m, mlen, ad, adlen, npub, key.data());
+        break;
+      case kSuiteAes:
+        crypto_aead_aes256gcm_encrypt_detached_afternm(m, tag, &taglen, m, mlen, ad, adlen, nullptr, npub, &aes);
+        break;
+      default:
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, tag, &taglen, m, mlen, ad, adlen, nullptr, npub,
+                                                           key.data());
+        break;
     }
   }
 
   [[nodiscard]] bool open(std::uint8_t* c, std::size_t clen, const std::uint8_t* ad, std::size_t adlen,
                           std::uint64_t counter, const std::uint8_t* tag) const noexcept {
-    std::uint8_t npub[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    std::uint8_t npub[security::aegis256::kNonceBytes];
     nonce_of(counter, npub);
-    if (suite == kSuiteAes) {
-      return crypto_aead_aes256gcm_decrypt_detached_afternm(c, nullptr, c, clen, tag, ad, adlen, npub, &aes) == 0;
+    switch (suite) {
+      case kSuiteAegis:
+        return security::aegis256::decrypt_detached(c, c, clen, tag, ad, adlen, npub, key.data());
+      case kSuiteAes:
+        return crypto_aead_aes256gcm_decrypt_detached_afternm(c, nullptr, c, clen, tag, ad, adlen, npub, &aes) == 0;
+      default:
+        return crypto_aead_chacha20poly1305_ietf_decrypt_detached(c, nullptr, c, clen, tag, ad, adlen, npub,
+                                                                  key.data()) == 0;
     }
-    return crypto_aead_xchacha20poly1305_ietf_decrypt_detached(c, nullptr, c, clen, tag, ad, adlen, npub,
-                                                               key.data()) == 0;
   }
 };
 
@@ -181,14 +204,25 @@ class AeadStage final : public Stage {
     }
     encrypt_ = params.text("mode") == "encrypt";
     const std::string& algorithm = params.text("algorithm");
-    const bool aes_ok = crypto_aead_aes256gcm_is_available() != 0;
-    aes_available_ = aes_ok;
-    if (algorithm == "aes-256-gcm" && !aes_ok) {
+    aes_available_ = crypto_aead_aes256gcm_is_available() != 0;
+    aegis_available_ = security::aegis256::available();
+    if (algorithm == "aes-256-gcm" && !aes_available_) {
       errors.emplace_back("algorithm 'aes-256-gcm' needs a CPU with AES-NI and PCLMUL, which this host lacks; "
                           "use 'xchacha20-poly1305' or 'auto'");
       return false;
     }
-    suite_ = algorithm == "xchacha20-poly1305" || (algorithm == "auto" && !aes_ok) ? kSuiteXChaCha : kSuiteAes;
+    if (algorithm == "aegis-256" && !aegis_available_) {
+      errors.emplace_back("algorithm 'aegis-256' needs an x86 CPU with AES-NI, which this host lacks; "
+                          "use 'xchacha20-poly1305' or 'auto'");
+      return false;
+    }
+    if (algorithm == "aes-256-gcm") {
+      suite_ = kSuiteAes;
+    } else if (algorithm == "aegis-256" || (algorithm == "auto" && aegis_available_)) {
+      suite_ = kSuiteAegis;
+    } else {
+      suite_ = kSuiteXChaCha;
+    }
     std::string error;
     if (!security::load_key_file(params.text("key_file"), keys_, error)) {
       errors.push_back(std::move(error));
@@ -208,7 +242,7 @@ class AeadStage final : public Stage {
   }
 
   void on_start(StageIo& io) noexcept override {
-    io.count(suite_ == kSuiteAes ? uses_aes256gcm : uses_xchacha20poly1305);
+    io.count(suite_ == kSuiteAegis ? uses_aegis256 : suite_ == kSuiteAes ? uses_aes256gcm : uses_xchacha20poly1305);
   }
 
   void on_send(Packet* p, StageIo& io) noexcept override {
@@ -252,8 +286,8 @@ class AeadStage final : public Stage {
     const std::uint8_t suite = body[0];
     const bool encrypted = (suite & kSuiteEncrypted) != 0;
     const std::uint8_t algo = suite & 0x7f;
-    if (encrypted != encrypt_ || (algo != kSuiteAes && algo != kSuiteXChaCha) ||
-        (algo == kSuiteAes && !aes_available_)) {
+    if (encrypted != encrypt_ || (algo != kSuiteAegis && algo != kSuiteAes && algo != kSuiteXChaCha) ||
+        (algo == kSuiteAes && !aes_available_) || (algo == kSuiteAegis && !aegis_available_)) {
       reject(p, io, wrong_suite);
       return;
     }
@@ -364,6 +398,7 @@ class AeadStage final : public Stage {
 
   bool encrypt_ = false;
   bool aes_available_ = false;
+  bool aegis_available_ = false;
   std::uint8_t suite_ = kSuiteXChaCha;
   StageEnv env_;
   std::vector<security::GroupKey> keys_;
@@ -391,10 +426,10 @@ void register_security_aead(Registry& r) {
                "every extension and the payload (authenticate) or encrypts the payload with the rest as "
                "associated data (encrypt). Each sender incarnation uses a subkey derived from the group key "
                "with BLAKE2b over (suite, channel, sender, epoch, key id) and counts nonces from 1. "
-               "`algorithm: auto` takes AES-256-GCM when the CPU has AES-NI, else XChaCha20-Poly1305; the "
-               "counters uses_aes256gcm / uses_xchacha20poly1305 say which this member chose, and a member "
-               "that cannot run a peer's algorithm drops its datagrams (wrong_suite): give mixed hosts "
-               "`xchacha20-poly1305`. A datagram with no tag, an unknown key id, a seen or too old counter "
+               "`algorithm: auto` takes AEGIS-256 when the CPU has AES-NI, else XChaCha20-Poly1305; the "
+               "counters uses_aegis256 / uses_aes256gcm / uses_xchacha20poly1305 say which this member chose, "
+               "and a member that cannot run a peer's algorithm drops its datagrams (wrong_suite): give mixed "
+               "hosts `xchacha20-poly1305`. A datagram with no tag, an unknown key id, a seen or too old counter "
                "(1024-counter window) or a tag that does not verify is dropped (`drops.auth`) before any "
                "stage above sees it; state is kept only for senders whose datagrams verified. Makes "
                "checksum.crc32c redundant: the compiler leaves it out. Keys: docs/security.md.",
@@ -405,7 +440,7 @@ void register_security_aead(Registry& r) {
                  {.name = "key_file", .type = ParamType::string, .default_value = "",
                   .doc = "The group key file: lines \"<id> <key>\", the last one sends, all are accepted."},
                  {.name = "algorithm", .type = ParamType::string, .default_value = "auto",
-                  .doc = "The AEAD: auto (AES-256-GCM with AES-NI, else XChaCha20-Poly1305) or one of them.",
+                  .doc = "The AEAD: auto (AEGIS-256 with AES-NI, else XChaCha20-Poly1305) or one of them.",
                   .one_of = kAlgorithms},
                  {.name = "max_senders", .type = ParamType::integer, .default_value = "256",
                   .doc = "Authenticated sender incarnations whose keys and replay windows are kept.",
@@ -418,8 +453,8 @@ void register_security_aead(Registry& r) {
                       .name = "auth",
                       .body_bytes = kBodyBytes,
                       .carried_on = "every datagram (security)",
-                      .body = "u8 suite (bit 7 encrypted; 1 AES-256-GCM, 2 XChaCha20-Poly1305), u8 key id, u64 "
-                              "nonce counter, 16-byte AEAD tag (26 bytes)"}},
+                      .body = "u8 suite (bit 7 encrypted; 1 AES-256-GCM, 2 XChaCha20-Poly1305, 3 AEGIS-256), u8 "
+                              "key id, u64 nonce counter, 16-byte AEAD tag (26 bytes)"}},
   });
 }
 
