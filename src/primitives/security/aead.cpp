@@ -18,10 +18,11 @@
 //   (this one's suite, key id and counter included) and the payload are all covered.
 // Keys and nonces
 //   Each sender incarnation seals with its own subkey, BLAKE2b keyed with the group key over
-//   (suite, channel, sender, epoch, key id), and a 64-bit counter that starts at 1 for every
-//   pipeline. The epoch is fresh for every pipeline (every open and update), so a (subkey,
-//   nonce) pair repeats only if a member name draws the same 32-bit epoch twice under one
-//   group key; docs/security.md discusses it. The counter, big-endian, is the nonce's first 8
+//   (suite, channel, sender, epoch, key id), and a 64-bit counter that starts at a random
+//   point in [1, 2^62] for every pipeline (StageEnv::incarnation_random). The epoch is fresh
+//   for every pipeline (every open and update), so a (subkey, nonce) pair repeats only if a
+//   member name draws the same 32-bit epoch twice under one group key and the two
+//   incarnations' counter ranges overlap; docs/security.md discusses it. The counter, big-endian, is the nonce's first 8
 //   bytes (zeros after) for AES-256-GCM and AEGIS-256, and the last 8 of XChaCha20's 24 (16
 //   zero bytes before it), so that HChaCha20 runs once per subkey. A receiver derives a
 //   peer's subkey on its first datagram and keeps it, with the replay window, only once a
@@ -231,6 +232,10 @@ class AeadStage final : public Stage {
     env_ = env;
     peers_.resize(static_cast<std::size_t>(params.integer("max_senders")));
     own_.derive(keys_.back(), suite_, env.channel, env.sender, env.epoch);
+    // The first counter: 1 + 62 random bits (1 without them). Two incarnations of one member
+    // that draw the same epoch share a subkey, and then only counter ranges apart keep their
+    // nonces apart.
+    counter_ = env.incarnation_random >> 2;
     return true;
   }
 
