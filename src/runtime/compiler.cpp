@@ -423,7 +423,7 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                     "heartbeats, stamps) is " + what + " under the group key from the key file, lowest but for "
                     "fault injection, with a per-sender replay window (auth extension, " +
                     std::to_string(facts.auth_ext) + " bytes); what fails is dropped before any stage above sees "
-                    "it. The AEAD is AEGIS-256 when the CPU has AES-NI, else XChaCha20-Poly1305, chosen at "
+                    "it. The AEAD is AES-256-GCM when the CPU has AES-NI, else XChaCha20-Poly1305, chosen at "
                     "start-up (stats: security.uses_*)" +
                     (m.error_checking ? "; it also detects every corruption, so 'error checking' needs no CRC32C "
                                         "trailer and checksum.crc32c is left out."
