@@ -36,7 +36,9 @@
 //   have verified than `max_senders`, the least recently heard is forgotten and its highest
 //   counter remembered (64 of them), so that replaying its datagrams later does not open a
 //   fresh window.
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -85,6 +87,12 @@ struct EvpCtxFree {
   void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
 };
 using EvpCtx = std::unique_ptr<EVP_CIPHER_CTX, EvpCtxFree>;
+
+/// The AEAD tag as an OpenSSL parameter: the provider's own interface, a little cheaper per
+/// datagram than EVP_CIPHER_CTX_ctrl, which builds the same parameter and then calls it.
+inline std::array<OSSL_PARAM, 2> tag_param(std::uint8_t* tag) noexcept {
+  return {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, kTagBytes), OSSL_PARAM_construct_end()};
+}
 
 /// One sender incarnation's cipher state in one direction (this member seals with its own;
 /// it opens with one per peer), everything per key done once in derive(): the subkey, and
@@ -148,8 +156,7 @@ struct Cipher {
       return EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, iv) == 1 &&
              EVP_EncryptUpdate(c, nullptr, &n, ad, static_cast<int>(adlen)) == 1 &&
              (mlen == 0 || EVP_EncryptUpdate(c, m, &n, m, static_cast<int>(mlen)) == 1) &&
-             EVP_EncryptFinal_ex(c, m + mlen, &n) == 1 &&
-             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTagBytes), tag) == 1;
+             EVP_EncryptFinal_ex(c, m + mlen, &n) == 1 && EVP_CIPHER_CTX_get_params(c, tag_param(tag).data()) == 1;
     }
     // The counter, big-endian, is the last 8 of XChaCha20's 24 nonce bytes, which after
     // HChaCha20 (done in derive) leaves it as the last 8 of ChaCha20's 12.
@@ -171,7 +178,7 @@ struct Cipher {
       std::memcpy(t, tag, kTagBytes);
       int n = 0;
       const bool ok = EVP_DecryptInit_ex(x, nullptr, nullptr, nullptr, iv) == 1 &&
-                      EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagBytes), t) == 1 &&
+                      EVP_CIPHER_CTX_set_params(x, tag_param(t).data()) == 1 &&
                       EVP_DecryptUpdate(x, nullptr, &n, ad, static_cast<int>(adlen)) == 1 &&
                       (clen == 0 || EVP_DecryptUpdate(x, c, &n, c, static_cast<int>(clen)) == 1) &&
                       EVP_DecryptFinal_ex(x, c + clen, &n) == 1;
