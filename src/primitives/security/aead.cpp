@@ -26,7 +26,7 @@
 //   big-endian, is the nonce's first 8 bytes (zeros after) for AES-256-GCM, and the last 8 of
 //   XChaCha20's 24 (16 zero bytes before it), so that HChaCha20 runs once per subkey.
 // Implementations
-//   AES-256-GCM is OpenSSL's (EVP; AES-NI with stitched (V)PCLMULQDQ code), one context per
+//   AES-256-GCM is OpenSSL's (EVP; AES-NI with PCLMULQDQ GHASH), one context per
 //   subkey keyed once; XChaCha20-Poly1305, the BLAKE2b subkeys and the wiping are libsodium's. A receiver derives a
 //   peer's subkey on its first datagram and keeps it, with the replay window, only once a
 //   datagram has verified: datagrams from a process without the key cost CPU, never memory.
