@@ -226,6 +226,10 @@ struct StageEnv {
   std::uint32_t sender = 0;   ///< this endpoint's sender id
   std::uint32_t epoch = 0;    ///< this endpoint's incarnation (random on join)
   std::uint64_t seed = 0;     ///< for stages that need randomness (e.g. faults)
+  /// 64 fresh random bits per incarnation, independent of `epoch` (the simulator derives
+  /// them from its seed); 0 where the shell gives none. security.aead starts its nonce
+  /// counter there, so that two incarnations drawing the same epoch still do not reuse nonces.
+  std::uint64_t incarnation_random = 0;
   std::uint32_t max_payload_bytes = 0;  ///< largest payload one datagram may carry
   /// The shell delivers a datagram sent to a member's source address (Group's MemberInfo
   /// ip/port, learned from its heartbeats) to that member's pipeline of this channel, so a

@@ -214,6 +214,7 @@ void Network::build(Member& m) {
   env.sender = m.sender_id;
   env.epoch = m.epoch;
   env.seed = derive(config_.seed, m.index, m.incarnation, 3);
+  env.incarnation_random = derive(config_.seed, m.index, m.incarnation, 4);
   env.max_payload_bytes = m.max_payload_bytes;
   env.unicast_reachable = true;  // member i is 10.0.0.(i+1): on_transmit routes by dst_ip
   auto pool = std::make_unique<PacketPool>(kHeadroom + m.max_payload_bytes + kTailroom, config_.pool_initial_packets,

@@ -162,6 +162,7 @@ Status ChannelCore::prepare(const Manifest& m, bool reuse_socket_if_possible, Pr
   env.sender = out.sender;
   env.epoch = random_nonzero_u32();
   env.seed = (static_cast<std::uint64_t>(m.faults.seed) << 32) ^ out.sender;
+  env.incarnation_random = (static_cast<std::uint64_t>(random_nonzero_u32()) << 32) | random_nonzero_u32();
   env.max_payload_bytes = out.max_payload;
   // Every member's datagrams leave from a socket that is its own and that it reads: the
   // fan-out socket bound to its ip:port, or a multicast receiver's unicast socket
