@@ -248,7 +248,7 @@ TEST_CASE("reliability.arq: the application acknowledges on a member's behalf; i
   CHECK(t.a.pl().app_ack(7, 300, 3 * kMs));
   const Event* e = event_for(t.a, EventType::delivery_met, 7);
   REQUIRE(e != nullptr);
-  CHECK(e->members == (slot_bit(1) | slot_bit(2)));
+  CHECK(e->members == tmc::MemberSet::of({1, 2}));
   CHECK(t.a.c("reliability.rtt_samples") == 2);
   CHECK(t.a.c("reliability.acks_received") == 0);
   CHECK(t.a.pl().held_packets() == 1);  // m2 waits for its acks

@@ -474,7 +474,6 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
 bool ArqSender::on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept {
   const Group& g = io.group();
   if (slot == kNoSlot || slot == g.self_slot()) return false;
-  const MemberMask bit = slot_bit(slot);
   const std::uint64_t now = io.now_ns();
   bool known = false;
   // A reply acknowledges a recent message: look from the newest down. Tokens grow with
@@ -485,8 +484,9 @@ bool ArqSender::on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept 
     if (e.rseq != r || e.token > token) continue;
     if (e.token < token) break;
     known = true;
-    if ((e.acked & bit) != 0) continue;
-    e.acked |= bit;
+    if (e.acked.contains(slot)) continue;
+    e.acked.insert(slot);
+    if (e.missing != 0 && e.required.contains(slot)) --e.missing;
     // Not the member's ack clock (slot_heard_ns_, slot_ack_ns_): those say what its own
     // acks report, which the timeout logic reads (members_quiet(), lost_evidence()).
     // The reply's round trip is the RTT the application sees (Karn's rule as for acks).
