@@ -222,6 +222,8 @@ struct DeliveryOutcome {
     failed,      ///< the retry budget ran out, or a required member failed or left
     unreliable,  ///< the message was not reliable: it was handed to the network, nothing more is known
     abandoned,   ///< the channel closed or was updated before the outcome was known
+    forgotten,   ///< the application forgot it (Channel::forget) before the outcome was known
+    expired,     ///< its lifetime ran out before the outcome was known (manifest 'lifetime')
   };
   State state = State::unreliable;
   std::vector<std::string> acked;    ///< members that acknowledged it
@@ -245,6 +247,11 @@ struct MemberStatus {
   std::uint32_t sender_id = 0;
   std::uint32_t epoch = 0;
 };
+
+/// Names one message sent on a channel, for Channel::forget(): send() with a token pointer
+/// fills it. Tokens of one channel grow with every send() (across update()s), so "this
+/// message and every one before it" means every token up to this one. 0 names no message.
+using MessageToken = std::uint64_t;
 
 class Channel {
  public:
@@ -301,6 +308,29 @@ class Channel {
   /// handler they cannot wait and return at once).
   Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
               std::future<DeliveryOutcome>* outcome);
+  /// The same, and `*token` names the message for forget() (outcome may be null).
+  Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
+              std::future<DeliveryOutcome>* outcome, MessageToken* token);
+
+  // --- application-guided decisions -------------------------------------------------------
+  /// Forget a message that is not settled yet: the application no longer needs it
+  /// delivered (ForgetScope::message), or no longer needs it or any message sent before it
+  /// (ForgetScope::and_earlier). What is still held for it is let go: reliability stops
+  /// repairing it and no longer waits for its acknowledgments, flow and congestion control
+  /// stop holding it back, and its outcome becomes DeliveryOutcome::State::forgotten
+  /// (delivery_forgotten). Receivers that missed it are told to stop waiting: reliability
+  /// announces the new trailing edge, and ordering moves past the hole with a gap_skipped
+  /// event whose cause says the sender released it. A message already settled (met,
+  /// failed, expired) or never reliable is not affected; forgetting is idempotent.
+  /// Errors: CLOSED, INVALID_ARGUMENT (a token this channel never gave).
+  Status forget(MessageToken token, ForgetScope scope = ForgetScope::message);
+  /// A load hint: how full the application is, in [0, 1] (e.g. its own event queue's fill),
+  /// for an application that takes messages off the receive queue at once and queues them
+  /// itself. With 'flow control' (and 'load hints', the default) this member's advertised
+  /// window shrinks with max(hint, receive queue fill), to 0 at 1, so senders slow down
+  /// before anything is dropped. The hint stays until the next call (0 clears it).
+  /// Errors: CLOSED, INVALID_ARGUMENT (not a number in [0, 1]).
+  Status hint_load(double fraction);
 
   // --- changing the manifest -------------------------------------------------------------
   /// Replace the manifest for good: compile, build the new pipeline, swap it in on the loop.

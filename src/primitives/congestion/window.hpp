@@ -35,6 +35,7 @@ class CongestionWindowStage final : public Stage {
   void on_receive(Packet* p, StageIo& io) noexcept override;
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
+  void on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept override;
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
   void read_gauges(std::span<double> out) const noexcept override;
 
@@ -67,6 +68,7 @@ class CongestionWindowStage final : public Stage {
   [[nodiscard]] MemberMask followed(const Group& g) const noexcept;
   void note_window(StageIo& io) noexcept;
   Packet* pop() noexcept;
+  void drop_expired(StageIo& io) noexcept;
 
   std::unique_ptr<CongestionController> ctrl_;
   ControllerMaker more_;

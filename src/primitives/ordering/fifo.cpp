@@ -194,7 +194,7 @@ class FifoStage final : public Stage {
       if (s.oldest_dirty) recompute_oldest(s);
       while (s.held > 0 && s.oldest_ns + hold_ns_ <= now) {
         io.count(timeout_skips);
-        skip_first_gap(i, io);
+        skip_first_gap(i, io, EventCause::timeout);
         recompute_oldest(s);
       }
       if (s.held > 0 && (earliest == 0 || s.oldest_ns + hold_ns_ < earliest)) earliest = s.oldest_ns + hold_ns_;
@@ -264,6 +264,15 @@ class FifoStage final : public Stage {
       mark_delivered(s);
       io.up(p);
       if (s.held > 0) release_run(idx, io);
+      return;
+    }
+    if (p->gap_cause != 0 && s.held == 0) {
+      // The stage below says the sender settled every number missing before this one (it
+      // forgot them, they expired, or it gave up): waiting for them is no use.
+      note_gap(s, s.next, seq - s.next, io, static_cast<EventCause>(p->gap_cause));
+      advance_to(s, seq);
+      mark_delivered(s);
+      io.up(p);
       return;
     }
     if (!ensure_ring(s)) {
@@ -361,32 +370,35 @@ class FifoStage final : public Stage {
   }
 
   // Give up on the gap at `next`: jump to the first held packet and deliver the run.
-  void skip_first_gap(std::uint32_t idx, StageIo& io) noexcept {
+  void skip_first_gap(std::uint32_t idx, StageIo& io, EventCause cause = EventCause::none) noexcept {
     Sender& s = senders_[idx];
     if (s.held == 0) return;
     // Held numbers lie in (next, next + window], so the scan ends within the window.
     std::uint64_t first = s.next + 1;
     const std::uint64_t last = s.next + window_;
     while (first < last && (s.ring[first % window_] == nullptr || s.ring[first % window_]->seq != first)) ++first;
-    note_gap(s, s.next, first - s.next, io);
+    note_gap(s, s.next, first - s.next, io, cause);
     advance_to(s, first);
     release_run(idx, io);
   }
 
-  static void note_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
+  static void note_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io,
+                       EventCause cause = EventCause::none) noexcept {
     if (count == 0) return;
     io.count(gaps_skipped);
     io.count(seqs_skipped, count);
-    notify_gap(s, from, count, io);
+    notify_gap(s, from, count, io, cause);
   }
 
-  static void notify_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
+  static void notify_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io,
+                         EventCause cause = EventCause::none) noexcept {
     io.notify(Event{.type = EventType::gap_skipped,
                     .sender = s.id,
                     .epoch = s.epoch,
                     .seq = from,
                     .count = count,
-                    .stage = kKind});
+                    .stage = kKind,
+                    .cause = cause});
   }
 
   // Deliver everything held, in order, skipping every gap (epoch change, eviction).

@@ -56,7 +56,10 @@ class [[gnu::visibility("hidden")]] InOrderHold {
 
   /// Queue every held packet at or below `cum`, in order (the gap below them filled, or
   /// the sender settled past it).
-  void release_through(std::size_t slot, std::uint64_t cum, std::uint64_t now) noexcept;
+  /// With `gap_cause` (an EventCause), the first packet queued, and the first after each
+  /// missing number, carry it (Packet::gap_cause): the sender settled what is missing.
+  /// Returns whether it queued anything.
+  bool release_through(std::size_t slot, std::uint64_t cum, std::uint64_t now, std::uint8_t gap_cause = 0) noexcept;
 
   /// The wait is over (timeout, new incarnation, eviction): queue every held packet of the
   /// slot in order, gaps and all, counting them under held_released_early.

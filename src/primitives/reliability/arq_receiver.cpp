@@ -52,17 +52,23 @@ void ArqReceiver::advance_contiguous(RxState& s) noexcept {
 }
 
 // Everything up to `to` is settled at the sender: stop waiting for it.
-void ArqReceiver::advance_to(RxState& s, std::uint64_t to) noexcept {
-  if (to <= s.cum) return;
+bool ArqReceiver::advance_to(RxState& s, std::uint64_t to) noexcept {
+  if (to <= s.cum) return false;
+  bool hole = true;
   if (to - s.cum >= rx_bits_) {
     clear_all(s);
   } else {
-    for (std::uint64_t r = s.cum + 1; r <= to; ++r) clear(s, r);
+    hole = false;
+    for (std::uint64_t r = s.cum + 1; r <= to; ++r) {
+      hole = hole || !test(s, r);
+      clear(s, r);
+    }
   }
   s.cum = to;
   if (s.highest < to) s.highest = to;
   s.nack_round = 0;
   advance_contiguous(s);
+  return hole;
 }
 
 // The first missing run at or above the NACK floor, below the highest seen.
@@ -222,8 +228,13 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     return;
   }
   s->last_used_ns = now;
-  if (settled != 0) advance_to(*s, settled);
-  if (cfg_.in_order) hold_.release_through(slot, s->cum, now);  // the sender gave up on a gap below them
+  if (settled != 0 && advance_to(*s, settled)) s->gap_mark = true;
+  if (cfg_.in_order && s->gap_mark) {
+    // The sender gave up on a gap below them: they go up, marked for ordering above.
+    if (hold_.release_through(slot, s->cum, now, static_cast<std::uint8_t>(EventCause::released))) s->gap_mark = false;
+  } else if (cfg_.in_order) {
+    hold_.release_through(slot, s->cum, now);
+  }
   if (have(*s, r)) {
     // Our ack was lost (or the network duplicated the packet): ack again at once, and
     // once more after ack_delay_us. A retransmission of something we have means the
@@ -283,12 +294,34 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
       }
     } else {
       // In order: it goes up in its place, then what waited behind it.
+      if (s->gap_mark) p->gap_cause = static_cast<std::uint8_t>(EventCause::released);
+      s->gap_mark = false;
       hold_.arrived_in_order(slot, p, r, s->cum, now);
     }
     hold_.flush(io);  // last: a stage above may send from inside it
     return;
   }
   io.up(p);  // last: a stage above may send from inside it
+}
+
+void ArqReceiver::on_edge(std::uint32_t sender, std::uint32_t epoch, std::uint64_t settled, StageIo& io) noexcept {
+  RxState* s = find_rx(sender);
+  // Old news, another incarnation, or more than a window ahead (a forgery would settle
+  // what the real sender has not sent): nothing moves.
+  if (s == nullptr || s->epoch != epoch || settled <= s->cum || settled > s->cum + rx_bits_) return;
+  const std::uint64_t now = io.now_ns();
+  s->last_used_ns = now;
+  if (advance_to(*s, settled)) s->gap_mark = true;
+  if (!has_gap(*s)) {
+    s->nack_due_ns = 0;
+    s->fresh = false;
+  }
+  if (cfg_.in_order) {
+    if (hold_.release_through(slot_of(*s), s->cum, now, static_cast<std::uint8_t>(EventCause::released))) {
+      s->gap_mark = false;
+    }
+    hold_.flush(io);
+  }
 }
 
 void ArqReceiver::overheard_nack(const NackBody& nack) noexcept {

@@ -49,6 +49,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   /// Send what waits in the queue while the window has room.
   void pump(StageIo& io) noexcept {
     if (!queue_.empty()) pump_queue(io);
+    if (edge_due_) announce_edge(io);
   }
 
   /// A new view: fail messages waiting for a member that is gone, resolve ack_from names
@@ -65,8 +66,12 @@ class [[gnu::visibility("hidden")]] ArqSender {
   }
   /// The pipeline is retiring: report every message still unsettled or queued as failed.
   void fail_all(StageIo& io) noexcept;
+  /// The application forgot the message with `token` (or it and every earlier one): its
+  /// copy is let go unrepaired and its outcome is delivery_forgotten; receivers hear the
+  /// new trailing edge (announce_edge()).
+  void forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept;
 
-  /// The earliest timeout or queue retry; 0 when none.
+  /// The earliest timeout, lifetime or queue retry; 0 when none.
   [[nodiscard]] std::uint64_t deadline() const noexcept {
     if (deadline_ns_ == 0) return retry_queue_ns_;
     if (retry_queue_ns_ == 0) return deadline_ns_;
@@ -91,6 +96,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
     std::uint64_t first_sent_ns = 0;
     std::uint64_t last_sent_ns = 0;
     std::uint64_t deadline_ns = 0;  // next RTO expiry
+    std::uint64_t expires_ns = 0;   // end of its lifetime (Packet::expires_ns); 0 = none
     std::uint64_t out_ns = 0;       // when it was known to have left the stages below (if `out`)
     std::uint32_t need = 0;         // count mode: acks needed
     std::uint16_t retries = 0;       // timeouts with evidence of loss (the retry budget)
@@ -106,7 +112,15 @@ class [[gnu::visibility("hidden")]] ArqSender {
   MemberMask required_now(const Group& g) const noexcept;
   bool met(const Entry& e) const noexcept;
   bool retransmit(Entry& e, StageIo& io) noexcept;
-  void settle(Entry& e, bool ok, StageIo& io) noexcept;
+  void settle(Entry& e, EventType outcome, StageIo& io) noexcept;
+  void notify_outcome(EventType type, std::uint64_t token, MemberMask members, StageIo& io) noexcept;
+  bool forgets(std::uint64_t token, std::uint64_t target, ForgetScope scope) const noexcept {
+    return scope == ForgetScope::message ? token == target : token <= target;
+  }
+  void announce_edge(StageIo& io) noexcept;
+  [[nodiscard]] static std::uint64_t earliest(std::uint64_t a, std::uint64_t b) noexcept {
+    return a == 0 ? b : (b == 0 || a < b ? a : b);
+  }
   void scan(StageIo& io) noexcept;
   bool lost_evidence(const Entry& e, std::uint64_t now) const noexcept;
   void mark_out(std::uint64_t upto, std::uint64_t now) noexcept;
@@ -116,6 +130,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   void notify_failed(std::uint64_t token, MemberMask members, StageIo& io) noexcept;
 
   Config cfg_;
+  std::uint32_t channel_ = 0;
   std::uint32_t self_sender_ = 0;
   std::uint32_t self_epoch_ = 0;
   std::vector<std::string> ack_from_;
@@ -140,6 +155,11 @@ class [[gnu::visibility("hidden")]] ArqSender {
   PacketFifo queue_;  // reliable messages waiting for room in the window, oldest first
   std::uint64_t deadline_ns_ = 0;
   std::uint64_t retry_queue_ns_ = 0;
+  // Trailing edge last announced on its own (announce_edge()), and when: a NACK for
+  // something below the edge gets the announcement again, at most once per rto_min.
+  std::uint64_t edge_announced_ns_ = 0;
+  bool released_ = false;
+  bool edge_due_ = false;  // numbers were settled unsent: announce the edge after this input  // something was forgotten or expired (edges are announced only then)
 
   // --- round-trip time ---
   std::uint64_t rto_ns_ = 0;

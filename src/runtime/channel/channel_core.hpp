@@ -162,7 +162,12 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   ~ChannelCore();
 
   Status send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
-              std::future<DeliveryOutcome>* outcome = nullptr);
+              std::future<DeliveryOutcome>* outcome = nullptr, std::uint64_t* token_out = nullptr);
+  /// Channel::forget: under the exec lock, messages send() queued enter the pipeline first
+  /// (so they can be forgotten too), then every stage's on_forget.
+  Status forget(std::uint64_t token, ForgetScope scope);
+  /// Channel::hint_load: stored for load() (any thread).
+  Status hint_load(double fraction);
   Status update(const Manifest& manifest);
   Status update(const Value& changes);
   Status receive(Message& out, std::chrono::nanoseconds timeout);
@@ -184,6 +189,9 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void transmit(Packet* p) noexcept override;
   void deliver(Packet* p) noexcept override;
   void on_event(const Event& e) noexcept override;
+  /// max(hint_load, receive queue fill counted full at half its size: the other half is
+  /// room for what is in flight when the window closes); exec.
+  double load() const noexcept override;
 
  private:
   /// Everything prepare() builds on the caller's thread for open() and update().
@@ -404,7 +412,11 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     std::size_t count = 0;
     int waiters = 0;                    ///< receive() calls asleep on cv
     std::atomic<std::size_t> ready{0};  ///< count, readable without mu (spinning)
+    std::atomic<std::uint64_t> expired{0};  ///< messages dropped from the queue: lifetime over
   } rq_;
+
+  /// Channel::hint_load's fraction in millionths (any thread writes, the pipeline reads).
+  std::atomic<std::uint32_t> load_hint_ppm_{0};
 
   /// Whether handlers are set, for other threads (the handlers themselves are loop state).
   struct HandlersSet {

@@ -199,6 +199,14 @@ Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest&
                      std::future<DeliveryOutcome>* outcome) {
   return core_ ? core_->send(bytes.data(), bytes.size(), &per_message, outcome) : closed_status();
 }
+Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
+                     std::future<DeliveryOutcome>* outcome, MessageToken* token) {
+  return core_ ? core_->send(bytes.data(), bytes.size(), &per_message, outcome, token) : closed_status();
+}
+Status Channel::forget(MessageToken token, ForgetScope scope) {
+  return core_ ? core_->forget(token, scope) : closed_status();
+}
+Status Channel::hint_load(double fraction) { return core_ ? core_->hint_load(fraction) : closed_status(); }
 
 std::string_view delivery_state_name(DeliveryOutcome::State s) noexcept {
   switch (s) {
@@ -206,6 +214,8 @@ std::string_view delivery_state_name(DeliveryOutcome::State s) noexcept {
     case DeliveryOutcome::State::failed: return "failed";
     case DeliveryOutcome::State::unreliable: return "unreliable";
     case DeliveryOutcome::State::abandoned: return "abandoned";
+    case DeliveryOutcome::State::forgotten: return "forgotten";
+    case DeliveryOutcome::State::expired: return "expired";
   }
   return "?";
 }
