@@ -150,8 +150,14 @@ void scenario(std::uint64_t seed, bool broken, Check& c, Totals& t, const std::f
       for (std::uint32_t k = 0; k < kCount; ++k) {
         c.expect(got[k] <= 1, "member ", r, " delivered message ", k, " of member ", s, " ", got[k], " times");
         if (!broken && outcome[k + 1] == tmc::EventType::delivery_met && sent[k].expires_ns == 0) {
+          const auto cs = net.counters(r);
           c.expect(got[k] == 1, "member ", r, " never delivered message ", k, " of member ", s,
-                   " (met, no lifetime)");
+                   " (met, no lifetime; its reliability.duplicates ", cs.get("reliability.duplicates"),
+                   ", ordering.stale_dropped ", cs.get("ordering.stale_dropped"), ", lifetime.expired_at_delivery ",
+                   cs.get("lifetime.expired_at_delivery"), ", drops.duplicate ", cs.get("drops.duplicate"),
+                   ", lifetime.expired_received ", cs.get("lifetime.expired_received"), ", beyond_window ",
+                   cs.get("reliability.beyond_window"), ", ordering.duplicates_dropped ",
+                   cs.get("ordering.duplicates_dropped"), ", ordering.held ", cs.get("ordering.held"), ")");
         }
       }
     }

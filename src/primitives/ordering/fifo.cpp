@@ -266,13 +266,23 @@ class FifoStage final : public Stage {
       if (s.held > 0) release_run(idx, io);
       return;
     }
-    if (p->gap_cause != 0 && s.held == 0) {
+    if (p->gap_cause != 0) {
       // The stage below says the sender settled every number missing before this one (it
-      // forgot them, they expired, or it gave up): waiting for them is no use.
-      note_gap(s, s.next, seq - s.next, io, static_cast<EventCause>(p->gap_cause));
-      advance_to(s, seq);
+      // forgot them, they expired, or it gave up): waiting for them is no use. Held runs
+      // below it go up first, each gap before them skipped.
+      const auto cause = static_cast<EventCause>(p->gap_cause);
+      while (s.held > 0 && first_held(s) < seq) skip_first_gap(idx, io, cause);
+      if (seq > s.next) {
+        note_gap(s, s.next, seq - s.next, io, cause);
+        advance_to(s, seq);
+      }
+      if (seq != s.next) {
+        drop_old(s, p, io);
+        return;
+      }
       mark_delivered(s);
       io.up(p);
+      if (s.held > 0) release_run(idx, io);
       return;
     }
     if (!ensure_ring(s)) {
@@ -367,6 +377,15 @@ class FifoStage final : public Stage {
     } else {
       s.oldest_dirty = true;
     }
+  }
+
+  // The number of the first held packet (held numbers lie in (next, next + window]).
+  [[nodiscard]] std::uint64_t first_held(const Sender& s) const noexcept {
+    for (std::uint64_t q = s.next + 1; q <= s.next + window_; ++q) {
+      const Packet* h = s.ring[q % window_];
+      if (h != nullptr && h->seq == q) return q;
+    }
+    return std::numeric_limits<std::uint64_t>::max();
   }
 
   // Give up on the gap at `next`: jump to the first held packet and deliver the run.
