@@ -82,7 +82,13 @@ void ArqSender::forget(std::uint64_t token, ForgetScope scope, StageIo& io) noex
 // datagram (which may be long in coming): an ack addressed to this sender itself, sent to
 // the group, whose cumulative number is the edge less one. Receivers stop waiting for (and
 // asking for) what lies below it, and ordering moves past the hole.
-void ArqSender::announce_edge(StageIo& io) noexcept {
+void ArqSender::announce_edge(StageIo& io, bool again) noexcept {
+  if (!again) edge_repeats_ = kEdgeRepeats;
+  edge_again_ns_ = 0;
+  if (edge_repeats_ > 0) {
+    --edge_repeats_;
+    edge_again_ns_ = io.now_ns() + rto_ns_;
+  }
   Packet* a = io.alloc();
   if (a == nullptr) {
     io.count(ctr::no_buffer);

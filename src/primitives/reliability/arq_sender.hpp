@@ -63,6 +63,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   void on_tick(std::uint64_t now, StageIo& io) noexcept {
     if (deadline_ns_ != 0 && now >= deadline_ns_) scan(io);
     if (retry_queue_ns_ != 0 && now >= retry_queue_ns_) retry_queue_ns_ = 0;
+    if (edge_again_ns_ != 0 && now >= edge_again_ns_) announce_edge(io, /*again=*/true);
   }
   /// The pipeline is retiring: report every message still unsettled or queued as failed.
   void fail_all(StageIo& io) noexcept;
@@ -73,9 +74,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
 
   /// The earliest timeout, lifetime or queue retry; 0 when none.
   [[nodiscard]] std::uint64_t deadline() const noexcept {
-    if (deadline_ns_ == 0) return retry_queue_ns_;
-    if (retry_queue_ns_ == 0) return deadline_ns_;
-    return deadline_ns_ < retry_queue_ns_ ? deadline_ns_ : retry_queue_ns_;
+    return earliest(earliest(deadline_ns_, retry_queue_ns_), edge_again_ns_);
   }
   /// Copies kept for unsettled messages.
   [[nodiscard]] std::size_t held() const noexcept { return held_; }
@@ -117,7 +116,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   bool forgets(std::uint64_t token, std::uint64_t target, ForgetScope scope) const noexcept {
     return scope == ForgetScope::message ? token == target : token <= target;
   }
-  void announce_edge(StageIo& io) noexcept;
+  void announce_edge(StageIo& io, bool again = false) noexcept;
   [[nodiscard]] static std::uint64_t earliest(std::uint64_t a, std::uint64_t b) noexcept {
     return a == 0 ? b : (b == 0 || a < b ? a : b);
   }
@@ -159,7 +158,12 @@ class [[gnu::visibility("hidden")]] ArqSender {
   // something below the edge gets the announcement again, at most once per rto_min.
   std::uint64_t edge_announced_ns_ = 0;
   bool released_ = false;
-  bool edge_due_ = false;  // numbers were settled unsent: announce the edge after this input  // something was forgotten or expired (edges are announced only then)
+  bool edge_due_ = false;
+  // The announcement may be lost, and the datagrams that would carry the edge may never
+  // come (the stream ended): it goes again kEdgeRepeats times, an RTO apart.
+  std::uint64_t edge_again_ns_ = 0;
+  std::uint32_t edge_repeats_ = 0;
+  static constexpr std::uint32_t kEdgeRepeats = 3;  // numbers were settled unsent: announce the edge after this input  // something was forgotten or expired (edges are announced only then)
 
   // --- round-trip time ---
   std::uint64_t rto_ns_ = 0;
