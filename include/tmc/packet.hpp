@@ -78,6 +78,11 @@ struct Packet {
   /// sender that the sender settled without this member (forgot, let expire or gave up
   /// on): an EventCause. Ordering above may then skip to this packet at once.
   std::uint8_t gap_cause = 0;
+  /// Receive path: the reliable number of the datagram this came in (reliability.arq), 0 =
+  /// none. On a settled-edge marker (Kind::control, gap_cause set, no payload), reliability's
+  /// cumulative point for the sender: every packet of it at or below that number has gone up
+  /// already or was settled, so ordering may skip the gaps below such packets it holds.
+  std::uint64_t rseq = 0;
   Packet* next = nullptr;     ///< intrusive link for queues; owner's to use
   PacketPool* pool = nullptr;
 

@@ -206,6 +206,12 @@ void Pipeline::pass_up(std::size_t from, Packet* p) noexcept {
     stages_[from - 1]->on_receive(p, *ios_[from - 1]);
     return;
   }
+  if (p->kind == wire::Kind::control && p->gap_cause != 0 && p->payload_len == 0) {
+    // A settled-edge marker of reliability (Packet::rseq) that no ordering stage took:
+    // news for ordering only, never a message.
+    p->release();
+    return;
+  }
   if (p->expires_ns != 0 && now_ns_ >= p->expires_ns && expired_at_delivery_ != 0) {
     // Its lifetime ran out while a stage above lifetime.deadline held it (a reorder
     // buffer, reassembly): never delivered late.

@@ -441,6 +441,9 @@ class FragmentStage final : public Stage {
       pa.msg->expires_ns = p->expires_ns;
     }
     if (offset == 0) take_metadata(pa, *p);
+    // Ordering above reads these of the whole message (Packet::gap_cause, Packet::rseq).
+    if (p->gap_cause != 0) pa.msg->gap_cause = p->gap_cause;
+    if (p->rseq > pa.msg->rseq) pa.msg->rseq = p->rseq;
     progress(pi, now);
     p->release();
     if (pa.received == pa.total) complete(pi, io);

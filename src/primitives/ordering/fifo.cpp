@@ -151,6 +151,10 @@ class FifoStage final : public Stage {
   }
 
   void on_receive(Packet* p, StageIo& io) noexcept override {
+    if (p->kind == wire::Kind::control && p->gap_cause != 0 && p->rseq != 0 && p->payload_len == 0) {
+      on_edge_marker(p, io);
+      return;
+    }
     if (p->kind != wire::Kind::data || (p->flags & wire::kFlagUnordered) != 0) {
       if (p->kind == wire::Kind::data) io.count(unordered);
       io.up(p);
@@ -333,6 +337,27 @@ class FifoStage final : public Stage {
     ++total_held_;
     io.count(held);
     arm(s.oldest_ns + hold_ns_, io);
+  }
+
+  // Reliability below passed over a hole its sender settled, after packets above that hole
+  // had gone up unordered (Packet::rseq): every packet of the sender at or below the marker's
+  // number has reached us already or never will, so a gap below a held packet at or below
+  // it waits for nothing. Skip those gaps now. The marker is never delivered.
+  void on_edge_marker(Packet* m, StageIo& io) noexcept {
+    if (strict_) {
+      const std::uint32_t idx = table_.find(hash(m->sender), m->sender);
+      if (idx != kNone && senders_[idx].in_use && senders_[idx].epoch == m->epoch) {
+        Sender& s = senders_[idx];
+        const auto cause = static_cast<EventCause>(m->gap_cause);
+        while (s.held > 0) {
+          const std::uint64_t first = first_held(s);
+          const std::uint64_t r = s.ring[first % window_]->rseq;
+          if (r == 0 || r > m->rseq) break;
+          skip_first_gap(idx, io, cause);
+        }
+      }
+    }
+    m->release();
   }
 
   // --- strict-mode helpers ------------------------------------------------------------

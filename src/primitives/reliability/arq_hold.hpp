@@ -58,7 +58,8 @@ class [[gnu::visibility("hidden")]] InOrderHold {
   /// the sender settled past it).
   /// With `gap_cause` (an EventCause), the first packet queued, and the first after each
   /// missing number, carry it (Packet::gap_cause): the sender settled what is missing.
-  /// Returns whether it queued anything.
+  /// Returns whether the mark is spent: it queued something, and no number up to `cum` is
+  /// missing after the last packet it queued (a hole there is for the next packet to mark).
   bool release_through(std::size_t slot, std::uint64_t cum, std::uint64_t now, std::uint8_t gap_cause = 0) noexcept;
 
   /// The wait is over (timeout, new incarnation, eviction): queue every held packet of the

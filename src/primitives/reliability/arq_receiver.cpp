@@ -228,10 +228,17 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     return;
   }
   s->last_used_ns = now;
+  const std::uint64_t cum_before = s->cum;
   if (settled != 0 && advance_to(*s, settled)) s->gap_mark = true;
   if (cfg_.in_order && s->gap_mark) {
     // The sender gave up on a gap below them: they go up, marked for ordering above.
-    if (hold_.release_through(slot, s->cum, now, static_cast<std::uint8_t>(EventCause::released))) s->gap_mark = false;
+    if (hold_.release_through(slot, s->cum, now, static_cast<std::uint8_t>(EventCause::released))) {
+      s->gap_mark = false;
+    } else if (r <= s->cum) {
+      // This packet goes up in its place below and carries the mark itself.
+    } else {
+      up_edge_marker(*s, cum_before, io);
+    }
   } else if (cfg_.in_order) {
     hold_.release_through(slot, s->cum, now);
   }
@@ -254,6 +261,7 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     return;
   }
   set(*s, r);
+  p->rseq = r;
   const std::uint64_t prev_high = s->highest;
   if (r > s->highest) s->highest = r;
   if (r < s->nack_floor) s->nack_floor = r;  // an older repair: no need to ask for it
@@ -290,6 +298,7 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
         if (hold_.held(slot) == 1) note_deadline(now + cfg_.rto_max_ns);  // a new wait began
         io.count(ctr::held_in_order);
       } else {
+        s->early_through = std::max(s->early_through, r);
         hold_.pass_up(p);
       }
     } else {
@@ -311,6 +320,7 @@ void ArqReceiver::on_edge(std::uint32_t sender, std::uint32_t epoch, std::uint64
   if (s == nullptr || s->epoch != epoch || settled <= s->cum || settled > s->cum + rx_bits_) return;
   const std::uint64_t now = io.now_ns();
   s->last_used_ns = now;
+  const std::uint64_t cum_before = s->cum;
   if (advance_to(*s, settled)) s->gap_mark = true;
   if (!has_gap(*s)) {
     s->nack_due_ns = 0;
@@ -319,9 +329,30 @@ void ArqReceiver::on_edge(std::uint32_t sender, std::uint32_t epoch, std::uint64
   if (cfg_.in_order) {
     if (hold_.release_through(slot_of(*s), s->cum, now, static_cast<std::uint8_t>(EventCause::released))) {
       s->gap_mark = false;
+    } else if (s->gap_mark) {
+      up_edge_marker(*s, cum_before, io);
     }
     hold_.flush(io);
   }
+}
+
+// The cumulative point just passed over a hole the sender settled, nothing held here went
+// up to carry the mark, and packets above that hole went up earlier, unordered (see
+// RxState::early_through): ordering above may hold them behind it, and with no later
+// packet of the sender it would wait for the hole until its own timeout. A marker goes up
+// in their stead: a control packet without payload, gap_cause released, rseq the
+// cumulative point (what it means: Packet::rseq). The pipeline never delivers it.
+void ArqReceiver::up_edge_marker(RxState& s, std::uint64_t cum_before, StageIo& io) noexcept {
+  if (s.early_through <= cum_before) return;  // nothing went up above the hole: the mark waits
+  Packet* m = io.alloc_small();
+  if (m == nullptr) return;  // pool dry: the next packet of the sender still carries the mark
+  m->reset_for_receive();
+  m->kind = wire::Kind::control;
+  m->sender = s.sender;
+  m->epoch = s.epoch;
+  m->gap_cause = static_cast<std::uint8_t>(EventCause::released);
+  m->rseq = s.cum;
+  hold_.pass_up(m);
 }
 
 void ArqReceiver::overheard_nack(const NackBody& nack) noexcept {
@@ -471,7 +502,10 @@ void ArqReceiver::scan(StageIo& io) noexcept {
       }
     }
     const std::size_t slot = slot_of(s);
-    if (hold_.held(slot) > 0 && now >= hold_.held_since_ns(slot) + cfg_.rto_max_ns) hold_.release_all(slot, io);
+    if (hold_.held(slot) > 0 && now >= hold_.held_since_ns(slot) + cfg_.rto_max_ns) {
+      hold_.release_all(slot, io);
+      s.early_through = s.highest;
+    }
     if (s.ack_due_ns != 0 && (next == 0 || s.ack_due_ns < next)) next = s.ack_due_ns;
     if (s.nack_due_ns != 0 && (next == 0 || s.nack_due_ns < next)) next = s.nack_due_ns;
     if (hold_.held(slot) > 0 && (next == 0 || hold_.held_since_ns(slot) + cfg_.rto_max_ns < next)) {

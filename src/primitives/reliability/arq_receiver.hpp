@@ -102,6 +102,11 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
     // packet passed up for this sender carries EventCause::released (Packet::gap_cause), so
     // ordering above skips the hole at once instead of waiting for it.
     bool gap_mark = false;
+    // Highest number passed up above a gap still open (the hold's budget was spent, or its
+    // wait ran out): ordering above may hold those. When the cumulative point passes
+    // over a settled hole below them and nothing follows to carry the mark, a marker goes
+    // up instead (see up_edge_marker).
+    std::uint64_t early_through = 0;
   };
 
   // The settled edge of an evicted sender incarnation (cum 0: an empty entry).
@@ -137,6 +142,7 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   Packet* control_packet(wire::Kind kind, std::uint8_t body_len, std::uint8_t*& body, StageIo& io) noexcept;
   void address(Packet& a, const RxState& s, StageIo& io) const noexcept;
   void send_ack(RxState& s, StageIo& io, bool to_group = false) noexcept;
+  void up_edge_marker(RxState& s, std::uint64_t cum_before, StageIo& io) noexcept;
   void send_nacks(RxState& s, StageIo& io, std::uint64_t from = 0) noexcept;
   void note_deadline(std::uint64_t t) noexcept {
     if (deadline_ == 0 || t < deadline_) deadline_ = t;
