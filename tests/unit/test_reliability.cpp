@@ -805,6 +805,26 @@ TEST_CASE("reliability.arq: a forgotten message is not repaired, its outcome is 
   CHECK(t.b.pl().held_packets() == 0);
 }
 
+TEST_CASE("reliability.arq: a settled hole after the last released packet marks the next one") {
+  Trio t({{"deliver", "in_order"}});
+  for (int i = 1; i <= 3; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  // b loses m1 and m3, and holds m2 behind the hole at 1.
+  multicast(t.a, {&t.b, &t.c}, 100 * kUs,
+            [](std::size_t dest, const Seen& s) { return !(dest == 0 && (s.rseq == 1 || s.rseq == 3)); });
+  CHECK(t.b.got().empty());
+  t.a.pl().forget(3, ForgetScope::and_earlier, 200 * kUs);
+  multicast(t.a, {&t.b, &t.c}, 300 * kUs);  // the edge: 1..3 settled
+  // m2 goes up marked for the hole before it; the hole at 3 lies after it, so the mark
+  // waits for the next packet rather than being spent on m2.
+  REQUIRE(t.b.got() == std::vector<std::string>{"m2"});
+  CHECK(t.b.sink().delivered[0]->gap_cause == static_cast<std::uint8_t>(EventCause::released));
+  t.a.send("m4", 400 * kUs, 4);
+  multicast(t.a, {&t.b, &t.c}, 400 * kUs);
+  REQUIRE(t.b.got() == std::vector<std::string>{"m2", "m4"});
+  CHECK(t.b.sink().delivered[1]->gap_cause == static_cast<std::uint8_t>(EventCause::released));
+  CHECK(t.b.pl().held_packets() == 0);
+}
+
 TEST_CASE("reliability.arq: forget and_earlier settles every older message and none after it") {
   Trio t;
   for (int i = 1; i <= 4; ++i) t.a.send("m" + std::to_string(i), 0, i);
