@@ -265,6 +265,8 @@ struct DeliveryOutcome {
     failed,      ///< the retry budget ran out, or a required member failed or left
     unreliable,  ///< the message was not reliable: it was handed to the network, nothing more is known
     abandoned,   ///< the channel closed or was updated before the outcome was known
+    forgotten,   ///< the application forgot it (Channel::forget) before the outcome was known
+    expired,     ///< its lifetime ran out before the outcome was known (manifest 'lifetime')
   };
   State state = State::unreliable;
   std::vector<std::string> acked;    ///< members that acknowledged it
@@ -288,6 +290,11 @@ struct MemberStatus {
   std::uint32_t sender_id = 0;
   std::uint32_t epoch = 0;
 };
+
+/// Names one message sent on a channel, for Channel::forget() and Channel::acknowledge():
+/// send() with a token pointer fills it. Tokens of one channel grow with every send() (across update()s), so "this
+/// message and every one before it" means every token up to this one. 0 names no message.
+using MessageToken = std::uint64_t;
 
 class Channel {
  public:
@@ -344,23 +351,48 @@ class Channel {
   /// handler they cannot wait and return at once).
   Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
               std::future<DeliveryOutcome>* outcome);
-  /// The same, and `*id` becomes the message's id on this channel, for acknowledge().
-  Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message, std::uint64_t* id);
+  /// The same, and `*token` names the message for forget() and acknowledge() (outcome may be
+  /// null).
+  Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
+              std::future<DeliveryOutcome>* outcome, MessageToken* token);
+
+  // --- application-guided decisions -------------------------------------------------------
+  /// Forget a message that is not settled yet: the application no longer needs it
+  /// delivered (ForgetScope::message), or no longer needs it or any message sent before it
+  /// (ForgetScope::and_earlier). What is still held for it is let go: reliability stops
+  /// repairing it and no longer waits for its acknowledgments, flow and congestion control
+  /// stop holding it back, and its outcome becomes DeliveryOutcome::State::forgotten
+  /// (delivery_forgotten). Receivers that missed it are told to stop waiting: reliability
+  /// announces the new trailing edge, and ordering moves past the hole with a gap_skipped
+  /// event whose cause says the sender released it. A message already settled (met,
+  /// failed, expired) or never reliable is not affected; forgetting is idempotent.
+  /// Errors: CLOSED, INVALID_ARGUMENT (a token this channel never gave).
+  Status forget(MessageToken token, ForgetScope scope = ForgetScope::message);
+  /// A load hint: how full the application is, in [0, 1] (e.g. its own event queue's fill),
+  /// for an application that takes messages off the receive queue at once and queues them
+  /// itself. With 'flow control' (and 'load hints', the default) this member's advertised
+  /// window shrinks with max(hint, receive queue fill), to 0 at 1, so senders slow down
+  /// before anything is dropped. The hint stays until the next call (0 clears it).
+  /// Errors: CLOSED, INVALID_ARGUMENT (not a number in [0, 1]).
+  Status hint_load(double fraction);
+
+  /// The same without an outcome: `*token` names the message for acknowledge() and forget().
+  Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message, MessageToken* token);
 
   // --- acknowledgment by reply ------------------------------------------------------------
-  /// Acknowledge on `member`'s behalf the reliable message this member sent with id `id`
-  /// (from send(bytes, per_message, &id)): the application learned from that member's own
+  /// Acknowledge on `member`'s behalf the reliable message named by `token` (from
+  /// send(bytes, per_message, &token)): the application learned from that member's own
   /// reply, on this channel or any other, that the member has it. The reliability stage
   /// counts it as the member's ack (RTT sample included), so the message is settled
   /// without an ack datagram and the retransmission timeout follows the replies. With
   /// 'reliability: {acks: application}' these are the only acks (request/response):
   /// receivers send none, a message is retransmitted until its replies came, and a
-  /// receiver delivers a retransmitted message again so that it answers again. Unknown ids
+  /// receiver delivers a retransmitted message again so that it answers again. Unknown tokens
   /// (settled already, unreliable) and members outside the view are ignored. From the
   /// loop thread (a handler) it takes effect at once, from another thread on the loop's
   /// next turn. Errors: CLOSED, NOT_AVAILABLE (no reliability in the plan), WOULD_BLOCK
   /// (4096 acknowledgments from other threads wait for the loop already).
-  Status acknowledge(std::uint64_t id, std::string_view member);
+  Status acknowledge(MessageToken token, std::string_view member);
 
   // --- changing the manifest -------------------------------------------------------------
   /// Replace the manifest for good: compile, build the new pipeline, swap it in on the loop.

@@ -120,7 +120,22 @@ struct FlowControlSpec {
   std::int64_t window_bytes = 4 * 1024 * 1024;  ///< each receiver's advertised window
   std::int64_t slow_timeout_us = 1'000'000;     ///< a receiver blocking longer is reported slow
   bool eject_slow = false;                      ///< a slow receiver no longer holds the sender back
+  /// Receivers shrink their window with their application's load (receive queue fill,
+  /// Channel::hint_load), so senders slow down before a receiver drops.
+  bool load_hints = true;
   bool operator==(const FlowControlSpec&) const = default;
+};
+
+/// Lifetime (as DDS's LIFESPAN): a message not yet settled when its lifetime runs out is
+/// worth nothing. The sender stops repairing it and reports it expired; a receiver never
+/// delivers it after its deadline. `enabled` alone allows per-message lifetimes only.
+struct LifetimeSpec {
+  bool enabled = false;
+  std::int64_t duration_us = 0;  ///< every message's lifetime; 0 = only messages that give their own
+  /// Bound on the one-way delay plus the drift between the sender's and a receiver's clocks
+  /// over a lifetime: a receiver takes it off the remaining lifetime a datagram carries.
+  std::int64_t skew_us = 1000;
+  bool operator==(const LifetimeSpec&) const = default;
 };
 
 /// Fault injection (tests and experiments): seeded, per channel instance.
@@ -177,6 +192,7 @@ struct Manifest {
   PacingSpec pacing;
   FlowControlSpec flow_control;
   std::string congestion_control = "none";  ///< none | aimd | cubic
+  LifetimeSpec lifetime;                    ///< message lifetime (deadline) and forgetting
   // API shape
   Synchronicity synchronicity = Synchronicity::async;
   Duplexity duplexity = Duplexity::full;
@@ -194,6 +210,7 @@ struct MessageManifest {
   std::optional<bool> reliability;
   std::optional<bool> error_checking;
   std::optional<bool> ordered;  ///< false: opt out of the channel's ordering; true: opt in ('ordered messages: flagged')
+  std::optional<std::int64_t> lifetime_us;  ///< this message's lifetime (needs 'lifetime' on the channel)
   bool operator==(const MessageManifest&) const = default;
 };
 

@@ -67,6 +67,22 @@ struct Packet {
   /// that merge messages (pacing.coalesce) send it as itself, so reliability's outcome
   /// event carries its token. Copied by clone().
   bool wants_outcome = false;
+  /// Send path: this message's own lifetime (a per-message manifest), 0 = the channel's.
+  /// Pipeline::send turns it (or the channel's lifetime) into expires_ns.
+  std::uint64_t lifetime_ns = 0;
+  /// When the message stops being worth anything, on the shell's clock; 0 = never. Send
+  /// path: set when the pipeline takes the message; receive path: by lifetime.deadline
+  /// from the remaining lifetime the datagram carries. Copied by clone().
+  std::uint64_t expires_ns = 0;
+  /// Receive path: just before this packet, the stage below passed over numbers of its
+  /// sender that the sender settled without this member (forgot, let expire or gave up
+  /// on): an EventCause. Ordering above may then skip to this packet at once.
+  std::uint8_t gap_cause = 0;
+  /// Receive path: the reliable number of the datagram this came in (reliability.arq), 0 =
+  /// none. On a settled-edge marker (Kind::control, gap_cause set, no payload), reliability's
+  /// cumulative point for the sender: every packet of it at or below that number has gone up
+  /// already or was settled, so ordering may skip the gaps below such packets it holds.
+  std::uint64_t rseq = 0;
   Packet* next = nullptr;     ///< intrusive link for queues; owner's to use
   PacketPool* pool = nullptr;
 

@@ -78,6 +78,8 @@ struct ChannelTraits {
   bool membership = false;      ///< a membership stage keeps the view (heartbeats)
   std::uint32_t fragment_bytes = 0;     ///< payload bytes per fragment; 0: messages are not fragmented
   std::uint64_t max_message_bytes = 0;  ///< the manifest's 'max message bytes'
+  bool lifetime = false;          ///< lifetime.deadline is in the plan: messages may have lifetimes
+  std::uint64_t lifetime_ns = 0;  ///< every message's lifetime ('lifetime: {duration us}'); 0 = none
 
   [[nodiscard]] bool reliable() const noexcept { return reliability != ReliabilityScope::none; }
   [[nodiscard]] bool ordered() const noexcept {

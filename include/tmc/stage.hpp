@@ -114,8 +114,24 @@ enum class EventType : std::uint8_t {
   member_restarted, ///< a member came back with a new epoch
   sequencer_changed,  ///< group ordering: a new sequencer took over (`sender` names it)
   member_refused,     ///< the view is full ('max members'): `sender` was heard but got no slot
+  delivery_forgotten,  ///< the application forgot a message before its outcome was known
+  delivery_expired,    ///< a message's lifetime ran out before its outcome was known
 };
 std::string_view event_type_name(EventType t) noexcept;
+
+/// Why a gap was skipped (Event::cause of gap_skipped); none for every other event.
+enum class EventCause : std::uint8_t {
+  none = 0,
+  timeout = 1,    ///< ordering waited its longest for the gap to fill
+  released = 2,   ///< the sender settled the missing numbers without this member: it
+                  ///< forgot them, they expired, or it gave up on them (its outcome says which)
+  forgotten = 3,  ///< the sender said it forgot them
+  expired = 4,    ///< their lifetime ran out
+};
+std::string_view event_cause_name(EventCause c) noexcept;
+
+/// What Stage::on_forget() is asked to forget: one message, or it and every one before it.
+enum class ForgetScope : std::uint8_t { message, and_earlier };
 
 struct Event {
   EventType type;
@@ -129,6 +145,8 @@ struct Event {
   /// Members concerned, as Group slots: who acked (met), who never acked (failed), who
   /// is slow, who joined/left. The shell turns it into names with Group::names().
   MemberSet members{};
+  /// gap_skipped: why (EventCause::none from stages that do not say).
+  EventCause cause = EventCause::none;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -204,6 +222,11 @@ class StageIo {
   virtual Packet* alloc_large(std::uint32_t payload_bytes) noexcept = 0;
   /// The pipeline's membership view. Only the membership stage writes it.
   virtual Group& group() noexcept = 0;
+  /// How full the receiving application is, in [0, 1] (a load hint): the fill of the
+  /// shell's receive queue, or what the application said (Channel::hint_load), whichever
+  /// is higher. 0 when the shell knows nothing. flow.credit shrinks the window it
+  /// advertises with it, so senders slow down before the receiver drops.
+  virtual double load() const noexcept { return 0.0; }
   /// From now on, every packet this pipeline transmits to the unicast address ip:port (host
   /// order) goes to the channel's group instead, including copies that stages below the
   /// caller keep and send again (reliability's retransmissions were addressed when they
@@ -257,6 +280,16 @@ class Stage {
   /// Once, when the shell retires the pipeline (close or update): say goodbye, release
   /// what you can. Packets passed down here are still transmitted.
   virtual void on_stop(StageIo& io) noexcept { (void)io; }
+  /// The application forgot the message with Packet::token `token` (scope message), or it
+  /// and every message given an earlier token (scope and_earlier): a stage that keeps such
+  /// messages (a retransmission copy, a queue waiting for credit or a window) lets them go
+  /// now without sending them again, and reliability reports each one's outcome as
+  /// delivery_forgotten. Cold; rare. Default: nothing to forget.
+  virtual void on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
+    (void)token;
+    (void)scope;
+    (void)io;
+  }
   /// Packets held by this stage (reorder buffers, queues), for memory-bound assertions.
   [[nodiscard]] virtual std::size_t held_packets() const noexcept { return 0; }
   /// After configure(): the most pool packets this stage may hold at once when its windows

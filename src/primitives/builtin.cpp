@@ -16,7 +16,8 @@
   X(membership_heartbeat)     \
   X(reliability_arq)          \
   X(flow_credit)              \
-  X(congestion_window)
+  X(congestion_window)        \
+  X(lifetime_deadline)
 
 namespace tmc {
 

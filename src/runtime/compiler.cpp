@@ -354,6 +354,7 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                  {"window_bytes", std::to_string(f.window_bytes)},
                  {"slow_timeout_us", std::to_string(f.slow_timeout_us)},
                  {"eject_slow", f.eject_slow ? "true" : "false"}};
+    if (!f.load_hints) fl.params["load_hints"] = "false";
     plan.stages.push_back(std::move(fl));
   }
 
@@ -390,6 +391,20 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
                  {"timeout_us", std::to_string(m.failure_timeout_us)},
                  {"receives", m.duplexity == Duplexity::send_only ? "false" : "true"}};
     plan.stages.push_back(std::move(hb));
+  }
+
+  if (m.lifetime.enabled) {
+    const LifetimeSpec& l = m.lifetime;
+    PlannedStage lt = stage("lifetime.deadline",
+                            "'lifetime' " +
+                                (l.duration_us > 0 ? "of " + us_text(l.duration_us) + " for every message"
+                                                   : std::string("per message")) +
+                                ": each datagram of a message with a lifetime carries what remains of it, "
+                                "written as it leaves (so time queued for credit or a window counts); a "
+                                "receiver drops it once less than the skew of " + us_text(l.skew_us) +
+                                " remains, and never delivers it later.");
+    lt.params = {{"duration_us", std::to_string(l.duration_us)}, {"skew_us", std::to_string(l.skew_us)}};
+    plan.stages.push_back(std::move(lt));
   }
 
   const bool secured = m.security != "none";
@@ -605,6 +620,10 @@ ChannelTraits traits_of(const Manifest& m, const Room& room, const StageFacts& f
     t.fragment_bytes = static_cast<std::uint32_t>(room.datagram_payload - facts.fragment_ext);
   }
   t.max_message_bytes = static_cast<std::uint64_t>(m.max_message_bytes);
+  if (find_stage(plan, "lifetime.deadline") != nullptr) {
+    t.lifetime = true;
+    t.lifetime_ns = static_cast<std::uint64_t>(m.lifetime.duration_us) * 1000;
+  }
   return t;
 }
 

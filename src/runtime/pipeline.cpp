@@ -31,6 +31,7 @@ class Pipeline::Io final : public StageIo {
   Packet* clone(const Packet& p) noexcept override { return pl_.pool_.clone(p); }
   Packet* alloc_large(std::uint32_t payload_bytes) noexcept override { return pl_.pool_.alloc_large(payload_bytes); }
   Group& group() noexcept override { return pl_.group_; }
+  double load() const noexcept override { return pl_.sink_.load(); }
   void redirect_to_group(std::uint32_t ip, std::uint16_t port) noexcept override {
     pl_.redirect_ip_ = ip;
     pl_.redirect_port_ = port;
@@ -137,6 +138,10 @@ Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEn
   pl->values_.assign(pl->counter_names_.size(), 0);
   pl->gauge_begin_.push_back(pl->gauge_names_.size());
   pl->deadlines_.assign(pl->stages_.size(), 0);
+  pl->lifetime_ns_ = plan.traits.lifetime_ns;
+  for (std::size_t i = 0; i < pl->counter_names_.size(); ++i) {
+    if (pl->counter_names_[i] == "lifetime.expired_at_delivery") pl->expired_at_delivery_ = i;
+  }
   out = std::move(pl);
   return Status::ok();
 }
@@ -146,6 +151,9 @@ void Pipeline::send(Packet* p, std::uint64_t now_ns) noexcept {
   p->channel = env_.channel;
   p->sender = env_.sender;
   p->epoch = env_.epoch;
+  // Lifetime counts from here: the message's own, else the channel's.
+  const std::uint64_t lifetime = p->lifetime_ns != 0 ? p->lifetime_ns : lifetime_ns_;
+  if (lifetime != 0) p->expires_ns = now_ns + lifetime;
   bump(static_cast<std::size_t>(PipelineCounter::sent_messages));
   bump(static_cast<std::size_t>(PipelineCounter::sent_bytes), p->payload_len);
   pass_down(static_cast<std::size_t>(-1), p);
@@ -199,6 +207,11 @@ void Pipeline::tick(std::uint64_t now_ns) noexcept {
   recompute_deadline();
 }
 
+void Pipeline::forget(std::uint64_t token, ForgetScope scope, std::uint64_t now_ns) noexcept {
+  now_ns_ = now_ns;
+  for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i]->on_forget(token, scope, *ios_[i]);
+}
+
 void Pipeline::start(std::uint64_t now_ns) noexcept {
   if (started_) return;
   started_ = true;
@@ -232,6 +245,19 @@ void Pipeline::pass_down(std::size_t from, Packet* p) noexcept {
 void Pipeline::pass_up(std::size_t from, Packet* p) noexcept {
   if (from > 0) {
     stages_[from - 1]->on_receive(p, *ios_[from - 1]);
+    return;
+  }
+  if (p->kind == wire::Kind::control && p->gap_cause != 0 && p->payload_len == 0) {
+    // A settled-edge marker of reliability (Packet::rseq) that no ordering stage took:
+    // news for ordering only, never a message.
+    p->release();
+    return;
+  }
+  if (p->expires_ns != 0 && now_ns_ >= p->expires_ns && expired_at_delivery_ != 0) {
+    // Its lifetime ran out while a stage above lifetime.deadline held it (a reorder
+    // buffer, reassembly): never delivered late.
+    bump(expired_at_delivery_);
+    p->release();
     return;
   }
   bump(static_cast<std::size_t>(PipelineCounter::delivered_messages));

@@ -32,6 +32,8 @@ class PipelineSink {
   virtual void deliver(Packet* p) noexcept = 0;
   /// A stage reported an event.
   virtual void on_event(const Event& e) noexcept = 0;
+  /// The receiving application's load in [0, 1] (StageIo::load()); 0 = unknown.
+  virtual double load() const noexcept { return 0.0; }
 
  protected:
   ~PipelineSink() = default;
@@ -103,6 +105,9 @@ class Pipeline {
   bool app_ack(std::uint64_t token, std::uint32_t sender, std::uint64_t now_ns) noexcept;
   /// Run every stage whose timer is due at `now_ns`.
   void tick(std::uint64_t now_ns) noexcept;
+  /// The application forgot the message given `token` (or it and every earlier one): every
+  /// stage's on_forget, top to bottom. Cold.
+  void forget(std::uint64_t token, ForgetScope scope, std::uint64_t now_ns) noexcept;
   /// Call every stage's on_start (once, before the first send/receive/tick). Shells call it
   /// right after build().
   void start(std::uint64_t now_ns) noexcept;
@@ -166,6 +171,11 @@ class Pipeline {
   std::vector<std::string> counter_names_;
   std::vector<std::uint64_t> values_;
   std::size_t wire_counter_base_ = 0;
+  /// Lifetimes (lifetime.deadline in the plan): every message's lifetime when it gives
+  /// none of its own, and the stage's counter of messages that expired while a stage above
+  /// it held them (dropped at delivery); 0 = no such stage.
+  std::uint64_t lifetime_ns_ = 0;
+  std::size_t expired_at_delivery_ = 0;
   std::vector<std::string> gauge_names_;
   std::vector<std::size_t> gauge_begin_;  ///< stage i's gauges: [gauge_begin_[i], gauge_begin_[i + 1])
 };

@@ -50,6 +50,19 @@ std::string_view event_type_name(EventType t) noexcept {
     case EventType::member_restarted: return "member_restarted";
     case EventType::sequencer_changed: return "sequencer_changed";
     case EventType::member_refused: return "member_refused";
+    case EventType::delivery_forgotten: return "delivery_forgotten";
+    case EventType::delivery_expired: return "delivery_expired";
+  }
+  return "?";
+}
+
+std::string_view event_cause_name(EventCause c) noexcept {
+  switch (c) {
+    case EventCause::none: return "";
+    case EventCause::timeout: return "timeout";
+    case EventCause::released: return "released";
+    case EventCause::forgotten: return "forgotten";
+    case EventCause::expired: return "expired";
   }
   return "?";
 }

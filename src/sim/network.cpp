@@ -491,12 +491,29 @@ void Network::inject(std::uint64_t t_ns, std::size_t from, std::size_t to, std::
   push(std::move(ev));
 }
 
-bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, std::uint16_t flags) {
+bool Network::send_with_lifetime(std::size_t i, std::span<const std::uint8_t> bytes, std::uint64_t lifetime_ns,
+                                 std::uint16_t flags) {
+  (void)member(i);
+  return do_send(i, bytes.data(), bytes.size(), flags, lifetime_ns);
+}
+
+void Network::forget(std::size_t i, std::uint64_t token, ForgetScope scope) {
+  Member& m = member(i);
+  if (!m.up) return;
+  if (trace_ != nullptr) *trace_ << "t=" << now_ns_ << " forget member " << i << " token " << token << "\n";
+  m.pipeline->forget(token, scope, now_ns_);
+  rearm(i);
+}
+
+bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, std::uint16_t flags,
+                      std::uint64_t lifetime_ns) {
   Member& m = *members_[i];
   SentMessage rec;
   rec.time_ns = now_ns_;
   rec.epoch = m.epoch;
   rec.flags = flags;
+  const std::uint64_t lifetime = lifetime_ns != 0 ? lifetime_ns : m.plan.traits.lifetime_ns;
+  rec.expires_ns = lifetime != 0 ? now_ns_ + lifetime : 0;
   rec.payload.assign(bytes, bytes + n);
   Packet* p = nullptr;
   if (m.up && n <= m.max_payload_bytes) {
@@ -515,6 +532,7 @@ bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, s
   p->reset_for_send(static_cast<std::uint32_t>(n));
   if (n != 0) std::memcpy(p->payload(), bytes, n);
   p->flags = flags;
+  p->lifetime_ns = lifetime_ns;
   // The application's message id, reported back in delivery outcome events: the 1-based
   // index of the message in sent(member).
   p->token = m.sent.size();
@@ -653,6 +671,7 @@ void Network::on_event(std::size_t i, const Event& e) noexcept {
   r.epoch = e.epoch;
   r.seq = e.seq;
   r.count = e.count;
+  r.cause = e.cause;
   r.stage = std::string(e.stage);
   r.token = e.token;
   r.members = e.members;

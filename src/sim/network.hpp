@@ -109,6 +109,7 @@ struct RecordedEvent {
   std::string stage;
   std::uint64_t token = 0;   ///< Event::token (delivery_met / delivery_failed)
   MemberSet members{};       ///< Event::members (Group slots)
+  EventCause cause = EventCause::none;  ///< Event::cause (gap_skipped)
 };
 
 /// A message the application of a member handed to send(). Its Packet::token (reported in
@@ -119,6 +120,9 @@ struct SentMessage {
   std::uint16_t flags = 0;
   bool accepted = false;    ///< false: the member was down or the pool exhausted
   std::vector<std::uint8_t> payload;
+  /// The end of its lifetime (its own, else the channel's; 0 = none): no member may
+  /// deliver it later than this (the simulator's clocks agree).
+  std::uint64_t expires_ns = 0;
 };
 
 /// What the network did to datagrams, counted per receiving member (or in total).
@@ -208,6 +212,12 @@ class Network {
   /// accepted = false) when the member is down, the payload is too large, or its pool is
   /// exhausted.
   bool send(std::size_t member, std::span<const std::uint8_t> bytes, std::uint16_t flags = 0);
+  /// The same with a lifetime of its own (a per-message 'lifetime us'; needs lifetime.deadline).
+  bool send_with_lifetime(std::size_t member, std::span<const std::uint8_t> bytes, std::uint64_t lifetime_ns,
+                          std::uint16_t flags = 0);
+  /// The member's application forgets message `token` (its 1-based index in sent(member)),
+  /// or it and every earlier one (Channel::forget). Nothing when the member is down.
+  void forget(std::size_t member, std::uint64_t token, ForgetScope scope = ForgetScope::message);
   /// Schedule a send at virtual time `t_ns` (>= now).
   void schedule_send(std::uint64_t t_ns, std::size_t member, std::vector<std::uint8_t> bytes, std::uint16_t flags = 0);
   /// Run `fn` at virtual time `t_ns` (>= now), in order with the other events: to change
@@ -292,7 +302,8 @@ class Network {
   void on_arrival(QueuedEvent& ev);
   void on_deliver(std::size_t i, Packet* p) noexcept;
   void on_event(std::size_t i, const Event& e) noexcept;
-  bool do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, std::uint16_t flags);
+  bool do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, std::uint16_t flags,
+               std::uint64_t lifetime_ns = 0);
 
   struct Partition {
     std::uint64_t from_ns = 0;

@@ -61,6 +61,10 @@ void Packet::reset_for_send(std::uint32_t payload_bytes) noexcept {
   seq = 0;
   token = 0;
   wants_outcome = false;
+  lifetime_ns = 0;
+  expires_ns = 0;
+  gap_cause = 0;
+  rseq = 0;
   rx_ns = 0;
   src_ip = dst_ip = 0;
   src_port = dst_port = 0;

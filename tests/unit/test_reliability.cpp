@@ -21,9 +21,13 @@ constexpr std::uint64_t kUs = 1'000;
 using KV = std::initializer_list<std::pair<const std::string, std::string>>;
 
 struct Node {
-  Node(std::string name, std::uint32_t sender, KV params, bool receives = true, std::uint32_t epoch = 1000)
+  Node(std::string name, std::uint32_t sender, KV params, bool receives = true, std::uint32_t epoch = 1000,
+       bool ordered = false)
       : pool(2048, 64, 1 << 14) {
-    Plan plan = make_plan({stage("reliability.arq", params)});
+    // ordered: strict ordering above (ordering.fifo over ordering.seq), as the compiler plans it.
+    Plan plan = ordered ? make_plan({stage("ordering.fifo", {{"mode", "strict"}, {"hold_us", "10000000"}}),
+                                     stage("ordering.seq"), stage("reliability.arq", params)})
+                        : make_plan({stage("reliability.arq", params)});
     plan.member = std::move(name);
     if (!receives) plan.duplexity = Duplexity::send_only;
     ep = std::make_unique<Endpoint>(pool, plan, make_env(sender, epoch, sender * 7919ull));
@@ -829,4 +833,165 @@ TEST_CASE("reliability.arq: parameter deliver must be arrival or in_order") {
   const Status st = Pipeline::build(plan, Registry::builtin(), make_env(1, 1, 1), pool, sink, pl);
   CHECK_FALSE(st.is_ok());
   CHECK(st.message().find("parameter 'deliver' must be one of arrival, in_order, got \"sorted\"") != std::string::npos);
+}
+
+// --- forgetting and lifetimes ------------------------------------------------------------
+
+TEST_CASE("reliability.arq: a forgotten message is not repaired, its outcome is forgotten, and receivers hear the edge") {
+  Trio t({{"deliver", "in_order"}});
+  for (int i = 1; i <= 3; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  // m1 is lost on the way to b; c gets everything.
+  multicast(t.a, {&t.b, &t.c}, 100 * kUs, [](std::size_t dest, const Seen& s) { return !(dest == 0 && s.rseq == 1); });
+  CHECK(t.b.got().empty());  // m2 and m3 wait for m1 (deliver=in_order)
+  t.a.pl().forget(1, ForgetScope::message, 200 * kUs);
+  const Event* e = event_for(t.a, EventType::delivery_forgotten, 1);
+  REQUIRE(e != nullptr);
+  CHECK(events(t.a, EventType::delivery_failed) == 0);
+  // Forgetting again, or a token already settled, does nothing more.
+  t.a.pl().forget(1, ForgetScope::message, 210 * kUs);
+  CHECK(t.a.sink().count_events(EventType::delivery_forgotten) == 1);
+  // The sender announced its new trailing edge (an ack addressed to itself) ...
+  const auto tx = transmitted(t.a);
+  REQUIRE(tx.size() == 1);
+  CHECK(tx[0].kind == wire::Kind::control);
+  CHECK(tx[0].rseq == 0);
+  multicast(t.a, {&t.b, &t.c}, 300 * kUs);
+  // ... so b passes the held messages up at once, the first marked for ordering above.
+  CHECK(t.b.got() == std::vector<std::string>{"m2", "m3"});
+  REQUIRE(!t.b.sink().delivered.empty());
+  CHECK(t.b.sink().delivered[0]->gap_cause == static_cast<std::uint8_t>(EventCause::released));
+  CHECK(t.c.got() == std::vector<std::string>{"m1", "m2", "m3"});
+  // b never asks for m1, and a never sends it again.
+  for (std::uint64_t now = 400 * kUs; now < 2000 * kMs; now += 5 * kMs) {
+    t.a.tick(now);
+    t.b.tick(now);
+    t.c.tick(now);
+    for (const Seen& s : transmitted(t.b)) CHECK(s.kind != wire::Kind::nack);
+    for (const Seen& s : transmitted(t.a)) CHECK(s.rseq != 1);
+    t.feedback(now);
+    multicast(t.a, {&t.b, &t.c}, now);
+  }
+  CHECK(events(t.a, EventType::delivery_met) == 2);
+  CHECK(t.a.pl().held_packets() == 0);
+  CHECK(t.b.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq: a settled hole after the last released packet marks the next one") {
+  Trio t({{"deliver", "in_order"}});
+  for (int i = 1; i <= 3; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  // b loses m1 and m3, and holds m2 behind the hole at 1.
+  multicast(t.a, {&t.b, &t.c}, 100 * kUs,
+            [](std::size_t dest, const Seen& s) { return !(dest == 0 && (s.rseq == 1 || s.rseq == 3)); });
+  CHECK(t.b.got().empty());
+  t.a.pl().forget(3, ForgetScope::and_earlier, 200 * kUs);
+  multicast(t.a, {&t.b, &t.c}, 300 * kUs);  // the edge: 1..3 settled
+  // m2 goes up marked for the hole before it; the hole at 3 lies after it, so the mark
+  // waits for the next packet rather than being spent on m2.
+  REQUIRE(t.b.got() == std::vector<std::string>{"m2"});
+  CHECK(t.b.sink().delivered[0]->gap_cause == static_cast<std::uint8_t>(EventCause::released));
+  t.a.send("m4", 400 * kUs, 4);
+  multicast(t.a, {&t.b, &t.c}, 400 * kUs);
+  REQUIRE(t.b.got() == std::vector<std::string>{"m2", "m4"});
+  CHECK(t.b.sink().delivered[1]->gap_cause == static_cast<std::uint8_t>(EventCause::released));
+  CHECK(t.b.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq: a settled hole below packets that went up early lets ordering above skip it") {
+  const KV params{{"deliver", "in_order"}, {"rto_max_us", "50000"}};
+  Node a("a", 100, params, true, 1000, /*ordered=*/true);
+  Node b("b", 200, params, true, 1000, /*ordered=*/true);
+  a.hear("b", 200);
+  b.hear("a", 100);
+  for (int i = 1; i <= 3; ++i) a.send("m" + std::to_string(i), 0, i);
+  multicast(a, {&b}, 0, [](std::size_t, const Seen& s) { return s.rseq != 1; });
+  // b's NACKs and acks are lost: after rto_max_us its hold lets m2 and m3 go up, and
+  // ordering above holds them behind m1.
+  for (std::uint64_t now = kMs; now <= 60 * kMs; now += kMs) {
+    b.tick(now);
+    lose_tx(b);
+  }
+  CHECK(b.c("reliability.held_released_early") == 2);
+  CHECK(b.got().empty());
+  CHECK(b.pl().held_packets() == 2);
+  // The sender forgets m1 and nothing follows: its edge alone must free them.
+  a.pl().forget(1, ForgetScope::message, 61 * kMs);
+  multicast(a, {&b}, 61 * kMs, [](std::size_t, const Seen& s) { return s.kind == wire::Kind::control; });
+  CHECK(b.got() == std::vector<std::string>{"m2", "m3"});
+  CHECK(b.pl().held_packets() == 0);
+  CHECK(b.c("ordering.gaps_skipped") == 1);
+  CHECK(b.c("ordering.timeout_skips") == 0);
+}
+
+TEST_CASE("reliability.arq: forget and_earlier settles every older message and none after it") {
+  Trio t;
+  for (int i = 1; i <= 4; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  lose_tx(t.a);
+  t.a.pl().forget(3, ForgetScope::and_earlier, 100 * kUs);
+  CHECK(events(t.a, EventType::delivery_forgotten) == 3);
+  CHECK(event_for(t.a, EventType::delivery_forgotten, 4) == nullptr);
+  CHECK(t.a.pl().held_packets() == 1);
+}
+
+TEST_CASE("reliability.arq: a message whose lifetime runs out is reported expired and never repaired again") {
+  Trio t({{"rto_initial_us", "2000"}});
+  Packet* p = t.a.pool.alloc();
+  REQUIRE(p != nullptr);
+  p->reset_for_send(2);
+  std::memcpy(p->payload(), "m1", 2);
+  p->token = 7;
+  p->lifetime_ns = 20 * kMs;
+  t.a.pl().send(p, 0);
+  lose_tx(t.a);  // lost everywhere
+  std::size_t repairs = 0;
+  for (std::uint64_t now = kMs; now < 200 * kMs; now += kMs) {
+    t.a.tick(now);
+    for (const Seen& s : transmitted(t.a)) {
+      if (s.rseq == 1) {
+        ++repairs;
+        CHECK(now < 20 * kMs);  // no repair after the deadline
+      }
+    }
+    lose_tx(t.a);
+  }
+  CHECK(repairs > 0);  // it was repaired while it was worth something
+  const Event* e = event_for(t.a, EventType::delivery_expired, 7);
+  REQUIRE(e != nullptr);
+  CHECK(events(t.a, EventType::delivery_failed) == 0);
+  CHECK(t.a.pl().held_packets() == 0);
+}
+
+TEST_CASE("lifetime.deadline: the remaining lifetime travels; receivers drop what has less than the skew left") {
+  PacketPool pool(2048, 16, 256);
+  Plan plan = make_plan({stage("lifetime.deadline", {{"skew_us", "1000"}})});
+  Endpoint tx(pool, plan, make_env(1));
+  Endpoint rx(pool, plan, make_env(2));
+  auto send = [&](std::uint64_t lifetime_ns, std::uint64_t now) {
+    Packet* p = pool.alloc();
+    REQUIRE(p != nullptr);
+    p->reset_for_send(3);
+    std::memcpy(p->payload(), "abc", 3);
+    p->lifetime_ns = lifetime_ns;
+    tx->send(p, now);
+  };
+  send(0, 0);  // no lifetime: no extension
+  send(10 * kMs, 0);
+  send(800 * kUs, 0);  // less than the skew: dropped on arrival
+  REQUIRE(tx.sink.transmitted.size() == 3);
+  CHECK(tx.sink.transmitted[0]->len == wire::kBaseHeaderBytes + 3);
+  CHECK(tx.sink.transmitted[1]->len == wire::kBaseHeaderBytes + 6 + 3);
+  CHECK(tx->counters().get("lifetime.stamped") == 2);
+  for (Packet* p : tx.sink.transmitted) rx->receive(as_received(pool, *p), 5 * kMs);
+  REQUIRE(rx.sink.delivered.size() == 2);
+  CHECK(rx.sink.delivered[0]->expires_ns == 0);
+  // Arrived at 5 ms with 10 ms left: deadline 5 + 10 - 1 (skew) ms on the receiver's clock.
+  CHECK(rx.sink.delivered[1]->expires_ns == 14 * kMs);
+  CHECK(rx->counters().get("lifetime.expired_received") == 1);
+  // A message whose lifetime ran out before it left is not sent.
+  Packet* late = pool.alloc();
+  late->reset_for_send(1);
+  late->lifetime_ns = 1;
+  tx.sink.clear();
+  tx->send(late, 0);
+  CHECK(tx.sink.transmitted.empty());
+  CHECK(tx->counters().get("lifetime.expired_sent") == 1);
 }

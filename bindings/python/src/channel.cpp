@@ -340,7 +340,7 @@ class PyChannel {
   PyChannel& operator=(const PyChannel&) = delete;
 
   // --- sending ---------------------------------------------------------------------------
-  py::object send(py::handle payload, py::handle per_message, bool wait) {
+  py::object send(py::handle payload, py::handle per_message, bool wait, bool want_token) {
     check_not_inherited();
     const char* data = nullptr;
     Py_ssize_t n = 0;
@@ -389,6 +389,16 @@ class PyChannel {
       out["missing"] = o.missing;
       return out;  // C++20 moves it implicitly (a std::move here is -Werror=redundant-move)
     }
+    if (want_token) {
+      const MessageManifest mm = per_message.is_none() ? MessageManifest{} : message_manifest(per_message);
+      MessageToken token = 0;
+      {
+        GilRelease nogil;
+        s = ch_.send(bytes, mm, nullptr, &token);
+      }
+      check(s);
+      return py::int_(token);
+    }
     if (per_message.is_none()) {
       GilRelease nogil;
       s = ch_.send(bytes);
@@ -399,6 +409,21 @@ class PyChannel {
     }
     check(s);
     return py::none();
+  }
+
+  void forget(MessageToken token, bool and_earlier) {
+    check_not_inherited();
+    Status s;
+    {
+      GilRelease nogil;
+      s = ch_.forget(token, and_earlier ? ForgetScope::and_earlier : ForgetScope::message);
+    }
+    check(s);
+  }
+
+  void hint_load(double fraction) {
+    check_not_inherited();
+    check(ch_.hint_load(fraction));
   }
 
   py::list view() {
@@ -761,10 +786,18 @@ void register_channel(py::module_& m) {
                         "A multicast channel with the guarantees its manifest declares (paper, Listing 1).")
       .def(py::init<py::object, const py::kwargs&>(), py::arg("manifest") = py::none())
       .def("send", &PyChannel::send, py::arg("message"), py::arg("properties") = py::none(), py::kw_only(),
-           py::arg("wait") = false,
-           "Send one message to the group, optionally with per-message properties ({'reliability': True}). "
-           "With wait=True, block until the message's outcome is known and return it as a dict "
-           "{'state': 'met'|'failed'|'unreliable'|'abandoned', 'acked': [...], 'missing': [...]}.")
+           py::arg("wait") = false, py::arg("token") = false,
+           "Send one message to the group, optionally with per-message properties ({'reliability': True}, "
+           "{'lifetime us': 20000}). With wait=True, block until the message's outcome is known and return it "
+           "as a dict {'state': 'met'|'failed'|'unreliable'|'abandoned'|'forgotten'|'expired', 'acked': [...], "
+           "'missing': [...]}. With token=True, return the message's token (an int) for forget().")
+      .def("hint_load", &PyChannel::hint_load, py::arg("fraction"),
+           "A load hint: how full the application is, in [0, 1] (e.g. its own queue's fill). With flow "
+           "control, this member's advertised window shrinks with it, so senders slow down before it drops.")
+      .def("forget", &PyChannel::forget, py::arg("token"), py::kw_only(), py::arg("and_earlier") = false,
+           "Forget a message not settled yet (by the token send(..., token=True) returned), or with "
+           "and_earlier=True it and every message sent before it: it is no longer repaired or waited for, its "
+           "outcome becomes 'forgotten', and receivers that missed it stop waiting for it.")
       .def_property_readonly("view", &PyChannel::view,
                              "The membership view: a list of {'name', 'state', 'self', 'receives', 'sender_id', "
                              "'epoch'} (empty without the membership stage).")

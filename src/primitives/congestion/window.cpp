@@ -269,7 +269,30 @@ void CongestionWindowStage::loss(StageIo& io) noexcept {
 
 Packet* CongestionWindowStage::pop() noexcept { return queue_.pop(); }
 
+// A message whose lifetime ran out while it waited here never goes out (reliability above
+// reports it expired); forgotten ones are let go the same way.
+void CongestionWindowStage::drop_expired(StageIo& io) noexcept {
+  const std::uint64_t now = io.now_ns();
+  while (!queue_.empty() && queue_.front()->expires_ns != 0 && now >= queue_.front()->expires_ns) pop()->release();
+}
+
+void CongestionWindowStage::on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
+  if (queue_.empty()) return;
+  PacketFifo keep;
+  while (Packet* p = queue_.pop()) {
+    const bool gone = scope == ForgetScope::message ? p->token == token : p->token <= token;
+    if (gone) {
+      p->release();
+    } else {
+      keep.push(p);
+    }
+  }
+  while (Packet* p = keep.pop()) queue_.push(p);
+  release(io);
+}
+
 void CongestionWindowStage::release(StageIo& io) noexcept {
+  drop_expired(io);
   while (!queue_.empty()) {
     std::uint8_t len = 0;
     const std::uint8_t* body = queue_.front()->ext(wire::Ext::rel, &len);

@@ -36,6 +36,7 @@ class CongestionWindowStage final : public Stage {
   void on_receive(Packet* p, StageIo& io) noexcept override;
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
+  void on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept override;
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
   void read_gauges(std::span<double> out) const noexcept override;
 
@@ -74,6 +75,7 @@ class CongestionWindowStage final : public Stage {
   void refresh_leaf(const Group& g, int s) noexcept;
   void note_window(StageIo& io) noexcept;
   Packet* pop() noexcept;
+  void drop_expired(StageIo& io) noexcept;
 
   std::unique_ptr<CongestionController> ctrl_;
   ControllerMaker more_;

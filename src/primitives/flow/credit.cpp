@@ -152,6 +152,7 @@ bool FlowCreditStage::configure(const Params& params, const StageEnv& env, std::
   policy_ = policy == "max" ? Policy::max : policy == "quorum" ? Policy::quorum : Policy::min;
   const std::int64_t every = params.integer("update_every_bytes");
   window_ = static_cast<std::uint64_t>(params.integer("window_bytes"));
+  load_hints_ = params.boolean("load_hints");
   slow_ns_ = static_cast<std::uint64_t>(params.integer("slow_timeout_us")) * 1000;
   eject_slow_ = params.boolean("eject_slow");
   update_every_ = every == 0 ? std::max<std::uint64_t>(1, window_ / 4) : static_cast<std::uint64_t>(every);
@@ -229,21 +230,38 @@ void FlowCreditStage::advertise_standalone(Source& s, StageIo& io) noexcept {
     io.count(alloc_failed);
     return;
   }
+  const std::uint32_t window = advertised_window(io);
   encode_flow(body, FlowBody{.target_sender = s.sender,
                              .target_epoch = s.epoch,
                              .consumed_bytes = s.consumed,
-                             .window_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(window_, 0xFFFFFFFFu))});
-  s.adv_repeats = s.adv_consumed == s.consumed ? s.adv_repeats + 1 : 1;
+                             .window_bytes = window});
+  s.adv_repeats = s.adv_consumed == s.consumed && s.adv_window == window ? s.adv_repeats + 1 : 1;
   s.adv_consumed = s.consumed;
+  s.adv_window = window;
   io.count(adverts_standalone);
   io.down(p);
+}
+
+// Load hints: the advertised window shrinks with the receiving application's load, to 0 at
+// full load (a sender still sends one message at a time to a receiver that consumed
+// everything, so nothing stops for good). Without a hint (load 0) it is window_bytes.
+std::uint32_t FlowCreditStage::advertised_window(const StageIo& io) const noexcept {
+  const std::uint64_t full = std::min<std::uint64_t>(window_, 0xFFFFFFFFu);
+  if (!load_hints_) return static_cast<std::uint32_t>(full);
+  const double load = io.load();
+  if (!(load > 0.0)) return static_cast<std::uint32_t>(full);
+  if (load >= 1.0) return 0;
+  return static_cast<std::uint32_t>(static_cast<double>(full) * (1.0 - load));
 }
 
 void FlowCreditStage::refresh_adverts(StageIo& io) noexcept {
   next_refresh_ns_ = 0;
   bool pending = false;
+  const std::uint32_t window = advertised_window(io);
   for (Source& s : sources_) {
-    if (!s.used || (s.adv_consumed == s.consumed && s.adv_repeats >= kAdvertRepeats)) continue;
+    if (!s.used || (s.adv_consumed == s.consumed && s.adv_window == window && s.adv_repeats >= kAdvertRepeats)) {
+      continue;
+    }
     advertise_standalone(s, io);
     if (s.adv_repeats < kAdvertRepeats) pending = true;
   }
@@ -376,9 +394,34 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
 
 Packet* FlowCreditStage::pop() noexcept { return queue_.pop(); }
 
+// A message whose lifetime ran out while it waited here is worth nothing: it never goes
+// out and is never charged (reliability above reports it expired).
+void FlowCreditStage::drop_expired(StageIo& io) noexcept {
+  const std::uint64_t now = io.now_ns();
+  while (!queue_.empty() && queue_.front()->expires_ns != 0 && now >= queue_.front()->expires_ns) pop()->release();
+}
+
+// Forgotten messages still waiting here are let go uncharged (reliability above reports
+// them forgotten). Repairs never wait here, so only first transmissions are in the queue.
+void FlowCreditStage::on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
+  if (queue_.empty()) return;
+  PacketFifo keep;
+  while (Packet* p = queue_.pop()) {
+    const bool gone = scope == ForgetScope::message ? p->token == token : p->token <= token;
+    if (gone) {
+      p->release();
+    } else {
+      keep.push(p);
+    }
+  }
+  while (Packet* p = keep.pop()) queue_.push(p);
+  release(io);
+}
+
 void FlowCreditStage::release(StageIo& io) noexcept {
   for (std::size_t round = 0; round <= peers_.size(); ++round) {
     const MemberSet& set = policy_set(io);
+    drop_expired(io);
     while (!queue_.empty() && allowed(set, queue_.front()->payload_len)) {
       Packet* p = pop();
       highest_passed_ = std::max(highest_passed_, rel_of(*p).value_or(0));
@@ -468,12 +511,14 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
       if (s != nullptr && s->consumed != 0) {
         std::uint8_t* body = p->push_ext(wire::Ext::flow, kFlowBodyBytes);
         if (body != nullptr) {
+          const std::uint32_t window = advertised_window(io);
           encode_flow(body, FlowBody{.target_sender = s->sender,
                                      .target_epoch = s->epoch,
                                      .consumed_bytes = s->consumed,
-                                     .window_bytes = static_cast<std::uint32_t>(window_)});
-          s->adv_repeats = s->adv_consumed == s->consumed ? s->adv_repeats + 1 : 1;
+                                     .window_bytes = window});
+          s->adv_repeats = s->adv_consumed == s->consumed && s->adv_window == window ? s->adv_repeats + 1 : 1;
           s->adv_consumed = s->consumed;
+          s->adv_window = window;
           io.count(adverts_on_acks);
         }
       }
@@ -626,8 +671,13 @@ void register_flow_credit(Registry& r) {
           "control). A receiver is behind while data waits and it does not fit, or while it has more than its "
           "window unconsumed (max and quorum send past slow receivers); after `slow_timeout_us` of one such "
           "episode it raises `slow_member` once (Event::members = its slot bit, count = its unconsumed bytes) "
-          "and, with `eject_slow`, is ignored by flow control for the rest of its epoch. While data waits the stage "
-          "re-checks the Group every few milliseconds (membership changes reach it through no packet). On stop "
+          "and, with `eject_slow`, is ignored by flow control for the rest of its epoch. Load hints "
+          "(`load_hints`): the window a receiver advertises is window_bytes x (1 - load), where load is the "
+          "receiving application's occupancy the shell reports (the fill of its receive queue, or what the "
+          "application said with Channel::hint_load, whichever is higher); at full load it is 0 and a sender "
+          "sends to it one message at a time, as it consumes. A changed window is advertised like a changed "
+          "consumed count. Forgotten or expired messages still waiting here are let go uncharged. While data "
+          "waits the stage re-checks the Group every few milliseconds (membership changes reach it through no packet). On stop "
           "the queue is passed down.",
       .params = {{.name = "policy",
                   .type = ParamType::string,
@@ -661,7 +711,10 @@ void register_flow_credit(Registry& r) {
                   .default_value = "50000",
                   .doc = "Re-send a changed advertisement this often until it went out three times.",
                   .min = 1000,
-                  .max = 60'000'000}},
+                  .max = 60'000'000},
+                 {"load_hints", ParamType::boolean, "true",
+                  "Shrink the advertised window with the receiving application's load (its receive queue's fill, "
+                  "or Channel::hint_load), to 0 at full load, so senders slow down before the receiver drops."}},
       .counters = counter_list(detail::kCounters),
       .gauges = gauge_list(detail::kGauges),
       .factory = [] { return std::make_unique<detail::FlowCreditStage>(); },

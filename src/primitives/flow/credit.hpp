@@ -23,6 +23,7 @@ class FlowCreditStage final : public Stage {
   void on_receive(Packet* p, StageIo& io) noexcept override;
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
+  void on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept override;
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
   void read_gauges(std::span<double> out) const noexcept override;
 
@@ -46,6 +47,7 @@ class FlowCreditStage final : public Stage {
     std::uint64_t cum = 0;  ///< every rseq <= cum was counted (or is too old to count)
     std::uint64_t bits[kDedupBits / 64] = {};  ///< rseq in (cum, cum + kDedupBits] counted
     std::uint64_t adv_consumed = 0;  ///< last value advertised
+    std::uint32_t adv_window = 0;    ///< last window advertised (it moves with the load hint)
     std::uint32_t adv_repeats = 0;   ///< how often that value went out
     std::uint64_t last_ns = 0;       ///< last activity, for eviction
   };
@@ -69,6 +71,8 @@ class FlowCreditStage final : public Stage {
   static bool mark(Source& s, std::uint64_t rseq) noexcept;
   void advertise_standalone(Source& s, StageIo& io) noexcept;
   [[nodiscard]] std::int64_t credit(const Peer& pe) const noexcept;
+  /// The window this receiver advertises now: window_bytes, shrunk by the load hint.
+  [[nodiscard]] std::uint32_t advertised_window(const StageIo& io) const noexcept;
   [[nodiscard]] bool fits(const Peer& pe, std::uint64_t bytes) const noexcept;
   const MemberSet& policy_set(StageIo& io) noexcept;
   [[nodiscard]] bool allowed(const MemberSet& set, std::uint64_t bytes) const noexcept;
@@ -81,12 +85,14 @@ class FlowCreditStage final : public Stage {
   void schedule(StageIo& io) noexcept;
   void refresh_adverts(StageIo& io) noexcept;
   Packet* pop() noexcept;
+  void drop_expired(StageIo& io) noexcept;
 
   StageEnv env_{};
   enum class Policy : std::uint8_t { min, max, quorum } policy_ = Policy::min;
   std::uint64_t window_ = 4u << 20;
   std::uint64_t slow_ns_ = 1'000'000'000;
   bool eject_slow_ = false;
+  bool load_hints_ = true;
   std::uint64_t update_every_ = 1u << 20;
   std::uint64_t refresh_ns_ = 50'000'000;
   std::uint64_t recheck_ns_ = 5'000'000;

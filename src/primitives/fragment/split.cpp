@@ -331,6 +331,7 @@ class FragmentStage final : public Stage {
       f->epoch = p->epoch;
       f->seq = p->seq;
       f->token = p->token;
+      f->expires_ns = p->expires_ns;
       f->dst_ip = p->dst_ip;
       f->dst_port = p->dst_port;
       q_off_ += chunk;
@@ -435,7 +436,14 @@ class FragmentStage final : public Stage {
 
     // Accepted: copy the bytes, and from the first fragment the message's metadata.
     std::memcpy(pa.msg->payload() + offset, p->payload(), len);
+    // A message with a lifetime lives as long as its earliest fragment says.
+    if (p->expires_ns != 0 && (pa.msg->expires_ns == 0 || p->expires_ns < pa.msg->expires_ns)) {
+      pa.msg->expires_ns = p->expires_ns;
+    }
     if (offset == 0) take_metadata(pa, *p);
+    // Ordering above reads these of the whole message (Packet::gap_cause, Packet::rseq).
+    if (p->gap_cause != 0) pa.msg->gap_cause = p->gap_cause;
+    if (p->rseq > pa.msg->rseq) pa.msg->rseq = p->rseq;
     progress(pi, now);
     p->release();
     if (pa.received == pa.total) complete(pi, io);

@@ -151,6 +151,10 @@ class FifoStage final : public Stage {
   }
 
   void on_receive(Packet* p, StageIo& io) noexcept override {
+    if (p->kind == wire::Kind::control && p->gap_cause != 0 && p->rseq != 0 && p->payload_len == 0) {
+      on_edge_marker(p, io);
+      return;
+    }
     if (p->kind != wire::Kind::data || (p->flags & wire::kFlagUnordered) != 0) {
       if (p->kind == wire::Kind::data) io.count(unordered);
       io.up(p);
@@ -194,7 +198,7 @@ class FifoStage final : public Stage {
       if (s.oldest_dirty) recompute_oldest(s);
       while (s.held > 0 && s.oldest_ns + hold_ns_ <= now) {
         io.count(timeout_skips);
-        skip_first_gap(i, io);
+        skip_first_gap(i, io, EventCause::timeout);
         recompute_oldest(s);
       }
       if (s.held > 0 && (earliest == 0 || s.oldest_ns + hold_ns_ < earliest)) earliest = s.oldest_ns + hold_ns_;
@@ -266,6 +270,25 @@ class FifoStage final : public Stage {
       if (s.held > 0) release_run(idx, io);
       return;
     }
+    if (p->gap_cause != 0) {
+      // The stage below says the sender settled every number missing before this one (it
+      // forgot them, they expired, or it gave up): waiting for them is no use. Held runs
+      // below it go up first, each gap before them skipped.
+      const auto cause = static_cast<EventCause>(p->gap_cause);
+      while (s.held > 0 && first_held(s) < seq) skip_first_gap(idx, io, cause);
+      if (seq > s.next) {
+        note_gap(s, s.next, seq - s.next, io, cause);
+        advance_to(s, seq);
+      }
+      if (seq != s.next) {
+        drop_old(s, p, io);
+        return;
+      }
+      mark_delivered(s);
+      io.up(p);
+      if (s.held > 0) release_run(idx, io);
+      return;
+    }
     if (!ensure_ring(s)) {
       // No memory for a reorder buffer: degrade to the paper's rule for this sender
       // rather than fail (order is kept; the gap is skipped at once).
@@ -316,6 +339,27 @@ class FifoStage final : public Stage {
     arm(s.oldest_ns + hold_ns_, io);
   }
 
+  // Reliability below passed over a hole its sender settled, after packets above that hole
+  // had gone up unordered (Packet::rseq): every packet of the sender at or below the marker's
+  // number has reached us already or never will, so a gap below a held packet at or below
+  // it waits for nothing. Skip those gaps now. The marker is never delivered.
+  void on_edge_marker(Packet* m, StageIo& io) noexcept {
+    if (strict_) {
+      const std::uint32_t idx = table_.find(hash(m->sender), m->sender);
+      if (idx != kNone && senders_[idx].in_use && senders_[idx].epoch == m->epoch) {
+        Sender& s = senders_[idx];
+        const auto cause = static_cast<EventCause>(m->gap_cause);
+        while (s.held > 0) {
+          const std::uint64_t first = first_held(s);
+          const std::uint64_t r = s.ring[first % window_]->rseq;
+          if (r == 0 || r > m->rseq) break;
+          skip_first_gap(idx, io, cause);
+        }
+      }
+    }
+    m->release();
+  }
+
   // --- strict-mode helpers ------------------------------------------------------------
 
   bool ensure_ring(Sender& s) noexcept {
@@ -360,33 +404,45 @@ class FifoStage final : public Stage {
     }
   }
 
+  // The number of the first held packet (held numbers lie in (next, next + window]).
+  [[nodiscard]] std::uint64_t first_held(const Sender& s) const noexcept {
+    for (std::uint64_t q = s.next + 1; q <= s.next + window_; ++q) {
+      const Packet* h = s.ring[q % window_];
+      if (h != nullptr && h->seq == q) return q;
+    }
+    return std::numeric_limits<std::uint64_t>::max();
+  }
+
   // Give up on the gap at `next`: jump to the first held packet and deliver the run.
-  void skip_first_gap(std::uint32_t idx, StageIo& io) noexcept {
+  void skip_first_gap(std::uint32_t idx, StageIo& io, EventCause cause = EventCause::none) noexcept {
     Sender& s = senders_[idx];
     if (s.held == 0) return;
     // Held numbers lie in (next, next + window], so the scan ends within the window.
     std::uint64_t first = s.next + 1;
     const std::uint64_t last = s.next + window_;
     while (first < last && (s.ring[first % window_] == nullptr || s.ring[first % window_]->seq != first)) ++first;
-    note_gap(s, s.next, first - s.next, io);
+    note_gap(s, s.next, first - s.next, io, cause);
     advance_to(s, first);
     release_run(idx, io);
   }
 
-  static void note_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
+  static void note_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io,
+                       EventCause cause = EventCause::none) noexcept {
     if (count == 0) return;
     io.count(gaps_skipped);
     io.count(seqs_skipped, count);
-    notify_gap(s, from, count, io);
+    notify_gap(s, from, count, io, cause);
   }
 
-  static void notify_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
+  static void notify_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io,
+                         EventCause cause = EventCause::none) noexcept {
     io.notify(Event{.type = EventType::gap_skipped,
                     .sender = s.id,
                     .epoch = s.epoch,
                     .seq = from,
                     .count = count,
-                    .stage = kKind});
+                    .stage = kKind,
+                    .cause = cause});
   }
 
   // Deliver everything held, in order, skipping every gap (epoch change, eviction).

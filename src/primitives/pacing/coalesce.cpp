@@ -130,9 +130,10 @@ class CoalesceStage final : public Stage {
       io.down(p);
       return;
     }
-    if (p->wants_outcome) {
+    if (p->wants_outcome || p->expires_ns != 0) {
       // The application waits on this message's own outcome, which reliability reports for
-      // the datagram that carries it: it goes as itself (flushing first keeps the order).
+      // the datagram that carries it, or the message has a lifetime of its own, which its
+      // datagram carries: it goes as itself (flushing first keeps the order).
       flush(io);
       io.count(outcome_passed);
       io.down(p);

@@ -209,6 +209,14 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
     update_timer(io);
   }
 
+  void on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept override {
+    ++depth_;
+    sender_.forget(token, scope, io);
+    sender_.pump(io);
+    --depth_;
+    update_timer(io);
+  }
+
   void on_receive(Packet* p, StageIo& io) noexcept override {
     ++depth_;
     check_view(io);
@@ -216,6 +224,9 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
       on_ack(p, io);
     } else if (p->kind == wire::Kind::nack) {
       on_nack(p, io);
+    } else if (p->kind == wire::Kind::control && (p->flags & wire::kFlagReliable) == 0 &&
+               p->ext(wire::Ext::ack) != nullptr) {
+      on_edge(p, io);
     } else if ((p->kind == wire::Kind::data || p->kind == wire::Kind::control) &&
                (p->flags & wire::kFlagReliable) != 0 && p->ext(wire::Ext::rel) != nullptr) {
       receiver_.on_reliable(p, io);  // passes p up last
@@ -272,6 +283,23 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
     // Acks for other senders are not ours; either way nothing above wants them.
     if (ack->target_sender == env_.sender && ack->target_epoch == env_.epoch) sender_.on_ack(*ack, p->sender, io);
     p->release();
+  }
+
+  // A sender's announcement of its trailing edge (ArqSender::announce_edge()): a control
+  // packet with an ack body addressed to the sender itself; never passed up.
+  void on_edge(Packet* p, StageIo& io) noexcept {
+    std::uint8_t len = 0;
+    const std::uint8_t* b = p->ext(wire::Ext::ack, &len);
+    const auto ack = detail::decode_ack(b, len);
+    if (!ack) {
+      io.count(ctr::malformed);
+      io.drop(p, DropReason::malformed);
+      return;
+    }
+    const std::uint32_t sender = p->sender;
+    const std::uint32_t epoch = p->epoch;
+    p->release();
+    if (ack->target_sender == sender && ack->target_epoch == epoch) receiver_.on_edge(sender, epoch, ack->cumulative, io);
   }
 
   void on_nack(Packet* p, StageIo& io) noexcept {

@@ -50,16 +50,28 @@ Packet* InOrderHold::take(Slot& s, std::uint64_t r) noexcept {
   return q;
 }
 
-void InOrderHold::release_through(std::size_t slot, std::uint64_t cum, std::uint64_t now) noexcept {
+bool InOrderHold::release_through(std::size_t slot, std::uint64_t cum, std::uint64_t now,
+                                  std::uint8_t gap_cause) noexcept {
   Slot& s = slots_[slot];
+  bool hole = true;  // the first one goes up marked too (the hole may lie before the ring)
   if (s.n_held > 0 && cum > s.released) {
     const std::uint64_t end = std::min(cum, s.released + ring_size_);
-    for (std::uint64_t r = s.released + 1; r <= end && s.n_held > 0; ++r) {
-      if (Packet* q = take(s, r)) out_.push(q);
+    std::uint64_t r = s.released + 1;
+    for (; r <= end && s.n_held > 0; ++r) {
+      Packet* q = take(s, r);
+      if (q == nullptr) {
+        hole = true;
+        continue;
+      }
+      if (hole && gap_cause != 0) q->gap_cause = gap_cause;
+      hole = false;
+      out_.push(q);
     }
+    if (r <= cum) hole = true;  // nothing was held in [r, cum]: missing after the last one
     s.held_since_ns = s.n_held > 0 ? now : 0;  // what is left waits behind a newer gap
   }
   s.released = cum;
+  return !hole;
 }
 
 void InOrderHold::release_all(std::size_t slot, StageIo& io) noexcept {

@@ -56,7 +56,11 @@ class [[gnu::visibility("hidden")]] InOrderHold {
 
   /// Queue every held packet at or below `cum`, in order (the gap below them filled, or
   /// the sender settled past it).
-  void release_through(std::size_t slot, std::uint64_t cum, std::uint64_t now) noexcept;
+  /// With `gap_cause` (an EventCause), the first packet queued, and the first after each
+  /// missing number, carry it (Packet::gap_cause): the sender settled what is missing.
+  /// Returns whether the mark is spent: it queued something, and no number up to `cum` is
+  /// missing after the last packet it queued (a hole there is for the next packet to mark).
+  bool release_through(std::size_t slot, std::uint64_t cum, std::uint64_t now, std::uint8_t gap_cause = 0) noexcept;
 
   /// The wait is over (timeout, new incarnation, eviction): queue every held packet of the
   /// slot in order, gaps and all, counting them under held_released_early.

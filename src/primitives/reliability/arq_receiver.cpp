@@ -52,17 +52,23 @@ void ArqReceiver::advance_contiguous(RxState& s) noexcept {
 }
 
 // Everything up to `to` is settled at the sender: stop waiting for it.
-void ArqReceiver::advance_to(RxState& s, std::uint64_t to) noexcept {
-  if (to <= s.cum) return;
+bool ArqReceiver::advance_to(RxState& s, std::uint64_t to) noexcept {
+  if (to <= s.cum) return false;
+  bool hole = true;
   if (to - s.cum >= rx_bits_) {
     clear_all(s);
   } else {
-    for (std::uint64_t r = s.cum + 1; r <= to; ++r) clear(s, r);
+    hole = false;
+    for (std::uint64_t r = s.cum + 1; r <= to; ++r) {
+      hole = hole || !test(s, r);
+      clear(s, r);
+    }
   }
   s.cum = to;
   if (s.highest < to) s.highest = to;
   s.nack_round = 0;
   advance_contiguous(s);
+  return hole;
 }
 
 // The first missing run at or above the NACK floor, below the highest seen.
@@ -223,8 +229,20 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     return;
   }
   s->last_used_ns = now;
-  if (settled != 0) advance_to(*s, settled);
-  if (cfg_.in_order) hold_.release_through(slot, s->cum, now);  // the sender gave up on a gap below them
+  const std::uint64_t cum_before = s->cum;
+  if (settled != 0 && advance_to(*s, settled)) s->gap_mark = true;
+  if (cfg_.in_order && s->gap_mark) {
+    // The sender gave up on a gap below them: they go up, marked for ordering above.
+    if (hold_.release_through(slot, s->cum, now, static_cast<std::uint8_t>(EventCause::released))) {
+      s->gap_mark = false;
+    } else if (r <= s->cum) {
+      // This packet goes up in its place below and carries the mark itself.
+    } else {
+      up_edge_marker(*s, cum_before, io);
+    }
+  } else if (cfg_.in_order) {
+    hold_.release_through(slot, s->cum, now);
+  }
   if (have(*s, r)) {
     // Our ack was lost (or the network duplicated the packet): ack again at once, and
     // once more after ack_delay_us. A retransmission of something we have means the
@@ -251,6 +269,7 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     return;
   }
   set(*s, r);
+  p->rseq = r;
   const std::uint64_t prev_high = s->highest;
   if (r > s->highest) s->highest = r;
   if (r < s->nack_floor) s->nack_floor = r;  // an older repair: no need to ask for it
@@ -287,16 +306,61 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
         if (hold_.held(slot) == 1) note_deadline(now + cfg_.rto_max_ns);  // a new wait began
         io.count(ctr::held_in_order);
       } else {
+        s->early_through = std::max(s->early_through, r);
         hold_.pass_up(p);
       }
     } else {
       // In order: it goes up in its place, then what waited behind it.
+      if (s->gap_mark) p->gap_cause = static_cast<std::uint8_t>(EventCause::released);
+      s->gap_mark = false;
       hold_.arrived_in_order(slot, p, r, s->cum, now);
     }
     hold_.flush(io);  // last: a stage above may send from inside it
     return;
   }
   io.up(p);  // last: a stage above may send from inside it
+}
+
+void ArqReceiver::on_edge(std::uint32_t sender, std::uint32_t epoch, std::uint64_t settled, StageIo& io) noexcept {
+  RxState* s = find_rx(sender);
+  // Old news, another incarnation, or more than a window ahead (a forgery would settle
+  // what the real sender has not sent): nothing moves.
+  if (s == nullptr || s->epoch != epoch || settled <= s->cum || settled > s->cum + rx_bits_) return;
+  const std::uint64_t now = io.now_ns();
+  s->last_used_ns = now;
+  const std::uint64_t cum_before = s->cum;
+  if (advance_to(*s, settled)) s->gap_mark = true;
+  if (!has_gap(*s)) {
+    s->nack_due_ns = 0;
+    s->fresh = false;
+  }
+  if (cfg_.in_order) {
+    if (hold_.release_through(slot_of(*s), s->cum, now, static_cast<std::uint8_t>(EventCause::released))) {
+      s->gap_mark = false;
+    } else if (s->gap_mark) {
+      up_edge_marker(*s, cum_before, io);
+    }
+    hold_.flush(io);
+  }
+}
+
+// The cumulative point just passed over a hole the sender settled, nothing held here went
+// up to carry the mark, and packets above that hole went up earlier, unordered (see
+// RxState::early_through): ordering above may hold them behind it, and with no later
+// packet of the sender it would wait for the hole until its own timeout. A marker goes up
+// in their stead: a control packet without payload, gap_cause released, rseq the
+// cumulative point (what it means: Packet::rseq). The pipeline never delivers it.
+void ArqReceiver::up_edge_marker(RxState& s, std::uint64_t cum_before, StageIo& io) noexcept {
+  if (s.early_through <= cum_before) return;  // nothing went up above the hole: the mark waits
+  Packet* m = io.alloc_small();
+  if (m == nullptr) return;  // pool dry: the next packet of the sender still carries the mark
+  m->reset_for_receive();
+  m->kind = wire::Kind::control;
+  m->sender = s.sender;
+  m->epoch = s.epoch;
+  m->gap_cause = static_cast<std::uint8_t>(EventCause::released);
+  m->rseq = s.cum;
+  hold_.pass_up(m);
 }
 
 void ArqReceiver::overheard_nack(const NackBody& nack) noexcept {
@@ -447,7 +511,10 @@ void ArqReceiver::scan(StageIo& io) noexcept {
       }
     }
     const std::size_t slot = slot_of(s);
-    if (hold_.held(slot) > 0 && now >= hold_.held_since_ns(slot) + cfg_.rto_max_ns) hold_.release_all(slot, io);
+    if (hold_.held(slot) > 0 && now >= hold_.held_since_ns(slot) + cfg_.rto_max_ns) {
+      hold_.release_all(slot, io);
+      s.early_through = s.highest;
+    }
     if (s.ack_due_ns != 0 && (next == 0 || s.ack_due_ns < next)) next = s.ack_due_ns;
     if (s.nack_due_ns != 0 && (next == 0 || s.nack_due_ns < next)) next = s.nack_due_ns;
     if (hold_.held(slot) > 0 && (next == 0 || hold_.held_since_ns(slot) + cfg_.rto_max_ns < next)) {

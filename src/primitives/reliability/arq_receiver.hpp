@@ -54,6 +54,12 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   /// to ask for, stay quiet (the repair is multicast to us too).
   void overheard_nack(const detail::NackBody& nack) noexcept;
 
+  /// Sender `sender` (incarnation `epoch`) announced its trailing edge on its own (an ack
+  /// it addressed to itself, sent when it forgot messages or let them expire): everything
+  /// up to `settled` is settled there, so stop waiting for it, and what was held behind it
+  /// goes up, the first packet after each hole marked for ordering above.
+  void on_edge(std::uint32_t sender, std::uint32_t epoch, std::uint64_t settled, StageIo& io) noexcept;
+
   /// On stop: acknowledge every sender's current position once more, to the group. The
   /// goodbye that follows goes to the group too, and a sender reads its unicast and its
   /// group socket in no fixed order: a last ack sent by unicast could reach it after the
@@ -92,6 +98,15 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
     std::uint64_t fresh_from = 0;
     std::uint64_t resume_due_ns = 0;
     std::uint64_t* bits = nullptr;  // ring bitmap for (cum, cum + window_bits]
+    // The cumulative point passed over numbers the sender settled without us: the next
+    // packet passed up for this sender carries EventCause::released (Packet::gap_cause), so
+    // ordering above skips the hole at once instead of waiting for it.
+    bool gap_mark = false;
+    // Highest number passed up above a gap still open (the hold's budget was spent, or its
+    // wait ran out): ordering above may hold those. When the cumulative point passes
+    // over a settled hole below them and nothing follows to carry the mark, a marker goes
+    // up instead (see up_edge_marker).
+    std::uint64_t early_through = 0;
   };
 
   // The settled edge of an evicted sender incarnation (cum 0: an empty entry).
@@ -112,7 +127,8 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   void clear_all(RxState& s) noexcept;
   bool have(const RxState& s, std::uint64_t r) const noexcept;
   void advance_contiguous(RxState& s) noexcept;
-  void advance_to(RxState& s, std::uint64_t to) noexcept;
+  /// True when it passed over a number never received (the sender settled it without us).
+  bool advance_to(RxState& s, std::uint64_t to) noexcept;
   bool first_gap(const RxState& s, std::uint64_t& first, std::uint64_t& count) const noexcept;
   bool has_gap(const RxState& s) const noexcept;
   RxState* find_rx(std::uint32_t sender) noexcept;
@@ -126,6 +142,7 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   Packet* control_packet(wire::Kind kind, std::uint8_t body_len, std::uint8_t*& body, StageIo& io) noexcept;
   void address(Packet& a, const RxState& s, StageIo& io) const noexcept;
   void send_ack(RxState& s, StageIo& io, bool to_group = false) noexcept;
+  void up_edge_marker(RxState& s, std::uint64_t cum_before, StageIo& io) noexcept;
   void send_nacks(RxState& s, StageIo& io, std::uint64_t from = 0) noexcept;
   void note_deadline(std::uint64_t t) noexcept {
     if (deadline_ == 0 || t < deadline_) deadline_ = t;

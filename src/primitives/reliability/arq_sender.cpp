@@ -31,6 +31,7 @@ ArqSender::~ArqSender() {
 
 void ArqSender::configure(const Config& cfg, const StageEnv& env, std::vector<std::string> ack_from) {
   cfg_ = cfg;
+  channel_ = env.channel;
   self_sender_ = env.sender;
   self_epoch_ = env.epoch;
   ack_from_ = std::move(ack_from);
@@ -45,6 +46,64 @@ void ArqSender::pump_queue(StageIo& io) noexcept {
     Packet* p = queue_.pop();
     if (!transmit_new(p, io)) break;
   }
+}
+
+// --- forgetting and lifetimes ---------------------------------------------------------------
+
+void ArqSender::forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
+  const std::uint64_t edge = trail_;
+  for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
+    Entry& e = entry(r);
+    if (e.rseq == r && forgets(e.token, token, scope)) settle(e, EventType::delivery_forgotten, io);
+  }
+  // Queued messages have no reliable number yet, but ordering above numbered them: each
+  // still takes its number when its turn comes, unsent (transmit_new() sees it expired),
+  // so receivers see a hole the trailing edge covers. Its outcome is reported now; token 0
+  // says so.
+  for (Packet* p = queue_.front(); p != nullptr; p = p->next) {
+    if (p->token == 0 || !forgets(p->token, token, scope)) continue;
+    notify_outcome(EventType::delivery_forgotten, p->token, io);
+    p->token = 0;
+    p->expires_ns = 1;
+  }
+  if (trail_ != edge) announce_edge(io);
+}
+
+// Tell the receivers where the trailing edge is now, at once, instead of with the next
+// datagram (which may be long in coming): an ack addressed to this sender itself, sent to
+// the group, whose cumulative number is the edge less one. Receivers stop waiting for (and
+// asking for) what lies below it, and ordering moves past the hole.
+void ArqSender::announce_edge(StageIo& io, bool again) noexcept {
+  if (!again) edge_repeats_ = kEdgeRepeats;
+  edge_again_ns_ = 0;
+  if (edge_repeats_ > 0) {
+    --edge_repeats_;
+    edge_again_ns_ = io.now_ns() + rto_ns_;
+  }
+  Packet* a = io.alloc();
+  if (a == nullptr) {
+    io.count(ctr::no_buffer);
+    return;
+  }
+  a->reset_for_send(0);
+  a->kind = wire::Kind::control;
+  a->channel = channel_;
+  a->sender = self_sender_;
+  a->epoch = self_epoch_;
+  std::uint8_t* body = a->push_ext(wire::Ext::ack, detail::kAckBodyBytes);
+  if (body == nullptr) {
+    a->release();
+    io.count(ctr::no_buffer);
+    return;
+  }
+  AckBody edge;
+  edge.target_sender = self_sender_;
+  edge.target_epoch = self_epoch_;
+  edge.cumulative = trail_ - 1;
+  detail::encode_ack(body, edge);
+  edge_announced_ns_ = io.now_ns();
+  edge_due_ = false;
+  io.down(a);
 }
 
 // --- the ack set and the view ---------------------------------------------------------------
@@ -95,7 +154,7 @@ void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
     if (cfg_.mode == AckMode::count) {
       e.required |= g.receivers();
       const int possible = e.acked.count() + e.required.count_without(e.acked, dead);
-      if (static_cast<std::uint32_t>(possible) < e.need) settle(e, false, io);
+      if (static_cast<std::uint32_t>(possible) < e.need) settle(e, EventType::delivery_failed, io);
       continue;
     }
     if (e.unresolved) {
@@ -104,9 +163,9 @@ void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
       e.missing = static_cast<std::uint32_t>(e.required.count_without(e.acked));
     }
     if (e.required.intersects_except(dead, e.acked)) {
-      settle(e, false, io);
+      settle(e, EventType::delivery_failed, io);
     } else if (met(e)) {
-      settle(e, true, io);
+      settle(e, EventType::delivery_met, io);
     }
   }
 }
@@ -123,6 +182,12 @@ void ArqSender::notify_failed(std::uint64_t token, const MemberSet& members, Sta
   ev.members.assign(members);
   io.count(ctr::failed);
   io.notify(ev);
+}
+
+// The outcome of a message that never took a window entry (forgotten or expired while it
+// waited for room): nobody acked or failed it, so no members.
+void ArqSender::notify_outcome(EventType type, std::uint64_t token, StageIo& io) noexcept {
+  io.notify(outcome_event(type, 0, token));
 }
 
 // The one event every outcome is reported in: its member set keeps the capacity fit_view()
@@ -143,6 +208,18 @@ Event& ArqSender::outcome_event(EventType type, std::uint64_t rseq, std::uint64_
 bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   const Group& g = io.group();
   const std::uint64_t now = io.now_ns();
+  if (p->expires_ns != 0 && now >= p->expires_ns) {
+    // Its lifetime ran out (or it was forgotten: token 0) while it waited for room in the
+    // window: it never goes out, but takes its number, settled at once, so receivers see
+    // the hole (ordering above numbered it) and the trailing edge covers it.
+    if (p->token != 0) notify_outcome(EventType::delivery_expired, p->token, io);
+    p->release();
+    if (trail_ == next_rseq_) ++trail_;
+    ++next_rseq_;
+    released_ = true;
+    edge_due_ = true;
+    return true;
+  }
   const MemberSet& required = required_now(g);
   std::uint32_t need = 0;
   bool unresolved = false;
@@ -215,8 +292,9 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   e.out_ns = 0;
   e.first_sent_ns = e.last_sent_ns = now;
   e.deadline_ns = now + rto_ns_;
+  e.expires_ns = p->expires_ns;
   ++held_;
-  if (deadline_ns_ == 0 || e.deadline_ns < deadline_ns_) deadline_ns_ = e.deadline_ns;
+  deadline_ns_ = earliest(deadline_ns_, earliest(e.deadline_ns, e.expires_ns));
   if (trail_ == rseq) mark_out(rseq, now);  // nothing older unsettled: nothing below holds it
   io.down(p);
   return true;
@@ -244,8 +322,11 @@ bool ArqSender::retransmit(Entry& e, StageIo& io) noexcept {
 }
 
 // Report the outcome (exactly once: the entry is freed here) and move the trailing edge.
-void ArqSender::settle(Entry& e, bool ok, StageIo& io) noexcept {
-  Event& ev = outcome_event(ok ? EventType::delivery_met : EventType::delivery_failed, e.rseq, e.token);
+// A forgotten or expired message is settled like a met one as far as the window goes: no
+// member failed it.
+void ArqSender::settle(Entry& e, EventType outcome, StageIo& io) noexcept {
+  const bool ok = outcome != EventType::delivery_failed;
+  Event& ev = outcome_event(outcome, e.rseq, e.token);
   ev.members.assign(ok ? e.acked : e.required);
   if (!ok) ev.members.subtract(e.acked);
   if (e.copy != nullptr) {
@@ -254,7 +335,9 @@ void ArqSender::settle(Entry& e, bool ok, StageIo& io) noexcept {
     --held_;
   }
   e.rseq = 0;
-  io.count(ok ? ctr::met : ctr::failed);
+  if (outcome == EventType::delivery_forgotten || outcome == EventType::delivery_expired) released_ = true;
+  if (outcome == EventType::delivery_met) io.count(ctr::met);
+  if (outcome == EventType::delivery_failed) io.count(ctr::failed);
   while (trail_ < next_rseq_ && entry(trail_).rseq != trail_) ++trail_;
   // The new oldest unsettled message has nothing older ahead of it any more: a window or
   // credit below that held it opens (see lost_evidence()). After a failure we stop
@@ -267,7 +350,7 @@ void ArqSender::settle(Entry& e, bool ok, StageIo& io) noexcept {
 void ArqSender::fail_all(StageIo& io) noexcept {
   for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
     Entry& e = entry(r);
-    if (e.rseq == r) settle(e, false, io);
+    if (e.rseq == r) settle(e, EventType::delivery_failed, io);
   }
   while (Packet* p = queue_.pop()) {
     notify_failed(p->token, required_now(io.group()), io);
@@ -288,9 +371,16 @@ void ArqSender::scan(StageIo& io) noexcept {
   // as well, as TCP does, starved repairs under heavy loss in the simulator: with Karn's
   // rule the RTT samples that would undo it become rare.)
   std::uint32_t burst = 0;
+  bool expired = false;
   for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
     Entry& e = entry(r);
     if (e.rseq != r) continue;
+    if (e.expires_ns != 0 && e.expires_ns <= now) {
+      // Worth nothing now: no more repairs, and nobody waits for it any longer.
+      settle(e, EventType::delivery_expired, io);
+      expired = true;
+      continue;
+    }
     if (e.deadline_ns <= now && (burst >= kMaxRtoBurst || !(lost_evidence(e, now) || members_quiet(e, now)))) {
       // The ack clock is running (the members it waits for are acking, nothing later
       // than it arrived without it): it is most likely still on its way, or waiting
@@ -302,7 +392,7 @@ void ArqSender::scan(StageIo& io) noexcept {
       // left here) is not lost, and failing it would report a delivered message as failed.
       const bool counts = lost_evidence(e, now);
       if (counts && e.retries >= cfg_.max_retries) {
-        settle(e, false, io);
+        settle(e, EventType::delivery_failed, io);
         continue;
       }
       io.count(ctr::timeouts);
@@ -317,9 +407,10 @@ void ArqSender::scan(StageIo& io) noexcept {
         e.deadline_ns = now + cfg_.rto_min_ns;  // no buffer: try again soon, same retry count
       }
     }
-    if (next == 0 || e.deadline_ns < next) next = e.deadline_ns;
+    next = earliest(next, earliest(e.deadline_ns, e.expires_ns));
   }
   deadline_ns_ = next;
+  if (expired) announce_edge(io);
 }
 
 // Whether a timeout of `e` shows that it was lost: some member it still waits for has
@@ -466,7 +557,7 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
       sample_sent_ns = e.first_sent_ns;
       sample = true;
     }
-    if (met(e)) settle(e, true, io);
+    if (met(e)) settle(e, EventType::delivery_met, io);
   }
   if (sample && now >= sample_sent_ns) rtt_sample(now - sample_sent_ns, io);
 }
@@ -491,7 +582,7 @@ bool ArqSender::on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept 
     // acks report, which the timeout logic reads (members_quiet(), lost_evidence()).
     // The reply's round trip is the RTT the application sees (Karn's rule as for acks).
     if (!e.retransmitted && now >= e.first_sent_ns) rtt_sample(now - e.first_sent_ns, io);
-    if (met(e)) settle(e, true, io);
+    if (met(e)) settle(e, EventType::delivery_met, io);
   }
   return known;
 }
@@ -507,11 +598,20 @@ void ArqSender::on_nack(const NackBody& nack, StageIo& io) noexcept {
   // window, wait for the next NACK round.
   const std::uint64_t now = io.now_ns();
   const std::uint64_t guard = have_rtt_ ? static_cast<std::uint64_t>(srtt_ns_ / 2) : cfg_.rto_min_ns / 2;
+  if (released_ && nack.first < trail_ && now >= edge_announced_ns_ + cfg_.rto_min_ns) {
+    // It asks for something settled already (forgotten, expired or given up): tell it the
+    // edge, since the next datagram that would carry it may be long in coming.
+    announce_edge(io);
+  }
   const std::uint64_t first = std::max(trail_, nack.first);
   const std::uint64_t end = std::min(next_rseq_, nack.first + std::min<std::uint64_t>(nack.count, cfg_.window));
   for (std::uint64_t r = first; r < end; ++r) {
     Entry& e = entry(r);
     if (e.rseq != r || (e.retransmitted && now - e.last_sent_ns < guard)) continue;
+    if (e.expires_ns != 0 && now >= e.expires_ns) {
+      settle(e, EventType::delivery_expired, io);
+      continue;
+    }
     retransmit(e, io);
   }
 }

@@ -49,6 +49,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   /// Send what waits in the queue while the window has room.
   void pump(StageIo& io) noexcept {
     if (!queue_.empty()) pump_queue(io);
+    if (edge_due_) announce_edge(io);
   }
 
   /// A new view: fail messages waiting for a member that is gone, resolve ack_from names
@@ -67,15 +68,18 @@ class [[gnu::visibility("hidden")]] ArqSender {
   void on_tick(std::uint64_t now, StageIo& io) noexcept {
     if (deadline_ns_ != 0 && now >= deadline_ns_) scan(io);
     if (retry_queue_ns_ != 0 && now >= retry_queue_ns_) retry_queue_ns_ = 0;
+    if (edge_again_ns_ != 0 && now >= edge_again_ns_) announce_edge(io, /*again=*/true);
   }
   /// The pipeline is retiring: report every message still unsettled or queued as failed.
   void fail_all(StageIo& io) noexcept;
+  /// The application forgot the message with `token` (or it and every earlier one): its
+  /// copy is let go unrepaired and its outcome is delivery_forgotten; receivers hear the
+  /// new trailing edge (announce_edge()).
+  void forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept;
 
-  /// The earliest timeout or queue retry; 0 when none.
+  /// The earliest timeout, lifetime or queue retry; 0 when none.
   [[nodiscard]] std::uint64_t deadline() const noexcept {
-    if (deadline_ns_ == 0) return retry_queue_ns_;
-    if (retry_queue_ns_ == 0) return deadline_ns_;
-    return deadline_ns_ < retry_queue_ns_ ? deadline_ns_ : retry_queue_ns_;
+    return earliest(earliest(deadline_ns_, retry_queue_ns_), edge_again_ns_);
   }
   /// Copies kept for unsettled messages.
   [[nodiscard]] std::size_t held() const noexcept { return held_; }
@@ -96,6 +100,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
     std::uint64_t first_sent_ns = 0;
     std::uint64_t last_sent_ns = 0;
     std::uint64_t deadline_ns = 0;  // next RTO expiry
+    std::uint64_t expires_ns = 0;   // end of its lifetime (Packet::expires_ns); 0 = none
     std::uint64_t out_ns = 0;       // when it was known to have left the stages below (if `out`)
     std::uint32_t need = 0;         // count mode: acks needed
     std::uint32_t missing = 0;      // all/named: members of `required` not in `acked`
@@ -113,7 +118,15 @@ class [[gnu::visibility("hidden")]] ArqSender {
   void fit_view(const Group& g);
   bool met(const Entry& e) const noexcept;
   bool retransmit(Entry& e, StageIo& io) noexcept;
-  void settle(Entry& e, bool ok, StageIo& io) noexcept;
+  void settle(Entry& e, EventType outcome, StageIo& io) noexcept;
+  void notify_outcome(EventType type, std::uint64_t token, StageIo& io) noexcept;
+  bool forgets(std::uint64_t token, std::uint64_t target, ForgetScope scope) const noexcept {
+    return scope == ForgetScope::message ? token == target : token <= target;
+  }
+  void announce_edge(StageIo& io, bool again = false) noexcept;
+  [[nodiscard]] static std::uint64_t earliest(std::uint64_t a, std::uint64_t b) noexcept {
+    return a == 0 ? b : (b == 0 || a < b ? a : b);
+  }
   void scan(StageIo& io) noexcept;
   bool lost_evidence(const Entry& e, std::uint64_t now) const noexcept;
   void mark_out(std::uint64_t upto, std::uint64_t now) noexcept;
@@ -124,6 +137,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   void notify_failed(std::uint64_t token, const MemberSet& members, StageIo& io) noexcept;
 
   Config cfg_;
+  std::uint32_t channel_ = 0;
   std::uint32_t self_sender_ = 0;
   std::uint32_t self_epoch_ = 0;
   std::vector<std::string> ack_from_;
@@ -151,6 +165,16 @@ class [[gnu::visibility("hidden")]] ArqSender {
   PacketFifo queue_;  // reliable messages waiting for room in the window, oldest first
   std::uint64_t deadline_ns_ = 0;
   std::uint64_t retry_queue_ns_ = 0;
+  // Trailing edge last announced on its own (announce_edge()), and when: a NACK for
+  // something below the edge gets the announcement again, at most once per rto_min.
+  std::uint64_t edge_announced_ns_ = 0;
+  bool released_ = false;
+  bool edge_due_ = false;
+  // The announcement may be lost, and the datagrams that would carry the edge may never
+  // come (the stream ended): it goes again kEdgeRepeats times, an RTO apart.
+  std::uint64_t edge_again_ns_ = 0;
+  std::uint32_t edge_repeats_ = 0;
+  static constexpr std::uint32_t kEdgeRepeats = 3;
 
   // --- round-trip time ---
   std::uint64_t rto_ns_ = 0;

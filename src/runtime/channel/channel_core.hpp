@@ -162,9 +162,14 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
   ~ChannelCore();
 
   Status send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
-              std::future<DeliveryOutcome>* outcome = nullptr, std::uint64_t* id = nullptr);
+              std::future<DeliveryOutcome>* outcome = nullptr, std::uint64_t* token_out = nullptr);
   /// Channel::acknowledge: any thread; on the loop thread it takes effect at once.
-  Status acknowledge(std::uint64_t id, std::string_view member);
+  Status acknowledge(std::uint64_t token, std::string_view member);
+  /// Channel::forget: under the exec lock, messages send() queued enter the pipeline first
+  /// (so they can be forgotten too), then every stage's on_forget.
+  Status forget(std::uint64_t token, ForgetScope scope);
+  /// Channel::hint_load: stored for load() (any thread).
+  Status hint_load(double fraction);
   Status update(const Manifest& manifest);
   Status update(const Value& changes);
   Status receive(Message& out, std::chrono::nanoseconds timeout);
@@ -186,6 +191,9 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
   void transmit(Packet* p) noexcept override;
   void deliver(Packet* p) noexcept override;
   void on_event(const Event& e) noexcept override;
+  /// max(hint_load, receive queue fill counted full at half its size: the other half is
+  /// room for what is in flight when the window closes); exec.
+  double load() const noexcept override;
 
   // Poller (the loop thread of a polling runtime, every round)
   void poll_once() noexcept override;
@@ -436,7 +444,11 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
     std::size_t count = 0;
     int waiters = 0;                    ///< receive() calls asleep on cv
     std::atomic<std::size_t> ready{0};  ///< count, readable without mu (spinning)
+    std::atomic<std::uint64_t> expired{0};  ///< messages dropped from the queue: lifetime over
   } rq_;
+
+  /// Channel::hint_load's fraction in millionths (any thread writes, the pipeline reads).
+  std::atomic<std::uint32_t> load_hint_ppm_{0};
 
   /// Whether handlers are set, for other threads (the handlers themselves are loop state).
   struct HandlersSet {

@@ -8,7 +8,9 @@
 namespace tmc::detail {
 
 void ChannelCore::on_event(const Event& e) noexcept {
-  if ((e.type == EventType::delivery_met || e.type == EventType::delivery_failed) && outcomes_.count.load() > 0) {
+  if ((e.type == EventType::delivery_met || e.type == EventType::delivery_failed ||
+       e.type == EventType::delivery_forgotten || e.type == EventType::delivery_expired) &&
+      outcomes_.count.load() > 0) {
     settle_outcome(e);
   }
   if (!handler_set_.event.load(std::memory_order_relaxed) || events_.size() >= 4096) return;
@@ -55,12 +57,15 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
       outcomes_.count.fetch_sub(1);
     }
     DeliveryOutcome o;
-    o.state = e.type == EventType::delivery_met ? DeliveryOutcome::State::met : DeliveryOutcome::State::failed;
+    o.state = e.type == EventType::delivery_met         ? DeliveryOutcome::State::met
+              : e.type == EventType::delivery_forgotten ? DeliveryOutcome::State::forgotten
+              : e.type == EventType::delivery_expired   ? DeliveryOutcome::State::expired
+                                                        : DeliveryOutcome::State::failed;
     if (pipeline_) {
       const Group& g = pipeline_->group();
       members.for_each([&](int slot) {
         if (slot < 1 || static_cast<std::size_t>(slot) >= g.slots()) return;
-        (o.state == DeliveryOutcome::State::met ? o.acked : o.missing).push_back(g.member(slot).name);
+        (o.state == DeliveryOutcome::State::failed ? o.missing : o.acked).push_back(g.member(slot).name);
       });
     }
     promise->set_value(std::move(o));

@@ -199,13 +199,21 @@ Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest&
                      std::future<DeliveryOutcome>* outcome) {
   return core_ ? core_->send(bytes.data(), bytes.size(), &per_message, outcome) : closed_status();
 }
+Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
+                     std::future<DeliveryOutcome>* outcome, MessageToken* token) {
+  return core_ ? core_->send(bytes.data(), bytes.size(), &per_message, outcome, token) : closed_status();
+}
+Status Channel::forget(MessageToken token, ForgetScope scope) {
+  return core_ ? core_->forget(token, scope) : closed_status();
+}
+Status Channel::hint_load(double fraction) { return core_ ? core_->hint_load(fraction) : closed_status(); }
 
-Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message, std::uint64_t* id) {
-  return core_ ? core_->send(bytes.data(), bytes.size(), &per_message, nullptr, id) : closed_status();
+Status Channel::send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message, MessageToken* token) {
+  return core_ ? core_->send(bytes.data(), bytes.size(), &per_message, nullptr, token) : closed_status();
 }
 
-Status Channel::acknowledge(std::uint64_t id, std::string_view member) {
-  return core_ ? core_->acknowledge(id, member) : closed_status();
+Status Channel::acknowledge(MessageToken token, std::string_view member) {
+  return core_ ? core_->acknowledge(token, member) : closed_status();
 }
 
 std::string_view delivery_state_name(DeliveryOutcome::State s) noexcept {
@@ -214,6 +222,8 @@ std::string_view delivery_state_name(DeliveryOutcome::State s) noexcept {
     case DeliveryOutcome::State::failed: return "failed";
     case DeliveryOutcome::State::unreliable: return "unreliable";
     case DeliveryOutcome::State::abandoned: return "abandoned";
+    case DeliveryOutcome::State::forgotten: return "forgotten";
+    case DeliveryOutcome::State::expired: return "expired";
   }
   return "?";
 }

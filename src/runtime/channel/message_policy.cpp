@@ -54,6 +54,7 @@ Status ordered_of(const ChannelTraits& t, bool ordered, std::uint16_t& wire) {
 Status message_flags(const ChannelTraits& t, const MessageManifest* per_message, MessageFlags& out) {
   // 'ordered messages: flagged': unordered unless the message opts in.
   std::uint16_t wire = t.ordered_flagged ? wire::kFlagUnordered : 0;
+  out.lifetime_ns = 0;
   if (per_message != nullptr) {
     const MessageManifest& m = *per_message;
     if (m.reliability.has_value()) {
@@ -64,6 +65,15 @@ Status message_flags(const ChannelTraits& t, const MessageManifest* per_message,
     }
     if (m.ordered.has_value()) {
       if (Status s = ordered_of(t, *m.ordered, wire); !s) return s;
+    }
+    if (m.lifetime_us.has_value()) {
+      if (!t.lifetime) {
+        return {Code::NOT_AVAILABLE,
+                "send: a per-message 'lifetime us' needs the lifetime stage in the channel's plan; set "
+                "'lifetime: true' (or 'lifetime: {duration us: N}') in the manifest"};
+      }
+      if (*m.lifetime_us <= 0) return {Code::INVALID_ARGUMENT, "send: 'lifetime us' must be at least 1"};
+      out.lifetime_ns = static_cast<std::uint64_t>(*m.lifetime_us) * 1000;
     }
   }
   out.wire = wire;

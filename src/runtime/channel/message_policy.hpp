@@ -18,6 +18,7 @@ namespace tmc::detail {
 struct MessageFlags {
   std::uint16_t wire = 0;  ///< Packet::flags: wire::kFlagReliable, wire::kFlagUnordered
   bool reliable = false;   ///< acknowledged (the channel's every message, or this one asked)
+  std::uint64_t lifetime_ns = 0;  ///< this message's own lifetime (Packet::lifetime_ns); 0 = the channel's
   bool operator==(const MessageFlags&) const = default;
 };
 

@@ -188,6 +188,23 @@ void ChannelCore::on_unicast_readable() noexcept {
   after_input(now);
 }
 
+Status ChannelCore::hint_load(double fraction) {
+  if (!(fraction >= 0.0 && fraction <= 1.0)) {
+    return {Code::INVALID_ARGUMENT, "hint_load: the load must be a fraction in [0, 1], got " + std::to_string(fraction)};
+  }
+  if (life_.closed.load()) return {Code::CLOSED, "hint_load: the channel is closed"};
+  load_hint_ppm_.store(static_cast<std::uint32_t>(fraction * 1e6), std::memory_order_relaxed);
+  return Status::ok();
+}
+
+double ChannelCore::load() const noexcept {
+  const double hint = static_cast<double>(load_hint_ppm_.load(std::memory_order_relaxed)) * 1e-6;
+  if (handler_set_.message.load(std::memory_order_relaxed) || rq_.slots.empty()) return hint;
+  const double queued = static_cast<double>(rq_.ready.load(std::memory_order_relaxed) + to_deliver_.size());
+  const double fill = queued / (0.5 * static_cast<double>(rq_.slots.size()));
+  return std::min(1.0, std::max(hint, fill));
+}
+
 void ChannelCore::deliver(Packet* p) noexcept {
   if (static_cast<Duplexity>(config_.duplexity.load(std::memory_order_relaxed)) == Duplexity::send_only) {
     ++shell_.send_only_discarded;
@@ -285,6 +302,7 @@ Message ChannelCore::make_message(Packet* p) {
   m.has_seq = p->ext(wire::Ext::seq) != nullptr;
   m.flags = p->flags;
   m.received_ns = p->rx_ns;
+  m.expires_ns = p->expires_ns;
   const std::uint64_t view = pipeline_ ? pipeline_->group().view_id() : 0;
   if (name_cache_.empty() || p->sender != name_cache_sender_ || view != name_cache_view_ ||
       pipeline_.get() != name_cache_pipeline_) {
@@ -332,12 +350,17 @@ std::size_t ChannelCore::queue_deliveries(bool from_loop) noexcept {
 
 bool ChannelCore::pop_queued(Message& out) noexcept {
   std::lock_guard<std::mutex> lock(rq_.mu);
-  if (rq_.count == 0) return false;
-  out = std::move(rq_.slots[rq_.head]);
-  rq_.head = (rq_.head + 1) % rq_.slots.size();
-  --rq_.count;
-  rq_.ready.store(rq_.count, std::memory_order_relaxed);
-  return true;
+  while (rq_.count > 0) {
+    out = std::move(rq_.slots[rq_.head]);
+    rq_.head = (rq_.head + 1) % rq_.slots.size();
+    --rq_.count;
+    rq_.ready.store(rq_.count, std::memory_order_relaxed);
+    // A message whose lifetime ran out while it waited in the queue is never handed out.
+    if (out.expires_ns == 0 || RuntimeLoop::now_ns() < out.expires_ns) return true;
+    out.reset();
+    rq_.expired.fetch_add(1, std::memory_order_relaxed);
+  }
+  return false;
 }
 
 }  // namespace tmc::detail

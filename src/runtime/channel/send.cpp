@@ -52,7 +52,7 @@ class LargeBuffer {
 }  // namespace
 
 Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
-                         std::future<DeliveryOutcome>* outcome, std::uint64_t* id) {
+                         std::future<DeliveryOutcome>* outcome, std::uint64_t* token_out) {
   if (data == nullptr && n != 0) return {Code::INVALID_ARGUMENT, "send: null data with a non-zero size"};
   ActiveSend active(life_.active_senders);
   if (Status s = check_may_send(); !s) return s;
@@ -70,7 +70,8 @@ Status ChannelCore::send(const std::uint8_t* data, std::size_t n, const MessageM
   Packet* p = fill(carrier, large.take(), data, n);
   p->flags = flags.wire;
   p->token = token;
-  if (id != nullptr) *id = token;
+  p->lifetime_ns = flags.lifetime_ns;
+  if (token_out != nullptr) *token_out = token;
   // Outcomes: a reliable message's promise is settled by its delivery event; the sync
   // wait below needs one too.
   const bool sync = static_cast<Synchronicity>(config_.synchronicity.load()) == Synchronicity::sync && !on_loop;
@@ -296,6 +297,12 @@ Status ChannelCore::wait_outcome(std::future<DeliveryOutcome>& tracked) {
   if (o.state == DeliveryOutcome::State::abandoned) {
     return {Code::CLOSED, "send: the channel closed or was updated before the message was acknowledged"};
   }
+  if (o.state == DeliveryOutcome::State::expired) {
+    return {Code::DELIVERY_FAILED, "send: the message's lifetime ran out before it was acknowledged"};
+  }
+  if (o.state == DeliveryOutcome::State::forgotten) {
+    return {Code::DELIVERY_FAILED, "send: the message was forgotten before it was acknowledged"};
+  }
   return Status::ok();
 }
 
@@ -389,6 +396,32 @@ bool ChannelCore::pump_submitted(std::uint64_t now, bool on_loop) noexcept {
     pipeline_->send(p, now);
   }
   return false;
+}
+
+Status ChannelCore::forget(std::uint64_t token, ForgetScope scope) {
+  if (token == 0 || token >= send_.next_token.load()) {
+    return {Code::INVALID_ARGUMENT, "forget: this channel gave no message the token " + std::to_string(token)};
+  }
+  if (life_.closed.load()) return {Code::CLOSED, "forget: the channel is closed"};
+  const bool on_loop = loop_.on_loop_thread();
+  auto run = [&] {
+    if (!pipeline_ || !transport_ || life_.detached.load()) return;
+    take_returns();
+    const std::uint64_t now = RuntimeLoop::now_ns();
+    now_ns_ = now;
+    (void)pump_submitted(now, on_loop);
+    pipeline_->forget(token, scope, now);
+  };
+  if (on_loop && loop_holds_exec_) {
+    run();  // from a handler: the loop flushes after it returns
+  } else {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    if (on_loop) loop_holds_exec_ = true;
+    run();
+    if (on_loop) loop_holds_exec_ = false;
+  }
+  uv_async_send(&async_);  // the loop sends what it produced, delivers its events, re-arms timers
+  return Status::ok();
 }
 
 bool ChannelCore::send_inline(bool on_loop, bool flush) noexcept {

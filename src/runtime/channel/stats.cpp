@@ -42,6 +42,7 @@ ChannelStats ChannelCore::build_stats() const {
       {"shell.delivered_messages", shell_.delivered_messages},
       {"shell.delivered_bytes", shell_.delivered_bytes},
       {"shell.receive_queue_full", shell_.receive_queue_full},
+      {"shell.expired_in_queue", rq_.expired.load()},
       {"shell.own_old_epoch", shell_.own_old_epoch},
       {"shell.handler_exceptions", shell_.handler_exceptions},
       {"shell.updates", shell_.updates},

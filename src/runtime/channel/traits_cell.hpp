@@ -10,7 +10,8 @@ namespace tmc::detail {
 
 /// install() stores a new plan's traits on the loop; send() and the membership calls load
 /// them on any thread without a lock. Everything but 'max message bytes' is packed into
-/// one word, so a reader never sees the flags of two plans mixed.
+/// one word, so a reader never sees the flags of two plans mixed. (lifetime_ns is not
+/// published: the pipeline applies it, send() only checks that lifetimes are possible.)
 class TraitsCell {
  public:
   void store(const ChannelTraits& t) noexcept {
@@ -27,7 +28,7 @@ class TraitsCell {
   static constexpr std::uint64_t pack(const ChannelTraits& t) noexcept {
     return static_cast<std::uint64_t>(t.reliability) | static_cast<std::uint64_t>(t.point_to_point_ordering) << 2 |
            bit(t.group_ordering, 4) | bit(t.network_sequenced, 5) | bit(t.ordered_flagged, 6) |
-           bit(t.error_checking, 7) | bit(t.coalescing, 8) | bit(t.membership, 9) |
+           bit(t.error_checking, 7) | bit(t.coalescing, 8) | bit(t.membership, 9) | bit(t.lifetime, 10) |
            static_cast<std::uint64_t>(t.fragment_bytes) << 32;
   }
   static constexpr ChannelTraits unpack(std::uint64_t w) noexcept {
@@ -40,6 +41,7 @@ class TraitsCell {
     t.error_checking = ((w >> 7) & 1) != 0;
     t.coalescing = ((w >> 8) & 1) != 0;
     t.membership = ((w >> 9) & 1) != 0;
+    t.lifetime = ((w >> 10) & 1) != 0;
     t.fragment_bytes = static_cast<std::uint32_t>(w >> 32);
     return t;
   }

@@ -11,14 +11,16 @@
 BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages,
                         ack_delay_us, min_timeout_us, acks, nack_delay_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
-BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow);
+BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow,
+                        load_hints);
+BOOST_HANA_ADAPT_STRUCT(tmc::LifetimeSpec, enabled, duration_us, skew_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay_us, seed);
 BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, heartbeat_us, failure_timeout_us, max_members, multicast, group, port,
                         interface, ttl, loopback, point_to_point_ordering, ordering_window, ordering_hold_us,
                         group_ordering, sequencer, ordered_messages, reliability,
-                        error_checking, security, key_file, pacing, flow_control, congestion_control, synchronicity, duplexity,
+                        error_checking, security, key_file, pacing, flow_control, congestion_control, lifetime, synchronicity, duplexity,
                         max_message_bytes, faults, modules, stages);
-BOOST_HANA_ADAPT_STRUCT(tmc::MessageManifest, reliability, error_checking, ordered);
+BOOST_HANA_ADAPT_STRUCT(tmc::MessageManifest, reliability, error_checking, ordered, lifetime_us);
 
 namespace tmc::detail {
 
@@ -135,6 +137,24 @@ constexpr FieldMeta kFlowRows[] = {
      .min = 1000, .max = 600'000'000},
     {.field = "eject_slow", .key = "eject slow", .alias = "eject_slow",
      .doc = "a slow receiver stops holding the sender back (it is reported, and then left behind)"},
+    {.field = "load_hints", .key = "load hints", .alias = "load_hints",
+     .doc = "each receiver's window shrinks with its application's load (the fill of its receive queue, or "
+            "what the application says with hint_load), to 0 at full load, so senders slow down before a "
+            "receiver drops"},
+};
+
+constexpr FieldMeta kLifetimeRows[] = {
+    {.field = "enabled", .key = "enabled", .alias = "enabled",
+     .doc = "false turns lifetimes off (a map alone means true; true alone allows per-message lifetimes only)",
+     .always = true},
+    {.field = "duration_us", .key = "duration us", .alias = "duration_us",
+     .doc = "every message's lifetime in microseconds, counted from when the channel takes it; 0 = only "
+            "messages sent with their own 'lifetime us' have one",
+     .min = 0, .max = 3'600'000'000},
+    {.field = "skew_us", .key = "skew us", .alias = "skew_us",
+     .doc = "bound on the one-way delay plus clock drift between sender and receiver: a receiver drops a "
+            "message this long before the remaining lifetime it carries runs out",
+     .min = 0, .max = 60'000'000},
 };
 
 constexpr FieldMeta kFaultRows[] = {
@@ -228,6 +248,11 @@ constexpr FieldMeta kManifestRows[] = {
      .doc = "back off when the network is congested: none, aimd (Reno-like) or cubic, following the slowest "
             "acknowledging receiver (needs reliability), or a controller of a loaded module",
      .type = "none | aimd | cubic"},
+    {.field = "lifetime", .key = "lifetime", .alias = "lifetime",
+     .doc = "messages may have a lifetime (a deadline after which they are worth nothing, as DDS's "
+            "LIFESPAN): an expired or forgotten message is no longer repaired or waited for, its outcome says "
+            "so, and no receiver delivers it after its deadline; true = per-message lifetimes only",
+     .default_text = "false"},
     {.field = "synchronicity", .key = "synchronicity", .alias = "synchronicity",
      .doc = "async: send() returns once the message is handed to the network; sync: once its guarantees "
             "are met"},
@@ -255,6 +280,9 @@ constexpr FieldMeta kMessageRows[] = {
      .doc = "per message only: false opts this message out of the channel's ordering (point-to-point and "
             "group); true opts it in on a channel with 'ordered messages: flagged'",
      .per_message = true},
+    {.field = "lifetime_us", .key = "lifetime us", .alias = "lifetime_us",
+     .doc = "per message only: this message's lifetime in microseconds (needs 'lifetime' on the channel)",
+     .min = 1, .max = 3'600'000'000, .per_message = true},
 };
 
 }  // namespace
@@ -307,6 +335,24 @@ struct Schema<FlowControlSpec> {
   static void on_map(FlowControlSpec& s) { s.enabled = true; }
   static std::optional<std::string> short_form(const FlowControlSpec& s) {
     FlowControlSpec plain;
+    plain.enabled = s.enabled;
+    if (s == plain) return s.enabled ? "true" : "false";
+    return std::nullopt;
+  }
+};
+
+template <>
+struct Schema<LifetimeSpec> {
+  static std::span<const FieldMeta> fields() { return kLifetimeRows; }
+  static constexpr std::string_view type = "bool or map";
+  static bool shorthand(const Value& v, LifetimeSpec& s) {
+    if (!v.is_bool()) return false;
+    s.enabled = v.as_bool();
+    return true;
+  }
+  static void on_map(LifetimeSpec& s) { s.enabled = true; }
+  static std::optional<std::string> short_form(const LifetimeSpec& s) {
+    LifetimeSpec plain;
     plain.enabled = s.enabled;
     if (s == plain) return s.enabled ? "true" : "false";
     return std::nullopt;
@@ -371,6 +417,7 @@ std::vector<std::string> manifest_schema_problems() {
   schema_problems<ReliabilitySpec>("ReliabilitySpec", out);
   schema_problems<PacingSpec>("PacingSpec", out);
   schema_problems<FlowControlSpec>("FlowControlSpec", out);
+  schema_problems<LifetimeSpec>("LifetimeSpec", out);
   schema_problems<FaultSpec>("FaultSpec", out);
   schema_problems<MessageManifest>("MessageManifest", out);
   return out;

@@ -624,6 +624,29 @@ struct FieldCodec<std::optional<bool>> {
   static void check(const std::optional<bool>&, Checker&, const std::string&, const FieldMeta&) {}
 };
 
+template <>
+struct FieldCodec<std::optional<std::int64_t>> {
+  static std::string type_name(const FieldMeta& row) { return FieldCodec<std::int64_t>::type_name(row); }
+  static void read(const Value& v, std::optional<std::int64_t>& out, Reader& r, const std::string& path,
+                   const FieldMeta& row) {
+    if (v.is_null()) {
+      out.reset();
+      return;
+    }
+    std::int64_t i = 0;
+    const std::size_t before = r.diag.items().size();
+    FieldCodec<std::int64_t>::read(v, i, r, path, row);
+    if (r.diag.items().size() == before) out = i;
+  }
+  static std::string text(const std::optional<std::int64_t>& i) {
+    return i ? FieldCodec<std::int64_t>::text(*i) : "(channel's)";
+  }
+  static void write(const std::optional<std::int64_t>& i, std::string& out, int) { out += " " + text(i) + "\n"; }
+  static void check(const std::optional<std::int64_t>& v, Checker& c, const std::string& path, const FieldMeta& row) {
+    if (v) check_int(*v, c, path, row);
+  }
+};
+
 // Enums: each has an EnumTable<E> with its words (first spelling of a value is the one
 // printed), optional extra spellings, words refused with an explanation, and what a YAML
 // bool means if anything.
