@@ -67,6 +67,8 @@
 //   changes reach it through no packet.
 #include "primitives/congestion/window.hpp"
 
+#include "primitives/common/wait_queue.hpp"
+
 #include <algorithm>
 #include <limits>
 #include <string>
@@ -272,22 +274,12 @@ Packet* CongestionWindowStage::pop() noexcept { return queue_.pop(); }
 // A message whose lifetime ran out while it waited here never goes out (reliability above
 // reports it expired); forgotten ones are let go the same way.
 void CongestionWindowStage::drop_expired(StageIo& io) noexcept {
-  const std::uint64_t now = io.now_ns();
-  while (!queue_.empty() && queue_.front()->expires_ns != 0 && now >= queue_.front()->expires_ns) pop()->release();
+  wait_queue::release_expired(queue_, io.now_ns());
 }
 
 void CongestionWindowStage::on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
   if (queue_.empty()) return;
-  PacketFifo keep;
-  while (Packet* p = queue_.pop()) {
-    const bool gone = scope == ForgetScope::message ? p->token == token : p->token <= token;
-    if (gone) {
-      p->release();
-    } else {
-      keep.push(p);
-    }
-  }
-  while (Packet* p = keep.pop()) queue_.push(p);
+  wait_queue::release_forgotten(queue_, token, scope);
   release(io);
 }
 

@@ -77,6 +77,8 @@
 //   Up to 64 senders are tracked at once; the least recently active is forgotten beyond.
 #include "primitives/flow/credit.hpp"
 
+#include "primitives/common/wait_queue.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <functional>
@@ -397,24 +399,14 @@ Packet* FlowCreditStage::pop() noexcept { return queue_.pop(); }
 // A message whose lifetime ran out while it waited here is worth nothing: it never goes
 // out and is never charged (reliability above reports it expired).
 void FlowCreditStage::drop_expired(StageIo& io) noexcept {
-  const std::uint64_t now = io.now_ns();
-  while (!queue_.empty() && queue_.front()->expires_ns != 0 && now >= queue_.front()->expires_ns) pop()->release();
+  wait_queue::release_expired(queue_, io.now_ns());
 }
 
 // Forgotten messages still waiting here are let go uncharged (reliability above reports
 // them forgotten). Repairs never wait here, so only first transmissions are in the queue.
 void FlowCreditStage::on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
   if (queue_.empty()) return;
-  PacketFifo keep;
-  while (Packet* p = queue_.pop()) {
-    const bool gone = scope == ForgetScope::message ? p->token == token : p->token <= token;
-    if (gone) {
-      p->release();
-    } else {
-      keep.push(p);
-    }
-  }
-  while (Packet* p = keep.pop()) queue_.push(p);
+  wait_queue::release_forgotten(queue_, token, scope);
   release(io);
 }
 
