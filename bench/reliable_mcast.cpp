@@ -59,6 +59,8 @@ using namespace tmc::bench;
 using namespace std::chrono_literals;
 
 constexpr int kBatch = 32;
+constexpr int kMaxUdpPayload = 65507;  ///< IPv4: 65535 - IP header - UDP header
+constexpr int kMaxSize = 64 << 20;     ///< the largest 'max message bytes' a manifest may say
 constexpr int kSocketBufferBytes = 4 * 1024 * 1024;
 constexpr std::uint64_t kWarmupBit = 1ULL << 63;
 constexpr std::uint64_t kEndBits = 3ULL << 62;
@@ -200,10 +202,12 @@ void run_sender(const Config& c, SendOne&& send_one, Flush&& flush, std::uint64_
   const std::uint64_t start = mono_ns();
   const std::uint64_t stop = start + static_cast<std::uint64_t>(c.seconds * 1e9);
   std::uint64_t seq = 0;
+  // Check the clock once per batch of kBatch messages or 64 KiB, whichever is fewer (a batch
+  // of 1 MiB messages would overrun --seconds by a large share).
+  const int batch = std::clamp(65536 / c.size, 1, kBatch);
   // SIGTERM here means the receivers gave up (idle): stop early, the result says how far it got.
   while (mono_ns() < stop && g_stop_lingering == 0) {
-    // Check the clock once per batch.
-    for (int i = 0; i < kBatch; ++i) {
+    for (int i = 0; i < batch; ++i) {
       if (send_one(seq)) {
         ++seq;
       } else {
@@ -239,7 +243,7 @@ void print_send_result(std::uint64_t sent, std::uint64_t errors, std::uint64_t e
 int raw_recv(const Config& c) {
   RawSocket s(c.group, c.port, c.interface, true, kSocketBufferBytes);
   s.set_recv_timeout(50ms);
-  const std::size_t cap = 2048;
+  const std::size_t cap = static_cast<std::size_t>(std::max(c.size, 2048));
   std::vector<std::uint8_t> bufs(kBatch * cap);
   std::array<iovec, kBatch> iov{};
   std::array<mmsghdr, kBatch> msgs{};
@@ -354,7 +358,7 @@ int zmq_recv_role(const Config& c) {
   say("ready");
   Tally t;
   const StopRule stop(c);
-  std::vector<std::uint8_t> buf(65536);
+  std::vector<std::uint8_t> buf(static_cast<std::size_t>(std::max(c.size, 65536)));
   for (;;) {
     const int n = zmq_recv(sock, buf.data(), buf.size(), 0);
     const std::uint64_t now = mono_ns();
@@ -434,6 +438,9 @@ tmc::Manifest load_bench_manifest(const Config& c) {
   m.port = c.port;
   m.interface = c.interface;
   if (!c.name.empty()) m.name = c.name;
+  // The bench manifests say 1400 (one datagram per message, no fragmentation stage); a
+  // larger --size raises it to the message size, which adds the fragmentation stage.
+  m.max_message_bytes = std::max<std::int64_t>(m.max_message_bytes, c.size);
   return m;
 }
 
@@ -621,7 +628,13 @@ int report(const Config& cfg) {
 int run(const Config& c) {
   if (c.role == "report") return report(c);
   const bool send = c.role == "send";
-  if (c.transport == "raw") return send ? raw_send(c) : raw_recv(c);
+  if (c.transport == "raw") {
+    if (c.size > kMaxUdpPayload) {
+      throw std::runtime_error("raw UDP carries one message per datagram: --size " + std::to_string(c.size) +
+                               " is more than a UDP datagram holds (" + std::to_string(kMaxUdpPayload) + " B)");
+    }
+    return send ? raw_send(c) : raw_recv(c);
+  }
   if (c.transport == "tmc") return send ? tmc_send(c) : tmc_recv(c);
   if (c.transport == "zmq-epgm" || c.transport == "zmq-tcp") {
 #if defined(TMC_BENCH_HAVE_ZMQ)
@@ -650,7 +663,9 @@ int main(int argc, char** argv) {
   app.add_option("--interface", c.interface, "network interface (default loopback)");
   app.add_option("--peer", c.peer, "zmq-tcp: the sender's IPv4 address (the sender binds it)");
   app.add_option("--name", c.name, "libTMC member name");
-  app.add_option("--size", c.size, "message size in bytes")->check(CLI::Range(8, 1400));
+  app.add_option("--size", c.size,
+                 "message size in bytes (tmc: larger than a datagram is fragmented; raw: at most 65507)")
+      ->check(CLI::Range(8, kMaxSize));
   app.add_option("--receivers", c.receivers, "zmq-tcp sender: subscribers to wait for")->check(CLI::Range(1, 64));
   app.add_option("--seconds", c.seconds, "measured sending time")->check(CLI::Range(0.05, 600.0));
   app.add_option("--warmup", c.warmup, "sender: wait before the warm-up messages, seconds")->check(CLI::Range(0.0, 60.0));
