@@ -11,6 +11,10 @@
                                    multicast one, or aeron-emb)
   pc_summarize.py loss OUTDIR   -> per (row, size) run with LOSSES="0 10": each repetition's rate
                                    at 1 % loss / its rate at 0 % loss, and how many held >= 0.8
+  pc_summarize.py sizes OUTDIR  -> a size sweep (LOSSES=0): rows x sizes goodput table, MB/s of
+                                   the slowest receiver, and the libTMC/peer goodput ratios
+  pc_summarize.py targets OUTDIR -> the reliable coalesced row against its targets at 64 B:
+                                   >= 1.4x Aeron tuned (aeron-t) and >= 2x epgm, per loss rate
 
 Receiver rate = distinct messages delivered / the receiver's window (first..last delivery),
 the window floored at half the sender's sending time (as libTMC's bench/reliable_mcast.cpp
@@ -165,35 +169,73 @@ def tput(out):
               '; '.join(f'{l} {s}B: {"/".join(map(str, d))}' for (s, lo, l), d in sorted(drops.items())))
 
 
+def size_name(b):
+    for unit, n in (('MiB', 1 << 20), ('KiB', 1 << 10)):
+        if b >= n and b % n == 0:
+            return f'{b // n} {unit}'
+    return f'{b} B'
+
+
+def load_skips(out):
+    """(label, size, loss) -> reason, for the cells pc_tput.sh skipped (status=na)."""
+    skips = {}
+    for line in open(os.path.join(out, 'index.txt')):
+        k = kv(line)
+        if k['status'] == 'na':
+            m = re.search(r'reason="([^"]*)"', line)
+            skips[(k['label'], int(k['size']), int(k['loss']))] = m.group(1) if m else 'skipped'
+    return skips
+
+
 def load_runs(out):
     runs = {}
     for line in open(os.path.join(out, 'index.txt')):
         k = kv(line)
+        if k['status'] == 'na':
+            continue
         c = parse_case(os.path.join(out, k['path']), k['label'])
         if not c:
             continue
         rates = [g / max(w, 0.5 * c['send_s']) if max(w, 0.5 * c['send_s']) > 0 else 0 for g, w in c['recv']]
         tot = sum(g for g, _ in c['recv'])
         runs[(k['label'], int(k['size']), int(k['loss']), int(k['rep']))] = dict(
-            rate=min(rates), complete=all(g >= c['sent'] for g, _ in c['recv']),
+            rate=min(rates), mbps=min(rates) * int(k['size']) / 1e6, complete=all(g >= c['sent'] for g, _ in c['recv']),
             worst=min(g for g, _ in c['recv']) / c['sent'] if c['sent'] else 0,
             cpu=c['cpu'] / tot if c['cpu'] and tot else None)
     return runs
 
 
-def pivot(out):
+def fmt_mbps(v):
+    v = sorted(v)
+    if not v:
+        return 'failed'
+    f = lambda x: f'{x:.0f}' if x >= 100 else f'{x:.1f}' if x >= 1 else f'{x:.2f}'
+    return f'{f(med(v))} ({f(v[0])}..{f(v[-1])})'
+
+
+def pivot(out, metric='rate'):
+    """metric 'rate': msg/s, columns (size, loss); 'mbps': goodput MB/s, columns = sizes."""
     runs = load_runs(out)
-    labels = list(dict.fromkeys(k[0] for k in runs))
-    cols = sorted({(k[1], k[2]) for k in runs})
+    skips = load_skips(out)
+    labels = list(dict.fromkeys([k[0] for k in runs] + [k[0] for k in skips]))
+    cols = sorted({(k[1], k[2]) for k in runs} | {(k[1], k[2]) for k in skips})
     reps = sorted({k[3] for k in runs})
-    name = lambda c: f'{c[0] if c[0] < 1024 else "1 KiB"}{" B" if c[0] < 1024 else ""} {c[1]/10:.0f}%'
+    if metric == 'mbps':
+        name = lambda c: size_name(c[0]) + (f' {c[1]/10:g}%' if c[1] else '')
+        fmt = fmt_mbps
+    else:
+        name = lambda c: f'{size_name(c[0])} {c[1]/10:g}%'
+        fmt = fmt_rate
     print('| row | ' + ' | '.join(name(c) for c in cols) + ' |')
     print('|---|' + '---:|' * len(cols))
     for l in labels:
         cells = []
         for c in cols:
             v = [runs[(l, *c, r)] for r in reps if (l, *c, r) in runs]
-            cell = fmt_rate([x['rate'] for x in v])
+            if not v and (l, *c) in skips:
+                cells.append('n/a')
+                continue
+            cell = fmt([x[metric] for x in v])
             short = [x for x in v if not x['complete']]
             if short and not l.startswith(('raw', 'tmc-be', 'h-raw')):
                 cell += ' **' + ','.join(f"{x['worst']:.2f}" for x in short) + ' delivered**'
@@ -208,15 +250,43 @@ def pivot(out):
                 continue
             cells = []
             for c in cols:
-                rr = [runs[(l, *c, r)]['rate'] / runs[(peer, *c, r)]['rate'] for r in reps
+                rr = [runs[(l, *c, r)][metric] / runs[(peer, *c, r)][metric] for r in reps
                       if (l, *c, r) in runs and (peer, *c, r) in runs and runs[(peer, *c, r)]['rate'] > 0]
                 cells.append(f'{med(rr):.2f} ({min(rr):.2f}..{max(rr):.2f})' if rr else 'n/a')
             print(f'| {l} / {peer} | ' + ' | '.join(cells) + ' |')
+    skipped = sorted({(l, why) for (l, _, _), why in skips.items()})
+    if skipped:
+        print()
+        print('n/a: ' + '; '.join(f'{l}: {why}' for l, why in skipped))
     print()
     print('CPU ns per delivered message (all processes, Aeron incl. its 3 drivers), median: ' + '; '.join(
         f'{name(c)}: ' + ', '.join(f'{l} {med([runs[(l, *c, r)]["cpu"] for r in reps if (l, *c, r) in runs and runs[(l, *c, r)]["cpu"]]):.0f}'
                                    for l in labels if any((l, *c, r) in runs and runs[(l, *c, r)]['cpu'] for r in reps))
         for c in cols))
+
+
+def sizes(out):
+    pivot(out, 'mbps')
+
+
+def targets(out):
+    """The reliable coalesced row's rate over aeron-t's and epgm's at 64 B (per-repetition
+    ratios, median and range) against 1.4x and 2x."""
+    runs = load_runs(out)
+    reps = sorted({k[3] for k in runs})
+    print('| target at 64 B | loss | tmc-rel-coal / peer, median (min..max) | met |')
+    print('|---|---:|---:|---|')
+    for loss in sorted({k[2] for k in runs if k[1] == 64}):
+        for peer, want in (('aeron-t', 1.4), ('epgm', 2.0)):
+            rr = [runs[('tmc-rel-coal', 64, loss, r)]['rate'] / runs[(peer, 64, loss, r)]['rate'] for r in reps
+                  if ('tmc-rel-coal', 64, loss, r) in runs and (peer, 64, loss, r) in runs
+                  and runs[(peer, 64, loss, r)]['rate'] > 0]
+            if not rr:
+                print(f'| >= {want:g}x {peer} | {loss/10:g}% | not measured | - |')
+                continue
+            m = med(rr)
+            print(f'| >= {want:g}x {peer} | {loss/10:g}% | {m:.2f} ({min(rr):.2f}..{max(rr):.2f}) | '
+                  f'{"yes" if m >= want else "**no**"} |')
 
 
 def hdr_percentiles(path):
@@ -233,7 +303,8 @@ def hdr_percentiles(path):
     return p50, p99
 
 
-def rtt(out):
+def load_rtt(out):
+    """implementation -> [(p50 us, p99 us) per repetition], in the order they ran."""
     res = {}
     for f in sorted(glob.glob(os.path.join(out, 'r*_*.txt'))):
         m = re.match(r'r(\d+)_(.+)\.txt$', os.path.basename(f))
@@ -253,6 +324,11 @@ def rtt(out):
                 if len(cols) >= 6 and cols[0] == impl and cols[1].endswith('B') and cols[2] != 'failed':
                     p50, p99 = float(cols[3]), float(cols[4])
         res.setdefault(impl, []).append((p50, p99))
+    return res
+
+
+def rtt(out):
+    res = load_rtt(out)
     print('| implementation | RTT p50 us, median (min..max) | RTT p99 us, median (min..max) | p50 vs raw | '
           'p50 vs Aeron busy-spin |')
     print('|---|---:|---:|---:|---:|')
@@ -271,4 +347,5 @@ def rtt(out):
 
 
 if __name__ == '__main__':
-    {'tput': tput, 'pivot': pivot, 'rtt': rtt, 'loss': loss}[sys.argv[1]](sys.argv[2])
+    {'tput': tput, 'pivot': pivot, 'rtt': rtt, 'loss': loss, 'sizes': sizes,
+     'targets': targets}[sys.argv[1]](sys.argv[2])

@@ -13,7 +13,9 @@
 #                  for the p-epgm cross-check row only, is not shipped)
 #   AERON_BIN      dir with Aeron's aeronmd (the aeron rows are skipped without it)
 #   REPS=3 SECS=2 SIZES="64 1024" LOSSES="0 10" ROWS="raw epgm aeron ..." (labels below; the
-#   default leaves out the cross-check rows h-raw and p-epgm)
+#   default leaves out the cross-check rows h-raw and p-epgm). Sizes up to 64 MiB: libTMC
+#   fragments what does not fit a datagram, Aeron too; the raw rows (one message per datagram)
+#   record sizes above 65507 B as not applicable (status=na in index.txt, n/a in the tables)
 # Rows:
 #   raw          bench/peers/raw_bench.cpp: UDP multicast, 1 msg/datagram, sendmmsg(64)/recvmmsg
 #   epgm         libTMC harness --transport zmq-epgm (XPUB NODROP, ZMQ_RATE 1 Gbit/s, RECOVERY 2 s)
@@ -90,8 +92,21 @@ run_case() {
   mkdir -p "$(dirname "$d")"
   echo "pc_tput: rep $rep $label ${size} B loss ${loss}/1000" >&2
   echo "$(date +%T) rep=$rep $label s=$size l=$loss load=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$LOADLOG"
+  local p1 p2 ps status=ok reason="" drivers=()
+  # Cells a transport cannot run: recorded as status=na with the reason (the summaries print
+  # n/a), so that the matrix keeps its shape.
+  case $label in
+  raw|h-raw)
+    [ "$size" -gt 65507 ] && reason="one message per UDP datagram, and a datagram holds at most 65507 B" ;;
+  aeron|aeron-t)
+    [ -x "$AERON_BIN/aeronmd" ] && [ -x "$PEER_BIN/aeron_bench" ] || reason="no aeronmd in AERON_BIN or aeron_bench in PEER_BIN" ;;
+  esac
+  if [ -n "$reason" ]; then
+    echo "pc_tput: $label ${size} B skipped: $reason" >&2
+    echo "rep=$rep label=$label size=$size loss=$loss status=na path=${d#"$OUT"/} reason=\"$reason\"" >>"$INDEX"
+    return
+  fi
   if [ "$loss" -gt 0 ]; then pcnet_loss_on 2 "$loss"; pcnet_loss_on 3 "$loss"; fi
-  local p1 p2 ps status=ok drivers=()
   case $label in
   raw)
     pcnet_bg 2 timeout 60 "$PEER_BIN/raw_bench" udp_recv $group $port 30000000 40 "$(pcnet_ip 2)" 1500 >"$d.r1" 2>&1; p1=$PCNET_LAST_PID
@@ -111,10 +126,6 @@ run_case() {
     stop_pid "$ps" TERM
     ;;
   aeron|aeron-t)
-    if [ ! -x "$AERON_BIN/aeronmd" ] || [ ! -x "$PEER_BIN/aeron_bench" ]; then
-      echo "pc_tput: $label skipped: no aeronmd in AERON_BIN or aeron_bench in PEER_BIN" >&2
-      status=skipped
-    else
     local h tune=()
     [ "$label" = aeron-t ] && read -r -a tune <<<"$AERON_TUNE"
     for h in 1 2 3; do
@@ -136,7 +147,6 @@ run_case() {
     for h in 1 2 3; do cpu="$cpu h$h=$(proc_cpu_ns "${drivers[$((h - 1))]}")"; done
     echo "driver_cpu_ns$cpu" >"$d.drvcpu"
     for h in 1 2 3; do stop_pid "${drivers[$((h - 1))]}" INT; done
-    fi
     ;;
   *)
     local tr=tmc man=""
