@@ -9,7 +9,7 @@ ifneq ($(CI),)
 CMAKE_FLAGS += -DTMC_WERROR=ON
 endif
 
-.PHONY: all deps configure build test demo bench peers-rtt loss-sweep tapir clean install install-python
+.PHONY: all deps configure build test demo bench peers-rtt loss-sweep bench-peers tapir clean install install-python
 
 all: build
 
@@ -44,6 +44,15 @@ peers-rtt: configure
 loss-sweep: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target tmc-reliable-mcast
 	@TMC_BUILD=$(BUILD) bench/peers/loss_sweep.sh $(PEERS_OUT)/loss
+
+# The side-by-side matrix (root): throughput at 64 B / 1 KiB and 0 / 1 % loss, a size sweep
+# up to 1 MiB and ping-pong latency; libTMC rows against raw UDP, ZeroMQ epgm and Aeron (when
+# AERON_BIN and PEER_BIN hold its programs, or AERON_SRC and AERON_BUILD name a build of it;
+# bench/peers/build.sh); Markdown tables and PNG charts in results/peers/<date>/matrix
+# (bench/peers/matrix.sh: QUICK=1 for a 2-3 minute run, REPS, SECS, ... narrow it).
+bench-peers: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target tmc-reliable-mcast tmc-e2e-latency
+	@TMC_BUILD=$(BUILD) bench/peers/matrix.sh $(PEERS_OUT)/matrix
 
 # TAPIR-KV matrix on network namespaces (root): 4 variants x 4 loss rates x {1, 4} clients x
 # 3 interleaved repetitions; CSV, Markdown and chart in results/tapir-kv/<date>/
