@@ -49,7 +49,7 @@ loss-sweep: configure
 # up to 1 MiB and ping-pong latency; libTMC rows against raw UDP, ZeroMQ epgm and Aeron (when
 # AERON_BIN and PEER_BIN hold its programs, or AERON_SRC and AERON_BUILD name a build of it;
 # bench/peers/build.sh); Markdown tables and PNG charts in results/peers/<date>/matrix
-# (bench/peers/matrix.sh: QUICK=1 for a 2-3 minute run, REPS, SECS, ... narrow it).
+# (bench/peers/matrix.sh: QUICK=1 for a smoke run of a few minutes, REPS, SECS, ... narrow it).
 bench-peers: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target tmc-reliable-mcast tmc-e2e-latency
 	@TMC_BUILD=$(BUILD) bench/peers/matrix.sh $(PEERS_OUT)/matrix

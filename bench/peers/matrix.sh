@@ -23,7 +23,8 @@
 #   AERON_BIN   dir with Aeron's aeronmd (default AERON_BUILD/binaries); without it the Aeron
 #               rows are skipped, each with a line saying so
 #   REPS=3 SECS=2          repetitions, seconds per throughput row and per latency row
-#   QUICK=1                1 repetition, 0.5 s rows, four sweep sizes: about 2-3 minutes
+#   QUICK=1                1 repetition, 0.5 s rows, three sweep sizes: a smoke run of a few
+#                          minutes (numbers from it are noise)
 #   TPUT_ROWS, SWEEP_ROWS, SWEEP_SIZES, RTT_IMPLS   narrow or widen a part
 #   PARTS="tput sizes rtt" which parts to run
 #   PYTHON      the Python with matplotlib (default /usr/bin/python3, Debian's python3-matplotlib)
@@ -39,7 +40,7 @@ export TMC_MANIFESTS=${TMC_MANIFESTS:-$root/bench/manifests}
 PYTHON=${PYTHON:-/usr/bin/python3}
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-  REPS=${REPS:-1}; SECS=${SECS:-0.5}; SWEEP_SIZES=${SWEEP_SIZES:-"64 4096 65536 1048576"}
+  REPS=${REPS:-1}; SECS=${SECS:-0.5}; WARMUP=${WARMUP:-0.2}; SWEEP_SIZES=${SWEEP_SIZES:-"64 4096 1048576"}
   PINGS=${PINGS:-2000}; WARM=${WARM:-500}
 fi
 REPS=${REPS:-3}
@@ -49,7 +50,7 @@ SWEEP_ROWS=${SWEEP_ROWS:-"raw aeron-t tmc-be tmc-rel"}
 SWEEP_SIZES=${SWEEP_SIZES:-"64 256 1024 4096 16384 65536 262144 1048576"}
 RTT_IMPLS=${RTT_IMPLS:-"raw aeron-emb aeron-emb-mc tmc tmc-handler tmc-spin"}
 PARTS=${PARTS:-"tput sizes rtt"}
-export REPS SECS
+export REPS SECS WARMUP=${WARMUP:-0.5}
 
 say() { echo "matrix: $(date -u +%T) $*" >&2; }
 

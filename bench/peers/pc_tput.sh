@@ -15,7 +15,8 @@
 #   REPS=3 SECS=2 SIZES="64 1024" LOSSES="0 10" ROWS="raw epgm aeron ..." (labels below; the
 #   default leaves out the cross-check rows h-raw and p-epgm). Sizes up to 64 MiB: libTMC
 #   fragments what does not fit a datagram, Aeron too; the raw rows (one message per datagram)
-#   record sizes above 65507 B as not applicable (status=na in index.txt, n/a in the tables)
+#   record sizes above 65507 B as not applicable (status=na in index.txt, n/a in the tables).
+#   WARMUP=0.5: how long the sender waits before its warm-up messages, seconds
 # Rows:
 #   raw          bench/peers/raw_bench.cpp: UDP multicast, 1 msg/datagram, sendmmsg(64)/recvmmsg
 #   epgm         libTMC harness --transport zmq-epgm (XPUB NODROP, ZMQ_RATE 1 Gbit/s, RECOVERY 2 s)
@@ -41,6 +42,7 @@ PEER_BIN=$(cd "${PEER_BIN:?PEER_BIN}" && pwd)
 AERON_BIN=$(cd "${AERON_BIN:-.}" && pwd)
 REPS=${REPS:-3}
 SECS=${SECS:-2}
+WARMUP=${WARMUP:-0.5}
 SIZES=${SIZES:-"64 1024"}
 LOSSES=${LOSSES:-"0 10"}
 ROWS=${ROWS:-"raw epgm aeron aeron-t tmc-rel-coal tmc-rel tmc-be tmc-be-coal"}
@@ -140,7 +142,7 @@ run_case() {
     pcnet_bg 2 timeout 60 "$PEER_BIN/aeron_bench" sub --dir "/dev/shm/pc$$-aeron-h2" --channel "$ch|interface=$(pcnet_ip 2)" --seconds "$SECS" --idle 5 >"$d.r1" 2>&1; p1=$PCNET_LAST_PID
     pcnet_bg 3 timeout 60 "$PEER_BIN/aeron_bench" sub --dir "/dev/shm/pc$$-aeron-h3" --channel "$ch|interface=$(pcnet_ip 3)" --seconds "$SECS" --idle 5 >"$d.r2" 2>&1; p2=$PCNET_LAST_PID
     wait_line "$d.r1" ready 10 && wait_line "$d.r2" ready 10 || status=noready
-    pcnet_bg 1 timeout 60 "$PEER_BIN/aeron_bench" pub --dir "/dev/shm/pc$$-aeron-h1" --channel "$ch|interface=$S_IP|fc=min,g:/2" --size "$size" --seconds "$SECS" --warmup 0.5 --linger 20 >"$d.s" 2>&1; ps=$PCNET_LAST_PID
+    pcnet_bg 1 timeout 60 "$PEER_BIN/aeron_bench" pub --dir "/dev/shm/pc$$-aeron-h1" --channel "$ch|interface=$S_IP|fc=min,g:/2" --size "$size" --seconds "$SECS" --warmup "$WARMUP" --linger 20 >"$d.s" 2>&1; ps=$PCNET_LAST_PID
     wait_pids 60 "$p1" "$p2" || status=timeout
     stop_pid "$ps" TERM
     local cpu=""
@@ -160,7 +162,7 @@ run_case() {
       *) echo "unknown row $label" >&2; return ;;
     esac
     local common=(--transport $tr --size "$size" --group $group --port $port --interface "$PCNET_IF" --peer "$S_IP"
-                  --seconds "$SECS" --warmup 0.5 --linger 20 --idle 5 --zmq-rate-kbps 1000000 --zmq-recovery-ms 2000)
+                  --seconds "$SECS" --warmup "$WARMUP" --linger 20 --idle 5 --zmq-rate-kbps 1000000 --zmq-recovery-ms 2000)
     [ -n "$man" ] && common+=(--manifest "$TMC_MANIFESTS/$man")
     pcnet_bg 2 timeout 60 "$HB" --role recv --name r1 "${common[@]}" >"$d.r1" 2>"$d.r1.err"; p1=$PCNET_LAST_PID
     pcnet_bg 3 timeout 60 "$HB" --role recv --name r2 "${common[@]}" >"$d.r2" 2>"$d.r2.err"; p2=$PCNET_LAST_PID
