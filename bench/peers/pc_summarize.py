@@ -271,8 +271,9 @@ def rtt(out):
             print(f'| {impl} | failed | | | |')
             continue
         vs_aeron = f'{med(a)/aeron50:.2f}' if aeron50 == aeron50 else '-'
+        vs_raw = f'{med(a)/raw50:.2f}' if raw50 == raw50 else '-'
         print(f'| {impl} | {med(a):.1f} ({a[0]:.1f}..{a[-1]:.1f}) | {med(b):.1f} ({b[0]:.1f}..{b[-1]:.1f}) | '
-              f'{med(a)/raw50:.2f} | {vs_aeron} |')
+              f'{vs_raw} | {vs_aeron} |')
 
 
 def security(out):
