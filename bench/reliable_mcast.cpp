@@ -7,7 +7,8 @@
 //   zmq-epgm   ZeroMQ PUB/SUB over epgm:// (OpenPGM in UDP: NAK-based repair, rate-limited)
 //   zmq-tcp    ZeroMQ PUB/SUB over tcp:// (one TCP connection per subscriber)
 //   tmc        a libTMC channel from --manifest (YAML); the harness overrides 'group', 'port',
-//              'interface' and 'name' per run
+//              'interface' and 'name' per run, and with --security authenticate|encrypt the
+//              manifest's `security` (under a throwaway group key every process of the run reads)
 //
 // Every message carries a u64 sequence number first (big-endian). The sender first sends a
 // short warm-up (sequence numbers with the top bit set, which receivers do not count) so
@@ -82,6 +83,7 @@ struct Config {
   std::string interface;
   std::string peer;  ///< zmq-tcp receivers: the sender's address
   std::string name;  ///< libTMC member name
+  std::string security;  ///< libTMC: overrides the manifest's `security` unless empty
   int size = 64;
   int receivers = 2;
   double seconds = 2.0;
@@ -441,6 +443,10 @@ tmc::Manifest load_bench_manifest(const Config& c) {
   // The bench manifests say 1400 (one datagram per message, no fragmentation stage); a
   // larger --size raises it to the message size, which adds the fragmentation stage.
   m.max_message_bytes = std::max<std::int64_t>(m.max_message_bytes, c.size);
+  if (!c.security.empty()) {
+    m.security = c.security;
+    m.key_file = c.security == "none" ? std::string() : bench_key_file();
+  }
   return m;
 }
 
@@ -663,6 +669,8 @@ int main(int argc, char** argv) {
   app.add_option("--interface", c.interface, "network interface (default loopback)");
   app.add_option("--peer", c.peer, "zmq-tcp: the sender's IPv4 address (the sender binds it)");
   app.add_option("--name", c.name, "libTMC member name");
+  app.add_option("--security", c.security, "libTMC: the manifest's security, overridden (none, authenticate, encrypt)")
+      ->check(CLI::IsMember({"none", "authenticate", "encrypt"}));
   app.add_option("--size", c.size,
                  "message size in bytes (tmc: larger than a datagram is fragmented; raw: at most 65507)")
       ->check(CLI::Range(8, kMaxSize));

@@ -15,7 +15,8 @@
 #
 #   sudo [env ...] bench/peers/pc_rtt.sh OUTDIR
 # env: TMC_BUILD (default build), AERON_BIN (aeronmd, cping, cpong), PEER_BIN (aeron_pingpong;
-#      bench/peers/build.sh), REPS=3 SECS=2 PINGS=10000 WARM=2000
+#      bench/peers/build.sh), REPS=3 SECS=2 PINGS=10000 WARM=2000, SIZE=64 (libTMC rows only:
+#      the message size; also tmc-auth / tmc-encrypt, best effort with `security`)
 #      IMPLS="raw aeron-emb aeron-emb-mc tmc tmc-handler tmc-spin" (also aeron-uni, aeron-mc,
 #      tmc-yield, tmc-spin-recv). Aeron rows whose programs are not found are skipped.
 set -uo pipefail
@@ -29,6 +30,7 @@ REPS=${REPS:-3}
 SECS=${SECS:-2}
 PINGS=${PINGS:-10000}
 WARM=${WARM:-2000}
+SIZE=${SIZE:-64}
 PEER_BIN=$(cd "${PEER_BIN:-.}" && pwd)
 IMPLS=${IMPLS:-"raw aeron-emb aeron-emb-mc tmc tmc-handler tmc-spin"}
 # shellcheck source=pc_netns.sh
@@ -107,7 +109,7 @@ for rep in $(seq 1 "$REPS"); do
       aeron-mc) run_aeron mc "$f" ;;
       aeron-emb) run_emb uni "$f" ;;
       aeron-emb-mc) run_emb mc "$f" ;;
-      *) timeout 60 "$TMC_BUILD/bench/tmc-e2e-latency" --seconds "$SECS" --repeat 1 --size 64 --impls "$impl" \
+      *) timeout 60 "$TMC_BUILD/bench/tmc-e2e-latency" --seconds "$SECS" --repeat 1 --size "$SIZE" --impls "$impl" \
            --interface "$PCNET_IF" --netns "$(pcnet_ns 1),$(pcnet_ns 2)" >"$f" 2>"$f.err" ;;
     esac
     sleep 0.3

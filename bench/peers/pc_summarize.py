@@ -9,6 +9,11 @@
   pc_summarize.py rtt OUTDIR    -> per implementation: RTT p50 / p99 median (min..max), p50 vs
                                    raw and vs Aeron's embedded busy-spin (aeron-emb-mc, the
                                    multicast one, or aeron-emb)
+  pc_summarize.py security OUTDIR -> per libTMC row, size and loss: the row with `security`
+                                   authenticate (ROW-auth) and encrypt (ROW-enc) against the
+                                   row itself (none): msg/s median (min..max), the median of
+                                   each repetition's rate / none's rate in that repetition,
+                                   and CPU ns per delivered message against none's
   pc_summarize.py loss OUTDIR   -> per (row, size) run with LOSSES="0 10": each repetition's rate
                                    at 1 % loss / its rate at 0 % loss, and how many held >= 0.8
   pc_summarize.py sizes OUTDIR  -> a size sweep (LOSSES=0): rows x sizes goodput table, MB/s of
@@ -342,10 +347,36 @@ def rtt(out):
             print(f'| {impl} | failed | | | |')
             continue
         vs_aeron = f'{med(a)/aeron50:.2f}' if aeron50 == aeron50 else '-'
+        vs_raw = f'{med(a)/raw50:.2f}' if raw50 == raw50 else '-'
         print(f'| {impl} | {med(a):.1f} ({a[0]:.1f}..{a[-1]:.1f}) | {med(b):.1f} ({b[0]:.1f}..{b[-1]:.1f}) | '
-              f'{med(a)/raw50:.2f} | {vs_aeron} |')
+              f'{vs_raw} | {vs_aeron} |')
+
+
+def security(out):
+    runs = load_runs(out)
+    bases = list(dict.fromkeys(k[0] for k in runs if not k[0].endswith(('-auth', '-enc'))))
+    cols = sorted({(k[1], k[2]) for k in runs})
+    reps = sorted({k[3] for k in runs})
+    print('| row | size | loss | security | slowest receiver msg/s, median (min..max) | rate / none\'s, per-rep median '
+          '(min..max) | delivered/sent, worst | CPU ns/delivered msg | none\'s CPU / this |')
+    print('|---|---:|---:|---|---:|---:|---:|---:|---:|')
+    for base in bases:
+        for size, lo in cols:
+            none = {r: runs[(base, size, lo, r)] for r in reps if (base, size, lo, r) in runs}
+            for sec, label in (('none', base), ('authenticate', base + '-auth'), ('encrypt', base + '-enc')):
+                mine = {r: runs[(label, size, lo, r)] for r in reps if (label, size, lo, r) in runs}
+                if not mine:
+                    continue
+                ratios = [mine[r]['rate'] / none[r]['rate'] for r in mine if r in none and none[r]['rate'] > 0]
+                cpus = [x['cpu'] for x in mine.values() if x['cpu']]
+                none_cpus = [x['cpu'] for x in none.values() if x['cpu']]
+                worst = min(x['worst'] for x in mine.values())
+                ratio = f'{med(ratios):.0%} ({min(ratios):.0%}..{max(ratios):.0%})' if ratios else 'n/a'
+                cpu_share = f'{med(none_cpus) / med(cpus):.0%}' if cpus and none_cpus else 'n/a'
+                print(f'| {base} | {size} B | {lo / 10:g} % | {sec} | {fmt_rate([x["rate"] for x in mine.values()])} | '
+                      f'{ratio} | {worst:.4f} | {med(cpus):.0f} | {cpu_share} |')
 
 
 if __name__ == '__main__':
     {'tput': tput, 'pivot': pivot, 'rtt': rtt, 'loss': loss, 'sizes': sizes,
-     'targets': targets}[sys.argv[1]](sys.argv[2])
+     'targets': targets, 'security': security}[sys.argv[1]](sys.argv[2])

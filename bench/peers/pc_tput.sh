@@ -29,6 +29,8 @@
 #   tmc-rel      ... reliable-ordered.yaml (1 msg/datagram)
 #   tmc-be       ... best-effort-ordered.yaml (drop-stale ordering, no repair)
 #   tmc-be-coal  ... best-effort-coalesced.yaml
+#   tmc-*-auth, tmc-*-enc  any libTMC row above with --security authenticate / encrypt (the
+#                same manifest, every datagram authenticated or encrypted under a throwaway key)
 #   h-raw        libTMC harness --transport raw (cross-check of raw)
 #   p-epgm       zmq_bench PUB/SUB epgm, hwm 0 (cross-check of epgm), fixed count
 set -uo pipefail
@@ -151,8 +153,12 @@ run_case() {
     for h in 1 2 3; do stop_pid "${drivers[$((h - 1))]}" INT; done
     ;;
   *)
-    local tr=tmc man=""
+    local tr=tmc man="" base=$label sec=""
     case $label in
+      tmc-*-auth) sec=authenticate; base=${label%-auth} ;;
+      tmc-*-enc) sec=encrypt; base=${label%-enc} ;;
+    esac
+    case $base in
       epgm) tr=zmq-epgm ;;
       h-raw) tr=raw ;;
       tmc-rel-coal) man=reliable-ordered-coalesced.yaml ;;
@@ -164,6 +170,7 @@ run_case() {
     local common=(--transport $tr --size "$size" --group $group --port $port --interface "$PCNET_IF" --peer "$S_IP"
                   --seconds "$SECS" --warmup "$WARMUP" --linger 20 --idle 5 --zmq-rate-kbps 1000000 --zmq-recovery-ms 2000)
     [ -n "$man" ] && common+=(--manifest "$TMC_MANIFESTS/$man")
+    [ -n "$sec" ] && common+=(--security "$sec")
     pcnet_bg 2 timeout 60 "$HB" --role recv --name r1 "${common[@]}" >"$d.r1" 2>"$d.r1.err"; p1=$PCNET_LAST_PID
     pcnet_bg 3 timeout 60 "$HB" --role recv --name r2 "${common[@]}" >"$d.r2" 2>"$d.r2.err"; p2=$PCNET_LAST_PID
     wait_line "$d.r1" ready 10 && wait_line "$d.r2" ready 10 || status=noready
