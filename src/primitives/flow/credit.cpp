@@ -436,6 +436,8 @@ void FlowCreditStage::on_forget(std::uint64_t token, ForgetScope scope, StageIo&
     if (scope == ForgetScope::message ? r.token != token : r.token > token) continue;
     r.forgotten = true;
     last_released_ = std::max(last_released_, r.rseq);
+    // Reliability (above, so first) may already have announced the edge past it.
+    if (r.rseq <= edge_) forgive(r);
   }
   if (queue_.empty()) return;
   wait_queue::release_forgotten(queue_, token, scope);
@@ -475,12 +477,16 @@ void FlowCreditStage::forgive_released(std::uint64_t edge, StageIo& io) noexcept
   for (std::uint64_t r = lo + 1; r <= hi; ++r) {
     const SentRec& rec = sent_ring_[r % kSentRing];
     if (rec.rseq != r || (!rec.forgotten && (rec.expires_ns == 0 || now < rec.expires_ns))) continue;
-    for (Peer& pe : peers_) {
-      if (!pe.in_set || r <= pe.base_rseq) continue;
-      if (AckBody{.cumulative = pe.acked, .sack = pe.sack}.covers(r)) continue;
-      pe.base_sent += rec.bytes;
-      pe.forgiven += rec.bytes;
-    }
+    forgive(rec);
+  }
+}
+
+void FlowCreditStage::forgive(const SentRec& rec) noexcept {
+  for (Peer& pe : peers_) {
+    if (!pe.in_set || rec.rseq <= pe.base_rseq) continue;
+    if (AckBody{.cumulative = pe.acked, .sack = pe.sack}.covers(rec.rseq)) continue;
+    pe.base_sent += rec.bytes;
+    pe.forgiven += rec.bytes;
   }
 }
 

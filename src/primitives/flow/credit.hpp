@@ -108,6 +108,8 @@ class FlowCreditStage final : public Stage {
   /// receiver in the set that never acknowledged a released (forgotten or expired) one of
   /// them will never consume it, so its bytes stop counting against that receiver.
   void forgive_released(std::uint64_t edge, StageIo& io) noexcept;
+  /// Sender: the receivers in the set that never acknowledged `rec` no longer owe its bytes.
+  void forgive(const SentRec& rec) noexcept;
   /// Sender: an ack a receiver sent us, passing up.
   void take_ack(const Packet& p, StageIo& io) noexcept;
   /// Sender: reliability's announcement of its trailing edge (a control packet carrying an
