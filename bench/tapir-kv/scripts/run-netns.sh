@@ -8,8 +8,11 @@
 # (i.i.d. per receiver: a multicast datagram is lost at each replica independently).
 # Writes OUTDIR/{replica0..2,client0..}.json and .log, and OUTDIR/drops.txt (the nftables
 # counters per host). Needs root; exits 77 (skipped) otherwise.
+# RETROFIT=MANIFEST runs every process unmodified under `tmc run --manifest` (docs/retrofit.md)
+# with that manifest plus this network's `interface:` (VARIANT udp-socket: plain UDP sockets
+# the shim rewires onto libTMC channels).
 set -euo pipefail
-[ $# -ge 6 ] || { sed -n 2,12p "$0"; exit 2; }
+[ $# -ge 6 ] || { sed -n 2,15p "$0"; exit 2; }
 BUILD=$(cd "$1" && pwd); VARIANT=$2; LOSS_BP=$3; CLIENTS=$4; SECONDS_=$5; OUT=$6
 shift 6
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +26,12 @@ source "$ROOT/tests/net/netns.sh"
 tmcnet_require
 tmcnet_require_nft
 TMCNET_HOSTS=$((3 + CLIENTS))
+PRE=()
+prefix() { [ -z "${RETROFIT:-}" ] || PRE=("$BUILD/tools/tmc" run --manifest "$OUT/retrofit.yaml" --name "$1" --); }
+if [ -n "${RETROFIT:-}" ]; then
+  [ -x "$BUILD/tools/tmc" ] || { echo "run-netns: $BUILD/tools/tmc not built (targets tmc_tool tmc_retrofit)" >&2; exit 1; }
+  { cat "$RETROFIT"; echo "interface: $TMCNET_IF"; } >"$OUT/retrofit.yaml"
+fi
 tmcnet_setup >"$OUT/netns.log"
 
 replicas="$(tmcnet_ip 1),$(tmcnet_ip 2),$(tmcnet_ip 3)"
@@ -37,7 +46,8 @@ common=(--variant "$VARIANT" --replicas "$replicas" --client-ips "$client_ips" -
 
 rpids=()
 for r in 0 1 2; do
-  tmcnet_bg $((r + 1)) "$BIN" replica --index "$r" "${common[@]}" --out "$OUT/replica$r.json" 2>"$OUT/replica$r.log"
+  prefix "r$r"
+  tmcnet_bg $((r + 1)) "${PRE[@]}" "$BIN" replica --index "$r" "${common[@]}" --out "$OUT/replica$r.json" 2>"$OUT/replica$r.log"
   rpids+=("$TMCNET_LAST_PID")
 done
 for r in 0 1 2; do
@@ -50,7 +60,8 @@ for r in 0 1 2; do
 done
 cpids=()
 for ((j = 0; j < CLIENTS; j++)); do
-  tmcnet_bg $((4 + j)) "$BIN" client --index "$j" "${common[@]}" --out "$OUT/client$j.json" 2>"$OUT/client$j.log"
+  prefix "c$j"
+  tmcnet_bg $((4 + j)) "${PRE[@]}" "$BIN" client --index "$j" "${common[@]}" --out "$OUT/client$j.json" 2>"$OUT/client$j.log"
   cpids+=("$TMCNET_LAST_PID")
 done
 rc=0

@@ -1,6 +1,6 @@
 // A host runs protocol endpoints (replicas and clients) over one transport: the libTMC
-// channels (TmcHost) or TCP streams on libuv (TcpHost). A process runs one endpoint; the
-// in-process mode runs them all in one host.
+// channels (TmcHost), TCP streams on libuv (TcpHost) or plain UDP sockets (UdpHost). A
+// process runs one endpoint; the in-process mode runs them all in one host.
 #pragma once
 
 #include <chrono>
@@ -62,5 +62,6 @@ struct HostOptions {
 
 std::unique_ptr<Host> make_tmc_host(const HostOptions& o);
 std::unique_ptr<Host> make_tcp_host(const HostOptions& o);
+std::unique_ptr<Host> make_udp_host(const HostOptions& o);
 
 }  // namespace tapir

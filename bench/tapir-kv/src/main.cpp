@@ -4,8 +4,12 @@
 //   tapir-kv replica --variant V --index I --replicas IP,IP,IP --client-ips IP,...   serve until SIGTERM
 //   tapir-kv client  --variant V --index J --replicas IP,IP,IP --client-ips IP,... [--seconds D]
 //
-// Variants: tcp (one stream per client-replica pair), and the libTMC variants udp, mcast
-// and tuned, each compiled from manifests/<variant>.yaml (or --manifest FILE). Every
+// Variants: tcp (one stream per client-replica pair), udp-socket (plain UDP sockets, no
+// libTMC: `--transport udp-socket`, the program a retrofit run starts under `tmc run`), and
+// the libTMC variants udp, mcast and tuned, each compiled from manifests/<variant>.yaml (or
+// --manifest FILE). In-process runs with --check verify the committed transactions
+// (serializable, no lost writes on f+1 replicas) and exit with status 3 if they fail or
+// nothing committed. Every
 // process prints its configuration, IR timers and compiled plans at start, and writes a
 // JSON report (--out FILE, default stdout) at the end; scripts/tapir/summarize.py turns
 // reports into the matrix's CSV, Markdown and chart.
@@ -21,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "checker.hpp"
 #include "host.hpp"
 #include "keys.hpp"
 
@@ -52,11 +57,15 @@ struct Options {
   std::string rules = "repo";
   std::uint64_t seed = 1;
   std::string out;
+  bool check = false;  ///< inproc: run the invariant checkers at the end
 };
+
+bool plain_transport(const std::string& variant) { return variant == "tcp" || variant == "udp-socket"; }
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "tapir-kv: " << why << "\n"
             << "usage: tapir-kv inproc|replica|client --variant tcp|udp|mcast|tuned|tuned-flagged [--manifest FILE]\n"
+               "         [--transport udp-socket] [--check]\n"
                "         [--index I] [--clients N] [--replicas IP,IP,IP] [--client-ips IP,...] [--interface IF]\n"
                "         [--base-port P] [--loss PCT] [--loss-model TEXT] [--seconds D] [--keys K] [--ops L]\n"
                "         [--put FRACTION] [--propose-ms MS] [--slow-path-ms MS] [--finalize-ms MS] [--get-ms MS]\n"
@@ -79,11 +88,16 @@ Options parse(int argc, char** argv) {
   if (o.mode != "inproc" && o.mode != "replica" && o.mode != "client") usage("unknown mode '" + o.mode + "'");
   for (int i = 2; i < argc; ++i) {
     const std::string k = argv[i];
+    if (k == "--check") {
+      o.check = true;
+      continue;
+    }
     if (i + 1 >= argc) usage("option " + k + " needs a value");
     const std::string v = argv[++i];
     auto ms = [&] { return static_cast<Nanos>(std::stod(v) * 1e6); };
     if (k == "--variant") o.variant = v;
     else if (k == "--manifest") o.manifest = v;
+    else if (k == "--transport" && v == "udp-socket") o.variant = v;
     else if (k == "--index") o.index = static_cast<std::uint32_t>(std::stoul(v));
     else if (k == "--clients") o.clients = static_cast<std::uint32_t>(std::stoul(v));
     else if (k == "--replicas") o.replica_ips = split(v);
@@ -108,13 +122,14 @@ Options parse(int argc, char** argv) {
   }
   // tcp, or a libTMC variant: manifests/<variant>.yaml unless --manifest names another file
   // (udp, mcast, tuned; tuned-flagged is tuned with per-message reliability).
-  if (o.manifest.empty() && o.variant != "tcp") o.manifest = std::string(TAPIR_MANIFEST_DIR) + "/" + o.variant + ".yaml";
-  if (o.variant != "tcp" && !std::ifstream(o.manifest)) usage("no manifest " + o.manifest + " for variant '" + o.variant + "'");
+  if (o.manifest.empty() && !plain_transport(o.variant)) o.manifest = std::string(TAPIR_MANIFEST_DIR) + "/" + o.variant + ".yaml";
+  if (!plain_transport(o.variant) && !std::ifstream(o.manifest)) usage("no manifest " + o.manifest + " for variant '" + o.variant + "'");
+  if (o.check && o.mode != "inproc") usage("--check needs every endpoint in the process (inproc)");
   if (o.rules != "repo" && o.rules != "paper") usage("--rules is repo or paper");
   if (o.mode == "inproc") {
     o.replica_ips.assign(3, "127.0.0.1");
     o.client_ips.assign(o.clients, "127.0.0.1");
-    if (o.loss_pct > 0) o.loss_model = "faults stage, send side of every channel (in-process)";
+    if (o.loss_pct > 0) o.loss_model = o.variant == "udp-socket" ? "every socket drops that fraction of what it receives (in-process)" : "faults stage, send side of every channel (in-process)";
     if (o.variant == "tcp" && o.loss_pct > 0) usage("in-process TCP has no loss injection: use the netns runner");
   } else {
     if (o.replica_ips.size() != 3) usage("--replicas needs 3 addresses");
@@ -325,7 +340,7 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<Host> host;
   try {
-    host = o.variant == "tcp" ? make_tcp_host(ho) : make_tmc_host(ho);
+    host = o.variant == "tcp" ? make_tcp_host(ho) : o.variant == "udp-socket" ? make_udp_host(ho) : make_tmc_host(ho);
   } catch (const std::exception& e) {
     std::cerr << "tapir-kv: " << e.what() << "\n";
     return 1;
@@ -343,6 +358,7 @@ int main(int argc, char** argv) {
     cfg.workload.ops_per_txn = o.ops;
     cfg.workload.put_fraction = o.put;
     cfg.seed = o.seed * 7919 + j;
+    cfg.log_commits = o.check;
     host->add_client(cfg);
   };
   try {
@@ -378,6 +394,21 @@ int main(int argc, char** argv) {
   } else {
     std::ofstream f(o.out);
     report(o, *host, start, end, f);
+  }
+  if (o.check) {
+    std::vector<CommitRecord> commits;
+    for (Client* c : host->clients()) commits.insert(commits.end(), c->commits().begin(), c->commits().end());
+    const std::vector<Replica*> all = host->replicas();
+    const std::vector<const Replica*> replicas(all.begin(), all.end());
+    const CheckReport ser = check_serializable(commits);
+    const CheckReport rep = check_replicas(commits, replicas, 2);
+    std::cerr << "tapir-kv checks: serializable " << (ser.ok() ? "ok" : "FAILED") << " (" << ser.commits
+              << " commits, " << ser.reads_checked << " reads); no lost writes on f+1 replicas "
+              << (rep.ok() ? "ok" : "FAILED") << "\n";
+    if (!ser.ok()) std::cerr << ser.summary();
+    if (!rep.ok()) std::cerr << rep.summary();
+    if (commits.empty()) std::cerr << "tapir-kv checks: nothing committed\n";
+    if (!ser.ok() || !rep.ok() || commits.empty()) return 3;
   }
   return 0;
 }

@@ -32,6 +32,10 @@ struct Topology {
   }
   // TCP: replica r listens here.
   [[nodiscard]] int tcp_port(std::uint32_t r) const { return base_port + 3000 + static_cast<int>(r); }
+  // Plain UDP sockets (--transport udp-socket): replica r, client j.
+  [[nodiscard]] int udp_port(bool replica, std::uint32_t i) const {
+    return base_port + (replica ? 4000 : 4100) + static_cast<int>(i);
+  }
   [[nodiscard]] std::string group(std::uint32_t j) const { return group_prefix + std::to_string(j + 1); }
 };
 

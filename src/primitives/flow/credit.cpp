@@ -75,6 +75,20 @@
 //   lost last advertisement cannot leave a sender waiting forever. Standalone
 //   advertisements are consumed by the flow stage that receives them (never delivered).
 //   Up to 64 senders are tracked at once; the least recently active is forgotten beyond.
+//
+//   Released messages (forgotten by the application, or whose lifetime ran out): one still
+//   waiting here is let go uncharged. One already sent that a receiver never got is never
+//   repaired, so that receiver never consumes it; charged for good, its bytes would shrink
+//   that receiver's credit until the channel stalled. The sender remembers the last 4096
+//   reliable packets it passed down (rseq, token, lifetime, bytes) and, per receiver, the
+//   highest ack it had from it. When reliability's trailing edge passes a released rseq
+//   (seen on the data going down, which carries the edge, and on reliability's edge
+//   announcement), every receiver in the set that had not acknowledged it is forgiven its
+//   bytes (they move into its baseline). That happens before any receiver can have heard
+//   of the new edge, so an ack covering the rseq means the receiver got it. A receiver
+//   that consumes a forgiven message after all (its ack was still on the way) has the
+//   bytes taken back with its next advertisement. Without released messages this costs
+//   one comparison per packet.
 #include "primitives/flow/credit.hpp"
 
 #include "primitives/common/wait_queue.hpp"
@@ -339,6 +353,8 @@ const MemberSet& FlowCreditStage::policy_set(StageIo& io) noexcept {
         pe.in_set = true;
         pe.base_sent = sent_;
         pe.base_consumed = pe.consumed;
+        pe.base_rseq = highest_passed_;
+        pe.forgiven = 0;
         pe.blocked_since_ns = 0;
         pe.reported = false;
       }
@@ -373,7 +389,8 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
   if (!f || f->target_sender != env_.sender || f->target_epoch != env_.epoch) return;
   const Group& g = io.group();
   const int slot = g.slot_of_sender(p.sender);
-  if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != p.epoch || f->window_bytes == 0) {
+  // A window of 0 is a receiver at full load (load hints): it takes one message at a time.
+  if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != p.epoch) {
     io.count(adverts_ignored);
     return;
   }
@@ -384,6 +401,13 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
   pe.consumed = std::max(pe.consumed, f->consumed_bytes);
   pe.window = f->window_bytes;
   pe.has_adv = true;
+  if (pe.forgiven != 0 && pe.consumed - pe.base_consumed > sent_ - pe.base_sent) {
+    // It consumed more than is counted against it: a released message was forgiven it
+    // while it was on its way there after all. Take that back.
+    const std::uint64_t back = std::min(pe.forgiven, (pe.consumed - pe.base_consumed) - (sent_ - pe.base_sent));
+    pe.base_sent -= back;
+    pe.forgiven -= back;
+  }
   if (!queue_.empty()) {
     release(io);
   } else if (pe.blocked_since_ns != 0 && fits(pe, 0)) {
@@ -404,10 +428,91 @@ void FlowCreditStage::drop_expired(StageIo& io) noexcept {
 
 // Forgotten messages still waiting here are let go uncharged (reliability above reports
 // them forgotten). Repairs never wait here, so only first transmissions are in the queue.
+// Those already passed down are marked: once reliability's trailing edge passes them, the
+// receivers that never acknowledged them are forgiven their bytes (forgive_released()).
 void FlowCreditStage::on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
+  for (SentRec& r : sent_ring_) {
+    if (r.rseq == 0 || r.token == 0 || r.forgotten) continue;
+    if (scope == ForgetScope::message ? r.token != token : r.token > token) continue;
+    r.forgotten = true;
+    last_released_ = std::max(last_released_, r.rseq);
+    // Reliability (above, so first) may already have announced the edge past it.
+    if (r.rseq <= edge_) forgive(r);
+  }
   if (queue_.empty()) return;
   wait_queue::release_forgotten(queue_, token, scope);
   release(io);
+}
+
+void FlowCreditStage::charge(const Packet& p, std::uint64_t rseq) noexcept {
+  highest_passed_ = std::max(highest_passed_, rseq);
+  sent_ += p.payload_len;
+  if (sent_ring_.empty()) {
+    try {
+      sent_ring_.resize(kSentRing);  // once, at the first reliable packet
+    } catch (...) {
+      return;  // out of memory: released messages stay charged, as before
+    }
+  }
+  sent_ring_[rseq % kSentRing] =
+      SentRec{.rseq = rseq, .token = p.token, .expires_ns = p.expires_ns, .bytes = p.payload_len, .forgotten = false};
+  if (p.expires_ns != 0) last_expiring_ = std::max(last_expiring_, rseq);
+}
+
+// Every rseq <= edge is settled at reliability above. One that was released (forgotten,
+// or its lifetime ran out) is never repaired: a receiver that has not acknowledged it will
+// never consume it, so its bytes would stay charged against that receiver for good. They
+// are forgiven: moved into the receiver's baseline. Looked at once per rseq, when the edge
+// first passes it (before any receiver can have heard of the new edge, so an ack that
+// covers it means the receiver got it). Without forgotten or expiring messages in the
+// range it costs one comparison.
+void FlowCreditStage::forgive_released(std::uint64_t edge, StageIo& io) noexcept {
+  if (edge <= edge_) return;
+  const std::uint64_t from = edge_;
+  edge_ = edge;
+  if (std::max(last_released_, last_expiring_) <= from || sent_ring_.empty()) return;
+  const std::uint64_t now = io.now_ns();
+  const std::uint64_t hi = std::min(edge, highest_passed_);
+  const std::uint64_t lo = std::max(from, hi > kSentRing ? hi - kSentRing : 0);
+  for (std::uint64_t r = lo + 1; r <= hi; ++r) {
+    const SentRec& rec = sent_ring_[r % kSentRing];
+    if (rec.rseq != r || (!rec.forgotten && (rec.expires_ns == 0 || now < rec.expires_ns))) continue;
+    forgive(rec);
+  }
+}
+
+void FlowCreditStage::forgive(const SentRec& rec) noexcept {
+  for (Peer& pe : peers_) {
+    if (!pe.in_set || rec.rseq <= pe.base_rseq) continue;
+    if (AckBody{.cumulative = pe.acked, .sack = pe.sack}.covers(rec.rseq)) continue;
+    pe.base_sent += rec.bytes;
+    pe.forgiven += rec.bytes;
+  }
+}
+
+void FlowCreditStage::learn_edge(const Packet& p, StageIo& io) noexcept {
+  std::uint8_t len = 0;
+  const std::uint8_t* body = p.ext(wire::Ext::ack, &len);
+  if (body == nullptr) return;
+  const std::optional<AckBody> a = decode_ack(body, len);
+  if (a && a->target_sender == env_.sender && a->target_epoch == env_.epoch) forgive_released(a->cumulative, io);
+}
+
+void FlowCreditStage::take_ack(const Packet& p, StageIo& io) noexcept {
+  std::uint8_t len = 0;
+  const std::uint8_t* body = p.ext(wire::Ext::ack, &len);
+  const std::optional<AckBody> a = decode_ack(body, len);
+  if (!a || a->target_sender != env_.sender || a->target_epoch != env_.epoch) return;
+  const int slot = io.group().slot_of_sender(p.sender);
+  if (slot == kNoSlot || static_cast<std::size_t>(slot) >= peers_.size()) return;
+  Peer& pe = peers_[static_cast<std::size_t>(slot)];
+  if (pe.epoch != p.epoch) return;
+  if (a->cumulative > pe.acked) {
+    pe.acked = a->cumulative;
+    pe.sack = a->sack;
+  } else if (a->cumulative == pe.acked) {
+    pe.sack |= a->sack;
+  }
 }
 
 void FlowCreditStage::release(StageIo& io) noexcept {
@@ -416,8 +521,7 @@ void FlowCreditStage::release(StageIo& io) noexcept {
     drop_expired(io);
     while (!queue_.empty() && allowed(set, queue_.front()->payload_len)) {
       Packet* p = pop();
-      highest_passed_ = std::max(highest_passed_, rel_of(*p).value_or(0));
-      sent_ += p->payload_len;
+      charge(*p, rel_of(*p).value_or(0));
       io.count(Counter::sent_bytes, p->payload_len);
       io.count(released);
       io.down(p);
@@ -518,12 +622,17 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
     io.down(p);
     return;
   }
-  const std::optional<std::uint64_t> rel = rel_of(*p);
-  if (p->kind != wire::Kind::data || !rel) {
+  std::uint8_t rel_len = 0;
+  const std::uint8_t* rel_body = p->ext(wire::Ext::rel, &rel_len);  // before reading rel_len
+  const std::optional<RelBody> rb = decode_rel_body(rel_body, rel_len);
+  if (p->kind != wire::Kind::data || !rb) {
     if (p->kind == wire::Kind::data) io.count(unreliable_passed);
+    if (p->kind == wire::Kind::control) learn_edge(*p, io);
     io.down(p);
     return;
   }
+  const std::optional<std::uint64_t> rel = rb->rseq;
+  forgive_released(rb->trail - 1, io);
   if (*rel <= highest_rseq_) {
     if (*rel > highest_passed_) {
       // Reliability's timer fired for a message still waiting here: the original will go
@@ -542,8 +651,7 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
   highest_rseq_ = *rel;
   const MemberSet& set = policy_set(io);
   if (queue_.empty() && allowed(set, p->payload_len)) {
-    highest_passed_ = *rel;
-    sent_ += p->payload_len;
+    charge(*p, *rel);
     io.count(Counter::sent_bytes, p->payload_len);
     io.count(passed);
     io.down(p);
@@ -565,6 +673,7 @@ void FlowCreditStage::on_receive(Packet* p, StageIo& io) noexcept {
   if (p->kind == wire::Kind::control || p->kind == wire::Kind::ack) {
     std::uint8_t len = 0;
     const std::uint8_t* body = p->ext(wire::Ext::flow, &len);
+    if (p->kind == wire::Kind::ack) take_ack(*p, io);
     if (body != nullptr) {
       take_advert(*p, body, len, io);
       if (p->kind == wire::Kind::control) {
@@ -668,7 +777,11 @@ void register_flow_credit(Registry& r) {
           "receiving application's occupancy the shell reports (the fill of its receive queue, or what the "
           "application said with Channel::hint_load, whichever is higher); at full load it is 0 and a sender "
           "sends to it one message at a time, as it consumes. A changed window is advertised like a changed "
-          "consumed count. Forgotten or expired messages still waiting here are let go uncharged. While data "
+          "consumed count. Forgotten or expired messages still waiting here are let go uncharged; one already "
+          "sent is forgiven, once reliability's trailing edge passes it, to every receiver that had not "
+          "acknowledged it (that receiver will never consume it), and taken back should that receiver consume it "
+          "after all (its ack was on its way); the last 4096 reliable sequence numbers are remembered for this. "
+          "While data "
           "waits the stage re-checks the Group every few milliseconds (membership changes reach it through no packet). On stop "
           "the queue is passed down.",
       .params = {{.name = "policy",

@@ -64,7 +64,23 @@ class FlowCreditStage final : public Stage {
     std::uint64_t blocked_since_ns = 0;  ///< 0: not blocking the sender
     bool reported = false;  ///< slow_member raised in the current episode
     bool ejected = false;   ///< eject_slow: ignored for the rest of this epoch
+    // Released messages (see forgive_released()): what this receiver acknowledged of ours,
+    // and how many bytes were forgiven it because it never got them.
+    std::uint64_t base_rseq = 0;  ///< highest rseq passed down when it (re)entered the set
+    std::uint64_t acked = 0;      ///< its highest cumulative ack (0: none)
+    std::uint64_t sack = 0;       ///< with that ack's SACK bitmap (AckBody)
+    std::uint64_t forgiven = 0;   ///< bytes forgiven since its baseline, not yet taken back
   };
+  /// Sender side: a reliable data packet passed down (first transmission), by rseq, for as
+  /// long as it can still be released (kSentRing rseqs).
+  struct SentRec {
+    std::uint64_t rseq = 0;
+    std::uint64_t token = 0;
+    std::uint64_t expires_ns = 0;
+    std::uint32_t bytes = 0;
+    bool forgotten = false;
+  };
+  static constexpr std::size_t kSentRing = 4096;
 
   Source* source(std::uint32_t sender, std::uint32_t epoch, bool create, std::uint64_t now_ns,
                  bool* evicted = nullptr) noexcept;
@@ -86,6 +102,19 @@ class FlowCreditStage final : public Stage {
   void refresh_adverts(StageIo& io) noexcept;
   Packet* pop() noexcept;
   void drop_expired(StageIo& io) noexcept;
+  /// Sender: charge a reliable data packet passing down for the first time.
+  void charge(const Packet& p, std::uint64_t rseq) noexcept;
+  /// Sender: reliability's trailing edge passed `edge` (every rseq <= it is settled): each
+  /// receiver in the set that never acknowledged a released (forgotten or expired) one of
+  /// them will never consume it, so its bytes stop counting against that receiver.
+  void forgive_released(std::uint64_t edge, StageIo& io) noexcept;
+  /// Sender: the receivers in the set that never acknowledged `rec` no longer owe its bytes.
+  void forgive(const SentRec& rec) noexcept;
+  /// Sender: an ack a receiver sent us, passing up.
+  void take_ack(const Packet& p, StageIo& io) noexcept;
+  /// Sender: reliability's announcement of its trailing edge (a control packet carrying an
+  /// ack addressed to ourselves), passing down.
+  void learn_edge(const Packet& p, StageIo& io) noexcept;
 
   StageEnv env_{};
   enum class Policy : std::uint8_t { min, max, quorum } policy_ = Policy::min;
@@ -107,6 +136,10 @@ class FlowCreditStage final : public Stage {
   std::uint64_t highest_rseq_ = 0;    ///< highest rseq of data that came down
   std::uint64_t highest_passed_ = 0;  ///< highest rseq of data passed down (queue is in rseq order)
   PacketFifo queue_;  ///< packets waiting, oldest first
+  std::vector<SentRec> sent_ring_;    ///< kSentRing, allocated at the first reliable packet
+  std::uint64_t edge_ = 0;            ///< highest settled rseq forgive_released() looked at
+  std::uint64_t last_released_ = 0;   ///< highest forgotten rseq in sent_ring_
+  std::uint64_t last_expiring_ = 0;   ///< highest rseq passed with a lifetime
   StageTimer timer_;  ///< armed at the earliest check (disarmed: nothing waits)
 };
 

@@ -267,6 +267,9 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
 
   // --- exec (exec_mu_ held; loop thread unless noted) ---------------------------------------
   bool pump_submitted(std::uint64_t now_ns, bool on_loop) noexcept;
+  /// Exec: whether `p`, just out of the submit ring, was forgotten while it waited there
+  /// (see forget_queued_); if so it is released unsent and its outcome is `forgotten`.
+  bool drop_forgotten(Packet* p) noexcept;
   bool send_inline(bool on_loop, bool flush) noexcept;  // any thread; true: poke the loop
   void attach();
   void drain() noexcept;
@@ -307,6 +310,8 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
   void check_aside() noexcept;     // loop
   void settle_outcome(const Event& e) noexcept;              // exec: a delivery event's promise
   void abandon_outcomes(std::uint64_t up_to_token) noexcept;  // any thread
+  /// Any thread: every tracked outcome of a token in (after, through] becomes `state`.
+  void settle_outcomes(std::uint64_t after, std::uint64_t through, DeliveryOutcome::State state) noexcept;
   std::string name_of(std::uint32_t sender) const;            // exec
   ChannelStats build_stats() const;
   void set_flushed(std::uint64_t pos) noexcept;
@@ -514,6 +519,13 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
   std::vector<Packet*> delivering_;
   std::vector<ChannelEvent> events_;
   std::uint64_t entered_token_ = 0;  ///< exec: highest token the current pipeline was given
+  /// Exec: forget() of messages still in the submit ring (the pipeline has not seen them,
+  /// e.g. while it is back-pressured): tokens forgotten one by one, and the highest token
+  /// forgotten with everything before it. Their outcomes say `forgotten` at once; each
+  /// buffer is let go as it leaves the ring, before any stage numbers it: nothing is sent
+  /// and no receiver sees a hole.
+  std::vector<std::uint64_t> forget_queued_;
+  std::uint64_t forget_through_ = 0;
   Channel::MessageHandler handler_;
   Channel::EventHandler event_handler_;
   std::unordered_map<std::uint32_t, std::string> names_;  // loop copy: sender id -> name
@@ -555,6 +567,7 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
     std::uint64_t send_only_discarded = 0;  ///< deliveries of a send-only member, dropped
     std::uint64_t inline_received = 0;  ///< messages receive() took straight off the socket
     std::uint64_t loop_stepped_aside = 0;
+    std::uint64_t forgotten_unsent = 0;  ///< messages forgotten in the submit ring, never sent
   } shell_;
   ChannelStats final_stats_;  // taken by detach()
 };

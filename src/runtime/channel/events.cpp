@@ -74,12 +74,16 @@ void ChannelCore::settle_outcome(const Event& e) noexcept {
 }
 
 void ChannelCore::abandon_outcomes(std::uint64_t up_to_token) noexcept {
+  settle_outcomes(0, up_to_token, DeliveryOutcome::State::abandoned);
+}
+
+void ChannelCore::settle_outcomes(std::uint64_t after, std::uint64_t through, DeliveryOutcome::State state) noexcept {
   try {
     std::vector<Tracked> gone;
     {
       std::lock_guard<std::mutex> lock(outcomes_.mu);
       for (auto it = outcomes_.by_token.begin(); it != outcomes_.by_token.end();) {
-        if (it->first <= up_to_token) {
+        if (it->first > after && it->first <= through) {
           gone.push_back(std::move(it->second));
           it = outcomes_.by_token.erase(it);
           outcomes_.count.fetch_sub(1);
@@ -90,7 +94,7 @@ void ChannelCore::abandon_outcomes(std::uint64_t up_to_token) noexcept {
     }
     for (auto& t : gone) {
       DeliveryOutcome o;
-      o.state = DeliveryOutcome::State::abandoned;
+      o.state = state;
       t.promise.set_value(std::move(o));
     }
   } catch (...) {

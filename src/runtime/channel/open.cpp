@@ -365,6 +365,7 @@ void ChannelCore::detach() noexcept {
   while (submit_ring_.try_pop(p)) {
     --outstanding_;
     p = unwrap_large(p);
+    if ((p->token <= forget_through_ || !forget_queued_.empty()) && drop_forgotten(p)) continue;
     if (pipeline_) {
       pipeline_->send(p, now);
     } else {

@@ -388,14 +388,45 @@ bool ChannelCore::pump_submitted(std::uint64_t now, bool on_loop) noexcept {
       start_poll(true);
       return false;
     }
-    if (!submit_ring_.try_pop(p)) break;
+    if (!submit_ring_.try_pop(p)) {
+      // Every token forget() was given is out of the ring once it is empty and no send()
+      // is between taking a token and pushing its message: what is still listed entered
+      // an earlier pipeline (see forget()).
+      if (!forget_queued_.empty() && life_.active_senders.load() == 0 &&
+          submit_ring_.pushed() == submit_ring_.popped()) {
+        forget_queued_.clear();
+      }
+      break;
+    }
     --budget;
     --outstanding_;
     p = unwrap_large(p);
+    if ((p->token <= forget_through_ || !forget_queued_.empty()) && drop_forgotten(p)) continue;
     if (p->token > entered_token_) entered_token_ = p->token;
     pipeline_->send(p, now);
   }
   return false;
+}
+
+bool ChannelCore::drop_forgotten(Packet* p) noexcept {
+  bool gone = p->token != 0 && p->token <= forget_through_;
+  for (auto it = forget_queued_.begin(); it != forget_queued_.end(); ++it) {
+    if (*it == p->token) {
+      forget_queued_.erase(it);
+      gone = true;
+      break;
+    }
+  }
+  // Forgetting concerns reliable messages only (a best-effort one has no outcome to wait
+  // for); a forgotten best-effort message goes as sent.
+  const ChannelTraits traits = config_.traits.load();
+  if (!gone || ((p->flags & wire::kFlagReliable) == 0 && traits.reliability != ReliabilityScope::all)) return false;
+  const std::uint64_t token = p->token;
+  p->release();
+  ++shell_.forgotten_unsent;
+  // Its outcome was settled when forget() was called; the event handler hears of it now.
+  on_event(Event{.type = EventType::delivery_forgotten, .stage = "channel", .token = token});
+  return true;
 }
 
 Status ChannelCore::forget(std::uint64_t token, ForgetScope scope) {
@@ -410,6 +441,19 @@ Status ChannelCore::forget(std::uint64_t token, ForgetScope scope) {
     const std::uint64_t now = RuntimeLoop::now_ns();
     now_ns_ = now;
     (void)pump_submitted(now, on_loop);
+    // A message still in the submit ring (back-pressured) is let go as it leaves it, before
+    // any stage sees it; the pipeline forgets what it was given.
+    if (scope == ForgetScope::and_earlier) {
+      forget_through_ = std::max(forget_through_, token);
+      if (token > entered_token_) settle_outcomes(entered_token_, token, DeliveryOutcome::State::forgotten);
+    } else if (token > entered_token_) {
+      try {
+        forget_queued_.push_back(token);
+      } catch (...) {
+        return;  // out of memory: the message is sent as if not forgotten
+      }
+      settle_outcomes(token - 1, token, DeliveryOutcome::State::forgotten);
+    }
     pipeline_->forget(token, scope, now);
   };
   if (on_loop && loop_holds_exec_) {

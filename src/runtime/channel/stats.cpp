@@ -50,6 +50,7 @@ ChannelStats ChannelCore::build_stats() const {
       {"shell.send_only_discarded", shell_.send_only_discarded},
       {"shell.inline_received", shell_.inline_received},
       {"shell.loop_stepped_aside", shell_.loop_stepped_aside},
+      {"shell.forgotten_unsent", shell_.forgotten_unsent},
       {"shell.send_waited_for_memory", send_.waited_for_memory.load()},
   };
   for (const auto& [n, v] : shell) s.counters.emplace_back(n, v);
