@@ -31,7 +31,7 @@
 //     hot calls are noexcept in tmc::Stage (a throw there would end the process before
 //     any boundary could catch it), so a stage that finds itself broken reports it with
 //     tmc::module::fault(io) and returns: the host then counts "<kind>.module_faults",
-//     stops calling the stage and drops what reaches it.
+//     raises one module_fault event, stops calling the stage and drops what reaches it.
 //   * A module links libtmc (tmc::Params and tmc::Packet's out-of-line members come from
 //     the process's own copy), and nothing else of the host's.
 //
@@ -521,8 +521,8 @@ const tmc_module* entry(const char* name, const char* version, Items&& make_item
 }  // namespace detail
 
 /// Inside a hot call of a module stage: report that the stage cannot go on (a broken
-/// invariant). The host counts "<kind>.module_faults", stops calling the stage and drops
-/// what reaches it. Only for stages exported through TMC_MODULE.
+/// invariant). The host counts "<kind>.module_faults", raises one module_fault event,
+/// stops calling the stage and drops what reaches it. Only for stages exported through TMC_MODULE.
 inline void fault(StageIo& io) noexcept { static_cast<detail::AdapterIo&>(io).faulted = true; }
 
 inline detail::Item stage(StageInfo info) {

@@ -60,7 +60,8 @@
  * Misbehaviour
  *   A hot operation returns 0 on success and non-zero on a fault (the C++ adapter returns
  *   non-zero when the stage throws; no exception ever crosses this boundary). The runtime
- *   then counts the fault on the channel (counter "<kind>.module_faults"), stops calling
+ *   then counts the fault on the channel (counter "<kind>.module_faults"), raises one
+ *   module_fault event naming the module, the stage kind and the call, stops calling
  *   the stage and drops every packet that reaches it from then on (drops.unsupported). A
  *   packet handed to the faulting call is considered lost. A create that fails makes the
  *   channel's open fail with the module's message. A module that crashes (a bad pointer)

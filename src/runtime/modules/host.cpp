@@ -10,6 +10,9 @@
 
 #include <array>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "runtime/pipeline.hpp"
@@ -155,6 +158,18 @@ const tmc_host kHost = {
     .reserved_r2 = 0,
 };
 
+// A module's kind name lives in the module's memory, which goes away when the module is
+// unloaded; an event (Event::stage) must name it from storage that outlives any copy the
+// application keeps. Interned once per kind per process, when a stage is built.
+std::string_view interned(std::string_view s) {
+  static std::mutex mu;
+  static std::set<std::string, std::less<>> names;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = names.find(s);
+  if (it == names.end()) it = names.emplace(s).first;
+  return *it;
+}
+
 StageIo& so(void* s) noexcept { return *static_cast<StageIo*>(s); }
 
 // The bound calls over any StageIo (a test's or a benchmark's): one virtual call each.
@@ -182,6 +197,8 @@ class ModuleStage final : public Stage {
     io_.host = &kHost;
     io_.ctx = &ctx_;
     io_.n_counters = ctx_.n_counters;
+    const std::string who = "module " + module_->name() + " " + module_->version() + ": ";
+    for (std::size_t op = 0; op < kOps.size(); ++op) fault_text_[op] = who + kOps[op] + " reported a fault";
   }
   ~ModuleStage() override {
     if (state_ != nullptr) kind_->destroy(state_);
@@ -235,16 +252,16 @@ class ModuleStage final : public Stage {
   void on_send(Packet* p, StageIo& io) noexcept override {
     if (send_ == nullptr || &io != ctx_.io) [[unlikely]] return on_send_slow(p, io);
     io_.now_ns = io.now_ns();
-    if (send_(state_, h(p), &io_) != 0) [[unlikely]] fault(*ctx_.io);
+    if (send_(state_, h(p), &io_) != 0) [[unlikely]] fault(*ctx_.io, kSend);
   }
   void on_receive(Packet* p, StageIo& io) noexcept override {
     if (receive_ == nullptr || &io != ctx_.io) [[unlikely]] return on_receive_slow(p, io);
     io_.now_ns = io.now_ns();
-    if (receive_(state_, h(p), &io_) != 0) [[unlikely]] fault(*ctx_.io);
+    if (receive_(state_, h(p), &io_) != 0) [[unlikely]] fault(*ctx_.io, kReceive);
   }
-  void on_tick(StageIo& io) noexcept override { hook(kind_->on_tick, io); }
-  void on_start(StageIo& io) noexcept override { hook(kind_->on_start, io); }
-  void on_stop(StageIo& io) noexcept override { hook(kind_->on_stop, io); }
+  void on_tick(StageIo& io) noexcept override { hook(kind_->on_tick, io, kTick); }
+  void on_start(StageIo& io) noexcept override { hook(kind_->on_start, io, kStart); }
+  void on_stop(StageIo& io) noexcept override { hook(kind_->on_stop, io, kStop); }
   [[nodiscard]] std::size_t held_packets() const noexcept override {
     return kind_->held_packets != nullptr ? kind_->held_packets(state_) : 0;
   }
@@ -256,20 +273,20 @@ class ModuleStage final : public Stage {
   }
 
  private:
-  void hook(int (*fn)(void*, const tmc_io*), StageIo& io) noexcept {
+  void hook(int (*fn)(void*, const tmc_io*), StageIo& io, std::size_t op) noexcept {
     if (failed_ || fn == nullptr) return;
     enter(io);
-    if (fn(state_, &io_) != 0) [[unlikely]] fault(io);
+    if (fn(state_, &io_) != 0) [[unlikely]] fault(io, op);
   }
   [[gnu::noinline]] void on_send_slow(Packet* p, StageIo& io) noexcept {
     if (send_ == nullptr) return failed_ ? io.drop(p, DropReason::unsupported) : io.down(p);
     enter(io);
-    if (send_(state_, h(p), &io_) != 0) fault(io);
+    if (send_(state_, h(p), &io_) != 0) fault(io, kSend);
   }
   [[gnu::noinline]] void on_receive_slow(Packet* p, StageIo& io) noexcept {
     if (receive_ == nullptr) return failed_ ? io.drop(p, DropReason::unsupported) : io.up(p);
     enter(io);
-    if (receive_(state_, h(p), &io_) != 0) fault(io);
+    if (receive_(state_, h(p), &io_) != 0) fault(io, kReceive);
   }
   // The view is rebuilt only when the stage is called with another StageIo than the last
   // (in a pipeline: once, on the first call).
@@ -280,15 +297,25 @@ class ModuleStage final : public Stage {
     }
     io_.now_ns = io.now_ns();
   }
-  // Contained: counted, and the stage is never called again (a stage that broke its own
-  // invariants cannot be trusted with the next packet). Its timer is disarmed.
-  [[gnu::cold, gnu::noinline]] void fault(StageIo& io) noexcept {
+  // Contained: counted, reported once (a module_fault event naming the module, the kind
+  // and the call), and the stage is never called again (a stage that broke its own
+  // invariants cannot be trusted with the next packet), so a faulting stage raises one
+  // event, not one per message. Its timer is disarmed.
+  [[gnu::cold, gnu::noinline]] void fault(StageIo& io, std::size_t op) noexcept {
     failed_ = true;
     send_ = nullptr;
     receive_ = nullptr;
     io.count(fault_counter_, 1);
     io.cancel_timer();
+    Event e{};
+    e.type = EventType::module_fault;
+    e.stage = kind_name_;
+    e.detail = fault_text_[op];
+    io.notify(e);
   }
+
+  static constexpr std::size_t kSend = 0, kReceive = 1, kTick = 2, kStart = 3, kStop = 4;
+  static constexpr std::array<const char*, 5> kOps = {"on_send", "on_receive", "on_tick", "on_start", "on_stop"};
 
   std::shared_ptr<const LoadedModule> module_;
   const tmc_stage_kind* kind_;
@@ -300,6 +327,8 @@ class ModuleStage final : public Stage {
   bool failed_ = false;
   HostCtx ctx_;
   tmc_io io_{};
+  std::string_view kind_name_ = interned(info_->kind);
+  std::array<std::string, kOps.size()> fault_text_;
 };
 
 }  // namespace
