@@ -171,6 +171,19 @@ class AdapterIo final : public StageIo {
 
   bool faulted = false;
 
+  /// After a call that faulted: tell a host that takes the report (tmc_io.fault) which
+  /// call it was; the call's result says it too, for a host that does not.
+  [[gnu::cold, gnu::noinline]] void report_fault(std::uint32_t op) const noexcept {
+    if (TMC_IO_HAS(io_, fault) && io_->fault != nullptr) io_->fault(io_->ctx, op);
+  }
+  int result(std::uint32_t op) const noexcept {
+    if (faulted) [[unlikely]] {
+      report_fault(op);
+      return 1;
+    }
+    return 0;
+  }
+
   static tmc_packet* handle(Packet* p) noexcept { return reinterpret_cast<tmc_packet*>(p); }
   static Packet* packet(tmc_packet* p) noexcept { return reinterpret_cast<Packet*>(p); }
 
@@ -284,20 +297,20 @@ inline void stage_destroy(void* s) noexcept {
   }
 }
 
-template <auto Call>
+template <auto Call, std::uint32_t Op>
 int stage_call(void* s, const tmc_io* io) noexcept {
   auto* st = static_cast<StageState*>(s);
   st->io.enter(io);
   (st->stage.get()->*Call)(st->io);
-  return st->io.faulted ? 1 : 0;
+  return st->io.result(Op);
 }
 
-template <auto Call>
+template <auto Call, std::uint32_t Op>
 int stage_packet_call(void* s, tmc_packet* p, const tmc_io* io) noexcept {
   auto* st = static_cast<StageState*>(s);
   st->io.enter(io);
   (st->stage.get()->*Call)(AdapterIo::packet(p), st->io);
-  return st->io.faulted ? 1 : 0;
+  return st->io.result(Op);
 }
 
 inline std::uint64_t stage_held(const void* s) noexcept {
@@ -398,11 +411,12 @@ inline void build_stage(StageEntry& e, std::size_t slot) {
   c.n_requires_above = static_cast<std::uint32_t>(e.above.size());
   c.create = kCreate[slot];
   c.destroy = &stage_destroy;
-  c.on_send = &stage_packet_call<&Stage::on_send>;
-  c.on_receive = &stage_packet_call<&Stage::on_receive>;
-  c.on_tick = &stage_call<&Stage::on_tick>;
-  c.on_start = &stage_call<&Stage::on_start>;
-  c.on_stop = &stage_call<&Stage::on_stop>;
+  c.on_send = &stage_packet_call<&Stage::on_send, TMC_OP_SEND>;
+  c.on_receive = &stage_packet_call<&Stage::on_receive, TMC_OP_RECEIVE>;
+  c.on_tick = &stage_call<&Stage::on_tick, TMC_OP_TICK>;
+  c.on_start = &stage_call<&Stage::on_start, TMC_OP_START>;
+  c.on_stop = &stage_call<&Stage::on_stop, TMC_OP_STOP>;
+  c.flags = TMC_STAGE_REPORTS_FAULTS;  // AdapterIo::result() reports through tmc_io.fault
   c.held_packets = &stage_held;
   c.max_held_packets = &stage_max_held;
   c.send_backlog = &stage_backlog;
