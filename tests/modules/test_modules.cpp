@@ -244,6 +244,75 @@ TEST_CASE("modules: a C++ module runs under a host without revision 2, through t
   // The module stays mapped: its adapter's table lives for the process (as under the loader).
 }
 
+namespace {
+// Two stage classes for the adapter's stage<T>() (in this binary: no module object).
+class Typed final : public tmc::Stage {
+ public:
+  bool configure(const tmc::Params&, const tmc::StageEnv&, std::vector<std::string>&) override { return true; }
+  void on_send(tmc::Packet* p, tmc::StageIo& io) noexcept override {
+    io.count(0, 1);
+    io.down(p);
+  }
+  void on_receive(tmc::Packet* p, tmc::StageIo& io) noexcept override {
+    io.count(0, 1);
+    tmc::module::fault(io);
+    io.drop(p, tmc::DropReason::unsupported);
+  }
+};
+class Other final : public tmc::Stage {
+ public:
+  bool configure(const tmc::Params&, const tmc::StageEnv&, std::vector<std::string>&) override { return true; }
+};
+}  // namespace
+
+TEST_CASE("modules: stage<T> calls the named class directly and refuses a factory that makes another") {
+  namespace d = tmc::module::detail;
+  tmc::StageInfo info{.kind = "typed.check", .synopsis = "test", .factory = [] { return std::make_unique<Typed>(); }};
+  d::Item item = tmc::module::stage<Typed>(info);
+  d::build_stage(*item.stage, d::kMaxStages - 1);
+  const tmc_stage_kind& k = item.stage->c;
+  CHECK(static_cast<bool>(k.on_send == &d::typed_packet_call<Typed, d::Op::send>));
+  CHECK(static_cast<bool>(k.on_receive == &d::typed_packet_call<Typed, d::Op::receive>));
+  tmc_stage_env env{};
+  env.struct_size = sizeof(env);
+  char err[256] = {};
+  void* state = k.create(nullptr, 0, &env, err, sizeof(err));
+  REQUIRE_MESSAGE(state != nullptr, err);
+
+  // A revision-2 view: the stage's down() and count() reach these.
+  static tmc_packet* went_down = nullptr;
+  static tmc_packet* dropped = nullptr;
+  static std::vector<std::uint32_t> reported;  // tmc_io.fault's op, per call
+  tmc_host host{};
+  host.struct_size = sizeof(host);
+  host.io_size = sizeof(tmc_io);
+  std::uint64_t counters[1] = {};
+  tmc_io io{};
+  io.host = &host;
+  io.down = [](void*, tmc_packet* p) { went_down = p; };
+  io.drop = [](void*, tmc_packet* p, std::uint32_t) { dropped = p; };
+  io.fault = [](void*, std::uint32_t op) { reported.push_back(op); };
+  io.counters = counters;
+  io.n_counters = 1;
+  CHECK((k.flags & TMC_STAGE_REPORTS_FAULTS) != 0);
+  auto* packet = reinterpret_cast<tmc_packet*>(&counters);  // a handle only: never read
+  CHECK(k.on_send(state, packet, &io) == 0);
+  CHECK(went_down == packet);
+  CHECK(counters[0] == 1);
+  CHECK(reported.empty());
+  CHECK(k.on_receive(state, packet, &io) != 0);  // Typed::on_receive reports a fault
+  CHECK(dropped == packet);
+  CHECK(counters[0] == 2);
+  CHECK(reported == std::vector<std::uint32_t>{TMC_OP_RECEIVE});  // reported, then returned
+  k.destroy(state);
+
+  tmc::StageInfo wrong{.kind = "typed.wrong", .synopsis = "test", .factory = [] { return std::make_unique<Other>(); }};
+  d::Item bad = tmc::module::stage<Typed>(wrong);
+  d::build_stage(*bad.stage, d::kMaxStages - 2);
+  CHECK(bad.stage->c.create(nullptr, 0, &env, err, sizeof(err)) == nullptr);
+  CHECK(contains(err, "another class"));
+}
+
 TEST_CASE("modules: a ModuleSet layers module kinds over the built-ins and refuses conflicts") {
   tmc::ModuleSet set;
   CHECK(set.loaded_text() == "none");
