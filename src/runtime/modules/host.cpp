@@ -1,7 +1,7 @@
 // The host table and the Stage / CongestionController adapters over a module's C ops.
 //
-// Hot path: a module stage call costs one indirect call into the module; nothing is
-// allocated per message. Each ModuleStage keeps one tmc_io, bound to the StageIo it is
+// Hot path: a module stage call costs one indirect call into the module (a tail call when
+// the kind reports faults through tmc_io.fault); nothing is allocated per message. Each ModuleStage keeps one tmc_io, bound to the StageIo it is
 // called with (once per pipeline, not per call): its revision-2 calls go straight to the
 // pipeline (Pipeline::bind_module_io) and its counters are the pipeline's own, so a
 // module's io.down() or io.count() costs what a built-in's does plus at most one hop.
