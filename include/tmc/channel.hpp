@@ -279,6 +279,7 @@ std::string_view delivery_state_name(DeliveryOutcome::State s) noexcept;
 struct ChannelEvent : Event {
   std::string sender_name;           ///< the member `sender` names, or its id in hex
   std::vector<std::string> members;  ///< Event::members as names (who joined, failed, acked...)
+  std::string detail;                ///< Event::detail, copied (module_fault: module and call)
 };
 
 /// A member as the channel's membership view sees it (Channel::view()).

@@ -15,6 +15,10 @@
 // its first call it evaluates the items once, keeps them for the module's life and builds
 // the C table from them. Items:
 //   TMC_MODULE_STAGE(info)                 a tmc::StageInfo (its `layer` places it)
+//   tmc::module::stage<T>(info)            the same for a stage whose final class T the
+//                                          caller names: the adapter calls T's operations
+//                                          directly (no virtual call; inlined where T's
+//                                          members are visible). info.factory must make a T.
 //   TMC_MODULE_CONTROLLER(name, doc, make) make(const tmc::CongestionLimits&) returns a
 //                                          std::unique_ptr<tmc::CongestionController>
 //   TMC_MODULE_C_STAGE(kind_ptr)           a struct tmc_stage_kind written against the C ABI
@@ -31,7 +35,7 @@
 //     hot calls are noexcept in tmc::Stage (a throw there would end the process before
 //     any boundary could catch it), so a stage that finds itself broken reports it with
 //     tmc::module::fault(io) and returns: the host then counts "<kind>.module_faults",
-//     stops calling the stage and drops what reaches it.
+//     raises one module_fault event, stops calling the stage and drops what reaches it.
 //   * A module links libtmc (tmc::Params and tmc::Packet's out-of-line members come from
 //     the process's own copy), and nothing else of the host's.
 //
@@ -49,6 +53,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -171,6 +177,19 @@ class AdapterIo final : public StageIo {
 
   bool faulted = false;
 
+  /// After a call that faulted: tell a host that takes the report (tmc_io.fault) which
+  /// call it was; the call's result says it too, for a host that does not.
+  [[gnu::cold, gnu::noinline]] void report_fault(std::uint32_t op) const noexcept {
+    if (TMC_IO_HAS(io_, fault) && io_->fault != nullptr) io_->fault(io_->ctx, op);
+  }
+  int result(std::uint32_t op) const noexcept {
+    if (faulted) [[unlikely]] {
+      report_fault(op);
+      return 1;
+    }
+    return 0;
+  }
+
   static tmc_packet* handle(Packet* p) noexcept { return reinterpret_cast<tmc_packet*>(p); }
   static Packet* packet(tmc_packet* p) noexcept { return reinterpret_cast<Packet*>(p); }
 
@@ -216,6 +235,13 @@ struct StageEntry {
   std::vector<tmc_wire_extension> extensions;
   std::vector<const char*> below;
   std::vector<const char*> above;
+  /// Set by stage<T>(): the class the factory must make, and direct calls into it.
+  const std::type_info* exact = nullptr;
+  int (*send)(void*, tmc_packet*, const tmc_io*) = nullptr;
+  int (*receive)(void*, tmc_packet*, const tmc_io*) = nullptr;
+  int (*tick)(void*, const tmc_io*) = nullptr;
+  int (*start)(void*, const tmc_io*) = nullptr;
+  int (*stop)(void*, const tmc_io*) = nullptr;
   tmc_stage_kind c{};
 };
 
@@ -261,6 +287,10 @@ inline void* stage_create(const StageEntry& e, const tmc_param_value* values, st
       write_error(err, err_cap, "the factory returned no stage");
       return nullptr;
     }
+    if (e.exact != nullptr && typeid(*state->stage) != *e.exact) {
+      write_error(err, err_cap, "the factory made another class than the one the module declared for the stage");
+      return nullptr;
+    }
     std::vector<std::string> errors;
     if (!state->stage->configure(params, se, errors)) {
       std::string text;
@@ -284,20 +314,58 @@ inline void stage_destroy(void* s) noexcept {
   }
 }
 
-template <auto Call>
+template <auto Call, std::uint32_t Op>
 int stage_call(void* s, const tmc_io* io) noexcept {
   auto* st = static_cast<StageState*>(s);
   st->io.enter(io);
   (st->stage.get()->*Call)(st->io);
-  return st->io.faulted ? 1 : 0;
+  return st->io.result(Op);
 }
 
-template <auto Call>
+template <auto Call, std::uint32_t Op>
 int stage_packet_call(void* s, tmc_packet* p, const tmc_io* io) noexcept {
   auto* st = static_cast<StageState*>(s);
   st->io.enter(io);
   (st->stage.get()->*Call)(AdapterIo::packet(p), st->io);
-  return st->io.faulted ? 1 : 0;
+  return st->io.result(Op);
+}
+
+// The same for a stage of the exact final class T (checked at create): qualified calls, so
+// no virtual dispatch, and T's inline members inline here.
+enum class Op : std::uint32_t {
+  send = TMC_OP_SEND,
+  receive = TMC_OP_RECEIVE,
+  tick = TMC_OP_TICK,
+  start = TMC_OP_START,
+  stop = TMC_OP_STOP
+};
+
+template <class T, Op O>
+int typed_packet_call(void* s, tmc_packet* p, const tmc_io* io) noexcept {
+  auto* st = static_cast<StageState*>(s);
+  st->io.enter(io);
+  T* t = static_cast<T*>(st->stage.get());
+  if constexpr (O == Op::send) {
+    t->T::on_send(AdapterIo::packet(p), st->io);
+  } else {
+    t->T::on_receive(AdapterIo::packet(p), st->io);
+  }
+  return st->io.result(static_cast<std::uint32_t>(O));
+}
+
+template <class T, Op O>
+int typed_call(void* s, const tmc_io* io) noexcept {
+  auto* st = static_cast<StageState*>(s);
+  st->io.enter(io);
+  T* t = static_cast<T*>(st->stage.get());
+  if constexpr (O == Op::tick) {
+    t->T::on_tick(st->io);
+  } else if constexpr (O == Op::start) {
+    t->T::on_start(st->io);
+  } else {
+    t->T::on_stop(st->io);
+  }
+  return st->io.result(static_cast<std::uint32_t>(O));
 }
 
 inline std::uint64_t stage_held(const void* s) noexcept {
@@ -398,11 +466,12 @@ inline void build_stage(StageEntry& e, std::size_t slot) {
   c.n_requires_above = static_cast<std::uint32_t>(e.above.size());
   c.create = kCreate[slot];
   c.destroy = &stage_destroy;
-  c.on_send = &stage_packet_call<&Stage::on_send>;
-  c.on_receive = &stage_packet_call<&Stage::on_receive>;
-  c.on_tick = &stage_call<&Stage::on_tick>;
-  c.on_start = &stage_call<&Stage::on_start>;
-  c.on_stop = &stage_call<&Stage::on_stop>;
+  c.on_send = e.send != nullptr ? e.send : &stage_packet_call<&Stage::on_send, TMC_OP_SEND>;
+  c.on_receive = e.receive != nullptr ? e.receive : &stage_packet_call<&Stage::on_receive, TMC_OP_RECEIVE>;
+  c.on_tick = e.tick != nullptr ? e.tick : &stage_call<&Stage::on_tick, TMC_OP_TICK>;
+  c.on_start = e.start != nullptr ? e.start : &stage_call<&Stage::on_start, TMC_OP_START>;
+  c.on_stop = e.stop != nullptr ? e.stop : &stage_call<&Stage::on_stop, TMC_OP_STOP>;
+  c.flags = TMC_STAGE_REPORTS_FAULTS;  // AdapterIo::result() reports through tmc_io.fault
   c.held_packets = &stage_held;
   c.max_held_packets = &stage_max_held;
   c.send_backlog = &stage_backlog;
@@ -521,8 +590,8 @@ const tmc_module* entry(const char* name, const char* version, Items&& make_item
 }  // namespace detail
 
 /// Inside a hot call of a module stage: report that the stage cannot go on (a broken
-/// invariant). The host counts "<kind>.module_faults", stops calling the stage and drops
-/// what reaches it. Only for stages exported through TMC_MODULE.
+/// invariant). The host counts "<kind>.module_faults", raises one module_fault event,
+/// stops calling the stage and drops what reaches it. Only for stages exported through TMC_MODULE.
 inline void fault(StageIo& io) noexcept { static_cast<detail::AdapterIo&>(io).faulted = true; }
 
 inline detail::Item stage(StageInfo info) {
@@ -530,6 +599,24 @@ inline detail::Item stage(StageInfo info) {
   e->info = std::move(info);
   detail::Item it;
   it.stage = std::move(e);
+  return it;
+}
+
+/// stage(info) for a stage whose class the caller names. T must be final (so that the
+/// exact class is known) and info.factory must make a T (create fails otherwise); the
+/// adapter then calls T's operations without a virtual call, inlined where they are
+/// visible (call this in the file that defines T).
+template <class T>
+detail::Item stage(StageInfo info) {
+  static_assert(std::is_base_of_v<Stage, T> && std::is_final_v<T>, "stage<T>: T must be a final tmc::Stage");
+  detail::Item it = stage(std::move(info));
+  detail::StageEntry& e = *it.stage;
+  e.exact = &typeid(T);
+  e.send = &detail::typed_packet_call<T, detail::Op::send>;
+  e.receive = &detail::typed_packet_call<T, detail::Op::receive>;
+  e.tick = &detail::typed_call<T, detail::Op::tick>;
+  e.start = &detail::typed_call<T, detail::Op::start>;
+  e.stop = &detail::typed_call<T, detail::Op::stop>;
   return it;
 }
 

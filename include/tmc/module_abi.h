@@ -27,7 +27,9 @@
  *   The host's table also begins with struct_size, so a module built against a newer
  *   header checks that a host call exists before using it (TMC_HOST_HAS), and a field of
  *   struct tmc_io past revision 1 before reading it (TMC_IO_HAS).
- *   Revisions of ABI 1: revision 2 appends tmc_host.io_size and tmc_io's bound calls.
+ *   Revisions of ABI 1: revision 2 appends tmc_host.io_size and tmc_io's bound calls;
+ *   revision 3 appends tmc_io.fault and gives tmc_stage_kind `flags` (its first reserved
+ *   word, so an older kind reads 0).
  *
  * Lifecycle of a stage
  *   create(params, env) once per pipeline (cold; may allocate) -> on_start -> hot calls
@@ -60,9 +62,14 @@
  * Misbehaviour
  *   A hot operation returns 0 on success and non-zero on a fault (the C++ adapter returns
  *   non-zero when the stage throws; no exception ever crosses this boundary). The runtime
- *   then counts the fault on the channel (counter "<kind>.module_faults"), stops calling
+ *   then counts the fault on the channel (counter "<kind>.module_faults"), raises one
+ *   module_fault event naming the module, the stage kind and the call, stops calling
  *   the stage and drops every packet that reaches it from then on (drops.unsupported). A
- *   packet handed to the faulting call is considered lost. A create that fails makes the
+ *   packet handed to the faulting call is considered lost. A kind that sets
+ *   TMC_STAGE_REPORTS_FAULTS also calls io->fault(io->ctx, op) before returning non-zero
+ *   from a hot call when the host provides it (TMC_IO_HAS(io, fault)); such a host then
+ *   need not look at what on_send and on_receive return, and calls them as tail calls.
+ *   A create that fails makes the
  *   channel's open fail with the module's message. A module that crashes (a bad pointer)
  *   cannot be contained in-process: load only modules whose digest a trusted index vouches for.
  *
@@ -307,6 +314,27 @@ struct tmc_io {
   uint64_t* counters;
   uint32_t n_counters;
   uint32_t reserved;
+
+  /* --- revision 3 ---------------------------------------------------------------------- */
+  /** Report that the current call (`op`, enum tmc_stage_op) faulted: what its non-zero
+   *  return says, said before returning. Takes `ctx`. Idempotent. */
+  void (*fault)(void* ctx, uint32_t op);
+};
+
+/** The calls of a stage kind, as tmc_io.fault names them. */
+enum tmc_stage_op {
+  TMC_OP_SEND = 0,
+  TMC_OP_RECEIVE = 1,
+  TMC_OP_TICK = 2,
+  TMC_OP_START = 3,
+  TMC_OP_STOP = 4
+};
+
+/** tmc_stage_kind.flags */
+enum tmc_stage_flag {
+  /** Every hot call that faults calls io->fault first when the host provides it (it still
+   *  returns non-zero, for a host that does not). */
+  TMC_STAGE_REPORTS_FAULTS = 1
 };
 
 /** True when the host of `io` fills tmc_io's `member` (a revision-2 field). */
@@ -351,7 +379,8 @@ struct tmc_stage_kind {
   uint64_t (*max_held_packets)(const void* state);
   uint64_t (*send_backlog)(const void* state);
 
-  void* reserved[8];
+  uintptr_t flags; /**< enum tmc_stage_flag bits (revision 3; 0 in an older kind) */
+  void* reserved[7];
 };
 
 /** The bounds a controller works in (tmc::CongestionLimits). */

@@ -116,6 +116,7 @@ enum class EventType : std::uint8_t {
   member_refused,     ///< the view is full ('max members'): `sender` was heard but got no slot
   delivery_forgotten,  ///< the application forgot a message before its outcome was known
   delivery_expired,    ///< a message's lifetime ran out before its outcome was known
+  module_fault,        ///< a module stage faulted and was taken out (`stage`: its kind; `detail`: what)
 };
 std::string_view event_type_name(EventType t) noexcept;
 
@@ -147,6 +148,9 @@ struct Event {
   MemberSet members{};
   /// gap_skipped: why (EventCause::none from stages that do not say).
   EventCause cause = EventCause::none;
+  /// module_fault: the module, its version and the call that faulted, e.g. "module tally
+  /// 1.0.0: on_send reported a fault". Valid only during the notify call; shells copy it.
+  std::string_view detail = {};
 };
 
 // ---------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@
 //   16-entry vector; nothing is allocated per message.
 #include "causal/causal.hpp"
 
+#include "tmc/module.hpp"
+
 #include <algorithm>
 #include <limits>
 #include <memory>
@@ -434,5 +436,7 @@ StageInfo causal_info() {
       .layer = StageLayer::ordering,
   };
 }
+
+tmc::module::detail::Item causal_module_stage() { return tmc::module::stage<CausalStage>(causal_info()); }
 
 }  // namespace tmc::modules

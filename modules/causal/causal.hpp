@@ -6,6 +6,10 @@
 
 #include "tmc/stage.hpp"
 
+namespace tmc::module::detail {
+struct Item;  // tmc/module.hpp
+}  // namespace tmc::module::detail
+
 namespace tmc::modules {
 
 /// The wire extension ordering.causal owns (module range 128..255).
@@ -17,5 +21,8 @@ inline constexpr std::uint32_t kCausalEntryBytes = 8;
 
 /// ordering.causal's description: parameters, counters, placement facts, factory.
 StageInfo causal_info();
+/// The same kind as an item of the module's TMC_MODULE, its calls bound to the stage's
+/// class (no virtual call between the module ABI and the stage).
+tmc::module::detail::Item causal_module_stage();
 
 }  // namespace tmc::modules

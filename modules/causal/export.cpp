@@ -3,4 +3,4 @@
 
 #include "causal/causal.hpp"
 
-TMC_MODULE("causal", "1.0.0", TMC_MODULE_STAGE(tmc::modules::causal_info()));
+TMC_MODULE("causal", "1.0.0", tmc::modules::causal_module_stage());

@@ -3,4 +3,4 @@
 
 #include "fec/fec.hpp"
 
-TMC_MODULE("fec", "1.0.0", TMC_MODULE_STAGE(tmc::modules::fec_xor_info()));
+TMC_MODULE("fec", "1.0.0", tmc::modules::fec_xor_module_stage());

@@ -33,6 +33,8 @@
 //   memory; a rebuilt datagram that fails decoding is dropped (drops.malformed).
 #include "fec/fec.hpp"
 
+#include "tmc/module.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -532,5 +534,7 @@ StageInfo fec_xor_info() {
       .layer = StageLayer::repair,
   };
 }
+
+tmc::module::detail::Item fec_xor_module_stage() { return tmc::module::stage<FecStage>(fec_xor_info()); }
 
 }  // namespace tmc::modules

@@ -7,6 +7,10 @@
 
 #include "tmc/stage.hpp"
 
+namespace tmc::module::detail {
+struct Item;  // tmc/module.hpp
+}  // namespace tmc::module::detail
+
 namespace tmc::modules {
 
 /// The wire extension fec.xor owns (module range 128..255).
@@ -19,5 +23,8 @@ inline constexpr std::uint8_t kFecParityBody = 13;
 
 /// fec.xor's description: parameters, counters, placement facts, factory.
 StageInfo fec_xor_info();
+/// The same kind as an item of the module's TMC_MODULE, its calls bound to the stage's
+/// class (no virtual call between the module ABI and the stage).
+tmc::module::detail::Item fec_xor_module_stage();
 
 }  // namespace tmc::modules

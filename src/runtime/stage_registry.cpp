@@ -52,6 +52,7 @@ std::string_view event_type_name(EventType t) noexcept {
     case EventType::member_refused: return "member_refused";
     case EventType::delivery_forgotten: return "delivery_forgotten";
     case EventType::delivery_expired: return "delivery_expired";
+    case EventType::module_fault: return "module_fault";
   }
   return "?";
 }

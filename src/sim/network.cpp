@@ -675,6 +675,7 @@ void Network::on_event(std::size_t i, const Event& e) noexcept {
   r.stage = std::string(e.stage);
   r.token = e.token;
   r.members = e.members;
+  r.detail = std::string(e.detail);
   if (trace_ != nullptr) {
     *trace_ << "t=" << now_ns_ << " event member " << i << " " << event_type_name(e.type) << " sender " << e.sender
             << " seq " << e.seq << " count " << e.count << "\n";

@@ -110,6 +110,7 @@ struct RecordedEvent {
   std::uint64_t token = 0;   ///< Event::token (delivery_met / delivery_failed)
   MemberSet members{};       ///< Event::members (Group slots)
   EventCause cause = EventCause::none;  ///< Event::cause (gap_skipped)
+  std::string detail;        ///< Event::detail (module_fault)
 };
 
 /// A message the application of a member handed to send(). Its Packet::token (reported in

@@ -3,10 +3,15 @@
 #include <dlfcn.h>
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstddef>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "../runtime/runtime_test_util.hpp"
 #include "sim/network.hpp"
@@ -30,6 +35,48 @@ tmc::Status load(const std::string& name, std::shared_ptr<const tmc::LoadedModul
 }
 
 bool contains(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
+
+std::vector<tmc::sim::RecordedEvent> events_of(const std::vector<tmc::sim::RecordedEvent>& all, tmc::EventType type) {
+  std::vector<tmc::sim::RecordedEvent> out;
+  for (const auto& e : all) {
+    if (e.type == type) out.push_back(e);
+  }
+  return out;
+}
+
+std::uint64_t counter(const tmc::ChannelStats& st, std::string_view name) {
+  for (const auto& [n, v] : st.counters) {
+    if (n == name) return v;
+  }
+  return 0;
+}
+
+// A channel's module_fault events, as its event handler (on the loop thread) sees them.
+class FaultEvents {
+ public:
+  explicit FaultEvents(tmc::Channel& c) : c_(c) {
+    c_.on_event([this](const tmc::ChannelEvent& e) {
+      if (e.type != tmc::EventType::module_fault) return;
+      const std::lock_guard<std::mutex> lock(mu_);
+      seen_.push_back(e);
+    });
+  }
+  ~FaultEvents() { c_.on_event(nullptr); }
+  FaultEvents(const FaultEvents&) = delete;
+  FaultEvents& operator=(const FaultEvents&) = delete;
+
+  // Polls (up to 10 s) until `done` holds, then returns what was seen.
+  std::vector<tmc::ChannelEvent> after(const std::function<bool()>& done) {
+    for (int i = 0; i < 1000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const std::lock_guard<std::mutex> lock(mu_);
+    return seen_;
+  }
+
+ private:
+  tmc::Channel& c_;
+  std::mutex mu_;
+  std::vector<tmc::ChannelEvent> seen_;
+};
 
 }  // namespace
 
@@ -197,6 +244,75 @@ TEST_CASE("modules: a C++ module runs under a host without revision 2, through t
   // The module stays mapped: its adapter's table lives for the process (as under the loader).
 }
 
+namespace {
+// Two stage classes for the adapter's stage<T>() (in this binary: no module object).
+class Typed final : public tmc::Stage {
+ public:
+  bool configure(const tmc::Params&, const tmc::StageEnv&, std::vector<std::string>&) override { return true; }
+  void on_send(tmc::Packet* p, tmc::StageIo& io) noexcept override {
+    io.count(0, 1);
+    io.down(p);
+  }
+  void on_receive(tmc::Packet* p, tmc::StageIo& io) noexcept override {
+    io.count(0, 1);
+    tmc::module::fault(io);
+    io.drop(p, tmc::DropReason::unsupported);
+  }
+};
+class Other final : public tmc::Stage {
+ public:
+  bool configure(const tmc::Params&, const tmc::StageEnv&, std::vector<std::string>&) override { return true; }
+};
+}  // namespace
+
+TEST_CASE("modules: stage<T> calls the named class directly and refuses a factory that makes another") {
+  namespace d = tmc::module::detail;
+  tmc::StageInfo info{.kind = "typed.check", .synopsis = "test", .factory = [] { return std::make_unique<Typed>(); }};
+  d::Item item = tmc::module::stage<Typed>(info);
+  d::build_stage(*item.stage, d::kMaxStages - 1);
+  const tmc_stage_kind& k = item.stage->c;
+  CHECK(static_cast<bool>(k.on_send == &d::typed_packet_call<Typed, d::Op::send>));
+  CHECK(static_cast<bool>(k.on_receive == &d::typed_packet_call<Typed, d::Op::receive>));
+  tmc_stage_env env{};
+  env.struct_size = sizeof(env);
+  char err[256] = {};
+  void* state = k.create(nullptr, 0, &env, err, sizeof(err));
+  REQUIRE_MESSAGE(state != nullptr, err);
+
+  // A revision-2 view: the stage's down() and count() reach these.
+  static tmc_packet* went_down = nullptr;
+  static tmc_packet* dropped = nullptr;
+  static std::vector<std::uint32_t> reported;  // tmc_io.fault's op, per call
+  tmc_host host{};
+  host.struct_size = sizeof(host);
+  host.io_size = sizeof(tmc_io);
+  std::uint64_t counters[1] = {};
+  tmc_io io{};
+  io.host = &host;
+  io.down = [](void*, tmc_packet* p) { went_down = p; };
+  io.drop = [](void*, tmc_packet* p, std::uint32_t) { dropped = p; };
+  io.fault = [](void*, std::uint32_t op) { reported.push_back(op); };
+  io.counters = counters;
+  io.n_counters = 1;
+  CHECK((k.flags & TMC_STAGE_REPORTS_FAULTS) != 0);
+  auto* packet = reinterpret_cast<tmc_packet*>(&counters);  // a handle only: never read
+  CHECK(k.on_send(state, packet, &io) == 0);
+  CHECK(went_down == packet);
+  CHECK(counters[0] == 1);
+  CHECK(reported.empty());
+  CHECK(k.on_receive(state, packet, &io) != 0);  // Typed::on_receive reports a fault
+  CHECK(dropped == packet);
+  CHECK(counters[0] == 2);
+  CHECK(reported == std::vector<std::uint32_t>{TMC_OP_RECEIVE});  // reported, then returned
+  k.destroy(state);
+
+  tmc::StageInfo wrong{.kind = "typed.wrong", .synopsis = "test", .factory = [] { return std::make_unique<Other>(); }};
+  d::Item bad = tmc::module::stage<Typed>(wrong);
+  d::build_stage(*bad.stage, d::kMaxStages - 2);
+  CHECK(bad.stage->c.create(nullptr, 0, &env, err, sizeof(err)) == nullptr);
+  CHECK(contains(err, "another class"));
+}
+
 TEST_CASE("modules: a ModuleSet layers module kinds over the built-ins and refuses conflicts") {
   tmc::ModuleSet set;
   CHECK(set.loaded_text() == "none");
@@ -284,6 +400,12 @@ TEST_CASE("modules: a stage that reports a fault is contained: counted, bypassed
     CHECK(c.get("tally.count.sent") == 5);           // never called after the fault
     CHECK(c.get("drops.unsupported") == 6);          // the faulting message and the 5 after it
     CHECK(net.deliveries(1).size() == 4);
+    // Reported once (not once per dropped message), naming the module, the kind and the call.
+    const auto faults = events_of(net.events(0), tmc::EventType::module_fault);
+    REQUIRE(faults.size() == 1);
+    CHECK(faults[0].stage == "tally.count");
+    CHECK(faults[0].detail == "module tally 1.0.0: on_send reported a fault");
+    CHECK(events_of(net.events(1), tmc::EventType::module_fault).empty());
   }
   SUBCASE("C module, on receive") {
     const auto plan = tmc::sim::make_plan({tmc::sim::stage("cpass.plain", {{"fault_on_receive", "true"}})});
@@ -295,6 +417,11 @@ TEST_CASE("modules: a stage that reports a fault is contained: counted, bypassed
     CHECK(c.get("cpass.plain.module_faults") == 1);
     CHECK(c.get("drops.unsupported") == 4);
     CHECK(net.deliveries(1).empty());
+    const auto faults = events_of(net.events(1), tmc::EventType::module_fault);
+    REQUIRE(faults.size() == 1);
+    CHECK(faults[0].stage == "cpass.plain");
+    CHECK(faults[0].detail == "module cpass 0.1.0: on_receive reported a fault");
+    CHECK(events_of(net.events(0), tmc::EventType::module_fault).empty());
   }
 }
 
@@ -403,6 +530,49 @@ TEST_CASE("modules: congestion control resolves to a module's controller") {
   CHECK(net.counters(0).get("congestion.max_window_bytes") == 14000);
 }
 
+TEST_CASE("modules: a faulting module in a real channel raises one module_fault event") {
+  auto set = test_modules();
+  tmc::OpenOptions o;
+  o.modules = set;
+  SUBCASE("C++ adapter, on send") {
+    tmc::Manifest m = tmc::test::manifest_for("modules-fault-cpp", 4, "carol");
+    m.members = {"carol"};
+    m.modules = {"tally"};
+    m.stages = {{"tally.count", {{"mode", "fault"}, {"fault_after", "3"}}}};
+    auto c = tmc::Channel::open(m, o);
+    FaultEvents events(c);
+    REQUIRE(tmc::test::send_n(c, 8, "f"));
+    // The third message faults; it and the five after it are dropped. Still
+    // one event, not one per message.
+    const auto seen = events.after([&] { return counter(c.stats(), "drops.unsupported") >= 6; });
+    CHECK(counter(c.stats(), "drops.unsupported") == 6);
+    CHECK(counter(c.stats(), "tally.count.module_faults") == 1);
+    CHECK(counter(c.stats(), "tally.count.sent") == 3);  // counted, then the fault
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].stage == "tally.count");
+    CHECK(seen[0].detail == "module tally 1.0.0: on_send reported a fault");
+    CHECK(tmc::event_type_name(seen[0].type) == "module_fault");
+  }
+  SUBCASE("C module, on receive") {
+    tmc::Manifest m = tmc::test::manifest_for("modules-fault-c", 5, "dave");
+    m.members = {"dave", "erin"};
+    m.modules = {"cpass"};
+    m.stages = {{"cpass.plain", {{"fault_on_receive", "true"}}}};
+    auto d = tmc::Channel::open(m, o);
+    m.name = "erin";
+    auto e = tmc::Channel::open(m, o);
+    FaultEvents on_e(e);
+    REQUIRE(tmc::test::send_n(d, 5, "g"));
+    const auto seen = on_e.after([&] { return counter(e.stats(), "drops.unsupported") >= 5; });
+    CHECK(counter(e.stats(), "cpass.plain.module_faults") == 1);
+    CHECK(counter(e.stats(), "drops.unsupported") >= 5);
+    CHECK_FALSE(e.try_receive().has_value());
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].stage == "cpass.plain");
+    CHECK(seen[0].detail == "module cpass 0.1.0: on_receive reported a fault");
+  }
+}
+
 TEST_CASE("modules: a real channel on loopback runs a module stage") {
   auto set = test_modules();
   tmc::Manifest m = tmc::test::manifest_for("modules-loopback", 3, "alice");
@@ -417,12 +587,6 @@ TEST_CASE("modules: a real channel on loopback runs a module stage") {
   REQUIRE(tmc::test::send_n(a, 20, "x"));
   const auto got = tmc::test::receive_n(b, 20);
   CHECK(got.size() == 20);
-  auto counter = [](const tmc::ChannelStats& st, std::string_view name) -> std::uint64_t {
-    for (const auto& [n, v] : st.counters) {
-      if (n == name) return v;
-    }
-    return 0;
-  };
   CHECK(counter(a.stats(), "tally.count.sent") == 20);
   CHECK(counter(b.stats(), "tally.count.received") >= 20);
   CHECK(counter(b.stats(), "cpass.plain.module_faults") == 0);

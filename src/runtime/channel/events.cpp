@@ -18,6 +18,8 @@ void ChannelCore::on_event(const Event& e) noexcept {
     ChannelEvent ce;
     static_cast<Event&>(ce) = e;
     if (e.sender != 0) ce.sender_name = name_of(e.sender);
+    ce.detail = std::string(e.detail);
+    ce.Event::detail = {};  // the stage's text is valid only during this call
     if (!e.members.empty() && pipeline_) {
       const Group& g = pipeline_->group();
       e.members.for_each([&](int slot) {

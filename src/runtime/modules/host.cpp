@@ -1,7 +1,7 @@
 // The host table and the Stage / CongestionController adapters over a module's C ops.
 //
-// Hot path: a module stage call costs one indirect call into the module; nothing is
-// allocated per message. Each ModuleStage keeps one tmc_io, bound to the StageIo it is
+// Hot path: a module stage call costs one indirect call into the module (a tail call when
+// the kind reports faults through tmc_io.fault); nothing is allocated per message. Each ModuleStage keeps one tmc_io, bound to the StageIo it is
 // called with (once per pipeline, not per call): its revision-2 calls go straight to the
 // pipeline (Pipeline::bind_module_io) and its counters are the pipeline's own, so a
 // module's io.down() or io.count() costs what a built-in's does plus at most one hop.
@@ -10,6 +10,9 @@
 
 #include <array>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "runtime/pipeline.hpp"
@@ -25,6 +28,8 @@ namespace {
 struct HostCtx {
   StageIo* io = nullptr;
   std::uint32_t n_counters = 0;
+  void (*fault)(void* stage, std::uint32_t op) noexcept = nullptr;  // the stage's, with `stage`
+  void* stage = nullptr;
 };
 
 StageIo& io_of(void* ctx) noexcept { return *static_cast<HostCtx*>(ctx)->io; }
@@ -155,6 +160,18 @@ const tmc_host kHost = {
     .reserved_r2 = 0,
 };
 
+// A module's kind name lives in the module's memory, which goes away when the module is
+// unloaded; an event (Event::stage) must name it from storage that outlives any copy the
+// application keeps. Interned once per kind per process, when a stage is built.
+std::string_view interned(std::string_view s) {
+  static std::mutex mu;
+  static std::set<std::string, std::less<>> names;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = names.find(s);
+  if (it == names.end()) it = names.emplace(s).first;
+  return *it;
+}
+
 StageIo& so(void* s) noexcept { return *static_cast<StageIo*>(s); }
 
 // The bound calls over any StageIo (a test's or a benchmark's): one virtual call each.
@@ -173,15 +190,56 @@ void bind_any_io(StageIo& io, tmc_io& v) noexcept {
   v.counters = nullptr;
 }
 
+// What stands in for a module's on_send / on_receive when it has none (pass the packet on)
+// and after a fault (drop what reaches the stage), so the hot path never tests for them.
+// They go through the bound calls of the tmc_io the stage was entered with.
+int pass_down(void*, tmc_packet* p, const tmc_io* io) noexcept {
+  io->down(io->self, p);
+  return 0;
+}
+int pass_up(void*, tmc_packet* p, const tmc_io* io) noexcept {
+  io->up(io->self, p);
+  return 0;
+}
+int drop_unsupported(void*, tmc_packet* p, const tmc_io* io) noexcept {
+  io->drop(io->self, p, static_cast<std::uint32_t>(DropReason::unsupported));
+  return 0;
+}
+
+// A module's on_send / on_receive as the host calls them. The ABI promises that no exception
+// crosses it (module_abi.h, "Misbehaviour"; the C++ adapter's operations are noexcept), so
+// the host calls them as noexcept: no unwinding region around the call, which is what lets
+// the compiler make it a tail call.
+using PacketOp = int (*)(void*, tmc_packet*, const tmc_io*) noexcept;
+PacketOp nothrow(int (*op)(void*, tmc_packet*, const tmc_io*)) noexcept { return reinterpret_cast<PacketOp>(op); }
+
+// tmc_io.fault: the module reports a fault of the current call.
+void report_fault(void* ctx, std::uint32_t op) noexcept {
+  auto* c = static_cast<HostCtx*>(ctx);
+  c->fault(c->stage, op);
+}
+
+// kTail: the kind reports faults through tmc_io.fault (TMC_STAGE_REPORTS_FAULTS), so
+// on_send / on_receive need not look at the result and the call into the module is a tail
+// call: the wrapper adds no frame.
+template <bool kTail>
 class ModuleStage final : public Stage {
  public:
   ModuleStage(std::shared_ptr<const LoadedModule> module, const tmc_stage_kind* kind, const StageInfo* info,
               std::size_t fault_counter)
       : module_(std::move(module)), kind_(kind), info_(info), fault_counter_(fault_counter) {
     ctx_.n_counters = static_cast<std::uint32_t>(fault_counter);
+    ctx_.fault = [](void* s, std::uint32_t op) noexcept {
+      auto* self = static_cast<ModuleStage*>(s);
+      self->fault(*self->ctx_.io, op < kOps.size() ? op : kSend);
+    };
+    ctx_.stage = this;
     io_.host = &kHost;
     io_.ctx = &ctx_;
     io_.n_counters = ctx_.n_counters;
+    io_.fault = &report_fault;
+    const std::string who = "module " + module_->name() + " " + module_->version() + ": ";
+    for (std::size_t op = 0; op < kOps.size(); ++op) fault_text_[op] = who + kOps[op] + " reported a fault";
   }
   ~ModuleStage() override {
     if (state_ != nullptr) kind_->destroy(state_);
@@ -228,23 +286,31 @@ class ModuleStage final : public Stage {
     return true;
   }
 
-  // Hot: one test, the view's clock, one indirect call; after it only `this` is live (a
-  // fault reads the StageIo back from the view), so the call needs almost no frame.
-  // send_ / receive_ are the module's operations, null when it has none (pass-through) or
-  // after a fault (drop).
+  // Hot: one test (is the view bound to this StageIo?), the view's clock, one indirect
+  // call; after it only `this` is live (a fault reads the StageIo back from the view), so
+  // the call needs almost no frame. send_ / receive_ are never null: the module's
+  // operations, or pass_down / pass_up when it has none, or drop_unsupported after a fault.
   void on_send(Packet* p, StageIo& io) noexcept override {
-    if (send_ == nullptr || &io != ctx_.io) [[unlikely]] return on_send_slow(p, io);
+    if (&io != ctx_.io) [[unlikely]] return on_send_slow(p, io);
     io_.now_ns = io.now_ns();
-    if (send_(state_, h(p), &io_) != 0) [[unlikely]] fault(*ctx_.io);
+    if constexpr (kTail) {
+      send_(state_, h(p), &io_);
+    } else if (send_(state_, h(p), &io_) != 0) [[unlikely]] {
+      fault(*ctx_.io, kSend);
+    }
   }
   void on_receive(Packet* p, StageIo& io) noexcept override {
-    if (receive_ == nullptr || &io != ctx_.io) [[unlikely]] return on_receive_slow(p, io);
+    if (&io != ctx_.io) [[unlikely]] return on_receive_slow(p, io);
     io_.now_ns = io.now_ns();
-    if (receive_(state_, h(p), &io_) != 0) [[unlikely]] fault(*ctx_.io);
+    if constexpr (kTail) {
+      receive_(state_, h(p), &io_);
+    } else if (receive_(state_, h(p), &io_) != 0) [[unlikely]] {
+      fault(*ctx_.io, kReceive);
+    }
   }
-  void on_tick(StageIo& io) noexcept override { hook(kind_->on_tick, io); }
-  void on_start(StageIo& io) noexcept override { hook(kind_->on_start, io); }
-  void on_stop(StageIo& io) noexcept override { hook(kind_->on_stop, io); }
+  void on_tick(StageIo& io) noexcept override { hook(kind_->on_tick, io, kTick); }
+  void on_start(StageIo& io) noexcept override { hook(kind_->on_start, io, kStart); }
+  void on_stop(StageIo& io) noexcept override { hook(kind_->on_stop, io, kStop); }
   [[nodiscard]] std::size_t held_packets() const noexcept override {
     return kind_->held_packets != nullptr ? kind_->held_packets(state_) : 0;
   }
@@ -256,20 +322,18 @@ class ModuleStage final : public Stage {
   }
 
  private:
-  void hook(int (*fn)(void*, const tmc_io*), StageIo& io) noexcept {
+  void hook(int (*fn)(void*, const tmc_io*), StageIo& io, std::size_t op) noexcept {
     if (failed_ || fn == nullptr) return;
     enter(io);
-    if (fn(state_, &io_) != 0) [[unlikely]] fault(io);
+    if (fn(state_, &io_) != 0) [[unlikely]] fault(io, op);
   }
   [[gnu::noinline]] void on_send_slow(Packet* p, StageIo& io) noexcept {
-    if (send_ == nullptr) return failed_ ? io.drop(p, DropReason::unsupported) : io.down(p);
     enter(io);
-    if (send_(state_, h(p), &io_) != 0) fault(io);
+    if (send_(state_, h(p), &io_) != 0) fault(io, kSend);
   }
   [[gnu::noinline]] void on_receive_slow(Packet* p, StageIo& io) noexcept {
-    if (receive_ == nullptr) return failed_ ? io.drop(p, DropReason::unsupported) : io.up(p);
     enter(io);
-    if (receive_(state_, h(p), &io_) != 0) fault(io);
+    if (receive_(state_, h(p), &io_) != 0) fault(io, kReceive);
   }
   // The view is rebuilt only when the stage is called with another StageIo than the last
   // (in a pipeline: once, on the first call).
@@ -280,26 +344,40 @@ class ModuleStage final : public Stage {
     }
     io_.now_ns = io.now_ns();
   }
-  // Contained: counted, and the stage is never called again (a stage that broke its own
-  // invariants cannot be trusted with the next packet). Its timer is disarmed.
-  [[gnu::cold, gnu::noinline]] void fault(StageIo& io) noexcept {
+  // Contained: counted, reported once (a module_fault event naming the module, the kind
+  // and the call), and the stage is never called again (a stage that broke its own
+  // invariants cannot be trusted with the next packet), so a faulting stage raises one
+  // event, not one per message. Its timer is disarmed.
+  [[gnu::cold, gnu::noinline]] void fault(StageIo& io, std::size_t op) noexcept {
+    if (failed_) return;  // reported through tmc_io.fault and by the result
     failed_ = true;
-    send_ = nullptr;
-    receive_ = nullptr;
+    send_ = &drop_unsupported;
+    receive_ = &drop_unsupported;
     io.count(fault_counter_, 1);
     io.cancel_timer();
+    Event e{};
+    e.type = EventType::module_fault;
+    e.stage = kind_name_;
+    e.detail = fault_text_[op];
+    io.notify(e);
   }
+
+  static constexpr std::size_t kSend = TMC_OP_SEND, kReceive = TMC_OP_RECEIVE, kTick = TMC_OP_TICK,
+                               kStart = TMC_OP_START, kStop = TMC_OP_STOP;
+  static constexpr std::array<const char*, 5> kOps = {"on_send", "on_receive", "on_tick", "on_start", "on_stop"};
 
   std::shared_ptr<const LoadedModule> module_;
   const tmc_stage_kind* kind_;
   const StageInfo* info_;
   std::size_t fault_counter_;
   void* state_ = nullptr;
-  int (*send_)(void*, tmc_packet*, const tmc_io*) = kind_->on_send;
-  int (*receive_)(void*, tmc_packet*, const tmc_io*) = kind_->on_receive;
+  PacketOp send_ = kind_->on_send != nullptr ? nothrow(kind_->on_send) : &pass_down;
+  PacketOp receive_ = kind_->on_receive != nullptr ? nothrow(kind_->on_receive) : &pass_up;
   bool failed_ = false;
   HostCtx ctx_;
   tmc_io io_{};
+  std::string_view kind_name_ = interned(info_->kind);
+  std::array<std::string, kOps.size()> fault_text_;
 };
 
 }  // namespace
@@ -308,7 +386,10 @@ const tmc_host& module_host() noexcept { return kHost; }
 
 std::unique_ptr<Stage> make_module_stage(std::shared_ptr<const LoadedModule> module, const tmc_stage_kind* kind,
                                          const StageInfo* info, std::size_t fault_counter) {
-  return std::make_unique<ModuleStage>(std::move(module), kind, info, fault_counter);
+  if ((kind->flags & TMC_STAGE_REPORTS_FAULTS) != 0) {
+    return std::make_unique<ModuleStage<true>>(std::move(module), kind, info, fault_counter);
+  }
+  return std::make_unique<ModuleStage<false>>(std::move(module), kind, info, fault_counter);
 }
 
 namespace {
