@@ -81,6 +81,7 @@ bool GroupStage::configure(const Params& params, const StageEnv& env, std::vecto
   seq_.configure(env, reliable_, hold_ns_, flush_ns_, *this);
   net_.configure(env, net_ip, net_port, reliable_, net_rel() ? window_ : 0);
   agreement_.configure(env, window_);
+  prev_outages_.assign(kMaxGroupMembers, 0);
   return true;
 }
 
@@ -206,6 +207,7 @@ void GroupStage::on_tick(StageIo& io) noexcept {
   if (!reliable_ && table_.expire_at() != 0 && table_.expire_at() <= now) {
     table_.expire_unannounced(/*sequencing=*/i_sequence_, io);
   }
+  if (own_check_at_ != 0 && own_check_at_ <= now) check_own_progress(io);
   if (net_.own_due_ns() != 0 && net_.own_due_ns() <= now && net_.request_restamps(own_seq_, io)) {
     net_fail(io);  // after the requests: a failover releases the copies
   }
@@ -470,12 +472,16 @@ void GroupStage::receive_stamped(Packet* p, StageIo& io) noexcept {
 }
 
 void GroupStage::rearm(StageIo& io) noexcept {
+  if (rel() && own_check_at_ == 0 && table_.own_held() != 0) {
+    if (own_check_ns_ == 0) own_check_ns_ = kOwnStallNs;
+    own_check_at_ = io.now_ns() + own_check_ns_;
+  }
   std::uint64_t d = 0;
   const std::uint64_t periodic =
       rel() && need_periodic() ? std::max<std::uint64_t>(1, agreement_.last_status_ns() + kStatusPeriodNs) : 0;
   for (std::uint64_t x : {seq_.flush_at(), reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : seq_.wait_at(),
                           reliable_ ? 0 : table_.expire_at(), rel() ? agreement_.status_due() : 0, periodic,
-                          net_.own_due_ns()}) {
+                          net_.own_due_ns(), own_check_at_}) {
     if (x != 0 && (d == 0 || x < d)) d = x;
   }
   if (d == armed_ns_) return;
