@@ -9,7 +9,7 @@ ifneq ($(CI),)
 CMAKE_FLAGS += -DTMC_WERROR=ON
 endif
 
-.PHONY: all deps configure build test demo bench clean install install-python
+.PHONY: all deps configure build test demo bench peers-rtt loss-sweep tapir clean install install-python
 
 all: build
 
@@ -33,6 +33,25 @@ demo: build
 
 bench: build
 	@scripts/run-benchmarks.sh $(BUILD)
+
+# Side by side across network namespaces (root): libTMC vs raw UDP (and Aeron, when
+# AERON_BIN / PEER_BIN hold its programs; bench/peers/build.sh): ping-pong RTT with every
+# idle strategy row, and the reliable channel's rate at 1 % loss over its rate at 0 %.
+PEERS_OUT ?= results/peers/$(shell date -u +%Y%m%d-%H%M)
+peers-rtt: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target tmc-e2e-latency
+	@TMC_BUILD=$(BUILD) bench/peers/pc_rtt.sh $(PEERS_OUT)/rtt && bench/peers/pc_summarize.py rtt $(PEERS_OUT)/rtt
+loss-sweep: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target tmc-reliable-mcast
+	@TMC_BUILD=$(BUILD) bench/peers/loss_sweep.sh $(PEERS_OUT)/loss
+
+# TAPIR-KV matrix on network namespaces (root): 4 variants x 4 loss rates x {1, 4} clients x
+# 3 interleaved repetitions; CSV, Markdown and chart in results/tapir-kv/<date>/
+# (bench/tapir-kv/README.md; TAPIR_SECONDS, TAPIR_REPS, ... narrow it).
+TAPIR_OUT ?= results/tapir-kv/$(shell date -u +%Y%m%d-%H%M)
+tapir: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target tapir-kv
+	@bench/tapir-kv/scripts/matrix.sh $(BUILD) $(TAPIR_OUT)
 
 install: build
 	@cmake --install $(BUILD)

@@ -97,8 +97,22 @@ class Options {
 
 /// raw: UDP multicast with sendmmsg/recvmmsg, no libTMC. tmc: a best-effort channel (no
 /// stages). tmc-ordered: point-to-point ordering (the paper's drop-stale rule) plus error
-/// checking (CRC32C).
+/// checking (CRC32C). tmc-auth / tmc-encrypt: best effort with `security: authenticate` /
+/// `encrypt`.
 inline bool is_tmc(std::string_view impl) { return impl.substr(0, 3) == "tmc"; }
+
+/// tmc-auth and tmc-encrypt (best effort with `security`) need a group key file that every
+/// process of the run reads: a throwaway key, written once per user under /tmp (atomically,
+/// so a process never reads half of it).
+inline std::string bench_key_file() {
+  const std::string path = "/tmp/tmc-bench-" + std::to_string(::getuid()) + ".keys";
+  const std::string tmp = path + "." + std::to_string(::getpid());
+  {
+    std::ofstream(tmp) << "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot write " + path);
+  return path;
+}
 
 inline tmc::Manifest bench_manifest(std::string_view impl, const std::string& group, int port,
                                     const std::string& interface, tmc::Duplexity duplexity) {
@@ -112,9 +126,11 @@ inline tmc::Manifest bench_manifest(std::string_view impl, const std::string& gr
     b.point_to_point_ordering(tmc::OrderingMode::drop_stale);
   } else if (impl == "tmc-checked") {
     b.error_checking(true);
+  } else if (impl == "tmc-auth" || impl == "tmc-encrypt") {
+    b.security(impl == "tmc-auth" ? "authenticate" : "encrypt").key_file(bench_key_file());
   } else if (impl != "tmc") {
     throw std::runtime_error("unknown implementation '" + std::string(impl) +
-                             "' (raw, tmc, tmc-ordered, tmc-fifo, tmc-checked)");
+                             "' (raw, tmc, tmc-ordered, tmc-fifo, tmc-checked, tmc-auth, tmc-encrypt)");
   }
   return b.build();
 }

@@ -10,6 +10,11 @@
 //   tmc-handler  best-effort libTMC channel answering from on_message handlers, i.e. on the
 //                runtime's loop thread (no hand-off to an application thread)
 //   tmc-ordered  point-to-point ordering + error checking, receive() like `tmc`
+//   tmc-spin     like `tmc-handler` on a runtime whose loop busy-polls (IdleStrategy::spin):
+//                one spinning thread per host, as Aeron's embedded driver in INVOKER mode
+//   tmc-yield    the same with IdleStrategy::yield
+//   tmc-spin-recv  `tmc` (send() and receive() on the application thread) on a spinning
+//                runtime: the loop and the receiving thread both poll (two cores per host)
 // Reported: round-trip p50 / p99 / mean in microseconds and the ratio of p50 to raw's.
 // With --repeat N every implementation runs N times, the repetitions interleaved (raw,
 // tmc, ..., raw, tmc, ...) so that load from elsewhere hits all alike; the table shows the
@@ -17,8 +22,9 @@
 // raw run just before it.
 //
 //   tmc-e2e-latency [--seconds 2] [--repeat 1] [--size 64] [--impls raw,tmc,tmc-handler,tmc-ordered]
-//                   (also: tmc-queue, tmc-fifo, tmc-checked)
-//                   [--interface IF] [--netns PINGER_NS,PONGER_NS]
+//                   (also: tmc-queue, tmc-fifo, tmc-checked, tmc-spin, tmc-yield, tmc-spin-recv)
+//                   [--interface IF] [--netns PINGER_NS,PONGER_NS] [--loopback 0|1]
+// --loopback: IP_MULTICAST_LOOP for every implementation; default 1, or 0 with --netns.
 #include <atomic>
 #include <cinttypes>
 #include <condition_variable>
@@ -69,8 +75,16 @@ std::size_t msg_size(const Options& o) { return std::max(kMinSize, static_cast<s
 
 // --- raw --------------------------------------------------------------------------------
 
+/// IP_MULTICAST_LOOP off (--loopback 0): across namespaces nobody on the sender's host
+/// listens, and each side would otherwise read back every datagram it sends.
+void raw_loopback(const Options& o, const RawSocket& s) {
+  const int loop = o.num("loopback", 1) != 0 ? 1 : 0;
+  check_sys(setsockopt(s.fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop), "IP_MULTICAST_LOOP");
+}
+
 int raw_pong(const Options& o) {
   RawSocket s(o.str("group"), static_cast<int>(o.num("port", 0)), o.str("interface"), true, 1 << 20);
+  raw_loopback(o, s);
   s.set_recv_timeout(200ms);
   std::vector<std::uint8_t> buf(65536);
   ready();
@@ -89,6 +103,7 @@ int raw_pong(const Options& o) {
 
 int raw_ping(const Options& o) {
   RawSocket s(o.str("group"), static_cast<int>(o.num("port", 0)), o.str("interface"), true, 1 << 20);
+  raw_loopback(o, s);
   s.set_recv_timeout(100ms);
   const std::size_t size = msg_size(o);
   std::vector<std::uint8_t> out(size, 0x5a);
@@ -128,22 +143,28 @@ int raw_ping(const Options& o) {
 
 // --- libTMC -----------------------------------------------------------------------------
 
+/// Implementations that answer (and ping) from on_message handlers on the loop thread.
+bool uses_handlers(const std::string& impl) { return impl == "tmc-handler" || impl == "tmc-spin" || impl == "tmc-yield"; }
+
 tmc::Channel open_tmc(const Options& o) {
   std::string impl = o.str("impl");
   tmc::OpenOptions options;
-  if (impl == "tmc-handler") impl = "tmc";
+  if (impl == "tmc-spin" || impl == "tmc-spin-recv") options.idle_strategy = tmc::IdleStrategy::spin;
+  if (impl == "tmc-yield") options.idle_strategy = tmc::IdleStrategy::yield;
+  if (uses_handlers(impl) || impl == "tmc-spin-recv") impl = "tmc";
   if (impl == "tmc-queue") {
     impl = "tmc";
     options.inline_receive = false;
   }
-  return tmc::Channel::open(bench_manifest(impl, o.str("group"), static_cast<int>(o.num("port", 0)), o.str("interface"),
-                                           tmc::Duplexity::full),
-                            options);
+  tmc::Manifest m = bench_manifest(impl, o.str("group"), static_cast<int>(o.num("port", 0)), o.str("interface"),
+                                   tmc::Duplexity::full);
+  m.loopback = o.num("loopback", 1) != 0;
+  return tmc::Channel::open(m, options);
 }
 
 int tmc_pong(const Options& o) {
   tmc::Channel c = open_tmc(o);
-  const bool handler = o.str("impl") == "tmc-handler";
+  const bool handler = uses_handlers(o.str("impl"));
   std::atomic<bool> quit{false};
   std::vector<std::uint8_t> reply(65536);
   if (handler) {
@@ -276,7 +297,7 @@ int tmc_ping_handler(const Options& o, tmc::Channel& c) {
 
 int tmc_ping(const Options& o) {
   tmc::Channel c = open_tmc(o);
-  return o.str("impl") == "tmc-handler" ? tmc_ping_handler(o, c) : tmc_ping_blocking(o, c);
+  return uses_handlers(o.str("impl")) ? tmc_ping_handler(o, c) : tmc_ping_blocking(o, c);
 }
 
 int role_main(const Options& o) {
@@ -315,6 +336,10 @@ int orchestrate(const Options& o) {
         common.push_back("--interface");
         common.push_back(o.str("interface"));
       }
+      // Across namespaces no one on a sender's host listens: multicast loopback only makes
+      // each side read back what it sent (unless --loopback 1 asks for it).
+      common.push_back("--loopback");
+      common.push_back(o.str("loopback", netns.empty() ? "1" : "0"));
       std::vector<std::string> a = {"--role", "pong"};
       a.insert(a.end(), common.begin(), common.end());
       Child pong(a, ns(1));

@@ -12,6 +12,7 @@
 //   tmc-e2e-throughput [--seconds 0.7] [--repeat 3] [--sizes 64,1024] [--receivers 1,2]
 //                      [--impls raw,tmc,tmc-ordered] [--interface IF]
 //                      [--netns SENDER_NS,RECV1_NS,RECV2_NS] [--markdown]
+//   (--impls also takes tmc-fifo, tmc-checked, and tmc-auth / tmc-encrypt for `security`)
 //
 // Roles (what the orchestrator runs in each child process):
 //   --role recv --impl I --size N --group G --port P --seconds S [--interface IF]

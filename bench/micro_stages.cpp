@@ -1,16 +1,24 @@
 // Stage microbenchmarks: ns per 64-byte message for each stage's on_send and on_receive,
-// CRC32C hardware vs software, and a whole send -> receive pipeline against an empty one.
+// CRC32C hardware vs software, a whole send -> receive pipeline against an empty one, and
+// reliability.arq between two members with its acks flowing back.
 // Budget: each stage under 50 ns per 64-byte message. Results: docs/benchmarks.md.
 //
 //   build/bench/tmc_micro_stages --benchmark_min_time=0.05
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "primitives/checksum/crc32c_impl.hpp"
 #include "runtime/pipeline.hpp"
+#include "stage_bench.hpp"
 
 using namespace tmc;
 
@@ -18,38 +26,7 @@ namespace {
 
 constexpr std::uint32_t kPayload = 64;
 
-// The stage's whole world: remembers the last packet it was handed, and nothing else.
-class BenchIo final : public StageIo {
- public:
-  BenchIo() : StageIo(&now_) {}
-  void down(Packet* p) noexcept override { last = p; }
-  void up(Packet* p) noexcept override { last = p; }
-  void drop(Packet* p, DropReason r) noexcept override {
-    (void)r;
-    last = p;
-    ++drops;
-  }
-  void arm_timer(std::uint64_t deadline_ns) noexcept override { (void)deadline_ns; }
-  void cancel_timer() noexcept override {}
-  void count(std::size_t index, std::uint64_t n) noexcept override { counters[index % 32] += n; }
-  void notify(const Event& e) noexcept override { (void)e; }
-  Packet* alloc() noexcept override { return nullptr; }
-  Packet* clone(const Packet& p) noexcept override {
-    (void)p;
-    return nullptr;
-  }
-  Packet* alloc_large(std::uint32_t payload_bytes) noexcept override {
-    (void)payload_bytes;
-    return nullptr;
-  }
-  Group& group() noexcept override { return group_; }
-
-  std::uint64_t now_ = 0;
-  Group group_;
-  Packet* last = nullptr;
-  std::uint64_t drops = 0;
-  std::uint64_t counters[32] = {};
-};
+using bench::BenchIo;
 
 std::unique_ptr<Stage> make_stage(const char* kind, const std::map<std::string, std::string, std::less<>>& given = {}) {
   const Registry& reg = Registry::builtin();
@@ -213,6 +190,48 @@ void BM_crc32c_receive(benchmark::State& state) {
   p->release();
 }
 BENCHMARK(BM_crc32c_receive);
+
+// security.aead: one datagram sealed by a sender stage and opened by a receiver stage
+// (copied between them as a transport would), at state.range(0) bytes of payload;
+// state.range(1): 1 = encrypt, 0 = authenticate.
+std::string aead_key_file() {
+  static const std::string path = [] {
+    const std::string p = "/tmp/tmc-micro-stages-" + std::to_string(::getpid()) + ".keys";
+    std::ofstream(p) << "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+    std::atexit([] { std::remove(("/tmp/tmc-micro-stages-" + std::to_string(::getpid()) + ".keys").c_str()); });
+    return p;
+  }();
+  return path;
+}
+
+void BM_aead_round_trip(benchmark::State& state) {
+  const auto bytes = static_cast<std::uint32_t>(state.range(0));
+  const char* mode = state.range(1) != 0 ? "encrypt" : "authenticate";
+  PacketPool pool(4096, 4, 16);
+  auto tx = make_stage("security.aead", {{"mode", mode}, {"key_file", aead_key_file()}});
+  auto rx = make_stage("security.aead", {{"mode", mode}, {"key_file", aead_key_file()}});
+  BenchIo io;
+  Packet* s = pool.alloc();
+  Packet* r = pool.alloc();
+  for (auto _ : state) {
+    s->reset_for_send(bytes);
+    s->channel = 77;
+    s->sender = 2;  // the stage's own identity (make_stage's StageEnv), as Pipeline::send sets it
+    s->epoch = 9;
+    tx->on_send(s, io);
+    r->reset_for_receive();
+    std::memcpy(r->buf, s->data(), s->len);
+    r->len = s->len;
+    if (wire::decode(*r) != wire::DecodeError::none) std::abort();
+    rx->on_receive(r, io);
+    benchmark::DoNotOptimize(io.last);
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (io.drops != 0) state.SkipWithError("a datagram failed to open");
+  s->release();
+  r->release();
+}
+BENCHMARK(BM_aead_round_trip)->Args({64, 0})->Args({64, 1})->Args({1024, 0})->Args({1024, 1});
 
 void faults_send(benchmark::State& state, const std::map<std::string, std::string, std::less<>>& params) {
   PacketPool pool(2048, 4, 16);
@@ -409,34 +428,7 @@ BENCHMARK(BM_crc32c_sw)->Arg(64)->Arg(1024);
 
 // --- whole pipelines ---------------------------------------------------------------------
 
-// Hands each transmitted datagram straight to the receiving pipeline, as a transport
-// would (one copy into a receive buffer), and releases delivered messages.
-class LoopbackSink final : public PipelineSink {
- public:
-  explicit LoopbackSink(PacketPool& pool) : pool_(pool) {}
-  void transmit(Packet* p) noexcept override {
-    Packet* r = pool_.alloc();
-    r->reset_for_receive();
-    std::memcpy(r->buf, p->data(), p->len);
-    r->len = p->len;
-    p->release();
-    peer->receive(r, 0);
-  }
-  void deliver(Packet* p) noexcept override {
-    ++delivered;
-    p->release();
-  }
-  void on_event(const Event& e) noexcept override { (void)e; }
-  Pipeline* peer = nullptr;
-  std::uint64_t delivered = 0;
-
- private:
-  PacketPool& pool_;
-};
-
 void pipeline_round_trip(benchmark::State& state, const std::vector<std::pair<const char*, const char*>>& stages) {
-  PacketPool pool(2048, 64, 1024);
-  LoopbackSink tx_sink(pool), rx_sink(pool);
   Plan plan;
   for (const auto& [kind, mode] : stages) {
     PlannedStage s;
@@ -444,23 +436,7 @@ void pipeline_round_trip(benchmark::State& state, const std::vector<std::pair<co
     if (mode != nullptr) s.params["mode"] = mode;
     plan.stages.push_back(std::move(s));
   }
-  std::unique_ptr<Pipeline> tx, rx;
-  StageEnv tx_env{.channel = 77, .sender = 1, .epoch = 5, .seed = 1, .max_payload_bytes = 1400};
-  StageEnv rx_env{.channel = 77, .sender = 2, .epoch = 6, .seed = 2, .max_payload_bytes = 1400};
-  if (!Pipeline::build(plan, Registry::builtin(), tx_env, pool, tx_sink, tx).is_ok() ||
-      !Pipeline::build(plan, Registry::builtin(), rx_env, pool, rx_sink, rx).is_ok()) {
-    state.SkipWithError("pipeline build failed");
-    return;
-  }
-  tx_sink.peer = rx.get();
-  for (auto _ : state) {
-    Packet* p = pool.alloc();
-    p->reset_for_send(kPayload);
-    std::memset(p->payload(), 0x42, kPayload);
-    tx->send(p, 0);
-  }
-  state.SetItemsProcessed(state.iterations());
-  if (rx_sink.delivered != static_cast<std::uint64_t>(state.iterations())) state.SkipWithError("messages lost");
+  bench::pipeline_round_trip(state, plan, Registry::builtin(), kPayload);
 }
 void BM_pipeline_empty(benchmark::State& state) { pipeline_round_trip(state, {}); }
 void BM_pipeline_seq_fifo_crc32c(benchmark::State& state) {
@@ -472,6 +448,86 @@ void BM_pipeline_seq_fifo_strict_crc32c(benchmark::State& state) {
 BENCHMARK(BM_pipeline_empty);
 BENCHMARK(BM_pipeline_seq_fifo_crc32c);
 BENCHMARK(BM_pipeline_seq_fifo_strict_crc32c);
+
+// reliability.arq between two members, acks and all: the sender stamps and keeps a copy of
+// every message, the receiver tracks, delivers and acks it (every ack_every packets), and
+// the acks flow back and settle the copies. Acks are held in a queue and handed back after
+// each send, as a transport would, never from inside the pipeline that sent them. The clock
+// moves 1 us per message, so the ack delay's timer runs too.
+class QueueSink final : public PipelineSink {
+ public:
+  void transmit(Packet* p) noexcept override { queue.push_back(p); }
+  void deliver(Packet* p) noexcept override {
+    ++delivered;
+    p->release();
+  }
+  void on_event(const Event& e) noexcept override { ++events[e.type == EventType::delivery_met ? 0 : 1]; }
+  std::vector<Packet*> queue;
+  std::uint64_t delivered = 0;
+  std::uint64_t events[2] = {};
+};
+
+void arq_round_trip(benchmark::State& state, const char* deliver) {
+  PacketPool pool(2048, 64, 1 << 14);
+  QueueSink tx_sink, rx_sink;
+  Plan tx_plan, rx_plan;
+  PlannedStage arq;
+  arq.kind = "reliability.arq";
+  arq.params["deliver"] = deliver;
+  tx_plan.stages.push_back(arq);
+  rx_plan.stages.push_back(arq);
+  tx_plan.member = "a";
+  rx_plan.member = "b";
+  std::unique_ptr<Pipeline> tx, rx;
+  StageEnv tx_env{.channel = 77, .sender = 1, .epoch = 5, .seed = 1, .max_payload_bytes = 1400};
+  StageEnv rx_env{.channel = 77, .sender = 2, .epoch = 6, .seed = 2, .max_payload_bytes = 1400};
+  if (!Pipeline::build(tx_plan, Registry::builtin(), tx_env, pool, tx_sink, tx).is_ok() ||
+      !Pipeline::build(rx_plan, Registry::builtin(), rx_env, pool, rx_sink, rx).is_ok()) {
+    state.SkipWithError("pipeline build failed");
+    return;
+  }
+  tx->group().heard("b", 2, 6, true, 0);
+  rx->group().heard("a", 1, 5, true, 0);
+  tx->start(0);
+  rx->start(0);
+  // Every datagram in `from`'s transmit queue into `to`, copied as a transport would.
+  auto carry = [&](QueueSink& from, Pipeline& to, std::uint64_t now) {
+    for (Packet* p : from.queue) {
+      Packet* r = pool.alloc();
+      r->reset_for_receive();
+      std::memcpy(r->buf, p->data(), p->len);
+      r->len = p->len;
+      p->release();
+      to.receive(r, now);
+    }
+    from.queue.clear();
+  };
+  tx_sink.queue.reserve(64);
+  rx_sink.queue.reserve(64);
+  std::uint64_t now = 0;
+  for (auto _ : state) {
+    now += 1000;
+    Packet* p = pool.alloc();
+    p->reset_for_send(kPayload);
+    std::memset(p->payload(), 0x42, kPayload);
+    tx->send(p, now);
+    if (tx->next_deadline_ns() != 0 && tx->next_deadline_ns() <= now) tx->tick(now);
+    if (rx->next_deadline_ns() != 0 && rx->next_deadline_ns() <= now) rx->tick(now);
+    carry(tx_sink, *rx, now);
+    carry(rx_sink, *tx, now);
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (rx_sink.delivered != static_cast<std::uint64_t>(state.iterations())) state.SkipWithError("messages lost");
+  if (tx_sink.events[1] != 0) state.SkipWithError("messages failed");
+  tx->stop(now);
+  rx->stop(now);
+  carry(tx_sink, *rx, now);
+  carry(rx_sink, *tx, now);
+}
+void BM_pipeline_arq(benchmark::State& state) { arq_round_trip(state, "arrival"); }
+void BM_pipeline_arq_in_order(benchmark::State& state) { arq_round_trip(state, "in_order"); }
+BENCHMARK(BM_pipeline_arq);
+BENCHMARK(BM_pipeline_arq_in_order);
 
 }  // namespace
 

@@ -5,9 +5,9 @@ set -euo pipefail
 
 PACKAGES=(
   cmake ninja-build g++ clang pkg-config
-  libuv1-dev libboost-dev libyaml-cpp-dev doctest-dev libcli11-dev libbenchmark-dev
+  libuv1-dev libsodium-dev libssl-dev libboost-dev libyaml-cpp-dev doctest-dev libcli11-dev libbenchmark-dev
   pybind11-dev python3-dev python3-pytest
-  iproute2 nftables libzmq3-dev
+  iproute2 nftables libzmq3-dev socat python3-matplotlib
 )
 
 missing=()

@@ -1,22 +1,33 @@
 // tmc: the libTMC command-line tool.
 //
-//   tmc plan MANIFEST.yaml [--caps CAPS.yaml]   print the compiled plan, or every problem (exit 1)
+//   tmc plan MANIFEST.yaml [--caps CAPS.yaml] [--module FILE.so]... [--repo DIR --trust FILE]
+//                                               print the compiled plan, or every problem (exit 1)
 //   tmc check MANIFEST.yaml [--caps CAPS.yaml]  validate a manifest (and a capability file)
 //   tmc properties [--markdown]                 the manifest property table (docs/manifest.md)
 //   tmc capabilities [--markdown]               the capability key table (docs/capabilities.md)
 //   tmc stages [--markdown]                     the registered stage kinds (docs/stages.md)
+//   tmc run --manifest M.yaml [--name N] -- PROGRAM ARGS...
+//                                               run an unmodified UDP program over libTMC (docs/retrofit.md)
+//   tmc stat [--json|--prometheus|--watch|--clean]  live counters of running processes (docs/operations.md)
+//   tmc modules keygen|sign|verify|list|info    operate a signed module repository (docs/modules.md)
 //
 // Exit status: 0 success, 1 the input has problems (all of them are printed), 2 usage.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "runtime/manifest/internal.hpp"
 #include "runtime/manifest/yaml_value.hpp"
 #include "tmc/capabilities.hpp"
 #include "tmc/manifest.hpp"
+#include "tmc/modules.hpp"
 #include "tmc/stage.hpp"
+#include "tmc_modules.hpp"
+#include "tmc_stat.hpp"
+#include "tmc_run.hpp"
 
 namespace {
 
@@ -37,14 +48,24 @@ bool load_caps(const std::string& path, tmc::Capabilities& caps) {
   return false;
 }
 
-int run_plan(const std::string& manifest_path, const std::string& caps_path) {
+int run_plan(const std::string& manifest_path, const std::string& caps_path, const std::vector<std::string>& modules,
+             const tmc_tool::PlanRepositoryOptions& repo) {
   tmc::Capabilities caps;
   if (!load_caps(caps_path, caps)) return 1;
+  // Module objects named on the command line (unverified: the operator vouches for them).
+  tmc::ModuleSet set;
+  for (const std::string& path : modules) {
+    if (tmc::Status s = set.load(path); !s) {
+      std::cerr << s.to_string() << "\n";
+      return 1;
+    }
+  }
+  if (!tmc_tool::load_plan_modules(manifest_path, repo, set)) return 1;
   tmc::Diagnostics diag;
   std::string text;
   if (!tmc::detail::read_text_file(manifest_path, text, diag)) return print_problems(diag);
   std::string out;
-  if (!tmc::detail::render_plan(text, manifest_path, caps, tmc::Registry::builtin(), out)) {
+  if (!tmc::detail::render_plan(text, manifest_path, caps, set.registry(), out)) {
     std::cerr << out;
     return 1;
   }
@@ -85,6 +106,10 @@ int main(int argc, char** argv) {
   auto* plan = app.add_subcommand("plan", "Print the plan a manifest compiles to (or every problem, exit 1)");
   plan->add_option("manifest", manifest_path, "manifest YAML file")->required();
   plan->add_option("--caps", caps_path, "capability YAML file (default: no offloads, MTU 1500, multicast)");
+  std::vector<std::string> module_paths;
+  plan->add_option("--module", module_paths, "load this module object first (repeatable; not verified)");
+  tmc_tool::PlanRepositoryOptions plan_repo;
+  tmc_tool::add_plan_repository_options(plan, plan_repo);
 
   auto* check = app.add_subcommand("check", "Validate a manifest (and a capability file)");
   check->add_option("manifest", manifest_path, "manifest YAML file")->required();
@@ -98,6 +123,27 @@ int main(int argc, char** argv) {
   auto* stages = app.add_subcommand("stages", "Print the registered stage kinds");
   stages->add_flag("--markdown", markdown, "as Markdown (docs/stages.md)");
 
+  tmc_tool::RunOptions run_opts;
+  auto* run = app.add_subcommand("run", "Run an unmodified UDP program with its sockets rewired onto libTMC");
+  run->add_option("--manifest", run_opts.manifest, "manifest YAML file with a 'retrofit:' section")->required();
+  run->add_option("--name", run_opts.name, "member name of the program's first rewired socket");
+  run->add_option("command", run_opts.command, "the program and its arguments (after --)")->required();
+  tmc_tool::StatOptions stat_opts;
+  auto* stat = tmc_tool::add_stat_command(app, stat_opts);
+  tmc_tool::ModulesOptions modules_opts;
+  auto* modules = tmc_tool::add_modules_command(app, modules_opts);
+
+  // CLI11 alone would say only "A subcommand is required" for a misspelt one.
+  const std::vector<CLI::App*> subcommands = app.get_subcommands([](CLI::App*) { return true; });
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(subcommands.begin(), subcommands.end(), [&](CLI::App* sub) { return sub->check_name(argv[1]); })) {
+    std::string known;
+    for (const CLI::App* sub : subcommands) known += (known.empty() ? "" : ", ") + sub->get_name();
+    std::cerr << "tmc: unknown subcommand '" << argv[1] << "' (known: " << known << ")\n"
+              << "Run with --help for more information.\n";
+    return 2;
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -106,7 +152,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (plan->parsed()) return run_plan(manifest_path, caps_path);
+    if (plan->parsed()) return run_plan(manifest_path, caps_path, module_paths, plan_repo);
     if (check->parsed()) return run_check(manifest_path, caps_path);
     if (properties->parsed()) {
       const auto& rows = tmc::manifest_properties();
@@ -119,6 +165,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (stages->parsed()) return run_stages(markdown);
+    if (stat->parsed()) return tmc_tool::run_stat(stat_opts);
+    if (modules->parsed()) return tmc_tool::run_modules(modules_opts);
+    if (run->parsed()) return tmc_tool::run_program(run_opts);
   } catch (const std::exception& e) {
     std::cerr << "tmc: " << e.what() << "\n";
     return 1;

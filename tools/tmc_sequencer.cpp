@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "primitives/common/endpoint.hpp"
 #include "sequencer/stamp.hpp"
 #include "tmc/packet.hpp"
 #include "tmc/wire.hpp"
@@ -52,17 +53,14 @@ volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
 bool parse_endpoint(const std::string& s, sockaddr_in& out) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos) return false;
-  const std::string host = s.substr(0, colon);
-  const std::string port = s.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
-  const unsigned long p = std::stoul(port);
-  if (p == 0 || p > 65535) return false;
+  std::uint32_t ip = 0;
+  std::uint16_t port = 0;
+  if (!tmc::detail::parse_ip_port(s, ip, port)) return false;
   std::memset(&out, 0, sizeof out);
   out.sin_family = AF_INET;
-  out.sin_port = htons(static_cast<std::uint16_t>(p));
-  return inet_pton(AF_INET, host.c_str(), &out.sin_addr) == 1;
+  out.sin_port = htons(port);
+  out.sin_addr.s_addr = htonl(ip);
+  return true;
 }
 
 using Admission = tmc::detail::SequencerAdmission;

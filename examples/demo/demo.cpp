@@ -430,8 +430,9 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("running: each member sends %d orders and %d telemetry samples (ports %d and %d)\n\n", cfg.orders,
+  std::printf("running: each member sends %d orders and %d telemetry samples (ports %d and %d)\n", cfg.orders,
               cfg.telemetry, cfg.port, cfg.port + 1);
+  std::printf("watch the members' live counters from another terminal: build/tools/tmc stat --watch\n\n");
   std::fflush(stdout);
 
   std::vector<Proc> procs;

@@ -19,6 +19,8 @@ struct NicCapabilities {
   bool udp_gro = false;             ///< UDP generic receive offload (UDP_GRO)
   bool timestamping = false;        ///< hardware rx/tx timestamps
   std::uint32_t mtu_bytes = 1500;
+  bool crypto_offload = false;      ///< the NIC (or an IPsec/MACsec link) authenticates and encrypts the
+                                    ///< group's datagrams, so `security` needs no software stage
   bool operator==(const NicCapabilities&) const = default;
 };
 

@@ -55,16 +55,48 @@
 #include "tmc/capabilities.hpp"
 #include "tmc/manifest.hpp"
 #include "tmc/message.hpp"
+#include "tmc/module_repository.hpp"
 #include "tmc/plan.hpp"
 #include "tmc/stage.hpp"
 #include "tmc/status.hpp"
 
 namespace tmc {
 
+
 namespace detail {
 class RuntimeLoop;
 class ChannelCore;
 }  // namespace detail
+
+/// What a runtime's loop thread does when it has nothing to do (Aeron's idle strategies).
+///   block  sleep in epoll until a socket, timer or send wakes it (the default): no CPU
+///          while idle; each wake-up costs a thread wake-up (tens of microseconds on a VM).
+///   yield  poll every socket and the send queues without sleeping, calling sched_yield()
+///          between rounds: a whole core while a channel is open, but it gives way to any
+///          other runnable thread at once.
+///   spin   poll without sleeping or yielding (a pause instruction between rounds): the
+///          lowest latency, at the price of one core kept at 100% while a channel is open.
+///          A channel of a spinning runtime receives on the loop thread (no inline receive),
+///          and receive() waits for the loop's delivery by polling, not by sleeping.
+/// yield and spin poll only while the runtime has channels open; without any they sleep.
+enum class IdleStrategy : std::uint8_t { block, yield, spin };
+/// "block", "yield", "spin".
+std::string_view idle_strategy_name(IdleStrategy s) noexcept;
+/// The inverse of idle_strategy_name(); false for anything else.
+bool parse_idle_strategy(std::string_view text, IdleStrategy& out) noexcept;
+
+/// How a runtime's loop thread runs.
+struct RuntimeOptions {
+  IdleStrategy idle = IdleStrategy::block;
+  /// Pin the loop thread to this CPU (sched_setaffinity); -1 = leave it to the scheduler.
+  /// Useful with spin on a machine with a core to spare; on a busy machine a pinned
+  /// spinner competes with everything else scheduled on that core.
+  int cpu = -1;
+  /// SO_BUSY_POLL on the channels' sockets, in microseconds (0 = off): a read that finds
+  /// nothing polls the device queue that long (drivers with busy-poll support only; the
+  /// kernel may need CAP_NET_ADMIN for values above net.core.busy_read).
+  int busy_poll_us = 0;
+};
 
 /// One event loop thread shared by channels (the process model: several channels per
 /// process share one runtime; several processes on one host may join the same group).
@@ -73,9 +105,15 @@ class Runtime {
   /// The process-wide runtime, started on first use. After fork() the child gets a fresh
   /// one on its first call (the parent's loop thread does not exist in the child).
   static std::shared_ptr<Runtime> default_runtime();
+  /// The process-wide runtime of an idle strategy (one per strategy, each started on first
+  /// use); default_runtime() is default_runtime(IdleStrategy::block).
+  static std::shared_ptr<Runtime> default_runtime(IdleStrategy idle);
   /// A new runtime with its own loop thread (e.g. to keep channels apart, or in tests to
   /// stand in for separate processes).
   static std::shared_ptr<Runtime> create();
+  static std::shared_ptr<Runtime> create(const RuntimeOptions& options);
+  /// How this runtime's loop thread runs.
+  [[nodiscard]] const RuntimeOptions& options() const noexcept;
 
   /// Stops the loop and joins its thread. Channels keep their runtime alive, so this runs
   /// after the last channel using it is closed and destroyed.
@@ -92,7 +130,7 @@ class Runtime {
   [[nodiscard]] detail::RuntimeLoop& loop() noexcept { return *loop_; }
 
  private:
-  Runtime();
+  explicit Runtime(const RuntimeOptions& options);
   std::unique_ptr<detail::RuntimeLoop> loop_;
 };
 
@@ -100,8 +138,13 @@ class Runtime {
 struct OpenOptions {
   /// What the host NIC and network offer; the compiler places stages from it.
   Capabilities caps = Capabilities::defaults();
-  /// The loop to run on; null = Runtime::default_runtime().
+  /// The loop to run on; null = Runtime::default_runtime(idle_strategy or block).
   std::shared_ptr<Runtime> runtime;
+  /// The idle strategy of the runtime this channel runs on (see IdleStrategy): with
+  /// `runtime` null, the process-wide runtime of that strategy; with `runtime` set, it must
+  /// be that runtime's strategy (INVALID_ARGUMENT otherwise). Unset = block, or whatever
+  /// `runtime` runs.
+  std::optional<IdleStrategy> idle_strategy;
   /// Delivered messages waiting for receive(). When full, the newest arrival is dropped
   /// and counted as shell.receive_queue_full (like a full socket buffer). Unused while an
   /// on_message handler is set.
@@ -115,10 +158,17 @@ struct OpenOptions {
   /// Upper bound on packet buffers of this channel (send queue, receive queue, stage
   /// buffers, messages the application holds). 0 = chosen from the sizes above.
   std::uint32_t max_buffers = 0;
+  /// Most bytes this channel's large messages (those longer than one datagram's payload:
+  /// being sent, being reassembled, or held by the application) may take at once. A send()
+  /// that finds it used up waits for room like one that finds the send queue full; a
+  /// message that could never fit is refused with MESSAGE_TOO_LARGE. 0 = 256 MiB.
+  std::uint64_t large_message_bytes = 0;
   /// SO_RCVBUF / SO_SNDBUF asked of the kernel (it may grant less); 0 = kernel default.
   int socket_buffer_bytes = 4 * 1024 * 1024;
   /// Inline sends (latency): when send() on an application thread finds the loop not busy
-  /// with this channel and no other send came in the previous `inline_send_min_gap_ns`,
+  /// with this channel and at least `inline_send_min_gap_ns` passed since the previous
+  /// send() began (since it returned, for a sender that received nothing in between, so
+  /// that a stream of back-to-back sends is batched however long each one takes),
   /// it runs the pipeline and hands the datagrams to the kernel itself, on the calling
   /// thread (under the channel's lock, so never at the same time as the loop), instead of
   /// waking the loop thread for it. Closer-spaced sends (a stream) go through the loop,
@@ -140,6 +190,22 @@ struct OpenOptions {
   /// reads the socket itself while the loop stands aside (unless a receive() is reading
   /// it right then). false = always through the loop.
   bool inline_receive = true;
+  /// Live counters: publish this channel's counters, gauges, plan and member view every
+  /// 100 ms into the process's shared-memory stat file, where `tmc stat` (and any other
+  /// process) reads them; see docs/operations.md. The loop thread publishes from a timer,
+  /// so sends and receives do nothing for it. false = this channel stays out of the file.
+  bool publish_stats = true;
+  /// Loaded modules (tmc/modules.hpp): their stage kinds and congestion controllers join
+  /// the built-ins for this channel. A manifest's `modules:` must name modules in it, and
+  /// its `stages:` and `congestion control:` may use what they provide. null = built-ins only.
+  std::shared_ptr<const ModuleSet> modules;
+  /// Where the manifest's `modules:` come from when `modules` is null: a signed module
+  /// repository. Opening the channel verifies it (tmc/module_repository.hpp) and loads the
+  /// modules the manifest names; a refusal fails the open with MODULE_ERROR. Empty = none.
+  ModuleRepository module_repository;
+  /// The group key file for a manifest with `security` (docs/security.md), used when the
+  /// manifest names none, so that the manifest need not say where the keys are.
+  std::string key_file;
 };
 
 /// A snapshot of one channel's counters and estimates. Totals cover the channel's whole
@@ -180,6 +246,13 @@ struct ChannelStats {
   std::vector<std::pair<std::string, std::uint64_t>> counters;
   /// One counter by name; 0 if absent.
   [[nodiscard]] std::uint64_t counter(std::string_view name) const noexcept;
+  /// Every stage's gauges by name, read when the snapshot was taken: what the stages hold
+  /// right now ("congestion.window_bytes", "reliability.srtt_ns", ...; docs/stages.md
+  /// lists each stage's). They describe the current pipeline only (update() starts afresh)
+  /// and are empty once the channel is closed.
+  std::vector<std::pair<std::string, double>> gauges;
+  /// One gauge by name; NaN if absent (the plan has no such stage).
+  [[nodiscard]] double gauge(std::string_view name) const noexcept;
   [[nodiscard]] std::uint64_t drop_count(DropReason r) const noexcept {
     return drops[static_cast<std::size_t>(r)];
   }
@@ -192,6 +265,8 @@ struct DeliveryOutcome {
     failed,      ///< the retry budget ran out, or a required member failed or left
     unreliable,  ///< the message was not reliable: it was handed to the network, nothing more is known
     abandoned,   ///< the channel closed or was updated before the outcome was known
+    forgotten,   ///< the application forgot it (Channel::forget) before the outcome was known
+    expired,     ///< its lifetime ran out before the outcome was known (manifest 'lifetime')
   };
   State state = State::unreliable;
   std::vector<std::string> acked;    ///< members that acknowledged it
@@ -215,6 +290,11 @@ struct MemberStatus {
   std::uint32_t sender_id = 0;
   std::uint32_t epoch = 0;
 };
+
+/// Names one message sent on a channel, for Channel::forget() and Channel::acknowledge():
+/// send() with a token pointer fills it. Tokens of one channel grow with every send() (across update()s), so "this
+/// message and every one before it" means every token up to this one. 0 names no message.
+using MessageToken = std::uint64_t;
 
 class Channel {
  public:
@@ -255,7 +335,8 @@ class Channel {
   /// allows it) and copied once more, into a buffer of its own.
   /// Errors: CLOSED, NOT_PERMITTED_BY_DUPLEXITY (receive-only member), MESSAGE_TOO_LARGE
   /// (more than the manifest's 'max message bytes'; the message names both sizes),
-  /// WOULD_BLOCK (queue full and send_blocks_when_full is false, or inside a handler).
+  /// WOULD_BLOCK (queue full, or no room for a large message (OpenOptions::
+  /// large_message_bytes), and send_blocks_when_full is false, or inside a handler).
   Status send(std::span<const std::uint8_t> bytes);
   Status send(std::string_view text);
   /// With a per-message manifest (the paper's `c.send(msg, {'reliability': True})`): its
@@ -270,6 +351,48 @@ class Channel {
   /// handler they cannot wait and return at once).
   Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
               std::future<DeliveryOutcome>* outcome);
+  /// The same, and `*token` names the message for forget() and acknowledge() (outcome may be
+  /// null).
+  Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message,
+              std::future<DeliveryOutcome>* outcome, MessageToken* token);
+
+  // --- application-guided decisions -------------------------------------------------------
+  /// Forget a message that is not settled yet: the application no longer needs it
+  /// delivered (ForgetScope::message), or no longer needs it or any message sent before it
+  /// (ForgetScope::and_earlier). What is still held for it is let go: reliability stops
+  /// repairing it and no longer waits for its acknowledgments, flow and congestion control
+  /// stop holding it back, and its outcome becomes DeliveryOutcome::State::forgotten
+  /// (delivery_forgotten). Receivers that missed it are told to stop waiting: reliability
+  /// announces the new trailing edge, and ordering moves past the hole with a gap_skipped
+  /// event whose cause says the sender released it. A message already settled (met,
+  /// failed, expired) or never reliable is not affected; forgetting is idempotent.
+  /// Errors: CLOSED, INVALID_ARGUMENT (a token this channel never gave).
+  Status forget(MessageToken token, ForgetScope scope = ForgetScope::message);
+  /// A load hint: how full the application is, in [0, 1] (e.g. its own event queue's fill),
+  /// for an application that takes messages off the receive queue at once and queues them
+  /// itself. With 'flow control' (and 'load hints', the default) this member's advertised
+  /// window shrinks with max(hint, receive queue fill), to 0 at 1, so senders slow down
+  /// before anything is dropped. The hint stays until the next call (0 clears it).
+  /// Errors: CLOSED, INVALID_ARGUMENT (not a number in [0, 1]).
+  Status hint_load(double fraction);
+
+  /// The same without an outcome: `*token` names the message for acknowledge() and forget().
+  Status send(std::span<const std::uint8_t> bytes, const MessageManifest& per_message, MessageToken* token);
+
+  // --- acknowledgment by reply ------------------------------------------------------------
+  /// Acknowledge on `member`'s behalf the reliable message named by `token` (from
+  /// send(bytes, per_message, &token)): the application learned from that member's own
+  /// reply, on this channel or any other, that the member has it. The reliability stage
+  /// counts it as the member's ack (RTT sample included), so the message is settled
+  /// without an ack datagram and the retransmission timeout follows the replies. With
+  /// 'reliability: {acks: application}' these are the only acks (request/response):
+  /// receivers send none, a message is retransmitted until its replies came, and a
+  /// receiver delivers a retransmitted message again so that it answers again. Unknown tokens
+  /// (settled already, unreliable) and members outside the view are ignored. From the
+  /// loop thread (a handler) it takes effect at once, from another thread on the loop's
+  /// next turn. Errors: CLOSED, NOT_AVAILABLE (no reliability in the plan), WOULD_BLOCK
+  /// (4096 acknowledgments from other threads wait for the loop already).
+  Status acknowledge(MessageToken token, std::string_view member);
 
   // --- changing the manifest -------------------------------------------------------------
   /// Replace the manifest for good: compile, build the new pipeline, swap it in on the loop.

@@ -5,11 +5,16 @@
 // own (reliability resolves "ack from all / a named subset / a fraction" against it, flow
 // control finds the receivers it waits for, group ordering picks its sequencer from it).
 //
-// Members live in at most kMaxGroupMembers slots, so a set of members is a 64-bit mask
-// (MemberMask) and per-message bookkeeping such as "who has acked" costs one word and no
-// allocation. Slot 0..63 is stable for one member *name* for the pipeline's life: a member
-// that restarts keeps its slot and gets a new epoch (the slot's `epoch` changes and
-// view_id() moves on). This endpoint itself has a slot too (self_slot()).
+// Members live in slots 0..max_members()-1 (the manifest's 'max members'), and a set of
+// members is a MemberSet (tmc/member_set.hpp): one inline word up to 64 members, a heap
+// bitset sized to the group beyond that. A slot is stable for one member *name* for the
+// pipeline's life: a member that restarts keeps its slot and gets a new epoch (the slot's
+// `epoch` changes and view_id() moves on). This endpoint itself has a slot too
+// (self_slot()). A member heard when every slot is taken gets none: heard() says so and
+// the membership stage reports it (event member_refused), never silently.
+//
+// Lookups by sender id and by name are binary searches over indexes rebuilt when the view
+// changes (cold), so a 1,000-member group costs O(log n) per packet, not O(n).
 //
 // Members named in the manifest ('members') get slots at reset() and are "expected": they
 // belong in an "ack from all" set from the start, so a message sent before a member was
@@ -23,16 +28,18 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "tmc/member_set.hpp"
 
 namespace tmc {
 
-inline constexpr std::size_t kMaxGroupMembers = 64;
-using MemberMask = std::uint64_t;
+/// The default of the manifest's 'max members': slots a view holds at most.
+inline constexpr std::size_t kDefaultMaxMembers = 4096;
+/// The largest 'max members' a manifest may ask for.
+inline constexpr std::size_t kMaxMaxMembers = 65536;
 inline constexpr int kNoSlot = -1;
-
-[[nodiscard]] inline MemberMask slot_bit(int slot) noexcept { return MemberMask{1} << static_cast<unsigned>(slot); }
-[[nodiscard]] inline int mask_count(MemberMask m) noexcept { return __builtin_popcountll(m); }
 
 enum class MemberState : std::uint8_t {
   expected,  ///< named in the manifest, not heard yet
@@ -60,9 +67,9 @@ struct MemberInfo {
 class Group {
  public:
   /// Cold. Start a new view with this endpoint and the manifest's named members (expected).
-  /// Names beyond kMaxGroupMembers are ignored (the compiler refuses such manifests).
+  /// Names beyond `max_members` slots are ignored (the compiler refuses such manifests).
   void reset(std::string self_name, std::uint32_t self_sender, std::uint32_t self_epoch, bool self_receives,
-             const std::vector<std::string>& expected_names);
+             const std::vector<std::string>& expected_names, std::size_t max_members = kDefaultMaxMembers);
 
   // --- writes (the membership stage) ----------------------------------------------------
   /// A packet or heartbeat from (name, sender, epoch) at now_ns. Creates the slot when the
@@ -80,29 +87,39 @@ class Group {
   [[nodiscard]] std::uint64_t view_id() const noexcept { return view_id_; }
   [[nodiscard]] int self_slot() const noexcept { return 0; }
   [[nodiscard]] std::size_t slots() const noexcept { return members_.size(); }
+  /// Slots this view may hold at most (self included).
+  [[nodiscard]] std::size_t max_members() const noexcept { return max_members_; }
   [[nodiscard]] const MemberInfo& member(int slot) const noexcept { return members_[static_cast<std::size_t>(slot)]; }
   /// The slot of this sender id (any epoch), or kNoSlot.
   [[nodiscard]] int slot_of_sender(std::uint32_t sender) const noexcept;
   /// The slot of this name, or kNoSlot.
   [[nodiscard]] int slot_of_name(std::string_view name) const noexcept;
   /// Members other than self in state alive.
-  [[nodiscard]] MemberMask alive() const noexcept { return alive_; }
+  [[nodiscard]] const MemberSet& alive() const noexcept { return alive_; }
   /// Members other than self that receive and are alive or expected: whom "ack from all"
   /// waits for.
-  [[nodiscard]] MemberMask receivers() const noexcept { return receivers_; }
+  [[nodiscard]] const MemberSet& receivers() const noexcept { return receivers_; }
   /// Every slot in use, self included.
-  [[nodiscard]] MemberMask all() const noexcept { return all_; }
+  [[nodiscard]] const MemberSet& all() const noexcept { return all_; }
+  /// Members other than self in state failed or left.
+  [[nodiscard]] const MemberSet& gone() const noexcept { return gone_; }
   /// The names of the members in `mask`, comma-separated (cold: for messages and events).
-  [[nodiscard]] std::string names(MemberMask mask) const;
+  [[nodiscard]] std::string names(const MemberSet& set) const;
 
  private:
-  void recompute() noexcept;
+  void recompute();
+  void reindex();
 
-  std::vector<MemberInfo> members_;  ///< slot -> member; reserved to kMaxGroupMembers at reset
+  std::vector<MemberInfo> members_;  ///< slot -> member
+  std::size_t max_members_ = kDefaultMaxMembers;
   std::uint64_t view_id_ = 0;
-  MemberMask alive_ = 0;
-  MemberMask receivers_ = 0;
-  MemberMask all_ = 0;
+  MemberSet alive_;
+  MemberSet receivers_;
+  MemberSet all_;
+  MemberSet gone_;
+  /// (sender id, slot) sorted by id, senders heard only; and slots sorted by name.
+  std::vector<std::pair<std::uint32_t, int>> by_sender_;
+  std::vector<int> by_name_;
 };
 
 }  // namespace tmc

@@ -94,6 +94,13 @@ struct ReliabilitySpec {
   /// "all": every message is acknowledged; "flagged": only messages sent with the
   /// per-message property (send(msg, {'reliability': true})).
   std::string messages = "all";
+  std::int64_t ack_delay_us = 500;      ///< longest a receiver holds back an ack to coalesce (0 = ack at once)
+  std::int64_t min_timeout_us = 2000;   ///< lower bound of the retransmission timeout
+  /// "receiver": receivers acknowledge; "application": replies do (request/response): the
+  /// sender's application calls Channel::acknowledge when a member's reply arrives,
+  /// receivers send no acks and deliver a retransmitted message again.
+  std::string acks = "receiver";
+  std::int64_t nack_delay_us = 1000;    ///< longest a receiver waits before it NACKs a gap
   bool operator==(const ReliabilitySpec&) const = default;
 };
 
@@ -113,7 +120,22 @@ struct FlowControlSpec {
   std::int64_t window_bytes = 4 * 1024 * 1024;  ///< each receiver's advertised window
   std::int64_t slow_timeout_us = 1'000'000;     ///< a receiver blocking longer is reported slow
   bool eject_slow = false;                      ///< a slow receiver no longer holds the sender back
+  /// Receivers shrink their window with their application's load (receive queue fill,
+  /// Channel::hint_load), so senders slow down before a receiver drops.
+  bool load_hints = true;
   bool operator==(const FlowControlSpec&) const = default;
+};
+
+/// Lifetime (as DDS's LIFESPAN): a message not yet settled when its lifetime runs out is
+/// worth nothing. The sender stops repairing it and reports it expired; a receiver never
+/// delivers it after its deadline. `enabled` alone allows per-message lifetimes only.
+struct LifetimeSpec {
+  bool enabled = false;
+  std::int64_t duration_us = 0;  ///< every message's lifetime; 0 = only messages that give their own
+  /// Bound on the one-way delay plus the drift between the sender's and a receiver's clocks
+  /// over a lifetime: a receiver takes it off the remaining lifetime a datagram carries.
+  std::int64_t skew_us = 1000;
+  bool operator==(const LifetimeSpec&) const = default;
 };
 
 /// Fault injection (tests and experiments): seeded, per channel instance.
@@ -128,6 +150,14 @@ struct FaultSpec {
   bool operator==(const FaultSpec&) const = default;
 };
 
+/// A stage the manifest asks for by kind (`stages:`), with its parameters in YAML spelling:
+/// a module's stage, placed by its StageInfo::layer and validated against its ParamSpecs.
+struct StageRequest {
+  std::string kind;
+  std::map<std::string, std::string, std::less<>> params;
+  bool operator==(const StageRequest&) const = default;
+};
+
 struct Manifest {
   // identity and membership
   std::string id;                    ///< channel id (required); hashed into the wire header
@@ -135,6 +165,7 @@ struct Manifest {
   std::vector<std::string> members;  ///< names, or "name@ip:port" for unicast fan-out
   std::int64_t heartbeat_us = 100'000;        ///< membership: heartbeat interval
   std::int64_t failure_timeout_us = 1'000'000;  ///< membership: silent this long = failed
+  std::int64_t max_members = 4096;            ///< membership: slots of the group view, self included
   // multicast (Table 3) and transport
   bool multicast = true;             ///< false: unicast fan-out to `members`
   std::string group;                 ///< IPv4 multicast group; empty = derived from id
@@ -154,16 +185,23 @@ struct Manifest {
   // reliability and error checking
   ReliabilitySpec reliability;
   bool error_checking = false;
+  // security (docs/security.md)
+  std::string security = "none";  ///< none | authenticate | encrypt
+  std::string key_file;           ///< the group key file (never the key itself); OpenOptions may give it
   // pacing, flow and congestion control
   PacingSpec pacing;
   FlowControlSpec flow_control;
   std::string congestion_control = "none";  ///< none | aimd | cubic
+  LifetimeSpec lifetime;                    ///< message lifetime (deadline) and forgetting
   // API shape
   Synchronicity synchronicity = Synchronicity::async;
   Duplexity duplexity = Duplexity::full;
   // size and testing
   std::int64_t max_message_bytes = 16 * 1024 * 1024;
   FaultSpec faults;
+  // modules (libTMC_MM)
+  std::vector<std::string> modules;   ///< modules the channel needs; they must be loaded
+  std::vector<StageRequest> stages;   ///< stages requested by kind, in the order written
   bool operator==(const Manifest&) const = default;
 };
 
@@ -172,6 +210,7 @@ struct MessageManifest {
   std::optional<bool> reliability;
   std::optional<bool> error_checking;
   std::optional<bool> ordered;  ///< false: opt out of the channel's ordering; true: opt in ('ordered messages: flagged')
+  std::optional<std::int64_t> lifetime_us;  ///< this message's lifetime (needs 'lifetime' on the channel)
   bool operator==(const MessageManifest&) const = default;
 };
 
@@ -213,6 +252,8 @@ class ManifestBuilder {
   ManifestBuilder& group_ordering(bool v) { m_.group_ordering = v; return *this; }
   ManifestBuilder& reliability(ReliabilitySpec v) { m_.reliability = std::move(v); return *this; }
   ManifestBuilder& error_checking(bool v) { m_.error_checking = v; return *this; }
+  ManifestBuilder& security(std::string v) { m_.security = std::move(v); return *this; }
+  ManifestBuilder& key_file(std::string v) { m_.key_file = std::move(v); return *this; }
   ManifestBuilder& synchronicity(Synchronicity v) { m_.synchronicity = v; return *this; }
   ManifestBuilder& duplexity(Duplexity v) { m_.duplexity = v; return *this; }
   ManifestBuilder& max_message_bytes(std::int64_t v) { m_.max_message_bytes = v; return *this; }

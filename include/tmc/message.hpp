@@ -23,7 +23,7 @@ namespace tmc {
 struct Packet;
 
 namespace detail {
-class BufferHome;  // the pool a Message's buffer returns to (src/runtime/channel_core.hpp)
+class BufferHome;  // the pool a Message's buffer returns to (src/runtime/channel/channel_core.hpp)
 }
 
 class Message {
@@ -56,6 +56,9 @@ class Message {
   bool has_seq = false;         ///< whether `seq` was carried on the wire
   std::uint16_t flags = 0;      ///< wire flags (tmc::wire::kFlag*): per-message properties it was sent with
   std::uint64_t received_ns = 0;  ///< when the datagram was read from the socket (monotonic clock, ns)
+  /// The end of its lifetime on this member's clock (monotonic, ns; manifest 'lifetime'),
+  /// 0 = none. receive() never returns it later: it is dropped from the queue instead.
+  std::uint64_t expires_ns = 0;
 
   // --- for the runtime (not part of the application API) -------------------------------
   /// Adopt `p` (a delivered packet); it returns to `home` when this Message lets go.

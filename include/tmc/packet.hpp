@@ -67,6 +67,22 @@ struct Packet {
   /// that merge messages (pacing.coalesce) send it as itself, so reliability's outcome
   /// event carries its token. Copied by clone().
   bool wants_outcome = false;
+  /// Send path: this message's own lifetime (a per-message manifest), 0 = the channel's.
+  /// Pipeline::send turns it (or the channel's lifetime) into expires_ns.
+  std::uint64_t lifetime_ns = 0;
+  /// When the message stops being worth anything, on the shell's clock; 0 = never. Send
+  /// path: set when the pipeline takes the message; receive path: by lifetime.deadline
+  /// from the remaining lifetime the datagram carries. Copied by clone().
+  std::uint64_t expires_ns = 0;
+  /// Receive path: just before this packet, the stage below passed over numbers of its
+  /// sender that the sender settled without this member (forgot, let expire or gave up
+  /// on): an EventCause. Ordering above may then skip to this packet at once.
+  std::uint8_t gap_cause = 0;
+  /// Receive path: the reliable number of the datagram this came in (reliability.arq), 0 =
+  /// none. On a settled-edge marker (Kind::control, gap_cause set, no payload), reliability's
+  /// cumulative point for the sender: every packet of it at or below that number has gone up
+  /// already or was settled, so ordering may skip the gaps below such packets it holds.
+  std::uint64_t rseq = 0;
   Packet* next = nullptr;     ///< intrusive link for queues; owner's to use
   PacketPool* pool = nullptr;
 
@@ -150,7 +166,12 @@ class PacketPool {
   }
   /// Bytes held in large packets now, and the most allowed (default 256 MiB).
   [[nodiscard]] std::uint64_t large_bytes() const noexcept { return large_bytes_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t large_budget_bytes() const noexcept { return large_budget_; }
   void set_large_budget_bytes(std::uint64_t b) noexcept { large_budget_ = b; }
+  /// What alloc_large(payload_bytes) takes from the budget.
+  [[nodiscard]] static constexpr std::uint64_t large_cost(std::uint64_t payload_bytes) noexcept {
+    return std::uint64_t{kHeadroom} + payload_bytes + wire::kTrailerBytes;
+  }
 
  private:
   bool grow(std::uint32_t n) noexcept;
@@ -185,6 +206,14 @@ class PacketFifo {
       tail_->next = p;
     }
     tail_ = p;
+    ++size_;
+  }
+  /// Put `p` back at the head, before every packet waiting (one just popped that could
+  /// not be sent yet keeps its place).
+  void push_front(Packet* p) noexcept {
+    p->next = head_;
+    head_ = p;
+    if (tail_ == nullptr) tail_ = p;
     ++size_;
   }
   /// The oldest packet, taken out; nullptr when empty.

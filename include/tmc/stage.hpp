@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <span>
@@ -41,20 +42,37 @@ namespace tmc {
 // Parameters
 // ---------------------------------------------------------------------------------------
 
-enum class ParamType : std::uint8_t { boolean, integer, real, string };
+enum class ParamType : std::uint8_t { boolean, integer, real, string, string_list };
+/// "bool", "int", "real", "string", "list of strings" (the manifest schema's words).
 std::string_view param_type_name(ParamType t) noexcept;
 
-using ParamValue = std::variant<bool, std::int64_t, double, std::string>;
+/// A resolved parameter value. A string_list travels in a plan as comma-joined text
+/// ("a,b"; "" is the empty list) and reaches the stage as the list.
+using ParamValue = std::variant<bool, std::int64_t, double, std::string, std::vector<std::string>>;
 std::string param_value_to_string(const ParamValue& v);
 
-/// One declared parameter of a stage kind (name, type, default, doc). The compiler
-/// validates plan parameters against this table and docs/stages.md is generated from it.
+/// One declared parameter of a stage kind: name, type, default, doc and what values it
+/// allows, in the manifest schema's vocabulary (src/runtime/manifest/reflect.hpp's FieldMeta):
+/// an integer range [min, max], a real range (lo, hi] or [lo, hi], a list of allowed words
+/// for a string (or for every item of a string_list). The registry validates plan values
+/// and the default against it, fills the default in, and docs/stages.md is generated from
+/// it; a stage reads typed values and restates neither range nor default.
 struct ParamSpec {
   std::string_view name;
   ParamType type;
-  std::string_view default_value;  ///< in YAML spelling: "true", "64", "0.5", "strict"
+  std::string_view default_value;  ///< in YAML spelling: "true", "64", "0.5", "strict", "a,b"
   std::string_view doc;
+  std::int64_t min = std::numeric_limits<std::int64_t>::min();  ///< integer: smallest allowed
+  std::int64_t max = std::numeric_limits<std::int64_t>::max();  ///< integer: largest allowed
+  double lo = -std::numeric_limits<double>::infinity();         ///< real: lower bound
+  double hi = std::numeric_limits<double>::infinity();          ///< real: upper bound
+  bool lo_open = false;                                         ///< real: lo itself not allowed
+  std::span<const std::string_view> one_of = {};  ///< string / list items: the allowed words
 };
+
+/// The allowed values of `p` as text: "1..65536", "at least 1", "[0, 1]", "strict | drop-stale";
+/// empty when any value of its type is allowed.
+std::string param_allowed_text(const ParamSpec& p);
 
 /// A stage's configured parameters, already validated against its ParamSpecs and with
 /// defaults filled in by the registry.
@@ -66,6 +84,14 @@ class Params {
   [[nodiscard]] std::int64_t get_int(std::string_view name, std::int64_t fallback = 0) const;
   [[nodiscard]] double get_real(std::string_view name, double fallback = 0.0) const;
   [[nodiscard]] std::string get_string(std::string_view name, std::string fallback = {}) const;
+  /// Typed reads of a declared parameter: Registry::resolve_params filled every one (with
+  /// its default if the plan gave none) and checked its range, so a stage reads its value
+  /// here and keeps no default of its own. An undeclared name reads as false / 0 / empty.
+  [[nodiscard]] bool boolean(std::string_view name) const { return get_bool(name); }
+  [[nodiscard]] std::int64_t integer(std::string_view name) const { return get_int(name); }
+  [[nodiscard]] double real(std::string_view name) const { return get_real(name); }
+  [[nodiscard]] const std::string& text(std::string_view name) const;
+  [[nodiscard]] const std::vector<std::string>& list(std::string_view name) const;
   [[nodiscard]] const std::map<std::string, ParamValue, std::less<>>& values() const { return values_; }
 
  private:
@@ -87,8 +113,25 @@ enum class EventType : std::uint8_t {
   member_failed,    ///< a member was not heard within the failure timeout
   member_restarted, ///< a member came back with a new epoch
   sequencer_changed,  ///< group ordering: a new sequencer took over (`sender` names it)
+  member_refused,     ///< the view is full ('max members'): `sender` was heard but got no slot
+  delivery_forgotten,  ///< the application forgot a message before its outcome was known
+  delivery_expired,    ///< a message's lifetime ran out before its outcome was known
 };
 std::string_view event_type_name(EventType t) noexcept;
+
+/// Why a gap was skipped (Event::cause of gap_skipped); none for every other event.
+enum class EventCause : std::uint8_t {
+  none = 0,
+  timeout = 1,    ///< ordering waited its longest for the gap to fill
+  released = 2,   ///< the sender settled the missing numbers without this member: it
+                  ///< forgot them, they expired, or it gave up on them (its outcome says which)
+  forgotten = 3,  ///< the sender said it forgot them
+  expired = 4,    ///< their lifetime ran out
+};
+std::string_view event_cause_name(EventCause c) noexcept;
+
+/// What Stage::on_forget() is asked to forget: one message, or it and every one before it.
+enum class ForgetScope : std::uint8_t { message, and_earlier };
 
 struct Event {
   EventType type;
@@ -101,7 +144,9 @@ struct Event {
   std::uint64_t token = 0;
   /// Members concerned, as Group slots: who acked (met), who never acked (failed), who
   /// is slow, who joined/left. The shell turns it into names with Group::names().
-  MemberMask members = 0;
+  MemberSet members{};
+  /// gap_skipped: why (EventCause::none from stages that do not say).
+  EventCause cause = EventCause::none;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -126,7 +171,8 @@ struct Event {
   X(incomplete, "message missing fragments when reassembly gave up")         \
   X(reassembly_full, "reassembly memory limit reached")                      \
   X(not_in_view, "packet from a member outside the current view")            \
-  X(send_failed, "reliable message given up after its retry budget")
+  X(send_failed, "reliable message given up after its retry budget")              \
+  X(auth, "datagram failed authentication (no or wrong key, tampered, replayed)")
 
 enum class DropReason : std::uint8_t {
 #define TMC_DROP_ENUM(name, text) name,
@@ -176,6 +222,11 @@ class StageIo {
   virtual Packet* alloc_large(std::uint32_t payload_bytes) noexcept = 0;
   /// The pipeline's membership view. Only the membership stage writes it.
   virtual Group& group() noexcept = 0;
+  /// How full the receiving application is, in [0, 1] (a load hint): the fill of the
+  /// shell's receive queue, or what the application said (Channel::hint_load), whichever
+  /// is higher. 0 when the shell knows nothing. flow.credit shrinks the window it
+  /// advertises with it, so senders slow down before the receiver drops.
+  virtual double load() const noexcept { return 0.0; }
   /// From now on, every packet this pipeline transmits to the unicast address ip:port (host
   /// order) goes to the channel's group instead, including copies that stages below the
   /// caller keep and send again (reliability's retransmissions were addressed when they
@@ -198,7 +249,15 @@ struct StageEnv {
   std::uint32_t sender = 0;   ///< this endpoint's sender id
   std::uint32_t epoch = 0;    ///< this endpoint's incarnation (random on join)
   std::uint64_t seed = 0;     ///< for stages that need randomness (e.g. faults)
+  /// 64 fresh random bits per incarnation, independent of `epoch` (the simulator derives
+  /// them from its seed); 0 where the shell gives none. security.aead starts its nonce
+  /// counter there, so that two incarnations drawing the same epoch still do not reuse nonces.
+  std::uint64_t incarnation_random = 0;
   std::uint32_t max_payload_bytes = 0;  ///< largest payload one datagram may carry
+  /// The shell delivers a datagram sent to a member's source address (Group's MemberInfo
+  /// ip/port, learned from its heartbeats) to that member's pipeline of this channel, so a
+  /// stage may address feedback to one member instead of the group.
+  bool unicast_reachable = false;
 };
 
 class Stage {
@@ -221,6 +280,16 @@ class Stage {
   /// Once, when the shell retires the pipeline (close or update): say goodbye, release
   /// what you can. Packets passed down here are still transmitted.
   virtual void on_stop(StageIo& io) noexcept { (void)io; }
+  /// The application forgot the message with Packet::token `token` (scope message), or it
+  /// and every message given an earlier token (scope and_earlier): a stage that keeps such
+  /// messages (a retransmission copy, a queue waiting for credit or a window) lets them go
+  /// now without sending them again, and reliability reports each one's outcome as
+  /// delivery_forgotten. Cold; rare. Default: nothing to forget.
+  virtual void on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
+    (void)token;
+    (void)scope;
+    (void)io;
+  }
   /// Packets held by this stage (reorder buffers, queues), for memory-bound assertions.
   [[nodiscard]] virtual std::size_t held_packets() const noexcept { return 0; }
   /// After configure(): the most pool packets this stage may hold at once when its windows
@@ -234,6 +303,12 @@ class Stage {
   /// sum over the stages is large, so a full window pushes back on send() (which then
   /// blocks or returns WOULD_BLOCK) instead of queueing without bound inside a stage.
   [[nodiscard]] virtual std::size_t send_backlog() const noexcept { return 0; }
+  /// Cold. The stage's current state as numbers: out[i] is the value of its
+  /// StageInfo::gauges[i] (out.size() is their count), as of the stage's last input. The
+  /// shell calls it for stats() and the live stat file, never on the hot path; a read is
+  /// cheap and exact (a field or a short loop over fixed state), allocates nothing and
+  /// changes nothing.
+  virtual void read_gauges(std::span<double> out) const noexcept { (void)out; }
 };
 
 /// A stage kind's fixed description (Click's element doc block, as data).
@@ -242,28 +317,125 @@ struct CounterSpec {
   std::string_view doc;
 };
 
+/// Declares a stage's counters once, in its .cpp (the #define's lines continued with
+/// backslashes):
+///
+///   #define TMC_SEQ_COUNTERS(X, P)
+///     X(P, stamped, "data packets stamped on send")
+///     X(P, no_room, "data packets dropped on send: no headroom for the extension")
+///   TMC_STAGE_COUNTERS("ordering.seq_", TMC_SEQ_COUNTERS);
+///
+/// expands to `enum Counter : std::size_t { stamped, no_room }` (the indexes io.count()
+/// takes) and `kCounters`, the CounterSpecs "ordering.seq_stamped", "ordering.seq_no_room"
+/// in the same order, so an index and its name cannot drift apart. StageInfo::counters is
+/// then counter_list(kCounters).
+#define TMC_COUNTER_ENUM_(P, id, doc) id,
+#define TMC_COUNTER_SPEC_(P, id, doc) ::tmc::CounterSpec{P #id, doc},
+#define TMC_STAGE_COUNTERS(prefix, LIST)                        \
+  enum Counter : std::size_t { LIST(TMC_COUNTER_ENUM_, prefix) }; \
+  inline constexpr ::tmc::CounterSpec kCounters[] = {LIST(TMC_COUNTER_SPEC_, prefix)}
+
+inline std::vector<CounterSpec> counter_list(std::span<const CounterSpec> specs) {
+  return {specs.begin(), specs.end()};
+}
+
+/// One number a stage reports about its current state (a window, a queue's depth, an RTT
+/// estimate), read by Stage::read_gauges() when the shell takes a snapshot. Unlike a counter
+/// it may go down; it costs nothing on the hot path.
+struct GaugeSpec {
+  std::string_view name;  ///< full name, e.g. "congestion.window_bytes"
+  std::string_view doc;
+};
+
+/// Declares a stage's gauges once, in its .cpp, like TMC_STAGE_COUNTERS:
+///
+///   #define TMC_WINDOW_GAUGES(X, P)
+///     X(P, window_bytes, "the congestion window, in datagram bytes")
+///     X(P, in_flight_bytes, "datagram bytes sent and not yet acknowledged")
+///   TMC_STAGE_GAUGES("congestion.", TMC_WINDOW_GAUGES);
+///
+/// expands to `enum Gauge : std::size_t { window_bytes, in_flight_bytes }` (the indexes
+/// read_gauges() fills) and `kGauges`, the GaugeSpecs "congestion.window_bytes",
+/// "congestion.in_flight_bytes" in the same order. StageInfo::gauges is then
+/// gauge_list(kGauges).
+#define TMC_GAUGE_ENUM_(P, id, doc) id,
+#define TMC_GAUGE_SPEC_(P, id, doc) ::tmc::GaugeSpec{P #id, doc},
+#define TMC_STAGE_GAUGES(prefix, LIST)                        \
+  enum Gauge : std::size_t { LIST(TMC_GAUGE_ENUM_, prefix) }; \
+  inline constexpr ::tmc::GaugeSpec kGauges[] = {LIST(TMC_GAUGE_SPEC_, prefix)}
+
+inline std::vector<GaugeSpec> gauge_list(std::span<const GaugeSpec> specs) { return {specs.begin(), specs.end()}; }
+
+/// A wire extension a stage owns (docs/wire-format.md's table is generated from these).
+struct WireExtension {
+  std::uint8_t type = 0;           ///< wire::Ext for built-ins; 128..255 for modules
+  std::string_view name = {};      ///< "seq"
+  std::size_t body_bytes = 0;      ///< body length, or the largest it may be; 0: unbounded
+  std::string_view carried_on = {};  ///< which packets carry it: "data", "kind heartbeat"
+  std::string_view body = {};      ///< what the body holds, one line (with its length)
+};
+
+/// Where the compiler places a stage that the manifest requests by kind (`stages:`), top
+/// to bottom relative to the built-ins; tmc/module_abi.h's enum tmc_layer says exactly where
+/// each sits. Built-ins are placed by the compiler's canonical order and leave it `none`.
+enum class StageLayer : std::uint8_t { none, ordering, message, datagram, repair, bottom };
+/// "ordering", "message", "datagram", "repair", "bottom" ("" for none).
+std::string_view stage_layer_name(StageLayer l) noexcept;
+
 struct StageInfo {
-  std::string_view kind;      ///< "ordering.fifo"
-  std::string_view synopsis;  ///< one line
-  std::string_view notes;     ///< a paragraph: behaviour, wire extension, caveats
-  std::vector<ParamSpec> params;
-  std::vector<CounterSpec> counters;
-  std::function<std::unique_ptr<Stage>()> factory;
+  std::string_view kind = {};      ///< "ordering.fifo"
+  std::string_view synopsis = {};  ///< one line
+  std::string_view notes = {};     ///< a paragraph: behaviour, wire extension, caveats
+  std::vector<ParamSpec> params = {};
+  std::vector<CounterSpec> counters = {};
+  /// What read_gauges() fills, in its order (docs/stages.md lists them).
+  std::vector<GaugeSpec> gauges = {};
+  std::function<std::unique_ptr<Stage>()> factory = {};
+
+  // Placement facts: what the compiler needs to place, cost and explain the stage, so
+  // that adding a stage touches its own folder and one registration line.
+
+  /// Bytes the stage adds to every data datagram it passes down: its extension with the
+  /// 2-byte extension header, or a trailer. The compiler takes them off the payload room.
+  std::size_t wire_bytes_per_datagram = 0;
+  /// Bytes it adds for each message a datagram carries (a batch's record header).
+  std::size_t wire_bytes_per_message = 0;
+  /// The manifest property (its snake_case alias) the stage serves: "reliability".
+  std::string_view serves = {};
+  /// Kinds that must be in the same pipeline below it (Click's ELEMENT_REQUIRES): the
+  /// stages whose work it consumes, e.g. the sequence numbers ordering.fifo orders by.
+  std::vector<std::string_view> requires_below = {};
+  /// Kinds that must be in the same pipeline above it (whose traffic it governs).
+  std::vector<std::string_view> requires_above = {};
+  /// Whether it honours per-message manifests (flags a message carries in the base header).
+  bool per_message = false;
+  /// The wire extensions it owns.
+  std::vector<WireExtension> extensions = {};
+  /// Where a stage requested by kind is placed (module stages); see StageLayer.
+  StageLayer layer = StageLayer::none;
+  /// Where the kind comes from, for `tmc plan`: empty for a built-in, else e.g.
+  /// "module fec 1.0.0, sha256 3f2a..." (set by the module loader).
+  std::string_view provenance = {};
 };
 
 /// Kind name -> StageInfo. Built-ins register through register_builtin_stages(); a program
-/// may build its own Registry and add() more. Every kind is compiled in: there is no loader.
+/// may build its own Registry and add() more; tmc::ModuleSet layers kinds loaded from module
+/// objects over the built-ins (tmc/modules.hpp).
 class Registry {
  public:
   /// A registry holding every built-in stage.
   static const Registry& builtin();
 
+  /// Refuses a kind without a name or factory, a kind registered twice, and a parameter
+  /// declared twice or whose default its own type or range rejects.
   Status add(StageInfo info);
   [[nodiscard]] const StageInfo* find(std::string_view kind) const noexcept;
   [[nodiscard]] std::vector<const StageInfo*> all() const;
 
   /// Check `given` (name -> YAML-spelled value) against the kind's ParamSpecs and fill
-  /// defaults. Unknown names and ill-typed values each produce one error string.
+  /// defaults. An unknown name, an ill-typed value and a value outside the parameter's
+  /// range or words each produce one error string naming the stage, the parameter and
+  /// what it allows.
   [[nodiscard]] bool resolve_params(const StageInfo& info, const std::map<std::string, std::string, std::less<>>& given,
                                     Params& out, std::vector<std::string>& errors) const;
 
@@ -275,7 +447,10 @@ class Registry {
 void register_builtin_stages(Registry& r);
 
 /// docs/stages.md, generated from the registry: one section per kind with synopsis,
-/// parameters, counters and notes.
+/// parameters (with their allowed values), counters, gauges, placement facts and notes.
 std::string stages_markdown(const Registry& r);
+
+/// docs/wire-format.md's extension table, generated from every kind's `extensions`.
+std::string wire_extensions_markdown(const Registry& r);
 
 }  // namespace tmc

@@ -2,7 +2,7 @@
 //
 // One X-macro list generates the enum, tmc::status_name() and tmc::strerror(), in the
 // style of libuv's UV_ERRNO_MAP. Failures are negative ints and OK is 0. MODULE_ERROR is
-// reserved for stages loaded from shared objects, which libTMC does not load: no call returns it.
+// returned when a module or a module repository is refused (tmc/modules.hpp).
 #pragma once
 
 #include <string>

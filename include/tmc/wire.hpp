@@ -62,6 +62,8 @@ enum class Ext : std::uint8_t {
   rel = 7,         ///< reliability: u64 reliable sequence number of a data packet
   batch = 8,       ///< pacing.coalesce: payload is several inner datagrams
   order = 9,       ///< group ordering: sequencer's order announcements
+  auth = 10,       ///< security.aead: algorithm, key id, nonce counter and AEAD tag
+  lifetime = 11,   ///< lifetime.deadline: u32 microseconds of the message's lifetime left
   module_first = 128,
 };
 

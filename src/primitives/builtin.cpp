@@ -8,6 +8,7 @@
   X(ordering_fifo)            \
   X(ordering_group)           \
   X(checksum_crc32c)          \
+  X(security_aead)            \
   X(faults_inject)            \
   X(fragment_split)           \
   X(pacing_bucket)            \
@@ -15,7 +16,8 @@
   X(membership_heartbeat)     \
   X(reliability_arq)          \
   X(flow_credit)              \
-  X(congestion_window)
+  X(congestion_window)        \
+  X(lifetime_deadline)
 
 namespace tmc {
 

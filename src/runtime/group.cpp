@@ -1,5 +1,7 @@
 #include "tmc/group.hpp"
 
+#include <algorithm>
+
 namespace tmc {
 
 std::string_view member_state_name(MemberState s) noexcept {
@@ -13,9 +15,10 @@ std::string_view member_state_name(MemberState s) noexcept {
 }
 
 void Group::reset(std::string self_name, std::uint32_t self_sender, std::uint32_t self_epoch, bool self_receives,
-                  const std::vector<std::string>& expected_names) {
+                  const std::vector<std::string>& expected_names, std::size_t max_members) {
   members_.clear();
-  members_.reserve(kMaxGroupMembers);
+  max_members_ = std::max<std::size_t>(max_members, 1);
+  members_.reserve(std::min(max_members_, expected_names.size() + 1));
   MemberInfo self;
   self.name = std::move(self_name);
   self.sender = self_sender;
@@ -23,12 +26,15 @@ void Group::reset(std::string self_name, std::uint32_t self_sender, std::uint32_
   self.state = MemberState::alive;
   self.receives = self_receives;
   members_.push_back(std::move(self));
+  by_name_.clear();
+  reindex();
   for (const auto& n : expected_names) {
-    if (members_.size() >= kMaxGroupMembers) break;
+    if (members_.size() >= max_members_) break;
     if (n == members_[0].name || slot_of_name(n) != kNoSlot) continue;
     MemberInfo m;
     m.name = n;
     members_.push_back(std::move(m));
+    reindex();
   }
   ++view_id_;
   recompute();
@@ -39,11 +45,12 @@ int Group::heard(std::string_view name, std::uint32_t sender, std::uint32_t epoc
   int slot = slot_of_name(name);
   if (slot == 0) return 0;  // someone using our name: never overwrite self
   if (slot == kNoSlot) {
-    if (members_.size() >= kMaxGroupMembers) return kNoSlot;
+    if (members_.size() >= max_members_) return kNoSlot;
     MemberInfo m;
     m.name = std::string(name);
     members_.push_back(std::move(m));
     slot = static_cast<int>(members_.size() - 1);
+    reindex();
   }
   MemberInfo& m = members_[static_cast<std::size_t>(slot)];
   const bool changed = m.state != MemberState::alive || m.sender != sender || m.epoch != epoch || m.receives != receives;
@@ -87,39 +94,63 @@ void Group::mark(int slot, MemberState state) noexcept {
 
 int Group::slot_of_sender(std::uint32_t sender) const noexcept {
   if (sender == 0) return kNoSlot;
-  for (std::size_t i = 0; i < members_.size(); ++i) {
-    if (members_[i].sender == sender) return static_cast<int>(i);
-  }
-  return kNoSlot;
+  // Several slots may have held one id (a name that changed hands): the lowest slot wins,
+  // as the linear scan this replaces did.
+  const auto it = std::lower_bound(by_sender_.begin(), by_sender_.end(), std::pair<std::uint32_t, int>{sender, -1});
+  return it != by_sender_.end() && it->first == sender ? it->second : kNoSlot;
 }
 
 int Group::slot_of_name(std::string_view name) const noexcept {
-  for (std::size_t i = 0; i < members_.size(); ++i) {
-    if (members_[i].name == name) return static_cast<int>(i);
-  }
-  return kNoSlot;
+  const auto it = std::lower_bound(by_name_.begin(), by_name_.end(), name, [this](int slot, std::string_view n) {
+    return members_[static_cast<std::size_t>(slot)].name < n;
+  });
+  return it != by_name_.end() && members_[static_cast<std::size_t>(*it)].name == name ? *it : kNoSlot;
 }
 
-std::string Group::names(MemberMask mask) const {
+std::string Group::names(const MemberSet& set) const {
   std::string out;
   for (std::size_t i = 0; i < members_.size(); ++i) {
-    if ((mask & slot_bit(static_cast<int>(i))) == 0) continue;
+    if (!set.contains(static_cast<int>(i))) continue;
     if (!out.empty()) out += ", ";
     out += members_[i].name.empty() ? "?" : members_[i].name;
   }
   return out;
 }
 
-void Group::recompute() noexcept {
-  alive_ = receivers_ = all_ = 0;
+// Cold: the newest slot joins the name index (names are unique: a slot is looked up by
+// name before one is added).
+void Group::reindex() {
+  const int slot = static_cast<int>(members_.size() - 1);
+  const std::string& name = members_.back().name;
+  const auto at = std::upper_bound(by_name_.begin(), by_name_.end(), name, [this](std::string_view n, int s) {
+    return n < members_[static_cast<std::size_t>(s)].name;
+  });
+  by_name_.insert(at, slot);
+}
+
+// Cold: the derived sets and the sender index, after any change of the view.
+void Group::recompute() {
+  alive_.reserve(members_.size());
+  receivers_.reserve(members_.size());
+  all_.reserve(members_.size());
+  gone_.reserve(members_.size());
+  alive_.clear();
+  receivers_.clear();
+  all_.clear();
+  gone_.clear();
+  by_sender_.clear();
+  by_sender_.reserve(members_.size());
   for (std::size_t i = 0; i < members_.size(); ++i) {
     const MemberInfo& m = members_[i];
-    const MemberMask bit = slot_bit(static_cast<int>(i));
-    all_ |= bit;
+    const int slot = static_cast<int>(i);
+    all_.insert(slot);
+    if (m.sender != 0) by_sender_.emplace_back(m.sender, slot);
     if (i == 0) continue;
-    if (m.state == MemberState::alive) alive_ |= bit;
-    if (m.receives && (m.state == MemberState::alive || m.state == MemberState::expected)) receivers_ |= bit;
+    if (m.state == MemberState::alive) alive_.insert(slot);
+    if (m.state == MemberState::failed || m.state == MemberState::left) gone_.insert(slot);
+    if (m.receives && (m.state == MemberState::alive || m.state == MemberState::expected)) receivers_.insert(slot);
   }
+  std::sort(by_sender_.begin(), by_sender_.end());
 }
 
 }  // namespace tmc

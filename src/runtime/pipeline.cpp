@@ -1,6 +1,11 @@
 #include "runtime/pipeline.hpp"
 
 #include <algorithm>
+#include <limits>
+#include <span>
+
+#include "primitives/common/app_ack.hpp"
+#include "tmc/module_abi.h"
 
 namespace tmc {
 
@@ -26,16 +31,26 @@ class Pipeline::Io final : public StageIo {
   Packet* clone(const Packet& p) noexcept override { return pl_.pool_.clone(p); }
   Packet* alloc_large(std::uint32_t payload_bytes) noexcept override { return pl_.pool_.alloc_large(payload_bytes); }
   Group& group() noexcept override { return pl_.group_; }
+  double load() const noexcept override { return pl_.sink_.load(); }
   void redirect_to_group(std::uint32_t ip, std::uint16_t port) noexcept override {
     pl_.redirect_ip_ = ip;
     pl_.redirect_port_ = port;
   }
+  /// This stage's counters (values_ is sized once by build and never moves after).
+  std::uint64_t* counters() noexcept { return pl_.values_.data() + counter_base_; }
 
  private:
   Pipeline& pl_;
   std::size_t index_;
   std::size_t counter_base_;
 };
+
+double GaugeSnapshot::get(std::string_view name) const noexcept {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return values[i];
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
 
 std::uint64_t CounterSnapshot::get(std::string_view name) const noexcept {
   for (std::size_t i = 0; i < names.size(); ++i) {
@@ -59,10 +74,37 @@ Pipeline::Pipeline(PacketPool& pool, PipelineSink& sink, const StageEnv& env) : 
 
 Pipeline::~Pipeline() = default;
 
+namespace {
+Packet* pk(tmc_packet* p) noexcept { return reinterpret_cast<Packet*>(p); }
+tmc_packet* handle(Packet* p) noexcept { return reinterpret_cast<tmc_packet*>(p); }
+}  // namespace
+
+bool Pipeline::bind_module_io(StageIo& io, tmc_io& v) noexcept {
+  auto* self = dynamic_cast<Io*>(&io);
+  if (self == nullptr) return false;
+  // Io is final: each call below is direct, so a module's call costs one indirect hop.
+  v.self = self;
+  v.down = [](void* s, tmc_packet* p) noexcept { static_cast<Io*>(s)->down(pk(p)); };
+  v.up = [](void* s, tmc_packet* p) noexcept { static_cast<Io*>(s)->up(pk(p)); };
+  v.drop = [](void* s, tmc_packet* p, std::uint32_t reason) noexcept {
+    static_cast<Io*>(s)->drop(pk(p), reason < kDropReasonCount ? static_cast<DropReason>(reason) : DropReason::unsupported);
+  };
+  v.arm_timer = [](void* s, std::uint64_t deadline_ns) noexcept { static_cast<Io*>(s)->arm_timer(deadline_ns); };
+  v.cancel_timer = [](void* s) noexcept { static_cast<Io*>(s)->cancel_timer(); };
+  v.alloc = [](void* s) noexcept { return handle(static_cast<Io*>(s)->alloc()); };
+  v.clone = [](void* s, const tmc_packet* p) noexcept {
+    return handle(static_cast<Io*>(s)->clone(*reinterpret_cast<const Packet*>(p)));
+  };
+  v.counters = self->counters();
+  return true;
+}
+
 Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEnv& env, PacketPool& pool,
                        PipelineSink& sink, std::unique_ptr<Pipeline>& out) {
   std::unique_ptr<Pipeline> pl(new Pipeline(pool, sink, env));
-  pl->group_.reset(plan.member, env.sender, env.epoch, plan.duplexity != Duplexity::send_only, plan.members);
+  pl->network_sequenced_ = plan.traits.network_sequenced;
+  pl->group_.reset(plan.member, env.sender, env.epoch, plan.duplexity != Duplexity::send_only, plan.members,
+                   plan.max_members);
   std::vector<std::string> errors;
   for (const PlannedStage& ps : plan.stages) {
     if (ps.placement != Placement::software) continue;
@@ -80,6 +122,9 @@ Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEn
     }
     const std::size_t base = pl->counter_names_.size();
     for (const CounterSpec& c : info->counters) pl->counter_names_.emplace_back(c.name);
+    pl->gauge_begin_.push_back(pl->gauge_names_.size());
+    for (const GaugeSpec& g : info->gauges) pl->gauge_names_.emplace_back(g.name);
+    if (auto* a = dynamic_cast<detail::AppAcknowledged*>(stage.get())) pl->app_ackers_.emplace_back(pl->stages_.size(), a);
     pl->ios_.push_back(std::make_unique<Io>(*pl, pl->stages_.size(), base));
     pl->stages_.push_back(std::move(stage));
     pl->kinds_.push_back(ps.kind);
@@ -91,7 +136,12 @@ Status Pipeline::build(const Plan& plan, const Registry& registry, const StageEn
     return {Code::INVALID_ARGUMENT, msg};
   }
   pl->values_.assign(pl->counter_names_.size(), 0);
+  pl->gauge_begin_.push_back(pl->gauge_names_.size());
   pl->deadlines_.assign(pl->stages_.size(), 0);
+  pl->lifetime_ns_ = plan.traits.lifetime_ns;
+  for (std::size_t i = 0; i < pl->counter_names_.size(); ++i) {
+    if (pl->counter_names_[i] == "lifetime.expired_at_delivery") pl->expired_at_delivery_ = i;
+  }
   out = std::move(pl);
   return Status::ok();
 }
@@ -101,6 +151,9 @@ void Pipeline::send(Packet* p, std::uint64_t now_ns) noexcept {
   p->channel = env_.channel;
   p->sender = env_.sender;
   p->epoch = env_.epoch;
+  // Lifetime counts from here: the message's own, else the channel's.
+  const std::uint64_t lifetime = p->lifetime_ns != 0 ? p->lifetime_ns : lifetime_ns_;
+  if (lifetime != 0) p->expires_ns = now_ns + lifetime;
   bump(static_cast<std::size_t>(PipelineCounter::sent_messages));
   bump(static_cast<std::size_t>(PipelineCounter::sent_bytes), p->payload_len);
   pass_down(static_cast<std::size_t>(-1), p);
@@ -121,15 +174,26 @@ void Pipeline::receive(Packet* p, std::uint64_t now_ns) noexcept {
     drop(p, DropReason::foreign_channel);
     return;
   }
-  // Exception: a datagram stamped by an in-network sequencer (Ext::group_seq) is our own
-  // message coming back in the group's order; ordering.group delivers it in that order.
-  if (p->sender == env_.sender && p->epoch == env_.epoch && p->ext(wire::Ext::group_seq) == nullptr) {
+  // Exception: on a channel sequenced by the network, a datagram stamped by the sequencer
+  // (Ext::group_seq) is our own message coming back in the group's order, to be delivered
+  // in that order (ChannelTraits::network_sequenced).
+  if (p->sender == env_.sender && p->epoch == env_.epoch &&
+      !(network_sequenced_ && p->ext(wire::Ext::group_seq) != nullptr)) {
     // Our own datagram, looped back by IP_MULTICAST_LOOP for the other members on this host.
     bump(static_cast<std::size_t>(PipelineCounter::own_packets));
     p->release();
     return;
   }
   pass_up(stages_.size(), p);
+}
+
+bool Pipeline::app_ack(std::uint64_t token, std::uint32_t sender, std::uint64_t now_ns) noexcept {
+  now_ns_ = now_ns;
+  const int slot = group_.slot_of_sender(sender);
+  if (slot == kNoSlot) return false;
+  bool known = false;
+  for (const auto& [i, a] : app_ackers_) known = a->on_app_ack(token, slot, *ios_[i]) || known;
+  return known;
 }
 
 void Pipeline::tick(std::uint64_t now_ns) noexcept {
@@ -141,6 +205,11 @@ void Pipeline::tick(std::uint64_t now_ns) noexcept {
     }
   }
   recompute_deadline();
+}
+
+void Pipeline::forget(std::uint64_t token, ForgetScope scope, std::uint64_t now_ns) noexcept {
+  now_ns_ = now_ns;
+  for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i]->on_forget(token, scope, *ios_[i]);
 }
 
 void Pipeline::start(std::uint64_t now_ns) noexcept {
@@ -176,6 +245,19 @@ void Pipeline::pass_down(std::size_t from, Packet* p) noexcept {
 void Pipeline::pass_up(std::size_t from, Packet* p) noexcept {
   if (from > 0) {
     stages_[from - 1]->on_receive(p, *ios_[from - 1]);
+    return;
+  }
+  if (p->kind == wire::Kind::control && p->gap_cause != 0 && p->payload_len == 0) {
+    // A settled-edge marker of reliability (Packet::rseq) that no ordering stage took:
+    // news for ordering only, never a message.
+    p->release();
+    return;
+  }
+  if (p->expires_ns != 0 && now_ns_ >= p->expires_ns && expired_at_delivery_ != 0) {
+    // Its lifetime ran out while a stage above lifetime.deadline held it (a reorder
+    // buffer, reassembly): never delivered late.
+    bump(expired_at_delivery_);
+    p->release();
     return;
   }
   bump(static_cast<std::size_t>(PipelineCounter::delivered_messages));
@@ -231,6 +313,19 @@ CounterSnapshot Pipeline::counters() const {
   CounterSnapshot s;
   s.names = counter_names_;
   s.values = values_;
+  return s;
+}
+
+GaugeSnapshot Pipeline::gauges() const {
+  GaugeSnapshot s;
+  s.names = gauge_names_;
+  // A gauge its stage left unfilled reads NaN rather than a plausible number.
+  s.values.assign(gauge_names_.size(), std::numeric_limits<double>::quiet_NaN());
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    const std::size_t begin = gauge_begin_[i];
+    const std::size_t end = gauge_begin_[i + 1];
+    if (end > begin) stages_[i]->read_gauges(std::span<double>(s.values.data() + begin, end - begin));
+  }
   return s;
 }
 

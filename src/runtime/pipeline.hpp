@@ -8,12 +8,19 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tmc/plan.hpp"
 #include "tmc/stage.hpp"
 
+struct tmc_io;  // tmc/module_abi.h
+
 namespace tmc {
+
+namespace detail {
+class AppAcknowledged;
+}  // namespace detail
 
 /// What a pipeline hands to its shell.
 class PipelineSink {
@@ -25,6 +32,8 @@ class PipelineSink {
   virtual void deliver(Packet* p) noexcept = 0;
   /// A stage reported an event.
   virtual void on_event(const Event& e) noexcept = 0;
+  /// The receiving application's load in [0, 1] (StageIo::load()); 0 = unknown.
+  virtual double load() const noexcept { return 0.0; }
 
  protected:
   ~PipelineSink() = default;
@@ -58,12 +67,25 @@ struct CounterSnapshot {
   [[nodiscard]] std::uint64_t get(std::string_view name) const noexcept;  ///< 0 if absent
 };
 
+/// Names and values of every stage's gauges (StageInfo::gauges, in pipeline order), read
+/// when the snapshot was taken.
+struct GaugeSnapshot {
+  std::vector<std::string> names;
+  std::vector<double> values;
+  [[nodiscard]] double get(std::string_view name) const noexcept;  ///< NaN if absent
+};
+
 class Pipeline {
  public:
   /// Instantiate and configure the plan's software stages (in order; unwinds on error).
   /// Errors name the stage and parameter.
   static Status build(const Plan& plan, const Registry& registry, const StageEnv& env, PacketPool& pool,
                       PipelineSink& sink, std::unique_ptr<Pipeline>& out);
+
+  /// When `io` is one of a pipeline's StageIo objects: fill the bound calls and the counter
+  /// block of a module's tmc_io (revision 2) so that they go straight to the pipeline, and
+  /// return true. Cold: a module stage calls it once per pipeline, not per message.
+  static bool bind_module_io(StageIo& io, tmc_io& view) noexcept;
 
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
@@ -76,8 +98,16 @@ class Pipeline {
   /// A datagram from the network (bytes at p->data(), p->len). Decoded, filtered by
   /// channel, then passed bottom-up through the stages.
   void receive(Packet* p, std::uint64_t now_ns) noexcept;
+  /// The application acknowledged the message it sent with Packet::token `token` on behalf
+  /// of the member whose wire id is `sender` (Channel::acknowledge): each stage that tracks
+  /// acknowledgments records it as that member's ack. False when none tracked the message
+  /// or the member is not in the view.
+  bool app_ack(std::uint64_t token, std::uint32_t sender, std::uint64_t now_ns) noexcept;
   /// Run every stage whose timer is due at `now_ns`.
   void tick(std::uint64_t now_ns) noexcept;
+  /// The application forgot the message given `token` (or it and every earlier one): every
+  /// stage's on_forget, top to bottom. Cold.
+  void forget(std::uint64_t token, ForgetScope scope, std::uint64_t now_ns) noexcept;
   /// Call every stage's on_start (once, before the first send/receive/tick). Shells call it
   /// right after build().
   void start(std::uint64_t now_ns) noexcept;
@@ -102,6 +132,8 @@ class Pipeline {
   [[nodiscard]] std::size_t send_backlog() const noexcept;
 
   [[nodiscard]] CounterSnapshot counters() const;
+  /// Every stage's gauges, read now (cold: allocates the snapshot; never per message).
+  [[nodiscard]] GaugeSnapshot gauges() const;
   [[nodiscard]] std::uint64_t counter(PipelineCounter c) const noexcept {
     return values_[static_cast<std::size_t>(c)];
   }
@@ -127,16 +159,25 @@ class Pipeline {
   std::uint64_t next_deadline_ = 0;
   std::uint32_t redirect_ip_ = 0;  ///< StageIo::redirect_to_group
   std::uint16_t redirect_port_ = 0;
+  bool network_sequenced_ = false;  ///< own datagrams stamped by the sequencer are delivered
   Group group_;
   bool started_ = false;
   bool stopped_ = false;
   std::vector<std::unique_ptr<Stage>> stages_;
   std::vector<std::string> kinds_;
   std::vector<std::unique_ptr<Io>> ios_;
+  std::vector<std::pair<std::size_t, detail::AppAcknowledged*>> app_ackers_;  ///< stage index, interface
   std::vector<std::uint64_t> deadlines_;
   std::vector<std::string> counter_names_;
   std::vector<std::uint64_t> values_;
   std::size_t wire_counter_base_ = 0;
+  /// Lifetimes (lifetime.deadline in the plan): every message's lifetime when it gives
+  /// none of its own, and the stage's counter of messages that expired while a stage above
+  /// it held them (dropped at delivery); 0 = no such stage.
+  std::uint64_t lifetime_ns_ = 0;
+  std::size_t expired_at_delivery_ = 0;
+  std::vector<std::string> gauge_names_;
+  std::vector<std::size_t> gauge_begin_;  ///< stage i's gauges: [gauge_begin_[i], gauge_begin_[i + 1])
 };
 
 }  // namespace tmc

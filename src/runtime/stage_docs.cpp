@@ -33,6 +33,33 @@ std::string anchor(std::string_view kind) {
   return out;
 }
 
+std::string kinds_text(const std::vector<std::string_view>& kinds) {
+  if (kinds.empty()) return "none";
+  std::string out;
+  for (auto k : kinds) out += (out.empty() ? "`" : ", `") + std::string(k) + "`";
+  return out;
+}
+
+// What the compiler reads to place, cost and explain the stage (StageInfo's placement facts).
+std::string placement_text(const StageInfo& s) {
+  std::string md = "Placement:\n\n";
+  const std::string serves = s.serves.empty() ? "no manifest property of its own" : "`" + std::string(s.serves) + "`";
+  md += "- Serves: " + serves + "\n";
+  md += "- Wire bytes: " + std::to_string(s.wire_bytes_per_datagram) + " per datagram, " +
+        std::to_string(s.wire_bytes_per_message) + " per message\n";
+  md += "- Requires below: " + kinds_text(s.requires_below) + "\n";
+  md += "- Requires above: " + kinds_text(s.requires_above) + "\n";
+  md += std::string("- Per-message manifests: ") + (s.per_message ? "honoured" : "not read") + "\n";
+  md += "- Wire extensions: ";
+  if (s.extensions.empty()) md += "none";
+  for (std::size_t i = 0; i < s.extensions.size(); ++i) {
+    md += (i == 0 ? "`" : ", `") + std::string(s.extensions[i].name) + "` (type " +
+          std::to_string(s.extensions[i].type) + ")";
+  }
+  md += "\n\n";
+  return md;
+}
+
 }  // namespace
 
 std::string stages_markdown(const Registry& r) {
@@ -52,10 +79,12 @@ std::string stages_markdown(const Registry& r) {
     if (s->params.empty()) {
       md += "Parameters: none.\n\n";
     } else {
-      md += "| Parameter | Type | Default | Description |\n|---|---|---|---|\n";
+      md += "| Parameter | Type | Default | Allowed | Description |\n|---|---|---|---|---|\n";
       for (const ParamSpec& p : s->params) {
+        const std::string allowed = param_allowed_text(p);
         md += "| `" + std::string(p.name) + "` | " + std::string(param_type_name(p.type)) + " | `" +
-              cell(p.default_value) + "` | " + cell(p.doc) + " |\n";
+              cell(p.default_value) + "` | " + (allowed.empty() ? "any" : cell(allowed)) + " | " + cell(p.doc) +
+              " |\n";
       }
       md += "\n";
     }
@@ -66,8 +95,34 @@ std::string stages_markdown(const Registry& r) {
       for (const CounterSpec& c : s->counters) md += "| `" + std::string(c.name) + "` | " + cell(c.doc) + " |\n";
       md += "\n";
     }
+    if (!s->gauges.empty()) {
+      md += "| Gauge | Description |\n|---|---|\n";
+      for (const GaugeSpec& g : s->gauges) md += "| `" + std::string(g.name) + "` | " + cell(g.doc) + " |\n";
+      md += "\n";
+    }
+    md += placement_text(*s);
     if (!s->notes.empty()) md += std::string(s->notes) + "\n";
   }
+  return md;
+}
+
+std::string wire_extensions_markdown(const Registry& r) {
+  struct Row {
+    std::uint8_t type;
+    std::string_view owner;
+    const WireExtension* ext;
+  };
+  std::vector<Row> rows;
+  for (const StageInfo* s : r.all()) {
+    for (const WireExtension& e : s->extensions) rows.push_back({e.type, s->kind, &e});
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.type < b.type; });
+  std::string md = "| type | owner | carried on | body |\n|---|---|---|---|\n";
+  for (const Row& row : rows) {
+    md += "| " + std::to_string(row.type) + " `" + std::string(row.ext->name) + "` | `" + std::string(row.owner) +
+          "` | " + cell(row.ext->carried_on) + " | " + cell(row.ext->body) + " |\n";
+  }
+  md += "| 128–255 | reserved for stages defined outside the library | | none are defined |\n";
   return md;
 }
 

@@ -214,7 +214,9 @@ void Network::build(Member& m) {
   env.sender = m.sender_id;
   env.epoch = m.epoch;
   env.seed = derive(config_.seed, m.index, m.incarnation, 3);
+  env.incarnation_random = derive(config_.seed, m.index, m.incarnation, 4);
   env.max_payload_bytes = m.max_payload_bytes;
+  env.unicast_reachable = true;  // member i is 10.0.0.(i+1): on_transmit routes by dst_ip
   auto pool = std::make_unique<PacketPool>(kHeadroom + m.max_payload_bytes + kTailroom, config_.pool_initial_packets,
                                            config_.pool_max_packets);
   auto sink = std::make_unique<Sink>(*this, m.index);
@@ -477,19 +479,46 @@ void Network::schedule(std::uint64_t t_ns, std::function<void()> fn) {
   push(std::move(ev));
 }
 
-bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, std::uint16_t flags) {
+void Network::inject(std::uint64_t t_ns, std::size_t from, std::size_t to, std::vector<std::uint8_t> bytes) {
+  (void)member(from);  // both must exist
+  (void)member(to);
+  QueuedEvent ev;
+  ev.time_ns = t_ns > now_ns_ ? t_ns : now_ns_;
+  ev.kind = EventKind::arrival;
+  ev.member = to;
+  ev.from = from;
+  ev.bytes = std::move(bytes);
+  push(std::move(ev));
+}
+
+bool Network::send_with_lifetime(std::size_t i, std::span<const std::uint8_t> bytes, std::uint64_t lifetime_ns,
+                                 std::uint16_t flags) {
+  (void)member(i);
+  return do_send(i, bytes.data(), bytes.size(), flags, lifetime_ns);
+}
+
+void Network::forget(std::size_t i, std::uint64_t token, ForgetScope scope) {
+  Member& m = member(i);
+  if (!m.up) return;
+  if (trace_ != nullptr) *trace_ << "t=" << now_ns_ << " forget member " << i << " token " << token << "\n";
+  m.pipeline->forget(token, scope, now_ns_);
+  rearm(i);
+}
+
+bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, std::uint16_t flags,
+                      std::uint64_t lifetime_ns) {
   Member& m = *members_[i];
   SentMessage rec;
   rec.time_ns = now_ns_;
   rec.epoch = m.epoch;
   rec.flags = flags;
+  const std::uint64_t lifetime = lifetime_ns != 0 ? lifetime_ns : m.plan.traits.lifetime_ns;
+  rec.expires_ns = lifetime != 0 ? now_ns_ + lifetime : 0;
   rec.payload.assign(bytes, bytes + n);
   Packet* p = nullptr;
   if (m.up && n <= m.max_payload_bytes) {
     p = m.pool->alloc();
-  } else if (m.up && n <= 0xFFFFFFFFu - kHeadroom - wire::kTrailerBytes &&
-             std::any_of(m.plan.stages.begin(), m.plan.stages.end(),
-                         [](const PlannedStage& s) { return s.kind == "fragment.split"; })) {
+  } else if (m.up && n <= 0xFFFFFFFFu - kHeadroom - wire::kTrailerBytes && m.plan.traits.fragments()) {
     // A message larger than one datagram goes into a large buffer, as the runtime's shell
     // does; fragment.split cuts it into datagrams (or refuses it as too large).
     p = m.pool->alloc_large(static_cast<std::uint32_t>(n));
@@ -503,6 +532,7 @@ bool Network::do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, s
   p->reset_for_send(static_cast<std::uint32_t>(n));
   if (n != 0) std::memcpy(p->payload(), bytes, n);
   p->flags = flags;
+  p->lifetime_ns = lifetime_ns;
   // The application's message id, reported back in delivery outcome events: the 1-based
   // index of the message in sent(member).
   p->token = m.sent.size();
@@ -517,6 +547,7 @@ void Network::on_transmit(std::size_t i, Packet* p) noexcept {
   // treats running out of memory as fatal, like the rest of the test process.
   const std::uint8_t* bytes = p->data();
   const std::size_t n = p->len;
+  if (tap_) tap_(i, std::span<const std::uint8_t>(bytes, n));
   if (p->dst_ip != 0) {
     const std::uint32_t off = p->dst_ip - kFirstIp;
     if (p->dst_ip >= kFirstIp && off < members_.size()) {
@@ -596,6 +627,7 @@ void Network::on_arrival(QueuedEvent& ev) {
     ++st.oversize;
     return;
   }
+  if (arrival_tap_) arrival_tap_(ev.member, std::span<const std::uint8_t>(ev.bytes.data(), ev.bytes.size()));
   Packet* p = m.pool->alloc();
   if (p == nullptr) {
     ++st.pool_exhausted;
@@ -639,6 +671,7 @@ void Network::on_event(std::size_t i, const Event& e) noexcept {
   r.epoch = e.epoch;
   r.seq = e.seq;
   r.count = e.count;
+  r.cause = e.cause;
   r.stage = std::string(e.stage);
   r.token = e.token;
   r.members = e.members;
@@ -658,6 +691,11 @@ const std::vector<SentMessage>& Network::sent(std::size_t i) const { return memb
 CounterSnapshot Network::counters(std::size_t i) const {
   const Member& m = member(i);
   return m.up ? m.pipeline->counters() : CounterSnapshot{};
+}
+
+GaugeSnapshot Network::gauges(std::size_t i) const {
+  const Member& m = member(i);
+  return m.up ? m.pipeline->gauges() : GaugeSnapshot{};
 }
 
 const std::vector<CounterSnapshot>& Network::previous_counters(std::size_t i) const {

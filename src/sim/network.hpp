@@ -108,7 +108,8 @@ struct RecordedEvent {
   std::uint64_t count = 0;
   std::string stage;
   std::uint64_t token = 0;   ///< Event::token (delivery_met / delivery_failed)
-  MemberMask members = 0;    ///< Event::members (Group slots)
+  MemberSet members{};       ///< Event::members (Group slots)
+  EventCause cause = EventCause::none;  ///< Event::cause (gap_skipped)
 };
 
 /// A message the application of a member handed to send(). Its Packet::token (reported in
@@ -119,6 +120,9 @@ struct SentMessage {
   std::uint16_t flags = 0;
   bool accepted = false;    ///< false: the member was down or the pool exhausted
   std::vector<std::uint8_t> payload;
+  /// The end of its lifetime (its own, else the channel's; 0 = none): no member may
+  /// deliver it later than this (the simulator's clocks agree).
+  std::uint64_t expires_ns = 0;
 };
 
 /// What the network did to datagrams, counted per receiving member (or in total).
@@ -208,11 +212,30 @@ class Network {
   /// accepted = false) when the member is down, the payload is too large, or its pool is
   /// exhausted.
   bool send(std::size_t member, std::span<const std::uint8_t> bytes, std::uint16_t flags = 0);
+  /// The same with a lifetime of its own (a per-message 'lifetime us'; needs lifetime.deadline).
+  bool send_with_lifetime(std::size_t member, std::span<const std::uint8_t> bytes, std::uint64_t lifetime_ns,
+                          std::uint16_t flags = 0);
+  /// The member's application forgets message `token` (its 1-based index in sent(member)),
+  /// or it and every earlier one (Channel::forget). Nothing when the member is down.
+  void forget(std::size_t member, std::uint64_t token, ForgetScope scope = ForgetScope::message);
   /// Schedule a send at virtual time `t_ns` (>= now).
   void schedule_send(std::uint64_t t_ns, std::size_t member, std::vector<std::uint8_t> bytes, std::uint16_t flags = 0);
   /// Run `fn` at virtual time `t_ns` (>= now), in order with the other events: to change
   /// links, restart members, or send from inside a scenario.
   void schedule(std::uint64_t t_ns, std::function<void()> fn);
+
+  /// A raw datagram reaches member `to` at virtual time `t_ns` (>= now) as if sent from
+  /// member `from`'s address: forged, replayed or flooded traffic for attacker scenarios.
+  /// It bypasses links and partitions and draws nothing from the network's random stream.
+  void inject(std::uint64_t t_ns, std::size_t from, std::size_t to, std::vector<std::uint8_t> bytes);
+  /// Called with every datagram a member transmits, before routing (to capture traffic
+  /// for a replay); nullptr stops it.
+  void set_tap(std::function<void(std::size_t from, std::span<const std::uint8_t>)> tap) { tap_ = std::move(tap); }
+  /// Called with every datagram copy that reaches an up member, before its pipeline reads
+  /// it (to count what each member has to process); nullptr stops it.
+  void set_arrival_tap(std::function<void(std::size_t to, std::span<const std::uint8_t>)> tap) {
+    arrival_tap_ = std::move(tap);
+  }
 
   // --- running ----------------------------------------------------------------------------
 
@@ -237,6 +260,9 @@ class Network {
   /// in previous_counters()). Empty while the member is down.
   [[nodiscard]] CounterSnapshot counters(std::size_t member) const;
   [[nodiscard]] const std::vector<CounterSnapshot>& previous_counters(std::size_t member) const;
+  /// Gauges of the member's current pipeline, read now (Stage::read_gauges); empty while
+  /// the member is down. Not part of fingerprint(): reading them changes nothing.
+  [[nodiscard]] GaugeSnapshot gauges(std::size_t member) const;
   [[nodiscard]] std::size_t held_packets(std::size_t member) const;
   [[nodiscard]] std::uint32_t pool_in_use(std::size_t member) const;
   /// Bytes the member's pool holds in large packets (messages above one datagram); 0 down.
@@ -276,7 +302,8 @@ class Network {
   void on_arrival(QueuedEvent& ev);
   void on_deliver(std::size_t i, Packet* p) noexcept;
   void on_event(std::size_t i, const Event& e) noexcept;
-  bool do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, std::uint16_t flags);
+  bool do_send(std::size_t i, const std::uint8_t* bytes, std::size_t n, std::uint16_t flags,
+               std::uint64_t lifetime_ns = 0);
 
   struct Partition {
     std::uint64_t from_ns = 0;
@@ -299,6 +326,8 @@ class Network {
   LinkStats unroutable_;  ///< unicast datagrams that found no member
   std::ostream* trace_ = nullptr;
   std::function<void(std::uint64_t)> fingerprint_sink_;
+  std::function<void(std::size_t, std::span<const std::uint8_t>)> tap_;
+  std::function<void(std::size_t, std::span<const std::uint8_t>)> arrival_tap_;
 };
 
 }  // namespace tmc::sim

@@ -61,6 +61,10 @@ void Packet::reset_for_send(std::uint32_t payload_bytes) noexcept {
   seq = 0;
   token = 0;
   wants_outcome = false;
+  lifetime_ns = 0;
+  expires_ns = 0;
+  gap_cause = 0;
+  rseq = 0;
   rx_ns = 0;
   src_ip = dst_ip = 0;
   src_port = dst_port = 0;
@@ -210,7 +214,7 @@ Packet* PacketPool::alloc_small() noexcept {
 }
 
 Packet* PacketPool::alloc_large(std::uint32_t payload_bytes) noexcept {
-  const std::uint64_t bytes = std::uint64_t{kHeadroom} + payload_bytes + wire::kTrailerBytes;
+  const std::uint64_t bytes = large_cost(payload_bytes);
   if (bytes > 0xFFFFFFFFull) return nullptr;
   if (large_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes > large_budget_) {
     large_bytes_.fetch_sub(bytes, std::memory_order_relaxed);

@@ -7,9 +7,14 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
+#include <string>
+#include <vector>
 
 #include "runtime/pipeline.hpp"
+
+#include "../support/key_files.hpp"
 
 namespace {
 
@@ -249,4 +254,124 @@ TEST_CASE("zero allocations per message: each stage alone") {
     CHECK(r.allocations == 0);
     CHECK(r.delivered > 0);
   }
+}
+
+TEST_CASE("zero allocations per message: security.aead (encrypt and authenticate) with ordering, both ends") {
+  testkeys::KeyDir dir;
+  const std::string keys = dir.write("g.keys", {{1, 7}, {2, 8}});
+  for (const char* mode : {"encrypt", "authenticate"}) {
+    CAPTURE(mode);
+    const std::vector<PlannedStage> stages = {st("ordering.fifo", {{"mode", "strict"}, {"hold_us", "5000"}}),
+                                              st("ordering.seq"),
+                                              st("security.aead", {{"mode", mode}, {"key_file", keys}})};
+    const Result r = round_trips(stages, stages, kWarmup / 4, kMeasured);
+    CHECK(r.allocations == 0);
+    CHECK(r.delivered == std::size_t(kWarmup / 4 + kMeasured));
+  }
+}
+
+namespace {
+
+// A sink for the large-group test: one per member, its outbox reserved before counting.
+class GroupSink final : public PipelineSink {
+ public:
+  GroupSink() { out.reserve(4096); }
+  ~GroupSink() {
+    for (Packet* p : out) p->release();
+  }
+  void transmit(Packet* p) noexcept override {
+    if (out.size() < out.capacity()) {
+      out.push_back(p);
+    } else {
+      p->release();
+    }
+  }
+  void deliver(Packet* p) noexcept override {
+    ++delivered;
+    p->release();
+  }
+  void on_event(const Event& e) noexcept override {
+    if (e.type == EventType::delivery_met) ++met;
+  }
+  std::vector<Packet*> out;
+  std::size_t delivered = 0;
+  std::size_t met = 0;
+};
+
+}  // namespace
+
+TEST_CASE("zero allocations per message: reliable delivery acked by all of a 1,000-member group") {
+  // One sender with the 1,000 members named in its view (slots beyond the inline word of a
+  // MemberSet), 999 receivers that ack it. Acks from all, membership heartbeats, the
+  // sender's per-member tables: none of it may allocate per message once the view is full.
+  constexpr int kMembers = 1000;
+  constexpr int kWarm = 1500;
+  constexpr int kCounted = 1500;
+  PacketPool pool(2048, 4096, 1 << 18);
+  std::vector<std::string> names;
+  for (int i = 0; i < kMembers; ++i) names.push_back("m" + std::to_string(i));
+  const std::vector<PlannedStage> stages = {
+      st("reliability.arq"),
+      st("membership.heartbeat", {{"interval_us", "100000"}, {"timeout_us", "10000000"}, {"receives", "true"}})};
+  std::vector<std::unique_ptr<GroupSink>> sinks;
+  std::vector<std::unique_ptr<Pipeline>> pls;
+  for (int i = 0; i < kMembers; ++i) {
+    Plan plan;
+    plan.stages = stages;
+    plan.member = names[static_cast<std::size_t>(i)];
+    plan.members = i == 0 ? names : std::vector<std::string>{names[0], plan.member};
+    StageEnv env{.channel = 77,
+                 .sender = static_cast<std::uint32_t>(i + 1),
+                 .epoch = static_cast<std::uint32_t>(1000 + i),
+                 .seed = static_cast<std::uint64_t>(i + 5),
+                 .max_payload_bytes = 1400};
+    sinks.push_back(std::make_unique<GroupSink>());
+    std::unique_ptr<Pipeline> pl;
+    REQUIRE(Pipeline::build(plan, Registry::builtin(), env, pool, *sinks.back(), pl).is_ok());
+    pls.push_back(std::move(pl));
+  }
+  std::uint64_t now_ns = 1;
+  for (auto& pl : pls) pl->start(now_ns);
+  auto carry = [&](GroupSink& from, std::size_t first, std::size_t last) {
+    for (Packet* s : from.out) {
+      for (std::size_t j = first; j < last; ++j) {
+        Packet* r = pool.alloc();
+        if (r == nullptr) continue;
+        r->reset_for_receive();
+        std::memcpy(r->buf, s->data(), s->len);
+        r->len = s->len;
+        pls[j]->receive(r, now_ns);
+      }
+      s->release();
+    }
+    from.out.clear();
+  };
+  auto step = [&](bool send) {
+    if (send) {
+      Packet* p = pool.alloc();
+      if (p != nullptr) {
+        p->reset_for_send(64);
+        std::memset(p->payload(), 0xAB, 64);
+        pls[0]->send(p, now_ns);
+      }
+    }
+    for (std::size_t i = 0; i < pls.size(); ++i) {
+      if (pls[i]->next_deadline_ns() != 0 && pls[i]->next_deadline_ns() <= now_ns) pls[i]->tick(now_ns);
+    }
+    carry(*sinks[0], 1, pls.size());
+    for (std::size_t i = 1; i < pls.size(); ++i) carry(*sinks[i], 0, 1);
+    now_ns += 10'000;
+  };
+  for (int i = 0; i < kWarm; ++i) step(true);
+  REQUIRE(pls[0]->group().receivers().count() == kMembers - 1);
+  g_allocations = 0;
+  g_counting = true;
+  for (int i = 0; i < kCounted; ++i) step(true);
+  g_counting = false;
+  CHECK(g_allocations == 0);
+  for (int i = 0; i < 2000; ++i) step(false);  // let the last acks in
+  CHECK(sinks[0]->met == std::size_t(kWarm + kCounted));
+  for (std::size_t i = 1; i < sinks.size(); ++i) REQUIRE(sinks[i]->delivered == std::size_t(kWarm + kCounted));
+  pls.clear();  // before the sinks and the pool
+  sinks.clear();
 }

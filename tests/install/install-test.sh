@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install libTMC from a build tree into a temporary prefix, then build programs out of tree
 # against the installed copy twice — once with find_package(libTMC) and once with
-# pkg-config — and run them. Checks that the installed public headers need nothing beyond
+# pkg-config — and run them; then build a module out of tree with tmc_add_module. Checks that the installed public headers need nothing beyond
 # the C++ standard library.
 #
 # usage: install-test.sh <build-dir> <source-dir>
@@ -65,6 +65,39 @@ if [ -f "$source_dir/examples/pubsub/CMakeLists.txt" ]; then
   # It must have used the installed library, not one from a build tree.
   LD_LIBRARY_PATH="$libdir" ldd "$work/pubsub/tmc-pubsub-subscriber" | grep 'libtmc' | grep -q "$libdir" ||
     fail "the out-of-tree pubsub did not load libtmc from $libdir"
+fi
+
+# 4. The retrofit launcher finds the installed shim (no environment pointing at the build).
+shim=$(find "$prefix" -name 'libtmc-retrofit.so' -print -quit)
+if [ -n "$shim" ] && [ -x "$prefix/bin/tmc" ]; then
+  echo "install-test: installed 'tmc run' preloads the installed libtmc-retrofit.so"
+  preload=$(env -u TMC_RETROFIT_SHIM "$prefix/bin/tmc" run --manifest "$source_dir/tests/retrofit/loopback-fanout.yaml" \
+    -- /bin/sh -c 'echo "$LD_PRELOAD"') || fail "installed 'tmc run' failed"
+  case "$preload" in
+    "$(cd "$(dirname "$shim")" && pwd -P)/libtmc-retrofit.so"*) ;;
+    *) fail "installed 'tmc run' preloaded '$preload', not the installed $shim" ;;
+  esac
+fi
+
+# 5. A module built out of tree with find_package(libTMC) + tmc_add_module (docs/modules.md's
+#    example module), then loaded by the installed `tmc plan`, which places its stage.
+if [ -f "$(dirname "$config")/TmcModule.cmake" ]; then
+  echo "install-test: find_package(libTMC) + tmc_add_module build of the guide's example module"
+  cmake -S "$source_dir/tests/install/module" -B "$work/module" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
+        -DTMC_MODULE_SOURCE="$source_dir/tests/modules/counting.cpp" >"$work/module-cmake.log" 2>&1 ||
+    { cat "$work/module-cmake.log"; fail "configure of the out-of-tree module failed"; }
+  cmake --build "$work/module" >"$work/module-build.log" 2>&1 ||
+    { cat "$work/module-build.log"; fail "build of the out-of-tree module failed"; }
+  so="$work/module/modules/tally.so"
+  [ -f "$so" ] || fail "tmc_add_module did not write $so"
+  if [ -x "$prefix/bin/tmc" ]; then
+    printf 'id: install-module\nmodules: [tally]\nstages:\n  tally.count: {}\n' >"$work/module.yaml"
+    LD_LIBRARY_PATH="$libdir" "$prefix/bin/tmc" plan "$work/module.yaml" --module "$so" >"$work/module-plan.log" 2>&1 ||
+      { cat "$work/module-plan.log"; fail "the installed tmc could not load the out-of-tree module"; }
+    grep -q 'tally.count' "$work/module-plan.log" || { cat "$work/module-plan.log"; fail "the plan has no tally.count"; }
+  fi
+else
+  fail "TmcModule.cmake is not installed beside libTMCConfig.cmake"
 fi
 
 echo "install-test: OK"

@@ -10,6 +10,9 @@
 #   tmcnet_exec 1 cmd ...     # run cmd inside host 1 (1..3)
 #   tmcnet_bg 2 cmd ...       # the same in the background; the PID is in $TMCNET_LAST_PID
 #   tmcnet_loss 3 4747 200    # host 3 drops 200/1000 of incoming UDP to port 4747
+#   tmcnet_loss_ip 3 25       # host 3 drops 25/10000 of all incoming UDP and TCP
+#
+# TMCNET_HOSTS (default 3) sets the number of hosts, set before tmcnet_setup.
 #
 # Layout. Hosts 1..3 are namespaces "${TMCNET_PREFIX}h1".."h3"; a fourth namespace
 # "${TMCNET_PREFIX}br" holds a bridge, so the host's own network is never touched. Each
@@ -24,6 +27,7 @@
 # tmcnet_teardown, which the trap runs on success, failure and interruption alike.
 
 TMCNET_SKIP=77
+TMCNET_HOSTS=${TMCNET_HOSTS:-3}
 TMCNET_IF=tmc0
 TMCNET_PREFIX="tmc$$-$(printf '%04x' $((RANDOM % 65536)))-"
 TMCNET_SUBNET="10.77.$((($$ % 250) + 1))"
@@ -107,7 +111,7 @@ tmcnet_setup() {
   ip -n "$TMCNET_BR_NS" link add br0 type bridge mcast_snooping 0 stp_state 0
   ip -n "$TMCNET_BR_NS" link set br0 up
   local i ns
-  for i in 1 2 3; do
+  for ((i = 1; i <= TMCNET_HOSTS; i++)); do
     ns="${TMCNET_PREFIX}h$i"
     ip netns add "$ns"
     TMCNET_NS+=("$ns")
@@ -131,16 +135,18 @@ tmcnet_setup() {
   # asynchronously); ping is not always installed, so a UDP round trip is not assumed either:
   # the link state is enough.
   local tries=0
+  local up addrs=""
   while [ $tries -lt 50 ]; do
-    if ip -n "$(tmcnet_ns 1)" link show "$TMCNET_IF" | grep -q 'state UP' &&
-       ip -n "$(tmcnet_ns 2)" link show "$TMCNET_IF" | grep -q 'state UP' &&
-       ip -n "$(tmcnet_ns 3)" link show "$TMCNET_IF" | grep -q 'state UP'; then
-      break
-    fi
+    up=0
+    for ((i = 1; i <= TMCNET_HOSTS; i++)); do
+      ip -n "$(tmcnet_ns "$i")" link show "$TMCNET_IF" | grep -q 'state UP' && up=$((up + 1))
+    done
+    [ "$up" -eq "$TMCNET_HOSTS" ] && break
     sleep 0.1
     tries=$((tries + 1))
   done
-  echo "netns: hosts ${TMCNET_NS[*]} on bridge $TMCNET_BR_NS/br0, addresses $(tmcnet_ip 1) $(tmcnet_ip 2) $(tmcnet_ip 3), interface $TMCNET_IF"
+  for ((i = 1; i <= TMCNET_HOSTS; i++)); do addrs="$addrs $(tmcnet_ip "$i")"; done
+  echo "netns: hosts ${TMCNET_NS[*]} on bridge $TMCNET_BR_NS/br0, addresses$addrs, interface $TMCNET_IF"
 }
 
 # tmcnet_exec <host 1..3> cmd args...
@@ -166,6 +172,16 @@ tmcnet_loss() {
   tmcnet_exec "$host" nft add table inet tmcloss
   tmcnet_exec "$host" nft add chain inet tmcloss input '{ type filter hook input priority 0 ; }'
   tmcnet_exec "$host" nft add rule inet tmcloss input udp dport "$port" numgen random mod 1000 '<' "$permille" counter drop
+}
+
+# tmcnet_loss_ip <host> <per 10000> — drop that share of all incoming UDP and TCP (every
+# datagram and segment, any port) at random inside the host's namespace. Basis points, so
+# that 0.25% is expressible.
+tmcnet_loss_ip() {
+  local host=$1 bp=$2
+  tmcnet_exec "$host" nft add table inet tmcloss
+  tmcnet_exec "$host" nft add chain inet tmcloss input '{ type filter hook input priority 0 ; }'
+  tmcnet_exec "$host" nft add rule inet tmcloss input meta l4proto '{ udp, tcp }' numgen random mod 10000 '<' "$bp" counter drop
 }
 
 # tmcnet_loss_clear <host> — remove the loss rule again.

@@ -141,6 +141,7 @@ int main(int argc, char** argv) {
         {tmc::sim::stage("ordering.group", {{"network_sequencer", sequencer}, {"hold_us", "200000"}}),
          tmc::sim::stage("ordering.seq")},
         "group-order-loopback");
+    plan.traits.network_sequenced = true;
     plan.member = "m" + std::to_string(i);
     tmc::StageEnv env;
     env.channel = plan.channel_hash;

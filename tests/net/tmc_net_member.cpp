@@ -25,6 +25,10 @@
 // member_failed, sequencer_changed...), and the exit summary counts them by type.
 // --consume-us N makes the application slow: the delivery handler sleeps N microseconds per
 // message (on the loop thread, so the channel reads nothing meanwhile; flow-control tests).
+// --consumer-thread-us N makes it slow the other way: no handler; an application thread
+// takes one message at a time with receive() and sleeps N microseconds after each, while
+// the loop keeps reading into the receive queue (--receive-queue N sets its size; load-hint
+// tests).
 // --counters P1,P2 prints every counter whose name starts with one of the prefixes, one
 // "<name>: counter <counter> <value>" line each (e.g. flow.,congestion.,shell.).
 // The delivery log is written in delivery order, so logs of group-ordered members can be
@@ -39,6 +43,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -87,6 +92,8 @@ struct Args {
   std::string events;
   std::string caps;            // --caps: capability file for the channel
   long consume_us = 0;         // --consume-us: a slow application, sleeping per message
+  long consumer_us = 0;        // --consumer-thread-us: a slow consumer thread calling receive()
+  long receive_queue = 0;      // --receive-queue: OpenOptions::receive_queue_messages
   std::string counter_prefixes;  // --counters: print the counters starting with these
 };
 
@@ -102,6 +109,7 @@ int run(const Args& a) {
   if (a.send == 0) m.duplexity = tmc::Duplexity::receive_only;
 
   tmc::OpenOptions options;
+  if (a.receive_queue > 0) options.receive_queue_messages = static_cast<std::uint32_t>(a.receive_queue);
   if (!a.caps.empty()) {
     tmc::Diagnostics cdiag;
     if (!tmc::load_capabilities(a.caps, options.caps, cdiag)) {
@@ -130,8 +138,7 @@ int run(const Args& a) {
   auto now_ns = [] {
     return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   };
-  if (log != nullptr) {
-    c.on_message([&](tmc::Message&& msg) {
+  auto handle = [&](tmc::Message&& msg) {
       const auto p = msg.payload();
       const std::string text(msg.text());
       const auto sp1 = text.find(' ');
@@ -156,7 +163,22 @@ int run(const Args& a) {
         std::fflush(log);  // a test may count this member's deliveries while it runs
         std::this_thread::sleep_for(std::chrono::microseconds(a.consume_us));
       }
+  };
+  // A slow consumer thread instead (--consumer-thread-us): the loop keeps reading and
+  // queueing; the application takes one message off the receive queue per interval.
+  std::atomic<bool> consumer_stop{false};
+  std::thread consumer;
+  if (log != nullptr && a.consumer_us > 0) {
+    consumer = std::thread([&] {
+      while (!consumer_stop.load()) {
+        std::optional<tmc::Message> msg = c.receive(std::chrono::milliseconds(50));
+        if (!msg) continue;
+        handle(std::move(*msg));
+        std::this_thread::sleep_for(std::chrono::microseconds(a.consumer_us));
+      }
     });
+  } else if (log != nullptr) {
+    c.on_message(handle);
   }
   std::FILE* events = nullptr;
   std::mutex events_mu;
@@ -231,7 +253,12 @@ int run(const Args& a) {
       const std::uint64_t last = last_ns.load();
       if (delivered.load() > 0 && now_ns() > last && now_ns() - last > idle_ns) break;
     }
-    c.on_message(nullptr);
+    if (consumer.joinable()) {
+      consumer_stop.store(true);
+      consumer.join();
+    } else {
+      c.on_message(nullptr);
+    }
   }
   std::uint64_t met = 0;
   std::uint64_t failed = 0;
@@ -287,6 +314,15 @@ int run(const Args& a) {
               ", drops.duplicate %" PRIu64 "\n",
               c.name().c_str(), st.counter("reliability.retransmits"), st.counter("reliability.acks_received"),
               st.counter("reliability.nacks_received"), st.drop_count(tmc::DropReason::duplicate));
+  // Peak resident memory (VmHWM), for tests that bound what hostile traffic may cost.
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long kb = 0;
+      if (std::sscanf(line, "VmHWM: %lu kB", &kb) == 1) std::printf("%s: peak rss kB %lu\n", c.name().c_str(), kb);
+    }
+    std::fclose(f);
+  }
   // --counters flow.,shell. prints "<name>: counter <counter> <value>" for each match.
   for (std::size_t from = 0; !a.counter_prefixes.empty() && from <= a.counter_prefixes.size();) {
     std::size_t comma = a.counter_prefixes.find(',', from);
@@ -329,6 +365,8 @@ int main(int argc, char** argv) {
     else if (k == "--events") a.events = v;
     else if (k == "--caps") a.caps = v;
     else if (k == "--consume-us") a.consume_us = std::atol(v);
+    else if (k == "--consumer-thread-us") a.consumer_us = std::atol(v);
+    else if (k == "--receive-queue") a.receive_queue = std::atol(v);
     else if (k == "--counters") a.counter_prefixes = v;
     else {
       std::fprintf(stderr, "tmc_net_member: unknown option %s\n", k.c_str());

@@ -661,3 +661,40 @@ TEST_CASE("fragmentation: messages up to 'max message bytes' arrive whole, large
     CHECK(got->to_vector() == want);
   }
 }
+
+TEST_CASE("acknowledgment by reply: the reply settles the request, and no ack datagram is sent") {
+  tmc::Manifest m = manifest_for("by-reply", 12, "client");
+  m.members = {"client", "server"};
+  m.reliability.enabled = true;
+  m.reliability.messages = "flagged";
+  m.reliability.acks = "application";
+  auto client = tmc::Channel::open(m);
+  m.name = "server";
+  auto server = tmc::Channel::open(m);
+  REQUIRE(client.wait_for_members(1, std::chrono::seconds(10)));
+  REQUIRE(server.wait_for_members(1, std::chrono::seconds(10)));
+  // The server answers every request, unreliably: the answer is the ack.
+  server.on_message([&server](tmc::Message&& msg) { (void)server.send("re: " + std::string(msg.text())); });
+  tmc::MessageManifest reliable;
+  reliable.reliability = true;
+  const std::string text = "request";
+  std::uint64_t id = 0;
+  REQUIRE(client.send(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), reliable, &id));
+  CHECK(id != 0);
+  auto reply = client.receive(std::chrono::seconds(5));
+  REQUIRE(reply.has_value());
+  CHECK(reply->text() == "re: request");
+  REQUIRE(client.acknowledge(id, "server"));
+  bool met = false;
+  for (int i = 0; i < 500 && !met; ++i) {
+    met = client.stats().counter("reliability.met") == 1;
+    if (!met) std::this_thread::sleep_for(10ms);
+  }
+  CHECK(met);
+  CHECK(server.stats().counter("reliability.acks_sent") == 0);
+  // Acknowledging a settled message, or on a channel without reliability, changes nothing.
+  CHECK(client.acknowledge(id, "server"));
+  tmc::Manifest plain = manifest_for("by-reply-plain", 13, "a");
+  auto a = tmc::Channel::open(plain);
+  CHECK(a.acknowledge(1, "b").code() == tmc::Code::NOT_AVAILABLE);
+}

@@ -1,5 +1,5 @@
 // Inline receive: a receive() blocked on an empty queue reads the socket itself while the
-// loop stands aside (see "Inline receive" in src/runtime/channel_core.hpp). These tests
+// loop stands aside (see "Inline receive" in src/runtime/channel/channel_core.hpp). These tests
 // check that nothing the loop used to do is lost meanwhile: messages, stage timers,
 // try_receive(), sends from other threads, update() and close() from other threads.
 #include <arpa/inet.h>

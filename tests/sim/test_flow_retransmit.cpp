@@ -88,7 +88,7 @@ void scenario(std::uint64_t seed, Check& c, Limit limit, int max_retries, Totals
   for (const auto& e : net.events(0)) {
     if (e.type == tmc::EventType::delivery_met) ++met;
     if (e.type == tmc::EventType::delivery_failed) {
-      c.expect(false, "message ", e.token - 1, " failed (missing members 0x", std::hex, e.members, std::dec, ")");
+      c.expect(false, "message ", e.token - 1, " failed (missing members 0x", std::hex, e.members.word(0), std::dec, ")");
     }
   }
   c.expect(met == kMessages, "sender reported ", met, " of ", kMessages, " messages met");
@@ -199,8 +199,8 @@ void max_policy_scenario(std::uint64_t seed, Check& c, Totals& totals, const std
   for (const auto& e : net.events(0)) {
     if (e.type != tmc::EventType::slow_member) continue;
     ++totals.slow;
-    if (e.members == tmc::slot_bit(slot2)) ++slow2;
-    c.expect(e.members != tmc::slot_bit(slot1), "policy max: member 1 (the fast one) was reported slow");
+    if (e.members == tmc::MemberSet::of(slot2)) ++slow2;
+    c.expect(e.members != tmc::MemberSet::of(slot1), "policy max: member 1 (the fast one) was reported slow");
   }
   c.expect(slow2 == 1, "policy max: member 2 was reported slow ", slow2, " times during the partition (want once)");
   c.expect(net.run_until(8000 * kMs), "event limit hit");

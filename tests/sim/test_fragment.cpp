@@ -28,6 +28,7 @@ tmc::Plan plan(bool reliable = false) {
     stages.push_back(tmc::sim::stage("membership.heartbeat", {{"interval_us", "20000"}, {"timeout_us", "5000000"}}));
   }
   tmc::Plan p = tmc::sim::make_plan(std::move(stages), "fragments");
+  p.traits.fragment_bytes = kFragmentBytes;
   p.member.clear();  // the simulator names members m<index> (heartbeats carry names)
   return p;
 }

@@ -84,7 +84,10 @@ std::vector<std::string> names(std::size_t n) {
 }
 
 tmc::Plan member_plan(std::size_t index, std::size_t n, std::map<std::string, std::string, std::less<>> params) {
+  const auto seq = params.find("network_sequencer");
+  const bool network_sequenced = seq != params.end() && !seq->second.empty();
   tmc::Plan p = tmc::sim::make_plan({tmc::sim::stage("ordering.group", std::move(params)), tmc::sim::stage("ordering.seq")});
+  p.traits.network_sequenced = network_sequenced;
   p.member = "m" + std::to_string(index);
   p.members = names(n);
   return p;
@@ -354,6 +357,7 @@ void run_reliable_oum(std::uint64_t seed, Check& c, Network& net, std::size_t n,
         {tmc::sim::stage("ordering.group", {{"network_sequencer", where}, {"reliable", "true"}, {"hold_us", "50000"}}),
          tmc::sim::stage("ordering.seq"), tmc::sim::stage("reliability.arq", {{"messages", "all"}}),
          tmc::sim::stage("membership.heartbeat", {{"interval_us", "20000"}, {"timeout_us", "1000000"}})});
+    p.traits.network_sequenced = true;
     p.member = "m" + std::to_string(i);
     p.members = names(n);
     net.add_member(p, test_registry());
@@ -513,6 +517,7 @@ TEST_CASE("sim: ordering.group network sequencer with reliability: latency witho
         {tmc::sim::stage("ordering.group", {{"network_sequencer", where}, {"reliable", "true"}}),
          tmc::sim::stage("ordering.seq"), tmc::sim::stage("reliability.arq", {{"messages", "all"}}),
          tmc::sim::stage("membership.heartbeat", {{"interval_us", "20000"}, {"timeout_us", "1000000"}})});
+    p.traits.network_sequenced = true;
     p.member = "m" + std::to_string(i);
     p.members = names(n);
     net.add_member(p, test_registry());

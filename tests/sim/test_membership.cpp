@@ -94,7 +94,7 @@ bool converged(Network& net, std::string& why) {
         return false;
       }
     }
-    const int alive = tmc::mask_count(net.pipeline(i)->group().alive());
+    const int alive = net.pipeline(i)->group().alive().count();
     if (static_cast<std::size_t>(alive) != others_up) {
       why = name_of(i) + " has " + std::to_string(alive) + " alive members, expected " + std::to_string(others_up);
       return false;
@@ -191,7 +191,7 @@ TEST_CASE("sim: membership views converge under loss and a crashed member is fai
       const int slot = g.slot_of_name(name_of(victim));
       c.expect(slot > 0 && g.member(slot).state == MemberState::failed, name_of(i), " does not see ",
                name_of(victim), " as failed");
-      c.expect(slot > 0 && (g.receivers() & tmc::slot_bit(slot)) == 0, name_of(i), " still waits for acks from ",
+      c.expect(slot > 0 && !g.receivers().contains(slot), name_of(i), " still waits for acks from ",
                name_of(victim));
     }
     // The survivors agree on who is left.

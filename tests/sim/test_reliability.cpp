@@ -117,7 +117,7 @@ Outcomes check_outcomes(const Network& net, std::uint64_t salt, Check& c, const 
       if (e.type == tmc::EventType::delivery_met) {
         ++o.met;
         for (int slot = 1; slot < 64; ++slot) {
-          if ((e.members & tmc::slot_bit(slot)) == 0) continue;
+          if (!e.members.contains(slot)) continue;
           const std::size_t r = slot_member(s, slot);
           auto it = got[r].find({p.member, p.k});
           c.expect(it != got[r].end() && it->second == 1, "member ", r, " acked message ", p.k, " of member ", s,
@@ -125,7 +125,7 @@ Outcomes check_outcomes(const Network& net, std::uint64_t salt, Check& c, const 
         }
       } else {
         ++o.failed;
-        c.expect(e.members != 0 || !reliable(sent[e.token - 1]), "member ", s, " failed message ", p.k,
+        c.expect(!e.members.empty() || !reliable(sent[e.token - 1]), "member ", s, " failed message ", p.k,
                  " without naming anyone");
       }
     }
@@ -175,8 +175,8 @@ TEST_CASE("sim: reliability.arq ack from all under loss/duplication/reordering/c
     for (std::size_t s = 0; s < n; ++s) {
       for (const auto& e : net.events(s)) {
         if (e.type == tmc::EventType::delivery_met) {
-          c.expect(tmc::mask_count(e.members) == static_cast<int>(n - 1), "member ", s, " met message ", e.token,
-                   " with only ", tmc::mask_count(e.members), " acks");
+          c.expect(e.members.count() == static_cast<int>(n - 1), "member ", s, " met message ", e.token,
+                   " with only ", e.members.count(), " acks");
         }
       }
       retransmits += net.counters(s).get("reliability.retransmits");
@@ -214,7 +214,7 @@ TEST_CASE("sim: reliability.arq across a temporary partition: every outcome repo
     for (std::size_t s : {std::size_t{0}, std::size_t{2}}) {
       for (const auto& e : net.events(s)) {
         if (e.token > 40 && (e.type == tmc::EventType::delivery_met || e.type == tmc::EventType::delivery_failed)) {
-          c.expect(e.type == tmc::EventType::delivery_met && tmc::mask_count(e.members) == 3, "member ", s,
+          c.expect(e.type == tmc::EventType::delivery_met && e.members.count() == 3, "member ", s,
                    ": message ", e.token - 1, " sent after healing was not met by all three others");
           met_after_heal += e.type == tmc::EventType::delivery_met ? 1 : 0;
         }
@@ -243,8 +243,8 @@ TEST_CASE("sim: reliability.arq ack_from a subset completes without the lossy or
       if (e.type == tmc::EventType::delivery_failed) c.expect(false, "message ", e.token - 1, " failed");
       if (e.type != tmc::EventType::delivery_met) continue;
       ++met;
-      const tmc::MemberMask need = tmc::slot_bit(1) | tmc::slot_bit(2);
-      c.expect((e.members & need) == need, "message ", e.token - 1, " met with members mask ", e.members,
+      const tmc::MemberSet need = tmc::MemberSet::of({1, 2});
+      c.expect(need.subset_of(e.members), "message ", e.token - 1, " met with members ", e.members.word(0),
                " (m1 and m2 must be in it)");
       // Completion never waits for m3: well under the time m3's retries would take.
       const auto& m = net.sent(0)[e.token - 1];
@@ -272,7 +272,7 @@ TEST_CASE("sim: reliability.arq ack_fraction completes with half the receivers c
       if (e.type == tmc::EventType::delivery_failed) c.expect(false, "message ", e.token - 1, " failed");
       if (e.type != tmc::EventType::delivery_met) continue;
       ++met;
-      c.expect(tmc::mask_count(e.members) >= 2, "message ", e.token - 1, " met with ", tmc::mask_count(e.members),
+      c.expect(e.members.count() >= 2, "message ", e.token - 1, " met with ", e.members.count(),
                " acks (need 2 of 4)");
     }
     c.expect(met == 40, met, " of 40 messages met");

@@ -116,6 +116,6 @@ TEST_CASE("capability table for docs") {
   std::vector<std::string> keys;
   for (const auto& r : rows) keys.push_back(r.key);
   CHECK(keys == std::vector<std::string>{"nic", "nic.name", "nic.checksum offload.tx", "nic.checksum offload.rx",
-                                         "nic.udp gso", "nic.udp gro", "nic.timestamping", "nic.mtu", "network",
+                                         "nic.udp gso", "nic.udp gro", "nic.timestamping", "nic.mtu", "nic.crypto offload", "network",
                                          "network.multicast", "network.sequencer"});
 }

@@ -1,6 +1,8 @@
 // The compiler: rules, canonical order, placement, transport sizing, refusals.
 #include <doctest/doctest.h>
 
+#include <functional>
+
 #include "plan_test_support.hpp"
 #include "tmc/manifest.hpp"
 #include "tmc/wire.hpp"
@@ -210,6 +212,60 @@ TEST_CASE("every property of Table 3 yields its stage, in the canonical order") 
   const Status s = compile(m, Capabilities::defaults(), Registry::builtin(), real);
   INFO(s.to_string());
   CHECK(s.is_ok());
+}
+
+TEST_CASE("reliability: ack, nack delay and min timeout us reach reliability.arq; their defaults are the stage's") {
+  auto arq_of = [](const Plan& p) -> const StageParams& {
+    for (const PlannedStage& s : p.stages) {
+      if (s.kind == "reliability.arq") return s.params;
+    }
+    FAIL("no reliability.arq in the plan");
+    return p.stages.front().params;
+  };
+  const Plan plain = plan_of(manifest("id: t\nreliability: true\n"));
+  CHECK(arq_of(plain).count("ack_delay_us") == 0);
+  CHECK(arq_of(plain).count("rto_min_us") == 0);
+  CHECK(arq_of(plain).count("nack_delay_us") == 0);
+  const Plan tuned =
+      plan_of(manifest("id: t\nreliability: {ack delay us: 0, min timeout us: 20000, nack delay us: 6000}\n"));
+  CHECK(arq_of(tuned).at("ack_delay_us") == "0");
+  CHECK(arq_of(tuned).at("rto_min_us") == "20000");
+  CHECK(arq_of(tuned).at("nack_delay_us") == "6000");
+  // The manifest's defaults are the stage's, so leaving them out changes nothing.
+  const StageInfo* info = Registry::builtin().find("reliability.arq");
+  REQUIRE(info != nullptr);
+  const ReliabilitySpec defaults;
+  for (const ParamSpec& p : info->params) {
+    if (p.name == "ack_delay_us") CHECK(p.default_value == std::to_string(defaults.ack_delay_us));
+    if (p.name == "rto_min_us") CHECK(p.default_value == std::to_string(defaults.min_timeout_us));
+    if (p.name == "nack_delay_us") CHECK(p.default_value == std::to_string(defaults.nack_delay_us));
+  }
+  Manifest bad;
+  Diagnostics d;
+  CHECK_FALSE(parse_manifest("id: t\nreliability: {min timeout us: 0}\n", "m.yaml", bad, d));
+  CHECK_FALSE(parse_manifest("id: t\nreliability: {ack delay us: 2000000}\n", "m.yaml", bad, d));
+}
+
+TEST_CASE("reliability: acks application reaches reliability.arq; the default (receiver) adds nothing") {
+  auto arq_of = [](const Plan& p) -> const StageParams& {
+    for (const PlannedStage& s : p.stages) {
+      if (s.kind == "reliability.arq") return s.params;
+    }
+    FAIL("no reliability.arq in the plan");
+    return p.stages.front().params;
+  };
+  CHECK(arq_of(plan_of(manifest("id: t\nreliability: true\n"))).count("acks") == 0);
+  CHECK(arq_of(plan_of(manifest("id: t\nreliability: {acks: receiver}\n"))).count("acks") == 0);
+  const Plan rr = plan_of(manifest("id: t\nreliability: {messages: flagged, acks: application}\n"));
+  CHECK(arq_of(rr).at("acks") == "application");
+  const StageInfo* info = Registry::builtin().find("reliability.arq");
+  REQUIRE(info != nullptr);
+  for (const ParamSpec& p : info->params) {
+    if (p.name == "acks") CHECK(p.default_value == ReliabilitySpec{}.acks);
+  }
+  Manifest bad;
+  Diagnostics d;
+  CHECK_FALSE(parse_manifest("id: t\nreliability: {acks: sender}\n", "m.yaml", bad, d));
 }
 
 TEST_CASE("reliability: acknowledgments from all, named members, a fraction or k; max retries") {
@@ -464,13 +520,18 @@ TEST_CASE("rules between properties: each refused with an error naming its key")
         "'reliability' too\n"
         "<manifest>: 'congestion control: cubic' needs acknowledgments to measure the network; set 'reliability'");
 
-  // At most 64 members (the membership view's slots).
+  // At most 'max members' members (the membership view's slots); 65 fit by default.
   Manifest many;
   many.id = "t";
   for (int i = 0; i < 65; ++i) many.members.push_back("m" + std::to_string(i));
+  Plan fits;
+  CHECK(compile(many, Capabilities::defaults(), Registry::builtin(), fits).is_ok());
+  CHECK(fits.max_members == kDefaultMaxMembers);
+  many.max_members = 64;
   const Status big = refusal(many);
   CHECK(big.code() == Code::INVALID_MANIFEST);
-  CHECK(big.message() == "<manifest>: 'members' lists 65 members; a channel has at most 64");
+  CHECK(big.message() == "<manifest>: 'members' lists 65 members but 'max members' is 64; raise 'max members' to hold them all");
+  many.max_members = kDefaultMaxMembers;
   many.members.pop_back();
   many.max_message_bytes = 1000;
   CHECK(plan_of(many).members.size() == 64);
@@ -502,7 +563,7 @@ TEST_CASE("multicast, unicast fan-out and the fallback") {
   CHECK(refusal(manifest("id: t\nmulticast: false\n")).message() ==
         "'multicast: false' needs every member listed as \"name@ip:port\"; libTMC does not discover members' "
         "addresses");
-  const Plan uni = plan_of(manifest("id: t\nmulticast: false\nmembers: [x@127.0.0.1:7000]\n"));
+  const Plan uni = plan_of(manifest("id: t\nname: y\nmulticast: false\nmembers: [x@127.0.0.1:7000, y@127.0.0.1:7001]\n"));
   CHECK_FALSE(uni.transport.multicast);
   CHECK(uni.transport.peers == std::vector<std::string>{"127.0.0.1:7000"});
 }
@@ -631,4 +692,60 @@ TEST_CASE("the built-in registry accepts every stage the compiler emits") {
       CHECK(s.is_ok());
     }
   }
+}
+
+namespace {
+
+/// The built-in registry with one kind's description changed by `edit`.
+Registry builtin_with(std::string_view kind, const std::function<void(StageInfo&)>& edit) {
+  Registry r;
+  for (const StageInfo* s : Registry::builtin().all()) {
+    StageInfo copy = *s;
+    if (copy.kind == kind) edit(copy);
+    REQUIRE(r.add(std::move(copy)).is_ok());
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("placement facts come from the stages' StageInfo, not from the compiler") {
+  const Manifest m = manifest("id: t\nerror checking: true\npoint-to-point ordering: true\n");
+  Plan base;
+  REQUIRE(compile(m, Capabilities::defaults(), Registry::builtin(), base).is_ok());
+  // A checksum stage that declared an 8-byte trailer would leave 4 bytes less payload room,
+  // and the plan would say so: the compiler holds no copy of the trailer's size.
+  const Registry wider = builtin_with("checksum.crc32c", [](StageInfo& s) { s.wire_bytes_per_datagram = 8; });
+  Plan p;
+  REQUIRE(compile(m, Capabilities::defaults(), wider, p).is_ok());
+  CHECK(p.transport.max_payload_bytes + 4 == base.transport.max_payload_bytes);
+  CHECK(p.to_string().find("a CRC32C trailer of 8 bytes") != std::string::npos);
+  // The same for the sequence extension's size, which the plan's reason quotes.
+  const Registry seq12 = builtin_with("ordering.seq", [](StageInfo& s) {
+    s.wire_bytes_per_datagram = 14;
+    s.extensions.at(0).body_bytes = 12;
+  });
+  REQUIRE(compile(m, Capabilities::defaults(), seq12, p).is_ok());
+  CHECK(p.transport.max_payload_bytes + 4 == base.transport.max_payload_bytes);
+  CHECK(p.to_string().find("(seq extension, 14 bytes)") != std::string::npos);
+}
+
+TEST_CASE("a stage's required neighbours must be in the plan on the side it declares") {
+  const Manifest m = manifest("id: t\npoint-to-point ordering: true\n");
+  const Registry below = builtin_with("ordering.fifo", [](StageInfo& s) { s.requires_below = {"faults.inject"}; });
+  Plan p;
+  Status s = compile(m, Capabilities::defaults(), below, p);
+  CHECK(s.code() == Code::INTERNAL);
+  CHECK(s.message().find("stage 'ordering.fifo' requires 'faults.inject' below it, and the plan has none there") !=
+        std::string::npos);
+  // ordering.seq is in the plan, but below ordering.fifo, not above it.
+  const Registry above = builtin_with("ordering.fifo", [](StageInfo& info) { info.requires_above = {"ordering.seq"}; });
+  s = compile(m, Capabilities::defaults(), above, p);
+  CHECK(s.code() == Code::INTERNAL);
+  CHECK(s.message().find("stage 'ordering.fifo' requires 'ordering.seq' above it") != std::string::npos);
+  // Every built-in plan meets the built-in requirements (the golden plans compile too).
+  CHECK(compile(manifest("id: t\nmembers: [a]\npoint-to-point ordering: true\nreliability: true\nflow control: "
+                         "true\ncongestion control: aimd\n"),
+                Capabilities::defaults(), Registry::builtin(), p)
+            .is_ok());
 }

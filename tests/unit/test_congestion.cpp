@@ -140,6 +140,9 @@ struct Sender {
     ep->start(0);
   }
   detail::CongestionWindowStage& st() { return dynamic_cast<detail::CongestionWindowStage&>(ep->stage(0)); }
+  // The window and what fills it, read as stats() and the stat file read them.
+  std::uint64_t window() { return static_cast<std::uint64_t>(ep->gauges().get("congestion.window_bytes")); }
+  std::uint64_t in_flight() { return static_cast<std::uint64_t>(ep->gauges().get("congestion.in_flight_bytes")); }
 
   // A reliable data message of `payload` bytes with reliable sequence number `rseq`.
   void send(std::uint64_t rseq, std::uint32_t payload, std::uint64_t now_ns,
@@ -206,7 +209,7 @@ TEST_CASE("congestion.window: reliable data waits when the window is full and le
   // The receiver acks the first two: slow start grows the window by what was acked.
   s.ack(2, 0, 11 * kMs);
   CHECK(s.st().floor_rseq() == 2);
-  CHECK(s.st().window_bytes() == 4000 + 2 * 934);
+  CHECK(s.window() == 4000 + 2 * 934);
   CHECK(s.out() == 5 + 4);  // in flight: 3..8
   CHECK(s.c("congestion.acked_bytes") == 2 * 934);
   s.ack(8, 0, 21 * kMs);
@@ -223,10 +226,10 @@ TEST_CASE("congestion.window: NACKs and SACK holes are losses, once per recovery
   s.ep->group().heard("r1", kPeer, kPeerEpoch, true, 0);
   for (std::uint64_t r = 1; r <= 20; ++r) s.send(r, 900, 0);
   s.ack(1, 0, 10 * kMs);
-  const std::uint64_t w = s.st().window_bytes();
+  const std::uint64_t w = s.window();
   s.nack(2, 11 * kMs);
   CHECK(s.c("congestion.losses") == 1);
-  CHECK(s.st().window_bytes() == w / 2);
+  CHECK(s.window() == w / 2);
   s.nack(3, 12 * kMs);  // the same event (at or below the recovery point)
   CHECK(s.c("congestion.losses") == 1);
   // New data, and a hole above the recovery point with three received above it.
@@ -268,14 +271,21 @@ TEST_CASE("congestion.window: parameters are checked") {
   PacketPool pool(2048, 4, 64);
   RecordingSink sink;
   std::unique_ptr<Pipeline> pl;
+  // Each value outside its declared range or words: the registry names them all.
   const Status st = Pipeline::build(
-      make_plan({stage("congestion.window", {{"algorithm", "vegas"}, {"min_window_packets", "10"},
-                                             {"max_window_packets", "5"}, {"mss_bytes", "10"}})}),
-      Registry::builtin(), make_env(1), pool, sink, pl);
+      make_plan({stage("congestion.window", {{"algorithm", "vegas"}, {"mss_bytes", "10"}})}), Registry::builtin(),
+      make_env(1), pool, sink, pl);
   CHECK(!st.is_ok());
-  CHECK(st.to_string().find("algorithm") != std::string::npos);
-  CHECK(st.to_string().find("max_window_packets") != std::string::npos);
-  CHECK(st.to_string().find("mss_bytes") != std::string::npos);
+  CHECK(st.to_string().find("parameter 'algorithm' must be one of none, aimd, cubic, got \"vegas\"") !=
+        std::string::npos);
+  CHECK(st.to_string().find("parameter 'mss_bytes' must be in 64..65507, got 10") != std::string::npos);
+  // Values valid one by one that disagree with each other: the stage says so.
+  const Status both = Pipeline::build(
+      make_plan({stage("congestion.window", {{"min_window_packets", "10"}, {"max_window_packets", "5"}})}),
+      Registry::builtin(), make_env(1), pool, sink, pl);
+  CHECK(!both.is_ok());
+  CHECK(both.to_string().find("'max_window_packets' (5) must not be below 'min_window_packets' (10)") !=
+        std::string::npos);
 }
 
 TEST_CASE("congestion.window: a retransmission goes out at once, ahead of waiting data, and is not charged again") {
@@ -283,10 +293,10 @@ TEST_CASE("congestion.window: a retransmission goes out at once, ahead of waitin
   s.ep->group().heard("r1", kPeer, kPeerEpoch, true, 0);
   for (std::uint64_t r = 1; r <= 6; ++r) s.send(r, 900, 1 * kMs);
   REQUIRE(s.out() == 2);  // rseq 1, 2 in flight; 3..6 wait
-  const std::uint64_t in_flight = s.st().in_flight_bytes();
+  const std::uint64_t in_flight = s.in_flight();
   s.send(1, 900, 5 * kMs);  // reliability repairs rseq 1
   CHECK(s.out() == 3);
-  CHECK(s.st().in_flight_bytes() == in_flight);  // still counted once
+  CHECK(s.in_flight() == in_flight);  // still counted once
   CHECK(s.ep->held_packets() == 4);
   CHECK(s.c("congestion.retransmits_passed") == 1);
   // A repair of a packet still waiting here is released: the original goes in order.
@@ -295,10 +305,10 @@ TEST_CASE("congestion.window: a retransmission goes out at once, ahead of waitin
   CHECK(s.c("congestion.retransmits_absorbed") == 1);
   // Once acknowledged, a late repair of rseq 1 adds nothing in flight.
   s.ack(2, 0, 10 * kMs);
-  const std::uint64_t after_ack = s.st().in_flight_bytes();
+  const std::uint64_t after_ack = s.in_flight();
   s.send(1, 900, 11 * kMs);
-  CHECK(s.st().in_flight_bytes() == after_ack);
+  CHECK(s.in_flight() == after_ack);
   s.ack(6, 0, 20 * kMs);
   CHECK(s.ep->held_packets() == 0);
-  CHECK(s.st().in_flight_bytes() == 0);
+  CHECK(s.in_flight() == 0);
 }

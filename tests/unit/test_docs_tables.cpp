@@ -4,10 +4,13 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <map>
 
 #include "plan_test_support.hpp"
 #include "runtime/manifest/internal.hpp"
 #include "tmc/manifest.hpp"
+#include "tmc/stage.hpp"
+#include "tmc/wire.hpp"
 
 using namespace tmc;
 
@@ -39,4 +42,24 @@ TEST_CASE("docs tables: manifest.md and capabilities.md match the property table
   check_embedded("manifest.md", "tmc properties --markdown", detail::properties_markdown(manifest_properties()));
   check_embedded("capabilities.md", "tmc capabilities --markdown",
                  detail::properties_markdown(detail::capability_properties()));
+}
+
+TEST_CASE("docs tables: wire-format.md's extension table matches the stages' StageInfo") {
+  check_embedded("wire-format.md", "wire_extensions_markdown", wire_extensions_markdown(Registry::builtin()));
+}
+
+TEST_CASE("docs tables: every built-in extension type has exactly one owner") {
+  std::map<int, std::string> owner;
+  for (const StageInfo* s : Registry::builtin().all()) {
+    for (const WireExtension& e : s->extensions) {
+      CAPTURE(s->kind);
+      CAPTURE(int{e.type});
+      CHECK(e.type >= 1);
+      CHECK(e.type < static_cast<int>(wire::Ext::module_first));
+      CHECK(!e.name.empty());
+      CHECK(!e.carried_on.empty());
+      CHECK(!e.body.empty());
+      CHECK(owner.emplace(e.type, std::string(s->kind)).second);
+    }
+  }
 }

@@ -326,6 +326,21 @@ TEST_CASE("ordering.fifo: beyond max_senders the least recently active sender is
   CHECK(rx.c("ordering.senders_evicted") == 2);
 }
 
+TEST_CASE("ordering.fifo: a flood of unknown sender ids never evicts a member of the view") {
+  Rx rx({{"max_senders", "4"}});
+  rx.ep->group().heard("member", 1, 1, true, 0);
+  rx.in(1, 0, 1);
+  rx.in(2, 0, 1);
+  for (std::uint32_t id = 1000; id < 1100; ++id) rx.in(1, 0, id);  // far more than max_senders
+  CHECK(rx.c("ordering.senders_evicted") == 100 - 3);
+  // The member's state survived: its old numbers are duplicates, the next one is delivered.
+  rx.in(1, 0, 1);
+  rx.in(2, 0, 1);
+  CHECK(rx.ep->drops(DropReason::duplicate) == 2);
+  rx.in(3, 0, 1);
+  CHECK(rx.got().back() == 3);
+}
+
 TEST_CASE("ordering.fifo strict: evicting a sender delivers what it held") {
   Rx rx({{"mode", "strict"}, {"max_senders", "1"}});
   rx.in(1, 0, 1);

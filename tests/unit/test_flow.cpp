@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "../support/recording_sink.hpp"
-#include "primitives/flow/credit.hpp"
 #include "primitives/flow/flow_format.hpp"
 #include "primitives/reliability/ack_format.hpp"
 
@@ -26,8 +25,8 @@ struct Node {
       : ep(pool, make_plan({stage("flow.credit", params)}), make_env(kSelf, kSelfEpoch)) {
     ep->start(0);
   }
-  detail::FlowCreditStage& st() { return dynamic_cast<detail::FlowCreditStage&>(ep->stage(0)); }
   std::uint64_t c(const char* name) { return ep->counters().get(name); }
+  double g(const char* name) { return ep->gauges().get(name); }
 
   Packet* fresh(wire::Kind kind, std::uint32_t payload) {
     Packet* p = pool.alloc();
@@ -98,7 +97,7 @@ TEST_CASE("flow.credit receiver: counts each reliable rseq once and advertises o
   n.data_in(7, 2, 200, 1 * kMs);  // a duplicate (reliability above drops it)
   n.data_in(7, 4, 50, 1 * kMs);
   CHECK(n.ep.sink.delivered.size() == 4);  // the stage never withholds data
-  CHECK(n.st().consumed_from(7, kEpoch) == 350);
+  CHECK(n.c("flow.consumed_bytes") == 350);  // one sender: all of it is from 7
   CHECK(n.c("flow.duplicates_seen") == 1);
   n.send_ack(7, kEpoch, 2, 2 * kMs);
   REQUIRE(n.ep.sink.transmitted.size() == 1);
@@ -132,10 +131,12 @@ TEST_CASE("flow.credit sender: data waits without credit and leaves as advertise
   for (std::uint64_t r = 1; r <= 10; ++r) n.send(r, 1000, 1 * kMs);
   CHECK(n.data_out() == 4);
   CHECK(n.ep->held_packets() == 6);
-  CHECK(n.st().sent_bytes() == 4000);
+  CHECK(n.c("flow.sent_bytes") == 4000);
   n.advert_in(7, 2500, 4000, 2 * kMs);
   CHECK(n.data_out() == 6);  // credit 2500 + 4000 - 4000 covers two more
-  CHECK(n.st().unconsumed_bytes(n.ep->group().slot_of_sender(7)) == 3500);
+  CHECK(n.g("flow.unconsumed_bytes") == 3500);
+  CHECK(n.g("flow.credit_bytes") == 500);  // 2500 consumed + 4000 window - 6000 sent
+  CHECK(n.g("flow.queued_packets") == 4);
   // Unreliable data and retransmissions never wait.
   Packet* p = n.fresh(wire::Kind::data, 10);
   n.ep->send(p, 2 * kMs);
@@ -152,7 +153,7 @@ TEST_CASE("flow.credit sender: receivers not yet heard do not block") {
   plan.members = {"m", "r-expected"};
   Endpoint ep(pool, plan, make_env(kSelf, kSelfEpoch));
   ep->start(0);
-  REQUIRE(ep->group().receivers() != 0);
+  REQUIRE(!ep->group().receivers().empty());
   for (std::uint64_t r = 1; r <= 10; ++r) {
     Packet* p = pool.alloc();
     p->reset_for_send(1000);
@@ -192,21 +193,23 @@ TEST_CASE("flow.credit sender: a receiver blocking past slow_timeout raises slow
     for (std::uint64_t t = 3; t < 400; t += 3) {
       n.ep->group().heard("r1", 7, kEpoch, true, t * kMs);
       n.ep->group().heard("r2", 8, kEpoch, true, t * kMs);  // alive, just slow
-      n.advert_in(7, n.st().sent_bytes(), 2000, t * kMs);
+      n.advert_in(7, n.c("flow.sent_bytes"), 2000, t * kMs);
       if (n.ep->next_deadline_ns() != 0 && n.ep->next_deadline_ns() <= t * kMs) n.ep->tick(t * kMs);
     }
     REQUIRE(n.ep.sink.count_events(EventType::slow_member) == 1);
     const Event& e = n.ep.sink.events.back();
-    CHECK(e.members == slot_bit(slow_slot));
+    CHECK(e.members == tmc::MemberSet::of(slow_slot));
     CHECK(e.sender == 8);
     CHECK(n.c("flow.slow_members") == 1);
     if (eject) {
       CHECK(n.data_out() == 6);
       CHECK(n.c("flow.ejected") == 1);
-      CHECK(n.st().ejected() == slot_bit(slow_slot));
+      CHECK(n.g("flow.ejected_receivers") == 1);
     } else {
       CHECK(n.data_out() == 2);
       CHECK(n.ep->held_packets() == 4);
+      CHECK(n.g("flow.ejected_receivers") == 0);
+      CHECK(n.g("flow.unconsumed_bytes") == 2000);  // r2, which consumed nothing
     }
   }
 }
@@ -224,7 +227,7 @@ TEST_CASE("flow.credit sender: a receiver returning after failure is re-baseline
   n.send(5, 1000, 51 * kMs);
   n.send(6, 1000, 51 * kMs);
   CHECK(n.data_out() == 6);
-  CHECK(n.st().unconsumed_bytes(slot) == 2000);
+  CHECK(n.g("flow.unconsumed_bytes") == 2000);
 }
 
 TEST_CASE("flow.credit: parameters are checked") {
@@ -246,7 +249,7 @@ TEST_CASE("flow.credit sender: a retransmission goes out at once, ahead of waiti
   for (std::uint64_t r = 1; r <= 6; ++r) n.send(r, 1000, 1 * kMs);
   REQUIRE(n.data_out() == 2);  // rseq 1, 2 passed; 3..6 wait for credit
   REQUIRE(n.ep->held_packets() == 4);
-  const std::uint64_t sent_before = n.st().sent_bytes();
+  const std::uint64_t sent_before = n.c("flow.sent_bytes");
   // Reliability repairs rseq 1 and 2 (timeout or NACK): out at once, before 3..6.
   n.send(1, 1000, 5 * kMs);
   n.send(2, 1000, 5 * kMs);
@@ -254,7 +257,7 @@ TEST_CASE("flow.credit sender: a retransmission goes out at once, ahead of waiti
   std::uint8_t len = 0;
   const std::uint8_t* body = n.ep.sink.transmitted.at(3)->ext(wire::Ext::rel, &len);
   CHECK(detail::decode_rel_body(body, len).value_or(detail::RelBody{}).rseq == 2);
-  CHECK(n.st().sent_bytes() == sent_before);  // not charged as new data
+  CHECK(n.c("flow.sent_bytes") == sent_before);  // not charged as new data
   CHECK(n.ep->held_packets() == 4);           // the new data still waits, in order
   CHECK(n.c("flow.retransmits_passed") == 2);
   // A repair of a message still waiting here is released: the original goes in order.
@@ -263,7 +266,7 @@ TEST_CASE("flow.credit sender: a retransmission goes out at once, ahead of waiti
   CHECK(n.c("flow.retransmits_absorbed") == 1);
   n.advert_in(7, 6000, 2000, 7 * kMs);
   CHECK(n.data_out() == 8);
-  CHECK(n.st().sent_bytes() == 6000);
+  CHECK(n.c("flow.sent_bytes") == 6000);
   CHECK(n.ep->held_packets() == 0);
 }
 
@@ -277,21 +280,21 @@ TEST_CASE("flow.credit sender: policy max reports a receiver behind its window a
     n.ep->group().heard("r1", 7, kEpoch, true, t * kMs);
     n.ep->group().heard("r2", 8, kEpoch, true, t * kMs);  // alive, consumes nothing
     n.send(t, 100, t * kMs);
-    n.advert_in(7, n.st().sent_bytes(), 2000, t * kMs);  // r1 consumes everything
+    n.advert_in(7, n.c("flow.sent_bytes"), 2000, t * kMs);  // r1 consumes everything
     if (n.ep->next_deadline_ns() != 0 && n.ep->next_deadline_ns() <= t * kMs) n.ep->tick(t * kMs);
   }
   CHECK(n.ep->held_packets() == 0);  // never held back by r2
   CHECK(n.data_out() == 399);
   REQUIRE(n.ep.sink.count_events(EventType::slow_member) == 1);  // once per episode
-  CHECK(n.ep.sink.events.back().members == slot_bit(slow));
-  CHECK(n.ep.sink.events.back().members != slot_bit(fast));
+  CHECK(n.ep.sink.events.back().members == tmc::MemberSet::of(slow));
+  CHECK(n.ep.sink.events.back().members != tmc::MemberSet::of(fast));
   // r2 catches up: the episode ends, and a new one would be reported again.
-  n.advert_in(8, n.st().sent_bytes(), 2000, 400 * kMs);
+  n.advert_in(8, n.c("flow.sent_bytes"), 2000, 400 * kMs);
   for (std::uint64_t t = 401; t < 800; ++t) {
     n.ep->group().heard("r1", 7, kEpoch, true, t * kMs);
     n.ep->group().heard("r2", 8, kEpoch, true, t * kMs);
     n.send(t, 100, t * kMs);
-    n.advert_in(7, n.st().sent_bytes(), 2000, t * kMs);
+    n.advert_in(7, n.c("flow.sent_bytes"), 2000, t * kMs);
     if (n.ep->next_deadline_ns() != 0 && n.ep->next_deadline_ns() <= t * kMs) n.ep->tick(t * kMs);
   }
   CHECK(n.ep.sink.count_events(EventType::slow_member) == 2);

@@ -18,6 +18,7 @@ namespace {
 
 Plan group_plan(std::string self, std::initializer_list<std::pair<const std::string, std::string>> params) {
   Plan p = make_plan({stage("ordering.group", params), stage("ordering.seq")});
+  for (const auto& [k, v] : params) p.traits.network_sequenced |= k == "network_sequencer" && !v.empty();
   p.member = std::move(self);
   p.members = {"a", "b", "c"};
   return p;
@@ -180,7 +181,13 @@ TEST_CASE("ordering.group: bad parameters are refused by name") {
   CHECK(st.message().find("network_sequencer") != std::string::npos);
   const Status st2 =
       Pipeline::build(group_plan("a", {{"window", "0"}}), Registry::builtin(), make_env(1), pool, sink, pl);
-  CHECK(st2.message().find("window") != std::string::npos);
+  CHECK(st2.message().find("parameter 'window' must be in 1..1048576, got 0") != std::string::npos);
+  const Status st3 =
+      Pipeline::build(group_plan("a", {{"flush_us", "-1"}}), Registry::builtin(), make_env(1), pool, sink, pl);
+  CHECK(st3.message().find("parameter 'flush_us' must be in 0..1000000, got -1") != std::string::npos);
+  const Status st4 = Pipeline::build(group_plan("a", {{"network_sequencer", "10.0.0.256:4000"}}),
+                                     Registry::builtin(), make_env(1), pool, sink, pl);
+  CHECK(st4.message().find("network_sequencer") != std::string::npos);
 }
 
 TEST_CASE("stamp_group_seq: inserts or replaces group_seq, keeps the rest, recomputes the CRC") {

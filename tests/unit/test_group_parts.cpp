@@ -276,7 +276,7 @@ TEST_CASE("group agreement: the cut of a frozen term and the merged cut-offs") {
   const int c = io.view.heard("c", 3, 300, true, io.now);
   REQUIRE(b != kNoSlot);
   REQUIRE(c != kNoSlot);
-  REQUIRE(io.view.receivers() == (slot_bit(b) | slot_bit(c)));
+  REQUIRE(io.view.receivers() == tmc::MemberSet::of({b, c}));
 
   MsgTable t;
   t.configure(env(), 64, 32, /*reliable=*/true, /*direct=*/false, 50'000'000);

@@ -319,7 +319,12 @@ TEST_CASE("errors: exact text and position, and every problem at once") {
         "m.yaml:3:21: 'failure timeout us' must be in 2000..600000000, got 5");
   std::string crowd = "id: a\nmembers: [";
   for (int i = 0; i < 65; ++i) crowd += (i ? ", m" : "m") + std::to_string(i);
-  CHECK(errors_of(crowd + "]\n") == "m.yaml:2:10: 'members' lists 65 members; a channel has at most 64");
+  {
+    Manifest fits;
+    Diagnostics none;
+    CHECK(parse_manifest(crowd + "]\n", "m.yaml", fits, none));  // 65 members: 'max members' is 4096
+  }
+  CHECK(errors_of(crowd + "]\nmax members: 64\n") == "m.yaml:2:10: 'members' lists 65 members but 'max members' is 64; raise 'max members' to hold them all");
   CHECK(errors_of("id: a\nttl: 1\nttl: 2\n").find("'ttl' is given more than once") != std::string::npos);
   CHECK(errors_of("id: a\ngroup: [1\n") == "m.yaml:3:1: YAML syntax error: end of sequence flow not found");
   CHECK(errors_of("- a\n- b\n") == "m.yaml:1:1: a manifest must be a map of properties, got list");
@@ -455,6 +460,10 @@ TEST_CASE("hostile input never throws or crashes") {
   std::string deep = "id: a\nfaults:";
   for (int i = 0; i < 100; ++i) deep += "\n" + std::string(static_cast<std::size_t>(2 * (i + 1)), ' ') + "x:";
   CHECK(survives(deep).find("nesting deeper than") != std::string::npos);
+  // Deeper than yaml-cpp's own limit: still the depth, and where the parser gave up.
+  const std::string too_deep = survives("id: a\nmembers: " + std::string(3000, '[') + std::string(3000, ']'));
+  CHECK(too_deep.rfind("h.yaml:2:", 0) == 0);
+  CHECK(too_deep.find("nesting deeper than 32 levels") != std::string::npos);
   // "Billion laughs": aliases that expand exponentially are cut off.
   std::string laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
   for (int i = 1; i < 10; ++i) {
@@ -473,4 +482,23 @@ TEST_CASE("hostile input never throws or crashes") {
   // YAML itself refuses keys over 1024 characters; the error still names the place.
   CHECK(survives("id: a\n" + std::string(100000, 'x') + ": 1\n") == "h.yaml:2:100001: YAML syntax error: illegal map value");
   CHECK(survives("id: a\n" + std::string(1000, 'x') + ": 1\n").find("unknown property") != std::string::npos);
+}
+
+TEST_CASE("unicast fan-out: this member's name must be one of 'members'") {
+  const std::string members = "multicast: false\nmembers: [left@127.0.0.1:6001, right@127.0.0.1:6002]\n";
+  CHECK(errors_of("id: a\nname: lefty\n" + members) ==
+        "m.yaml:2:7: 'name' is 'lefty', which is not in 'members' (left, right); with 'multicast: false' this "
+        "member binds the address listed under its own name");
+  CHECK(errors_of("id: a\n" + members) ==
+        "m.yaml:2:12: 'name' is not set, which is not in 'members' (left, right); with 'multicast: false' this "
+        "member binds the address listed under its own name");
+  CHECK(parse_ok("id: a\nname: right\n" + members).name == "right");
+  CHECK(parse_ok("id: a\nname: lefty\nmembers: [left@127.0.0.1:6001]\n").multicast);  // multicast: no binding
+}
+
+TEST_CASE("a directory is refused as a manifest file, by name") {
+  Manifest m;
+  Diagnostics d;
+  CHECK_FALSE(load_manifest(TMC_SOURCE_DIR "/tests", m, d));
+  CHECK(d.to_string() == std::string(TMC_SOURCE_DIR "/tests: is a directory, not a file"));
 }

@@ -117,8 +117,8 @@ TEST_CASE("membership.heartbeat: a send-only member clears the receives bit") {
   const int slot = b->group().slot_of_name("tx");
   REQUIRE(slot > 0);
   CHECK_FALSE(b->group().member(slot).receives);
-  CHECK((b->group().alive() & slot_bit(slot)) != 0);
-  CHECK((b->group().receivers() & slot_bit(slot)) == 0);
+  CHECK(b->group().alive().contains(slot));
+  CHECK_FALSE(b->group().receivers().contains(slot));
 }
 
 TEST_CASE("membership.heartbeat: members join, are consumed, and answer early so views converge") {
@@ -139,7 +139,7 @@ TEST_CASE("membership.heartbeat: members join, are consumed, and answer early so
   CHECK(b.sink.delivered.empty());  // heartbeats never reach the application
   const Event* e = last_event(b.sink, EventType::member_joined);
   REQUIRE(e != nullptr);
-  CHECK(e->members == slot_bit(sa));
+  CHECK(e->members == tmc::MemberSet::of(sa));
   CHECK(e->sender == 1);
   CHECK(e->epoch == 100);
   CHECK(e->stage == "membership.heartbeat");
@@ -154,8 +154,8 @@ TEST_CASE("membership.heartbeat: members join, are consumed, and answer early so
   const int sb = a->group().slot_of_name("b");
   REQUIRE(sb > 0);
   CHECK(a->group().member(sb).state == MemberState::alive);
-  CHECK(a->group().alive() == slot_bit(sb));
-  CHECK(b->group().alive() == slot_bit(sa));
+  CHECK(a->group().alive() == tmc::MemberSet::of(sb));
+  CHECK(b->group().alive() == tmc::MemberSet::of(sa));
 
   // Hearing a known member again changes nothing and raises no event.
   const std::uint64_t view = b->group().view_id();
@@ -229,10 +229,10 @@ TEST_CASE("membership.heartbeat: silence for timeout_us is a failure; any packet
   CHECK(a->next_deadline_ns() == 1500 * kMs);
   a->tick(1500 * kMs);
   CHECK(a->group().member(sb).state == MemberState::failed);
-  CHECK(a->group().alive() == 0);
+  CHECK(a->group().alive().empty());
   const Event* e = last_event(a.sink, EventType::member_failed);
   REQUIRE(e != nullptr);
-  CHECK(e->members == slot_bit(sb));
+  CHECK(e->members == tmc::MemberSet::of(sb));
   CHECK(e->sender == 2);
   CHECK(e->epoch == 20);
   CHECK(counter(a, "membership.failures") == 1);
@@ -257,7 +257,7 @@ TEST_CASE("membership.heartbeat: a new epoch is a restart and the retired epoch 
   CHECK(a->group().slot_of_name("b") == sb);  // same slot: same name
   const Event* e = last_event(a.sink, EventType::member_restarted);
   REQUIRE(e != nullptr);
-  CHECK(e->members == slot_bit(sb));
+  CHECK(e->members == tmc::MemberSet::of(sb));
   CHECK(e->epoch == 21);
   CHECK(e->seq == 20);  // the retired epoch
   CHECK(counter(a, "membership.restarts") == 1);
@@ -305,12 +305,12 @@ TEST_CASE("membership.heartbeat: stop sends goodbyes; the member is left and sta
   CHECK(b->next_deadline_ns() == 0);  // a stopped member sends nothing more
   carry(b, a, 12 * kMs);
   CHECK(a->group().member(sb).state == MemberState::left);
-  CHECK(a->group().alive() == 0);
-  CHECK(a->group().receivers() == 0);
+  CHECK(a->group().alive().empty());
+  CHECK(a->group().receivers().empty());
   CHECK(a.sink.count_events(EventType::member_left) == 1);  // two goodbyes, one event
   const Event* e = last_event(a.sink, EventType::member_left);
   REQUIRE(e != nullptr);
-  CHECK(e->members == slot_bit(sb));
+  CHECK(e->members == tmc::MemberSet::of(sb));
   CHECK(e->epoch == 20);
   CHECK(counter(a, "membership.leaves") == 1);
 
@@ -338,12 +338,12 @@ TEST_CASE("membership.heartbeat: a named member never heard is failed timeout_us
   const int sc = a->group().slot_of_name("c");
   REQUIRE(sb > 0);
   REQUIRE(sc > 0);
-  CHECK(a->group().receivers() == (slot_bit(sb) | slot_bit(sc)));
+  CHECK(a->group().receivers() == tmc::MemberSet::of({sb, sc}));
   a->receive(heartbeat(pool, 3, 30, "c"), 900 * kMs);
   while (a->next_deadline_ns() != 0 && a->next_deadline_ns() <= kTimeoutNs) a->tick(a->next_deadline_ns());
   CHECK(a->group().member(sb).state == MemberState::failed);
   CHECK(a->group().member(sc).state == MemberState::alive);
-  CHECK(a->group().receivers() == slot_bit(sc));
+  CHECK(a->group().receivers() == tmc::MemberSet::of(sc));
   CHECK(a.sink.count_events(EventType::member_failed) == 1);
 }
 
@@ -385,6 +385,46 @@ TEST_CASE("membership.heartbeat: a member without a usable name announces one ma
   REQUIRE(a.sink.transmitted.size() == 1);
   const Packet* p = a.sink.transmitted[0];
   CHECK(std::string_view(reinterpret_cast<const char*>(p->payload()), p->payload_len) == "member-0000abcd");
+}
+
+TEST_CASE("membership.heartbeat: named members close the view to everyone else") {
+  PacketPool pool(2048, 16, 256);
+  const std::uint32_t id_a = wire::channel_hash("a", 1);
+  const std::uint32_t id_b = wire::channel_hash("b", 1);
+  Endpoint b(pool, member_plan("b", {}, {"a", "b"}), make_env(id_b, 200));
+  b->start(0);
+  const MemberSet receivers = b->group().receivers();
+  const std::uint64_t view = b->group().view_id();
+  // An unlisted name never joins: no slot, no event, the ack set is unchanged.
+  b->receive(heartbeat(pool, 77, 5, "mallory"), kMs);
+  CHECK(b->group().slot_of_name("mallory") == kNoSlot);
+  CHECK(last_event(b.sink, EventType::member_joined) == nullptr);
+  CHECK(b->group().receivers() == receivers);
+  CHECK(b->group().view_id() == view);
+  CHECK(counter(b, "drops.not_in_view") == 1);
+  // A named member's data is delivered even before its first heartbeat (its id is the
+  // FNV-1a of its name), and its heartbeat joins it.
+  b->receive(datagram(pool, id_a, 9, 0, "from a"), 3 * kMs);
+  CHECK(b.sink.payloads() == std::vector<std::string>{"from a"});
+  b->receive(heartbeat(pool, id_a, 9, "a"), 4 * kMs);
+  const int sa = b->group().slot_of_name("a");
+  REQUIRE(sa > 0);
+  CHECK(b->group().member(sa).state == MemberState::alive);
+  // Every named member heard: data from a sender id that is no named member's is
+  // dropped, never delivered.
+  b->receive(datagram(pool, 77, 5, 0, "forged"), 5 * kMs);
+  CHECK(b.sink.payloads() == std::vector<std::string>{"from a"});
+  CHECK(counter(b, "drops.not_in_view") == 2);
+}
+
+TEST_CASE("membership.heartbeat: without named members the view stays open") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint b(pool, member_plan("b"), make_env(2, 200));
+  b->start(0);
+  b->receive(datagram(pool, 77, 5, 0, "anyone"), kMs);
+  CHECK(b.sink.payloads() == std::vector<std::string>{"anyone"});
+  b->receive(heartbeat(pool, 77, 5, "newcomer"), 2 * kMs);
+  CHECK(b->group().slot_of_name("newcomer") > 0);
 }
 
 TEST_CASE("group view: outages count each time a member goes failed or left, and survive its return") {

@@ -101,9 +101,15 @@ class Channel(_tmc.Channel):
     ``Channel(manifest=None, **properties)``: ``manifest`` is a dict with the paper's keys
     (``'id'``, ``'group'``, ``'group ordering'``, ``'error checking'``, ...), a path to a
     YAML manifest, or None; keyword arguments add properties by their snake_case alias
-    (``Channel(id='2PC', group='239.0.0.2', point_to_point_ordering=True)``). Four keyword
+    (``Channel(id='2PC', group='239.0.0.2', point_to_point_ordering=True)``). Eight keyword
     arguments are open options instead: ``capabilities`` (path to a capability YAML file),
-    ``receive_queue_messages``, ``send_queue_messages``, ``send_blocks_when_full``.
+    ``idle_strategy`` (``'block'``, the default, ``'yield'`` or ``'spin'``: what the loop thread
+    does while idle; ``'spin'`` polls the sockets on a core of its own for the lowest latency),
+    ``receive_queue_messages``, ``send_queue_messages``, ``send_blocks_when_full``,
+    ``publish_stats`` (False keeps the channel out of ``tmc stat``), ``module_files``
+    (module objects to load: a list of paths, or a dict of path -> SHA-256; docs/modules.md),
+    ``module_repository`` (``{'dir': ..., 'trust': ..., 'state': ...}``: a signed module
+    repository the manifest's ``modules`` are verified and loaded from; ``state`` is optional).
     """
 
     @classmethod

@@ -23,7 +23,10 @@
 // without releasing the GIL on its fast path.
 //
 // Interpreter exit. An atexit hook closes every open channel while the interpreter still
-// works, so that no callback runs during finalization; the handler also checks for it.
+// works, so that no callback runs during finalization (the handler also checks for it),
+// and waits until every thread blocked in a call (recv in a daemon thread) has woken and
+// taken the GIL back; a thread must not take the GIL once finalization has begun
+// (GilRelease).
 #include <pybind11/stl.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -39,8 +42,10 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 #include <tmc/channel.hpp>
+#include <tmc/modules.hpp>
 
 #include "common.hpp"
 
@@ -59,6 +64,35 @@ bool interpreter_finalizing() noexcept {
   return _Py_IsFinalizing() != 0;
 #endif
 }
+
+/// Calls in progress with the GIL released (GilRelease), for the atexit hook's drain.
+std::atomic<int> g_released{0};
+/// The interpreter's main thread (threading.main_thread()): the one that finalizes it.
+std::atomic<unsigned long> g_main_thread{0};
+
+/// py::gil_scoped_release for calls that wait, safe at interpreter exit. A daemon thread
+/// that takes the GIL back once finalization has begun is ended by CPython from inside the
+/// taking (pthread_exit); inside pybind11's noexcept destructor that unwinding aborts the
+/// process. So: the atexit hook drains these calls before finalization (close_all). One
+/// that comes back later anyway never takes the GIL: its thread parks until the process
+/// ends (the main thread, which finalizes, takes it as usual). And should finalization
+/// begin while it waits for the GIL, this destructor lets CPython's thread exit unwind.
+class GilRelease {
+ public:
+  GilRelease() : state_(PyEval_SaveThread()) { g_released.fetch_add(1); }
+  ~GilRelease() noexcept(false) {
+    if (interpreter_finalizing() && PyThread_get_thread_ident() != g_main_thread.load()) {
+      for (;;) ::pause();  // the process is ending; this thread must not touch Python again
+    }
+    PyEval_RestoreThread(state_);
+    g_released.fetch_sub(1);
+  }
+  GilRelease(const GilRelease&) = delete;
+  GilRelease& operator=(const GilRelease&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
 
 /// What the loop-thread handler shares with the Python object. Owned jointly, so the
 /// handler can never see it destroyed.
@@ -170,6 +204,29 @@ struct OpenKwargs {
   py::dict manifest_kwargs;
 };
 
+/// module_repository={'dir': ..., 'trust': ..., 'state': ...}: where the manifest's
+/// `modules:` are verified and loaded from ('state' optional).
+ModuleRepository module_repository_kwarg(py::handle v) {
+  constexpr const char* kShape = "Channel(): 'module_repository' must be a dict {'dir': path, 'trust': path, 'state': path}";
+  if (!PyDict_Check(v.ptr())) throw py::type_error(kShape);
+  ModuleRepository repo;
+  for (auto item : py::reinterpret_borrow<py::dict>(v)) {
+    const std::string k = py::str(item.first);
+    const std::string path = py::str(py::module_::import("os").attr("fspath")(item.second));
+    if (k == "dir") {
+      repo.dir = path;
+    } else if (k == "trust") {
+      repo.trust_file = path;
+    } else if (k == "state") {
+      repo.state_file = path;
+    } else {
+      throw py::value_error(std::string(kShape) + "; unknown key '" + k + "'");
+    }
+  }
+  if (repo.dir.empty() || repo.trust_file.empty()) throw py::value_error(std::string(kShape) + "; 'dir' and 'trust' are required");
+  return repo;
+}
+
 OpenKwargs split_kwargs(const py::kwargs& kwargs) {
   OpenKwargs out;
   auto as_u32 = [](const std::string& key, py::handle v) {
@@ -190,6 +247,11 @@ OpenKwargs split_kwargs(const py::kwargs& kwargs) {
       if (!load_capabilities(path, out.options.caps, diag)) {
         raise_status(Status(Code::INVALID_CAPABILITIES, diag.to_string()));
       }
+    } else if (key == "key_file") {
+      // The group key file (a str or a path), as OpenOptions::key_file: a manifest's own
+      // 'key file' still wins, so update(key_file=...) rolls keys.
+      if (v.is_none()) continue;
+      out.options.key_file = py::str(py::module_::import("os").attr("fspath")(v));
     } else if (key == "receive_queue_messages") {
       out.options.receive_queue_messages = as_u32(key, v);
     } else if (key == "send_queue_messages") {
@@ -197,6 +259,39 @@ OpenKwargs split_kwargs(const py::kwargs& kwargs) {
     } else if (key == "send_blocks_when_full") {
       if (!PyBool_Check(v.ptr())) throw py::type_error("Channel(): 'send_blocks_when_full' must be a bool");
       out.options.send_blocks_when_full = v.ptr() == Py_True;
+    } else if (key == "idle_strategy") {
+      // The runtime's idle strategy: 'block' (the default), 'yield' or 'spin'.
+      if (!PyUnicode_Check(v.ptr())) throw py::type_error("Channel(): 'idle_strategy' must be a str, not " + type_name(v));
+      IdleStrategy idle = IdleStrategy::block;
+      if (!parse_idle_strategy(v.cast<std::string>(), idle)) {
+        throw py::value_error("Channel(): 'idle_strategy' must be 'block', 'yield' or 'spin', not '" +
+                              v.cast<std::string>() + "'");
+      }
+      out.options.idle_strategy = idle;
+    } else if (key == "publish_stats") {
+      if (!PyBool_Check(v.ptr())) throw py::type_error("Channel(): 'publish_stats' must be a bool");
+      out.options.publish_stats = v.ptr() == Py_True;
+    } else if (key == "module_files") {
+      // Module objects to load for this channel: a list of paths (unchecked), or a dict of
+      // path -> expected SHA-256 (hex), as a verified repository index lists them.
+      if (v.is_none()) continue;
+      auto set = std::make_shared<ModuleSet>();
+      auto load = [&](py::handle path, std::string_view digest) {
+        const std::string file = py::str(py::module_::import("os").attr("fspath")(path));
+        if (Status st = set->load(file, digest); !st) raise_status(st);
+      };
+      if (PyDict_Check(v.ptr())) {
+        for (auto kv : v.cast<py::dict>()) load(kv.first, kv.second.cast<std::string>());
+      } else if (PyList_Check(v.ptr()) || PyTuple_Check(v.ptr())) {
+        for (auto path : v) load(path, {});
+      } else {
+        throw py::type_error("Channel(): 'module_files' must be a list of paths or a dict of path -> sha256, not " +
+                             type_name(v));
+      }
+      out.options.modules = std::move(set);
+    } else if (key == "module_repository") {
+      if (v.is_none()) continue;
+      out.options.module_repository = module_repository_kwarg(v);
     } else {
       out.manifest_kwargs[item.first] = v;
     }
@@ -208,7 +303,7 @@ class PyChannel {
  public:
   PyChannel(py::object manifest, const py::kwargs& kwargs) {
     OpenKwargs split = split_kwargs(kwargs);
-    split.options.runtime = Runtime::default_runtime();
+    split.options.runtime = Runtime::default_runtime(split.options.idle_strategy.value_or(IdleStrategy::block));
     runtime_ = split.options.runtime;
     Status s;
     const bool is_path = PyUnicode_Check(manifest.ptr()) || PyObject_HasAttrString(manifest.ptr(), "__fspath__") != 0;
@@ -216,7 +311,7 @@ class PyChannel {
       // A YAML file, with any keyword properties applied on top (as update() would).
       const std::string path = py::str(py::module_::import("os").attr("fspath")(manifest));
       const Value changes = manifest_value(py::none(), split.manifest_kwargs);
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       Manifest base;
       Manifest m;
       Diagnostics diag;
@@ -227,13 +322,13 @@ class PyChannel {
       }
     } else {
       const Value v = manifest_value(manifest, split.manifest_kwargs);
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = Channel::try_open(v, split.options, ch_);
     }
     check(s);
     inbox_ = std::make_shared<Inbox>(split.options.receive_queue_messages);
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       refresh_cached_plan();
     }
     fork_generation_ = g_fork_generation.load();
@@ -245,7 +340,7 @@ class PyChannel {
   PyChannel& operator=(const PyChannel&) = delete;
 
   // --- sending ---------------------------------------------------------------------------
-  py::object send(py::handle payload, py::handle per_message, bool wait) {
+  py::object send(py::handle payload, py::handle per_message, bool wait, bool want_token) {
     check_not_inherited();
     const char* data = nullptr;
     Py_ssize_t n = 0;
@@ -282,7 +377,7 @@ class PyChannel {
       const MessageManifest mm = per_message.is_none() ? MessageManifest{} : message_manifest(per_message);
       DeliveryOutcome o;
       {
-        py::gil_scoped_release nogil;
+        GilRelease nogil;
         std::future<DeliveryOutcome> f;
         s = ch_.send(bytes, mm, &f);
         if (s.is_ok()) o = f.get();  // bounded by the retry budget, or settled by close()
@@ -294,23 +389,48 @@ class PyChannel {
       out["missing"] = o.missing;
       return out;  // C++20 moves it implicitly (a std::move here is -Werror=redundant-move)
     }
+    if (want_token) {
+      const MessageManifest mm = per_message.is_none() ? MessageManifest{} : message_manifest(per_message);
+      MessageToken token = 0;
+      {
+        GilRelease nogil;
+        s = ch_.send(bytes, mm, nullptr, &token);
+      }
+      check(s);
+      return py::int_(token);
+    }
     if (per_message.is_none()) {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.send(bytes);
     } else {
       const MessageManifest mm = message_manifest(per_message);
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.send(bytes, mm);
     }
     check(s);
     return py::none();
   }
 
+  void forget(MessageToken token, bool and_earlier) {
+    check_not_inherited();
+    Status s;
+    {
+      GilRelease nogil;
+      s = ch_.forget(token, and_earlier ? ForgetScope::and_earlier : ForgetScope::message);
+    }
+    check(s);
+  }
+
+  void hint_load(double fraction) {
+    check_not_inherited();
+    check(ch_.hint_load(fraction));
+  }
+
   py::list view() {
     check_not_inherited();
     std::vector<MemberStatus> v;
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       v = ch_.view();
     }
     py::list out;
@@ -332,7 +452,7 @@ class PyChannel {
     if (!(timeout_s >= 0)) throw py::value_error("wait_for_members: timeout must be >= 0 seconds");
     Status s;
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.wait_for_members(count, std::chrono::nanoseconds(static_cast<std::int64_t>(timeout_s * 1e9)));
     }
     check(s);
@@ -343,7 +463,7 @@ class PyChannel {
     const Value v = manifest_value(changes, kwargs);
     Status s;
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.update(v);
       if (s.is_ok()) refresh_cached_plan();
     }
@@ -375,7 +495,7 @@ class PyChannel {
     for (;;) {
       Inbox::Take r = Inbox::Take::empty;
       {
-        py::gil_scoped_release nogil;
+        GilRelease nogil;
         waiting_.fetch_add(1);
         const auto until = std::min(deadline, Clock::now() + kSignalCheck);
         r = handler_installed_.load() ? wait_inbox(m, until) : wait_direct(m, until);
@@ -420,7 +540,7 @@ class PyChannel {
   // --- inspecting ------------------------------------------------------------------------
   std::vector<std::string> members() {
     check_not_inherited();
-    py::gil_scoped_release nogil;
+    GilRelease nogil;
     return ch_.members();
   }
 
@@ -428,7 +548,7 @@ class PyChannel {
     check_not_inherited();
     ChannelStats s;
     {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       s = ch_.stats();
     }
     py::dict d;
@@ -462,22 +582,25 @@ class PyChannel {
     }
     counters["python.callback_errors"] = inbox_->callback_errors.load();
     d["counters"] = counters;
+    py::dict gauges;
+    for (const auto& [k, v] : s.gauges) gauges[py::str(k)] = v;
+    d["gauges"] = gauges;
     return d;
   }
 
   Plan plan() {
     check_not_inherited();
-    py::gil_scoped_release nogil;
+    GilRelease nogil;
     return ch_.plan();
   }
   std::string manifest_yaml() {
     check_not_inherited();
-    py::gil_scoped_release nogil;
+    GilRelease nogil;
     return to_yaml(ch_.manifest());
   }
   std::string name() {
     check_not_inherited();
-    py::gil_scoped_release nogil;
+    GilRelease nogil;
     return ch_.name();
   }
   std::uint32_t sender_id() const noexcept { return ch_.sender_id(); }
@@ -491,7 +614,7 @@ class PyChannel {
       // closing would wait forever. The handle is left alone (leaked) instead.
       if (ch_.is_open()) (void)new Channel(std::move(ch_));
     } else {
-      py::gil_scoped_release nogil;
+      GilRelease nogil;
       ch_.close();
     }
     {
@@ -504,9 +627,19 @@ class PyChannel {
     open_channels().erase(this);
   }
 
+  /// The atexit hook: close every channel, then wait until every call that was waiting
+  /// with the GIL released (a daemon thread's recv(), say) has woken and taken the GIL
+  /// back, so none of them does so once finalization has begun. Closing wakes them all;
+  /// the bound only keeps exit from hanging on a call something else holds.
   static void close_all() {
     const std::set<PyChannel*> all = open_channels();
     for (PyChannel* c : all) c->close();
+    const auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (g_released.load() > 0 && Clock::now() < deadline) {
+      PyThreadState* self = PyEval_SaveThread();  // not a GilRelease: this one is not drained
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      PyEval_RestoreThread(self);
+    }
   }
 
   // --- asyncio support (used by libTMC.Channel.arecv) ------------------------------------
@@ -609,7 +742,7 @@ class PyChannel {
   /// GIL held: switch to handler mode (once).
   void ensure_handler() {
     if (handler_installed_.load()) return;
-    py::gil_scoped_release nogil;  // the lock and the loop may be held by GIL waiters
+    GilRelease nogil;  // the lock and the loop may be held by GIL waiters
     std::lock_guard<std::mutex> lock(install_mu_);
     if (handler_installed_.load()) return;
     ch_.on_message([inbox = inbox_](Message&& m) { deliver(inbox, std::move(m)); });
@@ -648,14 +781,23 @@ void register_channel(py::module_& m) {
     return ::pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1); }) == 0;
   }();
   (void)registered;
+  g_main_thread.store(py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>());
   py::class_<PyChannel>(m, "Channel", py::dynamic_attr(),
                         "A multicast channel with the guarantees its manifest declares (paper, Listing 1).")
       .def(py::init<py::object, const py::kwargs&>(), py::arg("manifest") = py::none())
       .def("send", &PyChannel::send, py::arg("message"), py::arg("properties") = py::none(), py::kw_only(),
-           py::arg("wait") = false,
-           "Send one message to the group, optionally with per-message properties ({'reliability': True}). "
-           "With wait=True, block until the message's outcome is known and return it as a dict "
-           "{'state': 'met'|'failed'|'unreliable'|'abandoned', 'acked': [...], 'missing': [...]}.")
+           py::arg("wait") = false, py::arg("token") = false,
+           "Send one message to the group, optionally with per-message properties ({'reliability': True}, "
+           "{'lifetime us': 20000}). With wait=True, block until the message's outcome is known and return it "
+           "as a dict {'state': 'met'|'failed'|'unreliable'|'abandoned'|'forgotten'|'expired', 'acked': [...], "
+           "'missing': [...]}. With token=True, return the message's token (an int) for forget().")
+      .def("hint_load", &PyChannel::hint_load, py::arg("fraction"),
+           "A load hint: how full the application is, in [0, 1] (e.g. its own queue's fill). With flow "
+           "control, this member's advertised window shrinks with it, so senders slow down before it drops.")
+      .def("forget", &PyChannel::forget, py::arg("token"), py::kw_only(), py::arg("and_earlier") = false,
+           "Forget a message not settled yet (by the token send(..., token=True) returned), or with "
+           "and_earlier=True it and every message sent before it: it is no longer repaired or waited for, its "
+           "outcome becomes 'forgotten', and receivers that missed it stop waiting for it.")
       .def_property_readonly("view", &PyChannel::view,
                              "The membership view: a list of {'name', 'state', 'self', 'receives', 'sender_id', "
                              "'epoch'} (empty without the membership stage).")

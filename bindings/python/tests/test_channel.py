@@ -328,3 +328,44 @@ def test_context_manager_closes(endpoint: dict[str, Any]) -> None:
     with Channel(endpoint) as c:
         assert not c.closed
     assert c.closed
+
+
+def test_publish_stats_puts_the_channel_in_the_stat_file_unless_false(endpoint: dict[str, Any]) -> None:
+    """Live counters (tmc stat): the process's stat file names a publishing channel's id
+    (once its loop has published) and never one opened with publish_stats=False."""
+    stat_dir = os.environ.get("TMC_STAT_DIR") or f"/dev/shm/libtmc-{os.getuid()}"
+    path = os.path.join(stat_dir, f"{os.getpid()}.tmcstat")
+    loud_id = endpoint["id"] + "-loud"
+    quiet_id = endpoint["id"] + "-quiet"
+
+    def file_bytes() -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    with Channel(dict(endpoint, id=quiet_id, name="quiet"), publish_stats=False):
+        with Channel(dict(endpoint, id=loud_id, name="loud")):
+            assert wait_until(lambda: loud_id.encode() in file_bytes())
+            assert quiet_id.encode() not in file_bytes()
+    with pytest.raises(TypeError):
+        Channel(dict(endpoint, name="bad"), publish_stats="yes")
+
+
+def test_idle_strategy_spin_delivers_and_closes(endpoint: dict[str, Any]) -> None:
+    """idle_strategy='spin' puts the channel on the process's spinning runtime: it still
+    delivers, its recv() times out, and closing it returns."""
+    rx = Channel(dict(endpoint, name="rx", members=["tx", "rx"]), idle_strategy="spin")
+    tx = Channel(dict(endpoint, name="tx"), idle_strategy="yield")
+    with rx, tx:
+        for i in range(10):
+            tx.send(f"m{i}")
+        got = [rx.recv(timeout=PATIENCE) for _ in range(10)]
+        assert [m.text for m in got if m] == [f"m{i}" for i in range(10)]
+        assert rx.recv(timeout=0.02) is None
+    assert rx.closed and tx.closed
+    with pytest.raises(ValueError):
+        Channel(dict(endpoint, name="bad"), idle_strategy="busy")
+    with pytest.raises(TypeError):
+        Channel(dict(endpoint, name="bad"), idle_strategy=2)

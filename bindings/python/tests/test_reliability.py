@@ -112,6 +112,10 @@ def test_reliable_send_to_a_member_that_never_starts_fails(endpoint: dict[str, A
         outcome = c.send(b"anyone?", wait=True)
         assert outcome == {'state': 'failed', 'acked': [], 'missing': ['ghost']}
         assert c.stats["counters"]["reliability.failed"] == 1
+        gauges = c.stats["gauges"]
+        assert gauges["reliability.in_flight"] == 0  # settled (failed)
+        assert gauges["reliability.srtt_ns"] == 0  # nobody ever acked: no RTT sample
+        assert gauges["reliability.rto_ns"] > 0
 
 
 def test_sync_channel_raises_delivery_failed(endpoint: dict[str, Any]) -> None:
@@ -122,3 +126,35 @@ def test_sync_channel_raises_delivery_failed(endpoint: dict[str, Any]) -> None:
         assert err.value.code == "DELIVERY_FAILED"
         assert "ghost" in err.value.message
         assert not isinstance(err.value, ValueError)
+
+
+def test_lifetime_and_forget(endpoint: dict[str, Any]) -> None:
+    # 'ghost' never acknowledges: a message with a lifetime expires before its retry budget
+    # runs out, and a forgotten one is settled at once, neither as failed.
+    m = dict(endpoint, name='a', members=['a', 'ghost'], reliability={'max retries': 8}, lifetime=True)
+    with Channel(m) as c:
+        assert "lifetime.deadline" in str(c.plan)
+        outcome = c.send(b"short-lived", {'lifetime us': 20000}, wait=True)
+        assert outcome['state'] == 'expired'
+        token = c.send(b"never mind", token=True)
+        assert isinstance(token, int) and token > 0
+        c.forget(token)
+        c.forget(token)  # idempotent
+        assert c.stats["counters"]["reliability.failed"] == 0
+        assert c.stats["gauges"]["reliability.in_flight"] == 0
+        with pytest.raises(libTMC.Error):
+            c.forget(10**9)  # a token this channel never gave
+
+
+def test_per_message_lifetime_needs_the_channel_property(endpoint: dict[str, Any]) -> None:
+    with Channel(dict(endpoint, name='a')) as c:
+        with pytest.raises(libTMC.NotAvailableError):
+            c.send(b"x", {'lifetime us': 1000})
+
+
+def test_hint_load(endpoint: dict[str, Any]) -> None:
+    with Channel(dict(endpoint, name='a')) as c:
+        c.hint_load(0.5)
+        c.hint_load(0.0)
+        with pytest.raises(libTMC.Error):
+            c.hint_load(1.5)

@@ -29,14 +29,22 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t { sealed, no_room, verified, mismatch, missing, unchecked };
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_CRC32C_COUNTERS(X, P)                                                                                   \
+  X(P, sealed, "datagrams given a CRC trailer on send")                                                             \
+  X(P, no_room, "datagrams dropped on send: no buffer room for the trailer")                                        \
+  X(P, verified, "received datagrams whose CRC matched")                                                            \
+  X(P, mismatch, "received datagrams dropped for a wrong CRC")                                                      \
+  X(P, missing, "received datagrams dropped for lacking a CRC (require: true)")                                     \
+  X(P, unchecked, "received datagrams without a CRC passed up (require: false)")
+TMC_STAGE_COUNTERS("checksum.", TMC_CRC32C_COUNTERS);
 
 class Crc32cStage final : public Stage {
  public:
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
     (void)env;
     (void)errors;
-    require_ = params.get_bool("require", false);
+    require_ = params.boolean("require");
     return true;
   }
 
@@ -106,13 +114,10 @@ void register_checksum_crc32c(Registry& r) {
       .params = {{"require", ParamType::boolean, "false",
                   "Drop received packets that carry no CRC (off: a sender whose NIC checks integrity "
                   "legitimately sends none)."}},
-      .counters = {{"checksum.sealed", "datagrams given a CRC trailer on send"},
-                   {"checksum.no_room", "datagrams dropped on send: no buffer room for the trailer"},
-                   {"checksum.verified", "received datagrams whose CRC matched"},
-                   {"checksum.mismatch", "received datagrams dropped for a wrong CRC"},
-                   {"checksum.missing", "received datagrams dropped for lacking a CRC (require: true)"},
-                   {"checksum.unchecked", "received datagrams without a CRC passed up (require: false)"}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<Crc32cStage>(); },
+      .wire_bytes_per_datagram = wire::kTrailerBytes,
+      .serves = "error_checking",
   });
 }
 

@@ -67,7 +67,10 @@
 //   changes reach it through no packet.
 #include "primitives/congestion/window.hpp"
 
+#include "primitives/common/wait_queue.hpp"
+
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "primitives/reliability/ack_format.hpp"
@@ -76,29 +79,46 @@ namespace tmc {
 namespace detail {
 namespace {
 
-enum Counter : std::size_t {
-  passed,
-  window_waits,
-  released,
-  retransmits_passed,
-  control_passed,
-  losses,
-  nacks_seen,
-  sack_holes,
-  acks_seen,
-  acked_bytes,
-  max_window_bytes,
-  stalls,
-  laggards,
-  stop_flushed,
-  retransmits_absorbed,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_WINDOW_COUNTERS(X, P)                                                                                   \
+  X(P, passed, "reliable data packets that found room in the window")                                               \
+  X(P, window_waits, "reliable data packets queued because the window was full")                                    \
+  X(P, released, "queued packets released as the window opened")                                                    \
+  X(P, retransmits_passed, "retransmissions passed at once (no RTT sample from them)")                              \
+  X(P, control_passed, "reliable control packets passed at once (counted in flight)")                               \
+  X(P, losses, "loss events given to the controller")                                                               \
+  X(P, nacks_seen, "NACKs targeted at this sender")                                                                 \
+  X(P, sack_holes, "acks whose SACK bitmap showed a hole (>= 3 received above it)")                                 \
+  X(P, acks_seen, "acks targeted at this sender")                                                                   \
+  X(P, acked_bytes, "datagram bytes acknowledged by every followed receiver")                                       \
+  X(P, max_window_bytes, "largest window reached, in bytes (grows only)")                                           \
+  X(P, stalls, "stall timeouts (no ack progress while data waited)")                                                \
+  X(P, laggards, "receivers left behind by a stall")                                                                \
+  X(P, stop_flushed, "queued packets passed down when the pipeline stopped")                                        \
+  X(P, retransmits_absorbed,                                                                                        \
+    "retransmissions of packets still waiting here, released (the original "                                        \
+    "goes out in order)")
+TMC_STAGE_COUNTERS("congestion.", TMC_WINDOW_COUNTERS);
+
+// Gauges, declared once likewise (read_gauges() fills them in this order).
+#define TMC_WINDOW_GAUGES(X, P)                                                                                     \
+  X(P, window_bytes, "the congestion window, in datagram bytes (+inf with algorithm none)")                        \
+  X(P, in_flight_bytes, "datagram bytes sent and not yet acknowledged by every followed receiver")                  \
+  X(P, queued_packets, "reliable data packets waiting here for room in the window")
+TMC_STAGE_GAUGES("congestion.", TMC_WINDOW_GAUGES);
 
 std::uint64_t datagram_bytes(const Packet& p) noexcept {
   return std::uint64_t{p.len} + (p.sealed ? 0 : wire::kBaseHeaderBytes);
 }
 
 }  // namespace
+
+void CongestionWindowStage::read_gauges(std::span<double> out) const noexcept {
+  out[Gauge::window_bytes] =
+      unlimited_ ? std::numeric_limits<double>::infinity() : static_cast<double>(ctrl_->window_bytes());
+  out[Gauge::in_flight_bytes] = static_cast<double>(in_flight_);
+  out[Gauge::queued_packets] = static_cast<double>(queue_.size());
+}
 
 CongestionWindowStage::~CongestionWindowStage() {
   // Packets still queued belong to this stage; give them back to their pool.
@@ -107,40 +127,29 @@ CongestionWindowStage::~CongestionWindowStage() {
 
 bool CongestionWindowStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
   env_ = env;
-  const std::string algorithm = params.get_string("algorithm", "aimd");
-  const std::int64_t initial = params.get_int("initial_window_packets", 10);
-  const std::int64_t min_w = params.get_int("min_window_packets", 2);
-  const std::int64_t max_w = params.get_int("max_window_packets", 100000);
-  const std::int64_t mss = params.get_int("mss_bytes", 1400);
-  const std::int64_t stall_us = params.get_int("stall_timeout_us", 1'000'000);
-  if (algorithm != "none" && algorithm != "aimd" && algorithm != "cubic") {
-    errors.push_back("parameter 'algorithm' must be \"none\", \"aimd\" or \"cubic\", got \"" + algorithm + "\"");
-  }
-  if (min_w < 1 || min_w > 10'000'000) {
-    errors.push_back("parameter 'min_window_packets' must be in 1..10000000, got " + std::to_string(min_w));
-  }
-  if (max_w < 1 || max_w > 10'000'000) {
-    errors.push_back("parameter 'max_window_packets' must be in 1..10000000, got " + std::to_string(max_w));
-  } else if (max_w < min_w) {
+  // The registry checked each range and word; what relates two parameters is checked here.
+  const std::string& algorithm = params.text("algorithm");
+  const std::int64_t initial = params.integer("initial_window_packets");
+  const std::int64_t min_w = params.integer("min_window_packets");
+  const std::int64_t max_w = params.integer("max_window_packets");
+  const std::int64_t mss = params.integer("mss_bytes");
+  const std::int64_t stall_us = params.integer("stall_timeout_us");
+  if (max_w < min_w) {
     errors.push_back("parameter 'max_window_packets' (" + std::to_string(max_w) +
                      ") must not be below 'min_window_packets' (" + std::to_string(min_w) + ")");
+    return false;
   }
-  if (initial < 1 || initial > 10'000'000) {
-    errors.push_back("parameter 'initial_window_packets' must be in 1..10000000, got " + std::to_string(initial));
-  }
-  if (mss < 64 || mss > static_cast<std::int64_t>(wire::kMaxDatagramBytes)) {
-    errors.push_back("parameter 'mss_bytes' must be in 64..65507, got " + std::to_string(mss));
-  }
-  if (stall_us < 1000 || stall_us > 3'600'000'000) {
-    errors.push_back("parameter 'stall_timeout_us' must be in 1000..3600000000, got " + std::to_string(stall_us));
-  }
-  if (!errors.empty()) return false;
   CongestionLimits limits;
   limits.mss_bytes = static_cast<std::uint32_t>(mss);
   limits.initial_window_packets = static_cast<std::uint32_t>(initial);
   limits.min_window_packets = static_cast<std::uint32_t>(min_w);
   limits.max_window_packets = static_cast<std::uint32_t>(max_w);
   ctrl_ = make_congestion_controller(algorithm, limits);
+  if (ctrl_ == nullptr && more_) ctrl_ = more_(algorithm, limits);
+  if (ctrl_ == nullptr) {
+    errors.push_back("parameter 'algorithm': no congestion controller named '" + algorithm + "' could be made");
+    return false;
+  }
   unlimited_ = algorithm == "none";
   stall_ns_ = static_cast<std::uint64_t>(stall_us) * 1000;
   recheck_ns_ = std::min<std::uint64_t>(5'000'000, stall_ns_ / 4);
@@ -154,16 +163,23 @@ bool CongestionWindowStage::configure(const Params& params, const StageEnv& env,
   return true;
 }
 
-MemberMask CongestionWindowStage::followed(const Group& g) const noexcept {
-  MemberMask f = 0;
-  MemberMask r = g.receivers();
-  while (r != 0) {
-    const int s = __builtin_ctzll(r);
-    r &= r - 1;
-    const Peer& pe = peers_[s];
-    if (pe.acked && !pe.lagging && pe.epoch == g.member(s).epoch) f |= slot_bit(s);
-  }
-  return f;
+bool CongestionWindowStage::follows(const Group& g, int s) const noexcept {
+  const Peer& pe = peers_[static_cast<std::size_t>(s)];
+  return pe.acked && !pe.lagging && pe.epoch == g.member(s).epoch;
+}
+
+void CongestionWindowStage::fit_view(const Group& g) {
+  if (g.slots() > peers_.size()) peers_.resize(g.slots());
+  if (tree_view_ == g.view_id()) return;
+  tree_view_ = g.view_id();
+  followed_.reset(g.slots());
+  const MemberSet& r = g.receivers();
+  for (int s = r.first(); s >= 0; s = r.next(s)) refresh_leaf(g, s);
+}
+
+void CongestionWindowStage::refresh_leaf(const Group& g, int s) noexcept {
+  const bool in = g.receivers().contains(s) && follows(g, s);
+  followed_.set(static_cast<std::size_t>(s), in ? peers_[static_cast<std::size_t>(s)].cum : MinTree::kNone);
 }
 
 bool CongestionWindowStage::can_send(std::uint64_t rseq, std::uint64_t bytes) noexcept {
@@ -224,19 +240,17 @@ void CongestionWindowStage::advance_floor(std::uint64_t to, StageIo& io, bool ac
 void CongestionWindowStage::refresh_floor(StageIo& io) noexcept {
   const Group& g = io.group();
   view_id_ = g.view_id();
-  open_ = g.receivers() == 0;
+  fit_view(g);  // cold when the view grew
+  const MemberSet& r = g.receivers();
+  open_ = r.empty();
   if (open_) {
     advance_floor(highest_sent_, io, /*acked=*/false);
     return;
   }
-  MemberMask f = followed(g);
-  if (f == 0) return;  // no feedback yet: the window stays as it is
-  std::uint64_t lowest = ~std::uint64_t{0};
-  while (f != 0) {
-    const int s = __builtin_ctzll(f);
-    f &= f - 1;
-    lowest = std::min(lowest, peers_[s].cum);
-  }
+  // The lowest cumulative ack among the followed receivers: O(1) from the tree, which
+  // every change of a receiver's cum or followed state updates in O(log n).
+  const std::uint64_t lowest = followed_.min();
+  if (lowest == MinTree::kNone) return;  // no feedback yet: the window stays as it is
   advance_floor(std::min(lowest, highest_sent_), io, /*acked=*/true);
 }
 
@@ -257,7 +271,20 @@ void CongestionWindowStage::loss(StageIo& io) noexcept {
 
 Packet* CongestionWindowStage::pop() noexcept { return queue_.pop(); }
 
+// A message whose lifetime ran out while it waited here never goes out (reliability above
+// reports it expired); forgotten ones are let go the same way.
+void CongestionWindowStage::drop_expired(StageIo& io) noexcept {
+  wait_queue::release_expired(queue_, io.now_ns());
+}
+
+void CongestionWindowStage::on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
+  if (queue_.empty()) return;
+  wait_queue::release_forgotten(queue_, token, scope);
+  release(io);
+}
+
 void CongestionWindowStage::release(StageIo& io) noexcept {
+  drop_expired(io);
   while (!queue_.empty()) {
     std::uint8_t len = 0;
     const std::uint8_t* body = queue_.front()->ext(wire::Ext::rel, &len);
@@ -289,17 +316,22 @@ void CongestionWindowStage::schedule(StageIo& io) noexcept {
 void CongestionWindowStage::stall(StageIo& io) noexcept {
   io.count(stalls);
   const Group& g = io.group();
-  const MemberMask f = followed(g);
-  MemberMask at_floor = 0;
-  MemberMask ahead = 0;
-  for (MemberMask m = f; m != 0; m &= m - 1) {
-    const int s = __builtin_ctzll(m);
-    (peers_[s].cum <= floor_ ? at_floor : ahead) |= slot_bit(s);
+  fit_view(g);
+  const MemberSet& r = g.receivers();
+  std::uint64_t at_floor = 0;
+  std::uint64_t ahead = 0;
+  for (int s = r.first(); s >= 0; s = r.next(s)) {
+    if (follows(g, s)) ++(peers_[static_cast<std::size_t>(s)].cum <= floor_ ? at_floor : ahead);
   }
   last_progress_ns_ = io.now_ns();
   if (ahead != 0 && at_floor != 0) {
-    for (MemberMask m = at_floor; m != 0; m &= m - 1) peers_[__builtin_ctzll(m)].lagging = true;
-    io.count(laggards, static_cast<std::uint64_t>(mask_count(at_floor)));
+    for (int s = r.first(); s >= 0; s = r.next(s)) {
+      if (follows(g, s) && peers_[static_cast<std::size_t>(s)].cum <= floor_) {
+        peers_[static_cast<std::size_t>(s)].lagging = true;
+        refresh_leaf(g, s);
+      }
+    }
+    io.count(laggards, at_floor);
     refresh_floor(io);
     return;
   }
@@ -307,9 +339,11 @@ void CongestionWindowStage::stall(StageIo& io) noexcept {
   ctrl_->on_timeout(io.now_ns());
   recovery_point_ = highest_sent_;
   advance_floor(highest_sent_, io, /*acked=*/false);
-  for (MemberMask m = f; m != 0; m &= m - 1) {
-    Peer& pe = peers_[__builtin_ctzll(m)];
+  for (int s = r.first(); s >= 0; s = r.next(s)) {
+    if (!follows(g, s)) continue;
+    Peer& pe = peers_[static_cast<std::size_t>(s)];
     pe.cum = std::max(pe.cum, floor_);
+    refresh_leaf(g, s);
   }
 }
 
@@ -385,12 +419,14 @@ void CongestionWindowStage::on_receive(Packet* p, StageIo& io) noexcept {
   const Group& g = io.group();
   const int slot = g.slot_of_sender(p->sender);
   if (slot != kNoSlot && slot != g.self_slot() && (g.member(slot).epoch == p->epoch || g.member(slot).epoch == 0)) {
-    Peer& pe = peers_[slot];
+    fit_view(g);  // cold when the view grew
+    Peer& pe = peers_[static_cast<std::size_t>(slot)];
     if (pe.epoch != p->epoch) pe = Peer{.epoch = p->epoch};
     // An ack can only cover what we sent; a larger number is hostile or from a past life.
     pe.cum = std::max(pe.cum, std::min(a->cumulative, highest_sent_));
     pe.acked = true;
     if (pe.lagging && pe.cum >= floor_) pe.lagging = false;
+    refresh_leaf(g, slot);
     // A hole followed by at least three received rseqs is a loss, not reordering.
     if (a->sack != 0 && a->highest() >= a->cumulative + 4) {
       io.count(sack_holes);
@@ -424,6 +460,11 @@ void CongestionWindowStage::on_stop(StageIo& io) noexcept {
 
 }  // namespace detail
 
+namespace {
+constexpr std::string_view kAlgorithms[] = {"none", "aimd", "cubic"};
+constexpr std::int64_t kMaxWindowPackets = 10'000'000;
+}  // namespace
+
 void register_congestion_window(Registry& r) {
   (void)r.add(StageInfo{
       .kind = "congestion.window",
@@ -455,31 +496,47 @@ void register_congestion_window(Registry& r) {
           "others progressed are left behind (followed again once they catch up), or, if nobody progressed, "
           "the controller's on_timeout() shrinks the window and the bytes in flight are forgotten (reliability "
           "still repairs them). On stop the queue is passed down. No wire bytes of its own.",
-      .params = {{"algorithm", ParamType::string, "aimd", "\"none\", \"aimd\" (Reno-like) or \"cubic\" (RFC 8312)."},
-                 {"initial_window_packets", ParamType::integer, "10", "Window before any feedback, in mss."},
-                 {"min_window_packets", ParamType::integer, "2", "The window never shrinks below this, in mss."},
-                 {"max_window_packets", ParamType::integer, "100000", "The window never grows above this, in mss."},
-                 {"mss_bytes", ParamType::integer, "1400", "Bytes of one full-sized datagram (the window's unit)."},
-                 {"stall_timeout_us", ParamType::integer, "1000000",
-                  "No acknowledgment progress this long while data waits: leave the stuck receivers behind, or "
-                  "shrink the window and forget what is in flight."}},
-      .counters = {{"congestion.passed", "reliable data packets that found room in the window"},
-                   {"congestion.window_waits", "reliable data packets queued because the window was full"},
-                   {"congestion.released", "queued packets released as the window opened"},
-                   {"congestion.retransmits_passed", "retransmissions passed at once (no RTT sample from them)"},
-                   {"congestion.control_passed", "reliable control packets passed at once (counted in flight)"},
-                   {"congestion.losses", "loss events given to the controller"},
-                   {"congestion.nacks_seen", "NACKs targeted at this sender"},
-                   {"congestion.sack_holes", "acks whose SACK bitmap showed a hole (>= 3 received above it)"},
-                   {"congestion.acks_seen", "acks targeted at this sender"},
-                   {"congestion.acked_bytes", "datagram bytes acknowledged by every followed receiver"},
-                   {"congestion.max_window_bytes", "largest window reached, in bytes (grows only)"},
-                   {"congestion.stalls", "stall timeouts (no ack progress while data waited)"},
-                   {"congestion.laggards", "receivers left behind by a stall"},
-                   {"congestion.stop_flushed", "queued packets passed down when the pipeline stopped"},
-                   {"congestion.retransmits_absorbed",
-                    "retransmissions of packets still waiting here, released (the original goes out in order)"}},
+      .params = {{.name = "algorithm",
+                  .type = ParamType::string,
+                  .default_value = "aimd",
+                  .doc = "\"none\", \"aimd\" (Reno-like) or \"cubic\" (RFC 8312).",
+                  .one_of = kAlgorithms},
+                 {.name = "initial_window_packets",
+                  .type = ParamType::integer,
+                  .default_value = "10",
+                  .doc = "Window before any feedback, in mss.",
+                  .min = 1,
+                  .max = kMaxWindowPackets},
+                 {.name = "min_window_packets",
+                  .type = ParamType::integer,
+                  .default_value = "2",
+                  .doc = "The window never shrinks below this, in mss.",
+                  .min = 1,
+                  .max = kMaxWindowPackets},
+                 {.name = "max_window_packets",
+                  .type = ParamType::integer,
+                  .default_value = "100000",
+                  .doc = "The window never grows above this, in mss.",
+                  .min = 1,
+                  .max = kMaxWindowPackets},
+                 {.name = "mss_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "1400",
+                  .doc = "Bytes of one full-sized datagram (the window's unit).",
+                  .min = 64,
+                  .max = wire::kMaxDatagramBytes},
+                 {.name = "stall_timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000000",
+                  .doc = "No acknowledgment progress this long while data waits: leave the stuck receivers behind, "
+                         "or shrink the window and forget what is in flight.",
+                  .min = 1000,
+                  .max = 3'600'000'000}},
+      .counters = counter_list(detail::kCounters),
+      .gauges = gauge_list(detail::kGauges),
       .factory = [] { return std::make_unique<detail::CongestionWindowStage>(); },
+      .serves = "congestion_control",
+      .requires_above = {"reliability.arq"},
   });
 }
 

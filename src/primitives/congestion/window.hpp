@@ -1,13 +1,18 @@
 // congestion.window — a congestion window over reliable data, following the worst acking
-// receiver (paper Table 3). Declared here so that white-box tests can read
-// its window and bytes in flight through Pipeline::stage(); the behaviour is documented at
-// the top of window.cpp and in its StageInfo.
+// receiver (paper Table 3). Its window, bytes in flight and queue are gauges (read_gauges,
+// congestion.*); the class is declared here so that white-box tests can read its
+// acknowledged floor through Pipeline::stage(). The behaviour is documented at the top of
+// window.cpp and in its StageInfo.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string_view>
+#include <utility>
 #include <vector>
 
+#include "primitives/common/min_tree.hpp"
 #include "tmc/congestion.hpp"
 #include "tmc/stage.hpp"
 
@@ -15,7 +20,13 @@ namespace tmc::detail {
 
 class CongestionWindowStage final : public Stage {
  public:
+  /// Controllers beyond the built-ins (a module set's), asked for an algorithm name that
+  /// make_congestion_controller() does not know; nullptr when it does not know it either.
+  using ControllerMaker =
+      std::function<std::unique_ptr<CongestionController>(std::string_view, const CongestionLimits&)>;
+
   CongestionWindowStage() = default;
+  explicit CongestionWindowStage(ControllerMaker more) : more_(std::move(more)) {}
   ~CongestionWindowStage() override;
   CongestionWindowStage(const CongestionWindowStage&) = delete;
   CongestionWindowStage& operator=(const CongestionWindowStage&) = delete;
@@ -25,14 +36,13 @@ class CongestionWindowStage final : public Stage {
   void on_receive(Packet* p, StageIo& io) noexcept override;
   void on_tick(StageIo& io) noexcept override;
   void on_stop(StageIo& io) noexcept override;
+  void on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept override;
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
+  void read_gauges(std::span<double> out) const noexcept override;
 
-  // --- white-box reads (tests, diagnostics) ---------------------------------------------
-  [[nodiscard]] std::uint64_t window_bytes() const noexcept { return ctrl_->window_bytes(); }
-  [[nodiscard]] std::uint64_t in_flight_bytes() const noexcept { return in_flight_; }
+  // --- white-box reads (tests) -----------------------------------------------------------
   /// Highest reliable sequence number acknowledged by every followed receiver (or given up).
   [[nodiscard]] std::uint64_t floor_rseq() const noexcept { return floor_; }
-  [[nodiscard]] const CongestionController& controller() const noexcept { return *ctrl_; }
 
  private:
   struct Sent {
@@ -56,11 +66,19 @@ class CongestionWindowStage final : public Stage {
   void release(StageIo& io) noexcept;
   void schedule(StageIo& io) noexcept;
   void stall(StageIo& io) noexcept;
-  [[nodiscard]] MemberMask followed(const Group& g) const noexcept;
+  /// Whether the window follows receiver slot `s` (in Group::receivers()).
+  [[nodiscard]] bool follows(const Group& g, int s) const noexcept;
+  /// Cold: per-receiver state for every slot of the view, and the tree of the followed
+  /// receivers' cumulative acks rebuilt for this view.
+  void fit_view(const Group& g);
+  /// Slot `s`'s leaf in followed_: its cumulative ack while followed, else none.
+  void refresh_leaf(const Group& g, int s) noexcept;
   void note_window(StageIo& io) noexcept;
   Packet* pop() noexcept;
+  void drop_expired(StageIo& io) noexcept;
 
   std::unique_ptr<CongestionController> ctrl_;
+  ControllerMaker more_;
   StageEnv env_{};
   bool unlimited_ = false;  ///< algorithm "none"
   std::uint64_t stall_ns_ = 1'000'000'000;
@@ -78,7 +96,9 @@ class CongestionWindowStage final : public Stage {
   std::uint64_t last_progress_ns_ = 0;
   std::uint64_t view_id_ = ~std::uint64_t{0};
   bool open_ = false;  ///< nobody receives: nothing to wait for
-  Peer peers_[kMaxGroupMembers];
+  std::vector<Peer> peers_;  ///< by Group slot; grows with the view (fit_view(), cold)
+  MinTree followed_;         ///< the followed receivers' cum: the floor is its minimum
+  std::uint64_t tree_view_ = ~std::uint64_t{0};  ///< the view followed_ was built for
   std::uint64_t max_window_seen_ = 0;
 
   PacketFifo queue_;  ///< packets waiting, oldest first

@@ -27,13 +27,23 @@
 #include <memory>
 #include <vector>
 
+#include "primitives/common/stage_timer.hpp"
 #include "tmc/rng.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t { lost, duplicated, reordered, delayed, corrupted, overflow, clone_failed };
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_INJECT_COUNTERS(X, P)                                                                                   \
+  X(P, lost, "packets dropped (drops.injected)")                                                                    \
+  X(P, duplicated, "packets passed twice")                                                                          \
+  X(P, reordered, "packets held back behind the next one")                                                          \
+  X(P, delayed, "packets delayed by delay_us")                                                                      \
+  X(P, corrupted, "packets with one bit flipped")                                                                   \
+  X(P, overflow, "packets passed without delay or reordering: too many held")                                       \
+  X(P, clone_failed, "duplications skipped: packet pool exhausted")
+TMC_STAGE_COUNTERS("faults.", TMC_INJECT_COUNTERS);
 
 constexpr std::uint32_t kMaxHeld = 4096;
 constexpr std::uint64_t kReorderHoldNs = 1'000'000;  // 1 ms
@@ -83,36 +93,16 @@ class FaultsStage final : public Stage {
   }
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
-    auto probability = [&](const char* name) {
-      const double v = params.get_real(name, 0.0);
-      if (!(v >= 0.0 && v <= 1.0)) {
-        errors.push_back(std::string("parameter '") + name + "' is a probability and must be in 0..1, got " +
-                         param_value_to_string(v));
-        return 0.0;
-      }
-      return v;
-    };
-    loss_ = probability("loss");
-    duplicate_ = probability("duplicate");
-    reorder_ = probability("reorder");
-    corrupt_ = probability("corrupt");
-    const std::int64_t delay_us = params.get_int("delay_us", 0);
-    if (delay_us < 0 || delay_us > 60'000'000) {
-      errors.push_back("parameter 'delay_us' must be in 0..60000000 (one minute), got " + std::to_string(delay_us));
-    }
-    delay_ns_ = delay_us > 0 ? static_cast<std::uint64_t>(delay_us) * 1000 : 0;
-    const std::string direction = params.get_string("direction", "send");
-    if (direction == "send") {
-      on_send_path_ = true;
-    } else if (direction == "receive") {
-      on_receive_path_ = true;
-    } else if (direction == "both") {
-      on_send_path_ = on_receive_path_ = true;
-    } else {
-      errors.push_back("parameter 'direction' must be \"send\", \"receive\" or \"both\", got \"" + direction + "\"");
-    }
-    if (!errors.empty()) return false;
-    rng_.reseed(static_cast<std::uint64_t>(params.get_int("seed", 1)) ^ env.seed);
+    (void)errors;  // the registry checked every range and word
+    loss_ = params.real("loss");
+    duplicate_ = params.real("duplicate");
+    reorder_ = params.real("reorder");
+    corrupt_ = params.real("corrupt");
+    delay_ns_ = static_cast<std::uint64_t>(params.integer("delay_us")) * 1000;
+    const std::string& direction = params.text("direction");
+    on_send_path_ = direction == "send" || direction == "both";
+    on_receive_path_ = direction == "receive" || direction == "both";
+    rng_.reseed(static_cast<std::uint64_t>(params.integer("seed")) ^ env.seed);
     // Queues exist only for the lanes and faults that need them.
     for (int i = 0; i < 2; ++i) {
       const bool active = i == 0 ? on_send_path_ : on_receive_path_;
@@ -140,7 +130,7 @@ class FaultsStage final : public Stage {
   }
 
   void on_tick(StageIo& io) noexcept override {
-    armed_ns_ = 0;
+    timer_.fired();
     const std::uint64_t now = io.now_ns();
     for (int i = 0; i < 2; ++i) {
       const Path path = i == 0 ? Path::send : Path::receive;
@@ -245,12 +235,7 @@ class FaultsStage final : public Stage {
 
   Lane& lane(Path path) noexcept { return lanes_[path == Path::send ? 0 : 1]; }
 
-  void arm(std::uint64_t deadline_ns, StageIo& io) noexcept {
-    if (armed_ns_ == 0 || deadline_ns < armed_ns_) {
-      armed_ns_ = deadline_ns;
-      io.arm_timer(deadline_ns);
-    }
-  }
+  void arm(std::uint64_t deadline_ns, StageIo& io) noexcept { timer_.arm_by(io, deadline_ns); }
 
   void rearm(StageIo& io) noexcept {
     for (Lane& l : lanes_) {
@@ -266,8 +251,10 @@ class FaultsStage final : public Stage {
   Rng rng_;
   Lane lanes_[2];
   std::uint32_t held_ = 0;
-  std::uint64_t armed_ns_ = 0;
+  detail::StageTimer timer_;
 };
+
+constexpr std::string_view kDirections[] = {"send", "receive", "both"};
 
 }  // namespace
 
@@ -284,22 +271,45 @@ void register_faults_inject(Registry& r) {
                "datagram (sealed first on send; decoded again on receive, so a corrupted header is dropped as "
                "malformed). Place it nearest the network so that checksums cover what it corrupts. No wire "
                "bytes of its own.",
-      .params = {{"loss", ParamType::real, "0", "Probability that a packet is dropped (0..1)."},
-                 {"duplicate", ParamType::real, "0", "Probability that a packet is passed twice (0..1)."},
-                 {"reorder", ParamType::real, "0",
-                  "Probability that a packet is held back behind the next one (0..1)."},
-                 {"corrupt", ParamType::real, "0", "Probability that one bit of a packet is flipped (0..1)."},
-                 {"delay_us", ParamType::integer, "0", "Extra delay for every packet, in microseconds."},
+      .params = {{.name = "loss",
+                  .type = ParamType::real,
+                  .default_value = "0",
+                  .doc = "Probability that a packet is dropped (0..1).",
+                  .lo = 0.0,
+                  .hi = 1.0},
+                 {.name = "duplicate",
+                  .type = ParamType::real,
+                  .default_value = "0",
+                  .doc = "Probability that a packet is passed twice (0..1).",
+                  .lo = 0.0,
+                  .hi = 1.0},
+                 {.name = "reorder",
+                  .type = ParamType::real,
+                  .default_value = "0",
+                  .doc = "Probability that a packet is held back behind the next one (0..1).",
+                  .lo = 0.0,
+                  .hi = 1.0},
+                 {.name = "corrupt",
+                  .type = ParamType::real,
+                  .default_value = "0",
+                  .doc = "Probability that one bit of a packet is flipped (0..1).",
+                  .lo = 0.0,
+                  .hi = 1.0},
+                 {.name = "delay_us",
+                  .type = ParamType::integer,
+                  .default_value = "0",
+                  .doc = "Extra delay for every packet, in microseconds.",
+                  .min = 0,
+                  .max = 60'000'000},
                  {"seed", ParamType::integer, "1", "Seed of this instance, XORed with the endpoint's seed."},
-                 {"direction", ParamType::string, "send", "Which path to perturb: send, receive or both."}},
-      .counters = {{"faults.lost", "packets dropped (drops.injected)"},
-                   {"faults.duplicated", "packets passed twice"},
-                   {"faults.reordered", "packets held back behind the next one"},
-                   {"faults.delayed", "packets delayed by delay_us"},
-                   {"faults.corrupted", "packets with one bit flipped"},
-                   {"faults.overflow", "packets passed without delay or reordering: too many held"},
-                   {"faults.clone_failed", "duplications skipped: packet pool exhausted"}},
+                 {.name = "direction",
+                  .type = ParamType::string,
+                  .default_value = "send",
+                  .doc = "Which path to perturb: send, receive or both.",
+                  .one_of = kDirections}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<FaultsStage>(); },
+      .serves = "faults",
   });
 }
 

@@ -77,7 +77,12 @@
 //   Up to 64 senders are tracked at once; the least recently active is forgotten beyond.
 #include "primitives/flow/credit.hpp"
 
+#include "primitives/common/wait_queue.hpp"
+
 #include <algorithm>
+#include <bit>
+#include <functional>
+#include <limits>
 #include <string>
 
 #include "primitives/flow/flow_format.hpp"
@@ -87,26 +92,42 @@ namespace tmc {
 namespace detail {
 namespace {
 
-enum Counter : std::size_t {
-  sent_bytes_c,
-  passed,
-  waits,
-  released,
-  unreliable_passed,
-  consumed_bytes_c,
-  duplicates_seen,
-  adverts_on_acks,
-  adverts_standalone,
-  adverts_received,
-  adverts_ignored,
-  slow_members,
-  ejected_c,
-  alloc_failed,
-  sources_evicted,
-  retransmits_absorbed,
-  stop_flushed,
-  retransmits_passed,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_CREDIT_COUNTERS(X, P)                                                                                   \
+  X(P, sent_bytes, "payload bytes of reliable data passed down (first transmissions)")                              \
+  X(P, passed, "reliable data packets that found credit at once")                                                   \
+  X(P, waits, "reliable data packets queued for credit")                                                            \
+  X(P, released, "queued packets released when credit arrived")                                                     \
+  X(P, unreliable_passed, "unreliable data packets passed uncounted")                                               \
+  X(P, consumed_bytes, "payload bytes of reliable data consumed (receiver side)")                                   \
+  X(P, duplicates_seen, "reliable data packets seen again (not counted twice)")                                     \
+  X(P, adverts_on_acks, "advertisements appended to acks")                                                          \
+  X(P, adverts_standalone, "standalone advertisement packets sent")                                                 \
+  X(P, adverts_received, "advertisements targeted at this sender")                                                  \
+  X(P, adverts_ignored, "advertisements from unknown members or stale epochs")                                      \
+  X(P, slow_members, "slow_member events raised")                                                                   \
+  X(P, ejected, "receivers ignored from then on (eject_slow)")                                                      \
+  X(P, alloc_failed, "standalone advertisements not sent: packet pool empty")                                       \
+  X(P, sources_evicted, "senders forgotten to make room (receiver side)")                                           \
+  X(P, retransmits_absorbed,                                                                                        \
+    "retransmissions of messages still waiting here, released (the "                                                \
+    "original goes out in order)")                                                                                  \
+  X(P, stop_flushed, "queued packets passed down when the pipeline stopped")                                        \
+  X(P, retransmits_passed,                                                                                          \
+    "retransmissions of data already passed down: sent at once, ahead of "                                          \
+    "waiting data, uncharged")
+TMC_STAGE_COUNTERS("flow.", TMC_CREDIT_COUNTERS);
+
+// Gauges, declared once likewise (read_gauges() fills them in this order). The sender's
+// receiver set is the one flow control last looked at (it looks at every send and wake-up).
+#define TMC_CREDIT_GAUGES(X, P)                                                                                     \
+  X(P, credit_bytes,                                                                                                \
+    "sender: payload bytes of new reliable data the policy lets pass now (min: the smallest receiver credit, max: "  \
+    "the largest, quorum: the majority's); +inf while no receiver holds the sender back")                         \
+  X(P, unconsumed_bytes, "sender: payload bytes the slowest receiver in the set has not consumed (0: none)")        \
+  X(P, queued_packets, "sender: reliable data packets waiting here for credit")                                  \
+  X(P, ejected_receivers, "sender: receivers ignored for the rest of their epoch (eject_slow)")
+TMC_STAGE_GAUGES("flow.", TMC_CREDIT_GAUGES);
 
 constexpr std::string_view kKind = "flow.credit";
 constexpr std::uint32_t kAdvertRepeats = 3;
@@ -128,40 +149,16 @@ FlowCreditStage::~FlowCreditStage() {
 
 bool FlowCreditStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
   env_ = env;
-  const std::string policy = params.get_string("policy", "min");
-  if (policy == "min") {
-    policy_ = Policy::min;
-  } else if (policy == "max") {
-    policy_ = Policy::max;
-  } else if (policy == "quorum") {
-    policy_ = Policy::quorum;
-  } else {
-    errors.push_back("parameter 'policy' must be \"min\", \"max\" or \"quorum\", got \"" + policy + "\"");
-  }
-  const std::int64_t window = params.get_int("window_bytes", 4 << 20);
-  const std::int64_t slow_us = params.get_int("slow_timeout_us", 1'000'000);
-  const std::int64_t every = params.get_int("update_every_bytes", 0);
-  const std::int64_t refresh_us = params.get_int("refresh_us", 50'000);
-  constexpr std::int64_t kMaxWindow = std::int64_t{1} << 31;
-  if (window < 1 || window > kMaxWindow) {
-    errors.push_back("parameter 'window_bytes' must be in 1..2147483648, got " + std::to_string(window));
-  }
-  if (slow_us < 1000 || slow_us > 3'600'000'000) {
-    errors.push_back("parameter 'slow_timeout_us' must be in 1000..3600000000, got " + std::to_string(slow_us));
-  }
-  if (every < 0 || every > kMaxWindow) {
-    errors.push_back("parameter 'update_every_bytes' must be in 0..2147483648 (0 = window_bytes / 4), got " +
-                     std::to_string(every));
-  }
-  if (refresh_us < 1000 || refresh_us > 60'000'000) {
-    errors.push_back("parameter 'refresh_us' must be in 1000..60000000, got " + std::to_string(refresh_us));
-  }
-  if (!errors.empty()) return false;
-  window_ = static_cast<std::uint64_t>(window);
-  slow_ns_ = static_cast<std::uint64_t>(slow_us) * 1000;
-  eject_slow_ = params.get_bool("eject_slow", false);
+  (void)errors;  // the registry checked every range and word
+  const std::string& policy = params.text("policy");
+  policy_ = policy == "max" ? Policy::max : policy == "quorum" ? Policy::quorum : Policy::min;
+  const std::int64_t every = params.integer("update_every_bytes");
+  window_ = static_cast<std::uint64_t>(params.integer("window_bytes"));
+  load_hints_ = params.boolean("load_hints");
+  slow_ns_ = static_cast<std::uint64_t>(params.integer("slow_timeout_us")) * 1000;
+  eject_slow_ = params.boolean("eject_slow");
   update_every_ = every == 0 ? std::max<std::uint64_t>(1, window_ / 4) : static_cast<std::uint64_t>(every);
-  refresh_ns_ = static_cast<std::uint64_t>(refresh_us) * 1000;
+  refresh_ns_ = static_cast<std::uint64_t>(params.integer("refresh_us")) * 1000;
   recheck_ns_ = std::min<std::uint64_t>(5'000'000, slow_ns_ / 4);
   sources_.assign(kMaxSources, Source{});
   return true;
@@ -235,32 +232,64 @@ void FlowCreditStage::advertise_standalone(Source& s, StageIo& io) noexcept {
     io.count(alloc_failed);
     return;
   }
+  const std::uint32_t window = advertised_window(io);
   encode_flow(body, FlowBody{.target_sender = s.sender,
                              .target_epoch = s.epoch,
                              .consumed_bytes = s.consumed,
-                             .window_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(window_, 0xFFFFFFFFu))});
-  s.adv_repeats = s.adv_consumed == s.consumed ? s.adv_repeats + 1 : 1;
+                             .window_bytes = window});
+  s.adv_repeats = s.adv_consumed == s.consumed && s.adv_window == window ? s.adv_repeats + 1 : 1;
   s.adv_consumed = s.consumed;
+  s.adv_window = window;
   io.count(adverts_standalone);
   io.down(p);
+}
+
+// Load hints: the advertised window shrinks with the receiving application's load, to 0 at
+// full load (a sender still sends one message at a time to a receiver that consumed
+// everything, so nothing stops for good). Without a hint (load 0) it is window_bytes.
+std::uint32_t FlowCreditStage::advertised_window(const StageIo& io) const noexcept {
+  const std::uint64_t full = std::min<std::uint64_t>(window_, 0xFFFFFFFFu);
+  if (!load_hints_) return static_cast<std::uint32_t>(full);
+  const double load = io.load();
+  if (!(load > 0.0)) return static_cast<std::uint32_t>(full);
+  if (load >= 1.0) return 0;
+  return static_cast<std::uint32_t>(static_cast<double>(full) * (1.0 - load));
 }
 
 void FlowCreditStage::refresh_adverts(StageIo& io) noexcept {
   next_refresh_ns_ = 0;
   bool pending = false;
+  const std::uint32_t window = advertised_window(io);
   for (Source& s : sources_) {
-    if (!s.used || (s.adv_consumed == s.consumed && s.adv_repeats >= kAdvertRepeats)) continue;
+    if (!s.used || (s.adv_consumed == s.consumed && s.adv_window == window && s.adv_repeats >= kAdvertRepeats)) {
+      continue;
+    }
     advertise_standalone(s, io);
     if (s.adv_repeats < kAdvertRepeats) pending = true;
   }
   if (pending) next_refresh_ns_ = io.now_ns() + refresh_ns_;
 }
 
-std::uint64_t FlowCreditStage::consumed_from(std::uint32_t sender, std::uint32_t epoch) const noexcept {
-  for (const Source& s : sources_) {
-    if (s.used && s.sender == sender && s.epoch == epoch) return s.consumed;
+void FlowCreditStage::read_gauges(std::span<double> out) const noexcept {
+  std::int64_t* credits = credit_scratch_.data();
+  std::size_t n = 0;
+  std::int64_t slowest = 0;
+  for (std::size_t s = 0; s < peers_.size(); ++s) {
+    if (!peers_[s].in_set) continue;
+    credits[n++] = credit(peers_[s]);
+    slowest = std::max(slowest, unconsumed_bytes(static_cast<int>(s)));
   }
-  return 0;
+  double granted = std::numeric_limits<double>::infinity();
+  if (n > 0) {
+    // The k-th largest credit, where the policy needs k receivers to fit.
+    const std::size_t k = policy_ == Policy::min ? n : policy_ == Policy::max ? 1 : n / 2 + 1;
+    std::nth_element(credits, credits + (k - 1), credits + n, std::greater<>());
+    granted = static_cast<double>(credits[k - 1]);
+  }
+  out[Gauge::credit_bytes] = granted;
+  out[Gauge::unconsumed_bytes] = static_cast<double>(slowest);
+  out[Gauge::queued_packets] = static_cast<double>(queue_.size());
+  out[Gauge::ejected_receivers] = static_cast<double>(ejected());
 }
 
 // --- sender side --------------------------------------------------------------------------
@@ -279,23 +308,30 @@ std::int64_t FlowCreditStage::unconsumed_bytes(int slot) const noexcept {
   return static_cast<std::int64_t>(sent_ - pe.base_sent) - static_cast<std::int64_t>(pe.consumed - pe.base_consumed);
 }
 
-MemberMask FlowCreditStage::ejected() const noexcept {
-  MemberMask m = 0;
-  for (std::size_t s = 0; s < kMaxGroupMembers; ++s) {
-    if (peers_[s].ejected) m |= slot_bit(static_cast<int>(s));
-  }
-  return m;
+std::size_t FlowCreditStage::ejected() const noexcept {
+  std::size_t n = 0;
+  for (const Peer& pe : peers_) n += pe.ejected ? 1 : 0;
+  return n;
 }
 
-MemberMask FlowCreditStage::policy_set(StageIo& io) noexcept {
+void FlowCreditStage::fit_view(const Group& g) {
+  if (g.slots() <= peers_.size()) return;
+  peers_.resize(g.slots());
+  credit_scratch_.resize(g.slots());
+  set_.reserve(g.slots());
+}
+
+const MemberSet& FlowCreditStage::policy_set(StageIo& io) noexcept {
   const Group& g = io.group();
-  const MemberMask receivers = g.receivers();
-  MemberMask set = 0;
-  for (std::size_t i = 0; i < g.slots() && i < kMaxGroupMembers; ++i) {
+  fit_view(g);  // cold when the view grew
+  const MemberSet& receivers = g.receivers();
+  MemberSet& set = set_;
+  set.clear();
+  for (std::size_t i = 0; i < g.slots(); ++i) {
     const int s = static_cast<int>(i);
     const MemberInfo& m = g.member(s);
     Peer& pe = peers_[i];
-    const bool eligible = (receivers & slot_bit(s)) != 0 && m.state == MemberState::alive;
+    const bool eligible = receivers.contains(s) && m.state == MemberState::alive;
     if (eligible && pe.epoch != m.epoch) pe = Peer{.epoch = m.epoch, .window = window_};
     if (eligible && !pe.ejected) {
       if (!pe.in_set) {
@@ -306,7 +342,7 @@ MemberMask FlowCreditStage::policy_set(StageIo& io) noexcept {
         pe.blocked_since_ns = 0;
         pe.reported = false;
       }
-      set |= slot_bit(s);
+      set.insert(s);
     } else {
       pe.in_set = false;
       pe.blocked_since_ns = 0;
@@ -315,12 +351,12 @@ MemberMask FlowCreditStage::policy_set(StageIo& io) noexcept {
   return set;
 }
 
-bool FlowCreditStage::allowed(MemberMask set, std::uint64_t bytes) const noexcept {
+bool FlowCreditStage::allowed(const MemberSet& set, std::uint64_t bytes) const noexcept {
   int n = 0;
   int fit = 0;
-  for (MemberMask m = set; m != 0; m &= m - 1) {
+  for (int s = set.first(); s >= 0; s = set.next(s)) {
     ++n;
-    if (fits(peers_[__builtin_ctzll(m)], bytes)) ++fit;
+    if (fits(peers_[static_cast<std::size_t>(s)], bytes)) ++fit;
   }
   if (n == 0) return true;
   switch (policy_) {
@@ -337,11 +373,11 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
   if (!f || f->target_sender != env_.sender || f->target_epoch != env_.epoch) return;
   const Group& g = io.group();
   const int slot = g.slot_of_sender(p.sender);
-  if (slot == kNoSlot || slot == g.self_slot() || static_cast<std::size_t>(slot) >= kMaxGroupMembers ||
-      g.member(slot).epoch != p.epoch || f->window_bytes == 0) {
+  if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != p.epoch || f->window_bytes == 0) {
     io.count(adverts_ignored);
     return;
   }
+  fit_view(g);  // cold when the view grew
   Peer& pe = peers_[static_cast<std::size_t>(slot)];
   if (pe.epoch != p.epoch) pe = Peer{.epoch = p.epoch, .window = window_};
   io.count(adverts_received);
@@ -360,14 +396,29 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
 
 Packet* FlowCreditStage::pop() noexcept { return queue_.pop(); }
 
+// A message whose lifetime ran out while it waited here is worth nothing: it never goes
+// out and is never charged (reliability above reports it expired).
+void FlowCreditStage::drop_expired(StageIo& io) noexcept {
+  wait_queue::release_expired(queue_, io.now_ns());
+}
+
+// Forgotten messages still waiting here are let go uncharged (reliability above reports
+// them forgotten). Repairs never wait here, so only first transmissions are in the queue.
+void FlowCreditStage::on_forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
+  if (queue_.empty()) return;
+  wait_queue::release_forgotten(queue_, token, scope);
+  release(io);
+}
+
 void FlowCreditStage::release(StageIo& io) noexcept {
-  for (int round = 0; round <= static_cast<int>(kMaxGroupMembers); ++round) {
-    const MemberMask set = policy_set(io);
+  for (std::size_t round = 0; round <= peers_.size(); ++round) {
+    const MemberSet& set = policy_set(io);
+    drop_expired(io);
     while (!queue_.empty() && allowed(set, queue_.front()->payload_len)) {
       Packet* p = pop();
       highest_passed_ = std::max(highest_passed_, rel_of(*p).value_or(0));
       sent_ += p->payload_len;
-      io.count(sent_bytes_c, p->payload_len);
+      io.count(Counter::sent_bytes, p->payload_len);
       io.count(released);
       io.down(p);
     }
@@ -377,26 +428,25 @@ void FlowCreditStage::release(StageIo& io) noexcept {
       watch_slow(set, 0, io);
       break;
     }
-    const MemberMask before = ejected();
+    const std::size_t before = ejected();
     watch_slow(set, queue_.front()->payload_len, io);
     if (ejected() == before) break;  // an ejection changes the set: look again
   }
   schedule(io);
 }
 
-bool FlowCreditStage::behind_changed(MemberMask set) const noexcept {
-  for (MemberMask m = set; m != 0; m &= m - 1) {
-    const Peer& pe = peers_[__builtin_ctzll(m)];
+bool FlowCreditStage::behind_changed(const MemberSet& set) const noexcept {
+  for (int s = set.first(); s >= 0; s = set.next(s)) {
+    const Peer& pe = peers_[static_cast<std::size_t>(s)];
     if ((pe.blocked_since_ns != 0) != !fits(pe, 0)) return true;
   }
   return false;
 }
 
-void FlowCreditStage::watch_slow(MemberMask set, std::uint64_t bytes, StageIo& io) noexcept {
+void FlowCreditStage::watch_slow(const MemberSet& set, std::uint64_t bytes, StageIo& io) noexcept {
   const std::uint64_t now = io.now_ns();
   const Group& g = io.group();
-  for (MemberMask m = set; m != 0; m &= m - 1) {
-    const int s = __builtin_ctzll(m);
+  for (int s = set.first(); s >= 0; s = set.next(s)) {
     Peer& pe = peers_[static_cast<std::size_t>(s)];
     if (fits(pe, bytes)) {
       pe.blocked_since_ns = 0;
@@ -417,11 +467,11 @@ void FlowCreditStage::watch_slow(MemberMask set, std::uint64_t bytes, StageIo& i
                     .epoch = g.member(s).epoch,
                     .count = static_cast<std::uint64_t>(std::max<std::int64_t>(0, unconsumed)),
                     .stage = kKind,
-                    .members = slot_bit(s)});
+                    .members = MemberSet::of(s)});
     if (eject_slow_) {
       pe.ejected = true;
       pe.in_set = false;
-      io.count(ejected_c);
+      io.count(Counter::ejected);
     }
   }
 }
@@ -438,13 +488,7 @@ void FlowCreditStage::schedule(StageIo& io) noexcept {
   for (const Peer& pe : peers_) {
     if (pe.in_set && pe.blocked_since_ns != 0 && !pe.reported) consider(pe.blocked_since_ns - 1 + slow_ns_);
   }
-  if (at == next_check_ns_) return;
-  next_check_ns_ = at;
-  if (at == 0) {
-    io.cancel_timer();
-  } else {
-    io.arm_timer(at);
-  }
+  timer_.set(io, at);
 }
 
 // --- hot paths ----------------------------------------------------------------------------
@@ -459,12 +503,14 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
       if (s != nullptr && s->consumed != 0) {
         std::uint8_t* body = p->push_ext(wire::Ext::flow, kFlowBodyBytes);
         if (body != nullptr) {
+          const std::uint32_t window = advertised_window(io);
           encode_flow(body, FlowBody{.target_sender = s->sender,
                                      .target_epoch = s->epoch,
                                      .consumed_bytes = s->consumed,
-                                     .window_bytes = static_cast<std::uint32_t>(window_)});
-          s->adv_repeats = s->adv_consumed == s->consumed ? s->adv_repeats + 1 : 1;
+                                     .window_bytes = window});
+          s->adv_repeats = s->adv_consumed == s->consumed && s->adv_window == window ? s->adv_repeats + 1 : 1;
           s->adv_consumed = s->consumed;
+          s->adv_window = window;
           io.count(adverts_on_acks);
         }
       }
@@ -494,11 +540,11 @@ void FlowCreditStage::on_send(Packet* p, StageIo& io) noexcept {
     return;
   }
   highest_rseq_ = *rel;
-  const MemberMask set = policy_set(io);
+  const MemberSet& set = policy_set(io);
   if (queue_.empty() && allowed(set, p->payload_len)) {
     highest_passed_ = *rel;
     sent_ += p->payload_len;
-    io.count(sent_bytes_c, p->payload_len);
+    io.count(Counter::sent_bytes, p->payload_len);
     io.count(passed);
     io.down(p);
     if (behind_changed(set)) {
@@ -545,7 +591,7 @@ void FlowCreditStage::on_receive(Packet* p, StageIo& io) noexcept {
     return;
   }
   s->consumed += p->payload_len;
-  io.count(consumed_bytes_c, p->payload_len);
+  io.count(Counter::consumed_bytes, p->payload_len);
   if (s->consumed - s->adv_consumed >= update_every_) advertise_standalone(*s, io);
   if (next_refresh_ns_ == 0) {
     next_refresh_ns_ = now + refresh_ns_;
@@ -555,7 +601,7 @@ void FlowCreditStage::on_receive(Packet* p, StageIo& io) noexcept {
 }
 
 void FlowCreditStage::on_tick(StageIo& io) noexcept {
-  next_check_ns_ = 0;
+  timer_.fired();
   if (next_refresh_ns_ != 0 && io.now_ns() >= next_refresh_ns_) refresh_adverts(io);
   if (!queue_.empty()) {
     release(io);
@@ -566,8 +612,7 @@ void FlowCreditStage::on_tick(StageIo& io) noexcept {
 }
 
 void FlowCreditStage::on_stop(StageIo& io) noexcept {
-  io.cancel_timer();
-  next_check_ns_ = 0;
+  timer_.cancel(io);
   next_refresh_ns_ = 0;
   // The pipeline is retiring: whatever waits leaves now rather than be lost.
   while (!queue_.empty()) {
@@ -579,6 +624,11 @@ void FlowCreditStage::on_stop(StageIo& io) noexcept {
 }
 
 }  // namespace detail
+
+namespace {
+constexpr std::string_view kPolicies[] = {"min", "max", "quorum"};
+constexpr std::int64_t kMaxWindowBytes = std::int64_t{1} << 31;
+}  // namespace
 
 void register_flow_credit(Registry& r) {
   (void)r.add(StageInfo{
@@ -613,43 +663,62 @@ void register_flow_credit(Registry& r) {
           "control). A receiver is behind while data waits and it does not fit, or while it has more than its "
           "window unconsumed (max and quorum send past slow receivers); after `slow_timeout_us` of one such "
           "episode it raises `slow_member` once (Event::members = its slot bit, count = its unconsumed bytes) "
-          "and, with `eject_slow`, is ignored by flow control for the rest of its epoch. While data waits the stage "
-          "re-checks the Group every few milliseconds (membership changes reach it through no packet). On stop "
+          "and, with `eject_slow`, is ignored by flow control for the rest of its epoch. Load hints "
+          "(`load_hints`): the window a receiver advertises is window_bytes x (1 - load), where load is the "
+          "receiving application's occupancy the shell reports (the fill of its receive queue, or what the "
+          "application said with Channel::hint_load, whichever is higher); at full load it is 0 and a sender "
+          "sends to it one message at a time, as it consumes. A changed window is advertised like a changed "
+          "consumed count. Forgotten or expired messages still waiting here are let go uncharged. While data "
+          "waits the stage re-checks the Group every few milliseconds (membership changes reach it through no packet). On stop "
           "the queue is passed down.",
-      .params = {{"policy", ParamType::string, "min",
-                  "\"min\" (wait for every receiver), \"max\" (for the fastest) or \"quorum\" (for a majority)."},
-                 {"window_bytes", ParamType::integer, "4194304",
-                  "Bytes a receiver advertises it can take beyond what it consumed (1..2^31)."},
-                 {"slow_timeout_us", ParamType::integer, "1000000",
-                  "A receiver that holds the sender back this long is reported as slow_member."},
+      .params = {{.name = "policy",
+                  .type = ParamType::string,
+                  .default_value = "min",
+                  .doc = "\"min\" (wait for every receiver), \"max\" (for the fastest) or \"quorum\" (for a "
+                         "majority).",
+                  .one_of = kPolicies},
+                 {.name = "window_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "4194304",
+                  .doc = "Bytes a receiver advertises it can take beyond what it consumed (1..2^31).",
+                  .min = 1,
+                  .max = kMaxWindowBytes},
+                 {.name = "slow_timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000000",
+                  .doc = "A receiver that holds the sender back this long is reported as slow_member.",
+                  .min = 1000,
+                  .max = 3'600'000'000},
                  {"eject_slow", ParamType::boolean, "false",
                   "A slow receiver is then ignored by flow control (for the rest of its epoch)."},
-                 {"update_every_bytes", ParamType::integer, "0",
-                  "Standalone advertisement after this many bytes consumed without an ack carrying one (0 = "
-                  "window_bytes / 4)."},
-                 {"refresh_us", ParamType::integer, "50000",
-                  "Re-send a changed advertisement this often until it went out three times."}},
-      .counters = {{"flow.sent_bytes", "payload bytes of reliable data passed down (first transmissions)"},
-                   {"flow.passed", "reliable data packets that found credit at once"},
-                   {"flow.waits", "reliable data packets queued for credit"},
-                   {"flow.released", "queued packets released when credit arrived"},
-                   {"flow.unreliable_passed", "unreliable data packets passed uncounted"},
-                   {"flow.consumed_bytes", "payload bytes of reliable data consumed (receiver side)"},
-                   {"flow.duplicates_seen", "reliable data packets seen again (not counted twice)"},
-                   {"flow.adverts_on_acks", "advertisements appended to acks"},
-                   {"flow.adverts_standalone", "standalone advertisement packets sent"},
-                   {"flow.adverts_received", "advertisements targeted at this sender"},
-                   {"flow.adverts_ignored", "advertisements from unknown members or stale epochs"},
-                   {"flow.slow_members", "slow_member events raised"},
-                   {"flow.ejected", "receivers ignored from then on (eject_slow)"},
-                   {"flow.alloc_failed", "standalone advertisements not sent: packet pool empty"},
-                   {"flow.sources_evicted", "senders forgotten to make room (receiver side)"},
-                   {"flow.retransmits_absorbed",
-                    "retransmissions of messages still waiting here, released (the original goes out in order)"},
-                   {"flow.stop_flushed", "queued packets passed down when the pipeline stopped"},
-                   {"flow.retransmits_passed",
-                    "retransmissions of data already passed down: sent at once, ahead of waiting data, uncharged"}},
+                 {.name = "update_every_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "0",
+                  .doc = "Standalone advertisement after this many bytes consumed without an ack carrying one (0 = "
+                         "window_bytes / 4).",
+                  .min = 0,
+                  .max = kMaxWindowBytes},
+                 {.name = "refresh_us",
+                  .type = ParamType::integer,
+                  .default_value = "50000",
+                  .doc = "Re-send a changed advertisement this often until it went out three times.",
+                  .min = 1000,
+                  .max = 60'000'000},
+                 {"load_hints", ParamType::boolean, "true",
+                  "Shrink the advertised window with the receiving application's load (its receive queue's fill, "
+                  "or Channel::hint_load), to 0 at full load, so senders slow down before the receiver drops."}},
+      .counters = counter_list(detail::kCounters),
+      .gauges = gauge_list(detail::kGauges),
       .factory = [] { return std::make_unique<detail::FlowCreditStage>(); },
+      .serves = "flow_control",
+      .requires_below = {"membership.heartbeat"},
+      .requires_above = {"reliability.arq"},
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::flow),
+                      .name = "flow",
+                      .body_bytes = detail::kFlowBodyBytes,
+                      .carried_on = "appended to kind ack, or alone on kind control",
+                      .body = "u32 target sender, u32 target epoch, u64 consumed bytes, u32 window bytes (20 "
+                              "bytes)"}},
   });
 }
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "primitives/common/fixed_body.hpp"
 #include "tmc/wire.hpp"
 
 namespace tmc::detail {
@@ -26,21 +27,14 @@ struct FlowBody {
   std::uint32_t window_bytes = 0;
 };
 
-inline void encode_flow(std::uint8_t* out, const FlowBody& f) noexcept {
-  wire::put_u32(out, f.target_sender);
-  wire::put_u32(out + 4, f.target_epoch);
-  wire::put_u64(out + 8, f.consumed_bytes);
-  wire::put_u32(out + 16, f.window_bytes);
-}
+using FlowCodec = FixedBody<FlowBody, &FlowBody::target_sender, &FlowBody::target_epoch, &FlowBody::consumed_bytes,
+                            &FlowBody::window_bytes>;
+static_assert(FlowCodec::kBytes == kFlowBodyBytes);
+
+inline void encode_flow(std::uint8_t* out, const FlowBody& f) noexcept { FlowCodec::encode(out, f); }
 
 [[nodiscard]] inline std::optional<FlowBody> decode_flow(const std::uint8_t* body, std::size_t len) noexcept {
-  if (body == nullptr || len != kFlowBodyBytes) return std::nullopt;
-  FlowBody f;
-  f.target_sender = wire::get_u32(body);
-  f.target_epoch = wire::get_u32(body + 4);
-  f.consumed_bytes = wire::get_u64(body + 8);
-  f.window_bytes = wire::get_u32(body + 16);
-  return f;
+  return FlowCodec::decode(body, len);
 }
 
 }  // namespace tmc::detail

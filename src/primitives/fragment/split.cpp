@@ -66,32 +66,42 @@
 #include <string>
 #include <vector>
 
+#include "primitives/common/index_list.hpp"
+#include "primitives/common/stage_timer.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t {
-  messages_split,
-  fragments_sent,
-  passed_whole,
-  too_large_sent,
-  no_room,
-  pool_waits,
-  queue_full,
-  fragments_received,
-  messages_reassembled,
-  partials_started,
-  incomplete,
-  evicted,
-  malformed,
-  duplicates,
-  late,
-  too_large_received,
-  alloc_failed,
-  stale_epoch,
-  senders_evicted,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_SPLIT_COUNTERS(X, P)                                                                                    \
+  X(P, messages_split, "messages split into fragments on send")                                                     \
+  X(P, fragments_sent, "fragments sent")                                                                            \
+  X(P, passed_whole, "data messages small enough to pass untouched")                                                \
+  X(P, too_large_sent, "messages dropped on send: larger than max_message_bytes")                                   \
+  X(P, no_room, "messages dropped on send: no headroom or extension slot for fragments")                            \
+  X(P, pool_waits, "times the pool ran dry mid-message (the rest waits and resumes)")                               \
+  X(P, queue_full, "messages dropped on send: the send queue was full")                                             \
+  X(P, fragments_received, "fragments received")                                                                    \
+  X(P, messages_reassembled, "messages reassembled and passed up")                                                  \
+  X(P, partials_started, "partial messages started (reassembled, incomplete or evicted)")                           \
+  X(P, incomplete, "partial messages dropped whole: timed out, or their sender restarted (drops.incomplete)")       \
+  X(P, evicted, "partial messages dropped or refused whole for the memory limits (drops.reassembly_full)")          \
+  X(P, malformed, "fragments dropped: bad extension, bounds or inconsistent geometry")                              \
+  X(P, duplicates, "fragments dropped: already received")                                                           \
+  X(P, late, "fragments dropped: their message was already delivered or dropped")                                   \
+  X(P, too_large_received, "fragments dropped: total above max_message_bytes")                                      \
+  X(P, alloc_failed, "partial messages refused: no large buffer available")                                         \
+  X(P, stale_epoch, "fragments dropped: from a retired incarnation of their sender")                                \
+  X(P, senders_evicted, "senders forgotten to make room (max_senders)")
+TMC_STAGE_COUNTERS("fragment.", TMC_SPLIT_COUNTERS);
+
+// Gauges, declared once likewise (read_gauges() fills them in this order).
+#define TMC_SPLIT_GAUGES(X, P)                                                                   \
+  X(P, reassembly_bytes, "bytes held in partial messages, as counted against max_reassembly_bytes") \
+  X(P, partial_messages, "messages being reassembled, all senders")                             \
+  X(P, queued_messages, "messages waiting on the send side for pool buffers")
+TMC_STAGE_GAUGES("fragment.", TMC_SPLIT_GAUGES);
 
 constexpr std::string_view kKind = "fragment.split";
 constexpr std::uint8_t kFragExtBytes = 12;
@@ -134,9 +144,9 @@ struct Partial {
   Packet* msg = nullptr;          ///< the large packet being filled
   std::unique_ptr<std::uint64_t[]> bits;
   std::uint32_t nbits = 0;        ///< capacity of `bits`
-  // Global list ordered by progress (oldest first), and the sender's list.
-  std::uint32_t prev = kNone;
-  std::uint32_t next = kNone;
+  detail::IndexLinks lru;             ///< in use: the progress order (oldest first)
+  std::uint32_t next_free = kNone;    ///< not in use: the free list
+  // The sender's list.
   std::uint32_t s_prev = kNone;
   std::uint32_t s_next = kNone;
 };
@@ -146,11 +156,7 @@ std::uint64_t bitmap_bits(std::uint32_t total) noexcept { return (std::uint64_t{
 class FragmentStage final : public Stage {
  public:
   ~FragmentStage() override {
-    while (q_head_ != nullptr) {
-      Packet* p = q_head_;
-      q_head_ = p->next;
-      p->release();
-    }
+    queue_.release_all();
     for (Partial& pa : partials_) {
       if (pa.in_use && pa.msg != nullptr) pa.msg->release();
     }
@@ -158,37 +164,23 @@ class FragmentStage final : public Stage {
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
     (void)env;
-    auto get = [&](const char* name, std::int64_t def, std::int64_t lo, std::int64_t hi) {
-      const std::int64_t v = params.get_int(name, def);
-      if (v < lo || v > hi) {
-        errors.push_back(std::string("parameter '") + name + "' must be in " + std::to_string(lo) + ".." +
-                         std::to_string(hi) + ", got " + std::to_string(v));
-      }
-      return v;
-    };
-    const std::int64_t frag = get("fragment_bytes", 1200, kMinFragmentBytes, 65507);
-    const std::int64_t max_msg = get("max_message_bytes", 16777216, 1, std::int64_t{1} << 30);
-    const std::int64_t timeout_us = get("reassembly_timeout_us", 2000000, 1, 3'600'000'000);
-    const std::int64_t max_bytes = get("max_reassembly_bytes", 67108864, 1, std::int64_t{1} << 40);
-    const std::int64_t per_sender = get("max_partial_per_sender", 16, 1, 65536);
-    const std::int64_t senders = get("max_senders", 256, 1, 65536);
-    const std::int64_t queue = get("send_queue_messages", 1024, 1, 1 << 20);
-    const std::int64_t retry_us = get("retry_us", 1000, 1, 60'000'000);
-    if (!errors.empty()) return false;
-    frag_bytes_ = static_cast<std::uint32_t>(frag);
-    max_message_ = static_cast<std::uint32_t>(max_msg);
-    timeout_ns_ = static_cast<std::uint64_t>(timeout_us) * 1000;
-    max_bytes_ = static_cast<std::uint64_t>(max_bytes);
-    max_per_sender_ = static_cast<std::uint32_t>(per_sender);
-    max_senders_ = static_cast<std::uint32_t>(senders);
-    max_queue_ = static_cast<std::uint32_t>(queue);
-    retry_ns_ = static_cast<std::uint64_t>(retry_us) * 1000;
+    (void)errors;  // the registry checked every range
+    frag_bytes_ = static_cast<std::uint32_t>(params.integer("fragment_bytes"));
+    max_message_ = static_cast<std::uint32_t>(params.integer("max_message_bytes"));
+    timeout_ns_ = static_cast<std::uint64_t>(params.integer("reassembly_timeout_us")) * 1000;
+    max_bytes_ = static_cast<std::uint64_t>(params.integer("max_reassembly_bytes"));
+    max_per_sender_ = static_cast<std::uint32_t>(params.integer("max_partial_per_sender"));
+    max_senders_ = static_cast<std::uint32_t>(params.integer("max_senders"));
+    max_queue_ = static_cast<std::uint32_t>(params.integer("send_queue_messages"));
+    retry_ns_ = static_cast<std::uint64_t>(params.integer("retry_us")) * 1000;
     // Fixed tables, so the hot path never grows them: one slot per sender, and as many
     // partial messages as senders may hold (capped; past it the stalest is evicted).
     senders_.resize(max_senders_);
     const std::uint64_t n_partials = std::min<std::uint64_t>(std::uint64_t{max_senders_} * max_per_sender_, 4096);
     partials_.resize(static_cast<std::size_t>(n_partials));
-    for (std::uint32_t i = 0; i < partials_.size(); ++i) partials_[i].next = i + 1 < partials_.size() ? i + 1 : kNone;
+    for (std::uint32_t i = 0; i < partials_.size(); ++i) {
+      partials_[i].next_free = i + 1 < partials_.size() ? i + 1 : kNone;
+    }
     free_head_ = 0;
     return true;
   }
@@ -201,7 +193,7 @@ class FragmentStage final : public Stage {
       return;
     }
     const bool split = p->payload_len > frag_bytes_;
-    if (!split && q_head_ == nullptr) {
+    if (!split && queue_.empty()) {
       io.count(passed_whole);
       io.down(p);
       return;
@@ -224,21 +216,14 @@ class FragmentStage final : public Stage {
     } else {
       io.count(passed_whole);
     }
-    if (q_len_ >= max_queue_) {
+    if (queue_.size() >= max_queue_) {
       io.count(queue_full);
       io.drop(p, DropReason::buffer_full);
       return;
     }
     // Queue it (behind any message still waiting for buffers, to keep the order) and drain.
-    p->next = nullptr;
-    if (q_tail_ != nullptr) {
-      q_tail_->next = p;
-    } else {
-      q_head_ = p;
-    }
-    q_tail_ = p;
-    ++q_len_;
-    if (q_len_ == 1 || io.now_ns() >= retry_at_) drain(io);
+    queue_.push(p);
+    if (queue_.size() == 1 || io.now_ns() >= retry_at_) drain(io);
     rearm(io);
   }
 
@@ -261,41 +246,38 @@ class FragmentStage final : public Stage {
   }
 
   void on_tick(StageIo& io) noexcept override {
-    armed_ns_ = 0;  // the pipeline disarmed us before calling
+    timer_.fired();
     const std::uint64_t now = io.now_ns();
     purge_gone(io);
-    if (q_head_ != nullptr && now >= retry_at_) drain(io);
-    while (lru_head_ != kNone && partials_[lru_head_].progress_ns + timeout_ns_ <= now) {
+    if (!queue_.empty() && now >= retry_at_) drain(io);
+    while (!lru_.empty() && partials_[lru_.front()].progress_ns + timeout_ns_ <= now) {
       io.count(incomplete);
-      finish(lru_head_, DropReason::incomplete, io);
+      finish(lru_.front(), DropReason::incomplete, io);
     }
     rearm(io);
   }
 
-  [[nodiscard]] std::size_t held_packets() const noexcept override { return q_len_ + n_partials_; }
+  [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size() + n_partials_; }
+  void read_gauges(std::span<double> out) const noexcept override {
+    out[Gauge::reassembly_bytes] = static_cast<double>(used_bytes_);
+    out[Gauge::partial_messages] = static_cast<double>(n_partials_);
+    out[Gauge::queued_messages] = static_cast<double>(queue_.size());
+  }
 
  private:
   // --- send helpers ---------------------------------------------------------------------
 
   // Emit fragments of the queued messages until the queue is empty or the pool is dry.
   void drain(StageIo& io) noexcept {
-    while (q_head_ != nullptr) {
-      Packet* p = q_head_;
+    while (Packet* p = queue_.front()) {
       if (p->payload_len > frag_bytes_) {
         if (!split_some(p, io)) {
           retry_at_ = io.now_ns() + retry_ns_;
           return;
         }
-        q_head_ = p->next;
-        if (q_head_ == nullptr) q_tail_ = nullptr;
-        --q_len_;
-        p->release();
+        queue_.pop()->release();
       } else {
-        q_head_ = p->next;
-        if (q_head_ == nullptr) q_tail_ = nullptr;
-        --q_len_;
-        p->next = nullptr;
-        io.down(p);
+        io.down(queue_.pop());
       }
     }
     retry_at_ = 0;
@@ -349,6 +331,7 @@ class FragmentStage final : public Stage {
       f->epoch = p->epoch;
       f->seq = p->seq;
       f->token = p->token;
+      f->expires_ns = p->expires_ns;
       f->dst_ip = p->dst_ip;
       f->dst_port = p->dst_port;
       q_off_ += chunk;
@@ -453,7 +436,14 @@ class FragmentStage final : public Stage {
 
     // Accepted: copy the bytes, and from the first fragment the message's metadata.
     std::memcpy(pa.msg->payload() + offset, p->payload(), len);
+    // A message with a lifetime lives as long as its earliest fragment says.
+    if (p->expires_ns != 0 && (pa.msg->expires_ns == 0 || p->expires_ns < pa.msg->expires_ns)) {
+      pa.msg->expires_ns = p->expires_ns;
+    }
     if (offset == 0) take_metadata(pa, *p);
+    // Ordering above reads these of the whole message (Packet::gap_cause, Packet::rseq).
+    if (p->gap_cause != 0) pa.msg->gap_cause = p->gap_cause;
+    if (p->rseq > pa.msg->rseq) pa.msg->rseq = p->rseq;
     progress(pi, now);
     p->release();
     if (pa.received == pa.total) complete(pi, io);
@@ -541,7 +531,7 @@ class FragmentStage final : public Stage {
     Partial& pa = partials_[pi];
     SenderState& s = senders_[pa.sender_idx];
     mark_done(s, pa.id);
-    lru_remove(pi);
+    lru_.remove(partials_.data(), pi);
     if (pa.s_prev != kNone) partials_[pa.s_prev].s_next = pa.s_next;
     else s.partials_head = pa.s_next;
     if (pa.s_next != kNone) partials_[pa.s_next].s_prev = pa.s_prev;
@@ -550,7 +540,7 @@ class FragmentStage final : public Stage {
     --n_partials_;
     pa.bits.reset();
     pa.in_use = false;
-    pa.next = free_head_;
+    pa.next_free = free_head_;
     free_head_ = pi;
   }
 
@@ -572,9 +562,9 @@ class FragmentStage final : public Stage {
     SenderState& s = senders_[s_idx];
     // Room: this sender's own limit first, then the global table and byte budget.
     if (s.n_partials >= max_per_sender_) evict_stalest_of(s, io);
-    while (lru_head_ != kNone && (free_head_ == kNone || used_bytes_ + charge > max_bytes_)) {
+    while (!lru_.empty() && (free_head_ == kNone || used_bytes_ + charge > max_bytes_)) {
       io.count(evicted);
-      finish(lru_head_, DropReason::reassembly_full, io);
+      finish(lru_.front(), DropReason::reassembly_full, io);
     }
     if (free_head_ == kNone) return kNone;
     Packet* m = io.alloc_large(total);
@@ -587,7 +577,7 @@ class FragmentStage final : public Stage {
     std::memset(bits.get(), 0, words * 8);
     const std::uint32_t pi = free_head_;
     Partial& pa = partials_[pi];
-    free_head_ = pa.next;
+    free_head_ = pa.next_free;
     pa.in_use = true;
     pa.sender_idx = s_idx;
     pa.id = id;
@@ -601,9 +591,8 @@ class FragmentStage final : public Stage {
     pa.msg = m;
     pa.bits = std::move(bits);
     pa.nbits = static_cast<std::uint32_t>(words * 64);
-    pa.prev = pa.next = kNone;
     pa.progress_ns = now;
-    lru_push_back(pi);
+    lru_.push_back(partials_.data(), pi);
     pa.s_prev = kNone;
     pa.s_next = s.partials_head;
     if (s.partials_head != kNone) partials_[s.partials_head].s_prev = pi;
@@ -723,27 +712,7 @@ class FragmentStage final : public Stage {
 
   void progress(std::uint32_t pi, std::uint64_t now) noexcept {
     partials_[pi].progress_ns = now;
-    if (lru_tail_ == pi) return;
-    lru_remove(pi);
-    lru_push_back(pi);
-  }
-
-  void lru_push_back(std::uint32_t pi) noexcept {
-    Partial& pa = partials_[pi];
-    pa.next = kNone;
-    pa.prev = lru_tail_;
-    if (lru_tail_ != kNone) partials_[lru_tail_].next = pi;
-    lru_tail_ = pi;
-    if (lru_head_ == kNone) lru_head_ = pi;
-  }
-
-  void lru_remove(std::uint32_t pi) noexcept {
-    Partial& pa = partials_[pi];
-    if (pa.prev != kNone) partials_[pa.prev].next = pa.next;
-    else lru_head_ = pa.next;
-    if (pa.next != kNone) partials_[pa.next].prev = pa.prev;
-    else lru_tail_ = pa.prev;
-    pa.prev = pa.next = kNone;
+    lru_.move_to_back(partials_.data(), pi);
   }
 
   // One timer serves both directions: the send retry and the stalest partial's timeout
@@ -783,22 +752,17 @@ class FragmentStage final : public Stage {
 
   void rearm(StageIo& io) noexcept {
     std::uint64_t d = 0;
-    if (q_head_ != nullptr) d = retry_at_ != 0 ? retry_at_ : io.now_ns() + retry_ns_;
-    if (lru_head_ != kNone) {
-      std::uint64_t t = partials_[lru_head_].progress_ns + timeout_ns_;
+    if (!queue_.empty()) d = retry_at_ != 0 ? retry_at_ : io.now_ns() + retry_ns_;
+    if (!lru_.empty()) {
+      std::uint64_t t = partials_[lru_.front()].progress_ns + timeout_ns_;
       // Wake up now and then to notice a sender gone from the view (purge_gone).
       // (An armed deadline still ahead is kept, so that a stream of fragments does not
       // re-arm the timer for each one.)
-      t = std::min(t, armed_ns_ > io.now_ns() ? armed_ns_ : io.now_ns() + kViewCheckNs);
-      if (d == 0 || t < d) d = t;
+      const std::uint64_t armed = timer_.armed();
+      t = std::min(t, armed > io.now_ns() ? armed : io.now_ns() + kViewCheckNs);
+      d = detail::earliest_deadline({d, t});
     }
-    if (d == armed_ns_) return;
-    armed_ns_ = d;
-    if (d == 0) {
-      io.cancel_timer();
-    } else {
-      io.arm_timer(d);
-    }
+    timer_.set(io, d);
   }
 
   std::uint64_t view_seen_ = 0;
@@ -815,9 +779,7 @@ class FragmentStage final : public Stage {
 
   // Send side: messages waiting for pool buffers (linked through Packet::next); the head
   // may be partly sent (q_off_ bytes, as message q_id_).
-  Packet* q_head_ = nullptr;
-  Packet* q_tail_ = nullptr;
-  std::uint32_t q_len_ = 0;
+  PacketFifo queue_;
   std::uint32_t q_off_ = 0;
   std::uint32_t q_id_ = 0;
   std::uint32_t next_id_ = 1;
@@ -829,12 +791,11 @@ class FragmentStage final : public Stage {
   std::uint32_t last_sender_ = 0;
   std::vector<Partial> partials_;
   std::uint32_t free_head_ = kNone;
-  std::uint32_t lru_head_ = kNone;
-  std::uint32_t lru_tail_ = kNone;
+  detail::IndexList<Partial, &Partial::lru> lru_;  // progress order: the stalest first
   std::uint32_t n_partials_ = 0;
   std::uint64_t used_bytes_ = 0;
 
-  std::uint64_t armed_ns_ = 0;
+  detail::StageTimer timer_;
 };
 
 }  // namespace
@@ -863,45 +824,65 @@ void register_fragment_split(Registry& r) {
           "duplicated fragments never deliver a message twice. With reliability below, every fragment is "
           "repaired and messages always complete; the reliability stage then reports each fragment's outcome "
           "under the message's token.",
-      .params = {{"fragment_bytes", ParamType::integer, "1200",
-                  "Payload bytes per fragment (16..65507); the compiler derives it from the MTU and the stages "
-                  "below."},
-                 {"max_message_bytes", ParamType::integer, "16777216",
-                  "Largest message sent or reassembled, in bytes (1..2^30)."},
-                 {"reassembly_timeout_us", ParamType::integer, "2000000",
-                  "A partial message with no new fragment for this long is dropped whole, in microseconds."},
-                 {"max_reassembly_bytes", ParamType::integer, "67108864",
-                  "Bytes held in partial messages at this receiver, all senders together."},
-                 {"max_partial_per_sender", ParamType::integer, "16", "Partial messages per sender at once."},
-                 {"max_senders", ParamType::integer, "256",
-                  "Senders tracked at once; the least recently active is forgotten (its partial messages "
-                  "dropped)."},
-                 {"send_queue_messages", ParamType::integer, "1024",
-                  "Messages that may wait for packet buffers on the send path; more are dropped whole."},
-                 {"retry_us", ParamType::integer, "1000",
-                  "How soon to retry sending after the packet pool ran dry, in microseconds."}},
-      .counters = {{"fragment.messages_split", "messages split into fragments on send"},
-                   {"fragment.fragments_sent", "fragments sent"},
-                   {"fragment.passed_whole", "data messages small enough to pass untouched"},
-                   {"fragment.too_large_sent", "messages dropped on send: larger than max_message_bytes"},
-                   {"fragment.no_room", "messages dropped on send: no headroom or extension slot for fragments"},
-                   {"fragment.pool_waits", "times the pool ran dry mid-message (the rest waits and resumes)"},
-                   {"fragment.queue_full", "messages dropped on send: the send queue was full"},
-                   {"fragment.fragments_received", "fragments received"},
-                   {"fragment.messages_reassembled", "messages reassembled and passed up"},
-                   {"fragment.partials_started", "partial messages started (reassembled, incomplete or evicted)"},
-                   {"fragment.incomplete",
-                    "partial messages dropped whole: timed out, or their sender restarted (drops.incomplete)"},
-                   {"fragment.evicted",
-                    "partial messages dropped or refused whole for the memory limits (drops.reassembly_full)"},
-                   {"fragment.malformed", "fragments dropped: bad extension, bounds or inconsistent geometry"},
-                   {"fragment.duplicates", "fragments dropped: already received"},
-                   {"fragment.late", "fragments dropped: their message was already delivered or dropped"},
-                   {"fragment.too_large_received", "fragments dropped: total above max_message_bytes"},
-                   {"fragment.alloc_failed", "partial messages refused: no large buffer available"},
-                   {"fragment.stale_epoch", "fragments dropped: from a retired incarnation of their sender"},
-                   {"fragment.senders_evicted", "senders forgotten to make room (max_senders)"}},
+      .params = {{.name = "fragment_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "1200",
+                  .doc = "Payload bytes per fragment (16..65507); the compiler derives it from the MTU and the "
+                         "stages below.",
+                  .min = kMinFragmentBytes,
+                  .max = wire::kMaxDatagramBytes},
+                 {.name = "max_message_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "16777216",
+                  .doc = "Largest message sent or reassembled, in bytes (1..2^30).",
+                  .min = 1,
+                  .max = std::int64_t{1} << 30},
+                 {.name = "reassembly_timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "2000000",
+                  .doc = "A partial message with no new fragment for this long is dropped whole, in microseconds.",
+                  .min = 1,
+                  .max = 3'600'000'000},
+                 {.name = "max_reassembly_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "67108864",
+                  .doc = "Bytes held in partial messages at this receiver, all senders together.",
+                  .min = 1,
+                  .max = std::int64_t{1} << 40},
+                 {.name = "max_partial_per_sender",
+                  .type = ParamType::integer,
+                  .default_value = "16",
+                  .doc = "Partial messages per sender at once.",
+                  .min = 1,
+                  .max = 65536},
+                 {.name = "max_senders",
+                  .type = ParamType::integer,
+                  .default_value = "256",
+                  .doc = "Senders tracked at once; the least recently active is forgotten (its partial messages "
+                         "dropped).",
+                  .min = 1,
+                  .max = 65536},
+                 {.name = "send_queue_messages",
+                  .type = ParamType::integer,
+                  .default_value = "1024",
+                  .doc = "Messages that may wait for packet buffers on the send path; more are dropped whole.",
+                  .min = 1,
+                  .max = 1 << 20},
+                 {.name = "retry_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000",
+                  .doc = "How soon to retry sending after the packet pool ran dry, in microseconds.",
+                  .min = 1,
+                  .max = 60'000'000}},
+      .counters = counter_list(kCounters),
+      .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<FragmentStage>(); },
+      .serves = "max_message_bytes",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::fragment),
+                      .name = "fragment",
+                      .body_bytes = 12,
+                      .carried_on = "data (and large control) fragments, with flag bit 3",
+                      .body = "u32 message id, u32 byte offset, u32 total message length (12 bytes)"}},
   });
 }
 

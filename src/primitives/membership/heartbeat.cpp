@@ -27,6 +27,13 @@
 //   Every other packet from a known alive (sender, epoch) refreshes that member's
 //   liveness (Group::touch) and passes unchanged; heartbeats are consumed here.
 //
+//   A manifest that names its members closes the group: heartbeats under any other name
+//   are dropped (not_in_view) and never join the view or an ack set, and other packets
+//   pass only from a sender id heard under a named slot or the id a named member's name
+//   hashes to (FNV-1a, as the runtime derives it); once every named member has been heard
+//   the rest are dropped (not_in_view). (Before that, a named member not heard yet may
+//   use another id, as in the simulator, so other ids still pass.)
+//
 //   When a member appears (new, back from failure, or with a new epoch) this member sends
 //   a heartbeat at once, at most one per interval_us / 4, so that the newcomer learns of
 //   us within one round trip instead of one interval. Periodic heartbeats are spaced by
@@ -43,9 +50,11 @@
 //   member_restarted also carries the retired epoch in Event::seq.
 //
 //   The hot path does not allocate; Group::heard allocates the name once per new slot.
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "primitives/membership/heartbeat_format.hpp"
 #include "tmc/stage.hpp"
@@ -55,20 +64,21 @@ namespace {
 
 namespace hb = detail::membership;
 
-enum Counter : std::size_t {
-  heartbeats_sent,
-  heartbeats_received,
-  early_heartbeats,
-  joins,
-  failures,
-  restarts,
-  leaves,
-  malformed,
-  stale_heartbeats,
-  name_conflicts,
-  group_full,
-  alloc_failures,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_HEARTBEAT_COUNTERS(X, P)                                                                                \
+  X(P, heartbeats_sent, "heartbeats sent (periodic, early and goodbyes)")                                           \
+  X(P, heartbeats_received, "well-formed heartbeats received")                                                      \
+  X(P, early_heartbeats, "heartbeats sent or brought forward because a member appeared")                            \
+  X(P, joins, "members heard for the first time, or again after failing or leaving")                                \
+  X(P, failures, "members declared failed (not heard within timeout_us)")                                           \
+  X(P, restarts, "members heard with a new epoch")                                                                  \
+  X(P, leaves, "members that said goodbye")                                                                         \
+  X(P, malformed, "heartbeats dropped: bad body, name length or name bytes")                                        \
+  X(P, stale_heartbeats, "heartbeats dropped: from a retired epoch of their member")                                \
+  X(P, name_conflicts, "heartbeats dropped: they carry this member's own name")                                     \
+  X(P, group_full, "heartbeats dropped: no free Group slot for a new member")                                       \
+  X(P, alloc_failures, "heartbeats not sent: no packet buffer")
+TMC_STAGE_COUNTERS("membership.", TMC_HEARTBEAT_COUNTERS);
 
 constexpr std::string_view kKind = "membership.heartbeat";
 constexpr std::size_t kRetiredEpochs = 4;
@@ -83,31 +93,21 @@ struct SlotExtra {
 class HeartbeatStage final : public Stage {
  public:
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
-    const std::int64_t interval_us = params.get_int("interval_us", 100000);
-    const std::int64_t timeout_us = params.get_int("timeout_us", 1000000);
-    const std::int64_t leave_copies = params.get_int("leave_copies", 3);
-    constexpr std::int64_t kHourUs = 3'600'000'000;
-    if (interval_us < 1 || interval_us > kHourUs) {
-      errors.push_back("parameter 'interval_us' must be in 1..3600000000 (one hour), got " +
-                       std::to_string(interval_us));
-    }
-    if (timeout_us < 1 || timeout_us > kHourUs) {
-      errors.push_back("parameter 'timeout_us' must be in 1..3600000000 (one hour), got " + std::to_string(timeout_us));
-    } else if (timeout_us <= interval_us) {
+    // The registry checked each range; what relates two parameters is checked here.
+    const std::int64_t interval_us = params.integer("interval_us");
+    const std::int64_t timeout_us = params.integer("timeout_us");
+    if (timeout_us <= interval_us) {
       errors.push_back("parameter 'timeout_us' (" + std::to_string(timeout_us) +
                        ") must be larger than 'interval_us' (" + std::to_string(interval_us) +
                        "), or members are declared failed between two of their heartbeats");
+      return false;
     }
-    if (leave_copies < 0 || leave_copies > 16) {
-      errors.push_back("parameter 'leave_copies' must be in 0..16, got " + std::to_string(leave_copies));
-    }
-    if (!errors.empty()) return false;
     interval_ns_ = static_cast<std::uint64_t>(interval_us) * 1000;
     timeout_ns_ = static_cast<std::uint64_t>(timeout_us) * 1000;
     reply_gap_ns_ = interval_ns_ / 4;
     jitter_ns_ = interval_ns_ / 10;
-    receives_ = params.get_bool("receives", true);
-    leave_copies_ = static_cast<int>(leave_copies);
+    receives_ = params.boolean("receives");
+    leave_copies_ = static_cast<int>(params.integer("leave_copies"));
     env_ = env;
     rng_ = env.seed ^ 0x6A09E667F3BCC909ull;
     return true;
@@ -117,6 +117,7 @@ class HeartbeatStage final : public Stage {
     started_ = true;
     start_ns_ = io.now_ns();
     set_self_name(io.group());
+    note_named_members(io.group());
     send_heartbeat(io, 0);
     rearm(io);
   }
@@ -130,7 +131,11 @@ class HeartbeatStage final : public Stage {
 
   void on_receive(Packet* p, StageIo& io) noexcept override {
     if (p->kind != wire::Kind::heartbeat) {
-      io.group().touch(p->sender, p->epoch, io.now_ns());
+      Group& g = io.group();
+      if (!g.touch(p->sender, p->epoch, io.now_ns()) && !admits_sender(g, p->sender)) {
+        io.drop(p, DropReason::not_in_view);  // a closed view: not a named member's id
+        return;
+      }
       io.up(p);
       return;
     }
@@ -175,6 +180,31 @@ class HeartbeatStage final : public Stage {
 
   // The name this member announces: the Group's (from the plan), or one made from the
   // sender id when the plan has none or one that cannot travel in a heartbeat.
+  // The manifest's named members are the slots still expected at start. With any, the
+  // view is closed: no other name joins, and data enters only from a member heard under a
+  // named slot or from the id a named member's name hashes to (its FNV-1a).
+  void note_named_members(const Group& g) noexcept {
+    named_ids_.clear();
+    for (std::size_t i = 1; i < g.slots(); ++i) {
+      const MemberInfo& m = g.member(static_cast<int>(i));
+      if (m.state == MemberState::expected) named_ids_.push_back(wire::channel_hash(m.name.data(), m.name.size()));
+    }
+    std::sort(named_ids_.begin(), named_ids_.end());
+    closed_ = !named_ids_.empty();
+    extra_.resize(g.slots());
+  }
+
+  [[nodiscard]] bool admits_sender(const Group& g, std::uint32_t sender) const noexcept {
+    if (!closed_ || g.slot_of_sender(sender) != kNoSlot) return true;
+    if (std::binary_search(named_ids_.begin(), named_ids_.end(), sender)) return true;
+    // A named member not heard yet may send under an id that is not its name's hash (the
+    // simulator's are random): until every named member has been heard, admit the rest.
+    for (std::size_t i = 1; i < g.slots(); ++i) {
+      if (g.member(static_cast<int>(i)).sender == 0) return true;
+    }
+    return false;
+  }
+
   void set_self_name(const Group& g) noexcept {
     const std::string& name = g.member(g.self_slot()).name;
     if (hb::valid_name(name)) {
@@ -252,6 +282,10 @@ class HeartbeatStage final : public Stage {
       io.drop(p, DropReason::stale_epoch);
       return;
     }
+    if (known == kNoSlot && closed_) {  // the manifest named the members: not one of them
+      io.drop(p, DropReason::not_in_view);
+      return;
+    }
     if (stopped_) {  // a retired pipeline keeps its last view
       p->release();
       return;
@@ -276,7 +310,13 @@ class HeartbeatStage final : public Stage {
     const bool restart = old_epoch != 0 && old_epoch != p->epoch && before != MemberState::left;
     const int slot = g.heard(h.name, p->sender, p->epoch, h.receives(), io.now_ns(), p->src_ip, p->src_port);
     if (slot == kNoSlot) {
+      // Every slot of the view ('max members') is taken: never silently. Reported once per
+      // failure timeout, so a crowd outside the view does not flood the application.
       io.count(group_full);
+      if (last_refused_ns_ == 0 || io.now_ns() >= last_refused_ns_ + timeout_ns_) {
+        last_refused_ns_ = io.now_ns();
+        io.notify(Event{.type = EventType::member_refused, .sender = p->sender, .epoch = p->epoch, .stage = kKind});
+      }
       io.drop(p, DropReason::not_in_view);
       return;
     }
@@ -322,6 +362,7 @@ class HeartbeatStage final : public Stage {
   }
 
   bool is_retired(int slot, std::uint32_t epoch) const noexcept {
+    if (static_cast<std::size_t>(slot) >= extra_.size()) return false;
     const SlotExtra& x = extra_[static_cast<std::size_t>(slot)];
     for (std::uint8_t i = 0; i < x.n_retired; ++i) {
       if (x.retired[i] == epoch) return true;
@@ -331,6 +372,8 @@ class HeartbeatStage final : public Stage {
 
   void retire(int slot, std::uint32_t epoch) noexcept {
     if (epoch == 0 || is_retired(slot, epoch)) return;
+    // Cold: a slot added since the last retirement gets its record here (a new member).
+    if (static_cast<std::size_t>(slot) >= extra_.size()) extra_.resize(static_cast<std::size_t>(slot) + 1);
     SlotExtra& x = extra_[static_cast<std::size_t>(slot)];
     x.retired[x.next_retired] = epoch;
     x.next_retired = static_cast<std::uint8_t>((x.next_retired + 1) % kRetiredEpochs);
@@ -345,7 +388,7 @@ class HeartbeatStage final : public Stage {
                  .count = 0,
                  .stage = kKind,
                  .token = 0,
-                 .members = slot_bit(slot)};
+                 .members = MemberSet::of(slot)};
   }
 
   static void notify(StageIo& io, EventType type, int slot, const MemberInfo& m) noexcept {
@@ -371,14 +414,19 @@ class HeartbeatStage final : public Stage {
 
   bool started_ = false;
   bool stopped_ = false;
+  bool closed_ = false;  ///< the manifest named the members: nobody else is admitted
+  std::vector<std::uint32_t> named_ids_;  ///< the named members' id hashes, sorted
+  std::uint64_t last_refused_ns_ = 0;     ///< when member_refused was last reported
   std::uint64_t start_ns_ = 0;
   std::uint64_t next_heartbeat_ns_ = 0;
   std::uint64_t last_sent_ns_ = 0;
   bool sent_any_ = false;
   std::array<char, hb::kMaxNameBytes> name_{};
   std::size_t name_len_ = 0;
-  std::array<SlotExtra, kMaxGroupMembers> extra_{};
+  std::vector<SlotExtra> extra_;  ///< per slot; grows with the view (cold)
 };
+
+constexpr std::int64_t kHourUs = 3'600'000'000;
 
 }  // namespace
 
@@ -399,26 +447,35 @@ void register_membership_heartbeat(Registry& r) {
           "(member_left) and retires its epoch. Events carry the member's slot bit, sender and epoch. "
           "Malformed heartbeats (wrong body length, name_len != payload_len, empty name, control bytes in "
           "the name) are dropped as malformed.",
-      .params = {{"interval_us", ParamType::integer, "100000", "time between two heartbeats of this member"},
-                 {"timeout_us", ParamType::integer, "1000000",
-                  "an alive member not heard this long is failed; must exceed interval_us"},
+      .params = {{.name = "interval_us",
+                  .type = ParamType::integer,
+                  .default_value = "100000",
+                  .doc = "time between two heartbeats of this member",
+                  .min = 1,
+                  .max = kHourUs},
+                 {.name = "timeout_us",
+                  .type = ParamType::integer,
+                  .default_value = "1000000",
+                  .doc = "an alive member not heard this long is failed; must exceed interval_us",
+                  .min = 1,
+                  .max = kHourUs},
                  {"receives", ParamType::boolean, "true",
                   "false: this member is send-only and is never waited for in an ack set"},
-                 {"leave_copies", ParamType::integer, "3",
-                  "goodbye heartbeats sent when the pipeline stops (each may be lost)"}},
-      .counters = {{"membership.heartbeats_sent", "heartbeats sent (periodic, early and goodbyes)"},
-                   {"membership.heartbeats_received", "well-formed heartbeats received"},
-                   {"membership.early_heartbeats", "heartbeats sent or brought forward because a member appeared"},
-                   {"membership.joins", "members heard for the first time, or again after failing or leaving"},
-                   {"membership.failures", "members declared failed (not heard within timeout_us)"},
-                   {"membership.restarts", "members heard with a new epoch"},
-                   {"membership.leaves", "members that said goodbye"},
-                   {"membership.malformed", "heartbeats dropped: bad body, name length or name bytes"},
-                   {"membership.stale_heartbeats", "heartbeats dropped: from a retired epoch of their member"},
-                   {"membership.name_conflicts", "heartbeats dropped: they carry this member's own name"},
-                   {"membership.group_full", "heartbeats dropped: no free Group slot for a new member"},
-                   {"membership.alloc_failures", "heartbeats not sent: no packet buffer"}},
+                 {.name = "leave_copies",
+                  .type = ParamType::integer,
+                  .default_value = "3",
+                  .doc = "goodbye heartbeats sent when the pipeline stops (each may be lost)",
+                  .min = 0,
+                  .max = 16}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<HeartbeatStage>(); },
+      .serves = "reliability",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::membership),
+                      .name = "membership",
+                      .body_bytes = detail::membership::kBodyBytes,
+                      .carried_on = "kind heartbeat",
+                      .body = "u8 flags (bit 0 receives, bit 1 leaving), u8 name length (equal to the payload "
+                              "length), u16 reserved (4 bytes); the payload is the member's name"}},
   });
 }
 

@@ -44,7 +44,8 @@
 //
 //   An evicted sender that returns is first seen again, so the stage may report numbers it
 //   delivered before the eviction; eviction is the overload escape hatch and does not keep
-//   the accounting exact.
+//   the accounting exact. It takes the least recently active sender outside the membership
+//   view, so unknown sender ids (however many) never evict a member's state.
 //
 //   Drop-stale mode never reports gaps (the paper's rule skips silently by design), so its
 //   first sight simply accepts any number; nothing changes there.
@@ -59,28 +60,40 @@
 #include <new>
 #include <vector>
 
+#include "primitives/common/index_list.hpp"
+#include "primitives/common/index_table.hpp"
+#include "primitives/common/stage_timer.hpp"
 #include "tmc/stage.hpp"
 
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t {
-  stale_dropped,
-  duplicates_dropped,
-  stale_epoch_dropped,
-  held_count,
-  released,
-  gaps_skipped,
-  seqs_skipped,
-  window_skips,
-  timeout_skips,
-  epoch_changes,
-  senders_evicted,
-  unordered,
-  no_seq,
-  join_skipped,
-  join_seqs_skipped,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_FIFO_COUNTERS(X, P)                                                                                     \
+  X(P, stale_dropped, "packets dropped: number older than the last delivered")                                      \
+  X(P, duplicates_dropped, "packets dropped: already delivered or already held")                                    \
+  X(P, stale_epoch_dropped, "packets dropped: from a replaced epoch of their sender")                               \
+  X(P, held, "strict: packets put in the reorder buffer")                                                           \
+  X(P, released, "strict: held packets delivered in order")                                                         \
+  X(P, gaps_skipped,                                                                                                \
+    "strict: gaps given up on within the stream (one gap_skipped event "                                            \
+    "each; the gap before a late join counts under ordering.join_skipped)")                                         \
+  X(P, seqs_skipped, "strict: sequence numbers given up on")                                                        \
+  X(P, window_skips, "strict: gaps skipped because a packet landed beyond the window")                              \
+  X(P, timeout_skips, "strict: gaps skipped because a held packet waited hold_us")                                  \
+  X(P, epoch_changes, "senders seen restarting with a new epoch")                                                   \
+  X(P, senders_evicted, "senders forgotten to make room (max_senders)")                                             \
+  X(P, unordered, "data packets flagged unordered, passed straight through")                                        \
+  X(P, no_seq, "data packets dropped: no sequence number (ordering.seq missing below)")                             \
+  X(P, join_skipped,                                                                                                \
+    "strict: senders first seen beyond window + 1 (late join or lost "                                              \
+    "start); one gap_skipped event each, for [1, first number)")                                                    \
+  X(P, join_seqs_skipped, "strict: sequence numbers before a sender's first seen one")
+TMC_STAGE_COUNTERS("ordering.", TMC_FIFO_COUNTERS);
+
+// Gauges, declared once likewise (read_gauges() fills them in this order).
+#define TMC_FIFO_GAUGES(X, P) X(P, held_packets, "packets held behind a gap, all senders")
+TMC_STAGE_GAUGES("ordering.", TMC_FIFO_GAUGES);
 
 constexpr std::string_view kKind = "ordering.fifo";
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
@@ -95,16 +108,14 @@ struct Sender {
   std::uint32_t retired[kRetiredEpochs] = {};
   std::uint8_t n_retired = 0;
   std::uint8_t retired_pos = 0;
-  // Recency list (most recent at head), for eviction.
-  std::uint32_t lru_prev = kNone;
-  std::uint32_t lru_next = kNone;
+  detail::IndexLinks lru;  ///< recency list (most recent at head), for eviction
   // Strict mode: the reorder ring and the list of senders that hold packets.
   std::unique_ptr<Packet*[]> ring;
   std::unique_ptr<std::uint64_t[]> ring_rx_ns;  ///< when each held packet arrived
   std::uint32_t held = 0;
   std::uint64_t oldest_ns = 0;  ///< arrival of the oldest held packet (a lower bound)
   bool oldest_dirty = false;    ///< oldest_ns may be too low; recompute before trusting it
-  std::uint32_t hold_prev = kNone;
+  std::uint32_t hold_prev = kNone;  ///< the list of senders that hold packets (if `holding`)
   std::uint32_t hold_next = kNone;
   bool holding = false;
 };
@@ -122,36 +133,17 @@ class FifoStage final : public Stage {
   }
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
-    const std::string mode = params.get_string("mode", "drop-stale");
-    if (mode == "strict") {
-      strict_ = true;
-    } else if (mode != "drop-stale") {
-      errors.push_back("parameter 'mode' must be \"drop-stale\" or \"strict\", got \"" + mode + "\"");
-    }
-    const std::int64_t window = params.get_int("window", 64);
-    if (window < 1 || window > 65536) {
-      errors.push_back("parameter 'window' must be in 1..65536, got " + std::to_string(window));
-    }
-    const std::int64_t hold_us = params.get_int("hold_us", 50000);
-    if (hold_us < 1 || hold_us > 3'600'000'000) {
-      errors.push_back("parameter 'hold_us' must be in 1..3600000000 (one hour), got " + std::to_string(hold_us));
-    }
-    const std::int64_t max_senders = params.get_int("max_senders", 1024);
-    if (max_senders < 1 || max_senders > (1 << 20)) {
-      errors.push_back("parameter 'max_senders' must be in 1..1048576, got " + std::to_string(max_senders));
-    }
-    if (!errors.empty()) return false;
-    window_ = static_cast<std::uint32_t>(window);
-    hold_ns_ = static_cast<std::uint64_t>(hold_us) * 1000;
-    max_senders_ = static_cast<std::uint32_t>(max_senders);
+    (void)errors;  // the registry checked every range
+    strict_ = params.text("mode") == "strict";
+    window_ = static_cast<std::uint32_t>(params.integer("window"));
+    hold_ns_ = static_cast<std::uint64_t>(params.integer("hold_us")) * 1000;
+    max_senders_ = static_cast<std::uint32_t>(params.integer("max_senders"));
 
     // Everything sized by max_senders is allocated here, so the hot path never grows it.
     senders_.resize(max_senders_);
     std::uint32_t cap = 1;
     while (cap < 2 * max_senders_) cap <<= 1;
-    table_keys_.assign(cap, 0);
-    table_vals_.assign(cap, kNone);
-    table_mask_ = cap - 1;
+    table_.reset(cap);
     // The endpoint's seed salts the hash so that a hostile sender cannot choose ids that
     // collide (the table stays O(1) under a flood).
     hash_salt_ = env.seed ^ 0x9E3779B97F4A7C15ull;
@@ -159,6 +151,10 @@ class FifoStage final : public Stage {
   }
 
   void on_receive(Packet* p, StageIo& io) noexcept override {
+    if (p->kind == wire::Kind::control && p->gap_cause != 0 && p->rseq != 0 && p->payload_len == 0) {
+      on_edge_marker(p, io);
+      return;
+    }
     if (p->kind != wire::Kind::data || (p->flags & wire::kFlagUnordered) != 0) {
       if (p->kind == wire::Kind::data) io.count(unordered);
       io.up(p);
@@ -192,7 +188,7 @@ class FifoStage final : public Stage {
   }
 
   void on_tick(StageIo& io) noexcept override {
-    armed_ns_ = 0;
+    timer_.fired();
     const std::uint64_t now = io.now_ns();
     std::uint64_t earliest = 0;
     std::uint32_t i = holders_head_;
@@ -202,7 +198,7 @@ class FifoStage final : public Stage {
       if (s.oldest_dirty) recompute_oldest(s);
       while (s.held > 0 && s.oldest_ns + hold_ns_ <= now) {
         io.count(timeout_skips);
-        skip_first_gap(i, io);
+        skip_first_gap(i, io, EventCause::timeout);
         recompute_oldest(s);
       }
       if (s.held > 0 && (earliest == 0 || s.oldest_ns + hold_ns_ < earliest)) earliest = s.oldest_ns + hold_ns_;
@@ -212,6 +208,9 @@ class FifoStage final : public Stage {
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override { return total_held_; }
+  void read_gauges(std::span<double> out) const noexcept override {
+    out[Gauge::held_packets] = static_cast<double>(total_held_);
+  }
   // Sized for a few senders' full windows at once; beyond that the pool may run dry and a
   // packet is dropped (buffer_full) and, with reliability, repaired later.
   [[nodiscard]] std::size_t max_held_packets() const noexcept override { return std::size_t{window_} * 4; }
@@ -271,6 +270,25 @@ class FifoStage final : public Stage {
       if (s.held > 0) release_run(idx, io);
       return;
     }
+    if (p->gap_cause != 0) {
+      // The stage below says the sender settled every number missing before this one (it
+      // forgot them, they expired, or it gave up): waiting for them is no use. Held runs
+      // below it go up first, each gap before them skipped.
+      const auto cause = static_cast<EventCause>(p->gap_cause);
+      while (s.held > 0 && first_held(s) < seq) skip_first_gap(idx, io, cause);
+      if (seq > s.next) {
+        note_gap(s, s.next, seq - s.next, io, cause);
+        advance_to(s, seq);
+      }
+      if (seq != s.next) {
+        drop_old(s, p, io);
+        return;
+      }
+      mark_delivered(s);
+      io.up(p);
+      if (s.held > 0) release_run(idx, io);
+      return;
+    }
     if (!ensure_ring(s)) {
       // No memory for a reorder buffer: degrade to the paper's rule for this sender
       // rather than fail (order is kept; the gap is skipped at once).
@@ -317,8 +335,29 @@ class FifoStage final : public Stage {
       holders_push(idx);
     }
     ++total_held_;
-    io.count(held_count);
+    io.count(held);
     arm(s.oldest_ns + hold_ns_, io);
+  }
+
+  // Reliability below passed over a hole its sender settled, after packets above that hole
+  // had gone up unordered (Packet::rseq): every packet of the sender at or below the marker's
+  // number has reached us already or never will, so a gap below a held packet at or below
+  // it waits for nothing. Skip those gaps now. The marker is never delivered.
+  void on_edge_marker(Packet* m, StageIo& io) noexcept {
+    if (strict_) {
+      const std::uint32_t idx = table_.find(hash(m->sender), m->sender);
+      if (idx != kNone && senders_[idx].in_use && senders_[idx].epoch == m->epoch) {
+        Sender& s = senders_[idx];
+        const auto cause = static_cast<EventCause>(m->gap_cause);
+        while (s.held > 0) {
+          const std::uint64_t first = first_held(s);
+          const std::uint64_t r = s.ring[first % window_]->rseq;
+          if (r == 0 || r > m->rseq) break;
+          skip_first_gap(idx, io, cause);
+        }
+      }
+    }
+    m->release();
   }
 
   // --- strict-mode helpers ------------------------------------------------------------
@@ -365,33 +404,45 @@ class FifoStage final : public Stage {
     }
   }
 
+  // The number of the first held packet (held numbers lie in (next, next + window]).
+  [[nodiscard]] std::uint64_t first_held(const Sender& s) const noexcept {
+    for (std::uint64_t q = s.next + 1; q <= s.next + window_; ++q) {
+      const Packet* h = s.ring[q % window_];
+      if (h != nullptr && h->seq == q) return q;
+    }
+    return std::numeric_limits<std::uint64_t>::max();
+  }
+
   // Give up on the gap at `next`: jump to the first held packet and deliver the run.
-  void skip_first_gap(std::uint32_t idx, StageIo& io) noexcept {
+  void skip_first_gap(std::uint32_t idx, StageIo& io, EventCause cause = EventCause::none) noexcept {
     Sender& s = senders_[idx];
     if (s.held == 0) return;
     // Held numbers lie in (next, next + window], so the scan ends within the window.
     std::uint64_t first = s.next + 1;
     const std::uint64_t last = s.next + window_;
     while (first < last && (s.ring[first % window_] == nullptr || s.ring[first % window_]->seq != first)) ++first;
-    note_gap(s, s.next, first - s.next, io);
+    note_gap(s, s.next, first - s.next, io, cause);
     advance_to(s, first);
     release_run(idx, io);
   }
 
-  static void note_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
+  static void note_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io,
+                       EventCause cause = EventCause::none) noexcept {
     if (count == 0) return;
     io.count(gaps_skipped);
     io.count(seqs_skipped, count);
-    notify_gap(s, from, count, io);
+    notify_gap(s, from, count, io, cause);
   }
 
-  static void notify_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io) noexcept {
+  static void notify_gap(const Sender& s, std::uint64_t from, std::uint64_t count, StageIo& io,
+                         EventCause cause = EventCause::none) noexcept {
     io.notify(Event{.type = EventType::gap_skipped,
                     .sender = s.id,
                     .epoch = s.epoch,
                     .seq = from,
                     .count = count,
-                    .stage = kKind});
+                    .stage = kKind,
+                    .cause = cause});
   }
 
   // Deliver everything held, in order, skipping every gap (epoch change, eviction).
@@ -416,12 +467,7 @@ class FifoStage final : public Stage {
     s.oldest_ns = oldest;
   }
 
-  void arm(std::uint64_t deadline_ns, StageIo& io) noexcept {
-    if (armed_ns_ == 0 || deadline_ns < armed_ns_) {
-      armed_ns_ = deadline_ns;
-      io.arm_timer(deadline_ns);
-    }
-  }
+  void arm(std::uint64_t deadline_ns, StageIo& io) noexcept { timer_.arm_by(io, deadline_ns); }
 
   // --- senders: lookup, recency, epochs, eviction --------------------------------------
 
@@ -450,7 +496,7 @@ class FifoStage final : public Stage {
     io.notify(Event{.type = EventType::epoch_changed, .sender = s.id, .epoch = epoch, .stage = kKind});
   }
 
-  [[nodiscard]] std::uint32_t hash_slot(std::uint32_t id) const noexcept {
+  [[nodiscard]] std::uint32_t hash(std::uint32_t id) const noexcept {
     // A full 64-bit mix (murmur3's finaliser) of the salted id.
     std::uint64_t x = id + hash_salt_;
     x ^= x >> 33;
@@ -458,27 +504,20 @@ class FifoStage final : public Stage {
     x ^= x >> 33;
     x *= 0xC4CEB9FE1A85EC53ull;
     x ^= x >> 33;
-    return static_cast<std::uint32_t>(x) & table_mask_;
+    return static_cast<std::uint32_t>(x);
   }
 
   // The sender's slot; a sender seen for the first time starts in `epoch` (no event).
   std::uint32_t find_or_add(std::uint32_t id, std::uint32_t epoch, StageIo& io) noexcept {
-    std::uint32_t h = hash_slot(id);
-    while (table_vals_[h] != kNone) {
-      if (table_keys_[h] == id) return table_vals_[h];
-      h = (h + 1) & table_mask_;
-    }
+    if (const std::uint32_t found = table_.find(hash(id), id); found != kNone) return found;
     std::uint32_t idx;
     if (n_senders_ < max_senders_) {
       idx = n_senders_++;
     } else {
-      idx = lru_tail_;
+      idx = eviction_victim(io.group());
       evict(idx, io);
-      h = hash_slot(id);  // the table changed; find the insertion point again
-      while (table_vals_[h] != kNone) h = (h + 1) & table_mask_;
     }
-    table_keys_[h] = id;
-    table_vals_[h] = idx;
+    table_.insert(hash(id), id, idx);
     Sender& s = senders_[idx];
     s.id = id;
     s.in_use = true;
@@ -486,61 +525,34 @@ class FifoStage final : public Stage {
     s.retired_pos = 0;
     s.epoch = epoch;
     s.next = 0;  // first_sight() decides where delivery starts
-    lru_push_front(idx);
+    lru_.push_front(senders_.data(), idx);
     return idx;
+  }
+
+  // The least recently active sender outside the view: a flood of unknown sender ids
+  // never evicts a member. A member goes only when every tracked sender is one (the view
+  // holds more members than max_senders).
+  [[nodiscard]] std::uint32_t eviction_victim(const Group& g) const noexcept {
+    for (std::uint32_t i = lru_.back(); i != detail::kNoIndex; i = senders_[i].lru.prev) {
+      if (g.slot_of_sender(senders_[i].id) == kNoSlot) return i;
+    }
+    return lru_.back();
   }
 
   void evict(std::uint32_t idx, StageIo& io) noexcept {
     Sender& s = senders_[idx];
     io.count(senders_evicted);
     flush(idx, io);
-    lru_remove(idx);
-    // Remove from the open-addressing table with backward-shift deletion (no tombstones,
-    // so a flood of ids cannot degrade lookups).
-    std::uint32_t h = hash_slot(s.id);
-    while (table_vals_[h] != idx) h = (h + 1) & table_mask_;
-    std::uint32_t hole = h;
-    std::uint32_t j = h;
-    for (;;) {
-      j = (j + 1) & table_mask_;
-      if (table_vals_[j] == kNone) break;
-      const std::uint32_t home = hash_slot(table_keys_[j]);
-      // Move j into the hole unless its home lies cyclically in (hole, j].
-      const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-      if (!stays) {
-        table_keys_[hole] = table_keys_[j];
-        table_vals_[hole] = table_vals_[j];
-        hole = j;
-      }
-    }
-    table_vals_[hole] = kNone;
+    lru_.remove(senders_.data(), idx);
+    table_.erase(hash(s.id), idx, [this](std::uint32_t id, std::uint32_t) { return hash(id); });
     s.in_use = false;
   }
 
-  void touch(std::uint32_t idx) noexcept {
-    if (lru_head_ == idx) return;
-    lru_remove(idx);
-    lru_push_front(idx);
-  }
+  void touch(std::uint32_t idx) noexcept { lru_.move_to_front(senders_.data(), idx); }
 
-  void lru_push_front(std::uint32_t idx) noexcept {
-    Sender& s = senders_[idx];
-    s.lru_prev = kNone;
-    s.lru_next = lru_head_;
-    if (lru_head_ != kNone) senders_[lru_head_].lru_prev = idx;
-    lru_head_ = idx;
-    if (lru_tail_ == kNone) lru_tail_ = idx;
-  }
-
-  void lru_remove(std::uint32_t idx) noexcept {
-    Sender& s = senders_[idx];
-    if (s.lru_prev != kNone) senders_[s.lru_prev].lru_next = s.lru_next;
-    else if (lru_head_ == idx) lru_head_ = s.lru_next;
-    if (s.lru_next != kNone) senders_[s.lru_next].lru_prev = s.lru_prev;
-    else if (lru_tail_ == idx) lru_tail_ = s.lru_prev;
-    s.lru_prev = s.lru_next = kNone;
-  }
-
+  // The holders list needs no tail and sits on the hold-and-release path of every
+  // out-of-order packet, so it is written out here: through IndexList (which keeps a tail)
+  // BM_fifo_strict_receive_swapped_pairs measured about 3 ns slower per pair.
   void holders_push(std::uint32_t idx) noexcept {
     Sender& s = senders_[idx];
     if (s.holding) return;
@@ -567,16 +579,15 @@ class FifoStage final : public Stage {
   std::uint32_t max_senders_ = 1024;
   std::vector<Sender> senders_;
   std::uint32_t n_senders_ = 0;
-  std::uint32_t lru_head_ = kNone;
-  std::uint32_t lru_tail_ = kNone;
+  detail::IndexList<Sender, &Sender::lru> lru_;
   std::uint32_t holders_head_ = kNone;
-  std::vector<std::uint32_t> table_keys_;
-  std::vector<std::uint32_t> table_vals_;
-  std::uint32_t table_mask_ = 0;
+  detail::IndexTable table_;  ///< sender id -> index into senders_
   std::uint64_t hash_salt_ = 0;
   std::size_t total_held_ = 0;
-  std::uint64_t armed_ns_ = 0;
+  detail::StageTimer timer_;
 };
+
+constexpr std::string_view kModes[] = {"drop-stale", "strict"};
 
 }  // namespace
 
@@ -603,34 +614,36 @@ void register_ordering_fifo(Registry& r) {
           "kinds, pass straight through. Beyond `max_senders` the least recently active sender is evicted "
           "(its held packets delivered first), which bounds memory under a flood of sender ids. No wire "
           "bytes of its own.",
-      .params = {{"mode", ParamType::string, "drop-stale",
-                  "\"drop-stale\" (deliver if newer than the last delivered, else drop) or \"strict\" (exact "
-                  "order through a bounded reorder buffer)."},
-                 {"window", ParamType::integer, "64", "strict: packets held per sender at most (1..65536)."},
-                 {"hold_us", ParamType::integer, "50000",
-                  "strict: longest a held packet waits for a gap to fill, in microseconds."},
-                 {"max_senders", ParamType::integer, "1024",
-                  "Senders tracked at once; beyond it the least recently active is evicted."}},
-      .counters = {{"ordering.stale_dropped", "packets dropped: number older than the last delivered"},
-                   {"ordering.duplicates_dropped", "packets dropped: already delivered or already held"},
-                   {"ordering.stale_epoch_dropped", "packets dropped: from a replaced epoch of their sender"},
-                   {"ordering.held", "strict: packets put in the reorder buffer"},
-                   {"ordering.released", "strict: held packets delivered in order"},
-                   {"ordering.gaps_skipped",
-                    "strict: gaps given up on within the stream (one gap_skipped event each; the gap before a "
-                    "late join counts under ordering.join_skipped)"},
-                   {"ordering.seqs_skipped", "strict: sequence numbers given up on"},
-                   {"ordering.window_skips", "strict: gaps skipped because a packet landed beyond the window"},
-                   {"ordering.timeout_skips", "strict: gaps skipped because a held packet waited hold_us"},
-                   {"ordering.epoch_changes", "senders seen restarting with a new epoch"},
-                   {"ordering.senders_evicted", "senders forgotten to make room (max_senders)"},
-                   {"ordering.unordered", "data packets flagged unordered, passed straight through"},
-                   {"ordering.no_seq", "data packets dropped: no sequence number (ordering.seq missing below)"},
-                   {"ordering.join_skipped",
-                    "strict: senders first seen beyond window + 1 (late join or lost start); one gap_skipped "
-                    "event each, for [1, first number)"},
-                   {"ordering.join_seqs_skipped", "strict: sequence numbers before a sender's first seen one"}},
+      .params = {{.name = "mode",
+                  .type = ParamType::string,
+                  .default_value = "drop-stale",
+                  .doc = "\"drop-stale\" (deliver if newer than the last delivered, else drop) or \"strict\" "
+                         "(exact order through a bounded reorder buffer).",
+                  .one_of = kModes},
+                 {.name = "window",
+                  .type = ParamType::integer,
+                  .default_value = "64",
+                  .doc = "strict: packets held per sender at most (1..65536).",
+                  .min = 1,
+                  .max = 65536},
+                 {.name = "hold_us",
+                  .type = ParamType::integer,
+                  .default_value = "50000",
+                  .doc = "strict: longest a held packet waits for a gap to fill, in microseconds.",
+                  .min = 1,
+                  .max = 3'600'000'000},
+                 {.name = "max_senders",
+                  .type = ParamType::integer,
+                  .default_value = "1024",
+                  .doc = "Senders tracked at once; beyond it the least recently active is evicted.",
+                  .min = 1,
+                  .max = 1 << 20}},
+      .counters = counter_list(kCounters),
+      .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<FifoStage>(); },
+      .serves = "point_to_point_ordering",
+      .requires_below = {"ordering.seq"},
+      .per_message = true,
   });
 }
 

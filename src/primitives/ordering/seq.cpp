@@ -26,7 +26,12 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t { stamped, no_room, malformed };
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_SEQ_COUNTERS(X, P)                                                                                      \
+  X(P, stamped, "data packets stamped on send")                                                                     \
+  X(P, no_room, "data packets dropped on send: no headroom for the extension")                                      \
+  X(P, malformed, "received data packets dropped: sequence extension missing, wrong length, or zero")
+TMC_STAGE_COUNTERS("ordering.seq_", TMC_SEQ_COUNTERS);
 
 inline constexpr std::uint8_t kSeqBytes = 8;
 
@@ -90,11 +95,15 @@ void register_ordering_seq(Registry& r) {
                "copied into the packet's metadata for the stages above; a data packet without a valid "
                "extension is dropped as malformed.",
       .params = {},
-      .counters = {{"ordering.seq_stamped", "data packets stamped on send"},
-                   {"ordering.seq_no_room", "data packets dropped on send: no headroom for the extension"},
-                   {"ordering.seq_malformed",
-                    "received data packets dropped: sequence extension missing, wrong length, or zero"}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<SeqStage>(); },
+      .wire_bytes_per_datagram = wire::kExtHeaderBytes + kSeqBytes,
+      .serves = "point_to_point_ordering",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::seq),
+                      .name = "seq",
+                      .body_bytes = kSeqBytes,
+                      .carried_on = "data",
+                      .body = "u64 per-sender sequence number, from 1 per incarnation (8 bytes)"}},
   });
 }
 

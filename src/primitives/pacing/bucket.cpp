@@ -36,7 +36,20 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t { passed, delayed, released, oversize, stop_flushed };
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_BUCKET_COUNTERS(X, P)                                                                                   \
+  X(P, passed, "packets that found enough tokens and passed at once")                                               \
+  X(P, delayed, "packets queued to wait for tokens")                                                                \
+  X(P, released, "queued packets released by the timer")                                                            \
+  X(P, oversize, "packets larger than the bucket (sent from a full bucket, in debt)")                               \
+  X(P, stop_flushed, "queued packets passed down unpaced when the pipeline stopped")
+TMC_STAGE_COUNTERS("pacing.bucket_", TMC_BUCKET_COUNTERS);
+
+// Gauges, declared once likewise (read_gauges() fills them in this order).
+#define TMC_BUCKET_GAUGES(X, P)                                                                                     \
+  X(P, tokens, "bytes of tokens in the bucket at the stage's last input (negative: in debt after an oversize packet)") \
+  X(P, queued_packets, "packets waiting for tokens")
+TMC_STAGE_GAUGES("pacing.bucket_", TMC_BUCKET_GAUGES);
 
 // One byte of tokens in the bucket's units (bits per byte times nanoseconds per second).
 constexpr std::int64_t kUnitsPerByte = 8'000'000'000;
@@ -53,18 +66,9 @@ class BucketStage final : public Stage {
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
     (void)env;
-    const std::int64_t rate = params.get_int("rate_bps", 1'000'000'000);
-    if (rate <= 0 || rate > kMaxRateBps) {
-      errors.push_back("parameter 'rate_bps' must be in 1..1000000000000 (bits per second), got " +
-                       std::to_string(rate));
-    }
-    const std::int64_t burst = params.get_int("burst_bytes", 65536);
-    if (burst < 1 || burst > kMaxBurstBytes) {
-      errors.push_back("parameter 'burst_bytes' must be in 1..536870912, got " + std::to_string(burst));
-    }
-    if (!errors.empty()) return false;
-    rate_bps_ = rate;
-    cap_units_ = burst * kUnitsPerByte;
+    (void)errors;  // the registry checked every range
+    rate_bps_ = params.integer("rate_bps");
+    cap_units_ = params.integer("burst_bytes") * kUnitsPerByte;
     tokens_ = cap_units_;  // a fresh bucket is full: the first burst leaves at once
     return true;
   }
@@ -109,6 +113,10 @@ class BucketStage final : public Stage {
   }
 
   [[nodiscard]] std::size_t held_packets() const noexcept override { return queue_.size(); }
+  void read_gauges(std::span<double> out) const noexcept override {
+    out[Gauge::tokens] = static_cast<double>(tokens_) / static_cast<double>(kUnitsPerByte);
+    out[Gauge::queued_packets] = static_cast<double>(queue_.size());
+  }
 
  private:
   static std::int64_t cost_bytes(const Packet& p) noexcept {
@@ -186,17 +194,23 @@ void register_pacing_bucket(Registry& r) {
                "are paced. Nothing is dropped: the queue is bounded by the packet pool (backpressure); "
                "`held_packets` reports its length. On stop the queue is passed down at once. The receive path "
                "is untouched. No wire bytes.",
-      .params = {{"rate_bps", ParamType::integer, "1000000000",
-                  "Long-run rate in bits per second of datagram bytes (1..10^12); the compiler passes the "
-                  "manifest's rate."},
-                 {"burst_bytes", ParamType::integer, "65536",
-                  "Bucket depth: bytes that may leave back to back after an idle period."}},
-      .counters = {{"pacing.bucket_passed", "packets that found enough tokens and passed at once"},
-                   {"pacing.bucket_delayed", "packets queued to wait for tokens"},
-                   {"pacing.bucket_released", "queued packets released by the timer"},
-                   {"pacing.bucket_oversize", "packets larger than the bucket (sent from a full bucket, in debt)"},
-                   {"pacing.bucket_stop_flushed", "queued packets passed down unpaced when the pipeline stopped"}},
+      .params = {{.name = "rate_bps",
+                  .type = ParamType::integer,
+                  .default_value = "1000000000",
+                  .doc = "Long-run rate in bits per second of datagram bytes (1..10^12); the compiler passes the "
+                         "manifest's rate.",
+                  .min = 1,
+                  .max = kMaxRateBps},
+                 {.name = "burst_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "65536",
+                  .doc = "Bucket depth: bytes that may leave back to back after an idle period.",
+                  .min = 1,
+                  .max = kMaxBurstBytes}},
+      .counters = counter_list(kCounters),
+      .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<BucketStage>(); },
+      .serves = "pacing",
   });
 }
 

@@ -59,25 +59,26 @@
 namespace tmc {
 namespace {
 
-enum Counter : std::size_t {
-  batches_sent,
-  messages_batched,
-  lone_sent,
-  oversize_passed,
-  unicast_passed,
-  flush_size,
-  flush_count,
-  flush_timer,
-  flush_stop,
-  alloc_failed,
-  outcome_passed,
-  flush_flags,
-  batches_received,
-  records_delivered,
-  records_malformed,
-  batch_malformed,
-  rx_pool_exhausted,
-};
+// Counters, declared once: the enum and the names (P #id) come from this list.
+#define TMC_COALESCE_COUNTERS(X, P)                                                                                 \
+  X(P, batches_sent, "batch datagrams sent (two or more messages each)")                                            \
+  X(P, messages_batched, "messages sent inside batches")                                                            \
+  X(P, lone_sent, "messages flushed alone, sent as themselves")                                                     \
+  X(P, oversize_passed, "messages too large for a batch, sent as themselves")                                       \
+  X(P, unicast_passed, "unicast data packets sent as themselves (never batched)")                                   \
+  X(P, flush_size, "flushes because the next message would not fit")                                                \
+  X(P, flush_count, "flushes because max_messages was reached")                                                     \
+  X(P, flush_timer, "flushes because delay_us had passed")                                                          \
+  X(P, flush_stop, "flushes because the pipeline stopped")                                                          \
+  X(P, alloc_failed, "batches not started: packet pool exhausted")                                                  \
+  X(P, outcome_passed, "messages sent as themselves because the application waits on their outcome")                \
+  X(P, flush_flags, "batches flushed because a reliable message followed an unreliable one or the reverse")         \
+  X(P, batches_received, "batch datagrams received")                                                                \
+  X(P, records_delivered, "inner messages split out of batches and passed up")                                      \
+  X(P, records_malformed, "inner records dropped as malformed")                                                     \
+  X(P, batch_malformed, "whole batches dropped for wrong framing")                                                  \
+  X(P, rx_pool_exhausted, "inner records lost: packet pool exhausted")
+TMC_STAGE_COUNTERS("pacing.coalesce_", TMC_COALESCE_COUNTERS);
 
 constexpr std::uint8_t kBatchExtBytes = 2;
 // Compact records: the batch extension is {u16 count, u8 format}.
@@ -100,29 +101,13 @@ class CoalesceStage final : public Stage {
   }
 
   bool configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) override {
-    const std::int64_t max_bytes = params.get_int("max_bytes", 1400);
-    if (max_bytes < 64 || max_bytes > static_cast<std::int64_t>(wire::kMaxDatagramBytes)) {
-      errors.push_back("parameter 'max_bytes' must be in 64..65507, got " + std::to_string(max_bytes));
-    }
-    const std::int64_t delay_us = params.get_int("delay_us", 100);
-    if (delay_us < 0 || delay_us > 10'000'000) {
-      errors.push_back("parameter 'delay_us' must be in 0..10000000 (ten seconds), got " + std::to_string(delay_us));
-    }
-    const std::int64_t max_messages = params.get_int("max_messages", 64);
-    if (max_messages < 1 || max_messages > 65535) {
-      errors.push_back("parameter 'max_messages' must be in 1..65535, got " + std::to_string(max_messages));
-    }
-    const std::string records = params.get_string("records", "full");
-    if (records != "full" && records != "compact") {
-      errors.push_back("parameter 'records' must be 'full' or 'compact', got '" + records + "'");
-    }
-    if (!errors.empty()) return false;
-    compact_ = records == "compact";
-    budget_ = static_cast<std::uint32_t>(max_bytes);
+    (void)errors;  // the registry checked every range
+    compact_ = params.text("records") == "compact";
+    budget_ = static_cast<std::uint32_t>(params.integer("max_bytes"));
     // The channel's own limit wins over a larger manifest value: a batch is one datagram.
     if (env.max_payload_bytes != 0 && env.max_payload_bytes < budget_) budget_ = env.max_payload_bytes;
-    delay_ns_ = static_cast<std::uint64_t>(delay_us) * 1000;
-    max_messages_ = static_cast<std::uint32_t>(max_messages);
+    delay_ns_ = static_cast<std::uint64_t>(params.integer("delay_us")) * 1000;
+    max_messages_ = static_cast<std::uint32_t>(params.integer("max_messages"));
     return true;
   }
 
@@ -145,9 +130,10 @@ class CoalesceStage final : public Stage {
       io.down(p);
       return;
     }
-    if (p->wants_outcome) {
+    if (p->wants_outcome || p->expires_ns != 0) {
       // The application waits on this message's own outcome, which reliability reports for
-      // the datagram that carries it: it goes as itself (flushing first keeps the order).
+      // the datagram that carries it, or the message has a lifetime of its own, which its
+      // datagram carries: it goes as itself (flushing first keeps the order).
       flush(io);
       io.count(outcome_passed);
       io.down(p);
@@ -257,11 +243,7 @@ class CoalesceStage final : public Stage {
         io.drop(q, DropReason::malformed);
         continue;
       }
-      q->rx_ns = p->rx_ns;
-      q->src_ip = p->src_ip;
-      q->src_port = p->src_port;
-      io.count(records_delivered);
-      io.up(q);
+      deliver_record(q, *p, io);
     }
     p->release();
   }
@@ -274,6 +256,15 @@ class CoalesceStage final : public Stage {
   // wire::decode, the one parser of network bytes; a record with an implied seq (the
   // common case) has nothing left to parse: its header and its one extension are written
   // here from the outer header and the previous record's seq.
+  // A record unpacked from batch `outer` goes up as if it had arrived on its own.
+  static void deliver_record(Packet* q, const Packet& outer, StageIo& io) noexcept {
+    q->rx_ns = outer.rx_ns;
+    q->src_ip = outer.src_ip;
+    q->src_port = outer.src_port;
+    io.count(records_delivered);
+    io.up(q);
+  }
+
   void receive_compact(Packet* p, StageIo& io) noexcept {
     const std::uint8_t* pay = p->payload();
     const std::uint32_t n = p->payload_len;
@@ -362,11 +353,7 @@ class CoalesceStage final : public Stage {
         prev_ok = sb != nullptr && seq_len == kSeqBodyBytes;
         if (prev_ok) prev_seq = wire::get_u64(sb);
       }
-      q->rx_ns = p->rx_ns;
-      q->src_ip = p->src_ip;
-      q->src_port = p->src_port;
-      io.count(records_delivered);
-      io.up(q);
+      deliver_record(q, *p, io);
     }
     p->release();
   }
@@ -552,6 +539,8 @@ class CoalesceStage final : public Stage {
   std::uint64_t last_seq_ = 0;
 };
 
+constexpr std::string_view kRecordFormats[] = {"full", "compact"};
+
 }  // namespace
 
 void register_pacing_coalesce(Registry& r) {
@@ -581,35 +570,41 @@ void register_pacing_coalesce(Registry& r) {
                "record's only extension is a seq one above the previous record's and is left out as well "
                "(a 64-byte message with a seq takes 67 bytes instead of 100). The receiver rebuilds each "
                "record as the datagram it stands for; one with extensions goes through the wire decoder.",
-      .params = {{"max_bytes", ParamType::integer, "1400",
-                  "Payload budget of one batch datagram, in bytes (64..65507); the compiler passes the channel's "
-                  "max payload per datagram."},
-                 {"delay_us", ParamType::integer, "100",
-                  "Longest a message waits for company, in microseconds (0: until the next timer tick)."},
-                 {"max_messages", ParamType::integer, "64", "Messages per batch at most (1..65535)."},
-                 {"records", ParamType::string, "full",
-                  "How the sender writes records: 'full' (each a complete datagram) or 'compact' (without the "
-                  "shared base header, seq implied when consecutive); a receiver reads both."}},
-      .counters = {{"pacing.coalesce_batches_sent", "batch datagrams sent (two or more messages each)"},
-                   {"pacing.coalesce_messages_batched", "messages sent inside batches"},
-                   {"pacing.coalesce_lone_sent", "messages flushed alone, sent as themselves"},
-                   {"pacing.coalesce_oversize_passed", "messages too large for a batch, sent as themselves"},
-                   {"pacing.coalesce_unicast_passed", "unicast data packets sent as themselves (never batched)"},
-                   {"pacing.coalesce_flush_size", "flushes because the next message would not fit"},
-                   {"pacing.coalesce_flush_count", "flushes because max_messages was reached"},
-                   {"pacing.coalesce_flush_timer", "flushes because delay_us had passed"},
-                   {"pacing.coalesce_flush_stop", "flushes because the pipeline stopped"},
-                   {"pacing.coalesce_alloc_failed", "batches not started: packet pool exhausted"},
-                   {"pacing.coalesce_outcome_passed", "messages sent as themselves because the application waits "
-                                                      "on their outcome"},
-                   {"pacing.coalesce_flush_flags", "batches flushed because a reliable message followed an "
-                                                   "unreliable one or the reverse"},
-                   {"pacing.coalesce_batches_received", "batch datagrams received"},
-                   {"pacing.coalesce_records_delivered", "inner messages split out of batches and passed up"},
-                   {"pacing.coalesce_records_malformed", "inner records dropped as malformed"},
-                   {"pacing.coalesce_batch_malformed", "whole batches dropped for wrong framing"},
-                   {"pacing.coalesce_rx_pool_exhausted", "inner records lost: packet pool exhausted"}},
+      .params = {{.name = "max_bytes",
+                  .type = ParamType::integer,
+                  .default_value = "1400",
+                  .doc = "Payload budget of one batch datagram, in bytes (64..65507); the compiler passes the "
+                         "channel's max payload per datagram.",
+                  .min = 64,
+                  .max = wire::kMaxDatagramBytes},
+                 {.name = "delay_us",
+                  .type = ParamType::integer,
+                  .default_value = "100",
+                  .doc = "Longest a message waits for company, in microseconds (0: until the next timer tick).",
+                  .min = 0,
+                  .max = 10'000'000},
+                 {.name = "max_messages",
+                  .type = ParamType::integer,
+                  .default_value = "64",
+                  .doc = "Messages per batch at most (1..65535).",
+                  .min = 1,
+                  .max = 65535},
+                 {.name = "records",
+                  .type = ParamType::string,
+                  .default_value = "full",
+                  .doc = "How the sender writes records: 'full' (each a complete datagram) or 'compact' (without "
+                         "the shared base header, seq implied when consecutive); a receiver reads both.",
+                  .one_of = kRecordFormats}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<CoalesceStage>(); },
+      .wire_bytes_per_message = kRecordHeaderBytes,
+      .serves = "pacing",
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::batch),
+                      .name = "batch",
+                      .body_bytes = kCompactExtBytes,
+                      .carried_on = "data",
+                      .body = "u16 record count (2 bytes, full records), or u16 count and u8 format 1 (3 bytes, "
+                              "compact records): see [Coalesced datagrams](#coalesced-datagrams-pacingcoalesce)"}},
   });
 }
 

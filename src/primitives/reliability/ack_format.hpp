@@ -1,6 +1,6 @@
 // Wire bodies of reliability's control packets (Ext::ack), shared by every stage that reads
 // them: reliability.arq writes and consumes them; flow.credit and congestion.window learn
-// from acks passing by. The layout is fixed by docs (design 4-5):
+// from acks passing by. The layout is in docs/wire-format.md:
 //
 //   Ack  (Kind::ack,  Ext::ack, 24 bytes): u32 target_sender, u32 target_epoch,
 //        u64 cumulative (every rseq <= it received; 0 = none),
@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "primitives/common/fixed_body.hpp"
 #include "tmc/wire.hpp"
 
 namespace tmc::detail {
@@ -60,38 +61,22 @@ struct NackBody {
   std::uint32_t count = 0;  ///< number of consecutive missing rseqs from `first`
 };
 
-inline void encode_ack(std::uint8_t* out, const AckBody& a) noexcept {
-  wire::put_u32(out, a.target_sender);
-  wire::put_u32(out + 4, a.target_epoch);
-  wire::put_u64(out + 8, a.cumulative);
-  wire::put_u64(out + 16, a.sack);
-}
+using AckCodec = FixedBody<AckBody, &AckBody::target_sender, &AckBody::target_epoch, &AckBody::cumulative,
+                           &AckBody::sack>;
+using NackCodec =
+    FixedBody<NackBody, &NackBody::target_sender, &NackBody::target_epoch, &NackBody::first, &NackBody::count>;
+static_assert(AckCodec::kBytes == kAckBodyBytes && NackCodec::kBytes == kNackBodyBytes);
+
+inline void encode_ack(std::uint8_t* out, const AckBody& a) noexcept { AckCodec::encode(out, a); }
 
 [[nodiscard]] inline std::optional<AckBody> decode_ack(const std::uint8_t* body, std::size_t len) noexcept {
-  if (body == nullptr || len != kAckBodyBytes) return std::nullopt;
-  AckBody a;
-  a.target_sender = wire::get_u32(body);
-  a.target_epoch = wire::get_u32(body + 4);
-  a.cumulative = wire::get_u64(body + 8);
-  a.sack = wire::get_u64(body + 16);
-  return a;
+  return AckCodec::decode(body, len);
 }
 
-inline void encode_nack(std::uint8_t* out, const NackBody& n) noexcept {
-  wire::put_u32(out, n.target_sender);
-  wire::put_u32(out + 4, n.target_epoch);
-  wire::put_u64(out + 8, n.first);
-  wire::put_u32(out + 16, n.count);
-}
+inline void encode_nack(std::uint8_t* out, const NackBody& n) noexcept { NackCodec::encode(out, n); }
 
 [[nodiscard]] inline std::optional<NackBody> decode_nack(const std::uint8_t* body, std::size_t len) noexcept {
-  if (body == nullptr || len != kNackBodyBytes) return std::nullopt;
-  NackBody n;
-  n.target_sender = wire::get_u32(body);
-  n.target_epoch = wire::get_u32(body + 4);
-  n.first = wire::get_u64(body + 8);
-  n.count = wire::get_u32(body + 16);
-  return n;
+  return NackCodec::decode(body, len);
 }
 
 /// Ext::rel on a reliable data packet. `trail` is the sender's trailing edge when the copy

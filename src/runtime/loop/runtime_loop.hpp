@@ -4,6 +4,21 @@
 // it in two ways: a channel's own uv_async_t (the hot path: "my send queue has work"),
 // and post()/call() for cold work (open, close, update, stats), which go through one
 // mutex-protected list and the runtime's uv_async_t.
+//
+// Idle strategies (tmc::IdleStrategy): `block` runs uv_run(UV_RUN_DEFAULT), which sleeps in
+// epoll_wait until something happens. `yield` and `spin` run uv_run(UV_RUN_NOWAIT) in a
+// loop while channels are open: every round polls every socket, timerfd and async handle
+// with a zero timeout, so a datagram or a send is seen within one round instead of after a
+// thread wake-up; between rounds the thread yields (sched_yield) or pauses. With no channel
+// open they sleep as `block` does (one uv_run(UV_RUN_ONCE) at a time).
+//
+// The poll phase: a polling loop does not learn of a datagram from epoll. Each round it
+// calls every registered Poller (a channel: a non-blocking recvmmsg on its sockets and a
+// look at its send queue), and runs uv_run(UV_RUN_NOWAIT) for timers, posted work and
+// anything else only every kUvEvery rounds, or at once when work was posted (a handler
+// set, a channel opened or closed: done before the next read, as with epoll). So a datagram costs the recvmmsg that reads
+// it and nothing more, as in a busy-polling transport (on a virtual machine, where a
+// system call costs microseconds, the epoll_wait in front of it was a third of a hop).
 #pragma once
 
 #include <uv.h>
@@ -17,16 +32,31 @@
 #include <utility>
 #include <vector>
 
+#include "tmc/channel.hpp"
+
 namespace tmc::detail {
+
+/// Polled by a polling runtime's loop every round (see "The poll phase" above).
+class Poller {
+ public:
+  /// Loop thread: read what is waiting, take what was sent; never block.
+  virtual void poll_once() noexcept = 0;
+
+ protected:
+  ~Poller() = default;
+};
 
 class RuntimeLoop {
  public:
-  RuntimeLoop();
+  explicit RuntimeLoop(const RuntimeOptions& options);
   ~RuntimeLoop();
   RuntimeLoop(const RuntimeLoop&) = delete;
   RuntimeLoop& operator=(const RuntimeLoop&) = delete;
 
   [[nodiscard]] uv_loop_t* uv() noexcept { return &loop_; }
+  [[nodiscard]] const RuntimeOptions& options() const noexcept { return options_; }
+  /// The loop thread polls instead of sleeping (yield, spin).
+  [[nodiscard]] bool polls() const noexcept { return options_.idle != IdleStrategy::block; }
   [[nodiscard]] bool on_loop_thread() const noexcept { return std::this_thread::get_id() == thread_id_; }
 
   /// Run `fn` on the loop thread after the current callback (never inline).
@@ -52,10 +82,16 @@ class RuntimeLoop {
 
   std::atomic<std::size_t> channels{0};
 
+  /// Loop thread, polling runtimes: call `p` every round until remove_poller(p).
+  void add_poller(Poller* p);
+  void remove_poller(Poller* p) noexcept;
+
  private:
   static void on_async(uv_async_t* handle);
+  void run();  // the loop thread's body
   void run_posted();
 
+  RuntimeOptions options_;
   uv_loop_t loop_{};
   uv_async_t async_{};
   std::thread thread_;
@@ -63,6 +99,9 @@ class RuntimeLoop {
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;
   std::vector<std::function<void()>> running_;  // swapped with posted_; keeps capacity
+  std::vector<Poller*> pollers_;  ///< loop thread; null entries are removed between rounds
+  bool pollers_dirty_ = false;
+  std::atomic<bool> posted_pending_{false};  ///< post() ran since the loop last looked
 };
 
 }  // namespace tmc::detail

@@ -6,7 +6,7 @@
 #include "tmc/capabilities.hpp"
 
 BOOST_HANA_ADAPT_STRUCT(tmc::NicCapabilities, name, checksum_tx, checksum_rx, udp_gso, udp_gro, timestamping,
-                        mtu_bytes);
+                        mtu_bytes, crypto_offload);
 BOOST_HANA_ADAPT_STRUCT(tmc::NetworkCapabilities, multicast, sequencer);
 BOOST_HANA_ADAPT_STRUCT(tmc::Capabilities, nic, network, source);
 
@@ -35,6 +35,9 @@ constexpr FieldMeta kNicRows[] = {
      .doc = "hardware receive and transmit timestamps"},
     {.field = "mtu_bytes", .key = "mtu", .alias = "mtu_bytes",
      .doc = "link MTU in bytes; sets the largest datagram (IPv4 every host accepts 576)", .min = 576, .max = 65535},
+    {.field = "crypto_offload", .key = "crypto offload", .alias = "crypto_offload",
+     .doc = "the NIC or the link (inline IPsec, MACsec) authenticates and encrypts the group's datagrams with "
+            "keys managed outside libTMC; a manifest's 'security' is then placed there and no software stage runs"},
 };
 
 constexpr FieldMeta kNetworkRows[] = {
@@ -111,7 +114,7 @@ bool parse_capabilities(std::string_view yaml_text, std::string_view filename, C
     if (!caps.network.sequencer.empty()) {
       std::uint32_t addr = 0;
       std::uint16_t port = 0;
-      if (!detail::parse_endpoint(caps.network.sequencer, addr, port)) {
+      if (!detail::parse_ip_port(caps.network.sequencer, addr, port)) {
         c.error("network.sequencer",
                 "'network.sequencer' must be \"ip:port\", got " + detail::quote(caps.network.sequencer));
       }

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "primitives/common/endpoint.hpp"
 #include "tmc/capabilities.hpp"
 #include "tmc/manifest.hpp"
 
@@ -14,10 +15,6 @@ namespace tmc::detail {
 
 struct FieldMeta;
 
-/// Strict dotted quad ("239.0.0.2"); false for anything else.
-bool parse_ipv4(std::string_view text, std::uint32_t& addr);
-/// "ip:port" with a dotted quad and a port in 1..65535.
-bool parse_endpoint(std::string_view text, std::uint32_t& addr, std::uint16_t& port);
 /// A `members` entry: "name" or "name@ip:port". `endpoint` is empty for a bare name.
 struct MemberEntry {
   std::string name;

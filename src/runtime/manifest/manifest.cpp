@@ -1,7 +1,6 @@
 // The manifest schema: Hana reflection of the structs of manifest.hpp plus their one table
 // of properties. Parsing, printing, range checks and the property docs are all generic
 // (reflect.hpp); only rules that relate several properties are written out here.
-#include <charconv>
 
 #include "runtime/manifest/internal.hpp"
 #include "runtime/manifest/reflect.hpp"
@@ -9,16 +8,19 @@
 #include "tmc/wire.hpp"
 
 // Reflection lists, in declaration order (schema_problems() checks the rows follow it).
-BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages);
+BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages,
+                        ack_delay_us, min_timeout_us, acks, nack_delay_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
-BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow);
+BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow,
+                        load_hints);
+BOOST_HANA_ADAPT_STRUCT(tmc::LifetimeSpec, enabled, duration_us, skew_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::FaultSpec, loss, duplicate, reorder, corrupt, delay_us, seed);
-BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, heartbeat_us, failure_timeout_us, multicast, group, port,
+BOOST_HANA_ADAPT_STRUCT(tmc::Manifest, id, name, members, heartbeat_us, failure_timeout_us, max_members, multicast, group, port,
                         interface, ttl, loopback, point_to_point_ordering, ordering_window, ordering_hold_us,
                         group_ordering, sequencer, ordered_messages, reliability,
-                        error_checking, pacing, flow_control, congestion_control, synchronicity, duplexity,
-                        max_message_bytes, faults);
-BOOST_HANA_ADAPT_STRUCT(tmc::MessageManifest, reliability, error_checking, ordered);
+                        error_checking, security, key_file, pacing, flow_control, congestion_control, lifetime, synchronicity, duplexity,
+                        max_message_bytes, faults, modules, stages);
+BOOST_HANA_ADAPT_STRUCT(tmc::MessageManifest, reliability, error_checking, ordered, lifetime_us);
 
 namespace tmc::detail {
 
@@ -70,6 +72,8 @@ namespace {
 constexpr std::string_view kFlowPolicies[] = {"min", "max", "quorum"};
 constexpr std::string_view kCongestionControls[] = {"none", "aimd", "cubic"};
 constexpr std::string_view kReliableMessages[] = {"all", "flagged"};
+constexpr std::string_view kAckSources[] = {"receiver", "application"};
+constexpr std::string_view kSecurityModes[] = {"none", "authenticate", "encrypt"};
 
 constexpr FieldMeta kReliabilityRows[] = {
     {.field = "enabled", .key = "enabled", .alias = "enabled",
@@ -87,6 +91,23 @@ constexpr FieldMeta kReliabilityRows[] = {
     {.field = "messages", .key = "messages", .alias = "messages",
      .doc = "all: every message is acknowledged; flagged: only messages sent with the per-message "
             "'reliability: true'", .one_of = kReliableMessages},
+    {.field = "ack_delay_us", .key = "ack delay us", .alias = "ack_delay_us",
+     .doc = "longest a receiver holds back an ack to coalesce it with later ones, in microseconds; 0 = ack "
+            "every message at once", .min = 0, .max = 1000000},
+    {.field = "min_timeout_us", .key = "min timeout us", .alias = "min_timeout_us",
+     .doc = "lower bound of the retransmission timeout (measured RTT plus variance), in microseconds: above "
+            "the ack delay plus the scheduling delays of a loaded host, or timeouts fire spuriously",
+     .min = 1, .max = 1000000},
+    {.field = "acks", .key = "acks", .alias = "acks",
+     .doc = "receiver: each receiver acknowledges what it received; application: replies are the acks "
+            "(request/response): the sending application acknowledges a message on a member's behalf when its "
+            "reply arrives (Channel::acknowledge), receivers send no acks and deliver a retransmitted message "
+            "again, so a lost reply is repaired by retransmitting the request (handlers must be idempotent)",
+     .one_of = kAckSources},
+    {.field = "nack_delay_us", .key = "nack delay us", .alias = "nack_delay_us",
+     .doc = "longest a receiver waits before it asks for a gap to be repaired (a random delay up to this, "
+            "shorter with fewer receivers), in microseconds: above a forward error correction block's "
+            "sending time, so that what FEC rebuilds is never asked for", .min = 0, .max = 10000000},
 };
 
 constexpr FieldMeta kPacingRows[] = {
@@ -116,6 +137,24 @@ constexpr FieldMeta kFlowRows[] = {
      .min = 1000, .max = 600'000'000},
     {.field = "eject_slow", .key = "eject slow", .alias = "eject_slow",
      .doc = "a slow receiver stops holding the sender back (it is reported, and then left behind)"},
+    {.field = "load_hints", .key = "load hints", .alias = "load_hints",
+     .doc = "each receiver's window shrinks with its application's load (the fill of its receive queue, or "
+            "what the application says with hint_load), to 0 at full load, so senders slow down before a "
+            "receiver drops"},
+};
+
+constexpr FieldMeta kLifetimeRows[] = {
+    {.field = "enabled", .key = "enabled", .alias = "enabled",
+     .doc = "false turns lifetimes off (a map alone means true; true alone allows per-message lifetimes only)",
+     .always = true},
+    {.field = "duration_us", .key = "duration us", .alias = "duration_us",
+     .doc = "every message's lifetime in microseconds, counted from when the channel takes it; 0 = only "
+            "messages sent with their own 'lifetime us' have one",
+     .min = 0, .max = 3'600'000'000},
+    {.field = "skew_us", .key = "skew us", .alias = "skew_us",
+     .doc = "bound on the one-way delay plus clock drift between sender and receiver: a receiver drops a "
+            "message this long before the remaining lifetime it carries runs out",
+     .min = 0, .max = 60'000'000},
 };
 
 constexpr FieldMeta kFaultRows[] = {
@@ -149,6 +188,10 @@ constexpr FieldMeta kManifestRows[] = {
     {.field = "failure_timeout_us", .key = "failure timeout us", .alias = "failure_timeout_us",
      .doc = "membership: a member not heard for this long is reported failed, in microseconds",
      .min = 2000, .max = 600'000'000},
+    {.field = "max_members", .key = "max members", .alias = "max_members",
+     .doc = "membership: the most members the group view holds, this one included; a member heard "
+            "beyond it gets no slot and is reported (event member_refused)",
+     .min = 2, .max = 65536},
     {.field = "multicast", .key = "multicast", .alias = "multicast",
      .doc = "true: one IP multicast send reaches every member; false: unicast fan-out to the addresses "
             "in 'members'"},
@@ -188,6 +231,13 @@ constexpr FieldMeta kManifestRows[] = {
      .doc = "detect corrupted payloads (CRC32C); placed on the NIC when the capability file says it "
             "verifies checksums, else in software",
      .true_word = "crc32c", .per_message = true},
+    {.field = "security", .key = "security", .alias = "security",
+     .doc = "none; authenticate: every datagram carries an AEAD tag under the group key (origin and integrity, "
+            "replays dropped, payload readable); encrypt: the payload is encrypted too (docs/security.md)",
+     .one_of = kSecurityModes},
+    {.field = "key_file", .key = "key file", .alias = "key_file",
+     .doc = "security: the file holding the group keys (never the keys themselves); OpenOptions::key_file "
+            "or the Python key_file argument may give it instead"},
     {.field = "pacing", .key = "pacing", .alias = "pacing",
      .doc = "smooth sending with a token bucket and/or coalesce small messages into fewer datagrams; true = "
             "coalesce for at most 100 us",
@@ -196,7 +246,13 @@ constexpr FieldMeta kManifestRows[] = {
      .doc = "do not send faster than the members can receive", .default_text = "false"},
     {.field = "congestion_control", .key = "congestion control", .alias = "congestion_control",
      .doc = "back off when the network is congested: none, aimd (Reno-like) or cubic, following the slowest "
-            "acknowledging receiver (needs reliability)", .one_of = kCongestionControls},
+            "acknowledging receiver (needs reliability), or a controller of a loaded module",
+     .type = "none | aimd | cubic"},
+    {.field = "lifetime", .key = "lifetime", .alias = "lifetime",
+     .doc = "messages may have a lifetime (a deadline after which they are worth nothing, as DDS's "
+            "LIFESPAN): an expired or forgotten message is no longer repaired or waited for, its outcome says "
+            "so, and no receiver delivers it after its deadline; true = per-message lifetimes only",
+     .default_text = "false"},
     {.field = "synchronicity", .key = "synchronicity", .alias = "synchronicity",
      .doc = "async: send() returns once the message is handed to the network; sync: once its guarantees "
             "are met"},
@@ -207,6 +263,12 @@ constexpr FieldMeta kManifestRows[] = {
      .min = 1, .max = 64LL * 1024 * 1024},
     {.field = "faults", .key = "faults", .alias = "faults",
      .doc = "fault injection for tests and experiments (seeded, per channel)", .default_text = "(none)"},
+    {.field = "modules", .key = "modules", .alias = "modules",
+     .doc = "modules this channel needs (by name); the program loads them from a verified repository",
+     .default_text = "[]"},
+    {.field = "stages", .key = "stages", .alias = "stages",
+     .doc = "module stages by kind with their parameters, e.g. {fec.xor: {k: 8}}; each is placed by the layer "
+            "its module declares", .default_text = "{}"},
 };
 
 constexpr FieldMeta kMessageRows[] = {
@@ -218,6 +280,9 @@ constexpr FieldMeta kMessageRows[] = {
      .doc = "per message only: false opts this message out of the channel's ordering (point-to-point and "
             "group); true opts it in on a channel with 'ordered messages: flagged'",
      .per_message = true},
+    {.field = "lifetime_us", .key = "lifetime us", .alias = "lifetime_us",
+     .doc = "per message only: this message's lifetime in microseconds (needs 'lifetime' on the channel)",
+     .min = 1, .max = 3'600'000'000, .per_message = true},
 };
 
 }  // namespace
@@ -277,6 +342,24 @@ struct Schema<FlowControlSpec> {
 };
 
 template <>
+struct Schema<LifetimeSpec> {
+  static std::span<const FieldMeta> fields() { return kLifetimeRows; }
+  static constexpr std::string_view type = "bool or map";
+  static bool shorthand(const Value& v, LifetimeSpec& s) {
+    if (!v.is_bool()) return false;
+    s.enabled = v.as_bool();
+    return true;
+  }
+  static void on_map(LifetimeSpec& s) { s.enabled = true; }
+  static std::optional<std::string> short_form(const LifetimeSpec& s) {
+    LifetimeSpec plain;
+    plain.enabled = s.enabled;
+    if (s == plain) return s.enabled ? "true" : "false";
+    return std::nullopt;
+  }
+};
+
+template <>
 struct Schema<FaultSpec> {
   static std::span<const FieldMeta> fields() { return kFaultRows; }
   static constexpr std::string_view type = "map";
@@ -298,41 +381,6 @@ struct Schema<MessageManifest> {
 // Addresses
 // ---------------------------------------------------------------------------------------
 
-bool parse_ipv4(std::string_view text, std::uint32_t& addr) {
-  std::uint32_t out = 0;
-  std::size_t pos = 0;
-  for (int part = 0; part < 4; ++part) {
-    if (part > 0) {
-      if (pos >= text.size() || text[pos] != '.') return false;
-      ++pos;
-    }
-    std::size_t digits = 0;
-    unsigned value = 0;
-    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9' && digits < 4) {
-      value = value * 10 + static_cast<unsigned>(text[pos] - '0');
-      ++pos;
-      ++digits;
-    }
-    if (digits == 0 || digits > 3 || value > 255) return false;
-    out = (out << 8) | value;
-  }
-  if (pos != text.size()) return false;
-  addr = out;
-  return true;
-}
-
-bool parse_endpoint(std::string_view text, std::uint32_t& addr, std::uint16_t& port) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) return false;
-  if (!parse_ipv4(text.substr(0, colon), addr)) return false;
-  const std::string_view p = text.substr(colon + 1);
-  unsigned value = 0;
-  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
-  if (p.empty() || ec != std::errc() || ptr != p.data() + p.size() || value < 1 || value > 65535) return false;
-  port = static_cast<std::uint16_t>(value);
-  return true;
-}
-
 bool parse_member(std::string_view text, MemberEntry& out) {
   const auto at = text.find('@');
   const std::string_view name = text.substr(0, at);
@@ -344,7 +392,7 @@ bool parse_member(std::string_view text, MemberEntry& out) {
   if (at != std::string_view::npos) {
     std::uint32_t addr = 0;
     std::uint16_t port = 0;
-    if (!parse_endpoint(text.substr(at + 1), addr, port)) return false;
+    if (!parse_ip_port(text.substr(at + 1), addr, port)) return false;
     endpoint = std::string(text.substr(at + 1));
   }
   out.name = std::string(name);
@@ -369,6 +417,7 @@ std::vector<std::string> manifest_schema_problems() {
   schema_problems<ReliabilitySpec>("ReliabilitySpec", out);
   schema_problems<PacingSpec>("PacingSpec", out);
   schema_problems<FlowControlSpec>("FlowControlSpec", out);
+  schema_problems<LifetimeSpec>("LifetimeSpec", out);
   schema_problems<FaultSpec>("FaultSpec", out);
   schema_problems<MessageManifest>("MessageManifest", out);
   return out;
@@ -405,6 +454,17 @@ void check_rules(const Manifest& m, Checker& c) {
     names.push_back(e.name);
   }
 
+  // Unicast fan-out binds the address listed under this member's own name; without it the
+  // socket would take the group's port on every interface, which may be another member's.
+  if (!m.multicast && !names.empty() && std::find(names.begin(), names.end(), m.name) == names.end()) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    c.error(m.name.empty() ? "multicast" : "name",
+            (m.name.empty() ? std::string("'name' is not set") : "'name' is '" + m.name + "'") +
+                ", which is not in 'members' (" + list +
+                "); with 'multicast: false' this member binds the address listed under its own name");
+  }
+
   const ReliabilitySpec& r = m.reliability;
   const int ways = (r.ack_from.empty() ? 0 : 1) + (r.ack_fraction != 0.0 ? 1 : 0) + (r.ack_k != 0 ? 1 : 0);
   if (ways > 1) {
@@ -425,9 +485,9 @@ void check_rules(const Manifest& m, Checker& c) {
       c.error("reliability.ack from", "'reliability.ack from' names '" + who + "', which is not in 'members'");
     }
   }
-  if (names.size() > kMaxGroupMembers) {
-    c.error("members", "'members' lists " + std::to_string(names.size()) + " members; a channel has at most " +
-                           std::to_string(kMaxGroupMembers));
+  if (static_cast<std::int64_t>(names.size()) > m.max_members) {
+    c.error("members", "'members' lists " + std::to_string(names.size()) + " members but 'max members' is " +
+                           std::to_string(m.max_members) + "; raise 'max members' to hold them all");
   }
   if (m.failure_timeout_us <= m.heartbeat_us) {
     c.error("failure timeout us", "'failure timeout us' (" + std::to_string(m.failure_timeout_us) +
@@ -449,7 +509,13 @@ void check_rules(const Manifest& m, Checker& c) {
     c.error("flow control", "'flow control' governs acknowledged messages (credit comes back with the "
                             "acknowledgments); set 'reliability' too");
   }
-  if (m.congestion_control != "none" && !m.reliability.enabled) {
+  // A word outside the built-ins names a module's controller, so it needs 'modules'; the
+  // compiler then checks it against the registry the modules were loaded into.
+  if (m.modules.empty() && std::find(std::begin(kCongestionControls), std::end(kCongestionControls),
+                                     m.congestion_control) == std::end(kCongestionControls)) {
+    c.error("congestion control", "'congestion control' must be one of none, aimd, cubic, got " +
+                                      quote(m.congestion_control));
+  } else if (m.congestion_control != "none" && !m.reliability.enabled) {
     c.error("congestion control", "'congestion control: " + m.congestion_control +
                                       "' needs acknowledgments to measure the network; set 'reliability'");
   }

@@ -532,6 +532,79 @@ struct FieldCodec<std::vector<std::string>> {
   static void check(const std::vector<std::string>&, Checker&, const std::string&, const FieldMeta&) {}
 };
 
+/// `stages:` — a map of stage kind to a map of parameters (scalars, or lists written as
+/// comma-joined text); `kind:` alone asks for the defaults.
+template <>
+struct FieldCodec<std::vector<StageRequest>> {
+  static std::string type_name(const FieldMeta&) { return "map of stage kind to parameters"; }
+  static bool scalar_text(const Value& v, std::string& out) {
+    if (v.is_bool()) {
+      out = v.as_bool() ? "true" : "false";
+    } else if (v.is_int()) {
+      out = std::to_string(v.as_int());
+    } else if (v.is_real()) {
+      out = format_real(v.as_real());
+    } else if (v.is_string()) {
+      out = v.as_string();
+    } else if (v.is_list()) {
+      out.clear();
+      for (const auto& item : v.as_list()) {
+        std::string t;
+        if (item.is_list() || item.is_map() || !scalar_text(item, t)) return false;
+        out += (out.empty() ? "" : ",") + t;
+      }
+    } else {
+      return false;
+    }
+    return true;
+  }
+  static void read(const Value& v, std::vector<StageRequest>& out, Reader& r, const std::string& path,
+                   const FieldMeta& row) {
+    if (!v.is_map()) {
+      r.type_error(v, path, type_name(row));
+      return;
+    }
+    std::vector<StageRequest> items;
+    bool ok = true;
+    for (const auto& [kind, params] : v.as_map()) {
+      const std::string at = path + "." + kind;
+      r.remember(at, params);
+      StageRequest req;
+      req.kind = kind;
+      if (!params.is_null() && !params.is_map()) {
+        r.type_error(params, at, "map of parameter to value");
+        ok = false;
+        continue;
+      }
+      if (params.is_map()) {
+        for (const auto& [name, value] : params.as_map()) {
+          std::string text;
+          if (!scalar_text(value, text)) {
+            r.type_error(value, at + "." + name, "bool, int, number, string or list of them");
+            ok = false;
+            continue;
+          }
+          req.params[name] = std::move(text);
+        }
+      }
+      items.push_back(std::move(req));
+    }
+    if (ok) out = std::move(items);
+  }
+  static std::string text(const std::vector<StageRequest>& l) {
+    std::string s = "{";
+    for (std::size_t i = 0; i < l.size(); ++i) {
+      s += (i ? ", " : "") + yaml_quote(l[i].kind) + ": {";
+      std::size_t k = 0;
+      for (const auto& [name, value] : l[i].params) s += (k++ ? ", " : "") + yaml_quote(name) + ": " + yaml_quote(value);
+      s += "}";
+    }
+    return s + "}";
+  }
+  static void write(const std::vector<StageRequest>& l, std::string& out, int) { out += " " + text(l) + "\n"; }
+  static void check(const std::vector<StageRequest>&, Checker&, const std::string&, const FieldMeta&) {}
+};
+
 template <>
 struct FieldCodec<std::optional<bool>> {
   static std::string type_name(const FieldMeta& row) { return FieldCodec<bool>::type_name(row); }
@@ -549,6 +622,29 @@ struct FieldCodec<std::optional<bool>> {
   static std::string text(const std::optional<bool>& b) { return b ? FieldCodec<bool>::text(*b) : "(channel's)"; }
   static void write(const std::optional<bool>& b, std::string& out, int) { out += " " + text(b) + "\n"; }
   static void check(const std::optional<bool>&, Checker&, const std::string&, const FieldMeta&) {}
+};
+
+template <>
+struct FieldCodec<std::optional<std::int64_t>> {
+  static std::string type_name(const FieldMeta& row) { return FieldCodec<std::int64_t>::type_name(row); }
+  static void read(const Value& v, std::optional<std::int64_t>& out, Reader& r, const std::string& path,
+                   const FieldMeta& row) {
+    if (v.is_null()) {
+      out.reset();
+      return;
+    }
+    std::int64_t i = 0;
+    const std::size_t before = r.diag.items().size();
+    FieldCodec<std::int64_t>::read(v, i, r, path, row);
+    if (r.diag.items().size() == before) out = i;
+  }
+  static std::string text(const std::optional<std::int64_t>& i) {
+    return i ? FieldCodec<std::int64_t>::text(*i) : "(channel's)";
+  }
+  static void write(const std::optional<std::int64_t>& i, std::string& out, int) { out += " " + text(i) + "\n"; }
+  static void check(const std::optional<std::int64_t>& v, Checker& c, const std::string& path, const FieldMeta& row) {
+    if (v) check_int(*v, c, path, row);
+  }
 };
 
 // Enums: each has an EnumTable<E> with its words (first spelling of a value is the one

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -346,6 +347,13 @@ bool yaml_to_value(std::string_view text, std::string_view file, Value& out, Dia
     if (!c.convert(root, SourceLocation{std::string(file), 1, 1}, 0, v)) return false;
     out = std::move(v);
   } catch (const YAML::Exception& e) {
+    if (e.msg == YAML::ErrorMsg::BAD_FILE) {
+      // yaml-cpp's only use of "bad file" in a parse: its own recursion limit, hit long
+      // before the converter could apply ours.
+      diag.error(to_location(e.mark, file), "",
+                 "nesting deeper than " + std::to_string(kMaxYamlDepth) + " levels (the YAML parser gave up here)");
+      return false;
+    }
     // yaml-cpp's own message carries the position too; keep only its words, ours go in `where`.
     diag.error(to_location(e.mark, file), "", "YAML syntax error: " + e.msg);
   } catch (const std::exception& e) {
@@ -355,6 +363,12 @@ bool yaml_to_value(std::string_view text, std::string_view file, Value& out, Dia
 }
 
 bool read_text_file(const std::string& path, std::string& out, Diagnostics& diag) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    // An ifstream opens a directory and then reads nothing, which would parse as null.
+    diag.error(SourceLocation{path, 0, 0}, "", "is a directory, not a file");
+    return false;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     diag.error(SourceLocation{path, 0, 0}, "", "cannot open file");

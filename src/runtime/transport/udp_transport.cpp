@@ -10,8 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
+
+#include "primitives/common/endpoint.hpp"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -48,19 +49,15 @@ std::string ip_text(in_addr a) {
 }
 
 /// "ip:port" -> sockaddr_in; false on anything else.
-bool parse_ip_port(const std::string& s, sockaddr_in& out) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  const std::string ip = s.substr(0, colon);
-  unsigned port = 0;
-  const char* first = s.data() + colon + 1;
-  const char* last = s.data() + s.size();
-  auto [ptr, ec] = std::from_chars(first, last, port);
-  if (ec != std::errc() || ptr != last || port == 0 || port > 65535) return false;
+bool to_sockaddr(std::string_view s, sockaddr_in& out) {
+  std::uint32_t ip = 0;
+  std::uint16_t port = 0;
+  if (!detail::parse_ip_port(s, ip, port)) return false;
   out = {};
   out.sin_family = AF_INET;
-  out.sin_port = htons(static_cast<std::uint16_t>(port));
-  return inet_pton(AF_INET, ip.c_str(), &out.sin_addr) == 1;
+  out.sin_port = htons(port);
+  out.sin_addr.s_addr = htonl(ip);
+  return true;
 }
 
 Code code_for_errno(int err) {
@@ -92,6 +89,12 @@ bool interface_ipv4(const std::string& name, in_addr& out) {
   return found;
 }
 
+/// SO_BUSY_POLL, best effort: a kernel or device without it (or a value above
+/// net.core.busy_read without CAP_NET_ADMIN) leaves the socket as it was.
+void set_busy_poll(int fd, int us) {
+  if (us > 0) (void)setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &us, sizeof us);
+}
+
 void set_buffer(int fd, int force_opt, int opt, int bytes) {
   if (bytes <= 0) return;
   // The FORCE variant ignores net.core.[rw]mem_max but needs CAP_NET_ADMIN; without it,
@@ -114,6 +117,8 @@ Status UdpTransport::open(const TransportSpec& spec, std::unique_ptr<UdpTranspor
 UdpTransport::~UdpTransport() {
   for (std::size_t i = tx_head_; i < tx_.size(); ++i) tx_[i]->release();
   rx_.release_all();
+  urx_.release_all();
+  if (ufd_ >= 0) ::close(ufd_);
   if (fd_ >= 0) {
     if (joined_) {
       ip_mreqn m{};
@@ -169,6 +174,7 @@ Status UdpTransport::setup(const TransportSpec& spec) {
   }
   set_buffer(fd_, SO_RCVBUFFORCE, SO_RCVBUF, spec.socket_buffer_bytes);
   set_buffer(fd_, SO_SNDBUFFORCE, SO_SNDBUF, spec.socket_buffer_bytes);
+  set_busy_poll(fd_, spec.busy_poll_us);
   const int one = 1;
   if (plan_.multicast) {
     // Several members (processes) on one host share the group port: each socket gets its
@@ -187,6 +193,17 @@ Status UdpTransport::setup(const TransportSpec& spec) {
       const int err = errno;
       return {code_for_errno(err), "IP_MULTICAST_IF " + ifname + " for " + where + ": " + errno_text(err)};
     }
+    if (receive_) {
+      if (Status s = open_unicast(where); !s) return s;
+      set_buffer(ufd_, SO_RCVBUFFORCE, SO_RCVBUF, spec.socket_buffer_bytes);
+      set_buffer(ufd_, SO_SNDBUFFORCE, SO_SNDBUF, spec.socket_buffer_bytes);
+      set_busy_poll(ufd_, spec.busy_poll_us);
+      if (setsockopt(ufd_, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) != 0) {
+        const int err = errno;
+        return {code_for_errno(err), "IP_MULTICAST_IF " + ifname + " for " + where + " (unicast socket): " +
+                                         errno_text(err)};
+      }
+    }
   }
   if (Status s = apply(spec); !s) return s;
 
@@ -204,7 +221,7 @@ Status UdpTransport::setup(const TransportSpec& spec) {
         const auto at = m.find('@');
         if (at == std::string::npos || m.substr(0, at) != spec.self_name) continue;
         sockaddr_in self{};
-        if (!parse_ip_port(m.substr(at + 1), self)) {
+        if (!to_sockaddr(m.substr(at + 1), self)) {
           return {Code::BAD_ADDRESS, "member '" + m + "': the address after '@' must be ip:port"};
         }
         local = self;
@@ -255,7 +272,37 @@ Status UdpTransport::setup(const TransportSpec& spec) {
   rx_.iov.resize(batch_);
   rx_.addr.resize(batch_);
   rx_.stash.assign(batch_, nullptr);
+  if (ufd_ >= 0) {
+    urx_.msgs.resize(batch_);
+    urx_.iov.resize(batch_);
+    urx_.addr.resize(batch_);
+    urx_.stash.assign(batch_, nullptr);
+  }
   scratch_.resize(wire::kMaxDatagramBytes + 1);
+  return Status::ok();
+}
+
+// The member's own unicast socket, on an ephemeral port of every address (cold, at open).
+Status UdpTransport::open_unicast(const std::string& where) {
+  ufd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (ufd_ < 0) {
+    const int err = errno;
+    return {code_for_errno(err), "socket(AF_INET, SOCK_DGRAM) for the unicast socket of " + where + " failed: " +
+                                     errno_text(err)};
+  }
+  // Shared (SO_REUSEPORT), so that its ephemeral port never keeps another channel of this
+  // user from binding a group on the same port number: unicast to this socket is addressed
+  // to a host address, which a group socket is not bound to.
+  const int one = 1;
+  (void)::setsockopt(ufd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_ANY);
+  any.sin_port = 0;
+  if (::bind(ufd_, reinterpret_cast<const sockaddr*>(&any), sizeof any) != 0) {
+    const int err = errno;
+    return {code_for_errno(err), "bind 0.0.0.0:0 (the unicast socket of " + where + "): " + errno_text(err)};
+  }
   return Status::ok();
 }
 
@@ -275,7 +322,7 @@ Status UdpTransport::set_peers(const TransportSpec& spec) {
   }
   for (const auto& e : entries) {
     Peer p;
-    if (!parse_ip_port(e, p.addr)) {
+    if (!to_sockaddr(e, p.addr)) {
       return {Code::BAD_ADDRESS, "peer '" + e + "' is not ip:port (e.g. 127.0.0.1:4747)"};
     }
     peers_.push_back(p);
@@ -294,8 +341,11 @@ Status UdpTransport::apply(const TransportSpec& spec) {
   const int ttl = std::clamp(spec.plan.ttl, 0, 255);
   const int loop = spec.plan.loopback ? 1 : 0;
   if (plan_.multicast) {
+    const int tx = tx_fd();
     if (setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) != 0 ||
-        setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) != 0) {
+        setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) != 0 ||
+        setsockopt(tx, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) != 0 ||
+        setsockopt(tx, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) != 0) {
       const int err = errno;
       return {code_for_errno(err), "setting multicast TTL/loopback on " + describe() + ": " + errno_text(err)};
     }
@@ -306,7 +356,7 @@ Status UdpTransport::apply(const TransportSpec& spec) {
   plan_.ttl = ttl;
   plan_.loopback = spec.plan.loopback;
   // GSO as planned, if this socket takes it; a refused GSO send turns it off (flush()).
-  plan_.gso = spec.plan.gso && !gso_refused_ && socket_has_gso(fd_);
+  plan_.gso = spec.plan.gso && !gso_refused_ && socket_has_gso(tx_fd());
   return Status::ok();
 }
 
@@ -439,7 +489,7 @@ bool UdpTransport::flush() noexcept {
     }
     if (n == 0) continue;
     // MSG_DONTWAIT: the file may be blocking (enable_blocking_wait); sends never are.
-    const int sent = ::sendmmsg(fd_, tx_msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
+    const int sent = ::sendmmsg(tx_fd(), tx_msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
     if (sent < 0) {
       const int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return false;
@@ -479,7 +529,7 @@ bool UdpTransport::flush() noexcept {
 void UdpTransport::flush_blocking(int timeout_ms) noexcept {
   int waited_ms = 0;
   while (!flush() && waited_ms < timeout_ms) {
-    pollfd pfd{fd_, POLLOUT, 0};
+    pollfd pfd{tx_fd(), POLLOUT, 0};
     (void)::poll(&pfd, 1, 10);
     waited_ms += 10;
   }
@@ -579,12 +629,21 @@ int UdpTransport::wait_read(int fd, RxBuffers& b, int n) noexcept {
 }
 
 int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
-  const int n = arm(rx_, pool, max);
+  return receive_on(fd_, rx_, pool, out, max);
+}
+
+int UdpTransport::receive_unicast(PacketPool& pool, Packet** out, int max) noexcept {
+  if (ufd_ < 0) return 0;
+  return receive_on(ufd_, urx_, pool, out, max);
+}
+
+int UdpTransport::receive_on(int fd, RxBuffers& b, PacketPool& pool, Packet** out, int max) noexcept {
+  const int n = arm(b, pool, max);
   if (n == 0) {
     if (max <= 0) return 0;
     // No buffer: still read (and discard) one datagram, or the readable socket would
     // keep the loop spinning.
-    const ssize_t r = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+    const ssize_t r = ::recv(fd, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
     if (r >= 0) {
       ++c_.datagrams_received;
       ++c_.rx_pool_exhausted;
@@ -592,7 +651,7 @@ int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
     }
     return 0;
   }
-  const int got = ::recvmmsg(fd_, rx_.msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  const int got = ::recvmmsg(fd, b.msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
   if (got <= 0) {
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       ++c_.receive_errors;
@@ -600,7 +659,7 @@ int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
     }
     return 0;
   }
-  return take(rx_, got, out);
+  return take(b, got, out);
 }
 
 }  // namespace tmc::detail

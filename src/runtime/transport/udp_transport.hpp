@@ -2,6 +2,14 @@
 // batched transmit (sendmmsg, UDP GSO when the plan allows it, unicast fan-out when the
 // network has no multicast) and batched receive (recvmmsg into pool buffers).
 //
+// A receiving multicast member has two sockets: the group socket, bound to the group's
+// address and port (several members on one host share it with SO_REUSEPORT, each getting
+// every multicast datagram), and its own unicast socket on an ephemeral port, from which it
+// sends everything. So its datagrams' source address names this member alone, and a
+// datagram another member sends there (reliability's acks and NACKs to the sender they
+// concern) reaches this member and no other. Fan-out and send-only members have one
+// socket, which does both.
+//
 // Plain syscalls; no libuv here. The loop polls fd() and calls receive()/flush(). Every
 // call passes MSG_DONTWAIT except wait_read(), the inline receiver's blocking read (the
 // socket's file is blocking once enable_blocking_wait() ran). Everything except open()
@@ -57,6 +65,7 @@ struct TransportSpec {
   std::vector<std::string> members;  ///< the manifest's members
   bool receive = true;               ///< bind and join (false for send-only members)
   int socket_buffer_bytes = 0;
+  int busy_poll_us = 0;  ///< SO_BUSY_POLL on the sockets (RuntimeOptions::busy_poll_us); 0 = off
 };
 
 class UdpTransport {
@@ -70,6 +79,9 @@ class UdpTransport {
   UdpTransport& operator=(const UdpTransport&) = delete;
 
   [[nodiscard]] int fd() const noexcept { return fd_; }
+  /// The member's own unicast socket (it sends everything; poll it for readable and, when
+  /// a flush() returns false, writable); -1 when fd() does both.
+  [[nodiscard]] int unicast_fd() const noexcept { return ufd_; }
   /// Whether `spec` can be served by this socket (same bind, group, interface, mode),
   /// so that update() only needs apply().
   [[nodiscard]] bool same_socket(const TransportSpec& spec) const;
@@ -98,6 +110,8 @@ class UdpTransport {
   /// counted), so the caller should call again. Each packet has off = 0, len,
   /// src_ip/src_port set.
   int receive(PacketPool& pool, Packet** out, int max) noexcept;
+  /// The same for the unicast socket (unicast_fd() >= 0).
+  int receive_unicast(PacketPool& pool, Packet** out, int max) noexcept;
 
   // Blocking reads, for a channel's inline receiver (see "Inline receive" in
   // channel_core.hpp). The receiver arms its own buffers under the channel's lock, waits
@@ -131,8 +145,13 @@ class UdpTransport {
   Status set_peers(const TransportSpec& spec);
   void drop_front_datagram() noexcept;
   void release_sent(std::size_t packets_done) noexcept;
+  Status open_unicast(const std::string& where);
+  int receive_on(int fd, RxBuffers& b, PacketPool& pool, Packet** out, int max) noexcept;
+  /// The socket every datagram leaves from.
+  [[nodiscard]] int tx_fd() const noexcept { return ufd_ >= 0 ? ufd_ : fd_; }
 
   int fd_ = -1;
+  int ufd_ = -1;  ///< multicast receivers: the unicast socket (see the file comment)
   TransportPlan plan_;
   bool receive_ = true;
   bool joined_ = false;
@@ -158,6 +177,7 @@ class UdpTransport {
 
   // Receive: buffers taken from the pool for the next recvmmsg, kept across calls.
   RxBuffers rx_;
+  RxBuffers urx_;  ///< the same for ufd_
   std::vector<std::uint8_t> scratch_;
   bool blocking_wait_ = false;  ///< the file is blocking; see enable_blocking_wait()
 

@@ -23,7 +23,12 @@ bool sender_alive(const Group& g, const StageEnv& self, std::uint32_t sender, st
 void Agreement::configure(const StageEnv& env, std::uint32_t window) {
   env_ = env;
   window_ = window;
-  peers_.resize(kMaxGroupMembers);
+}
+
+void Agreement::fit_view(const Group& g) {
+  if (g.slots() <= peers_.size()) return;
+  peers_.resize(g.slots());
+  parts_.resize(g.slots() + 1);
 }
 
 // --- this member's own state -------------------------------------------------------------
@@ -50,6 +55,7 @@ void Agreement::begin_term(const gw::TermId& nt, const gw::CutRecord* recs, std:
 // --- the view's statuses -------------------------------------------------------------------
 
 const PeerStatus* Agreement::peer(const Group& g, int slot) const noexcept {
+  if (slot < 0 || static_cast<std::size_t>(slot) >= peers_.size()) return nullptr;
   const PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
   const MemberInfo& m = g.member(slot);
   if (!ps.have || m.sender == 0 || ps.sender != m.sender || ps.epoch != m.epoch) return nullptr;
@@ -57,6 +63,7 @@ const PeerStatus* Agreement::peer(const Group& g, int slot) const noexcept {
 }
 
 void Agreement::forget_stale_peers(const Group& g) noexcept {
+  fit_view(g);
   for (std::size_t i = 0; i < g.slots(); ++i) {
     PeerStatus& ps = peers_[i];
     const MemberInfo& m = g.member(static_cast<int>(i));
@@ -79,6 +86,7 @@ const PeerStatus* Agreement::on_status(Packet* p, const gw::Status& s, StageIo& 
   }
   io.count(statuses_received);
   term_no_seen_ = std::max(term_no_seen_, s.term.no);
+  fit_view(g);  // cold when the view grew
   PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
   const bool fresh = !ps.have || ps.sender != from_sender || ps.epoch != from_epoch;
   if (fresh || gw::term_after(s.term, ps.st.term)) {
@@ -105,6 +113,7 @@ void Agreement::note_sequencer_holds(const Group& g, std::uint32_t sender, std::
                                      const gw::TermId& term) noexcept {
   const int slot = g.slot_of_sender(sender);
   if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != epoch) return;
+  fit_view(g);  // cold when the view grew
   PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
   if (!ps.have || ps.sender != sender || ps.epoch != epoch || ps.st.frozen) return;
   if (!gw::same_term(ps.st.term, term)) return;
@@ -113,8 +122,8 @@ void Agreement::note_sequencer_holds(const Group& g, std::uint32_t sender, std::
 
 std::uint64_t Agreement::update_stable(const MsgTable& t, const Group& g) noexcept {
   std::uint64_t s = held_through(t);
-  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
-    const int slot = __builtin_ctzll(rx);
+  const MemberSet& rx = g.receivers();
+  for (int slot = rx.first(); slot >= 0; slot = rx.next(slot)) {
     const PeerStatus* ps = peer(g, slot);
     if (ps == nullptr || !gw::same_term(ps->st.term, t.term())) {
       s = 0;
@@ -128,8 +137,9 @@ std::uint64_t Agreement::update_stable(const MsgTable& t, const Group& g) noexce
 
 std::uint64_t Agreement::assign_limit(const MsgTable& t, const Group& g) const noexcept {
   std::uint64_t low = t.next_g();
-  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
-    const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
+  const MemberSet& rx = g.receivers();
+  for (int slot = rx.first(); slot >= 0; slot = rx.next(slot)) {
+    const PeerStatus* ps = peer(g, slot);
     const std::uint64_t next = ps != nullptr && gw::same_term(ps->st.term, t.term()) ? ps->st.delivered + 1 : 1;
     low = std::min(low, next);
   }
@@ -169,7 +179,7 @@ void Agreement::send_status(const MsgTable& t, StageIo& io) noexcept {
   last_status_ns_ = io.now_ns();
   Packet* p = io.alloc();
   if (p == nullptr) {
-    io.count(full_drops);
+    io.count(Counter::full);
     return;
   }
   // A frozen status also says how far this member delivered each sender (the next term
@@ -228,18 +238,13 @@ std::uint8_t* Agreement::as_order_control(Packet* p, bool reliable, std::uint8_t
 
 bool Agreement::choose_cuts(const MsgTable& t, const Group& g, gw::CutRecord* out, std::uint32_t& nout,
                             std::uint32_t& max_no) noexcept {
-  struct Part {
-    gw::TermId t;
-    std::uint64_t h;
-    std::uint64_t d;
-    const gw::CutRecord* recs;
-    std::uint32_t nrec;
-  };
-  Part parts[kMaxGroupMembers + 1];
+  fit_view(g);
+  Part* parts = parts_.data();
   std::size_t n = 0;
   parts[n++] = Part{t.term(), reported_held(t), t.next_g() - 1, adopted_, n_adopted_};
-  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
-    const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
+  const MemberSet& rx = g.receivers();
+  for (int slot = rx.first(); slot >= 0; slot = rx.next(slot)) {
+    const PeerStatus* ps = peer(g, slot);
     if (ps == nullptr || !ps->st.frozen) return false;  // wait (its status is periodic)
     parts[n++] = Part{ps->st.term, ps->st.held, ps->st.delivered, ps->st.records, ps->st.n_records};
   }
@@ -317,8 +322,9 @@ std::uint32_t Agreement::merge_cutoffs(const MsgTable& t, const Group& g, std::u
   for (const SenderState& st : t.senders()) {
     if (st.used) merge(st.id, st.epoch, st.done_seq);
   }
-  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
-    const PeerStatus* ps = peer(g, __builtin_ctzll(rx));
+  const MemberSet& rx = g.receivers();
+  for (int slot = rx.first(); slot >= 0; slot = rx.next(slot)) {
+    const PeerStatus* ps = peer(g, slot);
     if (ps == nullptr || !ps->st.frozen) continue;
     for (std::uint32_t i = 0; i < ps->st.n_cutoffs; ++i) {
       merge(ps->cutoffs[i].sender, ps->cutoffs[i].epoch, ps->cutoffs[i].last_seq);

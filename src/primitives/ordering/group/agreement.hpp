@@ -127,7 +127,17 @@ class Agreement {
   std::uint64_t last_stable_ = 0;
   std::uint32_t n_adopted_ = 0;
   gw::CutRecord adopted_[gw::kMaxRecords];
-  std::vector<PeerStatus> peers_;
+  /// Cold: a status record (and a cut part) for every slot of the view.
+  void fit_view(const Group& g);
+  struct Part {  // one member's side of a cut (choose_cuts())
+    gw::TermId t;
+    std::uint64_t h;
+    std::uint64_t d;
+    const gw::CutRecord* recs;
+    std::uint32_t nrec;
+  };
+  std::vector<PeerStatus> peers_;  ///< by Group slot; grows with the view
+  std::vector<Part> parts_;        ///< scratch of choose_cuts(): self and every receiver
   std::uint64_t status_due_ = 0;
   std::uint64_t last_status_ns_ = 0;
   std::uint64_t sent_held_ = 0;       ///< held_through in our last status

@@ -109,28 +109,30 @@ void GroupStage::rel_refresh(StageIo& io) noexcept {
     seq_slot_ = choose_sequencer(g);
     i_sequence_ = seq_slot_ == g.self_slot();
     agreement_.forget_stale_peers(g);
-    const MemberMask rx = g.receivers();
+    const MemberSet& rx = g.receivers();
     // A receiver failed and heard again since the last view we saw is both lost and
     // gained: reliability gave up our messages (and announcements) to it meanwhile.
-    MemberMask bounced = 0;
+    if (prev_outages_.size() < g.slots()) prev_outages_.resize(g.slots(), 0);  // cold: a view change
+    bool bounced = false;
     for (std::size_t i = 0; i < g.slots(); ++i) {
-      const std::uint32_t outages = g.member(static_cast<int>(i)).outages;
-      if (outages != prev_outages_[i]) bounced |= slot_bit(static_cast<int>(i));
+      const int slot = static_cast<int>(i);
+      const std::uint32_t outages = g.member(slot).outages;
+      if (outages != prev_outages_[i] && rx.contains(slot) && prev_rx_.contains(slot)) bounced = true;
       prev_outages_[i] = outages;
     }
-    const MemberMask lost = (prev_rx_ & ~rx) | (bounced & rx & prev_rx_);
-    const MemberMask gained = (rx & ~prev_rx_) | (bounced & rx & prev_rx_);
-    prev_rx_ = rx;
+    const bool lost = bounced || !prev_rx_.subset_of(rx);
+    const bool gained = bounced || !rx.subset_of(prev_rx_);
+    prev_rx_ = rx;  // cold: a view change
     // The term is re-cut when a receiver is gone: what only it held can then never become
     // stable, and the cut resolves it. Every member freezes, not only the sequencer: a
     // member whose view lost a receiver the sequencer's view kept (or that was out and
     // back before the sequencer noticed) would otherwise deliver, stable in its own view,
     // numbers that receiver never gets, and nothing would end the term.
-    if (lost != 0 && table_.term().no != 0) freeze(io);
+    if (lost && table_.term().no != 0) freeze(io);
     drop_dead(io);
     // A receiver back in the view (a partition healed) missed what we sent while it was
     // failed here: reliability left it out of those messages' ack sets.
-    if (lost != 0 || gained != 0) resend_own(io);
+    if (lost || gained) resend_own(io);
     if (role_ == Role::running) order_all(io);  // senders heard for the first time
   }
   rel_check(io);
@@ -198,7 +200,7 @@ void GroupStage::rel_deliver(StageIo& io) noexcept {
 }
 
 void GroupStage::rel_malformed(Packet* p, StageIo& io) noexcept {
-  io.count(malformed_c);
+  io.count(Counter::malformed);
   io.drop(p, DropReason::malformed);
 }
 
@@ -277,15 +279,15 @@ void GroupStage::on_status(Packet* p, const gw::Status& s, StageIo& io) noexcept
     net_fail(io);  // it follows another session of the network sequencer: ours restarted
   }
   if (table_.term().no != 0 && !agreement_.frozen()) {
-    const bool in_rx = (g.receivers() & slot_bit(slot)) != 0;
+    const bool in_rx = g.receivers().contains(slot);
     if (gw::term_after(ps.st.term, mine) && ps.st.term.no != 0) {
       freeze(io);  // a newer term exists
     } else if (gw::same_term(ps.st.term, mine) && ps.st.frozen) {
       freeze(io);  // someone froze our term: a cut is coming
     } else if (my_term() && in_rx && gw::term_after(mine, ps.st.term) &&
-               (role_ == Role::running || (start_mask_ & slot_bit(slot)) == 0)) {
+               (role_ == Role::running || !start_mask_.contains(slot))) {
       freeze(io);  // a receiver that never adopted our term (a newcomer): re-cut to bring it in
-    } else if (my_term() && in_rx && (start_mask_ & slot_bit(slot)) == 0) {
+    } else if (my_term() && in_rx && !start_mask_.contains(slot)) {
       // A receiver our cut did not count (failed in our view when we started the term, or
       // never heard) adopted our term start anyway: what it delivered of each sender is
       // missing from the cut-offs we order from, so we would wait for messages it and its
@@ -324,7 +326,7 @@ void GroupStage::try_collect(StageIo& io) noexcept {
   // Build the term start first: without a packet we stay collecting and retry.
   Packet* start = io.alloc();
   if (start == nullptr) {
-    io.count(full_drops);
+    io.count(Counter::full);
     return;
   }
   const gw::TermId nt{max_no + 1, env_.sender, env_.epoch};
@@ -350,7 +352,7 @@ void GroupStage::try_collect(StageIo& io) noexcept {
   if (body == nullptr) return;
   gw::write_start_body(body, nt.no, nout, ncut);
   role_ = Role::adopting;
-  start_mask_ = g.receivers();
+  start_mask_ = g.receivers();  // cold: a term start
   seq_.restart_numbering();
   io.count(term_starts);
   io.down(start);
@@ -360,11 +362,11 @@ void GroupStage::try_collect(StageIo& io) noexcept {
 // Sequencer: every receiver reports the new term: order what waits.
 void GroupStage::try_run(StageIo& io) noexcept {
   const Group& g = io.group();
-  for (MemberMask rx = g.receivers(); rx != 0; rx &= rx - 1) {
-    const int slot = __builtin_ctzll(rx);
+  const MemberSet& rx = g.receivers();
+  for (int slot = rx.first(); slot >= 0; slot = rx.next(slot)) {
     const PeerStatus* ps = agreement_.peer(g, slot);
     if (ps != nullptr && gw::same_term(ps->st.term, cur_term())) continue;
-    if (ps != nullptr && ps->st.frozen && (start_mask_ & slot_bit(slot)) == 0) freeze(io);  // a newcomer
+    if (ps != nullptr && ps->st.frozen && !start_mask_.contains(slot)) freeze(io);  // a newcomer
     return;
   }
   role_ = Role::running;
@@ -444,7 +446,7 @@ void GroupStage::resend_own(StageIo& io) noexcept {
     if (!m.used || m.p == nullptr || m.sender != env_.sender || m.epoch != env_.epoch) continue;
     Packet* c = io.clone(*m.p);
     if (c == nullptr) {
-      io.count(full_drops);
+      io.count(Counter::full);
       return;
     }
     c->kind = wire::Kind::control;

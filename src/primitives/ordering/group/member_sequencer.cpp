@@ -104,7 +104,7 @@ void MemberSequencer::add(std::uint32_t sender, std::uint32_t epoch, std::uint64
   if (batch_ == nullptr) {
     batch_ = io.alloc();
     if (batch_ == nullptr) {
-      io.count(full_drops);
+      io.count(Counter::full);
       return;  // members will see a gap (unreliable) — nothing else we can do
     }
     batch_->reset_for_send(batch_max_ * gw::kEntryBytes);

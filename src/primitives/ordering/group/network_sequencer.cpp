@@ -146,7 +146,7 @@ void NetworkSequencer::keep_own(const Packet& p, std::uint64_t seq, StageIo& io)
   if (o.used) {
     // More than a window of own messages without their stamped copy: the sequencer is
     // far behind or gone; this one goes without a safety copy.
-    io.count(full_drops);
+    io.count(Counter::full);
     return;
   }
   // A message fragmented below is not one datagram we could send to the sequencer again:
@@ -156,7 +156,7 @@ void NetworkSequencer::keep_own(const Packet& p, std::uint64_t seq, StageIo& io)
   if (p.payload_len + 64 <= env_.max_payload_bytes) {
     c = io.clone(p);
     if (c == nullptr) {
-      io.count(full_drops);
+      io.count(Counter::full);
       return;
     }
   }
@@ -223,12 +223,12 @@ bool NetworkSequencer::request_restamps(std::uint64_t own_seq, StageIo& io) noex
 void NetworkSequencer::send_restamp_request(const OwnCopy& o, StageIo& io) noexcept {
   Packet* c = io.clone(*o.p);
   if (c == nullptr) {
-    io.count(full_drops);  // the next try may find a buffer
+    io.count(Counter::full);  // the next try may find a buffer
     return;
   }
   std::uint8_t* body = c->push_ext(wire::Ext::seq, 8);
   if (body == nullptr) {
-    io.count(full_drops);
+    io.count(Counter::full);
     c->release();
     return;
   }

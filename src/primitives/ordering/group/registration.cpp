@@ -1,5 +1,5 @@
-// ordering.group's entry in the stage registry: its documentation, parameters and counters
-// (in the order of the Counter enum in table.hpp).
+// ordering.group's entry in the stage registry: its documentation, parameters (ranges
+// included: the registry validates them) and counters (declared once in table.hpp).
 #include <memory>
 
 #include "primitives/ordering/group/stage.hpp"
@@ -8,6 +8,7 @@
 namespace tmc {
 
 using detail::group_order::GroupStage;
+using detail::group_order::kCounters;
 using detail::group_order::kKind;
 
 void register_ordering_group(Registry& r) {
@@ -42,57 +43,54 @@ void register_ordering_group(Registry& r) {
           "are dropped, and members re-send their own undelivered messages (8-byte `order` body). Members that "
           "stay connected deliver identical sequences across sequencer failures. Data flagged unordered is "
           "delivered at once.",
-      .params = {{"sequencer", ParamType::string, "",
-                  "Member name of the sequencer; empty: the smallest name among this member and the view's alive "
-                  "or expected members."},
-                 {"network_sequencer", ParamType::string, "",
-                  "\"ip:port\" of an in-network sequencer (tmc-sequencer); empty: a member sequences."},
-                 {"reliable", ParamType::boolean, "false",
-                  "reliability.arq (ack from all) and membership.heartbeat sit below: stable delivery, sequencer "
-                  "failover with agreement, nothing skipped by time."},
-                 {"hold_us", ParamType::integer, "50000",
-                  "Unreliable: how long a gap in the global order may stay open before it is skipped, in us."},
-                 {"window", ParamType::integer, "4096",
-                  "Global numbers held ahead of the next to deliver (2 x window messages may wait for order)."},
-                 {"flush_us", ParamType::integer, "100",
-                  "Sequencer: longest an order entry waits to share an announcement, in us."}},
-      .counters = {{"ordering.group_delivered", "messages delivered in global order"},
-                   {"ordering.group_own_delivered", "of those, this member's own messages"},
-                   {"ordering.group_unordered", "data flagged unordered, delivered at once"},
-                   {"ordering.group_assigned", "sequencer: global numbers assigned"},
-                   {"ordering.group_announcements_sent", "sequencer: announcement packets sent"},
-                   {"ordering.group_announcements_received", "announcement packets accepted"},
-                   {"ordering.group_gaps_skipped", "gaps in the global order skipped (gap_skipped events)"},
-                   {"ordering.group_seqs_skipped", "global numbers skipped"},
-                   {"ordering.group_unannounced_dropped", "data never announced within 4 x hold_us, dropped"},
-                   {"ordering.group_duplicates", "duplicate data or stamps dropped"},
-                   {"ordering.group_stale", "data already passed in the order, or of a retired session"},
-                   {"ordering.group_foreign_announcements", "announcements from a member that is not our sequencer"},
-                   {"ordering.group_window_overflows", "numbers beyond the window forced a skip"},
-                   {"ordering.group_full", "messages dropped: the hold table or pool was full"},
-                   {"ordering.group_term_changes", "sequencer changes followed (sequencer_changed events)"},
-                   {"ordering.group_no_seq", "data without a per-sender number (ordering.seq missing below)"},
-                   {"ordering.group_no_stamp", "network mode: data without a valid group_seq stamp"},
-                   {"ordering.group_malformed", "order control packets refused (bad body, counts or lengths)"},
-                   {"ordering.group_resent", "reliable: own undelivered messages re-sent after a view change"},
-                   {"ordering.group_statuses_sent", "reliable: ordering status packets sent"},
-                   {"ordering.group_statuses_received", "reliable: ordering status packets accepted"},
-                   {"ordering.group_term_starts", "reliable: term starts sent (sequencer) or adopted"},
-                   {"ordering.group_cut_missing", "reliable: a cut disagreed with what this member held or "
-                                                  "delivered, or a sequencer ordered a message delivered here "
-                                                  "already (views disagreed: stays 0 without a split)"},
-                   {"ordering.group_failed_sender_dropped",
-                    "reliable: unordered messages of a failed or departed sender released"},
-                   {"ordering.group_own_restamp_requests",
-                    "network mode, reliable: own messages sent to the sequencer again because their stamped copy "
-                    "did not come back in time"},
-                   {"ordering.group_own_restamp_gave_up",
-                    "network mode, reliable: own messages whose stamped copy never came back after every request "
-                    "(the sequencer is taken as gone)"},
-                   {"ordering.group_net_failovers",
-                    "network mode, reliable: the network sequencer's term given up (it restarted, own messages "
-                    "stopped coming back, or a receiver failed); a member sequencer takes over"}},
+      .params = {{.name = "sequencer",
+                  .type = ParamType::string,
+                  .default_value = "",
+                  .doc = "Member name of the sequencer; empty: the smallest name among this member and the view's "
+                         "alive or expected members."},
+                 {.name = "network_sequencer",
+                  .type = ParamType::string,
+                  .default_value = "",
+                  .doc = "\"ip:port\" of an in-network sequencer (tmc-sequencer); empty: a member sequences."},
+                 {.name = "reliable",
+                  .type = ParamType::boolean,
+                  .default_value = "false",
+                  .doc = "reliability.arq (ack from all) and membership.heartbeat sit below: stable delivery, "
+                         "sequencer failover with agreement, nothing skipped by time."},
+                 {.name = "hold_us",
+                  .type = ParamType::integer,
+                  .default_value = "50000",
+                  .doc = "Unreliable: how long a gap in the global order may stay open before it is skipped, in us.",
+                  .min = 1,
+                  .max = 3'600'000'000},
+                 {.name = "window",
+                  .type = ParamType::integer,
+                  .default_value = "4096",
+                  .doc = "Global numbers held ahead of the next to deliver (2 x window messages may wait for order).",
+                  .min = 1,
+                  .max = 1 << 20},
+                 {.name = "flush_us",
+                  .type = ParamType::integer,
+                  .default_value = "100",
+                  .doc = "Sequencer: longest an order entry waits to share an announcement, in us.",
+                  .min = 0,
+                  .max = 1'000'000}},
+      .counters = counter_list(kCounters),
       .factory = [] { return std::make_unique<GroupStage>(); },
+      .serves = "group_ordering",
+      .requires_below = {"ordering.seq", "membership.heartbeat"},
+      .per_message = true,
+      .extensions = {{.type = static_cast<std::uint8_t>(wire::Ext::group_seq),
+                      .name = "group_seq",
+                      .body_bytes = 12,
+                      .carried_on = "data stamped by the network sequencer (`tmc-sequencer` writes it)",
+                      .body = "u64 global sequence number, u32 session (random per sequencer start) (12 bytes)"},
+                     {.type = static_cast<std::uint8_t>(wire::Ext::order),
+                      .name = "order",
+                      .body_bytes = 0,
+                      .carried_on = "kind control (member sequencer)",
+                      .body = "announcements, ordering status, term starts, re-sent messages: see [Group "
+                              "ordering](#group-ordering-orderinggroup)"}},
   });
 }
 

@@ -8,48 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "primitives/common/endpoint.hpp"
+
 namespace tmc::detail::group_order {
-namespace {
-
-bool parse_ip_port(const std::string& s, std::uint32_t& ip, std::uint16_t& port) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos) return false;
-  std::uint32_t parts[4] = {};
-  std::size_t at = 0;
-  for (int i = 0; i < 4; ++i) {
-    std::size_t digits = 0;
-    std::uint32_t v = 0;
-    while (at < colon && s[at] >= '0' && s[at] <= '9' && digits < 4) {
-      v = v * 10 + static_cast<std::uint32_t>(s[at] - '0');
-      ++at;
-      ++digits;
-    }
-    if (digits == 0 || v > 255) return false;
-    parts[i] = v;
-    if (i < 3) {
-      if (at >= colon || s[at] != '.') return false;
-      ++at;
-    }
-  }
-  if (at != colon) return false;
-  std::uint32_t p = 0;
-  std::size_t digits = 0;
-  for (std::size_t i = colon + 1; i < s.size(); ++i) {
-    if (s[i] < '0' || s[i] > '9' || ++digits > 5) return false;
-    p = p * 10 + static_cast<std::uint32_t>(s[i] - '0');
-  }
-  if (digits == 0 || p == 0 || p > 65535) return false;
-  ip = (parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3];
-  port = static_cast<std::uint16_t>(p);
-  return true;
-}
-
-}  // namespace
-
+// The registry has checked every value against its ParamSpec (registration.cpp) and filled
+// the defaults; the endpoint's spelling is the one thing left to check here.
 bool GroupStage::configure(const Params& params, const StageEnv& env, std::vector<std::string>& errors) {
   env_ = env;
-  sequencer_name_ = params.get_string("sequencer", "");
-  const std::string net = params.get_string("network_sequencer", "");
+  sequencer_name_ = params.text("sequencer");
+  const std::string& net = params.text("network_sequencer");
   std::uint32_t net_ip = 0;
   std::uint16_t net_port = 0;
   if (!net.empty()) {
@@ -58,19 +25,10 @@ bool GroupStage::configure(const Params& params, const StageEnv& env, std::vecto
     }
     network_ = true;
   }
-  reliable_ = params.get_bool("reliable", false);
-  const std::int64_t hold_us = params.get_int("hold_us", 50000);
-  if (hold_us < 1 || hold_us > 3'600'000'000) {
-    errors.push_back("parameter 'hold_us' must be in 1..3600000000 (one hour), got " + std::to_string(hold_us));
-  }
-  const std::int64_t window = params.get_int("window", 4096);
-  if (window < 1 || window > (1 << 20)) {
-    errors.push_back("parameter 'window' must be in 1..1048576, got " + std::to_string(window));
-  }
-  const std::int64_t flush_us = params.get_int("flush_us", 100);
-  if (flush_us < 0 || flush_us > 1'000'000) {
-    errors.push_back("parameter 'flush_us' must be in 0..1000000, got " + std::to_string(flush_us));
-  }
+  reliable_ = params.boolean("reliable");
+  const std::int64_t hold_us = params.integer("hold_us");
+  const std::int64_t window = params.integer("window");
+  const std::int64_t flush_us = params.integer("flush_us");
   if (!errors.empty()) return false;
   hold_ns_ = static_cast<std::uint64_t>(hold_us) * 1000;
   flush_ns_ = static_cast<std::uint64_t>(flush_us) * 1000;
@@ -81,7 +39,6 @@ bool GroupStage::configure(const Params& params, const StageEnv& env, std::vecto
   seq_.configure(env, reliable_, hold_ns_, flush_ns_, *this);
   net_.configure(env, net_ip, net_port, reliable_, net_rel() ? window_ : 0);
   agreement_.configure(env, window_);
-  prev_outages_.assign(kMaxGroupMembers, 0);
   return true;
 }
 
@@ -121,7 +78,7 @@ void GroupStage::on_send(Packet* p, StageIo& io) noexcept {
     // below never sees it.
     if (own != nullptr) own->release();
     --own_seq_;
-    io.count(full_drops);
+    io.count(Counter::full);
     io.drop(p, own == nullptr ? DropReason::pool_exhausted : DropReason::buffer_full);
     return;
   }
@@ -134,7 +91,7 @@ void GroupStage::on_send(Packet* p, StageIo& io) noexcept {
   }
   io.down(p);
   if (own == nullptr) {
-    io.count(full_drops);
+    io.count(Counter::full);
     return;
   }
   own->sender = env_.sender;
@@ -161,7 +118,7 @@ void GroupStage::on_receive(Packet* p, StageIo& io) noexcept {
     return;
   }
   if ((p->flags & wire::kFlagUnordered) != 0) {
-    io.count(unordered_passed);
+    io.count(Counter::unordered);
     if (!net_unrel() && p->seq != 0) note_unordered(p->sender, p->epoch, p->seq, io);
     io.up(p);
     return;
@@ -188,7 +145,7 @@ void GroupStage::on_receive(Packet* p, StageIo& io) noexcept {
 }
 
 void GroupStage::on_tick(StageIo& io) noexcept {
-  armed_ns_ = 0;
+  timer_.fired();
   const std::uint64_t now = io.now_ns();
   if (!net_unrel()) refresh_view(io);
   if (seq_.flush_at() != 0 && seq_.flush_at() <= now) seq_.flush(io);
@@ -332,7 +289,7 @@ void GroupStage::store_data(Packet* p, StageIo& io) noexcept {
   if (idx == kNone) {
     idx = table_.insert(p->sender, p->epoch, p->seq, io.now_ns());
     if (idx == kNone) {
-      io.count(full_drops);
+      io.count(Counter::full);
       io.drop(p, DropReason::buffer_full);
       return;
     }
@@ -407,13 +364,13 @@ void GroupStage::on_announcement(Packet* p, StageIo& io) noexcept {
   std::uint8_t blen = 0;
   const std::uint8_t* body = p->ext(wire::Ext::order, &blen);
   if (network_ || body == nullptr || blen != gw::kLegacyAnnounceBody) {
-    io.count(malformed_c);
+    io.count(Counter::malformed);
     io.drop(p, DropReason::malformed);
     return;
   }
   const std::uint32_t n = wire::get_u32(body);
   if (p->payload_len != std::uint64_t{n} * gw::kEntryBytes) {
-    io.count(malformed_c);
+    io.count(Counter::malformed);
     io.drop(p, DropReason::malformed);
     return;
   }
@@ -476,21 +433,11 @@ void GroupStage::rearm(StageIo& io) noexcept {
     if (own_check_ns_ == 0) own_check_ns_ = kOwnStallNs;
     own_check_at_ = io.now_ns() + own_check_ns_;
   }
-  std::uint64_t d = 0;
   const std::uint64_t periodic =
       rel() && need_periodic() ? std::max<std::uint64_t>(1, agreement_.last_status_ns() + kStatusPeriodNs) : 0;
-  for (std::uint64_t x : {seq_.flush_at(), reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : seq_.wait_at(),
-                          reliable_ ? 0 : table_.expire_at(), rel() ? agreement_.status_due() : 0, periodic,
-                          net_.own_due_ns(), own_check_at_}) {
-    if (x != 0 && (d == 0 || x < d)) d = x;
-  }
-  if (d == armed_ns_) return;
-  armed_ns_ = d;
-  if (d == 0) {
-    io.cancel_timer();
-  } else {
-    io.arm_timer(d);
-  }
+  timer_.arm_earliest(io, {seq_.flush_at(), reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : seq_.wait_at(),
+                           reliable_ ? 0 : table_.expire_at(), rel() ? agreement_.status_due() : 0, periodic,
+                           net_.own_due_ns(), own_check_at_});
 }
 
 }  // namespace tmc::detail::group_order

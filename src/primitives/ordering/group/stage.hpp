@@ -140,6 +140,7 @@
 #include <string>
 #include <vector>
 
+#include "primitives/common/stage_timer.hpp"
 #include "primitives/ordering/group/agreement.hpp"
 #include "primitives/ordering/group/member_sequencer.hpp"
 #include "primitives/ordering/group/network_sequencer.hpp"
@@ -252,19 +253,19 @@ class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
   Agreement agreement_;
 
   std::uint64_t own_seq_ = 0;   ///< the last per-sender number ordering.seq gave our data
-  std::uint64_t armed_ns_ = 0;  ///< the timer's deadline (0 = none)
+  StageTimer timer_;  ///< armed at the earliest of the parts' deadlines
 
   // Reliable mode: the term's sequencer role and the failover in progress (failover.cpp).
   bool term_heard_ = false;  ///< an announcement of the current term arrived (or we sequence it)
   Role role_ = Role::follower;
   bool order_blocked_ = false;
-  MemberMask start_mask_ = 0;  ///< the receivers our term start went to
-  MemberMask prev_rx_ = 0;
+  MemberSet start_mask_;  ///< the receivers our term start went to
+  MemberSet prev_rx_;
   std::vector<std::uint32_t> prev_outages_;  ///< per slot, MemberInfo::outages at the last view
   // Our own undelivered messages, watched for progress (check_own_progress).
-  std::uint64_t own_check_at_ = 0;   ///< the next check (0 = none armed)
-  std::uint64_t own_check_ns_ = 0;   ///< the current spacing of checks (backs off)
-  std::uint64_t own_oldest_ = 0;     ///< our oldest undelivered number at the last check
+  std::uint64_t own_check_at_ = 0;  ///< the next check (0 = none armed)
+  std::uint64_t own_check_ns_ = 0;  ///< the current spacing of checks (backs off)
+  std::uint64_t own_oldest_ = 0;    ///< our oldest undelivered number at the last check
 };
 
 }  // namespace tmc::detail::group_order

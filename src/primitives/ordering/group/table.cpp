@@ -27,8 +27,7 @@ void MsgTable::configure(const StageEnv& env, std::size_t entries, std::uint32_t
   for (std::size_t i = msgs_.size(); i > 0; --i) free_.push_back(static_cast<std::uint32_t>(i - 1));
   std::uint32_t cap = 1;
   while (cap < 4 * std::max<std::size_t>(msgs_.size(), 1)) cap <<= 1;
-  table_.assign(direct ? 0 : cap, kNone);
-  table_mask_ = cap - 1;
+  index_.reset(cap);
   net_ring_.assign(direct ? window_ : 0, nullptr);
   senders_.resize(kMaxSenders);
 }
@@ -42,17 +41,16 @@ std::uint32_t MsgTable::hash(std::uint32_t sender, std::uint32_t epoch, std::uin
   x ^= x >> 33;
   x *= 0xC4CEB9FE1A85EC53ull;
   x ^= x >> 33;
-  return static_cast<std::uint32_t>(x) & table_mask_;
+  return static_cast<std::uint32_t>(x);
 }
 
+// The index is keyed by the hash itself (its tag); the entry's full key decides a match.
 std::uint32_t MsgTable::lookup(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq) const noexcept {
-  if (table_.empty()) return kNone;
-  for (std::uint32_t h = hash(sender, epoch, seq);; h = (h + 1) & table_mask_) {
-    const std::uint32_t idx = table_[h];
-    if (idx == kNone) return kNone;
+  const std::uint32_t h = hash(sender, epoch, seq);
+  return index_.find(h, h, [&](std::uint32_t idx) {
     const Msg& m = msgs_[idx];
-    if (m.sender == sender && m.epoch == epoch && m.seq == seq) return idx;
-  }
+    return m.sender == sender && m.epoch == epoch && m.seq == seq;
+  });
 }
 
 std::uint32_t MsgTable::insert(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq,
@@ -63,31 +61,14 @@ std::uint32_t MsgTable::insert(std::uint32_t sender, std::uint32_t epoch, std::u
   Msg& m = msgs_[idx];
   m = Msg{.sender = sender, .epoch = epoch, .seq = seq, .g = 0, .p = nullptr, .since_ns = now, .used = true,
           .unordered = false};
-  std::uint32_t h = hash(sender, epoch, seq);
-  while (table_[h] != kNone) h = (h + 1) & table_mask_;
-  table_[h] = idx;
+  const std::uint32_t h = hash(sender, epoch, seq);
+  index_.insert(h, h, idx);
   return idx;
 }
 
 void MsgTable::erase(std::uint32_t idx) noexcept {
   Msg& m = msgs_[idx];
-  std::uint32_t h = hash(m.sender, m.epoch, m.seq);
-  while (table_[h] != idx) h = (h + 1) & table_mask_;
-  // Backward-shift deletion: no tombstones, so lookups stay short.
-  std::uint32_t hole = h;
-  std::uint32_t j = h;
-  for (;;) {
-    j = (j + 1) & table_mask_;
-    if (table_[j] == kNone) break;
-    const Msg& o = msgs_[table_[j]];
-    const std::uint32_t home = hash(o.sender, o.epoch, o.seq);
-    const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-    if (!stays) {
-      table_[hole] = table_[j];
-      hole = j;
-    }
-  }
-  table_[hole] = kNone;
+  index_.erase(hash(m.sender, m.epoch, m.seq), idx, [](std::uint32_t tag, std::uint32_t) { return tag; });
   m.used = false;
   m.g = 0;
   free_.push_back(idx);
@@ -139,7 +120,7 @@ std::uint32_t MsgTable::entry_to_place(std::uint32_t sender, std::uint32_t epoch
   if (done && !reliable_) return kNone;
   idx = insert(sender, epoch, seq, io.now_ns());
   if (idx == kNone) {
-    io.count(full_drops);
+    io.count(Counter::full);
   } else if (done) {
     // Reliable mode: the sequencer orders a message we delivered already. That happens
     // only when views disagreed: the sequencer was cut off from a term we delivered in

@@ -1,7 +1,7 @@
 // ordering.group's message table: the one structure every part of the stage shares (see
 // the dependency graph in group/stage.hpp). It holds
 //   - the messages waiting for their place in the total order, keyed by (sender, epoch,
-//     per-sender seq) in an open-addressing hash over a preallocated slot array,
+//     per-sender seq) in a preallocated slot array, found through an IndexTable,
 //   - each sender's progress (delivered so far, and the sequencer's next to order),
 //   - the current term's global order: a ring of window slots indexed by global number and
 //     the delivery cursor (next global to deliver, highest known), and
@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "primitives/common/index_table.hpp"
 #include "primitives/ordering/group/wire.hpp"
 #include "tmc/stage.hpp"
 
@@ -29,36 +30,45 @@ namespace gw = ::tmc::detail::group_wire;
 inline constexpr std::string_view kKind = "ordering.group";
 inline constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 
-// The stage's counters, in the order of its StageInfo (registration.cpp).
-enum Counter : std::size_t {
-  delivered,
-  own_delivered,
-  unordered_passed,
-  assigned,
-  announcements_sent,
-  announcements_received,
-  gaps_skipped,
-  seqs_skipped,
-  unannounced_dropped,
-  duplicates,
-  stale,
-  foreign_announcements,
-  window_overflows,
-  full_drops,
-  term_changes,
-  no_seq,
-  no_stamp,
-  malformed_c,
-  resent,
-  statuses_sent,
-  statuses_received,
-  term_starts,
-  cut_missing,
-  failed_sender_dropped,
-  own_restamp_requests,
-  own_restamp_gave_up,
-  net_failovers,
-};
+// The stage's counters, declared once: the Counter enum and kCounters
+// ("ordering.group_<id>") come from this list, in this order.
+#define TMC_GROUP_COUNTERS(X, P)                                                                        \
+  X(P, delivered, "messages delivered in global order")                                               \
+  X(P, own_delivered, "of those, this member's own messages")                                         \
+  X(P, unordered, "data flagged unordered, delivered at once")                                        \
+  X(P, assigned, "sequencer: global numbers assigned")                                                \
+  X(P, announcements_sent, "sequencer: announcement packets sent")                                    \
+  X(P, announcements_received, "announcement packets accepted")                                       \
+  X(P, gaps_skipped, "gaps in the global order skipped (gap_skipped events)")                         \
+  X(P, seqs_skipped, "global numbers skipped")                                                        \
+  X(P, unannounced_dropped, "data never announced within 4 x hold_us, dropped")                       \
+  X(P, duplicates, "duplicate data or stamps dropped")                                                \
+  X(P, stale, "data already passed in the order, or of a retired session")                            \
+  X(P, foreign_announcements, "announcements from a member that is not our sequencer")                \
+  X(P, window_overflows, "numbers beyond the window forced a skip")                                   \
+  X(P, full, "messages dropped: the hold table or pool was full")                                     \
+  X(P, term_changes, "sequencer changes followed (sequencer_changed events)")                         \
+  X(P, no_seq, "data without a per-sender number (ordering.seq missing below)")                       \
+  X(P, no_stamp, "network mode: data without a valid group_seq stamp")                                \
+  X(P, malformed, "order control packets refused (bad body, counts or lengths)")                      \
+  X(P, resent, "reliable: own undelivered messages re-sent after a view change")                      \
+  X(P, statuses_sent, "reliable: ordering status packets sent")                                       \
+  X(P, statuses_received, "reliable: ordering status packets accepted")                               \
+  X(P, term_starts, "reliable: term starts sent (sequencer) or adopted")                              \
+  X(P, cut_missing,                                                                                   \
+    "reliable: a cut disagreed with what this member held or delivered, or a sequencer ordered a "    \
+    "message delivered here already (views disagreed: stays 0 without a split)")                      \
+  X(P, failed_sender_dropped, "reliable: unordered messages of a failed or departed sender released") \
+  X(P, own_restamp_requests,                                                                          \
+    "network mode, reliable: own messages sent to the sequencer again because their stamped copy "    \
+    "did not come back in time")                                                                      \
+  X(P, own_restamp_gave_up,                                                                           \
+    "network mode, reliable: own messages whose stamped copy never came back after every request "    \
+    "(the sequencer is taken as gone)")                                                               \
+  X(P, net_failovers,                                                                                 \
+    "network mode, reliable: the network sequencer's term given up (it restarted, own messages "      \
+    "stopped coming back, or a receiver failed); a member sequencer takes over")
+TMC_STAGE_COUNTERS("ordering.group_", TMC_GROUP_COUNTERS);
 
 struct Msg {
   std::uint32_t sender = 0;
@@ -194,6 +204,7 @@ class MsgTable {
   void put_direct(std::uint64_t g, Packet* p, StageIo& io) noexcept;
 
  private:
+  /// The key's salted hash: the index's slot (low bits) and tag (all 32).
   [[nodiscard]] std::uint32_t hash(std::uint32_t sender, std::uint32_t epoch, std::uint64_t seq) const noexcept;
   void note_gap_state(StageIo& io) noexcept;
   void deliver_direct(StageIo& io) noexcept;
@@ -208,8 +219,7 @@ class MsgTable {
 
   std::vector<Msg> msgs_;
   std::vector<std::uint32_t> free_;
-  std::vector<std::uint32_t> table_;
-  std::uint32_t table_mask_ = 0;
+  IndexTable index_;  ///< (sender, epoch, seq) -> entry of msgs_
   std::vector<SenderState> senders_;
   std::uint64_t use_clock_ = 0;
   std::size_t held_ = 0;

@@ -38,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "primitives/common/fixed_body.hpp"
 #include "tmc/wire.hpp"
 
 namespace tmc::detail::group_wire {
@@ -83,12 +84,12 @@ struct Stamp {
   std::uint64_t global = 0;
   std::uint32_t session = 0;
 };
-inline void put_stamp(std::uint8_t* body, const Stamp& s) noexcept {
-  wire::put_u64(body, s.global);
-  wire::put_u32(body + 8, s.session);
-}
+using StampCodec = FixedBody<Stamp, &Stamp::global, &Stamp::session>;
+static_assert(StampCodec::kBytes == kStampBody);
+inline void put_stamp(std::uint8_t* body, const Stamp& s) noexcept { StampCodec::encode(body, s); }
+/// `body` holds kStampBody bytes (the caller checked the extension's length).
 [[nodiscard]] inline Stamp get_stamp(const std::uint8_t* body) noexcept {
-  return Stamp{wire::get_u64(body), wire::get_u32(body + 8)};
+  return *StampCodec::decode(body, StampCodec::kBytes);
 }
 
 /// An announcement entry: message (sender, epoch, seq) is at global number `global`.
@@ -98,14 +99,12 @@ struct Entry {
   std::uint64_t seq = 0;
   std::uint64_t global = 0;
 };
-inline void put_entry(std::uint8_t* p, const Entry& e) noexcept {
-  wire::put_u32(p, e.sender);
-  wire::put_u32(p + 4, e.epoch);
-  wire::put_u64(p + 8, e.seq);
-  wire::put_u64(p + 16, e.global);
-}
+using EntryCodec = FixedBody<Entry, &Entry::sender, &Entry::epoch, &Entry::seq, &Entry::global>;
+static_assert(EntryCodec::kBytes == kEntryBytes);
+inline void put_entry(std::uint8_t* p, const Entry& e) noexcept { EntryCodec::encode(p, e); }
+/// `p` holds kEntryBytes (the caller checked the payload against the count).
 [[nodiscard]] inline Entry get_entry(const std::uint8_t* p) noexcept {
-  return Entry{wire::get_u32(p), wire::get_u32(p + 4), wire::get_u64(p + 8), wire::get_u64(p + 16)};
+  return *EntryCodec::decode(p, EntryCodec::kBytes);
 }
 
 struct CutRecord {
@@ -138,28 +137,30 @@ struct Start {
   const std::uint8_t* cutoffs = nullptr;  ///< n_cutoffs * kCutoffBytes, read with cutoff_at()
 };
 
+/// A cut record and a cut-off as they lie on the wire (the CutRecord's term flattened).
+struct RecordWire {
+  std::uint32_t no = 0;
+  std::uint32_t sender = 0;
+  std::uint32_t epoch = 0;
+  std::uint64_t end = 0;
+};
+using RecordCodec = FixedBody<RecordWire, &RecordWire::no, &RecordWire::sender, &RecordWire::epoch, &RecordWire::end>;
+using CutoffCodec = FixedBody<Cutoff, &Cutoff::sender, &Cutoff::epoch, &Cutoff::last_seq>;
+static_assert(RecordCodec::kBytes == kRecordBytes);
+static_assert(CutoffCodec::kBytes == kCutoffBytes);
+
 inline void put_record(std::uint8_t* p, const CutRecord& r) noexcept {
-  wire::put_u32(p, r.term.no);
-  wire::put_u32(p + 4, r.term.sender);
-  wire::put_u32(p + 8, r.term.epoch);
-  wire::put_u64(p + 12, r.end);
+  RecordCodec::encode(p, RecordWire{r.term.no, r.term.sender, r.term.epoch, r.end});
 }
+/// `p` holds kRecordBytes (the caller checked the payload against the count).
 [[nodiscard]] inline CutRecord get_record(const std::uint8_t* p) noexcept {
-  CutRecord r;
-  r.term.no = wire::get_u32(p);
-  r.term.sender = wire::get_u32(p + 4);
-  r.term.epoch = wire::get_u32(p + 8);
-  r.end = wire::get_u64(p + 12);
-  return r;
+  const RecordWire w = *RecordCodec::decode(p, RecordCodec::kBytes);
+  return CutRecord{.term = TermId{w.no, w.sender, w.epoch}, .end = w.end};
 }
-inline void put_cutoff(std::uint8_t* p, const Cutoff& c) noexcept {
-  wire::put_u32(p, c.sender);
-  wire::put_u32(p + 4, c.epoch);
-  wire::put_u64(p + 8, c.last_seq);
-}
+inline void put_cutoff(std::uint8_t* p, const Cutoff& c) noexcept { CutoffCodec::encode(p, c); }
+/// Cut-off `i` of an array of them (the caller checked the payload against the count).
 [[nodiscard]] inline Cutoff cutoff_at(const std::uint8_t* cutoffs, std::uint32_t i) noexcept {
-  const std::uint8_t* p = cutoffs + std::size_t{i} * kCutoffBytes;
-  return Cutoff{wire::get_u32(p), wire::get_u32(p + 4), wire::get_u64(p + 8)};
+  return *CutoffCodec::decode(cutoffs + std::size_t{i} * kCutoffBytes, CutoffCodec::kBytes);
 }
 
 /// Announce body {type, term_no, count}; payload must hold count entries.

@@ -1,9 +1,17 @@
 // The channel behind a tmc::Channel handle: the hand-off between application threads and
 // the loop thread, the pipeline, and the transport.
 //
+// Files (src/runtime/channel/)
+//   open.cpp (open, prepare, install, update, close, detach), loop.cpp (libuv handles,
+//   timers, standing aside), send.cpp (send() and the submit ring), receive.cpp (reading,
+//   dispatch, the receive queue), inline_receive.cpp, events.cpp (events and delivery
+//   outcomes), stats.cpp, view.cpp (membership view, manifest, plan, name), handle.cpp
+//   (tmc::Channel and tmc::Message), publish.cpp (live counters for `tmc stat`);
+//   message_policy.hpp decides what a per-message manifest may ask of the channel's traits.
+//
 // Threads
-//   App threads touch only: the two rings, the receive queue (under rq_mu_), the atomics,
-//   and the copies of manifest/plan under state_mu_. Everything marked "loop" below is
+//   App threads touch only: the two rings, the receive queue (under rq_.mu), the atomics,
+//   and the copies of manifest/plan under state_.mu. Everything marked "loop" below is
 //   touched only on the runtime's loop thread (or, after close() finished, by the thread
 //   that closed it).
 //
@@ -38,39 +46,40 @@
 // plain blocking recv())
 //   A receive() on an application thread that finds the queue empty, with no on_message
 //   handler set, becomes the channel's inline receiver (at most one thread at a time,
-//   rx_inline_). It reads the socket itself: under exec_mu_ (a blocking lock, held only
+//   rx_.receiver). It reads the socket itself: under exec_mu_ (a blocking lock, held only
 //   for one bounded round of pipeline work, never while waiting) it runs the pipeline on
 //   what it read, ticks stage deadlines that are due and queues the deliveries. It waits
 //   without the lock, in one of two ways:
-//   - hot: a blocking recvmmsg(MSG_WAITFORONE) into its own buffers (rx_own_, armed under
+//   - hot: a blocking recvmmsg(MSG_WAITFORONE) into its own buffers (rx_.own, armed under
 //     the lock), which waits and reads in one system call, as a raw recv() does. The
 //     socket's SO_RCVTIMEO (kHotWaitUs) bounds it, so a wake-up request that cannot
 //     interrupt it (a new on_message handler, messages the loop queued) is seen within
 //     about that long. Socket changes do interrupt it: before update() or close() closes a
 //     socket, release_reader() shuts its receive side down (which wakes a blocked read
 //     and makes the next one return at once) and waits until the read has returned, so
-//     the receiver never reads a closed (or reused) descriptor; rx_gen_ tells it that
-//     what it read belongs to a socket that is gone. rx_reading_ says where the receiver
+//     the receiver never reads a closed (or reused) descriptor; rx_.gen tells it that
+//     what it read belongs to a socket that is gone. rx_.reading says where the receiver
 //     is (2: in the read, 1: holding datagrams not yet given to the pipeline); while it
 //     is not 0 nobody else reads the socket (the loop stands aside even with a handler
 //     set, try_receive() leaves it), so datagrams enter the pipeline in socket order.
 //   - cold: once a hot wait has timed out within one receive() (an idle channel), or when
 //     a stage deadline or the caller's timeout is nearer than kHotWaitUs, it sleeps in
-//     ppoll() on the socket and rx_wake_fd_, with the pipeline's next deadline as the
-//     timeout, and reads without blocking when the socket is ready. rx_wake_fd_ (an
+//     ppoll() on the socket and rx_.wake_fd, with the pipeline's next deadline as the
+//     timeout, and reads without blocking when the socket is ready. rx_.wake_fd (an
 //     eventfd) is written by whoever changes what the receiver waits for: the loop
 //     queueing messages (timers, handlers' sends), update() swapping the socket, close(),
 //     a new on_message handler. So an idle receive() costs one timed-out hot wait and
 //     then sleeps until something happens: no polling.
-//   While rx_inline_ is set the loop never reads the socket: its readable callback steps
+//   While rx_.receiver is set the loop never reads the socket: its readable callback steps
 //   aside instead (stops polling readable, rx_aside_), so it neither steals the datagram
 //   nor spins on the level-triggered poll. It resumes polling once the receiver has been
 //   gone for a whole tick of aside_timer_ (1 ms; the timer stops while the receiver sits
 //   blocked, and the receiver's exit pokes the loop to restart it), so try_receive(),
 //   handlers and stages that need incoming packets (acks, heartbeats) are served by the
 //   loop again within about 2 ms. While the loop stands aside, try_receive() reads the
-//   socket itself (try_lock), unless the receiver is in a blocking read. Work that needs the loop (libuv timers moved earlier, write
-//   polling, event handlers) is handed to it through the async handle, as for inline sends.
+//   socket itself (try_lock), unless the receiver is in a blocking read. Work that needs
+//   the loop (libuv timers moved earlier, write polling, event handlers) is handed to it
+//   through the async handle, as for inline sends.
 #pragma once
 
 #include <uv.h>
@@ -88,6 +97,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "runtime/channel/traits_cell.hpp"
 #include "runtime/loop/mpmc_ring.hpp"
 #include "runtime/loop/runtime_loop.hpp"
 #include "runtime/pipeline.hpp"
@@ -146,13 +156,20 @@ class BufferHome {
   std::vector<std::unique_ptr<PacketPool>> pools_;
 };
 
-class ChannelCore final : public PipelineSink, public std::enable_shared_from_this<ChannelCore> {
+class ChannelCore final : public PipelineSink, public Poller, public std::enable_shared_from_this<ChannelCore> {
  public:
   static Status open(const Manifest& manifest, const OpenOptions& options, std::shared_ptr<ChannelCore>& out);
   ~ChannelCore();
 
   Status send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
-              std::future<DeliveryOutcome>* outcome = nullptr);
+              std::future<DeliveryOutcome>* outcome = nullptr, std::uint64_t* token_out = nullptr);
+  /// Channel::acknowledge: any thread; on the loop thread it takes effect at once.
+  Status acknowledge(std::uint64_t token, std::string_view member);
+  /// Channel::forget: under the exec lock, messages send() queued enter the pipeline first
+  /// (so they can be forgotten too), then every stage's on_forget.
+  Status forget(std::uint64_t token, ForgetScope scope);
+  /// Channel::hint_load: stored for load() (any thread).
+  Status hint_load(double fraction);
   Status update(const Manifest& manifest);
   Status update(const Value& changes);
   Status receive(Message& out, std::chrono::nanoseconds timeout);
@@ -166,14 +183,20 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   Plan plan() const;
   Manifest manifest() const;
   std::string name() const;
-  std::uint32_t sender_id() const noexcept { return sender_id_.load(); }
-  bool is_open() const noexcept { return !closed_.load(); }
+  std::uint32_t sender_id() const noexcept { return config_.sender_id.load(); }
+  bool is_open() const noexcept { return !life_.closed.load(); }
   void close() noexcept;
 
   // PipelineSink (loop thread)
   void transmit(Packet* p) noexcept override;
   void deliver(Packet* p) noexcept override;
   void on_event(const Event& e) noexcept override;
+  /// max(hint_load, receive queue fill counted full at half its size: the other half is
+  /// room for what is in flight when the window closes); exec.
+  double load() const noexcept override;
+
+  // Poller (the loop thread of a polling runtime, every round)
+  void poll_once() noexcept override;
 
  private:
   /// Everything prepare() builds on the caller's thread for open() and update().
@@ -183,12 +206,6 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     std::string name;
     std::uint32_t sender = 0;
     std::uint32_t max_payload = 0;
-    std::uint16_t per_message_ok = 0;  ///< bit 0 reliability, bit 1 error checking on
-    bool reliable_all = false;         ///< every message is reliable (reliability.arq messages=all)
-    bool fragments = false;            ///< fragment.split is in the plan
-    bool membership = false;           ///< membership.heartbeat is in the plan
-    std::uint64_t max_message = 0;     ///< the manifest's 'max message bytes'
-    std::uint32_t fragment_bytes = 0;  ///< fragment.split's fragment size
 
     PacketPool* pool = nullptr;
     std::unique_ptr<Pipeline> pipeline;
@@ -224,6 +241,30 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
     bool owns_;
   };
 
+  // --- send() on an application thread (or a handler), in the order it runs ---------------
+  /// The streaming state and clock reading of one send() (see read_send_clock()).
+  struct SendClock {
+    bool streaming = false;     ///< messages are queued ahead of this one: no clock, no inline send
+    bool after_stream = false;  ///< the first send after a stream
+    std::uint64_t sent_ns = 0;  ///< now, unless streaming
+    std::uint64_t prev_ns = 0;  ///< the previous send()'s time, unless streaming
+  };
+  Status check_may_send() const;  // closed, or a receive-only member
+  // 'max message bytes' and one datagram's payload; a large message gets its buffer here.
+  Status check_size(const ChannelTraits& traits, std::uint32_t max, std::size_t n, Packet*& large);
+  // The buffer of a large message, within the pool's large budget; may wait for room.
+  Status take_large(std::size_t n, Packet*& out);
+  // A free-ring packet big enough for n bytes (or to carry a large one); may wait for one.
+  Status take_slot(std::size_t n, bool large, bool on_loop, Packet*& out);
+  // Copies the payload into the carrier, or into `large` chained behind it; returns the
+  // packet that holds it.
+  static Packet* fill(Packet* carrier, Packet* large, const std::uint8_t* data, std::size_t n) noexcept;
+  std::future<DeliveryOutcome> track_outcome(std::uint64_t token, std::uint32_t fragments);
+  SendClock read_send_clock(bool on_loop) noexcept;
+  void hand_over(bool on_loop, const SendClock& c) noexcept;  // inline through the pipeline, or poke the loop
+  static Status wait_outcome(std::future<DeliveryOutcome>& tracked);  // sync reliable send
+  void wait_flushed(std::uint64_t pos);                               // sync send: until it left
+
   // --- exec (exec_mu_ held; loop thread unless noted) ---------------------------------------
   bool pump_submitted(std::uint64_t now_ns, bool on_loop) noexcept;
   bool send_inline(bool on_loop, bool flush) noexcept;  // any thread; true: poke the loop
@@ -235,7 +276,11 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void take_returns() noexcept;
   void dispatch() noexcept;
   void on_readable() noexcept;
+  void on_unicast_readable() noexcept;
   void on_writable() noexcept;
+  bool poll_socket(bool unicast, std::uint64_t& now) noexcept;  // exec: read rounds; true: read any
+  static constexpr unsigned kUnicastEvery = 4;  ///< poll_once(): rounds per read of the unicast socket
+  unsigned poll_rounds_ = 0;                     ///< loop
   void rearm_timer(std::uint64_t now_ns) noexcept;
   void start_poll(bool writable) noexcept;
   void stop_poll() noexcept;
@@ -273,7 +318,13 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   void tick_now() noexcept;
   static void on_aside_timer_cb(uv_timer_t* h);
   static void on_poll_cb(uv_poll_t* h, int status, int events);
+  static void on_unicast_cb(uv_poll_t* h, int status, int events);
   static void on_handle_closed(uv_handle_t* h);
+  // Live counters (publish.cpp): the loop publishes into the process's stat file.
+  void start_publishing() noexcept;  // loop, from attach()
+  void stop_publishing() noexcept;   // loop, from detach()
+  void publish_stats() noexcept;     // loop
+  static void on_stat_timer_cb(uv_timer_t* h);
 
   // --- fixed at construction ---------------------------------------------------------------
   std::shared_ptr<Runtime> runtime_;
@@ -285,68 +336,140 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   std::uint32_t send_slots_;
 
   // --- shared between threads ------------------------------------------------------------
-  mutable std::mutex state_mu_;  // guards manifest_, plan_, name_
-  Manifest manifest_;
-  Plan plan_;
-  std::string name_;
-  std::mutex update_mu_;  // one update() at a time
-  std::atomic<bool> closed_{false};
-  std::atomic<bool> detached_{false};
-  std::atomic<std::uint32_t> sender_id_{0};
-  std::atomic<std::uint32_t> max_payload_{0};
-  std::atomic<std::uint16_t> per_message_ok_{0};
-  std::atomic<bool> reliable_all_{false};
-  std::atomic<bool> fragments_{false};
-  std::atomic<bool> membership_{false};
-  std::atomic<std::uint64_t> max_message_{0};
-  std::atomic<PacketPool*> large_pool_{nullptr};  ///< where send() allocates large messages
-  std::atomic<std::uint64_t> next_token_{1};      ///< Packet::token of the next message
-  std::atomic<bool> has_event_handler_{false};
-  // Outcomes the application waits for (send with an outcome, sync reliable sends), by
-  // token. Filled by send() on any thread, settled by delivery events under exec.
-  std::mutex outcome_mu_;
+  // Each group below belongs to one concern. The locks, outermost first; a thread holding
+  // one takes only locks further down the list, never one above it:
+  //   update_mu_    one update() at a time. Held by the updating thread across prepare()
+  //                 and the swap it waits for on the loop (which takes exec_mu_ there).
+  //   exec_mu_      the pipeline, the transport, the pool and the loop state marked "exec"
+  //                 (see "The exec lock" above). Its holder may take any lock below.
+  //   outcomes_.mu, rq_.mu, waits_.mu, state_.mu, and BufferHome's pool lock
+  //                 leaves: each held for a few instructions around its own data, never
+  //                 while taking another lock (a condition variable waits on its own only).
+
+  std::mutex update_mu_;
+  std::mutex exec_mu_;           ///< see "The exec lock" above
+  bool loop_holds_exec_ = false;  ///< loop thread only
+
+  /// What the application reads back (manifest(), plan(), name()); install() replaces it.
+  struct Published {
+    mutable std::mutex mu;  ///< leaf; guards the three below
+    Manifest manifest;
+    Plan plan;
+    std::string name;
+  } state_;
+
+  /// What send() checks each message against: install() stores each field on the loop,
+  /// application threads load them without a lock.
+  struct SendConfig {
+    std::atomic<std::uint32_t> sender_id{0};
+    std::atomic<std::uint32_t> max_payload{0};
+    TraitsCell traits;                            ///< the current plan's traits
+    std::atomic<PacketPool*> large_pool{nullptr};  ///< where send() allocates large messages
+    std::atomic<std::uint8_t> duplexity{0};
+    std::atomic<std::uint8_t> synchronicity{0};
+  } config_;
+
+  /// The channel's life, as every thread sees it.
+  struct Lifecycle {
+    std::atomic<bool> closed{false};     ///< close() began: send() refuses new messages
+    std::atomic<bool> detached{false};   ///< detach() finished: the loop no longer runs this channel
+    std::atomic<int> active_senders{0};  ///< send() calls between their closed check and push
+  } life_;
+  std::shared_future<void> closed_future_;  ///< ready when every handle is closed
+
+  /// send()'s own state, shared by every sending thread.
+  struct SendState {
+    std::atomic<std::uint64_t> next_token{1};    ///< Packet::token of the next message
+    std::atomic<std::uint64_t> last_send_ns{0};  ///< time of the latest send() (inline heuristic)
+    std::atomic<bool> stream_tail{false};        ///< sends since then went without a clock (streaming)
+    std::atomic<std::uint32_t> abandoned{0};     ///< free-ring packets send() handed back unused
+    std::atomic<std::uint64_t> waited_for_memory{0};  ///< sends that waited for large-message room
+    /// A polling runtime: the loop has work from a send (instead of uv_async_send, a
+    /// system call, the loop's poll phase looks at this flag).
+    std::atomic<bool> poked{false};
+    /// Stream detection (see hand_over()): messages receive()/try_receive() returned, the
+    /// count the latest send() saw, and when the latest inline send of a sender that
+    /// received nothing in between ended.
+    std::atomic<std::uint64_t> receives{0};
+    std::atomic<std::uint64_t> receives_seen{0};
+    std::atomic<std::uint64_t> last_end_ns{0};
+  } send_;
+
+  /// Senders that wait: for a free slot (a full send queue) or, on sync channels, until
+  /// their message has left. The loop wakes them (refill_free(), set_flushed()).
+  struct SendWaits {
+    std::mutex mu;  ///< leaf; only for cv
+    std::condition_variable cv;
+    std::atomic<int> waiters{0};                ///< threads in cv (sync sends, full queue)
+    std::atomic<int> slot{0};                   ///< of those, senders waiting for a free slot
+    std::atomic<int> large{0};                  ///< of those, senders waiting for large-message room
+    std::atomic<int> flush{0};                  ///< of those, sync senders waiting for a flush
+    std::atomic<std::uint64_t> flushed_pos{0};  ///< submit positions below this are done
+  } waits_;
+
+  /// Outcomes the application waits for (send with an outcome, sync reliable sends), by
+  /// token. Filled by send() on any thread, settled by delivery events under exec.
   struct Tracked {
     std::promise<DeliveryOutcome> promise;
-    std::uint32_t remaining = 1;  ///< fragments (each reliable on its own) not yet met
-    MemberMask acked = ~MemberMask{0};  ///< members that acked every fragment met so far
+    std::uint32_t remaining = 1;        ///< fragments (each reliable on its own) not yet met
+    MemberSet acked;                    ///< members that acked every fragment met so far
+    bool any_met = false;               ///< whether `acked` holds a first fragment's set yet
   };
-  std::unordered_map<std::uint64_t, Tracked> outcomes_;
-  std::atomic<std::uint32_t> fragment_bytes_{0};
-  std::atomic<std::size_t> tracked_{0};
-  std::atomic<std::uint8_t> duplexity_{0};
-  std::atomic<std::uint8_t> synchronicity_{0};
-  std::atomic<std::uint64_t> flushed_pos_{0};  ///< submit positions below this are done
-  std::atomic<int> waiters_{0};                ///< threads in wait_cv_ (sync sends, full queue)
-  std::atomic<int> slot_waiters_{0};           ///< of those, senders waiting for a free slot
-  std::atomic<int> flush_waiters_{0};          ///< of those, sync senders waiting for a flush
-  std::mutex wait_mu_;
-  std::condition_variable wait_cv_;
-  std::mutex rq_mu_;
-  std::condition_variable rq_cv_;
-  std::vector<Message> rq_;  ///< ring of receive_queue_messages slots
-  std::size_t rq_head_ = 0;
-  std::size_t rq_count_ = 0;
-  int rq_waiters_ = 0;                          ///< receive() calls asleep on rq_cv_ (rq_mu_)
-  std::atomic<std::size_t> rq_ready_{0};        ///< rq_count_, readable without rq_mu_ (spinning)
-  std::atomic<std::uint64_t> last_send_ns_{0};  ///< time of the latest send() (inline heuristic)
-  std::atomic<bool> stream_tail_{false};        ///< sends since then went without a clock (streaming)
-  std::mutex exec_mu_;                          ///< see "The exec lock" above
-  bool loop_holds_exec_ = false;                ///< loop thread only
-  std::atomic<bool> has_handler_{false};
-  std::atomic<int> active_senders_{0};     ///< send() calls between their closed check and push
-  std::atomic<std::uint32_t> abandoned_{0};  ///< free-ring packets send() handed back unused
-  std::shared_future<void> closed_future_;   ///< ready when every handle is closed
-  // Inline receive (see above).
-  int rx_wake_fd_ = -1;                             ///< eventfd; -1: inline receive off
-  std::atomic<bool> rx_inline_{false};              ///< an app thread is the inline receiver
-  std::atomic<std::uint64_t> rx_inline_exits_{0};   ///< inline receives finished
-  std::atomic<bool> loop_aside_{false};             ///< rx_aside_, readable by app threads
-  std::atomic<bool> aside_armed_{false};            ///< aside_timer_ is ticking
-  // The inline receiver's blocking reads (hot waits; see above).
-  std::atomic<int> rx_reading_{0};  ///< 2: in a blocking read; 1: holding its datagrams; 0: neither
-  std::uint64_t rx_gen_ = 0;        ///< exec: bumped whenever transport_ is closed or replaced
-  RxBuffers rx_own_;                ///< the inline receiver's (handed over through rx_inline_)
-  std::uint64_t rx_own_gen_ = 0;    ///< the inline receiver's: rx_gen_ when rx_own_ was armed
+  struct Outcomes {
+    std::mutex mu;  ///< leaf; guards by_token
+    std::unordered_map<std::uint64_t, Tracked> by_token;
+    std::atomic<std::size_t> count{0};  ///< by_token.size(), readable without mu
+  } outcomes_;
+
+  /// Acknowledgments the application made on members' behalf (Channel::acknowledge) from
+  /// threads other than the loop's, for the loop to hand to the pipeline.
+  struct AppAck {
+    std::uint64_t token = 0;
+    std::uint32_t sender = 0;  ///< the member's wire id
+  };
+  struct AppAcks {
+    static constexpr std::size_t kMaxPending = 4096;
+    std::mutex mu;  ///< leaf; guards pending
+    std::vector<AppAck> pending;
+    std::atomic<std::size_t> count{0};  ///< pending.size(), readable without mu
+  } app_acks_;
+  void take_app_acks(std::uint64_t now_ns) noexcept;  // exec
+
+  /// Delivered messages waiting for receive(): a ring of receive_queue_messages slots.
+  struct ReceiveQueue {
+    std::mutex mu;  ///< leaf; guards everything here but `ready`
+    std::condition_variable cv;
+    std::vector<Message> slots;
+    std::size_t head = 0;
+    std::size_t count = 0;
+    int waiters = 0;                    ///< receive() calls asleep on cv
+    std::atomic<std::size_t> ready{0};  ///< count, readable without mu (spinning)
+    std::atomic<std::uint64_t> expired{0};  ///< messages dropped from the queue: lifetime over
+  } rq_;
+
+  /// Channel::hint_load's fraction in millionths (any thread writes, the pipeline reads).
+  std::atomic<std::uint32_t> load_hint_ppm_{0};
+
+  /// Whether handlers are set, for other threads (the handlers themselves are loop state).
+  struct HandlersSet {
+    std::atomic<bool> message{false};
+    std::atomic<bool> event{false};
+  } handler_set_;
+
+  /// Inline receive (see above): the application thread that reads the socket itself,
+  /// and the loop standing aside for it.
+  struct InlineReceive {
+    int wake_fd = -1;                   ///< eventfd; -1: inline receive off
+    std::atomic<bool> receiver{false};  ///< an app thread is the inline receiver
+    std::atomic<std::uint64_t> exits{0};   ///< inline receives finished
+    std::atomic<bool> loop_aside{false};   ///< rx_aside_, readable by app threads
+    std::atomic<bool> aside_armed{false};  ///< aside_timer_ is ticking
+    // The inline receiver's blocking reads (hot waits; see above).
+    std::atomic<int> reading{0};  ///< 2: in a blocking read; 1: holding its datagrams; 0: neither
+    std::uint64_t gen = 0;        ///< exec: bumped whenever transport_ is closed or replaced
+    RxBuffers own;                ///< the inline receiver's (handed over through `receiver`)
+    std::uint64_t own_gen = 0;    ///< the inline receiver's: gen when `own` was armed
+  } rx_;
 
   // --- loop thread; also exec (under exec_mu_) for the pipeline, transport and pool -------
   uv_async_t async_{};
@@ -359,9 +482,19 @@ class ChannelCore final : public PipelineSink, public std::enable_shared_from_th
   bool fine_on_ = false;  ///< fine_poll_ is started: deadlines may use fine_fd_
   uv_poll_t* fine_poll_ = nullptr;
   uv_timer_t aside_timer_{};  ///< while the loop stands aside for an inline receiver
+  /// Live counters: this channel's slot in the stat file (-1: not publishing), the timer
+  /// that publishes into it, and the plan text, rendered again only after an update.
+  int stat_slot_ = -1;
+  uv_timer_t stat_timer_{};
+  std::uint64_t stat_plan_updates_ = ~std::uint64_t{0};
+  std::string stat_plan_;
   bool rx_aside_ = false;     ///< the loop stopped polling readable (inline receiver)
   std::uint64_t aside_seen_exits_ = 0;
   uv_poll_t* poll_ = nullptr;  // heap: replaced when update() changes the socket
+  // The transport's unicast socket (UdpTransport::unicast_fd(), when it has one): always
+  // read by the loop, also while an inline receiver reads the group socket, and polled for
+  // writable instead of poll_, since every datagram leaves from it.
+  uv_poll_t* upoll_ = nullptr;
   bool poll_writable_ = false;
   /// The pipeline's send backlog reached the send queue's size: pump_submitted() leaves the
   /// submit ring alone until the stages make room (after_input() looks again).

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# run-netns.sh BUILD VARIANT LOSS_BP CLIENTS SECONDS OUTDIR [tapir-kv options...]
+#
+# One TAPIR-KV run on a real network: 3 replicas and CLIENTS closed-loop clients, each
+# process in its own network namespace on one bridge (tests/net/netns.sh; IGMP snooping
+# off, so the bridge replicates multicast to every port). Loss: nftables in every
+# namespace drops LOSS_BP/10000 of all incoming UDP datagrams and TCP segments at random
+# (i.i.d. per receiver: a multicast datagram is lost at each replica independently).
+# Writes OUTDIR/{replica0..2,client0..}.json and .log, and OUTDIR/drops.txt (the nftables
+# counters per host). Needs root; exits 77 (skipped) otherwise.
+set -euo pipefail
+[ $# -ge 6 ] || { sed -n 2,12p "$0"; exit 2; }
+BUILD=$(cd "$1" && pwd); VARIANT=$2; LOSS_BP=$3; CLIENTS=$4; SECONDS_=$5; OUT=$6
+shift 6
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+BIN=$BUILD/bench/tapir-kv/tapir-kv
+[ -x "$BIN" ] || { echo "run-netns: $BIN not built (cmake --build $BUILD --target tapir-kv)" >&2; exit 1; }
+mkdir -p "$OUT"
+
+# shellcheck source=../../../tests/net/netns.sh
+source "$ROOT/tests/net/netns.sh"
+tmcnet_require
+tmcnet_require_nft
+TMCNET_HOSTS=$((3 + CLIENTS))
+tmcnet_setup >"$OUT/netns.log"
+
+replicas="$(tmcnet_ip 1),$(tmcnet_ip 2),$(tmcnet_ip 3)"
+client_ips=""
+for ((j = 0; j < CLIENTS; j++)); do client_ips="$client_ips${client_ips:+,}$(tmcnet_ip $((4 + j)))"; done
+if [ "$LOSS_BP" -gt 0 ]; then
+  for ((h = 1; h <= TMCNET_HOSTS; h++)); do tmcnet_loss_ip "$h" "$LOSS_BP"; done
+fi
+LOSS_PCT=$(awk -v b="$LOSS_BP" 'BEGIN { printf "%g", b / 100 }')
+common=(--variant "$VARIANT" --replicas "$replicas" --client-ips "$client_ips" --interface "$TMCNET_IF"
+        --loss "$LOSS_PCT" --loss-model "nftables numgen, every receiver, UDP and TCP" --seconds "$SECONDS_" "$@")
+
+rpids=()
+for r in 0 1 2; do
+  tmcnet_bg $((r + 1)) "$BIN" replica --index "$r" "${common[@]}" --out "$OUT/replica$r.json" 2>"$OUT/replica$r.log"
+  rpids+=("$TMCNET_LAST_PID")
+done
+for r in 0 1 2; do
+  tries=0
+  until grep -q "tapir-kv: ready" "$OUT/replica$r.log" 2>/dev/null; do
+    tries=$((tries + 1))
+    [ $tries -lt 600 ] || { echo "run-netns: replica $r did not start" >&2; cat "$OUT/replica$r.log" >&2; exit 1; }
+    sleep 0.05
+  done
+done
+cpids=()
+for ((j = 0; j < CLIENTS; j++)); do
+  tmcnet_bg $((4 + j)) "$BIN" client --index "$j" "${common[@]}" --out "$OUT/client$j.json" 2>"$OUT/client$j.log"
+  cpids+=("$TMCNET_LAST_PID")
+done
+rc=0
+for p in "${cpids[@]}"; do wait "$p" || rc=1; done
+for p in "${rpids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+for p in "${rpids[@]}"; do wait "$p" || true; done
+: >"$OUT/drops.txt"
+for ((h = 1; h <= TMCNET_HOSTS; h++)); do
+  d=$(tmcnet_loss_dropped "$h" || true); echo "host$h ${d:-0}" >>"$OUT/drops.txt"
+done
+exit $rc

@@ -1,0 +1,95 @@
+// reliability.arq: what its parts share — the counters (declared once, below), the
+// parameters as configure() resolved them, and the limits. The stage itself is arq.cpp (the
+// shell); the sender window is arq_sender, the receive state arq_receiver, and the in-order
+// hold arq_hold. Those classes are hidden from the shared library's symbol table: they
+// are not API, and a hidden member function binds locally, so the compiler inlines the
+// small ones into the per-packet paths (an exported one may be interposed at load time, so
+// under -fPIC every call to it, even from its own file, goes through the PLT).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "tmc/group.hpp"
+#include "tmc/stage.hpp"
+
+namespace tmc::arq {
+
+inline constexpr std::string_view kKind = "reliability.arq";
+
+// The stage's counters, declared once: ctr::Counter indexes and ctr::kCounters names
+// ("reliability.<id>") come from this list, in this order.
+#define TMC_ARQ_COUNTERS(X, P)                                                                        \
+  X(P, sent, "reliable packets stamped and sent for the first time")                                  \
+  X(P, retransmits, "reliable packets sent again (on timeout or NACK)")                               \
+  X(P, timeouts, "retransmission timeouts")                                                           \
+  X(P, acks_sent, "ack packets sent")                                                                 \
+  X(P, acks_received, "ack packets for this sender received")                                         \
+  X(P, nacks_sent, "NACK packets sent")                                                               \
+  X(P, nacks_received, "NACK packets for this sender received")                                       \
+  X(P, nacks_suppressed, "NACKs not sent because another member asked first")                         \
+  X(P, duplicates, "reliable packets received again (dropped and re-acked)")                          \
+  X(P, delivered, "reliable packets passed up (once each)")                                           \
+  X(P, met, "reliable messages whose ack set acknowledged them")                                      \
+  X(P, failed, "reliable messages given up (retries exhausted or member gone)")                       \
+  X(P, queued, "reliable messages that waited for room in the window")                                \
+  X(P, rtt_samples, "RTT samples taken (never from retransmitted packets)")                           \
+  X(P, beyond_window, "reliable packets dropped: beyond the receive window")                          \
+  X(P, no_buffer, "copies, acks or NACKs not made: the packet pool was exhausted")                    \
+  X(P, malformed, "reliability extensions of the wrong length")                                       \
+  X(P, unknown_acker, "acks from a sender that is not in the membership view")                        \
+  X(P, senders_evicted, "receive state of a silent sender reused for a new one")                      \
+  X(P, held_in_order, "deliver=in_order: packets held above a gap until it filled")                   \
+  X(P, held_released_early,                                                                           \
+    "deliver=in_order: held packets passed up before their gap filled (rto_max_us passed, the "       \
+    "sender restarted or its state was evicted)")
+namespace ctr {
+TMC_STAGE_COUNTERS("reliability.", TMC_ARQ_COUNTERS);
+}  // namespace ctr
+
+// Reliable numbers an ack's SACK bitmap covers beyond cumulative + 1 (ack_format.hpp).
+inline constexpr std::uint64_t kSackSpan = 64;
+// Senders a receiver keeps reliable state for at once (each with its receive bitmap); a
+// new sender beyond them takes the state of the one silent the longest.
+inline constexpr std::size_t kMaxRxSenders = 64;
+inline constexpr std::uint32_t kMaxNackRanges = 4;  // NACK packets per sender per round
+inline constexpr std::uint32_t kMaxRtoBurst = 64;    // retransmissions per timeout scan
+inline constexpr std::uint64_t kSilenceRtoMax = 1;   // no ack progress for this many rto_max: a loss
+inline constexpr std::uint64_t kUs = 1000;
+
+enum class AckMode : std::uint8_t { all, named, count };
+
+// The parameters, resolved and checked by the shell's configure(); times in nanoseconds.
+struct Config {
+  bool all_messages = true;
+  AckMode mode = AckMode::all;
+  double ack_fraction = 0.0;
+  std::uint32_t ack_k = 0;
+  std::uint32_t max_retries = 8;
+  std::uint32_t window = 4096;
+  std::uint64_t rto_initial_ns = 0;
+  std::uint64_t rto_min_ns = 0;
+  std::uint64_t rto_max_ns = 0;
+  std::uint64_t ack_delay_ns = 0;
+  std::uint32_t ack_every = 32;
+  std::uint64_t nack_delay_ns = 0;
+  bool in_order = false;
+  // Acks and NACKs go by unicast to the sender they concern (when the shell routes unicast
+  // to members and the view knows the sender's address); false: to the group.
+  bool unicast_feedback = true;
+  // acks=application: receivers send no acks (NACKs for gaps still); the sending
+  // application acknowledges each message on a member's behalf when that member's reply
+  // arrives (Channel::acknowledge), and a receiver passes a reliable packet received again
+  // up again, so that a request retransmitted because its reply was lost is answered again.
+  bool app_acks = false;
+
+  // Bits of each receive bitmap (and slots of each in-order ring): the window rounded up
+  // to whole words, with room for the SACK bitmap beyond cum + 1.
+  [[nodiscard]] std::uint64_t rx_bits() const noexcept {
+    const std::uint64_t bits = (static_cast<std::uint64_t>(window) + 63) / 64 * 64;
+    return bits < 128 ? 128 : bits;
+  }
+};
+
+}  // namespace tmc::arq

@@ -1,0 +1,619 @@
+// reliability.arq: the sender window (see arq_sender.hpp).
+#include "primitives/reliability/arq_sender.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace tmc::arq {
+namespace {
+
+using detail::AckBody;
+using detail::NackBody;
+using detail::RelBody;
+
+std::uint8_t* rel_body_mut(Packet& p) noexcept {
+  for (std::uint8_t i = 0; i < p.n_ext; ++i) {
+    if (p.ext_type[i] == static_cast<std::uint8_t>(wire::Ext::rel) && p.ext_len[i] == detail::kRelBodyBytes) {
+      return p.buf + p.ext_body[i];
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+ArqSender::~ArqSender() {
+  for (Entry& e : entries_) {
+    if (e.copy != nullptr) e.copy->release();
+  }
+  queue_.release_all();
+}
+
+void ArqSender::configure(const Config& cfg, const StageEnv& env, std::vector<std::string> ack_from) {
+  cfg_ = cfg;
+  channel_ = env.channel;
+  self_sender_ = env.sender;
+  self_epoch_ = env.epoch;
+  ack_from_ = std::move(ack_from);
+  rto_ns_ = std::clamp(cfg.rto_initial_ns, cfg.rto_min_ns, cfg.rto_max_ns);
+  entries_.assign(cfg.window, Entry{});
+}
+
+// --- the queue ------------------------------------------------------------------------------
+
+void ArqSender::pump_queue(StageIo& io) noexcept {
+  while (!queue_.empty() && next_rseq_ - trail_ < cfg_.window && retry_queue_ns_ == 0) {
+    Packet* p = queue_.pop();
+    if (!transmit_new(p, io)) break;
+  }
+}
+
+// --- forgetting and lifetimes ---------------------------------------------------------------
+
+void ArqSender::forget(std::uint64_t token, ForgetScope scope, StageIo& io) noexcept {
+  const std::uint64_t edge = trail_;
+  for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
+    Entry& e = entry(r);
+    if (e.rseq == r && forgets(e.token, token, scope)) settle(e, EventType::delivery_forgotten, io);
+  }
+  // Queued messages have no reliable number yet, but ordering above numbered them: each
+  // still takes its number when its turn comes, unsent (transmit_new() sees it expired),
+  // so receivers see a hole the trailing edge covers. Its outcome is reported now; token 0
+  // says so.
+  for (Packet* p = queue_.front(); p != nullptr; p = p->next) {
+    if (p->token == 0 || !forgets(p->token, token, scope)) continue;
+    notify_outcome(EventType::delivery_forgotten, p->token, io);
+    p->token = 0;
+    p->expires_ns = 1;
+  }
+  if (trail_ != edge) announce_edge(io);
+}
+
+// Tell the receivers where the trailing edge is now, at once, instead of with the next
+// datagram (which may be long in coming): an ack addressed to this sender itself, sent to
+// the group, whose cumulative number is the edge less one. Receivers stop waiting for (and
+// asking for) what lies below it, and ordering moves past the hole.
+void ArqSender::announce_edge(StageIo& io, bool again) noexcept {
+  if (!again) edge_repeats_ = kEdgeRepeats;
+  edge_again_ns_ = 0;
+  if (edge_repeats_ > 0) {
+    --edge_repeats_;
+    edge_again_ns_ = io.now_ns() + rto_ns_;
+  }
+  Packet* a = io.alloc();
+  if (a == nullptr) {
+    io.count(ctr::no_buffer);
+    return;
+  }
+  a->reset_for_send(0);
+  a->kind = wire::Kind::control;
+  a->channel = channel_;
+  a->sender = self_sender_;
+  a->epoch = self_epoch_;
+  std::uint8_t* body = a->push_ext(wire::Ext::ack, detail::kAckBodyBytes);
+  if (body == nullptr) {
+    a->release();
+    io.count(ctr::no_buffer);
+    return;
+  }
+  AckBody edge;
+  edge.target_sender = self_sender_;
+  edge.target_epoch = self_epoch_;
+  edge.cumulative = trail_ - 1;
+  detail::encode_ack(body, edge);
+  edge_announced_ns_ = io.now_ns();
+  edge_due_ = false;
+  io.down(a);
+}
+
+// --- the ack set and the view ---------------------------------------------------------------
+
+// Resolve ack_from names against the view (cached per view).
+void ArqSender::resolve_named(const Group& g) noexcept {
+  named_mask_.clear();
+  named_unknown_ = false;
+  for (const std::string& n : ack_from_) {
+    const int slot = g.slot_of_name(n);
+    if (slot == kNoSlot) {
+      named_unknown_ = true;
+    } else if (slot != g.self_slot() && g.member(slot).receives) {
+      named_mask_.insert(slot);
+    }
+  }
+}
+
+const MemberSet& ArqSender::required_now(const Group& g) const noexcept {
+  return cfg_.mode == AckMode::named ? named_mask_ : g.receivers();
+}
+
+// Cold (a view change): size every per-member table and every window entry's sets to the
+// view, so that the hot path copies and updates them without allocating.
+void ArqSender::fit_view(const Group& g) {
+  const std::size_t n = g.slots();
+  if (n <= slots_fit_) return;
+  slots_fit_ = n;
+  slot_cum_.resize(n, 0);
+  slot_high_.resize(n, 0);
+  slot_ack_ns_.resize(n, 0);
+  slot_heard_ns_.resize(n, 0);
+  named_mask_.reserve(n);
+  outcome_.members.reserve(n);
+  for (Entry& e : entries_) {
+    e.required.reserve(n);
+    e.acked.reserve(n);
+  }
+}
+
+void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
+  fit_view(g);
+  if (cfg_.mode == AckMode::named) resolve_named(g);
+  const MemberSet& dead = g.gone();
+  for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
+    Entry& e = entry(r);
+    if (e.rseq != r) continue;
+    if (cfg_.mode == AckMode::count) {
+      e.required |= g.receivers();
+      const int possible = e.acked.count() + e.required.count_without(e.acked, dead);
+      if (static_cast<std::uint32_t>(possible) < e.need) settle(e, EventType::delivery_failed, io);
+      continue;
+    }
+    if (e.unresolved) {
+      e.required |= named_mask_;
+      e.unresolved = named_unknown_;
+      e.missing = static_cast<std::uint32_t>(e.required.count_without(e.acked));
+    }
+    if (e.required.intersects_except(dead, e.acked)) {
+      settle(e, EventType::delivery_failed, io);
+    } else if (met(e)) {
+      settle(e, EventType::delivery_met, io);
+    }
+  }
+}
+
+bool ArqSender::met(const Entry& e) const noexcept {
+  if (cfg_.mode == AckMode::count) return static_cast<std::uint32_t>(e.acked.count()) >= e.need;
+  return !e.unresolved && e.missing == 0;  // O(1): on_ack() counts members off as they ack
+}
+
+// --- sending ----------------------------------------------------------------------------------
+
+void ArqSender::notify_failed(std::uint64_t token, const MemberSet& members, StageIo& io) noexcept {
+  Event& ev = outcome_event(EventType::delivery_failed, 0, token);
+  ev.members.assign(members);
+  io.count(ctr::failed);
+  io.notify(ev);
+}
+
+// The outcome of a message that never took a window entry (forgotten or expired while it
+// waited for room): nobody acked or failed it, so no members.
+void ArqSender::notify_outcome(EventType type, std::uint64_t token, StageIo& io) noexcept {
+  io.notify(outcome_event(type, 0, token));
+}
+
+// The one event every outcome is reported in: its member set keeps the capacity fit_view()
+// gave it, so reporting who acked allocates nothing in a group of any size.
+Event& ArqSender::outcome_event(EventType type, std::uint64_t rseq, std::uint64_t token) noexcept {
+  Event& ev = outcome_;
+  ev.type = type;
+  ev.sender = self_sender_;
+  ev.epoch = self_epoch_;
+  ev.seq = rseq;
+  ev.count = 0;
+  ev.stage = kKind;
+  ev.token = token;
+  ev.members.clear();
+  return ev;
+}
+
+bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
+  const Group& g = io.group();
+  const std::uint64_t now = io.now_ns();
+  if (p->expires_ns != 0 && now >= p->expires_ns) {
+    // Its lifetime ran out (or it was forgotten: token 0) while it waited for room in the
+    // window: it never goes out, but takes its number, settled at once, so receivers see
+    // the hole (ordering above numbered it) and the trailing edge covers it.
+    if (p->token != 0) notify_outcome(EventType::delivery_expired, p->token, io);
+    p->release();
+    if (trail_ == next_rseq_) ++trail_;
+    ++next_rseq_;
+    released_ = true;
+    edge_due_ = true;
+    return true;
+  }
+  const MemberSet& required = required_now(g);
+  std::uint32_t need = 0;
+  bool unresolved = false;
+  switch (cfg_.mode) {
+    case AckMode::all:
+      break;
+    case AckMode::named:
+      unresolved = named_unknown_;
+      break;
+    case AckMode::count: {
+      const auto n = static_cast<std::uint32_t>(required.count());
+      need = cfg_.ack_k > 0 ? cfg_.ack_k : static_cast<std::uint32_t>(std::ceil(cfg_.ack_fraction * n - 1e-9));
+      break;
+    }
+  }
+  const bool trivially_met = cfg_.mode == AckMode::count ? need == 0 : (required.empty() && !unresolved);
+
+  Packet* copy = nullptr;
+  if (!trivially_met) {
+    copy = io.clone(*p);
+    if (copy == nullptr) {
+      // No buffer to keep a copy: wait (in order) and try again shortly.
+      io.count(ctr::no_buffer);
+      queue_.push_front(p);
+      retry_queue_ns_ = now + cfg_.rto_min_ns;
+      return false;
+    }
+  }
+  const std::uint64_t rseq = next_rseq_;
+  std::uint8_t* body = p->push_ext(wire::Ext::rel, detail::kRelBodyBytes);
+  std::uint8_t* copy_body = copy != nullptr ? copy->push_ext(wire::Ext::rel, detail::kRelBodyBytes) : nullptr;
+  if (body == nullptr || (copy != nullptr && copy_body == nullptr)) {
+    // No headroom (or sealed by a stage above): it cannot be made reliable.
+    if (copy != nullptr) copy->release();
+    io.count(ctr::no_buffer);
+    notify_failed(p->token, required, io);
+    io.drop(p, DropReason::buffer_full);
+    return true;
+  }
+  ++next_rseq_;
+  p->flags |= wire::kFlagReliable;
+  const RelBody rel{rseq, trail_};
+  detail::encode_rel(body, rel);
+  io.count(ctr::sent);
+  if (trivially_met) {
+    if (trail_ == rseq) trail_ = next_rseq_;
+    Event& ev = outcome_event(EventType::delivery_met, rseq, p->token);
+    io.count(ctr::met);
+    io.notify(ev);
+    io.down(p);
+    return true;
+  }
+  copy->flags |= wire::kFlagReliable;
+  detail::encode_rel(copy_body, rel);
+  Entry& e = entry(rseq);
+  // Field by field: the entry's sets keep their capacity (sized to the view in fit_view()),
+  // so copying the ack set allocates nothing.
+  e.copy = copy;
+  e.rseq = rseq;
+  e.token = p->token;
+  e.required.assign(required);
+  e.acked.clear();
+  e.missing = cfg_.mode == AckMode::count ? 0 : static_cast<std::uint32_t>(required.count());
+  e.need = need;
+  e.unresolved = unresolved;
+  e.retries = 0;
+  e.timeouts = 0;
+  e.retransmitted = false;
+  e.out = false;
+  e.out_ns = 0;
+  e.first_sent_ns = e.last_sent_ns = now;
+  e.deadline_ns = now + rto_ns_;
+  e.expires_ns = p->expires_ns;
+  ++held_;
+  deadline_ns_ = earliest(deadline_ns_, earliest(e.deadline_ns, e.expires_ns));
+  if (trail_ == rseq) mark_out(rseq, now);  // nothing older unsettled: nothing below holds it
+  io.down(p);
+  return true;
+}
+
+bool ArqSender::retransmit(Entry& e, StageIo& io) noexcept {
+  // Refresh the trailing edge the copy advertises, then send a clone of it.
+  if (std::uint8_t* body = rel_body_mut(*e.copy); body != nullptr) detail::encode_rel(body, RelBody{e.rseq, trail_});
+  Packet* r = io.clone(*e.copy);
+  if (r == nullptr) {
+    io.count(ctr::no_buffer);
+    return false;
+  }
+  e.last_sent_ns = io.now_ns();
+  e.retransmitted = true;
+  // The repair needs a round trip before its acks can show up: its timer starts again
+  // now (a timeout sets its own backoff after this). Without this a NACK repair sent
+  // shortly before the original's timer ran out was followed at once by a second,
+  // useless copy (the lossy member's acks of later messages are the "evidence" of the
+  // loss being repaired), which every member then received as a duplicate.
+  e.deadline_ns = std::max(e.deadline_ns, e.last_sent_ns + rto_ns_);
+  io.count(ctr::retransmits);
+  io.down(r);
+  return true;
+}
+
+// Report the outcome (exactly once: the entry is freed here) and move the trailing edge.
+// A forgotten or expired message is settled like a met one as far as the window goes: no
+// member failed it.
+void ArqSender::settle(Entry& e, EventType outcome, StageIo& io) noexcept {
+  const bool ok = outcome != EventType::delivery_failed;
+  Event& ev = outcome_event(outcome, e.rseq, e.token);
+  ev.members.assign(ok ? e.acked : e.required);
+  if (!ok) ev.members.subtract(e.acked);
+  if (e.copy != nullptr) {
+    e.copy->release();
+    e.copy = nullptr;
+    --held_;
+  }
+  e.rseq = 0;
+  if (outcome == EventType::delivery_forgotten || outcome == EventType::delivery_expired) released_ = true;
+  if (outcome == EventType::delivery_met) io.count(ctr::met);
+  if (outcome == EventType::delivery_failed) io.count(ctr::failed);
+  while (trail_ < next_rseq_ && entry(trail_).rseq != trail_) ++trail_;
+  // The new oldest unsettled message has nothing older ahead of it any more: a window or
+  // credit below that held it opens (see lost_evidence()). After a failure we stop
+  // assuming anything below holds the rest: a member that cannot hear us fails them all
+  // within about one more budget instead of one message after the other.
+  if (trail_ < next_rseq_) mark_out(ok ? trail_ : next_rseq_ - 1, io.now_ns());
+  io.notify(ev);
+}
+
+void ArqSender::fail_all(StageIo& io) noexcept {
+  for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
+    Entry& e = entry(r);
+    if (e.rseq == r) settle(e, EventType::delivery_failed, io);
+  }
+  while (Packet* p = queue_.pop()) {
+    notify_failed(p->token, required_now(io.group()), io);
+    p->release();
+  }
+}
+
+// --- timeouts ---------------------------------------------------------------------------------
+
+void ArqSender::scan(StageIo& io) noexcept {
+  const std::uint64_t now = io.now_ns();
+  std::uint64_t next = 0;
+  // A timeout is the backup for lost NACKs and tail losses (gaps are repaired by NACK), and
+  // on a busy host it is often spurious: a receiver that was not scheduled for a few ms
+  // acks nothing, and every message of a full window expires at once. So one scan
+  // retransmits at most kMaxRtoBurst messages (the oldest first; the rest wait another
+  // RTO). Each message's own timer backs off exponentially. (Backing off the shared RTO
+  // as well, as TCP does, starved repairs under heavy loss in the simulator: with Karn's
+  // rule the RTT samples that would undo it become rare.)
+  std::uint32_t burst = 0;
+  bool expired = false;
+  for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
+    Entry& e = entry(r);
+    if (e.rseq != r) continue;
+    if (e.expires_ns != 0 && e.expires_ns <= now) {
+      // Worth nothing now: no more repairs, and nobody waits for it any longer.
+      settle(e, EventType::delivery_expired, io);
+      expired = true;
+      continue;
+    }
+    if (e.deadline_ns <= now && (burst >= kMaxRtoBurst || !(lost_evidence(e, now) || members_quiet(e, now)))) {
+      // The ack clock is running (the members it waits for are acking, nothing later
+      // than it arrived without it): it is most likely still on its way, or waiting
+      // below for credit; a gap would show in their acks or NACKs. Look again later.
+      e.deadline_ns = now + rto_ns_;
+    } else if (e.deadline_ns <= now) {
+      // The retry budget is spent only on timeouts that show a loss: a message that waits
+      // in a flow-control or congestion queue below this stage (its timer started when it
+      // left here) is not lost, and failing it would report a delivered message as failed.
+      const bool counts = lost_evidence(e, now);
+      if (counts && e.retries >= cfg_.max_retries) {
+        settle(e, EventType::delivery_failed, io);
+        continue;
+      }
+      io.count(ctr::timeouts);
+      if (retransmit(e, io)) {
+        ++burst;
+        if (counts) ++e.retries;
+        if (e.timeouts < 0xFFFF) ++e.timeouts;
+        const unsigned shift = std::min<unsigned>(e.timeouts, 40);
+        const std::uint64_t backoff = rto_ns_ > (cfg_.rto_max_ns >> shift) ? cfg_.rto_max_ns : rto_ns_ << shift;
+        e.deadline_ns = now + std::min(backoff, cfg_.rto_max_ns);
+      } else {
+        e.deadline_ns = now + cfg_.rto_min_ns;  // no buffer: try again soon, same retry count
+      }
+    }
+    next = earliest(next, earliest(e.deadline_ns, e.expires_ns));
+  }
+  deadline_ns_ = next;
+  if (expired) announce_edge(io);
+}
+
+// Whether a timeout of `e` shows that it was lost: some member it still waits for has
+// acknowledged a later message (so this one went missing), or its acks have made no
+// progress for rto_max while `e` was out (so it cannot hear us, or this was the last
+// message). Neither holds while `e` waits below us for credit or a congestion window and
+// the members keep acking what reached them.
+// "Out" is not "handed down": the timer of `e` starts when it leaves this stage, but a
+// flow.credit or congestion.window below may hold it for seconds. While it waits there,
+// the members' acks stall for reasons that have nothing to do with `e`: congestion.window
+// follows the slowest member's cumulative ack, so one lost datagram (or the lost acks of
+// its repairs, which go at rto_max once backed off) holds the whole window, and every
+// member, the ones that have everything included, acks nothing new for a second or more.
+// Measured from when `e` left here, that silence spent one retry of every message queued
+// below per stall, and the last of a long burst arrived on the wire with its budget nearly
+// gone (a lost ack then failed it). So the silence is measured from e.out_ns, when `e` is
+// known to have left the stages below (mark_out()): some member acked it or a later
+// message (data leaves the stages below in rseq order), or nothing older is unsettled
+// (nothing below can hold it for an older message's sake then).
+bool ArqSender::lost_evidence(const Entry& e, std::uint64_t now) const noexcept {
+  for (int slot = e.required.first(); slot >= 0; slot = e.required.next(slot)) {
+    if (e.acked.contains(slot)) continue;
+    const auto s = static_cast<std::size_t>(slot);
+    if (s >= slots_fit_) continue;
+    if (slot_high_[s] > e.rseq) return true;
+    if (!e.out) continue;
+    const std::uint64_t since = std::max(slot_ack_ns_[s], e.out_ns);
+    if (now >= since + kSilenceRtoMax * cfg_.rto_max_ns) return true;
+  }
+  return false;
+}
+
+// Every unsettled message up to `upto` is known to have left the stages below (now, if
+// not known before). The watermark only rises, so each entry is visited once.
+void ArqSender::mark_out(std::uint64_t upto, std::uint64_t now) noexcept {
+  upto = std::min(upto, next_rseq_ - 1);
+  for (std::uint64_t r = std::max(out_rseq_ + 1, trail_); r <= upto; ++r) {
+    Entry& e = entry(r);
+    if (e.rseq == r && !e.out) {
+      e.out = true;
+      e.out_ns = now;
+    }
+  }
+  out_rseq_ = std::max(out_rseq_, upto);
+}
+
+// Whether the acks of some member `e` waits for have made no progress for an RTO since
+// `e` last left: the stream stopped (a tail loss) or that member cannot hear us.
+// A member that keeps acking while its cumulative ack stays below `e`'s predecessor is
+// not quiet on `e`'s account: it lacks an older message, which that message's own timer
+// and the member's NACKs repair, and until then its acks cannot reach `e` (the SACK
+// bitmap covers only the 64 after the cumulative point). Counting it as quiet sent up
+// to kMaxRtoBurst useless copies per scan at 1 % loss (the member had them all), and
+// every member received them as duplicates.
+// (Only while a repair of that older message is on its way: when it was settled
+// without the member, or its own retransmission waits out a backoff, the old rule
+// stands, and the later messages go again as before.)
+bool ArqSender::members_quiet(const Entry& e, std::uint64_t now) const noexcept {
+  for (int slot = e.required.first(); slot >= 0; slot = e.required.next(slot)) {
+    if (e.acked.contains(slot)) continue;
+    const auto s = static_cast<std::size_t>(slot);
+    if (s >= slots_fit_) continue;
+    if (blocked_below(s, e.rseq, now)) continue;
+    // A member that is acking but whose cumulative point is too far behind for its SACK
+    // bitmap (64 after cumulative + 1) to reach `e` cannot tell us about `e` at all: the
+    // message that holds its cumulative point back has its own timer, and `e` goes again
+    // only once the member's acks could show it missing. (At 1 % loss and about 90k
+    // datagrams/s, every repair left more than 64 datagrams in that blind spot, and their
+    // timeouts re-sent thousands of datagrams the lossy member already had.)
+    if (e.rseq > slot_cum_[s] + 1 + kSackSpan && now < slot_heard_ns_[s] + rto_ns_) continue;
+    if (now >= std::max(slot_ack_ns_[s], e.last_sent_ns) + rto_ns_) return true;
+  }
+  return false;
+}
+
+// Whether member slot `s` is acking (heard within an RTO) but lacks an older message
+// than `rseq` that is still unsettled, waits for it, and was retransmitted within the
+// last RTO (see members_quiet()).
+bool ArqSender::blocked_below(std::size_t s, std::uint64_t rseq, std::uint64_t now) const noexcept {
+  const std::uint64_t missing = slot_cum_[s] + 1;
+  if (missing >= rseq || missing < trail_ || now >= slot_heard_ns_[s] + rto_ns_) return false;
+  const Entry& g = entries_[static_cast<std::size_t>(missing % cfg_.window)];
+  // ... and a repair of it is on its way (sent within the last RTO).
+  return g.rseq == missing && g.required.contains(static_cast<int>(s)) && !g.acked.contains(static_cast<int>(s)) &&
+         g.retransmitted &&
+         now < g.last_sent_ns + rto_ns_;
+}
+
+// --- acks and NACKs -------------------------------------------------------------------------
+
+void ArqSender::rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept {
+  // Jacobson/Karels (RFC 6298) with alpha = 1/8, beta = 1/4.
+  const auto r = static_cast<std::int64_t>(sample_ns);
+  if (!have_rtt_) {
+    srtt_ns_ = r;
+    rttvar_ns_ = r / 2;
+    have_rtt_ = true;
+  } else {
+    const std::int64_t err = srtt_ns_ > r ? srtt_ns_ - r : r - srtt_ns_;
+    rttvar_ns_ = rttvar_ns_ + (err - rttvar_ns_) / 4;
+    srtt_ns_ = srtt_ns_ + (r - srtt_ns_) / 8;
+  }
+  const auto rto = static_cast<std::uint64_t>(srtt_ns_ + std::max<std::int64_t>(4 * rttvar_ns_, 1000));
+  rto_ns_ = std::clamp(rto, cfg_.rto_min_ns, cfg_.rto_max_ns);
+  io.count(ctr::rtt_samples);
+}
+
+void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noexcept {
+  io.count(ctr::acks_received);
+  const Group& g = io.group();
+  const int slot = g.slot_of_sender(from);
+  if (slot == kNoSlot || slot == g.self_slot()) {
+    io.count(ctr::unknown_acker);
+    return;
+  }
+  if (static_cast<std::size_t>(slot) >= slots_fit_) fit_view(g);  // cold: a view not seen yet
+  const std::uint64_t now = io.now_ns();
+  auto& seen = slot_cum_[static_cast<std::size_t>(slot)];
+  const std::uint64_t first = std::max(trail_, seen + 1);
+  const std::uint64_t last = std::min(ack.highest(), next_rseq_ - 1);
+  const auto s = static_cast<std::size_t>(slot);
+  slot_heard_ns_[s] = now;
+  // Only progress counts as the ack clock running: a re-ack of what we already knew (for
+  // a duplicate retransmission) says nothing about messages sent since.
+  if (ack.cumulative > seen && ack.cumulative < next_rseq_) {
+    seen = ack.cumulative;
+    slot_ack_ns_[s] = now;
+  }
+  if (ack.highest() < next_rseq_ && ack.highest() > slot_high_[s]) {
+    slot_high_[s] = ack.highest();
+    slot_ack_ns_[s] = now;
+  }
+  // What this member received, and everything before it, has left the stages below.
+  if (ack.highest() < next_rseq_) mark_out(ack.highest(), now);
+  std::uint64_t sample_sent_ns = 0;
+  bool sample = false;
+  for (std::uint64_t r = first; r <= last; ++r) {
+    Entry& e = entry(r);
+    if (e.rseq != r || e.acked.contains(slot) || !ack.covers(r)) continue;
+    e.acked.insert(slot);
+    if (e.missing != 0 && e.required.contains(slot)) --e.missing;
+    if (!e.retransmitted) {
+      // Karn's rule: only never-retransmitted packets give unambiguous samples.
+      sample_sent_ns = e.first_sent_ns;
+      sample = true;
+    }
+    if (met(e)) settle(e, EventType::delivery_met, io);
+  }
+  if (sample && now >= sample_sent_ns) rtt_sample(now - sample_sent_ns, io);
+}
+
+bool ArqSender::on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept {
+  const Group& g = io.group();
+  if (slot == kNoSlot || slot == g.self_slot()) return false;
+  const std::uint64_t now = io.now_ns();
+  bool known = false;
+  // A reply acknowledges a recent message: look from the newest down. Tokens grow with
+  // the reliable sequence number, so the search stops below the token. (A fragmented
+  // message is several entries under one token: each is acknowledged.)
+  for (std::uint64_t r = next_rseq_; r > trail_;) {
+    Entry& e = entry(--r);
+    if (e.rseq != r || e.token > token) continue;
+    if (e.token < token) break;
+    known = true;
+    if (e.acked.contains(slot)) continue;
+    e.acked.insert(slot);
+    if (e.missing != 0 && e.required.contains(slot)) --e.missing;
+    // Not the member's ack clock (slot_heard_ns_, slot_ack_ns_): those say what its own
+    // acks report, which the timeout logic reads (members_quiet(), lost_evidence()).
+    // The reply's round trip is the RTT the application sees (Karn's rule as for acks).
+    if (!e.retransmitted && now >= e.first_sent_ns) rtt_sample(now - e.first_sent_ns, io);
+    if (met(e)) settle(e, EventType::delivery_met, io);
+  }
+  return known;
+}
+
+void ArqSender::on_nack(const NackBody& nack, StageIo& io) noexcept {
+  io.count(ctr::nacks_received);
+  // Repair each unsettled packet of the range at once, and a repair again at most once
+  // per half RTT, so that NACKs from many receivers for the same loss cause one
+  // repair, not a storm. The first repair is never held back: the NACK says the
+  // packet is missing behind later ones (and came after a delay for reordering to
+  // settle), and under load the RTT is mostly queueing, so holding back a repair of a
+  // packet first sent less than half an RTT ago only made the gap, and with it the
+  // window, wait for the next NACK round.
+  const std::uint64_t now = io.now_ns();
+  const std::uint64_t guard = have_rtt_ ? static_cast<std::uint64_t>(srtt_ns_ / 2) : cfg_.rto_min_ns / 2;
+  if (released_ && nack.first < trail_ && now >= edge_announced_ns_ + cfg_.rto_min_ns) {
+    // It asks for something settled already (forgotten, expired or given up): tell it the
+    // edge, since the next datagram that would carry it may be long in coming.
+    announce_edge(io);
+  }
+  const std::uint64_t first = std::max(trail_, nack.first);
+  const std::uint64_t end = std::min(next_rseq_, nack.first + std::min<std::uint64_t>(nack.count, cfg_.window));
+  for (std::uint64_t r = first; r < end; ++r) {
+    Entry& e = entry(r);
+    if (e.rseq != r || (e.retransmitted && now - e.last_sent_ns < guard)) continue;
+    if (e.expires_ns != 0 && now >= e.expires_ns) {
+      settle(e, EventType::delivery_expired, io);
+      continue;
+    }
+    retransmit(e, io);
+  }
+}
+
+}  // namespace tmc::arq
