@@ -336,10 +336,10 @@ TEST_CASE("sim: ordering.group reliable temporary partitions while everyone send
 // whose views never split (which ones those are depends on the seed). A sequencer that was
 // cut off from a term the others delivered in re-orders messages they delivered already;
 // they pass over those numbers (ordering.group_cut_missing counts them).
-// may_fail: about 3 seeds of 1000 (which ones depends on reliability's timing; e.g. five
-// members in several sides that each declared others failed) still end with every member
-// holding the second burst's messages undelivered: merging three or more concurrent terms
-// after the heal is not solved yet.
+// may_fail: 1 seed of 1000 run alone (seed 13) still ends with the second burst of one
+// member undelivered: that member ran its own term alone, and the coordinator's cut took
+// its stale term-0 status, so the merged term lacks its per-sender cut-off and waits for
+// numbers it delivered alone and no longer holds.
 TEST_CASE("sim: ordering.group reliable partition before every member was heard: nobody stalls" *
           doctest::may_fail()) {
   Totals totals;
