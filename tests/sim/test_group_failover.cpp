@@ -367,7 +367,9 @@ TEST_CASE("sim: ordering.group reliable partition before every member was heard:
 // The same at n = 100, split into 2..6 sides at once, each of which runs its own terms
 // until the heal; the merge must bring every side into one term. Each seed is heavy (100
 // members talking to each other for 20 s of virtual time), so this runs two seeds by
-// default; TMC_SIM_SEEDS=N or TMC_SIM_SEED=N runs more or one.
+// default; TMC_SIM_SEEDS=N or TMC_SIM_SEED=N runs more or one. may_fail: seed 1 leaves
+// most of the post-heal burst undelivered (not diagnosed yet; a term start carries at most
+// 64 per-sender cut-offs, fewer than the 100 senders here).
 TEST_CASE("sim: ordering.group reliable partition of a 100-member group into many sides: nobody stalls" *
           doctest::may_fail()) {
   constexpr std::uint64_t kLargeSeeds = 2;
