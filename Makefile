@@ -9,7 +9,7 @@ ifneq ($(CI),)
 CMAKE_FLAGS += -DTMC_WERROR=ON
 endif
 
-.PHONY: all deps configure build test demo bench peers-rtt loss-sweep bench-peers tapir clean install install-python
+.PHONY: all deps configure build test demo bench peers-rtt loss-sweep bench-peers tapir scale-netns clean install install-python
 
 all: build
 
@@ -53,6 +53,13 @@ loss-sweep: configure
 bench-peers: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target tmc-reliable-mcast tmc-e2e-latency
 	@TMC_BUILD=$(BUILD) bench/peers/matrix.sh $(PEERS_OUT)/matrix
+
+# Reliable multicast at 1% loss to many member processes across network namespaces (root):
+# the sender's rate and CPU at 3 and at 100 members in the same run (bench/scale/scale-netns.sh;
+# SCALE_MEMBERS, SCALE_COUNT, SCALE_REPS, ... change it).
+scale-netns: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target tmc_net_member
+	@bench/scale/scale-netns.sh $(BUILD)/tests/net/tmc_net_member
 
 # TAPIR-KV matrix on network namespaces (root): 4 variants x 4 loss rates x {1, 4} clients x
 # 3 interleaved repetitions; CSV, Markdown and chart in results/tapir-kv/<date>/

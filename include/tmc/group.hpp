@@ -56,6 +56,10 @@ struct MemberInfo {
   MemberState state = MemberState::expected;
   bool receives = true;      ///< false: a send-only member (never acks, never in an ack set)
   std::uint64_t last_heard_ns = 0;
+  /// How many times the slot was marked failed or left. A member heard again after a
+  /// partition keeps its epoch, so a stage that reads the view only now and then (on its
+  /// own inputs) learns from this that the member was out meanwhile.
+  std::uint32_t outages = 0;
   std::uint32_t ip = 0;      ///< source address of its last packet (host order), 0 = unknown
   std::uint16_t port = 0;
 };

@@ -83,6 +83,10 @@ void Group::mark(int slot, MemberState state) noexcept {
   if (slot <= 0 || static_cast<std::size_t>(slot) >= members_.size()) return;
   MemberInfo& m = members_[static_cast<std::size_t>(slot)];
   if (m.state == state) return;
+  if ((state == MemberState::failed || state == MemberState::left) &&
+      (m.state == MemberState::alive || m.state == MemberState::expected)) {
+    ++m.outages;
+  }
   m.state = state;
   ++view_id_;
   recompute();

@@ -33,7 +33,10 @@
 // "<name>: counter <counter> <value>" line each (e.g. flow.,congestion.,shell.).
 // The delivery log is written in delivery order, so logs of group-ordered members can be
 // compared line by line (tests/net/check_group_logs.py).
-// On exit it prints its counters. Exit status: 0, or 1 on any error.
+// On exit it prints its counters and its CPU time ("<name>: cpu user U us, system S us").
+// Exit status: 0, or 1 on any error.
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -314,6 +317,13 @@ int run(const Args& a) {
               ", drops.duplicate %" PRIu64 "\n",
               c.name().c_str(), st.counter("reliability.retransmits"), st.counter("reliability.acks_received"),
               st.counter("reliability.nacks_received"), st.drop_count(tmc::DropReason::duplicate));
+  // CPU time of the whole process (every thread), for benchmarks that compare senders.
+  if (rusage ru{}; getrusage(RUSAGE_SELF, &ru) == 0) {
+    const auto us = [](const timeval& t) {
+      return static_cast<long long>(t.tv_sec) * 1000000 + static_cast<long long>(t.tv_usec);
+    };
+    std::printf("%s: cpu user %lld us, system %lld us\n", c.name().c_str(), us(ru.ru_utime), us(ru.ru_stime));
+  }
   // Peak resident memory (VmHWM), for tests that bound what hostile traffic may cost.
   if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
     char line[256];

@@ -116,7 +116,10 @@ void run_seed(std::uint64_t seed, Check& c, const std::function<void(Network&)>&
   // scenario): only each member's own consistency is checked, and that every member
   // delivers every message numbered from views_may_split_from_k on (sent after the heal).
   const bool views_may_split = views_may_split_from_k >= 0;
-  Network net(simtest::config(seed, faulty_link(seed)));
+  auto cfg = simtest::config(seed, faulty_link(seed));
+  // Traffic grows with n^2 (every member hears every other's heartbeats, statuses, acks).
+  cfg.max_events_per_run = std::max<std::uint64_t>(cfg.max_events_per_run, cfg.max_events_per_run / 25 * n * n);
+  Network net(cfg);
   attach(net);
   for (std::size_t i = 0; i < n; ++i) net.add_member(member_plan(i, n, fragment_bytes));
   simtest::schedule_burst(net, simtest::all(net), per_sender, 1 * kMs, interval_ns, seed);
@@ -128,7 +131,10 @@ void run_seed(std::uint64_t seed, Check& c, const std::function<void(Network&)>&
   // counts every stage, so the run goes on for reliability's whole budget (1.5 s and 3 s
   // left a reliability.arq copy unsettled at some seeds).
   const std::uint64_t sends_end_ns = 1 * kMs + per_sender * interval_ns;
-  const std::uint64_t end_ns = sends_end_ns + 700 * kMs + 9'000 * kMs;
+  // When views split and heal, the members' stall re-sends and re-cuts (backed off up to
+  // 1.6 s) may come seconds after the sends end, and reliability's budget for those runs
+  // from there: such scenarios run 10 s longer.
+  const std::uint64_t end_ns = sends_end_ns + 700 * kMs + (views_may_split ? 19'000 : 9'000) * kMs;
   PrefixChecker prefixes;
   for (std::uint64_t t = 2 * kMs; t < sends_end_ns + 700 * kMs && !views_may_split; t += 2 * kMs) {
     net.schedule(t, [&net, &c, &prefixes] { prefixes.check(net, c, "while running"); });
@@ -330,10 +336,10 @@ TEST_CASE("sim: ordering.group reliable temporary partitions while everyone send
 // whose views never split (which ones those are depends on the seed). A sequencer that was
 // cut off from a term the others delivered in re-orders messages they delivered already;
 // they pass over those numbers (ordering.group_cut_missing counts them).
-// may_fail: about 3 seeds of 1000 (which ones depends on reliability's timing; e.g. five
-// members in several sides that each declared others failed) still end with every member
-// holding the second burst's messages undelivered: merging three or more concurrent terms
-// after the heal is not solved yet.
+// may_fail: 1 seed of 1000 run alone (seed 13) still ends with the second burst of one
+// member undelivered: that member ran its own term alone, and the coordinator's cut took
+// its stale term-0 status, so the merged term lacks its per-sender cut-off and waits for
+// numbers it delivered alone and no longer holds.
 TEST_CASE("sim: ordering.group reliable partition before every member was heard: nobody stalls" *
           doctest::may_fail()) {
   Totals totals;
@@ -356,6 +362,36 @@ TEST_CASE("sim: ordering.group reliable partition before every member was heard:
   });
   MESSAGE("early partitions: " << totals.term_changes << " sequencer changes followed, " << totals.cut_missing
                                << " numbers passed over after views split");
+}
+
+// The same at n = 100, split into 2..6 sides at once, each of which runs its own terms
+// until the heal; the merge must bring every side into one term. Each seed is heavy (100
+// members talking to each other for 20 s of virtual time), so this runs two seeds by
+// default; TMC_SIM_SEEDS=N or TMC_SIM_SEED=N runs more or one. may_fail: seed 1 leaves
+// most of the post-heal burst undelivered (not diagnosed yet; a term start carries at most
+// 64 per-sender cut-offs, fewer than the 100 senders here).
+TEST_CASE("sim: ordering.group reliable partition of a 100-member group into many sides: nobody stalls" *
+          doctest::may_fail()) {
+  constexpr std::uint64_t kLargeSeeds = 2;
+  Totals totals;
+  simtest::for_each_seed(kLargeSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
+    tmc::sim::Rng rng(seed * 7727 + 3);
+    const std::size_t n = 100;
+    const std::uint32_t per_sender = 10;
+    const std::uint64_t interval = 4 * kMs;
+    const std::size_t n_sides = 2 + rng.below(5);
+    std::vector<std::vector<std::size_t>> sides(n_sides);
+    for (std::size_t i = 0; i < n; ++i) sides[i < n_sides ? i : rng.below(n_sides)].push_back(i);
+    const std::uint64_t first = 3 * kMs + rng.below(40 * kMs);
+    const std::uint64_t length = 200 * kMs + rng.below(200 * kMs);
+    auto disturb = [&](Network& net) {
+      net.partition(sides, first, first + length);
+      simtest::schedule_burst(net, simtest::all(net), 5, first + length + 400 * kMs, interval, seed, per_sender);
+    };
+    run_seed(seed, c, attach, n, per_sender, interval, {}, totals, disturb, 0, /*views_may_split_from_k=*/per_sender);
+  });
+  MESSAGE("100 members, many sides: " << totals.term_changes << " sequencer changes followed, " << totals.cut_missing
+                                     << " numbers passed over after views split");
 }
 
 namespace {

@@ -8,6 +8,7 @@
 
 #include "../support/recording_sink.hpp"
 #include "primitives/membership/heartbeat_format.hpp"
+#include "tmc/group.hpp"
 
 using namespace tmc;
 using namespace tmc::test;
@@ -424,4 +425,27 @@ TEST_CASE("membership.heartbeat: without named members the view stays open") {
   CHECK(b.sink.payloads() == std::vector<std::string>{"anyone"});
   b->receive(heartbeat(pool, 77, 5, "newcomer"), 2 * kMs);
   CHECK(b->group().slot_of_name("newcomer") > 0);
+}
+
+TEST_CASE("group view: outages count each time a member goes failed or left, and survive its return") {
+  tmc::Group g;
+  g.reset("self", 1, 1, true, {"self", "a", "b"});
+  const int a = g.slot_of_name("a");
+  const int b = g.slot_of_name("b");
+  REQUIRE(a != tmc::kNoSlot);
+  REQUIRE(b != tmc::kNoSlot);
+  CHECK(g.member(a).outages == 0);
+  g.mark(a, tmc::MemberState::failed);  // expected, never heard, then failed
+  CHECK(g.member(a).outages == 1);
+  CHECK(g.heard("a", 7, 3, true, 1000) == a);  // back (a partition healed): same epoch
+  CHECK(g.member(a).state == tmc::MemberState::alive);
+  CHECK(g.member(a).outages == 1);  // a reader that looks only now still sees it was out
+  g.mark(a, tmc::MemberState::failed);
+  g.mark(a, tmc::MemberState::failed);  // no change: not a second outage
+  CHECK(g.member(a).outages == 2);
+  g.mark(a, tmc::MemberState::left);  // failed -> left is the same outage
+  CHECK(g.member(a).outages == 2);
+  CHECK(g.member(b).outages == 0);
+  g.mark(b, tmc::MemberState::left);
+  CHECK(g.member(b).outages == 1);
 }

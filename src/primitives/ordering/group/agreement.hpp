@@ -24,6 +24,10 @@ namespace tmc::detail::group_order {
 
 /// The status period while something is unstable or a failover is pending.
 inline constexpr std::uint64_t kStatusPeriodNs = 10'000'000;
+/// How long our oldest undelivered message may stay undelivered before we send our
+/// undelivered messages again (doubling while nothing moves, up to kOwnStallMaxNs).
+inline constexpr std::uint64_t kOwnStallNs = 200'000'000;
+inline constexpr std::uint64_t kOwnStallMaxNs = 1'600'000'000;
 
 struct PeerStatus {
   bool have = false;

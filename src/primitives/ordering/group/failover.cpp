@@ -109,13 +109,30 @@ void GroupStage::rel_refresh(StageIo& io) noexcept {
     seq_slot_ = choose_sequencer(g);
     i_sequence_ = seq_slot_ == g.self_slot();
     agreement_.forget_stale_peers(g);
-    const bool lost = !prev_rx_.subset_of(g.receivers());
-    prev_rx_ = g.receivers();  // cold: a view change
-    // The term's sequencer re-cuts when a receiver is gone: what only it held can then
-    // never become stable, and the cut resolves it.
-    if (lost && (my_term() || (net_active() && table_.term().no != 0))) freeze(io);
+    const MemberSet& rx = g.receivers();
+    // A receiver failed and heard again since the last view we saw is both lost and
+    // gained: reliability gave up our messages (and announcements) to it meanwhile.
+    if (prev_outages_.size() < g.slots()) prev_outages_.resize(g.slots(), 0);  // cold: a view change
+    bool bounced = false;
+    for (std::size_t i = 0; i < g.slots(); ++i) {
+      const int slot = static_cast<int>(i);
+      const std::uint32_t outages = g.member(slot).outages;
+      if (outages != prev_outages_[i] && rx.contains(slot) && prev_rx_.contains(slot)) bounced = true;
+      prev_outages_[i] = outages;
+    }
+    const bool lost = bounced || !prev_rx_.subset_of(rx);
+    const bool gained = bounced || !rx.subset_of(prev_rx_);
+    prev_rx_ = rx;  // cold: a view change
+    // The term is re-cut when a receiver is gone: what only it held can then never become
+    // stable, and the cut resolves it. Every member freezes, not only the sequencer: a
+    // member whose view lost a receiver the sequencer's view kept (or that was out and
+    // back before the sequencer noticed) would otherwise deliver, stable in its own view,
+    // numbers that receiver never gets, and nothing would end the term.
+    if (lost && table_.term().no != 0) freeze(io);
     drop_dead(io);
-    if (lost) resend_own(io);
+    // A receiver back in the view (a partition healed) missed what we sent while it was
+    // failed here: reliability left it out of those messages' ack sets.
+    if (lost || gained) resend_own(io);
     if (role_ == Role::running) order_all(io);  // senders heard for the first time
   }
   rel_check(io);
@@ -270,6 +287,12 @@ void GroupStage::on_status(Packet* p, const gw::Status& s, StageIo& io) noexcept
     } else if (my_term() && in_rx && gw::term_after(mine, ps.st.term) &&
                (role_ == Role::running || !start_mask_.contains(slot))) {
       freeze(io);  // a receiver that never adopted our term (a newcomer): re-cut to bring it in
+    } else if (my_term() && in_rx && !start_mask_.contains(slot)) {
+      // A receiver our cut did not count (failed in our view when we started the term, or
+      // never heard) adopted our term start anyway: what it delivered of each sender is
+      // missing from the cut-offs we order from, so we would wait for messages it and its
+      // senders no longer hold. Re-cut with it (its frozen status brings its cut-offs).
+      freeze(io);
     }
   }
   agreement_.repair_if_behind(ps, mine, table_, io);  // it may have lost our last status
@@ -437,6 +460,39 @@ void GroupStage::resend_own(StageIo& io) noexcept {
     io.count(resent);
     io.down(c);
   }
+}
+
+// Views are each member's own, and they disagree for a while around a partition and its
+// heal: a message sent while a peer was failed in our view never reached it
+// (reliability's ack set left it out), and a copy that reached a peer while we were failed
+// in its view was dropped there (store_data: a failed sender's messages are never
+// ordered). The re-sends on our own view changes cannot cover the second case (the peer's
+// view changes, ours does not), so a member also watches its own messages: when the
+// oldest one it holds was not delivered within kOwnStallNs, it sends its undelivered
+// messages again, backing off (doubling up to kOwnStallMaxNs) while nothing moves.
+// Delivery of a message is stable delivery, so "delivered here" means every receiver of
+// our view held it: nothing else needs repair.
+void GroupStage::check_own_progress(StageIo& io) noexcept {
+  own_check_at_ = 0;
+  std::uint64_t oldest = 0;
+  for (const Msg& m : table_.msgs()) {
+    if (m.used && m.p != nullptr && m.sender == env_.sender && m.epoch == env_.epoch &&
+        (oldest == 0 || m.seq < oldest)) {
+      oldest = m.seq;
+    }
+  }
+  if (oldest == 0 || oldest != own_oldest_) {
+    own_check_ns_ = kOwnStallNs;  // moved (or nothing held): watch from here
+  } else if (!net_active()) {
+    // A network term asks the sequencer for its stamped copies instead (keep_own).
+    resend_own(io);
+    // The running sequencer also re-cuts: an announcement a member never got (its
+    // reliable copy given up while views disagreed) is repaired only by a new term, which
+    // orders again everything beyond the longest prefix every member holds.
+    if (my_term() && role_ == Role::running) freeze(io);
+    own_check_ns_ = std::min(own_check_ns_ * 2, kOwnStallMaxNs);
+  }
+  own_oldest_ = oldest;
 }
 
 // A re-sent message: back to the data message it was.

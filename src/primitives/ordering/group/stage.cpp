@@ -164,6 +164,7 @@ void GroupStage::on_tick(StageIo& io) noexcept {
   if (!reliable_ && table_.expire_at() != 0 && table_.expire_at() <= now) {
     table_.expire_unannounced(/*sequencing=*/i_sequence_, io);
   }
+  if (own_check_at_ != 0 && own_check_at_ <= now) check_own_progress(io);
   if (net_.own_due_ns() != 0 && net_.own_due_ns() <= now && net_.request_restamps(own_seq_, io)) {
     net_fail(io);  // after the requests: a failover releases the copies
   }
@@ -428,11 +429,15 @@ void GroupStage::receive_stamped(Packet* p, StageIo& io) noexcept {
 }
 
 void GroupStage::rearm(StageIo& io) noexcept {
+  if (rel() && own_check_at_ == 0 && table_.own_held() != 0) {
+    if (own_check_ns_ == 0) own_check_ns_ = kOwnStallNs;
+    own_check_at_ = io.now_ns() + own_check_ns_;
+  }
   const std::uint64_t periodic =
       rel() && need_periodic() ? std::max<std::uint64_t>(1, agreement_.last_status_ns() + kStatusPeriodNs) : 0;
   timer_.arm_earliest(io, {seq_.flush_at(), reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : seq_.wait_at(),
                            reliable_ ? 0 : table_.expire_at(), rel() ? agreement_.status_due() : 0, periodic,
-                           net_.own_due_ns()});
+                           net_.own_due_ns(), own_check_at_});
 }
 
 }  // namespace tmc::detail::group_order

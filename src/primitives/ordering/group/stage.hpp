@@ -74,6 +74,19 @@
 //   needs the view's identities (membership.heartbeat below): a member never heard blocks
 //   delivery until it is heard or declared failed.
 //
+//   Reliable mode, partitions. Views are each member's own and disagree around a split and
+//   its heal, so the merge leans on nothing the views agree on: every member freezes its
+//   term when its view loses a receiver, or shows one that was failed and heard again
+//   meanwhile (Group's MemberInfo::outages), since reliability gave up what it sent that
+//   receiver; a receiver that adopted a term start which did not count it makes the
+//   sequencer re-cut, so its per-sender cut-offs join the order; members re-send their
+//   undelivered messages when a receiver comes back, and whenever their oldest one stays
+//   undelivered kOwnStallNs (backing off; the running sequencer then re-cuts too, which
+//   repairs an announcement a member never got). Terms are totally ordered (number, then
+//   sequencer id), every view picks the smallest name, and each cut takes the highest term
+//   number anyone reports: once the views agree, one coordinator cuts every side's term and
+//   all sides follow its term, for any number of sides (see group/failover.cpp).
+//
 //   Reliable mode, latency and load. Stable delivery costs three one-way hops (data to
 //   everyone, the announcement, every member's status), so nothing on that path waits for a
 //   timer: the sequencer's announcement batch and a member's status both leave from a tick
@@ -215,6 +228,7 @@ class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
   void adopt(const gw::TermId& nt, const gw::CutRecord* recs, std::uint32_t nrec, const std::uint8_t* cutoffs,
              std::uint32_t ncut, StageIo& io) noexcept;
   void resend_own(StageIo& io) noexcept;
+  void check_own_progress(StageIo& io) noexcept;
   void on_resend(Packet* p, StageIo& io) noexcept;
   void drop_below_done(StageIo& io) noexcept;
   void drop_dead(StageIo& io) noexcept;
@@ -247,6 +261,11 @@ class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
   bool order_blocked_ = false;
   MemberSet start_mask_;  ///< the receivers our term start went to
   MemberSet prev_rx_;
+  std::vector<std::uint32_t> prev_outages_;  ///< per slot, MemberInfo::outages at the last view
+  // Our own undelivered messages, watched for progress (check_own_progress).
+  std::uint64_t own_check_at_ = 0;  ///< the next check (0 = none armed)
+  std::uint64_t own_check_ns_ = 0;  ///< the current spacing of checks (backs off)
+  std::uint64_t own_oldest_ = 0;    ///< our oldest undelivered number at the last check
 };
 
 }  // namespace tmc::detail::group_order
