@@ -390,8 +390,9 @@ class Channel {
   /// receivers send none, a message is retransmitted until its replies came, and a
   /// receiver delivers a retransmitted message again so that it answers again. Unknown tokens
   /// (settled already, unreliable) and members outside the view are ignored. From the
-  /// loop thread (a handler) it takes effect at once, from another thread on the loop's
-  /// next turn. Errors: CLOSED, NOT_AVAILABLE (no reliability in the plan), WOULD_BLOCK
+  /// loop thread (a handler) it is applied with the turn's other acknowledgments as one
+  /// batch before the loop waits again (its RTT sample taken at the call), from another
+  /// thread on the loop's next turn. Errors: CLOSED, NOT_AVAILABLE (no reliability in the plan), WOULD_BLOCK
   /// (4096 acknowledgments from other threads wait for the loop already).
   Status acknowledge(MessageToken token, std::string_view member);
 

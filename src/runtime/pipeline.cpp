@@ -196,6 +196,12 @@ bool Pipeline::app_ack(std::uint64_t token, std::uint32_t sender, std::uint64_t 
   return known;
 }
 
+std::size_t Pipeline::app_acks(std::span<const AppAckRecord> acks) noexcept {
+  std::size_t known = 0;
+  for (const AppAckRecord& a : acks) known += app_ack(a.token, a.sender, a.at_ns) ? 1 : 0;
+  return known;
+}
+
 void Pipeline::tick(std::uint64_t now_ns) noexcept {
   now_ns_ = now_ns;
   for (std::size_t i = 0; i < stages_.size(); ++i) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,6 +104,15 @@ class Pipeline {
   /// acknowledgments records it as that member's ack. False when none tracked the message
   /// or the member is not in the view.
   bool app_ack(std::uint64_t token, std::uint32_t sender, std::uint64_t now_ns) noexcept;
+  /// One application acknowledgment: token, member's wire id, when the application made it.
+  struct AppAckRecord {
+    std::uint64_t token = 0;
+    std::uint32_t sender = 0;
+    std::uint64_t at_ns = 0;
+  };
+  /// A batch of app_ack() calls in order, each at its own time (so each RTT sample is the
+  /// reply's); the number that a stage tracked.
+  std::size_t app_acks(std::span<const AppAckRecord> acks) noexcept;
   /// Run every stage whose timer is due at `now_ns`.
   void tick(std::uint64_t now_ns) noexcept;
   /// The application forgot the message given `token` (or it and every earlier one): every

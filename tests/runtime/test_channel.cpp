@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <atomic>
 #include <doctest/doctest.h>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -697,4 +699,86 @@ TEST_CASE("acknowledgment by reply: the reply settles the request, and no ack da
   tmc::Manifest plain = manifest_for("by-reply-plain", 13, "a");
   auto a = tmc::Channel::open(plain);
   CHECK(a.acknowledge(1, "b").code() == tmc::Code::NOT_AVAILABLE);
+}
+
+TEST_CASE("acknowledgment by reply: batched acks from handlers and threads are each counted once") {
+  // Each server answers each request once (a repeat is not answered), so an ack that a
+  // batch lost would leave its request unmet for good, and one counted twice would show in
+  // the outcome's members or the met counter. s1's replies are acknowledged in the handler
+  // (the loop's batch); s2's from this thread (the cross-thread path), twice each.
+  tmc::Manifest m = manifest_for("by-reply-batch", 14, "client");
+  m.members = {"client", "s1", "s2"};
+  m.reliability.enabled = true;
+  m.reliability.messages = "flagged";
+  m.reliability.acks = "application";
+  auto client = tmc::Channel::open(m);
+  m.name = "s1";
+  auto s1 = tmc::Channel::open(m);
+  m.name = "s2";
+  auto s2 = tmc::Channel::open(m);
+  REQUIRE(client.wait_for_members(2, std::chrono::seconds(10)));
+  REQUIRE(s1.wait_for_members(2, std::chrono::seconds(10)));
+  REQUIRE(s2.wait_for_members(2, std::chrono::seconds(10)));
+  constexpr int kRequests = 200;
+  auto serve = [](tmc::Channel& server, const std::string& name) {
+    auto answered = std::make_shared<std::set<std::string>>();
+    server.on_message([&server, name, answered](tmc::Message&& msg) {
+      const std::string text(msg.text());
+      if (text.rfind("req ", 0) != 0 || !answered->insert(text).second) return;
+      (void)server.send(name + " " + text.substr(4));
+    });
+  };
+  serve(s1, "s1");
+  serve(s2, "s2");
+  std::vector<std::atomic<std::uint64_t>> ids(kRequests);
+  std::mutex mu;
+  std::vector<std::pair<int, std::string>> later;  // acks for this thread to make
+  client.on_message([&](tmc::Message&& msg) {
+    const std::string text(msg.text());
+    const std::string who = text.substr(0, 2);
+    const int i = std::stoi(text.substr(3));
+    const std::uint64_t id = ids[static_cast<std::size_t>(i)].load();
+    if (who == "s1" && id != 0) {
+      CHECK(client.acknowledge(id, "s1"));
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    later.emplace_back(i, who);  // s2's, or a reply that beat send() returning the token
+  });
+  tmc::MessageManifest reliable;
+  reliable.reliability = true;
+  std::vector<std::future<tmc::DeliveryOutcome>> outcomes(kRequests);
+  auto take_later = [&] {
+    std::vector<std::pair<int, std::string>> now;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      now.swap(later);
+    }
+    for (const auto& [i, who] : now) {
+      const std::uint64_t id = ids[static_cast<std::size_t>(i)].load();
+      REQUIRE(id != 0);
+      CHECK(client.acknowledge(id, who));
+      if (who == "s2") CHECK(client.acknowledge(id, who));
+    }
+  };
+  for (int i = 0; i < kRequests; ++i) {
+    const std::string text = "req " + std::to_string(i);
+    tmc::MessageToken id = 0;
+    REQUIRE(client.send(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), reliable,
+                        &outcomes[static_cast<std::size_t>(i)], &id));
+    ids[static_cast<std::size_t>(i)].store(id);
+    if (i % 8 == 7) take_later();
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    auto& f = outcomes[static_cast<std::size_t>(i)];
+    for (int t = 0; t < 1000 && f.wait_for(10ms) != std::future_status::ready; ++t) take_later();
+    REQUIRE(f.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+    const tmc::DeliveryOutcome o = f.get();
+    CHECK(o.state == tmc::DeliveryOutcome::State::met);
+    std::vector<std::string> acked = o.acked;
+    std::sort(acked.begin(), acked.end());
+    CHECK(acked == std::vector<std::string>{"s1", "s2"});
+  }
+  CHECK(client.stats().counter("reliability.met") == kRequests);
+  CHECK(s1.stats().counter("reliability.acks_sent") == 0);
 }

@@ -33,6 +33,13 @@ if [ -n "${RETROFIT:-}" ]; then
   { cat "$RETROFIT"; echo "interface: $TMCNET_IF"; } >"$OUT/retrofit.yaml"
 fi
 tmcnet_setup >"$OUT/netns.log"
+# IGMP snooping, as a switched network has it: the bridge forwards a group's datagrams to
+# the ports that joined it (the replicas), not to every host. The bridge is the querier,
+# so it learns the joins. TAPIR_SNOOPING=0 floods every port, as the bridge does without.
+if [ "${TAPIR_SNOOPING:-1}" = 1 ]; then
+  ip -n "$TMCNET_BR_NS" link set br0 type bridge mcast_snooping 1 mcast_querier 1 >>"$OUT/netns.log" 2>&1 ||
+    echo "run-netns: could not turn IGMP snooping on: multicast floods every port" >&2
+fi
 
 replicas="$(tmcnet_ip 1),$(tmcnet_ip 2),$(tmcnet_ip 3)"
 client_ips=""
@@ -72,4 +79,6 @@ for p in "${rpids[@]}"; do wait "$p" || true; done
 for ((h = 1; h <= TMCNET_HOSTS; h++)); do
   d=$(tmcnet_loss_dropped "$h" || true); echo "host$h ${d:-0}" >>"$OUT/drops.txt"
 done
+# What the bridge forwarded to each host's port, and the groups it learned.
+{ ip -n "$TMCNET_BR_NS" -s link show; bridge -n "$TMCNET_BR_NS" mdb show; } >"$OUT/bridge.txt" 2>&1 || true
 exit $rc

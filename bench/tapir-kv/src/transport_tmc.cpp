@@ -310,6 +310,11 @@ class TmcHost final : public Host {
     if (m.multicast) {
       m.group = o_.topo.group(j);
       m.port = o_.topo.request_port(j);
+      // The kernel loops a multicast datagram back to the sender's own socket when
+      // 'loopback' is on; that is needed only when a replica shares this client's host
+      // (in-process runs). Otherwise every request would come back to the client as one
+      // more datagram to read, parse and discard.
+      m.loopback = m.loopback && shares_host(j);
       m.members.push_back("c" + std::to_string(j));
       for (std::uint32_t r = 0; r < o_.topo.n(); ++r) m.members.push_back("r" + std::to_string(r));
     } else {
@@ -318,6 +323,13 @@ class TmcHost final : public Host {
         m.members.push_back(addr("r" + std::to_string(r), o_.topo.replica_ips[r], o_.topo.request_port(j, r + 1)));
     }
     return with_faults(m);
+  }
+
+  // Whether client j and some replica have the same address (one host: in-process runs).
+  bool shares_host(std::uint32_t j) const {
+    for (const std::string& ip : o_.topo.replica_ips)
+      if (j < o_.topo.client_ips.size() && ip == o_.topo.client_ips[j]) return true;
+    return false;
   }
 
   tmc::Manifest pair_manifest(std::uint32_t j, std::uint32_t r, const std::string& self) const {

@@ -421,6 +421,16 @@ class PyChannel {
     check(s);
   }
 
+  void acknowledge(MessageToken token, const std::string& member) {
+    check_not_inherited();
+    Status s;
+    {
+      GilRelease nogil;
+      s = ch_.acknowledge(token, member);
+    }
+    check(s);
+  }
+
   void hint_load(double fraction) {
     check_not_inherited();
     check(ch_.hint_load(fraction));
@@ -798,6 +808,11 @@ void register_channel(py::module_& m) {
            "Forget a message not settled yet (by the token send(..., token=True) returned), or with "
            "and_earlier=True it and every message sent before it: it is no longer repaired or waited for, its "
            "outcome becomes 'forgotten', and receivers that missed it stop waiting for it.")
+      .def("acknowledge", &PyChannel::acknowledge, py::arg("token"), py::arg("member"),
+           "Acknowledge on `member`'s behalf the reliable message named by `token` (from send(..., "
+           "token=True)): the application learned from that member's own reply that it has the message. "
+           "With 'reliability': {'acks': 'application'} these are the only acks (request/response). Unknown "
+           "tokens and members outside the view are ignored.")
       .def_property_readonly("view", &PyChannel::view,
                              "The membership view: a list of {'name', 'state', 'self', 'receives', 'sender_id', "
                              "'epoch'} (empty without the membership stage).")

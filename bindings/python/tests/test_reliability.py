@@ -9,6 +9,7 @@ delivery takes, and PATIENCE bounds how long a broken test waits.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -144,6 +145,36 @@ def test_lifetime_and_forget(endpoint: dict[str, Any]) -> None:
         assert c.stats["gauges"]["reliability.in_flight"] == 0
         with pytest.raises(libTMC.Error):
             c.forget(10**9)  # a token this channel never gave
+
+
+def test_acknowledge_by_reply_settles_the_message(endpoint: dict[str, Any]) -> None:
+    # Acknowledgment by reply: with acks: application the replier sends no acks, so the
+    # request stays in flight until the application acknowledges it on the replier's
+    # behalf; an ack for a member outside the view, or for a settled message, changes
+    # nothing.
+    m = dict(endpoint, members=['a', 'replier'],
+             reliability={'messages': 'flagged', 'acks': 'application', 'max retries': 8})
+    with Channel(dict(m, name='a')) as c, Channel(dict(m, name='replier')) as r:
+        c.wait_for_members(1, timeout=PATIENCE)
+        token = c.send(b"request", {'reliability': True}, token=True)
+        assert isinstance(token, int) and token > 0
+        got = r.recv(timeout=PATIENCE)
+        assert got is not None and bytes(got) == b"request"
+        c.acknowledge(token, 'nobody')  # not a member: ignored
+        assert c.stats["gauges"]["reliability.in_flight"] == 1
+        c.acknowledge(token, 'replier')
+        deadline = time.monotonic() + PATIENCE
+        while c.stats["gauges"]["reliability.in_flight"] != 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c.stats["gauges"]["reliability.in_flight"] == 0
+        assert c.stats["counters"]["reliability.met"] == 1
+        assert c.stats["counters"]["reliability.failed"] == 0
+        assert r.stats["counters"]["reliability.acks_sent"] == 0
+        c.acknowledge(token, 'replier')  # settled already: ignored
+        assert c.stats["counters"]["reliability.met"] == 1
+    with Channel(dict(endpoint, name='a')) as c:
+        with pytest.raises(libTMC.NotAvailableError):
+            c.acknowledge(1, 'b')  # no reliability stage
 
 
 def test_per_message_lifetime_needs_the_channel_property(endpoint: dict[str, Any]) -> None:

@@ -163,7 +163,8 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
 
   Status send(const std::uint8_t* data, std::size_t n, const MessageManifest* per_message,
               std::future<DeliveryOutcome>* outcome = nullptr, std::uint64_t* token_out = nullptr);
-  /// Channel::acknowledge: any thread; on the loop thread it takes effect at once.
+  /// Channel::acknowledge: any thread; on the loop thread it joins the turn's batch
+  /// (apply_loop_acks()), from other threads the loop takes it on its next drain().
   Status acknowledge(std::uint64_t token, std::string_view member);
   /// Channel::forget: under the exec lock, messages send() queued enter the pipeline first
   /// (so they can be forgotten too), then every stage's on_forget.
@@ -439,6 +440,15 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
     std::atomic<std::size_t> count{0};  ///< pending.size(), readable without mu
   } app_acks_;
   void take_app_acks(std::uint64_t now_ns) noexcept;  // exec
+  /// Acknowledgments made on the loop thread (in handlers: a reply arrived), applied once
+  /// per loop turn as one batch: one exec lock, one pipeline call, one flush, and the
+  /// events they cause dispatched then, not through a wake-up. An idle handle runs
+  /// apply_loop_acks() on the loop's next turn (a polling runtime's poll_once() sooner).
+  std::vector<Pipeline::AppAckRecord> loop_acks_;  // loop thread
+  std::vector<Pipeline::AppAckRecord> acking_;     // loop thread; the batch being applied
+  uv_idle_t ack_idle_{};
+  static void on_ack_idle_cb(uv_idle_t* h);
+  void apply_loop_acks() noexcept;  // loop thread
 
   /// Delivered messages waiting for receive(): a ring of receive_queue_messages slots.
   struct ReceiveQueue {

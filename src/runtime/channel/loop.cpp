@@ -18,7 +18,11 @@ void ChannelCore::attach() {
   timer_.data = this;
   uv_timer_init(loop_.uv(), &aside_timer_);
   aside_timer_.data = this;
-  open_handles_ = 3;
+  uv_idle_init(loop_.uv(), &ack_idle_);
+  ack_idle_.data = this;
+  loop_acks_.reserve(64);
+  acking_.reserve(64);
+  open_handles_ = 4;
   // Without a timerfd (it cannot fail short of fd exhaustion) deadlines use timer_ alone.
   fine_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (fine_fd_ >= 0) {
@@ -48,6 +52,7 @@ void ChannelCore::poll_once() noexcept {
   if (!exec_mu_.try_lock()) return;
   loop_holds_exec_ = true;
   if (pipeline_ && !life_.detached.load(std::memory_order_relaxed)) {
+    if (!loop_acks_.empty()) apply_loop_acks();
     if (send_.poked.load(std::memory_order_relaxed) && send_.poked.exchange(false, std::memory_order_acquire)) {
       drain();
     } else if (submit_ring_.pushed() != submit_ring_.popped() && !poll_writable_) {

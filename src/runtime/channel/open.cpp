@@ -409,6 +409,9 @@ void ChannelCore::detach() noexcept {
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ChannelCore::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&aside_timer_), &ChannelCore::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), &ChannelCore::on_handle_closed);
+  uv_idle_stop(&ack_idle_);
+  loop_acks_.clear();
+  uv_close(reinterpret_cast<uv_handle_t*>(&ack_idle_), &ChannelCore::on_handle_closed);
   loop_.channels.fetch_sub(1);
 }
 

@@ -161,13 +161,16 @@ void ChannelCore::on_readable() noexcept {
   take_returns();
   std::uint64_t now = RuntimeLoop::now_ns();
   // Bounded rounds keep one busy channel from starving the others; the poll is level
-  // triggered, so whatever is left wakes us again.
+  // triggered, so whatever is left wakes us again. A short batch means the socket is
+  // empty: reading again would only cost a system call that finds nothing (one per
+  // wake-up, as many as the datagrams themselves under request/response traffic).
   for (int round = 0; round < 16; ++round) {
     const int n = read_batch(now);
     if (n == 0) break;
     if (n < 0) continue;
     dispatch();
     if (transport_->tx_pending() > 0) flush_tx();  // handlers' replies, without waiting for more rounds
+    if (static_cast<std::size_t>(n) < rx_batch_.size()) break;
   }
   after_input(now);
 }
@@ -184,6 +187,7 @@ void ChannelCore::on_unicast_readable() noexcept {
     feed_batch(n, now);
     dispatch();
     if (transport_->tx_pending() > 0) flush_tx();
+    if (static_cast<std::size_t>(n) < rx_batch_.size()) break;  // short: the socket is empty
   }
   after_input(now);
 }

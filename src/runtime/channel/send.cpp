@@ -532,18 +532,32 @@ Status ChannelCore::acknowledge(std::uint64_t id, std::string_view member) {
     uv_async_send(&async_);
     return Status::ok();
   }
-  // The loop thread (a handler, of this channel or another): into the pipeline now. What
-  // it sends (messages the window held back) leaves at once; events and deliveries it
-  // caused wait for the loop's next turn, so no handler runs inside another.
-  ExecGuard exec(*this);
-  if (!pipeline_ || life_.detached.load()) return Status::ok();
-  const std::uint64_t now = RuntimeLoop::now_ns();
-  now_ns_ = now;
-  (void)pipeline_->app_ack(id, sender, now);
-  flush_tx();
-  rearm_timer(now);
-  if (!events_.empty() || !to_deliver_.empty()) uv_async_send(&async_);
+  // The loop thread (a handler, of this channel or another): queued for this turn's batch.
+  // A reply's ack takes effect before the loop sleeps again; the time is the reply's.
+  if (life_.detached.load()) return Status::ok();
+  if (loop_acks_.size() >= AppAcks::kMaxPending) apply_loop_acks();
+  if (loop_acks_.empty()) uv_idle_start(&ack_idle_, &ChannelCore::on_ack_idle_cb);
+  loop_acks_.push_back(Pipeline::AppAckRecord{id, sender, RuntimeLoop::now_ns()});
   return Status::ok();
+}
+
+void ChannelCore::on_ack_idle_cb(uv_idle_t* h) { static_cast<ChannelCore*>(h->data)->apply_loop_acks(); }
+
+void ChannelCore::apply_loop_acks() noexcept {
+  uv_idle_stop(&ack_idle_);
+  if (loop_acks_.empty()) return;
+  ExecGuard exec(*this);
+  // Swapped out first: handlers that after_input() runs may acknowledge again (the next batch).
+  acking_.swap(loop_acks_);
+  if (pipeline_ && !life_.detached.load()) {
+    (void)pipeline_->app_acks(acking_);
+    const std::uint64_t now = RuntimeLoop::now_ns();
+    now_ns_ = now;
+    acking_.clear();
+    after_input(now);  // what the acks released leaves, their events reach the handler
+    return;
+  }
+  acking_.clear();
 }
 
 void ChannelCore::take_app_acks(std::uint64_t now_ns) noexcept {
