@@ -46,6 +46,15 @@
 //   timeout_us after start, so "ack from all" does not wait for it forever. A failed
 //   member heard again (a partition healed) rejoins with member_joined.
 //
+//   Large groups: every heartbeat reaches every member, so with a fixed interval the
+//   heartbeats arriving at each member would grow with the group (a million arrivals per
+//   round at 1,000 members). Beyond kHeartbeatGroup members (32) each member's interval,
+//   its jitter, the gap between early answers and the failure timeout all grow in
+//   proportion to the slots in the view (ceil(slots / 32) times): the heartbeats a member
+//   receives stay at most about 32 per interval_us whatever the size, and a failure is
+//   detected after timeout_us * ceil(slots / 32) (a member that sends data is kept alive by
+//   its data as well). Groups of up to 32 members behave exactly as before.
+//
 //   Events carry the member's slot bit in Event::members and its sender and epoch;
 //   member_restarted also carries the retired epoch in Event::seq.
 //
@@ -162,15 +171,16 @@ class HeartbeatStage final : public Stage {
  private:
   // The instant `m` is declared failed unless heard before (0: not watched).
   std::uint64_t failure_deadline(const MemberInfo& m) const noexcept {
-    if (m.state == MemberState::alive) return m.last_heard_ns + timeout_ns_;
-    if (m.state == MemberState::expected) return start_ns_ + timeout_ns_;
+    if (m.state == MemberState::alive) return m.last_heard_ns + timeout_ns_ * scale_;
+    if (m.state == MemberState::expected) return start_ns_ + timeout_ns_ * scale_;
     return 0;
   }
 
   void rearm(StageIo& io) noexcept {
     if (stopped_) return;
-    std::uint64_t d = next_heartbeat_ns_;
     const Group& g = io.group();
+    update_scale(g);
+    std::uint64_t d = next_heartbeat_ns_;
     for (std::size_t s = 1; s < g.slots(); ++s) {
       const std::uint64_t due = failure_deadline(g.member(static_cast<int>(s)));
       if (due != 0 && due < d) d = due;
@@ -225,7 +235,9 @@ class HeartbeatStage final : public Stage {
     const std::uint64_t now = io.now_ns();
     // Whatever happens below, the next periodic heartbeat is one interval away; an
     // exhausted pool is retried then rather than in a tight loop.
-    next_heartbeat_ns_ = now + interval_ns_ - (jitter_ns_ == 0 ? 0 : next_random() % (jitter_ns_ + 1));
+    update_scale(io.group());
+    const std::uint64_t jitter = jitter_ns_ * scale_;
+    next_heartbeat_ns_ = now + interval_ns_ * scale_ - (jitter == 0 ? 0 : next_random() % (jitter + 1));
     Packet* p = io.alloc();
     if (p == nullptr) {
       io.count(alloc_failures);
@@ -250,7 +262,7 @@ class HeartbeatStage final : public Stage {
   // one round trip. At most one such answer per reply_gap_ns_.
   void request_early_heartbeat(StageIo& io) noexcept {
     const std::uint64_t now = io.now_ns();
-    const std::uint64_t earliest = sent_any_ ? last_sent_ns_ + reply_gap_ns_ : now;
+    const std::uint64_t earliest = sent_any_ ? last_sent_ns_ + reply_gap_ns_ * scale_ : now;
     if (earliest <= now) {
       io.count(early_heartbeats);
       send_heartbeat(io, 0);
@@ -404,6 +416,13 @@ class HeartbeatStage final : public Stage {
   }
 
   StageEnv env_;
+  // Large groups (see the top of this file): the factor the interval, the jitter, the gap
+  // between early answers and the failure timeout are multiplied by.
+  static constexpr std::size_t kHeartbeatGroup = 32;
+  void update_scale(const Group& g) noexcept {
+    scale_ = std::max<std::uint64_t>(1, (g.slots() + kHeartbeatGroup - 1) / kHeartbeatGroup);
+  }
+  std::uint64_t scale_ = 1;
   std::uint64_t interval_ns_ = 0;
   std::uint64_t timeout_ns_ = 0;
   std::uint64_t reply_gap_ns_ = 0;

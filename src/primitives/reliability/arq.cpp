@@ -16,6 +16,10 @@
 //   Notes). With deliver=in_order it
 //   passes each sender's reliable packets up in sequence order, holding those behind a
 //   gap (see Notes).
+//   In groups of nine members or more with acks from all, acks are sparse: each receiver
+//   acks a stride of datagrams that grows with the group, at staggered points, when the
+//   sender pauses and when the sender asks; duplicates are not re-acked there (see
+//   ack_stride() in arq_config.hpp).
 // Params
 //   messages (all|flagged), ack_from, ack_fraction, ack_k, max_retries, window,
 //   rto_initial_us, rto_min_us, rto_max_us, ack_delay_us, ack_every, nack_delay_us,
@@ -299,7 +303,10 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
     const std::uint32_t sender = p->sender;
     const std::uint32_t epoch = p->epoch;
     p->release();
-    if (ack->target_sender == sender && ack->target_epoch == epoch) receiver_.on_edge(sender, epoch, ack->cumulative, io);
+    if (ack->target_sender == sender && ack->target_epoch == epoch) {
+      receiver_.on_edge(sender, epoch, ack->cumulative, io);
+      receiver_.on_ack_request(sender, epoch, io);
+    }
   }
 
   void on_nack(Packet* p, StageIo& io) noexcept {

@@ -28,6 +28,7 @@ inline constexpr std::string_view kKind = "reliability.arq";
   X(P, acks_received, "ack packets for this sender received")                                         \
   X(P, nacks_sent, "NACK packets sent")                                                               \
   X(P, nacks_received, "NACK packets for this sender received")                                       \
+  X(P, ack_requests, "sparse acks: a member whose ack was overdue asked for one by unicast")       \
   X(P, nacks_suppressed, "NACKs not sent because another member asked first")                         \
   X(P, duplicates, "reliable packets received again (dropped and re-acked)")                          \
   X(P, delivered, "reliable packets passed up (once each)")                                           \
@@ -60,6 +61,31 @@ inline constexpr std::uint64_t kUs = 1000;
 
 enum class AckMode : std::uint8_t { all, named, count };
 
+// Sparse acks (large groups). With "acks from all", every receiver acking every datagram
+// sends the sender receivers - 1 acks per datagram. Instead each receiver acks every
+// `stride` new datagrams of a sender, at staggered points (its own sender id picks its
+// offset), so the acks reaching the sender average receivers / stride per datagram: 1.5
+// up to 16 receivers, 0.5 above, where the repair requests take the rest (at 1 % loss and
+// hundreds of receivers nearly every datagram is lost by somebody, and one NACK stands for
+// all of them). A receiver also acks when a sender has sent it nothing new for
+// kSparseTailFactor * ack_delay_us (the tail), and when the sender asks (an edge
+// announcement, sent by unicast to a member whose ack is overdue). The stride is at most
+// half the window, so the window never waits on it. Fewer than eight receivers, acks other
+// than "from all", acks=application or ack_delay_us 0: stride 1, the acks of small groups
+// as they always were (every ack_every packets or ack_delay_us). (Small groups keep them
+// because flow control's credits and congestion control's window ride on the acks: with
+// four members and a stride of two, a credit window of a few messages waited for the tail
+// ack at every turn, and partitions that heal took seconds longer to drain.)
+inline constexpr std::uint64_t kSparseTailFactor = 16;
+inline constexpr std::size_t kSparseAckMinReceivers = 8;
+
+[[nodiscard]] constexpr std::uint32_t ack_stride(std::size_t receivers, std::uint32_t window) noexcept {
+  if (receivers < kSparseAckMinReceivers) return 1;
+  const std::size_t want = receivers <= 16 ? (2 * receivers + 2) / 3 : 2 * receivers;
+  const std::size_t cap = window / 2 > 1 ? window / 2 : 1;
+  return static_cast<std::uint32_t>(want < cap ? want : cap);
+}
+
 // The parameters, resolved and checked by the shell's configure(); times in nanoseconds.
 struct Config {
   bool all_messages = true;
@@ -83,6 +109,10 @@ struct Config {
   // arrives (Channel::acknowledge), and a receiver passes a reliable packet received again
   // up again, so that a request retransmitted because its reply was lost is answered again.
   bool app_acks = false;
+
+  // Whether acks may be sparse (the stride then follows the view, see ack_stride()).
+  [[nodiscard]] bool sparse_acks() const noexcept { return mode == AckMode::all && !app_acks && ack_delay_ns != 0; }
+  [[nodiscard]] std::uint64_t tail_ack_ns() const noexcept { return kSparseTailFactor * ack_delay_ns; }
 
   // Bits of each receive bitmap (and slots of each in-order ring): the window rounded up
   // to whole words, with room for the SACK bitmap beyond cum + 1.

@@ -174,8 +174,15 @@ void ArqReceiver::reset_rx(RxState& s, const Packet& p, const RelBody& rel) noex
 // while the wait holds every message behind the gap at this receiver. (At 1 % loss and
 // ~90k datagrams/s with two receivers, cutting it to an eighth cut the repairs that
 // came by timeout by half and raised the lossy receiver's rate by about 10 %.)
+//
+// Beyond eight it grows with the group, one nack_delay_us more per 64 others: the members
+// that missed the same datagram grow with the group (about ten of a thousand at 1 % loss),
+// they all see the gap at the same moment (the next datagram), and a NACK is suppressed only
+// by the repair, which comes a round trip after the first NACK; so the spread must grow
+// with the losers for the requests reaching the sender per lost datagram to stay near one.
 std::uint64_t ArqReceiver::nack_spread_ns(const Group& g) const noexcept {
   const auto others = static_cast<std::uint64_t>(g.receivers().count());
+  if (others > 8) return cfg_.nack_delay_ns * (1 + others / 64);
   return cfg_.nack_delay_ns * std::clamp<std::uint64_t>(others, 1, 8) / 8;
 }
 
@@ -229,6 +236,10 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     return;
   }
   s->last_used_ns = now;
+  if (p->src_ip != 0) {
+    s->src_ip = p->src_ip;
+    s->src_port = p->src_port;
+  }
   const std::uint64_t cum_before = s->cum;
   if (settled != 0 && advance_to(*s, settled)) s->gap_mark = true;
   if (cfg_.in_order && s->gap_mark) {
@@ -250,7 +261,10 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     // path could spend the sender's whole retry budget on a message we hold (each
     // round then needs two packets to survive instead of one and a half, on average).
     io.count(ctr::duplicates);
-    if (self_receives_ && !cfg_.app_acks) {
+    // With sparse acks a duplicate is mostly a repair another member asked for: acking
+    // it would bring the whole group's acks per repair; a sender that lost our ack asks
+    // for one instead (on_ack_request()).
+    if (self_receives_ && !cfg_.app_acks && stride(io.group()) == 1) {
       send_ack(*s, io);
       if (cfg_.ack_delay_ns != 0) {
         s->ack_due_ns = now + cfg_.ack_delay_ns;
@@ -374,9 +388,40 @@ void ArqReceiver::overheard_nack(const NackBody& nack) noexcept {
 
 // --- acks and NACKs ---------------------------------------------------------------------
 
+// The stride of sparse acks for this view (cached per view).
+std::uint32_t ArqReceiver::stride(const Group& g) noexcept {
+  if (g.view_id() != stride_view_) {
+    stride_view_ = g.view_id();
+    stride_ = cfg_.sparse_acks() ? ack_stride(static_cast<std::size_t>(g.receivers().count()), cfg_.window) : 1;
+  }
+  return stride_;
+}
+
+// The next number above `highest` at which this receiver acks: every stride_-th, offset
+// by its own sender id so that the group's acks spread evenly over the datagrams.
+std::uint64_t ArqReceiver::next_boundary(std::uint64_t highest) const noexcept {
+  const std::uint64_t k = stride_;
+  const std::uint64_t off = env_.sender % k;
+  const std::uint64_t r = highest + 1;
+  return r + (k - (r + off) % k) % k;
+}
+
 void ArqReceiver::schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io) noexcept {
   if (!self_receives_ || cfg_.app_acks) return;  // a send-only member never acks; nor do replies' receivers
   if (fresh) ++s.unacked;
+  if (stride(io.group()) > 1) {
+    // Sparse: at this receiver's own points of the stride, else once the sender has been
+    // quiet for the tail time (the timer restarts with every new packet). A new sender's
+    // first packet is acked only if it falls on this receiver's point.
+    if (s.next_ack_at == 0) s.next_ack_at = next_boundary(s.highest - 1);
+    if (s.highest >= s.next_ack_at) {
+      send_ack(s, io);
+      return;
+    }
+    s.ack_due_ns = now + cfg_.tail_ack_ns();
+    note_deadline(s.ack_due_ns);
+    return;
+  }
   if (s.unacked >= cfg_.ack_every || cfg_.ack_delay_ns == 0) {
     send_ack(s, io);
     return;
@@ -409,21 +454,31 @@ Packet* ArqReceiver::control_packet(wire::Kind kind, std::uint8_t body_len, std:
 }
 
 // Where feedback about sender `s` goes: to its address when we may unicast and the view
-// knows it for this incarnation; else (dst 0) to the group.
+// knows it for this incarnation; else, with sparse acks (a large group), to where its
+// reliable packets came from (a member sends everything from its own unicast socket), so
+// that a lost heartbeat (rare in a large group, see membership.heartbeat) does not send
+// our feedback to every member; else (dst 0) to the group.
 void ArqReceiver::address(Packet& a, const RxState& s, StageIo& io) const noexcept {
   if (!unicast_) return;
   const Group& g = io.group();
   const int slot = g.slot_of_sender(s.sender);
-  if (slot == kNoSlot) return;
-  const MemberInfo& m = g.member(slot);
-  if (m.epoch != s.epoch || m.ip == 0) return;
-  a.dst_ip = m.ip;
-  a.dst_port = m.port;
+  if (slot != kNoSlot) {
+    const MemberInfo& m = g.member(slot);
+    if (m.epoch == s.epoch && m.ip != 0) {
+      a.dst_ip = m.ip;
+      a.dst_port = m.port;
+      return;
+    }
+  }
+  if (stride_ == 1) return;  // small groups: to the group, as they always did
+  a.dst_ip = s.src_ip;
+  a.dst_port = s.src_port;
 }
 
 void ArqReceiver::send_ack(RxState& s, StageIo& io, bool to_group) noexcept {
   s.ack_due_ns = 0;
   s.unacked = 0;
+  if (stride_ > 1) s.next_ack_at = next_boundary(s.highest);
   AckBody ack;
   ack.target_sender = s.sender;
   ack.target_epoch = s.epoch;
@@ -462,6 +517,12 @@ void ArqReceiver::send_nacks(RxState& s, StageIo& io, std::uint64_t from) noexce
     io.count(ctr::nacks_sent);
     io.down(a);
   }
+}
+
+void ArqReceiver::on_ack_request(std::uint32_t sender, std::uint32_t epoch, StageIo& io) noexcept {
+  if (!self_receives_ || cfg_.app_acks || stride(io.group()) == 1) return;
+  RxState* s = find_rx(sender);
+  if (s != nullptr && s->epoch == epoch) send_ack(*s, io);
 }
 
 void ArqReceiver::ack_all_to_group(StageIo& io) noexcept {

@@ -60,6 +60,10 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   /// goes up, the first packet after each hole marked for ordering above.
   void on_edge(std::uint32_t sender, std::uint32_t epoch, std::uint64_t settled, StageIo& io) noexcept;
 
+  /// The same announcement asks for an ack: with sparse acks (a large group, see
+  /// ack_stride()) acknowledge that sender's position at once; small groups ignore it.
+  void on_ack_request(std::uint32_t sender, std::uint32_t epoch, StageIo& io) noexcept;
+
   /// On stop: acknowledge every sender's current position once more, to the group. The
   /// goodbye that follows goes to the group too, and a sender reads its unicast and its
   /// group socket in no fixed order: a last ack sent by unicast could reach it after the
@@ -89,6 +93,11 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
     std::uint64_t nack_due_ns = 0;
     std::uint64_t last_used_ns = 0;
     std::uint32_t unacked = 0;     // new packets since the last ack
+    std::uint64_t next_ack_at = 0;  // sparse acks: ack once highest reaches this
+    // Where its reliable packets come from: feedback goes there while the view has no
+    // address for it (its heartbeats were lost, or are rare in a large group).
+    std::uint32_t src_ip = 0;
+    std::uint16_t src_port = 0;
     std::uint32_t nack_round = 0;
     bool nack_suppressed = false;
     // A hole that opens while the next round waits out its backoff is asked for at once (a
@@ -139,6 +148,8 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   std::uint64_t nack_spread_ns(const Group& g) const noexcept;
   std::uint32_t nack_rounds() const noexcept;
   void schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io) noexcept;
+  std::uint32_t stride(const Group& g) noexcept;
+  [[nodiscard]] std::uint64_t next_boundary(std::uint64_t highest) const noexcept;
   Packet* control_packet(wire::Kind kind, std::uint8_t body_len, std::uint8_t*& body, StageIo& io) noexcept;
   void address(Packet& a, const RxState& s, StageIo& io) const noexcept;
   void send_ack(RxState& s, StageIo& io, bool to_group = false) noexcept;
@@ -158,6 +169,9 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   std::vector<std::uint64_t> bitmap_;
   std::vector<RxState> rx_;
   std::uint64_t deadline_ = 0;
+  // Sparse acks: the stride for the current view (1: every ack as in small groups).
+  std::uint32_t stride_ = 1;
+  std::uint64_t stride_view_ = ~std::uint64_t{0};
   InOrderHold hold_;
   std::array<EvictedEdge, kEvictedEdges> evicted_{};
   std::size_t next_evicted_ = 0;

@@ -136,6 +136,9 @@ void ArqSender::fit_view(const Group& g) {
   slot_high_.resize(n, 0);
   slot_ack_ns_.resize(n, 0);
   slot_heard_ns_.resize(n, 0);
+  slot_cum_ns_.resize(n, 0);
+  slot_asked_ns_.resize(n, 0);
+  quiet_.reserve(n);
   named_mask_.reserve(n);
   outcome_.members.reserve(n);
   for (Entry& e : entries_) {
@@ -146,6 +149,7 @@ void ArqSender::fit_view(const Group& g) {
 
 void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
   fit_view(g);
+  stride_ = cfg_.sparse_acks() ? ack_stride(static_cast<std::size_t>(g.receivers().count()), cfg_.window) : 1;
   if (cfg_.mode == AckMode::named) resolve_named(g);
   const MemberSet& dead = g.gone();
   for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
@@ -293,6 +297,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   e.first_sent_ns = e.last_sent_ns = now;
   e.deadline_ns = now + rto_ns_;
   e.expires_ns = p->expires_ns;
+  last_send_ns_ = now;
   ++held_;
   deadline_ns_ = earliest(deadline_ns_, earliest(e.deadline_ns, e.expires_ns));
   if (trail_ == rseq) mark_out(rseq, now);  // nothing older unsettled: nothing below holds it
@@ -309,6 +314,7 @@ bool ArqSender::retransmit(Entry& e, StageIo& io) noexcept {
     return false;
   }
   e.last_sent_ns = io.now_ns();
+  last_send_ns_ = e.last_sent_ns;
   e.retransmitted = true;
   // The repair needs a round trip before its acks can show up: its timer starts again
   // now (a timeout sets its own backoff after this). Without this a NACK repair sent
@@ -372,6 +378,8 @@ void ArqSender::scan(StageIo& io) noexcept {
   // rule the RTT samples that would undo it become rare.)
   std::uint32_t burst = 0;
   bool expired = false;
+  const bool sparse = stride_ > 1;
+  if (sparse) find_quiet(io);
   for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
     Entry& e = entry(r);
     if (e.rseq != r) continue;
@@ -381,7 +389,10 @@ void ArqSender::scan(StageIo& io) noexcept {
       expired = true;
       continue;
     }
-    if (e.deadline_ns <= now && (burst >= kMaxRtoBurst || !(lost_evidence(e, now) || members_quiet(e, now)))) {
+    bool sparse_evidence = false;
+    if (e.deadline_ns <= now &&
+        (burst >= kMaxRtoBurst || (sparse ? !quiet_lacks(e, sparse_evidence)
+                                          : !(lost_evidence(e, now) || members_quiet(e, now))))) {
       // The ack clock is running (the members it waits for are acking, nothing later
       // than it arrived without it): it is most likely still on its way, or waiting
       // below for credit; a gap would show in their acks or NACKs. Look again later.
@@ -390,7 +401,7 @@ void ArqSender::scan(StageIo& io) noexcept {
       // The retry budget is spent only on timeouts that show a loss: a message that waits
       // in a flow-control or congestion queue below this stage (its timer started when it
       // left here) is not lost, and failing it would report a delivered message as failed.
-      const bool counts = lost_evidence(e, now);
+      const bool counts = sparse ? sparse_evidence : lost_evidence(e, now);
       if (counts && e.retries >= cfg_.max_retries) {
         settle(e, EventType::delivery_failed, io);
         continue;
@@ -441,6 +452,109 @@ bool ArqSender::lost_evidence(const Entry& e, std::uint64_t now) const noexcept 
     if (now >= since + kSilenceRtoMax * cfg_.rto_max_ns) return true;
   }
   return false;
+}
+
+// --- sparse acks ----------------------------------------------------------------------------
+//
+// With sparse acks (ack_stride()) a member acks a stride of datagrams at a time, or once
+// the stream has paused for the tail time: between its acks it is not quiet. Its next ack
+// is due once the datagram a stride and a half above the highest it reported has gone out
+// (its own point of the stride lies below that, and a lost datagram delays it by one), or
+// once the tail time has passed after the last datagram sent, whichever comes first.
+std::uint64_t ArqSender::ack_due_ns(std::size_t s) const noexcept {
+  std::uint64_t by = last_send_ns_ + cfg_.tail_ack_ns();
+  const std::uint64_t point = slot_high_[s] + stride_ + stride_ / 2 + 2;
+  if (point < next_rseq_) {
+    const Entry& b = entries_[static_cast<std::size_t>(point % cfg_.window)];
+    if (b.rseq == point) by = std::min(by, b.first_sent_ns);
+  }
+  return std::max(slot_ack_ns_[s], by);
+}
+
+// Once per timeout scan, O(members): the members whose acks are overdue by an RTO, each
+// asked for an ack by unicast (at most once per RTO). The timeouts below then look only at
+// them, so a scan costs O(window + members), not O(window * members).
+void ArqSender::find_quiet(StageIo& io) noexcept {
+  quiet_.clear();
+  const Group& g = io.group();
+  const std::uint64_t now = io.now_ns();
+  const MemberSet& receivers = g.receivers();
+  for (int slot = receivers.first(); slot >= 0; slot = receivers.next(slot)) {
+    const auto s = static_cast<std::size_t>(slot);
+    if (s >= slots_fit_) continue;
+    // Nothing unsettled that it has not acked.
+    if (std::max(slot_cum_[s], trail_ - 1) + 1 >= next_rseq_) continue;
+    const std::uint64_t due = ack_due_ns(s);
+    // Its cumulative point stuck below an unsettled message while it acks later ones: its
+    // NACKs for that message went unanswered for rto_max.
+    const bool stuck = slot_cum_[s] + 1 >= trail_ && slot_cum_[s] < slot_high_[s] &&
+                       now >= std::max(slot_cum_ns_[s], due) + kSilenceRtoMax * cfg_.rto_max_ns;
+    if (now < due + rto_ns_ && !stuck) continue;
+    // Overdue: ask it first (its ack is the likelier loss: it sends one per stride, we
+    // sent it a stride of datagrams); only when an RTO after asking its acks have still
+    // not moved do its messages go again.
+    const bool asked = slot_asked_ns_[s] > slot_ack_ns_[s];
+    if (!stuck && (!asked || now < slot_asked_ns_[s] + rto_ns_)) {
+      if (!asked) {
+        slot_asked_ns_[s] = now;
+        ask_ack(slot, g, io);
+      }
+      continue;
+    }
+    quiet_.push_back(Quiet{slot, stuck || now >= due + kSilenceRtoMax * cfg_.rto_max_ns});
+    if (now >= slot_asked_ns_[s] + rto_ns_) {
+      slot_asked_ns_[s] = now;
+      ask_ack(slot, g, io);
+    }
+  }
+}
+
+// Whether some member whose ack is overdue has not acked `e` (and whether one of those is
+// evidence of a loss, which spends a retry).
+bool ArqSender::quiet_lacks(const Entry& e, bool& evidence) const noexcept {
+  bool lacks = false;
+  evidence = false;
+  for (const Quiet& q : quiet_) {
+    if (!e.required.contains(q.slot) || e.acked.contains(q.slot)) continue;
+    lacks = true;
+    if (q.evidence || slot_high_[static_cast<std::size_t>(q.slot)] > e.rseq) {
+      evidence = true;
+      return true;
+    }
+  }
+  return lacks;
+}
+
+// Ask one member for an ack: the edge announcement, by unicast to it (a member whose
+// address is not known yet is not asked: asking the group would bring every member's ack).
+void ArqSender::ask_ack(int slot, const Group& g, StageIo& io) noexcept {
+  const MemberInfo& m = g.member(slot);
+  if (m.ip == 0) return;
+  Packet* a = io.alloc();
+  if (a == nullptr) {
+    io.count(ctr::no_buffer);
+    return;
+  }
+  a->reset_for_send(0);
+  a->kind = wire::Kind::control;
+  a->channel = channel_;
+  a->sender = self_sender_;
+  a->epoch = self_epoch_;
+  std::uint8_t* body = a->push_ext(wire::Ext::ack, detail::kAckBodyBytes);
+  if (body == nullptr) {
+    a->release();
+    io.count(ctr::no_buffer);
+    return;
+  }
+  AckBody edge;
+  edge.target_sender = self_sender_;
+  edge.target_epoch = self_epoch_;
+  edge.cumulative = trail_ - 1;
+  detail::encode_ack(body, edge);
+  a->dst_ip = m.ip;
+  a->dst_port = m.port;
+  io.count(ctr::ack_requests);
+  io.down(a);
 }
 
 // Every unsettled message up to `upto` is known to have left the stages below (now, if
@@ -538,6 +652,7 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
   if (ack.cumulative > seen && ack.cumulative < next_rseq_) {
     seen = ack.cumulative;
     slot_ack_ns_[s] = now;
+    slot_cum_ns_[s] = now;
   }
   if (ack.highest() < next_rseq_ && ack.highest() > slot_high_[s]) {
     slot_high_[s] = ack.highest();

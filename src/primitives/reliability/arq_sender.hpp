@@ -133,6 +133,11 @@ class [[gnu::visibility("hidden")]] ArqSender {
   bool members_quiet(const Entry& e, std::uint64_t now) const noexcept;
   bool blocked_below(std::size_t s, std::uint64_t rseq, std::uint64_t now) const noexcept;
   void rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept;
+  // Sparse acks (stride_ > 1, see ack_stride()): which members' acks are overdue.
+  [[nodiscard]] std::uint64_t ack_due_ns(std::size_t s) const noexcept;
+  void find_quiet(StageIo& io) noexcept;
+  void ask_ack(int slot, const Group& g, StageIo& io) noexcept;
+  [[nodiscard]] bool quiet_lacks(const Entry& e, bool& evidence) const noexcept;
   Event& outcome_event(EventType type, std::uint64_t rseq, std::uint64_t token) noexcept;
   void notify_failed(std::uint64_t token, const MemberSet& members, StageIo& io) noexcept;
 
@@ -159,6 +164,18 @@ class [[gnu::visibility("hidden")]] ArqSender {
   std::vector<std::uint64_t> slot_high_;
   std::vector<std::uint64_t> slot_ack_ns_;
   std::vector<std::uint64_t> slot_heard_ns_;  // when its last ack (any) arrived
+  // Sparse acks: the receivers' stride for this view (1: every member acks as small groups
+  // do), when the last datagram went out, when each member's cumulative ack last moved and
+  // when it was last asked for an ack, and the members whose acks are overdue at this scan.
+  struct Quiet {
+    int slot = 0;
+    bool evidence = false;  // silent for rto_max, or its cumulative point stuck that long
+  };
+  std::uint32_t stride_ = 1;
+  std::uint64_t last_send_ns_ = 0;
+  std::vector<std::uint64_t> slot_cum_ns_;
+  std::vector<std::uint64_t> slot_asked_ns_;
+  std::vector<Quiet> quiet_;
   // Every rseq up to this one is known to have left the stages below (see mark_out()).
   std::uint64_t out_rseq_ = 0;
   std::size_t held_ = 0;
