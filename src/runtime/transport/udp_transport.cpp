@@ -548,6 +548,7 @@ void RxBuffers::release_all() noexcept {
     if (p != nullptr) p->release();
     p = nullptr;
   }
+  stale = SIZE_MAX;
 }
 
 int UdpTransport::arm(RxBuffers& b, PacketPool& pool, int max) noexcept {
@@ -563,16 +564,21 @@ int UdpTransport::arm(RxBuffers& b, PacketPool& pool, int max) noexcept {
     } catch (...) {
       return 0;
     }
+    b.stale = SIZE_MAX;
   }
   if (b.pool != &pool) {
     // The channel switched pools (update() with a larger MTU): give back the old buffers.
     b.release_all();
     b.pool = &pool;
   }
-  std::size_t n = 0;
-  for (; n < want; ++n) {
+  // Only the slots the last read used (see RxBuffers::stale); the rest are ready.
+  const std::size_t redo = std::min(b.stale, b.stash.size());
+  for (std::size_t n = 0; n < redo; ++n) {
     if (b.stash[n] == nullptr) b.stash[n] = pool.alloc();
-    if (b.stash[n] == nullptr) break;
+    if (b.stash[n] == nullptr) {
+      // The pool ran dry: slots [0, n) are ready now, the others stay stale.
+      return static_cast<int>(std::min(n, want));
+    }
     Packet* p = b.stash[n];
     b.iov[n].iov_base = p->buf;
     b.iov[n].iov_len = p->cap;
@@ -583,11 +589,13 @@ int UdpTransport::arm(RxBuffers& b, PacketPool& pool, int max) noexcept {
     m.msg_hdr.msg_iov = &b.iov[n];
     m.msg_hdr.msg_iovlen = 1;
   }
-  return static_cast<int>(n);
+  b.stale = 0;
+  return static_cast<int>(want);
 }
 
 int UdpTransport::take(RxBuffers& b, int got, Packet** out) noexcept {
   int delivered = 0;
+  b.stale = std::max(b.stale, static_cast<std::size_t>(std::max(got, 0)));
   for (int k = 0; k < got; ++k) {
     const auto kk = static_cast<std::size_t>(k);
     Packet* p = b.stash[kk];

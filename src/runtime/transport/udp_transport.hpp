@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -55,6 +56,10 @@ struct RxBuffers {
   std::vector<iovec> iov;
   std::vector<sockaddr_in> addr;
   PacketPool* pool = nullptr;  ///< where the stash came from
+  /// Slots [0, stale) need a buffer and their headers set again before the next read; the
+  /// rest are ready. A read fills slots from the front, so what it used is a prefix, and an
+  /// idle poll (nothing read) leaves every slot ready: arm() then does no work at all.
+  std::size_t stale = SIZE_MAX;
   /// Give every stashed buffer back to its pool (exec).
   void release_all() noexcept;
 };
