@@ -43,7 +43,8 @@ inline constexpr std::string_view kKind = "reliability.arq";
   X(P, held_in_order, "deliver=in_order: packets held above a gap until it filled")                   \
   X(P, held_released_early,                                                                           \
     "deliver=in_order: held packets passed up before their gap filled (rto_max_us passed, the "       \
-    "sender restarted or its state was evicted)")
+    "sender restarted or its state was evicted)")                                                     \
+  X(P, tail_probes, "newest unsettled packets sent again because no ack came for a probe timeout")
 namespace ctr {
 TMC_STAGE_COUNTERS("reliability.", TMC_ARQ_COUNTERS);
 }  // namespace ctr
@@ -83,6 +84,8 @@ struct Config {
   // arrives (Channel::acknowledge), and a receiver passes a reliable packet received again
   // up again, so that a request retransmitted because its reply was lost is answered again.
   bool app_acks = false;
+  // The tail loss probe (ArqSender::probe_tail()).
+  bool tail_probe = true;
 
   // Bits of each receive bitmap (and slots of each in-order ring): the window rounded up
   // to whole words, with room for the SACK bitmap beyond cum + 1.
