@@ -101,6 +101,10 @@ struct ReliabilitySpec {
   /// receivers send no acks and deliver a retransmitted message again.
   std::string acks = "receiver";
   std::int64_t nack_delay_us = 1000;    ///< longest a receiver waits before it NACKs a gap
+  /// Send the newest unacknowledged message again when no ack came for about two round
+  /// trips, so that a loss at the end of a burst is NACKed at once instead of waiting for
+  /// the retransmission timeout.
+  bool tail_probe = true;
   bool operator==(const ReliabilitySpec&) const = default;
 };
 

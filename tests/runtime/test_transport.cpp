@@ -1,7 +1,8 @@
-// The UDP transport alone (no channel, no loop): batched sends with UDP GSO, and what it
-// does when the kernel refuses a GSO send.
+// The UDP transport alone (no channel, no loop): batched sends with UDP GSO, what it does
+// when the kernel refuses a GSO send, and receives with UDP GRO cut back into datagrams.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <set>
+#include <vector>
 
 #include "runtime/transport/udp_transport.hpp"
 
@@ -137,4 +139,151 @@ TEST_CASE("transport: without GSO in the plan every datagram is its own send") {
   CHECK(t->counters().gso_sends == 0);
   std::set<std::size_t> lengths;
   CHECK(sink.drain(lengths).size() == 20);
+}
+
+namespace {
+
+// A port on 127.0.0.1 nobody holds right now (the kernel's choice, released again).
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A unicast transport bound to 127.0.0.1:`port` that receives, with GRO as asked.
+std::unique_ptr<UdpTransport> open_receiver(std::uint16_t port, bool gro) {
+  TransportSpec spec;
+  spec.plan.multicast = false;
+  spec.plan.interface = "lo";
+  spec.plan.gro = gro;
+  spec.plan.port = port;
+  spec.receive = true;
+  spec.members = {"self@127.0.0.1:" + std::to_string(port)};
+  spec.self_name = "self";
+  std::unique_ptr<UdpTransport> t;
+  const tmc::Status s = UdpTransport::open(spec, t);
+  REQUIRE_MESSAGE(s.is_ok(), s.message());
+  return t;
+}
+
+// Receive `want` datagrams, at most `max` per call (fewer tries than a second's worth).
+std::vector<tmc::Packet*> receive_all(UdpTransport& t, tmc::PacketPool& pool, std::size_t want, int max) {
+  std::vector<tmc::Packet*> got;
+  std::vector<tmc::Packet*> batch(static_cast<std::size_t>(max));
+  for (int tries = 0; got.size() < want && tries < 1000; ++tries) {
+    const int n = t.receive(pool, batch.data(), max);
+    if (n == 0) {
+      pollfd pfd{t.fd(), POLLIN, 0};
+      (void)::poll(&pfd, 1, 10);
+    }
+    for (int i = 0; i < n; ++i) got.push_back(batch[static_cast<std::size_t>(i)]);
+  }
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("transport: with GRO a coalesced receive is cut back into the datagrams sent") {
+  const std::uint16_t port = free_port();
+  auto rx = open_receiver(port, true);
+  REQUIRE(rx->plan().gro);  // Linux 5.0 and later take UDP_GRO
+  REQUIRE(rx->gro());
+  CHECK_FALSE(rx->enable_blocking_wait(1000));  // the hot wait cannot cut buffers apart
+  tmc::PacketPool tx_pool(2048, 64, 256);
+  tmc::PacketPool rx_pool(2048, 64, 256);
+  auto tx = open_to(port, true);
+  REQUIRE(tx->plan().gso);
+  // Two GSO runs of 20 (the second ends with a short datagram), then one alone.
+  queue(*tx, tx_pool, port, 20, 1000);
+  REQUIRE(tx->flush());
+  queue(*tx, tx_pool, port, 19, 700);
+  tmc::Packet* last = tx_pool.alloc();
+  REQUIRE(last != nullptr);
+  last->off = 0;
+  last->len = 300;
+  std::memset(last->buf, 0xcd, last->len);
+  last->buf[0] = 200;
+  last->dst_ip = INADDR_LOOPBACK;
+  last->dst_port = port;
+  REQUIRE(tx->enqueue(last));
+  REQUIRE(tx->flush());
+  queue(*tx, tx_pool, port, 1, 90);
+  REQUIRE(tx->flush());
+  // At most 8 per call: a coalesced buffer of 20 is handed out over several calls.
+  const std::vector<tmc::Packet*> got = receive_all(*rx, rx_pool, 41, 8);
+  REQUIRE(got.size() == 41);
+  CHECK(rx->counters().gro_reads >= 1);  // the kernel did coalesce: the split was exercised
+  CHECK(rx->counters().datagrams_received == 41);
+  CHECK(rx->counters().truncated == 0);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const tmc::Packet* p = got[i];
+    const std::uint32_t want_len = i < 20 ? 1000 : i < 39 ? 700 : i == 39 ? 300 : 90;
+    const int want_first = i < 20 ? static_cast<int>(i) : i < 39 ? static_cast<int>(i - 20) : i == 39 ? 200 : 0;
+    CHECK(p->len == want_len);
+    CHECK(p->data()[0] == want_first);
+    CHECK(p->data()[p->len - 1] == (i == 39 ? 0xcd : 0xab));
+    CHECK(p->src_ip == INADDR_LOOPBACK);
+  }
+  for (tmc::Packet* p : got) p->release();
+  CHECK_FALSE(rx->rx_buffered());
+}
+
+TEST_CASE("transport: without GRO in the plan the kernel hands every datagram alone") {
+  const std::uint16_t port = free_port();
+  auto rx = open_receiver(port, false);
+  CHECK_FALSE(rx->gro());
+  tmc::PacketPool tx_pool(2048, 64, 256);
+  tmc::PacketPool rx_pool(2048, 64, 256);
+  auto tx = open_to(port, true);
+  queue(*tx, tx_pool, port, 20, 1000);
+  REQUIRE(tx->flush());
+  const std::vector<tmc::Packet*> got = receive_all(*rx, rx_pool, 20, 32);
+  CHECK(got.size() == 20);
+  CHECK(rx->counters().gro_reads == 0);
+  for (tmc::Packet* p : got) {
+    CHECK(p->len == 1000);
+    p->release();
+  }
+}
+
+TEST_CASE("transport: datagrams read with GRO are handed out without reading the socket again") {
+  const std::uint16_t port = free_port();
+  auto rx = open_receiver(port, true);
+  REQUIRE(rx->gro());
+  tmc::PacketPool tx_pool(2048, 64, 256);
+  tmc::PacketPool rx_pool(2048, 64, 256);
+  auto tx = open_to(port, true);
+  queue(*tx, tx_pool, port, 30, 500);
+  REQUIRE(tx->flush());
+  std::vector<tmc::Packet*> got;
+  std::vector<tmc::Packet*> batch(4);
+  for (int tries = 0; got.empty() && tries < 100; ++tries) {
+    const int n = rx->receive(rx_pool, batch.data(), 4);
+    for (int i = 0; i < n; ++i) got.push_back(batch[static_cast<std::size_t>(i)]);
+    if (n == 0) {
+      pollfd pfd{rx->fd(), POLLIN, 0};
+      (void)::poll(&pfd, 1, 10);
+    }
+  }
+  REQUIRE(got.size() == 4);
+  REQUIRE(rx->counters().gro_reads >= 1);
+  // The socket is empty (one coalesced buffer held all 30), yet 26 are still to come.
+  CHECK(rx->rx_buffered());
+  while (rx->rx_buffered()) {
+    const int n = rx->take_buffered(rx_pool, batch.data(), 4);
+    REQUIRE(n > 0);
+    for (int i = 0; i < n; ++i) got.push_back(batch[static_cast<std::size_t>(i)]);
+  }
+  CHECK(got.size() == 30);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i]->data()[0] == static_cast<int>(i));
+    got[i]->release();
+  }
 }

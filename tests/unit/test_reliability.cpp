@@ -385,7 +385,10 @@ TEST_CASE("reliability.arq: a member that never acks makes the message fail afte
   // rto_max, and from then on every timeout spends the budget. The retransmissions before
   // that (while c might still be acking) are free.
   CHECK(retransmissions >= 3);
-  CHECK(t.a.c("reliability.timeouts") == static_cast<std::uint64_t>(retransmissions));
+  // (The first may be the tail loss probe: c's silence after b's ack.)
+  CHECK(t.a.c("reliability.timeouts") + t.a.c("reliability.tail_probes") ==
+        static_cast<std::uint64_t>(retransmissions));
+  CHECK(t.a.c("reliability.tail_probes") <= 1);
   REQUIRE(events(t.a, EventType::delivery_failed) == 1);
   const Event* e = event_for(t.a, EventType::delivery_failed, 77);
   REQUIRE(e != nullptr);
@@ -672,7 +675,8 @@ TEST_CASE("reliability.arq: on_stop reports every unsettled or queued message as
 }
 
 TEST_CASE("reliability.arq: RTO follows measured RTT (Jacobson/Karels) within rto_min/rto_max") {
-  Trio t({{"rto_min_us", "2000"}, {"rto_initial_us", "50000"}, {"ack_delay_us", "0"}});
+  // (Without the tail loss probe, which would go first: see the next test.)
+  Trio t({{"rto_min_us", "2000"}, {"rto_initial_us", "50000"}, {"ack_delay_us", "0"}, {"tail_probe", "false"}});
   // Round trips of 1 ms: the RTO settles near srtt + 4 rttvar, far below 50 ms.
   std::uint64_t now = 0;
   for (int i = 0; i < 20; ++i) {
@@ -692,6 +696,89 @@ TEST_CASE("reliability.arq: RTO follows measured RTT (Jacobson/Karels) within rt
   REQUIRE(t.a.sink().transmitted.size() == 1);  // the timeout's retransmission
   CHECK(now - sent_at <= 5 * kMs);
   CHECK(now - sent_at >= 2 * kMs);
+}
+
+namespace {
+
+// Trio `t` after 20 messages with 1 ms round trips (every one acked), at time `now`.
+std::uint64_t warm_up(Trio& t) {
+  std::uint64_t now = 0;
+  for (int i = 0; i < 20; ++i) {
+    t.a.send("x", now, 0);
+    multicast(t.a, {&t.b, &t.c}, now + kMs / 2);
+    t.feedback(now + kMs);
+    now += 2 * kMs;
+  }
+  return now;
+}
+
+// Send m1..m3 (rseq 21..23) at `t0`; b loses the last two, a tail no later datagram
+// reveals; c gets all three; their acks reach the sender 1 ms after t0.
+void lose_tail(Trio& t, std::uint64_t t0) {
+  for (int i = 1; i <= 3; ++i) t.a.send("m" + std::to_string(i), t0, 100 + static_cast<std::uint64_t>(i));
+  multicast(t.a, {&t.b, &t.c}, t0 + kMs / 2, [](std::size_t dest, const Seen& s) { return !(dest == 0 && s.rseq >= 22); });
+  t.feedback(t0 + kMs);
+  CHECK(t.b.got().back() == "m1");
+}
+
+}  // namespace
+
+TEST_CASE("reliability.arq: a lost tail is probed two round trips after the last ack, and NACKed at once") {
+  Trio t({{"rto_min_us", "20000"}, {"ack_delay_us", "0"}, {"nack_delay_us", "100"}});
+  const std::uint64_t t0 = warm_up(t);
+  lose_tail(t, t0);
+  // The probe: about two smoothed RTTs (2 ms) after the last ack progress, far below the
+  // 20 ms RTO.
+  std::uint64_t probe_at = t0 + kMs;
+  for (int i = 0; i < 100 && t.a.sink().transmitted.empty(); ++i) {
+    probe_at = std::max(probe_at, t.a.pl().next_deadline_ns());
+    t.a.tick(probe_at);
+  }
+  CHECK(probe_at >= t0 + 2 * kMs);
+  CHECK(probe_at <= t0 + 4 * kMs);
+  const std::vector<Seen> probe = transmitted(t.a);
+  REQUIRE(probe.size() == 1);
+  CHECK(probe[0].rseq == 23);  // the newest unsettled message
+  CHECK(t.a.c("reliability.tail_probes") == 1);
+  CHECK(t.a.c("reliability.timeouts") == 0);
+  // b now sees the hole below it and asks for it within nack_delay_us; c re-acks.
+  multicast(t.a, {&t.b, &t.c}, probe_at + kMs / 2);
+  CHECK(t.c.c("reliability.duplicates") == 1);
+  std::uint64_t nack_at = probe_at + kMs / 2;
+  for (int i = 0; i < 100 && t.b.c("reliability.nacks_sent") == 0; ++i) {
+    nack_at = std::max(nack_at, t.b.pl().next_deadline_ns());
+    t.b.tick(nack_at);
+  }
+  CHECK(t.b.c("reliability.nacks_sent") == 1);
+  CHECK(nack_at <= probe_at + kMs / 2 + 100 * kUs);
+  t.feedback(nack_at + kMs / 2);
+  CHECK(t.a.c("reliability.nacks_received") == 1);
+  multicast(t.a, {&t.b, &t.c}, nack_at + kMs);
+  t.feedback(nack_at + 2 * kMs);
+  CHECK(t.b.got() == std::vector<std::string>(
+                         {"x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x", "x",
+                          "x", "m1", "m3", "m2"}));
+  CHECK(events(t.a, EventType::delivery_met) == 23);
+  CHECK(t.a.pl().held_packets() == 0);
+  // Settled within a few round trips: the first RTO would have come at t0 + 20 ms.
+  CHECK(nack_at + 2 * kMs < t0 + 20 * kMs);
+  CHECK(t.a.c("reliability.timeouts") == 0);
+  CHECK(t.a.c("reliability.tail_probes") == 1);  // once per tail: none while nothing new was sent
+}
+
+TEST_CASE("reliability.arq: tail_probe=false leaves a lost tail to the retransmission timeout") {
+  Trio t({{"rto_min_us", "20000"}, {"ack_delay_us", "0"}, {"nack_delay_us", "100"}, {"tail_probe", "false"}});
+  const std::uint64_t t0 = warm_up(t);
+  lose_tail(t, t0);
+  std::uint64_t now = t0 + kMs;
+  for (int i = 0; i < 100 && t.a.sink().transmitted.empty(); ++i) {
+    now = std::max(now, t.a.pl().next_deadline_ns());
+    t.a.tick(now);
+  }
+  REQUIRE_FALSE(t.a.sink().transmitted.empty());
+  CHECK(now >= t0 + 20 * kMs);  // nothing before the RTO
+  CHECK(t.a.c("reliability.tail_probes") == 0);
+  CHECK(t.a.c("reliability.timeouts") >= 1);
 }
 
 TEST_CASE("reliability.arq: ack and NACK bodies round-trip; bad lengths are refused") {

@@ -142,6 +142,7 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
     cfg.in_order = params.text("deliver") == "in_order";
     cfg.unicast_feedback = params.text("feedback") == "unicast";
     cfg.app_acks = params.text("acks") == "application";
+    cfg.tail_probe = params.boolean("tail_probe");
     if (cfg.app_acks && cfg.in_order) {
       errors.push_back("parameter 'acks' = application needs deliver = arrival: a retransmitted request goes up "
                        "again, which cannot be in order");
@@ -363,7 +364,10 @@ void register_reliability_arq(Registry& r) {
           "of each reliable packet until its ack "
           "set (fixed at send from the membership view: every receiver, the ack_from names, ceil(ack_fraction "
           "x receivers) or ack_k of them) has acked it; it retransmits on RTO (Jacobson/Karels from RTT "
-          "samples, Karn's rule, exponential backoff to rto_max_us) and on NACK (once per half RTT). After "
+          "samples, Karn's rule, exponential backoff to rto_max_us) and on NACK (once per half RTT). When no ack "
+          "has made progress for two smoothed RTTs plus ack_delay_us, the newest unsettled packet goes again, once "
+          "until the next new one (tail_probe, as TCP's tail loss probe): a receiver that lost the end of a burst "
+          "sees the gap and NACKs it at once instead of waiting for the RTO. After "
           "max_retries timeouts that show a loss (a waited-for member acked a later message, or acked "
           "nothing new for rto_max_us since the message is known to have left the stages below: a member "
           "acked it or a later one, or nothing older is unsettled; a message waiting below for flow credit or "
@@ -473,7 +477,14 @@ void register_reliability_arq(Registry& r) {
                          "(Channel::acknowledge): request/response with idempotent handlers, where the reply is "
                          "the ack and a lost reply is repaired by retransmitting the request (needs "
                          "deliver=arrival)",
-                  .one_of = kAcks}},
+                  .one_of = kAcks},
+                 {.name = "tail_probe",
+                  .type = ParamType::boolean,
+                  .default_value = "true",
+                  .doc = "when no ack has made progress for two smoothed RTTs plus ack_delay_us, send the newest "
+                         "unsettled packet again, once until the next new one (TCP's tail loss probe): a receiver "
+                         "that lost the end of a burst sees the gap and NACKs it at once instead of waiting for "
+                         "the RTO (counter tail_probes; needs an RTT sample; off with acks=application)"}},
       .counters = counter_list(ctr::kCounters),
       .gauges = gauge_list(kGauges),
       .factory = [] { return std::make_unique<ArqStage>(); },

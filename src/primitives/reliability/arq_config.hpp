@@ -44,7 +44,8 @@ inline constexpr std::string_view kKind = "reliability.arq";
   X(P, held_in_order, "deliver=in_order: packets held above a gap until it filled")                   \
   X(P, held_released_early,                                                                           \
     "deliver=in_order: held packets passed up before their gap filled (rto_max_us passed, the "       \
-    "sender restarted or its state was evicted)")
+    "sender restarted or its state was evicted)")                                                     \
+  X(P, tail_probes, "newest unsettled packets sent again because no ack came for a probe timeout")
 namespace ctr {
 TMC_STAGE_COUNTERS("reliability.", TMC_ARQ_COUNTERS);
 }  // namespace ctr
@@ -109,6 +110,8 @@ struct Config {
   // arrives (Channel::acknowledge), and a receiver passes a reliable packet received again
   // up again, so that a request retransmitted because its reply was lost is answered again.
   bool app_acks = false;
+  // The tail loss probe (ArqSender::probe_tail()).
+  bool tail_probe = true;
 
   // Whether acks may be sparse (the stride then follows the view, see ack_stride()).
   [[nodiscard]] bool sparse_acks() const noexcept { return mode == AckMode::all && !app_acks && ack_delay_ns != 0; }

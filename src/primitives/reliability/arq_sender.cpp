@@ -301,8 +301,46 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   ++held_;
   deadline_ns_ = earliest(deadline_ns_, earliest(e.deadline_ns, e.expires_ns));
   if (trail_ == rseq) mark_out(rseq, now);  // nothing older unsettled: nothing below holds it
+  probed_ = false;
+  arm_probe(now);
   io.down(p);
   return true;
+}
+
+// --- the tail loss probe ------------------------------------------------------------------
+
+// A loss in the middle of a stream shows as a gap when a later datagram arrives, and the
+// receiver NACKs it within nack_delay_us. The last datagrams of a burst (before the window
+// fills, or the application pauses) have no later datagram to reveal their loss: they used
+// to wait for a retransmission timeout, which is at least rto_min_us and, gated on evidence
+// of loss (see scan()), often several. So, as TCP's tail loss probe (RFC 8985): when no ack
+// has made progress for a probe timeout — two smoothed RTTs plus the longest a receiver
+// holds an ack back — the newest unsettled message goes again, once. A receiver that lacks
+// something before it now sees the gap and NACKs it at once; one that lacked only the
+// newest acks it; one that had everything re-acks the duplicate. Needs an RTT sample (the
+// timeout alone until then); off with acks=application (a duplicate request would be
+// answered again).
+void ArqSender::arm_probe(std::uint64_t now) noexcept {
+  if (!cfg_.tail_probe || !have_rtt_ || cfg_.app_acks || probed_ || trail_ == next_rseq_) {
+    probe_ns_ = 0;
+    return;
+  }
+  probe_ns_ = now + 2 * static_cast<std::uint64_t>(srtt_ns_) + cfg_.ack_delay_ns;
+}
+
+void ArqSender::probe_tail(StageIo& io) noexcept {
+  probe_ns_ = 0;
+  const std::uint64_t now = io.now_ns();
+  for (std::uint64_t r = next_rseq_; r > trail_;) {
+    Entry& e = entry(--r);
+    if (e.rseq != r) continue;
+    // Sent within the last two RTTs (a timeout or a NACK just repaired it): that copy is
+    // the probe already.
+    if (now < e.last_sent_ns + 2 * static_cast<std::uint64_t>(srtt_ns_)) return;
+    probed_ = true;
+    if (retransmit(e, io)) io.count(ctr::tail_probes);
+    return;
+  }
 }
 
 bool ArqSender::retransmit(Entry& e, StageIo& io) noexcept {
@@ -649,14 +687,17 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
   slot_heard_ns_[s] = now;
   // Only progress counts as the ack clock running: a re-ack of what we already knew (for
   // a duplicate retransmission) says nothing about messages sent since.
+  bool progress = false;
   if (ack.cumulative > seen && ack.cumulative < next_rseq_) {
     seen = ack.cumulative;
     slot_ack_ns_[s] = now;
     slot_cum_ns_[s] = now;
+    progress = true;
   }
   if (ack.highest() < next_rseq_ && ack.highest() > slot_high_[s]) {
     slot_high_[s] = ack.highest();
     slot_ack_ns_[s] = now;
+    progress = true;
   }
   // What this member received, and everything before it, has left the stages below.
   if (ack.highest() < next_rseq_) mark_out(ack.highest(), now);
@@ -675,6 +716,7 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
     if (met(e)) settle(e, EventType::delivery_met, io);
   }
   if (sample && now >= sample_sent_ns) rtt_sample(now - sample_sent_ns, io);
+  if (progress) arm_probe(now);  // the ack clock runs: the probe waits a timeout from here
 }
 
 bool ArqSender::on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept {

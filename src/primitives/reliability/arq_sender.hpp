@@ -69,6 +69,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
     if (deadline_ns_ != 0 && now >= deadline_ns_) scan(io);
     if (retry_queue_ns_ != 0 && now >= retry_queue_ns_) retry_queue_ns_ = 0;
     if (edge_again_ns_ != 0 && now >= edge_again_ns_) announce_edge(io, /*again=*/true);
+    if (probe_ns_ != 0 && now >= probe_ns_) probe_tail(io);
   }
   /// The pipeline is retiring: report every message still unsettled or queued as failed.
   void fail_all(StageIo& io) noexcept;
@@ -79,7 +80,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
 
   /// The earliest timeout, lifetime or queue retry; 0 when none.
   [[nodiscard]] std::uint64_t deadline() const noexcept {
-    return earliest(earliest(deadline_ns_, retry_queue_ns_), edge_again_ns_);
+    return earliest(earliest(earliest(deadline_ns_, retry_queue_ns_), edge_again_ns_), probe_ns_);
   }
   /// Copies kept for unsettled messages.
   [[nodiscard]] std::size_t held() const noexcept { return held_; }
@@ -138,6 +139,8 @@ class [[gnu::visibility("hidden")]] ArqSender {
   void find_quiet(StageIo& io) noexcept;
   void ask_ack(int slot, const Group& g, StageIo& io) noexcept;
   [[nodiscard]] bool quiet_lacks(const Entry& e, bool& evidence) const noexcept;
+  void arm_probe(std::uint64_t now) noexcept;
+  void probe_tail(StageIo& io) noexcept;
   Event& outcome_event(EventType type, std::uint64_t rseq, std::uint64_t token) noexcept;
   void notify_failed(std::uint64_t token, const MemberSet& members, StageIo& io) noexcept;
 
@@ -192,6 +195,10 @@ class [[gnu::visibility("hidden")]] ArqSender {
   std::uint64_t edge_again_ns_ = 0;
   std::uint32_t edge_repeats_ = 0;
   static constexpr std::uint32_t kEdgeRepeats = 3;
+
+  // --- tail loss probe (see probe_tail()) ---
+  std::uint64_t probe_ns_ = 0;  // when the probe is due; 0 = none armed
+  bool probed_ = false;         // sent since the last new message: no second one until then
 
   // --- round-trip time ---
   std::uint64_t rto_ns_ = 0;

@@ -124,7 +124,11 @@ class BufferHome {
     } while (!returned_.compare_exchange_weak(head, p, std::memory_order_release, std::memory_order_relaxed));
   }
   /// Loop: take every returned packet (a list linked through Packet::next).
-  Packet* take_all() noexcept { return returned_.exchange(nullptr, std::memory_order_acquire); }
+  Packet* take_all() noexcept {
+    // A load first: the loop asks every poll round, and mostly nothing came back.
+    if (returned_.load(std::memory_order_relaxed) == nullptr) return nullptr;
+    return returned_.exchange(nullptr, std::memory_order_acquire);
+  }
 
   /// For the scope of a dispatch: this thread holds the channel's exec lock, which guards
   /// the pools, so a Message the handler lets go of (the usual case: it reads the payload

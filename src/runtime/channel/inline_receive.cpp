@@ -56,6 +56,7 @@ bool ChannelCore::receive_inline(Message& out, std::chrono::steady_clock::time_p
       timed_out = now >= deadline;
       if (!popped && !timed_out && !handler_set_.message.load()) {
         wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
+        if (transport_->rx_buffered()) wait = std::chrono::nanoseconds(0);  // GRO: read, not handed out
         due_ns = pipeline_->next_deadline_ns();
         if (due_ns != 0) {
           // The pipeline's next stage deadline: inline_round ticks it when we wake.
@@ -109,6 +110,7 @@ bool ChannelCore::inline_round(std::uint64_t now, bool read, int pre_read) noexc
   take_returns();
   now_ns_ = now;
   if (pre_read != 0) feed_batch(pre_read, now);
+  if (transport_->rx_buffered()) read = true;  // read already (GRO); the socket may be empty
   // Read until something is delivered or the socket is empty (own datagrams and drops
   // deliver nothing); bounded like on_readable. A short batch means the socket is empty.
   for (int round = 0; read && round < 16 && to_deliver_.empty(); ++round) {

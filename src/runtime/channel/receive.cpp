@@ -172,6 +172,12 @@ void ChannelCore::on_readable() noexcept {
     if (transport_->tx_pending() > 0) flush_tx();  // handlers' replies, without waiting for more rounds
     if (static_cast<std::size_t>(n) < rx_batch_.size()) break;
   }
+  // Datagrams already read (GRO) do not make the socket readable: hand them out now.
+  while (transport_->rx_buffered()) {
+    const int n = transport_->take_buffered(*pool_, rx_batch_.data(), static_cast<int>(rx_batch_.size()));
+    feed_batch(n, now);
+    dispatch();
+  }
   after_input(now);
 }
 

@@ -324,6 +324,7 @@ void ChannelCore::take_returns() noexcept {
     p->release();
     p = next;
   }
+  if (send_.abandoned.load(std::memory_order_relaxed) == 0) return;
   const std::uint32_t gone = send_.abandoned.exchange(0);
   outstanding_ = gone > outstanding_ ? 0 : outstanding_ - gone;
 }

@@ -29,8 +29,10 @@ constexpr FieldMeta kNicRows[] = {
             "cannot; the transport checks that the socket takes it and, if the kernel refuses a send, goes back to "
             "one datagram per send (shell.gso_refused)"},
     {.field = "udp_gro", .key = "udp gro", .alias = "udp_gro",
-     .doc = "UDP generic receive offload (UDP_GRO): one receive returns many datagrams. Declared only: the "
-            "transport does not use it yet"},
+     .doc = "UDP generic receive offload (UDP_GRO): one receive returns many datagrams of one sender in one "
+            "buffer. The transport sets UDP_GRO on the group socket and cuts each buffer back into datagrams "
+            "(shell.gro_reads counts the buffers that held several); an application thread's blocking receive "
+            "then waits in poll rather than in the read"},
     {.field = "timestamping", .key = "timestamping", .alias = "timestamping",
      .doc = "hardware receive and transmit timestamps"},
     {.field = "mtu_bytes", .key = "mtu", .alias = "mtu_bytes",

@@ -9,7 +9,7 @@
 
 // Reflection lists, in declaration order (schema_problems() checks the rows follow it).
 BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages,
-                        ack_delay_us, min_timeout_us, acks, nack_delay_us);
+                        ack_delay_us, min_timeout_us, acks, nack_delay_us, tail_probe);
 BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
 BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow,
                         load_hints);
@@ -108,6 +108,10 @@ constexpr FieldMeta kReliabilityRows[] = {
      .doc = "longest a receiver waits before it asks for a gap to be repaired (a random delay up to this, "
             "shorter with fewer receivers), in microseconds: above a forward error correction block's "
             "sending time, so that what FEC rebuilds is never asked for", .min = 0, .max = 10000000},
+    {.field = "tail_probe", .key = "tail probe", .alias = "tail_probe",
+     .doc = "when no acknowledgment came for two round trips plus the ack delay, send the newest "
+            "unacknowledged message again (TCP's tail loss probe), so that receivers see a loss at the end of a "
+            "burst and ask for it at once instead of after the retransmission timeout; false: the timeout alone"},
 };
 
 constexpr FieldMeta kPacingRows[] = {

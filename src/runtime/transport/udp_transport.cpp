@@ -17,6 +17,9 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 namespace tmc::detail {
 
@@ -27,6 +30,9 @@ namespace {
 constexpr std::uint32_t kGsoMaxSegments = 64;
 constexpr std::uint32_t kGsoMaxBytes = 65000;
 constexpr std::size_t kCmsgSpace = CMSG_SPACE(sizeof(std::uint16_t));
+constexpr std::size_t kGroCmsgSpace = CMSG_SPACE(sizeof(int));
+// Reads one GRO receive may make while the caller still has room (each takes what waits).
+constexpr int kGroReadsPerCall = 8;
 
 /// Whether this socket accepts UDP_SEGMENT (Linux 4.18 and later): the kernel then
 /// segments in software when the device cannot.
@@ -279,7 +285,28 @@ Status UdpTransport::setup(const TransportSpec& spec) {
     urx_.stash.assign(batch_, nullptr);
   }
   scratch_.resize(wire::kMaxDatagramBytes + 1);
+  if (receive_ && plan_.gro) setup_gro();
   return Status::ok();
+}
+
+// UDP GRO on the group socket, if the kernel takes it (Linux 5.0 and later); otherwise the
+// plan says no GRO and receive() reads one datagram per buffer (cold, at open).
+void UdpTransport::setup_gro() {
+  const int one = 1;
+  if (::setsockopt(fd_, SOL_UDP, UDP_GRO, &one, sizeof one) != 0) {
+    plan_.gro = false;
+    return;
+  }
+  GroBuffers& g = gro_;
+  g.bytes.assign(GroBuffers::kSlots * GroBuffers::kSlotBytes, 0);
+  g.msgs.resize(GroBuffers::kSlots);
+  g.iov.resize(GroBuffers::kSlots);
+  g.addr.resize(GroBuffers::kSlots);
+  g.control.assign(GroBuffers::kSlots * kGroCmsgSpace, 0);
+  g.segment.assign(GroBuffers::kSlots, 0);
+  g.got = GroBuffers::kSlots;  // every header is set before the first read
+  g.next = g.got;
+  gro_on_ = true;
 }
 
 // The member's own unicast socket, on an ephemeral port of every address (cold, at open).
@@ -548,6 +575,7 @@ void RxBuffers::release_all() noexcept {
     if (p != nullptr) p->release();
     p = nullptr;
   }
+  stale = SIZE_MAX;
 }
 
 int UdpTransport::arm(RxBuffers& b, PacketPool& pool, int max) noexcept {
@@ -563,16 +591,21 @@ int UdpTransport::arm(RxBuffers& b, PacketPool& pool, int max) noexcept {
     } catch (...) {
       return 0;
     }
+    b.stale = SIZE_MAX;
   }
   if (b.pool != &pool) {
     // The channel switched pools (update() with a larger MTU): give back the old buffers.
     b.release_all();
     b.pool = &pool;
   }
-  std::size_t n = 0;
-  for (; n < want; ++n) {
+  // Only the slots the last read used (see RxBuffers::stale); the rest are ready.
+  const std::size_t redo = std::min(b.stale, b.stash.size());
+  for (std::size_t n = 0; n < redo; ++n) {
     if (b.stash[n] == nullptr) b.stash[n] = pool.alloc();
-    if (b.stash[n] == nullptr) break;
+    if (b.stash[n] == nullptr) {
+      // The pool ran dry: slots [0, n) are ready now, the others stay stale.
+      return static_cast<int>(std::min(n, want));
+    }
     Packet* p = b.stash[n];
     b.iov[n].iov_base = p->buf;
     b.iov[n].iov_len = p->cap;
@@ -583,11 +616,13 @@ int UdpTransport::arm(RxBuffers& b, PacketPool& pool, int max) noexcept {
     m.msg_hdr.msg_iov = &b.iov[n];
     m.msg_hdr.msg_iovlen = 1;
   }
-  return static_cast<int>(n);
+  b.stale = 0;
+  return static_cast<int>(want);
 }
 
 int UdpTransport::take(RxBuffers& b, int got, Packet** out) noexcept {
   int delivered = 0;
+  b.stale = std::max(b.stale, static_cast<std::size_t>(std::max(got, 0)));
   for (int k = 0; k < got; ++k) {
     const auto kk = static_cast<std::size_t>(k);
     Packet* p = b.stash[kk];
@@ -612,7 +647,8 @@ int UdpTransport::take(RxBuffers& b, int got, Packet** out) noexcept {
 
 bool UdpTransport::enable_blocking_wait(int timeout_us) noexcept {
   blocking_wait_ = false;
-  if (fd_ < 0 || !receive_ || timeout_us <= 0) return false;
+  // GRO: the hot wait reads into pool buffers, which a coalesced buffer does not fit.
+  if (fd_ < 0 || !receive_ || timeout_us <= 0 || gro_on_) return false;
   timeval tv{};
   tv.tv_sec = timeout_us / 1'000'000;
   tv.tv_usec = timeout_us % 1'000'000;
@@ -629,7 +665,106 @@ int UdpTransport::wait_read(int fd, RxBuffers& b, int n) noexcept {
 }
 
 int UdpTransport::receive(PacketPool& pool, Packet** out, int max) noexcept {
+  if (gro_on_) return receive_gro(pool, out, max, true);
   return receive_on(fd_, rx_, pool, out, max);
+}
+
+int UdpTransport::take_buffered(PacketPool& pool, Packet** out, int max) noexcept {
+  return gro_.pending() ? receive_gro(pool, out, max, false) : 0;
+}
+
+// Hands out what the staging buffers hold, one pool packet per datagram, and reads again
+// while the caller has room: so a short result means the socket had nothing more.
+int UdpTransport::receive_gro(PacketPool& pool, Packet** out, int max, bool may_read) noexcept {
+  GroBuffers& g = gro_;
+  int delivered = 0;
+  bool read_any = false;
+  for (int reads = 0; max > 0;) {
+    while (g.pending() && delivered < max) {
+      if (g.segment[g.next] == 0) {
+        ++g.next;
+        continue;
+      }
+      const mmsghdr& m = g.msgs[g.next];
+      const std::uint32_t total = m.msg_len;
+      const std::uint32_t len = std::min(g.segment[g.next], total - g.off);
+      const std::uint8_t* from = static_cast<const std::uint8_t*>(g.iov[g.next].iov_base) + g.off;
+      ++c_.datagrams_received;
+      c_.datagram_bytes_received += len;
+      Packet* p = pool.alloc();
+      if (p == nullptr) {
+        ++c_.rx_pool_exhausted;
+      } else if (len > p->cap) {
+        // Larger than our buffers (a sender with a larger MTU): not a whole datagram.
+        ++c_.truncated;
+        ++c_.receive_errors;
+        p->release();
+      } else {
+        std::memcpy(p->buf, from, len);
+        p->reset_for_receive();
+        p->len = len;
+        p->src_ip = ntohl(g.addr[g.next].sin_addr.s_addr);
+        p->src_port = ntohs(g.addr[g.next].sin_port);
+        out[delivered++] = p;
+      }
+      g.off += len;
+      if (g.off >= total) {
+        ++g.next;
+        g.off = 0;
+      }
+    }
+    if (delivered == max || !may_read || reads == kGroReadsPerCall) break;
+    // Everything staged is handed out: set the headers the last read used, read again.
+    for (std::size_t k = 0; k < g.got; ++k) {
+      g.iov[k].iov_base = &g.bytes[k * GroBuffers::kSlotBytes];
+      g.iov[k].iov_len = GroBuffers::kSlotBytes;
+      mmsghdr& h = g.msgs[k];
+      h = {};
+      h.msg_hdr.msg_name = &g.addr[k];
+      h.msg_hdr.msg_namelen = sizeof(sockaddr_in);
+      h.msg_hdr.msg_iov = &g.iov[k];
+      h.msg_hdr.msg_iovlen = 1;
+      h.msg_hdr.msg_control = &g.control[k * kGroCmsgSpace];
+      h.msg_hdr.msg_controllen = kGroCmsgSpace;
+    }
+    g.got = g.next = 0;
+    g.off = 0;
+    ++reads;
+    const int got = ::recvmmsg(fd_, g.msgs.data(), GroBuffers::kSlots, MSG_DONTWAIT, nullptr);
+    if (got <= 0) {
+      if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        ++c_.receive_errors;
+        c_.last_errno = errno;
+      }
+      break;
+    }
+    read_any = true;
+    g.got = static_cast<std::size_t>(got);
+    for (std::size_t k = 0; k < g.got; ++k) {
+      msghdr& h = g.msgs[k].msg_hdr;
+      // A datagram on its own has no UDP_GRO message: its size is its length (an empty
+      // one still counts as one datagram).
+      std::uint32_t segment = std::max<std::uint32_t>(g.msgs[k].msg_len, 1);
+      for (cmsghdr* cm = CMSG_FIRSTHDR(&h); cm != nullptr; cm = CMSG_NXTHDR(&h, cm)) {
+        if (cm->cmsg_level != SOL_UDP || cm->cmsg_type != UDP_GRO) continue;
+        int size = 0;
+        std::memcpy(&size, CMSG_DATA(cm), sizeof size);
+        if (size > 0) segment = static_cast<std::uint32_t>(size);
+      }
+      if ((h.msg_flags & MSG_TRUNC) != 0) {
+        // Beyond 64 KiB (not a UDP datagram): dropped, not cut at a wrong boundary.
+        ++c_.datagrams_received;
+        ++c_.truncated;
+        ++c_.receive_errors;
+        segment = 0;  // skipped by the hand-out above
+      } else if (segment < g.msgs[k].msg_len) {
+        ++c_.gro_reads;
+      }
+      g.segment[k] = segment;
+    }
+  }
+  if (delivered > 0) return delivered;
+  return read_any ? -1 : 0;
 }
 
 int UdpTransport::receive_unicast(PacketPool& pool, Packet** out, int max) noexcept {

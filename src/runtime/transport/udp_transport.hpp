@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -43,6 +44,7 @@ struct TransportCounters {
   std::uint64_t tx_overflow = 0;        ///< packets dropped: transmit queue full
   std::uint64_t gso_sends = 0;          ///< sendmmsg entries that carried several segments
   std::uint64_t gso_refused = 0;        ///< GSO sends the kernel refused; GSO is then off for the socket
+  std::uint64_t gro_reads = 0;          ///< received buffers that held several datagrams (UDP GRO)
   int last_errno = 0;
 };
 
@@ -55,8 +57,31 @@ struct RxBuffers {
   std::vector<iovec> iov;
   std::vector<sockaddr_in> addr;
   PacketPool* pool = nullptr;  ///< where the stash came from
+  /// Slots [0, stale) need a buffer and their headers set again before the next read; the
+  /// rest are ready. A read fills slots from the front, so what it used is a prefix, and an
+  /// idle poll (nothing read) leaves every slot ready: arm() then does no work at all.
+  std::size_t stale = SIZE_MAX;
   /// Give every stashed buffer back to its pool (exec).
   void release_all() noexcept;
+};
+
+/// UDP GRO receive (see UdpTransport::receive_gro()): the kernel hands several datagrams
+/// of one sender in one buffer, up to 64 KiB, with their size in a UDP_GRO control
+/// message. Read into these staging buffers (allocated once, at open) and cut apart into
+/// pool packets; what the caller had no room for waits here for the next receive().
+struct GroBuffers {
+  static constexpr std::size_t kSlots = 4;
+  static constexpr std::size_t kSlotBytes = 65536;
+  std::vector<std::uint8_t> bytes;  ///< kSlots * kSlotBytes
+  std::vector<mmsghdr> msgs;
+  std::vector<iovec> iov;
+  std::vector<sockaddr_in> addr;
+  std::vector<std::uint8_t> control;  ///< one UDP_GRO control block per slot
+  std::vector<std::uint32_t> segment;  ///< datagram size of each buffer the last read filled
+  std::size_t got = 0;    ///< buffers the last read filled
+  std::size_t next = 0;   ///< the buffer being cut apart
+  std::uint32_t off = 0;  ///< bytes of it already handed out
+  [[nodiscard]] bool pending() const noexcept { return next < got; }
 };
 
 struct TransportSpec {
@@ -134,6 +159,17 @@ class UdpTransport {
   /// the kept packets go to `out` (at most `got`), truncated ones are counted and dropped.
   int take(RxBuffers& b, int got, Packet** out) noexcept;
 
+  /// UDP GRO is on for the group socket (the plan has gro and the kernel took UDP_GRO).
+  /// Then the inline receiver's hot wait is off (enable_blocking_wait() refuses): only
+  /// receive() cuts coalesced buffers apart.
+  [[nodiscard]] bool gro() const noexcept { return gro_on_; }
+  /// receive() has datagrams already read from the socket that it has not handed out
+  /// (GRO): call it again even though the socket may not be readable.
+  [[nodiscard]] bool rx_buffered() const noexcept { return gro_.pending(); }
+  /// What rx_buffered() holds, as receive() would hand it out, without reading the socket
+  /// (so a caller that bounds its rounds can empty the staging buffers and stop).
+  int take_buffered(PacketPool& pool, Packet** out, int max) noexcept;
+
   [[nodiscard]] const TransportCounters& counters() const noexcept { return c_; }
 
  private:
@@ -147,6 +183,8 @@ class UdpTransport {
   void release_sent(std::size_t packets_done) noexcept;
   Status open_unicast(const std::string& where);
   int receive_on(int fd, RxBuffers& b, PacketPool& pool, Packet** out, int max) noexcept;
+  int receive_gro(PacketPool& pool, Packet** out, int max, bool may_read) noexcept;
+  void setup_gro();
   /// The socket every datagram leaves from.
   [[nodiscard]] int tx_fd() const noexcept { return ufd_ >= 0 ? ufd_ : fd_; }
 
@@ -180,6 +218,8 @@ class UdpTransport {
   RxBuffers urx_;  ///< the same for ufd_
   std::vector<std::uint8_t> scratch_;
   bool blocking_wait_ = false;  ///< the file is blocking; see enable_blocking_wait()
+  bool gro_on_ = false;         ///< fd_ has UDP_GRO; receive() reads through gro_
+  GroBuffers gro_;
 
   TransportCounters c_;
 };
