@@ -104,7 +104,7 @@ struct ReliabilitySpec {
   /// Send the newest unacknowledged message again when no ack came for about two round
   /// trips, so that a loss at the end of a burst is NACKed at once instead of waiting for
   /// the retransmission timeout.
-  bool tail_probe = true;
+  bool tail_probe = false;
   bool operator==(const ReliabilitySpec&) const = default;
 };
 

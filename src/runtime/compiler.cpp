@@ -336,7 +336,7 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
     // (With point-to-point ordering above, deliver=in_order: the stage refuses the pair.)
     if (r.acks != "receiver") rel.params["acks"] = r.acks;
     if (r.nack_delay_us != facts.reliability_nack_delay_us) rel.params["nack_delay_us"] = std::to_string(r.nack_delay_us);
-    if (!r.tail_probe) rel.params["tail_probe"] = "false";
+    if (r.tail_probe) rel.params["tail_probe"] = "true";
     plan.stages.push_back(std::move(rel));
   }
 

@@ -724,7 +724,7 @@ void lose_tail(Trio& t, std::uint64_t t0) {
 }  // namespace
 
 TEST_CASE("reliability.arq: a lost tail is probed two round trips after the last ack, and NACKed at once") {
-  Trio t({{"rto_min_us", "20000"}, {"ack_delay_us", "0"}, {"nack_delay_us", "100"}});
+  Trio t({{"rto_min_us", "20000"}, {"ack_delay_us", "0"}, {"nack_delay_us", "100"}, {"tail_probe", "true"}});
   const std::uint64_t t0 = warm_up(t);
   lose_tail(t, t0);
   // The probe: about two smoothed RTTs (2 ms) after the last ack progress, far below the

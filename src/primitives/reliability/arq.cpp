@@ -480,7 +480,7 @@ void register_reliability_arq(Registry& r) {
                   .one_of = kAcks},
                  {.name = "tail_probe",
                   .type = ParamType::boolean,
-                  .default_value = "true",
+                  .default_value = "false",
                   .doc = "when no ack has made progress for two smoothed RTTs plus ack_delay_us, send the newest "
                          "unsettled packet again, once until the next new one (TCP's tail loss probe): a receiver "
                          "that lost the end of a burst sees the gap and NACKs it at once instead of waiting for "
