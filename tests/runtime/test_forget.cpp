@@ -211,7 +211,7 @@ TEST_CASE("forget: a message the receiver missed is skipped as released, and not
   if (got.size() < kSent + 1) CHECK(gaps.released > 0);
 }
 
-TEST_CASE("hint_load: a receiver at full load advertises no window and its sender still goes on") {
+TEST_CASE("hint_load: a receiver at full load advertises no window, and its sender waits until it has room") {
   const std::string yaml = "id: hint-load\nmembers: [a, b]\n" + where(2) +
                            "reliability: true\nflow control: {window bytes: 65536}\n";
   auto a = tmc::Channel::open(parse(yaml + "name: a\n"));
@@ -228,13 +228,15 @@ TEST_CASE("hint_load: a receiver at full load advertises no window and its sende
   CHECK_FALSE(b.hint_load(1.5));
   REQUIRE(a.send("y0"));
   CHECK(eventually([&] { return credit() == 0; }));
-  // Nothing stalls: a sends one message at a time, as b consumes.
+  // Full: a holds what it sends next instead of overrunning b.
   REQUIRE(tmc::test::send_n(a, 20, "y", 1));
-  CHECK(tmc::test::receive_n(b, 21).size() == 21);
-  CHECK(eventually([&] { return credit() == 0; }));  // never more while b is full
+  CHECK(tmc::test::receive_n(b, 1).size() == 1);  // y0
+  CHECK(eventually([&] { return a.stats().counter("flow.waits") >= 20; }));
+  CHECK(credit() == 0);
 
-  // The hint cleared: the next advertisement gives the whole window back.
+  // The hint cleared: b re-advertises without new traffic, and the whole window is back.
   REQUIRE(b.hint_load(0.0));
+  CHECK(tmc::test::receive_n(b, 20).size() == 20);
   REQUIRE(a.send("z"));
   CHECK(tmc::test::receive_n(b, 1).size() == 1);
   CHECK(eventually([&] { return credit() > 60000; }));

@@ -259,8 +259,10 @@ void FlowCreditStage::advertise_standalone(Source& s, StageIo& io) noexcept {
 }
 
 // Load hints: the advertised window shrinks with the receiving application's load, to 0 at
-// full load (a sender still sends one message at a time to a receiver that consumed
-// everything, so nothing stops for good). Without a hint (load 0) it is window_bytes.
+// full load (a sender then sends it nothing until it advertises room again: while its
+// window is 0 the receiver re-advertises every refresh, so a window that opens as the
+// application catches up is heard without new traffic). Without a hint (load 0) it is
+// window_bytes.
 std::uint32_t FlowCreditStage::advertised_window(const StageIo& io) const noexcept {
   const std::uint64_t full = std::min<std::uint64_t>(window_, 0xFFFFFFFFu);
   if (!load_hints_) return static_cast<std::uint32_t>(full);
@@ -281,6 +283,8 @@ void FlowCreditStage::refresh_adverts(StageIo& io) noexcept {
     advertise_standalone(s, io);
     if (s.adv_repeats < kAdvertRepeats) pending = true;
   }
+  // A sender that heard window 0 waits for the next advertisement: keep looking.
+  for (const Source& s : sources_) pending = pending || (s.used && s.adv_window == 0 && s.adv_repeats != 0);
   if (pending) next_refresh_ns_ = io.now_ns() + refresh_ns_;
 }
 
@@ -314,6 +318,9 @@ std::int64_t FlowCreditStage::credit(const Peer& pe) const noexcept {
 }
 
 bool FlowCreditStage::fits(const Peer& pe, std::uint64_t bytes) const noexcept {
+  // A receiver at full load (window 0) takes nothing more until it advertises room again;
+  // it re-advertises while at 0, so the window it opens is heard without new traffic.
+  if (pe.has_adv && pe.window == 0) return false;
   return credit(pe) >= static_cast<std::int64_t>(bytes) || sent_ - pe.base_sent <= pe.consumed - pe.base_consumed;
 }
 
@@ -389,7 +396,7 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
   if (!f || f->target_sender != env_.sender || f->target_epoch != env_.epoch) return;
   const Group& g = io.group();
   const int slot = g.slot_of_sender(p.sender);
-  // A window of 0 is a receiver at full load (load hints): it takes one message at a time.
+  // A window of 0 is a receiver at full load (load hints): nothing more until it opens.
   if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != p.epoch) {
     io.count(adverts_ignored);
     return;
@@ -776,7 +783,8 @@ void register_flow_credit(Registry& r) {
           "(`load_hints`): the window a receiver advertises is window_bytes x (1 - load), where load is the "
           "receiving application's occupancy the shell reports (the fill of its receive queue, or what the "
           "application said with Channel::hint_load, whichever is higher); at full load it is 0 and a sender "
-          "sends to it one message at a time, as it consumes. A changed window is advertised like a changed "
+          "sends it nothing more until it advertises room again (a receiver re-advertises every refresh_us while "
+          "its window is 0, so the window it opens is heard without new traffic). A changed window is advertised like a changed "
           "consumed count. Forgotten or expired messages still waiting here are let go uncharged; one already "
           "sent is forgiven, once reliability's trailing edge passes it, to every receiver that had not "
           "acknowledged it (that receiver will never consume it), and taken back should that receiver consume it "
