@@ -53,6 +53,15 @@ class Host {
   virtual std::vector<Replica*> replicas() = 0;
 };
 
+/// The endpoints a host owns, as the plain pointers clients()/replicas() hand out.
+template <class T>
+[[nodiscard]] std::vector<T*> endpoints(const std::vector<std::unique_ptr<T>>& owned) {
+  std::vector<T*> v;
+  v.reserve(owned.size());
+  for (const auto& e : owned) v.push_back(e.get());
+  return v;
+}
+
 struct HostOptions {
   Topology topo;
   std::string manifest_path;  ///< the variant's manifest (libTMC hosts)

@@ -151,16 +151,8 @@ class TcpHost final : public Host {
 
   [[nodiscard]] std::string plans() const override { return "TCP: one stream per client-replica pair (no libTMC plan)\n"; }
   [[nodiscard]] TransportStats stats() const override { return stats_; }
-  std::vector<Client*> clients() override {
-    std::vector<Client*> v;
-    for (auto& c : clients_) v.push_back(c.get());
-    return v;
-  }
-  std::vector<Replica*> replicas() override {
-    std::vector<Replica*> v;
-    for (auto& r : replicas_) v.push_back(r.get());
-    return v;
-  }
+  std::vector<Client*> clients() override { return endpoints(clients_); }
+  std::vector<Replica*> replicas() override { return endpoints(replicas_); }
 
   void write_frame(Conn* c, Bytes msg) {
     if (c == nullptr || !c->connected) {

@@ -255,16 +255,8 @@ class TmcHost final : public Host {
     return t;
   }
 
-  std::vector<Client*> clients() override {
-    std::vector<Client*> v;
-    for (auto& c : clients_) v.push_back(c.get());
-    return v;
-  }
-  std::vector<Replica*> replicas() override {
-    std::vector<Replica*> v;
-    for (auto& r : replicas_) v.push_back(r.get());
-    return v;
-  }
+  std::vector<Client*> clients() override { return endpoints(clients_); }
+  std::vector<Replica*> replicas() override { return endpoints(replicas_); }
 
   void send(tmc::Channel* c, Bytes msg, MsgType type, ClientPort* from = nullptr) {
     bool ok = false;

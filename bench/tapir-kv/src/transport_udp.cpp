@@ -130,16 +130,8 @@ class UdpHost final : public Host {
            "retrofit manifest decides)\n";
   }
   [[nodiscard]] TransportStats stats() const override { return stats_; }
-  std::vector<Client*> clients() override {
-    std::vector<Client*> v;
-    for (auto& c : clients_) v.push_back(c.get());
-    return v;
-  }
-  std::vector<Replica*> replicas() override {
-    std::vector<Replica*> v;
-    for (auto& r : replicas_) v.push_back(r.get());
-    return v;
-  }
+  std::vector<Client*> clients() override { return endpoints(clients_); }
+  std::vector<Replica*> replicas() override { return endpoints(replicas_); }
 
   void send(Sock* from, const sockaddr_in& to, Bytes msg) {
     std::uint8_t hdr[kHeader];

@@ -69,6 +69,34 @@ void ArqSender::forget(std::uint64_t token, ForgetScope scope, StageIo& io) noex
   if (trail_ != edge) announce_edge(io);
 }
 
+// A control packet that carries this sender's trailing edge as an ack about itself: the
+// edge announcement (multicast) and the ack request to one member (unicast). Counts
+// no_buffer and returns nullptr when no buffer is left.
+Packet* ArqSender::edge_packet(StageIo& io) noexcept {
+  Packet* a = io.alloc();
+  if (a == nullptr) {
+    io.count(ctr::no_buffer);
+    return nullptr;
+  }
+  a->reset_for_send(0);
+  a->kind = wire::Kind::control;
+  a->channel = channel_;
+  a->sender = self_sender_;
+  a->epoch = self_epoch_;
+  std::uint8_t* body = a->push_ext(wire::Ext::ack, detail::kAckBodyBytes);
+  if (body == nullptr) {
+    a->release();
+    io.count(ctr::no_buffer);
+    return nullptr;
+  }
+  AckBody edge;
+  edge.target_sender = self_sender_;
+  edge.target_epoch = self_epoch_;
+  edge.cumulative = trail_ - 1;
+  detail::encode_ack(body, edge);
+  return a;
+}
+
 // Tell the receivers where the trailing edge is now, at once, instead of with the next
 // datagram (which may be long in coming): an ack addressed to this sender itself, sent to
 // the group, whose cumulative number is the edge less one. Receivers stop waiting for (and
@@ -80,27 +108,8 @@ void ArqSender::announce_edge(StageIo& io, bool again) noexcept {
     --edge_repeats_;
     edge_again_ns_ = io.now_ns() + rto_ns_;
   }
-  Packet* a = io.alloc();
-  if (a == nullptr) {
-    io.count(ctr::no_buffer);
-    return;
-  }
-  a->reset_for_send(0);
-  a->kind = wire::Kind::control;
-  a->channel = channel_;
-  a->sender = self_sender_;
-  a->epoch = self_epoch_;
-  std::uint8_t* body = a->push_ext(wire::Ext::ack, detail::kAckBodyBytes);
-  if (body == nullptr) {
-    a->release();
-    io.count(ctr::no_buffer);
-    return;
-  }
-  AckBody edge;
-  edge.target_sender = self_sender_;
-  edge.target_epoch = self_epoch_;
-  edge.cumulative = trail_ - 1;
-  detail::encode_ack(body, edge);
+  Packet* a = edge_packet(io);
+  if (a == nullptr) return;
   edge_announced_ns_ = io.now_ns();
   edge_due_ = false;
   io.down(a);
@@ -568,27 +577,8 @@ bool ArqSender::quiet_lacks(const Entry& e, bool& evidence) const noexcept {
 void ArqSender::ask_ack(int slot, const Group& g, StageIo& io) noexcept {
   const MemberInfo& m = g.member(slot);
   if (m.ip == 0) return;
-  Packet* a = io.alloc();
-  if (a == nullptr) {
-    io.count(ctr::no_buffer);
-    return;
-  }
-  a->reset_for_send(0);
-  a->kind = wire::Kind::control;
-  a->channel = channel_;
-  a->sender = self_sender_;
-  a->epoch = self_epoch_;
-  std::uint8_t* body = a->push_ext(wire::Ext::ack, detail::kAckBodyBytes);
-  if (body == nullptr) {
-    a->release();
-    io.count(ctr::no_buffer);
-    return;
-  }
-  AckBody edge;
-  edge.target_sender = self_sender_;
-  edge.target_epoch = self_epoch_;
-  edge.cumulative = trail_ - 1;
-  detail::encode_ack(body, edge);
+  Packet* a = edge_packet(io);
+  if (a == nullptr) return;
   a->dst_ip = m.ip;
   a->dst_port = m.port;
   io.count(ctr::ack_requests);

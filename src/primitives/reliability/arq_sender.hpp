@@ -125,6 +125,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
     return scope == ForgetScope::message ? token == target : token <= target;
   }
   void announce_edge(StageIo& io, bool again = false) noexcept;
+  [[nodiscard]] Packet* edge_packet(StageIo& io) noexcept;
   [[nodiscard]] static std::uint64_t earliest(std::uint64_t a, std::uint64_t b) noexcept {
     return a == 0 ? b : (b == 0 || a < b ? a : b);
   }
