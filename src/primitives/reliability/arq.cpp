@@ -276,15 +276,21 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
     sender_.on_view(g, io);
   }
 
-  void on_ack(Packet* p, StageIo& io) noexcept {
+  // The ack body of an ack or an edge announcement; a malformed one is counted and dropped.
+  static std::optional<detail::AckBody> ack_body_or_drop(Packet* p, StageIo& io) noexcept {
     std::uint8_t len = 0;
     const std::uint8_t* b = p->ext(wire::Ext::ack, &len);
-    const auto ack = detail::decode_ack(b, len);
+    auto ack = detail::decode_ack(b, len);
     if (!ack) {
       io.count(ctr::malformed);
       io.drop(p, DropReason::malformed);
-      return;
     }
+    return ack;
+  }
+
+  void on_ack(Packet* p, StageIo& io) noexcept {
+    const auto ack = ack_body_or_drop(p, io);
+    if (!ack) return;
     // Acks for other senders are not ours; either way nothing above wants them.
     if (ack->target_sender == env_.sender && ack->target_epoch == env_.epoch) sender_.on_ack(*ack, p->sender, io);
     p->release();
@@ -293,14 +299,8 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
   // A sender's announcement of its trailing edge (ArqSender::announce_edge()): a control
   // packet with an ack body addressed to the sender itself; never passed up.
   void on_edge(Packet* p, StageIo& io) noexcept {
-    std::uint8_t len = 0;
-    const std::uint8_t* b = p->ext(wire::Ext::ack, &len);
-    const auto ack = detail::decode_ack(b, len);
-    if (!ack) {
-      io.count(ctr::malformed);
-      io.drop(p, DropReason::malformed);
-      return;
-    }
+    const auto ack = ack_body_or_drop(p, io);
+    if (!ack) return;
     const std::uint32_t sender = p->sender;
     const std::uint32_t epoch = p->epoch;
     p->release();
