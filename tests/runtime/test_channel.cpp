@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <atomic>
 #include <doctest/doctest.h>
@@ -576,6 +577,49 @@ TEST_CASE("unicast fan-out when multicast is off") {
   m.name = "u0";
   tmc::Channel dup;
   CHECK(tmc::Channel::try_open(m, {}, dup).code() == tmc::Code::ADDRESS_IN_USE);
+}
+
+TEST_CASE("a two-member unicast channel opened before its peer hears the peer once it runs") {
+  // Its socket is connected to the one peer, so the kernel reports the "port unreachable"
+  // of the first sends as a socket error, which stops libuv's poll of it; the channel must
+  // poll again and not go deaf.
+  const auto p0 = port_for(22);
+  const auto p1 = port_for(23);
+  tmc::Manifest m;
+  m.id = "early";
+  m.multicast = false;
+  m.members = {"e0@127.0.0.1:" + std::to_string(p0), "e1@127.0.0.1:" + std::to_string(p1)};
+  m.name = "e0";
+  auto a = tmc::Channel::open(m);
+  // A handler: the loop reads the socket (a blocked receive() would read it itself).
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> at_a;
+  a.on_message([&](tmc::Message&& msg) {
+    std::lock_guard<std::mutex> l(mu);
+    at_a.emplace_back(msg.text());
+    cv.notify_all();
+  });
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(a.send("before"));
+    std::this_thread::sleep_for(50ms);
+  }
+  std::this_thread::sleep_for(200ms);
+  CHECK(a.stats().counter("shell.peer_refused") >= 1);
+  m.name = "e1";
+  auto b = tmc::Channel::open(m);
+  REQUIRE(b.send("to e0"));
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait_for(l, 3s, [&] { return !at_a.empty(); });
+    REQUIRE(at_a.size() == 1);
+    CHECK(at_a[0] == "to e0");
+  }
+  REQUIRE(a.send("to e1"));
+  auto at_b = b.receive(3s);
+  REQUIRE(at_b.has_value());
+  CHECK(at_b->text() == "to e1");
+  CHECK(a.stats().counter("shell.receive_errors") == 0);
 }
 
 TEST_CASE("UDP GSO: equal-sized datagrams coalesced into one send arrive as separate messages") {

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <memory>
 #include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/transport/udp_transport.hpp"
@@ -286,4 +288,109 @@ TEST_CASE("transport: datagrams read with GRO are handed out without reading the
     CHECK(got[i]->data()[0] == static_cast<int>(i));
     got[i]->release();
   }
+}
+
+namespace {
+
+// A unicast transport for member `self` of the members `names` (name@127.0.0.1:port each).
+std::unique_ptr<UdpTransport> open_member(const std::string& self,
+                                          const std::vector<std::pair<std::string, std::uint16_t>>& names) {
+  TransportSpec spec;
+  spec.plan.multicast = false;
+  spec.plan.interface = "lo";
+  spec.receive = true;
+  for (const auto& [name, port] : names) {
+    spec.members.push_back(name + "@127.0.0.1:" + std::to_string(port));
+    if (name == self) spec.plan.port = port;
+  }
+  spec.self_name = self;
+  std::unique_ptr<UdpTransport> t;
+  const tmc::Status s = UdpTransport::open(spec, t);
+  REQUIRE_MESSAGE(s.is_ok(), s.message());
+  return t;
+}
+
+// One datagram to the transport's fan-out (every peer), its first byte `tag`.
+void send_tag(UdpTransport& t, tmc::PacketPool& pool, std::uint8_t tag) {
+  tmc::Packet* p = pool.alloc();
+  REQUIRE(p != nullptr);
+  p->off = 0;
+  p->len = 100;
+  std::memset(p->buf, 0, 100);
+  p->buf[0] = tag;
+  p->dst_ip = 0;
+  REQUIRE(t.enqueue(p));
+  REQUIRE(t.flush());
+}
+
+// The first bytes of what `t` receives until it has been quiet for 200 ms.
+std::vector<int> receive_tags(UdpTransport& t, tmc::PacketPool& pool) {
+  std::vector<int> tags;
+  std::vector<tmc::Packet*> batch(8);
+  for (;;) {
+    const int n = t.receive(pool, batch.data(), 8);
+    for (int i = 0; i < n; ++i) {
+      tags.push_back(batch[static_cast<std::size_t>(i)]->data()[0]);
+      batch[static_cast<std::size_t>(i)]->release();
+    }
+    if (n > 0) continue;
+    pollfd pfd{t.fd(), POLLIN, 0};
+    if (::poll(&pfd, 1, 200) <= 0) break;
+  }
+  return tags;
+}
+
+}  // namespace
+
+TEST_CASE("transport: a unicast socket with one peer is connected to it and hears only it") {
+  const std::uint16_t pa = free_port();
+  const std::uint16_t pb = free_port();
+  const std::uint16_t pc = free_port();
+  auto a = open_member("a", {{"a", pa}, {"b", pb}});
+  auto b = open_member("b", {{"a", pa}, {"b", pb}});
+  CHECK(a->connected());
+  CHECK(b->connected());
+  {
+    // Two peers: the socket sends with an address, to each.
+    auto c = open_member("c", {{"a", pa}, {"b", pb}, {"c", pc}});
+    CHECK_FALSE(c->connected());
+  }
+  tmc::PacketPool pool(2048, 64, 256);
+  send_tag(*a, pool, 1);
+  send_tag(*b, pool, 2);
+  CHECK(receive_tags(*b, pool) == std::vector<int>{1});
+  CHECK(receive_tags(*a, pool) == std::vector<int>{2});
+  // A datagram from anyone but the peer is not handed to a connected socket.
+  Sink stranger;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  to.sin_port = htons(pb);
+  const std::uint8_t junk[4] = {9, 9, 9, 9};
+  REQUIRE(::sendto(stranger.fd, junk, sizeof junk, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 4);
+  send_tag(*a, pool, 3);
+  CHECK(receive_tags(*b, pool) == std::vector<int>{3});
+  CHECK(a->counters().send_errors == 0);
+  CHECK(b->counters().receive_errors == 0);
+}
+
+TEST_CASE("transport: a connected socket whose peer is not running yet keeps working once it is") {
+  const std::uint16_t pa = free_port();
+  const std::uint16_t pb = free_port();
+  auto a = open_member("a", {{"a", pa}, {"b", pb}});
+  REQUIRE(a->connected());
+  tmc::PacketPool pool(2048, 64, 256);
+  // Nobody on b's port: the kernel answers "port unreachable", which a connected socket
+  // reports on its next call, once.
+  for (std::uint8_t i = 0; i < 3; ++i) send_tag(*a, pool, i);
+  CHECK(receive_tags(*a, pool).empty());
+  CHECK(a->counters().refused >= 1);
+  CHECK(a->counters().receive_errors == 0);
+  CHECK(a->counters().send_errors == 0);
+  CHECK(a->counters().datagrams_sent == 3);
+  auto b = open_member("b", {{"a", pa}, {"b", pb}});
+  send_tag(*b, pool, 7);
+  send_tag(*a, pool, 8);
+  CHECK(receive_tags(*a, pool) == std::vector<int>{7});
+  CHECK(receive_tags(*b, pool) == std::vector<int>{8});
 }

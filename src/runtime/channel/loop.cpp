@@ -207,6 +207,9 @@ void ChannelCore::on_poll_cb(uv_poll_t* h, int status, int events) {
     events = UV_READABLE;
   }
   if ((events & UV_WRITABLE) != 0) self->on_writable();
+  // libuv stops a poll handle that reported an error: poll again (a connected socket's
+  // peer that was not running yet must not leave the channel deaf).
+  if (status < 0 && self->poll_ != nullptr) self->start_poll(self->poll_writable_);
   if ((events & UV_READABLE) != 0 && self->receiving_) {
     // An application thread blocked in receive() reads this socket itself: leave the
     // datagram to it, and stop polling until it is gone (see "Inline receive"). With a
@@ -225,6 +228,7 @@ void ChannelCore::on_unicast_cb(uv_poll_t* h, int status, int events) {
   if (!self->pipeline_) return;
   if (status < 0) events = UV_READABLE;  // an ICMP error; reading clears it
   if ((events & UV_WRITABLE) != 0) self->on_writable();
+  if (status < 0 && self->poll_ != nullptr) self->start_poll(self->poll_writable_);  // libuv stopped it
   if ((events & UV_READABLE) != 0) self->on_unicast_readable();
 }
 

@@ -66,6 +66,7 @@ inline void add_counters(TransportCounters& into, const TransportCounters& c) {
   into.gso_sends += c.gso_sends;
   into.gso_refused += c.gso_refused;
   into.gro_reads += c.gro_reads;
+  into.refused += c.refused;
 }
 
 inline void add_named(std::vector<std::pair<std::string, std::uint64_t>>& into, const std::string& name,

@@ -35,6 +35,7 @@ ChannelStats ChannelCore::build_stats() const {
       {"shell.gso_sends", t.gso_sends},
       {"shell.gso_refused", t.gso_refused},
       {"shell.gro_reads", t.gro_reads},
+      {"shell.peer_refused", t.refused},
       {"shell.datagrams_received", t.datagrams_received},
       {"shell.datagram_bytes_received", t.datagram_bytes_received},
       {"shell.receive_errors", t.receive_errors},

@@ -251,6 +251,7 @@ Status UdpTransport::setup(const TransportSpec& spec) {
                              it->addr.sin_addr.s_addr == if_addr_.s_addr));
       it = (same_port && same_ip) ? peers_.erase(it) : it + 1;
     }
+    if (!plan_.multicast) connect_only_peer();
   }
   if (plan_.multicast && receive_) {
     ip_mreqn m{};
@@ -287,6 +288,17 @@ Status UdpTransport::setup(const TransportSpec& spec) {
   scratch_.resize(wire::kMaxDatagramBytes + 1);
   if (receive_ && plan_.gro) setup_gro();
   return Status::ok();
+}
+
+// A unicast socket bound to its member's address with one peer: connect it to that peer
+// (see connected_). Anything else, or a connect the kernel refuses, leaves it unconnected,
+// sending every datagram with its address (cold, at open).
+void UdpTransport::connect_only_peer() noexcept {
+  if (peers_.size() != 1 || bound_.sin_addr.s_addr == htonl(INADDR_ANY)) return;
+  const sockaddr_in& to = peers_[0].addr;
+  const std::uint32_t ip = ntohl(to.sin_addr.s_addr);
+  if (ip == INADDR_ANY || ip == INADDR_BROADCAST || IN_MULTICAST(ip) || to.sin_port == 0) return;
+  connected_ = ::connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0;
 }
 
 // UDP GRO on the group socket, if the kernel takes it (Linux 5.0 and later); otherwise the
@@ -471,8 +483,12 @@ bool UdpTransport::flush() noexcept {
       iov[0].iov_len = p->len;
       mmsghdr& m = tx_msgs_[n];
       m = {};
-      m.msg_hdr.msg_name = &to;
-      m.msg_hdr.msg_namelen = sizeof to;
+      // To the peer a connected socket is connected to: no address, so the kernel uses
+      // the route it keeps for the connection.
+      const bool to_peer = connected_ && to.sin_addr.s_addr == peers_[0].addr.sin_addr.s_addr &&
+                           to.sin_port == peers_[0].addr.sin_port;
+      m.msg_hdr.msg_name = to_peer ? nullptr : &to;
+      m.msg_hdr.msg_namelen = to_peer ? 0 : sizeof to;
       m.msg_hdr.msg_iov = iov;
       if (plan_.gso && !fanned) {
         // Coalesce following packets of the same size to the same destination into one
@@ -521,6 +537,12 @@ bool UdpTransport::flush() noexcept {
       const int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return false;
       if (err == EINTR) continue;
+      if (err == ECONNREFUSED && connected_) {
+        // An ICMP "port unreachable" for an earlier datagram (the peer is not running):
+        // reporting it cleared it, and these datagrams were not sent yet.
+        ++c_.refused;
+        continue;
+      }
       if (tx_span_[0] > 1 && gso_refusal(err)) {
         // The kernel will not segment here (a path MTU below the segment size, a device
         // without the offload on an old kernel): send one datagram per entry from now on
@@ -731,6 +753,10 @@ int UdpTransport::receive_gro(PacketPool& pool, Packet** out, int max, bool may_
     g.off = 0;
     ++reads;
     const int got = ::recvmmsg(fd_, g.msgs.data(), GroBuffers::kSlots, MSG_DONTWAIT, nullptr);
+    if (got < 0 && errno == ECONNREFUSED && connected_) {
+      ++c_.refused;  // an ICMP error for an earlier send, cleared by reporting it
+      continue;
+    }
     if (got <= 0) {
       if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         ++c_.receive_errors;
@@ -786,7 +812,13 @@ int UdpTransport::receive_on(int fd, RxBuffers& b, PacketPool& pool, Packet** ou
     }
     return 0;
   }
-  const int got = ::recvmmsg(fd, b.msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  int got = ::recvmmsg(fd, b.msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  if (got < 0 && errno == ECONNREFUSED && connected_ && fd == fd_) {
+    // An ICMP error for an earlier send (the peer was not running), cleared by reporting
+    // it: not a failed read. What is queued behind it is read now.
+    ++c_.refused;
+    got = ::recvmmsg(fd, b.msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  }
   if (got <= 0) {
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       ++c_.receive_errors;

@@ -45,6 +45,7 @@ struct TransportCounters {
   std::uint64_t gso_sends = 0;          ///< sendmmsg entries that carried several segments
   std::uint64_t gso_refused = 0;        ///< GSO sends the kernel refused; GSO is then off for the socket
   std::uint64_t gro_reads = 0;          ///< received buffers that held several datagrams (UDP GRO)
+  std::uint64_t refused = 0;            ///< ICMP "port unreachable" from the connected peer (not running yet)
   int last_errno = 0;
 };
 
@@ -159,6 +160,9 @@ class UdpTransport {
   /// the kept packets go to `out` (at most `got`), truncated ones are counted and dropped.
   int take(RxBuffers& b, int got, Packet** out) noexcept;
 
+  /// The socket is connected to its only peer (unicast, one other member).
+  [[nodiscard]] bool connected() const noexcept { return connected_; }
+
   /// UDP GRO is on for the group socket (the plan has gro and the kernel took UDP_GRO).
   /// Then the inline receiver's hot wait is off (enable_blocking_wait() refuses): only
   /// receive() cuts coalesced buffers apart.
@@ -180,6 +184,7 @@ class UdpTransport {
   Status setup(const TransportSpec& spec);
   Status set_peers(const TransportSpec& spec);
   void drop_front_datagram() noexcept;
+  void connect_only_peer() noexcept;
   void release_sent(std::size_t packets_done) noexcept;
   Status open_unicast(const std::string& where);
   int receive_on(int fd, RxBuffers& b, PacketPool& pool, Packet** out, int max) noexcept;
@@ -193,6 +198,11 @@ class UdpTransport {
   TransportPlan plan_;
   bool receive_ = true;
   bool joined_ = false;
+  /// A unicast socket with exactly one peer is connected to it: the kernel then keeps the
+  /// route to it (no route lookup per datagram sent, nor per datagram received: early
+  /// demultiplexing finds the socket and its cached input route) and hands it only that
+  /// peer's datagrams. Datagrams to the peer go without an address.
+  bool connected_ = false;
   bool gso_refused_ = false;  ///< the kernel refused a GSO send: never again on this socket
   unsigned ifindex_ = 0;
   in_addr if_addr_{};
