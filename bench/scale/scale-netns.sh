@@ -25,7 +25,9 @@
 # rate (recv_rate: a receiver's deliveries over the time from its first delivery to its
 # last; with every receiver saturated, what the cores allow). cpu is the sender's user + system time per message sent; recv_cpu is the
 # receivers' summed user + system time per message one receiver delivered (process start
-# and idle waits included), i.e. the receiving CPU one message costs the whole machine.
+# and idle waits included), i.e. the receiving CPU one message costs the whole machine;
+# recv_busy_cpu the same summed over each receiver's delivering span only (start, idle
+# waits and the tail after the last delivery left out).
 # acks, NACKs and retransmits are the sender's counters over the datagrams it sent.
 # Exits 1 unless every reliable phase delivered everything (and, when SCALE_MIN_RATIO is
 # set, unless each variant's largest size kept that share of its smallest size's rate).
@@ -124,7 +126,7 @@ EOF
   local sender=$TMCNET_LAST_PID sender_rc=0
   wait "$sender" || sender_rc=$?
   for r in "${pids[@]}"; do wait "$r" || true; done
-  local settled cpu delivered=0 complete=yes rate cpu_per got span rates="" recv_cpu recv_rate recv_cpu_per dgrams
+  local busy_cpu settled cpu delivered=0 complete=yes rate cpu_per got span rates="" recv_cpu recv_rate recv_cpu_per dgrams
   local counters="" k v start_ns last_ns=0 l done_rate
   settled=$(sed -n 's/^s: outcomes met \([0-9]*\), failed \([0-9]*\).*all settled after \([0-9.]*\) s$/\1 \2 \3/p' \
     "$work/$tag-s.out")
@@ -140,6 +142,8 @@ EOF
     [ "${l:-0}" -gt "$last_ns" ] && last_ns=$l
   done
   recv_cpu=$(cpu_sum "$work/$tag"-r*.out)
+  # CPU per delivery while delivering, summed over the receivers (start and idle left out).
+  busy_cpu=$(cat "$work/$tag"-r*.out 2>/dev/null | awk '$2 == "delivering" && $3 == "cpu" && $7 > 0 {t += $4 / $7} END {printf "%.2f", t}')
   recv_rate=$(echo "$rates" | median)
   [ "$sender_rc" -eq 0 ] || complete=no
   read -r met failed secs <<<"${settled:-0 0 0}"
@@ -164,7 +168,7 @@ EOF
   RATE[$variant,$n]="${RATE[$variant,$n]:-} $rate"
   echo "variant=$variant members=$n receivers=$((n - 1)) delivered=$delivered/$(((n - 1) * COUNT))" \
     "complete=$complete rate=$rate msg/s done_rate=$done_rate msg/s recv_rate=$recv_rate msg/s cpu_us_per_msg=$cpu_per" \
-    "recv_cpu_us_per_msg=$recv_cpu_per datagrams=${dgrams:-0}$counters outcomes_met=$met failed=$failed" \
+    "recv_cpu_us_per_msg=$recv_cpu_per recv_busy_cpu_us_per_msg=$busy_cpu datagrams=${dgrams:-0}$counters outcomes_met=$met failed=$failed" \
     "settled_s=$secs load=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
   if [ "$complete" != yes ] && [ "$reliable" = true ]; then
     rc=1

@@ -37,7 +37,9 @@
 // sender that tracks no outcome. --sender-from-payload 1 takes a sender's name from the
 // payload (for a channel without membership, whose senders have no names).
 // A sender prints "<name>: sending from T ns" when it starts, a receiver "<name>: delivering
-// for S s, from T1 to T2 ns" at exit (steady clock, the same in every network namespace).
+// for S s, from T1 to T2 ns" at exit (steady clock, the same in every network namespace)
+// and "<name>: delivering cpu U us over M deliveries" (its CPU time from the first delivery
+// to the last multiple of 256 deliveries: what delivering costs, start and idle left out).
 // On exit it prints its counters and its CPU time ("<name>: cpu user U us, system S us").
 // Exit status: 0, or 1 on any error.
 #include <sys/resource.h>
@@ -84,6 +86,16 @@ std::string payload_for(const std::string& sender, std::uint64_t seq, std::size_
 }
 
 bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
+
+/// The process's user + system CPU time so far, in microseconds (every thread).
+long long cpu_us() {
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  const auto us = [](const timeval& t) {
+    return static_cast<long long>(t.tv_sec) * 1000000 + static_cast<long long>(t.tv_usec);
+  };
+  return us(ru.ru_utime) + us(ru.ru_stime);
+}
 
 struct Args {
   std::string manifest;
@@ -146,6 +158,11 @@ int run(const Args& a) {
   std::atomic<std::uint64_t> delivered{0};
   std::atomic<std::uint64_t> last_ns{0};
   std::atomic<std::uint64_t> first_ns{0};
+  // The process's CPU time at the first delivery and at every 256th after it, with the
+  // deliveries by then: the CPU a delivery costs while delivering (start and idle left out).
+  long long cpu_first_us = 0;
+  long long cpu_last_us = 0;
+  std::uint64_t cpu_last_delivered = 0;
   std::uint64_t bad = 0;
   auto now_ns = [] {
     return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
@@ -170,8 +187,15 @@ int run(const Args& a) {
       std::fprintf(log, "%s %" PRIu64 " %s %08x %s\n", msg.sender.c_str(), seq, wire_seq, fnv1a(p.data(), p.size()),
                    ok ? "ok" : "bad");
       const std::uint64_t t = now_ns();
-      if (delivered.fetch_add(1) == 0) first_ns.store(t);
+      const std::uint64_t before = delivered.fetch_add(1);
+      if (before == 0) first_ns.store(t);
       last_ns.store(t);
+      if (before % 256 == 0) {
+        const long long us = cpu_us();
+        if (before == 0) cpu_first_us = us;
+        cpu_last_us = us;
+        cpu_last_delivered = before;
+      }
       // A slow consumer: the handler runs on the loop thread, so while it sleeps the
       // channel reads nothing and its flow stage consumes nothing.
       if (a.consume_us > 0) {
@@ -323,6 +347,8 @@ int run(const Args& a) {
     // set these against the sender's start.
     std::printf("%s: delivering for %.6f s, from %" PRIu64 " to %" PRIu64 " ns\n", a.name.c_str(),
                 static_cast<double>(last_ns.load() - first_ns.load()) / 1e9, first_ns.load(), last_ns.load());
+    std::printf("%s: delivering cpu %lld us over %" PRIu64 " deliveries\n", a.name.c_str(), cpu_last_us - cpu_first_us,
+                cpu_last_delivered);
   }
   const tmc::ChannelStats st = c.stats();
   if (events != nullptr) c.on_event(nullptr);
