@@ -14,7 +14,8 @@
 #   best-effort-coalesced  best-effort, coalesced likewise
 # Per variant and group size n (sender included) it prints one line:
 #   variant=V members=n receivers=n-1 delivered=D/E complete=yes|no rate=R msg/s
-#   recv_rate=Q msg/s cpu_us_per_msg=C recv_cpu_us_per_msg=U datagrams=G ..._per_dgram=...
+#   done_rate=.. recv_rate=.. cpu_us_per_msg=C recv_cpu_us_per_msg=U
+#   recv_busy_cpu_us_per_msg=B datagrams=G acks_received_per_dgram=.. ... load=..
 # where D counts (receiver, message) pairs delivered exactly once, E = (n-1) x count, and
 # complete means every receiver delivered every message. For reliable, rate is count / the
 # time until every message's outcome was met (acknowledged by every receiver); for
@@ -23,12 +24,13 @@
 # receiver (the steady clock is shared by every namespace). A best-effort sender sends as
 # fast as it can with no feedback to slow it, so its rate is the receivers' median delivery
 # rate (recv_rate: a receiver's deliveries over the time from its first delivery to its
-# last; with every receiver saturated, what the cores allow). cpu is the sender's user + system time per message sent; recv_cpu is the
-# receivers' summed user + system time per message one receiver delivered (process start
-# and idle waits included), i.e. the receiving CPU one message costs the whole machine;
-# recv_busy_cpu the same summed over each receiver's delivering span only (start, idle
-# waits and the tail after the last delivery left out).
-# acks, NACKs and retransmits are the sender's counters over the datagrams it sent.
+# last; with every receiver saturated, what the cores allow).
+# cpu is the sender's user + system time per message sent. recv_cpu is the receivers'
+# summed user + system time per message one receiver delivered (process start and idle
+# waits included): the receiving CPU one message costs the whole machine; recv_busy_cpu
+# is the same summed over each receiver's delivering span only. The per-datagram counters
+# are the sender's (reliability.*) over the datagrams it handed to the kernel; recv_dgrams
+# in and out are the datagrams the receivers read and sent, over the messages they delivered.
 # Exits 1 unless every reliable phase delivered everything (and, when SCALE_MIN_RATIO is
 # set, unless each variant's largest size kept that share of its smallest size's rate).
 #
@@ -142,6 +144,10 @@ EOF
     [ "${l:-0}" -gt "$last_ns" ] && last_ns=$l
   done
   recv_cpu=$(cpu_sum "$work/$tag"-r*.out)
+  # Datagrams the receivers read and sent (acks, NACKs, heartbeats) per message delivered.
+  local recv_dgrams
+  recv_dgrams=$(cat "$work/$tag"-r*.out 2>/dev/null | sed -n 's/^r[0-9]*: sent [0-9]* (send errors [0-9]*), datagrams sent \([0-9]*\), datagrams received \([0-9]*\), delivered \([0-9]*\),.*/\1 \2 \3/p' |
+    awk '{s += $1; r += $2; d += $3} END {printf "recv_dgrams_in_per_msg=%.3f recv_dgrams_out_per_msg=%.3f", (d > 0 ? r / d : 0), (d > 0 ? s / d : 0)}')
   # CPU per delivery while delivering, summed over the receivers (start and idle left out).
   busy_cpu=$(cat "$work/$tag"-r*.out 2>/dev/null | awk '$2 == "delivering" && $3 == "cpu" && $7 > 0 {t += $4 / $7} END {printf "%.2f", t}')
   recv_rate=$(echo "$rates" | median)
@@ -168,7 +174,7 @@ EOF
   RATE[$variant,$n]="${RATE[$variant,$n]:-} $rate"
   echo "variant=$variant members=$n receivers=$((n - 1)) delivered=$delivered/$(((n - 1) * COUNT))" \
     "complete=$complete rate=$rate msg/s done_rate=$done_rate msg/s recv_rate=$recv_rate msg/s cpu_us_per_msg=$cpu_per" \
-    "recv_cpu_us_per_msg=$recv_cpu_per recv_busy_cpu_us_per_msg=$busy_cpu datagrams=${dgrams:-0}$counters outcomes_met=$met failed=$failed" \
+    "recv_cpu_us_per_msg=$recv_cpu_per recv_busy_cpu_us_per_msg=$busy_cpu $recv_dgrams datagrams=${dgrams:-0}$counters outcomes_met=$met failed=$failed" \
     "settled_s=$secs load=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
   if [ "$complete" != yes ] && [ "$reliable" = true ]; then
     rc=1
