@@ -10,6 +10,8 @@
 #   reliable               reliability: true (ack from all)
 #   best-effort            reliability: false: the baseline of what the machine allows when
 #                          every receiving process reads every datagram
+#   reliable-quiet         reliable with membership heartbeats every 500 ms (default 100),
+#                          failure timeout 5 s: what the heartbeats cost the receivers
 #   reliable-coalesced     reliable, and pacing.coalesce us 200 (many messages a datagram)
 #   best-effort-coalesced  best-effort, coalesced likewise
 # Per variant and group size n (sender included) it prints one line:
@@ -94,6 +96,7 @@ run_phase() {
   case "$variant" in
     reliable) ;;
     best-effort) reliable=false idle=2 names=(--sender-from-payload 1) ;;
+    reliable-quiet) extra=$'heartbeat us: 500000\nfailure timeout us: 5000000' ;;
     reliable-coalesced) extra="pacing: {coalesce us: 200}" ;;
     best-effort-coalesced) reliable=false idle=2 names=(--sender-from-payload 1) extra="pacing: {coalesce us: 200}" ;;
     *) echo "FAIL: unknown variant $variant" >&2; exit 1 ;;
@@ -119,7 +122,7 @@ EOF
   # best-effort channel has no membership to wait on: its receivers have joined (ready).
   local wait=()
   case "$variant" in
-    reliable) wait=(--wait-members $((n - 1)) --outcomes 1) ;;
+    reliable | reliable-quiet) wait=(--wait-members $((n - 1)) --outcomes 1) ;;
     reliable-coalesced) wait=(--wait-members $((n - 1)) --linger "${SCALE_LINGER_S:-5}") ;;
     *) sleep 1 ;;
   esac
@@ -156,7 +159,7 @@ EOF
   # Messages over the time from the sender's start to the last delivery at any receiver.
   start_ns=$(sed -n 's/^s: sending from \([0-9]*\) ns$/\1/p' "$work/$tag-s.out")
   done_rate=$(awk -v c="$COUNT" -v a="${start_ns:-0}" -v b="$last_ns" 'BEGIN { printf "%.0f", (b > a && a > 0 ? c / ((b - a) / 1e9) : 0) }')
-  if [ "$variant" = reliable ]; then
+  if [ "$variant" = reliable ] || [ "$variant" = reliable-quiet ]; then
     [ "$met" = "$COUNT" ] || complete=no
     rate=$(awk -v c="$COUNT" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? c / s : 0) }')
   elif [ "$reliable" = true ]; then
