@@ -54,9 +54,10 @@ bench-peers: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target tmc-reliable-mcast tmc-e2e-latency
 	@TMC_BUILD=$(BUILD) bench/peers/matrix.sh $(PEERS_OUT)/matrix
 
-# Reliable multicast at 1% loss to many member processes across network namespaces (root):
-# the sender's rate and CPU at 3 and at 100 members in the same run (bench/scale/scale-netns.sh;
-# SCALE_MEMBERS, SCALE_COUNT, SCALE_REPS, ... change it).
+# Multicast at 1% loss to many member processes across network namespaces (root): reliable
+# and its best-effort baseline at 3 and at 100 members in the same run, rates and CPU of the
+# sender and the receivers (bench/scale/scale-netns.sh; SCALE_MEMBERS, SCALE_VARIANTS,
+# SCALE_COUNT, SCALE_REPS, ... change it).
 scale-netns: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target tmc_net_member
 	@bench/scale/scale-netns.sh $(BUILD)/tests/net/tmc_net_member

@@ -33,6 +33,13 @@
 // "<name>: counter <counter> <value>" line each (e.g. flow.,congestion.,shell.).
 // The delivery log is written in delivery order, so logs of group-ordered members can be
 // compared line by line (tests/net/check_group_logs.py).
+// --linger S keeps the channel open S seconds after the last send (repairs go on), for a
+// sender that tracks no outcome. --sender-from-payload 1 takes a sender's name from the
+// payload (for a channel without membership, whose senders have no names).
+// A sender prints "<name>: sending from T ns" when it starts, a receiver "<name>: delivering
+// for S s, from T1 to T2 ns" at exit (steady clock, the same in every network namespace)
+// and "<name>: delivering cpu U us over M deliveries" (its CPU time from the first delivery
+// to the last multiple of 256 deliveries: what delivering costs, start and idle left out).
 // On exit it prints its counters and its CPU time ("<name>: cpu user U us, system S us").
 // Exit status: 0, or 1 on any error.
 #include <sys/resource.h>
@@ -43,6 +50,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -79,6 +87,16 @@ std::string payload_for(const std::string& sender, std::uint64_t seq, std::size_
 
 bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
 
+/// The process's user + system CPU time so far, in microseconds (every thread).
+long long cpu_us() {
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  const auto us = [](const timeval& t) {
+    return static_cast<long long>(t.tv_sec) * 1000000 + static_cast<long long>(t.tv_usec);
+  };
+  return us(ru.ru_utime) + us(ru.ru_stime);
+}
+
 struct Args {
   std::string manifest;
   std::string name;
@@ -98,6 +116,8 @@ struct Args {
   long consumer_us = 0;        // --consumer-thread-us: a slow consumer thread calling receive()
   long receive_queue = 0;      // --receive-queue: OpenOptions::receive_queue_messages
   std::string counter_prefixes;  // --counters: print the counters starting with these
+  double linger_s = 0;           // --linger: stay open this long after the last send
+  bool sender_from_payload = false;  // --sender-from-payload: the sender's name as its payload says
 };
 
 int run(const Args& a) {
@@ -137,6 +157,12 @@ int run(const Args& a) {
   std::mutex mu;
   std::atomic<std::uint64_t> delivered{0};
   std::atomic<std::uint64_t> last_ns{0};
+  std::atomic<std::uint64_t> first_ns{0};
+  // The process's CPU time at the first delivery and at every 256th after it, with the
+  // deliveries by then: the CPU a delivery costs while delivering (start and idle left out).
+  long long cpu_first_us = 0;
+  long long cpu_last_us = 0;
+  std::uint64_t cpu_last_delivered = 0;
   std::uint64_t bad = 0;
   auto now_ns = [] {
     return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
@@ -150,7 +176,9 @@ int run(const Args& a) {
       bool ok = false;
       if (sp2 != std::string::npos) {
         seq = std::strtoull(text.substr(sp1 + 1, sp2 - sp1 - 1).c_str(), nullptr, 10);
-        ok = text.substr(0, sp1) == msg.sender && text == payload_for(msg.sender, seq, p.size());
+        const std::string claimed = text.substr(0, sp1);
+        ok = (a.sender_from_payload || claimed == msg.sender) && text == payload_for(claimed, seq, p.size());
+        if (a.sender_from_payload) msg.sender = claimed;
       }
       std::lock_guard<std::mutex> lk(mu);
       if (!ok) ++bad;
@@ -158,8 +186,16 @@ int run(const Args& a) {
       if (msg.has_seq) std::snprintf(wire_seq, sizeof wire_seq, "%" PRIu64, msg.seq);
       std::fprintf(log, "%s %" PRIu64 " %s %08x %s\n", msg.sender.c_str(), seq, wire_seq, fnv1a(p.data(), p.size()),
                    ok ? "ok" : "bad");
-      delivered.fetch_add(1);
-      last_ns.store(now_ns());
+      const std::uint64_t t = now_ns();
+      const std::uint64_t before = delivered.fetch_add(1);
+      if (before == 0) first_ns.store(t);
+      last_ns.store(t);
+      if (before % 256 == 0) {
+        const long long us = cpu_us();
+        if (before == 0) cpu_first_us = us;
+        cpu_last_us = us;
+        cpu_last_delivered = before;
+      }
       // A slow consumer: the handler runs on the loop thread, so while it sleeps the
       // channel reads nothing and its flow stage consumes nothing.
       if (a.consume_us > 0) {
@@ -226,9 +262,30 @@ int run(const Args& a) {
     }
   }
   const auto start = std::chrono::steady_clock::now();
+  if (a.send > 0) {
+    std::printf("%s: sending from %" PRIu64 " ns\n", a.name.c_str(),
+                static_cast<std::uint64_t>(start.time_since_epoch().count()));
+  }
   std::uint64_t send_errors = 0;
-  std::vector<std::future<tmc::DeliveryOutcome>> futures;
-  if (a.outcomes) futures.reserve(static_cast<std::size_t>(a.send));
+  std::deque<std::future<tmc::DeliveryOutcome>> futures;
+  std::uint64_t met = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t other = 0;
+  std::uint64_t tracked = 0;
+  std::string missing;
+  auto take = [&](std::future<tmc::DeliveryOutcome>& f) {
+    const tmc::DeliveryOutcome o = f.get();
+    if (o.state == tmc::DeliveryOutcome::State::met) {
+      ++met;
+    } else if (o.state == tmc::DeliveryOutcome::State::failed) {
+      ++failed;
+      for (const auto& who : o.missing) {
+        if (missing.find(who) == std::string::npos) missing += (missing.empty() ? "" : ",") + who;
+      }
+    } else {
+      ++other;
+    }
+  };
   if (a.send > 0) {
     // Sending on its own thread lets a full-duplex member keep delivering meanwhile (the
     // handler runs on the loop thread either way).
@@ -241,6 +298,13 @@ int run(const Args& a) {
           ++send_errors;
         } else {
           futures.push_back(std::move(f));
+          ++tracked;
+        }
+        // Outcomes settle roughly in send order: take the settled ones off the front, so
+        // the application holds only those still open (each names every member that acked).
+        while (!futures.empty() && futures.front().wait_for(0s) == std::future_status::ready) {
+          take(futures.front());
+          futures.pop_front();
         }
       } else if (!c.send(p)) {
         ++send_errors;
@@ -248,6 +312,7 @@ int run(const Args& a) {
       std::this_thread::sleep_until(start + std::chrono::duration<double>((static_cast<double>(i) + 1) / a.rate));
     }
   }
+  if (a.linger_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(a.linger_s));
   if (a.receive_s > 0) {
     const auto stop = start + std::chrono::duration<double>(a.receive_s);
     const auto idle_ns = static_cast<std::uint64_t>(a.idle_s * 1e9);
@@ -263,32 +328,27 @@ int run(const Args& a) {
       c.on_message(nullptr);
     }
   }
-  std::uint64_t met = 0;
-  std::uint64_t failed = 0;
-  std::uint64_t other = 0;
-  std::string missing;
   for (auto& f : futures) {
     if (f.wait_for(60s) != std::future_status::ready) {
       ++other;
       continue;
     }
-    const tmc::DeliveryOutcome o = f.get();
-    if (o.state == tmc::DeliveryOutcome::State::met) {
-      ++met;
-    } else if (o.state == tmc::DeliveryOutcome::State::failed) {
-      ++failed;
-      for (const auto& who : o.missing) {
-        if (missing.find(who) == std::string::npos) missing += (missing.empty() ? "" : ",") + who;
-      }
-    } else {
-      ++other;
-    }
+    take(f);
   }
   const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (a.outcomes) {
     std::printf("%s: outcomes met %" PRIu64 ", failed %" PRIu64 " (missing: %s), other %" PRIu64
                 ", all settled after %.2f s\n",
                 a.name.c_str(), met, failed, missing.empty() ? "-" : missing.c_str(), other, elapsed);
+  }
+  if (log != nullptr && delivered.load() > 0) {
+    // From the first delivery to the last: a receiver's own delivery rate (benchmarks).
+    // The steady clock is the machine's, shared across network namespaces, so a harness can
+    // set these against the sender's start.
+    std::printf("%s: delivering for %.6f s, from %" PRIu64 " to %" PRIu64 " ns\n", a.name.c_str(),
+                static_cast<double>(last_ns.load() - first_ns.load()) / 1e9, first_ns.load(), last_ns.load());
+    std::printf("%s: delivering cpu %lld us over %" PRIu64 " deliveries\n", a.name.c_str(), cpu_last_us - cpu_first_us,
+                cpu_last_delivered);
   }
   const tmc::ChannelStats st = c.stats();
   if (events != nullptr) c.on_event(nullptr);
@@ -309,9 +369,11 @@ int run(const Args& a) {
     }
     std::printf("%s: events: %s\n", c.name().c_str(), summary.empty() ? "none" : summary.c_str());
   }
-  std::printf("%s: sent %" PRIu64 " (send errors %" PRIu64 "), datagrams received %" PRIu64 ", delivered %" PRIu64
+  std::printf("%s: sent %" PRIu64 " (send errors %" PRIu64 "), datagrams sent %" PRIu64 ", datagrams received %" PRIu64
+              ", delivered %" PRIu64
               ", bad payloads %" PRIu64 ", drops.stale %" PRIu64 ", drops.checksum %" PRIu64 ", loss ratio %.4f\n",
-              c.name().c_str(), st.messages_sent, send_errors, st.datagrams_received, st.messages_delivered, bad,
+              c.name().c_str(), st.messages_sent, send_errors, st.datagrams_sent, st.datagrams_received,
+              st.messages_delivered, bad,
               st.drop_count(tmc::DropReason::stale), st.drop_count(tmc::DropReason::checksum), st.loss_ratio);
   std::printf("%s: reliability retransmits %" PRIu64 ", acks received %" PRIu64 ", nacks received %" PRIu64
               ", drops.duplicate %" PRIu64 "\n",
@@ -345,7 +407,7 @@ int run(const Args& a) {
     }
     from = comma + 1;
   }
-  if (a.outcomes && (failed != 0 || other != 0 || met != futures.size())) return 1;
+  if (a.outcomes && (failed != 0 || other != 0 || met != tracked)) return 1;
   return send_errors == 0 ? 0 : 1;
 }
 
@@ -378,6 +440,8 @@ int main(int argc, char** argv) {
     else if (k == "--consumer-thread-us") a.consumer_us = std::atol(v);
     else if (k == "--receive-queue") a.receive_queue = std::atol(v);
     else if (k == "--counters") a.counter_prefixes = v;
+    else if (k == "--linger") a.linger_s = std::atof(v);
+    else if (k == "--sender-from-payload") a.sender_from_payload = std::string(v) == "1" || std::string(v) == "true";
     else {
       std::fprintf(stderr, "tmc_net_member: unknown option %s\n", k.c_str());
       return 2;
