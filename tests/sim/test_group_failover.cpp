@@ -14,6 +14,7 @@
 //   - the survivors' pipelines hold no packets at the end.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "sim_util.hpp"
@@ -336,10 +337,10 @@ TEST_CASE("sim: ordering.group reliable temporary partitions while everyone send
 // whose views never split (which ones those are depends on the seed). A sequencer that was
 // cut off from a term the others delivered in re-orders messages they delivered already;
 // they pass over those numbers (ordering.group_cut_missing counts them).
-// may_fail: 1 seed of 1000 run alone (seed 13) still ends with the second burst of one
-// member undelivered: that member ran its own term alone, and the coordinator's cut took
-// its stale term-0 status, so the merged term lacks its per-sender cut-off and waits for
-// numbers it delivered alone and no longer holds.
+// may_fail: seed 395 (also run alone) ends with every message delivered everywhere, but
+// one member's reliability.arq still holds 306 packets (the group's re-sends after 118
+// sequencer changes); the same on the code before the merge fixes, so not a stall of the
+// merge. Every other seed of 1..1000 passes, run alone or in the suite.
 TEST_CASE("sim: ordering.group reliable partition before every member was heard: nobody stalls" *
           doctest::may_fail()) {
   Totals totals;
@@ -365,17 +366,18 @@ TEST_CASE("sim: ordering.group reliable partition before every member was heard:
 }
 
 // The same at n = 100, split into 2..6 sides at once, each of which runs its own terms
-// until the heal; the merge must bring every side into one term. Each seed is heavy (100
-// members talking to each other for 20 s of virtual time), so this runs two seeds by
-// default; TMC_SIM_SEEDS=N or TMC_SIM_SEED=N runs more or one. may_fail: seed 1 leaves
-// most of the post-heal burst undelivered (not diagnosed yet; a term start carries at most
-// 64 per-sender cut-offs, fewer than the 100 senders here). Skipped in the suite (each seed
-// takes over a minute and it does not pass yet): run it with `--no-skip -tc='*100-member*'`.
-TEST_CASE("sim: ordering.group reliable partition of a 100-member group into many sides: nobody stalls" *
-          doctest::may_fail() * doctest::skip()) {
+// until the heal; the merge must bring every side into one term. A term start then needs
+// a cut-off for each of the 100 senders, more than one datagram holds: it goes as several
+// start packets of the term. Each seed is heavy (100 members talking to each other for 20 s
+// of virtual time, about 20 s of CPU), so the suite runs two seeds, also under
+// TMC_SIM_SEEDS; sweep more with one process per seed: `scripts/sim-sweep.sh build
+// '*100-member*' 1 20`.
+TEST_CASE("sim: ordering.group reliable partition of a 100-member group into many sides: nobody stalls") {
   constexpr std::uint64_t kLargeSeeds = 2;
   Totals totals;
+  const bool one = std::getenv("TMC_SIM_SEED") != nullptr;
   simtest::for_each_seed(kLargeSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
+    if (!one && seed > kLargeSeeds) return;  // TMC_SIM_SEEDS: two of this one at most
     tmc::sim::Rng rng(seed * 7727 + 3);
     const std::size_t n = 100;
     const std::uint32_t per_sender = 10;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "primitives/ordering/group/agreement.hpp"
@@ -326,9 +327,9 @@ TEST_CASE("group agreement: the cut of a frozen term and the merged cut-offs") {
   CHECK(max_no == 4);
 
   // Cut-offs: the largest any receiver reports, for alive senders only (9 is unknown).
-  gw::Cutoff merged[gw::kMaxCutoffs];
-  const std::uint32_t ncut = agr.merge_cutoffs(t, io.view, nout, merged);
-  REQUIRE(ncut == 1);
+  std::vector<gw::Cutoff> merged;
+  agr.merge_cutoffs(t, io.view, merged);
+  REQUIRE(merged.size() == 1);
   CHECK(merged[0].sender == 3);
   CHECK(merged[0].epoch == 300);
   CHECK(merged[0].last_seq == 8);
@@ -336,4 +337,68 @@ TEST_CASE("group agreement: the cut of a frozen term and the merged cut-offs") {
   // A status from a member the view does not know is counted stale and not recorded.
   CHECK(status(8, 800, 1, 1, {}) == nullptr);
   CHECK(io.counters[stale] == 1);
+}
+
+// A group with more senders than one datagram holds cut-offs for (1,400-byte payloads:
+// 82 per term start): the statuses carry what fits, the merge keeps every sender, and the
+// term start goes as several packets of one term.
+TEST_CASE("group agreement: cut-offs of a group larger than one datagram's") {
+  FakeIo io;
+  constexpr std::uint32_t kMembers = 100;
+  std::vector<std::string> names;
+  for (std::uint32_t i = 0; i < kMembers; ++i) names.push_back("m" + std::to_string(100 + i));
+  io.view.reset(names[0], kSelf, kSelfEpoch, true, names);
+  for (std::uint32_t i = 1; i < kMembers; ++i) REQUIRE(io.view.heard(names[i], 10 + i, 1000 + i, true, io.now) != kNoSlot);
+
+  MsgTable t;
+  t.configure(env(), 256, 32, /*reliable=*/true, /*direct=*/false, 50'000'000);
+  const gw::TermId term{2, 11, 1001};
+  t.begin_term(term);
+  Agreement agr;
+  agr.configure(env(), 32);
+  agr.begin_term(term, nullptr, 0);
+  agr.freeze(t);
+
+  // Every other member reports a cut-off for half of the senders, the halves alternating,
+  // 50 each (800 bytes): together they name all 99 senders.
+  for (std::uint32_t i = 1; i < kMembers; ++i) {
+    Packet* p = io.alloc();
+    REQUIRE(p != nullptr);
+    std::vector<gw::Cutoff> cut;
+    for (std::uint32_t j = 1; j < kMembers; ++j) {
+      if (j % 2 == i % 2) cut.push_back(gw::Cutoff{10 + j, 1000 + j, 5 + (i % 3)});
+    }
+    p->reset_for_send(static_cast<std::uint32_t>(cut.size()) * gw::kCutoffBytes);
+    for (std::size_t k = 0; k < cut.size(); ++k) gw::put_cutoff(p->payload() + k * gw::kCutoffBytes, cut[k]);
+    p->sender = 10 + i;
+    p->epoch = 1000 + i;
+    gw::Status s;
+    s.frozen = true;
+    s.term = term;
+    s.n_cutoffs = static_cast<std::uint32_t>(cut.size());
+    REQUIRE(agr.on_status(p, s, io) != nullptr);
+  }
+  std::vector<gw::Cutoff> merged;
+  agr.merge_cutoffs(t, io.view, merged);
+  REQUIRE(merged.size() == kMembers - 1);  // no ceiling below the group's size
+  for (const gw::Cutoff& c : merged) CHECK(c.last_seq == 7);  // the largest reported
+  // One start packet with one cut record holds (1400 - 64 - 20) / 16 = 82 of them.
+  const std::uint32_t room = agr.start_cutoff_room(1);
+  CHECK(room == 82);
+  CHECK(room < merged.size());
+
+  // A status with more cut-offs than 64 parses (the payload is the only bound).
+  Packet* p = io.alloc();
+  REQUIRE(p != nullptr);
+  p->reset_for_send(70 * gw::kCutoffBytes);
+  for (std::uint32_t k = 0; k < 70; ++k) gw::put_cutoff(p->payload() + std::size_t{k} * gw::kCutoffBytes, merged[k]);
+  std::uint8_t body[gw::kStatusBody];
+  gw::Status s;
+  s.frozen = true;
+  s.term = term;
+  gw::write_status_body(body, s);
+  gw::Status back;
+  REQUIRE(gw::parse_status(body, gw::kStatusBody, p->payload(), p->payload_len, back));
+  CHECK(back.n_cutoffs == 70);
+  p->release();
 }

@@ -76,11 +76,8 @@ const PeerStatus* Agreement::on_status(Packet* p, const gw::Status& s, StageIo& 
   const int slot = g.slot_of_sender(p->sender);
   const std::uint32_t from_sender = p->sender;
   const std::uint32_t from_epoch = p->epoch;
-  gw::Cutoff cut[gw::kMaxCutoffs];
-  const std::uint8_t* cut_bytes = p->payload() + std::size_t{s.n_records} * gw::kRecordBytes;
-  for (std::uint32_t i = 0; i < s.n_cutoffs; ++i) cut[i] = gw::cutoff_at(cut_bytes, i);
-  p->release();  // consumed: statuses are this stage's own traffic
   if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != from_epoch) {
+    p->release();
     io.count(stale);  // not (yet) in our view: its next status will count
     return nullptr;
   }
@@ -89,16 +86,22 @@ const PeerStatus* Agreement::on_status(Packet* p, const gw::Status& s, StageIo& 
   fit_view(g);  // cold when the view grew
   PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
   const bool fresh = !ps.have || ps.sender != from_sender || ps.epoch != from_epoch;
+  // Frozen statuses only carry cut-offs: growing the vector is the cold path.
+  const auto take_cutoffs = [&] {
+    const std::uint8_t* cut_bytes = p->payload() + std::size_t{s.n_records} * gw::kRecordBytes;
+    ps.cutoffs.resize(s.n_cutoffs);
+    for (std::uint32_t i = 0; i < s.n_cutoffs; ++i) ps.cutoffs[i] = gw::cutoff_at(cut_bytes, i);
+  };
   if (fresh || gw::term_after(s.term, ps.st.term)) {
     ps.have = true;
     ps.sender = from_sender;
     ps.epoch = from_epoch;
     ps.st = s;
-    std::copy(cut, cut + s.n_cutoffs, ps.cutoffs);
+    take_cutoffs();
   } else if (gw::same_term(s.term, ps.st.term)) {
     if (s.frozen && !ps.st.frozen) {
       ps.st = s;
-      std::copy(cut, cut + s.n_cutoffs, ps.cutoffs);
+      take_cutoffs();
     } else if (!s.frozen && !ps.st.frozen) {
       // Reordered statuses of one term: the numbers only grow.
       ps.st.held = std::max(ps.st.held, s.held);
@@ -106,6 +109,7 @@ const PeerStatus* Agreement::on_status(Packet* p, const gw::Status& s, StageIo& 
       ps.st.stable = std::max(ps.st.stable, s.stable);
     }
   }
+  p->release();  // consumed: statuses are this stage's own traffic
   return &ps;
 }
 
@@ -183,26 +187,36 @@ void Agreement::send_status(const MsgTable& t, StageIo& io) noexcept {
     return;
   }
   // A frozen status also says how far this member delivered each sender (the next term
-  // start takes the largest: see merge_cutoffs).
+  // start takes the largest: see merge_cutoffs), as many as one datagram holds. Our own
+  // comes first: a cut-off of ours below what we delivered would make the next term wait
+  // for messages we no longer hold, while any other sender's messages beyond what it
+  // reports itself are still held by that sender (it keeps each until it delivers it).
   std::uint32_t ncut = 0;
+  const SenderState* own = nullptr;
   if (frozen_) {
     const std::uint32_t used = 64 + n_adopted_ * gw::kRecordBytes;
-    const std::uint32_t room = env_.max_payload_bytes > used ? (env_.max_payload_bytes - used) / gw::kCutoffBytes : 0;
-    const std::uint32_t max_cut = std::min<std::uint32_t>(gw::kMaxCutoffs, room);
+    const std::uint32_t max_cut =
+        env_.max_payload_bytes > used ? (env_.max_payload_bytes - used) / gw::kCutoffBytes : 0;
     for (const SenderState& st : t.senders()) {
-      if (st.used && st.done_seq > 0 && ncut < max_cut) ++ncut;
+      if (!st.used || st.done_seq == 0) continue;
+      if (st.id == env_.sender && st.epoch == env_.epoch) own = &st;
+      if (ncut < max_cut) ++ncut;
     }
   }
   p->reset_for_send(n_adopted_ * gw::kRecordBytes + ncut * gw::kCutoffBytes);
   for (std::uint32_t i = 0; i < n_adopted_; ++i) {
     gw::put_record(p->payload() + std::size_t{i} * gw::kRecordBytes, adopted_[i]);
   }
+  std::uint8_t* cut_bytes = p->payload() + std::size_t{n_adopted_} * gw::kRecordBytes;
   std::uint32_t k = 0;
+  if (own != nullptr && ncut > 0) {
+    gw::put_cutoff(cut_bytes, gw::Cutoff{own->id, own->epoch, own->done_seq});
+    ++k;
+  }
   for (const SenderState& st : t.senders()) {
     if (k >= ncut) break;
-    if (!st.used || st.done_seq == 0) continue;
-    gw::put_cutoff(p->payload() + std::size_t{n_adopted_} * gw::kRecordBytes + std::size_t{k} * gw::kCutoffBytes,
-                   gw::Cutoff{st.id, st.epoch, st.done_seq});
+    if (!st.used || st.done_seq == 0 || &st == own) continue;
+    gw::put_cutoff(cut_bytes + std::size_t{k} * gw::kCutoffBytes, gw::Cutoff{st.id, st.epoch, st.done_seq});
     ++k;
   }
   // Unreliable: the next status repairs a lost one.
@@ -302,22 +316,17 @@ bool Agreement::choose_cuts(const MsgTable& t, const Group& g, gw::CutRecord* ou
 // reports less, and ordering again from its own numbers would wait for messages their
 // senders delivered and no longer hold. It skips them instead (it missed them:
 // docs/manifest.md, Guarantees).
-std::uint32_t Agreement::merge_cutoffs(const MsgTable& t, const Group& g, std::uint32_t nout,
-                                       gw::Cutoff* merged) const noexcept {
-  const std::uint32_t room = env_.max_payload_bytes > 64 + nout * gw::kRecordBytes
-                                 ? (env_.max_payload_bytes - 64 - nout * gw::kRecordBytes) / gw::kCutoffBytes
-                                 : 0;
-  const std::uint32_t max_cut = std::min<std::uint32_t>(gw::kMaxCutoffs, room);
-  std::uint32_t ncut = 0;
+void Agreement::merge_cutoffs(const MsgTable& t, const Group& g, std::vector<gw::Cutoff>& merged) const {
+  merged.clear();
   const auto merge = [&](std::uint32_t id, std::uint32_t epoch, std::uint64_t last) {
     if (last == 0 || !sender_alive(g, env_, id, epoch)) return;
-    for (std::uint32_t i = 0; i < ncut; ++i) {
-      if (merged[i].sender == id && merged[i].epoch == epoch) {
-        merged[i].last_seq = std::max(merged[i].last_seq, last);
+    for (gw::Cutoff& m : merged) {
+      if (m.sender == id && m.epoch == epoch) {
+        m.last_seq = std::max(m.last_seq, last);
         return;
       }
     }
-    if (ncut < max_cut) merged[ncut++] = gw::Cutoff{id, epoch, last};
+    merged.push_back(gw::Cutoff{id, epoch, last});
   };
   for (const SenderState& st : t.senders()) {
     if (st.used) merge(st.id, st.epoch, st.done_seq);
@@ -326,11 +335,14 @@ std::uint32_t Agreement::merge_cutoffs(const MsgTable& t, const Group& g, std::u
   for (int slot = rx.first(); slot >= 0; slot = rx.next(slot)) {
     const PeerStatus* ps = peer(g, slot);
     if (ps == nullptr || !ps->st.frozen) continue;
-    for (std::uint32_t i = 0; i < ps->st.n_cutoffs; ++i) {
-      merge(ps->cutoffs[i].sender, ps->cutoffs[i].epoch, ps->cutoffs[i].last_seq);
-    }
+    for (const gw::Cutoff& c : ps->cutoffs) merge(c.sender, c.epoch, c.last_seq);
   }
-  return ncut;
+}
+
+std::uint32_t Agreement::start_cutoff_room(std::uint32_t nrec) const noexcept {
+  const std::uint32_t used = 64 + nrec * gw::kRecordBytes;
+  const std::uint32_t room = env_.max_payload_bytes > used ? (env_.max_payload_bytes - used) / gw::kCutoffBytes : 0;
+  return std::clamp<std::uint32_t>(room, 1, gw::kMaxStartCutoffs);
 }
 
 }  // namespace tmc::detail::group_order

@@ -34,7 +34,9 @@ struct PeerStatus {
   std::uint32_t sender = 0;
   std::uint32_t epoch = 0;
   gw::Status st;
-  gw::Cutoff cutoffs[gw::kMaxCutoffs];  ///< from its last frozen status (st.n_cutoffs)
+  /// From its last frozen status (st.n_cutoffs of them); grows on the cold path only
+  /// (frozen statuses), as far as one datagram holds.
+  std::vector<gw::Cutoff> cutoffs;
 };
 
 /// Whether the view counts (sender, epoch) as alive (`self` is this member's incarnation).
@@ -72,6 +74,10 @@ class Agreement {
   [[nodiscard]] const PeerStatus* peer(const Group& g, int slot) const noexcept;
   /// Forget statuses of incarnations the view no longer names.
   void forget_stale_peers(const Group& g) noexcept;
+  /// Forget the status of the member in `slot` (it came back into the view).
+  void forget_peer(int slot) noexcept {
+    if (slot >= 0 && static_cast<std::size_t>(slot) < peers_.size()) peers_[static_cast<std::size_t>(slot)].have = false;
+  }
   /// Record a status packet (released here). The sender's record, or nullptr when it is not
   /// (yet) in the view (counted stale).
   const PeerStatus* on_status(Packet* p, const gw::Status& s, StageIo& io) noexcept;
@@ -109,9 +115,12 @@ class Agreement {
   /// receiver's frozen status is missing.
   bool choose_cuts(const MsgTable& t, const Group& g, gw::CutRecord* out, std::uint32_t& nout,
                    std::uint32_t& max_no) noexcept;
-  /// Per-sender cut-offs for a term start with `nout` cut records: the largest each alive
-  /// sender's number any receiver (and this member) reports. Returns how many.
-  std::uint32_t merge_cutoffs(const MsgTable& t, const Group& g, std::uint32_t nout, gw::Cutoff* merged) const noexcept;
+  /// Per-sender cut-offs for a term start: the largest each alive sender's number any
+  /// receiver (and this member) reports, into `merged` (cleared first; cold: it grows to
+  /// the group's senders once).
+  void merge_cutoffs(const MsgTable& t, const Group& g, std::vector<gw::Cutoff>& merged) const;
+  /// How many cut-offs one term start packet with `nrec` cut records holds (at least 1).
+  [[nodiscard]] std::uint32_t start_cutoff_room(std::uint32_t nrec) const noexcept;
   /// Make `p` one of this stage's control packets with an Ext::order body of `body_len`
   /// bytes; the body to fill, or nullptr (p released) when there was no room.
   std::uint8_t* as_order_control(Packet* p, bool reliable, std::uint8_t body_len) const noexcept;

@@ -117,7 +117,12 @@ void GroupStage::rel_refresh(StageIo& io) noexcept {
     for (std::size_t i = 0; i < g.slots(); ++i) {
       const int slot = static_cast<int>(i);
       const std::uint32_t outages = g.member(slot).outages;
-      if (outages != prev_outages_[i] && rx.contains(slot) && prev_rx_.contains(slot)) bounced = true;
+      const bool back = outages != prev_outages_[i] && rx.contains(slot) && prev_rx_.contains(slot);
+      if (back) bounced = true;
+      // A receiver that comes back (a partition healed) may have run terms of its own
+      // meanwhile: the status we hold from before is stale, and a cut taken with it would
+      // lack its per-sender cut-offs. Wait for one it sends from now on.
+      if (back || (rx.contains(slot) && !prev_rx_.contains(slot))) agreement_.forget_peer(slot);
       prev_outages_[i] = outages;
     }
     const bool lost = bounced || !prev_rx_.subset_of(rx);
@@ -303,6 +308,15 @@ void GroupStage::on_status(Packet* p, const gw::Status& s, StageIo& io) noexcept
 
 void GroupStage::on_term_start(Packet* p, const gw::Start& s, StageIo& io) noexcept {
   const gw::TermId n{s.term_no, p->sender, p->epoch};
+  if (gw::same_term(n, cur_term()) && !my_term()) {
+    // Another packet of the term start we adopted (a group with more senders than one
+    // datagram's cut-offs): its slice of the cut-offs.
+    apply_cutoffs(s.cutoffs, s.n_cutoffs, io);
+    p->release();
+    rel_check(io);
+    rel_deliver(io);
+    return;
+  }
   if (!gw::term_after(n, cur_term())) {
     io.count(stale);
     io.drop(p, DropReason::duplicate);
@@ -333,29 +347,47 @@ void GroupStage::try_collect(StageIo& io) noexcept {
   adopt(nt, out, nout, nullptr, 0, io);
   // Per-sender cut-offs: the last number of each alive sender in the delivered prefix, the
   // largest any receiver reports (Agreement::merge_cutoffs); ours are raised to them too.
-  gw::Cutoff merged[gw::kMaxCutoffs];
-  const std::uint32_t ncut = agreement_.merge_cutoffs(table_, g, nout, merged);
+  agreement_.merge_cutoffs(table_, g, merged_);  // cold: a term start
+  const auto ncut = static_cast<std::uint32_t>(merged_.size());
   bool raised = false;
-  for (std::uint32_t i = 0; i < ncut; ++i) {
-    if (table_.raise_done(merged[i].sender, merged[i].epoch, merged[i].last_seq)) raised = true;
-  }
+  for (const gw::Cutoff& c : merged_) raised = table_.raise_done(c.sender, c.epoch, c.last_seq) || raised;
   if (raised) drop_below_done(io);
-  start->reset_for_send(nout * gw::kRecordBytes + ncut * gw::kCutoffBytes);
-  for (std::uint32_t i = 0; i < nout; ++i) {
-    gw::put_record(start->payload() + std::size_t{i} * gw::kRecordBytes, out[i]);
-  }
-  for (std::uint32_t k = 0; k < ncut; ++k) {
-    gw::put_cutoff(start->payload() + std::size_t{nout} * gw::kRecordBytes + std::size_t{k} * gw::kCutoffBytes,
-                   merged[k]);
-  }
-  std::uint8_t* body = agreement_.as_order_control(start, /*reliable=*/true, gw::kStartBody);
-  if (body == nullptr) return;
-  gw::write_start_body(body, nt.no, nout, ncut);
   role_ = Role::adopting;
   start_mask_ = g.receivers();  // cold: a term start
   seq_.restart_numbering();
   io.count(term_starts);
-  io.down(start);
+  // One packet holds every cut record and as many cut-offs as fit; a larger group's
+  // cut-offs follow in further start packets of the same term (members adopt the term at
+  // whichever comes first and apply each one's slice).
+  const std::uint32_t room = agreement_.start_cutoff_room(nout);
+  std::uint32_t from = 0;
+  do {
+    const std::uint32_t k = std::min(room, ncut - from);
+    Packet* pk = start != nullptr ? start : io.alloc();
+    start = nullptr;
+    if (pk == nullptr) {
+      // The members would miss these cut-offs: cut again (the next start carries them all).
+      io.count(Counter::full);
+      freeze(io);
+      break;
+    }
+    pk->reset_for_send(nout * gw::kRecordBytes + k * gw::kCutoffBytes);
+    for (std::uint32_t i = 0; i < nout; ++i) {
+      gw::put_record(pk->payload() + std::size_t{i} * gw::kRecordBytes, out[i]);
+    }
+    std::uint8_t* cut_bytes = pk->payload() + std::size_t{nout} * gw::kRecordBytes;
+    for (std::uint32_t i = 0; i < k; ++i) {
+      gw::put_cutoff(cut_bytes + std::size_t{i} * gw::kCutoffBytes, merged_[from + i]);
+    }
+    std::uint8_t* body = agreement_.as_order_control(pk, /*reliable=*/true, gw::kStartBody);
+    if (body == nullptr) {  // released
+      freeze(io);
+      break;
+    }
+    gw::write_start_body(body, nt.no, nout, k);
+    io.down(pk);
+    from += k;
+  } while (from < ncut);
   try_run(io);
 }
 
@@ -421,12 +453,7 @@ void GroupStage::adopt(const gw::TermId& nt, const gw::CutRecord* recs, std::uin
     io.count(term_changes);
     io.notify(Event{.type = EventType::sequencer_changed, .sender = nt.sender, .epoch = nt.epoch, .stage = kKind});
   }
-  bool raised = false;
-  for (std::uint32_t i = 0; i < ncut; ++i) {
-    const gw::Cutoff c = gw::cutoff_at(cutoffs, i);
-    if (table_.raise_done(c.sender, c.epoch, c.last_seq)) raised = true;
-  }
-  if (raised) drop_below_done(io);
+  apply_cutoffs(cutoffs, ncut, io);
   drop_dead(io);
   agreement_.note_status_change(io);
   // After a network term, or with none yet, our messages that the sequencer never
@@ -508,6 +535,15 @@ void GroupStage::on_resend(Packet* p, StageIo& io) noexcept {
   p->seq = seq;
   p->flags = static_cast<std::uint16_t>(p->flags & ~wire::kFlagReliable);
   store_data(p, io);
+}
+
+void GroupStage::apply_cutoffs(const std::uint8_t* cutoffs, std::uint32_t ncut, StageIo& io) noexcept {
+  bool raised = false;
+  for (std::uint32_t i = 0; i < ncut; ++i) {
+    const gw::Cutoff c = gw::cutoff_at(cutoffs, i);
+    if (table_.raise_done(c.sender, c.epoch, c.last_seq)) raised = true;
+  }
+  if (raised) drop_below_done(io);
 }
 
 // Held messages at or below their sender's cut-off were ordered before: drop them.

@@ -230,6 +230,7 @@ class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
   void resend_own(StageIo& io) noexcept;
   void check_own_progress(StageIo& io) noexcept;
   void on_resend(Packet* p, StageIo& io) noexcept;
+  void apply_cutoffs(const std::uint8_t* cutoffs, std::uint32_t ncut, StageIo& io) noexcept;
   void drop_below_done(StageIo& io) noexcept;
   void drop_dead(StageIo& io) noexcept;
 
@@ -260,6 +261,7 @@ class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
   Role role_ = Role::follower;
   bool order_blocked_ = false;
   MemberSet start_mask_;  ///< the receivers our term start went to
+  std::vector<gw::Cutoff> merged_;  ///< scratch of try_collect(): the term start's cut-offs (cold)
   MemberSet prev_rx_;
   std::vector<std::uint32_t> prev_outages_;  ///< per slot, MemberInfo::outages at the last view
   // Our own undelivered messages, watched for progress (check_own_progress).

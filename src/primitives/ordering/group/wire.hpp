@@ -20,13 +20,15 @@
 //               payload: record_count cut records (20 B each, see below), the cuts of the
 //               term start this member adopted, then (frozen statuses only) per-sender
 //               cut-offs {u32 sender, u32 epoch, u64 last_seq} (16 B each, as many as the
-//               rest of the payload holds, at most 64): the last number of each sender
-//               this member delivered or passed, which the next term start takes the
-//               largest of; sent unreliable (repaired by the next one).
+//               rest of the payload holds; the member's own first): the last number of
+//               each sender this member delivered or passed, which the next term start
+//               takes the largest of; sent unreliable (repaired by the next one).
 //   3 start     body 7:  u8 type, u32 term_no, u8 record_count, u8 cutoff_count
 //               payload: record_count cut records, then cutoff_count per-sender cut-offs
 //               {u32 sender, u32 epoch, u64 last_seq} (16 B); term = (term_no, packet
-//               sender, packet epoch); sent flagged reliable.
+//               sender, packet epoch); sent flagged reliable. A group with more senders
+//               than one datagram's cut-offs sends several start packets of one term, each
+//               with every cut record and its own slice of the cut-offs (at most 255).
 //   cut record: {u32 term_no, u32 term_sender, u32 term_epoch, u64 end}: "that term ends at
 //               global number `end`".
 //
@@ -55,7 +57,8 @@ inline constexpr std::uint32_t kEntryBytes = 24;
 inline constexpr std::uint32_t kRecordBytes = 20;
 inline constexpr std::uint32_t kCutoffBytes = 16;
 inline constexpr std::uint32_t kMaxRecords = 8;
-inline constexpr std::uint32_t kMaxCutoffs = 64;
+/// Cut-offs in one term start packet (its count is a byte).
+inline constexpr std::uint32_t kMaxStartCutoffs = 255;
 inline constexpr std::uint8_t kStatusFrozen = 1;
 /// Body of Ext::group_seq, the network sequencer's stamp: u64 global, u32 session.
 inline constexpr std::uint8_t kStampBody = 12;
@@ -198,7 +201,7 @@ inline void write_status_body(std::uint8_t* b, const Status& s) noexcept {
   s.n_records = body[38];
   if (s.n_records > kMaxRecords || payload_len < s.n_records * kRecordBytes) return false;
   const std::uint32_t rest = payload_len - s.n_records * kRecordBytes;
-  if (rest % kCutoffBytes != 0 || rest / kCutoffBytes > kMaxCutoffs || (rest != 0 && !s.frozen)) return false;
+  if (rest % kCutoffBytes != 0 || (rest != 0 && !s.frozen)) return false;
   s.n_cutoffs = rest / kCutoffBytes;
   for (std::uint32_t i = 0; i < s.n_cutoffs; ++i) {
     if (cutoff_at(payload + std::size_t{s.n_records} * kRecordBytes, i).sender == 0) return false;
@@ -226,7 +229,7 @@ inline void write_start_body(std::uint8_t* b, std::uint32_t term_no, std::uint32
   s.term_no = wire::get_u32(body + 1);
   s.n_records = body[5];
   s.n_cutoffs = body[6];
-  if (s.term_no == 0 || s.n_records > kMaxRecords || s.n_cutoffs > kMaxCutoffs) return false;
+  if (s.term_no == 0 || s.n_records > kMaxRecords || s.n_cutoffs > kMaxStartCutoffs) return false;
   if (std::uint64_t{payload_len} != std::uint64_t{s.n_records} * kRecordBytes + std::uint64_t{s.n_cutoffs} * kCutoffBytes) {
     return false;
   }
