@@ -177,6 +177,21 @@ void ArqSender::open_set(const Group& g) {
   if (cur_ != kNoSet) {
     AckSet& c = sets_[cur_];
     if (c.members == required && c.unresolved == unresolved) return;
+    if (c.from == next_rseq_ && (cfg_.mode == AckMode::count || c.edge.slots() >= slots_fit_)) {
+      // No message was sent with it yet (members joining one after the other as a large
+      // group starts): it changes in place, O(1) per member that came or went.
+      const std::size_t words = (slots_fit_ + 63) / 64;
+      for (std::size_t w = 0; w < words && cfg_.mode != AckMode::count; ++w) {
+        for (std::uint64_t diff = c.members.word(w) ^ required.word(w); diff != 0; diff &= diff - 1) {
+          const std::size_t slot = w * 64 + static_cast<std::size_t>(__builtin_ctzll(diff));
+          c.edge.set(slot, required.contains(static_cast<int>(slot)) ? pos_[slot].base : MinTree::kNone);
+        }
+      }
+      c.members.assign(required);
+      c.count = static_cast<std::uint32_t>(required.count());
+      c.unresolved = unresolved;
+      return;
+    }
     c.to = next_rseq_;
   }
   // Retire the sets whose messages are all settled.
