@@ -178,7 +178,8 @@ class [[gnu::visibility("hidden")]] ArqSender {
   std::uint32_t stride_ = 1;
   std::uint64_t last_send_ns_ = 0;
   std::vector<std::uint64_t> slot_cum_ns_;
-  std::vector<std::uint64_t> slot_asked_ns_;
+  std::vector<std::uint64_t> slot_asked_ns_;  // the first ask since its acks last moved
+  std::vector<std::uint64_t> slot_reask_ns_;  // when to ask it again (see find_quiet())
   std::vector<Quiet> quiet_;
   // Every rseq up to this one is known to have left the stages below (see mark_out()).
   std::uint64_t out_rseq_ = 0;
