@@ -439,7 +439,7 @@ void ArqSender::scan(StageIo& io) noexcept {
     }
     bool sparse_evidence = false;
     if (e.deadline_ns <= now &&
-        (burst >= kMaxRtoBurst || (sparse ? !quiet_lacks(e, sparse_evidence)
+        (burst >= kMaxRtoBurst || (sparse ? !quiet_lacks(e, now, sparse_evidence)
                                           : !(lost_evidence(e, now) || members_quiet(e, now))))) {
       // The ack clock is running (the members it waits for are acking, nothing later
       // than it arrived without it): it is most likely still on its way, or waiting
@@ -574,11 +574,17 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
 
 // Whether some member whose ack is overdue has not acked `e` (and whether one of those is
 // evidence of a loss, which spends a retry).
-bool ArqSender::quiet_lacks(const Entry& e, bool& evidence) const noexcept {
+bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept {
   bool lacks = false;
   evidence = false;
   for (const Quiet& q : quiet_) {
     if (!e.required.contains(q.slot) || e.acked.contains(q.slot)) continue;
+    // Beyond what the member's acks can show (the SACK bitmap covers the 64 after its
+    // cumulative point + 1) while it answers: it may well have `e`; the older message that
+    // holds its cumulative point back goes first (as in members_quiet()). Without this, a
+    // member that lost a sender's first datagram had every later unsettled one sent again.
+    const auto s = static_cast<std::size_t>(q.slot);
+    if (e.rseq > std::max(slot_cum_[s], trail_ - 1) + 1 + kSackSpan && now < slot_heard_ns_[s] + cfg_.rto_max_ns) continue;
     lacks = true;
     if (q.evidence || slot_high_[static_cast<std::size_t>(q.slot)] > e.rseq) {
       evidence = true;

@@ -139,7 +139,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   [[nodiscard]] std::uint64_t ack_due_ns(std::size_t s) const noexcept;
   void find_quiet(StageIo& io) noexcept;
   void ask_ack(int slot, const Group& g, StageIo& io) noexcept;
-  [[nodiscard]] bool quiet_lacks(const Entry& e, bool& evidence) const noexcept;
+  [[nodiscard]] bool quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept;
   void arm_probe(std::uint64_t now) noexcept;
   void probe_tail(StageIo& io) noexcept;
   Event& outcome_event(EventType type, std::uint64_t rseq, std::uint64_t token) noexcept;
