@@ -147,6 +147,7 @@ void ArqSender::fit_view(const Group& g) {
   slot_heard_ns_.resize(n, 0);
   slot_cum_ns_.resize(n, 0);
   slot_asked_ns_.resize(n, 0);
+  slot_reask_ns_.resize(n, 0);
   pos_.resize(n);
   quiet_.reserve(n);
   named_mask_.reserve(n);
@@ -539,7 +540,7 @@ void ArqSender::scan(StageIo& io) noexcept {
     }
     bool sparse_evidence = false;
     if (e.deadline_ns <= now &&
-        (burst >= kMaxRtoBurst || (sparse ? !quiet_lacks(e, sparse_evidence)
+        (burst >= kMaxRtoBurst || (sparse ? !quiet_lacks(e, now, sparse_evidence)
                                           : !(lost_evidence(e, now) || members_quiet(e, now))))) {
       // The ack clock is running (the members it waits for are acking, nothing later
       // than it arrived without it): it is most likely still on its way, or waiting
@@ -633,6 +634,14 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
     if (s >= slots_fit_) continue;
     // Nothing unsettled that it has not acked.
     if (std::max(slot_cum_[s], trail_ - 1) + 1 >= next_rseq_) continue;
+    // A named member not heard yet (its heartbeats lost: in a large group the next may be
+    // seconds away) has no sender id in the view, so its acks cannot be counted (they
+    // arrive as unknown_acker) and it cannot be asked: copies sent on its account would
+    // only show up as duplicates everywhere (at 1,000 members a few such members sent
+    // every unsettled datagram again, several times). It lacks nothing we could know of:
+    // its own NACKs bring what it misses. It is waited for until it is heard (then asked,
+    // if its ack is due) or its failure timeout marks it failed.
+    if (g.member(slot).sender == 0) continue;
     const std::uint64_t due = ack_due_ns(s);
     // Its cumulative point stuck below an unsettled message while it acks later ones: its
     // NACKs for that message went unanswered for rto_max.
@@ -641,18 +650,25 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
     if (now < due + rto_ns_ && !stuck) continue;
     // Overdue: ask it first (its ack is the likelier loss: it sends one per stride, we
     // sent it a stride of datagrams); only when an RTO after asking its acks have still
-    // not moved do its messages go again.
-    const bool asked = slot_asked_ns_[s] > slot_ack_ns_[s];
-    if (!stuck && (!asked || now < slot_asked_ns_[s] + rto_ns_)) {
-      if (!asked) {
-        slot_asked_ns_[s] = now;
-        ask_ack(slot, g, io);
-      }
+    // not moved do its messages go again. From then on it stays quiet until its acks
+    // move, and is asked again with a backoff (an RTO after the first ask, then each time
+    // as long again as since the first, at most rto_max apart): a member stuck below a
+    // lost datagram answers every ask with the same ack. (Asking again every RTO, and
+    // waiting an RTO for each answer, made such a member quiet only every other RTO, in
+    // step with the timers of the messages it lacked, which the scans in between pushed
+    // an RTO on: at 100 members with 3 senders one that lost a sender's first datagram
+    // was asked 719 times and that datagram went again only after rto_max.)
+    if (slot_asked_ns_[s] <= slot_ack_ns_[s]) {
+      slot_asked_ns_[s] = now;
+      slot_reask_ns_[s] = now + rto_ns_;
+      ask_ack(slot, g, io);
+      if (!stuck) continue;
+    } else if (!stuck && now < slot_asked_ns_[s] + rto_ns_) {
       continue;
     }
     quiet_.push_back(Quiet{slot, stuck || now >= due + kSilenceRtoMax * cfg_.rto_max_ns});
-    if (now >= slot_asked_ns_[s] + rto_ns_) {
-      slot_asked_ns_[s] = now;
+    if (now >= slot_reask_ns_[s]) {
+      slot_reask_ns_[s] = now + std::min(std::max(rto_ns_, now - slot_asked_ns_[s]), cfg_.rto_max_ns);
       ask_ack(slot, g, io);
     }
   }
@@ -660,11 +676,17 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
 
 // Whether some member whose ack is overdue has not acked `e` (and whether one of those is
 // evidence of a loss, which spends a retry).
-bool ArqSender::quiet_lacks(const Entry& e, bool& evidence) const noexcept {
+bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept {
   bool lacks = false;
   evidence = false;
   for (const Quiet& q : quiet_) {
     if (!set_of(e).members.contains(q.slot) || acked(e, static_cast<std::size_t>(q.slot))) continue;
+    // Beyond what the member's acks can show (the SACK bitmap covers the 64 after its
+    // cumulative point + 1) while it answers: it may well have `e`; the older message that
+    // holds its cumulative point back goes first (as in members_quiet()). Without this, a
+    // member that lost a sender's first datagram had every later unsettled one sent again.
+    const auto s = static_cast<std::size_t>(q.slot);
+    if (e.rseq > std::max(slot_cum_[s], trail_ - 1) + 1 + kSackSpan && now < slot_heard_ns_[s] + cfg_.rto_max_ns) continue;
     lacks = true;
     if (q.evidence || slot_high_[static_cast<std::size_t>(q.slot)] > e.rseq) {
       evidence = true;

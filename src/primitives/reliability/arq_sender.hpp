@@ -169,7 +169,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   [[nodiscard]] std::uint64_t ack_due_ns(std::size_t s) const noexcept;
   void find_quiet(StageIo& io) noexcept;
   void ask_ack(int slot, const Group& g, StageIo& io) noexcept;
-  [[nodiscard]] bool quiet_lacks(const Entry& e, bool& evidence) const noexcept;
+  [[nodiscard]] bool quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept;
   void arm_probe(std::uint64_t now) noexcept;
   void probe_tail(StageIo& io) noexcept;
   Event& outcome_event(EventType type, std::uint64_t rseq, std::uint64_t token) noexcept;
@@ -213,7 +213,8 @@ class [[gnu::visibility("hidden")]] ArqSender {
   std::uint32_t stride_ = 1;
   std::uint64_t last_send_ns_ = 0;
   std::vector<std::uint64_t> slot_cum_ns_;
-  std::vector<std::uint64_t> slot_asked_ns_;
+  std::vector<std::uint64_t> slot_asked_ns_;  // the first ask since its acks last moved
+  std::vector<std::uint64_t> slot_reask_ns_;  // when to ask it again (see find_quiet())
   std::vector<Quiet> quiet_;
   // Every rseq up to this one is known to have left the stages below (see mark_out()).
   std::uint64_t out_rseq_ = 0;
