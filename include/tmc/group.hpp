@@ -108,6 +108,7 @@ class Group {
 
  private:
   void recompute();
+  void update(int slot, std::uint32_t old_sender);
   void reindex();
 
   std::vector<MemberInfo> members_;  ///< slot -> member

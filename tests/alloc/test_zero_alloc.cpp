@@ -302,7 +302,8 @@ class GroupSink final : public PipelineSink {
 
 TEST_CASE("zero allocations per message: reliable delivery acked by all of a 1,000-member group") {
   // One sender with the 1,000 members named in its view (slots beyond the inline word of a
-  // MemberSet), 999 receivers that ack it. Acks from all, membership heartbeats, the
+  // MemberSet), 999 receivers that ack it. Acks from all, flow control's credits from all
+  // (its policy set is kept per view, not rebuilt per send), membership heartbeats, the
   // sender's per-member tables: none of it may allocate per message once the view is full.
   constexpr int kMembers = 1000;
   constexpr int kWarm = 1500;
@@ -311,7 +312,7 @@ TEST_CASE("zero allocations per message: reliable delivery acked by all of a 1,0
   std::vector<std::string> names;
   for (int i = 0; i < kMembers; ++i) names.push_back("m" + std::to_string(i));
   const std::vector<PlannedStage> stages = {
-      st("reliability.arq"),
+      st("reliability.arq"), st("flow.credit"),
       st("membership.heartbeat", {{"interval_us", "100000"}, {"timeout_us", "10000000"}, {"receives", "true"}})};
   std::vector<std::unique_ptr<GroupSink>> sinks;
   std::vector<std::unique_ptr<Pipeline>> pls;

@@ -68,6 +68,15 @@
 //   While data waits the stage also re-checks the Group every few milliseconds, because
 //   membership changes reach it through no packet.
 //
+//   Cost per send in a group of n: O(1) while nobody is behind. The policy set is rebuilt
+//   only when the view changes (or a receiver is ejected), and two lower bounds, taken
+//   over the set when needed, answer the per-send questions: the policy's k-th largest
+//   credit (does the packet fit enough receivers?) and the smallest (is anyone behind?).
+//   Every credit drops by exactly the bytes sent and otherwise only rises, except when a
+//   receiver advertises a smaller window or a forgiven message is taken back, which
+//   invalidates them. Near the limit, or while a receiver is behind, each check looks at
+//   every receiver, as it did always.
+//
 //   Receiver: an advertisement rides on every ack going down that targets a sender we
 //   consumed from (if the ack still has room for an extension); after update_every_bytes
 //   consumed without one, a standalone Kind::control advertisement goes at once; and a
@@ -339,11 +348,20 @@ void FlowCreditStage::fit_view(const Group& g) {
   if (g.slots() <= peers_.size()) return;
   peers_.resize(g.slots());
   credit_scratch_.resize(g.slots());
+  bound_scratch_.resize(g.slots());
   set_.reserve(g.slots());
 }
 
+// The set is the view's business: it is rebuilt when the view changes (a member heard,
+// failed, left or restarted) or a receiver is ejected, not per packet, so a send costs
+// O(1) in a group of any size while nobody is behind (see allowed()).
 const MemberSet& FlowCreditStage::policy_set(StageIo& io) noexcept {
   const Group& g = io.group();
+  if (!set_valid_ || g.view_id() != set_view_ || g.slots() > peers_.size()) rebuild_set(g);
+  return set_;
+}
+
+void FlowCreditStage::rebuild_set(const Group& g) noexcept {
   fit_view(g);  // cold when the view grew
   const MemberSet& receivers = g.receivers();
   MemberSet& set = set_;
@@ -371,10 +389,46 @@ const MemberSet& FlowCreditStage::policy_set(StageIo& io) noexcept {
       pe.blocked_since_ns = 0;
     }
   }
-  return set;
+  set_view_ = g.view_id();
+  set_valid_ = true;
+  bounds_valid_ = false;
 }
 
-bool FlowCreditStage::allowed(const MemberSet& set, std::uint64_t bytes) const noexcept {
+std::int64_t FlowCreditStage::bound_credit(const Peer& pe) const noexcept {
+  return pe.has_adv && pe.window == 0 ? std::numeric_limits<std::int64_t>::min() / 4 : credit(pe);
+}
+
+void FlowCreditStage::refresh_bounds(const MemberSet& set) noexcept {
+  std::int64_t* credits = bound_scratch_.data();
+  std::size_t n = 0;
+  bool behind = false;
+  std::int64_t lowest = std::numeric_limits<std::int64_t>::max() / 4;  // an empty set fits anything
+  for (int s = set.first(); s >= 0; s = set.next(s)) {
+    const Peer& pe = peers_[static_cast<std::size_t>(s)];
+    credits[n++] = bound_credit(pe);
+    lowest = std::min(lowest, credits[n - 1]);
+    behind = behind || pe.blocked_since_ns != 0;
+  }
+  min_bound_ = lowest;
+  kth_bound_ = lowest;
+  if (n > 0 && policy_ != Policy::min) {
+    const std::size_t k = policy_ == Policy::max ? 1 : n / 2 + 1;
+    std::nth_element(credits, credits + (k - 1), credits + n, std::greater<>());
+    kth_bound_ = credits[k - 1];
+  }
+  any_behind_ = behind;
+  bounds_sent_ = sent_;
+  bounds_valid_ = true;
+}
+
+// O(1) while the bound shows that enough receivers have room; near the limit it looks at
+// every receiver (the bound leaves out that a receiver that consumed everything fits a
+// message of any size) and takes the bounds again.
+bool FlowCreditStage::allowed(const MemberSet& set, std::uint64_t bytes) noexcept {
+  const auto need = static_cast<std::int64_t>(bytes);
+  if (bounds_valid_ && kth_bound_ - static_cast<std::int64_t>(sent_ - bounds_sent_) >= need) return true;
+  refresh_bounds(set);
+  if (kth_bound_ >= need) return true;
   int n = 0;
   int fit = 0;
   for (int s = set.first(); s >= 0; s = set.next(s)) {
@@ -403,7 +457,11 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
   }
   fit_view(g);  // cold when the view grew
   Peer& pe = peers_[static_cast<std::size_t>(slot)];
-  if (pe.epoch != p.epoch) pe = Peer{.epoch = p.epoch, .window = window_};
+  if (pe.epoch != p.epoch) {
+    pe = Peer{.epoch = p.epoch, .window = window_};
+    set_valid_ = false;  // it left the set: the next look takes it in again
+  }
+  const std::int64_t before = bound_credit(pe);
   io.count(adverts_received);
   pe.consumed = std::max(pe.consumed, f->consumed_bytes);
   pe.window = f->window_bytes;
@@ -415,12 +473,14 @@ void FlowCreditStage::take_advert(const Packet& p, const std::uint8_t* body, std
     pe.base_sent -= back;
     pe.forgiven -= back;
   }
+  if (pe.in_set && bound_credit(pe) < before) credit_dropped();
   if (!queue_.empty()) {
     release(io);
   } else if (pe.blocked_since_ns != 0 && fits(pe, 0)) {
     // It caught up while nothing waited (max, quorum): its episode is over.
     pe.blocked_since_ns = 0;
     pe.reported = false;
+    bounds_valid_ = false;  // whether anyone is still behind is taken again
     schedule(io);
   }
 }
@@ -546,7 +606,10 @@ void FlowCreditStage::release(StageIo& io) noexcept {
   schedule(io);
 }
 
-bool FlowCreditStage::behind_changed(const MemberSet& set) const noexcept {
+bool FlowCreditStage::behind_changed(const MemberSet& set) noexcept {
+  if (!bounds_valid_) refresh_bounds(set);
+  // Nobody marked behind and every credit still covers zero: nothing to change.
+  if (!any_behind_ && min_bound_ >= static_cast<std::int64_t>(sent_ - bounds_sent_)) return false;
   for (int s = set.first(); s >= 0; s = set.next(s)) {
     const Peer& pe = peers_[static_cast<std::size_t>(s)];
     if ((pe.blocked_since_ns != 0) != !fits(pe, 0)) return true;
@@ -557,6 +620,7 @@ bool FlowCreditStage::behind_changed(const MemberSet& set) const noexcept {
 void FlowCreditStage::watch_slow(const MemberSet& set, std::uint64_t bytes, StageIo& io) noexcept {
   const std::uint64_t now = io.now_ns();
   const Group& g = io.group();
+  bool behind = false;
   for (int s = set.first(); s >= 0; s = set.next(s)) {
     Peer& pe = peers_[static_cast<std::size_t>(s)];
     if (fits(pe, bytes)) {
@@ -564,6 +628,7 @@ void FlowCreditStage::watch_slow(const MemberSet& set, std::uint64_t bytes, Stag
       pe.reported = false;
       continue;
     }
+    behind = true;
     // Stored as now + 1 so that a clock starting at 0 still reads as "blocking".
     if (pe.blocked_since_ns == 0) {
       pe.blocked_since_ns = now + 1;
@@ -582,9 +647,11 @@ void FlowCreditStage::watch_slow(const MemberSet& set, std::uint64_t bytes, Stag
     if (eject_slow_) {
       pe.ejected = true;
       pe.in_set = false;
+      set_valid_ = false;
       io.count(Counter::ejected);
     }
   }
+  if (&set == &set_) any_behind_ = behind;
 }
 
 void FlowCreditStage::schedule(StageIo& io) noexcept {

@@ -90,14 +90,25 @@ class FlowCreditStage final : public Stage {
   /// The window this receiver advertises now: window_bytes, shrunk by the load hint.
   [[nodiscard]] std::uint32_t advertised_window(const StageIo& io) const noexcept;
   [[nodiscard]] bool fits(const Peer& pe, std::uint64_t bytes) const noexcept;
+  /// The policy set, rebuilt only when the view changed or a receiver was ejected.
   const MemberSet& policy_set(StageIo& io) noexcept;
-  [[nodiscard]] bool allowed(const MemberSet& set, std::uint64_t bytes) const noexcept;
+  void rebuild_set(const Group& g) noexcept;
+  [[nodiscard]] bool allowed(const MemberSet& set, std::uint64_t bytes) noexcept;
+  /// A receiver's credit as the bounds see it: its credit, or far below zero while it
+  /// advertises window 0 (it fits nothing then).
+  [[nodiscard]] std::int64_t bound_credit(const Peer& pe) const noexcept;
+  /// Cold (O(set)): the smallest and the policy's k-th largest credit in `set` now, and
+  /// whether some receiver in it is marked behind.
+  void refresh_bounds(const MemberSet& set) noexcept;
+  /// A receiver's credit may have dropped by more than what was sent since (a smaller
+  /// window, a forgiven message taken back, a reset): the bounds must be taken again.
+  void credit_dropped() noexcept { bounds_valid_ = false; }
   void take_advert(const Packet& p, const std::uint8_t* body, std::uint8_t len, StageIo& io) noexcept;
   void release(StageIo& io) noexcept;
   void watch_slow(const MemberSet& set, std::uint64_t bytes, StageIo& io) noexcept;
   /// Whether some receiver in `set` started or stopped being behind (more than its window
   /// unconsumed) since watch_slow() last looked: the fast path's cheap test.
-  [[nodiscard]] bool behind_changed(const MemberSet& set) const noexcept;
+  [[nodiscard]] bool behind_changed(const MemberSet& set) noexcept;
   void schedule(StageIo& io) noexcept;
   void refresh_adverts(StageIo& io) noexcept;
   Packet* pop() noexcept;
@@ -130,8 +141,22 @@ class FlowCreditStage final : public Stage {
   std::uint64_t next_refresh_ns_ = 0;  ///< 0: no advertisement pending
 
   std::vector<Peer> peers_;  ///< by Group slot; grows with the view (fit_view(), cold)
-  MemberSet set_;            ///< the policy set of the last look (policy_set())
+  MemberSet set_;            ///< the policy set (policy_set()), for view set_view_
+  std::uint64_t set_view_ = 0;
+  bool set_valid_ = false;   ///< false: rebuild at the next look (new pipeline, ejection)
+  // Lower bounds that make the per-send checks O(1) while no receiver is behind. Every
+  // receiver's credit drops by exactly what is sent, and otherwise only rises (it
+  // consumed more, a released message was forgiven) unless credit_dropped() says so; so
+  // a bound taken when sent_ was bounds_sent_ holds, less (sent_ - bounds_sent_), until
+  // then. min_bound_: the smallest credit in the set; kth_bound_: the k-th largest, where
+  // the policy needs k receivers to fit (min: the smallest, max: the largest).
+  bool bounds_valid_ = false;
+  bool any_behind_ = true;   ///< some receiver in the set had blocked_since_ns set
+  std::int64_t min_bound_ = 0;
+  std::int64_t kth_bound_ = 0;
+  std::uint64_t bounds_sent_ = 0;
   mutable std::vector<std::int64_t> credit_scratch_;  ///< read_gauges(): one per peer
+  std::vector<std::int64_t> bound_scratch_;           ///< refresh_bounds(): one per peer
   std::uint64_t sent_ = 0;
   std::uint64_t highest_rseq_ = 0;    ///< highest rseq of data that came down
   std::uint64_t highest_passed_ = 0;  ///< highest rseq of data passed down (queue is in rseq order)

@@ -147,35 +147,115 @@ void ArqSender::fit_view(const Group& g) {
   slot_heard_ns_.resize(n, 0);
   slot_cum_ns_.resize(n, 0);
   slot_asked_ns_.resize(n, 0);
+  slot_reask_ns_.resize(n, 0);
+  pos_.resize(n);
   quiet_.reserve(n);
   named_mask_.reserve(n);
   outcome_.members.reserve(n);
-  for (Entry& e : entries_) {
-    e.required.reserve(n);
-    e.acked.reserve(n);
+  // Application acks name any member; without them the entries' sets stay empty.
+  if (cfg_.app_acks) {
+    for (Entry& e : entries_) e.app_acked.reserve(n);
   }
+}
+
+// Cold: every member's base position into the set's tree (all/named mode).
+void ArqSender::build_edge(AckSet& a) {
+  if (cfg_.mode == AckMode::count) return;
+  a.edge.reset(std::max<std::size_t>(slots_fit_, 1));
+  a.members.for_each([&](int slot) {
+    const auto s = static_cast<std::size_t>(slot);
+    if (s < pos_.size()) a.edge.set_leaf(s, pos_[s].base);
+  });
+  a.edge.rebuild();
+}
+
+// Cold (a view change): the ack set of messages sent from now on. Messages already sent
+// keep theirs; a set whose messages are all settled is reused.
+void ArqSender::open_set(const Group& g) {
+  fit_view(g);
+  const MemberSet& required = required_now(g);
+  const bool unresolved = cfg_.mode == AckMode::named && named_unknown_;
+  if (cur_ != kNoSet) {
+    AckSet& c = sets_[cur_];
+    if (c.members == required && c.unresolved == unresolved) return;
+    if (c.from == next_rseq_ && (cfg_.mode == AckMode::count || c.edge.slots() >= slots_fit_)) {
+      // No message was sent with it yet (members joining one after the other as a large
+      // group starts): it changes in place, O(1) per member that came or went.
+      const std::size_t words = (slots_fit_ + 63) / 64;
+      for (std::size_t w = 0; w < words && cfg_.mode != AckMode::count; ++w) {
+        for (std::uint64_t diff = c.members.word(w) ^ required.word(w); diff != 0; diff &= diff - 1) {
+          const std::size_t slot = w * 64 + static_cast<std::size_t>(__builtin_ctzll(diff));
+          c.edge.set(slot, required.contains(static_cast<int>(slot)) ? pos_[slot].base : MinTree::kNone);
+        }
+      }
+      c.members.assign(required);
+      c.count = static_cast<std::uint32_t>(required.count());
+      c.unresolved = unresolved;
+      return;
+    }
+    c.to = next_rseq_;
+  }
+  // Retire the sets whose messages are all settled.
+  std::erase_if(order_, [&](std::uint32_t k) {
+    AckSet& a = sets_[k];
+    if (a.to > trail_) return false;
+    a.live = false;
+    return true;
+  });
+  std::uint32_t k = 0;
+  while (k < sets_.size() && sets_[k].live) ++k;
+  if (k == sets_.size()) sets_.emplace_back();
+  AckSet& a = sets_[k];
+  a.members.reserve(slots_fit_);
+  a.members.assign(required);
+  a.count = static_cast<std::uint32_t>(required.count());
+  a.unresolved = unresolved;
+  a.from = next_rseq_;
+  a.to = ~std::uint64_t{0};
+  a.swept = next_rseq_ - 1;
+  a.live = true;
+  build_edge(a);
+  order_.push_back(k);
+  cur_ = k;
 }
 
 void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
   fit_view(g);
   stride_ = cfg_.sparse_acks() ? ack_stride(static_cast<std::size_t>(g.receivers().count()), cfg_.window) : 1;
   if (cfg_.mode == AckMode::named) resolve_named(g);
+  // The sets of messages in flight: k-of-n candidates widen to the view's receivers, and
+  // ack_from names heard for the first time join.
+  for (const std::uint32_t k : order_) {
+    AckSet& a = sets_[k];
+    if (cfg_.mode == AckMode::count) {
+      a.members |= g.receivers();
+      a.count = static_cast<std::uint32_t>(a.members.count());
+    } else if (a.unresolved) {
+      a.members |= named_mask_;
+      a.count = static_cast<std::uint32_t>(a.members.count());
+      a.unresolved = named_unknown_;
+      build_edge(a);
+    }
+  }
+  open_set(g);
   const MemberSet& dead = g.gone();
   for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
     Entry& e = entry(r);
     if (e.rseq != r) continue;
+    const MemberSet& required = set_of(e).members;
     if (cfg_.mode == AckMode::count) {
-      e.required |= g.receivers();
-      const int possible = e.acked.count() + e.required.count_without(e.acked, dead);
-      if (static_cast<std::uint32_t>(possible) < e.need) settle(e, EventType::delivery_failed, io);
+      std::uint32_t possible = e.acks;
+      required.for_each([&](int slot) {
+        if (!dead.contains(slot) && !acked(e, static_cast<std::size_t>(slot))) ++possible;
+      });
+      if (possible < e.need) settle(e, EventType::delivery_failed, io);
       continue;
     }
-    if (e.unresolved) {
-      e.required |= named_mask_;
-      e.unresolved = named_unknown_;
-      e.missing = static_cast<std::uint32_t>(e.required.count_without(e.acked));
+    bool failed = false;
+    for (int slot = dead.first(); slot >= 0 && !failed; slot = dead.next(slot)) {
+      failed = required.contains(slot) && !acked(e, static_cast<std::size_t>(slot));
     }
-    if (e.required.intersects_except(dead, e.acked)) {
+    if (failed) {
       settle(e, EventType::delivery_failed, io);
     } else if (met(e)) {
       settle(e, EventType::delivery_met, io);
@@ -183,9 +263,14 @@ void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
   }
 }
 
+// Count mode: O(1). All/named: the members whose base lies below `e` (few unless `e` is
+// recent, and the first one that lacks it ends the search) must have acked it selectively
+// or through the application.
 bool ArqSender::met(const Entry& e) const noexcept {
-  if (cfg_.mode == AckMode::count) return static_cast<std::uint32_t>(e.acked.count()) >= e.need;
-  return !e.unresolved && e.missing == 0;  // O(1): on_ack() counts members off as they ack
+  if (cfg_.mode == AckMode::count) return e.acks >= e.need;
+  const AckSet& a = set_of(e);
+  if (a.unresolved) return false;
+  return a.edge.all_below(e.rseq, [&](std::size_t s) { return acked(e, s); });
 }
 
 // --- sending ----------------------------------------------------------------------------------
@@ -233,22 +318,14 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
     edge_due_ = true;
     return true;
   }
-  const MemberSet& required = required_now(g);
+  if (cur_ == kNoSet) open_set(g);  // cold: the first message before any view event
+  const AckSet& set = sets_[cur_];
+  const MemberSet& required = set.members;
   std::uint32_t need = 0;
-  bool unresolved = false;
-  switch (cfg_.mode) {
-    case AckMode::all:
-      break;
-    case AckMode::named:
-      unresolved = named_unknown_;
-      break;
-    case AckMode::count: {
-      const auto n = static_cast<std::uint32_t>(required.count());
-      need = cfg_.ack_k > 0 ? cfg_.ack_k : static_cast<std::uint32_t>(std::ceil(cfg_.ack_fraction * n - 1e-9));
-      break;
-    }
+  if (cfg_.mode == AckMode::count) {
+    need = cfg_.ack_k > 0 ? cfg_.ack_k : static_cast<std::uint32_t>(std::ceil(cfg_.ack_fraction * set.count - 1e-9));
   }
-  const bool trivially_met = cfg_.mode == AckMode::count ? need == 0 : (required.empty() && !unresolved);
+  const bool trivially_met = cfg_.mode == AckMode::count ? need == 0 : (set.count == 0 && !set.unresolved);
 
   Packet* copy = nullptr;
   if (!trivially_met) {
@@ -288,16 +365,15 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   copy->flags |= wire::kFlagReliable;
   detail::encode_rel(copy_body, rel);
   Entry& e = entry(rseq);
-  // Field by field: the entry's sets keep their capacity (sized to the view in fit_view()),
-  // so copying the ack set allocates nothing.
+  // Field by field: the entry's application-ack set keeps its capacity.
   e.copy = copy;
   e.rseq = rseq;
   e.token = p->token;
-  e.required.assign(required);
-  e.acked.clear();
-  e.missing = cfg_.mode == AckMode::count ? 0 : static_cast<std::uint32_t>(required.count());
+  e.set = cur_;
+  e.acks = 0;
+  if (e.has_app) e.app_acked.clear();
+  e.has_app = false;
   e.need = need;
-  e.unresolved = unresolved;
   e.retries = 0;
   e.timeouts = 0;
   e.retransmitted = false;
@@ -394,8 +470,18 @@ bool ArqSender::retransmit(Entry& e, StageIo& io) noexcept {
 void ArqSender::settle(Entry& e, EventType outcome, StageIo& io) noexcept {
   const bool ok = outcome != EventType::delivery_failed;
   Event& ev = outcome_event(outcome, e.rseq, e.token);
-  ev.members.assign(ok ? e.acked : e.required);
-  if (!ok) ev.members.subtract(e.acked);
+  if (ok) {
+    collect_acked(e, outcome == EventType::delivery_met && cfg_.mode != AckMode::count, ev.members);
+  } else {
+    set_of(e).members.for_each([&](int slot) {
+      if (!acked(e, static_cast<std::size_t>(slot))) ev.members.insert(slot);
+    });
+  }
+  if (e.has_app) {
+    e.has_app = false;
+    e.app_acked.clear();
+    --app_entries_;
+  }
   if (e.copy != nullptr) {
     e.copy->release();
     e.copy = nullptr;
@@ -412,6 +498,22 @@ void ArqSender::settle(Entry& e, EventType outcome, StageIo& io) noexcept {
   // within about one more budget instead of one message after the other.
   if (trail_ < next_rseq_) mark_out(ok ? trail_ : next_rseq_ - 1, io.now_ns());
   io.notify(ev);
+}
+
+// The members that acked `e` into `out` (empty, sized to the view). With `all_required`
+// (met in all/named mode) its ack set acked it: only the members outside it are looked at.
+void ArqSender::collect_acked(const Entry& e, bool all_required, MemberSet& out) const noexcept {
+  const MemberSet& required = set_of(e).members;
+  if (all_required) out.assign(required);
+  const std::size_t words = (slots_fit_ + 63) / 64;
+  for (std::size_t w = 0; w < words; ++w) {
+    std::uint64_t bits = all_required ? ~required.word(w) : ~std::uint64_t{0};
+    if (w == words - 1 && slots_fit_ % 64 != 0) bits &= (std::uint64_t{1} << (slots_fit_ % 64)) - 1;
+    for (; bits != 0; bits &= bits - 1) {
+      const std::size_t s = w * 64 + static_cast<std::size_t>(__builtin_ctzll(bits));
+      if (acked(e, s)) out.insert(static_cast<int>(s));
+    }
+  }
 }
 
 void ArqSender::fail_all(StageIo& io) noexcept {
@@ -471,7 +573,7 @@ void ArqSender::scan(StageIo& io) noexcept {
     bool counts = false;
     bool due = false;
     if (sparse) {
-      due = quiet_lacks(e, counts);
+      due = quiet_lacks(e, now, counts);
     } else {
       counts = lost_evidence(e, now);
       due = counts || members_quiet(e, now);
@@ -533,9 +635,10 @@ void ArqSender::scan(StageIo& io) noexcept {
 // message (data leaves the stages below in rseq order), or nothing older is unsettled
 // (nothing below can hold it for an older message's sake then).
 bool ArqSender::lost_evidence(const Entry& e, std::uint64_t now) const noexcept {
-  for (int slot = e.required.first(); slot >= 0; slot = e.required.next(slot)) {
-    if (e.acked.contains(slot)) continue;
+  const MemberSet& required = set_of(e).members;
+  for (int slot = required.first(); slot >= 0; slot = required.next(slot)) {
     const auto s = static_cast<std::size_t>(slot);
+    if (acked(e, s)) continue;
     if (s >= slots_fit_) continue;
     if (slot_high_[s] > e.rseq) return true;
     if (!e.out) continue;
@@ -575,6 +678,14 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
     if (s >= slots_fit_) continue;
     // Nothing unsettled that it has not acked.
     if (std::max(slot_cum_[s], trail_ - 1) + 1 >= next_rseq_) continue;
+    // A named member not heard yet (its heartbeats lost: in a large group the next may be
+    // seconds away) has no sender id in the view, so its acks cannot be counted (they
+    // arrive as unknown_acker) and it cannot be asked: copies sent on its account would
+    // only show up as duplicates everywhere (at 1,000 members a few such members sent
+    // every unsettled datagram again, several times). It lacks nothing we could know of:
+    // its own NACKs bring what it misses. It is waited for until it is heard (then asked,
+    // if its ack is due) or its failure timeout marks it failed.
+    if (g.member(slot).sender == 0) continue;
     const std::uint64_t due = ack_due_ns(s);
     // Its cumulative point stuck below an unsettled message while it acks later ones: its
     // NACKs for that message went unanswered for rto_max.
@@ -583,18 +694,25 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
     if (now < due + rto_ns_ && !stuck) continue;
     // Overdue: ask it first (its ack is the likelier loss: it sends one per stride, we
     // sent it a stride of datagrams); only when an RTO after asking its acks have still
-    // not moved do its messages go again.
-    const bool asked = slot_asked_ns_[s] > slot_ack_ns_[s];
-    if (!stuck && (!asked || now < slot_asked_ns_[s] + rto_ns_)) {
-      if (!asked) {
-        slot_asked_ns_[s] = now;
-        ask_ack(slot, g, io);
-      }
+    // not moved do its messages go again. From then on it stays quiet until its acks
+    // move, and is asked again with a backoff (an RTO after the first ask, then each time
+    // as long again as since the first, at most rto_max apart): a member stuck below a
+    // lost datagram answers every ask with the same ack. (Asking again every RTO, and
+    // waiting an RTO for each answer, made such a member quiet only every other RTO, in
+    // step with the timers of the messages it lacked, which the scans in between pushed
+    // an RTO on: at 100 members with 3 senders one that lost a sender's first datagram
+    // was asked 719 times and that datagram went again only after rto_max.)
+    if (slot_asked_ns_[s] <= slot_ack_ns_[s]) {
+      slot_asked_ns_[s] = now;
+      slot_reask_ns_[s] = now + rto_ns_;
+      ask_ack(slot, g, io);
+      if (!stuck) continue;
+    } else if (!stuck && now < slot_asked_ns_[s] + rto_ns_) {
       continue;
     }
     quiet_.push_back(Quiet{slot, stuck || now >= due + kSilenceRtoMax * cfg_.rto_max_ns});
-    if (now >= slot_asked_ns_[s] + rto_ns_) {
-      slot_asked_ns_[s] = now;
+    if (now >= slot_reask_ns_[s]) {
+      slot_reask_ns_[s] = now + std::min(std::max(rto_ns_, now - slot_asked_ns_[s]), cfg_.rto_max_ns);
       ask_ack(slot, g, io);
     }
   }
@@ -602,11 +720,17 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
 
 // Whether some member whose ack is overdue has not acked `e` (and whether one of those is
 // evidence of a loss, which spends a retry).
-bool ArqSender::quiet_lacks(const Entry& e, bool& evidence) const noexcept {
+bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept {
   bool lacks = false;
   evidence = false;
   for (const Quiet& q : quiet_) {
-    if (!e.required.contains(q.slot) || e.acked.contains(q.slot)) continue;
+    if (!set_of(e).members.contains(q.slot) || acked(e, static_cast<std::size_t>(q.slot))) continue;
+    // Beyond what the member's acks can show (the SACK bitmap covers the 64 after its
+    // cumulative point + 1) while it answers: it may well have `e`; the older message that
+    // holds its cumulative point back goes first (as in members_quiet()). Without this, a
+    // member that lost a sender's first datagram had every later unsettled one sent again.
+    const auto s = static_cast<std::size_t>(q.slot);
+    if (e.rseq > std::max(slot_cum_[s], trail_ - 1) + 1 + kSackSpan && now < slot_heard_ns_[s] + cfg_.rto_max_ns) continue;
     lacks = true;
     if (q.evidence || slot_high_[static_cast<std::size_t>(q.slot)] > e.rseq) {
       evidence = true;
@@ -655,9 +779,10 @@ void ArqSender::mark_out(std::uint64_t upto, std::uint64_t now) noexcept {
 // without the member, or its own retransmission waits out a backoff, the old rule
 // stands, and the later messages go again as before.)
 bool ArqSender::members_quiet(const Entry& e, std::uint64_t now) const noexcept {
-  for (int slot = e.required.first(); slot >= 0; slot = e.required.next(slot)) {
-    if (e.acked.contains(slot)) continue;
+  const MemberSet& required = set_of(e).members;
+  for (int slot = required.first(); slot >= 0; slot = required.next(slot)) {
     const auto s = static_cast<std::size_t>(slot);
+    if (acked(e, s)) continue;
     if (s >= slots_fit_) continue;
     if (blocked_below(s, e.rseq, now)) continue;
     // A member that is acking but whose cumulative point is too far behind for its SACK
@@ -680,7 +805,7 @@ bool ArqSender::blocked_below(std::size_t s, std::uint64_t rseq, std::uint64_t n
   if (missing >= rseq || missing < trail_ || now >= slot_heard_ns_[s] + rto_ns_) return false;
   const Entry& g = entries_[static_cast<std::size_t>(missing % cfg_.window)];
   // ... and a repair of it is on its way (sent within the last RTO).
-  return g.rseq == missing && g.required.contains(static_cast<int>(s)) && !g.acked.contains(static_cast<int>(s)) &&
+  return g.rseq == missing && set_of(g).members.contains(static_cast<int>(s)) && !acked(g, s) &&
          g.retransmitted &&
          now < g.last_sent_ns + rto_ns_;
 }
@@ -715,8 +840,6 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
   if (static_cast<std::size_t>(slot) >= slots_fit_) fit_view(g);  // cold: a view not seen yet
   const std::uint64_t now = io.now_ns();
   auto& seen = slot_cum_[static_cast<std::size_t>(slot)];
-  const std::uint64_t first = std::max(trail_, seen + 1);
-  const std::uint64_t last = std::min(ack.highest(), next_rseq_ - 1);
   const auto s = static_cast<std::size_t>(slot);
   slot_heard_ns_[s] = now;
   // Only progress counts as the ack clock running: a re-ack of what we already knew (for
@@ -735,22 +858,83 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
   }
   // What this member received, and everything before it, has left the stages below.
   if (ack.highest() < next_rseq_) mark_out(ack.highest(), now);
-  std::uint64_t sample_sent_ns = 0;
-  bool sample = false;
-  for (std::uint64_t r = first; r <= last; ++r) {
-    Entry& e = entry(r);
-    if (e.rseq != r || e.acked.contains(slot) || !ack.covers(r)) continue;
-    e.acked.insert(slot);
-    if (e.missing != 0 && e.required.contains(slot)) --e.missing;
-    if (!e.retransmitted) {
-      // Karn's rule: only never-retransmitted packets give unambiguous samples.
-      sample_sent_ns = e.first_sent_ns;
-      sample = true;
+  const MemberAcks before = pos_[s];
+  pos_[s] = before.merged(ack, next_rseq_ - 1);
+  const MemberAcks& after = pos_[s];
+  if (after != before) {
+    // Karn's rule: only never-retransmitted packets give unambiguous samples; the newest
+    // message this ack acknowledged first gives it.
+    std::uint64_t sample_sent_ns = 0;
+    bool sample = false;
+    for (std::uint64_t r = std::min(after.high(), next_rseq_ - 1); r >= trail_ && r > before.base; --r) {
+      const Entry& e = entry(r);
+      if (e.rseq != r || before.has(r) || !after.has(r) || (e.has_app && e.app_acked.contains(slot))) continue;
+      if (!e.retransmitted) {
+        sample_sent_ns = e.first_sent_ns;
+        sample = true;
+        break;
+      }
     }
-    if (met(e)) settle(e, EventType::delivery_met, io);
+    settle_acked(s, before, io);
+    if (sample && now >= sample_sent_ns) rtt_sample(now - sample_sent_ns, io);
   }
-  if (sample && now >= sample_sent_ns) rtt_sample(now - sample_sent_ns, io);
   if (progress) arm_probe(now);  // the ack clock runs: the probe waits a timeout from here
+}
+
+// Member slot `s` acknowledged more than `before`: settle what that made met, in rseq order.
+// Count mode counts the member on each message it newly acked (amortised O(1) per member
+// and message). All/named: the member's base moves in the tree of every set it belongs to,
+// the messages up to a set's minimum are met (each visited once), and above it only those
+// the minimum's member acked selectively (at most 64) can be.
+void ArqSender::settle_acked(std::size_t s, const MemberAcks& before, StageIo& io) noexcept {
+  const MemberAcks after = pos_[s];
+  const int slot = static_cast<int>(s);
+  const std::uint64_t top = next_rseq_ - 1;
+  const auto newly = [&](const Entry& e) {
+    return !before.has(e.rseq) && after.has(e.rseq) && !(e.has_app && e.app_acked.contains(slot));
+  };
+  if (cfg_.mode == AckMode::count) {
+    const std::uint64_t last = std::min(after.high(), top);
+    for (std::uint64_t r = std::max(trail_, before.base + 1); r <= last; ++r) {
+      Entry& e = entry(r);
+      if (e.rseq != r || !newly(e)) continue;
+      ++e.acks;
+      if (met(e)) settle(e, EventType::delivery_met, io);
+    }
+    return;
+  }
+  for (std::size_t i = 0; i < order_.size(); ++i) {
+    AckSet& a = sets_[order_[i]];
+    if (!a.members.contains(slot) || s >= a.edge.slots()) continue;
+    a.edge.set(s, after.base);
+    if (a.unresolved) continue;
+    const std::uint64_t m = a.edge.min();
+    const std::uint64_t end = std::min({m, a.to - 1, top});
+    for (std::uint64_t r = std::max(a.swept + 1, trail_); r <= end && r >= a.from; ++r) {
+      Entry& e = entry(r);
+      if (e.rseq == r) settle(e, EventType::delivery_met, io);
+    }
+    a.swept = std::max(a.swept, end);
+    if (m >= std::min(a.to - 1, top)) continue;
+    // Above the minimum: a message that member acked selectively, that this ack newly
+    // covers, and that every other member below it acked.
+    const MemberAcks& low = pos_[a.edge.argmin()];
+    for (std::uint64_t bits = low.sack; bits != 0; bits &= bits - 1) {
+      const std::uint64_t r = low.base + 2 + static_cast<std::uint64_t>(__builtin_ctzll(bits));
+      if (r > top || r >= a.to) break;
+      if (r < a.from || r < trail_) continue;
+      Entry& e = entry(r);
+      if (e.rseq == r && newly(e) && met(e)) settle(e, EventType::delivery_met, io);
+    }
+    if (app_entries_ != 0) {
+      // ... or one the application acknowledged for it.
+      const std::uint64_t last = std::min({after.high(), top, a.to - 1});
+      for (std::uint64_t r = std::max({trail_, before.base + 1, m + 1, a.from}); r <= last; ++r) {
+        Entry& e = entry(r);
+        if (e.rseq == r && e.has_app && newly(e) && met(e)) settle(e, EventType::delivery_met, io);
+      }
+    }
+  }
 }
 
 bool ArqSender::on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept {
@@ -766,9 +950,11 @@ bool ArqSender::on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept 
     if (e.rseq != r || e.token > token) continue;
     if (e.token < token) break;
     known = true;
-    if (e.acked.contains(slot)) continue;
-    e.acked.insert(slot);
-    if (e.missing != 0 && e.required.contains(slot)) --e.missing;
+    if (acked(e, static_cast<std::size_t>(slot))) continue;
+    if (!e.has_app) ++app_entries_;
+    e.has_app = true;
+    e.app_acked.insert(slot);  // no allocation once fit_view() sized it (acks=application)
+    ++e.acks;
     // Not the member's ack clock (slot_heard_ns_, slot_ack_ns_): those say what its own
     // acks report, which the timeout logic reads (members_quiet(), lost_evidence()).
     // The reply's round trip is the RTT the application sees (Karn's rule as for acks).

@@ -8,6 +8,10 @@
 // required member failed or left. At most `window` messages are unsettled; more wait in a
 // FIFO queue. The ack set is fixed when a message is sent, from the Group view
 // (tmc/group.hpp). The window is allocated in configure(); nothing per message.
+// State is O(window + members): an entry names its ack set (one per view, shared by every
+// message sent in it) and each member's acks are one position (MemberAcks); a message is
+// acked by all once the minimum position of its ack set (MinTree) reaches it, or every
+// member below it acked it selectively.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +19,7 @@
 #include <vector>
 
 #include "primitives/reliability/ack_format.hpp"
+#include "primitives/reliability/ack_positions.hpp"
 #include "primitives/reliability/arq_config.hpp"
 #include "tmc/stage.hpp"
 
@@ -96,23 +101,48 @@ class [[gnu::visibility("hidden")]] ArqSender {
     Packet* copy = nullptr;       // unsealed copy, cloned for each retransmission
     std::uint64_t rseq = 0;       // 0: slot free (settled)
     std::uint64_t token = 0;
-    MemberSet required;           // all/named: who must ack; count: candidates
-    MemberSet acked;
+    MemberSet app_acked;          // members the application acknowledged it for (on_app_ack())
+    std::uint32_t set = 0;        // its ack set (sets_)
+    std::uint32_t acks = 0;       // count mode: members that acked it
     std::uint64_t first_sent_ns = 0;
     std::uint64_t last_sent_ns = 0;
     std::uint64_t deadline_ns = 0;  // next RTO expiry
     std::uint64_t expires_ns = 0;   // end of its lifetime (Packet::expires_ns); 0 = none
     std::uint64_t out_ns = 0;       // when it was known to have left the stages below (if `out`)
     std::uint32_t need = 0;         // count mode: acks needed
-    std::uint32_t missing = 0;      // all/named: members of `required` not in `acked`
     std::uint16_t retries = 0;       // timeouts with evidence of loss (the retry budget)
     std::uint16_t timeouts = 0;      // every timeout (the backoff)
     bool retransmitted = false;     // Karn: no RTT samples from it
-    bool unresolved = false;        // named mode: some ack_from name had no slot yet
+    bool has_app = false;           // app_acked is not empty
     bool out = false;               // known to have left the stages below (see mark_out())
   };
 
+  // The members a message must hear from, shared by every message sent under one view.
+  struct AckSet {
+    MemberSet members;          // all/named: who must ack; count: candidates
+    MinTree edge;               // all/named: each member's base position (MemberAcks)
+    std::uint64_t from = 0;     // the rseqs sent with it: [from, to)
+    std::uint64_t to = 0;
+    std::uint64_t swept = 0;    // every rseq of it up to here is met (or settled)
+    std::uint32_t count = 0;    // members.count()
+    bool unresolved = false;    // named mode: some ack_from name had no slot yet
+    bool live = false;
+  };
+  static constexpr std::uint32_t kNoSet = ~std::uint32_t{0};
+
   Entry& entry(std::uint64_t rseq) noexcept { return entries_[static_cast<std::size_t>(rseq % cfg_.window)]; }
+  const Entry& entry(std::uint64_t rseq) const noexcept {
+    return entries_[static_cast<std::size_t>(rseq % cfg_.window)];
+  }
+  [[nodiscard]] const AckSet& set_of(const Entry& e) const noexcept { return sets_[e.set]; }
+  /// Whether member slot `s` acknowledged `e`.
+  [[nodiscard]] bool acked(const Entry& e, std::size_t s) const noexcept {
+    return (s < pos_.size() && pos_[s].has(e.rseq)) || (e.has_app && e.app_acked.contains(static_cast<int>(s)));
+  }
+  void open_set(const Group& g);
+  void build_edge(AckSet& a);
+  void settle_acked(std::size_t s, const MemberAcks& before, StageIo& io) noexcept;
+  void collect_acked(const Entry& e, bool all_required, MemberSet& out) const noexcept;
   void pump_queue(StageIo& io) noexcept;
   void resolve_named(const Group& g) noexcept;
   const MemberSet& required_now(const Group& g) const noexcept;
@@ -139,7 +169,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   [[nodiscard]] std::uint64_t ack_due_ns(std::size_t s) const noexcept;
   void find_quiet(StageIo& io) noexcept;
   void ask_ack(int slot, const Group& g, StageIo& io) noexcept;
-  [[nodiscard]] bool quiet_lacks(const Entry& e, bool& evidence) const noexcept;
+  [[nodiscard]] bool quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept;
   void arm_probe(std::uint64_t now) noexcept;
   void probe_tail(StageIo& io) noexcept;
   void probe_newest(std::uint64_t now, StageIo& io) noexcept;
@@ -160,6 +190,11 @@ class [[gnu::visibility("hidden")]] ArqSender {
 
   // --- window ---
   std::vector<Entry> entries_;
+  std::vector<AckSet> sets_;          // grown on a view change (cold)
+  std::vector<std::uint32_t> order_;  // live sets, oldest first
+  std::uint32_t cur_ = kNoSet;        // the set new messages are sent with
+  std::vector<MemberAcks> pos_;       // per member (slot): what its acks reported
+  std::size_t app_entries_ = 0;       // unsettled entries with application acks
   std::uint64_t next_rseq_ = 1;
   std::uint64_t trail_ = 1;  // lowest unsettled rseq (== next_rseq_ when none)
   // Per acker (by slot; sized to the view in fit_view(), a cold path): its cumulative ack,
@@ -179,7 +214,8 @@ class [[gnu::visibility("hidden")]] ArqSender {
   std::uint32_t stride_ = 1;
   std::uint64_t last_send_ns_ = 0;
   std::vector<std::uint64_t> slot_cum_ns_;
-  std::vector<std::uint64_t> slot_asked_ns_;
+  std::vector<std::uint64_t> slot_asked_ns_;  // the first ask since its acks last moved
+  std::vector<std::uint64_t> slot_reask_ns_;  // when to ask it again (see find_quiet())
   std::vector<Quiet> quiet_;
   // Every rseq up to this one is known to have left the stages below (see mark_out()).
   std::uint64_t out_rseq_ = 0;
