@@ -84,11 +84,14 @@ void GroupStage::net_fail(StageIo& io) noexcept {
   rel_check(io);
 }
 
+bool GroupStage::failover_pending() const noexcept {
+  return agreement_.frozen() || role_ == Role::collecting || role_ == Role::adopting || !term_heard_;
+}
+
 bool GroupStage::need_periodic() const noexcept {
   // Held messages count too: our timer is then how a view change (the sequencer failed
   // while nothing else moved) is noticed.
-  return agreement_.frozen() || role_ == Role::collecting || role_ == Role::adopting || !term_heard_ ||
-         table_.next_g() <= table_.max_known_g() || table_.held() != 0;
+  return failover_pending() || table_.next_g() <= table_.max_known_g() || table_.held() != 0;
 }
 
 void GroupStage::freeze(StageIo& io) noexcept {
@@ -110,6 +113,7 @@ void GroupStage::rel_refresh(StageIo& io) noexcept {
     i_sequence_ = seq_slot_ == g.self_slot();
     agreement_.forget_stale_peers(g);
     const MemberSet& rx = g.receivers();
+    agreement_.fit_receivers(static_cast<std::uint32_t>(rx.count()));
     // A receiver failed and heard again since the last view we saw is both lost and
     // gained: reliability gave up our messages (and announcements) to it meanwhile.
     if (prev_outages_.size() < g.slots()) prev_outages_.resize(g.slots(), 0);  // cold: a view change

@@ -212,6 +212,7 @@ class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
 
   void receive_stamped_rel(Packet* p, StageIo& io) noexcept;
   void net_fail(StageIo& io) noexcept;
+  [[nodiscard]] bool failover_pending() const noexcept;
   [[nodiscard]] bool need_periodic() const noexcept;
   void freeze(StageIo& io) noexcept;
   void rel_refresh(StageIo& io) noexcept;
