@@ -91,6 +91,8 @@ const PeerStatus* Agreement::on_status(Packet* p, const gw::Status& s, StageIo& 
   fit_view(g);  // cold when the view grew
   PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
   const bool fresh = !ps.have || ps.sender != from_sender || ps.epoch != from_epoch;
+  ps.repeat = !fresh && gw::same_term(s.term, ps.st.term) && s.frozen == ps.st.frozen && s.held == ps.st.held &&
+              s.delivered == ps.st.delivered && s.stable == ps.st.stable;
   if (fresh || gw::term_after(s.term, ps.st.term)) {
     ps.have = true;
     ps.sender = from_sender;
@@ -117,6 +119,15 @@ void Agreement::note_sequencer_holds(const Group& g, std::uint32_t sender, std::
   if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != epoch) return;
   fit_view(g);  // cold when the view grew
   PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
+  if (stride_ > 1 && (!ps.have || ps.sender != sender || ps.epoch != epoch)) {
+    // Sparse statuses: the sequencer's first status may be lost, and it sends the next one
+    // only once it delivered everything it holds; its announcements tell what it holds.
+    ps = PeerStatus{};
+    ps.have = true;
+    ps.sender = sender;
+    ps.epoch = epoch;
+    ps.st.term = term;
+  }
   if (!ps.have || ps.sender != sender || ps.epoch != epoch || ps.st.frozen) return;
   if (!gw::same_term(ps.st.term, term)) return;
   ps.st.held = std::max(ps.st.held, top);
@@ -209,8 +220,10 @@ std::uint64_t Agreement::periodic_at(bool failover) const noexcept {
 
 bool Agreement::periodic_status(const MsgTable& t, bool failover, std::uint64_t now) noexcept {
   if (failover || stride_ <= 1) return true;
-  if (t.next_g() != periodic_next_g_) {
+  const std::uint64_t held = held_through(t);
+  if (t.next_g() != periodic_next_g_ || held != periodic_held_) {
     periodic_next_g_ = t.next_g();
+    periodic_held_ = held;
     periodic_from_ = now;
     return false;
   }
@@ -228,8 +241,10 @@ void Agreement::repair_if_behind(const PeerStatus& ps, const gw::TermId& term, c
   // points, and a member that still delivers sends its next stride's status (or, stalled,
   // repeats its own: periodic_status). One that delivered all it holds sends nothing more
   // by itself (the sequencer, or a member whose last status was lost while the others
-  // wait for it): it answers a peer that lags, once per stall period.
-  if (reported_held(t) == t.next_g() - 1 && io.now_ns() >= last_status_ns_ + stall_period_ns_) {
+  // wait for it): it answers a stalled peer (one that repeats its status), once per stall
+  // period. Answering every peer that lags would cost R statuses whenever one member
+  // repairs a hole late.
+  if (ps.repeat && reported_held(t) == t.next_g() - 1 && io.now_ns() >= last_status_ns_ + stall_period_ns_) {
     note_status_change(io);
   }
 }

@@ -35,6 +35,7 @@ inline constexpr std::uint64_t kOwnStallMaxNs = 1'600'000'000;
 
 struct PeerStatus {
   bool have = false;
+  bool repeat = false;  ///< its last status told nothing new (a stalled member repeats it)
   std::uint32_t sender = 0;
   std::uint32_t epoch = 0;
   gw::Status st;
@@ -107,8 +108,8 @@ class Agreement {
   /// spaced as heartbeats are in large groups).
   [[nodiscard]] std::uint64_t periodic_at(bool failover) const noexcept;
   /// The periodic tick is due: whether to send a status. Sparse statuses, no failover: only
-  /// when nothing was delivered for a whole period (a lost status stalls everybody; while
-  /// delivery moves, the stride's statuses carry the news).
+  /// when neither delivery nor holdings moved for a whole period (a lost status stalls
+  /// everybody; while data comes, the stride's statuses and the tail carry the news).
   bool periodic_status(const MsgTable& t, bool failover, std::uint64_t now) noexcept;
   [[nodiscard]] std::uint64_t tail_due() const noexcept { return tail_due_; }
   /// A peer at term `term` (ours when its status came) reports less stable than we hold:
@@ -168,6 +169,7 @@ class Agreement {
   std::uint64_t tail_held_ = 0;        ///< the holdings tail_due_ was armed for
   std::uint64_t periodic_from_ = 0;    ///< a periodic tick that found delivery moving
   std::uint64_t periodic_next_g_ = 0;  ///< next_g() at that tick
+  std::uint64_t periodic_held_ = 0;    ///< held_through() at that tick
 };
 
 }  // namespace tmc::detail::group_order

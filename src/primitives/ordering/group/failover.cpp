@@ -84,14 +84,18 @@ void GroupStage::net_fail(StageIo& io) noexcept {
   rel_check(io);
 }
 
+// With sparse statuses, a member that has not heard an announcement of its term yet (a
+// group that has sent nothing) repeats its status at the stall period, not every 10 ms:
+// an idle group of n members would otherwise send n statuses every 10 ms.
 bool GroupStage::failover_pending() const noexcept {
-  return agreement_.frozen() || role_ == Role::collecting || role_ == Role::adopting || !term_heard_;
+  return agreement_.frozen() || role_ == Role::collecting || role_ == Role::adopting ||
+         (!term_heard_ && agreement_.stride() <= 1);
 }
 
 bool GroupStage::need_periodic() const noexcept {
   // Held messages count too: our timer is then how a view change (the sequencer failed
   // while nothing else moved) is noticed.
-  return failover_pending() || table_.next_g() <= table_.max_known_g() || table_.held() != 0;
+  return failover_pending() || !term_heard_ || table_.next_g() <= table_.max_known_g() || table_.held() != 0;
 }
 
 void GroupStage::freeze(StageIo& io) noexcept {
