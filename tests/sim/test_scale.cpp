@@ -123,7 +123,7 @@ Cost run(Mode mode, std::size_t n, std::size_t senders_n, std::uint32_t count, s
     }
     for (std::size_t s : senders) cost.data_sent += net.counters(s).get("reliability.sent");
     if (std::getenv("TMC_SCALE_DEBUG") != nullptr) {
-      std::uint64_t acks = 0, nacks = 0, asks = 0, rtx = 0, tmo = 0, supp = 0, statuses = 0;
+      std::uint64_t acks = 0, nacks = 0, asks = 0, rtx = 0, tmo = 0, supp = 0, statuses = 0, starts = 0;
       for (std::size_t r = 0; r < n; ++r) {
         acks += net.counters(r).get("reliability.acks_sent");
         nacks += net.counters(r).get("reliability.nacks_sent");
@@ -132,9 +132,11 @@ Cost run(Mode mode, std::size_t n, std::size_t senders_n, std::uint32_t count, s
         tmo += net.counters(r).get("reliability.timeouts");
         supp += net.counters(r).get("reliability.nacks_suppressed");
         statuses += net.counters(r).get("ordering.group_statuses_sent");
+        starts += net.counters(r).get("ordering.group_term_starts");
       }
       std::cout << "debug n=" << n << " sent=" << cost.data_sent << " acks=" << acks << " nacks=" << nacks
-                << " asks=" << asks << " rtx=" << rtx << " timeouts=" << tmo << " suppressed=" << supp << " statuses=" << statuses << "\n";
+                << " asks=" << asks << " rtx=" << rtx << " timeouts=" << tmo << " suppressed=" << supp << " statuses=" << statuses
+                << " term_starts=" << starts << "\n";
     }
     const std::size_t before_sender = heap_in_use();
     net.leave(0);

@@ -214,7 +214,10 @@ void Agreement::note_progress(const MsgTable& t, std::uint64_t told, StageIo& io
 }
 
 std::uint64_t Agreement::periodic_at(bool failover) const noexcept {
-  if (failover || stride_ <= 1) return std::max<std::uint64_t>(1, last_status_ns_ + kStatusPeriodNs);
+  if (stride_ <= 1) return std::max<std::uint64_t>(1, last_status_ns_ + kStatusPeriodNs);
+  // Beyond 32 receivers a failover's repeats are spaced too: each member hears about 32
+  // per 10 ms (a group that just formed cuts and starts terms as members are heard).
+  if (failover) return std::max<std::uint64_t>(1, last_status_ns_ + stall_period_ns_);
   return std::max(last_status_ns_, periodic_from_) + stall_period_ns_;
 }
 

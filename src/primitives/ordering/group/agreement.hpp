@@ -104,14 +104,20 @@ class Agreement {
   /// holdings stood still for kStatusTailNs).
   void note_progress(const MsgTable& t, std::uint64_t told, StageIo& io) noexcept;
   /// The next periodic status (with `failover`: one is pending, so every member repeats
-  /// its status every kStatusPeriodNs; otherwise, with sparse statuses, a stall repair,
-  /// spaced as heartbeats are in large groups).
+  /// its status every kStatusPeriodNs, every ⌈R / 32⌉ × kStatusPeriodNs with sparse
+  /// statuses; otherwise, with sparse statuses, a stall repair spaced as much).
   [[nodiscard]] std::uint64_t periodic_at(bool failover) const noexcept;
   /// The periodic tick is due: whether to send a status. Sparse statuses, no failover: only
   /// when neither delivery nor holdings moved for a whole period (a lost status stalls
   /// everybody; while data comes, the stride's statuses and the tail carry the news).
   bool periodic_status(const MsgTable& t, bool failover, std::uint64_t now) noexcept;
   [[nodiscard]] std::uint64_t tail_due() const noexcept { return tail_due_; }
+  /// How long our oldest undelivered message may wait before we call it stalled
+  /// (GroupStage::check_own_progress): kOwnStallNs, times ⌈R / 32⌉ with sparse statuses,
+  /// whose stride delays delivery by up to R data datagrams.
+  [[nodiscard]] std::uint64_t own_stall_ns() const noexcept {
+    return kOwnStallNs * (stall_period_ns_ / kStatusPeriodNs);
+  }
   /// A peer at term `term` (ours when its status came) reports less stable than we hold:
   /// it may have lost our last status.
   void repair_if_behind(const PeerStatus& ps, const gw::TermId& term, const MsgTable& t, StageIo& io) noexcept;

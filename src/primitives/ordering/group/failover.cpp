@@ -490,7 +490,7 @@ void GroupStage::check_own_progress(StageIo& io) noexcept {
     }
   }
   if (oldest == 0 || oldest != own_oldest_) {
-    own_check_ns_ = kOwnStallNs;  // moved (or nothing held): watch from here
+    own_check_ns_ = agreement_.own_stall_ns();  // moved (or nothing held): watch from here
   } else if (!net_active()) {
     // A network term asks the sequencer for its stamped copies instead (keep_own).
     resend_own(io);
@@ -498,7 +498,7 @@ void GroupStage::check_own_progress(StageIo& io) noexcept {
     // reliable copy given up while views disagreed) is repaired only by a new term, which
     // orders again everything beyond the longest prefix every member holds.
     if (my_term() && role_ == Role::running) freeze(io);
-    own_check_ns_ = std::min(own_check_ns_ * 2, kOwnStallMaxNs);
+    own_check_ns_ = std::min(own_check_ns_ * 2, std::max(kOwnStallMaxNs, agreement_.own_stall_ns()));
   }
   own_oldest_ = oldest;
 }

@@ -433,7 +433,7 @@ void GroupStage::receive_stamped(Packet* p, StageIo& io) noexcept {
 
 void GroupStage::rearm(StageIo& io) noexcept {
   if (rel() && own_check_at_ == 0 && table_.own_held() != 0) {
-    if (own_check_ns_ == 0) own_check_ns_ = kOwnStallNs;
+    if (own_check_ns_ == 0) own_check_ns_ = agreement_.own_stall_ns();
     own_check_at_ = io.now_ns() + own_check_ns_;
   }
   const std::uint64_t periodic = rel() && need_periodic() ? agreement_.periodic_at(failover_pending()) : 0;
