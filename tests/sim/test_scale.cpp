@@ -23,6 +23,7 @@
 #include <malloc.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -123,7 +124,7 @@ Cost run(Mode mode, std::size_t n, std::size_t senders_n, std::uint32_t count, s
     }
     for (std::size_t s : senders) cost.data_sent += net.counters(s).get("reliability.sent");
     if (std::getenv("TMC_SCALE_DEBUG") != nullptr) {
-      std::uint64_t acks = 0, nacks = 0, asks = 0, rtx = 0, tmo = 0, supp = 0, unknown = 0, nacks_in = 0;
+      std::uint64_t acks = 0, nacks = 0, asks = 0, rtx = 0, tmo = 0, supp = 0, unknown = 0, nacks_in = 0, statuses = 0, starts = 0;
       for (std::size_t r = 0; r < n; ++r) {
         acks += net.counters(r).get("reliability.acks_sent");
         nacks += net.counters(r).get("reliability.nacks_sent");
@@ -133,10 +134,13 @@ Cost run(Mode mode, std::size_t n, std::size_t senders_n, std::uint32_t count, s
         supp += net.counters(r).get("reliability.nacks_suppressed");
         unknown += net.counters(r).get("reliability.unknown_acker");
         nacks_in += net.counters(r).get("reliability.nacks_received");
+        statuses += net.counters(r).get("ordering.group_statuses_sent");
+        starts += net.counters(r).get("ordering.group_term_starts");
       }
       std::cout << "debug n=" << n << " sent=" << cost.data_sent << " acks=" << acks << " nacks=" << nacks
                 << " asks=" << asks << " rtx=" << rtx << " timeouts=" << tmo << " suppressed=" << supp
-                << " nacks_received=" << nacks_in << " unknown_acker=" << unknown << "\n";
+                << " nacks_received=" << nacks_in << " unknown_acker=" << unknown << " statuses=" << statuses
+                << " term_starts=" << starts << "\n";
     }
     const std::size_t before_sender = heap_in_use();
     net.leave(0);
@@ -168,20 +172,24 @@ std::string family(const std::vector<Size>& sizes, std::ostream* tsv) {
     *tsv << "mode\tn\tsenders\tseeds\tfeedback_per_datagram\tdatagrams_per_datagram\tsender_bytes\treceiver_bytes\t"
             "wall_s\n";
   }
-  // TMC_SCALE_MODE=reliable|group and TMC_SCALE_SENDERS=1|3 narrow the sweep to a row.
-  const char* only_mode = std::getenv("TMC_SCALE_MODE");
-  const char* only_senders = std::getenv("TMC_SCALE_SENDERS");
+  // TMC_SCALE_SENDERS=1 (or 3) runs only the rows with that many senders, and
+  // TMC_SCALE_MODE=group (or reliable) only that mode's.
+  const char* senders_env = std::getenv("TMC_SCALE_SENDERS");
+  const std::size_t only_senders = senders_env != nullptr ? std::strtoul(senders_env, nullptr, 10) : 0;
+  const char* mode_env = std::getenv("TMC_SCALE_MODE");
+  const std::string only_mode = mode_env != nullptr ? mode_env : "";
   for (Mode mode : {Mode::reliable_ordered, Mode::group_ordered}) {
-    if (only_mode != nullptr && *only_mode != '\0' &&
-        std::string_view(mode_name(mode)).substr(0, std::string_view(only_mode).size()) != only_mode) {
+    if ((only_mode == "group" && mode != Mode::group_ordered) ||
+        (only_mode == "reliable" && mode != Mode::reliable_ordered)) {
       continue;
     }
     for (const Size& sz : sizes) {
-      // Group ordering's status traffic (every member, every 10 ms while something is
-      // pending) is not scaled with the group yet: beyond 100 members a run takes hours.
-      if (mode == Mode::group_ordered && sz.n > 100) continue;
+      // Group ordering beyond 100 members does not complete yet: at 1,000 most members
+      // delivered nothing within the drain time (sparse statuses; not diagnosed).
+      // TMC_SCALE_MODE=group runs those rows anyway.
+      if (mode == Mode::group_ordered && sz.n > 100 && only_mode != "group") continue;
       for (std::size_t senders : {std::size_t{1}, std::size_t{3}}) {
-        if (only_senders != nullptr && *only_senders != '\0' && std::to_string(senders) != only_senders) continue;
+        if (only_senders != 0 && senders != only_senders) continue;
         const simtest::SeedRange range = simtest::seed_range(sz.seeds);
         const std::uint64_t seeds = range.single ? 1 : std::min(range.count, sz.seeds);
         Cost total;

@@ -1,7 +1,7 @@
 // ordering.group's parts on their own, each driven through a recording StageIo instead of
 // a pipeline: the message table (keyed entries, delivery by global number, gap skipping,
 // cuts), the member sequencer (per-sender order, the window limit, announcements) and the
-// agreement (the cut of a frozen term and the merged per-sender cut-offs).
+// agreement (the cut of a frozen term and the merged per-sender cut-offs; sparse statuses).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -401,4 +401,65 @@ TEST_CASE("group agreement: cut-offs of a group larger than one datagram's") {
   REQUIRE(gw::parse_status(body, gw::kStatusBody, p->payload(), p->payload_len, back));
   CHECK(back.n_cutoffs == 70);
   p->release();
+}
+
+TEST_CASE("group agreement: sparse statuses from eight receivers on") {
+  FakeIo io;
+  MsgTable t;
+  t.configure(env(), 64, 32, /*reliable=*/true, /*direct=*/false, 50'000'000);
+  const gw::TermId term{2, 2, 200};
+  t.begin_term(term);
+  Agreement agr;
+  agr.configure(env(), 4096);
+  agr.begin_term(term, nullptr, 0);
+
+  // Seven receivers: every change of holdings is news at once, as in small groups.
+  agr.fit_receivers(7);
+  CHECK(agr.stride() == 1);
+  t.place(hold(t, io, 3, 300, 1), 1, io);
+  agr.note_progress(t, /*told=*/0, io);
+  CHECK(agr.status_due() == io.now);
+  CHECK(agr.tail_due() == 0);
+  agr.send_status(t, io);
+  CHECK(agr.sent_held() == 1);
+
+  // Ten receivers: a stride of ten global numbers (within window / 16), the tail between.
+  agr.fit_receivers(10);
+  CHECK(agr.stride() == 10);
+  CHECK(agr.own_stall_ns() == kOwnStallNs);  // under 32 receivers the periods stay
+  for (std::uint64_t g = 2; g <= 9; ++g) {
+    io.now += 1'000'000;
+    t.place(hold(t, io, 3, 300, g), g, io);
+    agr.note_progress(t, agr.sent_held(), io);
+    CHECK(agr.status_due() == 0);
+    CHECK(agr.tail_due() == io.now + kStatusTailNs);  // pushed on by every change
+  }
+  io.now += 1'000'000;
+  t.place(hold(t, io, 3, 300, 10), 10, io);
+  agr.note_progress(t, agr.sent_held(), io);
+  CHECK(agr.status_due() == io.now);  // crossed the stride point 10
+  agr.send_status(t, io);
+  CHECK(agr.tail_due() == 0);
+  CHECK(agr.sent_held() == 10);
+
+  // Outside a failover the periodic status is a stall repair: only when neither holdings
+  // nor delivery moved for a whole period.
+  io.now += 20'000'000;
+  CHECK(agr.periodic_at(/*failover=*/true) == agr.last_status_ns() + kStatusPeriodNs);
+  CHECK_FALSE(agr.periodic_status(t, /*failover=*/false, io.now));  // first look: marks the point
+  CHECK(agr.periodic_at(false) == io.now + kStatusPeriodNs);
+  t.place(hold(t, io, 3, 300, 11), 11, io);
+  io.now += kStatusPeriodNs;
+  CHECK_FALSE(agr.periodic_status(t, false, io.now));  // holdings moved meanwhile
+  io.now += kStatusPeriodNs;
+  CHECK(agr.periodic_status(t, false, io.now));  // stalled
+  CHECK(agr.periodic_status(t, /*failover=*/true, io.now));
+
+  // Beyond 32 receivers the repeats and the own-stall check are spaced ⌈R / 32⌉ times.
+  agr.fit_receivers(100);
+  CHECK(agr.stride() == 100);
+  CHECK(agr.own_stall_ns() == 4 * kOwnStallNs);
+  CHECK(agr.periodic_at(/*failover=*/true) == agr.last_status_ns() + 4 * kStatusPeriodNs);
+  agr.fit_receivers(1000);
+  CHECK(agr.stride() == 4096 / 16);
 }

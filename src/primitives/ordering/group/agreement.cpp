@@ -48,6 +48,8 @@ void Agreement::begin_term(const gw::TermId& nt, const gw::CutRecord* recs, std:
   sent_delivered_ = 0;
   frozen_ = false;
   frozen_h_ = 0;
+  tail_due_ = 0;
+  tail_held_ = 0;
   n_adopted_ = 0;
   for (std::uint32_t r = 0; r < nrec && n_adopted_ < gw::kMaxRecords; ++r) adopted_[n_adopted_++] = recs[r];
 }
@@ -92,6 +94,8 @@ const PeerStatus* Agreement::on_status(Packet* p, const gw::Status& s, StageIo& 
     ps.cutoffs.resize(s.n_cutoffs);
     for (std::uint32_t i = 0; i < s.n_cutoffs; ++i) ps.cutoffs[i] = gw::cutoff_at(cut_bytes, i);
   };
+  ps.repeat = !fresh && gw::same_term(s.term, ps.st.term) && s.frozen == ps.st.frozen && s.held == ps.st.held &&
+              s.delivered == ps.st.delivered && s.stable == ps.st.stable;
   if (fresh || gw::term_after(s.term, ps.st.term)) {
     ps.have = true;
     ps.sender = from_sender;
@@ -119,6 +123,15 @@ void Agreement::note_sequencer_holds(const Group& g, std::uint32_t sender, std::
   if (slot == kNoSlot || slot == g.self_slot() || g.member(slot).epoch != epoch) return;
   fit_view(g);  // cold when the view grew
   PeerStatus& ps = peers_[static_cast<std::size_t>(slot)];
+  if (stride_ > 1 && (!ps.have || ps.sender != sender || ps.epoch != epoch)) {
+    // Sparse statuses: the sequencer's first status may be lost, and it sends the next one
+    // only once it delivered everything it holds; its announcements tell what it holds.
+    ps = PeerStatus{};
+    ps.have = true;
+    ps.sender = sender;
+    ps.epoch = epoch;
+    ps.st.term = term;
+  }
   if (!ps.have || ps.sender != sender || ps.epoch != epoch || ps.st.frozen) return;
   if (!gw::same_term(ps.st.term, term)) return;
   ps.st.held = std::max(ps.st.held, top);
@@ -161,25 +174,91 @@ void Agreement::note_status_change(StageIo& io) noexcept {
   if (status_due_ == 0 || at < status_due_) status_due_ = at;
 }
 
+// Sparse statuses. Every status is multicast and every member hears every one, so a status
+// on every change of holdings costs the group R datagrams per data datagram (and the
+// members R^2 receptions). From kSparseStatusReceivers receivers on, a member reports its
+// holdings when they cross a multiple of the stride k = min(R, window / 16): about one
+// status per data datagram in all, whatever the group's size. Every member's stride points
+// are the same global numbers, so a stride's statuses all report the same point and make
+// it stable at once: delivery waits up to k datagrams more than in a small group. The
+// holdings a stride has not reported yet go out once they stood still for kStatusTailNs
+// (the end of a burst, or a stream slower than the tail time: then a status per change,
+// as in a small group). A lost status is superseded by the next stride's, or repaired by
+// the stall rule of periodic_status(). The cap of window / 16 keeps a stride well inside
+// the undelivered messages a sender may have (window / 8), or the sender would wait for
+// the tail time at every stride.
+void Agreement::fit_receivers(std::uint32_t receivers) noexcept {
+  if (receivers < kSparseStatusReceivers) {
+    stride_ = 1;
+    stall_period_ns_ = kStatusPeriodNs;
+    return;
+  }
+  stride_ = std::min(receivers, std::max<std::uint32_t>(window_ / 16, 1));
+  // As heartbeats are spaced in large groups: each member hears about 32 stall repairs
+  // per kStatusPeriodNs.
+  stall_period_ns_ = kStatusPeriodNs * ((receivers + 31) / 32);
+}
+
 // Delivery alone is news only for the sequencer's window (assign_limit): reported in steps
 // of a quarter window; the statuses that report holdings carry it meanwhile, and a member
 // that holds anything also reports periodically.
 void Agreement::note_progress(const MsgTable& t, std::uint64_t told, StageIo& io) noexcept {
-  if (held_through(t) != told || t.next_g() - 1 >= sent_delivered_ + std::max<std::uint32_t>(window_ / 4, 1)) {
+  const std::uint64_t held = held_through(t);
+  if (t.next_g() - 1 >= sent_delivered_ + std::max<std::uint32_t>(window_ / 4, 1)) {
     note_status_change(io);
+    return;
   }
+  if (held == told) return;
+  if (stride_ <= 1 || held / stride_ != told / stride_) {
+    note_status_change(io);
+  } else if (held != tail_held_ || tail_due_ == 0) {
+    tail_held_ = held;
+    tail_due_ = io.now_ns() + kStatusTailNs;
+  }
+}
+
+std::uint64_t Agreement::periodic_at(bool failover) const noexcept {
+  if (stride_ <= 1) return std::max<std::uint64_t>(1, last_status_ns_ + kStatusPeriodNs);
+  // Beyond 32 receivers a failover's repeats are spaced too: each member hears about 32
+  // per 10 ms (a group that just formed cuts and starts terms as members are heard).
+  if (failover) return std::max<std::uint64_t>(1, last_status_ns_ + stall_period_ns_);
+  return std::max(last_status_ns_, periodic_from_) + stall_period_ns_;
+}
+
+bool Agreement::periodic_status(const MsgTable& t, bool failover, std::uint64_t now) noexcept {
+  if (failover || stride_ <= 1) return true;
+  const std::uint64_t held = held_through(t);
+  if (t.next_g() != periodic_next_g_ || held != periodic_held_) {
+    periodic_next_g_ = t.next_g();
+    periodic_held_ = held;
+    periodic_from_ = now;
+    return false;
+  }
+  return true;
 }
 
 void Agreement::repair_if_behind(const PeerStatus& ps, const gw::TermId& term, const MsgTable& t,
                                  StageIo& io) noexcept {
-  if (gw::same_term(ps.st.term, term) && ps.st.stable < reported_held(t) &&
-      io.now_ns() >= last_status_ns_ + kStatusRepairNs) {
+  if (!gw::same_term(ps.st.term, term) || ps.st.stable >= reported_held(t)) return;
+  if (stride_ <= 1) {
+    if (io.now_ns() >= last_status_ns_ + kStatusRepairNs) note_status_change(io);
+    return;
+  }
+  // Sparse statuses: peers report less stable than we hold between every two stride
+  // points, and a member that still delivers sends its next stride's status (or, stalled,
+  // repeats its own: periodic_status). One that delivered all it holds sends nothing more
+  // by itself (the sequencer, or a member whose last status was lost while the others
+  // wait for it): it answers a stalled peer (one that repeats its status), once per stall
+  // period. Answering every peer that lags would cost R statuses whenever one member
+  // repairs a hole late.
+  if (ps.repeat && reported_held(t) == t.next_g() - 1 && io.now_ns() >= last_status_ns_ + stall_period_ns_) {
     note_status_change(io);
   }
 }
 
 void Agreement::send_status(const MsgTable& t, StageIo& io) noexcept {
   status_due_ = 0;
+  tail_due_ = 0;
   last_status_ns_ = io.now_ns();
   Packet* p = io.alloc();
   if (p == nullptr) {

@@ -24,6 +24,10 @@ namespace tmc::detail::group_order {
 
 /// The status period while something is unstable or a failover is pending.
 inline constexpr std::uint64_t kStatusPeriodNs = 10'000'000;
+/// From this many receivers on, statuses are sparse (see Agreement::note_progress).
+inline constexpr std::uint32_t kSparseStatusReceivers = 8;
+/// Sparse statuses: how long holdings must stand still before a status reports them.
+inline constexpr std::uint64_t kStatusTailNs = 8'000'000;
 /// How long our oldest undelivered message may stay undelivered before we send our
 /// undelivered messages again (doubling while nothing moves, up to kOwnStallMaxNs).
 inline constexpr std::uint64_t kOwnStallNs = 200'000'000;
@@ -31,6 +35,7 @@ inline constexpr std::uint64_t kOwnStallMaxNs = 1'600'000'000;
 
 struct PeerStatus {
   bool have = false;
+  bool repeat = false;  ///< its last status told nothing new (a stalled member repeats it)
   std::uint32_t sender = 0;
   std::uint32_t epoch = 0;
   gw::Status st;
@@ -93,11 +98,32 @@ class Agreement {
 
   // --- our statuses -------------------------------------------------------------------
 
+  /// The view has `receivers` receivers: from kSparseStatusReceivers on, statuses are
+  /// sparse (a stride of global numbers, the tail, stalls; see note_progress).
+  void fit_receivers(std::uint32_t receivers) noexcept;
+  /// Statuses per stride of global numbers (1: every change, the small-group rule).
+  [[nodiscard]] std::uint32_t stride() const noexcept { return stride_; }
   /// Something a peer waits for changed: send a status from the tick due now.
   void note_status_change(StageIo& io) noexcept;
   /// Delivery or holdings moved past what our last status said (`told`: held_through
-  /// as peers know it): send a status.
+  /// as peers know it): send a status (sparse statuses: at a stride point, or once the
+  /// holdings stood still for kStatusTailNs).
   void note_progress(const MsgTable& t, std::uint64_t told, StageIo& io) noexcept;
+  /// The next periodic status (with `failover`: one is pending, so every member repeats
+  /// its status every kStatusPeriodNs, every ⌈R / 32⌉ × kStatusPeriodNs with sparse
+  /// statuses; otherwise, with sparse statuses, a stall repair spaced as much).
+  [[nodiscard]] std::uint64_t periodic_at(bool failover) const noexcept;
+  /// The periodic tick is due: whether to send a status. Sparse statuses, no failover: only
+  /// when neither delivery nor holdings moved for a whole period (a lost status stalls
+  /// everybody; while data comes, the stride's statuses and the tail carry the news).
+  bool periodic_status(const MsgTable& t, bool failover, std::uint64_t now) noexcept;
+  [[nodiscard]] std::uint64_t tail_due() const noexcept { return tail_due_; }
+  /// How long our oldest undelivered message may wait before we call it stalled
+  /// (GroupStage::check_own_progress): kOwnStallNs, times ⌈R / 32⌉ with sparse statuses,
+  /// whose stride delays delivery by up to R data datagrams.
+  [[nodiscard]] std::uint64_t own_stall_ns() const noexcept {
+    return kOwnStallNs * (stall_period_ns_ / kStatusPeriodNs);
+  }
   /// A peer at term `term` (ours when its status came) reports less stable than we hold:
   /// it may have lost our last status.
   void repair_if_behind(const PeerStatus& ps, const gw::TermId& term, const MsgTable& t, StageIo& io) noexcept;
@@ -151,6 +177,14 @@ class Agreement {
   std::uint64_t last_status_ns_ = 0;
   std::uint64_t sent_held_ = 0;       ///< held_through in our last status
   std::uint64_t sent_delivered_ = 0;  ///< delivered_through in our last status
+  // Sparse statuses (a view of kSparseStatusReceivers receivers or more).
+  std::uint32_t stride_ = 1;
+  std::uint64_t stall_period_ns_ = kStatusPeriodNs;
+  std::uint64_t tail_due_ = 0;         ///< a status for holdings not reported yet (0 = none)
+  std::uint64_t tail_held_ = 0;        ///< the holdings tail_due_ was armed for
+  std::uint64_t periodic_from_ = 0;    ///< a periodic tick that found delivery moving
+  std::uint64_t periodic_next_g_ = 0;  ///< next_g() at that tick
+  std::uint64_t periodic_held_ = 0;    ///< held_through() at that tick
 };
 
 }  // namespace tmc::detail::group_order

@@ -84,11 +84,18 @@ void GroupStage::net_fail(StageIo& io) noexcept {
   rel_check(io);
 }
 
+// With sparse statuses, a member that has not heard an announcement of its term yet (a
+// group that has sent nothing) repeats its status at the stall period, not every 10 ms:
+// an idle group of n members would otherwise send n statuses every 10 ms.
+bool GroupStage::failover_pending() const noexcept {
+  return agreement_.frozen() || role_ == Role::collecting || role_ == Role::adopting ||
+         (!term_heard_ && agreement_.stride() <= 1);
+}
+
 bool GroupStage::need_periodic() const noexcept {
   // Held messages count too: our timer is then how a view change (the sequencer failed
   // while nothing else moved) is noticed.
-  return agreement_.frozen() || role_ == Role::collecting || role_ == Role::adopting || !term_heard_ ||
-         table_.next_g() <= table_.max_known_g() || table_.held() != 0;
+  return failover_pending() || !term_heard_ || table_.next_g() <= table_.max_known_g() || table_.held() != 0;
 }
 
 void GroupStage::freeze(StageIo& io) noexcept {
@@ -110,6 +117,7 @@ void GroupStage::rel_refresh(StageIo& io) noexcept {
     i_sequence_ = seq_slot_ == g.self_slot();
     agreement_.forget_stale_peers(g);
     const MemberSet& rx = g.receivers();
+    agreement_.fit_receivers(static_cast<std::uint32_t>(rx.count()));
     // A receiver failed and heard again since the last view we saw is both lost and
     // gained: reliability gave up our messages (and announcements) to it meanwhile.
     if (prev_outages_.size() < g.slots()) prev_outages_.resize(g.slots(), 0);  // cold: a view change
@@ -509,7 +517,7 @@ void GroupStage::check_own_progress(StageIo& io) noexcept {
     }
   }
   if (oldest == 0 || oldest != own_oldest_) {
-    own_check_ns_ = kOwnStallNs;  // moved (or nothing held): watch from here
+    own_check_ns_ = agreement_.own_stall_ns();  // moved (or nothing held): watch from here
   } else if (!net_active()) {
     // A network term asks the sequencer for its stamped copies instead (keep_own).
     resend_own(io);
@@ -517,7 +525,7 @@ void GroupStage::check_own_progress(StageIo& io) noexcept {
     // reliable copy given up while views disagreed) is repaired only by a new term, which
     // orders again everything beyond the longest prefix every member holds.
     if (my_term() && role_ == Role::running) freeze(io);
-    own_check_ns_ = std::min(own_check_ns_ * 2, kOwnStallMaxNs);
+    own_check_ns_ = std::min(own_check_ns_ * 2, std::max(kOwnStallMaxNs, agreement_.own_stall_ns()));
   }
   own_oldest_ = oldest;
 }

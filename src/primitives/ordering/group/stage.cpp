@@ -150,8 +150,11 @@ void GroupStage::on_tick(StageIo& io) noexcept {
   if (!net_unrel()) refresh_view(io);
   if (seq_.flush_at() != 0 && seq_.flush_at() <= now) seq_.flush(io);
   if (rel()) {
+    const bool failover = failover_pending();
     if ((agreement_.status_due() != 0 && agreement_.status_due() <= now) ||
-        (need_periodic() && agreement_.last_status_ns() + kStatusPeriodNs <= now)) {
+        (agreement_.tail_due() != 0 && agreement_.tail_due() <= now) ||
+        (need_periodic() && agreement_.periodic_at(failover) <= now &&
+         agreement_.periodic_status(table_, failover, now))) {
       agreement_.send_status(table_, io);
     }
     rel_check(io);
@@ -430,14 +433,13 @@ void GroupStage::receive_stamped(Packet* p, StageIo& io) noexcept {
 
 void GroupStage::rearm(StageIo& io) noexcept {
   if (rel() && own_check_at_ == 0 && table_.own_held() != 0) {
-    if (own_check_ns_ == 0) own_check_ns_ = kOwnStallNs;
+    if (own_check_ns_ == 0) own_check_ns_ = agreement_.own_stall_ns();
     own_check_at_ = io.now_ns() + own_check_ns_;
   }
-  const std::uint64_t periodic =
-      rel() && need_periodic() ? std::max<std::uint64_t>(1, agreement_.last_status_ns() + kStatusPeriodNs) : 0;
+  const std::uint64_t periodic = rel() && need_periodic() ? agreement_.periodic_at(failover_pending()) : 0;
   timer_.arm_earliest(io, {seq_.flush_at(), reliable_ ? 0 : table_.gap_at(), reliable_ ? 0 : seq_.wait_at(),
                            reliable_ ? 0 : table_.expire_at(), rel() ? agreement_.status_due() : 0, periodic,
-                           net_.own_due_ns(), own_check_at_});
+                           net_.own_due_ns(), own_check_at_, rel() ? agreement_.tail_due() : 0});
 }
 
 }  // namespace tmc::detail::group_order

@@ -98,7 +98,9 @@
 //   that period. A member sends a status when its held_through moves, or its delivered
 //   point moved by a quarter window (the sequencer's window check needs no more); the
 //   running sequencer sends none for its holdings: an announcement up to g tells the members
-//   it holds every global <= g. Each member keeps a copy of its ordered messages until it
+//   it holds every global <= g. From eight receivers on, statuses are sparse (a stride of
+//   global numbers, the tail of a burst, stall repairs: Agreement::note_progress), so the
+//   group sends about one per data datagram, not one per member. Each member keeps a copy of its ordered messages until it
 //   delivers them, in a hold table (2 x window) that every member's messages share: past
 //   window / 8 undelivered copies of its own, further messages are send backlog
 //   (send_backlog(): the shell holds the application back), so one fast sender cannot fill
@@ -212,6 +214,7 @@ class GroupStage final : public Stage, private MemberSequencer::AnnounceSink {
 
   void receive_stamped_rel(Packet* p, StageIo& io) noexcept;
   void net_fail(StageIo& io) noexcept;
+  [[nodiscard]] bool failover_pending() const noexcept;
   [[nodiscard]] bool need_periodic() const noexcept;
   void freeze(StageIo& io) noexcept;
   void rel_refresh(StageIo& io) noexcept;
