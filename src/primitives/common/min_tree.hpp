@@ -32,9 +32,35 @@ class MinTree {
       tree_[i] = m;
     }
   }
+  /// Cold: set slots one by one without the walk up, then rebuild() once.
+  void set_leaf(std::size_t slot, std::uint64_t v) noexcept {
+    if (slot < cap_) tree_[cap_ + slot] = v;
+  }
+  void rebuild() noexcept {
+    for (std::size_t i = cap_ == 0 ? 0 : cap_ - 1; i >= 1; --i) tree_[i] = tree_[2 * i] < tree_[2 * i + 1] ? tree_[2 * i] : tree_[2 * i + 1];
+  }
   [[nodiscard]] std::uint64_t min() const noexcept { return tree_.size() > 1 ? tree_[1] : kNone; }
+  /// A slot holding the minimum (the leftmost), O(log n).
+  [[nodiscard]] std::size_t argmin() const noexcept {
+    std::size_t i = 1;
+    while (i < cap_) i = tree_[2 * i] == tree_[i] ? 2 * i : 2 * i + 1;
+    return i - cap_;
+  }
+  /// Whether pred(slot) holds for every slot whose value is below `bound`; stops at the
+  /// first that fails (O(log n) per slot visited).
+  template <class Pred>
+  [[nodiscard]] bool all_below(std::uint64_t bound, Pred&& pred) const noexcept {
+    return tree_.size() <= 1 || below(1, bound, pred);
+  }
 
  private:
+  template <class Pred>
+  bool below(std::size_t i, std::uint64_t bound, Pred& pred) const noexcept {
+    if (tree_[i] >= bound) return true;
+    if (i >= cap_) return pred(i - cap_);
+    return below(2 * i, bound, pred) && below(2 * i + 1, bound, pred);
+  }
+
   std::size_t cap_ = 0;
   std::vector<std::uint64_t> tree_;  ///< 1-based heap layout; leaves at cap_ + slot
 };

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "primitives/common/min_tree.hpp"
 #include "primitives/reliability/ack_format.hpp"
 
 namespace tmc::arq {
@@ -62,58 +63,6 @@ struct MemberAcks {
   }
 };
 
-/// A tournament tree over member slots: the minimum of one value per slot (kNone for slots
-/// outside the set), updated in O(log n). Sized on a view change (cold); no allocation after.
-class MinTree {
- public:
-  static constexpr std::uint64_t kNone = ~std::uint64_t{0};
-
-  /// Cold: `slots` leaves, all kNone.
-  void reset(std::size_t slots) {
-    cap_ = 1;
-    while (cap_ < slots) cap_ *= 2;
-    v_.assign(2 * cap_, kNone);
-  }
-  [[nodiscard]] std::size_t slots() const noexcept { return cap_; }
-  void set(std::size_t slot, std::uint64_t value) noexcept {
-    std::size_t i = cap_ + slot;
-    if (v_[i] == value) return;
-    v_[i] = value;
-    for (i /= 2; i >= 1; i /= 2) {
-      const std::uint64_t m = v_[2 * i] < v_[2 * i + 1] ? v_[2 * i] : v_[2 * i + 1];
-      if (v_[i] == m) break;
-      v_[i] = m;
-    }
-  }
-  /// Cold: recompute every inner node after set_leaf() calls.
-  void set_leaf(std::size_t slot, std::uint64_t value) noexcept { v_[cap_ + slot] = value; }
-  void rebuild() noexcept {
-    for (std::size_t i = cap_ - 1; i >= 1; --i) v_[i] = v_[2 * i] < v_[2 * i + 1] ? v_[2 * i] : v_[2 * i + 1];
-  }
-  [[nodiscard]] std::uint64_t min() const noexcept { return v_.size() > 1 ? v_[1] : kNone; }
-  /// A slot holding the minimum (meaningful when min() != kNone).
-  [[nodiscard]] std::size_t argmin() const noexcept {
-    std::size_t i = 1;
-    while (i < cap_) i = v_[2 * i] == v_[i] ? 2 * i : 2 * i + 1;
-    return i - cap_;
-  }
-  /// Whether pred(slot) holds for every slot whose value is below `bound`; stops at the
-  /// first that fails (O(log n) per slot visited).
-  template <class Pred>
-  [[nodiscard]] bool all_below(std::uint64_t bound, Pred&& pred) const noexcept {
-    return v_.size() <= 1 || below(1, bound, pred);
-  }
-
- private:
-  template <class Pred>
-  bool below(std::size_t i, std::uint64_t bound, Pred& pred) const noexcept {
-    if (v_[i] >= bound) return true;
-    if (i >= cap_) return pred(i - cap_);
-    return below(2 * i, bound, pred) && below(2 * i + 1, bound, pred);
-  }
-
-  std::size_t cap_ = 0;
-  std::vector<std::uint64_t> v_;
-};
+using detail::MinTree;  // primitives/common/min_tree.hpp
 
 }  // namespace tmc::arq

@@ -178,7 +178,7 @@ void ArqSender::open_set(const Group& g) {
   if (cur_ != kNoSet) {
     AckSet& c = sets_[cur_];
     if (c.members == required && c.unresolved == unresolved) return;
-    if (c.from == next_rseq_ && (cfg_.mode == AckMode::count || c.edge.slots() >= slots_fit_)) {
+    if (c.from == next_rseq_ && (cfg_.mode == AckMode::count || c.edge.capacity() >= slots_fit_)) {
       // No message was sent with it yet (members joining one after the other as a large
       // group starts): it changes in place, O(1) per member that came or went.
       const std::size_t words = (slots_fit_ + 63) / 64;
@@ -861,7 +861,7 @@ void ArqSender::settle_acked(std::size_t s, const MemberAcks& before, StageIo& i
   }
   for (std::size_t i = 0; i < order_.size(); ++i) {
     AckSet& a = sets_[order_[i]];
-    if (!a.members.contains(slot) || s >= a.edge.slots()) continue;
+    if (!a.members.contains(slot) || s >= a.edge.capacity()) continue;
     a.edge.set(s, after.base);
     if (a.unresolved) continue;
     const std::uint64_t m = a.edge.min();
