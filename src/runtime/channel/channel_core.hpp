@@ -452,6 +452,11 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
   std::vector<Pipeline::AppAckRecord> acking_;     // loop thread; the batch being applied
   uv_idle_t ack_idle_{};
   static void on_ack_idle_cb(uv_idle_t* h);
+  /// A pipeline deadline that is due already when the timer is re-armed (pacing.coalesce
+  /// with 'coalesce turn' waits only for the end of the turn) is ticked by this idle handle
+  /// on the loop's next turn, before it polls again: no timer, no system call.
+  uv_idle_t turn_idle_{};
+  static void on_turn_idle_cb(uv_idle_t* h);
   void apply_loop_acks() noexcept;  // loop thread
 
   /// Delivered messages waiting for receive(): a ring of receive_queue_messages slots.

@@ -20,9 +20,11 @@ void ChannelCore::attach() {
   aside_timer_.data = this;
   uv_idle_init(loop_.uv(), &ack_idle_);
   ack_idle_.data = this;
+  uv_idle_init(loop_.uv(), &turn_idle_);
+  turn_idle_.data = this;
   loop_acks_.reserve(64);
   acking_.reserve(64);
-  open_handles_ = 4;
+  open_handles_ = 5;
   // Without a timerfd (it cannot fail short of fd exhaustion) deadlines use timer_ alone.
   fine_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (fine_fd_ >= 0) {
@@ -188,6 +190,13 @@ void ChannelCore::on_fine_timer_cb(uv_poll_t* h, int status, int events) {
   self->tick_now();
 }
 
+void ChannelCore::on_turn_idle_cb(uv_idle_t* h) {
+  uv_idle_stop(h);
+  auto* self = static_cast<ChannelCore*>(h->data);
+  ExecGuard exec(*self);
+  self->tick_now();
+}
+
 void ChannelCore::tick_now() noexcept {
   if (!pipeline_) return;
   timer_deadline_ns_ = 0;
@@ -256,6 +265,13 @@ void ChannelCore::rearm_timer(std::uint64_t now_ns) noexcept {
   }
   if (d == timer_deadline_ns_) return;
   timer_deadline_ns_ = d;
+  if (d <= now_ns) {
+    // Due already: what waits for the end of this turn (pacing.coalesce under 'coalesce
+    // turn', a stage catching up) is ticked on the loop's next turn, before it polls again,
+    // instead of through a timer (a timerfd set and read, an extra epoll round).
+    uv_idle_start(&turn_idle_, &ChannelCore::on_turn_idle_cb);
+    return;
+  }
   if (fine_on_ && d < now_ns + kFineTimerNs) {
     // uv_hrtime() is CLOCK_MONOTONIC, as the timerfd: arm it at the absolute deadline (a
     // past one fires at once; 0 would disarm it). A stale expiry from an earlier setting

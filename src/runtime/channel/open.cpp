@@ -412,6 +412,8 @@ void ChannelCore::detach() noexcept {
   uv_idle_stop(&ack_idle_);
   loop_acks_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(&ack_idle_), &ChannelCore::on_handle_closed);
+  uv_idle_stop(&turn_idle_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&turn_idle_), &ChannelCore::on_handle_closed);
   loop_.channels.fetch_sub(1);
 }
 
