@@ -62,6 +62,11 @@ struct Packet {
   /// The shell's id for the application message (send path); reliability reports it back
   /// in delivery_met / delivery_failed events. Copied by clone().
   std::uint64_t token = 0;
+  /// A datagram carrying several application messages (pacing.coalesce's batch): the
+  /// first one's token, `token` being the last one's; 0 = the datagram carries `token`
+  /// alone. Reliability acknowledges the batch when the application acknowledges any of
+  /// them (a reply to one shows the member received the datagram, so all of them).
+  std::uint64_t token_first = 0;
   bool large = false;         ///< buffer from PacketPool::alloc_large (freed, not pooled)
   /// The application waits on this message's outcome (a future or a sync send): stages
   /// that merge messages (pacing.coalesce) send it as itself, so reliability's outcome

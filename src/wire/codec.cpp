@@ -60,6 +60,7 @@ void Packet::reset_for_send(std::uint32_t payload_bytes) noexcept {
   n_ext = 0;
   seq = 0;
   token = 0;
+  token_first = 0;
   wants_outcome = false;
   lifetime_ns = 0;
   expires_ns = 0;

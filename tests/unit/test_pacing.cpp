@@ -358,6 +358,35 @@ TEST_CASE("pacing.coalesce: delay_us 0 flushes at the next tick (deadline now)")
   CHECK(batch_count(*ep.sink.transmitted[0]) == 2);
 }
 
+TEST_CASE("pacing.coalesce: a batch carries its messages' tokens, the first and the last") {
+  // Reliability below acknowledges a batch when the application acknowledges any message
+  // in it (acks: application): it needs the range of tokens the datagram stands for.
+  PacketPool pool(2048, 16, 1024);
+  Endpoint ep(pool, make_plan({stage("pacing.coalesce", {{"delay_us", "0"}})}), make_env(1));
+  auto send = [&](std::string_view text, std::uint64_t token) {
+    Packet* p = pool.alloc();
+    REQUIRE(p != nullptr);
+    p->reset_for_send(static_cast<std::uint32_t>(text.size()));
+    std::memcpy(p->payload(), text.data(), text.size());
+    p->token = token;
+    ep->send(p, 5'000);
+  };
+  send("a", 41);
+  send("b", 42);
+  send("c", 43);
+  ep->tick(5'000);
+  REQUIRE(ep.sink.transmitted.size() == 1);
+  CHECK(batch_count(*ep.sink.transmitted[0]) == 3);
+  CHECK(ep.sink.transmitted[0]->token == 43);
+  CHECK(ep.sink.transmitted[0]->token_first == 41);
+  // A message alone at the flush leaves as itself, with its own token and no range.
+  send("d", 44);
+  ep->tick(6'000);
+  REQUIRE(ep.sink.transmitted.size() == 2);
+  CHECK(ep.sink.transmitted[1]->token == 44);
+  CHECK(ep.sink.transmitted[1]->token_first == 0);
+}
+
 TEST_CASE("pacing.coalesce: non-data kinds pass down at once while a batch waits") {
   PacketPool pool(2048, 16, 1024);
   Endpoint ep(pool, make_plan({stage("pacing.coalesce")}), make_env(1));

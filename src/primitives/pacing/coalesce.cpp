@@ -414,6 +414,8 @@ class CoalesceStage final : public Stage {
       // Whatever `rec` assumed, a batch's first record is written out in full.
       bytes_ = record_bytes(*p, false);
       first_ns_ = io.now_ns();
+      first_token_ = p->token;
+      last_token_ = p->token;
       io.arm_timer(first_ns_ + delay_ns_);
       return;
     }
@@ -448,6 +450,7 @@ class CoalesceStage final : public Stage {
     std::uint64_t seq = 0;
     const bool has_seq = only_seq(*p, seq);
     write_record(*p, implied(has_seq, seq));
+    last_token_ = p->token;
     p->release();
     ++count_;
   }
@@ -500,6 +503,11 @@ class CoalesceStage final : public Stage {
     b->channel = channel_;
     b->sender = sender_;
     b->epoch = epoch_;
+    // The batch stands for its messages' tokens (reliability acknowledges it when the
+    // application acknowledges any of them; "forget this and earlier" covers it once it
+    // covers the last one).
+    b->token = last_token_;
+    b->token_first = first_token_;
     // A fresh packet has the whole headroom free, so the extension always fits.
     if (compact_) {
       std::uint8_t* x = b->push_ext(wire::Ext::batch, kCompactExtBytes);
@@ -528,6 +536,8 @@ class CoalesceStage final : public Stage {
   std::uint32_t count_ = 0;
   std::uint32_t bytes_ = 0;
   std::uint64_t first_ns_ = 0;
+  std::uint64_t first_token_ = 0;  ///< the batch's first and last messages' tokens
+  std::uint64_t last_token_ = 0;
   std::uint32_t channel_ = 0;
   std::uint32_t sender_ = 0;
   std::uint32_t epoch_ = 0;

@@ -369,6 +369,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   e.copy = copy;
   e.rseq = rseq;
   e.token = p->token;
+  e.token_first = p->token_first != 0 ? p->token_first : p->token;
   e.set = cur_;
   e.acks = 0;
   if (e.has_app) e.app_acked.clear();
@@ -900,10 +901,11 @@ bool ArqSender::on_app_ack(std::uint64_t token, int slot, StageIo& io) noexcept 
   bool known = false;
   // A reply acknowledges a recent message: look from the newest down. Tokens grow with
   // the reliable sequence number, so the search stops below the token. (A fragmented
-  // message is several entries under one token: each is acknowledged.)
+  // message is several entries under one token: each is acknowledged. A batch of messages
+  // is one entry for the tokens token_first..token: a reply to any of them acknowledges it.)
   for (std::uint64_t r = next_rseq_; r > trail_;) {
     Entry& e = entry(--r);
-    if (e.rseq != r || e.token > token) continue;
+    if (e.rseq != r || e.token_first > token) continue;
     if (e.token < token) break;
     known = true;
     if (acked(e, static_cast<std::size_t>(slot))) continue;

@@ -101,6 +101,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
     Packet* copy = nullptr;       // unsealed copy, cloned for each retransmission
     std::uint64_t rseq = 0;       // 0: slot free (settled)
     std::uint64_t token = 0;
+    std::uint64_t token_first = 0;  // a batch: its first message's token (else = token)
     MemberSet app_acked;          // members the application acknowledged it for (on_app_ack())
     std::uint32_t set = 0;        // its ack set (sets_)
     std::uint32_t acks = 0;       // count mode: members that acked it
