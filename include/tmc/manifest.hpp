@@ -109,12 +109,15 @@ struct ReliabilitySpec {
 };
 
 /// Pacing (Table 3): a token bucket when rate_bps > 0, message coalescing when
-/// coalesce_us > 0. `pacing: true` alone means coalescing with a 100 us bound, no rate limit.
+/// coalesce_us > 0 or coalesce_turn. `pacing: true` alone means coalescing with a 100 us bound, no rate limit.
 struct PacingSpec {
   bool enabled = false;
   std::int64_t rate_bps = 0;       ///< token-bucket rate in bits per second; 0 = no rate limit
   std::int64_t burst_bytes = 0;    ///< bucket depth; 0 = 64 KiB
   std::int64_t coalesce_us = 0;    ///< max delay to coalesce small messages into one datagram; 0 = 100 when no rate
+  /// Coalesce what is sent within one turn of the event loop (e.g. the messages a handler
+  /// sends for one input) and send it when the turn ends: no added wait (coalesce_us unused).
+  bool coalesce_turn = false;
   bool operator==(const PacingSpec&) const = default;
 };
 

@@ -173,7 +173,8 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
   // Whether pacing.coalesce is in the plan (the pacing block below says why or why not).
   const std::int64_t coalesce_us =
       m.pacing.coalesce_us > 0 ? m.pacing.coalesce_us : (m.pacing.rate_bps > 0 ? 0 : 100);
-  const bool coalescing = m.pacing.enabled && coalesce_us > 0 && !(m.group_ordering && !net.sequencer.empty());
+  const bool coalesce_wanted = coalesce_us > 0 || m.pacing.coalesce_turn;
+  const bool coalescing = m.pacing.enabled && coalesce_wanted && !(m.group_ordering && !net.sequencer.empty());
 
   if (m.group_ordering) {
     PlannedStage g;
@@ -268,9 +269,20 @@ void derive_stages(const Manifest& m, const NicCapabilities& nic, const NetworkC
   // (one sequence number, one copy kept, one bit in an ack), so reliability's cost and its
   // window are per datagram, not per message.
   if (m.pacing.enabled) {
-    if (coalesce_us > 0 && m.group_ordering && !net.sequencer.empty()) {
+    if (coalesce_wanted && m.group_ordering && !net.sequencer.empty()) {
       plan.notes.push_back("pacing: no coalescing: the network sequencer stamps each datagram, so messages "
                            "sharing one would share one place in the order");
+    } else if (m.pacing.coalesce_turn) {
+      // delay_us 0: the batch leaves at the stage's next tick, which the runtime runs at the
+      // end of the event loop's turn when a deadline is already due (no timer).
+      PlannedStage c = stage("pacing.coalesce",
+                             "'pacing' with 'coalesce turn': messages sent within one turn of the event loop (a "
+                             "handler's sends for one input, several sends in a row) share datagrams (up to " +
+                                 std::to_string(room.coalesce_budget) +
+                                 " bytes of them) and leave when the turn ends, without waiting for more; a "
+                                 "message alone is sent as itself.");
+      c.params = {{"max_bytes", std::to_string(room.coalesce_budget)}, {"delay_us", "0"}, {"records", "compact"}};
+      plan.stages.push_back(std::move(c));
     } else if (coalesce_us > 0) {
       PlannedStage c = stage("pacing.coalesce",
                              "'pacing' trades latency for throughput: small messages wait at most " +

@@ -745,6 +745,70 @@ TEST_CASE("acknowledgment by reply: the reply settles the request, and no ack da
   CHECK(a.acknowledge(1, "b").code() == tmc::Code::NOT_AVAILABLE);
 }
 
+TEST_CASE("coalesce turn: what a handler sends for one input shares a datagram; a reply to any of it acks it") {
+  // The client's handler answers the server's "go" with two reliable requests: one turn,
+  // one datagram. The server answers each request (two replies, one turn: one datagram).
+  // The client acknowledges only the SECOND request's id: the batch that carried both is
+  // settled by it (a reply to either shows the server received the datagram).
+  tmc::Manifest m = manifest_for("coalesce-turn", 22, "client");
+  m.members = {"client", "server"};
+  m.reliability.enabled = true;
+  m.reliability.messages = "flagged";
+  m.reliability.acks = "application";
+  m.pacing.enabled = true;
+  m.pacing.coalesce_turn = true;
+  auto client = tmc::Channel::open(m);
+  m.name = "server";
+  auto server = tmc::Channel::open(m);
+  REQUIRE(client.plan().to_string().find("pacing.coalesce") != std::string::npos);
+  REQUIRE(client.wait_for_members(1, std::chrono::seconds(10)));
+  REQUIRE(server.wait_for_members(1, std::chrono::seconds(10)));
+  std::atomic<int> requests{0};
+  server.on_message([&server, &requests](tmc::Message&& msg) {
+    const std::string text(msg.text());
+    if (text.rfind("req ", 0) != 0) return;
+    ++requests;
+    (void)server.send("re: " + text.substr(4));
+    (void)server.send("done: " + text.substr(4));
+  });
+  tmc::MessageManifest reliable;
+  reliable.reliability = true;
+  std::atomic<std::uint64_t> second{0};
+  std::atomic<int> replies{0};
+  client.on_message([&](tmc::Message&& msg) {
+    const std::string text(msg.text());
+    if (text == "go") {
+      const std::string a = "req 1";
+      const std::string b = "req 2";
+      std::uint64_t id = 0;
+      CHECK(client.send(std::span(reinterpret_cast<const std::uint8_t*>(a.data()), a.size()), reliable, &id));
+      CHECK(client.send(std::span(reinterpret_cast<const std::uint8_t*>(b.data()), b.size()), reliable, &id));
+      second = id;
+      return;
+    }
+    if (text == "re: 2") CHECK(client.acknowledge(second.load(), "server"));
+    ++replies;
+  });
+  REQUIRE(server.send("go"));
+  bool met = false;
+  for (int i = 0; i < 500 && !met; ++i) {
+    met = client.stats().counter("reliability.met") == 1 && replies.load() >= 4;
+    if (!met) std::this_thread::sleep_for(10ms);
+  }
+  CHECK(met);
+  const tmc::ChannelStats cs = client.stats();
+  const tmc::ChannelStats ss = server.stats();
+  CHECK(cs.counter("pacing.coalesce_batches_sent") >= 1);
+  CHECK(cs.counter("pacing.coalesce_messages_batched") >= 2);
+  CHECK(ss.counter("pacing.coalesce_batches_received") >= 1);
+  CHECK(ss.counter("pacing.coalesce_batches_sent") >= 1);  // the two replies to one request
+  CHECK(ss.counter("reliability.acks_sent") == 0);
+  // Settled by the reply to the second request alone: nothing failed, and the first
+  // request's id now names a settled message (acknowledging it changes nothing).
+  CHECK(cs.counter("reliability.failed") == 0);
+  CHECK(requests.load() >= 2);
+}
+
 TEST_CASE("acknowledgment by reply: batched acks from handlers and threads are each counted once") {
   // Each server answers each request once (a repeat is not answered), so an ack that a
   // batch lost would leave its request unmet for good, and one counted twice would show in

@@ -10,7 +10,7 @@
 // Reflection lists, in declaration order (schema_problems() checks the rows follow it).
 BOOST_HANA_ADAPT_STRUCT(tmc::ReliabilitySpec, enabled, ack_from, ack_fraction, ack_k, max_retries, messages,
                         ack_delay_us, min_timeout_us, acks, nack_delay_us, tail_probe);
-BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us);
+BOOST_HANA_ADAPT_STRUCT(tmc::PacingSpec, enabled, rate_bps, burst_bytes, coalesce_us, coalesce_turn);
 BOOST_HANA_ADAPT_STRUCT(tmc::FlowControlSpec, enabled, policy, window_bytes, slow_timeout_us, eject_slow,
                         load_hints);
 BOOST_HANA_ADAPT_STRUCT(tmc::LifetimeSpec, enabled, duration_us, skew_us);
@@ -124,6 +124,11 @@ constexpr FieldMeta kPacingRows[] = {
     {.field = "coalesce_us", .key = "coalesce us", .alias = "coalesce_us",
      .doc = "longest wait to coalesce small messages into one datagram, in microseconds; 0 = 100 when "
             "no rate is set, else no coalescing", .min = 0, .max = 1000000},
+    {.field = "coalesce_turn", .key = "coalesce turn", .alias = "coalesce_turn",
+     .doc = "coalesce what is sent within one turn of the event loop (the messages a handler sends for one "
+            "input, several sends in a row) and send it when the turn ends, without waiting longer: a "
+            "request/response protocol's messages that go out together share datagrams at no latency cost; "
+            "'coalesce us' is then unused"},
 };
 
 constexpr FieldMeta kFlowRows[] = {
