@@ -36,8 +36,14 @@ tmcnet_setup >"$OUT/netns.log"
 # IGMP snooping, as a switched network has it: the bridge forwards a group's datagrams to
 # the ports that joined it (the replicas), not to every host. The bridge is the querier,
 # so it learns the joins. TAPIR_SNOOPING=0 floods every port, as the bridge does without.
+# A group's membership is learned from the hosts' IGMP reports; one that is missed (a join's
+# unsolicited reports race the bridge learning its ports) is learned again only when the
+# querier asks: at once here (startup queries every 0.25 s, then every 1 s), not after the
+# default 125 s, during which the bridge forwards that group to the other replicas only.
 if [ "${TAPIR_SNOOPING:-1}" = 1 ]; then
-  ip -n "$TMCNET_BR_NS" link set br0 type bridge mcast_snooping 1 mcast_querier 1 >>"$OUT/netns.log" 2>&1 ||
+  ip -n "$TMCNET_BR_NS" link set br0 type bridge mcast_snooping 1 mcast_querier 1 mcast_query_interval 100 \
+    mcast_query_response_interval 50 mcast_startup_query_interval 25 mcast_startup_query_count 4 \
+    >>"$OUT/netns.log" 2>&1 ||
     echo "run-netns: could not turn IGMP snooping on: multicast floods every port" >&2
 fi
 
@@ -65,6 +71,17 @@ for r in 0 1 2; do
     sleep 0.05
   done
 done
+# With snooping, the clients start once the bridge forwards every client's request group to
+# every replica (variants that use multicast: the replicas joined one group per client), so
+# that no run begins with a replica cut off from a client's requests.
+if [ "${TAPIR_SNOOPING:-1}" = 1 ] && { [ "$VARIANT" = mcast ] || [ "$VARIANT" = tuned ] || [ "$VARIANT" = tuned-flagged ]; }; then
+  want=$((3 * CLIENTS)); tries=0
+  until [ "$(bridge -n "$TMCNET_BR_NS" mdb show 2>/dev/null | grep -cE 'port p[123] grp 239\.77\.0\.')" -ge "$want" ]; do
+    tries=$((tries + 1))
+    [ $tries -lt 100 ] || { echo "run-netns: the bridge did not learn every replica's groups in 5 s" >&2; break; }
+    sleep 0.05
+  done
+fi
 cpids=()
 for ((j = 0; j < CLIENTS; j++)); do
   prefix "c$j"
