@@ -419,9 +419,11 @@ class Channel {
   Status receive(Message& out, std::chrono::nanoseconds timeout);
   /// The next queued message without waiting.
   std::optional<Message> try_receive();
-  /// Deliver every later message to `handler` on the loop thread instead of the receive
-  /// queue (messages already queued stay there for receive()). An empty function returns
-  /// to the queue. The handler owns the Message it is given (move it to keep it).
+  /// Deliver messages to `handler` on the loop thread instead of the receive queue: first
+  /// the ones already queued (delivered since open, before any handler was set), in order,
+  /// then every later one, so a handler set right after open misses none. An empty
+  /// function returns to the queue. The handler owns the Message it is given (move it to
+  /// keep it).
   void on_message(MessageHandler handler);
   /// Stage events (gap skipped, members joined/failed/left, delivery met/failed, ...) on
   /// the loop thread.

@@ -573,6 +573,11 @@ void Network::route(std::size_t from, std::size_t to, const std::uint8_t* bytes,
     if (trace_ != nullptr) *trace_ << "t=" << now_ns_ << " tx " << from << " -> " << to << " partitioned\n";
     return;
   }
+  if (drop_filter_ && drop_filter_(from, to, std::span<const std::uint8_t>(bytes, n))) {
+    ++st.lost;
+    if (trace_ != nullptr) *trace_ << "t=" << now_ns_ << " tx " << from << " -> " << to << " dropped (filter)\n";
+    return;
+  }
   const LinkParams& l = link(from, to);
   if (rng_.chance(l.loss)) {
     ++st.lost;

@@ -237,6 +237,13 @@ class Network {
   void set_arrival_tap(std::function<void(std::size_t to, std::span<const std::uint8_t>)> tap) {
     arrival_tap_ = std::move(tap);
   }
+  /// Decides, for every datagram copy routed from member `from` to member `to`, whether the
+  /// link loses it on purpose (counted as lost), before the link's random faults and without
+  /// drawing from the random stream: loss aimed at particular datagrams (a sender's first
+  /// message, its first ack). nullptr stops it.
+  void set_drop_filter(std::function<bool(std::size_t from, std::size_t to, std::span<const std::uint8_t>)> f) {
+    drop_filter_ = std::move(f);
+  }
 
   // --- running ----------------------------------------------------------------------------
 
@@ -329,6 +336,7 @@ class Network {
   std::function<void(std::uint64_t)> fingerprint_sink_;
   std::function<void(std::size_t, std::span<const std::uint8_t>)> tap_;
   std::function<void(std::size_t, std::span<const std::uint8_t>)> arrival_tap_;
+  std::function<bool(std::size_t, std::size_t, std::span<const std::uint8_t>)> drop_filter_;
 };
 
 }  // namespace tmc::sim

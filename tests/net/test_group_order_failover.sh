@@ -45,6 +45,8 @@ COUNT=1000      # messages per member
 RATE=400        # per member per second: 2.5 s of sending, three senders at once
 LOSS=30         # per mille at the lossy member
 KILL_AFTER=900  # deliveries logged by a survivor before the sequencer is killed (of 3*COUNT)
+LATE_HANDLER_MS=100  # h3 sets its delivery handler this long after opening: the others'
+                     # first messages reach it before, and must still be logged first
 
 # Which member sequences: 'tmc plan' must place ordering.group on a member; its name is the
 # manifest's 'sequencer', or else the smallest member name.
@@ -81,7 +83,9 @@ start_members() {
   local tag=$1 h
   shift
   for h in 1 2 3; do
-    tmcnet_bg "$h" "$member" "$@" --manifest "$manifest" --name "h$h" --send $COUNT --rate $RATE \
+    local late=()
+    [ "$h" -eq 3 ] && late=(--late-handler-ms $LATE_HANDLER_MS)
+    tmcnet_bg "$h" "$member" "$@" "${late[@]}" --manifest "$manifest" --name "h$h" --send $COUNT --rate $RATE \
       --receive 40 --idle 5 --wait-members 2 --log "$work/$tag-h$h.log" --ready "$work/$tag-h$h.ready" \
       --events "$work/$tag-h$h.events" \
       >"$work/$tag-h$h.out" 2>&1

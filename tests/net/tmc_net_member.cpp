@@ -29,6 +29,8 @@
 // takes one message at a time with receive() and sleeps N microseconds after each, while
 // the loop keeps reading into the receive queue (--receive-queue N sets its size; load-hint
 // tests).
+// --late-handler-ms N sets the delivery handler N ms after the channel opened (an
+// application slow to set it up): what was delivered meanwhile must still reach it first.
 // --counters P1,P2 prints every counter whose name starts with one of the prefixes, one
 // "<name>: counter <counter> <value>" line each (e.g. flow.,congestion.,shell.).
 // The delivery log is written in delivery order, so logs of group-ordered members can be
@@ -113,6 +115,7 @@ struct Args {
   std::string events;
   std::string caps;            // --caps: capability file for the channel
   long consume_us = 0;         // --consume-us: a slow application, sleeping per message
+  long late_handler_ms = 0;    // --late-handler-ms: the handler set this long after open
   long consumer_us = 0;        // --consumer-thread-us: a slow consumer thread calling receive()
   long receive_queue = 0;      // --receive-queue: OpenOptions::receive_queue_messages
   std::string counter_prefixes;  // --counters: print the counters starting with these
@@ -217,6 +220,7 @@ int run(const Args& a) {
       }
     });
   } else if (log != nullptr) {
+    if (a.late_handler_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(a.late_handler_ms));
     c.on_message(handle);
   }
   std::FILE* events = nullptr;
@@ -351,6 +355,12 @@ int run(const Args& a) {
                 cpu_last_delivered);
   }
   const tmc::ChannelStats st = c.stats();
+  if (log != nullptr && delivered.load() != st.messages_delivered) {
+    // Delivered by the channel but never handed to the application (or handed after the
+    // handler was removed at the end): the log lacks them.
+    std::printf("%s: logged %" PRIu64 " of %" PRIu64 " deliveries\n", a.name.c_str(), delivered.load(),
+                st.messages_delivered);
+  }
   if (events != nullptr) c.on_event(nullptr);
   c.close();
   if (log != nullptr) {
@@ -437,6 +447,7 @@ int main(int argc, char** argv) {
     else if (k == "--events") a.events = v;
     else if (k == "--caps") a.caps = v;
     else if (k == "--consume-us") a.consume_us = std::atol(v);
+    else if (k == "--late-handler-ms") a.late_handler_ms = std::atol(v);
     else if (k == "--consumer-thread-us") a.consumer_us = std::atol(v);
     else if (k == "--receive-queue") a.receive_queue = std::atol(v);
     else if (k == "--counters") a.counter_prefixes = v;

@@ -521,6 +521,40 @@ TEST_CASE("handler form delivers on the loop thread and may send from there") {
   CHECK(q->text() == "queued");
 }
 
+TEST_CASE("a handler set after open gets the messages delivered before it first, in order") {
+  // The channel delivers from the moment it opens, so an application that sets its handler
+  // right after open() races the first messages; they wait in the receive queue, and the
+  // handler must get them before any later one, or a handler-only application never sees
+  // them (a member's log once missed the first message of the whole run this way).
+  auto rx = tmc::Channel::open(manifest_for("handler-late", 15, "rx"));
+  auto tx = tmc::Channel::open(manifest_for("handler-late", 15, "tx"));
+  REQUIRE(send_n(tx, 20, "early"));
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (rx.stats().messages_delivered < 20 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(2ms);
+  }
+  REQUIRE(rx.stats().messages_delivered == 20);  // delivered, queued: no handler yet
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> got;
+  rx.on_message([&](tmc::Message&& msg) {
+    std::lock_guard<std::mutex> lock(mu);
+    got.emplace_back(msg.text());
+    cv.notify_all();
+  });
+  REQUIRE(send_n(tx, 5, "late"));
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, 5s, [&] { return got.size() >= 25; });
+  }
+  rx.on_message(nullptr);
+  std::lock_guard<std::mutex> lock(mu);
+  REQUIRE(got.size() == 25);
+  for (int i = 0; i < 20; ++i) CHECK(got[static_cast<std::size_t>(i)] == "early" + std::to_string(i));
+  for (int i = 0; i < 5; ++i) CHECK(got[static_cast<std::size_t>(20 + i)] == "late" + std::to_string(i));
+  CHECK(!rx.try_receive().has_value());  // the queue was handed over, not left behind
+}
+
 TEST_CASE("messages outlive their channel and hold their buffers until dropped") {
   auto tx = tmc::Channel::open(manifest_for("outlive", 16, "tx"));
   std::optional<tmc::Message> kept;

@@ -12,6 +12,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <span>
+#include <tuple>
 
 #include "sequencer/stamp.hpp"
 #include "sim_util.hpp"
@@ -349,14 +353,23 @@ namespace {
 // (member seed % n; the view's failure timeout is 1 s here).
 enum class SequencerFate { lives, restarts, crashes, member_crashes };
 
+// Variations for scenarios that aim at particular datagrams: `setup` runs once every member
+// is added (the sequencer is member n), before the burst is scheduled; `heartbeat_us` is
+// membership's interval; `sender_offset_ns` starts sender s that much later per s.
+struct OumOptions {
+  std::function<void(Network&, std::size_t)> setup;
+  const char* heartbeat_us = "20000";
+  std::uint64_t sender_offset_ns = 0;
+};
+
 void run_reliable_oum(std::uint64_t seed, Check& c, Network& net, std::size_t n, std::size_t senders,
-                      bool own_copy_loss, SequencerFate fate = SequencerFate::lives) {
+                      bool own_copy_loss, SequencerFate fate = SequencerFate::lives, const OumOptions& opt = {}) {
   const std::string where = "10.0.0." + std::to_string(n + 1) + ":4000";
   for (std::size_t i = 0; i < n; ++i) {
     tmc::Plan p = tmc::sim::make_plan(
         {tmc::sim::stage("ordering.group", {{"network_sequencer", where}, {"reliable", "true"}, {"hold_us", "50000"}}),
          tmc::sim::stage("ordering.seq"), tmc::sim::stage("reliability.arq", {{"messages", "all"}}),
-         tmc::sim::stage("membership.heartbeat", {{"interval_us", "20000"}, {"timeout_us", "1000000"}})});
+         tmc::sim::stage("membership.heartbeat", {{"interval_us", opt.heartbeat_us}, {"timeout_us", "1000000"}})});
     p.traits.network_sequenced = true;
     p.member = "m" + std::to_string(i);
     p.members = names(n);
@@ -373,11 +386,19 @@ void run_reliable_oum(std::uint64_t seed, Check& c, Network& net, std::size_t n,
     no_loss.duplicate = 0.1;
     for (std::size_t i = 0; i < senders; ++i) net.set_link(seqr, i, no_loss);
   }
-  std::vector<std::size_t> who;
-  for (std::size_t i = 0; i < senders; ++i) who.push_back(i);
+  if (opt.setup) opt.setup(net, seqr);
   // With a sequencer failure the burst is spread out (one message per sender every 10 ms)
   // and the failure falls somewhere in its middle.
-  simtest::schedule_burst(net, who, kMessages, 0, fate == SequencerFate::lives ? 25'000 : 10'000'000, seed);
+  const std::uint64_t interval = fate == SequencerFate::lives ? 25'000 : 10'000'000;
+  if (opt.sender_offset_ns == 0) {
+    std::vector<std::size_t> who;
+    for (std::size_t i = 0; i < senders; ++i) who.push_back(i);
+    simtest::schedule_burst(net, who, kMessages, 0, interval, seed);
+  } else {
+    for (std::size_t i = 0; i < senders; ++i) {
+      simtest::schedule_burst(net, {i}, kMessages, i * opt.sender_offset_ns, interval, seed);
+    }
+  }
   const std::uint64_t when = 50'000'000 + (seed * 7919) % 200'000'000;
   if (fate == SequencerFate::restarts) net.schedule(when, [&net, seqr] { net.restart(seqr); });
   if (fate == SequencerFate::crashes) net.schedule(when, [&net, seqr] { net.leave(seqr); });
@@ -499,6 +520,125 @@ TEST_CASE("sim: ordering.group network sequencer with reliability and a sequence
 // included: a sender that misses its own stamped copy asks the sequencer again for it.
 TEST_CASE("sim: ordering.group network sequencer with reliability and every member sending under loss everywhere: identical complete sequences") {
   (void)run_oum_seeds(SequencerFate::lives, /*own_copy_loss=*/true);
+}
+
+// --- loss aimed at the start of each sender's stream --------------------------------------
+
+namespace {
+
+// What a datagram is, as far as loss aimed at it needs.
+struct Datagram {
+  bool ok = false;
+  tmc::wire::Kind kind = tmc::wire::Kind::data;
+  std::uint32_t sender = 0;
+  std::uint64_t seq = 0;  ///< Ext::seq (0: none)
+  bool stamped = false;   ///< carries Ext::group_seq (the sequencer multicast it)
+};
+
+Datagram inspect(std::span<const std::uint8_t> bytes) {
+  static tmc::PacketPool pool(70000, 1, 1);
+  Datagram d;
+  tmc::Packet* p = pool.alloc();
+  if (p == nullptr || bytes.size() > p->cap) {
+    if (p != nullptr) p->release();
+    return d;
+  }
+  p->reset_for_receive();
+  std::memcpy(p->buf, bytes.data(), bytes.size());
+  p->len = static_cast<std::uint32_t>(bytes.size());
+  if (tmc::wire::decode(*p) == tmc::wire::DecodeError::none) {
+    d.ok = true;
+    d.kind = p->kind;
+    d.sender = p->sender;
+    std::uint8_t len = 0;
+    if (const std::uint8_t* b = p->ext(tmc::wire::Ext::seq, &len); b != nullptr && len == 8) {
+      d.seq = tmc::wire::get_u64(b);
+    }
+    d.stamped = p->ext(tmc::wire::Ext::group_seq) != nullptr;
+  }
+  p->release();
+  return d;
+}
+
+// Loss aimed at the first datagrams of every sender's stream at one member (the victim),
+// on top of 3 % random loss into it, as in the netns test that loses 3 % at one member
+// (tmc_net_group_order_offload). Which datagrams, by the seed's bits:
+//   1: the first stamped copies of each sender's first message on their way to the victim
+//      (1 to 3 copies: its retransmissions and re-asked copies too);
+//   2: the same copies on their way back to the sender itself (its own stamped copy);
+//   4: each sender's first message on its way to the sequencer (1 to 3 copies);
+//   8: the victim's first acks (3 copies to each member) and every member's first
+//      heartbeats to the victim (3 each), so it does not know the senders yet.
+struct FirstLoss {
+  std::uint32_t aims = 0;
+  std::size_t victim = 0;
+  std::uint32_t copies = 1;
+  std::map<std::tuple<std::size_t, std::size_t, int>, std::uint32_t> dropped;
+
+  bool operator()(std::size_t from, std::size_t to, std::size_t seqr, std::span<const std::uint8_t> bytes) {
+    const Datagram d = inspect(bytes);
+    if (!d.ok) return false;
+    int what = -1;
+    std::uint32_t limit = copies;
+    if (d.kind == tmc::wire::Kind::data && d.seq == 1 && d.stamped && from == seqr) {
+      if ((aims & 1) != 0 && to == victim) what = 1;
+      if ((aims & 2) != 0 && net_member_id(to) == d.sender) what = 2;
+    } else if (d.kind == tmc::wire::Kind::data && d.seq == 1 && !d.stamped && to == seqr && (aims & 4) != 0) {
+      what = 4;
+    } else if ((aims & 8) != 0 && d.kind == tmc::wire::Kind::ack && from == victim) {
+      what = 8;
+      limit = 3;
+    } else if ((aims & 8) != 0 && d.kind == tmc::wire::Kind::heartbeat && to == victim) {
+      what = 16;
+      limit = 3;
+    }
+    if (what < 0) return false;
+    std::uint32_t& n = dropped[{from, to, what}];
+    if (n >= limit) return false;
+    ++n;
+    return true;
+  }
+  // Member index -> sender id: filled once the members exist.
+  std::vector<std::uint32_t> ids;
+  [[nodiscard]] std::uint32_t net_member_id(std::size_t m) const { return m < ids.size() ? ids[m] : 0; }
+};
+
+}  // namespace
+
+// A member that misses the first datagrams of a sender's stream (its first stamped copy,
+// the retransmission too, before it even heard the sender's heartbeats) must still deliver
+// that sender's first message, in the same place as everyone else: every member delivers
+// every message exactly once, in one order.
+TEST_CASE("sim: ordering.group network sequencer with reliability and each sender's first datagrams lost at one member: identical complete sequences") {
+  // 200 seeds in the suite (every aim and victim, about 5 s); sweeps run 1,000 and more.
+  constexpr std::uint64_t kFirstLossSeeds = 200;
+  std::uint64_t dropped = 0;
+  simtest::for_each_seed(kFirstLossSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
+    LinkParams base = LinkParams::clean();
+    base.jitter_ns = 60'000;
+    Network net(simtest::config(seed, base));
+    attach(net);
+    const std::size_t n = 3 + seed % 3;
+    auto loss = std::make_shared<FirstLoss>();
+    loss->aims = 1 + static_cast<std::uint32_t>((seed / 3) % 15);
+    loss->victim = (seed / 45) % n;
+    loss->copies = 1 + static_cast<std::uint32_t>((seed / 7) % 3);
+    OumOptions opt;
+    opt.heartbeat_us = "100000";
+    opt.sender_offset_ns = (seed % 4) * 40'000'000;  // some send before they are heard everywhere
+    opt.setup = [&, loss](Network& nw, std::size_t seqr) {
+      for (std::size_t m = 0; m < n; ++m) loss->ids.push_back(nw.sender_id(m));
+      LinkParams lossy = base;
+      lossy.loss = 0.03;
+      nw.set_link_to(loss->victim, lossy);
+      nw.set_drop_filter([loss, seqr](std::size_t from, std::size_t to, std::span<const std::uint8_t> b) {
+        return (*loss)(from, to, seqr, b);
+      });
+    };
+    run_reliable_oum(seed, c, net, n, n, /*own_copy_loss=*/true, SequencerFate::lives, opt);
+    for (const auto& [key, count] : loss->dropped) dropped += count;
+  });
+  if (simtest::many_seeds(kFirstLossSeeds)) CHECK(dropped > 0);
 }
 
 // Stable delivery's cost on the network sequencer without failures (virtual time, clean

@@ -41,6 +41,8 @@
 //   recvmmsg into pool packets -> pipeline -> delivered packets become Messages, either
 //   handed to the on_message handler or queued for receive(). A Message returns its
 //   packet through BufferHome's lock-free stack, which the loop empties into the pool.
+//   Setting a handler hands it what the queue holds first (messages delivered between
+//   open and on_message), so a handler sees every message from the first.
 //
 // Inline receive (latency: one thread wake-up and one system call per datagram, like a
 // plain blocking recv())
@@ -302,6 +304,7 @@ class ChannelCore final : public PipelineSink, public Poller, public std::enable
   std::size_t queue_deliveries(bool from_loop) noexcept;  // exec: to_deliver_ -> receive queue
   Message make_message(Packet* p);                        // exec
   bool pop_queued(Message& out) noexcept;                // any thread: take the queue's head
+  void hand_queued_to_handler() noexcept;                // loop, exec: the queue -> a new handler
   // Inline receive (see "Inline receive" above).
   bool receive_inline(Message& out, std::chrono::steady_clock::time_point deadline);
   // exec, app thread: one read/tick round; true = poke the loop. `pre_read` datagrams the

@@ -123,11 +123,14 @@ bool ChannelCore::inline_round(std::uint64_t now, bool read, int pre_read) noexc
     now_ns_ = now;
     pipeline_->tick(now);
   }
-  shell_.inline_received += queue_deliveries(false);
-  // What this thread cannot do goes to the loop: handlers for events, write polling for a
-  // full socket, and the libuv timer when a stage deadline moved earlier than the loop's
-  // (it must fire even after this thread leaves receive()).
-  bool poke = !events_.empty();
+  // A handler set while this round waited for the lock (on_message) takes the deliveries
+  // on the loop, after what the queue held (hand_queued_to_handler).
+  const bool for_handler = handler_ && !to_deliver_.empty();
+  if (!handler_) shell_.inline_received += queue_deliveries(false);
+  // What this thread cannot do goes to the loop: handlers for events and messages, write
+  // polling for a full socket, and the libuv timer when a stage deadline moved earlier
+  // than the loop's (it must fire even after this thread leaves receive()).
+  bool poke = !events_.empty() || for_handler;
   if (transport_->tx_pending() > 0) {
     if (transport_->flush()) {
       set_flushed(submit_ring_.popped());

@@ -112,11 +112,30 @@ void ChannelCore::set_message_handler(Channel::MessageHandler h) {
     if (life_.detached.load()) return;
     ExecGuard exec(*this);
     handler_ = std::move(h);
-    // Handlers run on the loop: it reads the socket again.
-    if (handler_) resume_reading();
+    if (handler_) {
+      hand_queued_to_handler();
+      // Handlers run on the loop: it reads the socket again.
+      resume_reading();
+    }
   });
   // An inline receiver sees handler_set_.message and goes back to waiting on the queue.
   wake_inline();
+}
+
+// The channel delivers from the moment it opens, so an application that sets its handler
+// right after open() races the first messages: whatever was delivered before the handler
+// was set waits in the receive queue, and goes to the handler first, in order, before
+// anything delivered later (which dispatch() hands over once this returns).
+void ChannelCore::hand_queued_to_handler() noexcept {
+  const BufferHome::DirectReturn direct(*home_);
+  Message m;
+  while (handler_ && pop_queued(m)) {
+    try {
+      handler_(std::move(m));
+    } catch (...) {
+      ++shell_.handler_exceptions;
+    }
+  }
 }
 
 bool ChannelCore::is_own_old_packet(const Packet& p) const noexcept {
