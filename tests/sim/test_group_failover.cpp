@@ -337,12 +337,7 @@ TEST_CASE("sim: ordering.group reliable temporary partitions while everyone send
 // whose views never split (which ones those are depends on the seed). A sequencer that was
 // cut off from a term the others delivered in re-orders messages they delivered already;
 // they pass over those numbers (ordering.group_cut_missing counts them).
-// may_fail: seed 395 (also run alone) ends with every message delivered everywhere, but
-// one member's reliability.arq still holds 306 packets (the group's re-sends after 118
-// sequencer changes); the same on the code before the merge fixes, so not a stall of the
-// merge. Every other seed of 1..1000 passes, run alone or in the suite.
-TEST_CASE("sim: ordering.group reliable partition before every member was heard: nobody stalls" *
-          doctest::may_fail()) {
+TEST_CASE("sim: ordering.group reliable partition before every member was heard: nobody stalls") {
   Totals totals;
   simtest::for_each_seed(kSeeds, [&](std::uint64_t seed, Check& c, auto& attach) {
     tmc::sim::Rng rng(seed * 31337 + 5);

@@ -241,6 +241,34 @@ TEST_CASE("reliability.arq: duplicates are delivered once and re-acknowledged (l
   CHECK(t.a.c("reliability.rtt_samples") == 1);
 }
 
+// A hole repaired late makes a receiver's cumulative ack jump over messages it received
+// long before (its SACK bitmap reaches only 64 past the cumulative point, so no earlier
+// ack could show them): their round trip is unknown, and none of them gives a sample.
+TEST_CASE("reliability.arq: no RTT sample from messages beyond the last ack's SACK reach") {
+  Trio t({{"nack_delay_us", "1000"}});
+  for (int i = 1; i <= 100; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  // The second datagram is lost; every other one arrives at once.
+  multicast(t.a, {&t.b, &t.c}, 0, [](std::size_t, const Seen& s) { return s.rseq != 2; });
+  for (std::uint64_t ms = 1; ms <= 20; ++ms) {  // acks (cumulative 1, SACK 3..66), NACKs for 2
+    t.b.tick(ms * kMs);
+    t.c.tick(ms * kMs);
+    t.feedback(ms * kMs);
+  }
+  CHECK(t.a.c("reliability.nacks_received") >= 1);
+  CHECK(t.a.c("reliability.retransmits") >= 1);  // 2, at the NACKs
+  const std::uint64_t samples = t.a.c("reliability.rtt_samples");
+  CHECK(samples >= 2);  // from 66, the newest those acks show
+  // The repair arrives 300 ms later: the acks now cover 2..100 at once.
+  multicast(t.a, {&t.b, &t.c}, 300 * kMs);
+  t.b.tick(301 * kMs);
+  t.c.tick(301 * kMs);
+  t.feedback(301 * kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 100);
+  // 2 was retransmitted (Karn); 67..100 arrived at 0 but are first acked now: no sample
+  // (it would have said 301 ms).
+  CHECK(t.a.c("reliability.rtt_samples") == samples);
+}
+
 TEST_CASE("reliability.arq: the application acknowledges on a member's behalf; its replies settle the message") {
   Trio t;
   t.a.send("m1", 0, 7);

@@ -819,10 +819,16 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
   const MemberAcks& after = pos_[s];
   if (after != before) {
     // Karn's rule: only never-retransmitted packets give unambiguous samples; the newest
-    // message this ack acknowledged first gives it.
+    // message this ack acknowledged first gives it, if the member's previous ack could
+    // have shown it (its SACK bitmap reaches kSackSpan past the cumulative point). Beyond
+    // that reach a message may have arrived long before the ack that first reports it:
+    // the cumulative point jumps when a hole below is repaired. After a healed split, with
+    // the group's re-sends queued up, such samples of 15 s made the RTO rto_max and the
+    // NACK guard (half the smoothed RTT) seconds long, and repairs crawled.
     std::uint64_t sample_sent_ns = 0;
     bool sample = false;
-    for (std::uint64_t r = std::min(after.high(), next_rseq_ - 1); r >= trail_ && r > before.base; --r) {
+    const std::uint64_t reach = before.base + 1 + kSackSpan;
+    for (std::uint64_t r = std::min({after.high(), next_rseq_ - 1, reach}); r >= trail_ && r > before.base; --r) {
       const Entry& e = entry(r);
       if (e.rseq != r || before.has(r) || !after.has(r) || (e.has_app && e.app_acked.contains(slot))) continue;
       if (!e.retransmitted) {
