@@ -10,6 +10,7 @@
 
 #include "../support/recording_sink.hpp"
 #include "primitives/reliability/ack_format.hpp"
+#include "primitives/reliability/arq_config.hpp"
 
 using namespace tmc;
 using namespace tmc::test;
@@ -646,15 +647,16 @@ TEST_CASE("reliability.arq: a flood of strangers never evicts a member's state; 
 
 TEST_CASE("reliability.arq: an evicted sender's settled edge survives: its replay is not fresh") {
   Node b("b", 200, {});
-  // 64 strangers fill every slot; one more evicts the first (the longest silent).
-  for (std::uint32_t id = 1; id <= 65; ++id) {
+  // kMaxRxSenders strangers fill every slot; one more evicts the first (the longest silent).
+  constexpr std::uint32_t kStates = static_cast<std::uint32_t>(arq::kMaxRxSenders);
+  for (std::uint32_t id = 1; id <= kStates + 1; ++id) {
     b.pl().receive(forged_rel(b.pool, 1000 + id, 7, 1, 1, "s" + std::to_string(id)), id * kUs);
   }
   REQUIRE(b.c("reliability.senders_evicted") == 1);
-  REQUIRE(b.got().size() == 65);
+  REQUIRE(b.got().size() == kStates + 1);
   // The first stranger's datagram again: a new state starts at its remembered edge.
   b.pl().receive(forged_rel(b.pool, 1001, 7, 1, 1, "s1"), kMs);
-  CHECK(b.got().size() == 65);
+  CHECK(b.got().size() == kStates + 1);
   CHECK(b.c("reliability.duplicates") == 1);
 }
 
