@@ -644,9 +644,13 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
     if (g.member(slot).sender == 0) continue;
     const std::uint64_t due = ack_due_ns(s);
     // Its cumulative point stuck below an unsettled message while it acks later ones: its
-    // NACKs for that message went unanswered for rto_max.
+    // NACKs for that message went unanswered for rto_max. Counted from its acks' last
+    // progress, not from when its next ack is due: that moves with every datagram we send,
+    // and a member that never NACKs the hole (it lost our first datagram, below the first
+    // one it saw) was never found stuck while our repairs for it kept going out (a
+    // 100-member split ended with 73 messages unsettled for one member that way).
     const bool stuck = slot_cum_[s] + 1 >= trail_ && slot_cum_[s] < slot_high_[s] &&
-                       now >= std::max(slot_cum_ns_[s], due) + kSilenceRtoMax * cfg_.rto_max_ns;
+                       now >= std::max(slot_cum_ns_[s], slot_ack_ns_[s]) + kSilenceRtoMax * cfg_.rto_max_ns;
     if (now < due + rto_ns_ && !stuck) continue;
     // Overdue: ask it first (its ack is the likelier loss: it sends one per stride, we
     // sent it a stride of datagrams); only when an RTO after asking its acks have still
