@@ -19,7 +19,8 @@ export bin pattern logs
 seq "$first" "$last" | xargs -P "${SWEEP_JOBS:-2}" -I{} sh -c \
   'TMC_SIM_SEED={} nice -n "${SWEEP_NICE:-15}" "$bin" --no-intro=true -tc="$pattern" >"$logs/{}.log" 2>&1 ||
    touch "$logs/{}.failed"' || true
-failed=$(cd "$logs" && ls -- *.failed 2>/dev/null | sed 's/\.failed$//' | sort -n | tr '\n' ' ')
+# (ls fails when no seed failed: with pipefail that must not end the script here)
+failed=$(cd "$logs" && { ls -- *.failed 2>/dev/null || true; } | sed 's/\.failed$//' | sort -n | tr '\n' ' ')
 total=$((last - first + 1))
 if [ -z "$failed" ]; then
   echo "sim-sweep: $total of $total seeds pass"

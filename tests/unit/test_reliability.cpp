@@ -10,6 +10,7 @@
 
 #include "../support/recording_sink.hpp"
 #include "primitives/reliability/ack_format.hpp"
+#include "primitives/reliability/arq_config.hpp"
 
 using namespace tmc;
 using namespace tmc::test;
@@ -239,6 +240,34 @@ TEST_CASE("reliability.arq: duplicates are delivered once and re-acknowledged (l
   CHECK(events(t.a, EventType::delivery_met) == 1);
   // Karn's rule: c's first ack gave a sample; the acks after the retransmission do not.
   CHECK(t.a.c("reliability.rtt_samples") == 1);
+}
+
+// A hole repaired late makes a receiver's cumulative ack jump over messages it received
+// long before (its SACK bitmap reaches only 64 past the cumulative point, so no earlier
+// ack could show them): their round trip is unknown, and none of them gives a sample.
+TEST_CASE("reliability.arq: no RTT sample from messages beyond the last ack's SACK reach") {
+  Trio t({{"nack_delay_us", "1000"}});
+  for (int i = 1; i <= 100; ++i) t.a.send("m" + std::to_string(i), 0, i);
+  // The second datagram is lost; every other one arrives at once.
+  multicast(t.a, {&t.b, &t.c}, 0, [](std::size_t, const Seen& s) { return s.rseq != 2; });
+  for (std::uint64_t ms = 1; ms <= 20; ++ms) {  // acks (cumulative 1, SACK 3..66), NACKs for 2
+    t.b.tick(ms * kMs);
+    t.c.tick(ms * kMs);
+    t.feedback(ms * kMs);
+  }
+  CHECK(t.a.c("reliability.nacks_received") >= 1);
+  CHECK(t.a.c("reliability.retransmits") >= 1);  // 2, at the NACKs
+  const std::uint64_t samples = t.a.c("reliability.rtt_samples");
+  CHECK(samples >= 2);  // from 66, the newest those acks show
+  // The repair arrives 300 ms later: the acks now cover 2..100 at once.
+  multicast(t.a, {&t.b, &t.c}, 300 * kMs);
+  t.b.tick(301 * kMs);
+  t.c.tick(301 * kMs);
+  t.feedback(301 * kMs);
+  CHECK(events(t.a, EventType::delivery_met) == 100);
+  // 2 was retransmitted (Karn); 67..100 arrived at 0 but are first acked now: no sample
+  // (it would have said 301 ms).
+  CHECK(t.a.c("reliability.rtt_samples") == samples);
 }
 
 TEST_CASE("reliability.arq: the application acknowledges on a member's behalf; its replies settle the message") {
@@ -618,15 +647,16 @@ TEST_CASE("reliability.arq: a flood of strangers never evicts a member's state; 
 
 TEST_CASE("reliability.arq: an evicted sender's settled edge survives: its replay is not fresh") {
   Node b("b", 200, {});
-  // 64 strangers fill every slot; one more evicts the first (the longest silent).
-  for (std::uint32_t id = 1; id <= 65; ++id) {
+  // kMaxRxSenders strangers fill every slot; one more evicts the first (the longest silent).
+  constexpr std::uint32_t kStates = static_cast<std::uint32_t>(arq::kMaxRxSenders);
+  for (std::uint32_t id = 1; id <= kStates + 1; ++id) {
     b.pl().receive(forged_rel(b.pool, 1000 + id, 7, 1, 1, "s" + std::to_string(id)), id * kUs);
   }
   REQUIRE(b.c("reliability.senders_evicted") == 1);
-  REQUIRE(b.got().size() == 65);
+  REQUIRE(b.got().size() == kStates + 1);
   // The first stranger's datagram again: a new state starts at its remembered edge.
   b.pl().receive(forged_rel(b.pool, 1001, 7, 1, 1, "s1"), kMs);
-  CHECK(b.got().size() == 65);
+  CHECK(b.got().size() == kStates + 1);
   CHECK(b.c("reliability.duplicates") == 1);
 }
 

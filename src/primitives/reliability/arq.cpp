@@ -48,7 +48,7 @@
 //   receiver that joins mid-stream starts there instead of at 1, and a receiver stops
 //   waiting for (and NACKing) anything the sender has already settled, so a partition
 //   that heals never leaves a receiver asking for history forever.
-//   Hot paths do not allocate: the sender's window and the receivers' bitmaps (64 senders)
+//   Hot paths do not allocate: the sender's window and the receivers' bitmaps (kMaxRxSenders, 128 senders)
 //   are allocated in configure().
 //
 //   deliver=in_order (the compiler asks for it when point-to-point ordering sits above):

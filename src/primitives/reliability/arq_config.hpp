@@ -52,9 +52,14 @@ TMC_STAGE_COUNTERS("reliability.", TMC_ARQ_COUNTERS);
 
 // Reliable numbers an ack's SACK bitmap covers beyond cumulative + 1 (ack_format.hpp).
 inline constexpr std::uint64_t kSackSpan = 64;
-// Senders a receiver keeps reliable state for at once (each with its receive bitmap); a
-// new sender beyond them takes the state of the one silent the longest.
-inline constexpr std::size_t kMaxRxSenders = 64;
+// Senders a receiver keeps reliable state for at once (each with its receive bitmap of
+// window bits, 512 bytes at the default window); a new sender beyond them takes the state
+// of the one silent the longest. A group whose members all send needs one per member:
+// with fewer, states go round (a 100-member group that re-sent everything after a healed
+// split evicted some 4,000 per member), an evicted state forgets what it received above
+// its cumulative point and the acks it owed, and the senders' last messages stayed
+// unsettled for seconds. 128 covers groups of up to 129 members sending at once.
+inline constexpr std::size_t kMaxRxSenders = 128;
 inline constexpr std::uint32_t kMaxNackRanges = 4;  // NACK packets per sender per round
 inline constexpr std::uint32_t kMaxRtoBurst = 64;    // retransmissions per timeout scan
 inline constexpr std::uint64_t kSilenceRtoMax = 1;   // no ack progress for this many rto_max: a loss

@@ -645,9 +645,13 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
     if (g.member(slot).sender == 0) continue;
     const std::uint64_t due = ack_due_ns(s);
     // Its cumulative point stuck below an unsettled message while it acks later ones: its
-    // NACKs for that message went unanswered for rto_max.
+    // NACKs for that message went unanswered for rto_max. Counted from its acks' last
+    // progress, not from when its next ack is due: that moves with every datagram we send,
+    // and a member that never NACKs the hole (it lost our first datagram, below the first
+    // one it saw) was never found stuck while our repairs for it kept going out (a
+    // 100-member split ended with 73 messages unsettled for one member that way).
     const bool stuck = slot_cum_[s] + 1 >= trail_ && slot_cum_[s] < slot_high_[s] &&
-                       now >= std::max(slot_cum_ns_[s], due) + kSilenceRtoMax * cfg_.rto_max_ns;
+                       now >= std::max(slot_cum_ns_[s], slot_ack_ns_[s]) + kSilenceRtoMax * cfg_.rto_max_ns;
     if (now < due + rto_ns_ && !stuck) continue;
     // Overdue: ask it first (its ack is the likelier loss: it sends one per stride, we
     // sent it a stride of datagrams); only when an RTO after asking its acks have still
@@ -820,10 +824,16 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noex
   const MemberAcks& after = pos_[s];
   if (after != before) {
     // Karn's rule: only never-retransmitted packets give unambiguous samples; the newest
-    // message this ack acknowledged first gives it.
+    // message this ack acknowledged first gives it, if the member's previous ack could
+    // have shown it (its SACK bitmap reaches kSackSpan past the cumulative point). Beyond
+    // that reach a message may have arrived long before the ack that first reports it:
+    // the cumulative point jumps when a hole below is repaired. After a healed split, with
+    // the group's re-sends queued up, such samples of 15 s made the RTO rto_max and the
+    // NACK guard (half the smoothed RTT) seconds long, and repairs crawled.
     std::uint64_t sample_sent_ns = 0;
     bool sample = false;
-    for (std::uint64_t r = std::min(after.high(), next_rseq_ - 1); r >= trail_ && r > before.base; --r) {
+    const std::uint64_t reach = before.base + 1 + kSackSpan;
+    for (std::uint64_t r = std::min({after.high(), next_rseq_ - 1, reach}); r >= trail_ && r > before.base; --r) {
       const Entry& e = entry(r);
       if (e.rseq != r || before.has(r) || !after.has(r) || (e.has_app && e.app_acked.contains(slot))) continue;
       if (!e.retransmitted) {
