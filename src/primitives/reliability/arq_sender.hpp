@@ -172,6 +172,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
   [[nodiscard]] bool quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept;
   void arm_probe(std::uint64_t now) noexcept;
   void probe_tail(StageIo& io) noexcept;
+  void probe_newest(std::uint64_t now, StageIo& io) noexcept;
   Event& outcome_event(EventType type, std::uint64_t rseq, std::uint64_t token) noexcept;
   void notify_failed(std::uint64_t token, const MemberSet& members, StageIo& io) noexcept;
 
@@ -232,6 +233,9 @@ class [[gnu::visibility("hidden")]] ArqSender {
   std::uint64_t edge_again_ns_ = 0;
   std::uint32_t edge_repeats_ = 0;
   static constexpr std::uint32_t kEdgeRepeats = 3;
+
+  // When a timeout on silence alone last sent its probes (see scan()).
+  std::uint64_t silence_probe_ns_ = 0;
 
   // --- tail loss probe (see probe_tail()) ---
   std::uint64_t probe_ns_ = 0;  // when the probe is due; 0 = none armed
