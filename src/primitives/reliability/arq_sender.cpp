@@ -543,6 +543,12 @@ void ArqSender::scan(StageIo& io) noexcept {
   // shows a loss yet) sends probes, not a burst: the oldest such message and the newest
   // unsettled one, once per RTO (as TCP's RTO sends one segment and F-RTO waits for the
   // acks that follow; while messages keep going out, a scan comes with each one's timer).
+  // Besides, each quiet member's oldest unsettled message that it lacks (its cumulative
+  // point + 1, the one its acks wait on) goes when its own timer runs out: a member that
+  // lost the last datagrams a congestion window let out has nothing later to show the gap
+  // with, and while another member (cut off, or failing) is silent on everything, the
+  // oldest message of the group is that one's, never this member's. Each such message
+  // backs off on its own timer, so a scan sends at most one per quiet member.
   // A member that was only descheduled acks both as duplicates and its acks run again,
   // where a burst of kMaxRtoBurst copies per RTO landed on it as duplicates while it was
   // behind already (and on every other member too). A member that lost the end of a
@@ -570,16 +576,18 @@ void ArqSender::scan(StageIo& io) noexcept {
       continue;
     }
     // `counts`: a loss shows (it spends a retry); `due`: it goes again.
+    // `head`: it is the oldest unsettled message some quiet member lacks.
     bool counts = false;
     bool due = false;
+    bool head = false;
     if (sparse) {
-      due = quiet_lacks(e, now, counts);
+      due = quiet_lacks(e, now, counts, head);
     } else {
       counts = lost_evidence(e, now);
-      due = counts || members_quiet(e, now);
+      due = members_quiet(e, now, head) || counts;
     }
     const bool silence_only = due && !counts;
-    if (!due || burst >= kMaxRtoBurst || (silence_only && silent_probe)) {
+    if (!due || burst >= kMaxRtoBurst || (silence_only && silent_probe && !head)) {
       // The ack clock is running (the members it waits for are acking, nothing later
       // than it arrived without it): it is most likely still on its way, or waiting
       // below for credit; a gap would show in their acks or NACKs. Look again later.
@@ -720,9 +728,10 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
 
 // Whether some member whose ack is overdue has not acked `e` (and whether one of those is
 // evidence of a loss, which spends a retry).
-bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept {
+bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence, bool& head) const noexcept {
   bool lacks = false;
   evidence = false;
+  head = false;
   for (const Quiet& q : quiet_) {
     if (!set_of(e).members.contains(q.slot) || acked(e, static_cast<std::size_t>(q.slot))) continue;
     // Beyond what the member's acks can show (the SACK bitmap covers the 64 after its
@@ -732,6 +741,7 @@ bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) c
     const auto s = static_cast<std::size_t>(q.slot);
     if (e.rseq > std::max(slot_cum_[s], trail_ - 1) + 1 + kSackSpan && now < slot_heard_ns_[s] + cfg_.rto_max_ns) continue;
     lacks = true;
+    head = head || is_head(s, e.rseq);
     if (q.evidence || slot_high_[static_cast<std::size_t>(q.slot)] > e.rseq) {
       evidence = true;
       return true;
@@ -778,7 +788,9 @@ void ArqSender::mark_out(std::uint64_t upto, std::uint64_t now) noexcept {
 // (Only while a repair of that older message is on its way: when it was settled
 // without the member, or its own retransmission waits out a backoff, the old rule
 // stands, and the later messages go again as before.)
-bool ArqSender::members_quiet(const Entry& e, std::uint64_t now) const noexcept {
+bool ArqSender::members_quiet(const Entry& e, std::uint64_t now, bool& head) const noexcept {
+  head = false;
+  bool quiet = false;
   const MemberSet& required = set_of(e).members;
   for (int slot = required.first(); slot >= 0; slot = required.next(slot)) {
     const auto s = static_cast<std::size_t>(slot);
@@ -792,9 +804,15 @@ bool ArqSender::members_quiet(const Entry& e, std::uint64_t now) const noexcept 
     // datagrams/s, every repair left more than 64 datagrams in that blind spot, and their
     // timeouts re-sent thousands of datagrams the lossy member already had.)
     if (e.rseq > slot_cum_[s] + 1 + kSackSpan && now < slot_heard_ns_[s] + rto_ns_) continue;
-    if (now >= std::max(slot_ack_ns_[s], e.last_sent_ns) + rto_ns_) return true;
+    if (now >= std::max(slot_ack_ns_[s], e.last_sent_ns) + rto_ns_) {
+      quiet = true;
+      if (is_head(s, e.rseq)) {
+        head = true;
+        return true;
+      }
+    }
   }
-  return false;
+  return quiet;
 }
 
 // Whether member slot `s` is acking (heard within an RTO) but lacks an older message
