@@ -310,3 +310,44 @@ TEST_CASE("sim: reliability.arq messages=flagged: only flagged messages are acke
   });
   if (simtest::many_seeds(kSeeds)) CHECK(unflagged_lost > 0);  // best-effort ones are not repaired
 }
+
+// A receiver that is not scheduled for a while (a busy host) reads what waited in its
+// socket afterwards, in order, and its acks come late: modelled by holding every datagram
+// to and from it during a 20 ms pause until the pause ends (the links' delay shrinks as
+// the pause runs out, so nothing overtakes), nothing lost. Its acks are only delayed, so the
+// sender's timeouts find silence alone: each scan sends at most two probes (the oldest
+// timed-out message and the newest), not a burst of every message in the window, and
+// every message is still met by both receivers. (Before the probes, each RTO of the pause
+// sent up to kMaxRtoBurst = 64 copies, each a duplicate at both receivers: over 600 here.)
+TEST_CASE("sim: reliability.arq a receiver that pauses gets probes and no burst of timeouts") {
+  std::uint64_t most = 0;
+  simtest::for_each_seed(100, [&](std::uint64_t seed, Check& c, auto& attach) {
+    Network net(simtest::config(seed));
+    attach(net);
+    add_members(net, 3, {});
+    // 3,000 messages, one every 10 us from t = 50 ms (30 ms of traffic).
+    simtest::schedule_burst(net, {0}, 3000, 50 * kMs, 10'000, seed);
+    const std::uint64_t pause_from = 55 * kMs;
+    const std::uint64_t pause_until = 75 * kMs;
+    for (std::uint64_t t = pause_from; t < pause_until; t += 10'000) {
+      LinkParams held = LinkParams::clean();
+      held.delay_ns += pause_until - t;
+      net.schedule(t, [&net, held] {
+        net.set_link_to(2, held);
+        net.set_link_from(2, held);
+      });
+    }
+    net.schedule(pause_until, [&net] { net.clear_link_overrides(); });
+    run_and_settle(net, c, 3'000 * kMs, 1'000 * kMs);
+    const Outcomes o = check_outcomes(net, seed, c, {0}, all_reliable);
+    c.expect(o.met == 3000 && o.failed == 0, "met ", o.met, ", failed ", o.failed, " of 3000");
+    const tmc::CounterSnapshot s = net.counters(0);
+    const std::uint64_t timeouts = s.get("reliability.timeouts") + s.get("reliability.tail_probes");
+    // The silence lasts about the pause (20 ms); scans come no faster than one per
+    // rto_min (2 ms): at most 2 x 10 probes, plus a few for the acks that were in flight
+    // when the pause began.
+    c.expect(timeouts <= 30, "the sender retransmitted ", timeouts, " messages on timeout for a pause of 20 ms");
+    most = std::max(most, timeouts);
+  });
+  MESSAGE("most retransmissions on timeout in one seed: " << most);
+}
