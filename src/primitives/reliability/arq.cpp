@@ -320,6 +320,8 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
       return;
     }
     if (nack->target_sender == env_.sender && nack->target_epoch == env_.epoch) {
+      // A large group's NACK carries the receiver's position: its ack, taken first.
+      if (const auto pos = detail::decode_nack_position(b, len)) sender_.on_ack(*pos, p->sender, io, /*packet=*/false);
       sender_.on_nack(*nack, io);
     } else {
       // Another receiver asked for a repair of some sender's packets.
