@@ -504,7 +504,9 @@ void register_reliability_arq(Registry& r) {
                       .carried_on = "kind ack / nack",
                       .body = "ack (24 bytes): u32 target sender, u32 target epoch, u64 cumulative, u64 SACK "
                               "bitmap (bit i: cumulative + 2 + i received); nack (20 bytes): u32 target sender, "
-                              "u32 target epoch, u64 first missing, u32 count"},
+                              "u32 target epoch, u64 first missing, u32 count; from eight receivers on (sparse acks) a nack is 36 "
+                              "bytes, the same 20 then the receiver's position as in an ack (u64 cumulative, u64 SACK "
+                              "bitmap), which the sender counts as that receiver's ack"},
                      {.type = static_cast<std::uint8_t>(wire::Ext::rel),
                       .name = "rel",
                       .body_bytes = 8,
