@@ -65,6 +65,7 @@ struct Seen {
   std::uint64_t trail = 0;
   detail::AckBody ack;
   detail::NackBody nack;
+  std::optional<detail::AckBody> nack_position;  // the position a large group's NACK carries
 };
 Seen inspect(PacketPool& pool, const Packet& sent) {
   Packet* r = as_received(pool, sent);
@@ -80,7 +81,10 @@ Seen inspect(PacketPool& pool, const Packet& sent) {
   }
   if (const auto* b = r->ext(wire::Ext::ack, &len)) {
     if (r->kind == wire::Kind::ack) s.ack = detail::decode_ack(b, len).value();
-    if (r->kind == wire::Kind::nack) s.nack = detail::decode_nack(b, len).value();
+    if (r->kind == wire::Kind::nack) {
+      s.nack = detail::decode_nack(b, len).value();
+      s.nack_position = detail::decode_nack_position(b, len);
+    }
   }
   r->release();
   return s;
@@ -351,6 +355,7 @@ TEST_CASE("reliability.arq: a gap is NACKed after a random delay and repaired by
   CHECK(nack->nack.target_sender == 100);
   CHECK(nack->nack.first == 2);
   CHECK(nack->nack.count == 1);
+  CHECK(!nack->nack_position.has_value());  // small groups: the NACK alone, 20 bytes
   t.feedback(kMs);
   CHECK(t.a.c("reliability.nacks_received") == 1);
   CHECK(t.a.c("reliability.retransmits") == 1);
@@ -394,6 +399,62 @@ TEST_CASE("reliability.arq: the sender retransmits a range at most once per half
   multicast(t.c, {&t.a}, 4 * kMs);
   CHECK(t.a.c("reliability.nacks_received") == 2);
   CHECK(t.a.c("reliability.retransmits") == 1);
+}
+
+TEST_CASE("reliability.arq: in a large group a NACK carries the receiver's position and counts as its ack") {
+  // A sender and nine receivers: sparse acks (each receiver acks a stride of datagrams).
+  constexpr std::uint32_t kReceivers = 9;
+  std::vector<std::pair<std::string, std::uint32_t>> ids{{"a", 100}};
+  for (std::uint32_t i = 0; i < kReceivers; ++i) ids.emplace_back("r" + std::to_string(i), 200 + i);
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (const auto& [name, id] : ids) nodes.push_back(std::make_unique<Node>(name, id, KV{}));
+  for (std::size_t x = 0; x < nodes.size(); ++x) {
+    for (std::size_t y = 0; y < ids.size(); ++y) {
+      if (x != y) nodes[x]->hear(ids[y].first, ids[y].second);
+    }
+  }
+  Node& a = *nodes[0];
+  std::vector<Node*> receivers;
+  for (std::size_t i = 1; i < nodes.size(); ++i) receivers.push_back(nodes[i].get());
+  for (int i = 1; i <= 4; ++i) a.send("m" + std::to_string(i), 0, i);
+  // Every receiver misses rseq 2.
+  multicast(a, receivers, 0, [](std::size_t, const Seen& s) { return s.rseq != 2; });
+  // One whose staggered ack point lies beyond 4 has sent nothing yet: from it the sender
+  // hears only its NACK (its tail ack below is lost).
+  const auto quiet = std::find_if(receivers.begin(), receivers.end(),
+                                  [](Node* r) { return r->sink().transmitted.empty(); });
+  REQUIRE(quiet != receivers.end());
+  Node& lossy = **quiet;
+  // Its NACK goes within the spread, before the tail ack (16 * ack_delay_us).
+  const std::uint64_t due = lossy.pl().next_deadline_ns();
+  REQUIRE(due != 0);
+  REQUIRE(due < 8 * kMs);
+  lossy.tick(due);
+  const std::vector<Seen> out = transmitted(lossy);
+  REQUIRE(out.size() == 1);
+  REQUIRE(out[0].kind == wire::Kind::nack);
+  CHECK(out[0].nack.first == 2);
+  CHECK(out[0].nack.count == 1);
+  REQUIRE(out[0].nack_position.has_value());
+  CHECK(out[0].nack_position->cumulative == 1);
+  CHECK(out[0].nack_position->covers(3));
+  CHECK(out[0].nack_position->covers(4));
+  multicast(lossy, {&a}, due);
+  CHECK(a.c("reliability.nacks_received") == 1);
+  CHECK(a.c("reliability.acks_received") == 0);  // a NACK is not an ack packet ...
+  CHECK(a.c("reliability.retransmits") == 1);
+  lose_tx(a);  // the repair is lost
+  // ... but its position is that member's ack: with the others' acks (and NACKs) 1, 3 and
+  // 4 are met, although its own tail ack is lost.
+  for (Node* r : receivers) r->tick(10 * kMs);
+  lose_tx(lossy);
+  for (Node* r : receivers) {
+    if (r != &lossy) multicast(*r, {&a}, 10 * kMs);
+  }
+  CHECK(event_for(a, EventType::delivery_met, 1) != nullptr);
+  CHECK(event_for(a, EventType::delivery_met, 2) == nullptr);
+  CHECK(event_for(a, EventType::delivery_met, 3) != nullptr);
+  CHECK(event_for(a, EventType::delivery_met, 4) != nullptr);
 }
 
 TEST_CASE("reliability.arq: a member that never acks makes the message fail after max_retries, named") {
@@ -837,6 +898,20 @@ TEST_CASE("reliability.arq: ack and NACK bodies round-trip; bad lengths are refu
   detail::encode_nack(buf, n);
   CHECK(detail::decode_nack(buf, 20)->count == 7);
   CHECK(!detail::decode_nack(buf, 24).has_value());
+  CHECK(!detail::decode_nack_position(buf, 20).has_value());  // a NACK without a position
+  // A NACK carrying the receiver's position (a large group's): both parts read back.
+  std::uint8_t big[detail::kNackAckBodyBytes];
+  detail::encode_nack(big, n, detail::AckBody{3, 4, 98, 0b11});
+  CHECK(detail::decode_nack(big, detail::kNackAckBodyBytes)->first == 99);
+  const auto pos = detail::decode_nack_position(big, detail::kNackAckBodyBytes);
+  REQUIRE(pos.has_value());
+  CHECK(pos->target_sender == 3);
+  CHECK(pos->target_epoch == 4);
+  CHECK(pos->cumulative == 98);
+  CHECK(pos->covers(101));
+  CHECK(!pos->covers(99));
+  CHECK(!detail::decode_nack(big, detail::kNackAckBodyBytes - 1).has_value());
+  CHECK(!detail::decode_nack_position(big, detail::kNackAckBodyBytes - 1).has_value());
   detail::encode_rel(buf, detail::RelBody{1000, 990});
   CHECK(detail::decode_rel(buf, 8) == 1000u);
   CHECK(detail::decode_rel_body(buf, 8)->trail == 990u);

@@ -405,6 +405,8 @@ void CongestionWindowStage::on_receive(Packet* p, StageIo& io) noexcept {
     if (n && n->target_sender == env_.sender && n->target_epoch == env_.epoch) {
       io.count(nacks_seen);
       if (n->first > recovery_point_ && n->first <= highest_sent_) loss(io);
+      // A large group's NACK carries the receiver's position too (its ack).
+      if (const std::optional<AckBody> a = decode_nack_position(body, len)) take_ack(*a, *p, /*sack_loss=*/false, io);
       if (!queue_.empty()) release(io);
     }
     io.up(p);
@@ -416,26 +418,32 @@ void CongestionWindowStage::on_receive(Packet* p, StageIo& io) noexcept {
     return;
   }
   io.count(acks_seen);
+  take_ack(*a, *p, /*sack_loss=*/true, io);
+  if (!queue_.empty()) release(io);
+  io.up(p);
+}
+
+// Member p.sender's position `a` (an ack, or the one a NACK carried): its cumulative point
+// moves the floor; with `sack_loss`, a hole the SACK bitmap shows is a loss.
+void CongestionWindowStage::take_ack(const AckBody& a, const Packet& p, bool sack_loss, StageIo& io) noexcept {
   const Group& g = io.group();
-  const int slot = g.slot_of_sender(p->sender);
-  if (slot != kNoSlot && slot != g.self_slot() && (g.member(slot).epoch == p->epoch || g.member(slot).epoch == 0)) {
+  const int slot = g.slot_of_sender(p.sender);
+  if (slot != kNoSlot && slot != g.self_slot() && (g.member(slot).epoch == p.epoch || g.member(slot).epoch == 0)) {
     fit_view(g);  // cold when the view grew
     Peer& pe = peers_[static_cast<std::size_t>(slot)];
-    if (pe.epoch != p->epoch) pe = Peer{.epoch = p->epoch};
+    if (pe.epoch != p.epoch) pe = Peer{.epoch = p.epoch};
     // An ack can only cover what we sent; a larger number is hostile or from a past life.
-    pe.cum = std::max(pe.cum, std::min(a->cumulative, highest_sent_));
+    pe.cum = std::max(pe.cum, std::min(a.cumulative, highest_sent_));
     pe.acked = true;
     if (pe.lagging && pe.cum >= floor_) pe.lagging = false;
     refresh_leaf(g, slot);
     // A hole followed by at least three received rseqs is a loss, not reordering.
-    if (a->sack != 0 && a->highest() >= a->cumulative + 4) {
+    if (sack_loss && a.sack != 0 && a.highest() >= a.cumulative + 4) {
       io.count(sack_holes);
-      if (a->cumulative + 1 > recovery_point_ && a->cumulative + 1 <= highest_sent_) loss(io);
+      if (a.cumulative + 1 > recovery_point_ && a.cumulative + 1 <= highest_sent_) loss(io);
     }
     refresh_floor(io);
   }
-  if (!queue_.empty()) release(io);
-  io.up(p);
 }
 
 void CongestionWindowStage::on_tick(StageIo& io) noexcept {

@@ -18,6 +18,8 @@
 
 namespace tmc::detail {
 
+struct AckBody;
+
 class CongestionWindowStage final : public Stage {
  public:
   /// Controllers beyond the built-ins (a module set's), asked for an algorithm name that
@@ -63,6 +65,7 @@ class CongestionWindowStage final : public Stage {
   void refresh_floor(StageIo& io) noexcept;
   void advance_floor(std::uint64_t to, StageIo& io, bool acked) noexcept;
   void loss(StageIo& io) noexcept;
+  void take_ack(const detail::AckBody& a, const Packet& p, bool sack_loss, StageIo& io) noexcept;
   void release(StageIo& io) noexcept;
   void schedule(StageIo& io) noexcept;
   void stall(StageIo& io) noexcept;

@@ -7,6 +7,9 @@
 //        u64 sack bitmap (bit i set = rseq cumulative + 2 + i received).
 //   Nack (Kind::nack, Ext::ack, 20 bytes): u32 target_sender, u32 target_epoch,
 //        u64 first missing rseq, u32 count.
+//        In a large group (sparse acks) a NACK also carries the receiver's position
+//        (36 bytes: the 20 above, then u64 cumulative and u64 sack bitmap as in an ack),
+//        and counts as its ack.
 //   Rel  (Ext::rel on reliable data/control, 8 bytes): u64 = (rseq - trail) << 48 | rseq,
 //        see RelBody. Use decode_rel() for just the sequence number.
 //
@@ -25,6 +28,8 @@ namespace tmc::detail {
 
 inline constexpr std::size_t kAckBodyBytes = 24;
 inline constexpr std::size_t kNackBodyBytes = 20;
+/// A NACK carrying the receiver's position: the NACK body, then an ack's cumulative and sack.
+inline constexpr std::size_t kNackAckBodyBytes = 36;
 /// Ext::rel body: one u64 (see RelBody).
 inline constexpr std::size_t kRelBodyBytes = 8;
 /// The low 48 bits of the Ext::rel word are the reliable sequence number (2^48 messages per
@@ -75,8 +80,29 @@ inline void encode_ack(std::uint8_t* out, const AckBody& a) noexcept { AckCodec:
 
 inline void encode_nack(std::uint8_t* out, const NackBody& n) noexcept { NackCodec::encode(out, n); }
 
+/// A NACK that carries the receiver's position (`ack`, for the same target): out holds
+/// kNackAckBodyBytes.
+inline void encode_nack(std::uint8_t* out, const NackBody& n, const AckBody& ack) noexcept {
+  NackCodec::encode(out, n);
+  wire::put_u64(out + kNackBodyBytes, ack.cumulative);
+  wire::put_u64(out + kNackBodyBytes + 8, ack.sack);
+}
+
+/// The NACK part of a NACK body, with or without a position.
 [[nodiscard]] inline std::optional<NackBody> decode_nack(const std::uint8_t* body, std::size_t len) noexcept {
-  return NackCodec::decode(body, len);
+  return NackCodec::decode(body, len == kNackAckBodyBytes ? kNackBodyBytes : len);
+}
+
+/// The position a NACK body carries, as an ack of the NACK's target; std::nullopt when it
+/// carries none (or is malformed).
+[[nodiscard]] inline std::optional<AckBody> decode_nack_position(const std::uint8_t* body, std::size_t len) noexcept {
+  if (body == nullptr || len != kNackAckBodyBytes) return std::nullopt;
+  AckBody a;
+  a.target_sender = wire::get_u32(body);
+  a.target_epoch = wire::get_u32(body + 4);
+  a.cumulative = wire::get_u64(body + kNackBodyBytes);
+  a.sack = wire::get_u64(body + kNackBodyBytes + 8);
+  return a;
 }
 
 /// Ext::rel on a reliable data packet. `trail` is the sender's trailing edge when the copy

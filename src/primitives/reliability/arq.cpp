@@ -42,6 +42,9 @@
 //   and cancels it. NACKs still overheard (feedback=multicast, or no address known) suppress
 //   as before. Flow control's credits ride on acks (flow.credit) and congestion.window reads
 //   acks and NACKs addressed to its own sender: both see the same feedback either way.
+//   With sparse acks (a large group) a NACK carries the receiver's position as well and
+//   counts as its ack (congestion.window reads it too): the receiver's next stride ack is
+//   due a stride after it, so most stride acks of a lossy large group are NACKs.
 //   A network sequencer's redirect (StageIo::redirect_to_group) concerns data sent to the
 //   sequencer, never feedback, which is addressed to members.
 //   Each Ext::rel also carries the sender's trailing edge (lowest unsettled rseq): a
@@ -320,6 +323,8 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
       return;
     }
     if (nack->target_sender == env_.sender && nack->target_epoch == env_.epoch) {
+      // A large group's NACK carries the receiver's position: its ack, taken first.
+      if (const auto pos = detail::decode_nack_position(b, len)) sender_.on_ack(*pos, p->sender, io, /*packet=*/false);
       sender_.on_nack(*nack, io);
     } else {
       // Another receiver asked for a repair of some sender's packets.
@@ -358,7 +363,8 @@ void register_reliability_arq(Registry& r) {
           "concern with feedback=unicast where the shell routes unicast to members and the view knows the sender's address, else multicast; "
           "extension `ack`, 24 bytes: target sender, target epoch, u64 cumulative, u64 SACK bitmap), coalesced for at most "
           "ack_delay_us or every ack_every new packets, and re-ack duplicates. Gaps are NACKed (20-byte body: "
-          "target, first, count) after a random delay in [0, nack_delay_us] (scaled by the number of other "
+          "target, first, count; from eight receivers on 36 bytes, with the receiver's cumulative point and SACK "
+          "bitmap, which the sender counts as its ack) after a random delay in [0, nack_delay_us] (scaled by the number of other "
           "receiving members over 8, at most 1), addressed like acks; a repair that arrives first cancels it, and a "
           "receiver that hears another's (multicast) NACK for the same range stays quiet. The sender keeps a copy "
           "of each reliable packet until its ack "
@@ -498,7 +504,9 @@ void register_reliability_arq(Registry& r) {
                       .carried_on = "kind ack / nack",
                       .body = "ack (24 bytes): u32 target sender, u32 target epoch, u64 cumulative, u64 SACK "
                               "bitmap (bit i: cumulative + 2 + i received); nack (20 bytes): u32 target sender, "
-                              "u32 target epoch, u64 first missing, u32 count"},
+                              "u32 target epoch, u64 first missing, u32 count; from eight receivers on (sparse acks) a nack is 36 "
+                              "bytes, the same 20 then the receiver's position as in an ack (u64 cumulative, u64 SACK "
+                              "bitmap), which the sender counts as that receiver's ack"},
                      {.type = static_cast<std::uint8_t>(wire::Ext::rel),
                       .name = "rel",
                       .body_bytes = 8,

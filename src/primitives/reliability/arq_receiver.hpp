@@ -153,6 +153,7 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   [[nodiscard]] std::uint64_t next_boundary(std::uint64_t highest) const noexcept;
   Packet* control_packet(wire::Kind kind, std::uint8_t body_len, std::uint8_t*& body, StageIo& io) noexcept;
   void address(Packet& a, const RxState& s, StageIo& io) const noexcept;
+  [[nodiscard]] detail::AckBody position(const RxState& s) const noexcept;
   void send_ack(RxState& s, StageIo& io, bool to_group = false) noexcept;
   void up_edge_marker(RxState& s, std::uint64_t cum_before, StageIo& io) noexcept;
   void send_nacks(RxState& s, StageIo& io, std::uint64_t from = 0) noexcept;

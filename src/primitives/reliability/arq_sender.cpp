@@ -852,8 +852,8 @@ void ArqSender::rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept {
   io.count(ctr::rtt_samples);
 }
 
-void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io) noexcept {
-  io.count(ctr::acks_received);
+void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io, bool packet) noexcept {
+  if (packet) io.count(ctr::acks_received);  // not the position a NACK carries
   const Group& g = io.group();
   const int slot = g.slot_of_sender(from);
   if (slot == kNoSlot || slot == g.self_slot()) {

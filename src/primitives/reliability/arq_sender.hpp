@@ -61,8 +61,9 @@ class [[gnu::visibility("hidden")]] ArqSender {
   /// A new view: fail messages waiting for a member that is gone, resolve ack_from names
   /// heard for the first time, and widen k-of-n candidates.
   void on_view(const Group& g, StageIo& io) noexcept;
-  /// An ack for this sender from member `from` (its sender id).
-  void on_ack(const detail::AckBody& ack, std::uint32_t from, StageIo& io) noexcept;
+  /// An ack for this sender from member `from` (its sender id); `packet` false: the
+  /// position a NACK carried (not counted as an ack packet).
+  void on_ack(const detail::AckBody& ack, std::uint32_t from, StageIo& io, bool packet = true) noexcept;
   /// A NACK for this sender: repair what it names.
   void on_nack(const detail::NackBody& nack, StageIo& io) noexcept;
   /// The application acknowledged, on behalf of member `slot`, the message it sent with
