@@ -22,6 +22,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
@@ -141,6 +142,55 @@ Cost run(Mode mode, std::size_t n, std::size_t senders_n, std::uint32_t count, s
                 << " asks=" << asks << " rtx=" << rtx << " timeouts=" << tmo << " suppressed=" << supp
                 << " nacks_received=" << nacks_in << " unknown_acker=" << unknown << " statuses=" << statuses
                 << " term_starts=" << starts << "\n";
+      if (mode == Mode::group_ordered) {
+        // Where group-ordered delivery stands at the end: how many members delivered how
+        // much, and when the first and the last delivery came (simulated time).
+        std::vector<std::size_t> got;
+        std::vector<std::uint64_t> first_at, view_at, term_at;
+        std::uint64_t join_hist[7] = {};
+        std::uint64_t last_at = 0, stale = 0, received = 0, joins = 0, queries = 0;
+        for (std::size_t r = 0; r < n; ++r) {
+          const auto& d = net.deliveries(r);
+          got.push_back(d.size());
+          if (!d.empty()) {
+            first_at.push_back(d.front().time_ns);
+            last_at = std::max(last_at, d.back().time_ns);
+          }
+          stale += net.counters(r).get("ordering.group_stale");
+          received += net.counters(r).get("ordering.group_statuses_received");
+          joins += net.counters(r).get("membership.joins");
+          queries += net.counters(r).get("membership.queries");
+          std::uint64_t joined = 0;
+          for (const auto& e : net.events(r)) {
+            if (e.type == tmc::EventType::member_joined) {
+              joined = std::max(joined, e.time_ns);
+              const std::uint64_t t = e.time_ns / kMs;
+              ++join_hist[t < 1 ? 0 : t < 100 ? 1 : t < 300 ? 2 : t < 600 ? 3 : t < 1000 ? 4 : t < 2000 ? 5 : 6];
+            }
+            if (e.type == tmc::EventType::sequencer_changed) term_at.push_back(e.time_ns);
+          }
+          view_at.push_back(joined);
+        }
+        std::sort(got.begin(), got.end());
+        std::sort(first_at.begin(), first_at.end());
+        std::sort(view_at.begin(), view_at.end());
+        std::sort(term_at.begin(), term_at.end());
+        const auto ms = [](std::uint64_t ns) { return static_cast<double>(ns) / 1e6; };
+        std::cout << "debug group n=" << n << " delivered min/median/max=" << got.front() << "/" << got[n / 2]
+                  << "/" << got.back() << " nothing=" << (n - first_at.size()) << " first delivery ms min/median/max="
+                  << (first_at.empty() ? 0 : ms(first_at.front())) << "/"
+                  << (first_at.empty() ? 0 : ms(first_at[first_at.size() / 2])) << "/"
+                  << (first_at.empty() ? 0 : ms(first_at.back())) << " last ms=" << ms(last_at)
+                  << " statuses_received=" << received << " group_stale=" << stale << " joins=" << joins
+                  << " queries=" << queries << "\n"
+                  << "debug group n=" << n << " last join ms median/max=" << ms(view_at[n / 2]) << "/"
+                  << ms(view_at.back()) << " sequencer_changed events=" << term_at.size() << " ms first/median/last="
+                  << (term_at.empty() ? 0 : ms(term_at.front())) << "/"
+                  << (term_at.empty() ? 0 : ms(term_at[term_at.size() / 2])) << "/"
+                  << (term_at.empty() ? 0 : ms(term_at.back())) << " joins by ms <1/<100/<300/<600/<1000/<2000/more="
+                  << join_hist[0] << "/" << join_hist[1] << "/" << join_hist[2] << "/" << join_hist[3] << "/"
+                  << join_hist[4] << "/" << join_hist[5] << "/" << join_hist[6] << "\n";
+      }
     }
     const std::size_t before_sender = heap_in_use();
     net.leave(0);
@@ -184,9 +234,8 @@ std::string family(const std::vector<Size>& sizes, std::ostream* tsv) {
       continue;
     }
     for (const Size& sz : sizes) {
-      // Group ordering beyond 100 members does not complete yet: at 1,000 most members
-      // delivered nothing within the drain time (sparse statuses; not diagnosed).
-      // TMC_SCALE_MODE=group runs those rows anyway.
+      // Group-ordered rows beyond 100 members take minutes (300, 500) to tens of minutes
+      // (1,000): TMC_SCALE_MODE=group runs them.
       if (mode == Mode::group_ordered && sz.n > 100 && only_mode != "group") continue;
       for (std::size_t senders : {std::size_t{1}, std::size_t{3}}) {
         if (only_senders != 0 && senders != only_senders) continue;
@@ -249,9 +298,24 @@ TEST_CASE("bench: group size sweep 3 to 1000 members (writes TMC_SCALE_TABLE)" *
   // TMC_SCALE_SIZES=100,1000 runs only those sizes of the sweep.
   std::vector<Size> sizes = {{3, 300, 20},   {10, 300, 20},   {30, 600, 5},
                              {100, 1000, 3}, {300, 2000, 2}, {1000, 4000, 1}};
+  // A size the sweep does not list (200, 500) runs with the stream and seeds of the next
+  // listed size below it.
   if (const char* only = std::getenv("TMC_SCALE_SIZES"); only != nullptr && *only != '\0') {
-    const std::string list = std::string(",") + only + ",";
-    std::erase_if(sizes, [&](const Size& s) { return list.find("," + std::to_string(s.n) + ",") == std::string::npos; });
+    std::vector<Size> picked;
+    for (const char* at = only; *at != '\0';) {
+      char* end = nullptr;
+      const std::size_t n = std::strtoul(at, &end, 10);
+      if (end == at) break;
+      at = *end == ',' ? end + 1 : end;
+      if (n < 3) continue;
+      Size row = sizes.front();
+      for (const Size& s : sizes) {
+        if (s.n <= n) row = s;
+      }
+      row.n = n;
+      picked.push_back(row);
+    }
+    sizes = picked;
   }
   MESSAGE(family(sizes, file.is_open() ? &file : nullptr));
 }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "../support/recording_sink.hpp"
 #include "primitives/membership/heartbeat_format.hpp"
@@ -415,6 +416,97 @@ TEST_CASE("membership.heartbeat: named members close the view to everyone else")
   b->receive(datagram(pool, 77, 5, 0, "forged"), 5 * kMs);
   CHECK(b.sink.payloads() == std::vector<std::string>{"from a"});
   CHECK(counter(b, "drops.not_in_view") == 2);
+}
+
+namespace {
+// The flags of a heartbeat `ep` transmitted (its query bit tells a query from the rest).
+std::uint8_t sent_flags(PacketPool& pool, const Packet& sent) {
+  Packet* rx = as_received(pool, sent);
+  REQUIRE(wire::decode(*rx) == wire::DecodeError::none);
+  REQUIRE(rx->kind == wire::Kind::heartbeat);
+  hb::Heartbeat h;
+  REQUIRE(hb::parse(*rx, h) == hb::ParseError::none);
+  const std::uint8_t flags = h.flags;
+  rx->release();
+  return flags;
+}
+
+Packet* from_address(Packet* p, std::uint32_t ip, std::uint16_t port) {
+  p->src_ip = ip;
+  p->src_port = port;
+  return p;
+}
+}  // namespace
+
+TEST_CASE("membership.heartbeat: a named member heard only through other packets is asked for its heartbeat") {
+  // The default interval (100 ms): answers and queries are spaced by a quarter of it.
+  PacketPool pool(2048, 16, 256);
+  Endpoint b(pool, member_plan("b", {}, {"a", "b", "c"}), make_env(wire::channel_hash("b", 1), 200));
+  b->start(0);
+  b.sink.clear();
+  constexpr std::uint32_t kIp = 0x0A000007;
+  // Its first packets only start the clock: its heartbeat may still be on its way.
+  b->receive(from_address(datagram(pool, 77, 5, 0, "one"), kIp, 4000), kMs);
+  b->receive(from_address(datagram(pool, 77, 5, 0, "two"), kIp, 4000), 40 * kMs);
+  CHECK(b.sink.transmitted.empty());
+  // Still unknown past two quarters of an interval: one query, by unicast to its source.
+  b->receive(from_address(datagram(pool, 77, 5, 0, "three"), kIp, 4000), 60 * kMs);
+  REQUIRE(b.sink.transmitted.size() == 1);
+  CHECK(b.sink.transmitted[0]->dst_ip == kIp);
+  CHECK(b.sink.transmitted[0]->dst_port == 4000);
+  CHECK((sent_flags(pool, *b.sink.transmitted[0]) & hb::kFlagQuery) != 0);
+  CHECK(counter(b, "membership.queries") == 1);
+  // At most one per quarter interval, and none once its heartbeat came.
+  b->receive(from_address(datagram(pool, 77, 5, 0, "four"), kIp, 4000), 70 * kMs);
+  CHECK(b.sink.transmitted.size() == 1);
+  b->receive(from_address(datagram(pool, 77, 5, 0, "five"), kIp, 4000), 90 * kMs);
+  CHECK(b.sink.transmitted.size() == 2);
+  CHECK(b.sink.payloads().size() == 5);  // every packet was delivered meanwhile
+  b->receive(from_address(heartbeat(pool, 77, 5, "a"), kIp, 4000), 91 * kMs);
+  b.sink.clear();
+  b->receive(from_address(datagram(pool, 77, 5, 0, "six"), kIp, 4000), 200 * kMs);
+  CHECK(b.sink.transmitted.empty());
+  CHECK(counter(b, "membership.queries") == 2);
+  CHECK(b.sink.payloads() == std::vector<std::string>{"six"});
+}
+
+TEST_CASE("membership.heartbeat: a query is answered with a heartbeat by unicast to the querier") {
+  PacketPool pool(2048, 16, 256);
+  Endpoint a(pool, member_plan("a"), make_env(1, 100));
+  a->start(0);
+  a.sink.clear();
+  a->receive(from_address(forged(pool, 2, 200, hb::kFlagReceives | hb::kFlagQuery, "b"), 0x0A000002, 4100), kMs);
+  CHECK(a->group().slot_of_name("b") > 0);  // the query is a heartbeat too: b joins
+  bool answered = false;
+  for (Packet* p : a.sink.transmitted) {
+    if (p->dst_ip != 0) {
+      CHECK(p->dst_ip == 0x0A000002);
+      CHECK(p->dst_port == 4100);
+      CHECK((sent_flags(pool, *p) & hb::kFlagQuery) == 0);
+      answered = true;
+    }
+  }
+  CHECK(answered);
+  CHECK(counter(a, "membership.query_answers") == 1);
+}
+
+TEST_CASE("membership.heartbeat: beyond 32 members the first answer after start is not spaced by the group's size") {
+  PacketPool pool(2048, 16, 256);
+  std::vector<std::string> names;
+  for (int i = 0; i < 100; ++i) names.push_back("m" + std::to_string(i));
+  Endpoint m0(pool, member_plan("m0", {}, names), make_env(wire::channel_hash("m0", 2), 100));
+  m0->start(0);
+  m0.sink.clear();
+  // A member heard 1 ms after our start: answered a quarter interval after our start
+  // heartbeat, as in a small group (100 members space later answers 4 times more).
+  m0->receive(heartbeat(pool, wire::channel_hash("m1", 2), 5, "m1"), kMs);
+  CHECK(m0->next_deadline_ns() == kIntervalNs / 4);
+  m0->tick(kIntervalNs / 4);
+  CHECK(m0.sink.transmitted.size() == 1);
+  m0.sink.clear();
+  // The next member heard: its answer waits the spaced gap.
+  m0->receive(heartbeat(pool, wire::channel_hash("m2", 2), 5, "m2"), kIntervalNs / 4 + kMs);
+  CHECK(m0->next_deadline_ns() == kIntervalNs / 4 + 4 * (kIntervalNs / 4));
 }
 
 TEST_CASE("membership.heartbeat: without named members the view stays open") {

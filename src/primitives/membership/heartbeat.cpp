@@ -40,6 +40,19 @@
 //   interval_us minus a seeded jitter of up to a tenth of it, which keeps members that
 //   started together from sending in lockstep and never stretches the spacing.
 //
+//   A heartbeat lost on the way to one member is not repaired until the next one, an
+//   interval later (32 s at 1,000 members with a 1 s interval), and meanwhile that member
+//   cannot place its peer's other packets (an ordering status, an ack) in the view. So a
+//   member of a closed view that still gets packets from an id the view does not know
+//   interval_us / 2 after the first, while some named member is unheard, asks: it sends its
+//   own heartbeat with the query flag by unicast to the packet's source address (at most
+//   once per interval_us / 4 per id), and a member that gets a query answers with its
+//   heartbeat by unicast to the querier. Its view then holds the peer half an interval and
+//   a round trip after the peer's first packet, whatever the group's size. Members that
+//   start together miss each other's first heartbeats (sent before the others listened):
+//   the first early answer after a member's start is interval_us / 4 after it at any size
+//   (the round of answers that forms the views), only later ones are spaced as above.
+//
 //   Failure: an alive member not heard for timeout_us is marked failed at exactly that
 //   deadline (the stage's one timer covers both the next heartbeat and the earliest
 //   failure deadline). A member named in the manifest but never heard is marked failed
@@ -86,7 +99,9 @@ namespace hb = detail::membership;
   X(P, stale_heartbeats, "heartbeats dropped: from a retired epoch of their member")                                \
   X(P, name_conflicts, "heartbeats dropped: they carry this member's own name")                                     \
   X(P, group_full, "heartbeats dropped: no free Group slot for a new member")                                       \
-  X(P, alloc_failures, "heartbeats not sent: no packet buffer")
+  X(P, alloc_failures, "heartbeats not sent: no packet buffer")                                          \
+  X(P, queries, "heartbeats sent by unicast to ask an unknown id's sender for its heartbeat")             \
+  X(P, query_answers, "heartbeats sent by unicast to answer a query")
 TMC_STAGE_COUNTERS("membership.", TMC_HEARTBEAT_COUNTERS);
 
 constexpr std::string_view kKind = "membership.heartbeat";
@@ -141,9 +156,14 @@ class HeartbeatStage final : public Stage {
   void on_receive(Packet* p, StageIo& io) noexcept override {
     if (p->kind != wire::Kind::heartbeat) {
       Group& g = io.group();
-      if (!g.touch(p->sender, p->epoch, io.now_ns()) && !admits_sender(g, p->sender)) {
-        io.drop(p, DropReason::not_in_view);  // a closed view: not a named member's id
-        return;
+      if (!g.touch(p->sender, p->epoch, io.now_ns())) {
+        if (!admits_sender(g, p->sender)) {
+          io.drop(p, DropReason::not_in_view);  // a closed view: not a named member's id
+          return;
+        }
+        if (closed_ && !stopped_ && p->src_ip != 0 && g.slot_of_sender(p->sender) == kNoSlot) {
+          query(p->sender, p->src_ip, p->src_port, io);  // a named member whose heartbeat we lost
+        }
       }
       io.up(p);
       return;
@@ -202,6 +222,12 @@ class HeartbeatStage final : public Stage {
     std::sort(named_ids_.begin(), named_ids_.end());
     closed_ = !named_ids_.empty();
     extra_.resize(g.slots());
+    if (closed_) {
+      std::size_t cap = 16;
+      while (cap < named_ids_.size() * 2) cap *= 2;
+      queried_.assign(cap, QueryMemo{});
+      n_queried_ = 0;
+    }
   }
 
   [[nodiscard]] bool admits_sender(const Group& g, std::uint32_t sender) const noexcept {
@@ -238,31 +264,77 @@ class HeartbeatStage final : public Stage {
     update_scale(io.group());
     const std::uint64_t jitter = jitter_ns_ * scale_;
     next_heartbeat_ns_ = now + interval_ns_ * scale_ - (jitter == 0 ? 0 : next_random() % (jitter + 1));
+    if (!put_heartbeat(io, extra_flags, 0, 0)) return;
+    last_sent_ns_ = now;
+    sent_any_ = true;
+  }
+
+  // One heartbeat to the group (dst_ip 0) or by unicast; the periodic schedule is the
+  // caller's. False when no packet buffer was free.
+  bool put_heartbeat(StageIo& io, std::uint8_t extra_flags, std::uint32_t dst_ip, std::uint16_t dst_port) noexcept {
     Packet* p = io.alloc();
     if (p == nullptr) {
       io.count(alloc_failures);
-      return;
+      return false;
     }
     const auto flags = static_cast<std::uint8_t>((receives_ ? hb::kFlagReceives : 0) | extra_flags);
     if (!hb::write(*p, flags, self_name())) {
       io.count(alloc_failures);
       p->release();
-      return;
+      return false;
     }
     p->channel = env_.channel;
     p->sender = env_.sender;
     p->epoch = env_.epoch;
-    last_sent_ns_ = now;
-    sent_any_ = true;
+    p->dst_ip = dst_ip;
+    p->dst_port = dst_port;
     io.count(heartbeats_sent);
     io.down(p);
+    return true;
+  }
+
+  // A packet came from `sender`, an id the view does not know while a named member is
+  // unheard: most likely that member, whose heartbeat was lost on the way here, or is
+  // still on its way (members that start together send their heartbeats and their first
+  // packets at once). So the first packet of an id only starts a clock: if the id is still
+  // unknown 2 x reply_gap_ns_ later (past the first round of early heartbeats), its next
+  // packet makes us ask it for a heartbeat (ours, query flag, by unicast), and again at
+  // most once per reply_gap_ns_. The ids are kept in an open-addressing table sized at
+  // start for the named members (the hot path never allocates); when it is full, ids not
+  // in it are not asked.
+  void query(std::uint32_t sender, std::uint32_t ip, std::uint16_t port, StageIo& io) noexcept {
+    if (queried_.empty() || sender == 0) return;
+    const std::uint64_t now = std::max<std::uint64_t>(io.now_ns(), 1);
+    const std::size_t mask = queried_.size() - 1;
+    std::size_t i = (sender * 0x9E3779B1u) & mask;
+    for (std::size_t probes = 0; probes < queried_.size(); ++probes, i = (i + 1) & mask) {
+      QueryMemo& q = queried_[i];
+      if (q.sender == 0) {
+        if (n_queried_ * 4 >= queried_.size() * 3) return;  // full enough
+        q.sender = sender;
+        q.at_ns = now + reply_gap_ns_;  // first sight: ask from 2 x reply_gap_ns_ on
+        ++n_queried_;
+        return;
+      }
+      if (q.sender != sender) continue;
+      if (now < q.at_ns + reply_gap_ns_) return;
+      q.at_ns = now;
+      if (put_heartbeat(io, hb::kFlagQuery, ip, port)) io.count(queries);
+      return;
+    }
   }
 
   // Someone new was heard: answer with our own heartbeat soon, so that it learns of us in
   // one round trip. At most one such answer per reply_gap_ns_.
+  // The first such answer after our start comes reply_gap_ns_ after our start heartbeat,
+  // whatever the group's size: members that start together miss each other's first
+  // heartbeats (sent before the others listened), and one round of answers soon is what
+  // forms their views; later answers are spaced by the scaled gap.
   void request_early_heartbeat(StageIo& io) noexcept {
     const std::uint64_t now = io.now_ns();
-    const std::uint64_t earliest = sent_any_ ? last_sent_ns_ + reply_gap_ns_ * scale_ : now;
+    const std::uint64_t gap = early_round_ ? reply_gap_ns_ * scale_ : reply_gap_ns_;
+    early_round_ = true;
+    const std::uint64_t earliest = sent_any_ ? last_sent_ns_ + gap : now;
     if (earliest <= now) {
       io.count(early_heartbeats);
       send_heartbeat(io, 0);
@@ -345,6 +417,8 @@ class HeartbeatStage final : public Stage {
       notify(io, EventType::member_joined, slot, m);
       request_early_heartbeat(io);
     }
+    // It has not heard our heartbeat (see query()): answer it alone.
+    if (h.query() && p->src_ip != 0 && put_heartbeat(io, 0, p->src_ip, p->src_port)) io.count(query_answers);
     p->release();
     rearm(io);
   }
@@ -443,6 +517,15 @@ class HeartbeatStage final : public Stage {
   std::array<char, hb::kMaxNameBytes> name_{};
   std::size_t name_len_ = 0;
   std::vector<SlotExtra> extra_;  ///< per slot; grows with the view (cold)
+  // Unknown ids seen (and when they were last asked for a heartbeat, or may first be):
+  // query(). Sized at start to twice the named members, a power of two.
+  struct QueryMemo {
+    std::uint32_t sender = 0;
+    std::uint64_t at_ns = 0;
+  };
+  std::vector<QueryMemo> queried_;
+  std::size_t n_queried_ = 0;
+  bool early_round_ = false;  ///< an early heartbeat was asked for since our start
 };
 
 constexpr std::int64_t kHourUs = 3'600'000'000;
@@ -454,10 +537,14 @@ void register_membership_heartbeat(Registry& r) {
       .kind = kKind,
       .synopsis = "Named group membership: heartbeats, failure detection, restarts (writes the Group view)",
       .notes =
-          "Sends Kind::heartbeat packets (Ext::membership: u8 flags bit0 receives / bit1 leaving, u8 name_len, "
-          "u16 reserved; payload = the member's name) at start, every interval_us (minus a seeded jitter of up "
-          "to a tenth), at once when a new member or a new epoch is heard (at most one per interval_us/4), and "
-          "leave_copies goodbyes with the leaving bit at stop. Every heartbeat updates the Group (the only "
+          "Sends Kind::heartbeat packets (Ext::membership: u8 flags bit0 receives / bit1 leaving / bit2 query, "
+          "u8 name_len, u16 reserved; payload = the member's name) at start, every interval_us (minus a seeded "
+          "jitter of up to a tenth), at once when a new member or a new epoch is heard (at most one per interval_us/4), and "
+          "leave_copies goodbyes with the leaving bit at stop. In a closed view (named members), a packet from "
+          "an id still unknown interval_us/2 after its first one, while a named member is unheard, is answered "
+          "with a query heartbeat by unicast to its source (at most one per interval_us/4 per id), and a query "
+          "is answered with a heartbeat by unicast: a lost heartbeat is repaired in a round trip, not an "
+          "interval. Every heartbeat updates the Group (the only "
           "writer); every other packet from a known alive (sender, epoch) refreshes its liveness and passes "
           "unchanged. Heartbeats are consumed. An alive member not heard for timeout_us is marked failed "
           "(member_failed), as is a manifest-named member never heard within timeout_us of start; a new epoch "
@@ -493,8 +580,8 @@ void register_membership_heartbeat(Registry& r) {
                       .name = "membership",
                       .body_bytes = detail::membership::kBodyBytes,
                       .carried_on = "kind heartbeat",
-                      .body = "u8 flags (bit 0 receives, bit 1 leaving), u8 name length (equal to the payload "
-                              "length), u16 reserved (4 bytes); the payload is the member's name"}},
+                      .body = "u8 flags (bit 0 receives, bit 1 leaving, bit 2 query), u8 name length (equal to "
+                              "the payload length), u16 reserved (4 bytes); the payload is the member's name"}},
   });
 }
 

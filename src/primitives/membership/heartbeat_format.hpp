@@ -2,7 +2,8 @@
 // Ext::membership). Shared by the stage and its tests, which forge hostile heartbeats.
 //
 //   Ext::membership body, exactly 4 bytes:
-//     u8  flags      bit0 receives (0: a send-only member), bit1 leaving (goodbye)
+//     u8  flags      bit0 receives (0: a send-only member), bit1 leaving (goodbye),
+//                    bit2 query (unicast: "I have not heard your heartbeat: answer")
 //     u8  name_len   1..255; must equal the packet's payload_len
 //     u16 reserved   sent as 0, ignored on receipt (room for later versions)
 //   payload: the member's name, name_len bytes, no control characters.
@@ -23,6 +24,7 @@ namespace tmc::detail::membership {
 inline constexpr std::uint8_t kBodyBytes = 4;
 inline constexpr std::uint8_t kFlagReceives = 1u << 0;
 inline constexpr std::uint8_t kFlagLeaving = 1u << 1;
+inline constexpr std::uint8_t kFlagQuery = 1u << 2;
 inline constexpr std::size_t kMaxNameBytes = 255;
 
 struct Heartbeat {
@@ -30,6 +32,7 @@ struct Heartbeat {
   std::string_view name;  ///< points into the packet's buffer
   [[nodiscard]] bool receives() const noexcept { return (flags & kFlagReceives) != 0; }
   [[nodiscard]] bool leaving() const noexcept { return (flags & kFlagLeaving) != 0; }
+  [[nodiscard]] bool query() const noexcept { return (flags & kFlagQuery) != 0; }
 };
 
 enum class ParseError : std::uint8_t { none, no_body, bad_body_length, name_length_mismatch, empty_name, bad_name_byte };
