@@ -949,4 +949,20 @@ void ArqSender::on_nack(const NackBody& nack, StageIo& io) noexcept {
   }
 }
 
+// --- accounting -------------------------------------------------------------------------------
+
+std::size_t ArqSender::state_bytes() const noexcept {
+  const auto bits = [](const MemberSet& m) { return m.capacity() / 8; };
+  std::size_t b = entries_.capacity() * sizeof(Entry);
+  for (const Entry& e : entries_) b += bits(e.app_acked);
+  b += sets_.capacity() * sizeof(AckSet) + order_.capacity() * sizeof(std::uint32_t);
+  for (const AckSet& a : sets_) b += bits(a.members) + a.edge.heap_bytes();
+  b += pos_.capacity() * sizeof(MemberAcks) + quiet_.capacity() * sizeof(Quiet) + bits(named_mask_);
+  for (const auto* v : {&slot_cum_, &slot_high_, &slot_ack_ns_, &slot_heard_ns_, &slot_cum_ns_, &slot_asked_ns_,
+                        &slot_reask_ns_}) {
+    b += v->capacity() * sizeof(std::uint64_t);
+  }
+  return b;
+}
+
 }  // namespace tmc::arq

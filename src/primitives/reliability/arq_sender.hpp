@@ -94,6 +94,9 @@ class [[gnu::visibility("hidden")]] ArqSender {
   /// Smoothed RTT (0 before the first sample) and the RTO before any backoff.
   [[nodiscard]] std::int64_t srtt_ns() const noexcept { return srtt_ns_; }
   [[nodiscard]] std::uint64_t rto_ns() const noexcept { return rto_ns_; }
+  /// Heap bytes kept to know who must ack what and who did: the window's entries, the ack
+  /// sets, application acks and the per-member tables (capacities, not allocator overhead).
+  [[nodiscard]] std::size_t state_bytes() const noexcept;
 
  private:
   // One unsettled reliable message.
