@@ -544,6 +544,73 @@ TEST_CASE("reliability.arq: ack_from names a member not heard yet: the message w
   CHECK(event_for(a, EventType::delivery_met, 1) != nullptr);
 }
 
+TEST_CASE("reliability.arq: a member that joins mid-stream must ack only what is sent after it joined") {
+  Node a("a", 100, {});
+  Node b("b", 200, {});
+  Node c("c", 300, {});
+  a.hear("b", 200);
+  b.hear("a", 100);
+  a.send("m1", 0, 1);
+  multicast(a, {&b}, 0);
+  a.hear("c", 300);  // c joins with m1 in flight
+  c.hear("a", 100);
+  a.tick(kMs);
+  a.send("m2", kMs, 2);
+  multicast(a, {&b, &c}, kMs);
+  b.tick(2 * kMs);
+  multicast(b, {&a}, 2 * kMs);
+  const Event* e1 = event_for(a, EventType::delivery_met, 1);
+  REQUIRE(e1 != nullptr);
+  CHECK(e1->members == tmc::MemberSet::of(1));
+  CHECK(event_for(a, EventType::delivery_met, 2) == nullptr);  // waits for c
+  c.tick(3 * kMs);
+  multicast(c, {&a}, 3 * kMs);
+  const Event* e2 = event_for(a, EventType::delivery_met, 2);
+  REQUIRE(e2 != nullptr);
+  CHECK(e2->members == tmc::MemberSet::of({1, 2}));
+  CHECK(a.pl().held_packets() == 0);
+}
+
+TEST_CASE("reliability.arq: a member that stops receiving still owes what was sent before, also when it is back") {
+  Trio t;
+  t.a.send("m1", 0, 1);
+  multicast(t.a, {&t.b}, 0);  // c misses m1
+  t.b.tick(kMs);
+  multicast(t.b, {&t.a}, kMs);
+  CHECK(event_for(t.a, EventType::delivery_met, 1) == nullptr);
+  t.a.hear("c", 300, 1000, /*receives=*/false);  // c turns send-only: out of the ack set
+  t.a.tick(2 * kMs);
+  t.a.send("m2", 2 * kMs, 2);
+  std::vector<Packet*> m2;  // held back: reaches b after c is back
+  m2.swap(t.a.sink().transmitted);
+  t.a.hear("c", 300, 1000, /*receives=*/true);  // back, still owing m1
+  t.a.tick(3 * kMs);
+  t.a.send("m3", 3 * kMs, 3);
+  t.a.sink().transmitted.insert(t.a.sink().transmitted.begin(), m2.begin(), m2.end());
+  multicast(t.a, {&t.b}, 3 * kMs);
+  t.b.tick(4 * kMs);
+  multicast(t.b, {&t.a}, 4 * kMs);
+  // m2 was sent while c was out: b's ack meets it, though c (owing m1) holds the lowest
+  // position. m1 and m3 wait for c.
+  const Event* e2 = event_for(t.a, EventType::delivery_met, 2);
+  REQUIRE(e2 != nullptr);
+  CHECK(e2->members == tmc::MemberSet::of(1));
+  CHECK(event_for(t.a, EventType::delivery_met, 1) == nullptr);
+  CHECK(event_for(t.a, EventType::delivery_met, 3) == nullptr);
+  CHECK(events(t.a, EventType::delivery_failed) == 0);
+  // The timeout sends m1 and m3 again; c acks both.
+  t.a.tick(200 * kMs);
+  multicast(t.a, {&t.c}, 200 * kMs);
+  t.c.tick(201 * kMs);
+  multicast(t.c, {&t.a}, 201 * kMs);
+  for (const std::uint64_t token : {std::uint64_t{1}, std::uint64_t{3}}) {
+    const Event* e = event_for(t.a, EventType::delivery_met, token);
+    REQUIRE(e != nullptr);
+    CHECK(e->members == tmc::MemberSet::of({1, 2}));
+  }
+  CHECK(t.a.pl().held_packets() == 0);
+}
+
 TEST_CASE("reliability.arq: ack_fraction and ack_k need that many acks, from anyone") {
   for (const auto& p : {std::pair<std::string, std::string>{"ack_fraction", "0.5"}, {"ack_k", "1"}}) {
     CAPTURE(p.first);

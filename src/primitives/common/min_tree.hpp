@@ -22,6 +22,8 @@ class MinTree {
     tree_.assign(2 * cap_, kNone);
   }
   [[nodiscard]] std::size_t capacity() const noexcept { return cap_; }
+  /// Heap bytes held.
+  [[nodiscard]] std::size_t heap_bytes() const noexcept { return tree_.capacity() * sizeof(std::uint64_t); }
   void set(std::size_t slot, std::uint64_t v) noexcept {
     std::size_t i = cap_ + slot;
     if (slot >= cap_ || tree_[i] == v) return;

@@ -110,7 +110,8 @@ constexpr std::int64_t kDayUs = 86'400'000'000;
   X(P, srtt_ns, "smoothed round-trip time of acks (0 before the first sample)")                      \
   X(P, rto_ns, "retransmission timeout from the RTT estimate, before a message's own backoff")       \
   X(P, in_flight, "reliable messages sent and not yet settled (a copy kept of each)")               \
-  X(P, held_packets, "deliver=in_order: received packets held above a gap, all senders")
+  X(P, held_packets, "deliver=in_order: received packets held above a gap, all senders")           \
+  X(P, ack_state_bytes, "heap the sender keeps to know who must ack what and who did (window + members)")
 TMC_STAGE_GAUGES("reliability.", TMC_ARQ_GAUGES);
 
 class ArqStage final : public Stage, public detail::AppAcknowledged {
@@ -194,6 +195,7 @@ class ArqStage final : public Stage, public detail::AppAcknowledged {
     out[Gauge::rto_ns] = static_cast<double>(sender_.rto_ns());
     out[Gauge::in_flight] = static_cast<double>(sender_.held());
     out[Gauge::held_packets] = static_cast<double>(receiver_.held());
+    out[Gauge::ack_state_bytes] = static_cast<double>(sender_.state_bytes());
   }
 
   void on_send(Packet* p, StageIo& io) noexcept override {

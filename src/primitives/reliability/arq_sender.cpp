@@ -149,111 +149,172 @@ void ArqSender::fit_view(const Group& g) {
   slot_asked_ns_.resize(n, 0);
   slot_reask_ns_.resize(n, 0);
   pos_.resize(n);
+  join_.resize(n, kNever);
+  leave_.resize(n, kNever);
+  owed_from_.resize(n, 0);
+  owed_to_.resize(n, 0);
+  lingers_.resize(n, 0);
+  until_view_.resize(n, 0);
   quiet_.reserve(n);
+  lingering_.reserve(n);
+  left_now_.reserve(n);
   named_mask_.reserve(n);
+  members_.reserve(n);
+  ever_.reserve(n);
   outcome_.members.reserve(n);
+  if (cfg_.mode != AckMode::count && edge_.capacity() < n) {
+    // Doubles (MinTree rounds up to a power of two): O(1) amortised per member that joins.
+    edge_.reset(n);
+    for (std::size_t s = 0; s < n; ++s) edge_.set_leaf(s, leaf(s));
+    edge_.rebuild();
+  }
   // Application acks name any member; without them the entries' sets stay empty.
   if (cfg_.app_acks) {
     for (Entry& e : entries_) e.app_acked.reserve(n);
   }
 }
 
-// Cold: every member's base position into the set's tree (all/named mode).
-void ArqSender::build_edge(AckSet& a) {
-  if (cfg_.mode == AckMode::count) return;
-  a.edge.reset(std::max<std::size_t>(slots_fit_, 1));
-  a.members.for_each([&](int slot) {
-    const auto s = static_cast<std::size_t>(slot);
-    if (s < pos_.size()) a.edge.set_leaf(s, pos_[s].base);
-  });
-  a.edge.rebuild();
+// The lowest rseq slot `s` may lack among those it must ack, less one (MinTree::kNone when it
+// must ack none): its cumulative position, and nothing sent before it joined counts.
+// A slot that left the ack set counts only while it lingers.
+std::uint64_t ArqSender::leaf(std::size_t s) const noexcept {
+  if (join_[s] == kNever || (leave_[s] != kNever && lingers_[s] == 0)) return MinTree::kNone;
+  const bool owes = lingers_[s] != 0 && owed_to_[s] > owed_from_[s];
+  const std::uint64_t from = owes ? std::min(join_[s], owed_from_[s]) : join_[s];
+  return std::max(pos_[s].base, from - 1);
 }
 
 // Cold (a view change): the ack set of messages sent from now on. Messages already sent
-// keep theirs; a set whose messages are all settled is reused.
-void ArqSender::open_set(const Group& g) {
+// keep theirs: a member that joins must ack from `join_at` on (the next message, or every
+// unsettled one when ack_from names were unknown until now), one that leaves no message
+// sent from now on. O(words + members that came or went).
+void ArqSender::open_set(const Group& g, std::uint64_t join_at) {
   fit_view(g);
   const MemberSet& required = required_now(g);
-  const bool unresolved = cfg_.mode == AckMode::named && named_unknown_;
-  if (cur_ != kNoSet) {
-    AckSet& c = sets_[cur_];
-    if (c.members == required && c.unresolved == unresolved) return;
-    if (c.from == next_rseq_ && (cfg_.mode == AckMode::count || c.edge.capacity() >= slots_fit_)) {
-      // No message was sent with it yet (members joining one after the other as a large
-      // group starts): it changes in place, O(1) per member that came or went.
-      const std::size_t words = (slots_fit_ + 63) / 64;
-      for (std::size_t w = 0; w < words && cfg_.mode != AckMode::count; ++w) {
-        for (std::uint64_t diff = c.members.word(w) ^ required.word(w); diff != 0; diff &= diff - 1) {
-          const std::size_t slot = w * 64 + static_cast<std::size_t>(__builtin_ctzll(diff));
-          c.edge.set(slot, required.contains(static_cast<int>(slot)) ? pos_[slot].base : MinTree::kNone);
-        }
+  opened_ = true;
+  unresolved_ = cfg_.mode == AckMode::named && named_unknown_;
+  members_count_ = static_cast<std::uint32_t>(required.count());
+  const bool count = cfg_.mode == AckMode::count;
+  if (count) ++view_;
+  bool changed = false;
+  const std::size_t words = (slots_fit_ + 63) / 64;
+  for (std::size_t w = 0; w < words; ++w) {
+    for (std::uint64_t diff = members_.word(w) ^ required.word(w); diff != 0; diff &= diff - 1) {
+      const std::size_t slot = w * 64 + static_cast<std::size_t>(__builtin_ctzll(diff));
+      const bool joins = required.contains(static_cast<int>(slot));
+      changed = true;
+      if (joins) ever_.insert(static_cast<int>(slot));
+      if (count) {
+        // k-of-n: a receiver at any view since a message was sent is a candidate for it.
+        until_view_[slot] = joins ? kForeverView : view_ - 1;
+        continue;
       }
-      c.members.assign(required);
-      c.count = static_cast<std::uint32_t>(required.count());
-      c.unresolved = unresolved;
-      return;
+      if (!joins) {
+        // It lingers until check_left() finds nothing unsettled waiting for it.
+        leave_[slot] = next_rseq_;
+        left_now_.push_back(static_cast<int>(slot));
+        if (lingers_[slot] == 0) {
+          lingers_[slot] = 1;
+          lingering_.push_back(static_cast<int>(slot));
+        }
+      } else if (lingers_[slot] != 0) {
+        // Back while a message of its earlier interval still waits for it: that interval
+        // is still owed. (Back a second time while both still wait: they merge, and the
+        // messages sent while it was out the first time wait for it as well.)
+        owed_from_[slot] = owed_to_[slot] > owed_from_[slot] ? owed_from_[slot] : join_[slot];
+        owed_to_[slot] = leave_[slot];
+        join_[slot] = join_at;
+        leave_[slot] = kNever;
+      } else {
+        join_[slot] = join_at;
+        leave_[slot] = kNever;
+      }
+      edge_.set(slot, leaf(slot));
     }
-    c.to = next_rseq_;
   }
-  // Retire the sets whose messages are all settled.
-  std::erase_if(order_, [&](std::uint32_t k) {
-    AckSet& a = sets_[k];
-    if (a.to > trail_) return false;
-    a.live = false;
-    return true;
-  });
-  std::uint32_t k = 0;
-  while (k < sets_.size() && sets_[k].live) ++k;
-  if (k == sets_.size()) sets_.emplace_back();
-  AckSet& a = sets_[k];
-  a.members.reserve(slots_fit_);
-  a.members.assign(required);
-  a.count = static_cast<std::uint32_t>(required.count());
-  a.unresolved = unresolved;
-  a.from = next_rseq_;
-  a.to = ~std::uint64_t{0};
-  a.swept = next_rseq_ - 1;
-  a.live = true;
-  build_edge(a);
-  order_.push_back(k);
-  cur_ = k;
+  if (changed) {
+    members_.assign(required);
+    members_from_ = next_rseq_;
+  }
+}
+
+// Cold: whether slot `s`, out of the ack set, still has to ack some unsettled message of
+// its interval (it lingers: its position keeps counting), O(window).
+void ArqSender::check_left(std::size_t s) noexcept {
+  bool waits = false;
+  const auto look = [&](std::uint64_t from, std::uint64_t to) {
+    for (std::uint64_t r = std::max(from, trail_); r < std::min(to, next_rseq_) && !waits; ++r) {
+      const Entry& e = entry(r);
+      waits = e.rseq == r && !acked(e, s);
+    }
+  };
+  look(owed_from_[s], owed_to_[s]);
+  if (leave_[s] != kNever) look(join_[s], leave_[s]);
+  if (!waits) owed_from_[s] = owed_to_[s] = 0;
+  if (waits && lingers_[s] == 0) {
+    lingers_[s] = 1;
+    lingering_.push_back(static_cast<int>(s));
+  } else if (!waits && lingers_[s] != 0) {
+    unlinger(s);
+  }
+  edge_.set(s, leaf(s));
+}
+
+void ArqSender::unlinger(std::size_t s) noexcept {
+  lingers_[s] = 0;
+  const auto it = std::find(lingering_.begin(), lingering_.end(), static_cast<int>(s));
+  if (it != lingering_.end()) {
+    *it = lingering_.back();
+    lingering_.pop_back();
+  }
+}
+
+// The lingering slots whose interval is settled now (the trailing edge passed it).
+void ArqSender::release_lingering() noexcept {
+  for (std::size_t i = lingering_.size(); i-- > 0;) {
+    const auto s = static_cast<std::size_t>(lingering_[i]);
+    if ((leave_[s] == kNever ? owed_to_[s] : leave_[s]) <= trail_) check_left(s);
+  }
+}
+
+// The ack set of `e` into `out` (empty, sized to the view): the current one when no member
+// came or went since `e` was sent, else member by member.
+void ArqSender::required_into(const Entry& e, MemberSet& out) const noexcept {
+  if (cfg_.mode == AckMode::count ? e.view == view_ : e.rseq >= members_from_) {
+    out.assign(members_);
+    return;
+  }
+  for (int slot = ever_.first(); slot >= 0; slot = ever_.next(slot)) {
+    if (required(e, static_cast<std::size_t>(slot))) out.insert(slot);
+  }
 }
 
 void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
   fit_view(g);
   stride_ = cfg_.sparse_acks() ? ack_stride(static_cast<std::size_t>(g.receivers().count()), cfg_.window) : 1;
+  // ack_from names heard for the first time join every message in flight while some name
+  // was unknown (none of them could be met); k-of-n candidates widen to the view's
+  // receivers (until_view_).
+  const bool widen = cfg_.mode == AckMode::named && unresolved_;
   if (cfg_.mode == AckMode::named) resolve_named(g);
-  // The sets of messages in flight: k-of-n candidates widen to the view's receivers, and
-  // ack_from names heard for the first time join.
-  for (const std::uint32_t k : order_) {
-    AckSet& a = sets_[k];
-    if (cfg_.mode == AckMode::count) {
-      a.members |= g.receivers();
-      a.count = static_cast<std::uint32_t>(a.members.count());
-    } else if (a.unresolved) {
-      a.members |= named_mask_;
-      a.count = static_cast<std::uint32_t>(a.members.count());
-      a.unresolved = named_unknown_;
-      build_edge(a);
-    }
-  }
-  open_set(g);
+  left_now_.clear();
+  open_set(g, widen ? trail_ : next_rseq_);
   const MemberSet& dead = g.gone();
   for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
     Entry& e = entry(r);
     if (e.rseq != r) continue;
-    const MemberSet& required = set_of(e).members;
     if (cfg_.mode == AckMode::count) {
       std::uint32_t possible = e.acks;
-      required.for_each([&](int slot) {
-        if (!dead.contains(slot) && !acked(e, static_cast<std::size_t>(slot))) ++possible;
-      });
+      for (int slot = ever_.first(); slot >= 0; slot = ever_.next(slot)) {
+        const auto s = static_cast<std::size_t>(slot);
+        if (required(e, s) && !dead.contains(slot) && !acked(e, s)) ++possible;
+      }
       if (possible < e.need) settle(e, EventType::delivery_failed, io);
       continue;
     }
     bool failed = false;
     for (int slot = dead.first(); slot >= 0 && !failed; slot = dead.next(slot)) {
-      failed = required.contains(slot) && !acked(e, static_cast<std::size_t>(slot));
+      failed = required(e, static_cast<std::size_t>(slot)) && !acked(e, static_cast<std::size_t>(slot));
     }
     if (failed) {
       settle(e, EventType::delivery_failed, io);
@@ -261,6 +322,10 @@ void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
       settle(e, EventType::delivery_met, io);
     }
   }
+  // The members that left: gone ones failed what they lacked above; the others linger
+  // while a message still waits for them.
+  for (const int slot : left_now_) check_left(static_cast<std::size_t>(slot));
+  left_now_.clear();
 }
 
 // Count mode: O(1). All/named: the members whose base lies below `e` (few unless `e` is
@@ -268,9 +333,8 @@ void ArqSender::on_view(const Group& g, StageIo& io) noexcept {
 // or through the application.
 bool ArqSender::met(const Entry& e) const noexcept {
   if (cfg_.mode == AckMode::count) return e.acks >= e.need;
-  const AckSet& a = set_of(e);
-  if (a.unresolved) return false;
-  return a.edge.all_below(e.rseq, [&](std::size_t s) { return acked(e, s); });
+  if (unresolved_) return false;
+  return edge_.all_below(e.rseq, [&](std::size_t s) { return !required(e, s) || acked(e, s); });
 }
 
 // --- sending ----------------------------------------------------------------------------------
@@ -318,14 +382,13 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
     edge_due_ = true;
     return true;
   }
-  if (cur_ == kNoSet) open_set(g);  // cold: the first message before any view event
-  const AckSet& set = sets_[cur_];
-  const MemberSet& required = set.members;
+  if (!opened_) open_set(g, next_rseq_);  // cold: the first message before any view event
   std::uint32_t need = 0;
   if (cfg_.mode == AckMode::count) {
-    need = cfg_.ack_k > 0 ? cfg_.ack_k : static_cast<std::uint32_t>(std::ceil(cfg_.ack_fraction * set.count - 1e-9));
+    need = cfg_.ack_k > 0 ? cfg_.ack_k
+                          : static_cast<std::uint32_t>(std::ceil(cfg_.ack_fraction * members_count_ - 1e-9));
   }
-  const bool trivially_met = cfg_.mode == AckMode::count ? need == 0 : (set.count == 0 && !set.unresolved);
+  const bool trivially_met = cfg_.mode == AckMode::count ? need == 0 : (members_count_ == 0 && !unresolved_);
 
   Packet* copy = nullptr;
   if (!trivially_met) {
@@ -345,7 +408,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
     // No headroom (or sealed by a stage above): it cannot be made reliable.
     if (copy != nullptr) copy->release();
     io.count(ctr::no_buffer);
-    notify_failed(p->token, required, io);
+    notify_failed(p->token, members_, io);
     io.drop(p, DropReason::buffer_full);
     return true;
   }
@@ -370,7 +433,7 @@ bool ArqSender::transmit_new(Packet* p, StageIo& io) noexcept {
   e.rseq = rseq;
   e.token = p->token;
   e.token_first = p->token_first != 0 ? p->token_first : p->token;
-  e.set = cur_;
+  e.view = view_;
   e.acks = 0;
   if (e.has_app) e.app_acked.clear();
   e.has_app = false;
@@ -474,9 +537,10 @@ void ArqSender::settle(Entry& e, EventType outcome, StageIo& io) noexcept {
   if (ok) {
     collect_acked(e, outcome == EventType::delivery_met && cfg_.mode != AckMode::count, ev.members);
   } else {
-    set_of(e).members.for_each([&](int slot) {
-      if (!acked(e, static_cast<std::size_t>(slot))) ev.members.insert(slot);
-    });
+    for (int slot = ever_.first(); slot >= 0; slot = ever_.next(slot)) {
+      const auto s = static_cast<std::size_t>(slot);
+      if (required(e, s) && !acked(e, s)) ev.members.insert(slot);
+    }
   }
   if (e.has_app) {
     e.has_app = false;
@@ -504,11 +568,10 @@ void ArqSender::settle(Entry& e, EventType outcome, StageIo& io) noexcept {
 // The members that acked `e` into `out` (empty, sized to the view). With `all_required`
 // (met in all/named mode) its ack set acked it: only the members outside it are looked at.
 void ArqSender::collect_acked(const Entry& e, bool all_required, MemberSet& out) const noexcept {
-  const MemberSet& required = set_of(e).members;
-  if (all_required) out.assign(required);
+  if (all_required) required_into(e, out);
   const std::size_t words = (slots_fit_ + 63) / 64;
   for (std::size_t w = 0; w < words; ++w) {
-    std::uint64_t bits = all_required ? ~required.word(w) : ~std::uint64_t{0};
+    std::uint64_t bits = all_required ? ~out.word(w) : ~std::uint64_t{0};
     if (w == words - 1 && slots_fit_ % 64 != 0) bits &= (std::uint64_t{1} << (slots_fit_ % 64)) - 1;
     for (; bits != 0; bits &= bits - 1) {
       const std::size_t s = w * 64 + static_cast<std::size_t>(__builtin_ctzll(bits));
@@ -644,11 +707,9 @@ void ArqSender::scan(StageIo& io) noexcept {
 // message (data leaves the stages below in rseq order), or nothing older is unsettled
 // (nothing below can hold it for an older message's sake then).
 bool ArqSender::lost_evidence(const Entry& e, std::uint64_t now) const noexcept {
-  const MemberSet& required = set_of(e).members;
-  for (int slot = required.first(); slot >= 0; slot = required.next(slot)) {
+  for (int slot = ever_.first(); slot >= 0; slot = ever_.next(slot)) {
     const auto s = static_cast<std::size_t>(slot);
-    if (acked(e, s)) continue;
-    if (s >= slots_fit_) continue;
+    if (!required(e, s) || acked(e, s)) continue;
     if (slot_high_[s] > e.rseq) return true;
     if (!e.out) continue;
     const std::uint64_t since = std::max(slot_ack_ns_[s], e.out_ns);
@@ -738,7 +799,7 @@ bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence, b
   evidence = false;
   head = false;
   for (const Quiet& q : quiet_) {
-    if (!set_of(e).members.contains(q.slot) || acked(e, static_cast<std::size_t>(q.slot))) continue;
+    if (!required(e, static_cast<std::size_t>(q.slot)) || acked(e, static_cast<std::size_t>(q.slot))) continue;
     // Beyond what the member's acks can show (the SACK bitmap covers the 64 after its
     // cumulative point + 1) while it answers: it may well have `e`; the older message that
     // holds its cumulative point back goes first (as in members_quiet()). Without this, a
@@ -796,11 +857,9 @@ void ArqSender::mark_out(std::uint64_t upto, std::uint64_t now) noexcept {
 bool ArqSender::members_quiet(const Entry& e, std::uint64_t now, bool& head) const noexcept {
   head = false;
   bool quiet = false;
-  const MemberSet& required = set_of(e).members;
-  for (int slot = required.first(); slot >= 0; slot = required.next(slot)) {
+  for (int slot = ever_.first(); slot >= 0; slot = ever_.next(slot)) {
     const auto s = static_cast<std::size_t>(slot);
-    if (acked(e, s)) continue;
-    if (s >= slots_fit_) continue;
+    if (!required(e, s) || acked(e, s)) continue;
     if (blocked_below(s, e.rseq, now)) continue;
     // A member that is acking but whose cumulative point is too far behind for its SACK
     // bitmap (64 after cumulative + 1) to reach `e` cannot tell us about `e` at all: the
@@ -828,7 +887,7 @@ bool ArqSender::blocked_below(std::size_t s, std::uint64_t rseq, std::uint64_t n
   if (missing >= rseq || missing < trail_ || now >= slot_heard_ns_[s] + rto_ns_) return false;
   const Entry& g = entries_[static_cast<std::size_t>(missing % cfg_.window)];
   // ... and a repair of it is on its way (sent within the last RTO).
-  return g.rseq == missing && set_of(g).members.contains(static_cast<int>(s)) && !acked(g, s) &&
+  return g.rseq == missing && required(g, s) && !acked(g, s) &&
          g.retransmitted &&
          now < g.last_sent_ns + rto_ns_;
 }
@@ -912,9 +971,9 @@ void ArqSender::on_ack(const AckBody& ack, std::uint32_t from, StageIo& io, bool
 
 // Member slot `s` acknowledged more than `before`: settle what that made met, in rseq order.
 // Count mode counts the member on each message it newly acked (amortised O(1) per member
-// and message). All/named: the member's base moves in the tree of every set it belongs to,
-// the messages up to a set's minimum are met (each visited once), and above it only those
-// the minimum's member acked selectively (at most 64) can be.
+// and message). All/named: the member's leaf moves in the one tree, the messages up to
+// the minimum are met (each visited once), and above it only those the minimum's member
+// acked selectively (at most 64) can be.
 void ArqSender::settle_acked(std::size_t s, const MemberAcks& before, StageIo& io) noexcept {
   const MemberAcks after = pos_[s];
   const int slot = static_cast<int>(s);
@@ -932,36 +991,39 @@ void ArqSender::settle_acked(std::size_t s, const MemberAcks& before, StageIo& i
     }
     return;
   }
-  for (std::size_t i = 0; i < order_.size(); ++i) {
-    AckSet& a = sets_[order_[i]];
-    if (!a.members.contains(slot) || s >= a.edge.capacity()) continue;
-    a.edge.set(s, after.base);
-    if (a.unresolved) continue;
-    const std::uint64_t m = a.edge.min();
-    const std::uint64_t end = std::min({m, a.to - 1, top});
-    for (std::uint64_t r = std::max(a.swept + 1, trail_); r <= end && r >= a.from; ++r) {
+  if (!lingering_.empty()) {
+    if (lingers_[s] != 0) check_left(s);
+    release_lingering();
+  }
+  edge_.set(s, leaf(s));
+  if (unresolved_) return;
+  const std::uint64_t m = edge_.min();
+  const std::uint64_t end = std::min(m, top);
+  for (std::uint64_t r = std::max(swept_ + 1, trail_); r <= end; ++r) {
+    Entry& e = entry(r);
+    if (e.rseq == r) settle(e, EventType::delivery_met, io);
+  }
+  swept_ = std::max(swept_, end);
+  if (m >= top) return;
+  // Above the minimum: a message that member acked selectively, that this ack newly
+  // covers, and that every other member below it acked. (The member holding the minimum
+  // must ack every message above it that it has not, unless it lingers.)
+  const MemberAcks& low = pos_[edge_.argmin()];
+  for (std::uint64_t bits = low.sack; bits != 0; bits &= bits - 1) {
+    const std::uint64_t r = low.base + 2 + static_cast<std::uint64_t>(__builtin_ctzll(bits));
+    if (r > top) break;
+    if (r < trail_) continue;
+    Entry& e = entry(r);
+    if (e.rseq == r && newly(e) && met(e)) settle(e, EventType::delivery_met, io);
+  }
+  if (app_entries_ != 0 || !lingering_.empty()) {
+    // ... or one the application acknowledged for it, or (a member that left holds the
+    // minimum) any this ack newly covers.
+    const bool any = !lingering_.empty();
+    const std::uint64_t last = std::min(after.high(), top);
+    for (std::uint64_t r = std::max({trail_, before.base + 1, m + 1}); r <= last; ++r) {
       Entry& e = entry(r);
-      if (e.rseq == r) settle(e, EventType::delivery_met, io);
-    }
-    a.swept = std::max(a.swept, end);
-    if (m >= std::min(a.to - 1, top)) continue;
-    // Above the minimum: a message that member acked selectively, that this ack newly
-    // covers, and that every other member below it acked.
-    const MemberAcks& low = pos_[a.edge.argmin()];
-    for (std::uint64_t bits = low.sack; bits != 0; bits &= bits - 1) {
-      const std::uint64_t r = low.base + 2 + static_cast<std::uint64_t>(__builtin_ctzll(bits));
-      if (r > top || r >= a.to) break;
-      if (r < a.from || r < trail_) continue;
-      Entry& e = entry(r);
-      if (e.rseq == r && newly(e) && met(e)) settle(e, EventType::delivery_met, io);
-    }
-    if (app_entries_ != 0) {
-      // ... or one the application acknowledged for it.
-      const std::uint64_t last = std::min({after.high(), top, a.to - 1});
-      for (std::uint64_t r = std::max({trail_, before.base + 1, m + 1, a.from}); r <= last; ++r) {
-        Entry& e = entry(r);
-        if (e.rseq == r && e.has_app && newly(e) && met(e)) settle(e, EventType::delivery_met, io);
-      }
+      if (e.rseq == r && (any || e.has_app) && newly(e) && met(e)) settle(e, EventType::delivery_met, io);
     }
   }
 }
@@ -1021,6 +1083,22 @@ void ArqSender::on_nack(const NackBody& nack, StageIo& io) noexcept {
     }
     retransmit(e, io);
   }
+}
+
+// --- accounting -------------------------------------------------------------------------------
+
+std::size_t ArqSender::state_bytes() const noexcept {
+  const auto bits = [](const MemberSet& m) { return m.capacity() / 8; };
+  std::size_t b = entries_.capacity() * sizeof(Entry);
+  for (const Entry& e : entries_) b += bits(e.app_acked);
+  b += bits(members_) + bits(ever_) + edge_.heap_bytes() + lingers_.capacity() +
+       (lingering_.capacity() + left_now_.capacity()) * sizeof(int) + until_view_.capacity() * sizeof(std::uint32_t);
+  b += pos_.capacity() * sizeof(MemberAcks) + quiet_.capacity() * sizeof(Quiet) + bits(named_mask_);
+  for (const auto* v : {&join_, &leave_, &owed_from_, &owed_to_, &slot_cum_, &slot_high_, &slot_ack_ns_,
+                        &slot_heard_ns_, &slot_cum_ns_, &slot_asked_ns_, &slot_reask_ns_}) {
+    b += v->capacity() * sizeof(std::uint64_t);
+  }
+  return b;
 }
 
 }  // namespace tmc::arq

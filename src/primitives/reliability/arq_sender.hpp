@@ -8,10 +8,14 @@
 // required member failed or left. At most `window` messages are unsettled; more wait in a
 // FIFO queue. The ack set is fixed when a message is sent, from the Group view
 // (tmc/group.hpp). The window is allocated in configure(); nothing per message.
-// State is O(window + members): an entry names its ack set (one per view, shared by every
-// message sent in it) and each member's acks are one position (MemberAcks); a message is
-// acked by all once the minimum position of its ack set (MinTree) reaches it, or every
-// member below it acked it selectively.
+// State is O(window + members), however many views change while messages are in flight:
+// each member's acks are one position (MemberAcks), and which messages a member must ack is
+// one interval of reliable sequence numbers (from the first message sent after it joined
+// the ack set to the first sent after it left it), so a view change costs O(1) per member
+// that came or went, not a member set per view. A message is acked by all once the minimum
+// over the members' positions (one MinTree for every message) reaches it, or every member
+// below it acked it selectively. k-of-n candidates are the members that were receivers at
+// some view since the message was sent: a view number per message and one per member.
 #pragma once
 
 #include <algorithm>
@@ -96,6 +100,9 @@ class [[gnu::visibility("hidden")]] ArqSender {
   /// Smoothed RTT (0 before the first sample) and the RTO before any backoff.
   [[nodiscard]] std::int64_t srtt_ns() const noexcept { return srtt_ns_; }
   [[nodiscard]] std::uint64_t rto_ns() const noexcept { return rto_ns_; }
+  /// Heap bytes kept to know who must ack what and who did: the window's entries, the ack
+  /// sets, application acks and the per-member tables (capacities, not allocator overhead).
+  [[nodiscard]] std::size_t state_bytes() const noexcept;
 
  private:
   // One unsettled reliable message.
@@ -105,7 +112,7 @@ class [[gnu::visibility("hidden")]] ArqSender {
     std::uint64_t token = 0;
     std::uint64_t token_first = 0;  // a batch: its first message's token (else = token)
     MemberSet app_acked;          // members the application acknowledged it for (on_app_ack())
-    std::uint32_t set = 0;        // its ack set (sets_)
+    std::uint32_t view = 0;       // count mode: view_ when it was sent (see required())
     std::uint32_t acks = 0;       // count mode: members that acked it
     std::uint64_t first_sent_ns = 0;
     std::uint64_t last_sent_ns = 0;
@@ -120,30 +127,30 @@ class [[gnu::visibility("hidden")]] ArqSender {
     bool out = false;               // known to have left the stages below (see mark_out())
   };
 
-  // The members a message must hear from, shared by every message sent under one view.
-  struct AckSet {
-    MemberSet members;          // all/named: who must ack; count: candidates
-    MinTree edge;               // all/named: each member's base position (MemberAcks)
-    std::uint64_t from = 0;     // the rseqs sent with it: [from, to)
-    std::uint64_t to = 0;
-    std::uint64_t swept = 0;    // every rseq of it up to here is met (or settled)
-    std::uint32_t count = 0;    // members.count()
-    bool unresolved = false;    // named mode: some ack_from name had no slot yet
-    bool live = false;
-  };
-  static constexpr std::uint32_t kNoSet = ~std::uint32_t{0};
+  static constexpr std::uint64_t kNever = ~std::uint64_t{0};
 
   Entry& entry(std::uint64_t rseq) noexcept { return entries_[static_cast<std::size_t>(rseq % cfg_.window)]; }
   const Entry& entry(std::uint64_t rseq) const noexcept {
     return entries_[static_cast<std::size_t>(rseq % cfg_.window)];
   }
-  [[nodiscard]] const AckSet& set_of(const Entry& e) const noexcept { return sets_[e.set]; }
+  /// Whether member slot `s` is in the ack set of `e` (all/named: must ack it; count: a
+  /// candidate).
+  [[nodiscard]] bool required(const Entry& e, std::size_t s) const noexcept {
+    if (s >= slots_fit_) return false;
+    if (cfg_.mode == AckMode::count) return until_view_[s] >= e.view;
+    return (join_[s] <= e.rseq && e.rseq < leave_[s]) || (owed_from_[s] <= e.rseq && e.rseq < owed_to_[s]);
+  }
+  /// The ack set of `e` into `out` (empty, sized to the view).
+  void required_into(const Entry& e, MemberSet& out) const noexcept;
   /// Whether member slot `s` acknowledged `e`.
   [[nodiscard]] bool acked(const Entry& e, std::size_t s) const noexcept {
     return (s < pos_.size() && pos_[s].has(e.rseq)) || (e.has_app && e.app_acked.contains(static_cast<int>(s)));
   }
-  void open_set(const Group& g);
-  void build_edge(AckSet& a);
+  void open_set(const Group& g, std::uint64_t join_at);
+  [[nodiscard]] std::uint64_t leaf(std::size_t s) const noexcept;
+  void check_left(std::size_t s) noexcept;
+  void unlinger(std::size_t s) noexcept;
+  void release_lingering() noexcept;
   void settle_acked(std::size_t s, const MemberAcks& before, StageIo& io) noexcept;
   void collect_acked(const Entry& e, bool all_required, MemberSet& out) const noexcept;
   void pump_queue(StageIo& io) noexcept;
@@ -197,10 +204,37 @@ class [[gnu::visibility("hidden")]] ArqSender {
 
   // --- window ---
   std::vector<Entry> entries_;
-  std::vector<AckSet> sets_;          // grown on a view change (cold)
-  std::vector<std::uint32_t> order_;  // live sets, oldest first
-  std::uint32_t cur_ = kNoSet;        // the set new messages are sent with
   std::vector<MemberAcks> pos_;       // per member (slot): what its acks reported
+
+  // --- ack sets: who must ack which message (sized to the view in fit_view(), cold) ---
+  // The ack set of messages sent from now on, its size, and the first rseq since it last
+  // changed (every message from there has exactly this set).
+  MemberSet members_;
+  std::uint32_t members_count_ = 0;
+  std::uint64_t members_from_ = 1;
+  bool opened_ = false;     // open_set() ran once
+  bool unresolved_ = false;  // named mode: some ack_from name has no slot yet (nothing is met)
+  MemberSet ever_;           // every slot that was ever in an ack set
+  // All/named: slot s must ack rseqs [join_[s], leave_[s]) (kNever: never joined / not
+  // left). A slot that left while some unsettled message of its interval still waits for
+  // it "lingers" (lingering_; see check_left()); if it comes back meanwhile, that interval
+  // is still owed: [owed_from_[s], owed_to_[s]).
+  std::vector<std::uint64_t> join_;
+  std::vector<std::uint64_t> leave_;
+  std::vector<std::uint64_t> owed_from_;
+  std::vector<std::uint64_t> owed_to_;
+  std::vector<std::uint8_t> lingers_;
+  std::vector<int> lingering_;
+  std::vector<int> left_now_;  // slots that left the ack set in this view change
+  // Per slot the lowest rseq it may still be missing that it must ack, less one (leaf()):
+  // every rseq up to the minimum is acked by every member that must ack it.
+  MinTree edge_;
+  std::uint64_t swept_ = 0;  // every rseq up to here is met (or settled)
+  // Count mode: view_ counts the view changes; until_view_[s] is the last view at which s
+  // was a receiver (kForeverView while it is one; 0: never).
+  static constexpr std::uint32_t kForeverView = ~std::uint32_t{0};
+  std::uint32_t view_ = 0;
+  std::vector<std::uint32_t> until_view_;
   std::size_t app_entries_ = 0;       // unsettled entries with application acks
   std::uint64_t next_rseq_ = 1;
   std::uint64_t trail_ = 1;  // lowest unsettled rseq (== next_rseq_ when none)
