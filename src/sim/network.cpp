@@ -127,6 +127,7 @@ struct Network::Member {
   std::uint32_t epoch = 0;
   bool up = false;
   std::uint64_t armed_ns = 0;  // the deadline the queued timer event stands for; 0 = none
+  std::uint64_t paused_until_ns = 0;  // pause(): its timer and input wait until then
 
   std::vector<Delivery> deliveries;
   std::vector<RecordedEvent> events;
@@ -341,6 +342,14 @@ void Network::cut(std::size_t a, std::size_t b, std::uint64_t from_ns, std::uint
   partitions_.push_back(std::move(p));
 }
 
+void Network::pause(std::size_t i, std::uint64_t from_ns, std::uint64_t for_ns) {
+  (void)member(i);
+  schedule(from_ns, [this, i, from_ns, for_ns] {
+    Member& m = *members_[i];
+    m.paused_until_ns = std::max(m.paused_until_ns, from_ns + for_ns);
+  });
+}
+
 void Network::heal_all() {
   for (Partition& p : partitions_) {
     if (p.until_ns > now_ns_) p.until_ns = now_ns_;
@@ -410,6 +419,14 @@ bool Network::run_until_idle(std::uint64_t max_t_ns) {
 
 void Network::process(QueuedEvent& ev) {
   if (ev.time_ns > now_ns_) now_ns_ = ev.time_ns;
+  if (ev.kind != EventKind::call && ev.member < members_.size() && members_[ev.member]->paused_until_ns > now_ns_) {
+    // A paused member does nothing: its timer fires when it resumes, before it reads what
+    // arrived meanwhile (an event loop runs due timers first), and its application's sends
+    // wait as well.
+    ev.time_ns = members_[ev.member]->paused_until_ns + (ev.kind == EventKind::timer ? 0 : 1);
+    push(std::move(ev));
+    return;
+  }
   ++events_processed_;
   switch (ev.kind) {
     case EventKind::arrival:

@@ -202,6 +202,10 @@ class Network {
   void partition(std::vector<std::vector<std::size_t>> groups, std::uint64_t from_ns, std::uint64_t until_ns = kForever);
   /// Cut a -> b (and b -> a unless `one_way`) during [from_ns, until_ns).
   void cut(std::size_t a, std::size_t b, std::uint64_t from_ns, std::uint64_t until_ns = kForever, bool one_way = false);
+  /// Member `i` is not running during [from_ns, from_ns + for_ns) (a descheduled process):
+  /// its timer, the datagrams that reach it and its application's sends wait until then; at
+  /// the end its timer fires first, then it reads what arrived, in arrival order.
+  void pause(std::size_t i, std::uint64_t from_ns, std::uint64_t for_ns);
   /// End every partition and cut now.
   void heal_all();
   /// Whether a datagram leaving `from` toward `to` at `t_ns` is blocked by a partition.

@@ -57,7 +57,11 @@
 //   deadline (the stage's one timer covers both the next heartbeat and the earliest
 //   failure deadline). A member named in the manifest but never heard is marked failed
 //   timeout_us after start, so "ack from all" does not wait for it forever. A failed
-//   member heard again (a partition healed) rejoins with member_joined.
+//   member heard again (a partition healed) rejoins with member_joined. A tick that comes
+//   more than interval_us after the deadline armed means this member itself was not
+//   running (descheduled, or its loop blocked): the others' heartbeats may wait unread, and
+//   an event loop may run the tick before it reads them. Then no member is failed until
+//   timeout_us after that tick, so a pause of ours never fails the whole view at once.
 //
 //   Large groups: every heartbeat reaches every member, so with a fixed interval the
 //   heartbeats arriving at each member would grow with the group (a million arrivals per
@@ -175,6 +179,11 @@ class HeartbeatStage final : public Stage {
     if (stopped_) return;
     const std::uint64_t now = io.now_ns();
     Group& g = io.group();
+    // A tick a whole interval past the deadline we armed means this member was not running
+    // (its process descheduled or its loop blocked): what the others sent meanwhile may
+    // still wait unread, and the loop may tick before it reads. Nobody is failed for a
+    // silence we could not hear: each gets a full timeout from now.
+    if (armed_ns_ != 0 && now > armed_ns_ + interval_ns_ * scale_) grace_until_ns_ = now + timeout_ns_ * scale_;
     for (std::size_t s = 1; s < g.slots(); ++s) {
       const int slot = static_cast<int>(s);
       const MemberInfo& m = g.member(slot);
@@ -191,8 +200,8 @@ class HeartbeatStage final : public Stage {
  private:
   // The instant `m` is declared failed unless heard before (0: not watched).
   std::uint64_t failure_deadline(const MemberInfo& m) const noexcept {
-    if (m.state == MemberState::alive) return m.last_heard_ns + timeout_ns_ * scale_;
-    if (m.state == MemberState::expected) return start_ns_ + timeout_ns_ * scale_;
+    if (m.state == MemberState::alive) return std::max(m.last_heard_ns + timeout_ns_ * scale_, grace_until_ns_);
+    if (m.state == MemberState::expected) return std::max(start_ns_ + timeout_ns_ * scale_, grace_until_ns_);
     return 0;
   }
 
@@ -205,6 +214,7 @@ class HeartbeatStage final : public Stage {
       const std::uint64_t due = failure_deadline(g.member(static_cast<int>(s)));
       if (due != 0 && due < d) d = due;
     }
+    armed_ns_ = d;
     io.arm_timer(d);
   }
 
@@ -512,6 +522,8 @@ class HeartbeatStage final : public Stage {
   std::uint64_t last_refused_ns_ = 0;     ///< when member_refused was last reported
   std::uint64_t start_ns_ = 0;
   std::uint64_t next_heartbeat_ns_ = 0;
+  std::uint64_t armed_ns_ = 0;        ///< the deadline our timer was last armed for
+  std::uint64_t grace_until_ns_ = 0;  ///< no failure before this (after a pause of ours)
   std::uint64_t last_sent_ns_ = 0;
   bool sent_any_ = false;
   std::array<char, hb::kMaxNameBytes> name_{};
