@@ -260,18 +260,14 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
     // sender missed our acks for a whole RTO; with one ack per round a lossy reverse
     // path could spend the sender's whole retry budget on a message we hold (each
     // round then needs two packets to survive instead of one and a half, on average).
-    // Duplicates that come in a run (a burst of retransmissions, or repairs another
-    // member asked for) are answered by those two acks, not one each: until the delayed
-    // one has gone, a further duplicate adds nothing the ack will not say.
     io.count(ctr::duplicates);
     // With sparse acks a duplicate is mostly a repair another member asked for: acking
     // it would bring the whole group's acks per repair; a sender that lost our ack asks
     // for one instead (on_ack_request()).
-    if (self_receives_ && !cfg_.app_acks && stride(io.group()) == 1 && !s->dup_ack_due) {
+    if (self_receives_ && !cfg_.app_acks && stride(io.group()) == 1) {
       send_ack(*s, io);
       if (cfg_.ack_delay_ns != 0) {
         s->ack_due_ns = now + cfg_.ack_delay_ns;
-        s->dup_ack_due = true;
         note_deadline(s->ack_due_ns);
       }
     }
@@ -293,10 +289,7 @@ void ArqReceiver::on_reliable(Packet* p, StageIo& io) noexcept {
   if (r < s->nack_floor) s->nack_floor = r;  // an older repair: no need to ask for it
   advance_contiguous(*s);
   io.count(ctr::delivered);
-  // It filled the gap at the cumulative point (a repair, or a late packet): the sender's
-  // window waits on exactly this, so it is acknowledged at once, as TCP acks a segment
-  // that fills a hole.
-  schedule_ack(*s, now, /*fresh=*/true, io, /*at_once=*/r <= prev_high && s->cum >= r);
+  schedule_ack(*s, now, /*fresh=*/true, io);
   if (self_receives_ && has_gap(*s)) {
     const std::uint64_t spread = nack_spread_ns(io.group());
     if (s->nack_due_ns == 0 && s->nack_round < nack_rounds()) {
@@ -413,7 +406,7 @@ std::uint64_t ArqReceiver::next_boundary(std::uint64_t highest) const noexcept {
   return r + (k - (r + off) % k) % k;
 }
 
-void ArqReceiver::schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io, bool at_once) noexcept {
+void ArqReceiver::schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io) noexcept {
   if (!self_receives_ || cfg_.app_acks) return;  // a send-only member never acks; nor do replies' receivers
   if (fresh) ++s.unacked;
   if (stride(io.group()) > 1) {
@@ -429,7 +422,7 @@ void ArqReceiver::schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageI
     note_deadline(s.ack_due_ns);
     return;
   }
-  if (at_once || s.unacked >= cfg_.ack_every || cfg_.ack_delay_ns == 0) {
+  if (s.unacked >= cfg_.ack_every || cfg_.ack_delay_ns == 0) {
     send_ack(s, io);
     return;
   }
@@ -498,7 +491,6 @@ AckBody ArqReceiver::position(const RxState& s) const noexcept {
 
 void ArqReceiver::send_ack(RxState& s, StageIo& io, bool to_group) noexcept {
   s.ack_due_ns = 0;
-  s.dup_ack_due = false;
   s.unacked = 0;
   if (stride_ > 1) s.next_ack_at = next_boundary(s.highest);
   const AckBody ack = position(s);

@@ -93,7 +93,6 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
     std::uint64_t nack_due_ns = 0;
     std::uint64_t last_used_ns = 0;
     std::uint32_t unacked = 0;     // new packets since the last ack
-    bool dup_ack_due = false;      // the delayed re-ack of a duplicate is pending (ack_due_ns)
     std::uint64_t next_ack_at = 0;  // sparse acks: ack once highest reaches this
     // Where its reliable packets come from: feedback goes there while the view has no
     // address for it (its heartbeats were lost, or are rare in a large group).
@@ -148,7 +147,7 @@ class [[gnu::visibility("hidden")]] ArqReceiver {
   std::uint64_t forget_edge(std::uint32_t sender, std::uint32_t epoch) noexcept;
   std::uint64_t nack_spread_ns(const Group& g) const noexcept;
   std::uint32_t nack_rounds() const noexcept;
-  void schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io, bool at_once = false) noexcept;
+  void schedule_ack(RxState& s, std::uint64_t now, bool fresh, StageIo& io) noexcept;
   std::uint32_t stride(const Group& g) noexcept;
   [[nodiscard]] std::uint64_t next_boundary(std::uint64_t highest) const noexcept;
   Packet* control_packet(wire::Kind kind, std::uint8_t body_len, std::uint8_t*& body, StageIo& io) noexcept;

@@ -492,20 +492,6 @@ void ArqSender::probe_tail(StageIo& io) noexcept {
   }
 }
 
-// The second probe of a timeout on silence alone (see scan()): the newest unsettled
-// message, unless it went out within the last RTO (then it is news enough: a member that
-// lacks something below it NACKs when it arrives).
-void ArqSender::probe_newest(std::uint64_t now, StageIo& io) noexcept {
-  for (std::uint64_t r = next_rseq_; r > trail_;) {
-    Entry& e = entry(--r);
-    if (e.rseq != r) continue;
-    if (now < e.last_sent_ns + rto_ns_) return;
-    io.count(ctr::timeouts);
-    retransmit(e, io);
-    return;
-  }
-}
-
 bool ArqSender::retransmit(Entry& e, StageIo& io) noexcept {
   // Refresh the trailing edge the copy advertises, then send a clone of it.
   if (std::uint8_t* body = rel_body_mut(*e.copy); body != nullptr) detail::encode_rel(body, RelBody{e.rseq, trail_});
@@ -603,26 +589,7 @@ void ArqSender::scan(StageIo& io) noexcept {
   // RTO). Each message's own timer backs off exponentially. (Backing off the shared RTO
   // as well, as TCP does, starved repairs under heavy loss in the simulator: with Karn's
   // rule the RTT samples that would undo it become rare.)
-  // A timeout whose only sign is silence (a member acked nothing new for an RTO, nothing
-  // shows a loss yet) sends probes, not a burst: the oldest such message and the newest
-  // unsettled one, once per RTO (as TCP's RTO sends one segment and F-RTO waits for the
-  // acks that follow; while messages keep going out, a scan comes with each one's timer).
-  // Besides, each quiet member's oldest unsettled message that it lacks (its cumulative
-  // point + 1, the one its acks wait on) goes when its own timer runs out: a member that
-  // lost the last datagrams a congestion window let out has nothing later to show the gap
-  // with, and while another member (cut off, or failing) is silent on everything, the
-  // oldest message of the group is that one's, never this member's. Each such message
-  // backs off on its own timer, so a scan sends at most one per quiet member.
-  // A member that was only descheduled acks both as duplicates and its acks run again,
-  // where a burst of kMaxRtoBurst copies per RTO landed on it as duplicates while it was
-  // behind already (and on every other member too). A member that lost the end of a
-  // stream sees the gap below the newest and NACKs all of it at once. Silence for rto_max
-  // is evidence of a loss (lost_evidence()), and the burst applies again.
   std::uint32_t burst = 0;
-  // Whether this RTO's probe went out already, and whether a message that timed out on
-  // silence alone was left for later.
-  bool silent_probe = silence_probe_ns_ != 0 && now < silence_probe_ns_ + rto_ns_;
-  bool silent_left = false;
   bool expired = false;
   const bool sparse = stride_ > 1;
   if (sparse) find_quiet(io);
@@ -635,33 +602,19 @@ void ArqSender::scan(StageIo& io) noexcept {
       expired = true;
       continue;
     }
-    if (e.deadline_ns > now) {
-      next = earliest(next, earliest(e.deadline_ns, e.expires_ns));
-      continue;
-    }
-    // `counts`: a loss shows (it spends a retry); `due`: it goes again.
-    // `head`: it is the oldest unsettled message some quiet member lacks.
-    bool counts = false;
-    bool due = false;
-    bool head = false;
-    if (sparse) {
-      due = quiet_lacks(e, now, counts, head);
-    } else {
-      counts = lost_evidence(e, now);
-      due = members_quiet(e, now, head) || counts;
-    }
-    const bool silence_only = due && !counts;
-    if (!due || burst >= kMaxRtoBurst || (silence_only && silent_probe && !head)) {
+    bool sparse_evidence = false;
+    if (e.deadline_ns <= now &&
+        (burst >= kMaxRtoBurst || (sparse ? !quiet_lacks(e, now, sparse_evidence)
+                                          : !(lost_evidence(e, now) || members_quiet(e, now))))) {
       // The ack clock is running (the members it waits for are acking, nothing later
       // than it arrived without it): it is most likely still on its way, or waiting
       // below for credit; a gap would show in their acks or NACKs. Look again later.
-      // (Or this scan sent its burst, or its probe for silence alone.)
-      silent_left = silent_left || silence_only;
       e.deadline_ns = now + rto_ns_;
-    } else {
+    } else if (e.deadline_ns <= now) {
       // The retry budget is spent only on timeouts that show a loss: a message that waits
       // in a flow-control or congestion queue below this stage (its timer started when it
       // left here) is not lost, and failing it would report a delivered message as failed.
+      const bool counts = sparse ? sparse_evidence : lost_evidence(e, now);
       if (counts && e.retries >= cfg_.max_retries) {
         settle(e, EventType::delivery_failed, io);
         continue;
@@ -669,10 +622,6 @@ void ArqSender::scan(StageIo& io) noexcept {
       io.count(ctr::timeouts);
       if (retransmit(e, io)) {
         ++burst;
-        if (silence_only) {
-          silent_probe = true;
-          silence_probe_ns_ = now;
-        }
         if (counts) ++e.retries;
         if (e.timeouts < 0xFFFF) ++e.timeouts;
         const unsigned shift = std::min<unsigned>(e.timeouts, 40);
@@ -684,7 +633,6 @@ void ArqSender::scan(StageIo& io) noexcept {
     }
     next = earliest(next, earliest(e.deadline_ns, e.expires_ns));
   }
-  if (silent_left && silence_probe_ns_ == now) probe_newest(now, io);
   deadline_ns_ = next;
   if (expired) announce_edge(io);
 }
@@ -794,10 +742,9 @@ void ArqSender::find_quiet(StageIo& io) noexcept {
 
 // Whether some member whose ack is overdue has not acked `e` (and whether one of those is
 // evidence of a loss, which spends a retry).
-bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence, bool& head) const noexcept {
+bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept {
   bool lacks = false;
   evidence = false;
-  head = false;
   for (const Quiet& q : quiet_) {
     if (!required(e, static_cast<std::size_t>(q.slot)) || acked(e, static_cast<std::size_t>(q.slot))) continue;
     // Beyond what the member's acks can show (the SACK bitmap covers the 64 after its
@@ -807,7 +754,6 @@ bool ArqSender::quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence, b
     const auto s = static_cast<std::size_t>(q.slot);
     if (e.rseq > std::max(slot_cum_[s], trail_ - 1) + 1 + kSackSpan && now < slot_heard_ns_[s] + cfg_.rto_max_ns) continue;
     lacks = true;
-    head = head || is_head(s, e.rseq);
     if (q.evidence || slot_high_[static_cast<std::size_t>(q.slot)] > e.rseq) {
       evidence = true;
       return true;
@@ -854,9 +800,7 @@ void ArqSender::mark_out(std::uint64_t upto, std::uint64_t now) noexcept {
 // (Only while a repair of that older message is on its way: when it was settled
 // without the member, or its own retransmission waits out a backoff, the old rule
 // stands, and the later messages go again as before.)
-bool ArqSender::members_quiet(const Entry& e, std::uint64_t now, bool& head) const noexcept {
-  head = false;
-  bool quiet = false;
+bool ArqSender::members_quiet(const Entry& e, std::uint64_t now) const noexcept {
   for (int slot = ever_.first(); slot >= 0; slot = ever_.next(slot)) {
     const auto s = static_cast<std::size_t>(slot);
     if (!required(e, s) || acked(e, s)) continue;
@@ -868,15 +812,9 @@ bool ArqSender::members_quiet(const Entry& e, std::uint64_t now, bool& head) con
     // datagrams/s, every repair left more than 64 datagrams in that blind spot, and their
     // timeouts re-sent thousands of datagrams the lossy member already had.)
     if (e.rseq > slot_cum_[s] + 1 + kSackSpan && now < slot_heard_ns_[s] + rto_ns_) continue;
-    if (now >= std::max(slot_ack_ns_[s], e.last_sent_ns) + rto_ns_) {
-      quiet = true;
-      if (is_head(s, e.rseq)) {
-        head = true;
-        return true;
-      }
-    }
+    if (now >= std::max(slot_ack_ns_[s], e.last_sent_ns) + rto_ns_) return true;
   }
-  return quiet;
+  return false;
 }
 
 // Whether member slot `s` is acking (heard within an RTO) but lacks an older message

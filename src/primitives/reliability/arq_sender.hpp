@@ -18,7 +18,6 @@
 // some view since the message was sent: a view number per message and one per member.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -172,21 +171,16 @@ class [[gnu::visibility("hidden")]] ArqSender {
   void scan(StageIo& io) noexcept;
   bool lost_evidence(const Entry& e, std::uint64_t now) const noexcept;
   void mark_out(std::uint64_t upto, std::uint64_t now) noexcept;
-  bool members_quiet(const Entry& e, std::uint64_t now, bool& head) const noexcept;
+  bool members_quiet(const Entry& e, std::uint64_t now) const noexcept;
   bool blocked_below(std::size_t s, std::uint64_t rseq, std::uint64_t now) const noexcept;
   void rtt_sample(std::uint64_t sample_ns, StageIo& io) noexcept;
   // Sparse acks (stride_ > 1, see ack_stride()): which members' acks are overdue.
   [[nodiscard]] std::uint64_t ack_due_ns(std::size_t s) const noexcept;
   void find_quiet(StageIo& io) noexcept;
   void ask_ack(int slot, const Group& g, StageIo& io) noexcept;
-  [[nodiscard]] bool quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence, bool& head) const noexcept;
-  /// Whether `rseq` is the oldest unsettled message member slot `s` has not acknowledged.
-  [[nodiscard]] bool is_head(std::size_t s, std::uint64_t rseq) const noexcept {
-    return std::max(slot_cum_[s] + 1, trail_) == rseq;
-  }
+  [[nodiscard]] bool quiet_lacks(const Entry& e, std::uint64_t now, bool& evidence) const noexcept;
   void arm_probe(std::uint64_t now) noexcept;
   void probe_tail(StageIo& io) noexcept;
-  void probe_newest(std::uint64_t now, StageIo& io) noexcept;
   Event& outcome_event(EventType type, std::uint64_t rseq, std::uint64_t token) noexcept;
   void notify_failed(std::uint64_t token, const MemberSet& members, StageIo& io) noexcept;
 
@@ -274,9 +268,6 @@ class [[gnu::visibility("hidden")]] ArqSender {
   std::uint64_t edge_again_ns_ = 0;
   std::uint32_t edge_repeats_ = 0;
   static constexpr std::uint32_t kEdgeRepeats = 3;
-
-  // When a timeout on silence alone last sent its probes (see scan()).
-  std::uint64_t silence_probe_ns_ = 0;
 
   // --- tail loss probe (see probe_tail()) ---
   std::uint64_t probe_ns_ = 0;  // when the probe is due; 0 = none armed
