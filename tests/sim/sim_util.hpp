@@ -21,8 +21,22 @@
 #include <vector>
 
 #include "sim/network.hpp"
+#include "tmc/manifest.hpp"
 
 namespace simtest {
+
+/// The plan member `name` compiles from a manifest given as YAML text (default capabilities,
+/// built-in stages); a parse or compile error fails the test with its message.
+inline tmc::Plan compile_plan(const std::string& yaml, const std::string& name) {
+  tmc::Manifest m;
+  tmc::Diagnostics d;
+  REQUIRE_MESSAGE(tmc::parse_manifest(yaml, "sim.yaml", m, d), d.to_string());
+  m.name = name;
+  tmc::Plan p;
+  const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), tmc::Registry::builtin(), p);
+  REQUIRE_MESSAGE(s.is_ok(), s.message());
+  return p;
+}
 
 using tmc::sim::Network;
 

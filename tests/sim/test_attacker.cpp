@@ -38,14 +38,7 @@ constexpr std::uint32_t kCount = 30;
 constexpr std::size_t kFloodIds = 300;
 
 tmc::Plan compiled(const std::string& yaml, const std::string& name) {
-  tmc::Manifest m;
-  tmc::Diagnostics d;
-  REQUIRE_MESSAGE(tmc::parse_manifest(yaml, "sim.yaml", m, d), d.to_string());
-  m.name = name;
-  tmc::Plan p;
-  const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), tmc::Registry::builtin(), p);
-  REQUIRE_MESSAGE(s.is_ok(), s.message());
-  return p;
+  return simtest::compile_plan(yaml, name);
 }
 
 /// Message k of member m: [k: u32][m: u8][filler], 16..4016 bytes, so many are fragmented.

@@ -29,13 +29,7 @@ tmc::Plan compiled(std::size_t n, std::size_t self, bool unicast) {
   std::string yaml = "id: sim-feedback\nreliability: true\nmembers: [";
   for (std::size_t i = 0; i < n; ++i) yaml += (i ? ", m" : "m") + std::to_string(i);
   yaml += "]\n";
-  tmc::Manifest m;
-  tmc::Diagnostics d;
-  REQUIRE_MESSAGE(tmc::parse_manifest(yaml, "sim.yaml", m, d), d.to_string());
-  m.name = "m" + std::to_string(self);
-  tmc::Plan p;
-  const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), tmc::Registry::builtin(), p);
-  REQUIRE_MESSAGE(s.is_ok(), s.message());
+  tmc::Plan p = simtest::compile_plan(yaml, "m" + std::to_string(self));
   bool found = false;
   for (auto& st : p.stages) {
     if (st.kind != "reliability.arq") continue;

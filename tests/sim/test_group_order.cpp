@@ -641,6 +641,22 @@ TEST_CASE("sim: ordering.group network sequencer with reliability and each sende
   if (simtest::many_seeds(kFirstLossSeeds)) CHECK(dropped > 0);
 }
 
+// A reliable network-sequencer run of 3-5 members, 1 % loss, with `pause(net, n, at)` pausing
+// members mid-burst (`at`: inside the 750 us burst).
+template <typename Pause>
+void run_paused(std::uint64_t seed, Check& c, auto& attach, Pause pause) {
+  LinkParams base = LinkParams::clean();
+  base.jitter_ns = 60'000;
+  base.loss = 0.01;
+  Network net(simtest::config(seed, base));
+  attach(net);
+  const std::size_t n = 3 + seed % 3;
+  OumOptions opt;
+  opt.heartbeat_us = "100000";
+  opt.setup = [&](Network& nw, std::size_t) { pause(nw, n, 100'000 + (seed * 7919) % 600'000); };
+  run_reliable_oum(seed, c, net, n, n, /*own_copy_loss=*/true, SequencerFate::lives, opt);
+}
+
 // A stalled machine (load far above its cores): every member's process is descheduled at
 // once for longer than the failure timeout (1 s here), mid-burst, and each wakes a few ms
 // apart. Its event loop runs the due tick before it reads the heartbeats that wait in its
@@ -649,21 +665,11 @@ TEST_CASE("sim: ordering.group network sequencer with reliability and each sende
 // member delivers every message exactly once, in one order.
 TEST_CASE("sim: ordering.group network sequencer with reliability and every member paused at once: identical complete sequences") {
   simtest::for_each_seed(100, [&](std::uint64_t seed, Check& c, auto& attach) {
-    LinkParams base = LinkParams::clean();
-    base.jitter_ns = 60'000;
-    base.loss = 0.01;
-    Network net(simtest::config(seed, base));
-    attach(net);
-    const std::size_t n = 3 + seed % 3;
-    OumOptions opt;
-    opt.heartbeat_us = "100000";
-    opt.setup = [&](Network& nw, std::size_t) {
-      const std::uint64_t at = 100'000 + (seed * 7919) % 600'000;  // the burst lasts 750 us
+    run_paused(seed, c, attach, [&](Network& nw, std::size_t n, std::uint64_t at) {
       for (std::size_t m = 0; m < n; ++m) {
         nw.pause(m, at, 1'200'000'000 + ((seed >> 2) * 31 + m * 977) % 300 * 1'000'000 / 10);
       }
-    };
-    run_reliable_oum(seed, c, net, n, n, /*own_copy_loss=*/true, SequencerFate::lives, opt);
+    });
   });
 }
 
@@ -673,19 +679,9 @@ TEST_CASE("sim: ordering.group network sequencer with reliability and every memb
 // 1 s mid-run: h1's log goes on with its own messages where the others' go on with theirs.
 TEST_CASE("sim: ordering.group network sequencer with reliability and one member paused past the failure timeout: identical complete sequences" * doctest::may_fail()) {
   simtest::for_each_seed(100, [&](std::uint64_t seed, Check& c, auto& attach) {
-    LinkParams base = LinkParams::clean();
-    base.jitter_ns = 60'000;
-    base.loss = 0.01;
-    Network net(simtest::config(seed, base));
-    attach(net);
-    const std::size_t n = 3 + seed % 3;
-    OumOptions opt;
-    opt.heartbeat_us = "100000";
-    opt.setup = [&](Network& nw, std::size_t) {
-      const std::uint64_t at = 100'000 + (seed * 7919) % 600'000;  // the burst lasts 750 us
+    run_paused(seed, c, attach, [&](Network& nw, std::size_t n, std::uint64_t at) {
       nw.pause(seed % n, at, 1'200'000'000 + (seed * 131) % 300 * 1'000'000);
-    };
-    run_reliable_oum(seed, c, net, n, n, /*own_copy_loss=*/true, SequencerFate::lives, opt);
+    });
   });
 }
 

@@ -32,14 +32,7 @@ constexpr std::uint32_t kCount = 40;
 constexpr std::uint32_t kFloodIds = 150;  // > the 64 receive slots of reliability.arq
 
 tmc::Plan compiled(const std::string& yaml, std::size_t self) {
-  tmc::Manifest m;
-  tmc::Diagnostics d;
-  REQUIRE_MESSAGE(tmc::parse_manifest(yaml, "sim.yaml", m, d), d.to_string());
-  m.name = "m" + std::to_string(self);
-  tmc::Plan p;
-  const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), tmc::Registry::builtin(), p);
-  REQUIRE_MESSAGE(s.is_ok(), s.message());
-  return p;
+  return simtest::compile_plan(yaml, "m" + std::to_string(self));
 }
 
 // Where the reliable extension's body sits in a datagram (0: none). Datagrams here are

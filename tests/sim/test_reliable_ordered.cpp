@@ -22,14 +22,7 @@ constexpr std::uint64_t kSeeds = 1000;
 constexpr std::uint64_t kMs = 1'000'000;
 
 tmc::Plan compiled(const std::string& yaml, std::size_t self) {
-  tmc::Manifest m;
-  tmc::Diagnostics d;
-  REQUIRE_MESSAGE(tmc::parse_manifest(yaml, "sim.yaml", m, d), d.to_string());
-  m.name = "m" + std::to_string(self);
-  tmc::Plan p;
-  const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), tmc::Registry::builtin(), p);
-  REQUIRE_MESSAGE(s.is_ok(), s.message());
-  return p;
+  return simtest::compile_plan(yaml, "m" + std::to_string(self));
 }
 
 bool has_param(const tmc::Plan& p, std::string_view kind, std::string_view key, std::string_view value) {

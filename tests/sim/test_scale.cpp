@@ -53,14 +53,7 @@ tmc::Plan compiled(Mode mode, std::size_t n, std::size_t self) {
   yaml += "heartbeat us: 1000000\nfailure timeout us: 20000000\nmembers: [";
   for (std::size_t i = 0; i < n; ++i) yaml += (i ? ", m" : "m") + std::to_string(i);
   yaml += "]\n";
-  tmc::Manifest m;
-  tmc::Diagnostics d;
-  REQUIRE_MESSAGE(tmc::parse_manifest(yaml, "sim.yaml", m, d), d.to_string());
-  m.name = "m" + std::to_string(self);
-  tmc::Plan p;
-  const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), tmc::Registry::builtin(), p);
-  REQUIRE_MESSAGE(s.is_ok(), s.message());
-  return p;
+  return simtest::compile_plan(yaml, "m" + std::to_string(self));
 }
 
 [[nodiscard]] tmc::wire::Kind kind_of(std::span<const std::uint8_t> bytes) {

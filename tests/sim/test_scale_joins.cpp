@@ -47,14 +47,7 @@ constexpr double kBytesPerMember = 256;
 tmc::Plan plan(std::size_t self) {
   // No member list: every member is discovered when heard (a join).
   const std::string yaml = "id: sim-joins\nreliability: true\nheartbeat us: 1000000\nfailure timeout us: 20000000\n";
-  tmc::Manifest m;
-  tmc::Diagnostics d;
-  REQUIRE_MESSAGE(tmc::parse_manifest(yaml, "sim.yaml", m, d), d.to_string());
-  m.name = "m" + std::to_string(self);
-  tmc::Plan p;
-  const tmc::Status s = tmc::compile(m, tmc::Capabilities::defaults(), tmc::Registry::builtin(), p);
-  REQUIRE_MESSAGE(s.is_ok(), s.message());
-  return p;
+  return simtest::compile_plan(yaml, "m" + std::to_string(self));
 }
 
 struct JoinCost {
