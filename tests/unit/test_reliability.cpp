@@ -1191,6 +1191,29 @@ TEST_CASE("reliability.arq: forget and_earlier settles every older message and n
   CHECK(t.a.pl().held_packets() == 1);
 }
 
+TEST_CASE("reliability.arq: a coalesced batch is forgotten only with all of its messages") {
+  Trio t;
+  // One datagram standing for messages 3..5 (pacing.coalesce's batch: token_first..token).
+  Packet* p = t.a.pool.alloc();
+  REQUIRE(p != nullptr);
+  p->reset_for_send(3);
+  std::memcpy(p->payload(), "bat", 3);
+  p->token = 5;
+  p->token_first = 3;
+  t.a.pl().send(p, 0);
+  lose_tx(t.a);
+  // Forgetting one of its messages, even the last, keeps the batch: the others still count.
+  for (const std::uint64_t one : {std::uint64_t{3}, std::uint64_t{5}}) t.a.pl().forget(one, ForgetScope::message, 100 * kUs);
+  CHECK(events(t.a, EventType::delivery_forgotten) == 0);
+  CHECK(t.a.pl().held_packets() == 1);
+  // Up to a message before its last, still kept; up to its last, released.
+  t.a.pl().forget(4, ForgetScope::and_earlier, 110 * kUs);
+  CHECK(t.a.pl().held_packets() == 1);
+  t.a.pl().forget(5, ForgetScope::and_earlier, 120 * kUs);
+  CHECK(events(t.a, EventType::delivery_forgotten) == 1);
+  CHECK(t.a.pl().held_packets() == 0);
+}
+
 TEST_CASE("reliability.arq: a message whose lifetime runs out is reported expired and never repaired again") {
   Trio t({{"rto_initial_us", "2000"}});
   Packet* p = t.a.pool.alloc();

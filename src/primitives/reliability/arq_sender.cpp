@@ -54,14 +54,14 @@ void ArqSender::forget(std::uint64_t token, ForgetScope scope, StageIo& io) noex
   const std::uint64_t edge = trail_;
   for (std::uint64_t r = trail_; r < next_rseq_; ++r) {
     Entry& e = entry(r);
-    if (e.rseq == r && forgets(e.token, token, scope)) settle(e, EventType::delivery_forgotten, io);
+    if (e.rseq == r && forgets(e.token_first, e.token, token, scope)) settle(e, EventType::delivery_forgotten, io);
   }
   // Queued messages have no reliable number yet, but ordering above numbered them: each
   // still takes its number when its turn comes, unsent (transmit_new() sees it expired),
   // so receivers see a hole the trailing edge covers. Its outcome is reported now; token 0
   // says so.
   for (Packet* p = queue_.front(); p != nullptr; p = p->next) {
-    if (p->token == 0 || !forgets(p->token, token, scope)) continue;
+    if (p->token == 0 || !forgets(p->token_first != 0 ? p->token_first : p->token, p->token, token, scope)) continue;
     notify_outcome(EventType::delivery_forgotten, p->token, io);
     p->token = 0;
     p->expires_ns = 1;

@@ -160,8 +160,11 @@ class [[gnu::visibility("hidden")]] ArqSender {
   bool retransmit(Entry& e, StageIo& io) noexcept;
   void settle(Entry& e, EventType outcome, StageIo& io) noexcept;
   void notify_outcome(EventType type, std::uint64_t token, StageIo& io) noexcept;
-  bool forgets(std::uint64_t token, std::uint64_t target, ForgetScope scope) const noexcept {
-    return scope == ForgetScope::message ? token == target : token <= target;
+  // Whether forgetting `target` (with `scope`) releases a datagram carrying the messages
+  // first..last (a coalesced batch; first == last for one message): only when it releases
+  // every one of them, so a batch is never dropped for one of its messages.
+  static bool forgets(std::uint64_t first, std::uint64_t last, std::uint64_t target, ForgetScope scope) noexcept {
+    return scope == ForgetScope::message ? first == target && last == target : last <= target;
   }
   void announce_edge(StageIo& io, bool again = false) noexcept;
   [[nodiscard]] Packet* edge_packet(StageIo& io) noexcept;
